@@ -1,0 +1,304 @@
+//! The S3 client built from a stored AWS key, "save and test", and the retry loop every
+//! request goes through.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+    StalledStreamProtectionConfig,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Failure, S3Error, Target, classify};
+
+/// An AWS access key as stored in the vault. `Debug` shows the access key id only.
+#[derive(Clone)]
+pub struct AwsCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub region: String,
+}
+
+impl fmt::Debug for AwsCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// How the connector talks to S3.
+#[derive(Clone, Debug)]
+pub struct S3Options {
+    /// An S3-compatible endpoint (`http://127.0.0.1:9000`); `None` for AWS.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
+    pub force_path_style: bool,
+    /// Size of each ranged GET.
+    pub part_size: u64,
+    /// Ranged GETs in flight per object.
+    pub concurrency: usize,
+    /// Attempts per request (and per part, counted since the part last made progress).
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    /// Upper bound of one backoff, `Retry-After` included.
+    pub max_backoff: Duration,
+    /// A request without a response head, or a body without a byte, for this long is
+    /// abandoned and retried.
+    pub stall_timeout: Duration,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            endpoint: None,
+            force_path_style: false,
+            part_size: 16 * 1024 * 1024,
+            concurrency: 8,
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(20),
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What a successful "save and test" saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessCheck {
+    /// ListBuckets succeeded.
+    Buckets { count: usize },
+    /// ListObjectsV2 on the bucket succeeded.
+    Bucket { bucket: String, is_empty: bool },
+}
+
+/// Lists and fetches objects with one stored AWS key. Cheap to clone.
+#[derive(Clone)]
+pub struct S3Source {
+    pub(crate) client: aws_sdk_s3::Client,
+    pub(crate) options: S3Options,
+    pub(crate) region: String,
+}
+
+impl fmt::Debug for S3Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Source")
+            .field("region", &self.region)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Source {
+    /// Builds a client signing with exactly these credentials: no environment variables, no
+    /// profile files, no instance metadata.
+    pub fn new(credentials: &AwsCredentials, options: &S3Options) -> Result<Self, S3Error> {
+        if credentials.access_key_id.trim().is_empty() || credentials.secret_access_key.is_empty() {
+            return Err(S3Error::InvalidInput(
+                "the AWS access key id and secret must not be empty".to_owned(),
+            ));
+        }
+        if credentials.region.trim().is_empty() {
+            return Err(S3Error::InvalidInput("the AWS region must not be empty".to_owned()));
+        }
+        if options.part_size == 0 || options.concurrency == 0 || options.max_attempts == 0 {
+            return Err(S3Error::InvalidInput(
+                "part_size, concurrency and max_attempts must be positive".to_owned(),
+            ));
+        }
+        let mut builder = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(credentials.region.clone()))
+            .credentials_provider(Credentials::new(
+                credentials.access_key_id.clone(),
+                credentials.secret_access_key.clone(),
+                None,
+                None,
+                "keyledger",
+            ))
+            // Retries, stall detection and checksum validation are ours, so that a truncated
+            // body resumes where it stopped and every failure is classified in one place.
+            .retry_config(RetryConfig::disabled())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(options.stall_timeout)
+                    // For GetObject this covers the response head only; the body has its own
+                    // per-chunk timeout.
+                    .operation_attempt_timeout(options.stall_timeout)
+                    .build(),
+            )
+            .force_path_style(options.force_path_style);
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.endpoint_url(endpoint.clone());
+        }
+        Ok(S3Source {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            options: options.clone(),
+            region: credentials.region.clone(),
+        })
+    }
+
+    /// "Save and test": ListBuckets when no bucket is given, else ListObjectsV2 with
+    /// `max-keys=1` on the bucket (what ingestion will need).
+    pub async fn check_access(&self, bucket: Option<&str>) -> Result<AccessCheck, S3Error> {
+        match bucket {
+            None => {
+                let target = self.target("ListBuckets", "", None);
+                let output = self
+                    .with_retries(target, None, move || async move {
+                        self.client
+                            .list_buckets()
+                            .send()
+                            .await
+                            .map_err(|error| classify(error, target))
+                    })
+                    .await?;
+                Ok(AccessCheck::Buckets {
+                    count: output.buckets().len(),
+                })
+            }
+            Some(bucket) => {
+                check_bucket_name(bucket)?;
+                let target = self.target("ListObjectsV2", bucket, None);
+                let output = self
+                    .with_retries(target, None, move || async move {
+                        self.client
+                            .list_objects_v2()
+                            .bucket(bucket)
+                            .max_keys(1)
+                            .send()
+                            .await
+                            .map_err(|error| classify(error, target))
+                    })
+                    .await?;
+                Ok(AccessCheck::Bucket {
+                    bucket: bucket.to_owned(),
+                    is_empty: output.contents().is_empty() && output.common_prefixes().is_empty(),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn target<'a>(&'a self, operation: &'static str, bucket: &'a str, key: Option<&'a str>) -> Target<'a> {
+        Target {
+            operation,
+            bucket,
+            key,
+            region: &self.region,
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, runs out of attempts, or `cancel`
+    /// fires.
+    pub(crate) async fn with_retries<T, F, Fut>(
+        &self,
+        target: Target<'_>,
+        cancel: Option<&CancellationToken>,
+        mut attempt: F,
+    ) -> Result<T, S3Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut failures = 0;
+        loop {
+            let failure = match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(failure) => failure,
+            };
+            failures += 1;
+            if !failure.retryable || failures >= self.options.max_attempts {
+                return Err(failure.error);
+            }
+            let delay = backoff(&self.options, failures, failure.retry_after);
+            tracing::warn!(
+                operation = target.operation,
+                bucket = target.bucket,
+                key = target.key,
+                attempt = failures,
+                delay_ms = delay.as_millis() as u64,
+                error = %failure.error,
+                "S3 request failed, retrying"
+            );
+            sleep_unless_cancelled(delay, cancel).await?;
+        }
+    }
+}
+
+/// Exponential backoff with jitter: a random delay in [d/2, d] with d = initial × 2^(n-1),
+/// at least the server's `Retry-After`, at most `max_backoff`.
+pub(crate) fn backoff(options: &S3Options, failures: u32, retry_after: Option<Duration>) -> Duration {
+    let exponent = failures.saturating_sub(1).min(20);
+    let ceiling = options
+        .initial_backoff
+        .saturating_mul(1u32 << exponent)
+        .min(options.max_backoff);
+    let jittered = ceiling.mul_f64(0.5 + fastrand::f64() * 0.5);
+    jittered.max(retry_after.unwrap_or_default()).min(options.max_backoff)
+}
+
+pub(crate) async fn sleep_unless_cancelled(delay: Duration, cancel: Option<&CancellationToken>) -> Result<(), S3Error> {
+    match cancel {
+        None => {
+            tokio::time::sleep(delay).await;
+            Ok(())
+        }
+        Some(cancel) => tokio::select! {
+            () = cancel.cancelled() => Err(S3Error::Cancelled),
+            () = tokio::time::sleep(delay) => Ok(()),
+        },
+    }
+}
+
+pub(crate) fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {
+    if bucket.is_empty() || bucket.contains('/') {
+        return Err(S3Error::InvalidInput(format!(
+            "`{bucket}` is not a bucket name (give the bare name, without s3:// or a path)"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let credentials = AwsCredentials {
+            access_key_id: "AKIAEXAMPLEEXAMPLE12".to_owned(),
+            secret_access_key: "canary-secret-0123456789".to_owned(),
+            region: "eu-west-1".to_owned(),
+        };
+        let shown = format!("{credentials:?}");
+        assert!(shown.contains("AKIAEXAMPLEEXAMPLE12"));
+        assert!(!shown.contains("canary-secret"));
+        let source = S3Source::new(&credentials, &S3Options::default()).unwrap();
+        assert!(!format!("{source:?}").contains("canary-secret"));
+    }
+
+    #[test]
+    fn backoff_stays_within_bounds() {
+        let options = S3Options {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            ..S3Options::default()
+        };
+        for failures in 1..30 {
+            let delay = backoff(&options, failures, None);
+            let ceiling = (Duration::from_millis(100) * 2u32.pow(failures.min(20) - 1)).min(Duration::from_secs(1));
+            assert!(delay >= ceiling / 2 && delay <= ceiling, "{failures}: {delay:?}");
+        }
+        assert_eq!(backoff(&options, 1, Some(Duration::from_secs(5))), Duration::from_secs(1));
+        assert!(backoff(&options, 1, Some(Duration::from_millis(300))) >= Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,89 @@
+//! Commands: what someone asks the vault to do. `decide` turns one into events or refuses it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Actor, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
+use crate::permissions::Permission;
+use crate::values::{
+    DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label, RoleName, UserId,
+};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub actor: Actor,
+    pub action: Action,
+}
+
+impl Command {
+    pub fn new(actor: Actor, action: Action) -> Command {
+        Command { actor, action }
+    }
+}
+
+/// A new internal key as the vault generated it: the secret itself never reaches the domain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub key: KeyId,
+    pub name: KeyName,
+    pub duration: KeyDuration,
+    pub hint: KeyHint,
+    pub secret_hash: SecretHash,
+}
+
+/// A new external key, already sealed by the vault.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewExternalKey {
+    pub key: ExternalKeyId,
+    pub label: Label,
+    pub public: ExternalKeyPublic,
+    pub sealed: SealedSecret,
+    pub duration: KeyDuration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUsage {
+    pub key: KeyId,
+    pub last_used_at: crate::time::Timestamp,
+    pub uses: u64,
+}
+
+/// Progress of a running ingestion, reported by the job runner (actor `System`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IngestionProgress {
+    /// The credential was leased for this job (credential lineage).
+    KeyUsed,
+    Listed { files: u64, bytes: u64 },
+    FileFetched { path: String, size: u64, sha256: [u8; 32], source_etag: String },
+    FileFailed { path: String, reason: String },
+    Completed,
+    Failed { reason: String },
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// The first admin and its first key; refused once any user exists.
+    BootstrapAdmin { admin: UserId, key: NewApiKey },
+    CreateUser { user: UserId, display_name: Option<DisplayName>, roles: Vec<RoleName> },
+    GrantRole { user: UserId, role: RoleName },
+    RevokeRole { user: UserId, role: RoleName },
+    DefineRole { role: RoleName, permissions: Vec<Permission> },
+
+    CreateApiKey(NewApiKey),
+    /// All listed keys go, or none.
+    DeleteApiKeys { keys: Vec<KeyId> },
+    RollApiKey { key: KeyId, grace: GracePeriod, hint: KeyHint, secret_hash: SecretHash },
+    RecordApiKeyUsage { usages: Vec<KeyUsage> },
+    /// Records every expiry that is due at `now`.
+    ExpireDue,
+
+    CreateExternalKey(NewExternalKey),
+    DeleteExternalKeys { keys: Vec<ExternalKeyId> },
+    RecordExternalKeyVerification { key: ExternalKeyId, ok: bool, detail: String },
+
+    RequestIngestion { ingestion: IngestionId, selection: Selection, destination: String, batch_id: String },
+    CancelIngestion { ingestion: IngestionId },
+    RecordIngestion { ingestion: IngestionId, progress: IngestionProgress },
+
+    RecordMasterKeyRotation { data_keys: u64 },
+}

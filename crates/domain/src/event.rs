@@ -1,0 +1,267 @@
+//! The events of the key lifecycle. Every state change is one of these, appended to the log.
+//!
+//! Changing a variant's fields changes the log's binary format: add new variants at the end and
+//! review the snapshot diff (`tests/snapshots`).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::permissions::Permission;
+use crate::time::Timestamp;
+use crate::values::{
+    AccessKeyId, AwsRegion, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
+    UserId,
+};
+
+/// HMAC-SHA256 of an internal key under the deployment's pepper. Not a secret, but never shown.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SecretHash(pub [u8; 32]);
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash([redacted])")
+    }
+}
+
+/// An external secret sealed with its own data key (AES-256-GCM). Only ciphertext lives in the log.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub nonce: [u8; 12],
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SealedSecret({} bytes)", self.ciphertext.len())
+    }
+}
+
+/// What may be shown of an external credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum ExternalKeyPublic {
+    Aws { access_key_id: AccessKeyId, region: AwsRegion },
+    Dnanexus { token_hint: KeyHint },
+}
+
+impl ExternalKeyPublic {
+    pub fn provider(&self) -> Provider {
+        match self {
+            ExternalKeyPublic::Aws { .. } => Provider::Aws,
+            ExternalKeyPublic::Dnanexus { .. } => Provider::Dnanexus,
+        }
+    }
+
+    /// The masked identifier shown in listings: `AKIA…WXYZ` or the token's hint.
+    pub fn hint(&self) -> KeyHint {
+        match self {
+            ExternalKeyPublic::Aws { access_key_id, .. } => access_key_id.masked(),
+            ExternalKeyPublic::Dnanexus { token_hint } => token_hint.clone(),
+        }
+    }
+}
+
+/// Which remote files an ingestion selects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "lowercase")]
+pub enum Selection {
+    Aws { bucket: String, prefix: String, pattern: String },
+    Dnanexus { project: String, folder: String, pattern: String },
+}
+
+impl Selection {
+    pub fn provider(&self) -> Provider {
+        match self {
+            Selection::Aws { .. } => Provider::Aws,
+            Selection::Dnanexus { .. } => Provider::Dnanexus,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    UserCreated { user: UserId, display_name: Option<DisplayName>, at: Timestamp },
+    RoleDefined { role: RoleName, permissions: Vec<Permission>, at: Timestamp },
+    RoleGranted { user: UserId, role: RoleName, at: Timestamp },
+    RoleRevoked { user: UserId, role: RoleName, at: Timestamp },
+
+    ApiKeyCreated {
+        key: KeyId,
+        owner: UserId,
+        name: KeyName,
+        hint: KeyHint,
+        secret_hash: SecretHash,
+        created_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    },
+    /// A new secret under the same key id; the previous one keeps working until `previous_valid_until`.
+    ApiKeyRolled { key: KeyId, owner: UserId, hint: KeyHint, secret_hash: SecretHash, previous_valid_until: Timestamp, at: Timestamp },
+    ApiKeyDeleted { key: KeyId, owner: UserId, at: Timestamp },
+    ApiKeyExpired { key: KeyId, owner: UserId, at: Timestamp },
+    /// Aggregated use: at most one per key per minute, never one per request.
+    ApiKeyUsed { key: KeyId, owner: UserId, last_used_at: Timestamp, uses: u64 },
+
+    ExternalKeyCreated {
+        key: ExternalKeyId,
+        owner: UserId,
+        label: Label,
+        public: ExternalKeyPublic,
+        sealed: SealedSecret,
+        created_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    },
+    /// The data key was destroyed with this event: the sealed secret can never be opened again.
+    ExternalKeyDeleted { key: ExternalKeyId, owner: UserId, provider: Provider, at: Timestamp },
+    ExternalKeyExpired { key: ExternalKeyId, owner: UserId, provider: Provider, at: Timestamp },
+    ExternalKeyVerified { key: ExternalKeyId, owner: UserId, ok: bool, detail: String, at: Timestamp },
+    ExternalKeyUsed { key: ExternalKeyId, owner: UserId, ingestion: IngestionId, at: Timestamp },
+
+    IngestionRequested {
+        ingestion: IngestionId,
+        owner: UserId,
+        external_key: ExternalKeyId,
+        selection: Selection,
+        destination: String,
+        batch_id: String,
+        at: Timestamp,
+    },
+    IngestionListed { ingestion: IngestionId, files: u64, bytes: u64, at: Timestamp },
+    IngestionFileFetched {
+        ingestion: IngestionId,
+        path: String,
+        size: u64,
+        sha256: [u8; 32],
+        source_etag: String,
+        external_key: ExternalKeyId,
+        at: Timestamp,
+    },
+    IngestionFileFailed { ingestion: IngestionId, path: String, reason: String, at: Timestamp },
+    IngestionCompleted { ingestion: IngestionId, files: u64, bytes: u64, failed: u64, at: Timestamp },
+    IngestionFailed { ingestion: IngestionId, reason: String, at: Timestamp },
+    IngestionCancelled { ingestion: IngestionId, at: Timestamp },
+
+    /// Every data key was re-wrapped under a new master key. No key material is recorded.
+    MasterKeyRotated { generation: u32, data_keys: u64, at: Timestamp },
+}
+
+impl Event {
+    /// The stream (aggregate instance) this event belongs to; expected versions are per stream.
+    pub fn stream_id(&self) -> String {
+        match self {
+            Event::UserCreated { user, .. } | Event::RoleGranted { user, .. } | Event::RoleRevoked { user, .. } => {
+                format!("user/{user}")
+            }
+            Event::RoleDefined { role, .. } => format!("role/{role}"),
+            Event::ApiKeyCreated { key, .. }
+            | Event::ApiKeyRolled { key, .. }
+            | Event::ApiKeyDeleted { key, .. }
+            | Event::ApiKeyExpired { key, .. }
+            | Event::ApiKeyUsed { key, .. } => format!("api_key/{key}"),
+            Event::ExternalKeyCreated { owner, public, .. } => external_key_stream(owner, public.provider()),
+            Event::ExternalKeyDeleted { owner, provider, .. } | Event::ExternalKeyExpired { owner, provider, .. } => {
+                external_key_stream(owner, *provider)
+            }
+            // Verification and use do not change the one-per-provider invariant, so they live in
+            // the key's own stream and never conflict with a create or delete.
+            Event::ExternalKeyVerified { key, .. } | Event::ExternalKeyUsed { key, .. } => format!("external_key_use/{key}"),
+            Event::IngestionRequested { ingestion, .. }
+            | Event::IngestionListed { ingestion, .. }
+            | Event::IngestionFileFetched { ingestion, .. }
+            | Event::IngestionFileFailed { ingestion, .. }
+            | Event::IngestionCompleted { ingestion, .. }
+            | Event::IngestionFailed { ingestion, .. }
+            | Event::IngestionCancelled { ingestion, .. } => format!("ingestion/{ingestion}"),
+            Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
+        }
+    }
+
+    /// The event's type name, as in JSON's `type` field: `ApiKeyCreated`.
+    pub fn type_name(&self) -> &'static str {
+        self.kind().0
+    }
+
+    /// The NATS subject suffix: `api_key.created`.
+    pub fn subject_suffix(&self) -> &'static str {
+        self.kind().1
+    }
+
+    fn kind(&self) -> (&'static str, &'static str) {
+        match self {
+            Event::UserCreated { .. } => ("UserCreated", "user.created"),
+            Event::RoleDefined { .. } => ("RoleDefined", "role.defined"),
+            Event::RoleGranted { .. } => ("RoleGranted", "user.role_granted"),
+            Event::RoleRevoked { .. } => ("RoleRevoked", "user.role_revoked"),
+            Event::ApiKeyCreated { .. } => ("ApiKeyCreated", "api_key.created"),
+            Event::ApiKeyRolled { .. } => ("ApiKeyRolled", "api_key.rolled"),
+            Event::ApiKeyDeleted { .. } => ("ApiKeyDeleted", "api_key.deleted"),
+            Event::ApiKeyExpired { .. } => ("ApiKeyExpired", "api_key.expired"),
+            Event::ApiKeyUsed { .. } => ("ApiKeyUsed", "api_key.used"),
+            Event::ExternalKeyCreated { .. } => ("ExternalKeyCreated", "external_key.created"),
+            Event::ExternalKeyDeleted { .. } => ("ExternalKeyDeleted", "external_key.deleted"),
+            Event::ExternalKeyExpired { .. } => ("ExternalKeyExpired", "external_key.expired"),
+            Event::ExternalKeyVerified { .. } => ("ExternalKeyVerified", "external_key.verified"),
+            Event::ExternalKeyUsed { .. } => ("ExternalKeyUsed", "external_key.used"),
+            Event::IngestionRequested { .. } => ("IngestionRequested", "ingestion.requested"),
+            Event::IngestionListed { .. } => ("IngestionListed", "ingestion.listed"),
+            Event::IngestionFileFetched { .. } => ("IngestionFileFetched", "ingestion.file_fetched"),
+            Event::IngestionFileFailed { .. } => ("IngestionFileFailed", "ingestion.file_failed"),
+            Event::IngestionCompleted { .. } => ("IngestionCompleted", "ingestion.completed"),
+            Event::IngestionFailed { .. } => ("IngestionFailed", "ingestion.failed"),
+            Event::IngestionCancelled { .. } => ("IngestionCancelled", "ingestion.cancelled"),
+            Event::MasterKeyRotated { .. } => ("MasterKeyRotated", "system.master_key_rotated"),
+        }
+    }
+}
+
+pub fn external_key_stream(owner: &UserId, provider: Provider) -> String {
+    format!("external_key/{owner}/{provider}")
+}
+
+/// Who caused an event. Recorded in every envelope in its textual form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Actor {
+    /// A user, authenticated by one of their internal keys (or a session derived from one).
+    User { user: UserId, key: Option<KeyId> },
+    /// The vault itself: the expiry sweeper, usage aggregation, ingestion progress.
+    System,
+    /// Someone with local access to the data directory (bootstrap, backups, key rotation).
+    Operator,
+}
+
+impl Actor {
+    pub fn user(&self) -> Option<&UserId> {
+        match self {
+            Actor::User { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    /// Parses the textual form written by `Display`.
+    pub fn parse(raw: &str) -> Option<Actor> {
+        use crate::values::FromTrusted;
+        match raw {
+            "system" => Some(Actor::System),
+            "operator" => Some(Actor::Operator),
+            _ => {
+                let rest = raw.strip_prefix("user:")?;
+                let (user, key) = match rest.split_once("/key:") {
+                    Some((user, key)) => (user, Some(KeyId::from_trusted(key.to_owned()))),
+                    None => (rest, None),
+                };
+                Some(Actor::User { user: UserId::from_trusted(user.to_owned()), key })
+            }
+        }
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::User { user, key: Some(key) } => write!(f, "user:{user}/key:{key}"),
+            Actor::User { user, key: None } => write!(f, "user:{user}"),
+            Actor::System => f.write_str("system"),
+            Actor::Operator => f.write_str("operator"),
+        }
+    }
+}

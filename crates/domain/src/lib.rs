@@ -1,0 +1,29 @@
+//! The key lifecycle as pure data: events, commands, validation into domain types, permissions,
+//! the state fold (`State::apply`) and `decide`.
+//!
+//! Architecture invariant: no I/O, no async, no clock. Time, ids and hashes are passed in.
+
+mod command;
+mod decide;
+mod error;
+mod event;
+mod permissions;
+pub mod public;
+mod state;
+mod time;
+mod values;
+
+pub use command::{Action, Command, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey};
+pub use decide::decide;
+pub use error::DomainError;
+pub use event::{Actor, Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection, external_key_stream};
+pub use permissions::{ADMIN_ROLE, BUILT_IN_ROLES, Permission, built_in_permissions};
+pub use state::{
+    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, KeyStatus, PreviousSecret, State, User, Verification,
+};
+pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
+pub use values::{
+    AccessKeyId, AwsRegion, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted, GracePeriod, IngestionId, KeyDuration,
+    KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId, ValidationError, check_aws_secret, check_dnanexus_token,
+    printable,
+};

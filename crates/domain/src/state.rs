@@ -1,0 +1,420 @@
+//! The projection: current state as a pure fold over the events.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
+use crate::permissions::{Permission, built_in_permissions};
+use crate::time::Timestamp;
+use crate::values::{DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    Deleted,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Expired => "expired",
+            KeyStatus::Deleted => "deleted",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    pub display_name: Option<DisplayName>,
+    pub roles: BTreeSet<RoleName>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousSecret {
+    pub hint: KeyHint,
+    pub secret_hash: SecretHash,
+    pub valid_until: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKey {
+    pub id: KeyId,
+    pub owner: UserId,
+    pub name: KeyName,
+    pub hint: KeyHint,
+    pub secret_hash: SecretHash,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub status: KeyStatus,
+    pub status_changed_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub uses: u64,
+    pub previous: Option<PreviousSecret>,
+    pub rolled_at: Option<Timestamp>,
+}
+
+impl ApiKey {
+    /// The status as of `now`: an active key past its expiry is reported expired even before the
+    /// sweeper has recorded it.
+    pub fn status_at(&self, now: Timestamp) -> KeyStatus {
+        match (self.status, self.expires_at) {
+            (KeyStatus::Active, Some(expires)) if expires <= now => KeyStatus::Expired,
+            (status, _) => status,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalKey {
+    pub id: ExternalKeyId,
+    pub owner: UserId,
+    pub label: Label,
+    pub public: ExternalKeyPublic,
+    pub sealed: SealedSecret,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub status: KeyStatus,
+    pub status_changed_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub last_verified: Option<Verification>,
+}
+
+impl ExternalKey {
+    pub fn provider(&self) -> Provider {
+        self.public.provider()
+    }
+
+    pub fn status_at(&self, now: Timestamp) -> KeyStatus {
+        match (self.status, self.expires_at) {
+            (KeyStatus::Active, Some(expires)) if expires <= now => KeyStatus::Expired,
+            (status, _) => status,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub ok: bool,
+    pub detail: String,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IngestionState {
+    Queued,
+    Fetching,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl IngestionState {
+    pub fn is_finished(self) -> bool {
+        matches!(self, IngestionState::Completed | IngestionState::Failed | IngestionState::Cancelled)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOutcome {
+    pub path: String,
+    pub size: u64,
+    pub sha256: Option<[u8; 32]>,
+    pub failure: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ingestion {
+    pub id: IngestionId,
+    pub owner: UserId,
+    pub external_key: ExternalKeyId,
+    pub selection: Selection,
+    pub destination: String,
+    pub batch_id: String,
+    pub state: IngestionState,
+    pub requested_at: Timestamp,
+    pub finished_at: Option<Timestamp>,
+    pub files_selected: Option<u64>,
+    pub bytes_selected: Option<u64>,
+    pub files: Vec<FileOutcome>,
+    pub error: Option<String>,
+}
+
+/// Everything the vault knows, rebuilt by folding the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct State {
+    users: BTreeMap<UserId, User>,
+    custom_roles: BTreeMap<RoleName, BTreeSet<Permission>>,
+    api_keys: HashMap<KeyId, ApiKey>,
+    /// Current and still-valid previous secrets of every key, for O(1) verification.
+    api_key_by_hash: HashMap<SecretHash, KeyId>,
+    external_keys: HashMap<ExternalKeyId, ExternalKey>,
+    active_external: HashMap<(UserId, Provider), ExternalKeyId>,
+    ingestions: HashMap<IngestionId, Ingestion>,
+    master_key_generation: u32,
+}
+
+impl State {
+    pub fn apply(&mut self, event: &Event) {
+        match event.clone() {
+            Event::UserCreated { user, display_name, at } => {
+                self.users.insert(user.clone(), User { id: user, display_name, roles: BTreeSet::new(), created_at: at });
+            }
+            Event::RoleDefined { role, permissions, .. } => {
+                self.custom_roles.insert(role, permissions.into_iter().collect());
+            }
+            Event::RoleGranted { user, role, .. } => {
+                if let Some(user) = self.users.get_mut(&user) {
+                    user.roles.insert(role);
+                }
+            }
+            Event::RoleRevoked { user, role, .. } => {
+                if let Some(user) = self.users.get_mut(&user) {
+                    user.roles.remove(&role);
+                }
+            }
+            Event::ApiKeyCreated { key, owner, name, hint, secret_hash, created_at, expires_at } => {
+                self.api_key_by_hash.insert(secret_hash, key.clone());
+                self.api_keys.insert(
+                    key.clone(),
+                    ApiKey {
+                        id: key,
+                        owner,
+                        name,
+                        hint,
+                        secret_hash,
+                        created_at,
+                        expires_at,
+                        status: KeyStatus::Active,
+                        status_changed_at: None,
+                        last_used_at: None,
+                        uses: 0,
+                        previous: None,
+                        rolled_at: None,
+                    },
+                );
+            }
+            Event::ApiKeyRolled { key, hint, secret_hash, previous_valid_until, at, .. } => {
+                let Some(api_key) = self.api_keys.get_mut(&key) else { return };
+                if let Some(older) = api_key.previous.take() {
+                    self.api_key_by_hash.remove(&older.secret_hash);
+                }
+                let old_hint = std::mem::replace(&mut api_key.hint, hint);
+                let old_hash = std::mem::replace(&mut api_key.secret_hash, secret_hash);
+                if previous_valid_until > at {
+                    api_key.previous = Some(PreviousSecret { hint: old_hint, secret_hash: old_hash, valid_until: previous_valid_until });
+                } else {
+                    self.api_key_by_hash.remove(&old_hash);
+                }
+                api_key.rolled_at = Some(at);
+                self.api_key_by_hash.insert(secret_hash, key);
+            }
+            Event::ApiKeyDeleted { key, at, .. } => self.set_api_key_status(&key, KeyStatus::Deleted, at),
+            Event::ApiKeyExpired { key, at, .. } => self.set_api_key_status(&key, KeyStatus::Expired, at),
+            Event::ApiKeyUsed { key, last_used_at, uses, .. } => {
+                if let Some(api_key) = self.api_keys.get_mut(&key) {
+                    api_key.last_used_at = api_key.last_used_at.max(Some(last_used_at));
+                    api_key.uses += uses;
+                }
+            }
+            Event::ExternalKeyCreated { key, owner, label, public, sealed, created_at, expires_at } => {
+                self.active_external.insert((owner.clone(), public.provider()), key.clone());
+                self.external_keys.insert(
+                    key.clone(),
+                    ExternalKey {
+                        id: key,
+                        owner,
+                        label,
+                        public,
+                        sealed,
+                        created_at,
+                        expires_at,
+                        status: KeyStatus::Active,
+                        status_changed_at: None,
+                        last_used_at: None,
+                        last_verified: None,
+                    },
+                );
+            }
+            Event::ExternalKeyDeleted { key, at, .. } => self.set_external_status(&key, KeyStatus::Deleted, at),
+            Event::ExternalKeyExpired { key, at, .. } => self.set_external_status(&key, KeyStatus::Expired, at),
+            Event::ExternalKeyVerified { key, ok, detail, at, .. } => {
+                if let Some(external) = self.external_keys.get_mut(&key) {
+                    external.last_verified = Some(Verification { ok, detail, at });
+                }
+            }
+            Event::ExternalKeyUsed { key, at, .. } => {
+                if let Some(external) = self.external_keys.get_mut(&key) {
+                    external.last_used_at = external.last_used_at.max(Some(at));
+                }
+            }
+            Event::IngestionRequested { ingestion, owner, external_key, selection, destination, batch_id, at } => {
+                self.ingestions.insert(
+                    ingestion.clone(),
+                    Ingestion {
+                        id: ingestion,
+                        owner,
+                        external_key,
+                        selection,
+                        destination,
+                        batch_id,
+                        state: IngestionState::Queued,
+                        requested_at: at,
+                        finished_at: None,
+                        files_selected: None,
+                        bytes_selected: None,
+                        files: Vec::new(),
+                        error: None,
+                    },
+                );
+            }
+            Event::IngestionListed { ingestion, files, bytes, .. } => {
+                if let Some(job) = self.ingestions.get_mut(&ingestion) {
+                    job.state = IngestionState::Fetching;
+                    job.files_selected = Some(files);
+                    job.bytes_selected = Some(bytes);
+                }
+            }
+            Event::IngestionFileFetched { ingestion, path, size, sha256, .. } => {
+                if let Some(job) = self.ingestions.get_mut(&ingestion) {
+                    job.files.push(FileOutcome { path, size, sha256: Some(sha256), failure: None });
+                }
+            }
+            Event::IngestionFileFailed { ingestion, path, reason, .. } => {
+                if let Some(job) = self.ingestions.get_mut(&ingestion) {
+                    job.files.push(FileOutcome { path, size: 0, sha256: None, failure: Some(reason) });
+                }
+            }
+            Event::IngestionCompleted { ingestion, at, .. } => self.finish_ingestion(&ingestion, IngestionState::Completed, None, at),
+            Event::IngestionFailed { ingestion, reason, at } => {
+                self.finish_ingestion(&ingestion, IngestionState::Failed, Some(reason), at)
+            }
+            Event::IngestionCancelled { ingestion, at } => self.finish_ingestion(&ingestion, IngestionState::Cancelled, None, at),
+            Event::MasterKeyRotated { generation, .. } => self.master_key_generation = generation,
+        }
+    }
+
+    pub fn user(&self, id: &UserId) -> Option<&User> {
+        self.users.get(id)
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.values()
+    }
+
+    pub fn has_users(&self) -> bool {
+        !self.users.is_empty()
+    }
+
+    /// The permissions a user holds right now, through all their roles. Unknown users hold none.
+    pub fn permissions_of(&self, user: &UserId) -> BTreeSet<Permission> {
+        let Some(user) = self.users.get(user) else { return BTreeSet::new() };
+        user.roles.iter().flat_map(|role| self.role_permissions(role).unwrap_or_default()).collect()
+    }
+
+    pub fn has_permission(&self, user: &UserId, permission: Permission) -> bool {
+        self.users.get(user).is_some_and(|u| {
+            u.roles.iter().any(|role| self.role_permissions(role).is_some_and(|p| p.contains(&permission)))
+        })
+    }
+
+    /// A role's permissions, or None when the role does not exist.
+    pub fn role_permissions(&self, role: &RoleName) -> Option<BTreeSet<Permission>> {
+        built_in_permissions(role).or_else(|| self.custom_roles.get(role).cloned())
+    }
+
+    pub fn custom_roles(&self) -> impl Iterator<Item = (&RoleName, &BTreeSet<Permission>)> {
+        self.custom_roles.iter()
+    }
+
+    pub fn api_key(&self, id: &KeyId) -> Option<&ApiKey> {
+        self.api_keys.get(id)
+    }
+
+    pub fn api_keys(&self) -> impl Iterator<Item = &ApiKey> {
+        self.api_keys.values()
+    }
+
+    /// The key a secret hash belongs to, whether it is the current or a still-valid previous secret.
+    pub fn api_key_by_hash(&self, hash: &SecretHash) -> Option<&ApiKey> {
+        self.api_key_by_hash.get(hash).and_then(|id| self.api_keys.get(id))
+    }
+
+    /// The caller's keys, newest first, deleted ones left out.
+    pub fn api_keys_of(&self, owner: &UserId) -> Vec<&ApiKey> {
+        let mut keys: Vec<&ApiKey> =
+            self.api_keys.values().filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted).collect();
+        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+        keys
+    }
+
+    pub fn external_key(&self, id: &ExternalKeyId) -> Option<&ExternalKey> {
+        self.external_keys.get(id)
+    }
+
+    pub fn external_keys(&self) -> impl Iterator<Item = &ExternalKey> {
+        self.external_keys.values()
+    }
+
+    /// The caller's external key for a provider that has not been deleted or expired.
+    pub fn active_external_key(&self, owner: &UserId, provider: Provider) -> Option<&ExternalKey> {
+        self.active_external.get(&(owner.clone(), provider)).and_then(|id| self.external_keys.get(id))
+    }
+
+    pub fn external_keys_of(&self, owner: &UserId) -> Vec<&ExternalKey> {
+        let mut keys: Vec<&ExternalKey> =
+            self.external_keys.values().filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted).collect();
+        keys.sort_by(|a, b| a.provider().cmp(&b.provider()).then_with(|| b.created_at.cmp(&a.created_at)));
+        keys
+    }
+
+    pub fn ingestion(&self, id: &IngestionId) -> Option<&Ingestion> {
+        self.ingestions.get(id)
+    }
+
+    pub fn ingestions(&self) -> impl Iterator<Item = &Ingestion> {
+        self.ingestions.values()
+    }
+
+    pub fn master_key_generation(&self) -> u32 {
+        self.master_key_generation
+    }
+
+    fn set_api_key_status(&mut self, key: &KeyId, status: KeyStatus, at: Timestamp) {
+        let Some(api_key) = self.api_keys.get_mut(key) else { return };
+        api_key.status = status;
+        api_key.status_changed_at = Some(at);
+        // Deleted keys no longer verify at all; expired ones stay findable so the caller hears
+        // "key expired" rather than "unknown key".
+        if status == KeyStatus::Deleted {
+            self.api_key_by_hash.remove(&api_key.secret_hash);
+            if let Some(previous) = api_key.previous.take() {
+                self.api_key_by_hash.remove(&previous.secret_hash);
+            }
+        }
+    }
+
+    fn set_external_status(&mut self, key: &ExternalKeyId, status: KeyStatus, at: Timestamp) {
+        let Some(external) = self.external_keys.get_mut(key) else { return };
+        external.status = status;
+        external.status_changed_at = Some(at);
+        let slot = (external.owner.clone(), external.provider());
+        if self.active_external.get(&slot) == Some(key) {
+            self.active_external.remove(&slot);
+        }
+    }
+
+    fn finish_ingestion(&mut self, id: &IngestionId, state: IngestionState, error: Option<String>, at: Timestamp) {
+        if let Some(job) = self.ingestions.get_mut(id) {
+            job.state = state;
+            job.error = error;
+            job.finished_at = Some(at);
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! The single writer: group commit, validation, chaining, durability, answers.
+
+use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, mpsc};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::oneshot;
+
+use crate::envelope::{Envelope, seal};
+use crate::keys::{encode_committed, encode_head, event_key, idempotency_key, stream_key};
+use crate::{
+    AppendBatch, AppendError, Committed, ExpectedVersion, Hash, LogError, MAX_ENVELOPE_BYTES,
+    Seq, Shared,
+};
+
+pub(crate) type AppendResult = Result<Committed, AppendError>;
+pub(crate) type OnCommit = Box<dyn FnMut(&[Envelope]) + Send>;
+
+pub(crate) enum Message {
+    Append(Request),
+    Close,
+}
+
+pub(crate) struct Request {
+    pub(crate) batch: AppendBatch,
+    pub(crate) reply: Reply,
+}
+
+pub(crate) enum Reply {
+    Async(oneshot::Sender<AppendResult>),
+    Blocking(mpsc::SyncSender<AppendResult>),
+}
+
+impl Reply {
+    fn send(self, result: AppendResult) {
+        // A waiter that went away (cancelled future) simply does not hear the answer.
+        match self {
+            Reply::Async(sender) => {
+                let _ = sender.send(result);
+            }
+            Reply::Blocking(sender) => {
+                let _ = sender.send(result);
+            }
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) receiver: mpsc::Receiver<Message>,
+    pub(crate) on_commit: OnCommit,
+    pub(crate) idempotency: HashMap<[u8; 16], Committed>,
+    pub(crate) random: SystemRandom,
+    /// Set when the log can no longer be trusted to append; every later request gets it.
+    pub(crate) stopped: Option<String>,
+}
+
+/// What a request gets once the group's fate is known.
+enum Outcome {
+    Decided(AppendResult),
+    /// Accepted into the group: `Ok` if the group becomes durable.
+    IfDurable(Committed),
+}
+
+/// The accepted part of a group, ready to write.
+struct Group {
+    first_seq: Seq,
+    envelopes: Vec<Envelope>,
+    values: Vec<Vec<u8>>,
+    /// Stream -> version after this group.
+    streams: HashMap<String, u64>,
+    /// Request id -> result, for requests accepted in this group.
+    request_ids: HashMap<[u8; 16], Committed>,
+    head: (Seq, Hash),
+}
+
+impl Writer {
+    pub(crate) fn run(mut self) {
+        let max_events = self.shared.config.max_batch_events.max(1);
+        let mut closing = false;
+        while !closing {
+            let Ok(first) = self.receiver.recv() else {
+                break;
+            };
+            let mut requests = Vec::new();
+            let mut events = 0;
+            match first {
+                Message::Append(request) => {
+                    events += request.batch.events.len();
+                    requests.push(request);
+                }
+                Message::Close => closing = true,
+            }
+            while !closing && events < max_events {
+                match self.receiver.try_recv() {
+                    Ok(Message::Append(request)) => {
+                        events += request.batch.events.len();
+                        requests.push(request);
+                    }
+                    Ok(Message::Close) => closing = true,
+                    Err(_) => break,
+                }
+            }
+            self.shared
+                .queue_depth
+                .fetch_sub(requests.len(), Ordering::Relaxed);
+            if !requests.is_empty() {
+                self.commit_group(requests);
+            }
+        }
+        if let Err(error) = self.shared.sync.make_durable() {
+            tracing::warn!(%error, "final flush of the event log failed");
+        }
+        tracing::debug!("event log writer stopped");
+    }
+
+    fn commit_group(&mut self, requests: Vec<Request>) {
+        if let Some(reason) = &self.stopped {
+            for request in requests {
+                request
+                    .reply
+                    .send(Err(AppendError::Storage(LogError::WriterStopped {
+                        reason: reason.clone(),
+                    })));
+            }
+            return;
+        }
+        let total_events = requests.iter().map(|r| r.batch.events.len()).sum::<usize>();
+        let mut event_ids = vec![0u8; total_events * 16];
+        if self.random.fill(&mut event_ids).is_err() {
+            for request in requests {
+                request
+                    .reply
+                    .send(Err(AppendError::Storage(LogError::Random)));
+            }
+            return;
+        }
+
+        let (group, answers) = self.validate_and_seal(requests, &event_ids);
+        if group.envelopes.is_empty() {
+            for (reply, outcome) in answers {
+                if let Outcome::Decided(result) = outcome {
+                    reply.send(result);
+                }
+            }
+            return;
+        }
+
+        let _span = tracing::debug_span!(
+            "group_commit",
+            first_seq = group.first_seq,
+            events = group.envelopes.len(),
+            requests = answers.len()
+        )
+        .entered();
+        if let Err(error) = self.write_durably(&group) {
+            tracing::error!(%error, first_seq = group.first_seq, "group commit failed");
+            self.roll_back(&group);
+            for (reply, outcome) in answers {
+                reply.send(match outcome {
+                    Outcome::Decided(result) => result,
+                    Outcome::IfDurable(_) => Err(AppendError::Storage(error.duplicate())),
+                });
+            }
+            return;
+        }
+
+        self.publish(&group);
+        let callback_panicked = catch_unwind(AssertUnwindSafe(|| {
+            (self.on_commit)(&group.envelopes);
+        }))
+        .is_err();
+        if callback_panicked {
+            // The events are durable, but whatever the callback maintains is now suspect:
+            // stop rather than let it drift further from the log.
+            tracing::error!("on_commit panicked; the log stops accepting appends");
+            self.stopped = Some("the on_commit callback panicked".to_owned());
+        }
+        self.shared.commits.send_replace(group.head.0);
+        for (reply, outcome) in answers {
+            reply.send(match outcome {
+                Outcome::Decided(result) => result,
+                Outcome::IfDurable(committed) => Ok(committed),
+            });
+        }
+    }
+
+    /// Checks each request in order against the committed state plus the requests accepted
+    /// before it in this group, and chains the accepted events.
+    fn validate_and_seal(
+        &self,
+        requests: Vec<Request>,
+        event_ids: &[u8],
+    ) -> (Group, Vec<(Reply, Outcome)>) {
+        let head = *self.shared.head.lock().unwrap_or_else(PoisonError::into_inner);
+        let committed_streams = self
+            .shared
+            .streams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut group = Group {
+            first_seq: head.0 + 1,
+            envelopes: Vec::new(),
+            values: Vec::new(),
+            streams: HashMap::new(),
+            request_ids: HashMap::new(),
+            head,
+        };
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut ids = event_ids.chunks_exact(16);
+
+        for Request { batch, reply } in requests {
+            let request_ids = ids.by_ref().take(batch.events.len());
+            let outcome = self.accept(batch, request_ids, &committed_streams, &mut group);
+            answers.push((reply, outcome));
+        }
+        (group, answers)
+    }
+
+    fn accept<'a>(
+        &self,
+        batch: AppendBatch,
+        mut event_ids: impl Iterator<Item = &'a [u8]>,
+        committed_streams: &HashMap<String, u64>,
+        group: &mut Group,
+    ) -> Outcome {
+        if batch.events.is_empty() {
+            return Outcome::Decided(Err(AppendError::Empty));
+        }
+        if let Some(request_id) = &batch.request_id {
+            if let Some(first) = self.idempotency.get(request_id) {
+                return Outcome::Decided(Ok(Committed {
+                    duplicate: true,
+                    ..*first
+                }));
+            }
+            if let Some(first) = group.request_ids.get(request_id) {
+                return Outcome::IfDurable(Committed {
+                    duplicate: true,
+                    ..*first
+                });
+            }
+        }
+
+        // Versions this request moves to, on top of the group's and the committed ones.
+        let mut versions: HashMap<&str, u64> = HashMap::new();
+        let mut assigned = Vec::with_capacity(batch.events.len());
+        for event in &batch.events {
+            let current = versions
+                .get(event.stream.as_str())
+                .or_else(|| group.streams.get(&event.stream))
+                .or_else(|| committed_streams.get(&event.stream))
+                .copied();
+            if !expected_matches(event.expected, current) {
+                return Outcome::Decided(Err(AppendError::Conflict {
+                    stream: event.stream.clone(),
+                    expected: event.expected,
+                    actual: current,
+                }));
+            }
+            let next = current.unwrap_or(0) + 1;
+            versions.insert(&event.stream, next);
+            assigned.push(next);
+        }
+        let versions: Vec<(String, u64)> = versions
+            .into_iter()
+            .map(|(stream, version)| (stream.to_owned(), version))
+            .collect();
+
+        let first_seq = group.head.0 + 1;
+        let mut seq = first_seq;
+        let mut prev_hash = group.head.1;
+        let mut sealed = Vec::with_capacity(batch.events.len());
+        for (event, version) in batch.events.into_iter().zip(assigned) {
+            let mut event_id = [0u8; 16];
+            if let Some(id) = event_ids.next() {
+                event_id.copy_from_slice(id);
+            }
+            let mut env = Envelope {
+                seq,
+                event_id,
+                stream: event.stream,
+                version,
+                time_ms: batch.time_ms,
+                actor: batch.actor.clone(),
+                request_id: batch.request_id,
+                body: event.body,
+                prev_hash,
+                hash: [0; 32],
+            };
+            let value = seal(&mut env);
+            if value.len() > MAX_ENVELOPE_BYTES {
+                return Outcome::Decided(Err(AppendError::TooLarge { bytes: value.len() }));
+            }
+            prev_hash = env.hash;
+            seq += 1;
+            sealed.push((env, value));
+        }
+
+        let committed = Committed {
+            first_seq,
+            last_seq: seq - 1,
+            duplicate: false,
+        };
+        for (env, value) in sealed {
+            group.envelopes.push(env);
+            group.values.push(value);
+        }
+        group.streams.extend(versions);
+        if let Some(request_id) = batch.request_id {
+            group.request_ids.insert(request_id, committed);
+        }
+        group.head = (committed.last_seq, prev_hash);
+        Outcome::IfDurable(committed)
+    }
+
+    fn write_durably(&self, group: &Group) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for (env, value) in group.envelopes.iter().zip(&group.values) {
+            batch.insert(&event_key(env.seq), value.as_slice());
+        }
+        for (stream, version) in &group.streams {
+            batch.insert(stream_key(stream), &version.to_be_bytes());
+        }
+        for (request_id, committed) in &group.request_ids {
+            batch.insert(&idempotency_key(request_id), &encode_committed(committed));
+        }
+        batch.insert(crate::keys::HEAD_KEY, &encode_head(group.head.0, &group.head.1)[..]);
+        self.shared.events.apply_batch(batch)?;
+        self.shared.sync.make_durable()
+    }
+
+    /// Undoes whatever part of a failed group reached sled, so the stored state matches the
+    /// in-memory state again. If that fails too, the writer stops.
+    fn roll_back(&mut self, group: &Group) {
+        let head = *self.shared.head.lock().unwrap_or_else(PoisonError::into_inner);
+        let committed_streams = self
+            .shared
+            .streams
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut batch = sled::Batch::default();
+        for env in &group.envelopes {
+            batch.remove(&event_key(env.seq));
+        }
+        for stream in group.streams.keys() {
+            match committed_streams.get(stream) {
+                Some(version) => batch.insert(stream_key(stream), &version.to_be_bytes()),
+                None => batch.remove(stream_key(stream)),
+            }
+        }
+        drop(committed_streams);
+        for request_id in group.request_ids.keys() {
+            batch.remove(&idempotency_key(request_id));
+        }
+        if head.0 == 0 {
+            batch.remove(crate::keys::HEAD_KEY);
+        } else {
+            batch.insert(crate::keys::HEAD_KEY, &encode_head(head.0, &head.1)[..]);
+        }
+        let undone = self
+            .shared
+            .events
+            .apply_batch(batch)
+            .map_err(LogError::from)
+            .and_then(|()| self.shared.sync.make_durable());
+        if let Err(error) = undone {
+            tracing::error!(%error, "rolling back a failed group commit failed; the writer stops");
+            self.stopped = Some(format!("a failed group commit could not be undone: {error}"));
+        }
+    }
+
+    /// Advances the in-memory state once the group is durable.
+    fn publish(&mut self, group: &Group) {
+        {
+            let mut streams = self
+                .shared
+                .streams
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (stream, version) in &group.streams {
+                match streams.get_mut(stream) {
+                    Some(current) => *current = *version,
+                    None => {
+                        streams.insert(stream.clone(), *version);
+                    }
+                }
+            }
+        }
+        self.idempotency
+            .extend(group.request_ids.iter().map(|(id, c)| (*id, *c)));
+        *self.shared.head.lock().unwrap_or_else(PoisonError::into_inner) = group.head;
+        self.shared.head_seq.store(group.head.0, Ordering::Release);
+    }
+}
+
+/// `Exact(0)` means the same as `NoStream`: a stream's first event has version 1.
+fn expected_matches(expected: ExpectedVersion, current: Option<u64>) -> bool {
+    match expected {
+        ExpectedVersion::Any => true,
+        ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => current.is_none(),
+        ExpectedVersion::Exact(version) => current == Some(version),
+    }
+}

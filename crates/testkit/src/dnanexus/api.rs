@@ -1,0 +1,625 @@
+//! The JSON routes: input validation, access checks and describe output.
+
+use std::collections::BTreeSet;
+
+use regex::Regex;
+use serde_json::{Map, Value, json};
+
+use super::seed::{Level, normalize_folder};
+use super::state::{AuthFailure, FileEntry, ProjectEntry, State};
+
+const DEFAULT_LIMIT: u64 = 100;
+const MAX_LIMIT: u64 = 1000;
+/// Lifetime of a download URL when the request gives no `duration` (seconds).
+const DEFAULT_URL_DURATION_S: u64 = 24 * 3600;
+
+/// A DNAnexus error answer: `{"error": {"type": kind, "message": message}}` with `status`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    pub status: u16,
+    pub kind: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+        Self { status, kind, message: message.into(), retry_after: None }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "ResourceNotFound", message)
+    }
+
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::new(422, "InvalidInput", message)
+    }
+
+    pub fn malformed_json() -> Self {
+        Self::new(400, "MalformedJSON", "The input could not be parsed as JSON")
+    }
+
+    /// The error type DNAnexus uses for an HTTP status (for injected faults).
+    pub fn for_status(status: u16) -> Self {
+        let (kind, message) = match status {
+            400 => ("BadRequest", "The request is invalid due to bad syntax"),
+            401 => ("InvalidAuthentication", "The provided access token is invalid"),
+            403 => ("PermissionDenied", "Access to this resource is forbidden"),
+            404 => ("ResourceNotFound", "A specified entity or resource could not be found"),
+            408 => ("RequestTimeout", "The request timed out"),
+            429 => ("RateLimitConditional", "Too many requests; please try again later"),
+            500 => ("InternalError", "The server encountered an internal error"),
+            503 => ("ServiceUnavailable", "Some resource was temporarily unavailable; please try again later"),
+            _ if status >= 500 => ("InternalError", "The server encountered an internal error"),
+            _ => ("BadRequest", "The request could not be processed"),
+        };
+        Self::new(status, kind, message)
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        json!({"error": {"type": self.kind, "message": self.message}}).to_string().into_bytes()
+    }
+}
+
+/// One API call as the HTTP layer hands it over.
+pub(crate) struct ApiCall<'a> {
+    pub subject: &'a str,
+    pub method: &'a str,
+    pub authorization: Option<&'a str>,
+    pub body: &'a [u8],
+    pub client_ip: String,
+    /// `http://host:port` for building download URLs.
+    pub base_url: String,
+    pub now_ms: u64,
+    /// Fresh randomness for a download URL key.
+    pub url_key: String,
+}
+
+pub(crate) fn dispatch(state: &mut State, call: &ApiCall<'_>) -> Result<Value, ApiError> {
+    let class = call.subject.split_once('-').map_or(call.subject, |(class, _)| class);
+    let route = match (class, call.method) {
+        ("system", "greet") => return greet(&parse_object(call.body)?),
+        ("system", "comeBackLater") => return come_back_later(&parse_object(call.body)?, call.now_ms),
+        ("system", "whoami") => Route::Whoami,
+        ("system", "findProjects") => Route::FindProjects,
+        ("system", "findDataObjects") => Route::FindDataObjects,
+        ("user", "describe") => Route::UserDescribe,
+        ("project" | "container", "describe") => Route::ProjectDescribe,
+        ("project" | "container", "listFolder") => Route::ListFolder,
+        ("file", "describe") => Route::FileDescribe,
+        ("file", "download") => Route::FileDownload,
+        _ => return Err(ApiError::not_found(format!("The route /{}/{} does not exist", call.subject, call.method))),
+    };
+    let user = authenticate(state, call.authorization, call.now_ms)?;
+    let input = parse_object(call.body)?;
+    match route {
+        Route::Whoami => whoami(&user, &input, &call.client_ip),
+        Route::FindProjects => find_projects(state, &user, &input),
+        Route::FindDataObjects => find_data_objects(state, &user, &input),
+        Route::UserDescribe => user_describe(state, call.subject),
+        Route::ProjectDescribe => project_describe(state, &user, call.subject, &input),
+        Route::ListFolder => list_folder(state, &user, call.subject, &input),
+        Route::FileDescribe => file_describe(state, &user, call.subject, &input),
+        Route::FileDownload => file_download(state, &user, call),
+    }
+}
+
+enum Route {
+    Whoami,
+    FindProjects,
+    FindDataObjects,
+    UserDescribe,
+    ProjectDescribe,
+    ListFolder,
+    FileDescribe,
+    FileDownload,
+}
+
+fn authenticate(state: &State, authorization: Option<&str>, now_ms: u64) -> Result<String, ApiError> {
+    let Some(header) = authorization else {
+        return Err(ApiError::new(401, "PermissionDenied", "Authentication required"));
+    };
+    let token = match header.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
+        _ => return Err(ApiError::new(401, "InvalidAuthentication", "The Authorization header must be \"Bearer <token>\"")),
+    };
+    state.authenticate(token, now_ms).map_err(|failure| match failure {
+        AuthFailure::Unknown => ApiError::new(401, "InvalidAuthentication", "The token could not be found"),
+        AuthFailure::Expired => ApiError::new(401, "InvalidAuthentication", "The token has expired"),
+    })
+}
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::invalid_input("The input must be a JSON object")),
+        Err(_) => Err(ApiError::malformed_json()),
+    }
+}
+
+fn greet(_input: &Map<String, Value>) -> Result<Value, ApiError> {
+    Ok(json!({"messages": []}))
+}
+
+fn come_back_later(input: &Map<String, Value>, now_ms: u64) -> Result<Value, ApiError> {
+    let wait_until = optional_u64(input, "waitUntil")?.unwrap_or(0);
+    let set_retry_after = optional_bool(input, "setRetryAfter")?.unwrap_or(false);
+    if now_ms < wait_until {
+        let mut error = ApiError::for_status(503);
+        if set_retry_after {
+            error.retry_after = Some((wait_until - now_ms).div_ceil(1000));
+        }
+        return Err(error);
+    }
+    Ok(json!({"currentTime": now_ms}))
+}
+
+fn whoami(user: &str, input: &Map<String, Value>, client_ip: &str) -> Result<Value, ApiError> {
+    let mut output = json!({"id": user});
+    if let Some(fields) = optional_object(input, "fields")?
+        && fields.get("clientIp") == Some(&Value::Bool(true))
+    {
+        output["clientIp"] = json!(client_ip);
+    }
+    Ok(output)
+}
+
+fn user_describe(state: &State, user_id: &str) -> Result<Value, ApiError> {
+    let user = state.users.get(user_id).ok_or_else(|| ApiError::not_found(format!("{user_id} could not be found")))?;
+    Ok(json!({"id": user.id, "class": "user", "handle": user.handle, "first": user.handle, "last": "", "email": format!("{}@example.invalid", user.handle)}))
+}
+
+fn find_projects(state: &State, user: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+    let name = input.get("name").map(NameMatcher::parse).transpose()?;
+    let minimum = match input.get("level") {
+        None | Some(Value::Null) => Level::View,
+        Some(Value::String(level)) => Level::parse(level).ok_or_else(|| ApiError::invalid_input(format!("Invalid level {level:?}")))?,
+        Some(_) => return Err(ApiError::invalid_input("level must be a string")),
+    };
+    let describe = input.get("describe").map(Selection::parse).transpose()?.flatten();
+    let limit = limit(input)?;
+    let starting = match input.get("starting") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(id)) => Some(id.as_str()),
+        Some(_) => return Err(ApiError::invalid_input("starting must be a project id")),
+    };
+    let mut matches = state.projects.iter().filter(|project| {
+        project.members.get(user).is_some_and(|level| *level >= minimum) && name.as_ref().is_none_or(|name| name.matches(&project.name))
+    });
+    let mut started = starting.is_none();
+    let mut results = Vec::new();
+    let mut next = Value::Null;
+    for project in matches.by_ref() {
+        started = started || starting == Some(project.id.as_str());
+        if !started {
+            continue;
+        }
+        if results.len() as u64 == limit {
+            next = json!(project.id);
+            break;
+        }
+        let level = project.members.get(user).map_or("NONE", |level| level.as_str());
+        let mut result = json!({"id": project.id, "level": level, "permissionSources": [user], "public": false});
+        if let Some(selection) = &describe {
+            result["describe"] = selection.apply(project_fields(project, user));
+        }
+        results.push(result);
+    }
+    if !started {
+        return Err(ApiError::invalid_input("starting does not name a project of this search"));
+    }
+    Ok(json!({"results": results, "next": next}))
+}
+
+fn find_data_objects(state: &State, user: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+    let class = optional_str(input, "class")?;
+    let state_filter = optional_str(input, "state")?.unwrap_or("any");
+    if !["open", "closing", "closed", "any"].contains(&state_filter) {
+        return Err(ApiError::invalid_input(format!("Invalid state {state_filter:?}")));
+    }
+    let visibility = optional_str(input, "visibility")?.unwrap_or("visible");
+    if !["hidden", "visible", "either"].contains(&visibility) {
+        return Err(ApiError::invalid_input(format!("Invalid visibility {visibility:?}")));
+    }
+    let name = input.get("name").map(NameMatcher::parse).transpose()?;
+    let ids: Option<BTreeSet<&str>> = match input.get("id") {
+        None => None,
+        Some(Value::Array(ids)) => Some(
+            ids.iter().map(|id| id.as_str().ok_or_else(|| ApiError::invalid_input("id must be a list of strings"))).collect::<Result<_, _>>()?,
+        ),
+        Some(_) => return Err(ApiError::invalid_input("id must be a list of strings")),
+    };
+    let describe = input.get("describe").map(Selection::parse).transpose()?.flatten();
+    let limit = limit(input)?;
+    let starting = match input.get("starting") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(starting)) => match (starting.get("project").and_then(Value::as_str), starting.get("id").and_then(Value::as_str)) {
+            (Some(project), Some(id)) => Some((project, id)),
+            _ => return Err(ApiError::invalid_input("starting must be {\"project\": …, \"id\": …}")),
+        },
+        Some(_) => return Err(ApiError::invalid_input("starting must be {\"project\": …, \"id\": …}")),
+    };
+
+    let scope = optional_object(input, "scope")?;
+    let (projects, folder, recurse): (Vec<&ProjectEntry>, String, bool) = match scope {
+        Some(scope) => {
+            let Some(project_id) = scope.get("project").and_then(Value::as_str) else {
+                return Err(ApiError::invalid_input("scope.project must be a project id"));
+            };
+            let project = state
+                .project(project_id)
+                .filter(|project| project.members.contains_key(user))
+                .ok_or_else(|| ApiError::not_found(format!("{project_id} could not be found")))?;
+            let folder = match optional_str(scope, "folder")? {
+                Some(folder) => normalize_folder(folder).map_err(|error| ApiError::invalid_input(error.to_string()))?,
+                None => "/".to_owned(),
+            };
+            let recurse = optional_bool(scope, "recurse")?.unwrap_or(true);
+            (vec![project], folder, recurse)
+        }
+        None => (state.projects.iter().filter(|project| project.members.contains_key(user)).collect(), "/".to_owned(), true),
+    };
+
+    // Every file is closed and visible, so some filters select all or nothing.
+    let class_matches = class.is_none_or(|class| class == "file");
+    let state_matches = state_filter == "closed" || state_filter == "any";
+    let visibility_matches = visibility != "hidden";
+    let mut candidates = Vec::new();
+    if class_matches && state_matches && visibility_matches {
+        for project in projects {
+            for file in state.project_files(&project.id) {
+                let in_scope = file.folder == folder
+                    || (recurse && (folder == "/" || file.folder.strip_prefix(folder.as_str()).is_some_and(|rest| rest.starts_with('/'))));
+                if in_scope && name.as_ref().is_none_or(|name| name.matches(&file.name)) && ids.as_ref().is_none_or(|ids| ids.contains(file.id.as_str())) {
+                    candidates.push(file);
+                }
+            }
+        }
+    }
+    let start = match starting {
+        None => 0,
+        Some((project, id)) => candidates
+            .iter()
+            .position(|file| file.project == project && file.id == id)
+            .ok_or_else(|| ApiError::invalid_input("starting does not name an object of this search"))?,
+    };
+    let page = candidates.iter().skip(start).take(limit as usize);
+    let results: Vec<Value> = page
+        .map(|file| {
+            let mut result = json!({"project": file.project, "id": file.id});
+            if let Some(selection) = &describe {
+                result["describe"] = selection.apply(file_fields(state, file));
+            }
+            result
+        })
+        .collect();
+    let next = candidates.get(start + limit as usize).map_or(Value::Null, |file| json!({"project": file.project, "id": file.id}));
+    Ok(json!({"results": results, "next": next}))
+}
+
+fn project_describe(state: &State, user: &str, project_id: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+    let project = accessible_project(state, user, project_id)?;
+    let selection = Selection::parse_input(input, &[])?;
+    Ok(selection.apply(project_fields(project, user)))
+}
+
+fn list_folder(state: &State, user: &str, project_id: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+    let project = accessible_project(state, user, project_id)?;
+    let folder = match optional_str(input, "folder")? {
+        Some(folder) => normalize_folder(folder).map_err(|error| ApiError::invalid_input(error.to_string()))?,
+        None => "/".to_owned(),
+    };
+    let only = optional_str(input, "only")?.unwrap_or("all");
+    if !["all", "objects", "folders"].contains(&only) {
+        return Err(ApiError::invalid_input(format!("Invalid value for only: {only:?}")));
+    }
+    optional_bool(input, "includeHidden")?;
+    let describe = input.get("describe").map(Selection::parse).transpose()?.flatten();
+    if !project.folders.contains(&folder) {
+        return Err(ApiError::not_found(format!("The folder {folder} could not be found in {}", project.id)));
+    }
+    let mut output = Map::new();
+    if only != "folders" {
+        let mut files: Vec<&FileEntry> = state.files.values().filter(|file| file.project == project.id && file.folder == folder).collect();
+        files.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+        let objects: Vec<Value> = files
+            .into_iter()
+            .map(|file| {
+                let mut object = json!({"id": file.id});
+                if let Some(selection) = &describe {
+                    object["describe"] = selection.apply(file_fields(state, file));
+                }
+                object
+            })
+            .collect();
+        output.insert("objects".into(), Value::Array(objects));
+    }
+    if only != "objects" {
+        let prefix = if folder == "/" { "/".to_owned() } else { format!("{folder}/") };
+        let children: Vec<Value> = project
+            .folders
+            .iter()
+            .filter(|candidate| candidate.strip_prefix(prefix.as_str()).is_some_and(|rest| !rest.is_empty() && !rest.contains('/')))
+            .map(|child| json!(child))
+            .collect();
+        output.insert("folders".into(), Value::Array(children));
+    }
+    Ok(Value::Object(output))
+}
+
+fn file_describe(state: &State, user: &str, file_id: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+    let file = accessible_file(state, user, file_id, optional_str(input, "project")?)?;
+    let selection = Selection::parse_input(input, &["project"])?;
+    Ok(selection.apply(file_fields(state, file)))
+}
+
+fn file_download(state: &mut State, user: &str, call: &ApiCall<'_>) -> Result<Value, ApiError> {
+    let input = parse_object(call.body)?;
+    optional_bool(&input, "preauthenticated")?;
+    optional_bool(&input, "stickyIP")?;
+    let duration = optional_u64(&input, "duration")?.unwrap_or(DEFAULT_URL_DURATION_S);
+    if duration == 0 {
+        return Err(ApiError::invalid_input("duration must be a positive number of seconds"));
+    }
+    let file = accessible_file(state, user, call.subject, optional_str(&input, "project")?)?;
+    let filename = optional_str(&input, "filename")?.unwrap_or(&file.name);
+    let url = format!("{}{}D/{}/{}/{}", call.base_url, super::DATA_PATH_PREFIX, file.id, call.url_key, percent_encode(filename));
+    let expires_ms = call.now_ms.saturating_add(duration.saturating_mul(1000));
+    let file_id = file.id.clone();
+    state.downloads.insert(call.url_key.clone(), super::state::DownloadEntry { file: file_id, expires_ms });
+    Ok(json!({"url": url, "headers": {}, "expires": expires_ms}))
+}
+
+fn accessible_project<'a>(state: &'a State, user: &str, project_id: &str) -> Result<&'a ProjectEntry, ApiError> {
+    state
+        .project(project_id)
+        .filter(|project| project.members.contains_key(user))
+        .ok_or_else(|| ApiError::not_found(format!("{project_id} could not be found")))
+}
+
+fn accessible_file<'a>(state: &'a State, user: &str, file_id: &str, project: Option<&str>) -> Result<&'a FileEntry, ApiError> {
+    let file = state.files.get(file_id).ok_or_else(|| ApiError::not_found(format!("{file_id} could not be found")))?;
+    if let Some(project) = project
+        && project != file.project
+    {
+        return Err(ApiError::not_found(format!("{file_id} could not be found in {project}")));
+    }
+    if state.level(&file.project, user).is_none() {
+        return Err(ApiError::not_found(format!("{file_id} could not be found")));
+    }
+    Ok(file)
+}
+
+const FILE_DEFAULT_FIELDS: &[&str] = &[
+    "id", "project", "class", "types", "created", "modified", "state", "hidden", "links", "name", "folder", "sponsored", "tags", "media",
+    "archivalState", "size", "createdBy",
+];
+
+fn file_fields(state: &State, file: &FileEntry) -> (Map<String, Value>, &'static [&'static str]) {
+    let owner = state.project(&file.project).and_then(|project| project.members.keys().next().cloned()).unwrap_or_default();
+    let parts: Map<String, Value> = (1..=file.parts.len() as u32)
+        .map(|index| {
+            let part = &file.parts[index as usize - 1];
+            (index.to_string(), json!({"size": part.size, "md5": file.reported_md5(index), "state": "complete"}))
+        })
+        .collect();
+    let fields = json!({
+        "id": file.id, "project": file.project, "class": "file", "types": [], "created": file.created_ms, "modified": file.modified_ms,
+        "state": "closed", "hidden": false, "links": [], "name": file.name, "folder": file.folder, "sponsored": false, "tags": [],
+        "media": "application/octet-stream", "archivalState": "live", "size": file.size, "createdBy": {"user": owner},
+        "parts": parts, "properties": {}, "details": {}, "checksumType": null,
+    });
+    (into_map(fields), FILE_DEFAULT_FIELDS)
+}
+
+const PROJECT_DEFAULT_FIELDS: &[&str] = &[
+    "id", "class", "name", "created", "modified", "region", "billTo", "level", "dataUsage", "sponsoredDataUsage", "remoteDataUsage", "version",
+    "summary", "description", "protected", "restricted", "containsPHI", "downloadRestricted", "tags", "createdBy",
+];
+
+fn project_fields<'a>(project: &ProjectEntry, user: &str) -> (Map<String, Value>, &'a [&'a str]) {
+    let owner = project.members.iter().find(|(_, level)| **level == Level::Administer).map(|(user, _)| user.clone()).unwrap_or_default();
+    let level = project.members.get(user).map_or("NONE", |level| level.as_str());
+    let fields = json!({
+        "id": project.id, "class": "project", "name": project.name, "created": project.created_ms, "modified": project.modified_ms,
+        "region": "aws:us-east-1", "billTo": owner, "level": level, "dataUsage": 0.0, "sponsoredDataUsage": 0.0, "remoteDataUsage": 0.0,
+        "version": 1, "summary": "", "description": "", "protected": false, "restricted": false, "containsPHI": false,
+        "downloadRestricted": false, "tags": [], "createdBy": {"user": owner}, "properties": {},
+        "folders": project.folders.iter().collect::<Vec<_>>(),
+    });
+    (into_map(fields), PROJECT_DEFAULT_FIELDS)
+}
+
+fn into_map(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+/// Which describe fields to return: the default set or not, plus extras.
+struct Selection {
+    include_default: bool,
+    extras: BTreeSet<String>,
+}
+
+impl Selection {
+    /// The `describe` option of a search: `false` (none), `true` (defaults) or an object.
+    fn parse(value: &Value) -> Result<Option<Self>, ApiError> {
+        match value {
+            Value::Bool(false) | Value::Null => Ok(None),
+            Value::Bool(true) => Ok(Some(Self { include_default: true, extras: BTreeSet::new() })),
+            Value::Object(spec) => Self::parse_input(spec, &[]).map(Some),
+            _ => Err(ApiError::invalid_input("describe must be a boolean or an object")),
+        }
+    }
+
+    /// `{"fields": {...}, "defaultFields": bool}`, or legacy top-level boolean flags
+    /// (`{"parts": true, "properties": true}`) added to the defaults. `ignored` names input keys
+    /// that are not fields (such as `project`).
+    fn parse_input(spec: &Map<String, Value>, ignored: &[&str]) -> Result<Self, ApiError> {
+        let default_fields = optional_bool(spec, "defaultFields")?;
+        if let Some(fields) = optional_object(spec, "fields")? {
+            let mut extras = BTreeSet::new();
+            for (name, wanted) in fields {
+                match wanted {
+                    Value::Bool(true) => {
+                        extras.insert(name.clone());
+                    }
+                    Value::Bool(false) => {}
+                    _ => return Err(ApiError::invalid_input(format!("fields.{name} must be a boolean"))),
+                }
+            }
+            return Ok(Self { include_default: default_fields.unwrap_or(false), extras });
+        }
+        let mut extras = BTreeSet::new();
+        for (name, value) in spec {
+            if name == "defaultFields" || ignored.contains(&name.as_str()) {
+                continue;
+            }
+            match value {
+                Value::Bool(true) => {
+                    extras.insert(name.clone());
+                }
+                Value::Bool(false) => {}
+                _ => return Err(ApiError::invalid_input(format!("{name} must be a boolean"))),
+            }
+        }
+        Ok(Self { include_default: default_fields.unwrap_or(true), extras })
+    }
+
+    fn apply(&self, (fields, defaults): (Map<String, Value>, &[&str])) -> Value {
+        let selected = fields.into_iter().filter(|(name, _)| (self.include_default && defaults.contains(&name.as_str())) || self.extras.contains(name));
+        Value::Object(selected.collect())
+    }
+}
+
+/// A `name` condition: an exact string, `{"glob": …}` or `{"regexp": …, "flags": …}`.
+enum NameMatcher {
+    Exact(String),
+    Pattern(Regex),
+}
+
+impl NameMatcher {
+    fn parse(value: &Value) -> Result<Self, ApiError> {
+        match value {
+            Value::String(exact) => Ok(Self::Exact(exact.clone())),
+            Value::Object(spec) => {
+                if let Some(glob) = optional_str(spec, "glob")? {
+                    return compile(&glob_to_regex(glob), "").map(Self::Pattern);
+                }
+                if let Some(pattern) = optional_str(spec, "regexp")? {
+                    let flags = optional_str(spec, "flags")?.unwrap_or("");
+                    return compile(pattern, flags).map(Self::Pattern);
+                }
+                Err(ApiError::invalid_input("name must be a string, {\"glob\": …} or {\"regexp\": …}"))
+            }
+            _ => Err(ApiError::invalid_input("name must be a string, {\"glob\": …} or {\"regexp\": …}")),
+        }
+    }
+
+    fn matches(&self, name: &str) -> bool {
+        match self {
+            Self::Exact(exact) => exact == name,
+            Self::Pattern(regex) => regex.is_match(name),
+        }
+    }
+}
+
+fn compile(pattern: &str, flags: &str) -> Result<Regex, ApiError> {
+    if let Some(flag) = flags.chars().find(|flag| !"imsx".contains(*flag)) {
+        return Err(ApiError::invalid_input(format!("Unsupported regexp flag {flag:?}")));
+    }
+    let prefix = if flags.is_empty() { String::new() } else { format!("(?{flags})") };
+    Regex::new(&format!("{prefix}{pattern}")).map_err(|error| ApiError::invalid_input(format!("Invalid regexp: {error}")))
+}
+
+/// `*` and `?` are wildcards; a backslash makes the next character literal.
+fn glob_to_regex(glob: &str) -> String {
+    let mut regex = String::from("^");
+    let mut chars = glob.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => regex.push_str(".*"),
+            '?' => regex.push('.'),
+            '\\' => {
+                if let Some(literal) = chars.next() {
+                    regex.push_str(&regex::escape(&literal.to_string()));
+                }
+            }
+            other => regex.push_str(&regex::escape(&other.to_string())),
+        }
+    }
+    regex.push('$');
+    regex
+}
+
+fn limit(input: &Map<String, Value>) -> Result<u64, ApiError> {
+    match input.get("limit") {
+        None | Some(Value::Null) => Ok(DEFAULT_LIMIT),
+        Some(value) => match value.as_u64() {
+            Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
+            _ => Err(ApiError::invalid_input(format!("limit must be an integer from 1 to {MAX_LIMIT}"))),
+        },
+    }
+}
+
+fn optional_str<'a>(input: &'a Map<String, Value>, key: &str) -> Result<Option<&'a str>, ApiError> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(ApiError::invalid_input(format!("{key} must be a string"))),
+    }
+}
+
+fn optional_bool(input: &Map<String, Value>, key: &str) -> Result<Option<bool>, ApiError> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(flag)) => Ok(Some(*flag)),
+        Some(_) => Err(ApiError::invalid_input(format!("{key} must be a boolean"))),
+    }
+}
+
+fn optional_u64(input: &Map<String, Value>, key: &str) -> Result<Option<u64>, ApiError> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| ApiError::invalid_input(format!("{key} must be a non-negative integer"))),
+    }
+}
+
+fn optional_object<'a>(input: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, ApiError> {
+    match input.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(object)) => Ok(Some(object)),
+        Some(_) => Err(ApiError::invalid_input(format!("{key} must be an object"))),
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_translate() {
+        let check = |glob: &str, name: &str, expected: bool| {
+            let regex = Regex::new(&glob_to_regex(glob)).unwrap();
+            assert_eq!(regex.is_match(name), expected, "{glob} vs {name}");
+        };
+        check("*.fastq.gz", "a.fastq.gz", true);
+        check("*.fastq.gz", "a.fastq.gzip", false);
+        check("a?c", "abc", true);
+        check("a?c", "ac", false);
+        check("a\\*c", "a*c", true);
+        check("a\\*c", "abc", false);
+        check("(x)", "(x)", true);
+    }
+}
