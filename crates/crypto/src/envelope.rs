@@ -67,6 +67,7 @@ impl fmt::Debug for MasterKey {
 /// Keys derived from one master key, ready to use.
 pub struct Keyring {
     pepper: hmac::Key,
+    sessions: hmac::Key,
     wrapping: LessSafeKey,
     fingerprint: String,
     rng: SystemRandom,
@@ -113,14 +114,17 @@ impl Keyring {
     pub fn new(master: &MasterKey) -> Result<Keyring, CryptoError> {
         let mut pepper = derive(master, b"keyledger/pepper/v1")?;
         let mut wrapping = derive(master, b"keyledger/wrap/v1")?;
+        let mut sessions = derive(master, b"keyledger/session/v1")?;
         let keyring = Keyring {
             pepper: hmac::Key::new(hmac::HMAC_SHA256, &pepper),
+            sessions: hmac::Key::new(hmac::HMAC_SHA256, &sessions),
             wrapping: aes_key(&wrapping)?,
             fingerprint: master.fingerprint(),
             rng: SystemRandom::new(),
         };
         pepper.zeroize();
         wrapping.zeroize();
+        sessions.zeroize();
         Ok(keyring)
     }
 
@@ -138,6 +142,19 @@ impl Keyring {
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         SecretHash(out)
+    }
+
+    /// Authenticates a session token's claims (HMAC-SHA256 under a key derived for sessions).
+    pub fn sign_session(&self, claims: &[u8]) -> [u8; 32] {
+        let tag = hmac::sign(&self.sessions, claims);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Checks a session token's tag in constant time.
+    pub fn verify_session(&self, claims: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.sessions, claims, tag).is_ok()
     }
 
     /// Seals a secret under a fresh data key. Returns the wrapped data key (to store outside the

@@ -162,7 +162,12 @@ pub struct State {
 
 impl State {
     pub fn apply(&mut self, event: &Event) {
-        match event.clone() {
+        self.apply_owned(event.clone());
+    }
+
+    /// Like [`State::apply`], without copying the event: what replay uses.
+    pub fn apply_owned(&mut self, event: Event) {
+        match event {
             Event::UserCreated { user, display_name, at } => {
                 self.users.insert(user.clone(), User { id: user, display_name, roles: BTreeSet::new(), created_at: at });
             }

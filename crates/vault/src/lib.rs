@@ -1,1 +1,277 @@
-//! placeholder
+//! The service core: opens the log, replays it into the projection, applies commands
+//! (decide → append → apply), answers queries, leases external credentials, and runs the expiry
+//! sweeper and usage aggregation.
+//!
+//! Architecture invariants:
+//! - Nothing changes state except appending events; the projection is only ever written by the
+//!   log's commit hook, in sequence order, before the append is acknowledged (read-your-writes).
+//! - Plaintext secrets exist only in memory, inside `SecretString`/`SecretBytes`.
+//! - Time comes from the injected [`Clock`].
+
+mod auth;
+mod background;
+mod clock;
+mod external;
+mod keys;
+mod master_key;
+mod projection;
+mod telemetry;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use keyledger_crypto::{CryptoError, Keyring, MasterKey};
+use keyledger_domain::{Action, Actor, Command, DomainError, DurationPolicy, Event, State, Timestamp};
+use keyledger_log::{AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, NewEvent};
+
+pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use external::{ExternalCredential, ExternalKeyView, Lease, NewCredential};
+pub use keys::{ApiKeyView, CreatedApiKey};
+pub use master_key::{MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key};
+pub use projection::{Projection, decode_event, encode_event};
+pub use telemetry::{ComponentHealth, Telemetry};
+
+/// How the vault is set up. `Default` is the embedded default under `./data`.
+#[derive(Debug, Clone)]
+pub struct VaultConfig {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    pub duration_policy: DurationPolicy,
+    /// How often aggregated key usage is recorded (at most one event per key per interval).
+    pub usage_flush_interval: Duration,
+    /// How often the sweeper looks for keys that have expired.
+    pub sweep_interval: Duration,
+    /// How long a session token from `POST /v1/auth/login` lives.
+    pub session_ttl: Duration,
+}
+
+impl Default for VaultConfig {
+    fn default() -> Self {
+        VaultConfig {
+            data_dir: PathBuf::from("data"),
+            durability: Durability::Full,
+            duration_policy: DurationPolicy::default(),
+            usage_flush_interval: Duration::from_secs(60),
+            sweep_interval: Duration::from_secs(5),
+            session_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl VaultConfig {
+    pub fn log_dir(&self) -> PathBuf {
+        self.data_dir.join("log")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error("{0}")]
+    Auth(#[from] AuthFailure),
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the request was retried too often against concurrent changes; try again")]
+    Contended,
+    #[error("this request id was already used for an earlier request (seq {first_seq}); its result cannot be shown twice")]
+    DuplicateRequest { first_seq: u64 },
+    #[error("{0}")]
+    Crypto(#[from] CryptoError),
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Io(String),
+    #[error("the log is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl From<LogError> for VaultError {
+    fn from(err: LogError) -> Self {
+        VaultError::Storage(err.to_string())
+    }
+}
+
+/// The outcome of a command: the events it recorded and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub events: Vec<Event>,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub at: Timestamp,
+}
+
+/// The vault. Cheap to clone: every clone is the same vault.
+#[derive(Clone)]
+pub struct Vault {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").field("data_dir", &self.inner.config.data_dir).finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    config: VaultConfig,
+    log: EventLog,
+    projection: Arc<RwLock<Projection>>,
+    keyring: RwLock<Arc<Keyring>>,
+    clock: Arc<dyn Clock>,
+    usage: Mutex<background::UsageAggregate>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Vault {
+    /// Opens (or creates) the vault in `config.data_dir`, replaying the log into the projection.
+    pub fn open(config: VaultConfig, master: &MasterKey, clock: Arc<dyn Clock>) -> Result<Vault, VaultError> {
+        let projection = Arc::new(RwLock::new(Projection::default()));
+        let telemetry = Arc::new(Telemetry::default());
+        let hook_projection = Arc::clone(&projection);
+        let hook_telemetry = Arc::clone(&telemetry);
+        let on_commit = Box::new(move |envelopes: &[keyledger_log::Envelope]| {
+            let mut projection = hook_projection.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            projection.apply_envelopes(envelopes);
+            drop(projection);
+            hook_telemetry.add_counter("keyledger_log_appended_events_total", "", "Events appended to the log.", envelopes.len() as f64);
+            hook_telemetry.add_counter("keyledger_log_group_commits_total", "", "Durable group commits of the log.", 1.0);
+        });
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|err| VaultError::Io(format!("cannot create data directory {}: {err}", config.data_dir.display())))?;
+        let mut log_config = LogConfig::new(config.log_dir());
+        log_config.durability = config.durability;
+        let log = EventLog::open(log_config, on_commit)?;
+        {
+            let mut projection = projection.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            projection.replay(&log)?;
+        }
+        let vault = Vault {
+            inner: Arc::new(Inner {
+                config,
+                log,
+                projection,
+                keyring: RwLock::new(Arc::new(Keyring::new(master)?)),
+                clock,
+                usage: Mutex::new(background::UsageAggregate::default()),
+                telemetry,
+            }),
+        };
+        vault.check_master_key()?;
+        vault.shred_data_keys_of_deleted_credentials()?;
+        Ok(vault)
+    }
+
+    pub fn config(&self) -> &VaultConfig {
+        &self.inner.config
+    }
+
+    pub fn log(&self) -> &EventLog {
+        &self.inner.log
+    }
+
+    /// Where components report metrics and readiness.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.inner.telemetry
+    }
+
+    /// Why the vault cannot serve correctly, if it cannot (an undecodable event in the log).
+    pub fn broken(&self) -> Option<String> {
+        self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner()).broken.clone()
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Runs `f` against the current state. Keep it short: appends wait while it runs.
+    pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        let projection = self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&projection.state)
+    }
+
+    /// The sequence number of the last event the projection has applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner()).applied_seq
+    }
+
+    fn keyring(&self) -> Arc<Keyring> {
+        Arc::clone(&self.inner.keyring.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Decides and appends a command. Concurrent changes to the same streams are detected by
+    /// expected versions; the command is then decided again against the newer state.
+    pub async fn execute(&self, command: Command, request_id: Option<[u8; 16]>) -> Result<Executed, VaultError> {
+        const ATTEMPTS: usize = 8;
+        for _ in 0..ATTEMPTS {
+            let now = self.now();
+            let (events, batch) = self.prepare(&command, request_id, now)?;
+            if events.is_empty() {
+                return Ok(Executed { events, first_seq: 0, last_seq: 0, at: now });
+            }
+            match self.inner.log.append(batch).await {
+                Ok(committed) if committed.duplicate => {
+                    return Err(VaultError::DuplicateRequest { first_seq: committed.first_seq });
+                }
+                Ok(committed) => {
+                    return Ok(Executed { events, first_seq: committed.first_seq, last_seq: committed.last_seq, at: now });
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(err) => return Err(VaultError::Storage(err.to_string())),
+            }
+        }
+        Err(VaultError::Contended)
+    }
+
+    /// Like [`Vault::execute`], for callers without an async runtime (CLI tools, tests).
+    pub fn execute_blocking(&self, command: Command, request_id: Option<[u8; 16]>) -> Result<Executed, VaultError> {
+        for _ in 0..8 {
+            let now = self.now();
+            let (events, batch) = self.prepare(&command, request_id, now)?;
+            if events.is_empty() {
+                return Ok(Executed { events, first_seq: 0, last_seq: 0, at: now });
+            }
+            match self.inner.log.append_blocking(batch) {
+                Ok(committed) if committed.duplicate => {
+                    return Err(VaultError::DuplicateRequest { first_seq: committed.first_seq });
+                }
+                Ok(committed) => {
+                    return Ok(Executed { events, first_seq: committed.first_seq, last_seq: committed.last_seq, at: now });
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(err) => return Err(VaultError::Storage(err.to_string())),
+            }
+        }
+        Err(VaultError::Contended)
+    }
+
+    fn prepare(&self, command: &Command, request_id: Option<[u8; 16]>, now: Timestamp) -> Result<(Vec<Event>, AppendBatch), VaultError> {
+        let projection = self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let events = keyledger_domain::decide(&projection.state, command.clone(), now)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut new_events = Vec::with_capacity(events.len());
+        for event in &events {
+            let stream = event.stream_id();
+            // The first event of each stream carries the version the decision was based on.
+            let expected = if seen.insert(stream.clone()) {
+                match projection.versions.get(&stream) {
+                    Some(version) => ExpectedVersion::Exact(*version),
+                    None => ExpectedVersion::NoStream,
+                }
+            } else {
+                ExpectedVersion::Any
+            };
+            new_events.push(NewEvent { stream, expected, body: encode_event(event) });
+        }
+        drop(projection);
+        let batch = AppendBatch { request_id, actor: command.actor.to_string(), time_ms: now.as_millis(), events: new_events };
+        Ok((events, batch))
+    }
+
+    /// A shortcut for commands without a request id.
+    pub async fn run(&self, actor: Actor, action: Action) -> Result<Executed, VaultError> {
+        self.execute(Command::new(actor, action), None).await
+    }
+}

@@ -1,0 +1,276 @@
+//! External keys: AWS and DNAnexus credentials, sealed with envelope encryption. The wrapped data
+//! key lives in the `data_keys` tree, outside the log; deleting it shreds the secret.
+
+use keyledger_crypto::{SecretString, credential_aad, random_base62};
+use keyledger_domain::{
+    AccessKeyId, Action, Actor, AwsRegion, DomainError, Event, ExternalKeyId, ExternalKeyPublic, FromTrusted, KeyDuration,
+    KeyHint, KeyStatus, Label, NewExternalKey, Provider, Timestamp, UserId, ValidationError, check_aws_secret,
+    check_dnanexus_token,
+};
+use serde::Serialize;
+
+use crate::{Executed, Vault, VaultError};
+
+/// A credential as a user submits it, validated.
+#[derive(Debug, Clone)]
+pub enum NewCredential {
+    Aws { access_key_id: AccessKeyId, secret_access_key: SecretString, region: AwsRegion },
+    Dnanexus { token: SecretString },
+}
+
+impl NewCredential {
+    pub fn aws(access_key_id: &str, secret_access_key: SecretString, region: &str) -> Result<NewCredential, ValidationError> {
+        let access_key_id = AccessKeyId::parse(access_key_id.trim())?;
+        check_aws_secret(secret_access_key.expose())?;
+        let region = AwsRegion::parse(region.trim())?;
+        Ok(NewCredential::Aws { access_key_id, secret_access_key, region })
+    }
+
+    pub fn dnanexus(token: SecretString) -> Result<NewCredential, ValidationError> {
+        check_dnanexus_token(token.expose())?;
+        Ok(NewCredential::Dnanexus { token })
+    }
+
+    pub fn provider(&self) -> Provider {
+        match self {
+            NewCredential::Aws { .. } => Provider::Aws,
+            NewCredential::Dnanexus { .. } => Provider::Dnanexus,
+        }
+    }
+
+    fn split(&self) -> (ExternalKeyPublic, &str) {
+        match self {
+            NewCredential::Aws { access_key_id, secret_access_key, region } => (
+                ExternalKeyPublic::Aws { access_key_id: access_key_id.clone(), region: region.clone() },
+                secret_access_key.expose(),
+            ),
+            NewCredential::Dnanexus { token } => {
+                (ExternalKeyPublic::Dnanexus { token_hint: KeyHint::mask(token.expose(), 0, 4) }, token.expose())
+            }
+        }
+    }
+}
+
+/// A decrypted credential, in memory for the duration of a job.
+#[derive(Debug, Clone)]
+pub enum ExternalCredential {
+    Aws { access_key_id: String, secret_access_key: SecretString, region: String },
+    Dnanexus { token: SecretString },
+}
+
+/// A credential handed to a job, with where it came from.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub key: ExternalKeyId,
+    pub owner: UserId,
+    pub provider: Provider,
+    pub credential: ExternalCredential,
+}
+
+/// An external key as listings show it: never the secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExternalKeyView {
+    pub id: ExternalKeyId,
+    pub label: Label,
+    pub provider: Provider,
+    /// `AKIA…WXYZ` for AWS, `…WXYZ` for a DNAnexus token.
+    pub hint: KeyHint,
+    pub region: Option<AwsRegion>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub last_used_at: Option<Timestamp>,
+    pub last_verified_at: Option<Timestamp>,
+    pub last_verified_ok: Option<bool>,
+    pub last_verified_detail: Option<String>,
+    pub status: KeyStatus,
+}
+
+impl Vault {
+    /// Seals and stores a credential. One per provider per user: a second one is refused.
+    pub async fn create_external_key(
+        &self,
+        actor: Actor,
+        label: Label,
+        credential: NewCredential,
+        duration: KeyDuration,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<ExternalKeyView, VaultError> {
+        let owner = actor.user().cloned().ok_or(DomainError::PermissionDenied {
+            permission: keyledger_domain::Permission::ManageUserApiKeys,
+        })?;
+        let provider = credential.provider();
+        let now = self.now();
+        // Refuse early, before any key material is generated, when the answer is already known.
+        self.read(|state| {
+            if !state.has_permission(&owner, keyledger_domain::Permission::ManageUserApiKeys) {
+                return Err(DomainError::PermissionDenied { permission: keyledger_domain::Permission::ManageUserApiKeys });
+            }
+            match state.active_external_key(&owner, provider) {
+                Some(existing) if existing.status_at(now) == KeyStatus::Active => Err(DomainError::ExternalKeyExists { provider }),
+                _ => Ok(()),
+            }
+        })?;
+        let keyring = self.keyring();
+        let key = ExternalKeyId::from_trusted(format!("{}{}", ExternalKeyId::PREFIX, random_base62(keyring.rng(), 16)?));
+        let (public, secret) = credential.split();
+        let (wrapped, sealed) = keyring.seal(key.as_str(), secret.as_bytes(), &credential_aad(&key, &owner, provider))?;
+        // The data key is durable before the event that needs it; if the append fails, it goes.
+        self.inner.log.data_keys().put(key.as_str(), &wrapped)?;
+        let command = keyledger_domain::Command::new(
+            actor,
+            Action::CreateExternalKey(NewExternalKey { key: key.clone(), label, public, sealed, duration }),
+        );
+        if let Err(err) = self.execute(command, request_id).await {
+            let _ = self.inner.log.data_keys().remove(key.as_str());
+            return Err(err);
+        }
+        self.external_key_view(&key).ok_or_else(|| VaultError::Storage("created key missing from the projection".into()))
+    }
+
+    /// Deletes the listed external keys atomically and destroys their data keys.
+    pub async fn delete_external_keys(&self, actor: Actor, keys: Vec<ExternalKeyId>) -> Result<Executed, VaultError> {
+        let executed = self.run(actor, Action::DeleteExternalKeys { keys }).await?;
+        for event in &executed.events {
+            if let Event::ExternalKeyDeleted { key, .. } = event {
+                // If this fails or the process dies first, start-up shreds it (see `open`).
+                if let Err(err) = self.inner.log.data_keys().remove(key.as_str()) {
+                    tracing::error!(key = %key, error = %err, "could not destroy a deleted key's data key; it will be retried at start-up");
+                }
+            }
+        }
+        Ok(executed)
+    }
+
+    /// Records the result of testing a credential against its provider ("save and test").
+    pub async fn record_external_key_verification(
+        &self,
+        actor: Actor,
+        key: ExternalKeyId,
+        ok: bool,
+        detail: String,
+    ) -> Result<ExternalKeyView, VaultError> {
+        self.run(actor, Action::RecordExternalKeyVerification { key: key.clone(), ok, detail }).await?;
+        self.external_key_view(&key).ok_or_else(|| VaultError::Storage("verified key missing from the projection".into()))
+    }
+
+    pub fn list_external_keys(&self, owner: &UserId) -> Vec<ExternalKeyView> {
+        let now = self.now();
+        self.read(|state| state.external_keys_of(owner).into_iter().map(|key| view(key, now)).collect())
+    }
+
+    pub fn external_key_view(&self, key: &ExternalKeyId) -> Option<ExternalKeyView> {
+        let now = self.now();
+        self.read(|state| state.external_key(key).map(|k| view(k, now)))
+    }
+
+    /// Decrypts an external key for a job. The key must be active and not expired.
+    pub fn lease_external_key(&self, key: &ExternalKeyId) -> Result<Lease, VaultError> {
+        let now = self.now();
+        let (owner, provider, public, sealed) = self.read(|state| {
+            let external = state.external_key(key).ok_or_else(|| DomainError::NotFound { what: "external key", id: key.to_string() })?;
+            let status = external.status_at(now);
+            if status != KeyStatus::Active {
+                return Err(DomainError::NotActive { what: "external key", id: key.to_string(), status });
+            }
+            Ok((external.owner.clone(), external.provider(), external.public.clone(), external.sealed.clone()))
+        })?;
+        let wrapped = self.inner.log.data_keys().get(key.as_str())?.ok_or_else(|| DomainError::NotActive {
+            what: "external key",
+            id: key.to_string(),
+            status: KeyStatus::Deleted,
+        })?;
+        let secret = self.keyring().open(key.as_str(), &wrapped, &sealed, &credential_aad(key, &owner, provider))?;
+        let secret = secret.into_secret_string().ok_or(keyledger_crypto::CryptoError::Decrypt)?;
+        let credential = match public {
+            ExternalKeyPublic::Aws { access_key_id, region } => ExternalCredential::Aws {
+                access_key_id: access_key_id.to_string(),
+                secret_access_key: secret,
+                region: region.to_string(),
+            },
+            ExternalKeyPublic::Dnanexus { .. } => ExternalCredential::Dnanexus { token: secret },
+        };
+        Ok(Lease { key: key.clone(), owner, provider, credential })
+    }
+
+    /// The owner's usable key for a provider, decrypted.
+    pub fn lease_for(&self, owner: &UserId, provider: Provider) -> Result<Lease, VaultError> {
+        let now = self.now();
+        let key = self.read(|state| {
+            state
+                .active_external_key(owner, provider)
+                .filter(|k| k.status_at(now) == KeyStatus::Active)
+                .map(|k| k.id.clone())
+                .ok_or(DomainError::NoExternalKey { provider })
+        })?;
+        self.lease_external_key(&key)
+    }
+
+    /// Destroys data keys whose credential the log says is deleted (a crash between the event
+    /// and the removal leaves one behind).
+    pub(crate) fn shred_data_keys_of_deleted_credentials(&self) -> Result<usize, VaultError> {
+        let deleted: Vec<ExternalKeyId> = self.read(|state| {
+            state.external_keys().filter(|k| k.status == KeyStatus::Deleted).map(|k| k.id.clone()).collect()
+        });
+        let mut shredded = 0;
+        for key in deleted {
+            if self.inner.log.data_keys().remove(key.as_str())? {
+                shredded += 1;
+            }
+        }
+        if shredded > 0 {
+            tracing::warn!(shredded, "destroyed data keys left behind by deletions interrupted by a crash");
+        }
+        Ok(shredded)
+    }
+
+    /// Makes sure the master key is the one this data directory was sealed with.
+    pub(crate) fn check_master_key(&self) -> Result<(), VaultError> {
+        const CHECK: &str = "master_key_check";
+        let keyring = self.keyring();
+        match self.inner.log.meta().get(CHECK)? {
+            Some(stored) if stored.len() > keyledger_crypto::DATA_KEY_WRAP_LEN + 12 => {
+                let (wrapped, rest) = stored.split_at(keyledger_crypto::DATA_KEY_WRAP_LEN);
+                let (nonce, ciphertext) = rest.split_at(12);
+                let sealed = keyledger_domain::SealedSecret {
+                    nonce: nonce.try_into().unwrap_or_default(),
+                    ciphertext: ciphertext.to_vec(),
+                };
+                keyring.open(CHECK, wrapped, &sealed, CHECK.as_bytes()).map(|_| ()).map_err(|_| {
+                    VaultError::Config(format!(
+                        "the master key (fingerprint {}) does not open this data directory; pass the key it was created with",
+                        keyring.fingerprint()
+                    ))
+                })
+            }
+            _ => {
+                let (wrapped, sealed) = keyring.seal(CHECK, b"keyledger", CHECK.as_bytes())?;
+                let mut stored = wrapped;
+                stored.extend_from_slice(&sealed.nonce);
+                stored.extend_from_slice(&sealed.ciphertext);
+                self.inner.log.meta().put(CHECK, &stored)?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn view(key: &keyledger_domain::ExternalKey, now: Timestamp) -> ExternalKeyView {
+    let region = match &key.public {
+        ExternalKeyPublic::Aws { region, .. } => Some(region.clone()),
+        ExternalKeyPublic::Dnanexus { .. } => None,
+    };
+    ExternalKeyView {
+        id: key.id.clone(),
+        label: key.label.clone(),
+        provider: key.provider(),
+        hint: key.public.hint(),
+        region,
+        created_at: key.created_at,
+        expires_at: key.expires_at,
+        last_used_at: key.last_used_at,
+        last_verified_at: key.last_verified.as_ref().map(|v| v.at),
+        last_verified_ok: key.last_verified.as_ref().map(|v| v.ok),
+        last_verified_detail: key.last_verified.as_ref().map(|v| v.detail.clone()),
+        status: key.status_at(now),
+    }
+}
