@@ -37,24 +37,38 @@ impl MasterKey {
     pub fn parse(text: &str) -> Result<MasterKey, CryptoError> {
         let text = text.trim();
         let mut bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            (0..32).map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16)).collect::<Result<Vec<u8>, _>>().map_err(|_| CryptoError::MasterKeyFormat)?
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .map_err(|_| CryptoError::MasterKeyFormat)?
         } else {
-            base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| CryptoError::MasterKeyFormat)?
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| CryptoError::MasterKeyFormat)?
         };
-        let result = <[u8; 32]>::try_from(bytes.as_slice()).map(MasterKey).map_err(|_| CryptoError::MasterKeyFormat);
+        let result = <[u8; 32]>::try_from(bytes.as_slice())
+            .map(MasterKey)
+            .map_err(|_| CryptoError::MasterKeyFormat);
         bytes.zeroize();
         result
     }
 
     /// The text form written to `master.key`: base64.
     pub fn to_text(&self) -> SecretBytes {
-        SecretBytes::new(base64::engine::general_purpose::STANDARD.encode(self.0).into_bytes())
+        SecretBytes::new(
+            base64::engine::general_purpose::STANDARD
+                .encode(self.0)
+                .into_bytes(),
+        )
     }
 
     /// A short, non-secret fingerprint to tell master keys apart in logs and errors.
     pub fn fingerprint(&self) -> String {
         let digest = ring::digest::digest(&ring::digest::SHA256, &self.0);
-        digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+        digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -90,14 +104,18 @@ impl hkdf::KeyType for Len {
 fn derive(master: &MasterKey, label: &[u8]) -> Result<[u8; 32], CryptoError> {
     let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"keyledger").extract(&master.0);
     let info = [label];
-    let okm = prk.expand(&info, Len(32)).map_err(|_| CryptoError::Random)?;
+    let okm = prk
+        .expand(&info, Len(32))
+        .map_err(|_| CryptoError::Random)?;
     let mut out = [0u8; 32];
     okm.fill(&mut out).map_err(|_| CryptoError::Random)?;
     Ok(out)
 }
 
 fn aes_key(bytes: &[u8]) -> Result<LessSafeKey, CryptoError> {
-    UnboundKey::new(&AES_256_GCM, bytes).map(LessSafeKey::new).map_err(|_| CryptoError::Random)
+    UnboundKey::new(&AES_256_GCM, bytes)
+        .map(LessSafeKey::new)
+        .map_err(|_| CryptoError::Random)
 }
 
 /// The associated data that binds a sealed secret to its key id, owner and provider: a
@@ -159,9 +177,16 @@ impl Keyring {
 
     /// Seals a secret under a fresh data key. Returns the wrapped data key (to store outside the
     /// log) and the sealed secret (to record in the log).
-    pub fn seal(&self, key_id: &str, plaintext: &[u8], aad: &[u8]) -> Result<(Vec<u8>, SealedSecret), CryptoError> {
+    pub fn seal(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<(Vec<u8>, SealedSecret), CryptoError> {
         let mut data_key = [0u8; 32];
-        self.rng.fill(&mut data_key).map_err(|_| CryptoError::Random)?;
+        self.rng
+            .fill(&mut data_key)
+            .map_err(|_| CryptoError::Random)?;
         let sealed = seal_with(&aes_key(&data_key)?, &self.rng, plaintext, aad);
         let wrapped = sealed.and_then(|sealed| {
             let wrapped = seal_with(&self.wrapping, &self.rng, &data_key, &wrap_aad(key_id))?;
@@ -175,14 +200,25 @@ impl Keyring {
     }
 
     /// Opens a sealed secret with its wrapped data key.
-    pub fn open(&self, key_id: &str, wrapped: &[u8], sealed: &SealedSecret, aad: &[u8]) -> Result<SecretBytes, CryptoError> {
+    pub fn open(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        sealed: &SealedSecret,
+        aad: &[u8],
+    ) -> Result<SecretBytes, CryptoError> {
         let data_key = self.unwrap_data_key(key_id, wrapped)?;
         open_with(&aes_key(data_key.expose())?, sealed, aad)
     }
 
     /// Re-wraps a data key under another keyring (master-key rotation). The secret it protects
     /// is never decrypted.
-    pub fn rewrap(&self, key_id: &str, wrapped: &[u8], to: &Keyring) -> Result<Vec<u8>, CryptoError> {
+    pub fn rewrap(
+        &self,
+        key_id: &str,
+        wrapped: &[u8],
+        to: &Keyring,
+    ) -> Result<Vec<u8>, CryptoError> {
         let data_key = self.unwrap_data_key(key_id, wrapped)?;
         let rewrapped = seal_with(&to.wrapping, &to.rng, data_key.expose(), &wrap_aad(key_id))?;
         let mut bytes = Vec::with_capacity(DATA_KEY_WRAP_LEN);
@@ -197,28 +233,51 @@ impl Keyring {
         }
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&wrapped[..NONCE_LEN]);
-        let sealed = SealedSecret { nonce, ciphertext: wrapped[NONCE_LEN..].to_vec() };
+        let sealed = SealedSecret {
+            nonce,
+            ciphertext: wrapped[NONCE_LEN..].to_vec(),
+        };
         open_with(&self.wrapping, &sealed, &wrap_aad(key_id))
     }
 }
 
-fn seal_with(key: &LessSafeKey, rng: &SystemRandom, plaintext: &[u8], aad: &[u8]) -> Result<SealedSecret, CryptoError> {
+fn seal_with(
+    key: &LessSafeKey,
+    rng: &SystemRandom,
+    plaintext: &[u8],
+    aad: &[u8],
+) -> Result<SealedSecret, CryptoError> {
     // Random 96-bit nonces: each data key seals exactly one message, so reuse is impossible; the
     // wrapping key stays far below the 2^32 messages a random nonce allows.
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill(&mut nonce).map_err(|_| CryptoError::Random)?;
     let mut buffer = plaintext.to_vec();
-    let sealed = key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buffer);
+    let sealed = key.seal_in_place_append_tag(
+        Nonce::assume_unique_for_key(nonce),
+        Aad::from(aad),
+        &mut buffer,
+    );
     if sealed.is_err() {
         buffer.zeroize();
         return Err(CryptoError::Random);
     }
-    Ok(SealedSecret { nonce, ciphertext: buffer })
+    Ok(SealedSecret {
+        nonce,
+        ciphertext: buffer,
+    })
 }
 
-fn open_with(key: &LessSafeKey, sealed: &SealedSecret, aad: &[u8]) -> Result<SecretBytes, CryptoError> {
+fn open_with(
+    key: &LessSafeKey,
+    sealed: &SealedSecret,
+    aad: &[u8],
+) -> Result<SecretBytes, CryptoError> {
     let mut buffer = sealed.ciphertext.clone();
-    let opened = key.open_in_place(Nonce::assume_unique_for_key(sealed.nonce), Aad::from(aad), &mut buffer);
+    let opened = key.open_in_place(
+        Nonce::assume_unique_for_key(sealed.nonce),
+        Aad::from(aad),
+        &mut buffer,
+    );
     let len = match opened {
         Ok(plaintext) => plaintext.len(),
         Err(_) => {
@@ -249,15 +308,36 @@ mod tests {
         let (wrapped, sealed) = ring.seal(key.as_str(), b"canary-secret", &aad).unwrap();
         assert_eq!(wrapped.len(), DATA_KEY_WRAP_LEN);
         assert!(!sealed.ciphertext.windows(6).any(|w| w == b"canary"));
-        assert_eq!(ring.open(key.as_str(), &wrapped, &sealed, &aad).unwrap().expose(), b"canary-secret");
+        assert_eq!(
+            ring.open(key.as_str(), &wrapped, &sealed, &aad)
+                .unwrap()
+                .expose(),
+            b"canary-secret"
+        );
 
         // Another owner, provider, key id or master key: nothing opens.
         let other = credential_aad(&key, &UserId::from_trusted("bob".into()), Provider::Aws);
-        assert_eq!(ring.open(key.as_str(), &wrapped, &sealed, &other).unwrap_err(), CryptoError::Decrypt);
+        assert_eq!(
+            ring.open(key.as_str(), &wrapped, &sealed, &other)
+                .unwrap_err(),
+            CryptoError::Decrypt
+        );
         let other = credential_aad(&key, &owner, Provider::Dnanexus);
-        assert_eq!(ring.open(key.as_str(), &wrapped, &sealed, &other).unwrap_err(), CryptoError::Decrypt);
-        assert_eq!(ring.open("ext_other", &wrapped, &sealed, &aad).unwrap_err(), CryptoError::Decrypt);
-        assert_eq!(keyring().open(key.as_str(), &wrapped, &sealed, &aad).unwrap_err(), CryptoError::Decrypt);
+        assert_eq!(
+            ring.open(key.as_str(), &wrapped, &sealed, &other)
+                .unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            ring.open("ext_other", &wrapped, &sealed, &aad).unwrap_err(),
+            CryptoError::Decrypt
+        );
+        assert_eq!(
+            keyring()
+                .open(key.as_str(), &wrapped, &sealed, &aad)
+                .unwrap_err(),
+            CryptoError::Decrypt
+        );
     }
 
     #[test]
@@ -265,7 +345,12 @@ mod tests {
         let (old, new) = (keyring(), keyring());
         let (wrapped, sealed) = old.seal("ext_1", b"token", b"aad").unwrap();
         let rewrapped = old.rewrap("ext_1", &wrapped, &new).unwrap();
-        assert_eq!(new.open("ext_1", &rewrapped, &sealed, b"aad").unwrap().expose(), b"token");
+        assert_eq!(
+            new.open("ext_1", &rewrapped, &sealed, b"aad")
+                .unwrap()
+                .expose(),
+            b"token"
+        );
         assert!(old.open("ext_1", &rewrapped, &sealed, b"aad").is_err());
     }
 
@@ -280,7 +365,10 @@ mod tests {
     fn master_key_text_round_trips_and_never_prints() {
         let master = MasterKey::generate(&SystemRandom::new()).unwrap();
         let text = String::from_utf8(master.to_text().expose().to_vec()).unwrap();
-        assert_eq!(MasterKey::parse(&text).unwrap().fingerprint(), master.fingerprint());
+        assert_eq!(
+            MasterKey::parse(&text).unwrap().fingerprint(),
+            master.fingerprint()
+        );
         assert_eq!(MasterKey::parse(&"ab".repeat(32)).unwrap().0, [0xab; 32]);
         assert!(MasterKey::parse("short").is_err());
         assert_eq!(format!("{master:?}"), "MasterKey([redacted])");

@@ -9,7 +9,10 @@ mod token;
 
 pub use envelope::{DATA_KEY_WRAP_LEN, Keyring, MasterKey, credential_aad};
 pub use secret::{SecretBytes, SecretString, constant_time_eq};
-pub use token::{API_KEY_LEN, API_KEY_PREFIX, ApiKeyFormatError, check_api_key_format, generate_api_key, random_base62};
+pub use token::{
+    API_KEY_LEN, API_KEY_PREFIX, ApiKeyFormatError, check_api_key_format, generate_api_key,
+    random_base62,
+};
 
 /// Why a cryptographic operation failed. Never carries key material.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -114,13 +114,19 @@ mod tests {
         check(&key[1..], Err(ApiKeyFormatError::Prefix));
         check(&key[..key.len() - 1], Err(ApiKeyFormatError::Length));
         check(&format!("{key}x"), Err(ApiKeyFormatError::Length));
-        check(&format!("{}-{}", &key[..10], &key[11..]), Err(ApiKeyFormatError::Alphabet));
+        check(
+            &format!("{}-{}", &key[..10], &key[11..]),
+            Err(ApiKeyFormatError::Alphabet),
+        );
         // Every single-character typo in the random part is caught by the checksum.
         let mut typo = key.clone().into_bytes();
         for i in 3..API_KEY_LEN - CHECKSUM_CHARS {
             let original = typo[i];
             typo[i] = if original == b'a' { b'b' } else { b'a' };
-            assert_eq!(check_api_key_format(std::str::from_utf8(&typo).unwrap()), Err(ApiKeyFormatError::Checksum));
+            assert_eq!(
+                check_api_key_format(std::str::from_utf8(&typo).unwrap()),
+                Err(ApiKeyFormatError::Checksum)
+            );
             typo[i] = original;
         }
     }

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Actor, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
 use crate::permissions::Permission;
 use crate::values::{
-    DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label, RoleName, UserId,
+    DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId, KeyName,
+    Label, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,38 +53,94 @@ pub struct KeyUsage {
 pub enum IngestionProgress {
     /// The credential was leased for this job (credential lineage).
     KeyUsed,
-    Listed { files: u64, bytes: u64 },
-    FileFetched { path: String, size: u64, sha256: [u8; 32], source_etag: String },
-    FileFailed { path: String, reason: String },
+    Listed {
+        files: u64,
+        bytes: u64,
+    },
+    FileFetched {
+        path: String,
+        size: u64,
+        sha256: [u8; 32],
+        source_etag: String,
+    },
+    FileFailed {
+        path: String,
+        reason: String,
+    },
     Completed,
-    Failed { reason: String },
+    Failed {
+        reason: String,
+    },
     Cancelled,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// The first admin and its first key; refused once any user exists.
-    BootstrapAdmin { admin: UserId, key: NewApiKey },
-    CreateUser { user: UserId, display_name: Option<DisplayName>, roles: Vec<RoleName> },
-    GrantRole { user: UserId, role: RoleName },
-    RevokeRole { user: UserId, role: RoleName },
-    DefineRole { role: RoleName, permissions: Vec<Permission> },
+    BootstrapAdmin {
+        admin: UserId,
+        key: NewApiKey,
+    },
+    CreateUser {
+        user: UserId,
+        display_name: Option<DisplayName>,
+        roles: Vec<RoleName>,
+    },
+    GrantRole {
+        user: UserId,
+        role: RoleName,
+    },
+    RevokeRole {
+        user: UserId,
+        role: RoleName,
+    },
+    DefineRole {
+        role: RoleName,
+        permissions: Vec<Permission>,
+    },
 
     CreateApiKey(NewApiKey),
     /// All listed keys go, or none.
-    DeleteApiKeys { keys: Vec<KeyId> },
-    RollApiKey { key: KeyId, grace: GracePeriod, hint: KeyHint, secret_hash: SecretHash },
-    RecordApiKeyUsage { usages: Vec<KeyUsage> },
+    DeleteApiKeys {
+        keys: Vec<KeyId>,
+    },
+    RollApiKey {
+        key: KeyId,
+        grace: GracePeriod,
+        hint: KeyHint,
+        secret_hash: SecretHash,
+    },
+    RecordApiKeyUsage {
+        usages: Vec<KeyUsage>,
+    },
     /// Records every expiry that is due at `now`.
     ExpireDue,
 
     CreateExternalKey(NewExternalKey),
-    DeleteExternalKeys { keys: Vec<ExternalKeyId> },
-    RecordExternalKeyVerification { key: ExternalKeyId, ok: bool, detail: String },
+    DeleteExternalKeys {
+        keys: Vec<ExternalKeyId>,
+    },
+    RecordExternalKeyVerification {
+        key: ExternalKeyId,
+        ok: bool,
+        detail: String,
+    },
 
-    RequestIngestion { ingestion: IngestionId, selection: Selection, destination: String, batch_id: String },
-    CancelIngestion { ingestion: IngestionId },
-    RecordIngestion { ingestion: IngestionId, progress: IngestionProgress },
+    RequestIngestion {
+        ingestion: IngestionId,
+        selection: Selection,
+        destination: String,
+        batch_id: String,
+    },
+    CancelIngestion {
+        ingestion: IngestionId,
+    },
+    RecordIngestion {
+        ingestion: IngestionId,
+        progress: IngestionProgress,
+    },
 
-    RecordMasterKeyRotation { data_keys: u64 },
+    RecordMasterKeyRotation {
+        data_keys: u64,
+    },
 }

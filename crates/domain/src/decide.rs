@@ -22,22 +22,44 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             require_operator(&actor)?;
             let role = RoleName::parse(ADMIN_ROLE)?;
             Ok(vec![
-                Event::UserCreated { user: admin.clone(), display_name: None, at: now },
-                Event::RoleGranted { user: admin.clone(), role, at: now },
+                Event::UserCreated {
+                    user: admin.clone(),
+                    display_name: None,
+                    at: now,
+                },
+                Event::RoleGranted {
+                    user: admin.clone(),
+                    role,
+                    at: now,
+                },
                 api_key_created(admin, key, now),
             ])
         }
-        Action::CreateUser { user, display_name, roles } => {
+        Action::CreateUser {
+            user,
+            display_name,
+            roles,
+        } => {
             require(state, &actor, Permission::ManageOrganizationUsers)?;
             if state.user(&user).is_some() {
-                return Err(DomainError::UserExists { user: user.to_string() });
+                return Err(DomainError::UserExists {
+                    user: user.to_string(),
+                });
             }
             let roles: BTreeSet<RoleName> = roles.into_iter().collect();
             for role in &roles {
                 require_role_exists(state, role)?;
             }
-            let mut events = vec![Event::UserCreated { user: user.clone(), display_name, at: now }];
-            events.extend(roles.into_iter().map(|role| Event::RoleGranted { user: user.clone(), role, at: now }));
+            let mut events = vec![Event::UserCreated {
+                user: user.clone(),
+                display_name,
+                at: now,
+            }];
+            events.extend(roles.into_iter().map(|role| Event::RoleGranted {
+                user: user.clone(),
+                role,
+                at: now,
+            }));
             Ok(events)
         }
         Action::GrantRole { user, role } => {
@@ -47,7 +69,11 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             if holder.roles.contains(&role) {
                 return Ok(Vec::new());
             }
-            Ok(vec![Event::RoleGranted { user, role, at: now }])
+            Ok(vec![Event::RoleGranted {
+                user,
+                role,
+                at: now,
+            }])
         }
         Action::RevokeRole { user, role } => {
             require(state, &actor, Permission::ManageOrganizationUsers)?;
@@ -56,20 +82,39 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                 return Ok(Vec::new());
             }
             if role.as_str() == ADMIN_ROLE {
-                let admins = state.users().filter(|u| u.roles.iter().any(|r| r.as_str() == ADMIN_ROLE)).count();
+                let admins = state
+                    .users()
+                    .filter(|u| u.roles.iter().any(|r| r.as_str() == ADMIN_ROLE))
+                    .count();
                 if admins <= 1 {
-                    return Err(DomainError::LastAdmin { user: user.to_string() });
+                    return Err(DomainError::LastAdmin {
+                        user: user.to_string(),
+                    });
                 }
             }
-            Ok(vec![Event::RoleRevoked { user, role, at: now }])
+            Ok(vec![Event::RoleRevoked {
+                user,
+                role,
+                at: now,
+            }])
         }
         Action::DefineRole { role, permissions } => {
             require(state, &actor, Permission::ManageOrganizationUsers)?;
             if built_in_permissions(&role).is_some() {
-                return Err(DomainError::BuiltInRole { role: role.to_string() });
+                return Err(DomainError::BuiltInRole {
+                    role: role.to_string(),
+                });
             }
-            let permissions: Vec<Permission> = permissions.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
-            Ok(vec![Event::RoleDefined { role, permissions, at: now }])
+            let permissions: Vec<Permission> = permissions
+                .into_iter()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            Ok(vec![Event::RoleDefined {
+                role,
+                permissions,
+                at: now,
+            }])
         }
 
         Action::CreateApiKey(key) => {
@@ -84,34 +129,58 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                 // Someone else's key is reported exactly like a missing one: ids do not leak.
                 match state.api_key(&id) {
                     Some(key) if key.owner == owner && key.status != KeyStatus::Deleted => {
-                        events.push(Event::ApiKeyDeleted { key: id, owner: owner.clone(), at: now });
+                        events.push(Event::ApiKeyDeleted {
+                            key: id,
+                            owner: owner.clone(),
+                            at: now,
+                        });
                     }
                     _ => return Err(not_found("API key", &id)),
                 }
             }
             Ok(events)
         }
-        Action::RollApiKey { key, grace, hint, secret_hash } => {
+        Action::RollApiKey {
+            key,
+            grace,
+            hint,
+            secret_hash,
+        } => {
             let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
-            let current = state.api_key(&key).filter(|k| k.owner == owner && k.status != KeyStatus::Deleted);
+            let current = state
+                .api_key(&key)
+                .filter(|k| k.owner == owner && k.status != KeyStatus::Deleted);
             let current = current.ok_or_else(|| not_found("API key", &key))?;
             let status = current.status_at(now);
             if status != KeyStatus::Active {
-                return Err(DomainError::NotActive { what: "API key", id: key.to_string(), status });
+                return Err(DomainError::NotActive {
+                    what: "API key",
+                    id: key.to_string(),
+                    status,
+                });
             }
             // The grace period never outlives the key itself.
             let mut previous_valid_until = now.plus_millis(grace.as_millis());
             if let Some(expires) = current.expires_at {
                 previous_valid_until = previous_valid_until.min(expires);
             }
-            Ok(vec![Event::ApiKeyRolled { key, owner, hint, secret_hash, previous_valid_until, at: now }])
+            Ok(vec![Event::ApiKeyRolled {
+                key,
+                owner,
+                hint,
+                secret_hash,
+                previous_valid_until,
+                at: now,
+            }])
         }
         Action::RecordApiKeyUsage { usages } => {
             require_system(&actor)?;
             Ok(usages
                 .into_iter()
                 .filter_map(|usage| {
-                    let key = state.api_key(&usage.key).filter(|k| k.status != KeyStatus::Deleted)?;
+                    let key = state
+                        .api_key(&usage.key)
+                        .filter(|k| k.status != KeyStatus::Deleted)?;
                     Some(Event::ApiKeyUsed {
                         key: usage.key,
                         owner: key.owner.clone(),
@@ -126,13 +195,24 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             let mut events: Vec<Event> = state
                 .api_keys()
                 .filter(|k| k.status == KeyStatus::Active && k.expires_at.is_some_and(|e| e <= now))
-                .map(|k| Event::ApiKeyExpired { key: k.id.clone(), owner: k.owner.clone(), at: now })
+                .map(|k| Event::ApiKeyExpired {
+                    key: k.id.clone(),
+                    owner: k.owner.clone(),
+                    at: now,
+                })
                 .collect();
             events.extend(
                 state
                     .external_keys()
-                    .filter(|k| k.status == KeyStatus::Active && k.expires_at.is_some_and(|e| e <= now))
-                    .map(|k| Event::ExternalKeyExpired { key: k.id.clone(), owner: k.owner.clone(), provider: k.provider(), at: now }),
+                    .filter(|k| {
+                        k.status == KeyStatus::Active && k.expires_at.is_some_and(|e| e <= now)
+                    })
+                    .map(|k| Event::ExternalKeyExpired {
+                        key: k.id.clone(),
+                        owner: k.owner.clone(),
+                        provider: k.provider(),
+                        at: now,
+                    }),
             );
             // Deterministic order, so replays and tests see the same log.
             events.sort_by_key(Event::stream_id);
@@ -142,13 +222,21 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
         Action::CreateExternalKey(new) => {
             let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
             let provider = new.public.provider();
-            if state.active_external_key(&owner, provider).is_some_and(|k| k.status_at(now) == KeyStatus::Active) {
+            if state
+                .active_external_key(&owner, provider)
+                .is_some_and(|k| k.status_at(now) == KeyStatus::Active)
+            {
                 return Err(DomainError::ExternalKeyExists { provider });
             }
             let mut events = Vec::with_capacity(2);
             // An expired key still holds the provider's slot until recorded as expired.
             if let Some(stale) = state.active_external_key(&owner, provider) {
-                events.push(Event::ExternalKeyExpired { key: stale.id.clone(), owner: owner.clone(), provider, at: now });
+                events.push(Event::ExternalKeyExpired {
+                    key: stale.id.clone(),
+                    owner: owner.clone(),
+                    provider,
+                    at: now,
+                });
             }
             events.push(Event::ExternalKeyCreated {
                 key: new.key,
@@ -168,7 +256,12 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             for id in keys {
                 match state.external_key(&id) {
                     Some(key) if key.owner == owner && key.status != KeyStatus::Deleted => {
-                        events.push(Event::ExternalKeyDeleted { key: id, owner: owner.clone(), provider: key.provider(), at: now });
+                        events.push(Event::ExternalKeyDeleted {
+                            key: id,
+                            owner: owner.clone(),
+                            provider: key.provider(),
+                            at: now,
+                        });
                     }
                     _ => return Err(not_found("external key", &id)),
                 }
@@ -176,7 +269,9 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             Ok(events)
         }
         Action::RecordExternalKeyVerification { key, ok, detail } => {
-            let external = state.external_key(&key).filter(|k| k.status != KeyStatus::Deleted);
+            let external = state
+                .external_key(&key)
+                .filter(|k| k.status != KeyStatus::Deleted);
             let external = external.ok_or_else(|| not_found("external key", &key))?;
             if actor != Actor::System {
                 let caller = require(state, &actor, Permission::ManageUserApiKeys)?;
@@ -185,10 +280,21 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                 }
             }
             let detail: String = detail.chars().take(300).collect();
-            Ok(vec![Event::ExternalKeyVerified { key, owner: external.owner.clone(), ok, detail, at: now }])
+            Ok(vec![Event::ExternalKeyVerified {
+                key,
+                owner: external.owner.clone(),
+                ok,
+                detail,
+                at: now,
+            }])
         }
 
-        Action::RequestIngestion { ingestion, selection, destination, batch_id } => {
+        Action::RequestIngestion {
+            ingestion,
+            selection,
+            destination,
+            batch_id,
+        } => {
             let owner = require(state, &actor, Permission::ImportOrganizationSamples)?;
             let provider = selection.provider();
             let external = state
@@ -206,7 +312,9 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             }])
         }
         Action::CancelIngestion { ingestion } => {
-            let job = state.ingestion(&ingestion).ok_or_else(|| not_found("ingestion", &ingestion))?;
+            let job = state
+                .ingestion(&ingestion)
+                .ok_or_else(|| not_found("ingestion", &ingestion))?;
             if actor != Actor::System {
                 let caller = require(state, &actor, Permission::ImportOrganizationSamples)?;
                 if caller != job.owner {
@@ -214,15 +322,24 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                 }
             }
             if job.state.is_finished() {
-                return Err(DomainError::IngestionFinished { id: ingestion.to_string() });
+                return Err(DomainError::IngestionFinished {
+                    id: ingestion.to_string(),
+                });
             }
             Ok(vec![Event::IngestionCancelled { ingestion, at: now }])
         }
-        Action::RecordIngestion { ingestion, progress } => {
+        Action::RecordIngestion {
+            ingestion,
+            progress,
+        } => {
             require_system(&actor)?;
-            let job = state.ingestion(&ingestion).ok_or_else(|| not_found("ingestion", &ingestion))?;
+            let job = state
+                .ingestion(&ingestion)
+                .ok_or_else(|| not_found("ingestion", &ingestion))?;
             if job.state.is_finished() {
-                return Err(DomainError::IngestionFinished { id: ingestion.to_string() });
+                return Err(DomainError::IngestionFinished {
+                    id: ingestion.to_string(),
+                });
             }
             let event = match progress {
                 IngestionProgress::KeyUsed => Event::ExternalKeyUsed {
@@ -231,8 +348,18 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                     ingestion,
                     at: now,
                 },
-                IngestionProgress::Listed { files, bytes } => Event::IngestionListed { ingestion, files, bytes, at: now },
-                IngestionProgress::FileFetched { path, size, sha256, source_etag } => Event::IngestionFileFetched {
+                IngestionProgress::Listed { files, bytes } => Event::IngestionListed {
+                    ingestion,
+                    files,
+                    bytes,
+                    at: now,
+                },
+                IngestionProgress::FileFetched {
+                    path,
+                    size,
+                    sha256,
+                    source_etag,
+                } => Event::IngestionFileFetched {
                     ingestion,
                     path,
                     size,
@@ -241,14 +368,29 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                     external_key: job.external_key.clone(),
                     at: now,
                 },
-                IngestionProgress::FileFailed { path, reason } => Event::IngestionFileFailed { ingestion, path, reason, at: now },
+                IngestionProgress::FileFailed { path, reason } => Event::IngestionFileFailed {
+                    ingestion,
+                    path,
+                    reason,
+                    at: now,
+                },
                 IngestionProgress::Completed => {
                     let fetched = job.files.iter().filter(|f| f.failure.is_none());
                     let (files, bytes) = fetched.fold((0, 0), |(n, b), f| (n + 1, b + f.size));
                     let failed = job.files.iter().filter(|f| f.failure.is_some()).count() as u64;
-                    Event::IngestionCompleted { ingestion, files, bytes, failed, at: now }
+                    Event::IngestionCompleted {
+                        ingestion,
+                        files,
+                        bytes,
+                        failed,
+                        at: now,
+                    }
                 }
-                IngestionProgress::Failed { reason } => Event::IngestionFailed { ingestion, reason, at: now },
+                IngestionProgress::Failed { reason } => Event::IngestionFailed {
+                    ingestion,
+                    reason,
+                    at: now,
+                },
                 IngestionProgress::Cancelled => Event::IngestionCancelled { ingestion, at: now },
             };
             Ok(vec![event])
@@ -256,7 +398,11 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
 
         Action::RecordMasterKeyRotation { data_keys } => {
             require_operator(&actor)?;
-            Ok(vec![Event::MasterKeyRotated { generation: state.master_key_generation() + 1, data_keys, at: now }])
+            Ok(vec![Event::MasterKeyRotated {
+                generation: state.master_key_generation() + 1,
+                data_keys,
+                at: now,
+            }])
         }
     }
 }
@@ -284,26 +430,35 @@ fn require(state: &State, actor: &Actor, permission: Permission) -> Result<UserI
 fn require_system(actor: &Actor) -> Result<(), DomainError> {
     match actor {
         Actor::System => Ok(()),
-        _ => Err(DomainError::PermissionDenied { permission: Permission::ManageOrganizationUsers }),
+        _ => Err(DomainError::PermissionDenied {
+            permission: Permission::ManageOrganizationUsers,
+        }),
     }
 }
 
 fn require_operator(actor: &Actor) -> Result<(), DomainError> {
     match actor {
         Actor::Operator => Ok(()),
-        _ => Err(DomainError::PermissionDenied { permission: Permission::ManageOrganizationUsers }),
+        _ => Err(DomainError::PermissionDenied {
+            permission: Permission::ManageOrganizationUsers,
+        }),
     }
 }
 
 fn require_role_exists(state: &State, role: &RoleName) -> Result<(), DomainError> {
     match state.role_permissions(role) {
         Some(_) => Ok(()),
-        None => Err(DomainError::UnknownRole { role: role.to_string() }),
+        None => Err(DomainError::UnknownRole {
+            role: role.to_string(),
+        }),
     }
 }
 
 fn not_found(what: &'static str, id: &impl ToString) -> DomainError {
-    DomainError::NotFound { what, id: id.to_string() }
+    DomainError::NotFound {
+        what,
+        id: id.to_string(),
+    }
 }
 
 fn distinct<T: Ord + Clone>(ids: Vec<T>, field: &'static str) -> Result<Vec<T>, DomainError> {
@@ -314,5 +469,8 @@ fn distinct<T: Ord + Clone>(ids: Vec<T>, field: &'static str) -> Result<Vec<T>, 
         return Err(ValidationError::new(field, "at most 1000 ids at once").into());
     }
     let mut seen = BTreeSet::new();
-    Ok(ids.into_iter().filter(|id| seen.insert(id.clone())).collect())
+    Ok(ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect())
 }

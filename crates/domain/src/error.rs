@@ -20,7 +20,11 @@ pub enum DomainError {
     #[error("the vault is already bootstrapped: an admin exists")]
     AlreadyBootstrapped,
     #[error("{what} `{id}` is {}, not active", status.as_str())]
-    NotActive { what: &'static str, id: String, status: KeyStatus },
+    NotActive {
+        what: &'static str,
+        id: String,
+        status: KeyStatus,
+    },
     #[error("role `{role}` does not exist")]
     UnknownRole { role: String },
     #[error("role `{role}` is built in and cannot be redefined")]

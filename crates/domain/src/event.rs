@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
-    AccessKeyId, AwsRegion, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
-    UserId,
+    AccessKeyId, AwsRegion, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName,
+    Label, Provider, RoleName, UserId,
 };
 
 /// HMAC-SHA256 of an internal key under the deployment's pepper. Not a secret, but never shown.
@@ -38,11 +38,19 @@ impl fmt::Debug for SealedSecret {
 }
 
 /// What may be shown of an external credential.
+///
+/// Externally tagged (`{"aws": {...}}`): the log's binary format cannot carry internally tagged
+/// enums, which need a self-describing format.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "provider", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum ExternalKeyPublic {
-    Aws { access_key_id: AccessKeyId, region: AwsRegion },
-    Dnanexus { token_hint: KeyHint },
+    Aws {
+        access_key_id: AccessKeyId,
+        region: AwsRegion,
+    },
+    Dnanexus {
+        token_hint: KeyHint,
+    },
 }
 
 impl ExternalKeyPublic {
@@ -62,12 +70,20 @@ impl ExternalKeyPublic {
     }
 }
 
-/// Which remote files an ingestion selects.
+/// Which remote files an ingestion selects. Externally tagged, as [`ExternalKeyPublic`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "provider", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
 pub enum Selection {
-    Aws { bucket: String, prefix: String, pattern: String },
-    Dnanexus { project: String, folder: String, pattern: String },
+    Aws {
+        bucket: String,
+        prefix: String,
+        pattern: String,
+    },
+    Dnanexus {
+        project: String,
+        folder: String,
+        pattern: String,
+    },
 }
 
 impl Selection {
@@ -81,10 +97,26 @@ impl Selection {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Event {
-    UserCreated { user: UserId, display_name: Option<DisplayName>, at: Timestamp },
-    RoleDefined { role: RoleName, permissions: Vec<Permission>, at: Timestamp },
-    RoleGranted { user: UserId, role: RoleName, at: Timestamp },
-    RoleRevoked { user: UserId, role: RoleName, at: Timestamp },
+    UserCreated {
+        user: UserId,
+        display_name: Option<DisplayName>,
+        at: Timestamp,
+    },
+    RoleDefined {
+        role: RoleName,
+        permissions: Vec<Permission>,
+        at: Timestamp,
+    },
+    RoleGranted {
+        user: UserId,
+        role: RoleName,
+        at: Timestamp,
+    },
+    RoleRevoked {
+        user: UserId,
+        role: RoleName,
+        at: Timestamp,
+    },
 
     ApiKeyCreated {
         key: KeyId,
@@ -96,11 +128,31 @@ pub enum Event {
         expires_at: Option<Timestamp>,
     },
     /// A new secret under the same key id; the previous one keeps working until `previous_valid_until`.
-    ApiKeyRolled { key: KeyId, owner: UserId, hint: KeyHint, secret_hash: SecretHash, previous_valid_until: Timestamp, at: Timestamp },
-    ApiKeyDeleted { key: KeyId, owner: UserId, at: Timestamp },
-    ApiKeyExpired { key: KeyId, owner: UserId, at: Timestamp },
+    ApiKeyRolled {
+        key: KeyId,
+        owner: UserId,
+        hint: KeyHint,
+        secret_hash: SecretHash,
+        previous_valid_until: Timestamp,
+        at: Timestamp,
+    },
+    ApiKeyDeleted {
+        key: KeyId,
+        owner: UserId,
+        at: Timestamp,
+    },
+    ApiKeyExpired {
+        key: KeyId,
+        owner: UserId,
+        at: Timestamp,
+    },
     /// Aggregated use: at most one per key per minute, never one per request.
-    ApiKeyUsed { key: KeyId, owner: UserId, last_used_at: Timestamp, uses: u64 },
+    ApiKeyUsed {
+        key: KeyId,
+        owner: UserId,
+        last_used_at: Timestamp,
+        uses: u64,
+    },
 
     ExternalKeyCreated {
         key: ExternalKeyId,
@@ -112,10 +164,31 @@ pub enum Event {
         expires_at: Option<Timestamp>,
     },
     /// The data key was destroyed with this event: the sealed secret can never be opened again.
-    ExternalKeyDeleted { key: ExternalKeyId, owner: UserId, provider: Provider, at: Timestamp },
-    ExternalKeyExpired { key: ExternalKeyId, owner: UserId, provider: Provider, at: Timestamp },
-    ExternalKeyVerified { key: ExternalKeyId, owner: UserId, ok: bool, detail: String, at: Timestamp },
-    ExternalKeyUsed { key: ExternalKeyId, owner: UserId, ingestion: IngestionId, at: Timestamp },
+    ExternalKeyDeleted {
+        key: ExternalKeyId,
+        owner: UserId,
+        provider: Provider,
+        at: Timestamp,
+    },
+    ExternalKeyExpired {
+        key: ExternalKeyId,
+        owner: UserId,
+        provider: Provider,
+        at: Timestamp,
+    },
+    ExternalKeyVerified {
+        key: ExternalKeyId,
+        owner: UserId,
+        ok: bool,
+        detail: String,
+        at: Timestamp,
+    },
+    ExternalKeyUsed {
+        key: ExternalKeyId,
+        owner: UserId,
+        ingestion: IngestionId,
+        at: Timestamp,
+    },
 
     IngestionRequested {
         ingestion: IngestionId,
@@ -126,7 +199,12 @@ pub enum Event {
         batch_id: String,
         at: Timestamp,
     },
-    IngestionListed { ingestion: IngestionId, files: u64, bytes: u64, at: Timestamp },
+    IngestionListed {
+        ingestion: IngestionId,
+        files: u64,
+        bytes: u64,
+        at: Timestamp,
+    },
     IngestionFileFetched {
         ingestion: IngestionId,
         path: String,
@@ -136,20 +214,44 @@ pub enum Event {
         external_key: ExternalKeyId,
         at: Timestamp,
     },
-    IngestionFileFailed { ingestion: IngestionId, path: String, reason: String, at: Timestamp },
-    IngestionCompleted { ingestion: IngestionId, files: u64, bytes: u64, failed: u64, at: Timestamp },
-    IngestionFailed { ingestion: IngestionId, reason: String, at: Timestamp },
-    IngestionCancelled { ingestion: IngestionId, at: Timestamp },
+    IngestionFileFailed {
+        ingestion: IngestionId,
+        path: String,
+        reason: String,
+        at: Timestamp,
+    },
+    IngestionCompleted {
+        ingestion: IngestionId,
+        files: u64,
+        bytes: u64,
+        failed: u64,
+        at: Timestamp,
+    },
+    IngestionFailed {
+        ingestion: IngestionId,
+        reason: String,
+        at: Timestamp,
+    },
+    IngestionCancelled {
+        ingestion: IngestionId,
+        at: Timestamp,
+    },
 
     /// Every data key was re-wrapped under a new master key. No key material is recorded.
-    MasterKeyRotated { generation: u32, data_keys: u64, at: Timestamp },
+    MasterKeyRotated {
+        generation: u32,
+        data_keys: u64,
+        at: Timestamp,
+    },
 }
 
 impl Event {
     /// The stream (aggregate instance) this event belongs to; expected versions are per stream.
     pub fn stream_id(&self) -> String {
         match self {
-            Event::UserCreated { user, .. } | Event::RoleGranted { user, .. } | Event::RoleRevoked { user, .. } => {
+            Event::UserCreated { user, .. }
+            | Event::RoleGranted { user, .. }
+            | Event::RoleRevoked { user, .. } => {
                 format!("user/{user}")
             }
             Event::RoleDefined { role, .. } => format!("role/{role}"),
@@ -158,13 +260,20 @@ impl Event {
             | Event::ApiKeyDeleted { key, .. }
             | Event::ApiKeyExpired { key, .. }
             | Event::ApiKeyUsed { key, .. } => format!("api_key/{key}"),
-            Event::ExternalKeyCreated { owner, public, .. } => external_key_stream(owner, public.provider()),
-            Event::ExternalKeyDeleted { owner, provider, .. } | Event::ExternalKeyExpired { owner, provider, .. } => {
-                external_key_stream(owner, *provider)
+            Event::ExternalKeyCreated { owner, public, .. } => {
+                external_key_stream(owner, public.provider())
             }
+            Event::ExternalKeyDeleted {
+                owner, provider, ..
+            }
+            | Event::ExternalKeyExpired {
+                owner, provider, ..
+            } => external_key_stream(owner, *provider),
             // Verification and use do not change the one-per-provider invariant, so they live in
             // the key's own stream and never conflict with a create or delete.
-            Event::ExternalKeyVerified { key, .. } | Event::ExternalKeyUsed { key, .. } => format!("external_key_use/{key}"),
+            Event::ExternalKeyVerified { key, .. } | Event::ExternalKeyUsed { key, .. } => {
+                format!("external_key_use/{key}")
+            }
             Event::IngestionRequested { ingestion, .. }
             | Event::IngestionListed { ingestion, .. }
             | Event::IngestionFileFetched { ingestion, .. }
@@ -204,7 +313,9 @@ impl Event {
             Event::ExternalKeyUsed { .. } => ("ExternalKeyUsed", "external_key.used"),
             Event::IngestionRequested { .. } => ("IngestionRequested", "ingestion.requested"),
             Event::IngestionListed { .. } => ("IngestionListed", "ingestion.listed"),
-            Event::IngestionFileFetched { .. } => ("IngestionFileFetched", "ingestion.file_fetched"),
+            Event::IngestionFileFetched { .. } => {
+                ("IngestionFileFetched", "ingestion.file_fetched")
+            }
             Event::IngestionFileFailed { .. } => ("IngestionFileFailed", "ingestion.file_failed"),
             Event::IngestionCompleted { .. } => ("IngestionCompleted", "ingestion.completed"),
             Event::IngestionFailed { .. } => ("IngestionFailed", "ingestion.failed"),
@@ -249,7 +360,10 @@ impl Actor {
                     Some((user, key)) => (user, Some(KeyId::from_trusted(key.to_owned()))),
                     None => (rest, None),
                 };
-                Some(Actor::User { user: UserId::from_trusted(user.to_owned()), key })
+                Some(Actor::User {
+                    user: UserId::from_trusted(user.to_owned()),
+                    key,
+                })
             }
         }
     }
@@ -258,7 +372,10 @@ impl Actor {
 impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Actor::User { user, key: Some(key) } => write!(f, "user:{user}/key:{key}"),
+            Actor::User {
+                user,
+                key: Some(key),
+            } => write!(f, "user:{user}/key:{key}"),
             Actor::User { user, key: None } => write!(f, "user:{user}"),
             Actor::System => f.write_str("system"),
             Actor::Operator => f.write_str("operator"),

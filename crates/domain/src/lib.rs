@@ -16,14 +16,17 @@ mod values;
 pub use command::{Action, Command, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey};
 pub use decide::decide;
 pub use error::DomainError;
-pub use event::{Actor, Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection, external_key_stream};
+pub use event::{
+    Actor, Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection, external_key_stream,
+};
 pub use permissions::{ADMIN_ROLE, BUILT_IN_ROLES, Permission, built_in_permissions};
 pub use state::{
-    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, KeyStatus, PreviousSecret, State, User, Verification,
+    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, KeyStatus, PreviousSecret, State,
+    User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
-    AccessKeyId, AwsRegion, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted, GracePeriod, IngestionId, KeyDuration,
-    KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId, ValidationError, check_aws_secret, check_dnanexus_token,
-    printable,
+    AccessKeyId, AwsRegion, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted, GracePeriod,
+    IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId,
+    ValidationError, check_aws_secret, check_dnanexus_token, printable,
 };

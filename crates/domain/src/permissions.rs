@@ -42,10 +42,20 @@ impl Permission {
     }
 
     pub fn parse(raw: &str) -> Result<Permission, ValidationError> {
-        Permission::ALL.into_iter().find(|p| p.as_str() == raw).ok_or_else(|| {
-            let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
-            ValidationError::new("permission", format!("`{}` is not a permission; known: {}", printable(raw), known.join(", ")))
-        })
+        Permission::ALL
+            .into_iter()
+            .find(|p| p.as_str() == raw)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
+                ValidationError::new(
+                    "permission",
+                    format!(
+                        "`{}` is not a permission; known: {}",
+                        printable(raw),
+                        known.join(", ")
+                    ),
+                )
+            })
     }
 }
 
@@ -58,7 +68,13 @@ impl fmt::Display for Permission {
 /// The roles every deployment has. Custom roles can be defined next to them.
 pub const BUILT_IN_ROLES: [(&str, &[Permission]); 5] = [
     ("admin", &Permission::ALL),
-    ("developer", &[Permission::ManageUserApiKeys, Permission::ImportOrganizationSamples]),
+    (
+        "developer",
+        &[
+            Permission::ManageUserApiKeys,
+            Permission::ImportOrganizationSamples,
+        ],
+    ),
     ("member", &[Permission::ImportOrganizationSamples]),
     ("auditor", &[Permission::ViewAuditLog]),
     ("service", &[Permission::VerifyApiKeys]),

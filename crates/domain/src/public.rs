@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, ExternalKeyPublic, Selection};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
-use crate::values::{DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId};
+use crate::values::{
+    AwsRegion, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider,
+    RoleName, UserId,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PublicEnvelope {
@@ -26,28 +29,82 @@ pub struct PublicEnvelope {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum PublicEvent {
-    UserCreated { user: UserId, display_name: Option<DisplayName> },
-    RoleDefined { role: RoleName, permissions: Vec<Permission> },
-    RoleGranted { user: UserId, role: RoleName },
-    RoleRevoked { user: UserId, role: RoleName },
-    ApiKeyCreated { key: KeyId, owner: UserId, name: KeyName, hint: KeyHint, created_at: Timestamp, expires_at: Option<Timestamp> },
-    ApiKeyRolled { key: KeyId, owner: UserId, hint: KeyHint, previous_valid_until: Timestamp },
-    ApiKeyDeleted { key: KeyId, owner: UserId },
-    ApiKeyExpired { key: KeyId, owner: UserId },
-    ApiKeyUsed { key: KeyId, owner: UserId, last_used_at: Timestamp, uses: u64 },
+    UserCreated {
+        user: UserId,
+        display_name: Option<DisplayName>,
+    },
+    RoleDefined {
+        role: RoleName,
+        permissions: Vec<Permission>,
+    },
+    RoleGranted {
+        user: UserId,
+        role: RoleName,
+    },
+    RoleRevoked {
+        user: UserId,
+        role: RoleName,
+    },
+    ApiKeyCreated {
+        key: KeyId,
+        owner: UserId,
+        name: KeyName,
+        hint: KeyHint,
+        created_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    },
+    ApiKeyRolled {
+        key: KeyId,
+        owner: UserId,
+        hint: KeyHint,
+        previous_valid_until: Timestamp,
+    },
+    ApiKeyDeleted {
+        key: KeyId,
+        owner: UserId,
+    },
+    ApiKeyExpired {
+        key: KeyId,
+        owner: UserId,
+    },
+    ApiKeyUsed {
+        key: KeyId,
+        owner: UserId,
+        last_used_at: Timestamp,
+        uses: u64,
+    },
     ExternalKeyCreated {
         key: ExternalKeyId,
         owner: UserId,
         label: Label,
-        #[serde(flatten)]
-        public: ExternalKeyPublic,
+        provider: Provider,
+        /// `AKIA…WXYZ` for AWS, `…WXYZ` for a DNAnexus token.
+        hint: KeyHint,
+        region: Option<AwsRegion>,
         created_at: Timestamp,
         expires_at: Option<Timestamp>,
     },
-    ExternalKeyDeleted { key: ExternalKeyId, owner: UserId, provider: Provider },
-    ExternalKeyExpired { key: ExternalKeyId, owner: UserId, provider: Provider },
-    ExternalKeyVerified { key: ExternalKeyId, owner: UserId, ok: bool, detail: String },
-    ExternalKeyUsed { key: ExternalKeyId, owner: UserId, ingestion: IngestionId },
+    ExternalKeyDeleted {
+        key: ExternalKeyId,
+        owner: UserId,
+        provider: Provider,
+    },
+    ExternalKeyExpired {
+        key: ExternalKeyId,
+        owner: UserId,
+        provider: Provider,
+    },
+    ExternalKeyVerified {
+        key: ExternalKeyId,
+        owner: UserId,
+        ok: bool,
+        detail: String,
+    },
+    ExternalKeyUsed {
+        key: ExternalKeyId,
+        owner: UserId,
+        ingestion: IngestionId,
+    },
     IngestionRequested {
         ingestion: IngestionId,
         owner: UserId,
@@ -56,13 +113,41 @@ pub enum PublicEvent {
         destination: String,
         batch_id: String,
     },
-    IngestionListed { ingestion: IngestionId, files: u64, bytes: u64 },
-    IngestionFileFetched { ingestion: IngestionId, path: String, size: u64, sha256: String, source_etag: String, external_key: ExternalKeyId },
-    IngestionFileFailed { ingestion: IngestionId, path: String, reason: String },
-    IngestionCompleted { ingestion: IngestionId, files: u64, bytes: u64, failed: u64 },
-    IngestionFailed { ingestion: IngestionId, reason: String },
-    IngestionCancelled { ingestion: IngestionId },
-    MasterKeyRotated { generation: u32, data_keys: u64 },
+    IngestionListed {
+        ingestion: IngestionId,
+        files: u64,
+        bytes: u64,
+    },
+    IngestionFileFetched {
+        ingestion: IngestionId,
+        path: String,
+        size: u64,
+        sha256: String,
+        source_etag: String,
+        external_key: ExternalKeyId,
+    },
+    IngestionFileFailed {
+        ingestion: IngestionId,
+        path: String,
+        reason: String,
+    },
+    IngestionCompleted {
+        ingestion: IngestionId,
+        files: u64,
+        bytes: u64,
+        failed: u64,
+    },
+    IngestionFailed {
+        ingestion: IngestionId,
+        reason: String,
+    },
+    IngestionCancelled {
+        ingestion: IngestionId,
+    },
+    MasterKeyRotated {
+        generation: u32,
+        data_keys: u64,
+    },
 }
 
 impl PublicEvent {
@@ -98,40 +183,197 @@ impl PublicEvent {
 impl From<&Event> for PublicEvent {
     fn from(event: &Event) -> PublicEvent {
         match event.clone() {
-            Event::UserCreated { user, display_name, .. } => PublicEvent::UserCreated { user, display_name },
-            Event::RoleDefined { role, permissions, .. } => PublicEvent::RoleDefined { role, permissions },
+            Event::UserCreated {
+                user, display_name, ..
+            } => PublicEvent::UserCreated { user, display_name },
+            Event::RoleDefined {
+                role, permissions, ..
+            } => PublicEvent::RoleDefined { role, permissions },
             Event::RoleGranted { user, role, .. } => PublicEvent::RoleGranted { user, role },
             Event::RoleRevoked { user, role, .. } => PublicEvent::RoleRevoked { user, role },
-            Event::ApiKeyCreated { key, owner, name, hint, created_at, expires_at, secret_hash: _ } => {
-                PublicEvent::ApiKeyCreated { key, owner, name, hint, created_at, expires_at }
-            }
-            Event::ApiKeyRolled { key, owner, hint, previous_valid_until, secret_hash: _, at: _ } => {
-                PublicEvent::ApiKeyRolled { key, owner, hint, previous_valid_until }
-            }
+            Event::ApiKeyCreated {
+                key,
+                owner,
+                name,
+                hint,
+                created_at,
+                expires_at,
+                secret_hash: _,
+            } => PublicEvent::ApiKeyCreated {
+                key,
+                owner,
+                name,
+                hint,
+                created_at,
+                expires_at,
+            },
+            Event::ApiKeyRolled {
+                key,
+                owner,
+                hint,
+                previous_valid_until,
+                secret_hash: _,
+                at: _,
+            } => PublicEvent::ApiKeyRolled {
+                key,
+                owner,
+                hint,
+                previous_valid_until,
+            },
             Event::ApiKeyDeleted { key, owner, .. } => PublicEvent::ApiKeyDeleted { key, owner },
             Event::ApiKeyExpired { key, owner, .. } => PublicEvent::ApiKeyExpired { key, owner },
-            Event::ApiKeyUsed { key, owner, last_used_at, uses } => PublicEvent::ApiKeyUsed { key, owner, last_used_at, uses },
-            Event::ExternalKeyCreated { key, owner, label, public, created_at, expires_at, sealed: _ } => {
-                PublicEvent::ExternalKeyCreated { key, owner, label, public, created_at, expires_at }
+            Event::ApiKeyUsed {
+                key,
+                owner,
+                last_used_at,
+                uses,
+            } => PublicEvent::ApiKeyUsed {
+                key,
+                owner,
+                last_used_at,
+                uses,
+            },
+            Event::ExternalKeyCreated {
+                key,
+                owner,
+                label,
+                public,
+                created_at,
+                expires_at,
+                sealed: _,
+            } => PublicEvent::ExternalKeyCreated {
+                key,
+                owner,
+                label,
+                provider: public.provider(),
+                hint: public.hint(),
+                region: match public {
+                    ExternalKeyPublic::Aws { region, .. } => Some(region),
+                    ExternalKeyPublic::Dnanexus { .. } => None,
+                },
+                created_at,
+                expires_at,
+            },
+            Event::ExternalKeyDeleted {
+                key,
+                owner,
+                provider,
+                ..
+            } => PublicEvent::ExternalKeyDeleted {
+                key,
+                owner,
+                provider,
+            },
+            Event::ExternalKeyExpired {
+                key,
+                owner,
+                provider,
+                ..
+            } => PublicEvent::ExternalKeyExpired {
+                key,
+                owner,
+                provider,
+            },
+            Event::ExternalKeyVerified {
+                key,
+                owner,
+                ok,
+                detail,
+                ..
+            } => PublicEvent::ExternalKeyVerified {
+                key,
+                owner,
+                ok,
+                detail,
+            },
+            Event::ExternalKeyUsed {
+                key,
+                owner,
+                ingestion,
+                ..
+            } => PublicEvent::ExternalKeyUsed {
+                key,
+                owner,
+                ingestion,
+            },
+            Event::IngestionRequested {
+                ingestion,
+                owner,
+                external_key,
+                selection,
+                destination,
+                batch_id,
+                ..
+            } => PublicEvent::IngestionRequested {
+                ingestion,
+                owner,
+                external_key,
+                selection,
+                destination,
+                batch_id,
+            },
+            Event::IngestionListed {
+                ingestion,
+                files,
+                bytes,
+                ..
+            } => PublicEvent::IngestionListed {
+                ingestion,
+                files,
+                bytes,
+            },
+            Event::IngestionFileFetched {
+                ingestion,
+                path,
+                size,
+                sha256,
+                source_etag,
+                external_key,
+                ..
+            } => PublicEvent::IngestionFileFetched {
+                ingestion,
+                path,
+                size,
+                sha256: hex(&sha256),
+                source_etag,
+                external_key,
+            },
+            Event::IngestionFileFailed {
+                ingestion,
+                path,
+                reason,
+                ..
+            } => PublicEvent::IngestionFileFailed {
+                ingestion,
+                path,
+                reason,
+            },
+            Event::IngestionCompleted {
+                ingestion,
+                files,
+                bytes,
+                failed,
+                ..
+            } => PublicEvent::IngestionCompleted {
+                ingestion,
+                files,
+                bytes,
+                failed,
+            },
+            Event::IngestionFailed {
+                ingestion, reason, ..
+            } => PublicEvent::IngestionFailed { ingestion, reason },
+            Event::IngestionCancelled { ingestion, .. } => {
+                PublicEvent::IngestionCancelled { ingestion }
             }
-            Event::ExternalKeyDeleted { key, owner, provider, .. } => PublicEvent::ExternalKeyDeleted { key, owner, provider },
-            Event::ExternalKeyExpired { key, owner, provider, .. } => PublicEvent::ExternalKeyExpired { key, owner, provider },
-            Event::ExternalKeyVerified { key, owner, ok, detail, .. } => PublicEvent::ExternalKeyVerified { key, owner, ok, detail },
-            Event::ExternalKeyUsed { key, owner, ingestion, .. } => PublicEvent::ExternalKeyUsed { key, owner, ingestion },
-            Event::IngestionRequested { ingestion, owner, external_key, selection, destination, batch_id, .. } => {
-                PublicEvent::IngestionRequested { ingestion, owner, external_key, selection, destination, batch_id }
-            }
-            Event::IngestionListed { ingestion, files, bytes, .. } => PublicEvent::IngestionListed { ingestion, files, bytes },
-            Event::IngestionFileFetched { ingestion, path, size, sha256, source_etag, external_key, .. } => {
-                PublicEvent::IngestionFileFetched { ingestion, path, size, sha256: hex(&sha256), source_etag, external_key }
-            }
-            Event::IngestionFileFailed { ingestion, path, reason, .. } => PublicEvent::IngestionFileFailed { ingestion, path, reason },
-            Event::IngestionCompleted { ingestion, files, bytes, failed, .. } => {
-                PublicEvent::IngestionCompleted { ingestion, files, bytes, failed }
-            }
-            Event::IngestionFailed { ingestion, reason, .. } => PublicEvent::IngestionFailed { ingestion, reason },
-            Event::IngestionCancelled { ingestion, .. } => PublicEvent::IngestionCancelled { ingestion },
-            Event::MasterKeyRotated { generation, data_keys, .. } => PublicEvent::MasterKeyRotated { generation, data_keys },
+            Event::MasterKeyRotated {
+                generation,
+                data_keys,
+                ..
+            } => PublicEvent::MasterKeyRotated {
+                generation,
+                data_keys,
+            },
         }
     }
 }

@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
 use crate::permissions::{Permission, built_in_permissions};
 use crate::time::Timestamp;
-use crate::values::{DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId};
+use crate::values::{
+    DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
+    UserId,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -117,7 +120,10 @@ pub enum IngestionState {
 
 impl IngestionState {
     pub fn is_finished(self) -> bool {
-        matches!(self, IngestionState::Completed | IngestionState::Failed | IngestionState::Cancelled)
+        matches!(
+            self,
+            IngestionState::Completed | IngestionState::Failed | IngestionState::Cancelled
+        )
     }
 }
 
@@ -168,11 +174,26 @@ impl State {
     /// Like [`State::apply`], without copying the event: what replay uses.
     pub fn apply_owned(&mut self, event: Event) {
         match event {
-            Event::UserCreated { user, display_name, at } => {
-                self.users.insert(user.clone(), User { id: user, display_name, roles: BTreeSet::new(), created_at: at });
+            Event::UserCreated {
+                user,
+                display_name,
+                at,
+            } => {
+                self.users.insert(
+                    user.clone(),
+                    User {
+                        id: user,
+                        display_name,
+                        roles: BTreeSet::new(),
+                        created_at: at,
+                    },
+                );
             }
-            Event::RoleDefined { role, permissions, .. } => {
-                self.custom_roles.insert(role, permissions.into_iter().collect());
+            Event::RoleDefined {
+                role, permissions, ..
+            } => {
+                self.custom_roles
+                    .insert(role, permissions.into_iter().collect());
             }
             Event::RoleGranted { user, role, .. } => {
                 if let Some(user) = self.users.get_mut(&user) {
@@ -184,7 +205,15 @@ impl State {
                     user.roles.remove(&role);
                 }
             }
-            Event::ApiKeyCreated { key, owner, name, hint, secret_hash, created_at, expires_at } => {
+            Event::ApiKeyCreated {
+                key,
+                owner,
+                name,
+                hint,
+                secret_hash,
+                created_at,
+                expires_at,
+            } => {
                 self.api_key_by_hash.insert(secret_hash, key.clone());
                 self.api_keys.insert(
                     key.clone(),
@@ -205,31 +234,62 @@ impl State {
                     },
                 );
             }
-            Event::ApiKeyRolled { key, hint, secret_hash, previous_valid_until, at, .. } => {
-                let Some(api_key) = self.api_keys.get_mut(&key) else { return };
+            Event::ApiKeyRolled {
+                key,
+                hint,
+                secret_hash,
+                previous_valid_until,
+                at,
+                ..
+            } => {
+                let Some(api_key) = self.api_keys.get_mut(&key) else {
+                    return;
+                };
                 if let Some(older) = api_key.previous.take() {
                     self.api_key_by_hash.remove(&older.secret_hash);
                 }
                 let old_hint = std::mem::replace(&mut api_key.hint, hint);
                 let old_hash = std::mem::replace(&mut api_key.secret_hash, secret_hash);
                 if previous_valid_until > at {
-                    api_key.previous = Some(PreviousSecret { hint: old_hint, secret_hash: old_hash, valid_until: previous_valid_until });
+                    api_key.previous = Some(PreviousSecret {
+                        hint: old_hint,
+                        secret_hash: old_hash,
+                        valid_until: previous_valid_until,
+                    });
                 } else {
                     self.api_key_by_hash.remove(&old_hash);
                 }
                 api_key.rolled_at = Some(at);
                 self.api_key_by_hash.insert(secret_hash, key);
             }
-            Event::ApiKeyDeleted { key, at, .. } => self.set_api_key_status(&key, KeyStatus::Deleted, at),
-            Event::ApiKeyExpired { key, at, .. } => self.set_api_key_status(&key, KeyStatus::Expired, at),
-            Event::ApiKeyUsed { key, last_used_at, uses, .. } => {
+            Event::ApiKeyDeleted { key, at, .. } => {
+                self.set_api_key_status(&key, KeyStatus::Deleted, at)
+            }
+            Event::ApiKeyExpired { key, at, .. } => {
+                self.set_api_key_status(&key, KeyStatus::Expired, at)
+            }
+            Event::ApiKeyUsed {
+                key,
+                last_used_at,
+                uses,
+                ..
+            } => {
                 if let Some(api_key) = self.api_keys.get_mut(&key) {
                     api_key.last_used_at = api_key.last_used_at.max(Some(last_used_at));
                     api_key.uses += uses;
                 }
             }
-            Event::ExternalKeyCreated { key, owner, label, public, sealed, created_at, expires_at } => {
-                self.active_external.insert((owner.clone(), public.provider()), key.clone());
+            Event::ExternalKeyCreated {
+                key,
+                owner,
+                label,
+                public,
+                sealed,
+                created_at,
+                expires_at,
+            } => {
+                self.active_external
+                    .insert((owner.clone(), public.provider()), key.clone());
                 self.external_keys.insert(
                     key.clone(),
                     ExternalKey {
@@ -247,9 +307,19 @@ impl State {
                     },
                 );
             }
-            Event::ExternalKeyDeleted { key, at, .. } => self.set_external_status(&key, KeyStatus::Deleted, at),
-            Event::ExternalKeyExpired { key, at, .. } => self.set_external_status(&key, KeyStatus::Expired, at),
-            Event::ExternalKeyVerified { key, ok, detail, at, .. } => {
+            Event::ExternalKeyDeleted { key, at, .. } => {
+                self.set_external_status(&key, KeyStatus::Deleted, at)
+            }
+            Event::ExternalKeyExpired { key, at, .. } => {
+                self.set_external_status(&key, KeyStatus::Expired, at)
+            }
+            Event::ExternalKeyVerified {
+                key,
+                ok,
+                detail,
+                at,
+                ..
+            } => {
                 if let Some(external) = self.external_keys.get_mut(&key) {
                     external.last_verified = Some(Verification { ok, detail, at });
                 }
@@ -259,7 +329,15 @@ impl State {
                     external.last_used_at = external.last_used_at.max(Some(at));
                 }
             }
-            Event::IngestionRequested { ingestion, owner, external_key, selection, destination, batch_id, at } => {
+            Event::IngestionRequested {
+                ingestion,
+                owner,
+                external_key,
+                selection,
+                destination,
+                batch_id,
+                at,
+            } => {
                 self.ingestions.insert(
                     ingestion.clone(),
                     Ingestion {
@@ -279,28 +357,60 @@ impl State {
                     },
                 );
             }
-            Event::IngestionListed { ingestion, files, bytes, .. } => {
+            Event::IngestionListed {
+                ingestion,
+                files,
+                bytes,
+                ..
+            } => {
                 if let Some(job) = self.ingestions.get_mut(&ingestion) {
                     job.state = IngestionState::Fetching;
                     job.files_selected = Some(files);
                     job.bytes_selected = Some(bytes);
                 }
             }
-            Event::IngestionFileFetched { ingestion, path, size, sha256, .. } => {
+            Event::IngestionFileFetched {
+                ingestion,
+                path,
+                size,
+                sha256,
+                ..
+            } => {
                 if let Some(job) = self.ingestions.get_mut(&ingestion) {
-                    job.files.push(FileOutcome { path, size, sha256: Some(sha256), failure: None });
+                    job.files.push(FileOutcome {
+                        path,
+                        size,
+                        sha256: Some(sha256),
+                        failure: None,
+                    });
                 }
             }
-            Event::IngestionFileFailed { ingestion, path, reason, .. } => {
+            Event::IngestionFileFailed {
+                ingestion,
+                path,
+                reason,
+                ..
+            } => {
                 if let Some(job) = self.ingestions.get_mut(&ingestion) {
-                    job.files.push(FileOutcome { path, size: 0, sha256: None, failure: Some(reason) });
+                    job.files.push(FileOutcome {
+                        path,
+                        size: 0,
+                        sha256: None,
+                        failure: Some(reason),
+                    });
                 }
             }
-            Event::IngestionCompleted { ingestion, at, .. } => self.finish_ingestion(&ingestion, IngestionState::Completed, None, at),
-            Event::IngestionFailed { ingestion, reason, at } => {
-                self.finish_ingestion(&ingestion, IngestionState::Failed, Some(reason), at)
+            Event::IngestionCompleted { ingestion, at, .. } => {
+                self.finish_ingestion(&ingestion, IngestionState::Completed, None, at)
             }
-            Event::IngestionCancelled { ingestion, at } => self.finish_ingestion(&ingestion, IngestionState::Cancelled, None, at),
+            Event::IngestionFailed {
+                ingestion,
+                reason,
+                at,
+            } => self.finish_ingestion(&ingestion, IngestionState::Failed, Some(reason), at),
+            Event::IngestionCancelled { ingestion, at } => {
+                self.finish_ingestion(&ingestion, IngestionState::Cancelled, None, at)
+            }
             Event::MasterKeyRotated { generation, .. } => self.master_key_generation = generation,
         }
     }
@@ -319,13 +429,21 @@ impl State {
 
     /// The permissions a user holds right now, through all their roles. Unknown users hold none.
     pub fn permissions_of(&self, user: &UserId) -> BTreeSet<Permission> {
-        let Some(user) = self.users.get(user) else { return BTreeSet::new() };
-        user.roles.iter().flat_map(|role| self.role_permissions(role).unwrap_or_default()).collect()
+        let Some(user) = self.users.get(user) else {
+            return BTreeSet::new();
+        };
+        user.roles
+            .iter()
+            .flat_map(|role| self.role_permissions(role).unwrap_or_default())
+            .collect()
     }
 
     pub fn has_permission(&self, user: &UserId, permission: Permission) -> bool {
         self.users.get(user).is_some_and(|u| {
-            u.roles.iter().any(|role| self.role_permissions(role).is_some_and(|p| p.contains(&permission)))
+            u.roles.iter().any(|role| {
+                self.role_permissions(role)
+                    .is_some_and(|p| p.contains(&permission))
+            })
         })
     }
 
@@ -348,14 +466,23 @@ impl State {
 
     /// The key a secret hash belongs to, whether it is the current or a still-valid previous secret.
     pub fn api_key_by_hash(&self, hash: &SecretHash) -> Option<&ApiKey> {
-        self.api_key_by_hash.get(hash).and_then(|id| self.api_keys.get(id))
+        self.api_key_by_hash
+            .get(hash)
+            .and_then(|id| self.api_keys.get(id))
     }
 
     /// The caller's keys, newest first, deleted ones left out.
     pub fn api_keys_of(&self, owner: &UserId) -> Vec<&ApiKey> {
-        let mut keys: Vec<&ApiKey> =
-            self.api_keys.values().filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted).collect();
-        keys.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.id.cmp(&b.id)));
+        let mut keys: Vec<&ApiKey> = self
+            .api_keys
+            .values()
+            .filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted)
+            .collect();
+        keys.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         keys
     }
 
@@ -369,13 +496,22 @@ impl State {
 
     /// The caller's external key for a provider that has not been deleted or expired.
     pub fn active_external_key(&self, owner: &UserId, provider: Provider) -> Option<&ExternalKey> {
-        self.active_external.get(&(owner.clone(), provider)).and_then(|id| self.external_keys.get(id))
+        self.active_external
+            .get(&(owner.clone(), provider))
+            .and_then(|id| self.external_keys.get(id))
     }
 
     pub fn external_keys_of(&self, owner: &UserId) -> Vec<&ExternalKey> {
-        let mut keys: Vec<&ExternalKey> =
-            self.external_keys.values().filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted).collect();
-        keys.sort_by(|a, b| a.provider().cmp(&b.provider()).then_with(|| b.created_at.cmp(&a.created_at)));
+        let mut keys: Vec<&ExternalKey> = self
+            .external_keys
+            .values()
+            .filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted)
+            .collect();
+        keys.sort_by(|a, b| {
+            a.provider()
+                .cmp(&b.provider())
+                .then_with(|| b.created_at.cmp(&a.created_at))
+        });
         keys
     }
 
@@ -392,7 +528,9 @@ impl State {
     }
 
     fn set_api_key_status(&mut self, key: &KeyId, status: KeyStatus, at: Timestamp) {
-        let Some(api_key) = self.api_keys.get_mut(key) else { return };
+        let Some(api_key) = self.api_keys.get_mut(key) else {
+            return;
+        };
         api_key.status = status;
         api_key.status_changed_at = Some(at);
         // Deleted keys no longer verify at all; expired ones stay findable so the caller hears
@@ -406,7 +544,9 @@ impl State {
     }
 
     fn set_external_status(&mut self, key: &ExternalKeyId, status: KeyStatus, at: Timestamp) {
-        let Some(external) = self.external_keys.get_mut(key) else { return };
+        let Some(external) = self.external_keys.get_mut(key) else {
+            return;
+        };
         external.status = status;
         external.status_changed_at = Some(at);
         let slot = (external.owner.clone(), external.provider());
@@ -415,7 +555,13 @@ impl State {
         }
     }
 
-    fn finish_ingestion(&mut self, id: &IngestionId, state: IngestionState, error: Option<String>, at: Timestamp) {
+    fn finish_ingestion(
+        &mut self,
+        id: &IngestionId,
+        state: IngestionState,
+        error: Option<String>,
+        at: Timestamp,
+    ) {
         if let Some(job) = self.ingestions.get_mut(id) {
             job.state = state;
             job.error = error;

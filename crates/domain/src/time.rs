@@ -68,7 +68,11 @@ impl Timestamp {
         if bytes.len() == 10 {
             return Ok(Timestamp(days * MILLIS_PER_DAY));
         }
-        if bytes.len() < 20 || !matches!(bytes[10], b'T' | b't' | b' ') || bytes[13] != b':' || bytes[16] != b':' {
+        if bytes.len() < 20
+            || !matches!(bytes[10], b'T' | b't' | b' ')
+            || bytes[13] != b':'
+            || bytes[16] != b':'
+        {
             return Err(err());
         }
         let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
@@ -88,7 +92,10 @@ impl Timestamp {
         }
         let offset_minutes = match rest {
             "Z" | "z" => 0,
-            _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+            _ if rest.len() == 6
+                && (rest.starts_with('+') || rest.starts_with('-'))
+                && &rest[3..4] == ":" =>
+            {
                 let sign = if rest.starts_with('-') { -1 } else { 1 };
                 let hours: i64 = rest[1..3].parse().map_err(|_| err())?;
                 let minutes: i64 = rest[4..6].parse().map_err(|_| err())?;
@@ -174,7 +181,9 @@ mod tests {
     use super::*;
 
     fn check(text: &str, expect: Option<&str>) {
-        let parsed = Timestamp::parse_rfc3339(text).ok().map(Timestamp::to_rfc3339);
+        let parsed = Timestamp::parse_rfc3339(text)
+            .ok()
+            .map(Timestamp::to_rfc3339);
         assert_eq!(parsed.as_deref(), expect, "{text}");
     }
 
@@ -182,8 +191,14 @@ mod tests {
     fn parses_and_formats() {
         check("1970-01-01T00:00:00Z", Some("1970-01-01T00:00:00.000Z"));
         check("2026-11-26T16:24:57.123Z", Some("2026-11-26T16:24:57.123Z"));
-        check("2026-11-26T16:24:57.1234567Z", Some("2026-11-26T16:24:57.123Z"));
-        check("2026-11-26T18:24:57+02:00", Some("2026-11-26T16:24:57.000Z"));
+        check(
+            "2026-11-26T16:24:57.1234567Z",
+            Some("2026-11-26T16:24:57.123Z"),
+        );
+        check(
+            "2026-11-26T18:24:57+02:00",
+            Some("2026-11-26T16:24:57.000Z"),
+        );
         check("2024-02-29", Some("2024-02-29T00:00:00.000Z"));
         check("2023-02-29", None);
         check("2026-13-01", None);
@@ -195,7 +210,14 @@ mod tests {
 
     #[test]
     fn round_trips_across_eras() {
-        for millis in [0, -1, 1, 951_782_400_000, 4_102_444_800_000, -62_135_596_800_000] {
+        for millis in [
+            0,
+            -1,
+            1,
+            951_782_400_000,
+            4_102_444_800_000,
+            -62_135_596_800_000,
+        ] {
             let ts = Timestamp::from_millis(millis);
             assert_eq!(Timestamp::parse_rfc3339(&ts.to_rfc3339()), Ok(ts));
         }

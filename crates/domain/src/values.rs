@@ -17,7 +17,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: &'static str, message: impl Into<String>) -> ValidationError {
-        ValidationError { field, message: message.into() }
+        ValidationError {
+            field,
+            message: message.into(),
+        }
     }
 }
 
@@ -89,7 +92,9 @@ string_value!(
 
 fn handle(field: &'static str, raw: &str) -> Result<String, ValidationError> {
     let ok = (1..=64).contains(&raw.len())
-        && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
+        && raw.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        })
         && raw.as_bytes()[0].is_ascii_alphanumeric();
     if !ok {
         return Err(ValidationError::new(
@@ -106,10 +111,16 @@ fn text(field: &'static str, raw: &str, max: usize) -> Result<String, Validation
         return Err(ValidationError::new(field, "must not be empty"));
     }
     if trimmed.chars().count() > max {
-        return Err(ValidationError::new(field, format!("must be at most {max} characters")));
+        return Err(ValidationError::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(ValidationError::new(field, "must not contain control characters"));
+        return Err(ValidationError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -119,14 +130,24 @@ fn generated_id(field: &'static str, prefix: &str, raw: &str) -> Result<String, 
         .strip_prefix(prefix)
         .is_some_and(|rest| rest.len() == 16 && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
     if !ok {
-        return Err(ValidationError::new(field, format!("`{}` is not a valid id ({prefix} followed by 16 letters or digits)", printable(raw))));
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "`{}` is not a valid id ({prefix} followed by 16 letters or digits)",
+                printable(raw)
+            ),
+        ));
     }
     Ok(raw.to_owned())
 }
 
 /// A short, printable excerpt of untrusted input for error messages.
 pub fn printable(raw: &str) -> String {
-    let mut out: String = raw.chars().take(40).map(|c| if c.is_control() { '?' } else { c }).collect();
+    let mut out: String = raw
+        .chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
     if raw.chars().count() > 40 {
         out.push('…');
     }
@@ -201,7 +222,9 @@ impl AccessKeyId {
     pub fn parse(raw: &str) -> Result<AccessKeyId, ValidationError> {
         let ok = raw.len() == 20
             && (raw.starts_with("AKIA") || raw.starts_with("ASIA"))
-            && raw.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         if !ok {
             return Err(ValidationError::new(
                 "access_key_id",
@@ -222,7 +245,10 @@ impl AwsRegion {
         if !is_aws_region(raw) {
             return Err(ValidationError::new(
                 "region",
-                format!("`{}` is not an AWS region (expected something like us-east-1 or eu-west-2)", printable(raw)),
+                format!(
+                    "`{}` is not an AWS region (expected something like us-east-1 or eu-west-2)",
+                    printable(raw)
+                ),
             ));
         }
         Ok(AwsRegion(raw.to_owned()))
@@ -238,7 +264,17 @@ fn is_aws_region(raw: &str) -> bool {
         [area, partition, direction, number] => (area, vec![*partition, *direction], number),
         _ => return false,
     };
-    let directions = ["north", "south", "east", "west", "central", "northeast", "northwest", "southeast", "southwest"];
+    let directions = [
+        "north",
+        "south",
+        "east",
+        "west",
+        "central",
+        "northeast",
+        "northwest",
+        "southeast",
+        "southwest",
+    ];
     area.len() == 2
         && letters(area)
         && middle.iter().all(|s| letters(s) && s.len() <= 12)
@@ -249,7 +285,11 @@ fn is_aws_region(raw: &str) -> bool {
 
 /// Checks an AWS secret access key's shape: 40 characters of base64 alphabet.
 pub fn check_aws_secret(raw: &str) -> Result<(), ValidationError> {
-    if raw.len() != 40 || !raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'+' | b'=')) {
+    if raw.len() != 40
+        || !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'+' | b'='))
+    {
         return Err(ValidationError::new(
             "secret_access_key",
             "an AWS secret access key is 40 characters of letters, digits, '/', '+' or '='",
@@ -261,7 +301,9 @@ pub fn check_aws_secret(raw: &str) -> Result<(), ValidationError> {
 /// Checks a DNAnexus API token's shape: 16 to 256 letters, digits, '-', '_' or '.'.
 pub fn check_dnanexus_token(raw: &str) -> Result<(), ValidationError> {
     let ok = (16..=256).contains(&raw.len())
-        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
     if !ok {
         return Err(ValidationError::new(
             "token",
@@ -287,7 +329,10 @@ pub struct DurationPolicy {
 
 impl Default for DurationPolicy {
     fn default() -> Self {
-        DurationPolicy { max_days: 3650, allow_never: true }
+        DurationPolicy {
+            max_days: 3650,
+            allow_never: true,
+        }
     }
 }
 
@@ -310,7 +355,10 @@ impl KeyDuration {
         };
         if value == "never" {
             if !policy.allow_never {
-                return Err(ValidationError::new("duration", "keys that never expire are not allowed here"));
+                return Err(ValidationError::new(
+                    "duration",
+                    "keys that never expire are not allowed here",
+                ));
             }
             return Ok(KeyDuration::Never);
         }
@@ -318,7 +366,10 @@ impl KeyDuration {
             "1y" => 365,
             _ => {
                 let digits = value.strip_suffix('d').unwrap_or(&value);
-                if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                if digits.is_empty()
+                    || digits.len() > 9
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Err(invalid());
                 }
                 digits.parse().map_err(|_| invalid())?
@@ -328,7 +379,10 @@ impl KeyDuration {
             return Err(ValidationError::new("duration", "must be at least 1 day"));
         }
         if days > u64::from(policy.max_days) {
-            return Err(ValidationError::new("duration", format!("must be at most {} days", policy.max_days)));
+            return Err(ValidationError::new(
+                "duration",
+                format!("must be at most {} days", policy.max_days),
+            ));
         }
         Ok(KeyDuration::Days(days as u32))
     }
@@ -361,7 +415,13 @@ impl GracePeriod {
     pub fn parse(raw: &str) -> Result<GracePeriod, ValidationError> {
         let value = raw.trim();
         let invalid = || {
-            ValidationError::new("grace", format!("`{}` is not a grace period: use 0, 30s, 15m, 1h, 24h or up to 7d", printable(raw)))
+            ValidationError::new(
+                "grace",
+                format!(
+                    "`{}` is not a grace period: use 0, 30s, 15m, 1h, 24h or up to 7d",
+                    printable(raw)
+                ),
+            )
         };
         if value == "0" {
             return Ok(GracePeriod(0));
@@ -406,7 +466,13 @@ impl Provider {
         match raw.trim().to_ascii_lowercase().as_str() {
             "aws" | "amazon web services" | "s3" => Ok(Provider::Aws),
             "dnanexus" => Ok(Provider::Dnanexus),
-            _ => Err(ValidationError::new("provider", format!("`{}` is not a provider: use aws or dnanexus", printable(raw)))),
+            _ => Err(ValidationError::new(
+                "provider",
+                format!(
+                    "`{}` is not a provider: use aws or dnanexus",
+                    printable(raw)
+                ),
+            )),
         }
     }
 
@@ -447,7 +513,19 @@ macro_rules! from_trusted {
     )*};
 }
 
-from_trusted!(UserId, RoleName, KeyId, ExternalKeyId, IngestionId, KeyName, Label, KeyHint, AccessKeyId, AwsRegion, DisplayName);
+from_trusted!(
+    UserId,
+    RoleName,
+    KeyId,
+    ExternalKeyId,
+    IngestionId,
+    KeyName,
+    Label,
+    KeyHint,
+    AccessKeyId,
+    AwsRegion,
+    DisplayName
+);
 
 #[cfg(test)]
 mod tests {
@@ -457,7 +535,10 @@ mod tests {
         let got = KeyDuration::parse(raw, &DurationPolicy::default()).map_err(|e| e.message);
         match expect {
             Ok(d) => assert_eq!(got, Ok(d), "{raw}"),
-            Err(fragment) => assert!(got.as_ref().is_err_and(|m| m.contains(fragment)), "{raw}: {got:?}"),
+            Err(fragment) => assert!(
+                got.as_ref().is_err_and(|m| m.contains(fragment)),
+                "{raw}: {got:?}"
+            ),
         }
     }
 
@@ -478,10 +559,27 @@ mod tests {
 
     #[test]
     fn regions() {
-        for good in ["us-east-1", "eu-west-2", "ap-southeast-3", "us-gov-west-1", "cn-north-1", "me-central-1", "il-central-1"] {
+        for good in [
+            "us-east-1",
+            "eu-west-2",
+            "ap-southeast-3",
+            "us-gov-west-1",
+            "cn-north-1",
+            "me-central-1",
+            "il-central-1",
+        ] {
             assert!(AwsRegion::parse(good).is_ok(), "{good}");
         }
-        for bad in ["", "us-east", "US-EAST-1", "useast1", "us-east-1a", "mars-north-1", "us-up-1", "us-east-123"] {
+        for bad in [
+            "",
+            "us-east",
+            "US-EAST-1",
+            "useast1",
+            "us-east-1a",
+            "mars-north-1",
+            "us-up-1",
+            "us-east-123",
+        ] {
             assert!(AwsRegion::parse(bad).is_err(), "{bad}");
         }
     }
@@ -490,7 +588,14 @@ mod tests {
     fn access_key_ids_and_masks() {
         let id = AccessKeyId::parse("AKIAIOSFODNN7EXAMPLE").unwrap();
         assert_eq!(id.masked().as_str(), "AKIA…MPLE");
-        for bad in ["", "AKIA", "akiaiosfodnn7example", "AKIDIOSFODNN7EXAMPLE", "AKIAIOSFODNN7EXAMPLE1", "AKIAIOSFODNN7EXAMPL!"] {
+        for bad in [
+            "",
+            "AKIA",
+            "akiaiosfodnn7example",
+            "AKIDIOSFODNN7EXAMPLE",
+            "AKIAIOSFODNN7EXAMPLE1",
+            "AKIAIOSFODNN7EXAMPL!",
+        ] {
             assert!(AccessKeyId::parse(bad).is_err(), "{bad}");
         }
     }
@@ -509,7 +614,10 @@ mod tests {
     fn grace_periods() {
         assert_eq!(GracePeriod::parse("0").unwrap().as_millis(), 0);
         assert_eq!(GracePeriod::parse("15m").unwrap().as_millis(), 900_000);
-        assert_eq!(GracePeriod::parse("7d").unwrap().as_millis(), GracePeriod::MAX_MILLIS);
+        assert_eq!(
+            GracePeriod::parse("7d").unwrap().as_millis(),
+            GracePeriod::MAX_MILLIS
+        );
         assert!(GracePeriod::parse("8d").is_err());
         assert!(GracePeriod::parse("1w").is_err());
         assert!(GracePeriod::parse("").is_err());

@@ -24,7 +24,10 @@ impl Principal {
     }
 
     pub fn actor(&self) -> keyledger_domain::Actor {
-        keyledger_domain::Actor::User { user: self.user.clone(), key: Some(self.key.clone()) }
+        keyledger_domain::Actor::User {
+            user: self.user.clone(),
+            key: Some(self.key.clone()),
+        }
     }
 }
 
@@ -93,7 +96,9 @@ impl Vault {
         let hash = self.keyring().hash_api_key(presented);
         let now = self.now();
         self.read(|state| {
-            let key = state.api_key_by_hash(&hash).ok_or(AuthFailure::UnknownKey)?;
+            let key = state
+                .api_key_by_hash(&hash)
+                .ok_or(AuthFailure::UnknownKey)?;
             match key.status_at(now) {
                 KeyStatus::Active => {}
                 KeyStatus::Expired => return Err(AuthFailure::Expired),
@@ -102,7 +107,7 @@ impl Vault {
             // Constant-time comparison of hashes: the map lookup found a candidate, this
             // decides whether it is the current or the previous secret.
             let current = keyledger_crypto::constant_time_eq(&key.secret_hash.0, &hash.0);
-            if !current && !key.previous.as_ref().is_some_and(|p| p.valid_until > now) {
+            if !current && key.previous.as_ref().is_none_or(|p| p.valid_until <= now) {
                 return Err(AuthFailure::RolledOver);
             }
             let owner = state.user(&key.owner).ok_or(AuthFailure::UnknownOwner)?;
@@ -134,21 +139,29 @@ impl Vault {
         let tag = self.keyring().sign_session(claims.as_bytes());
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let token = format!("{SESSION_PREFIX}{}.{}", b64.encode(claims), b64.encode(tag));
-        SessionToken { token: SecretString::new(token), expires_at }
+        SessionToken {
+            token: SecretString::new(token),
+            expires_at,
+        }
     }
 
     fn authenticate_session(&self, presented: &str) -> Result<Principal, AuthFailure> {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let body = presented.strip_prefix(SESSION_PREFIX).ok_or(AuthFailure::InvalidSession)?;
+        let body = presented
+            .strip_prefix(SESSION_PREFIX)
+            .ok_or(AuthFailure::InvalidSession)?;
         let (claims, tag) = body.split_once('.').ok_or(AuthFailure::InvalidSession)?;
-        let claims = b64.decode(claims).map_err(|_| AuthFailure::InvalidSession)?;
+        let claims = b64
+            .decode(claims)
+            .map_err(|_| AuthFailure::InvalidSession)?;
         let tag = b64.decode(tag).map_err(|_| AuthFailure::InvalidSession)?;
         if !self.keyring().verify_session(&claims, &tag) {
             return Err(AuthFailure::InvalidSession);
         }
         let claims = String::from_utf8(claims).map_err(|_| AuthFailure::InvalidSession)?;
         let (key, expires) = claims.split_once('|').ok_or(AuthFailure::InvalidSession)?;
-        let expires_at = Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
+        let expires_at =
+            Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
         let now = self.now();
         if expires_at <= now {
             return Err(AuthFailure::SessionExpired);
@@ -161,7 +174,9 @@ impl Vault {
                 KeyStatus::Expired => return Err(AuthFailure::Expired),
                 KeyStatus::Deleted => return Err(AuthFailure::Deleted),
             }
-            let owner = state.user(&api_key.owner).ok_or(AuthFailure::UnknownOwner)?;
+            let owner = state
+                .user(&api_key.owner)
+                .ok_or(AuthFailure::UnknownOwner)?;
             Ok(Principal {
                 user: owner.id.clone(),
                 key,

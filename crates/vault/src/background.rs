@@ -16,7 +16,11 @@ impl Vault {
     /// Notes one use of a key in memory; `flush_usage` records it (no event per request).
     pub(crate) fn note_use(&self, key: &KeyId) {
         let now = self.now();
-        let mut usage = self.inner.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut usage = self
+            .inner
+            .usage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match usage.pending.get_mut(key) {
             Some((at, count)) => {
                 *at = (*at).max(now);
@@ -29,19 +33,39 @@ impl Vault {
     }
 
     pub(crate) fn pending_usage(&self) -> HashMap<KeyId, (Timestamp, u64)> {
-        self.inner.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pending.clone()
+        self.inner
+            .usage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pending
+            .clone()
     }
 
     /// Records the aggregated uses as `ApiKeyUsed` events, one per key.
     pub async fn flush_usage(&self) -> Result<usize, VaultError> {
-        let pending = std::mem::take(&mut self.inner.usage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).pending);
+        let pending = std::mem::take(
+            &mut self
+                .inner
+                .usage
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .pending,
+        );
         if pending.is_empty() {
             return Ok(0);
         }
-        let mut usages: Vec<KeyUsage> =
-            pending.into_iter().map(|(key, (last_used_at, uses))| KeyUsage { key, last_used_at, uses }).collect();
+        let mut usages: Vec<KeyUsage> = pending
+            .into_iter()
+            .map(|(key, (last_used_at, uses))| KeyUsage {
+                key,
+                last_used_at,
+                uses,
+            })
+            .collect();
         usages.sort_by(|a, b| a.key.cmp(&b.key));
-        let executed = self.run(Actor::System, Action::RecordApiKeyUsage { usages }).await?;
+        let executed = self
+            .run(Actor::System, Action::RecordApiKeyUsage { usages })
+            .await?;
         Ok(executed.events.len())
     }
 
@@ -49,8 +73,12 @@ impl Vault {
     pub async fn sweep_expired(&self) -> Result<usize, VaultError> {
         let now = self.now();
         let due = self.read(|state| {
-            state.api_keys().any(|k| k.status == KeyStatus::Active && k.expires_at.is_some_and(|e| e <= now))
-                || state.external_keys().any(|k| k.status == KeyStatus::Active && k.expires_at.is_some_and(|e| e <= now))
+            state
+                .api_keys()
+                .any(|k| k.status == KeyStatus::Active && k.expires_at.is_some_and(|e| e <= now))
+                || state.external_keys().any(|k| {
+                    k.status == KeyStatus::Active && k.expires_at.is_some_and(|e| e <= now)
+                })
         });
         if !due {
             return Ok(0);

@@ -3,9 +3,9 @@
 
 use keyledger_crypto::{SecretString, credential_aad, random_base62};
 use keyledger_domain::{
-    AccessKeyId, Action, Actor, AwsRegion, DomainError, Event, ExternalKeyId, ExternalKeyPublic, FromTrusted, KeyDuration,
-    KeyHint, KeyStatus, Label, NewExternalKey, Provider, Timestamp, UserId, ValidationError, check_aws_secret,
-    check_dnanexus_token,
+    AccessKeyId, Action, Actor, AwsRegion, DomainError, Event, ExternalKeyId, ExternalKeyPublic,
+    FromTrusted, KeyDuration, KeyHint, KeyStatus, Label, NewExternalKey, Provider, Timestamp,
+    UserId, ValidationError, check_aws_secret, check_dnanexus_token,
 };
 use serde::Serialize;
 
@@ -14,16 +14,30 @@ use crate::{Executed, Vault, VaultError};
 /// A credential as a user submits it, validated.
 #[derive(Debug, Clone)]
 pub enum NewCredential {
-    Aws { access_key_id: AccessKeyId, secret_access_key: SecretString, region: AwsRegion },
-    Dnanexus { token: SecretString },
+    Aws {
+        access_key_id: AccessKeyId,
+        secret_access_key: SecretString,
+        region: AwsRegion,
+    },
+    Dnanexus {
+        token: SecretString,
+    },
 }
 
 impl NewCredential {
-    pub fn aws(access_key_id: &str, secret_access_key: SecretString, region: &str) -> Result<NewCredential, ValidationError> {
+    pub fn aws(
+        access_key_id: &str,
+        secret_access_key: SecretString,
+        region: &str,
+    ) -> Result<NewCredential, ValidationError> {
         let access_key_id = AccessKeyId::parse(access_key_id.trim())?;
         check_aws_secret(secret_access_key.expose())?;
         let region = AwsRegion::parse(region.trim())?;
-        Ok(NewCredential::Aws { access_key_id, secret_access_key, region })
+        Ok(NewCredential::Aws {
+            access_key_id,
+            secret_access_key,
+            region,
+        })
     }
 
     pub fn dnanexus(token: SecretString) -> Result<NewCredential, ValidationError> {
@@ -40,13 +54,23 @@ impl NewCredential {
 
     fn split(&self) -> (ExternalKeyPublic, &str) {
         match self {
-            NewCredential::Aws { access_key_id, secret_access_key, region } => (
-                ExternalKeyPublic::Aws { access_key_id: access_key_id.clone(), region: region.clone() },
+            NewCredential::Aws {
+                access_key_id,
+                secret_access_key,
+                region,
+            } => (
+                ExternalKeyPublic::Aws {
+                    access_key_id: access_key_id.clone(),
+                    region: region.clone(),
+                },
                 secret_access_key.expose(),
             ),
-            NewCredential::Dnanexus { token } => {
-                (ExternalKeyPublic::Dnanexus { token_hint: KeyHint::mask(token.expose(), 0, 4) }, token.expose())
-            }
+            NewCredential::Dnanexus { token } => (
+                ExternalKeyPublic::Dnanexus {
+                    token_hint: KeyHint::mask(token.expose(), 0, 4),
+                },
+                token.expose(),
+            ),
         }
     }
 }
@@ -54,8 +78,14 @@ impl NewCredential {
 /// A decrypted credential, in memory for the duration of a job.
 #[derive(Debug, Clone)]
 pub enum ExternalCredential {
-    Aws { access_key_id: String, secret_access_key: SecretString, region: String },
-    Dnanexus { token: SecretString },
+    Aws {
+        access_key_id: String,
+        secret_access_key: SecretString,
+        region: String,
+    },
+    Dnanexus {
+        token: SecretString,
+    },
 }
 
 /// A credential handed to a job, with where it came from.
@@ -103,32 +133,55 @@ impl Vault {
         // Refuse early, before any key material is generated, when the answer is already known.
         self.read(|state| {
             if !state.has_permission(&owner, keyledger_domain::Permission::ManageUserApiKeys) {
-                return Err(DomainError::PermissionDenied { permission: keyledger_domain::Permission::ManageUserApiKeys });
+                return Err(DomainError::PermissionDenied {
+                    permission: keyledger_domain::Permission::ManageUserApiKeys,
+                });
             }
             match state.active_external_key(&owner, provider) {
-                Some(existing) if existing.status_at(now) == KeyStatus::Active => Err(DomainError::ExternalKeyExists { provider }),
+                Some(existing) if existing.status_at(now) == KeyStatus::Active => {
+                    Err(DomainError::ExternalKeyExists { provider })
+                }
                 _ => Ok(()),
             }
         })?;
         let keyring = self.keyring();
-        let key = ExternalKeyId::from_trusted(format!("{}{}", ExternalKeyId::PREFIX, random_base62(keyring.rng(), 16)?));
+        let key = ExternalKeyId::from_trusted(format!(
+            "{}{}",
+            ExternalKeyId::PREFIX,
+            random_base62(keyring.rng(), 16)?
+        ));
         let (public, secret) = credential.split();
-        let (wrapped, sealed) = keyring.seal(key.as_str(), secret.as_bytes(), &credential_aad(&key, &owner, provider))?;
+        let (wrapped, sealed) = keyring.seal(
+            key.as_str(),
+            secret.as_bytes(),
+            &credential_aad(&key, &owner, provider),
+        )?;
         // The data key is durable before the event that needs it; if the append fails, it goes.
         self.inner.log.data_keys().put(key.as_str(), &wrapped)?;
         let command = keyledger_domain::Command::new(
             actor,
-            Action::CreateExternalKey(NewExternalKey { key: key.clone(), label, public, sealed, duration }),
+            Action::CreateExternalKey(NewExternalKey {
+                key: key.clone(),
+                label,
+                public,
+                sealed,
+                duration,
+            }),
         );
         if let Err(err) = self.execute(command, request_id).await {
             let _ = self.inner.log.data_keys().remove(key.as_str());
             return Err(err);
         }
-        self.external_key_view(&key).ok_or_else(|| VaultError::Storage("created key missing from the projection".into()))
+        self.external_key_view(&key)
+            .ok_or_else(|| VaultError::Storage("created key missing from the projection".into()))
     }
 
     /// Deletes the listed external keys atomically and destroys their data keys.
-    pub async fn delete_external_keys(&self, actor: Actor, keys: Vec<ExternalKeyId>) -> Result<Executed, VaultError> {
+    pub async fn delete_external_keys(
+        &self,
+        actor: Actor,
+        keys: Vec<ExternalKeyId>,
+    ) -> Result<Executed, VaultError> {
         let executed = self.run(actor, Action::DeleteExternalKeys { keys }).await?;
         for event in &executed.events {
             if let Event::ExternalKeyDeleted { key, .. } = event {
@@ -149,13 +202,28 @@ impl Vault {
         ok: bool,
         detail: String,
     ) -> Result<ExternalKeyView, VaultError> {
-        self.run(actor, Action::RecordExternalKeyVerification { key: key.clone(), ok, detail }).await?;
-        self.external_key_view(&key).ok_or_else(|| VaultError::Storage("verified key missing from the projection".into()))
+        self.run(
+            actor,
+            Action::RecordExternalKeyVerification {
+                key: key.clone(),
+                ok,
+                detail,
+            },
+        )
+        .await?;
+        self.external_key_view(&key)
+            .ok_or_else(|| VaultError::Storage("verified key missing from the projection".into()))
     }
 
     pub fn list_external_keys(&self, owner: &UserId) -> Vec<ExternalKeyView> {
         let now = self.now();
-        self.read(|state| state.external_keys_of(owner).into_iter().map(|key| view(key, now)).collect())
+        self.read(|state| {
+            state
+                .external_keys_of(owner)
+                .into_iter()
+                .map(|key| view(key, now))
+                .collect()
+        })
     }
 
     pub fn external_key_view(&self, key: &ExternalKeyId) -> Option<ExternalKeyView> {
@@ -167,29 +235,63 @@ impl Vault {
     pub fn lease_external_key(&self, key: &ExternalKeyId) -> Result<Lease, VaultError> {
         let now = self.now();
         let (owner, provider, public, sealed) = self.read(|state| {
-            let external = state.external_key(key).ok_or_else(|| DomainError::NotFound { what: "external key", id: key.to_string() })?;
+            let external = state
+                .external_key(key)
+                .ok_or_else(|| DomainError::NotFound {
+                    what: "external key",
+                    id: key.to_string(),
+                })?;
             let status = external.status_at(now);
             if status != KeyStatus::Active {
-                return Err(DomainError::NotActive { what: "external key", id: key.to_string(), status });
+                return Err(DomainError::NotActive {
+                    what: "external key",
+                    id: key.to_string(),
+                    status,
+                });
             }
-            Ok((external.owner.clone(), external.provider(), external.public.clone(), external.sealed.clone()))
+            Ok((
+                external.owner.clone(),
+                external.provider(),
+                external.public.clone(),
+                external.sealed.clone(),
+            ))
         })?;
-        let wrapped = self.inner.log.data_keys().get(key.as_str())?.ok_or_else(|| DomainError::NotActive {
-            what: "external key",
-            id: key.to_string(),
-            status: KeyStatus::Deleted,
-        })?;
-        let secret = self.keyring().open(key.as_str(), &wrapped, &sealed, &credential_aad(key, &owner, provider))?;
-        let secret = secret.into_secret_string().ok_or(keyledger_crypto::CryptoError::Decrypt)?;
+        let wrapped = self
+            .inner
+            .log
+            .data_keys()
+            .get(key.as_str())?
+            .ok_or_else(|| DomainError::NotActive {
+                what: "external key",
+                id: key.to_string(),
+                status: KeyStatus::Deleted,
+            })?;
+        let secret = self.keyring().open(
+            key.as_str(),
+            &wrapped,
+            &sealed,
+            &credential_aad(key, &owner, provider),
+        )?;
+        let secret = secret
+            .into_secret_string()
+            .ok_or(keyledger_crypto::CryptoError::Decrypt)?;
         let credential = match public {
-            ExternalKeyPublic::Aws { access_key_id, region } => ExternalCredential::Aws {
+            ExternalKeyPublic::Aws {
+                access_key_id,
+                region,
+            } => ExternalCredential::Aws {
                 access_key_id: access_key_id.to_string(),
                 secret_access_key: secret,
                 region: region.to_string(),
             },
             ExternalKeyPublic::Dnanexus { .. } => ExternalCredential::Dnanexus { token: secret },
         };
-        Ok(Lease { key: key.clone(), owner, provider, credential })
+        Ok(Lease {
+            key: key.clone(),
+            owner,
+            provider,
+            credential,
+        })
     }
 
     /// The owner's usable key for a provider, decrypted.
@@ -209,7 +311,11 @@ impl Vault {
     /// and the removal leaves one behind).
     pub(crate) fn shred_data_keys_of_deleted_credentials(&self) -> Result<usize, VaultError> {
         let deleted: Vec<ExternalKeyId> = self.read(|state| {
-            state.external_keys().filter(|k| k.status == KeyStatus::Deleted).map(|k| k.id.clone()).collect()
+            state
+                .external_keys()
+                .filter(|k| k.status == KeyStatus::Deleted)
+                .map(|k| k.id.clone())
+                .collect()
         });
         let mut shredded = 0;
         for key in deleted {
@@ -218,7 +324,10 @@ impl Vault {
             }
         }
         if shredded > 0 {
-            tracing::warn!(shredded, "destroyed data keys left behind by deletions interrupted by a crash");
+            tracing::warn!(
+                shredded,
+                "destroyed data keys left behind by deletions interrupted by a crash"
+            );
         }
         Ok(shredded)
     }

@@ -2,7 +2,8 @@
 
 use keyledger_crypto::{SecretString, generate_api_key, random_base62};
 use keyledger_domain::{
-    Action, Actor, FromTrusted, GracePeriod, KeyDuration, KeyHint, KeyId, KeyName, KeyStatus, NewApiKey, Timestamp, UserId,
+    Action, Actor, FromTrusted, GracePeriod, KeyDuration, KeyHint, KeyId, KeyName, KeyStatus,
+    NewApiKey, Timestamp, UserId,
 };
 use serde::Serialize;
 
@@ -35,19 +36,44 @@ pub struct ApiKeyView {
 }
 
 impl Vault {
-    fn new_api_key(&self, name: KeyName, duration: KeyDuration) -> Result<(NewApiKey, SecretString), VaultError> {
+    fn new_api_key(
+        &self,
+        name: KeyName,
+        duration: KeyDuration,
+    ) -> Result<(NewApiKey, SecretString), VaultError> {
         let keyring = self.keyring();
         let (secret, hint) = generate_api_key(keyring.rng())?;
-        let key = KeyId::from_trusted(format!("{}{}", KeyId::PREFIX, random_base62(keyring.rng(), 16)?));
+        let key = KeyId::from_trusted(format!(
+            "{}{}",
+            KeyId::PREFIX,
+            random_base62(keyring.rng(), 16)?
+        ));
         let secret_hash = keyring.hash_api_key(secret.expose());
-        Ok((NewApiKey { key, name, duration, hint: KeyHint::from_trusted(hint), secret_hash }, secret))
+        Ok((
+            NewApiKey {
+                key,
+                name,
+                duration,
+                hint: KeyHint::from_trusted(hint),
+                secret_hash,
+            },
+            secret,
+        ))
     }
 
     /// Creates the first admin and its first key. Refused once any user exists.
     pub async fn bootstrap(&self, admin: UserId) -> Result<CreatedApiKey, VaultError> {
         let name = KeyName::from_trusted("bootstrap".to_owned());
         let (key, secret) = self.new_api_key(name, KeyDuration::Never)?;
-        let executed = self.run(Actor::Operator, Action::BootstrapAdmin { admin, key: key.clone() }).await?;
+        let executed = self
+            .run(
+                Actor::Operator,
+                Action::BootstrapAdmin {
+                    admin,
+                    key: key.clone(),
+                },
+            )
+            .await?;
         Ok(created(key, secret, &executed))
     }
 
@@ -65,23 +91,46 @@ impl Vault {
     }
 
     /// Deletes all the listed keys in one atomic append, or none of them.
-    pub async fn delete_api_keys(&self, actor: Actor, keys: Vec<KeyId>) -> Result<Executed, VaultError> {
+    pub async fn delete_api_keys(
+        &self,
+        actor: Actor,
+        keys: Vec<KeyId>,
+    ) -> Result<Executed, VaultError> {
         self.run(actor, Action::DeleteApiKeys { keys }).await
     }
 
     /// A new secret under the same key id; the old one keeps working for `grace`.
-    pub async fn roll_api_key(&self, actor: Actor, key: KeyId, grace: GracePeriod) -> Result<CreatedApiKey, VaultError> {
+    pub async fn roll_api_key(
+        &self,
+        actor: Actor,
+        key: KeyId,
+        grace: GracePeriod,
+    ) -> Result<CreatedApiKey, VaultError> {
         let keyring = self.keyring();
         let (secret, hint) = generate_api_key(keyring.rng())?;
         let secret_hash = keyring.hash_api_key(secret.expose());
         let hint = KeyHint::from_trusted(hint);
-        let action = Action::RollApiKey { key: key.clone(), grace, hint: hint.clone(), secret_hash };
+        let action = Action::RollApiKey {
+            key: key.clone(),
+            grace,
+            hint: hint.clone(),
+            secret_hash,
+        };
         let executed = self.run(actor, action).await?;
         match executed.events.first() {
-            Some(keyledger_domain::Event::ApiKeyRolled { previous_valid_until, .. }) => {
-                let (name, created_at, expires_at) = self.read(|state| {
-                    state.api_key(&key).map(|k| (k.name.clone(), k.created_at, k.expires_at))
-                }).ok_or_else(|| VaultError::Storage("rolled key vanished from the projection".into()))?;
+            Some(keyledger_domain::Event::ApiKeyRolled {
+                previous_valid_until,
+                ..
+            }) => {
+                let (name, created_at, expires_at) = self
+                    .read(|state| {
+                        state
+                            .api_key(&key)
+                            .map(|k| (k.name.clone(), k.created_at, k.expires_at))
+                    })
+                    .ok_or_else(|| {
+                        VaultError::Storage("rolled key vanished from the projection".into())
+                    })?;
                 Ok(CreatedApiKey {
                     id: key,
                     name,
@@ -110,10 +159,16 @@ impl Vault {
                     hint: key.hint.clone(),
                     created_at: key.created_at,
                     expires_at: key.expires_at,
-                    last_used_at: key.last_used_at.max(pending.get(&key.id).map(|(at, _)| *at)),
+                    last_used_at: key
+                        .last_used_at
+                        .max(pending.get(&key.id).map(|(at, _)| *at)),
                     status: key.status_at(now),
                     rolled_at: key.rolled_at,
-                    previous_valid_until: key.previous.as_ref().map(|p| p.valid_until).filter(|until| *until > now),
+                    previous_valid_until: key
+                        .previous
+                        .as_ref()
+                        .map(|p| p.valid_until)
+                        .filter(|until| *until > now),
                 })
                 .collect()
         })

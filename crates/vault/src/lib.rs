@@ -22,14 +22,20 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use keyledger_crypto::{CryptoError, Keyring, MasterKey};
-use keyledger_domain::{Action, Actor, Command, DomainError, DurationPolicy, Event, State, Timestamp};
-use keyledger_log::{AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, NewEvent};
+use keyledger_domain::{
+    Action, Actor, Command, DomainError, DurationPolicy, Event, State, Timestamp,
+};
+use keyledger_log::{
+    AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, NewEvent,
+};
 
 pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{ExternalCredential, ExternalKeyView, Lease, NewCredential};
 pub use keys::{ApiKeyView, CreatedApiKey};
-pub use master_key::{MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key};
+pub use master_key::{
+    MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
+};
 pub use projection::{Projection, decode_event, encode_event};
 pub use telemetry::{ComponentHealth, Telemetry};
 
@@ -76,7 +82,9 @@ pub enum VaultError {
     Storage(String),
     #[error("the request was retried too often against concurrent changes; try again")]
     Contended,
-    #[error("this request id was already used for an earlier request (seq {first_seq}); its result cannot be shown twice")]
+    #[error(
+        "this request id was already used for an earlier request (seq {first_seq}); its result cannot be shown twice"
+    )]
     DuplicateRequest { first_seq: u64 },
     #[error("{0}")]
     Crypto(#[from] CryptoError),
@@ -111,7 +119,9 @@ pub struct Vault {
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("data_dir", &self.inner.config.data_dir).finish_non_exhaustive()
+        f.debug_struct("Vault")
+            .field("data_dir", &self.inner.config.data_dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,25 +137,47 @@ struct Inner {
 
 impl Vault {
     /// Opens (or creates) the vault in `config.data_dir`, replaying the log into the projection.
-    pub fn open(config: VaultConfig, master: &MasterKey, clock: Arc<dyn Clock>) -> Result<Vault, VaultError> {
+    pub fn open(
+        config: VaultConfig,
+        master: &MasterKey,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Vault, VaultError> {
         let projection = Arc::new(RwLock::new(Projection::default()));
         let telemetry = Arc::new(Telemetry::default());
         let hook_projection = Arc::clone(&projection);
         let hook_telemetry = Arc::clone(&telemetry);
         let on_commit = Box::new(move |envelopes: &[keyledger_log::Envelope]| {
-            let mut projection = hook_projection.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut projection = hook_projection
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             projection.apply_envelopes(envelopes);
             drop(projection);
-            hook_telemetry.add_counter("keyledger_log_appended_events_total", "", "Events appended to the log.", envelopes.len() as f64);
-            hook_telemetry.add_counter("keyledger_log_group_commits_total", "", "Durable group commits of the log.", 1.0);
+            hook_telemetry.add_counter(
+                "keyledger_log_appended_events_total",
+                "",
+                "Events appended to the log.",
+                envelopes.len() as f64,
+            );
+            hook_telemetry.add_counter(
+                "keyledger_log_group_commits_total",
+                "",
+                "Durable group commits of the log.",
+                1.0,
+            );
         });
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|err| VaultError::Io(format!("cannot create data directory {}: {err}", config.data_dir.display())))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|err| {
+            VaultError::Io(format!(
+                "cannot create data directory {}: {err}",
+                config.data_dir.display()
+            ))
+        })?;
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.durability = config.durability;
         let log = EventLog::open(log_config, on_commit)?;
         {
-            let mut projection = projection.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut projection = projection
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             projection.replay(&log)?;
         }
         let vault = Vault {
@@ -179,7 +211,12 @@ impl Vault {
 
     /// Why the vault cannot serve correctly, if it cannot (an undecodable event in the log).
     pub fn broken(&self) -> Option<String> {
-        self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner()).broken.clone()
+        self.inner
+            .projection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .broken
+            .clone()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -188,35 +225,65 @@ impl Vault {
 
     /// Runs `f` against the current state. Keep it short: appends wait while it runs.
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        let projection = self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let projection = self
+            .inner
+            .projection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&projection.state)
     }
 
     /// The sequence number of the last event the projection has applied.
     pub fn applied_seq(&self) -> u64 {
-        self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner()).applied_seq
+        self.inner
+            .projection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .applied_seq
     }
 
     fn keyring(&self) -> Arc<Keyring> {
-        Arc::clone(&self.inner.keyring.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        Arc::clone(
+            &self
+                .inner
+                .keyring
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
     }
 
     /// Decides and appends a command. Concurrent changes to the same streams are detected by
     /// expected versions; the command is then decided again against the newer state.
-    pub async fn execute(&self, command: Command, request_id: Option<[u8; 16]>) -> Result<Executed, VaultError> {
+    pub async fn execute(
+        &self,
+        command: Command,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<Executed, VaultError> {
         const ATTEMPTS: usize = 8;
         for _ in 0..ATTEMPTS {
             let now = self.now();
             let (events, batch) = self.prepare(&command, request_id, now)?;
             if events.is_empty() {
-                return Ok(Executed { events, first_seq: 0, last_seq: 0, at: now });
+                return Ok(Executed {
+                    events,
+                    first_seq: 0,
+                    last_seq: 0,
+                    at: now,
+                });
             }
             match self.inner.log.append(batch).await {
                 Ok(committed) if committed.duplicate => {
-                    return Err(VaultError::DuplicateRequest { first_seq: committed.first_seq });
+                    return Err(VaultError::DuplicateRequest {
+                        first_seq: committed.first_seq,
+                    });
                 }
                 Ok(committed) => {
-                    return Ok(Executed { events, first_seq: committed.first_seq, last_seq: committed.last_seq, at: now });
+                    return Ok(Executed {
+                        events,
+                        first_seq: committed.first_seq,
+                        last_seq: committed.last_seq,
+                        at: now,
+                    });
                 }
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(err) => return Err(VaultError::Storage(err.to_string())),
@@ -226,19 +293,35 @@ impl Vault {
     }
 
     /// Like [`Vault::execute`], for callers without an async runtime (CLI tools, tests).
-    pub fn execute_blocking(&self, command: Command, request_id: Option<[u8; 16]>) -> Result<Executed, VaultError> {
+    pub fn execute_blocking(
+        &self,
+        command: Command,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<Executed, VaultError> {
         for _ in 0..8 {
             let now = self.now();
             let (events, batch) = self.prepare(&command, request_id, now)?;
             if events.is_empty() {
-                return Ok(Executed { events, first_seq: 0, last_seq: 0, at: now });
+                return Ok(Executed {
+                    events,
+                    first_seq: 0,
+                    last_seq: 0,
+                    at: now,
+                });
             }
             match self.inner.log.append_blocking(batch) {
                 Ok(committed) if committed.duplicate => {
-                    return Err(VaultError::DuplicateRequest { first_seq: committed.first_seq });
+                    return Err(VaultError::DuplicateRequest {
+                        first_seq: committed.first_seq,
+                    });
                 }
                 Ok(committed) => {
-                    return Ok(Executed { events, first_seq: committed.first_seq, last_seq: committed.last_seq, at: now });
+                    return Ok(Executed {
+                        events,
+                        first_seq: committed.first_seq,
+                        last_seq: committed.last_seq,
+                        at: now,
+                    });
                 }
                 Err(AppendError::Conflict { .. }) => continue,
                 Err(err) => return Err(VaultError::Storage(err.to_string())),
@@ -247,8 +330,17 @@ impl Vault {
         Err(VaultError::Contended)
     }
 
-    fn prepare(&self, command: &Command, request_id: Option<[u8; 16]>, now: Timestamp) -> Result<(Vec<Event>, AppendBatch), VaultError> {
-        let projection = self.inner.projection.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn prepare(
+        &self,
+        command: &Command,
+        request_id: Option<[u8; 16]>,
+        now: Timestamp,
+    ) -> Result<(Vec<Event>, AppendBatch), VaultError> {
+        let projection = self
+            .inner
+            .projection
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let events = keyledger_domain::decide(&projection.state, command.clone(), now)?;
         let mut seen = std::collections::HashSet::new();
         let mut new_events = Vec::with_capacity(events.len());
@@ -263,10 +355,19 @@ impl Vault {
             } else {
                 ExpectedVersion::Any
             };
-            new_events.push(NewEvent { stream, expected, body: encode_event(event) });
+            new_events.push(NewEvent {
+                stream,
+                expected,
+                body: encode_event(event),
+            });
         }
         drop(projection);
-        let batch = AppendBatch { request_id, actor: command.actor.to_string(), time_ms: now.as_millis(), events: new_events };
+        let batch = AppendBatch {
+            request_id,
+            actor: command.actor.to_string(),
+            time_ms: now.as_millis(),
+            events: new_events,
+        };
         Ok((events, batch))
     }
 

@@ -23,10 +23,12 @@ pub fn load_or_create_master_key(path: &Path) -> Result<(MasterKey, MasterKeyOri
     match fs::read_to_string(path) {
         Ok(text) => {
             check_permissions(path)?;
-            let key = MasterKey::parse(&text).map_err(|_| VaultError::Config(format!(
-                "{} does not hold a master key (expected 32 bytes as base64 or hex)",
-                path.display()
-            )))?;
+            let key = MasterKey::parse(&text).map_err(|_| {
+                VaultError::Config(format!(
+                    "{} does not hold a master key (expected 32 bytes as base64 or hex)",
+                    path.display()
+                ))
+            })?;
             Ok((key, MasterKeyOrigin::File))
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -34,36 +36,55 @@ pub fn load_or_create_master_key(path: &Path) -> Result<(MasterKey, MasterKeyOri
             write_master_key(path, &key)?;
             Ok((key, MasterKeyOrigin::Generated))
         }
-        Err(err) => Err(VaultError::Io(format!("cannot read master key {}: {err}", path.display()))),
+        Err(err) => Err(VaultError::Io(format!(
+            "cannot read master key {}: {err}",
+            path.display()
+        ))),
     }
 }
 
 /// Reads an existing master key file; never creates one.
 pub fn read_master_key(path: &Path) -> Result<MasterKey, VaultError> {
-    let text = fs::read_to_string(path).map_err(|err| VaultError::Io(format!("cannot read master key {}: {err}", path.display())))?;
-    MasterKey::parse(&text).map_err(|_| VaultError::Config(format!("{} does not hold a master key", path.display())))
+    let text = fs::read_to_string(path).map_err(|err| {
+        VaultError::Io(format!("cannot read master key {}: {err}", path.display()))
+    })?;
+    MasterKey::parse(&text)
+        .map_err(|_| VaultError::Config(format!("{} does not hold a master key", path.display())))
 }
 
 /// Writes a master key file with mode 0600, durably, replacing any file atomically.
 pub fn write_master_key(path: &Path, key: &MasterKey) -> Result<(), VaultError> {
-    let io = |err: std::io::Error| VaultError::Io(format!("cannot write master key {}: {err}", path.display()));
+    let io = |err: std::io::Error| {
+        VaultError::Io(format!("cannot write master key {}: {err}", path.display()))
+    };
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(io)?;
     }
     let temporary = path.with_extension("key.tmp");
-    let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&temporary).map_err(io)?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io)?;
     file.write_all(key.to_text().expose()).map_err(io)?;
     file.write_all(b"\n").map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&temporary, path).map_err(io)?;
     if let Some(parent) = path.parent() {
-        fs::File::open(parent).and_then(|dir| dir.sync_all()).map_err(io)?;
+        fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)?;
     }
     Ok(())
 }
 
 fn check_permissions(path: &Path) -> Result<(), VaultError> {
-    let mode = fs::metadata(path).map_err(|err| VaultError::Io(err.to_string()))?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(|err| VaultError::Io(err.to_string()))?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         return Err(VaultError::Config(format!(
             "{} is readable by other users (mode {:o}); run `chmod 600 {}`",

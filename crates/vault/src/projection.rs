@@ -27,14 +27,22 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
 }
 
 pub fn decode_event(body: &[u8]) -> Result<Event, String> {
-    bincode::serde::decode_from_slice(body, BINCODE).map(|(event, _)| event).map_err(|err| err.to_string())
+    bincode::serde::decode_from_slice(body, BINCODE)
+        .map(|(event, _)| event)
+        .map_err(|err| err.to_string())
 }
 
 impl Projection {
     /// Applies committed envelopes; ones already applied are skipped.
     pub fn apply_envelopes(&mut self, envelopes: &[Envelope]) {
         for envelope in envelopes {
-            self.apply_envelope(envelope.seq, &envelope.stream, envelope.version, &envelope.body, envelope.hash);
+            self.apply_envelope(
+                envelope.seq,
+                &envelope.stream,
+                envelope.version,
+                &envelope.body,
+                envelope.hash,
+            );
         }
     }
 
@@ -46,7 +54,8 @@ impl Projection {
             Ok(event) => self.state.apply_owned(event),
             Err(err) => {
                 tracing::error!(seq, error = %err, "an event in the log cannot be decoded");
-                self.broken.get_or_insert_with(|| format!("event {seq} cannot be decoded: {err}"));
+                self.broken
+                    .get_or_insert_with(|| format!("event {seq} cannot be decoded: {err}"));
             }
         }
         match self.versions.get_mut(stream) {
@@ -64,7 +73,13 @@ impl Projection {
         let mut count = 0;
         for envelope in log.read_from(self.applied_seq + 1) {
             let envelope = envelope?;
-            self.apply_envelope(envelope.seq, &envelope.stream, envelope.version, &envelope.body, envelope.hash);
+            self.apply_envelope(
+                envelope.seq,
+                &envelope.stream,
+                envelope.version,
+                &envelope.body,
+                envelope.hash,
+            );
             count += 1;
         }
         Ok(count)

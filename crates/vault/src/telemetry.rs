@@ -27,13 +27,18 @@ pub struct ComponentHealth {
 
 impl Telemetry {
     fn with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
-        f(&mut self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+        f(&mut self
+            .inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()))
     }
 
     /// Sets a gauge. `labels` is Prometheus label syntax without braces: `reason="expired"`.
     pub fn set_gauge(&self, name: &str, labels: &str, help: &str, value: f64) {
         self.with(|r| {
-            r.help.entry(name.to_owned()).or_insert(("gauge", help.to_owned()));
+            r.help
+                .entry(name.to_owned())
+                .or_insert(("gauge", help.to_owned()));
             r.values.insert((name.to_owned(), labels.to_owned()), value);
         });
     }
@@ -41,8 +46,12 @@ impl Telemetry {
     /// Adds to a counter.
     pub fn add_counter(&self, name: &str, labels: &str, help: &str, by: f64) {
         self.with(|r| {
-            r.help.entry(name.to_owned()).or_insert(("counter", help.to_owned()));
-            *r.values.entry((name.to_owned(), labels.to_owned())).or_insert(0.0) += by;
+            r.help
+                .entry(name.to_owned())
+                .or_insert(("counter", help.to_owned()));
+            *r.values
+                .entry((name.to_owned(), labels.to_owned()))
+                .or_insert(0.0) += by;
         });
     }
 
@@ -52,7 +61,13 @@ impl Telemetry {
 
     pub fn set_component(&self, name: &str, ready: bool, detail: impl Into<String>) {
         self.with(|r| {
-            r.components.insert(name.to_owned(), ComponentHealth { ready, detail: detail.into() });
+            r.components.insert(
+                name.to_owned(),
+                ComponentHealth {
+                    ready,
+                    detail: detail.into(),
+                },
+            );
         });
     }
 

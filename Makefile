@@ -1,0 +1,28 @@
+# keyledger — the commands a new engineer needs. See README.md.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test test-deps lint bench fmt
+
+## Run the service on its embedded defaults (data under ./data, HTTP on 127.0.0.1:8080).
+run:
+	$(CARGO) run --bin keyledger -- serve
+
+## Install what the tests need (if missing), then run every test.
+test: test-deps
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+## System and Python packages the tests use; each step does nothing when already done.
+test-deps:
+	@scripts/test-deps.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Benchmarks: ratios against a baseline measured in the same run. Writes target/bench-report.md.
+bench: test-deps
+	$(CARGO) run --release -p keyledger-bench -- $(BENCH_ARGS)

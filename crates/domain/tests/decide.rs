@@ -1,0 +1,704 @@
+use keyledger_domain::*;
+
+use crate::fixtures::*;
+
+fn when(
+    state: &State,
+    actor: Actor,
+    action: Action,
+    now: Timestamp,
+) -> Result<Vec<Event>, DomainError> {
+    decide(state, Command::new(actor, action), now)
+}
+
+fn succeed(state: &mut State, actor: Actor, action: Action, now: Timestamp) -> Vec<Event> {
+    let events = decide(state, Command::new(actor, action), now).expect("command should succeed");
+    events.iter().for_each(|e| state.apply(e));
+    events
+}
+
+fn names(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(Event::type_name).collect()
+}
+
+#[test]
+fn bootstrap_creates_the_first_admin_once() {
+    let mut state = State::default();
+    let events = succeed(
+        &mut state,
+        Actor::Operator,
+        Action::BootstrapAdmin {
+            admin: user("root"),
+            key: new_key(1, KeyDuration::Never),
+        },
+        T0,
+    );
+    assert_eq!(
+        names(&events),
+        ["UserCreated", "RoleGranted", "ApiKeyCreated"]
+    );
+    assert!(state.has_permission(&user("root"), Permission::ManageOrganizationUsers));
+    let again = when(
+        &state,
+        Actor::Operator,
+        Action::BootstrapAdmin {
+            admin: user("other"),
+            key: new_key(2, KeyDuration::Never),
+        },
+        T0,
+    );
+    assert_eq!(again, Err(DomainError::AlreadyBootstrapped));
+    let by_user = when(
+        &State::default(),
+        as_user("x"),
+        Action::BootstrapAdmin {
+            admin: user("x"),
+            key: new_key(3, KeyDuration::Never),
+        },
+        T0,
+    );
+    assert!(matches!(by_user, Err(DomainError::PermissionDenied { .. })));
+}
+
+#[test]
+fn internal_key_lifecycle() {
+    let mut state = world();
+    let created = succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(new_key(1, KeyDuration::Days(7))),
+        T0,
+    );
+    match &created[0] {
+        Event::ApiKeyCreated {
+            owner, expires_at, ..
+        } => {
+            assert_eq!(owner, &user("dev"));
+            assert_eq!(*expires_at, Some(T0.plus_days(7)));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        state.api_key_by_hash(&hash(1)).map(|k| k.id.clone()),
+        Some(key_id(1))
+    );
+
+    let rolled = succeed(
+        &mut state,
+        as_user("dev"),
+        Action::RollApiKey {
+            key: key_id(1),
+            grace: GracePeriod::parse("1h").unwrap(),
+            hint: KeyHint::mask("kl_newnewnewnew", 7, 4),
+            secret_hash: hash(99),
+        },
+        T0,
+    );
+    assert_eq!(names(&rolled), ["ApiKeyRolled"]);
+    // Both secrets find the key during the grace period.
+    assert!(state.api_key_by_hash(&hash(1)).is_some());
+    assert!(state.api_key_by_hash(&hash(99)).is_some());
+    assert_eq!(
+        state
+            .api_key(&key_id(1))
+            .unwrap()
+            .previous
+            .as_ref()
+            .unwrap()
+            .valid_until,
+        T0.plus_millis(3_600_000)
+    );
+
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::DeleteApiKeys {
+            keys: vec![key_id(1)],
+        },
+        T0,
+    );
+    assert!(state.api_key_by_hash(&hash(1)).is_none());
+    assert!(state.api_key_by_hash(&hash(99)).is_none());
+    assert!(state.api_keys_of(&user("dev")).is_empty());
+}
+
+#[test]
+fn a_user_without_manage_user_api_keys_is_refused() {
+    let state = world();
+    let denied = Err(DomainError::PermissionDenied {
+        permission: Permission::ManageUserApiKeys,
+    });
+    for actor in [
+        as_user("member"),
+        as_user("auditor"),
+        as_user("nobody"),
+        Actor::System,
+    ] {
+        assert_eq!(
+            when(
+                &state,
+                actor.clone(),
+                Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
+                T0
+            ),
+            denied,
+            "{actor}"
+        );
+        assert_eq!(
+            when(
+                &state,
+                actor.clone(),
+                Action::CreateExternalKey(aws_key(1)),
+                T0
+            ),
+            denied,
+            "{actor}"
+        );
+        assert_eq!(
+            when(
+                &state,
+                actor,
+                Action::DeleteApiKeys {
+                    keys: vec![key_id(1)]
+                },
+                T0
+            ),
+            denied
+        );
+    }
+}
+
+#[test]
+fn a_revoked_role_takes_effect_at_once() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::RevokeRole {
+            user: user("dev"),
+            role: role("developer"),
+        },
+        T0,
+    );
+    assert!(matches!(
+        when(
+            &state,
+            as_user("dev"),
+            Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
+            T0
+        ),
+        Err(DomainError::PermissionDenied { .. })
+    ));
+}
+
+#[test]
+fn bulk_delete_is_all_or_nothing() {
+    let mut state = world();
+    for n in 1..=3 {
+        succeed(
+            &mut state,
+            as_user("dev"),
+            Action::CreateApiKey(new_key(n, KeyDuration::Days(30))),
+            T0,
+        );
+    }
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::CreateApiKey(new_key(9, KeyDuration::Days(30))),
+        T0,
+    );
+
+    let check = |keys: Vec<KeyId>, expect: Result<usize, DomainError>| {
+        let result = when(&state, as_user("dev"), Action::DeleteApiKeys { keys }, T0)
+            .map(|events| events.len());
+        assert_eq!(result, expect);
+    };
+    check(vec![key_id(1), key_id(2)], Ok(2));
+    check(vec![key_id(1), key_id(1), key_id(2)], Ok(2));
+    check(
+        vec![key_id(1), key_id(404)],
+        Err(DomainError::NotFound {
+            what: "API key",
+            id: key_id(404).to_string(),
+        }),
+    );
+    // Another user's key is indistinguishable from a missing one.
+    check(
+        vec![key_id(1), key_id(9)],
+        Err(DomainError::NotFound {
+            what: "API key",
+            id: key_id(9).to_string(),
+        }),
+    );
+    assert!(matches!(
+        when(
+            &state,
+            as_user("dev"),
+            Action::DeleteApiKeys { keys: vec![] },
+            T0
+        ),
+        Err(DomainError::Invalid(_))
+    ));
+}
+
+#[test]
+fn one_external_key_per_provider() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(1)),
+        T0,
+    );
+    assert_eq!(
+        when(
+            &state,
+            as_user("dev"),
+            Action::CreateExternalKey(aws_key(2)),
+            T0
+        ),
+        Err(DomainError::ExternalKeyExists {
+            provider: Provider::Aws
+        })
+    );
+    // Another provider, or another user, is fine.
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(dnanexus_key(3)),
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::CreateExternalKey(aws_key(4)),
+        T0,
+    );
+    // After deletion the slot is free again.
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::DeleteExternalKeys {
+            keys: vec![ext_id(1)],
+        },
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(5)),
+        T0,
+    );
+    let message = DomainError::ExternalKeyExists {
+        provider: Provider::Aws,
+    }
+    .to_string();
+    assert!(message.contains("delete it first"), "{message}");
+}
+
+#[test]
+fn an_expired_external_key_frees_its_slot() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(1)),
+        T0,
+    );
+    let later = T0.plus_days(31);
+    let events = succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(2)),
+        later,
+    );
+    assert_eq!(names(&events), ["ExternalKeyExpired", "ExternalKeyCreated"]);
+}
+
+#[test]
+fn the_sweeper_expires_what_is_due_and_nothing_else() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(new_key(2, KeyDuration::Days(7))),
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(new_key(3, KeyDuration::Never)),
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(4)),
+        T0,
+    );
+
+    assert_eq!(
+        when(&state, Actor::System, Action::ExpireDue, T0),
+        Ok(vec![])
+    );
+    let day2 = T0.plus_days(2);
+    let events = succeed(&mut state, Actor::System, Action::ExpireDue, day2);
+    assert_eq!(
+        events,
+        vec![Event::ApiKeyExpired {
+            key: key_id(1),
+            owner: user("dev"),
+            at: day2
+        }]
+    );
+    assert_eq!(
+        state.api_key(&key_id(1)).unwrap().status,
+        KeyStatus::Expired
+    );
+    // An expired key is expired even before the sweeper records it.
+    assert_eq!(
+        state
+            .api_key(&key_id(2))
+            .unwrap()
+            .status_at(T0.plus_days(8)),
+        KeyStatus::Expired
+    );
+    let events = succeed(
+        &mut state,
+        Actor::System,
+        Action::ExpireDue,
+        T0.plus_days(40),
+    );
+    assert_eq!(names(&events), ["ApiKeyExpired", "ExternalKeyExpired"]);
+    assert!(matches!(
+        when(&state, as_user("admin"), Action::ExpireDue, T0),
+        Err(DomainError::PermissionDenied { .. })
+    ));
+}
+
+#[test]
+fn expired_and_rolled_keys_cannot_roll() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
+        T0,
+    );
+    let roll = Action::RollApiKey {
+        key: key_id(1),
+        grace: GracePeriod::from_millis(0),
+        hint: KeyHint::mask("kl_aaaaaaaaaaaa", 7, 4),
+        secret_hash: hash(50),
+    };
+    assert!(matches!(
+        when(&state, as_user("dev"), roll.clone(), T0.plus_days(2)),
+        Err(DomainError::NotActive { .. })
+    ));
+    // A grace period never outlives the key.
+    let events = when(
+        &state,
+        as_user("dev"),
+        Action::RollApiKey {
+            key: key_id(1),
+            grace: GracePeriod::parse("7d").unwrap(),
+            hint: KeyHint::mask("kl_aaaaaaaaaaaa", 7, 4),
+            secret_hash: hash(50),
+        },
+        T0,
+    )
+    .unwrap();
+    assert!(
+        matches!(events[0], Event::ApiKeyRolled { previous_valid_until, .. } if previous_valid_until == T0.plus_days(1))
+    );
+}
+
+#[test]
+fn users_and_roles_are_for_admins() {
+    let mut state = world();
+    let create = Action::CreateUser {
+        user: user("carol"),
+        display_name: None,
+        roles: vec![role("developer"), role("member")],
+    };
+    assert!(matches!(
+        when(&state, as_user("dev"), create.clone(), T0),
+        Err(DomainError::PermissionDenied { .. })
+    ));
+    let events = succeed(&mut state, as_user("admin"), create.clone(), T0);
+    assert_eq!(
+        names(&events),
+        ["UserCreated", "RoleGranted", "RoleGranted"]
+    );
+    assert_eq!(
+        when(&state, as_user("admin"), create, T0),
+        Err(DomainError::UserExists {
+            user: "carol".into()
+        })
+    );
+    assert_eq!(
+        when(
+            &state,
+            as_user("admin"),
+            Action::GrantRole {
+                user: user("carol"),
+                role: role("wizard")
+            },
+            T0
+        ),
+        Err(DomainError::UnknownRole {
+            role: "wizard".into()
+        })
+    );
+    assert_eq!(
+        when(
+            &state,
+            as_user("admin"),
+            Action::GrantRole {
+                user: user("carol"),
+                role: role("member")
+            },
+            T0
+        ),
+        Ok(vec![])
+    );
+    assert_eq!(
+        when(
+            &state,
+            as_user("admin"),
+            Action::RevokeRole {
+                user: user("admin"),
+                role: role("admin")
+            },
+            T0
+        ),
+        Err(DomainError::LastAdmin {
+            user: "admin".into()
+        })
+    );
+    assert_eq!(
+        when(
+            &state,
+            as_user("admin"),
+            Action::DefineRole {
+                role: role("admin"),
+                permissions: vec![]
+            },
+            T0
+        ),
+        Err(DomainError::BuiltInRole {
+            role: "admin".into()
+        })
+    );
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::DefineRole {
+            role: role("keys-only"),
+            permissions: vec![Permission::ManageUserApiKeys],
+        },
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::GrantRole {
+            user: user("member"),
+            role: role("keys-only"),
+        },
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("member"),
+        Action::CreateApiKey(new_key(5, KeyDuration::Days(1))),
+        T0,
+    );
+    // Redefining the role changes what its holders may do, at once.
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::DefineRole {
+            role: role("keys-only"),
+            permissions: vec![],
+        },
+        T0,
+    );
+    assert!(matches!(
+        when(
+            &state,
+            as_user("member"),
+            Action::CreateApiKey(new_key(6, KeyDuration::Days(1))),
+            T0
+        ),
+        Err(DomainError::PermissionDenied { .. })
+    ));
+}
+
+#[test]
+fn usage_is_aggregated_and_ignores_deleted_keys() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(new_key(2, KeyDuration::Days(1))),
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::DeleteApiKeys {
+            keys: vec![key_id(2)],
+        },
+        T0,
+    );
+    let usages = vec![
+        KeyUsage {
+            key: key_id(1),
+            last_used_at: T0.plus_millis(5),
+            uses: 42,
+        },
+        KeyUsage {
+            key: key_id(2),
+            last_used_at: T0.plus_millis(5),
+            uses: 1,
+        },
+    ];
+    let events = succeed(
+        &mut state,
+        Actor::System,
+        Action::RecordApiKeyUsage { usages },
+        T0,
+    );
+    assert_eq!(names(&events), ["ApiKeyUsed"]);
+    let key = state.api_key(&key_id(1)).unwrap();
+    assert_eq!((key.uses, key.last_used_at), (42, Some(T0.plus_millis(5))));
+}
+
+#[test]
+fn ingestions_need_permission_and_a_usable_key() {
+    let mut state = world();
+    let selection = Selection::Aws {
+        bucket: "b".into(),
+        prefix: "p/".into(),
+        pattern: ".*".into(),
+    };
+    let request = |n: u32| Action::RequestIngestion {
+        ingestion: IngestionId::parse(&format!("ing_{n:016}")).unwrap(),
+        selection: selection.clone(),
+        destination: "samples".into(),
+        batch_id: format!("batch-{n}"),
+    };
+    assert!(matches!(
+        when(&state, as_user("auditor"), request(1), T0),
+        Err(DomainError::PermissionDenied { .. })
+    ));
+    assert_eq!(
+        when(&state, as_user("dev"), request(1), T0),
+        Err(DomainError::NoExternalKey {
+            provider: Provider::Aws
+        })
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(1)),
+        T0,
+    );
+    succeed(&mut state, as_user("dev"), request(1), T0);
+    let ingestion = IngestionId::parse("ing_0000000000000001").unwrap();
+    let record = |progress| Action::RecordIngestion {
+        ingestion: ingestion.clone(),
+        progress,
+    };
+    succeed(
+        &mut state,
+        Actor::System,
+        record(IngestionProgress::KeyUsed),
+        T0,
+    );
+    succeed(
+        &mut state,
+        Actor::System,
+        record(IngestionProgress::Listed {
+            files: 2,
+            bytes: 30,
+        }),
+        T0,
+    );
+    succeed(
+        &mut state,
+        Actor::System,
+        record(IngestionProgress::FileFetched {
+            path: "a".into(),
+            size: 10,
+            sha256: [1; 32],
+            source_etag: "e".into(),
+        }),
+        T0,
+    );
+    succeed(
+        &mut state,
+        Actor::System,
+        record(IngestionProgress::FileFailed {
+            path: "b".into(),
+            reason: "checksum".into(),
+        }),
+        T0,
+    );
+    let done = succeed(
+        &mut state,
+        Actor::System,
+        record(IngestionProgress::Completed),
+        T0,
+    );
+    assert!(matches!(
+        done[0],
+        Event::IngestionCompleted {
+            files: 1,
+            bytes: 10,
+            failed: 1,
+            ..
+        }
+    ));
+    assert_eq!(
+        state.ingestion(&ingestion).unwrap().state,
+        IngestionState::Completed
+    );
+    assert!(
+        state
+            .external_key(&ext_id(1))
+            .unwrap()
+            .last_used_at
+            .is_some()
+    );
+    assert!(matches!(
+        when(
+            &state,
+            Actor::System,
+            record(IngestionProgress::Cancelled),
+            T0
+        ),
+        Err(DomainError::IngestionFinished { .. })
+    ));
+    // An expired key stops new jobs.
+    assert_eq!(
+        when(&state, as_user("dev"), request(2), T0.plus_days(31)),
+        Err(DomainError::NoExternalKey {
+            provider: Provider::Aws
+        })
+    );
+}

@@ -1,0 +1,197 @@
+//! The encoded form of every event kind, so a change to the log's format shows up in review.
+
+use keyledger_domain::public::{PublicEnvelope, PublicEvent};
+use keyledger_domain::*;
+
+use crate::fixtures::*;
+
+pub fn one_of_each() -> Vec<Event> {
+    let ingestion = IngestionId::parse("ing_0000000000000001").unwrap();
+    vec![
+        Event::UserCreated {
+            user: user("alice"),
+            display_name: Some(DisplayName::parse("Alice").unwrap()),
+            at: T0,
+        },
+        Event::RoleDefined {
+            role: role("keys-only"),
+            permissions: vec![Permission::ManageUserApiKeys],
+            at: T0,
+        },
+        Event::RoleGranted {
+            user: user("alice"),
+            role: role("developer"),
+            at: T0,
+        },
+        Event::RoleRevoked {
+            user: user("alice"),
+            role: role("developer"),
+            at: T0,
+        },
+        Event::ApiKeyCreated {
+            key: key_id(1),
+            owner: user("alice"),
+            name: KeyName::parse("ci").unwrap(),
+            hint: KeyHint::mask("kl_AbCdEfGhIjKlMnOp", 7, 4),
+            secret_hash: hash(1),
+            created_at: T0,
+            expires_at: Some(T0.plus_days(30)),
+        },
+        Event::ApiKeyRolled {
+            key: key_id(1),
+            owner: user("alice"),
+            hint: KeyHint::mask("kl_ZyXwVuTsRqPoNm", 7, 4),
+            secret_hash: hash(2),
+            previous_valid_until: T0.plus_millis(3_600_000),
+            at: T0,
+        },
+        Event::ApiKeyDeleted {
+            key: key_id(1),
+            owner: user("alice"),
+            at: T0,
+        },
+        Event::ApiKeyExpired {
+            key: key_id(1),
+            owner: user("alice"),
+            at: T0,
+        },
+        Event::ApiKeyUsed {
+            key: key_id(1),
+            owner: user("alice"),
+            last_used_at: T0,
+            uses: 3,
+        },
+        match Action::CreateExternalKey(aws_key(2)) {
+            Action::CreateExternalKey(k) => Event::ExternalKeyCreated {
+                key: k.key,
+                owner: user("alice"),
+                label: k.label,
+                public: k.public,
+                sealed: k.sealed,
+                created_at: T0,
+                expires_at: Some(T0.plus_days(30)),
+            },
+            _ => unreachable!(),
+        },
+        Event::ExternalKeyDeleted {
+            key: ext_id(2),
+            owner: user("alice"),
+            provider: Provider::Aws,
+            at: T0,
+        },
+        Event::ExternalKeyExpired {
+            key: ext_id(2),
+            owner: user("alice"),
+            provider: Provider::Dnanexus,
+            at: T0,
+        },
+        Event::ExternalKeyVerified {
+            key: ext_id(2),
+            owner: user("alice"),
+            ok: true,
+            detail: "listed bucket".into(),
+            at: T0,
+        },
+        Event::ExternalKeyUsed {
+            key: ext_id(2),
+            owner: user("alice"),
+            ingestion: ingestion.clone(),
+            at: T0,
+        },
+        Event::IngestionRequested {
+            ingestion: ingestion.clone(),
+            owner: user("alice"),
+            external_key: ext_id(2),
+            selection: Selection::Aws {
+                bucket: "lab".into(),
+                prefix: "runs/".into(),
+                pattern: r".*\.csv$".into(),
+            },
+            destination: "samples".into(),
+            batch_id: "batch-1".into(),
+            at: T0,
+        },
+        Event::IngestionListed {
+            ingestion: ingestion.clone(),
+            files: 2,
+            bytes: 2048,
+            at: T0,
+        },
+        Event::IngestionFileFetched {
+            ingestion: ingestion.clone(),
+            path: "runs/a.csv".into(),
+            size: 1024,
+            sha256: [0xab; 32],
+            source_etag: "\"9e107d9d372bb6826bd81d3542a419d6\"".into(),
+            external_key: ext_id(2),
+            at: T0,
+        },
+        Event::IngestionFileFailed {
+            ingestion: ingestion.clone(),
+            path: "runs/b.csv".into(),
+            reason: "MD5 mismatch".into(),
+            at: T0,
+        },
+        Event::IngestionCompleted {
+            ingestion: ingestion.clone(),
+            files: 1,
+            bytes: 1024,
+            failed: 1,
+            at: T0,
+        },
+        Event::IngestionFailed {
+            ingestion: ingestion.clone(),
+            reason: "the stored AWS key was rejected".into(),
+            at: T0,
+        },
+        Event::IngestionCancelled { ingestion, at: T0 },
+        Event::MasterKeyRotated {
+            generation: 1,
+            data_keys: 3,
+            at: T0,
+        },
+    ]
+}
+
+#[test]
+fn every_event_kind_is_covered() {
+    let kinds: std::collections::BTreeSet<&str> =
+        one_of_each().iter().map(Event::type_name).collect();
+    assert_eq!(
+        kinds.len(),
+        one_of_each().len(),
+        "one example per kind, no duplicates"
+    );
+}
+
+#[test]
+fn binary_encoding_of_each_event() {
+    for event in one_of_each() {
+        let bytes = bincode::serde::encode_to_vec(&event, bincode::config::standard()).unwrap();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        insta::assert_snapshot!(format!("binary_{}", event.type_name()), hex);
+    }
+}
+
+#[test]
+fn public_json_of_each_event() {
+    for (seq, event) in one_of_each().into_iter().enumerate() {
+        let envelope = PublicEnvelope {
+            id: "0123456789abcdef0123456789abcdef".into(),
+            seq: seq as u64 + 1,
+            time: T0,
+            subject: event.stream_id(),
+            actor: "user:alice/key:key_0000000000000001".into(),
+            event: PublicEvent::from(&event),
+        };
+        let json = serde_json::to_value(&envelope).unwrap();
+        assert_eq!(json["type"], event.type_name());
+        let text = json.to_string();
+        for forbidden in ["secret_hash", "sealed", "ciphertext", "nonce"] {
+            assert!(!text.contains(forbidden), "{forbidden} in {text}");
+        }
+        let back: PublicEnvelope = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, envelope);
+        insta::assert_json_snapshot!(format!("public_{}", event.type_name()), json);
+    }
+}

@@ -1,0 +1,6 @@
+//! Given events, when a command, then events or an error.
+
+mod decide;
+mod fixtures;
+mod replay;
+mod snapshots;
