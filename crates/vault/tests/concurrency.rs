@@ -1,0 +1,70 @@
+use keyledger_crypto::SecretString;
+use keyledger_domain::{DomainError, KeyDuration, Label, Provider};
+use keyledger_vault::{NewCredential, VaultError};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_fifty_concurrent_creates_of_the_same_aws_key_exactly_one_wins() {
+    let test = vault().await;
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let vault = test.vault.clone();
+        tasks.push(tokio::spawn(async move {
+            let secret = SecretString::new(format!("{:0>40}", n));
+            let credential =
+                NewCredential::aws("AKIAIOSFODNN7EXAMPLE", secret, "eu-west-2").unwrap();
+            vault
+                .create_external_key(
+                    dev(),
+                    Label::parse(&format!("try {n}")).unwrap(),
+                    credential,
+                    KeyDuration::Days(30),
+                    None,
+                )
+                .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(VaultError::Domain(DomainError::ExternalKeyExists {
+                provider: Provider::Aws,
+            })) => {}
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(test.vault.list_external_keys(&user("dev")).len(), 1);
+    // Exactly one data key exists: the losers' were removed.
+    assert_eq!(test.vault.log().data_keys().iter().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_key_creation_is_all_recorded() {
+    let test = vault().await;
+    let mut tasks = Vec::new();
+    for n in 0..200 {
+        let vault = test.vault.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = keyledger_domain::KeyName::parse(&format!("k{n}")).unwrap();
+            vault
+                .create_api_key(dev(), name, KeyDuration::Days(1), None)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut secrets = Vec::new();
+    for task in tasks {
+        secrets.push(task.await.unwrap().secret);
+    }
+    for secret in &secrets {
+        assert_eq!(
+            test.vault.authenticate(secret.expose()).unwrap().user,
+            user("dev")
+        );
+    }
+    assert_eq!(test.vault.list_api_keys(&user("dev")).len(), 200);
+    assert!(test.vault.log().verify().unwrap().first_bad.is_none());
+}

@@ -1,0 +1,4 @@
+mod canary;
+mod concurrency;
+mod keys;
+mod support;
