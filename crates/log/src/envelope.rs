@@ -139,8 +139,7 @@ struct HashedFields<'a> {
 impl HashedFields<'_> {
     fn encode_into(&self, out: &mut Vec<u8>) {
         // Writing into a Vec cannot fail and no field has a size limit on encode.
-        if let Err(error) = bincode::encode_into_std_write(self, out, bincode::config::standard())
-        {
+        if let Err(error) = bincode::encode_into_std_write(self, out, bincode::config::standard()) {
             unreachable_encode_error(error);
         }
     }
@@ -231,16 +230,16 @@ mod tests {
     fn every_field_changes_the_hash() {
         let mut base = sample();
         seal(&mut base);
-        let changes: Vec<Box<dyn Fn(&mut Envelope)>> = vec![
-            Box::new(|e| e.seq += 1),
-            Box::new(|e| e.event_id[0] ^= 1),
-            Box::new(|e| e.stream.push('x')),
-            Box::new(|e| e.version += 1),
-            Box::new(|e| e.time_ms += 1),
-            Box::new(|e| e.actor.push('x')),
-            Box::new(|e| e.request_id = None),
-            Box::new(|e| e.body.push(0)),
-            Box::new(|e| e.prev_hash[31] ^= 1),
+        let changes: [fn(&mut Envelope); 9] = [
+            |e| e.seq += 1,
+            |e| e.event_id[0] ^= 1,
+            |e| e.stream.push('x'),
+            |e| e.version += 1,
+            |e| e.time_ms += 1,
+            |e| e.actor.push('x'),
+            |e| e.request_id = None,
+            |e| e.body.push(0),
+            |e| e.prev_hash[31] ^= 1,
         ];
         for change in changes {
             let mut changed = base.clone();

@@ -44,7 +44,9 @@ impl LogError {
     pub(crate) fn duplicate(&self) -> LogError {
         match self {
             LogError::Sled(error) => LogError::Sled(error.clone()),
-            LogError::Io(error) => LogError::Io(std::io::Error::new(error.kind(), error.to_string())),
+            LogError::Io(error) => {
+                LogError::Io(std::io::Error::new(error.kind(), error.to_string()))
+            }
             LogError::Decode { seq, reason } => LogError::Decode {
                 seq: *seq,
                 reason: reason.clone(),

@@ -75,7 +75,10 @@ pub(crate) fn encode_head(seq: Seq, hash: &Hash) -> [u8; 40] {
 pub(crate) fn decode_head(value: &[u8]) -> Option<(Seq, Hash)> {
     let value: &[u8; 40] = value.try_into().ok()?;
     let (seq, hash) = value.split_at(8);
-    Some((Seq::from_be_bytes(seq.try_into().ok()?), hash.try_into().ok()?))
+    Some((
+        Seq::from_be_bytes(seq.try_into().ok()?),
+        hash.try_into().ok()?,
+    ))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 //! - `hash = SHA-256(prev_hash || bincode(every field except hash))`; [`EventLog::verify`] and
 //!   [`verify_envelopes`] find the first damaged, missing or reordered event.
 
+mod checkpoint;
 mod envelope;
 mod error;
 mod keys;
@@ -20,13 +21,15 @@ use std::collections::HashMap;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ring::rand::SystemRandom;
 use tokio::sync::{oneshot, watch};
 
+pub use checkpoint::{BackupSummary, CHECKPOINT_PREFIX, Checkpoint};
 pub use envelope::{Envelope, EnvelopeDecodeError, compute_hash};
 pub use error::{AppendError, LogError};
 pub use stores::{DataKeys, Meta};
@@ -44,6 +47,8 @@ pub type Seq = u64;
 pub type Hash = [u8; 32];
 /// The `prev_hash` of event 1.
 pub const GENESIS_HASH: Hash = [0; 32];
+/// Called by the writer with each durable group's envelopes (see [`EventLog::open`]).
+pub type OnCommit = Box<dyn FnMut(&[Envelope]) + Send>;
 /// Largest encoded envelope accepted. sled never fsyncs values over ~128 KiB (they go to
 /// separate blob files), so events stay far below that.
 pub const MAX_ENVELOPE_BYTES: usize = 64 * 1024;
@@ -125,11 +130,8 @@ impl EventLog {
     /// `on_commit` runs on the writer, in seq order, with each durable group's envelopes,
     /// before the appenders are answered. It must not append to this log (that would wait on
     /// itself) nor hold an `EventLog` clone. If it panics, the log stops accepting appends.
-    pub fn open(
-        config: LogConfig,
-        on_commit: Box<dyn FnMut(&[Envelope]) + Send>,
-    ) -> Result<EventLog, LogError> {
-        let db = sled::Config::new().path(&config.path).open()?;
+    pub fn open(config: LogConfig, on_commit: OnCommit) -> Result<EventLog, LogError> {
+        let db = open_database(&config.path)?;
         let events = db.open_tree("events")?;
         let data_keys = db.open_tree("data_keys")?;
         let meta = db.open_tree("meta")?;
@@ -165,7 +167,7 @@ impl EventLog {
             head_seq: AtomicU64::new(head.0),
             streams: RwLock::new(streams),
             commits,
-            queue_depth: AtomicUsize::new(0),
+            queue_depth: AtomicI64::new(0),
         });
         let (sender, receiver) = mpsc::channel();
         let writer = Writer {
@@ -179,11 +181,16 @@ impl EventLog {
         let handle = std::thread::Builder::new()
             .name("keyledger-log-writer".to_owned())
             .spawn(move || writer.run())?;
+        let release = ReleaseWait {
+            database: Arc::downgrade(&shared.sync),
+            path: shared.config.path.clone(),
+        };
         Ok(EventLog {
             inner: Arc::new(Inner {
                 shared,
                 sender,
                 writer: Mutex::new(Some(handle)),
+                _release: release,
             }),
         })
     }
@@ -228,7 +235,10 @@ impl EventLog {
                 .events
                 .range(event_key(from)..=event_key(end))
         });
-        EventIter { inner }
+        EventIter {
+            inner,
+            _database: self.inner.shared.sync.clone(),
+        }
     }
 
     pub fn get(&self, seq: Seq) -> Result<Option<Envelope>, LogError> {
@@ -287,7 +297,8 @@ impl EventLog {
 
     /// Appends waiting for the writer (a gauge for metrics).
     pub fn queue_depth(&self) -> usize {
-        self.inner.shared.queue_depth.load(Ordering::Relaxed)
+        let depth = self.inner.shared.queue_depth.load(Ordering::Relaxed);
+        usize::try_from(depth).unwrap_or(0)
     }
 
     /// Stops the writer after it answered every append queued before, and waits for it.
@@ -302,16 +313,16 @@ impl EventLog {
     }
 
     fn submit(&self, batch: AppendBatch, reply: Reply) -> Result<(), AppendError> {
-        let shared = &self.inner.shared;
-        shared.queue_depth.fetch_add(1, Ordering::Relaxed);
-        let sent = self
-            .inner
+        self.inner
             .sender
-            .send(Message::Append(Request { batch, reply }));
-        if sent.is_err() {
-            shared.queue_depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(AppendError::Closed);
-        }
+            .send(Message::Append(Request { batch, reply }))
+            .map_err(|_| AppendError::Closed)?;
+        // Counted after the send, so a non-zero increase means "in the queue"; the writer may
+        // count it out first, hence the signed gauge.
+        self.inner
+            .shared
+            .queue_depth
+            .fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -328,6 +339,8 @@ impl fmt::Debug for EventLog {
 /// Iterator over committed envelopes; holds the database open while it lives.
 pub struct EventIter {
     inner: Option<sled::Iter>,
+    /// Counts as an open handle for [`ReleaseWait`].
+    _database: Arc<DurableSync>,
 }
 
 impl Iterator for EventIter {
@@ -362,13 +375,15 @@ struct Shared {
     /// Stream -> version of its last durable event.
     streams: RwLock<HashMap<String, u64>>,
     commits: watch::Sender<Seq>,
-    queue_depth: AtomicUsize,
+    queue_depth: AtomicI64,
 }
 
 struct Inner {
     shared: Arc<Shared>,
     sender: mpsc::Sender<Message>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Declared last: fields drop in order, so this runs after `shared` is gone.
+    _release: ReleaseWait,
 }
 
 impl Inner {
@@ -397,6 +412,52 @@ impl Drop for Inner {
     }
 }
 
+/// sled releases its lock on `<path>/db` a moment after the last handle is dropped (background
+/// I/O threads hold the file briefly). When the last handle of this log goes, wait for that, so
+/// that closing and reopening in one process works.
+struct ReleaseWait {
+    database: Weak<DurableSync>,
+    path: PathBuf,
+}
+
+impl Drop for ReleaseWait {
+    fn drop(&mut self) {
+        if self.database.upgrade().is_some() {
+            return; // DataKeys, Meta or an EventIter still holds the database open.
+        }
+        let Ok(file) = File::open(self.path.join("db")) else {
+            return;
+        };
+        let deadline = Instant::now() + LOCK_RELEASE_WAIT;
+        while file.try_lock().is_err() {
+            if Instant::now() >= deadline {
+                tracing::debug!(path = %self.path.display(), "sled still holds the database lock");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Dropping `file` releases the probe's lock.
+    }
+}
+
+const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens sled, waiting briefly if a handle of this process is still releasing the lock.
+fn open_database(path: &Path) -> Result<sled::Db, LogError> {
+    let deadline = Instant::now() + LOCK_RELEASE_WAIT;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(sled::Error::Io(error))
+                if Instant::now() < deadline
+                    && error.to_string().contains("could not acquire lock") =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return Ok(result?),
+        }
+    }
+}
+
 fn decode_stored(seq: Seq, value: &[u8]) -> Result<Envelope, LogError> {
     Envelope::from_bytes(value).map_err(|error| LogError::Decode {
         seq,
@@ -410,7 +471,9 @@ fn load_head(events: &sled::Tree) -> Result<(Seq, Hash), LogError> {
         .range(event_key(0)..=event_key(Seq::MAX))
         .next_back()
         .transpose()?;
-    let last_stored = last_event.as_ref().and_then(|(key, _)| seq_of_event_key(key));
+    let last_stored = last_event
+        .as_ref()
+        .and_then(|(key, _)| seq_of_event_key(key));
     if let Some(record) = events.get(HEAD_KEY)? {
         let head = decode_head(&record).ok_or_else(|| LogError::Corrupt {
             what: "head".to_owned(),
@@ -483,6 +546,5 @@ fn sync_directory(path: &Path) -> Result<(), LogError> {
     Ok(())
 }
 
-// The event prefix must sort before the others only for readability of dumps; the code relies
-// on explicit ranges, never on this order.
+// Record kinds share one tree and are told apart by their first byte only.
 const _: () = assert!(EVENT_PREFIX != STREAM_PREFIX && EVENT_PREFIX != IDEMPOTENCY_PREFIX);

@@ -46,7 +46,10 @@ impl DataKeys {
 
     /// Stores (or replaces) a wrapped data key; durable when it returns.
     pub fn put(&self, id: &str, wrapped: &[u8]) -> Result<(), LogError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.tree.insert(id.as_bytes(), wrapped)?;
         self.sync.make_durable()
     }
@@ -60,7 +63,10 @@ impl DataKeys {
     /// The bytes may linger in sled's log segments until they are reused; they are wrapped by
     /// the master key, so shredding holds against anyone without it.
     pub fn remove(&self, id: &str) -> Result<bool, LogError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let existed = self.tree.remove(id.as_bytes())?.is_some();
         self.sync.make_durable()?;
         Ok(existed)
@@ -83,7 +89,10 @@ impl DataKeys {
     /// Atomically replaces the whole set (master-key rotation re-wraps every key); durable when
     /// it returns. Ids absent from `entries` are removed.
     pub fn replace_all(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), LogError> {
-        let _guard = self.write_lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _guard = self
+            .write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let mut batch = sled::Batch::default();
         for key in self.tree.iter().keys() {
             batch.remove(key?);

@@ -12,11 +12,10 @@ use crate::envelope::{Envelope, seal};
 use crate::keys::{encode_committed, encode_head, event_key, idempotency_key, stream_key};
 use crate::{
     AppendBatch, AppendError, Committed, ExpectedVersion, Hash, LogError, MAX_ENVELOPE_BYTES,
-    Seq, Shared,
+    OnCommit, Seq, Shared,
 };
 
 pub(crate) type AppendResult = Result<Committed, AppendError>;
-pub(crate) type OnCommit = Box<dyn FnMut(&[Envelope]) + Send>;
 
 pub(crate) enum Message {
     Append(Request),
@@ -105,7 +104,7 @@ impl Writer {
             }
             self.shared
                 .queue_depth
-                .fetch_sub(requests.len(), Ordering::Relaxed);
+                .fetch_sub(requests.len() as i64, Ordering::Relaxed);
             if !requests.is_empty() {
                 self.commit_group(requests);
             }
@@ -194,7 +193,11 @@ impl Writer {
         requests: Vec<Request>,
         event_ids: &[u8],
     ) -> (Group, Vec<(Reply, Outcome)>) {
-        let head = *self.shared.head.lock().unwrap_or_else(PoisonError::into_inner);
+        let head = *self
+            .shared
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let committed_streams = self
             .shared
             .streams
@@ -327,7 +330,10 @@ impl Writer {
         for (request_id, committed) in &group.request_ids {
             batch.insert(&idempotency_key(request_id), &encode_committed(committed));
         }
-        batch.insert(crate::keys::HEAD_KEY, &encode_head(group.head.0, &group.head.1)[..]);
+        batch.insert(
+            crate::keys::HEAD_KEY,
+            &encode_head(group.head.0, &group.head.1)[..],
+        );
         self.shared.events.apply_batch(batch)?;
         self.shared.sync.make_durable()
     }
@@ -335,7 +341,11 @@ impl Writer {
     /// Undoes whatever part of a failed group reached sled, so the stored state matches the
     /// in-memory state again. If that fails too, the writer stops.
     fn roll_back(&mut self, group: &Group) {
-        let head = *self.shared.head.lock().unwrap_or_else(PoisonError::into_inner);
+        let head = *self
+            .shared
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let committed_streams = self
             .shared
             .streams
@@ -368,7 +378,9 @@ impl Writer {
             .and_then(|()| self.shared.sync.make_durable());
         if let Err(error) = undone {
             tracing::error!(%error, "rolling back a failed group commit failed; the writer stops");
-            self.stopped = Some(format!("a failed group commit could not be undone: {error}"));
+            self.stopped = Some(format!(
+                "a failed group commit could not be undone: {error}"
+            ));
         }
     }
 
@@ -391,7 +403,11 @@ impl Writer {
         }
         self.idempotency
             .extend(group.request_ids.iter().map(|(id, c)| (*id, *c)));
-        *self.shared.head.lock().unwrap_or_else(PoisonError::into_inner) = group.head;
+        *self
+            .shared
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = group.head;
         self.shared.head_seq.store(group.head.0, Ordering::Release);
     }
 }

@@ -1,5 +1,5 @@
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use keyledger_log::{
     AppendError, BadReason, Committed, EventIter, EventLog, ExpectedVersion, GENESIS_HASH,
@@ -35,7 +35,11 @@ fn empty_log_has_nothing() {
 fn append_then_read_back_every_field() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, commits) = open(dir.path());
-    let mut request = batch(vec![event("api_key/k1", ExpectedVersion::NoStream, b"created")]);
+    let mut request = batch(vec![event(
+        "api_key/k1",
+        ExpectedVersion::NoStream,
+        b"created",
+    )]);
     request.request_id = Some([5; 16]);
     let committed = log.append_blocking(request).expect("append");
     assert_eq!(
@@ -78,7 +82,11 @@ fn events_chain_and_read_in_order_from_any_seq() {
         assert_eq!(env.seq, i as u64 + 1);
         assert_eq!(env.version, i as u64 + 1);
         assert_eq!(env.body, [i as u8]);
-        let prev = if i == 0 { GENESIS_HASH } else { all[i - 1].hash };
+        let prev = if i == 0 {
+            GENESIS_HASH
+        } else {
+            all[i - 1].hash
+        };
         assert_eq!(env.prev_hash, prev);
     }
     let seqs = |iter: EventIter| -> Vec<u64> { iter.map(|e| e.expect("read").seq).collect() };
@@ -208,12 +216,15 @@ fn exported_envelopes_verify_offline() {
     let suffix = verify_envelopes(exported[2..].to_vec(), exported[1].hash);
     assert_eq!((suffix.verified_through, suffix.first_bad), (5, None));
 
-    let check = |mutate: &dyn Fn(&mut Vec<keyledger_log::Envelope>), seq: u64, reason: BadReason| {
-        let mut copy = exported.clone();
-        mutate(&mut copy);
-        let bad = verify_envelopes(copy, GENESIS_HASH).first_bad.expect("detected");
-        assert_eq!((bad.seq, bad.reason), (seq, reason));
-    };
+    let check =
+        |mutate: &dyn Fn(&mut Vec<keyledger_log::Envelope>), seq: u64, reason: BadReason| {
+            let mut copy = exported.clone();
+            mutate(&mut copy);
+            let bad = verify_envelopes(copy, GENESIS_HASH)
+                .first_bad
+                .expect("detected");
+            assert_eq!((bad.seq, bad.reason), (seq, reason));
+        };
     check(&|c| c[2].body.push(1), 3, BadReason::HashMismatch);
     check(&|c| c[3].actor.push('x'), 4, BadReason::HashMismatch);
     check(
@@ -247,8 +258,12 @@ fn reads_run_while_the_writer_appends() {
         let done = done.clone();
         std::thread::spawn(move || {
             for i in 0..200u32 {
-                log.append_blocking(batch(vec![event("s", ExpectedVersion::Any, &i.to_le_bytes())]))
-                    .expect("append");
+                log.append_blocking(batch(vec![event(
+                    "s",
+                    ExpectedVersion::Any,
+                    &i.to_le_bytes(),
+                )]))
+                .expect("append");
             }
             done.store(true, Ordering::SeqCst);
         })
@@ -267,4 +282,28 @@ fn reads_run_while_the_writer_appends() {
     }
     writer.join().expect("writer thread");
     assert_eq!(read_all(&log).len(), 200);
+}
+
+#[test]
+fn a_panicking_on_commit_stops_the_log_after_answering() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EventLog::open(
+        keyledger_log::LogConfig::new(dir.path()),
+        Box::new(|_| panic!("projection bug (expected by this test)")),
+    )
+    .expect("open");
+    // The event is durable, so the append that triggered the panic still succeeds.
+    let first = log
+        .append_blocking(batch(vec![event("s", ExpectedVersion::Any, b"1")]))
+        .expect("first append");
+    assert_eq!(first.last_seq, 1);
+    assert!(matches!(
+        log.append_blocking(batch(vec![event("s", ExpectedVersion::Any, b"2")])),
+        Err(AppendError::Storage(
+            keyledger_log::LogError::WriterStopped { .. }
+        ))
+    ));
+    log.close();
+    let (log, _) = open(dir.path());
+    assert_eq!(log.head().0, 1);
 }

@@ -36,7 +36,9 @@ impl GatedLog {
         )
         .expect("open");
         let first = spawn_append(&log, batch(vec![event("gate", ExpectedVersion::Any, b"")]));
-        entered.recv_timeout(Duration::from_secs(20)).expect("writer entered on_commit");
+        entered
+            .recv_timeout(Duration::from_secs(20))
+            .expect("writer entered on_commit");
         (
             GatedLog {
                 log,
@@ -64,7 +66,10 @@ impl GatedLog {
     }
 }
 
-fn spawn_append(log: &EventLog, request: AppendBatch) -> JoinHandle<Result<Committed, AppendError>> {
+fn spawn_append(
+    log: &EventLog,
+    request: AppendBatch,
+) -> JoinHandle<Result<Committed, AppendError>> {
     let log = log.clone();
     std::thread::spawn(move || log.append_blocking(request))
 }
@@ -77,9 +82,8 @@ fn answer(handle: JoinHandle<Result<Committed, AppendError>>) -> Result<Committe
 fn expected_versions() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (log, _) = open(dir.path());
-    let append = |stream: &str, expected| {
-        log.append_blocking(batch(vec![event(stream, expected, b"x")]))
-    };
+    let append =
+        |stream: &str, expected| log.append_blocking(batch(vec![event(stream, expected, b"x")]));
     let conflict = |result: Result<Committed, AppendError>| match result {
         Err(AppendError::Conflict {
             expected, actual, ..
@@ -137,7 +141,10 @@ fn requests_in_one_group_are_checked_in_order_and_independently() {
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    assert!(matches!(answer(too_large), Err(AppendError::TooLarge { .. })));
+    assert!(matches!(
+        answer(too_large),
+        Err(AppendError::TooLarge { .. })
+    ));
     assert!(matches!(answer(empty), Err(AppendError::Empty)));
     assert_eq!(answer(follows_x).expect("x2").first_seq, 3);
     assert_eq!(
@@ -177,7 +184,13 @@ fn groups_respect_max_batch_events() {
     for handle in queued {
         answer(handle).expect("append");
     }
-    let sizes: Vec<usize> = gated.groups.lock().expect("groups").iter().map(Vec::len).collect();
+    let sizes: Vec<usize> = gated
+        .groups
+        .lock()
+        .expect("groups")
+        .iter()
+        .map(Vec::len)
+        .collect();
     assert_eq!(sizes, vec![1, 2, 2, 1]);
 }
 
@@ -193,7 +206,13 @@ fn a_retried_request_id_returns_the_first_result() {
     let mut changed = request;
     changed.events[0].body = b"different".to_vec();
     let again = log.append_blocking(changed).expect("retry");
-    assert_eq!(again, Committed { duplicate: true, ..first });
+    assert_eq!(
+        again,
+        Committed {
+            duplicate: true,
+            ..first
+        }
+    );
     assert_eq!(log.head().0, 2);
     assert_eq!(commits.lock().expect("commits").len(), 2);
 }
@@ -220,7 +239,9 @@ async fn of_fifty_concurrent_creates_exactly_one_wins() {
     for task in tasks {
         match task.await.expect("task") {
             Ok(_) => wins += 1,
-            Err(AppendError::Conflict { actual: Some(1), .. }) => conflicts += 1,
+            Err(AppendError::Conflict {
+                actual: Some(1), ..
+            }) => conflicts += 1,
             Err(other) => panic!("unexpected {other:?}"),
         }
     }

@@ -1,7 +1,9 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use keyledger_log::{AppendBatch, Durability, Envelope, EventLog, ExpectedVersion, LogConfig, NewEvent};
+use keyledger_log::{
+    AppendBatch, Durability, Envelope, EventLog, ExpectedVersion, LogConfig, NewEvent,
+};
 
 /// Envelopes passed to `on_commit`, one inner Vec per call.
 pub type Commits = Arc<Mutex<Vec<Vec<Envelope>>>>;

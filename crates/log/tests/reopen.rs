@@ -1,0 +1,76 @@
+use keyledger_log::{Committed, ExpectedVersion, GENESIS_HASH};
+
+use crate::support::{batch, event, open, read_all, with_request_id};
+
+#[test]
+fn reopening_keeps_events_versions_idempotency_and_head() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path());
+    let first = log
+        .append_blocking(with_request_id(
+            batch(vec![
+                event("a", ExpectedVersion::NoStream, b"a1"),
+                event("b", ExpectedVersion::NoStream, b"b1"),
+            ]),
+            1,
+        ))
+        .expect("append");
+    log.append_blocking(batch(vec![event("a", ExpectedVersion::Exact(1), b"a2")]))
+        .expect("append");
+    let head = log.head();
+    let before = read_all(&log);
+    log.close();
+
+    let (log, commits) = open(dir.path());
+    assert_eq!(log.head(), head);
+    assert_eq!(read_all(&log), before);
+    assert_eq!(log.stream_version("a"), Some(2));
+    assert_eq!(log.stream_version("b"), Some(1));
+    assert_eq!(*log.subscribe().borrow(), 3);
+    let retry = log
+        .append_blocking(with_request_id(
+            batch(vec![event("a", ExpectedVersion::NoStream, b"a1")]),
+            1,
+        ))
+        .expect("retry");
+    assert_eq!(
+        retry,
+        Committed {
+            duplicate: true,
+            ..first
+        }
+    );
+    assert!(commits.lock().expect("commits").is_empty());
+
+    // New appends continue the same chain.
+    let next = log
+        .append_blocking(batch(vec![event("a", ExpectedVersion::Exact(2), b"a3")]))
+        .expect("append after reopen");
+    assert_eq!(next.first_seq, 4);
+    let env = log.get(4).expect("get").expect("event 4");
+    assert_eq!((env.prev_hash, env.version), (head.1, 3));
+    let report = log.verify().expect("verify");
+    assert_eq!((report.verified_through, report.first_bad), (4, None));
+    // Dropping the last handle also closes the database.
+    drop(log);
+
+    let (log, _) = open(dir.path());
+    assert_eq!(log.head().0, 4);
+    assert_ne!(log.head().1, GENESIS_HASH);
+}
+
+#[test]
+fn close_then_reopen_at_once_in_a_loop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for round in 0..15u64 {
+        let (log, _) = open(dir.path());
+        assert_eq!(log.head().0, round);
+        log.append_blocking(batch(vec![event("s", ExpectedVersion::Exact(round), b"x")]))
+            .expect("append");
+        if round % 2 == 0 {
+            log.close();
+        } else {
+            drop(log);
+        }
+    }
+}
