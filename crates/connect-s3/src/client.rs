@@ -105,7 +105,9 @@ impl S3Source {
             ));
         }
         if credentials.region.trim().is_empty() {
-            return Err(S3Error::InvalidInput("the AWS region must not be empty".to_owned()));
+            return Err(S3Error::InvalidInput(
+                "the AWS region must not be empty".to_owned(),
+            ));
         }
         if options.part_size == 0 || options.concurrency == 0 || options.max_attempts == 0 {
             return Err(S3Error::InvalidInput(
@@ -188,7 +190,12 @@ impl S3Source {
         }
     }
 
-    pub(crate) fn target<'a>(&'a self, operation: &'static str, bucket: &'a str, key: Option<&'a str>) -> Target<'a> {
+    pub(crate) fn target<'a>(
+        &'a self,
+        operation: &'static str,
+        bucket: &'a str,
+        key: Option<&'a str>,
+    ) -> Target<'a> {
         Target {
             operation,
             bucket,
@@ -236,17 +243,26 @@ impl S3Source {
 
 /// Exponential backoff with jitter: a random delay in [d/2, d] with d = initial × 2^(n-1),
 /// at least the server's `Retry-After`, at most `max_backoff`.
-pub(crate) fn backoff(options: &S3Options, failures: u32, retry_after: Option<Duration>) -> Duration {
+pub(crate) fn backoff(
+    options: &S3Options,
+    failures: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
     let exponent = failures.saturating_sub(1).min(20);
     let ceiling = options
         .initial_backoff
         .saturating_mul(1u32 << exponent)
         .min(options.max_backoff);
     let jittered = ceiling.mul_f64(0.5 + fastrand::f64() * 0.5);
-    jittered.max(retry_after.unwrap_or_default()).min(options.max_backoff)
+    jittered
+        .max(retry_after.unwrap_or_default())
+        .min(options.max_backoff)
 }
 
-pub(crate) async fn sleep_unless_cancelled(delay: Duration, cancel: Option<&CancellationToken>) -> Result<(), S3Error> {
+pub(crate) async fn sleep_unless_cancelled(
+    delay: Duration,
+    cancel: Option<&CancellationToken>,
+) -> Result<(), S3Error> {
     match cancel {
         None => {
             tokio::time::sleep(delay).await;
@@ -295,10 +311,19 @@ mod tests {
         };
         for failures in 1..30 {
             let delay = backoff(&options, failures, None);
-            let ceiling = (Duration::from_millis(100) * 2u32.pow(failures.min(20) - 1)).min(Duration::from_secs(1));
-            assert!(delay >= ceiling / 2 && delay <= ceiling, "{failures}: {delay:?}");
+            let ceiling = (Duration::from_millis(100) * 2u32.pow(failures.min(20) - 1))
+                .min(Duration::from_secs(1));
+            assert!(
+                delay >= ceiling / 2 && delay <= ceiling,
+                "{failures}: {delay:?}"
+            );
         }
-        assert_eq!(backoff(&options, 1, Some(Duration::from_secs(5))), Duration::from_secs(1));
-        assert!(backoff(&options, 1, Some(Duration::from_millis(300))) >= Duration::from_millis(300));
+        assert_eq!(
+            backoff(&options, 1, Some(Duration::from_secs(5))),
+            Duration::from_secs(1)
+        );
+        assert!(
+            backoff(&options, 1, Some(Duration::from_millis(300))) >= Duration::from_millis(300)
+        );
     }
 }

@@ -150,9 +150,14 @@ const CREDENTIAL_CODES: &[&str] = &[
     "InvalidToken",
     "ExpiredToken",
     "TokenRefreshRequired",
+    // What s3s answers for an unknown access key id.
+    "NotSignedUp",
 ];
 
-pub(crate) fn classify<E>(error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>, target: Target<'_>) -> Failure
+pub(crate) fn classify<E>(
+    error: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    target: Target<'_>,
+) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -162,9 +167,14 @@ where
             "could not build the {operation} request: {}",
             DisplayErrorContext(&error)
         ))),
-        SdkError::TimeoutError(_) => Failure::retryable(S3Error::Transport(format!("{operation} timed out"))),
+        SdkError::TimeoutError(_) => {
+            Failure::retryable(S3Error::Transport(format!("{operation} timed out")))
+        }
         SdkError::DispatchFailure(failure) => {
-            let message = format!("{operation} could not be sent: {}", DisplayErrorContext(&error));
+            let message = format!(
+                "{operation} could not be sent: {}",
+                DisplayErrorContext(&error)
+            );
             if failure.is_user() {
                 Failure::fatal(S3Error::InvalidInput(message))
             } else {
@@ -223,7 +233,11 @@ pub(crate) fn classify_service_error(target: Target<'_>, answer: ServiceAnswer<'
     }
     if CREDENTIAL_CODES.contains(&code) {
         // The code is safe to log; the message is not needed (and never echoes the secret).
-        tracing::warn!(operation = target.operation, code, "S3 rejected the stored AWS key");
+        tracing::warn!(
+            operation = target.operation,
+            code,
+            "S3 rejected the stored AWS key"
+        );
         return Failure::fatal(S3Error::CredentialsRejected);
     }
     if RETRYABLE_CODES.contains(&code) || status >= 500 || status == 429 {
@@ -248,15 +262,19 @@ pub(crate) fn classify_service_error(target: Target<'_>, answer: ServiceAnswer<'
         }),
         // HEAD answers carry no body, hence no code.
         (404, _) => match target.key {
-            Some(key) => Failure::fatal(S3Error::NotFound { key: key.to_owned() }),
+            Some(key) => Failure::fatal(S3Error::NotFound {
+                key: key.to_owned(),
+            }),
             None => Failure::fatal(S3Error::NoSuchBucket { bucket }),
         },
         (_, "AccessDenied" | "AllAccessDisabled" | "AccountProblem") | (403, _) => {
             Failure::fatal(S3Error::AccessDenied { bucket })
         }
-        (_, "PreconditionFailed" | "InvalidRange") | (412 | 416, _) => Failure::fatal(S3Error::ObjectChanged {
-            key: target.key.unwrap_or_default().to_owned(),
-        }),
+        (_, "PreconditionFailed" | "InvalidRange") | (412 | 416, _) => {
+            Failure::fatal(S3Error::ObjectChanged {
+                key: target.key.unwrap_or_default().to_owned(),
+            })
+        }
         _ => Failure::fatal(S3Error::Transport(format!(
             "{} answered {status} {code}: {message}",
             target.operation
@@ -269,7 +287,9 @@ fn wrong_region(answer: &ServiceAnswer<'_>, configured: &str) -> Option<String> 
     let redirect_like = matches!(answer.status, 301 | 307 | 400)
         || matches!(
             answer.code,
-            "PermanentRedirect" | "AuthorizationHeaderMalformed" | "IllegalLocationConstraintException"
+            "PermanentRedirect"
+                | "AuthorizationHeaderMalformed"
+                | "IllegalLocationConstraintException"
         );
     if !redirect_like {
         return None;
@@ -310,14 +330,56 @@ mod tests {
 
     #[test]
     fn service_errors_are_classified() {
-        check(403, "SignatureDoesNotMatch", "", None, "CredentialsRejected retryable=false");
-        check(403, "InvalidAccessKeyId", "", None, "CredentialsRejected retryable=false");
-        check(403, "AccessDenied", "", None, "AccessDenied { bucket: \"b\" } retryable=false");
-        check(403, "", "", None, "AccessDenied { bucket: \"b\" } retryable=false");
-        check(404, "NoSuchBucket", "", None, "NoSuchBucket { bucket: \"b\" } retryable=false");
-        check(404, "NoSuchKey", "", None, "NotFound { key: \"k\" } retryable=false");
+        check(
+            403,
+            "SignatureDoesNotMatch",
+            "",
+            None,
+            "CredentialsRejected retryable=false",
+        );
+        check(
+            403,
+            "InvalidAccessKeyId",
+            "",
+            None,
+            "CredentialsRejected retryable=false",
+        );
+        check(
+            403,
+            "AccessDenied",
+            "",
+            None,
+            "AccessDenied { bucket: \"b\" } retryable=false",
+        );
+        check(
+            403,
+            "",
+            "",
+            None,
+            "AccessDenied { bucket: \"b\" } retryable=false",
+        );
+        check(
+            404,
+            "NoSuchBucket",
+            "",
+            None,
+            "NoSuchBucket { bucket: \"b\" } retryable=false",
+        );
+        check(
+            404,
+            "NoSuchKey",
+            "",
+            None,
+            "NotFound { key: \"k\" } retryable=false",
+        );
         check(404, "", "", None, "NotFound { key: \"k\" } retryable=false");
-        check(412, "PreconditionFailed", "", None, "ObjectChanged { key: \"k\" } retryable=false");
+        check(
+            412,
+            "PreconditionFailed",
+            "",
+            None,
+            "ObjectChanged { key: \"k\" } retryable=false",
+        );
         check(
             301,
             "PermanentRedirect",
@@ -339,8 +401,26 @@ mod tests {
             None,
             "Transport(\"GetObject answered 503 SlowDown: Please reduce your request rate.\") retryable=true",
         );
-        check(500, "InternalError", "x", None, "Transport(\"GetObject answered 500 InternalError: x\") retryable=true");
-        check(400, "RequestTimeout", "x", None, "Transport(\"GetObject answered 400 RequestTimeout: x\") retryable=true");
-        check(400, "InvalidArgument", "x", None, "Transport(\"GetObject answered 400 InvalidArgument: x\") retryable=false");
+        check(
+            500,
+            "InternalError",
+            "x",
+            None,
+            "Transport(\"GetObject answered 500 InternalError: x\") retryable=true",
+        );
+        check(
+            400,
+            "RequestTimeout",
+            "x",
+            None,
+            "Transport(\"GetObject answered 400 RequestTimeout: x\") retryable=true",
+        );
+        check(
+            400,
+            "InvalidArgument",
+            "x",
+            None,
+            "Transport(\"GetObject answered 400 InvalidArgument: x\") retryable=false",
+        );
     }
 }

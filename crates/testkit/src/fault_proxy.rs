@@ -51,7 +51,10 @@ pub enum Fault {
     Stall { duration: Duration },
     /// Forward the head and `after_bytes` bytes of the body, then wait `duration` before the
     /// rest.
-    StallMidBody { after_bytes: u64, duration: Duration },
+    StallMidBody {
+        after_bytes: u64,
+        duration: Duration,
+    },
     /// Answer with this response, without forwarding.
     Respond(CannedResponse),
 }
@@ -292,12 +295,22 @@ impl FaultControl {
     }
 
     /// Records the request and takes the fault it gets, if any.
-    fn take_fault(&self, method: &Method, path_and_query: &str, range: Option<&str>) -> Option<Fault> {
+    fn take_fault(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        range: Option<&str>,
+    ) -> Option<Fault> {
         let mut state = self.lock();
         let fault = state
             .rules
             .iter_mut()
-            .find(|rule| rule.remaining > 0 && rule.matcher.matches(method, path_and_query, range.is_some()))
+            .find(|rule| {
+                rule.remaining > 0
+                    && rule
+                        .matcher
+                        .matches(method, path_and_query, range.is_some())
+            })
             .map(|rule| {
                 rule.remaining -= 1;
                 rule.fault.clone()
@@ -314,7 +327,9 @@ impl FaultControl {
 
     fn lock(&self) -> MutexGuard<'_, ControlState> {
         // A test that panicked while holding the lock left consistent data behind.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -326,7 +341,11 @@ impl fmt::Debug for FaultControl {
     }
 }
 
-async fn handle(request: Request<Incoming>, upstream: SocketAddr, control: FaultControl) -> Response<ProxyBody> {
+async fn handle(
+    request: Request<Incoming>,
+    upstream: SocketAddr,
+    control: FaultControl,
+) -> Response<ProxyBody> {
     let path_and_query = request
         .uri()
         .path_and_query()
@@ -349,7 +368,13 @@ async fn handle(request: Request<Incoming>, upstream: SocketAddr, control: Fault
         }
         Some(Fault::DropMidBody { after_bytes }) => Some(BodyFault::Drop { after_bytes }),
         Some(Fault::FlipByte { offset }) => Some(BodyFault::Flip { offset }),
-        Some(Fault::StallMidBody { after_bytes, duration }) => Some(BodyFault::Stall { after_bytes, duration }),
+        Some(Fault::StallMidBody {
+            after_bytes,
+            duration,
+        }) => Some(BodyFault::Stall {
+            after_bytes,
+            duration,
+        }),
     };
 
     let response = match forward(request, upstream).await {
@@ -367,10 +392,14 @@ async fn handle(request: Request<Incoming>, upstream: SocketAddr, control: Fault
     Response::from_parts(parts, body)
 }
 
-async fn forward(request: Request<Incoming>, upstream: SocketAddr) -> Result<Response<Incoming>, BoxError> {
+async fn forward(
+    request: Request<Incoming>,
+    upstream: SocketAddr,
+) -> Result<Response<Incoming>, BoxError> {
     let stream = TcpStream::connect(upstream).await?;
     let _ = stream.set_nodelay(true);
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     // The connection task ends once the response body has been read or dropped.
     tokio::spawn(async move {
         let _ = connection.await;
@@ -379,10 +408,18 @@ async fn forward(request: Request<Incoming>, upstream: SocketAddr) -> Result<Res
 }
 
 fn canned_response(canned: CannedResponse) -> Response<ProxyBody> {
-    let mut response = Response::new(Full::new(canned.body).map_err(BoxError::from).boxed_unsync());
-    *response.status_mut() = StatusCode::from_u16(canned.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = Response::new(
+        Full::new(canned.body)
+            .map_err(BoxError::from)
+            .boxed_unsync(),
+    );
+    *response.status_mut() =
+        StatusCode::from_u16(canned.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in canned.headers {
-        if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::try_from(name),
+            HeaderValue::try_from(value),
+        ) {
             response.headers_mut().append(name, value);
         }
     }
@@ -390,16 +427,27 @@ fn canned_response(canned: CannedResponse) -> Response<ProxyBody> {
 }
 
 fn text_response(status: StatusCode, body: String) -> Response<ProxyBody> {
-    let mut response = Response::new(Full::new(Bytes::from(body)).map_err(BoxError::from).boxed_unsync());
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(BoxError::from)
+            .boxed_unsync(),
+    );
     *response.status_mut() = status;
     response
 }
 
 #[derive(Clone, Copy, Debug)]
 enum BodyFault {
-    Drop { after_bytes: u64 },
-    Flip { offset: u64 },
-    Stall { after_bytes: u64, duration: Duration },
+    Drop {
+        after_bytes: u64,
+    },
+    Flip {
+        offset: u64,
+    },
+    Stall {
+        after_bytes: u64,
+        duration: Duration,
+    },
 }
 
 /// The upstream body with one fault applied as it streams through.
@@ -466,7 +514,10 @@ impl FaultyBody {
                 chunk = Bytes::from(flipped);
                 self.fault = None;
             }
-            Some(BodyFault::Stall { after_bytes, duration }) if end > after_bytes => {
+            Some(BodyFault::Stall {
+                after_bytes,
+                duration,
+            }) if end > after_bytes => {
                 if start >= after_bytes {
                     tokio::time::sleep(duration).await;
                     self.fault = None;

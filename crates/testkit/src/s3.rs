@@ -72,8 +72,7 @@ impl S3Server {
         access_key_id: &str,
         secret_access_key: &str,
     ) -> anyhow::Result<S3Server> {
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("creating {}", root.display()))?;
+        std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
         Self::serve(
             Root::Kept(root.to_path_buf()),
             access_key_id,
@@ -269,7 +268,10 @@ impl S3Server {
             Root::Kept(path) => path.clone(),
         };
         let file_system = s3s_fs::FileSystem::new(&root_path).map_err(|error| {
-            anyhow::anyhow!("opening the s3s-fs directory {}: {error:?}", root_path.display())
+            anyhow::anyhow!(
+                "opening the s3s-fs directory {}: {error:?}",
+                root_path.display()
+            )
         })?;
         let mut builder = S3ServiceBuilder::new(file_system);
         // Without auth s3s accepts anonymous requests, which would hide a client signing

@@ -1,0 +1,309 @@
+//! What S3 says an object's content hashes to, and hashing the content to compare.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use crc_fast::CrcAlgorithm;
+use md5::Digest as _;
+
+use crate::error::{S3Error, Verification};
+
+/// The integrity data S3 gave for the object (from HeadObject or a whole-object GET).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Expected {
+    pub size: u64,
+    /// Without quotes.
+    pub etag: String,
+    /// The ETag is the content's MD5: a single-part upload not encrypted with SSE-KMS or SSE-C.
+    pub etag_is_md5: bool,
+    /// Full-object checksums, base64 as S3 sends them.
+    pub checksums: Vec<(Verification, String)>,
+}
+
+/// The response fields [`Expected`] is built from.
+#[derive(Debug, Default)]
+pub(crate) struct IntegrityHeaders<'a> {
+    pub etag: &'a str,
+    /// `x-amz-server-side-encryption` is `aws:kms*`, or an SSE-C algorithm is set: the ETag
+    /// is then not the MD5 of the content, even for a single-part upload.
+    pub encrypted_with_kms_or_customer_key: bool,
+    pub composite_checksums: bool,
+    pub crc32: Option<&'a str>,
+    pub crc32c: Option<&'a str>,
+    pub crc64nvme: Option<&'a str>,
+    pub sha1: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+}
+
+impl Expected {
+    pub fn from_headers(size: u64, headers: &IntegrityHeaders<'_>) -> Expected {
+        let etag = headers.etag.trim().trim_matches('"').to_owned();
+        let etag_is_md5 = !headers.encrypted_with_kms_or_customer_key
+            && etag.len() == 32
+            && etag.bytes().all(|byte| byte.is_ascii_hexdigit());
+        let mut checksums = Vec::new();
+        if !headers.composite_checksums {
+            let candidates = [
+                (Verification::ChecksumCrc32, headers.crc32),
+                (Verification::ChecksumCrc32c, headers.crc32c),
+                (Verification::ChecksumCrc64Nvme, headers.crc64nvme),
+                (Verification::ChecksumSha1, headers.sha1),
+                (Verification::ChecksumSha256, headers.sha256),
+            ];
+            for (kind, value) in candidates {
+                // A composite (per-part) checksum ends in "-<parts>"; it cannot be compared
+                // with a hash of the whole content.
+                if let Some(value) = value
+                    .map(str::trim)
+                    .filter(|value| !value.is_empty() && !value.contains('-'))
+                {
+                    checksums.push((kind, value.to_owned()));
+                }
+            }
+        }
+        Expected {
+            size,
+            etag,
+            etag_is_md5,
+            checksums,
+        }
+    }
+
+    /// Compares the content's digests with what S3 reported. Returns what was checked.
+    pub fn verify(&self, key: &str, actual: &Digests) -> Result<Vec<Verification>, S3Error> {
+        let mismatch =
+            |what: Verification, expected: String, actual: String| S3Error::Verification {
+                key: key.to_owned(),
+                what,
+                expected,
+                actual,
+            };
+        if actual.length != self.size {
+            return Err(mismatch(
+                Verification::Size,
+                format!("{} bytes", self.size),
+                format!("{} bytes", actual.length),
+            ));
+        }
+        let mut verified = vec![Verification::Size];
+        if self.etag_is_md5 {
+            let md5 = actual.md5_hex.clone().unwrap_or_default();
+            if !md5.eq_ignore_ascii_case(&self.etag) {
+                return Err(mismatch(Verification::EtagMd5, self.etag.clone(), md5));
+            }
+            verified.push(Verification::EtagMd5);
+        }
+        for (kind, expected) in &self.checksums {
+            let computed = actual
+                .checksums
+                .iter()
+                .find(|(computed_kind, _)| computed_kind == kind)
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default();
+            if &computed != expected {
+                return Err(mismatch(*kind, expected.clone(), computed));
+            }
+            verified.push(*kind);
+        }
+        Ok(verified)
+    }
+}
+
+/// Hashes of the content, as they compare with S3's values.
+#[derive(Clone, Debug)]
+pub(crate) struct Digests {
+    pub length: u64,
+    pub sha256: [u8; 32],
+    pub md5_hex: Option<String>,
+    pub checksums: Vec<(Verification, String)>,
+}
+
+/// Hashes content fed in order: SHA-256 always, MD5 and the checksums S3 reported.
+pub(crate) struct ContentHasher {
+    length: u64,
+    sha256: ring::digest::Context,
+    md5: Option<md5::Md5>,
+    crcs: Vec<(Verification, crc_fast::Digest)>,
+    sha1: Option<ring::digest::Context>,
+    sha256_checksum: bool,
+}
+
+impl ContentHasher {
+    pub fn new(expected: &Expected) -> ContentHasher {
+        let wants =
+            |kind: Verification| expected.checksums.iter().any(|(wanted, _)| *wanted == kind);
+        let crcs = [
+            (Verification::ChecksumCrc32, CrcAlgorithm::Crc32IsoHdlc),
+            (Verification::ChecksumCrc32c, CrcAlgorithm::Crc32Iscsi),
+            (Verification::ChecksumCrc64Nvme, CrcAlgorithm::Crc64Nvme),
+        ]
+        .into_iter()
+        .filter(|(kind, _)| wants(*kind))
+        .map(|(kind, algorithm)| (kind, crc_fast::Digest::new(algorithm)))
+        .collect();
+        ContentHasher {
+            length: 0,
+            sha256: ring::digest::Context::new(&ring::digest::SHA256),
+            md5: expected.etag_is_md5.then(md5::Md5::new),
+            crcs,
+            sha1: wants(Verification::ChecksumSha1)
+                .then(|| ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY)),
+            sha256_checksum: wants(Verification::ChecksumSha256),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.length += bytes.len() as u64;
+        self.sha256.update(bytes);
+        if let Some(md5) = &mut self.md5 {
+            md5.update(bytes);
+        }
+        for (_, crc) in &mut self.crcs {
+            crc.update(bytes);
+        }
+        if let Some(sha1) = &mut self.sha1 {
+            sha1.update(bytes);
+        }
+    }
+
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    pub fn finish(self) -> Digests {
+        let sha256_digest = self.sha256.finish();
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(sha256_digest.as_ref());
+        let mut checksums = Vec::new();
+        for (kind, crc) in &self.crcs {
+            let value = crc.finalize();
+            let encoded = if *kind == Verification::ChecksumCrc64Nvme {
+                BASE64.encode(value.to_be_bytes())
+            } else {
+                BASE64.encode((value as u32).to_be_bytes())
+            };
+            checksums.push((*kind, encoded));
+        }
+        if let Some(sha1) = self.sha1 {
+            checksums.push((
+                Verification::ChecksumSha1,
+                BASE64.encode(sha1.finish().as_ref()),
+            ));
+        }
+        if self.sha256_checksum {
+            checksums.push((Verification::ChecksumSha256, BASE64.encode(sha256)));
+        }
+        Digests {
+            length: self.length,
+            sha256,
+            md5_hex: self.md5.map(|md5| hex(&md5.finalize())),
+            checksums,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(kind, base64 of the standard check value over "123456789")`.
+    fn check(kind: Verification, expected_base64: &str) {
+        let expected = Expected {
+            size: 9,
+            etag: "25f9e794323b453885f5181f1b624d0b".to_owned(),
+            etag_is_md5: true,
+            checksums: vec![(kind, expected_base64.to_owned())],
+        };
+        let mut hasher = ContentHasher::new(&expected);
+        hasher.update(b"1234");
+        hasher.update(b"56789");
+        let digests = hasher.finish();
+        assert_eq!(
+            expected.verify("k", &digests).unwrap(),
+            vec![Verification::Size, Verification::EtagMd5, kind]
+        );
+    }
+
+    #[test]
+    fn checksums_match_reference_values() {
+        // Check values: CRC-32 0xCBF43926, CRC-32C 0xE3069283, CRC-64/NVME 0xAE8B14860A799888.
+        check(
+            Verification::ChecksumCrc32,
+            &BASE64.encode(0xCBF4_3926u32.to_be_bytes()),
+        );
+        check(
+            Verification::ChecksumCrc32c,
+            &BASE64.encode(0xE306_9283u32.to_be_bytes()),
+        );
+        check(
+            Verification::ChecksumCrc64Nvme,
+            &BASE64.encode(0xAE8B_1486_0A79_9888u64.to_be_bytes()),
+        );
+        check(Verification::ChecksumSha1, "98O8HYCOBHMq32eZZczDTKeuNEE=");
+        check(
+            Verification::ChecksumSha256,
+            "FeKw08M4keuw8e9gnsQZQgwg4yDOlMZfvIwzEkSOsiU=",
+        );
+    }
+
+    #[test]
+    fn composite_and_encrypted_objects_are_not_compared_whole() {
+        let headers = IntegrityHeaders {
+            etag: "\"0123456789abcdef0123456789abcdef\"",
+            encrypted_with_kms_or_customer_key: true,
+            crc32: Some("AAAAAA==-3"),
+            sha256: Some("abc="),
+            ..IntegrityHeaders::default()
+        };
+        let expected = Expected::from_headers(1, &headers);
+        assert!(!expected.etag_is_md5);
+        assert_eq!(
+            expected.checksums,
+            vec![(Verification::ChecksumSha256, "abc=".to_owned())]
+        );
+        let composite = Expected::from_headers(
+            1,
+            &IntegrityHeaders {
+                composite_checksums: true,
+                ..headers
+            },
+        );
+        assert!(composite.checksums.is_empty());
+        assert!(
+            !Expected::from_headers(
+                1,
+                &IntegrityHeaders {
+                    etag: "abc-2",
+                    ..IntegrityHeaders::default()
+                }
+            )
+            .etag_is_md5
+        );
+    }
+
+    #[test]
+    fn a_mismatch_names_what_failed() {
+        let expected = Expected {
+            size: 3,
+            etag: "900150983cd24fb0d6963f7d28e17f72".to_owned(),
+            etag_is_md5: true,
+            checksums: Vec::new(),
+        };
+        let mut hasher = ContentHasher::new(&expected);
+        hasher.update(b"abd");
+        let error = expected.verify("k", &hasher.finish()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                S3Error::Verification {
+                    what: Verification::EtagMd5,
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+}
