@@ -1,1 +1,38 @@
-fn main() {}
+//! `make bench`: every figure is a ratio against a baseline measured in the same run.
+//!
+//! `keyledger-bench [core|http|relay|s3|dnanexus|audit|all] [--quick]`. Writes the report to
+//! stdout and to `target/bench-report.md`.
+
+mod core;
+mod report;
+
+use std::time::Instant;
+
+use report::Report;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("replay-child") {
+        return core::replay_child(&args[1..]);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let sections: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wanted =
+        |name: &str| sections.is_empty() || sections.contains(&"all") || sections.contains(&name);
+
+    let mut report = Report::new(quick);
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    if wanted("core") {
+        core::run(&mut report, &runtime)?;
+    }
+    report.finish(started.elapsed())?;
+    Ok(())
+}

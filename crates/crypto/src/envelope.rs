@@ -1,6 +1,9 @@
 //! The master key and everything derived from it.
 //!
-//! - The pepper for internal-key hashes: HKDF(master, "keyledger/pepper/v1").
+//! - The pepper for internal-key hashes: a random 256-bit value the vault keeps sealed under the
+//!   master key ([`Keyring::with_pepper`]), so a master-key rotation leaves every stored hash
+//!   valid. Data directories created before that kept HKDF(master, "keyledger/pepper/v1"), which
+//!   [`Keyring::legacy_pepper`] recomputes once to seal it (see docs/decisions/0005).
 //! - The wrapping key for data keys: HKDF(master, "keyledger/wrap/v1").
 //! - Each external secret gets a fresh 256-bit data key; the secret is sealed with it
 //!   (AES-256-GCM, AAD = key id, owner, provider) and the data key is wrapped by the wrapping key
@@ -128,22 +131,52 @@ fn wrap_aad(key_id: &str) -> Vec<u8> {
     format!("keyledger/data-key/v1|{key_id}").into_bytes()
 }
 
+/// Length of a pepper for internal-key hashes.
+const PEPPER_LEN: usize = 32;
+
 impl Keyring {
+    /// A keyring whose pepper is derived from the master key (the original scheme). The vault
+    /// uses [`Keyring::with_pepper`]; this remains for wrapping-only uses and old data.
     pub fn new(master: &MasterKey) -> Result<Keyring, CryptoError> {
-        let mut pepper = derive(master, b"keyledger/pepper/v1")?;
+        let pepper = Keyring::legacy_pepper(master)?;
+        Keyring::with_pepper(master, &pepper)
+    }
+
+    /// A keyring with the given pepper (32 bytes) for internal-key hashes. Wrapping and session
+    /// keys still come from the master key; the pepper does not, so it survives a rotation.
+    pub fn with_pepper(master: &MasterKey, pepper: &SecretBytes) -> Result<Keyring, CryptoError> {
+        // A pepper comes from `generate_pepper`/`legacy_pepper` through authenticated sealing;
+        // any other length means it was not one.
+        if pepper.expose().len() != PEPPER_LEN {
+            return Err(CryptoError::Decrypt);
+        }
         let mut wrapping = derive(master, b"keyledger/wrap/v1")?;
         let mut sessions = derive(master, b"keyledger/session/v1")?;
-        let keyring = Keyring {
-            pepper: hmac::Key::new(hmac::HMAC_SHA256, &pepper),
+        let keyring = aes_key(&wrapping).map(|wrapping| Keyring {
+            pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper.expose()),
             sessions: hmac::Key::new(hmac::HMAC_SHA256, &sessions),
-            wrapping: aes_key(&wrapping)?,
+            wrapping,
             fingerprint: master.fingerprint(),
             rng: SystemRandom::new(),
-        };
-        pepper.zeroize();
+        });
         wrapping.zeroize();
         sessions.zeroize();
-        Ok(keyring)
+        keyring
+    }
+
+    /// The pepper that [`Keyring::new`] derives: HKDF(master, "keyledger/pepper/v1").
+    pub fn legacy_pepper(master: &MasterKey) -> Result<SecretBytes, CryptoError> {
+        let mut pepper = derive(master, b"keyledger/pepper/v1")?;
+        let secret = SecretBytes::new(pepper.to_vec());
+        pepper.zeroize();
+        Ok(secret)
+    }
+
+    /// A fresh random pepper.
+    pub fn generate_pepper(rng: &SystemRandom) -> Result<SecretBytes, CryptoError> {
+        let mut pepper = vec![0u8; PEPPER_LEN];
+        rng.fill(&mut pepper).map_err(|_| CryptoError::Random)?;
+        Ok(SecretBytes::new(pepper))
     }
 
     pub fn rng(&self) -> &SystemRandom {
@@ -359,6 +392,32 @@ mod tests {
         let (a, b) = (keyring(), keyring());
         assert_eq!(a.hash_api_key("kl_x"), a.hash_api_key("kl_x"));
         assert_ne!(a.hash_api_key("kl_x"), b.hash_api_key("kl_x"));
+    }
+
+    #[test]
+    fn a_kept_pepper_keeps_hashes_across_master_keys() {
+        let rng = SystemRandom::new();
+        let (old, new) = (
+            MasterKey::generate(&rng).unwrap(),
+            MasterKey::generate(&rng).unwrap(),
+        );
+        let pepper = Keyring::generate_pepper(&rng).unwrap();
+        let before = Keyring::with_pepper(&old, &pepper).unwrap();
+        let after = Keyring::with_pepper(&new, &pepper).unwrap();
+        assert_eq!(before.hash_api_key("kl_x"), after.hash_api_key("kl_x"));
+        // Wrapping still follows the master key: the old one opens nothing sealed by the new one.
+        let (wrapped, sealed) = after.seal("ext_1", b"token", b"aad").unwrap();
+        assert!(before.open("ext_1", &wrapped, &sealed, b"aad").is_err());
+        // The legacy pepper reproduces `Keyring::new`, so old data directories migrate.
+        let legacy = Keyring::with_pepper(&old, &Keyring::legacy_pepper(&old).unwrap()).unwrap();
+        assert_eq!(
+            legacy.hash_api_key("kl_x"),
+            Keyring::new(&old).unwrap().hash_api_key("kl_x")
+        );
+        assert_eq!(
+            Keyring::with_pepper(&old, &SecretBytes::new(vec![1; 31])).unwrap_err(),
+            CryptoError::Decrypt
+        );
     }
 
     #[test]

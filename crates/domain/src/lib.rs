@@ -19,7 +19,9 @@ pub use error::DomainError;
 pub use event::{
     Actor, Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection, external_key_stream,
 };
-pub use permissions::{ADMIN_ROLE, BUILT_IN_ROLES, Permission, built_in_permissions};
+pub use permissions::{
+    ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,
+};
 pub use state::{
     ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, KeyStatus, PreviousSecret, State,
     User, Verification,

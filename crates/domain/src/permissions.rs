@@ -1,6 +1,5 @@
 //! Permissions and the built-in roles that hold them.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -65,6 +64,77 @@ impl fmt::Display for Permission {
     }
 }
 
+/// A set of permissions, as a bitmask: checking one costs no allocation.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct PermissionSet(u8);
+
+impl PermissionSet {
+    pub const EMPTY: PermissionSet = PermissionSet(0);
+
+    pub const fn of(permissions: &[Permission]) -> PermissionSet {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < permissions.len() {
+            bits |= 1 << permissions[i] as u8;
+            i += 1;
+        }
+        PermissionSet(bits)
+    }
+
+    pub fn contains(&self, permission: &Permission) -> bool {
+        self.0 & (1 << *permission as u8) != 0
+    }
+
+    pub fn insert(&mut self, permission: Permission) {
+        self.0 |= 1 << permission as u8;
+    }
+
+    pub fn union(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 | other.0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// In the order of [`Permission::ALL`].
+    pub fn iter(&self) -> impl Iterator<Item = Permission> + '_ {
+        Permission::ALL.into_iter().filter(|p| self.contains(p))
+    }
+}
+
+impl fmt::Debug for PermissionSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl FromIterator<Permission> for PermissionSet {
+    fn from_iter<I: IntoIterator<Item = Permission>>(iter: I) -> Self {
+        let mut set = PermissionSet::EMPTY;
+        iter.into_iter().for_each(|p| set.insert(p));
+        set
+    }
+}
+
+impl Serialize for PermissionSet {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for PermissionSet {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Vec::<Permission>::deserialize(deserializer)?
+            .into_iter()
+            .collect())
+    }
+}
+
 /// The roles every deployment has. Custom roles can be defined next to them.
 pub const BUILT_IN_ROLES: [(&str, &[Permission]); 5] = [
     ("admin", &Permission::ALL),
@@ -82,9 +152,9 @@ pub const BUILT_IN_ROLES: [(&str, &[Permission]); 5] = [
 
 pub const ADMIN_ROLE: &str = "admin";
 
-pub fn built_in_permissions(role: &RoleName) -> Option<BTreeSet<Permission>> {
+pub fn built_in_permissions(role: &RoleName) -> Option<PermissionSet> {
     BUILT_IN_ROLES
         .iter()
         .find(|(name, _)| *name == role.as_str())
-        .map(|(_, permissions)| permissions.iter().copied().collect())
+        .map(|(_, permissions)| PermissionSet::of(permissions))
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
-use crate::permissions::{Permission, built_in_permissions};
+use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
 use crate::values::{
     DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
@@ -152,14 +152,42 @@ pub struct Ingestion {
     pub error: Option<String>,
 }
 
+/// Hashes a [`SecretHash`] by its first 8 bytes: it is already an HMAC output, uniformly random,
+/// so hashing it again (SipHash) would only cost time on every verification.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SecretHashBuilder;
+
+#[derive(Default)]
+pub struct PrefixHasher(u64);
+
+impl std::hash::Hasher for PrefixHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for (i, byte) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*byte) << (8 * i);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for SecretHashBuilder {
+    type Hasher = PrefixHasher;
+
+    fn build_hasher(&self) -> PrefixHasher {
+        PrefixHasher::default()
+    }
+}
+
 /// Everything the vault knows, rebuilt by folding the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
     users: BTreeMap<UserId, User>,
-    custom_roles: BTreeMap<RoleName, BTreeSet<Permission>>,
+    custom_roles: BTreeMap<RoleName, PermissionSet>,
     api_keys: HashMap<KeyId, ApiKey>,
     /// Current and still-valid previous secrets of every key, for O(1) verification.
-    api_key_by_hash: HashMap<SecretHash, KeyId>,
+    api_key_by_hash: HashMap<SecretHash, KeyId, SecretHashBuilder>,
     external_keys: HashMap<ExternalKeyId, ExternalKey>,
     active_external: HashMap<(UserId, Provider), ExternalKeyId>,
     ingestions: HashMap<IngestionId, Ingestion>,
@@ -428,14 +456,13 @@ impl State {
     }
 
     /// The permissions a user holds right now, through all their roles. Unknown users hold none.
-    pub fn permissions_of(&self, user: &UserId) -> BTreeSet<Permission> {
+    pub fn permissions_of(&self, user: &UserId) -> PermissionSet {
         let Some(user) = self.users.get(user) else {
-            return BTreeSet::new();
+            return PermissionSet::EMPTY;
         };
-        user.roles
-            .iter()
-            .flat_map(|role| self.role_permissions(role).unwrap_or_default())
-            .collect()
+        user.roles.iter().fold(PermissionSet::EMPTY, |set, role| {
+            set.union(self.role_permissions(role).unwrap_or_default())
+        })
     }
 
     pub fn has_permission(&self, user: &UserId, permission: Permission) -> bool {
@@ -448,11 +475,11 @@ impl State {
     }
 
     /// A role's permissions, or None when the role does not exist.
-    pub fn role_permissions(&self, role: &RoleName) -> Option<BTreeSet<Permission>> {
-        built_in_permissions(role).or_else(|| self.custom_roles.get(role).cloned())
+    pub fn role_permissions(&self, role: &RoleName) -> Option<PermissionSet> {
+        built_in_permissions(role).or_else(|| self.custom_roles.get(role).copied())
     }
 
-    pub fn custom_roles(&self) -> impl Iterator<Item = (&RoleName, &BTreeSet<Permission>)> {
+    pub fn custom_roles(&self) -> impl Iterator<Item = (&RoleName, &PermissionSet)> {
         self.custom_roles.iter()
     }
 

@@ -1,10 +1,10 @@
 //! Authentication: internal keys and the short-lived session tokens derived from them.
 
-use std::collections::BTreeSet;
-
 use base64::Engine;
 use keyledger_crypto::{SecretString, check_api_key_format};
-use keyledger_domain::{FromTrusted, KeyId, KeyStatus, Permission, Timestamp, UserId};
+use keyledger_domain::{
+    FromTrusted, KeyId, KeyStatus, Permission, PermissionSet, Timestamp, UserId,
+};
 
 use crate::Vault;
 
@@ -13,7 +13,7 @@ use crate::Vault;
 pub struct Principal {
     pub user: UserId,
     pub key: KeyId,
-    pub permissions: BTreeSet<Permission>,
+    pub permissions: PermissionSet,
     pub expires_at: Option<Timestamp>,
     pub via_session: bool,
 }
@@ -80,21 +80,25 @@ pub const SESSION_PREFIX: &str = "kls_";
 impl Vault {
     /// Authenticates an internal key or a session token, and notes the key's use.
     pub fn authenticate(&self, presented: &str) -> Result<Principal, AuthFailure> {
+        let now = self.now();
         let principal = if presented.starts_with(SESSION_PREFIX) {
-            self.authenticate_session(presented)?
+            self.authenticate_session(presented, now)?
         } else {
-            self.authenticate_key(presented)?
+            self.check_key(presented, now)?
         };
-        self.note_use(&principal.key);
+        self.note_use(&principal.key, now);
         Ok(principal)
     }
 
     /// Checks a key without recording a use (for `POST /v1/keys/verify` by other services, which
     /// do record one: see `verify_key`).
     pub fn authenticate_key(&self, presented: &str) -> Result<Principal, AuthFailure> {
+        self.check_key(presented, self.now())
+    }
+
+    fn check_key(&self, presented: &str, now: Timestamp) -> Result<Principal, AuthFailure> {
         check_api_key_format(presented).map_err(|err| AuthFailure::Malformed(err.to_string()))?;
         let hash = self.keyring().hash_api_key(presented);
-        let now = self.now();
         self.read(|state| {
             let key = state
                 .api_key_by_hash(&hash)
@@ -123,8 +127,9 @@ impl Vault {
 
     /// Verifies a key for another service: the same checks, and the use is recorded.
     pub fn verify_key(&self, presented: &str) -> Result<Principal, AuthFailure> {
-        let principal = self.authenticate_key(presented)?;
-        self.note_use(&principal.key);
+        let now = self.now();
+        let principal = self.check_key(presented, now)?;
+        self.note_use(&principal.key, now);
         Ok(principal)
     }
 
@@ -145,7 +150,11 @@ impl Vault {
         }
     }
 
-    fn authenticate_session(&self, presented: &str) -> Result<Principal, AuthFailure> {
+    fn authenticate_session(
+        &self,
+        presented: &str,
+        now: Timestamp,
+    ) -> Result<Principal, AuthFailure> {
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let body = presented
             .strip_prefix(SESSION_PREFIX)
@@ -162,7 +171,6 @@ impl Vault {
         let (key, expires) = claims.split_once('|').ok_or(AuthFailure::InvalidSession)?;
         let expires_at =
             Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
-        let now = self.now();
         if expires_at <= now {
             return Err(AuthFailure::SessionExpired);
         }

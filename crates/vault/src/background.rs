@@ -9,13 +9,43 @@ use crate::{Vault, VaultError};
 /// Uses noted since the last flush: per key, the latest time and a count.
 #[derive(Debug, Default)]
 pub(crate) struct UsageAggregate {
-    pending: HashMap<KeyId, (Timestamp, u64)>,
+    pending: HashMap<KeyId, (Timestamp, u64), FxBuildHasher>,
+}
+
+/// FxHash (rustc's hasher): this map is touched on every authenticated request, and its keys
+/// are our own ids, not attacker-chosen, so SipHash's flooding resistance buys nothing here.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FxBuildHasher;
+
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+}
+
+impl std::hash::BuildHasher for FxBuildHasher {
+    type Hasher = FxHasher;
+
+    fn build_hasher(&self) -> FxHasher {
+        FxHasher::default()
+    }
 }
 
 impl Vault {
     /// Notes one use of a key in memory; `flush_usage` records it (no event per request).
-    pub(crate) fn note_use(&self, key: &KeyId) {
-        let now = self.now();
+    pub(crate) fn note_use(&self, key: &KeyId, now: Timestamp) {
         let mut usage = self
             .inner
             .usage
@@ -32,13 +62,28 @@ impl Vault {
         }
     }
 
-    pub(crate) fn pending_usage(&self) -> HashMap<KeyId, (Timestamp, u64)> {
-        self.inner
+    fn merge_use(&self, key: KeyId, at: Timestamp, uses: u64) {
+        let mut usage = self
+            .inner
             .usage
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let entry = usage.pending.entry(key).or_insert((at, 0));
+        entry.0 = entry.0.max(at);
+        entry.1 += uses;
+    }
+
+    pub(crate) fn pending_usage(&self) -> HashMap<KeyId, (Timestamp, u64)> {
+        let usage = self
+            .inner
+            .usage
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        usage
             .pending
-            .clone()
+            .iter()
+            .map(|(key, value)| (key.clone(), *value))
+            .collect()
     }
 
     /// Records the aggregated uses as `ApiKeyUsed` events, one per key.
@@ -63,10 +108,19 @@ impl Vault {
             })
             .collect();
         usages.sort_by(|a, b| a.key.cmp(&b.key));
-        let executed = self
-            .run(Actor::System, Action::RecordApiKeyUsage { usages })
-            .await?;
-        Ok(executed.events.len())
+        let action = Action::RecordApiKeyUsage {
+            usages: usages.clone(),
+        };
+        match self.run(Actor::System, action).await {
+            Ok(executed) => Ok(executed.events.len()),
+            Err(err) => {
+                // Put the counts back, merged with uses noted meanwhile, for the next attempt.
+                for usage in usages {
+                    self.merge_use(usage.key, usage.last_used_at, usage.uses);
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Records an `…Expired` event for every key whose expiry has passed.

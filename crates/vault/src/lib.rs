@@ -15,6 +15,8 @@ mod external;
 mod keys;
 mod master_key;
 mod projection;
+mod rotation;
+mod snapshot;
 mod telemetry;
 
 use std::path::PathBuf;
@@ -37,6 +39,14 @@ pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
 };
 pub use projection::{Projection, decode_event, encode_event};
+pub use rotation::{
+    RewrapReport, RotationOutcome, VAULT_SECRET_PREFIX, entries_opened_by, is_vault_secret,
+    pending_key_path, rewrap_sealed_material, rotate_master_key_offline, rotation_request_id,
+};
+pub use snapshot::{
+    AuditConfig, BACKUP_MANIFEST, BackupManifest, PUBLIC_KEY_META, SNAPSHOT_FILE, StartupReport,
+    backup_log, published_public_key, read_backup_manifest,
+};
 pub use telemetry::{ComponentHealth, Telemetry};
 
 /// How the vault is set up. `Default` is the embedded default under `./data`.
@@ -133,6 +143,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     usage: Mutex<background::UsageAggregate>,
     telemetry: Arc<Telemetry>,
+    audit: snapshot::AuditRuntime,
 }
 
 impl Vault {
@@ -174,12 +185,13 @@ impl Vault {
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.durability = config.durability;
         let log = EventLog::open(log_config, on_commit)?;
-        {
+        let startup = {
             let mut projection = projection
                 .write()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
-            projection.replay(&log)?;
-        }
+            snapshot::restore_projection(&config, &log, master, &mut projection)?
+        };
+        let audit = snapshot::AuditRuntime::new(&config, startup);
         let vault = Vault {
             inner: Arc::new(Inner {
                 config,
@@ -189,10 +201,13 @@ impl Vault {
                 clock,
                 usage: Mutex::new(background::UsageAggregate::default()),
                 telemetry,
+                audit,
             }),
         };
         vault.check_master_key()?;
+        rotation::install_pepper(&vault, master)?;
         vault.shred_data_keys_of_deleted_credentials()?;
+        snapshot::start(&vault)?;
         Ok(vault)
     }
 
