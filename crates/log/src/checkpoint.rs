@@ -199,12 +199,7 @@ impl EventLog {
                 }
             }
         }
-        for item in self
-            .inner
-            .shared
-            .events
-            .scan_prefix([IDEMPOTENCY_PREFIX])
-        {
+        for item in self.inner.shared.events.scan_prefix([IDEMPOTENCY_PREFIX]) {
             let (key, value) = item?;
             if decode_committed(&value).is_some_and(|committed| committed.last_seq <= head) {
                 batch.insert(key, value);
@@ -288,7 +283,9 @@ mod tests {
         changed.hash[0] ^= 1;
         assert!(!changed.signature_is_valid());
         let mut changed = checkpoint;
-        changed.public_key.copy_from_slice(other.public_key().as_ref());
+        changed
+            .public_key
+            .copy_from_slice(other.public_key().as_ref());
         assert!(!changed.signature_is_valid());
     }
 

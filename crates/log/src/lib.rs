@@ -157,10 +157,11 @@ impl EventLog {
             durability: config.durability,
         });
         let (commits, _) = watch::channel(head.0);
+        let data_keys = DataKeys::open(&config.path, &data_keys)?;
         let shared = Arc::new(Shared {
             config,
             events,
-            data_keys: DataKeys::new(data_keys, sync.clone()),
+            data_keys,
             meta: Meta::new(meta, sync.clone()),
             sync,
             head: Mutex::new(head),

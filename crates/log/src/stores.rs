@@ -1,7 +1,10 @@
 //! Mutable side trees that live next to the chain but outside it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::{Durability, LogError};
@@ -25,91 +28,166 @@ impl DurableSync {
     }
 }
 
-/// Wrapped data keys of external credentials (tree `data_keys`). Removing one is
-/// crypto-shredding: the ciphertext in the log can no longer be opened.
+/// Wrapped data keys of external credentials. Removing one is crypto-shredding: the ciphertext
+/// in the log can no longer be opened.
+///
+/// They live in their own small file, `data_keys.bin` in the log directory, rewritten whole
+/// (temporary file, fsync, rename, fsync of the directory) on every change — not in sled, whose
+/// log-structured segments keep removed values on disk until space is reused: a copy of the data
+/// directory taken after a deletion must not hold the destroyed key anywhere.
 #[derive(Clone)]
 pub struct DataKeys {
-    tree: sled::Tree,
-    sync: Arc<DurableSync>,
-    /// Serialises writers so `replace_all` cannot interleave with `put`/`remove`.
-    write_lock: Arc<Mutex<()>>,
+    inner: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    path: PathBuf,
 }
 
+const DATA_KEYS_MAGIC: &[u8; 8] = b"KLDKEYS1";
+
 impl DataKeys {
-    pub(crate) fn new(tree: sled::Tree, sync: Arc<DurableSync>) -> DataKeys {
-        DataKeys {
-            tree,
-            sync,
-            write_lock: Arc::new(Mutex::new(())),
-        }
-    }
-
-    /// Stores (or replaces) a wrapped data key; durable when it returns.
-    pub fn put(&self, id: &str, wrapped: &[u8]) -> Result<(), LogError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        self.tree.insert(id.as_bytes(), wrapped)?;
-        self.sync.make_durable()
-    }
-
-    pub fn get(&self, id: &str) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.tree.get(id.as_bytes())?.map(|value| value.to_vec()))
-    }
-
-    /// Destroys a wrapped data key; durable when it returns. `false` if there was none.
-    ///
-    /// The bytes may linger in sled's log segments until they are reused; they are wrapped by
-    /// the master key, so shredding holds against anyone without it.
-    pub fn remove(&self, id: &str) -> Result<bool, LogError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let existed = self.tree.remove(id.as_bytes())?.is_some();
-        self.sync.make_durable()?;
-        Ok(existed)
-    }
-
-    /// Every entry, ordered by id.
-    pub fn iter(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
-        self.tree
-            .iter()
-            .map(|item| {
+    /// Loads `data_keys.bin`, migrating entries from the legacy sled tree if there are any.
+    pub(crate) fn open(dir: &Path, legacy: &sled::Tree) -> Result<DataKeys, LogError> {
+        let path = dir.join("data_keys.bin");
+        let mut entries = match std::fs::read(&path) {
+            Ok(bytes) => decode_data_keys(&bytes)?,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(err) => return Err(err.into()),
+        };
+        let keys = DataKeys {
+            inner: Arc::new(Mutex::new(BTreeMap::new())),
+            path,
+        };
+        if !legacy.is_empty() {
+            for item in legacy.iter() {
                 let (key, value) = item?;
                 let id = String::from_utf8(key.to_vec()).map_err(|_| LogError::Corrupt {
                     what: "data key id".to_owned(),
                 })?;
-                Ok((id, value.to_vec()))
-            })
-            .collect()
+                entries.entry(id).or_insert_with(|| value.to_vec());
+            }
+            keys.persist(&entries)?;
+            legacy.clear()?;
+            legacy.flush()?;
+        }
+        *keys.lock() = entries;
+        Ok(keys)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores (or replaces) a wrapped data key; durable when it returns.
+    pub fn put(&self, id: &str, wrapped: &[u8]) -> Result<(), LogError> {
+        let mut entries = self.lock();
+        let mut next = entries.clone();
+        next.insert(id.to_owned(), wrapped.to_vec());
+        self.persist(&next)?;
+        *entries = next;
+        Ok(())
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<Vec<u8>>, LogError> {
+        Ok(self.lock().get(id).cloned())
+    }
+
+    /// Destroys a wrapped data key; durable when it returns. `false` if there was none.
+    pub fn remove(&self, id: &str) -> Result<bool, LogError> {
+        let mut entries = self.lock();
+        if !entries.contains_key(id) {
+            return Ok(false);
+        }
+        let mut next = entries.clone();
+        next.remove(id);
+        self.persist(&next)?;
+        *entries = next;
+        Ok(true)
+    }
+
+    /// Every entry, ordered by id.
+    pub fn iter(&self) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        Ok(self
+            .lock()
+            .iter()
+            .map(|(id, wrapped)| (id.clone(), wrapped.clone()))
+            .collect())
     }
 
     /// Atomically replaces the whole set (master-key rotation re-wraps every key); durable when
     /// it returns. Ids absent from `entries` are removed.
     pub fn replace_all(&self, entries: Vec<(String, Vec<u8>)>) -> Result<(), LogError> {
-        let _guard = self
-            .write_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut batch = sled::Batch::default();
-        for key in self.tree.iter().keys() {
-            batch.remove(key?);
-        }
-        // Later writes in a batch win, so re-inserted ids survive the removals above.
-        for (id, wrapped) in entries {
-            batch.insert(id.as_bytes(), wrapped);
-        }
-        self.tree.apply_batch(batch)?;
-        self.sync.make_durable()
+        let mut current = self.lock();
+        let next: BTreeMap<String, Vec<u8>> = entries.into_iter().collect();
+        self.persist(&next)?;
+        *current = next;
+        Ok(())
     }
+
+    /// The file holding the keys, for backups.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn persist(&self, entries: &BTreeMap<String, Vec<u8>>) -> Result<(), LogError> {
+        let mut bytes = Vec::with_capacity(16 + entries.len() * 96);
+        bytes.extend_from_slice(DATA_KEYS_MAGIC);
+        bytes.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+        for (id, wrapped) in entries {
+            bytes.extend_from_slice(&(id.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(id.as_bytes());
+            bytes.extend_from_slice(&(wrapped.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(wrapped);
+        }
+        let digest = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        bytes.extend_from_slice(digest.as_ref());
+        let temporary = self.path.with_extension("bin.tmp");
+        {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+fn decode_data_keys(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, LogError> {
+    let corrupt = || LogError::Corrupt {
+        what: "data_keys.bin".to_owned(),
+    };
+    if bytes.len() < 8 + 4 + 32 || &bytes[..8] != DATA_KEYS_MAGIC {
+        return Err(corrupt());
+    }
+    let (body, digest) = bytes.split_at(bytes.len() - 32);
+    if ring::digest::digest(&ring::digest::SHA256, body).as_ref() != digest {
+        return Err(corrupt());
+    }
+    let mut rest = &body[8..];
+    let mut take = |n: usize| -> Result<&[u8], LogError> {
+        if rest.len() < n {
+            return Err(corrupt());
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_be_bytes(take(4)?.try_into().map_err(|_| corrupt())?);
+    let mut entries = BTreeMap::new();
+    for _ in 0..count {
+        let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
+        let id = String::from_utf8(take(len)?.to_vec()).map_err(|_| corrupt())?;
+        let len = u32::from_be_bytes(take(4)?.try_into().map_err(|_| corrupt())?) as usize;
+        entries.insert(id, take(len)?.to_vec());
+    }
+    Ok(entries)
 }
 
 impl fmt::Debug for DataKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DataKeys")
-            .field("entries", &self.tree.len())
+            .field("entries", &self.lock().len())
             .finish_non_exhaustive()
     }
 }

@@ -65,3 +65,54 @@ fn meta_records_survive_reopen() {
     );
     assert_eq!(meta.get("checkpoint").expect("get"), None);
 }
+
+#[test]
+fn a_removed_data_key_is_gone_from_every_file_of_the_log() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path());
+    let keys = log.data_keys();
+    let shredded = b"SHREDDED-DATA-KEY-0123456789-abcdefghijklmnopqrstuvwxyz-canary";
+    let kept = b"KEPT-DATA-KEY-0123456789-abcdefghijklmnopqrstuvwxyz-canary-kept";
+    keys.put("cred-shredded", shredded).expect("put");
+    keys.put("cred-kept", kept).expect("put");
+    // Other writes to the database between the put and the removal, as in real use.
+    for n in 0..50 {
+        log.meta()
+            .put(format!("noise-{n}"), vec![n as u8; 512])
+            .expect("meta put");
+    }
+    assert!(keys.remove("cred-shredded").expect("remove"));
+    drop(keys);
+    log.close();
+
+    let mut found_kept = false;
+    for entry in walk(dir.path()) {
+        let bytes = std::fs::read(&entry).expect("read");
+        assert!(
+            !bytes.windows(shredded.len()).any(|w| w == shredded),
+            "the destroyed key is still in {}",
+            entry.display()
+        );
+        found_kept |= bytes.windows(kept.len()).any(|w| w == kept);
+    }
+    assert!(found_kept, "the test can see keys that were not destroyed");
+    let (log, _) = open(dir.path());
+    assert_eq!(log.data_keys().get("cred-shredded").expect("get"), None);
+    assert_eq!(
+        log.data_keys().get("cred-kept").expect("get"),
+        Some(kept.to_vec())
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read_dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
