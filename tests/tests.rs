@@ -1,1 +1,11 @@
+//! End-to-end tests of the real `keyledger` binary: each test starts `keyledger serve` on a
+//! temporary data directory and a free port, and drives it over HTTP and through the CLI.
 
+mod bad_input;
+mod canary;
+mod cli;
+mod operations;
+mod permissions;
+mod snapshots;
+mod support;
+mod workflow;

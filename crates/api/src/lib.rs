@@ -1,1 +1,189 @@
-//! placeholder
+//! The REST API (axum): authentication by internal key or session token, permission checks
+//! against the caller's roles at request time, internal and external keys, users and roles,
+//! health, readiness, metrics and the OpenAPI document.
+//!
+//! Architecture invariants:
+//! - Every answer that is not a success is `{"error": {"code", "message"}}` with a 4xx status
+//!   for anything the caller did wrong; a 5xx only when the server itself failed.
+//! - No response after creation, no log line and no metric carries a secret.
+//! - Permissions are checked before a request body is looked at, so a caller who may not use a
+//!   route learns nothing from it.
+//!
+//! Entry points: [`router`] (in-process, used by the bench and tests) and [`serve`].
+
+mod auth;
+mod error;
+mod json;
+mod metrics;
+mod middleware;
+mod openapi;
+mod routes;
+mod throttle;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use keyledger_vault::{Lease, Vault};
+
+pub use auth::Caller;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use metrics::HttpMetrics;
+pub use openapi::openapi_json;
+pub use routes::{ROUTES, RouteInfo};
+pub use throttle::AuthThrottle;
+
+/// How the HTTP layer behaves. `Default` is what `config/keyledger.toml` ships with.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes (413 beyond).
+    pub body_limit: usize,
+    /// How long a request may take before it is abandoned (503 with `Retry-After`).
+    pub request_timeout: Duration,
+    /// Failed authentications one client address may make per window before getting 429.
+    /// 0 disables throttling.
+    pub auth_failure_limit: u32,
+    pub auth_failure_window: Duration,
+    /// How many client addresses the throttle remembers at most.
+    pub throttle_capacity: usize,
+    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            body_limit: 64 * 1024,
+            request_timeout: Duration::from_secs(30),
+            auth_failure_limit: 10,
+            auth_failure_window: Duration::from_secs(60),
+            throttle_capacity: 10_000,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// The result of testing a stored credential against its provider ("save and test").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckOutcome {
+    pub ok: bool,
+    /// What the provider said, for people. Must not contain the secret.
+    pub detail: String,
+}
+
+/// Tests a leased external credential against its provider (S3: list the bucket; DNAnexus:
+/// `/system/whoami`). Implemented by the connectors; without one, `POST
+/// /v1/external-keys/{id}/verify` answers 501.
+pub trait CredentialChecker: Send + Sync + 'static {
+    fn check<'a>(
+        &'a self,
+        lease: &'a Lease,
+    ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>>;
+}
+
+/// Everything a route needs. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    vault: Vault,
+    config: Arc<ApiConfig>,
+    throttle: Arc<AuthThrottle>,
+    metrics: Arc<HttpMetrics>,
+    checker: Option<Arc<dyn CredentialChecker>>,
+}
+
+impl std::fmt::Debug for ApiState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiState")
+            .field("vault", &self.vault)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ApiState {
+    pub fn new(vault: Vault, config: ApiConfig) -> ApiState {
+        // Present from the first scrape, even before anything is appended.
+        vault.telemetry().add_counter(
+            "keyledger_log_appended_events_total",
+            "",
+            "Events appended to the log.",
+            0.0,
+        );
+        let throttle = AuthThrottle::new(
+            config.auth_failure_limit,
+            config.auth_failure_window,
+            config.throttle_capacity,
+        );
+        ApiState {
+            vault,
+            config: Arc::new(config),
+            throttle: Arc::new(throttle),
+            metrics: Arc::new(HttpMetrics::default()),
+            checker: None,
+        }
+    }
+
+    /// Enables `POST /v1/external-keys/{id}/verify`.
+    pub fn with_credential_checker(mut self, checker: Arc<dyn CredentialChecker>) -> ApiState {
+        self.checker = Some(checker);
+        self
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    pub fn config(&self) -> &ApiConfig {
+        &self.config
+    }
+
+    pub fn metrics(&self) -> &HttpMetrics {
+        &self.metrics
+    }
+
+    pub fn throttle(&self) -> &AuthThrottle {
+        &self.throttle
+    }
+
+    pub(crate) fn checker(&self) -> Option<&Arc<dyn CredentialChecker>> {
+        self.checker.as_ref()
+    }
+}
+
+/// The whole API as an axum router, ready to serve (or to call in-process with `oneshot`).
+pub fn router(state: ApiState) -> Router {
+    let body_limit = state.config.body_limit;
+    routes::routes()
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::around_every_request,
+        ))
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    state
+        .vault()
+        .telemetry()
+        .set_component("http", true, format!("listening on {address}"));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    state
+        .vault()
+        .telemetry()
+        .set_component("http", false, "stopped");
+    result
+}

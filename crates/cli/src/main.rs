@@ -1,1 +1,93 @@
-fn main() {}
+//! `keyledger`: the server (`serve`) and the command-line client of the vault.
+//!
+//! Each subcommand lives in its own module; adding one is a module file plus one variant and one
+//! match arm here. Exit codes are in [`exit::Exit`] and docs/operations.md.
+
+mod admin;
+mod client;
+mod config;
+mod exit;
+mod external;
+mod keys;
+mod output;
+mod serve;
+mod session;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::ClientArgs;
+use crate::exit::{Exit, Failure};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "keyledger",
+    version,
+    about = "Event-sourced credential vault: API keys and external credentials"
+)]
+struct Cli {
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (REST API, expiry sweeper, usage recording).
+    Serve(serve::ServeArgs),
+    /// First admin (local) and users and roles (over HTTP).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Check an API key and save it with the endpoint for later commands.
+    Login(session::LoginArgs),
+    /// Forget the saved key.
+    Logout,
+    /// Show who the saved key belongs to and what it may do.
+    Whoami,
+    /// Your internal API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Your external keys (AWS, DNAnexus).
+    #[command(subcommand)]
+    External(external::ExternalCommand),
+    // Reserved for other components: `events`, `replica`, `ingest`, `audit`, `worker`.
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            let code = match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Ok
+                }
+                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Exit::Usage,
+                _ => Exit::Usage,
+            };
+            std::process::exit(code as i32);
+        }
+    };
+    let result = match &cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Admin(command) => admin::run(command, &cli.client),
+        Command::Login(args) => session::login(args, &cli.client),
+        Command::Logout => session::logout(&cli.client),
+        Command::Whoami => session::whoami(&cli.client),
+        Command::Keys(command) => keys::run(command, &cli.client),
+        Command::External(command) => external::run(command, &cli.client),
+    };
+    if let Err(err) = result {
+        let (exit, message) = match err.downcast_ref::<Failure>() {
+            Some(failure) => (failure.exit, failure.message.clone()),
+            None => (Exit::Usage, format!("{err:#}")),
+        };
+        eprintln!("error: {}", one_line(&message));
+        std::process::exit(exit as i32);
+    }
+}
+
+/// Errors are one line on standard error, whatever the underlying message.
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}

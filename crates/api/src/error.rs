@@ -1,0 +1,266 @@
+//! The one error shape every route answers with: `{"error": {"code", "message"}}` (plus `field`
+//! when a single input field is at fault), with the HTTP status that says whose problem it is.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyledger_domain::{DomainError, ValidationError};
+use keyledger_vault::{AuthFailure, VaultError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error answer. Messages never contain a secret: they are built from validated values,
+/// domain errors and fixed text.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<&'static str>,
+    pub retry_after_secs: Option<u64>,
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `validation_failed` or `permission_denied`.
+    pub code: String,
+    /// A sentence for people: what was wrong and what to do.
+    pub message: String,
+    /// The request field at fault, when there is exactly one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unauthenticated(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> ApiError {
+        self.retry_after_secs = Some(secs.max(1));
+        self
+    }
+
+    /// What a status means when nothing more specific is known (used to rewrite axum's and
+    /// tower's plain-text rejections).
+    pub fn for_status(status: StatusCode) -> ApiError {
+        let (code, message) = match status.as_u16() {
+            400 => ("bad_request", "the request could not be understood"),
+            401 => ("unauthenticated", "authentication is required"),
+            403 => ("permission_denied", "you may not do this"),
+            404 => (
+                "not_found",
+                "there is no such route; see /openapi.json for the routes this server has",
+            ),
+            405 => (
+                "method_not_allowed",
+                "this route does not accept that HTTP method; see the Allow header",
+            ),
+            408 => (
+                "timeout",
+                "the request took too long and was abandoned; try again",
+            ),
+            413 => ("payload_too_large", "the request body is too large"),
+            415 => (
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ),
+            422 => (
+                "invalid_body",
+                "the request body does not have the expected fields",
+            ),
+            429 => (
+                "too_many_requests",
+                "too many requests; slow down and retry later",
+            ),
+            501 => ("not_implemented", "this is not available in this build"),
+            503 => (
+                "unavailable",
+                "the service is temporarily unavailable; try again",
+            ),
+            _ if status.is_client_error() => ("bad_request", "the request was refused"),
+            _ => (
+                "internal",
+                "the server failed to answer this request; see its log",
+            ),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(err: ValidationError) -> ApiError {
+        let message = err.to_string();
+        ApiError {
+            field: Some(err.field),
+            ..ApiError::bad_request("validation_failed", message)
+        }
+    }
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(failure: AuthFailure) -> ApiError {
+        ApiError::unauthenticated(failure.to_string())
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> ApiError {
+        let message = err.to_string();
+        let (status, code) = match &err {
+            DomainError::Invalid(validation) => return validation.clone().into(),
+            DomainError::PermissionDenied { .. } => (StatusCode::FORBIDDEN, "permission_denied"),
+            DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            DomainError::ExternalKeyExists { .. } => (StatusCode::CONFLICT, "external_key_exists"),
+            DomainError::NoExternalKey { .. } => (StatusCode::CONFLICT, "no_external_key"),
+            DomainError::UserExists { .. } => (StatusCode::CONFLICT, "user_exists"),
+            DomainError::AlreadyBootstrapped => (StatusCode::CONFLICT, "already_bootstrapped"),
+            DomainError::NotActive { .. } => (StatusCode::CONFLICT, "not_active"),
+            DomainError::UnknownRole { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_role"),
+            DomainError::BuiltInRole { .. } => (StatusCode::CONFLICT, "built_in_role"),
+            DomainError::LastAdmin { .. } => (StatusCode::CONFLICT, "last_admin"),
+            DomainError::IngestionFinished { .. } => (StatusCode::CONFLICT, "ingestion_finished"),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(err: VaultError) -> ApiError {
+        match err {
+            VaultError::Domain(domain) => domain.into(),
+            VaultError::Auth(failure) => failure.into(),
+            VaultError::DuplicateRequest { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate_request",
+                "this Idempotency-Key was already used for an earlier request, which succeeded; \
+                 its result (and any secret in it) cannot be shown twice — list your keys to see it",
+            ),
+            VaultError::Contended => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "contended",
+                "the request raced too many concurrent changes; try again",
+            )
+            .with_retry_after(1),
+            VaultError::Storage(detail) => {
+                tracing::error!(error = %detail, "storage failure while serving a request");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the event log could not store the change; try again later",
+                )
+                .with_retry_after(5)
+            }
+            other => {
+                tracing::error!(error = %other, "vault failure while serving a request");
+                ApiError::internal("the vault failed to answer this request; see the server log")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field.map(str::to_owned),
+            },
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(value) = self
+            .retry_after_secs
+            .and_then(|secs| HeaderValue::from_str(&secs.to_string()).ok())
+        {
+            headers.insert(header::RETRY_AFTER, value);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"keyledger\""),
+            );
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keyledger_domain::Provider;
+
+    #[test]
+    fn domain_errors_map_to_statuses() {
+        let check = |err: DomainError, status: u16, code: &str| {
+            let api: ApiError = err.into();
+            assert_eq!((api.status.as_u16(), api.code), (status, code));
+        };
+        check(
+            DomainError::PermissionDenied {
+                permission: keyledger_domain::Permission::ManageUserApiKeys,
+            },
+            403,
+            "permission_denied",
+        );
+        check(
+            DomainError::NotFound {
+                what: "API key",
+                id: "key_x".into(),
+            },
+            404,
+            "not_found",
+        );
+        check(
+            DomainError::ExternalKeyExists {
+                provider: Provider::Aws,
+            },
+            409,
+            "external_key_exists",
+        );
+        check(
+            DomainError::UserExists { user: "a".into() },
+            409,
+            "user_exists",
+        );
+        check(
+            DomainError::LastAdmin { user: "a".into() },
+            409,
+            "last_admin",
+        );
+        check(
+            ValidationError::new("name", "must not be empty").into(),
+            400,
+            "validation_failed",
+        );
+    }
+}

@@ -1,0 +1,147 @@
+//! What every request goes through, whatever its route: a request id and a tracing span, the body
+//! size limit, the timeout, the JSON error shape for rejections that did not come from a route,
+//! security headers, and the request metrics.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+
+use crate::ApiState;
+use crate::error::ApiError;
+
+pub async fn around_every_request(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    // The caller's `X-Request-Id` when it is short and printable, or a fresh one.
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(fresh_request_id);
+    let span = tracing::info_span!("http", request_id = %request_id, method = %method, route = %route, key_id = tracing::field::Empty);
+
+    let limit = state.config().body_limit;
+    let declared_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let response = if declared_length.is_some_and(|length| length > limit as u64) {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the {limit} bytes the server accepts"),
+        )
+        .into_response()
+    } else {
+        let timeout = state.config().request_timeout;
+        match tokio::time::timeout(timeout, next.run(request).instrument(span.clone())).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request did not finish within {} ms and was abandoned; try again",
+                    timeout.as_millis()
+                ),
+            )
+            .with_retry_after(1)
+            .into_response(),
+        }
+    };
+    let mut response = json_errors(response);
+    secure(&mut response, &request_id);
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // The rest of the body is not read; the connection cannot be reused for another request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+
+    let status = response.status().as_u16();
+    state
+        .metrics()
+        .observe(&method, &route, status, started.elapsed());
+    span.in_scope(|| {
+        let elapsed_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        if status >= 500 {
+            tracing::warn!(status, elapsed_ms, "request failed");
+        } else {
+            tracing::info!(status, elapsed_ms, "request finished");
+        }
+    });
+    response
+}
+
+/// Replaces a non-JSON error response (axum's and tower's plain-text rejections, an unknown
+/// route, a wrong method) with the JSON error shape.
+fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let mut replaced = ApiError::for_status(status).into_response();
+    if let Some(allow) = allow {
+        replaced.headers_mut().insert(header::ALLOW, allow);
+    }
+    replaced
+}
+
+/// Headers every response carries. `no-store` matters most: responses can hold key material.
+fn secure(response: &mut Response, request_id: &str) {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        headers.insert("x-request-id", value);
+    }
+}
+
+fn fresh_request_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 8];
+    // A failing system RNG leaves zeros: the id is for correlation, not security.
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    keyledger_domain::public::hex(&bytes)
+}

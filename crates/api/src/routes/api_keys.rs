@@ -1,0 +1,274 @@
+//! Internal keys: create (the one response that carries the key), list (masked), delete one or
+//! many atomically, roll.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, Permission, Timestamp};
+use keyledger_vault::{ApiKeyView, CreatedApiKey};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::idempotency_key;
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::{ApiJson, RawDuration};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// 1 to 64 characters, no control characters.
+    #[schema(example = "ci pipeline")]
+    pub name: String,
+    /// `1d`, `7d`, `30d`, `60d`, `90d`, `1y`, a number of days (`45d` or `45`), or `never`.
+    #[schema(value_type = String, example = "30d")]
+    pub duration: RawDuration,
+}
+
+/// A key just created or rolled. The only response that ever carries the key itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedApiKeyResponse {
+    #[schema(example = "key_3hQ9kZ0xYwV8uT7s")]
+    pub id: String,
+    pub name: String,
+    /// The key in clear text. Store it now: it is never shown again.
+    #[schema(example = "kl_...")]
+    pub key: String,
+    /// The masked form that listings show.
+    #[schema(example = "kl_AbCd…wXyZ")]
+    pub hint: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// `null` for a key that never expires.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    /// After a roll: until when the previous secret keeps working.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub previous_valid_until: Option<Timestamp>,
+}
+
+impl From<CreatedApiKey> for CreatedApiKeyResponse {
+    fn from(created: CreatedApiKey) -> Self {
+        CreatedApiKeyResponse {
+            id: created.id.to_string(),
+            name: created.name.to_string(),
+            key: created.secret.expose().to_owned(),
+            hint: created.hint.to_string(),
+            created_at: created.created_at,
+            expires_at: created.expires_at,
+            previous_valid_until: created.previous_valid_until,
+        }
+    }
+}
+
+/// An internal key as listings show it: never the key.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyResponse {
+    pub id: String,
+    pub name: String,
+    #[schema(example = "kl_AbCd…wXyZ")]
+    pub hint: String,
+    /// `active` or `expired`.
+    #[schema(example = "active")]
+    pub status: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub rolled_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub previous_valid_until: Option<Timestamp>,
+}
+
+impl From<ApiKeyView> for ApiKeyResponse {
+    fn from(view: ApiKeyView) -> Self {
+        ApiKeyResponse {
+            id: view.id.to_string(),
+            name: view.name.to_string(),
+            hint: view.hint.to_string(),
+            status: view.status.as_str().to_owned(),
+            created_at: view.created_at,
+            expires_at: view.expires_at,
+            last_used_at: view.last_used_at,
+            rolled_at: view.rolled_at,
+            previous_valid_until: view.previous_valid_until,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyList {
+    /// Newest first.
+    pub keys: Vec<ApiKeyResponse>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteKeysRequest {
+    /// 1 to 1000 ids. All are deleted, or none (an unknown id refuses the whole request).
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeletedResponse {
+    pub deleted: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollApiKeyRequest {
+    /// How long the previous secret keeps working: `0` (default), `30s`, `15m`, `1h`, `24h`, up
+    /// to `7d`.
+    #[schema(example = "1h")]
+    pub grace: Option<String>,
+}
+
+/// Creates an internal key for the caller.
+#[utoipa::path(post, path = "/v1/api-keys", tag = "internal keys", request_body = CreateApiKeyRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create safe: a repeat is refused with 409 instead of creating a second key")),
+    responses(
+        (status = 201, description = "Created; the response holds the key in clear text, once", body = CreatedApiKeyResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "Idempotency-Key already used", body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn create_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<ApiJson<CreateApiKeyRequest>, ApiError>,
+) -> Result<(StatusCode, Json<CreatedApiKeyResponse>), ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let ApiJson(body) = body?;
+    let name = KeyName::parse(&body.name)?;
+    let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let request_id = idempotency_key(&headers, &caller, "POST /v1/api-keys")?;
+    let created = state
+        .vault()
+        .create_api_key(caller.actor(), name, duration, request_id)
+        .await?;
+    tracing::info!(created_key = %created.id, "internal key created");
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+/// Lists the caller's internal keys, masked.
+#[utoipa::path(get, path = "/v1/api-keys", tag = "internal keys",
+    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn list_api_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<ApiKeyList>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let keys = state
+        .vault()
+        .list_api_keys(&caller.principal.user)
+        .into_iter()
+        .map(ApiKeyResponse::from)
+        .collect();
+    Ok(Json(ApiKeyList { keys }))
+}
+
+/// Deletes several of the caller's internal keys in one atomic step: all of them, or none.
+#[utoipa::path(post, path = "/v1/api-keys/delete", tag = "internal keys", request_body = DeleteKeysRequest,
+    responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "An id is unknown; nothing was deleted", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn delete_api_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<ApiJson<DeleteKeysRequest>, ApiError>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let ApiJson(body) = body?;
+    let ids = parse_ids(&body.ids, KeyId::parse)?;
+    delete(&state, &caller, ids).await
+}
+
+/// Deletes one of the caller's internal keys.
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "internal keys", params(("id" = String, Path, description = "The key's id, `key_…`")),
+    responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn delete_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let id = KeyId::parse(&id)?;
+    delete(&state, &caller, vec![id]).await
+}
+
+/// Gives a key a new secret under the same id; the previous secret keeps working for `grace`.
+#[utoipa::path(post, path = "/v1/api-keys/{id}/roll", tag = "internal keys", request_body = RollApiKeyRequest,
+    params(("id" = String, Path, description = "The key's id, `key_…`")),
+    responses((status = 200, description = "The new secret, shown once", body = CreatedApiKeyResponse), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The key is expired", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn roll_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<RollApiKeyRequest>, ApiError>,
+) -> Result<Json<CreatedApiKeyResponse>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let ApiJson(body) = body?;
+    let id = KeyId::parse(&id)?;
+    let grace = GracePeriod::parse(body.grace.as_deref().unwrap_or("0"))?;
+    let rolled = state
+        .vault()
+        .roll_api_key(caller.actor(), id, grace)
+        .await?;
+    tracing::info!(rolled_key = %rolled.id, "internal key rolled");
+    Ok(Json(rolled.into()))
+}
+
+async fn delete(
+    state: &ApiState,
+    caller: &Caller,
+    ids: Vec<KeyId>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    let executed = state.vault().delete_api_keys(caller.actor(), ids).await?;
+    let deleted = executed
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            keyledger_domain::Event::ApiKeyDeleted { key, .. } => Some(key.to_string()),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(DeletedResponse { deleted }))
+}
+
+/// Parses every id of a bulk request, naming the first bad one by position.
+pub(crate) fn parse_ids<T>(
+    raw: &[String],
+    parse: impl Fn(&str) -> Result<T, keyledger_domain::ValidationError>,
+) -> Result<Vec<T>, ApiError> {
+    if raw.is_empty() {
+        return Err(keyledger_domain::ValidationError::new("ids", "list at least one id").into());
+    }
+    if raw.len() > 1000 {
+        return Err(
+            keyledger_domain::ValidationError::new("ids", "at most 1000 ids at once").into(),
+        );
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(index, id)| {
+            parse(id).map_err(|err| {
+                keyledger_domain::ValidationError::new(
+                    "ids",
+                    format!("ids[{index}]: {}", err.message),
+                )
+                .into()
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,280 @@
+//! External keys: AWS and DNAnexus credentials. One per provider per user; the secret goes in
+//! and never comes out; deleting destroys the data key (crypto-shredding).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use keyledger_domain::{
+    DomainError, ExternalKeyId, KeyDuration, KeyStatus, Label, Permission, Provider, Timestamp,
+    ValidationError,
+};
+use keyledger_vault::{ExternalKeyView, NewCredential};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::api_keys::{DeleteKeysRequest, DeletedResponse, parse_ids};
+use super::idempotency_key;
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::{ApiJson, RawDuration, SecretField};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateExternalKeyRequest {
+    /// 1 to 64 characters, no control characters.
+    #[schema(example = "genomics bucket")]
+    pub label: String,
+    /// `aws` or `dnanexus`.
+    #[schema(example = "aws")]
+    pub provider: String,
+    /// Required when `provider` is `aws`.
+    pub aws: Option<AwsCredentialInput>,
+    /// Required when `provider` is `dnanexus`.
+    pub dnanexus: Option<DnanexusCredentialInput>,
+    /// Same choices as for internal keys.
+    #[schema(value_type = String, example = "90d")]
+    pub duration: RawDuration,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsCredentialInput {
+    /// `AKIA` or `ASIA` and 16 uppercase letters or digits.
+    #[schema(example = "AKIAIOSFODNN7EXAMPLE")]
+    pub access_key_id: String,
+    /// 40 characters. Stored encrypted; never returned.
+    #[schema(value_type = String, write_only)]
+    pub secret_access_key: SecretField,
+    #[schema(example = "eu-west-2")]
+    pub region: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DnanexusCredentialInput {
+    /// The DNAnexus API token. Stored encrypted; never returned.
+    #[schema(value_type = String, write_only)]
+    pub token: SecretField,
+}
+
+/// An external key as listings show it: never the secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExternalKeyResponse {
+    #[schema(example = "ext_9fJ2kQ0xYwV8uT7s")]
+    pub id: String,
+    pub label: String,
+    /// `aws` or `dnanexus`.
+    pub provider: String,
+    /// `AKIA…WXYZ` for AWS, `…WXYZ` for a DNAnexus token.
+    pub hint: String,
+    /// AWS only.
+    pub region: Option<String>,
+    /// `active` or `expired`.
+    pub status: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_verified_at: Option<Timestamp>,
+    pub last_verified_ok: Option<bool>,
+    pub last_verified_detail: Option<String>,
+}
+
+impl From<ExternalKeyView> for ExternalKeyResponse {
+    fn from(view: ExternalKeyView) -> Self {
+        ExternalKeyResponse {
+            id: view.id.to_string(),
+            label: view.label.to_string(),
+            provider: view.provider.as_str().to_owned(),
+            hint: view.hint.to_string(),
+            region: view.region.map(|r| r.to_string()),
+            status: view.status.as_str().to_owned(),
+            created_at: view.created_at,
+            expires_at: view.expires_at,
+            last_used_at: view.last_used_at,
+            last_verified_at: view.last_verified_at,
+            last_verified_ok: view.last_verified_ok,
+            last_verified_detail: view.last_verified_detail,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExternalKeyList {
+    /// By provider.
+    pub keys: Vec<ExternalKeyResponse>,
+}
+
+/// Stores an external credential for the caller. One per provider: a second one is refused
+/// with 409 until the first is deleted.
+#[utoipa::path(post, path = "/v1/external-keys", tag = "external keys", request_body = CreateExternalKeyRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create safe")),
+    responses((status = 201, description = "Stored; the secret is not returned", body = ExternalKeyResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "You already have a key for this provider: delete it first", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn create_external_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Result<ApiJson<CreateExternalKeyRequest>, ApiError>,
+) -> Result<(StatusCode, Json<ExternalKeyResponse>), ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let ApiJson(body) = body?;
+    let label = Label::parse(&body.label)?;
+    let provider = Provider::parse(&body.provider)?;
+    let credential = match (provider, body.aws, body.dnanexus) {
+        (Provider::Aws, Some(aws), None) => {
+            NewCredential::aws(&aws.access_key_id, aws.secret_access_key.0, &aws.region)?
+        }
+        (Provider::Dnanexus, None, Some(dnanexus)) => NewCredential::dnanexus(dnanexus.token.0)?,
+        (Provider::Aws, None, _) => {
+            return Err(ValidationError::new("aws", "provider `aws` needs an `aws` object with access_key_id, secret_access_key and region").into());
+        }
+        (Provider::Dnanexus, _, None) => {
+            return Err(ValidationError::new(
+                "dnanexus",
+                "provider `dnanexus` needs a `dnanexus` object with a token",
+            )
+            .into());
+        }
+        (Provider::Aws, Some(_), Some(_)) => {
+            return Err(ValidationError::new(
+                "dnanexus",
+                "provider is `aws`: leave out the `dnanexus` object",
+            )
+            .into());
+        }
+        (Provider::Dnanexus, Some(_), Some(_)) => {
+            return Err(ValidationError::new(
+                "aws",
+                "provider is `dnanexus`: leave out the `aws` object",
+            )
+            .into());
+        }
+    };
+    let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let request_id = idempotency_key(&headers, &caller, "POST /v1/external-keys")?;
+    let view = state
+        .vault()
+        .create_external_key(caller.actor(), label, credential, duration, request_id)
+        .await?;
+    tracing::info!(external_key = %view.id, provider = %view.provider, "external key stored");
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// Lists the caller's external keys, masked.
+#[utoipa::path(get, path = "/v1/external-keys", tag = "external keys",
+    responses((status = 200, body = ExternalKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn list_external_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<ExternalKeyList>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let keys = state
+        .vault()
+        .list_external_keys(&caller.principal.user)
+        .into_iter()
+        .map(ExternalKeyResponse::from)
+        .collect();
+    Ok(Json(ExternalKeyList { keys }))
+}
+
+/// Deletes several of the caller's external keys atomically and destroys their data keys.
+#[utoipa::path(post, path = "/v1/external-keys/delete", tag = "external keys", request_body = DeleteKeysRequest,
+    responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "An id is unknown; nothing was deleted", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn delete_external_keys(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<ApiJson<DeleteKeysRequest>, ApiError>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let ApiJson(body) = body?;
+    let ids = parse_ids(&body.ids, ExternalKeyId::parse)?;
+    delete(&state, &caller, ids).await
+}
+
+/// Deletes one of the caller's external keys and destroys its data key.
+#[utoipa::path(delete, path = "/v1/external-keys/{id}", tag = "external keys", params(("id" = String, Path, description = "The key's id, `ext_…`")),
+    responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn delete_external_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let id = ExternalKeyId::parse(&id)?;
+    delete(&state, &caller, vec![id]).await
+}
+
+/// Tests a stored credential against its provider and records the result ("save and test").
+#[utoipa::path(post, path = "/v1/external-keys/{id}/verify", tag = "external keys", params(("id" = String, Path, description = "The key's id, `ext_…`")),
+    responses((status = 200, description = "Tested; see last_verified_ok and last_verified_detail", body = ExternalKeyResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The key is expired", body = ErrorBody),
+        (status = 501, description = "No connector is configured in this server", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn verify_external_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ExternalKeyResponse>, ApiError> {
+    caller.require(&state, Permission::ManageUserApiKeys)?;
+    let id = ExternalKeyId::parse(&id)?;
+    let owned = state.vault().read(|s| {
+        s.external_key(&id)
+            .is_some_and(|k| k.owner == caller.principal.user && k.status != KeyStatus::Deleted)
+    });
+    if !owned {
+        return Err(DomainError::NotFound {
+            what: "external key",
+            id: id.to_string(),
+        }
+        .into());
+    }
+    let Some(checker) = state.checker().cloned() else {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_implemented",
+            "testing stored credentials against their provider is not available in this server (no connector is configured)",
+        ));
+    };
+    let lease = state.vault().lease_external_key(&id)?;
+    let outcome = checker.check(&lease).await;
+    drop(lease);
+    let view = state
+        .vault()
+        .record_external_key_verification(caller.actor(), id, outcome.ok, outcome.detail)
+        .await?;
+    Ok(Json(view.into()))
+}
+
+async fn delete(
+    state: &ApiState,
+    caller: &Caller,
+    ids: Vec<ExternalKeyId>,
+) -> Result<Json<DeletedResponse>, ApiError> {
+    let executed = state
+        .vault()
+        .delete_external_keys(caller.actor(), ids)
+        .await?;
+    let deleted = executed
+        .events
+        .iter()
+        .filter_map(|event| match event {
+            keyledger_domain::Event::ExternalKeyDeleted { key, .. } => Some(key.to_string()),
+            _ => None,
+        })
+        .collect();
+    Ok(Json(DeletedResponse { deleted }))
+}

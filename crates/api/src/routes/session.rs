@@ -1,0 +1,177 @@
+//! Who am I, sessions, and key verification for other platform services.
+
+use axum::Json;
+use axum::extract::State;
+use keyledger_domain::{Permission, Timestamp};
+use keyledger_vault::SESSION_PREFIX;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ApiState;
+use crate::auth::{Caller, ClientAddress, throttle_check};
+use crate::error::{ApiError, ErrorBody};
+use crate::json::{ApiJson, SecretField};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeResponse {
+    pub user: String,
+    pub display_name: Option<String>,
+    pub roles: Vec<String>,
+    /// What the roles grant right now.
+    pub permissions: Vec<String>,
+    /// The internal key the request was made with (or that the session was issued for).
+    pub key_id: String,
+    pub via_session: bool,
+    /// When the credential used stops working; `null` for a key that never expires.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRequest {
+    /// An internal key, `kl_…`.
+    #[schema(value_type = String, write_only)]
+    pub key: SecretField,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// A session token, `kls_…`: send it as `Authorization: Bearer`. It dies with its key.
+    pub token: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Timestamp,
+    pub user: String,
+    pub key_id: String,
+}
+
+/// The answer to `POST /v1/keys/verify`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum VerifyResponse {
+    Valid(ValidKey),
+    Invalid(InvalidKey),
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidKey {
+    /// Always `true`.
+    pub valid: bool,
+    pub key_id: String,
+    pub owner: String,
+    pub permissions: Vec<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InvalidKey {
+    /// Always `false`.
+    pub valid: bool,
+    /// `malformed`, `unknown_key`, `expired`, `deleted`, `rolled_over` or `unknown_owner`.
+    pub reason: String,
+    pub message: String,
+}
+
+/// The caller: user, roles, permissions right now, and the key used.
+#[utoipa::path(get, path = "/v1/me", tag = "identity",
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn me(
+    State(state): State<ApiState>,
+    caller: Caller,
+) -> Result<Json<MeResponse>, ApiError> {
+    let principal = &caller.principal;
+    let (display_name, roles) = state.vault().read(|s| {
+        s.user(&principal.user)
+            .map(|u| {
+                (
+                    u.display_name.as_ref().map(|d| d.to_string()),
+                    u.roles.iter().map(|r| r.to_string()).collect(),
+                )
+            })
+            .unwrap_or_default()
+    });
+    Ok(Json(MeResponse {
+        user: principal.user.to_string(),
+        display_name,
+        roles,
+        permissions: principal
+            .permissions
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect(),
+        key_id: principal.key.to_string(),
+        via_session: principal.via_session,
+        expires_at: principal.expires_at,
+    }))
+}
+
+/// Exchanges an internal key for a short-lived session token.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "identity", request_body = KeyRequest,
+    responses((status = 200, body = SessionResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 429, description = "Too many failed attempts from this address", body = ErrorBody)))]
+pub(crate) async fn login(
+    State(state): State<ApiState>,
+    ClientAddress(client): ClientAddress,
+    body: Result<ApiJson<KeyRequest>, ApiError>,
+) -> Result<Json<SessionResponse>, ApiError> {
+    throttle_check(&state, client)?;
+    let ApiJson(body) = body?;
+    let presented = body.key.0.expose();
+    if presented.starts_with(SESSION_PREFIX) {
+        return Err(ApiError::bad_request(
+            "validation_failed",
+            "log in with an internal key (`kl_…`), not a session token",
+        ));
+    }
+    let principal = match state.vault().authenticate(presented) {
+        Ok(principal) => principal,
+        Err(failure) => {
+            state.throttle().record_failure(client);
+            state.metrics().refusal(failure.reason());
+            return Err(failure.into());
+        }
+    };
+    tracing::Span::current().record("key_id", tracing::field::display(&principal.key));
+    let session = state.vault().issue_session(&principal);
+    Ok(Json(SessionResponse {
+        token: session.token.expose().to_owned(),
+        expires_at: session.expires_at,
+        user: principal.user.to_string(),
+        key_id: principal.key.to_string(),
+    }))
+}
+
+/// Verifies an internal key for another platform service.
+#[utoipa::path(post, path = "/v1/keys/verify", tag = "identity", request_body = KeyRequest,
+    responses((status = 200, description = "`valid` says whether the key is usable", body = VerifyResponse),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn verify_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    body: Result<ApiJson<KeyRequest>, ApiError>,
+) -> Result<Json<VerifyResponse>, ApiError> {
+    caller.require(&state, Permission::VerifyApiKeys)?;
+    let ApiJson(body) = body?;
+    let answer = match state.vault().verify_key(body.key.0.expose()) {
+        Ok(principal) => VerifyResponse::Valid(ValidKey {
+            valid: true,
+            key_id: principal.key.to_string(),
+            owner: principal.user.to_string(),
+            permissions: principal
+                .permissions
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+            expires_at: principal.expires_at,
+        }),
+        Err(failure) => VerifyResponse::Invalid(InvalidKey {
+            valid: false,
+            reason: failure.reason().to_owned(),
+            message: failure.to_string(),
+        }),
+    };
+    Ok(Json(answer))
+}

@@ -1,0 +1,235 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use keyledger_api::{ApiConfig, ApiState, CheckOutcome, CredentialChecker, router};
+use keyledger_crypto::MasterKey;
+use keyledger_domain::{MILLIS_PER_DAY, Timestamp, UserId};
+use keyledger_vault::{Lease, ManualClock, Vault, VaultConfig};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    clock: Arc<ManualClock>,
+    state: ApiState,
+    admin: String,
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        Harness::with(|state| state).await
+    }
+
+    async fn with(configure: impl FnOnce(ApiState) -> ApiState) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
+        let master = MasterKey::generate(&ring::rand::SystemRandom::new()).unwrap();
+        let config = VaultConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..VaultConfig::default()
+        };
+        let vault = Vault::open(config, &master, clock.clone()).unwrap();
+        let admin = vault
+            .bootstrap(UserId::parse("admin").unwrap())
+            .await
+            .unwrap()
+            .secret
+            .expose()
+            .to_owned();
+        let state = configure(ApiState::new(vault, ApiConfig::default()));
+        Harness {
+            _dir: dir,
+            clock,
+            state,
+            admin,
+        }
+    }
+
+    fn app(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {}", self.admin));
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        let response = self
+            .app()
+            .oneshot(request.body(body).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn keys_expire_when_the_clock_passes_their_expiry() {
+    let harness = Harness::new().await;
+    let (status, created) = harness
+        .call(
+            "POST",
+            "/v1/api-keys",
+            Some(json!({ "name": "short", "duration": "1d" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let key = created["key"].as_str().unwrap().to_owned();
+    let me = |key: String| {
+        let app = harness.app();
+        async move {
+            let request = Request::get("/v1/me")
+                .header("x-api-key", key)
+                .body(Body::empty())
+                .unwrap();
+            let response = app.oneshot(request).await.unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    };
+    assert_eq!(me(key.clone()).await.0, StatusCode::OK);
+    harness.clock.advance_millis(MILLIS_PER_DAY + 1);
+    let (status, body) = me(key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["message"], "key expired");
+    let (_, list) = harness.call("GET", "/v1/api-keys", None).await;
+    let statuses: Vec<&str> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["status"].as_str().unwrap())
+        .collect();
+    assert!(statuses.contains(&"expired"), "{list}");
+    assert_eq!(harness.state.metrics().refusals("expired"), 1);
+}
+
+#[tokio::test]
+async fn verify_is_501_without_a_connector() {
+    let harness = Harness::new().await;
+    let (_, stored) = harness
+        .call("POST", "/v1/external-keys", Some(json!({ "label": "dx", "provider": "dnanexus", "dnanexus": { "token": "dxTokenAbcdefghijklmnop" }, "duration": "7d" })))
+        .await;
+    let (status, body) = harness
+        .call(
+            "POST",
+            &format!(
+                "/v1/external-keys/{}/verify",
+                stored["id"].as_str().unwrap()
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no connector")
+    );
+}
+
+/// A checker that accepts tokens ending in "ok" and says so without the token.
+struct FakeChecker;
+
+impl CredentialChecker for FakeChecker {
+    fn check<'a>(
+        &'a self,
+        lease: &'a Lease,
+    ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>> {
+        Box::pin(async move {
+            match &lease.credential {
+                keyledger_vault::ExternalCredential::Dnanexus { token } => CheckOutcome {
+                    ok: token.expose().ends_with("ok"),
+                    detail: "whoami answered".to_owned(),
+                },
+                keyledger_vault::ExternalCredential::Aws { .. } => CheckOutcome {
+                    ok: false,
+                    detail: "no bucket".to_owned(),
+                },
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn verify_records_what_the_connector_says() {
+    let harness = Harness::with(|state| state.with_credential_checker(Arc::new(FakeChecker))).await;
+    let (_, stored) = harness
+        .call("POST", "/v1/external-keys", Some(json!({ "label": "dx", "provider": "dnanexus", "dnanexus": { "token": "dxTokenAbcdefghijklmnop-ok" }, "duration": "7d" })))
+        .await;
+    let id = stored["id"].as_str().unwrap();
+    let (status, body) = harness
+        .call("POST", &format!("/v1/external-keys/{id}/verify"), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["last_verified_ok"].as_bool(),
+            body["last_verified_detail"].as_str()
+        ),
+        (Some(true), Some("whoami answered"))
+    );
+    let (status, _) = harness
+        .call(
+            "POST",
+            "/v1/external-keys/ext_0000000000000000/verify",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_limit_is_refused() {
+    let harness = Harness::new().await;
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
+    let body = Body::from_stream(futures::stream::iter(chunks));
+    let request = Request::post("/v1/api-keys")
+        .header("authorization", format!("Bearer {}", harness.admin))
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap();
+    let response = harness.app().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+}
+
+#[test]
+fn the_openapi_document_covers_every_route() {
+    let document: Value = serde_json::from_str(&keyledger_api::openapi_json()).unwrap();
+    let mut operations: Vec<String> = Vec::new();
+    for (path, methods) in document["paths"].as_object().unwrap() {
+        for method in methods.as_object().unwrap().keys() {
+            operations.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    operations.sort();
+    let mut routes: Vec<String> = keyledger_api::ROUTES
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    routes.sort();
+    assert_eq!(operations, routes);
+    insta::assert_json_snapshot!("openapi_operations", operations);
+}

@@ -1,0 +1,322 @@
+//! Every route × (no key, expired key, deleted key, member, admin, auditor) → expected status.
+//! The routes come from `keyledger_api::ROUTES`, so a new route without a case here fails.
+
+use serde_json::{Value, json};
+
+use crate::support::Server;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    NoKey,
+    Expired,
+    Deleted,
+    Member,
+    Admin,
+    Auditor,
+}
+
+const CALLERS: [Caller; 6] = [
+    Caller::NoKey,
+    Caller::Expired,
+    Caller::Deleted,
+    Caller::Member,
+    Caller::Admin,
+    Caller::Auditor,
+];
+
+struct Keys {
+    expired: String,
+    deleted: String,
+    member: String,
+    admin: String,
+    auditor: String,
+}
+
+impl Keys {
+    fn of(&self, caller: Caller) -> Option<&str> {
+        match caller {
+            Caller::NoKey => None,
+            Caller::Expired => Some(&self.expired),
+            Caller::Deleted => Some(&self.deleted),
+            Caller::Member => Some(&self.member),
+            Caller::Admin => Some(&self.admin),
+            Caller::Auditor => Some(&self.auditor),
+        }
+    }
+}
+
+const PLACEHOLDER_KEY: &str = "key_AAAAAAAAAAAAAAAA";
+const PLACEHOLDER_EXT: &str = "ext_AAAAAAAAAAAAAAAA";
+
+/// The status the caller must get from the route.
+fn expected(route: &keyledger_api::RouteInfo, caller: Caller) -> u16 {
+    let refused_key = matches!(caller, Caller::NoKey | Caller::Expired | Caller::Deleted);
+    match route.permission {
+        None if route.path == "/v1/auth/login" => match caller {
+            Caller::NoKey => 422,
+            Caller::Expired | Caller::Deleted => 401,
+            _ => 200,
+        },
+        None => 200,
+        Some(_) if refused_key => 401,
+        Some("") => 200,
+        Some(_) if caller != Caller::Admin => 403,
+        Some(_) => admin_success(route),
+    }
+}
+
+fn admin_success(route: &keyledger_api::RouteInfo) -> u16 {
+    match (route.method, route.path) {
+        ("POST", "/v1/api-keys") | ("POST", "/v1/external-keys") | ("POST", "/v1/users") => 201,
+        // No connector is configured in a plain `keyledger serve` yet.
+        ("POST", "/v1/external-keys/{id}/verify") => 501,
+        _ => 200,
+    }
+}
+
+fn dnanexus_body() -> Value {
+    json!({ "label": "dx", "provider": "dnanexus", "dnanexus": { "token": "dxTokenAbcdefghijklmnop1234" }, "duration": "30d" })
+}
+
+/// The concrete request for a route. For the admin, ids are of resources made just before, so
+/// that the call succeeds; others get well-formed placeholders (they are refused first).
+fn request(
+    server: &Server,
+    keys: &Keys,
+    route: &keyledger_api::RouteInfo,
+    caller: Caller,
+    counter: usize,
+) -> (String, Option<Value>) {
+    let admin = caller == Caller::Admin;
+    let fresh_key = || {
+        if admin {
+            server.create_key(&keys.admin, "matrix", "7d").0
+        } else {
+            PLACEHOLDER_KEY.to_owned()
+        }
+    };
+    let fresh_external = || {
+        if !admin {
+            return PLACEHOLDER_EXT.to_owned();
+        }
+        let (status, body) = server.call(
+            "POST",
+            "/v1/external-keys",
+            Some(&keys.admin),
+            Some(&dnanexus_body()),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    };
+    match (route.method, route.path) {
+        (
+            _,
+            "/healthz" | "/readyz" | "/metrics" | "/openapi.json" | "/v1/me" | "/v1/api-keys"
+            | "/v1/external-keys" | "/v1/users" | "/v1/roles",
+        ) if route.method == "GET" => (route.path.to_owned(), None),
+        ("POST", "/v1/auth/login") => (
+            route.path.to_owned(),
+            Some(
+                keys.of(caller)
+                    .map(|k| json!({ "key": k }))
+                    .unwrap_or(json!({})),
+            ),
+        ),
+        ("POST", "/v1/keys/verify") => (route.path.to_owned(), Some(json!({ "key": keys.admin }))),
+        ("POST", "/v1/api-keys") => (
+            route.path.to_owned(),
+            Some(json!({ "name": "matrix", "duration": "7d" })),
+        ),
+        ("POST", "/v1/api-keys/delete") => {
+            (route.path.to_owned(), Some(json!({ "ids": [fresh_key()] })))
+        }
+        ("DELETE", "/v1/api-keys/{id}") => (format!("/v1/api-keys/{}", fresh_key()), None),
+        ("POST", "/v1/api-keys/{id}/roll") => (
+            format!("/v1/api-keys/{}/roll", fresh_key()),
+            Some(json!({ "grace": "0" })),
+        ),
+        ("POST", "/v1/external-keys") => (route.path.to_owned(), Some(dnanexus_body())),
+        ("POST", "/v1/external-keys/delete") => (
+            route.path.to_owned(),
+            Some(json!({ "ids": [fresh_external()] })),
+        ),
+        ("DELETE", "/v1/external-keys/{id}") => {
+            (format!("/v1/external-keys/{}", fresh_external()), None)
+        }
+        ("POST", "/v1/external-keys/{id}/verify") => (
+            format!("/v1/external-keys/{}/verify", fresh_external()),
+            None,
+        ),
+        ("POST", "/v1/users") => (
+            route.path.to_owned(),
+            Some(json!({ "user": format!("new-user-{counter}"), "roles": ["member"] })),
+        ),
+        ("PUT", "/v1/users/{user}/roles/{role}") => {
+            ("/v1/users/zed/roles/auditor".to_owned(), None)
+        }
+        ("DELETE", "/v1/users/{user}/roles/{role}") => {
+            ("/v1/users/zed/roles/auditor".to_owned(), None)
+        }
+        ("PUT", "/v1/roles/{role}") => (
+            "/v1/roles/matrix-role".to_owned(),
+            Some(json!({ "permissions": ["view_audit_log"] })),
+        ),
+        (method, path) => {
+            panic!("route {method} {path} has no case in the permission matrix: add one")
+        }
+    }
+}
+
+/// Removes what an admin call created that would make the next one conflict.
+fn clean_up(server: &Server, keys: &Keys) {
+    let list = server.get("/v1/external-keys", &keys.admin);
+    let ids: Vec<&Value> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| &k["id"])
+        .collect();
+    if !ids.is_empty() {
+        let (status, body) = server.call(
+            "POST",
+            "/v1/external-keys/delete",
+            Some(&keys.admin),
+            Some(&json!({ "ids": ids })),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[test]
+fn every_route_for_every_kind_of_caller() {
+    let mut server = Server::start();
+    server.create_user("mia", &["member"]);
+    server.create_user("aud", &["auditor"]);
+    server.create_user("dev", &["developer"]);
+    server.create_user("zed", &["member"]);
+    let issued = server.issue_keys_offline(&[("mia", 0), ("aud", 0), ("dev", 2), ("dev", 0)]);
+    let (member, auditor, expired, to_delete) = (
+        issued[0].clone(),
+        issued[1].clone(),
+        issued[2].clone(),
+        issued[3].clone(),
+    );
+    let to_delete_id = server.get("/v1/me", &to_delete)["key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        server
+            .call(
+                "DELETE",
+                &format!("/v1/api-keys/{to_delete_id}"),
+                Some(&to_delete),
+                None
+            )
+            .0,
+        200
+    );
+    let keys = Keys {
+        expired,
+        deleted: to_delete,
+        member,
+        admin: server.admin_key.clone(),
+        auditor,
+    };
+
+    // The refused kinds are refused for the right reason.
+    let (_, body) = server.call("GET", "/v1/me", Some(&keys.expired), None);
+    assert_eq!(body["error"]["message"], "key expired");
+    let (_, body) = server.call("GET", "/v1/me", Some(&keys.deleted), None);
+    assert_eq!(
+        body["error"]["message"], "unknown key",
+        "deleted keys leave the verification index"
+    );
+
+    let mut mismatches = Vec::new();
+    let mut cases = 0;
+    for route in keyledger_api::ROUTES {
+        for caller in CALLERS {
+            let (path, body) = request(&server, &keys, route, caller, cases);
+            let (status, answer) = server.call(route.method, &path, keys.of(caller), body.as_ref());
+            let want = expected(route, caller);
+            if status != want {
+                mismatches.push(format!(
+                    "{} {} as {caller:?}: got {status}, expected {want}: {answer}",
+                    route.method, route.path
+                ));
+            }
+            if status >= 400 {
+                assert!(
+                    answer["error"]["code"].is_string() && answer["error"]["message"].is_string(),
+                    "{} {path}: {answer}",
+                    route.method
+                );
+            }
+            if caller == Caller::Admin {
+                clean_up(&server, &keys);
+            }
+            cases += 1;
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "permission matrix mismatches:\n{}",
+        mismatches.join("\n")
+    );
+    assert_eq!(cases, keyledger_api::ROUTES.len() * CALLERS.len());
+
+    // Refusals are counted by reason.
+    let text = server.send("GET", "/metrics", None, None).text().unwrap();
+    for reason in [
+        "expired",
+        "unknown_key",
+        "missing_credentials",
+        "permission_denied",
+    ] {
+        assert!(
+            text.contains(&format!(
+                "keyledger_http_refusals_total{{reason=\"{reason}\"}}"
+            )),
+            "no {reason} refusals in\n{text}"
+        );
+    }
+}
+
+#[test]
+fn failed_authentications_are_throttled() {
+    let server = Server::start_with(&[("KEYLEDGER_HTTP_AUTH_FAILURES_PER_MINUTE", "3")]);
+    let wrong = "kl_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    for _ in 0..3 {
+        assert_eq!(server.call("GET", "/v1/me", Some(wrong), None).0, 401);
+    }
+    let response = server.send("GET", "/v1/me", Some(wrong), None);
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    let body: Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "too_many_failed_authentications");
+    // While throttled, even a good key from that address waits; public routes still answer.
+    assert_eq!(
+        server
+            .call("GET", "/v1/me", Some(&server.admin_key), None)
+            .0,
+        429
+    );
+    assert_eq!(
+        server
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                Some(&json!({ "key": server.admin_key }))
+            )
+            .0,
+        429
+    );
+    assert_eq!(server.call("GET", "/healthz", None, None).0, 200);
+}
