@@ -67,7 +67,10 @@ fn expected(route: &keyledger_api::RouteInfo, caller: Caller) -> u16 {
 
 fn admin_success(route: &keyledger_api::RouteInfo) -> u16 {
     match (route.method, route.path) {
-        ("POST", "/v1/api-keys") | ("POST", "/v1/external-keys") | ("POST", "/v1/users") => 201,
+        ("POST", "/v1/api-keys")
+        | ("POST", "/v1/external-keys")
+        | ("POST", "/v1/users")
+        | ("POST", "/v1/users/{user}/api-keys") => 201,
         // No connector is configured in a plain `keyledger serve` yet.
         ("POST", "/v1/external-keys/{id}/verify") => 501,
         _ => 200,
@@ -157,6 +160,10 @@ fn request(
         ("DELETE", "/v1/users/{user}/roles/{role}") => {
             ("/v1/users/zed/roles/auditor".to_owned(), None)
         }
+        ("POST", "/v1/users/{user}/api-keys") => (
+            "/v1/users/zed/api-keys".to_owned(),
+            Some(json!({ "name": "issued", "duration": "7d" })),
+        ),
         ("PUT", "/v1/roles/{role}") => (
             "/v1/roles/matrix-role".to_owned(),
             Some(json!({ "permissions": ["view_audit_log"] })),

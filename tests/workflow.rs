@@ -160,6 +160,37 @@ fn the_seed_workflow() {
 }
 
 #[test]
+fn an_admin_issues_a_new_users_first_key() {
+    let server = Server::start();
+    server.create_user("newbie", &["member"]);
+    let (status, body) = server.call(
+        "POST",
+        "/v1/users/newbie/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "first", "duration": "7d" })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    let me = server.get("/v1/me", &key);
+    assert_eq!(me["user"], "newbie", "{me}");
+    // A member cannot issue keys, and nobody can issue one to a user who does not exist.
+    let (status, _) = server.call(
+        "POST",
+        "/v1/users/newbie/api-keys",
+        Some(&key),
+        Some(&json!({ "name": "more", "duration": "7d" })),
+    );
+    assert_eq!(status, 403);
+    let (status, body) = server.call(
+        "POST",
+        "/v1/users/ghost/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "x", "duration": "7d" })),
+    );
+    assert_eq!(status, 404, "{body}");
+}
+
+#[test]
 fn a_revoked_role_takes_effect_at_once() {
     let mut server = Server::start();
     server.create_user("carol", &["developer"]);

@@ -13,7 +13,7 @@ use crate::routes::{api_keys, external_keys, health, session, users};
     paths(
         health::healthz, health::readyz, health::metrics, health::openapi,
         session::login, session::me, session::verify_key,
-        api_keys::create_api_key, api_keys::list_api_keys, api_keys::delete_api_keys, api_keys::delete_api_key, api_keys::roll_api_key,
+        api_keys::create_api_key, api_keys::issue_api_key, api_keys::list_api_keys, api_keys::delete_api_keys, api_keys::delete_api_key, api_keys::roll_api_key,
         external_keys::create_external_key, external_keys::list_external_keys, external_keys::delete_external_keys,
         external_keys::delete_external_key, external_keys::verify_external_key,
         users::create_user, users::list_users, users::grant_role, users::revoke_role, users::list_roles, users::define_role,

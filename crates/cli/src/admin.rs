@@ -50,6 +50,16 @@ pub enum UsersCommand {
     Grant { user: String, role: String },
     /// Revoke a role; it takes effect on the user's next request.
     Revoke { user: String, role: String },
+    /// Create an internal key for a user (their first key, or a service account's); printed once.
+    IssueKey {
+        user: String,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// 1d, 7d, 30d, 60d, 90d, 1y, a number of days (45d), or never.
+        #[arg(long, default_value = "30d")]
+        duration: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -114,7 +124,7 @@ fn bootstrap(
 pub fn open_vault(config: &Config, master: &keyledger_crypto::MasterKey) -> anyhow::Result<Vault> {
     Vault::open(config.vault_config()?, master, Arc::new(SystemClock)).map_err(|err| {
         let text = err.to_string();
-        if text.contains("could not acquire lock") || text.contains("WouldBlock") || text.contains("Resource temporarily unavailable") {
+        if matches!(err, VaultError::Locked(_)) {
             Failure::new(
                 Exit::Conflict,
                 format!(
@@ -174,6 +184,18 @@ fn run_users(command: &UsersCommand, global: &ClientArgs) -> anyhow::Result<()> 
             segment(user),
             segment(role)
         ))?,
+        UsersCommand::IssueKey {
+            user,
+            name,
+            duration,
+        } => {
+            let created = client.post(
+                &format!("/v1/users/{}/api-keys", segment(user)),
+                &json!({ "name": name, "duration": duration }),
+            )?;
+            crate::keys::show_secret(&created, global, &format!("Issued for {user}:"));
+            return Ok(());
+        }
     };
     if global.json {
         print_json(&answer);

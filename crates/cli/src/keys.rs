@@ -97,7 +97,7 @@ pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show_secret(created: &Value, global: &ClientArgs, verb: &str) {
+pub(crate) fn show_secret(created: &Value, global: &ClientArgs, verb: &str) {
     if global.json {
         print_json(created);
         return;

@@ -100,6 +100,11 @@ pub enum Action {
     },
 
     CreateApiKey(NewApiKey),
+    /// An admin gives a user a key (a new user's first key, a service account's key).
+    IssueApiKey {
+        owner: UserId,
+        key: NewApiKey,
+    },
     /// All listed keys go, or none.
     DeleteApiKeys {
         keys: Vec<KeyId>,

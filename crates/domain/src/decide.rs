@@ -121,6 +121,13 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
             Ok(vec![api_key_created(owner, key, now)])
         }
+        Action::IssueApiKey { owner, key } => {
+            require(state, &actor, Permission::ManageOrganizationUsers)?;
+            if state.user(&owner).is_none() {
+                return Err(not_found("user", &owner));
+            }
+            Ok(vec![api_key_created(owner, key, now)])
+        }
         Action::DeleteApiKeys { keys } => {
             let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
             let keys = distinct(keys, "ids")?;

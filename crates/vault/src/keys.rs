@@ -90,6 +90,27 @@ impl Vault {
         Ok(created(key, secret, &executed))
     }
 
+    /// An admin creates a key for another user (their first key, or a service account's).
+    pub async fn issue_api_key(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        name: KeyName,
+        duration: KeyDuration,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<CreatedApiKey, VaultError> {
+        let (key, secret) = self.new_api_key(name, duration)?;
+        let command = keyledger_domain::Command::new(
+            actor,
+            Action::IssueApiKey {
+                owner,
+                key: key.clone(),
+            },
+        );
+        let executed = self.execute(command, request_id).await?;
+        Ok(created(key, secret, &executed))
+    }
+
     /// Deletes all the listed keys in one atomic append, or none of them.
     pub async fn delete_api_keys(
         &self,

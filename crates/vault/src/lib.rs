@@ -104,6 +104,10 @@ pub enum VaultError {
     Io(String),
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
+    #[error(
+        "the data directory {0} is in use by another keyledger process (stop it, or talk to it over HTTP)"
+    )]
+    Locked(String),
 }
 
 impl From<LogError> for VaultError {
@@ -184,7 +188,17 @@ impl Vault {
         })?;
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.durability = config.durability;
-        let log = EventLog::open(log_config, on_commit)?;
+        let log = EventLog::open(log_config, on_commit).map_err(|err| {
+            let text = err.to_string();
+            if text.contains("could not acquire lock")
+                || text.contains("WouldBlock")
+                || text.contains("temporarily unavailable")
+            {
+                VaultError::Locked(config.data_dir.display().to_string())
+            } else {
+                VaultError::from(err)
+            }
+        })?;
         let startup = {
             let mut projection = projection
                 .write()

@@ -272,3 +272,31 @@ pub(crate) fn parse_ids<T>(
         })
         .collect()
 }
+
+/// An admin creates a key for another user: a new user's first key, or a service account's.
+/// The key is in this response only.
+#[utoipa::path(post, path = "/v1/users/{user}/api-keys", tag = "users and roles", request_body = CreateApiKeyRequest,
+    params(("user" = String, Path)),
+    responses((status = 201, body = CreatedApiKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, description = "No such user", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn issue_api_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+    body: Result<ApiJson<CreateApiKeyRequest>, ApiError>,
+) -> Result<(StatusCode, Json<CreatedApiKeyResponse>), ApiError> {
+    caller.require(&state, Permission::ManageOrganizationUsers)?;
+    let ApiJson(body) = body?;
+    let owner = keyledger_domain::UserId::parse(&user)?;
+    let name = KeyName::parse(&body.name)?;
+    let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let request_id = idempotency_key(&headers, &caller, "POST /v1/users/{user}/api-keys")?;
+    let created = state
+        .vault()
+        .issue_api_key(caller.actor(), owner.clone(), name, duration, request_id)
+        .await?;
+    tracing::info!(created_key = %created.id, owner = %owner, "internal key issued by an admin");
+    Ok((StatusCode::CREATED, Json(created.into())))
+}

@@ -69,6 +69,7 @@ pub const ROUTES: &[RouteInfo] = &[
     route("GET", "/v1/users", USERS),
     route("PUT", "/v1/users/{user}/roles/{role}", USERS),
     route("DELETE", "/v1/users/{user}/roles/{role}", USERS),
+    route("POST", "/v1/users/{user}/api-keys", USERS),
     route("GET", "/v1/roles", USERS),
     route("PUT", "/v1/roles/{role}", USERS),
 ];
@@ -101,6 +102,7 @@ pub(crate) fn routes() -> Router<ApiState> {
             "/v1/users/{user}/roles/{role}",
             put(grant_role).delete(revoke_role),
         )
+        .route("/v1/users/{user}/api-keys", post(issue_api_key))
         .route("/v1/roles", get(list_roles))
         .route("/v1/roles/{role}", put(define_role))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
