@@ -138,10 +138,20 @@ fn secure(response: &mut Response, request_id: &str) {
     }
 }
 
+/// A random per-process prefix and a counter: unique, cheap (no system call per request), and
+/// not guessable across restarts. The id is for correlation, not security.
 fn fresh_request_id() -> String {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    // A failing system RNG leaves zeros: the id is for correlation, not security.
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    keyledger_domain::public::hex(&bytes)
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 8];
+        // A failing system RNG leaves zeros; the counter still keeps ids unique.
+        let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{:08x}{n:08x}", prefix >> 32)
 }

@@ -4,6 +4,7 @@
 //! stdout and to `target/bench-report.md`.
 
 mod core;
+mod http;
 mod report;
 
 use std::time::Instant;
@@ -32,6 +33,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     if wanted("core") {
         core::run(&mut report, &runtime)?;
+    }
+    if wanted("http") {
+        http::run(&mut report, &runtime)?;
     }
     report.finish(started.elapsed())?;
     Ok(())
