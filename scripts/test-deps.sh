@@ -29,3 +29,4 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 
 scripts/python-deps.sh
+scripts/console-deps.sh

@@ -9,3 +9,4 @@ mod permissions;
 mod snapshots;
 mod support;
 mod workflow;
+mod console;

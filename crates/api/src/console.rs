@@ -243,7 +243,11 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(!body.is_empty());
 
-        for missing in ["/console/nope.js", "/console/..%2Fsrc%2Flib.rs", "/console/"] {
+        for missing in [
+            "/console/nope.js",
+            "/console/..%2Fsrc%2Flib.rs",
+            "/console/",
+        ] {
             let (status, headers, body) = get(missing, None);
             assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
             if !body.is_empty() {
@@ -264,7 +268,10 @@ mod tests {
     #[test]
     fn every_reference_between_files_resolves_to_a_built_in_asset() {
         let mut references = Vec::new();
-        for asset in ASSETS.iter().filter(|a| a.content_type.starts_with("text/")) {
+        for asset in ASSETS
+            .iter()
+            .filter(|a| a.content_type.starts_with("text/"))
+        {
             let source = text(asset);
             for marker in ["\"/console/", "'./"] {
                 let mut rest = source;
@@ -280,7 +287,10 @@ mod tests {
         }
         assert!(references.len() >= 6, "{references:?}");
         for (from, name) in references {
-            assert!(asset(&name).is_some(), "{from} refers to {name}, which is not in ASSETS");
+            assert!(
+                asset(&name).is_some(),
+                "{from} refers to {name}, which is not in ASSETS"
+            );
         }
     }
 
@@ -302,13 +312,18 @@ mod tests {
         assert!(!page.contains("style="), "inline style in index.html");
         assert!(!page.contains("<style"), "style element in index.html");
         let scripts = page.matches("<script").count();
-        let external = page.matches("<script type=\"module\" src=\"/console/").count();
+        let external = page
+            .matches("<script type=\"module\" src=\"/console/")
+            .count();
         assert_eq!(scripts, external, "every script is an external module");
         assert!(
             !has_event_handler_attribute(page),
             "no inline event handler attributes"
         );
-        for asset in ASSETS.iter().filter(|a| a.content_type.starts_with("text/")) {
+        for asset in ASSETS
+            .iter()
+            .filter(|a| a.content_type.starts_with("text/"))
+        {
             let source = text(asset).replace("http://www.w3.org/2000/svg", "");
             for forbidden in ["http://", "https://", "innerHTML", "eval(", "new Function"] {
                 assert!(
@@ -318,8 +333,16 @@ mod tests {
                 );
             }
             if asset.name.ends_with(".js") {
-                assert!(!source.contains("localStorage"), "{}: keep nothing past the tab", asset.name);
-                assert!(!source.contains(".style."), "{}: styles belong in app.css", asset.name);
+                assert!(
+                    !source.contains("localStorage"),
+                    "{}: keep nothing past the tab",
+                    asset.name
+                );
+                assert!(
+                    !source.contains(".style."),
+                    "{}: styles belong in app.css",
+                    asset.name
+                );
             }
         }
     }

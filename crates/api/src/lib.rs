@@ -12,6 +12,7 @@
 //! Entry points: [`router`] (in-process, used by the bench and tests) and [`serve`].
 
 mod auth;
+pub mod console;
 mod error;
 mod json;
 mod metrics;
@@ -158,6 +159,7 @@ impl ApiState {
 pub fn router(state: ApiState) -> Router {
     let body_limit = state.config.body_limit;
     routes::routes()
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

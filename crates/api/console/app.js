@@ -1,0 +1,1293 @@
+// The keyledger web console: sign-in, the avatar menu, internal and external API keys, profile
+// and billing. It uses only the public REST API (api.js) on this page's own origin.
+
+import { newRequestId, onUnauthorized, request, session, signIn } from './api.js';
+import { announce, field, h, openDialog, timeElement } from './dom.js';
+
+const MANAGE_KEYS = 'manage_user_api_keys';
+const PROVIDERS = { aws: 'Amazon Web Services', dnanexus: 'DNAnexus' };
+const DURATIONS = [
+  ['1d', '1 day'],
+  ['7d', '7 days'],
+  ['30d', '30 days'],
+  ['60d', '60 days'],
+  ['90d', '90 days'],
+  ['1y', '1 year'],
+  ['never', 'Never'],
+  ['custom', 'Custom number of days'],
+];
+const DEFAULT_DURATION = '30d';
+const EXPIRING_SOON_MS = 7 * 24 * 60 * 60 * 1000;
+const AWS_REGIONS = [
+  'us-east-1', 'us-east-2', 'us-west-1', 'us-west-2', 'ca-central-1', 'eu-west-1', 'eu-west-2',
+  'eu-west-3', 'eu-central-1', 'eu-central-2', 'eu-north-1', 'eu-south-1', 'ap-south-1',
+  'ap-southeast-1', 'ap-southeast-2', 'ap-northeast-1', 'ap-northeast-2', 'sa-east-1',
+];
+
+const app = {
+  /** The answer of GET /v1/me for the signed-in user. */
+  me: null,
+  /** Keys created on this page, in clear text, by id: memory only, forgotten on leaving. */
+  freshKeys: new Map(),
+  /** Runs when the current page is left. */
+  leave: null,
+  expiryTimer: null,
+};
+
+const main = document.getElementById('main');
+
+const ROUTES = {
+  '/api-keys': internalKeysPage,
+  '/api-keys/internal': internalKeysPage,
+  '/api-keys/external': externalKeysPage,
+  '/profile': profilePage,
+  '/billing': billingPage,
+};
+
+boot();
+
+async function boot() {
+  setUpAvatarMenu();
+  onUnauthorized((error) => {
+    const message = error.code === 'session_ended'
+      ? error.message
+      : `You were signed out: ${error.message}`;
+    signOut(message);
+  });
+  window.addEventListener('hashchange', () => {
+    if (location.hash === '' || location.hash.startsWith('#/')) {
+      render();
+    }
+  });
+  // The skip link moves focus without touching the route in the URL.
+  document.querySelector('.skip-link').addEventListener('click', (event) => {
+    event.preventDefault();
+    main.focus();
+  });
+  if (!session.current()) {
+    showSignIn();
+    return;
+  }
+  try {
+    app.me = await request('GET', '/v1/me');
+  } catch (error) {
+    if (error.status !== 401) {
+      showSignIn(error.message);
+    }
+    return;
+  }
+  startSession();
+  render({ moveFocus: false });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session, routing and the page frame.
+
+function startSession() {
+  const account = document.getElementById('account');
+  account.hidden = false;
+  const who = app.me.display_name || app.me.user;
+  document.getElementById('avatar-initials').textContent = initials(who);
+  document.getElementById('avatar-label').textContent = `Account menu for ${who}`;
+  document.getElementById('menu-user').textContent = `Signed in as ${who}`;
+  clearTimeout(app.expiryTimer);
+  const current = session.current();
+  if (current) {
+    const remaining = Date.parse(current.expires_at) - Date.now();
+    app.expiryTimer = setTimeout(
+      () => signOut('Your session has ended. Sign in again.'),
+      Math.max(0, Math.min(remaining, 2 ** 31 - 1)),
+    );
+  }
+}
+
+function signOut(message) {
+  session.clear();
+  clearTimeout(app.expiryTimer);
+  app.me = null;
+  app.freshKeys.clear();
+  app.leave = null;
+  for (const dialog of document.querySelectorAll('dialog')) {
+    dialog.remove();
+  }
+  showSignIn(message);
+}
+
+function currentPath() {
+  const path = decodeURIComponent(location.hash.replace(/^#/, ''));
+  return path || '/api-keys';
+}
+
+function render({ moveFocus = true } = {}) {
+  if (!app.me || !session.current()) {
+    showSignIn();
+    return;
+  }
+  closeAvatarMenu(false);
+  if (app.leave) {
+    const leave = app.leave;
+    app.leave = null;
+    leave();
+  }
+  const page = ROUTES[currentPath()] ?? notFoundPage;
+  main.replaceChildren(page());
+  const heading = main.querySelector('h1');
+  document.title = heading ? `${heading.textContent} · keyledger` : 'keyledger';
+  if (moveFocus && heading) {
+    heading.focus();
+  }
+}
+
+function pageHeading(text) {
+  return h('h1', { tabindex: '-1' }, text);
+}
+
+function notFoundPage() {
+  return h(
+    'section',
+    { class: 'page' },
+    pageHeading('Page not found'),
+    h('p', {}, 'There is no such page. ', h('a', { href: '#/api-keys' }, 'Go to your API keys'), '.'),
+  );
+}
+
+function initials(name) {
+  const parts = name.split(/[\s._-]+/).filter(Boolean);
+  const letters = parts.length > 1 ? parts[0][0] + parts[1][0] : name.slice(0, 2);
+  return letters.toUpperCase();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sign-in.
+
+function showSignIn(message) {
+  closeAvatarMenu(false);
+  document.getElementById('account').hidden = true;
+  document.title = 'Sign in · keyledger';
+  const keyInput = h('input', {
+    id: 'sign-in-key',
+    name: 'key',
+    type: 'password',
+    autocomplete: 'off',
+    autocapitalize: 'off',
+    spellcheck: 'false',
+    required: true,
+  });
+  const keyField = field({
+    label: 'Internal API key',
+    input: keyInput,
+    hint: 'Starts with kl_. It is exchanged for a session token and is not stored in this browser.',
+  });
+  const formError = h('div', { class: 'notice notice-error', role: 'alert', hidden: true });
+  const submit = h('button', { type: 'submit', class: 'button button-primary' }, 'Sign in');
+  const form = h(
+    'form',
+    // POST, so that even without this script a key could never end up in a URL.
+    { class: 'form sign-in-form', method: 'post', action: '/', novalidate: true },
+    formError,
+    keyField.wrapper,
+    h('div', { class: 'form-actions' }, submit),
+  );
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (isBusy(submit)) {
+      return;
+    }
+    keyField.clearError();
+    formError.hidden = true;
+    const key = keyInput.value.trim();
+    const problem = checkInternalKey(key);
+    if (problem) {
+      keyField.showError(problem);
+      keyInput.focus();
+      return;
+    }
+    setBusy(submit, true, 'Signing in…');
+    try {
+      await signIn(key);
+      keyInput.value = '';
+      app.me = await request('GET', '/v1/me');
+    } catch (error) {
+      setBusy(submit, false);
+      session.clear();
+      if (error.field === 'key') {
+        keyField.showError(error.message);
+      } else {
+        formError.textContent = error.message;
+        formError.hidden = false;
+      }
+      keyInput.focus();
+      return;
+    }
+    startSession();
+    render();
+    announce(`Signed in as ${app.me.display_name || app.me.user}.`);
+  });
+  main.replaceChildren(
+    h(
+      'section',
+      { class: 'page page-narrow sign-in' },
+      h('h1', { tabindex: '-1' }, 'Sign in to keyledger'),
+      message ? h('p', { class: 'notice notice-info', role: 'status', id: 'sign-in-message' }, message) : null,
+      h(
+        'p',
+        { class: 'lead' },
+        'Sign in with one of your internal API keys. The first administrator\u2019s key is printed by ',
+        h('code', {}, 'keyledger serve'),
+        ' when it starts on an empty data directory.',
+      ),
+      form,
+    ),
+  );
+  keyInput.focus();
+}
+
+function checkInternalKey(key) {
+  if (!key) {
+    return 'Enter your internal API key.';
+  }
+  if (key.startsWith('kls_')) {
+    return 'This is a session token: sign in with an internal API key (kl_…) instead.';
+  }
+  if (!/^kl_[A-Za-z0-9]{38}$/.test(key)) {
+    return 'An internal API key is kl_ followed by 38 letters and digits. Check that it was copied whole.';
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The avatar menu (top right): API Keys, Profile, Billing, Sign out.
+
+function setUpAvatarMenu() {
+  const button = document.getElementById('avatar-button');
+  const menu = document.getElementById('avatar-menu');
+  const items = () => Array.from(menu.querySelectorAll('[role="menuitem"]'));
+  const open = (which) => {
+    menu.hidden = false;
+    button.setAttribute('aria-expanded', 'true');
+    const list = items();
+    (which === 'last' ? list[list.length - 1] : list[0]).focus();
+  };
+  button.addEventListener('click', () => {
+    if (menu.hidden) {
+      open('first');
+    } else {
+      closeAvatarMenu(true);
+    }
+  });
+  button.addEventListener('keydown', (event) => {
+    if (event.key === 'ArrowDown') {
+      event.preventDefault();
+      open('first');
+    } else if (event.key === 'ArrowUp') {
+      event.preventDefault();
+      open('last');
+    }
+  });
+  menu.addEventListener('keydown', (event) => {
+    const list = items();
+    const index = list.indexOf(document.activeElement);
+    const move = (to) => {
+      event.preventDefault();
+      list[(to + list.length) % list.length].focus();
+    };
+    switch (event.key) {
+      case 'ArrowDown':
+        move(index + 1);
+        break;
+      case 'ArrowUp':
+        move(index - 1);
+        break;
+      case 'Home':
+        move(0);
+        break;
+      case 'End':
+        move(list.length - 1);
+        break;
+      case 'Escape':
+        event.preventDefault();
+        closeAvatarMenu(true);
+        break;
+      case 'Tab':
+        closeAvatarMenu(false);
+        break;
+      case ' ':
+        if (document.activeElement instanceof HTMLAnchorElement) {
+          event.preventDefault();
+          document.activeElement.click();
+        }
+        break;
+      default:
+        break;
+    }
+  });
+  menu.addEventListener('click', (event) => {
+    const item = event.target.closest('[role="menuitem"]');
+    if (!item) {
+      return;
+    }
+    closeAvatarMenu(false);
+    // A menu item for the page already shown still takes the user to its top.
+    if (item instanceof HTMLAnchorElement && item.getAttribute('href') === location.hash) {
+      render();
+    }
+  });
+  document.getElementById('sign-out').addEventListener('click', () => {
+    signOut('You have signed out.');
+  });
+  document.addEventListener('click', (event) => {
+    if (!menu.hidden && !document.getElementById('account').contains(event.target)) {
+      closeAvatarMenu(false);
+    }
+  });
+}
+
+function closeAvatarMenu(returnFocus) {
+  const menu = document.getElementById('avatar-menu');
+  const button = document.getElementById('avatar-button');
+  if (menu.hidden) {
+    return;
+  }
+  menu.hidden = true;
+  button.setAttribute('aria-expanded', 'false');
+  if (returnFocus) {
+    button.focus();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces of the two key pages.
+
+function canManageKeys() {
+  return Array.isArray(app.me?.permissions) && app.me.permissions.includes(MANAGE_KEYS);
+}
+
+function keysPageHeader(active) {
+  const tab = (id, label, href) =>
+    h(
+      'li',
+      {},
+      h(
+        'a',
+        {
+          href,
+          class: id === active ? 'tab tab-active' : 'tab',
+          'aria-current': id === active ? 'page' : null,
+        },
+        label,
+      ),
+    );
+  return [
+    pageHeading('API Keys'),
+    h(
+      'p',
+      { class: 'lead' },
+      'Internal API keys let you use the REST API and the keyledger CLI. External API keys let the platform pull sample files from AWS and DNAnexus.',
+    ),
+    h(
+      'nav',
+      { class: 'tabs', 'aria-label': 'API key types' },
+      h('ul', {}, tab('internal', 'Internal', '#/api-keys/internal'), tab('external', 'External', '#/api-keys/external')),
+    ),
+  ];
+}
+
+function noPermissionPage() {
+  const roles = app.me.roles?.length ? app.me.roles.join(', ') : 'none';
+  return h(
+    'section',
+    { class: 'page' },
+    pageHeading('API Keys'),
+    h(
+      'div',
+      { class: 'notice notice-info panel', id: 'no-permission' },
+      h('h2', {}, 'You cannot manage API keys'),
+      h(
+        'p',
+        {},
+        'Creating, listing and deleting API keys needs the Manage API Keys permission (',
+        h('code', {}, MANAGE_KEYS),
+        `), and your roles (${roles}) do not include it.`,
+      ),
+      h(
+        'p',
+        {},
+        'Ask an administrator to give you a role that does, such as developer, then reload this page. Your ',
+        h('a', { href: '#/profile' }, 'profile'),
+        ' shows your roles and permissions.',
+      ),
+    ),
+  );
+}
+
+const ICON_PATHS = {
+  plus: ['M12 5v14', 'M5 12h14'],
+  trash: ['M4 7h16', 'M10 11v6', 'M14 11v6', 'M6 7l1 13h10l1-13', 'M9 7V4h6v3'],
+  copy: ['M9 9h11v11H9z', 'M5 15H4V4h11v1'],
+  check: ['M5 13l4 4L19 7'],
+  plug: ['M9 2v6', 'M15 2v6', 'M6 8h12v3a6 6 0 0 1-12 0z', 'M12 17v5'],
+};
+
+function icon(name) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', 'icon');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  for (const d of ICON_PATHS[name]) {
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+/** What a busy button showed before, to put back when it is done. */
+const idleContent = new WeakMap();
+
+function isBusy(button) {
+  return idleContent.has(button);
+}
+
+// Busy buttons stay focusable (aria-disabled, not disabled) so focus is not lost while waiting.
+function setBusy(button, busy, label) {
+  if (busy && !isBusy(button)) {
+    idleContent.set(button, Array.from(button.childNodes));
+    button.setAttribute('aria-disabled', 'true');
+    button.setAttribute('aria-busy', 'true');
+    if (label) {
+      button.textContent = label;
+    }
+  } else if (!busy && isBusy(button)) {
+    button.replaceChildren(...idleContent.get(button));
+    idleContent.delete(button);
+    button.removeAttribute('aria-disabled');
+    button.removeAttribute('aria-busy');
+  }
+}
+
+/** A notice area for a page: `show(kind, ...content)` replaces what it shows. */
+function noticeArea() {
+  const element = h('div', { class: 'notices' });
+  return {
+    element,
+    show(kind, ...content) {
+      const notice = h(
+        'div',
+        { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+        ...content,
+      );
+      element.replaceChildren(notice);
+      return notice;
+    },
+    clear() {
+      element.replaceChildren();
+    },
+  };
+}
+
+function checkText(value, what) {
+  if (!value) {
+    return `Enter a ${what}.`;
+  }
+  if ([...value].length > 64) {
+    return `Use at most 64 characters (this ${what} has ${[...value].length}).`;
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(value)) {
+    return 'Remove control characters such as tabs and line breaks.';
+  }
+  return null;
+}
+
+/** The duration choice of both create dialogs: presets, never, or a custom number of days. */
+function durationControl(prefix, { hint = 'The key stops working after this. It cannot be changed later.' } = {}) {
+  const select = h(
+    'select',
+    { id: `${prefix}-duration`, name: 'duration' },
+    DURATIONS.map(([value, label]) => h('option', { value, selected: value === DEFAULT_DURATION }, label)),
+  );
+  const days = h('input', {
+    id: `${prefix}-days`,
+    name: 'days',
+    type: 'text',
+    inputmode: 'numeric',
+    autocomplete: 'off',
+  });
+  const durationField = field({
+    label: 'Duration',
+    input: select,
+    hint,
+  });
+  const daysField = field({ label: 'Number of days', input: days });
+  daysField.wrapper.hidden = true;
+  select.addEventListener('change', () => {
+    daysField.wrapper.hidden = select.value !== 'custom';
+    daysField.clearError();
+  });
+  return {
+    wrapper: h('div', { class: 'duration' }, durationField.wrapper, daysField.wrapper),
+    clearErrors() {
+      durationField.clearError();
+      daysField.clearError();
+    },
+    /** `{value}` for the API, or `{error: input}` after showing what is wrong. */
+    read() {
+      if (select.value !== 'custom') {
+        return { value: select.value };
+      }
+      const raw = days.value.trim();
+      if (!/^\d{1,9}$/.test(raw) || Number(raw) < 1) {
+        daysField.showError('Enter a whole number of days, 1 or more.');
+        return { error: days };
+      }
+      return { value: `${Number(raw)}d` };
+    },
+    /** Shows an error the API reported for `duration`; returns the input to focus. */
+    showError(message) {
+      if (select.value === 'custom') {
+        daysField.showError(message);
+        return days;
+      }
+      durationField.showError(message);
+      return select;
+    },
+  };
+}
+
+/**
+ * Shows an API error in a dialog: under the field it names when the dialog has that field,
+ * otherwise in the dialog's error notice. Focuses what needs attention.
+ */
+function showApiError(error, fields, formError, fallbackFocus) {
+  const target = error.field ? fields[error.field] : null;
+  if (target) {
+    const input = target(error.message);
+    if (input) {
+      input.focus();
+      return;
+    }
+  }
+  formError.textContent = error.message;
+  formError.hidden = false;
+  fallbackFocus?.focus();
+}
+
+function dialogActions(cancelLabel, submitLabel, submitClass = 'button-primary') {
+  const cancel = h('button', { type: 'button', class: 'button' }, cancelLabel);
+  const submit = h('button', { type: 'submit', class: `button ${submitClass}` }, submitLabel);
+  return { cancel, submit, element: h('div', { class: 'dialog-actions' }, cancel, submit) };
+}
+
+function statusBadge(item) {
+  if (item.status === 'expired') {
+    return h('span', { class: 'badge badge-expired' }, 'Expired');
+  }
+  if (item.status !== 'active') {
+    return h('span', { class: 'badge' }, item.status);
+  }
+  // "Soon": within a week, and within the second half of the key's life (so that a 7-day key
+  // is not flagged from its first day).
+  const expires = item.expires_at ? Date.parse(item.expires_at) : NaN;
+  const created = Date.parse(item.created_at);
+  const left = expires - Date.now();
+  if (!Number.isNaN(left) && left < EXPIRING_SOON_MS && left < (expires - created) / 2) {
+    return h('span', { class: 'badge badge-warning' }, 'Expires soon');
+  }
+  return h('span', { class: 'badge badge-active' }, 'Active');
+}
+
+/**
+ * The grid both key pages use: a checkbox column, a toolbar with Create and Delete, bulk
+ * selection, and a notice area. `columns`: `[{label, cell(item), rowHeader?}]`.
+ */
+function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDelete, itemName, afterDraw }) {
+  let items = [];
+  let loaded = false;
+  const selected = new Set();
+  const notices = noticeArea();
+  const selection = h('p', { class: 'toolbar-status', 'aria-live': 'polite' });
+  const createButton = h('button', { type: 'button', class: 'button button-primary' }, icon('plus'), 'Create');
+  const deleteButton = h('button', { type: 'button', class: 'button button-danger', disabled: true }, icon('trash'), 'Delete');
+  const selectAll = h('input', { type: 'checkbox', 'aria-label': `Select all ${noun}s` });
+  const body = h('tbody');
+  const table = h(
+    'table',
+    { class: 'grid', id },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'col', class: 'select-cell' }, selectAll),
+        columns.map((column) => h('th', { scope: 'col' }, column.label)),
+      ),
+    ),
+    body,
+  );
+
+  const grid = {
+    items: () => items,
+    notices,
+    createButton,
+    /** Re-reads the list from the API and redraws. */
+    async reload() {
+      try {
+        items = (await load()) ?? [];
+        loaded = true;
+      } catch (error) {
+        loaded = true;
+        items = [];
+        notices.show('error', `Could not load your ${noun}s: ${error.message}`);
+      }
+      for (const chosen of [...selected]) {
+        if (!items.some((item) => item.id === chosen)) {
+          selected.delete(chosen);
+        }
+      }
+      grid.draw();
+    },
+    /** Replaces one item (after a change the API returned) and redraws. */
+    replace(updated) {
+      items = items.map((item) => (item.id === updated.id ? updated : item));
+      grid.draw();
+    },
+    draw() {
+      const rows = items.map((item) => {
+        const checkbox = h('input', {
+          type: 'checkbox',
+          'aria-label': `Select ${itemName(item)}`,
+          checked: selected.has(item.id),
+        });
+        checkbox.addEventListener('change', () => {
+          if (checkbox.checked) {
+            selected.add(item.id);
+          } else {
+            selected.delete(item.id);
+          }
+          grid.updateToolbar();
+        });
+        return h(
+          'tr',
+          { dataset: { id: item.id } },
+          h('td', { class: 'select-cell' }, checkbox),
+          columns.map((column) =>
+            column.rowHeader
+              ? h('th', { scope: 'row', 'data-label': column.label }, column.cell(item))
+              : h('td', { 'data-label': column.label }, column.cell(item)),
+          ),
+        );
+      });
+      if (!loaded) {
+        rows.push(h('tr', {}, h('td', { colspan: columns.length + 1, class: 'empty' }, 'Loading…')));
+      } else if (items.length === 0) {
+        rows.push(h('tr', {}, h('td', { colspan: columns.length + 1, class: 'empty' }, emptyText)));
+      }
+      body.replaceChildren(...rows);
+      grid.updateToolbar();
+      afterDraw?.(grid);
+    },
+    updateToolbar() {
+      const count = selected.size;
+      deleteButton.disabled = count === 0;
+      selectAll.checked = count > 0 && count === items.length;
+      selectAll.indeterminate = count > 0 && count < items.length;
+      selectAll.disabled = items.length === 0;
+      selection.textContent = count === 0 ? '' : `${count} selected`;
+    },
+    focusIn(itemId, selector) {
+      body.querySelector(`tr[data-id="${CSS.escape(itemId)}"] ${selector}`)?.focus();
+    },
+  };
+
+  selectAll.addEventListener('change', () => {
+    selected.clear();
+    if (selectAll.checked) {
+      for (const item of items) {
+        selected.add(item.id);
+      }
+    }
+    grid.draw();
+  });
+  createButton.addEventListener('click', () => onCreate(grid));
+  deleteButton.addEventListener('click', () => {
+    const chosen = items.filter((item) => selected.has(item.id));
+    if (chosen.length > 0) {
+      confirmDelete(chosen);
+    }
+  });
+
+  function confirmDelete(chosen) {
+    const many = chosen.length > 1;
+    const formError = h('div', { class: 'notice notice-error', role: 'alert', hidden: true });
+    const actions = dialogActions('Cancel', many ? `Delete ${chosen.length} ${noun}s` : `Delete ${noun}`, 'button-danger');
+    const form = h(
+      'form',
+      { class: 'form', novalidate: true },
+      formError,
+      h('ul', { class: 'delete-list' }, chosen.map((item) => h('li', {}, itemName(item)))),
+      actions.element,
+    );
+    const dialog = openDialog({
+      title: many ? `Delete ${chosen.length} ${noun}s?` : `Delete ${noun} \u201c${itemName(chosen[0])}\u201d?`,
+      description: 'Anything that uses them stops working at once. This cannot be undone.',
+      content: form,
+      initialFocus: actions.cancel,
+      returnFocus: () => createButton,
+    });
+    actions.cancel.addEventListener('click', () => dialog.close());
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (isBusy(actions.submit)) {
+        return;
+      }
+      setBusy(actions.submit, true, 'Deleting…');
+      const ids = chosen.map((item) => item.id);
+      try {
+        await onDelete(ids);
+      } catch (error) {
+        setBusy(actions.submit, false);
+        formError.textContent = error.message;
+        formError.hidden = false;
+        actions.submit.focus();
+        return;
+      }
+      for (const deleted of ids) {
+        selected.delete(deleted);
+      }
+      grid.updateToolbar();
+      dialog.close();
+      const done = many ? `Deleted ${ids.length} ${noun}s.` : `Deleted ${noun} \u201c${itemName(chosen[0])}\u201d.`;
+      notices.show('success', done);
+      announce(done);
+      await grid.reload();
+    });
+  }
+
+  grid.element = h(
+    'div',
+    { class: 'grid-section' },
+    h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': `${caption}: actions` }, createButton, deleteButton, selection),
+    notices.element,
+    h('div', { class: 'grid-scroll' }, table),
+  );
+  grid.draw();
+  return grid;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Internal keys.
+
+function internalKeysPage() {
+  if (!canManageKeys()) {
+    return noPermissionPage();
+  }
+  // Clear-text keys are forgotten as soon as the user leaves this page.
+  app.leave = () => app.freshKeys.clear();
+  const grid = keyGrid({
+    id: 'internal-keys',
+    caption: 'Internal API keys',
+    noun: 'key',
+    itemName: (key) => key.name,
+    emptyText: 'You have no internal API keys yet. Create one to use the REST API or the keyledger CLI.',
+    columns: [
+      { label: 'Name', rowHeader: true, cell: (key) => key.name },
+      { label: 'Key', cell: (key) => keyCell(key) },
+      { label: 'Created', cell: (key) => timeElement(key.created_at) },
+      { label: 'Expires', cell: (key) => timeElement(key.expires_at, 'Never') },
+      { label: 'Last used', cell: (key) => timeElement(key.last_used_at, 'Never') },
+      { label: 'Status', cell: (key) => statusBadge(key) },
+    ],
+    load: async () => (await request('GET', '/v1/api-keys')).keys,
+    onCreate: (grid) => openCreateApiKey(grid),
+    afterDraw: (drawn) => showFreshKeyNotice(drawn),
+    onDelete: async (ids) => {
+      await request('POST', '/v1/api-keys/delete', { body: { ids } });
+      for (const id of ids) {
+        app.freshKeys.delete(id);
+      }
+    },
+  });
+
+  function keyCell(key) {
+    const secret = app.freshKeys.get(key.id);
+    if (!secret) {
+      return h('code', { class: 'key-hint' }, key.hint);
+    }
+    const value = h('code', { class: 'secret-value', 'data-secret': true }, secret);
+    const copy = h(
+      'button',
+      { type: 'button', class: 'icon-button copy-button', 'aria-label': `Copy key ${key.name}`, title: 'Copy key' },
+      icon('copy'),
+    );
+    copy.addEventListener('click', () => copySecret(secret, value, copy));
+    return h('div', { class: 'secret' }, value, copy);
+  }
+
+  function showFreshKeyNotice(shown) {
+    const present = shown.items().filter((key) => app.freshKeys.has(key.id));
+    if (present.length === 0) {
+      if (shown.notices.element.querySelector('#fresh-key-notice')) {
+        shown.notices.clear();
+      }
+      return;
+    }
+    const forget = h('button', { type: 'button', class: 'button button-small' }, 'I have copied it');
+    forget.addEventListener('click', () => {
+      app.freshKeys.clear();
+      shown.draw();
+      shown.createButton.focus();
+      announce('The new key is hidden now; only its hint is shown.');
+    });
+    const notice = shown.notices.show(
+      'warning',
+      h('strong', {}, present.length > 1 ? 'Copy your new keys now.' : 'Copy your new key now.'),
+      ' It is shown here in clear text only once: after you leave or refresh this page, only its hint is shown.',
+      ' ',
+      forget,
+    );
+    notice.id = 'fresh-key-notice';
+  }
+
+  grid.reload();
+  return h('section', { class: 'page' }, keysPageHeader('internal'), grid.element);
+}
+
+async function copySecret(secret, valueElement, button) {
+  let copied = false;
+  try {
+    await navigator.clipboard.writeText(secret);
+    copied = true;
+  } catch {
+    // No clipboard API (a page served over plain HTTP from another host): select the text so
+    // that Ctrl+C copies it.
+    const range = document.createRange();
+    range.selectNodeContents(valueElement);
+    const selection = window.getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
+  }
+  const message = copied ? 'Key copied to the clipboard.' : 'The key is selected: press Ctrl+C (or \u2318C) to copy it.';
+  button.classList.toggle('copied', copied);
+  button.setAttribute('title', copied ? 'Copied' : 'Copy key');
+  button.replaceChildren(icon(copied ? 'check' : 'copy'));
+  announce(message);
+}
+
+function openCreateApiKey(grid) {
+  const requestId = newRequestId();
+  const formError = h('div', { class: 'notice notice-error', role: 'alert', hidden: true });
+  const name = field({
+    label: 'Name',
+    input: h('input', { id: 'key-name', name: 'name', type: 'text', autocomplete: 'off', spellcheck: 'false' }),
+    hint: 'What the key is for, such as \u201claptop\u201d or \u201cCI pipeline\u201d. Up to 64 characters.',
+  });
+  const duration = durationControl('key');
+  const actions = dialogActions('Cancel', 'Submit');
+  const form = h('form', { class: 'form', novalidate: true }, formError, name.wrapper, duration.wrapper, actions.element);
+  const dialog = openDialog({
+    title: 'Create API key',
+    description: 'The key is shown once, right after you submit. Copy it then.',
+    content: form,
+    returnFocus: () => grid.createButton,
+  });
+  actions.cancel.addEventListener('click', () => dialog.close());
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (isBusy(actions.submit)) {
+      return;
+    }
+    formError.hidden = true;
+    name.clearError();
+    duration.clearErrors();
+    const invalid = [];
+    const nameValue = name.input.value.trim();
+    const nameProblem = checkText(nameValue, 'name');
+    if (nameProblem) {
+      name.showError(nameProblem);
+      invalid.push(name.input);
+    }
+    const chosen = duration.read();
+    if (chosen.error) {
+      invalid.push(chosen.error);
+    }
+    if (invalid.length > 0) {
+      invalid[0].focus();
+      return;
+    }
+    setBusy(actions.submit, true, 'Creating…');
+    let created;
+    try {
+      created = await request('POST', '/v1/api-keys', {
+        body: { name: nameValue, duration: chosen.value },
+        requestId,
+      });
+    } catch (error) {
+      setBusy(actions.submit, false);
+      showApiError(
+        error,
+        {
+          name: (message) => (name.showError(message), name.input),
+          duration: (message) => duration.showError(message),
+        },
+        formError,
+        actions.submit,
+      );
+      return;
+    }
+    app.freshKeys.set(created.id, created.key);
+    dialog.close();
+    announce(`Created the key \u201c${created.name}\u201d. Copy it now: it is shown only once.`);
+    await grid.reload();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// External keys.
+
+function externalKeysPage() {
+  if (!canManageKeys()) {
+    return noPermissionPage();
+  }
+  const grid = keyGrid({
+    id: 'external-keys',
+    caption: 'External API keys',
+    noun: 'external key',
+    itemName: (key) => key.label,
+    emptyText: 'You have no external API keys yet. Create one for AWS or DNAnexus to import samples from there. You can have one per provider.',
+    columns: [
+      { label: 'Label', rowHeader: true, cell: (key) => key.label },
+      { label: 'Provider', cell: (key) => PROVIDERS[key.provider] ?? key.provider },
+      { label: 'Key', cell: (key) => h('code', { class: 'key-hint' }, key.hint) },
+      { label: 'Region', cell: (key) => (key.region ? h('span', { class: 'nowrap' }, key.region) : h('span', { class: 'muted' }, '—')) },
+      { label: 'Created', cell: (key) => timeElement(key.created_at) },
+      { label: 'Expires', cell: (key) => timeElement(key.expires_at, 'Never') },
+      { label: 'Last used', cell: (key) => timeElement(key.last_used_at, 'Never') },
+      { label: 'Last verified', cell: (key) => verifiedCell(key) },
+      { label: 'Status', cell: (key) => statusBadge(key) },
+      { label: 'Actions', cell: (key) => testButton(key) },
+    ],
+    load: async () => (await request('GET', '/v1/external-keys')).keys,
+    onCreate: (grid) => openCreateExternalKey(grid),
+    onDelete: (ids) => request('POST', '/v1/external-keys/delete', { body: { ids } }),
+  });
+
+  function verifiedCell(key) {
+    if (!key.last_verified_at) {
+      return h('span', { class: 'muted' }, 'Never');
+    }
+    const outcome = key.last_verified_ok
+      ? h('span', { class: 'badge badge-active' }, 'OK')
+      : h('span', { class: 'badge badge-expired' }, 'Failed');
+    return h(
+      'div',
+      { class: 'verified' },
+      timeElement(key.last_verified_at),
+      ' ',
+      outcome,
+      key.last_verified_detail ? h('span', { class: 'verified-detail' }, key.last_verified_detail) : null,
+    );
+  }
+
+  function testButton(key) {
+    const button = h(
+      'button',
+      { type: 'button', class: 'button button-small', 'data-action': 'test', 'aria-label': `Test ${key.label}` },
+      icon('plug'),
+      'Test',
+    );
+    button.addEventListener('click', async () => {
+      if (isBusy(button)) {
+        return;
+      }
+      setBusy(button, true, 'Testing…');
+      let tested;
+      try {
+        tested = await request('POST', `/v1/external-keys/${encodeURIComponent(key.id)}/verify`);
+      } catch (error) {
+        setBusy(button, false);
+        grid.notices.show('error', `Could not test \u201c${key.label}\u201d: ${error.message}`);
+        return;
+      }
+      grid.replace(tested);
+      const message = tested.last_verified_ok
+        ? `Tested \u201c${key.label}\u201d: ${PROVIDERS[key.provider] ?? key.provider} accepted it.`
+        : `Tested \u201c${key.label}\u201d: it did not work${tested.last_verified_detail ? ` (${tested.last_verified_detail})` : ''}.`;
+      grid.notices.show(tested.last_verified_ok ? 'success' : 'error', message);
+      grid.focusIn(key.id, '[data-action="test"]');
+    });
+    return button;
+  }
+
+  grid.reload();
+  return h(
+    'section',
+    { class: 'page' },
+    keysPageHeader('external'),
+    h(
+      'p',
+      { class: 'help' },
+      'The platform uses these credentials to pull sample files. You can have one external key per provider; ',
+      'secrets are stored encrypted and never shown again. Test checks a key against its provider.',
+    ),
+    grid.element,
+  );
+}
+
+function openCreateExternalKey(grid) {
+  const requestId = newRequestId();
+  const formError = h('div', { class: 'notice notice-error', role: 'alert', hidden: true, id: 'external-create-error' });
+  const label = field({
+    label: 'Label',
+    input: h('input', {
+      id: 'external-label', name: 'label', type: 'text', autocomplete: 'off', placeholder: 'genomics bucket',
+    }),
+  });
+  const provider = field({
+    label: 'Provider',
+    input: h(
+      'select',
+      { id: 'external-provider', name: 'provider' },
+      h('option', { value: '' }, 'Select a provider'),
+      h('option', { value: 'aws' }, PROVIDERS.aws),
+      h('option', { value: 'dnanexus' }, PROVIDERS.dnanexus),
+    ),
+  });
+  const accessKey = field({
+    label: 'Access key ID',
+    input: h('input', {
+      id: 'aws-access-key-id', name: 'access_key_id', type: 'text', autocomplete: 'off',
+      autocapitalize: 'characters', spellcheck: 'false', placeholder: 'AKIA…',
+    }),
+  });
+  const secret = field({
+    label: 'Secret access key',
+    input: h('input', {
+      id: 'aws-secret-access-key', name: 'secret_access_key', type: 'password', autocomplete: 'off', spellcheck: 'false',
+    }),
+  });
+  const regions = h('datalist', { id: 'aws-regions' }, AWS_REGIONS.map((region) => h('option', { value: region })));
+  const region = field({
+    label: 'Region',
+    input: h('input', {
+      id: 'aws-region', name: 'region', type: 'text', autocomplete: 'off', spellcheck: 'false',
+      list: 'aws-regions', placeholder: 'eu-west-2',
+    }),
+  });
+  const token = field({
+    label: 'API token',
+    input: h('input', { id: 'dnanexus-token', name: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false' }),
+  });
+  // One duration control, moved into the group of the provider chosen, after its own fields.
+  const duration = durationControl('external', { hint: null });
+  const awsDurationSlot = h('div', { class: 'slot' });
+  const dnanexusDurationSlot = h('div', { class: 'slot' });
+  const awsGroup = h(
+    'fieldset',
+    { class: 'provider-fields', hidden: true },
+    h('legend', {}, PROVIDERS.aws),
+    accessKey.wrapper,
+    secret.wrapper,
+    h('div', { class: 'field-row' }, region.wrapper, awsDurationSlot),
+    regions,
+  );
+  const dnanexusGroup = h(
+    'fieldset',
+    { class: 'provider-fields', hidden: true },
+    h('legend', {}, PROVIDERS.dnanexus),
+    token.wrapper,
+    dnanexusDurationSlot,
+  );
+  const actions = dialogActions('Cancel', 'Submit');
+  const form = h(
+    'form',
+    { class: 'form', novalidate: true },
+    formError,
+    h('div', { class: 'field-row' }, label.wrapper, provider.wrapper),
+    awsGroup,
+    dnanexusGroup,
+    actions.element,
+  );
+  const showProvider = () => {
+    const chosen = provider.input.value;
+    awsGroup.hidden = chosen !== 'aws';
+    dnanexusGroup.hidden = chosen !== 'dnanexus';
+    (chosen === 'dnanexus' ? dnanexusDurationSlot : awsDurationSlot).append(duration.wrapper);
+  };
+  showProvider();
+  provider.input.addEventListener('change', () => {
+    provider.clearError();
+    formError.hidden = true;
+    showProvider();
+  });
+  const dialog = openDialog({
+    title: 'Create external API key',
+    description: 'Fill in the label and select the provider. You can have one key per provider; its secret is stored encrypted and never shown again.',
+    content: form,
+    size: 'wide',
+    returnFocus: () => grid.createButton,
+  });
+  actions.cancel.addEventListener('click', () => dialog.close());
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (isBusy(actions.submit)) {
+      return;
+    }
+    formError.hidden = true;
+    for (const each of [label, provider, accessKey, secret, region, token]) {
+      each.clearError();
+    }
+    duration.clearErrors();
+    const invalid = [];
+    const check = (target, problem) => {
+      if (problem) {
+        target.showError(problem);
+        invalid.push(target.input);
+      }
+    };
+    const labelValue = label.input.value.trim();
+    check(label, checkText(labelValue, 'label'));
+    const chosen = provider.input.value;
+    check(provider, chosen ? null : 'Select a provider: Amazon Web Services or DNAnexus.');
+    const body = { label: labelValue, provider: chosen };
+    if (chosen === 'aws') {
+      const id = accessKey.input.value.trim();
+      const secretValue = secret.input.value.trim();
+      const regionValue = region.input.value.trim();
+      check(accessKey, /^(AKIA|ASIA)[A-Z0-9]{16}$/.test(id)
+        ? null
+        : 'An AWS access key ID is AKIA or ASIA followed by 16 uppercase letters or digits.');
+      check(secret, /^[A-Za-z0-9/+=]{40}$/.test(secretValue)
+        ? null
+        : 'An AWS secret access key is 40 characters: letters, digits, /, + or =.');
+      check(region, /^[a-z]{2,}(-[a-z]+)?-[a-z]+-\d{1,2}$/.test(regionValue)
+        ? null
+        : 'Enter an AWS region such as us-east-1 or eu-west-2.');
+      body.aws = { access_key_id: id, secret_access_key: secretValue, region: regionValue };
+    } else if (chosen === 'dnanexus') {
+      const tokenValue = token.input.value.trim();
+      check(token, /^[A-Za-z0-9._-]{16,256}$/.test(tokenValue)
+        ? null
+        : 'A DNAnexus token is 16 to 256 letters, digits, -, _ or . characters.');
+      body.dnanexus = { token: tokenValue };
+    }
+    if (chosen) {
+      const picked = duration.read();
+      if (picked.error) {
+        invalid.push(picked.error);
+      } else {
+        body.duration = picked.value;
+      }
+    }
+    if (invalid.length > 0) {
+      invalid[0].focus();
+      return;
+    }
+    setBusy(actions.submit, true, 'Saving…');
+    let created;
+    try {
+      created = await request('POST', '/v1/external-keys', { body, requestId });
+    } catch (error) {
+      setBusy(actions.submit, false);
+      const show = (target) => (message) => (target.showError(message), target.input);
+      showApiError(
+        error,
+        {
+          label: show(label),
+          provider: show(provider),
+          access_key_id: show(accessKey),
+          secret_access_key: show(secret),
+          region: show(region),
+          token: show(token),
+          duration: (message) => duration.showError(message),
+        },
+        formError,
+        actions.submit,
+      );
+      return;
+    }
+    dialog.close();
+    const done = `Stored the ${PROVIDERS[created.provider] ?? created.provider} key \u201c${created.label}\u201d.`;
+    grid.notices.show('success', done);
+    announce(done);
+    await grid.reload();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile and billing.
+
+function externalKeysLinks() {
+  return h(
+    'section',
+    { class: 'panel' },
+    h('h2', {}, 'API keys'),
+    h(
+      'ul',
+      { class: 'link-list' },
+      h('li', {}, h('a', { href: '#/api-keys/internal' }, 'Internal API keys'), ' \u2014 for the REST API and the CLI'),
+      h('li', {}, h('a', { href: '#/api-keys/external' }, 'External API keys'), ' \u2014 AWS and DNAnexus credentials for sample imports'),
+    ),
+  );
+}
+
+function profilePage() {
+  const me = app.me;
+  const current = session.current();
+  const row = (term, ...details) => [h('dt', {}, term), h('dd', {}, ...details)];
+  const chips = (values) =>
+    values.length
+      ? h('ul', { class: 'chips' }, values.map((value) => h('li', {}, h('code', {}, value))))
+      : h('span', { class: 'muted' }, 'none');
+  return h(
+    'section',
+    { class: 'page' },
+    pageHeading('Profile'),
+    h(
+      'section',
+      { class: 'panel' },
+      h('h2', {}, 'You'),
+      h(
+        'dl',
+        { class: 'details' },
+        row('User', h('code', {}, me.user)),
+        row('Display name', me.display_name ?? h('span', { class: 'muted' }, 'not set')),
+        row('Roles', chips(me.roles ?? [])),
+        row('Permissions', chips(me.permissions ?? [])),
+        row('Signed in with key', h('code', {}, me.key_id)),
+        row('Session ends', timeElement(current?.expires_at)),
+      ),
+    ),
+    externalKeysLinks(),
+  );
+}
+
+function billingPage() {
+  return h(
+    'section',
+    { class: 'page' },
+    pageHeading('Billing'),
+    h(
+      'section',
+      { class: 'panel' },
+      h('h2', {}, 'Plans and invoices'),
+      h('p', {}, 'keyledger keeps no billing information: plans, usage and invoices are managed by the platform.'),
+    ),
+    h(
+      'section',
+      { class: 'panel' },
+      h('h2', {}, 'Storage credentials'),
+      h(
+        'p',
+        {},
+        'Sample imports from AWS S3 and DNAnexus use your external API keys. ',
+        h('a', { href: '#/api-keys/external' }, 'Manage your external API keys'),
+        '.',
+      ),
+    ),
+  );
+}

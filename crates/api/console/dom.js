@@ -1,0 +1,232 @@
+// Small DOM helpers: elements are built from text nodes, never from HTML strings, so nothing the
+// API returns can become markup. Also dates, announcements, and accessible modal dialogs.
+
+/**
+ * Builds an element. `props`: `class`, `text`, `on<event>` listeners, `dataset`, and attributes
+ * (true: present, false/null/undefined: absent). Children: nodes, strings, or arrays of them.
+ */
+export function h(tag, props = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) {
+      continue;
+    }
+    if (name === 'class') {
+      element.className = value;
+    } else if (name === 'text') {
+      element.textContent = value;
+    } else if (name === 'dataset') {
+      Object.assign(element.dataset, value);
+    } else if (name.startsWith('on') && typeof value === 'function') {
+      element.addEventListener(name.slice(2).toLowerCase(), value);
+    } else if (value === true) {
+      element.setAttribute(name, '');
+    } else {
+      element.setAttribute(name, String(value));
+    }
+  }
+  appendAll(element, children);
+  return element;
+}
+
+function appendAll(parent, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) {
+      continue;
+    }
+    if (Array.isArray(child)) {
+      appendAll(parent, child);
+    } else if (child instanceof Node) {
+      parent.append(child);
+    } else {
+      parent.append(document.createTextNode(String(child)));
+    }
+  }
+}
+
+let uniqueCounter = 0;
+
+/** A document-unique id with a readable prefix. */
+export function uniqueId(prefix) {
+  uniqueCounter += 1;
+  return `${prefix}-${uniqueCounter}`;
+}
+
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  year: 'numeric',
+  month: 'short',
+  day: 'numeric',
+  hour: '2-digit',
+  minute: '2-digit',
+  hourCycle: 'h23',
+});
+
+/** A `<time>` element for an RFC 3339 timestamp, or `empty` when there is none. */
+export function timeElement(iso, empty = '—') {
+  if (!iso) {
+    return h('span', { class: 'muted' }, empty);
+  }
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) {
+    return h('span', {}, iso);
+  }
+  return h('time', { datetime: iso, title: date.toISOString() }, dateTimeFormat.format(date));
+}
+
+/** Says `message` to screen readers through the page's polite live region. */
+export function announce(message) {
+  const region = document.getElementById('announcer');
+  if (!region) {
+    return;
+  }
+  region.textContent = '';
+  // A change after a tick is announced even when the text repeats.
+  setTimeout(() => {
+    region.textContent = message;
+  }, 50);
+}
+
+const FOCUSABLE = [
+  'a[href]',
+  'button:not([disabled])',
+  'input:not([disabled]):not([type="hidden"])',
+  'select:not([disabled])',
+  'textarea:not([disabled])',
+  '[tabindex]:not([tabindex="-1"])',
+].join(',');
+
+/** The elements of `root` that Tab reaches, in order, skipping hidden ones. */
+export function focusableIn(root) {
+  return Array.from(root.querySelectorAll(FOCUSABLE)).filter(
+    (element) => !element.closest('[hidden]') && element.getClientRects().length > 0,
+  );
+}
+
+/**
+ * Opens a modal dialog. Focus moves into it (to `initialFocus` or its first field) and is kept
+ * inside it (Tab and Shift+Tab wrap); Escape or `close()` closes it and gives focus back to the
+ * element that had it before (or to `returnFocus()` when that element is gone or disabled).
+ * Returns `{dialog, body, close}`.
+ */
+export function openDialog({ title, description, content, initialFocus, returnFocus, onClose, size }) {
+  const opener = document.activeElement;
+  const titleId = uniqueId('dialog-title');
+  const descriptionId = description ? uniqueId('dialog-description') : null;
+  const body = h('div', { class: 'dialog-body' });
+  const dialog = h(
+    'dialog',
+    {
+      class: size === 'wide' ? 'dialog dialog-wide' : 'dialog',
+      'aria-labelledby': titleId,
+      'aria-describedby': descriptionId,
+      'aria-modal': 'true',
+    },
+    h('h2', { id: titleId, class: 'dialog-title' }, title),
+    description ? h('p', { id: descriptionId, class: 'dialog-description' }, description) : null,
+    body,
+  );
+  if (content) {
+    body.append(content);
+  }
+  let closed = false;
+  const close = (result) => {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    if (dialog.open) {
+      dialog.close();
+    }
+    dialog.remove();
+    const fallback = typeof returnFocus === 'function' ? returnFocus() : null;
+    const target = opener instanceof HTMLElement && opener.isConnected && !opener.disabled ? opener : fallback;
+    if (target instanceof HTMLElement) {
+      target.focus();
+    }
+    if (onClose) {
+      onClose(result);
+    }
+  };
+  dialog.addEventListener('cancel', (event) => {
+    // Escape: close through `close` so that focus goes back where it came from.
+    event.preventDefault();
+    close();
+  });
+  dialog.addEventListener('keydown', (event) => {
+    if (event.key === 'Escape') {
+      event.preventDefault();
+      close();
+      return;
+    }
+    if (event.key !== 'Tab') {
+      return;
+    }
+    const focusable = focusableIn(dialog);
+    if (focusable.length === 0) {
+      event.preventDefault();
+      return;
+    }
+    const first = focusable[0];
+    const last = focusable[focusable.length - 1];
+    if (event.shiftKey && (document.activeElement === first || !dialog.contains(document.activeElement))) {
+      event.preventDefault();
+      last.focus();
+    } else if (!event.shiftKey && (document.activeElement === last || !dialog.contains(document.activeElement))) {
+      event.preventDefault();
+      first.focus();
+    }
+  });
+  document.body.append(dialog);
+  dialog.showModal();
+  const target = (typeof initialFocus === 'function' ? initialFocus() : initialFocus) ?? focusableIn(dialog)[0];
+  if (target instanceof HTMLElement) {
+    target.focus();
+  }
+  return { dialog, body, close };
+}
+
+/**
+ * A labelled form field: `{wrapper, input, showError(message), clearError()}`. The error is tied
+ * to the input with aria-describedby and aria-invalid.
+ */
+export function field({ label, input, hint }) {
+  const id = input.id || uniqueId('field');
+  input.id = id;
+  const hintId = hint ? `${id}-hint` : null;
+  const errorId = `${id}-error`;
+  const error = h('p', { class: 'field-error', id: errorId, hidden: true });
+  const describedBy = () => [hintId, error.hidden ? null : errorId].filter(Boolean).join(' ');
+  const wrapper = h(
+    'div',
+    { class: 'field' },
+    h('label', { for: id }, label),
+    hint ? h('p', { class: 'field-hint', id: hintId }, hint) : null,
+    input,
+    error,
+  );
+  const refresh = () => {
+    const value = describedBy();
+    if (value) {
+      input.setAttribute('aria-describedby', value);
+    } else {
+      input.removeAttribute('aria-describedby');
+    }
+  };
+  refresh();
+  return {
+    wrapper,
+    input,
+    showError(message) {
+      error.textContent = message;
+      error.hidden = false;
+      input.setAttribute('aria-invalid', 'true');
+      refresh();
+    },
+    clearError() {
+      error.textContent = '';
+      error.hidden = true;
+      input.removeAttribute('aria-invalid');
+      refresh();
+    },
+  };
+}

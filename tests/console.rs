@@ -1,0 +1,198 @@
+//! The web console: its HTTP headers, and the seed page's whole workflow in a real browser —
+//! headless Debian Chromium driven by playwright-core (`tests/console/e2e.mjs`) against the real
+//! `keyledger serve`. The browser and the npm packages are installed by
+//! `scripts/console-deps.sh` when missing; if that fails the test fails and says why (it is never
+//! skipped).
+//!
+//! `KEYLEDGER_UPDATE_SCREENSHOTS=1` makes the browser test write its screenshots to
+//! `docs/console/` (the pictures in docs/console.md) instead of the target directory.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::Server;
+
+const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+/// Installing Chromium from Debian's packages took ~40 s here; leave room for a slow mirror.
+const INSTALL_LIMIT: Duration = Duration::from_secs(900);
+/// The browser run took ~8 s here; the script gives up by itself after 240 s.
+const BROWSER_LIMIT: Duration = Duration::from_secs(300);
+
+#[test]
+fn the_console_is_served_with_its_security_headers() {
+    let server = Server::start();
+    for (path, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/app.css", "text/css; charset=utf-8"),
+        ("/console/favicon.svg", "image/svg+xml"),
+    ] {
+        let response = server.send("GET", path, None, None);
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert_eq!(header("content-type"), content_type, "{path}");
+        assert_eq!(header("content-security-policy"), CONSOLE_CSP, "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        assert_eq!(header("cache-control"), "no-cache", "{path}");
+        assert!(!header("etag").is_empty(), "{path}");
+    }
+    let page = server
+        .send("GET", "/", None, None)
+        .text()
+        .expect("the page");
+    assert!(page.contains("<script type=\"module\" src=\"/console/app.js\"></script>"));
+
+    // Unknown console files are a JSON 404; the API keeps its own, stricter policy.
+    let (status, body) = server.call("GET", "/console/missing.js", None, None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let api = server.send("GET", "/healthz", None, None);
+    let api_policy = api
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(api_policy.starts_with("default-src 'none'"), "{api_policy}");
+}
+
+#[test]
+fn the_seed_workflow_in_a_real_browser() {
+    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    install_browser(&repository);
+
+    let server = Server::start();
+    server.create_user("dana", &["developer"]);
+    server.create_user("mia", &["member"]);
+    let keys = json!({
+        "developer": { "user": "dana", "key": issue_key(&server, "dana") },
+        "member": { "user": "mia", "key": issue_key(&server, "mia") },
+    });
+    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
+        repository.join("docs/console")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
+    };
+
+    let mut command = Command::new("node");
+    command
+        .arg(repository.join("tests/console/e2e.mjs"))
+        .arg(&server.base)
+        .arg(keys.to_string())
+        .arg(&screenshots)
+        .current_dir(&repository);
+    let run = run_bounded(command, BROWSER_LIMIT)
+        .unwrap_or_else(|err| panic!("cannot run `node tests/console/e2e.mjs`: {err}"));
+    eprintln!("{}{}", run.stdout, run.stderr);
+    assert!(
+        run.success,
+        "the console's browser test failed:\n{}{}\nserver output:\n{}",
+        run.stdout,
+        run.stderr,
+        server.output()
+    );
+    assert!(run.stdout.contains("console e2e: passed"), "{}", run.stdout);
+}
+
+/// An internal key for `user`, issued by the admin.
+fn issue_key(server: &Server, user: &str) -> String {
+    let (status, body) = server.call(
+        "POST",
+        &format!("/v1/users/{user}/api-keys"),
+        Some(&server.admin_key),
+        Some(&json!({ "name": "console test", "duration": "1d" })),
+    );
+    assert_eq!(status, 201, "issue a key for {user}: {body}");
+    body["key"].as_str().expect("key").to_owned()
+}
+
+/// Runs scripts/console-deps.sh (Chromium from Debian, playwright-core from npm, when missing).
+fn install_browser(repository: &Path) {
+    let mut command = Command::new("bash");
+    command
+        .arg(repository.join("scripts/console-deps.sh"))
+        .current_dir(repository);
+    let installed = run_bounded(command, INSTALL_LIMIT);
+    match installed {
+        Ok(run) if run.success => {}
+        Ok(run) => panic!(
+            "the console's browser test needs Chromium (/usr/bin/chromium) and the npm packages of \
+             tests/console, and scripts/console-deps.sh could not install them:\n{}{}\n\
+             Install them by hand (`sudo apt-get install -y chromium` and \
+             `npm ci --prefix tests/console`), then run the test again.",
+            run.stdout, run.stderr
+        ),
+        Err(err) => panic!("cannot run scripts/console-deps.sh: {err}"),
+    }
+}
+
+struct Run {
+    success: bool,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs a command to its end, killing it and everything it started (its process group: node's
+/// Chromium, apt-get's helpers) if it takes longer than `limit`.
+fn run_bounded(mut command: Command, limit: Duration) -> std::io::Result<Run> {
+    let mut child = command
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(format!("-{}", child.id()))
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let mut stderr = stderr.join().unwrap_or_default();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {} s)\n", limit.as_secs()));
+    }
+    Ok(Run {
+        success: status.is_some_and(|s| s.success()),
+        stdout,
+        stderr,
+    })
+}
+
+/// Reads a child's output stream to its end on a thread of its own.
+fn drain<R: Read + Send + 'static>(stream: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stream) = stream {
+            let _ = stream.read_to_string(&mut text);
+        }
+        text
+    })
+}

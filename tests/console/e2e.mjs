@@ -1,0 +1,573 @@
+// End-to-end test of the keyledger web console in headless Debian Chromium, driven by
+// playwright-core. Started by `cargo test` (tests/console.rs) against a real `keyledger serve`:
+//
+//   node tests/console/e2e.mjs <base url> <keys as JSON> [screenshot dir]
+//
+// keys: {"developer": {"user": "...", "key": "kl_..."}, "member": {"user": "...", "key": "kl_..."}}
+// The developer may manage API keys; the member may not. With a screenshot dir, every page and
+// dialog is saved there as PNG (1280×800, plus one phone-sized).
+//
+// It walks the seed page's workflow (sign in, create two internal keys, copy one and use it
+// against the API, refresh and see only hints, delete both with the checkboxes; create an AWS
+// key, be refused a second one, create a DNAnexus key, test, delete them; a member is turned
+// away) and checks that every request went to the vault's own origin, that the CSP header is
+// there, and that the page logged no error.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const CHROMIUM = process.env.KEYLEDGER_CHROMIUM || '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const WHOLE_RUN_LIMIT_MS = 240_000;
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+const AWS = {
+  access_key_id: 'AKIAIOSFODNN7EXAMPLE',
+  secret_access_key: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY',
+  region: 'eu-west-2',
+};
+const DNANEXUS_TOKEN = 'dxTOKENforTHEconsoleTEST0123456789';
+
+const [base, keysJson, screenshotDir] = process.argv.slice(2);
+if (!base || !keysJson) {
+  console.error('usage: node tests/console/e2e.mjs <base url> <keys as JSON> [screenshot dir]');
+  process.exit(2);
+}
+const origin = new URL(base).origin;
+const users = JSON.parse(keysJson);
+for (const who of ['developer', 'member']) {
+  assert.ok(users[who]?.user && users[who]?.key, `keys JSON needs ${who}.user and ${who}.key`);
+}
+if (screenshotDir) {
+  mkdirSync(screenshotDir, { recursive: true });
+}
+
+// What every page did, for the checks at the end.
+const requests = [];
+const consoleErrors = [];
+const pageErrors = [];
+const failedRequests = [];
+const errorResponses = [];
+const expectedErrors = [];
+const documentHeaders = [];
+let stepName = 'start';
+let stepCount = 0;
+
+const watchdog = setTimeout(() => {
+  console.error(`console e2e: gave up after ${WHOLE_RUN_LIMIT_MS / 1000} s, during: ${stepName}`);
+  process.exit(1);
+}, WHOLE_RUN_LIMIT_MS);
+watchdog.unref();
+
+function step(name) {
+  stepName = name;
+  stepCount += 1;
+  console.log(`console e2e: ${name}`);
+}
+
+/** The next API answer `status` for `method path` is expected (a refusal the test provokes). */
+function expectError(method, pathPattern, status) {
+  expectedErrors.push({ method, pathPattern, status });
+}
+
+function watch(page, label) {
+  page.on('request', (request) => {
+    requests.push({ page: label, method: request.method(), url: request.url(), body: request.postData() });
+  });
+  page.on('requestfailed', (request) => {
+    failedRequests.push(`${label}: ${request.method()} ${request.url()}: ${request.failure()?.errorText}`);
+  });
+  page.on('response', (response) => {
+    const request = response.request();
+    if (request.resourceType() === 'document') {
+      documentHeaders.push({ url: response.url(), headers: response.headers() });
+    }
+    if (response.status() >= 400) {
+      errorResponses.push({ method: request.method(), path: new URL(response.url()).pathname, status: response.status() });
+    }
+  });
+  page.on('console', (message) => {
+    if (message.type() === 'error' || message.type() === 'warning') {
+      consoleErrors.push({ page: label, type: message.type(), text: message.text() });
+    }
+  });
+  page.on('pageerror', (error) => pageErrors.push(`${label}: ${error.message}`));
+}
+
+async function shot(page, name) {
+  if (screenshotDir) {
+    await page.screenshot({ path: join(screenshotDir, `${name}.png`), animations: 'disabled', caret: 'hide' });
+  }
+}
+
+async function focusedIn(page, selector) {
+  return page.evaluate((s) => Boolean(document.activeElement?.closest(s)), selector);
+}
+
+async function focusedId(page) {
+  return page.evaluate(() => document.activeElement?.id ?? '');
+}
+
+async function apiMe(key) {
+  const response = await fetch(`${origin}/v1/me`, { headers: { Authorization: `Bearer ${key}` } });
+  return { status: response.status, body: await response.json() };
+}
+
+function row(page, gridId, name) {
+  return page.locator(`#${gridId} tbody tr`, { has: page.getByRole('rowheader', { name, exact: true }) });
+}
+
+async function signIn(page, key) {
+  await page.getByLabel('Internal API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'API Keys' }).waitFor();
+}
+
+async function openAvatarMenu(page) {
+  await page.getByRole('button', { name: /^Account menu/ }).click();
+  await page.getByRole('menu').waitFor();
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: CHROMIUM_ARGS,
+  timeout: 30_000,
+});
+let currentPage = null;
+
+try {
+  const context = await browser.newContext({
+    viewport: DESKTOP,
+    locale: 'en-US',
+    timezoneId: 'UTC',
+    colorScheme: 'light',
+    reducedMotion: 'reduce',
+  });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  const page = await context.newPage();
+  currentPage = page;
+  page.setDefaultTimeout(10_000);
+  watch(page, 'desktop');
+  const developer = users.developer;
+
+  // ---------------------------------------------------------------------------------------
+  step('the page loads with its security headers');
+  const landing = await page.goto(`${base}/`);
+  assert.equal(landing.status(), 200);
+  const headers = landing.headers();
+  assert.equal(headers['content-security-policy'], CSP, 'the page carries the strict CSP');
+  assert.equal(headers['x-content-type-options'], 'nosniff');
+  assert.equal(headers['referrer-policy'], 'no-referrer');
+  assert.equal(headers['x-frame-options'], 'DENY');
+  assert.ok(headers['cache-control'], 'Cache-Control is set');
+  await page.getByRole('heading', { level: 1, name: 'Sign in to keyledger' }).waitFor();
+  assert.equal(await focusedId(page), 'sign-in-key', 'focus starts in the key field');
+  await shot(page, '01-sign-in');
+
+  step('sign-in: client-side and API messages');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText('Enter your internal API key.').waitFor();
+  assert.equal(await page.getByLabel('Internal API key').getAttribute('aria-invalid'), 'true');
+  await page.getByLabel('Internal API key').fill('not a key');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByText(/An internal API key is kl_ followed by 38 letters and digits/).waitFor();
+  expectError('POST', /^\/v1\/auth\/login$/, 401);
+  await page.getByLabel('Internal API key').fill(`kl_${'A'.repeat(38)}`);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const refusal = page.getByRole('alert').filter({ hasText: /\S/ });
+  await refusal.waitFor();
+  const refusalText = (await refusal.textContent()).trim();
+  assert.ok(refusalText.length > 5, `the API's refusal is shown: ${refusalText}`);
+  await shot(page, '02-sign-in-refused');
+
+  step('sign in as the developer: the internal keys page is the default');
+  await signIn(page, developer.key);
+  assert.equal(new URL(page.url()).hash, '', 'the key never reaches the URL');
+  assert.equal(await page.getByRole('link', { name: 'Internal' }).getAttribute('aria-current'), 'page');
+  await page.locator('#internal-keys tbody tr[data-id]').first().waitFor();
+  const storage = await page.evaluate(() => ({
+    session: JSON.stringify(sessionStorage),
+    local: localStorage.length,
+  }));
+  assert.ok(!storage.session.includes(developer.key), 'the key is not in sessionStorage');
+  assert.ok(storage.session.includes('kls_'), 'the session token is in sessionStorage');
+  assert.equal(storage.local, 0, 'nothing in localStorage');
+  assert.equal(await page.locator('#sign-in-key').count(), 0, 'the key field is gone');
+  await shot(page, '03-internal-keys');
+  await page.locator('.skip-link').focus();
+  await page.keyboard.press('Enter');
+  assert.equal(await focusedId(page), 'main', 'the skip link moves focus to the content');
+  assert.equal(new URL(page.url()).hash, '', 'and leaves the route alone');
+  await page.getByRole('table', { name: 'Internal API keys' }).waitFor();
+
+  step('the avatar menu, by keyboard');
+  const avatar = page.getByRole('button', { name: /^Account menu for / });
+  await avatar.focus();
+  await page.keyboard.press('ArrowDown');
+  await page.getByRole('menu').waitFor();
+  assert.equal(await avatar.getAttribute('aria-expanded'), 'true');
+  const items = await page.getByRole('menuitem').allTextContents();
+  assert.deepEqual(items.map((t) => t.trim()), ['API Keys', 'Profile', 'Billing', 'Sign out']);
+  assert.equal((await page.evaluate(() => document.activeElement.textContent)).trim(), 'API Keys');
+  await page.keyboard.press('ArrowDown');
+  assert.equal((await page.evaluate(() => document.activeElement.textContent)).trim(), 'Profile');
+  await shot(page, '04-avatar-menu');
+  await page.keyboard.press('Escape');
+  await page.getByRole('menu').waitFor({ state: 'hidden' });
+  assert.equal(await avatar.getAttribute('aria-expanded'), 'false');
+  assert.ok(await focusedIn(page, '#avatar-button'), 'Escape gives focus back to the avatar');
+
+  step('create dialog: validation messages, focus trap, Escape');
+  const createButton = page.getByRole('button', { name: 'Create', exact: true });
+  await createButton.click();
+  const createDialog = page.getByRole('dialog', { name: 'Create API key' });
+  await createDialog.waitFor();
+  assert.equal(await focusedId(page), 'key-name', 'focus moves to the first field');
+  const durationOptions = await createDialog.getByLabel('Duration').locator('option').allTextContents();
+  assert.deepEqual(durationOptions, ['1 day', '7 days', '30 days', '60 days', '90 days', '1 year', 'Never', 'Custom number of days']);
+  await shot(page, '05-create-key');
+  await createDialog.getByRole('button', { name: 'Submit' }).click();
+  await createDialog.getByText('Enter a name.').waitFor();
+  assert.equal(await focusedId(page), 'key-name');
+  await createDialog.getByLabel('Name').fill('laptop');
+  await createDialog.getByLabel('Duration').selectOption('custom');
+  await createDialog.getByLabel('Number of days').fill('ten');
+  await createDialog.getByRole('button', { name: 'Submit' }).click();
+  await createDialog.getByText('Enter a whole number of days, 1 or more.').waitFor();
+  expectError('POST', /^\/v1\/api-keys$/, 400);
+  await createDialog.getByLabel('Number of days').fill('5000');
+  await createDialog.getByRole('button', { name: 'Submit' }).click();
+  await createDialog.getByText('duration: must be at most 3650 days').waitFor();
+  await shot(page, '06-create-key-refused');
+  for (let i = 0; i < 8; i += 1) {
+    await page.keyboard.press('Tab');
+    assert.ok(await focusedIn(page, 'dialog'), 'Tab stays inside the dialog');
+  }
+  for (let i = 0; i < 8; i += 1) {
+    await page.keyboard.press('Shift+Tab');
+    assert.ok(await focusedIn(page, 'dialog'), 'Shift+Tab stays inside the dialog');
+  }
+  await page.keyboard.press('Escape');
+  await createDialog.waitFor({ state: 'hidden' });
+  assert.equal((await page.evaluate(() => document.activeElement.textContent)).trim(), 'Create', 'focus returns to Create');
+
+  step('create the first key: shown once in clear text, with a copy icon');
+  await createButton.click();
+  await createDialog.getByLabel('Name').fill('laptop');
+  await createDialog.getByLabel('Duration').selectOption('30d');
+  await createDialog.getByRole('button', { name: 'Submit' }).click();
+  await createDialog.waitFor({ state: 'hidden' });
+  const laptopRow = row(page, 'internal-keys', 'laptop');
+  await laptopRow.locator('[data-secret]').waitFor();
+  await page.locator('#fresh-key-notice').waitFor();
+  const laptopKey = (await laptopRow.locator('[data-secret]').textContent()).trim();
+  assert.match(laptopKey, /^kl_[A-Za-z0-9]{38}$/);
+  const laptopId = await laptopRow.getAttribute('data-id');
+  await shot(page, '07-key-created');
+
+  step('copy the key and use it against the API');
+  await laptopRow.getByRole('button', { name: 'Copy key laptop' }).click();
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(copied, laptopKey, 'the clipboard holds the displayed key');
+  const me = await apiMe(copied);
+  assert.equal(me.status, 200, JSON.stringify(me.body));
+  assert.equal(me.body.user, developer.user);
+  assert.equal(me.body.key_id, laptopId);
+
+  step('create the second key with the keyboard only');
+  await createButton.focus();
+  await page.keyboard.press('Enter');
+  await createDialog.waitFor();
+  await page.keyboard.type('ci pipeline');
+  await page.keyboard.press('Tab');
+  assert.equal(await focusedId(page), 'key-duration');
+  await createDialog.getByLabel('Duration').selectOption('1y');
+  await createDialog.getByLabel('Name').focus();
+  await page.keyboard.press('Enter');
+  await createDialog.waitFor({ state: 'hidden' });
+  const ciRow = row(page, 'internal-keys', 'ci pipeline');
+  await ciRow.locator('[data-secret]').waitFor();
+  const ciKey = (await ciRow.locator('[data-secret]').textContent()).trim();
+  assert.equal((await apiMe(ciKey)).status, 200);
+
+  step('refresh: only the hints are shown');
+  await page.reload();
+  await page.getByRole('heading', { level: 1, name: 'API Keys' }).waitFor();
+  await laptopRow.waitFor();
+  await ciRow.waitFor();
+  assert.equal(await page.locator('[data-secret]').count(), 0, 'no clear-text key after a refresh');
+  assert.equal(await page.locator('#fresh-key-notice').count(), 0);
+  const pageText = await page.locator('body').innerText();
+  assert.ok(!pageText.includes(laptopKey) && !pageText.includes(ciKey), 'no key in the page');
+  const hint = (key) => `${key.slice(0, 7)}\u2026${key.slice(-4)}`;
+  assert.equal((await laptopRow.locator('.key-hint').textContent()).trim(), hint(laptopKey));
+  assert.equal((await ciRow.locator('.key-hint').textContent()).trim(), hint(ciKey));
+  await shot(page, '08-internal-keys-after-refresh');
+
+  step('delete both keys with the checkboxes: one bulk call after a confirmation');
+  const deleteButton = page.getByRole('button', { name: 'Delete', exact: true });
+  assert.ok(await deleteButton.isDisabled(), 'Delete waits for a selection');
+  await page.getByRole('checkbox', { name: 'Select laptop' }).check();
+  await page.getByRole('checkbox', { name: 'Select ci pipeline' }).check();
+  await deleteButton.click();
+  const confirmDialog = page.getByRole('dialog', { name: 'Delete 2 keys?' });
+  await confirmDialog.waitFor();
+  assert.ok(await focusedIn(page, 'dialog'), 'focus is in the confirmation');
+  await shot(page, '09-delete-keys');
+  const ciId = await ciRow.getAttribute('data-id');
+  const before = requests.length;
+  await confirmDialog.getByRole('button', { name: 'Delete 2 keys' }).click();
+  await confirmDialog.waitFor({ state: 'hidden' });
+  await laptopRow.waitFor({ state: 'detached' });
+  await ciRow.waitFor({ state: 'detached' });
+  await page.locator('.notices').getByText('Deleted 2 keys.').waitFor();
+  const deletes = requests.slice(before).filter((r) => r.url.includes('/v1/api-keys') && r.method !== 'GET');
+  assert.equal(deletes.length, 1, 'one bulk call');
+  assert.equal(new URL(deletes[0].url).pathname, '/v1/api-keys/delete');
+  assert.deepEqual(JSON.parse(deletes[0].body).ids.sort(), [laptopId, ciId].sort());
+  assert.equal((await apiMe(laptopKey)).status, 401, 'a deleted key no longer works');
+  assert.equal((await apiMe(ciKey)).status, 401);
+
+  // ---------------------------------------------------------------------------------------
+  step('external keys: the tab, and the create dialog per provider');
+  await page.getByRole('link', { name: 'External' }).click();
+  await page.getByRole('table', { name: 'External API keys' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'External' }).getAttribute('aria-current'), 'page');
+  await page.getByText(/You have no external API keys yet/).waitFor();
+  await shot(page, '10-external-keys-empty');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  const externalDialog = page.getByRole('dialog', { name: 'Create external API key' });
+  await externalDialog.waitFor();
+  const providers = await externalDialog.getByLabel('Provider').locator('option').allTextContents();
+  assert.deepEqual(providers, ['Select a provider', 'Amazon Web Services', 'DNAnexus']);
+  await shot(page, '11-create-external-key');
+  await externalDialog.getByLabel('Label').fill('genomics bucket');
+  await externalDialog.getByRole('button', { name: 'Submit' }).click();
+  await externalDialog.getByText('Select a provider: Amazon Web Services or DNAnexus.').waitFor();
+  await externalDialog.getByLabel('Provider').selectOption('aws');
+  await externalDialog.getByLabel('Access key ID').fill('AKIA-not-a-key');
+  await externalDialog.getByLabel('Secret access key').fill(AWS.secret_access_key);
+  await externalDialog.getByLabel('Region').fill(AWS.region);
+  await externalDialog.getByLabel('Duration').selectOption('90d');
+  await externalDialog.getByRole('button', { name: 'Submit' }).click();
+  await externalDialog.getByText(/An AWS access key ID is AKIA or ASIA/).waitFor();
+  assert.equal(await focusedId(page), 'aws-access-key-id');
+  await externalDialog.getByLabel('Access key ID').fill(AWS.access_key_id);
+  await shot(page, '12-create-external-key-aws');
+  await externalDialog.getByRole('button', { name: 'Submit' }).click();
+  await externalDialog.waitFor({ state: 'hidden' });
+  const awsRow = row(page, 'external-keys', 'genomics bucket');
+  await awsRow.waitFor();
+  const awsCells = await awsRow.locator('td').allInnerTexts();
+  assert.ok(awsCells.includes('Amazon Web Services'), awsCells.join(' | '));
+  assert.ok(awsCells.includes('AKIA\u2026MPLE'), awsCells.join(' | '));
+  assert.ok(awsCells.includes(AWS.region), awsCells.join(' | '));
+  assert.ok(!(await page.locator('body').innerText()).includes(AWS.secret_access_key));
+
+  step('a second AWS key is refused with the API message in the dialog');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await externalDialog.waitFor();
+  await externalDialog.getByLabel('Label').fill('second bucket');
+  await externalDialog.getByLabel('Provider').selectOption('aws');
+  await externalDialog.getByLabel('Access key ID').fill('AKIAI44QH8DHBEXAMPLE');
+  await externalDialog.getByLabel('Secret access key').fill('je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY');
+  await externalDialog.getByLabel('Region').fill('us-east-1');
+  expectError('POST', /^\/v1\/external-keys$/, 409);
+  await externalDialog.getByRole('button', { name: 'Submit' }).click();
+  const conflict = externalDialog.locator('#external-create-error');
+  await conflict.waitFor();
+  assert.match(await conflict.textContent(), /already have an external key for Amazon Web Services/);
+  assert.equal(await conflict.getAttribute('role'), 'alert');
+  await shot(page, '13-create-external-key-refused');
+  await page.keyboard.press('Escape');
+  await externalDialog.waitFor({ state: 'hidden' });
+
+  step('create a DNAnexus key');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await externalDialog.waitFor();
+  await externalDialog.getByLabel('Label').fill('dx project');
+  await externalDialog.getByLabel('Provider').selectOption('dnanexus');
+  assert.ok(await externalDialog.getByLabel('Access key ID').isHidden(), 'no AWS fields for DNAnexus');
+  await externalDialog.getByLabel('API token').fill(DNANEXUS_TOKEN);
+  await externalDialog.getByLabel('Duration').selectOption('never');
+  await shot(page, '14-create-external-key-dnanexus');
+  await externalDialog.getByRole('button', { name: 'Submit' }).click();
+  await externalDialog.waitFor({ state: 'hidden' });
+  const dxRow = row(page, 'external-keys', 'dx project');
+  await dxRow.waitFor();
+  assert.ok((await dxRow.locator('td').allInnerTexts()).includes('DNAnexus'));
+  await shot(page, '15-external-keys');
+
+  step('Test (save and test): the last verified time, or the API message');
+  const before501 = errorResponses.length;
+  await awsRow.getByRole('button', { name: 'Test genomics bucket' }).click();
+  const tested = page.locator('.notices .notice');
+  await tested.filter({ hasText: /Tested|Could not test/ }).waitFor();
+  const testedText = (await tested.textContent()).trim();
+  const testAnswer = errorResponses.slice(before501).find((r) => r.path.endsWith('/verify'));
+  if (testAnswer) {
+    expectError('POST', /^\/v1\/external-keys\/[^/]+\/verify$/, testAnswer.status);
+    assert.match(testedText, /^Could not test “genomics bucket”: \S/, 'the API message is shown');
+  } else {
+    const verified = await awsRow.locator('td[data-label="Last verified"]').innerText();
+    assert.doesNotMatch(verified, /^Never$/, 'the last verified time is shown');
+  }
+  await shot(page, '16-external-key-tested');
+
+  step('delete both external keys');
+  await page.getByRole('checkbox', { name: 'Select all external keys' }).check();
+  await page.getByRole('button', { name: 'Delete', exact: true }).click();
+  const externalConfirm = page.getByRole('dialog', { name: 'Delete 2 external keys?' });
+  await externalConfirm.waitFor();
+  const beforeExternalDelete = requests.length;
+  await externalConfirm.getByRole('button', { name: 'Delete 2 external keys' }).click();
+  await externalConfirm.waitFor({ state: 'hidden' });
+  await page.getByText(/You have no external API keys yet/).waitFor();
+  const externalDeletes = requests
+    .slice(beforeExternalDelete)
+    .filter((r) => r.url.includes('/v1/external-keys') && r.method !== 'GET');
+  assert.equal(externalDeletes.length, 1, 'one bulk call');
+  assert.equal(JSON.parse(externalDeletes[0].body).ids.length, 2);
+
+  // ---------------------------------------------------------------------------------------
+  step('profile and billing link to the external keys; API Keys opens the internal page');
+  await openAvatarMenu(page);
+  await page.getByRole('menuitem', { name: 'Profile' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Profile' }).waitFor();
+  await page.getByText('manage_user_api_keys').waitFor();
+  assert.ok(await page.getByRole('link', { name: 'External API keys' }).isVisible());
+  await shot(page, '17-profile');
+  await page.getByRole('link', { name: 'External API keys' }).click();
+  await page.getByRole('table', { name: 'External API keys' }).waitFor();
+  await openAvatarMenu(page);
+  await page.getByRole('menuitem', { name: 'Billing' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Billing' }).waitFor();
+  await shot(page, '18-billing');
+  await page.getByRole('link', { name: 'Manage your external API keys' }).click();
+  await page.getByRole('table', { name: 'External API keys' }).waitFor();
+  await openAvatarMenu(page);
+  await page.getByRole('menuitem', { name: 'API Keys' }).click();
+  await page.getByRole('table', { name: 'Internal API keys' }).waitFor();
+  assert.equal(await page.getByRole('link', { name: 'Internal' }).getAttribute('aria-current'), 'page');
+
+  step('sign out');
+  await openAvatarMenu(page);
+  await page.getByRole('menuitem', { name: 'Sign out' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Sign in to keyledger' }).waitFor();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'the session token is forgotten');
+
+  // ---------------------------------------------------------------------------------------
+  step('a member without manage_user_api_keys sees an explanation');
+  const beforeMember = requests.length;
+  await page.getByLabel('Internal API key').fill(users.member.key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  const refusedPanel = page.locator('#no-permission');
+  await refusedPanel.waitFor();
+  assert.match(await refusedPanel.innerText(), /You cannot manage API keys/);
+  assert.equal(await page.getByRole('table').count(), 0, 'no grid');
+  await shot(page, '19-no-permission');
+  await page.goto(`${base}/#/api-keys/external`);
+  await refusedPanel.waitFor();
+  assert.equal(await page.getByRole('table').count(), 0);
+  const memberKeyCalls = requests.slice(beforeMember).filter((r) => /\/v1\/(api-keys|external-keys)/.test(r.url));
+  assert.deepEqual(memberKeyCalls, [], 'the member\u2019s console does not call the key routes');
+  await context.close();
+
+  // ---------------------------------------------------------------------------------------
+  step('a phone-sized screen');
+  const phone = await browser.newContext({
+    viewport: PHONE,
+    deviceScaleFactor: 2,
+    isMobile: true,
+    hasTouch: true,
+    locale: 'en-US',
+    timezoneId: 'UTC',
+    colorScheme: 'light',
+  });
+  const phonePage = await phone.newPage();
+  currentPage = phonePage;
+  phonePage.setDefaultTimeout(10_000);
+  watch(phonePage, 'phone');
+  await phonePage.goto(`${base}/`);
+  await signIn(phonePage, developer.key);
+  await phonePage.getByRole('button', { name: 'Create', exact: true }).click();
+  const phoneDialog = phonePage.getByRole('dialog', { name: 'Create API key' });
+  await phoneDialog.getByLabel('Name').fill('phone');
+  await phoneDialog.getByLabel('Duration').selectOption('7d');
+  await phoneDialog.getByRole('button', { name: 'Submit' }).click();
+  await phoneDialog.waitFor({ state: 'hidden' });
+  await row(phonePage, 'internal-keys', 'phone').locator('[data-secret]').waitFor();
+  const overflow = await phonePage.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `no sideways scrolling on a phone (overflow ${overflow}px)`);
+  await shot(phonePage, '20-phone-internal-keys');
+  await phonePage.getByRole('button', { name: 'Create', exact: true }).click();
+  await phoneDialog.waitFor();
+  await shot(phonePage, '21-phone-create-key');
+  await phonePage.keyboard.press('Escape');
+  await phone.close();
+
+  // ---------------------------------------------------------------------------------------
+  step('every request went to the vault\u2019s own origin, with no secret in a URL');
+  assert.ok(requests.length > 20, `requests were recorded (${requests.length})`);
+  const foreign = requests.filter((r) => new URL(r.url).origin !== origin);
+  assert.deepEqual(foreign, [], 'requests outside the vault\u2019s origin');
+  const secretsInUrls = requests.filter((r) => /kls?_[A-Za-z0-9]{10,}/.test(r.url));
+  assert.deepEqual(secretsInUrls, [], 'a key or token in a URL');
+  assert.deepEqual(failedRequests, [], 'failed requests');
+  for (const { url, headers: documentHeader } of documentHeaders) {
+    assert.equal(documentHeader['content-security-policy'], CSP, `CSP on ${url}`);
+  }
+
+  step('no console errors, no uncaught exceptions, no unexpected API refusal');
+  assert.deepEqual(pageErrors, [], 'uncaught exceptions');
+  const unexpected = errorResponses.filter(
+    (r) => !expectedErrors.some((e) => e.method === r.method && e.pathPattern.test(r.path) && e.status === r.status),
+  );
+  assert.deepEqual(unexpected, [], 'API refusals the test did not provoke');
+  // Chromium logs every 4xx/5xx fetch as "Failed to load resource"; those are the refusals
+  // above, which the console shows to the user. Anything else is a real error.
+  const expectedStatuses = new Set(errorResponses.map((r) => r.status));
+  const realErrors = consoleErrors.filter((m) => {
+    const failed = /^Failed to load resource: the server responded with a status of (\d{3})/.exec(m.text);
+    return !(failed && expectedStatuses.has(Number(failed[1])));
+  });
+  assert.deepEqual(realErrors, [], 'console errors or warnings');
+
+  console.log(
+    `console e2e: passed ${stepCount} steps; ${requests.length} requests, all to ${origin}; ` +
+      `${errorResponses.length} deliberate API refusals shown to the user` +
+      (screenshotDir ? `; screenshots in ${screenshotDir}` : ''),
+  );
+} catch (error) {
+  console.error(`console e2e: FAILED during "${stepName}"`);
+  console.error(error?.stack ?? String(error));
+  if (consoleErrors.length) {
+    console.error('console messages:', JSON.stringify(consoleErrors, null, 2));
+  }
+  if (pageErrors.length) {
+    console.error('page errors:', pageErrors.join('\n'));
+  }
+  if (currentPage && !currentPage.isClosed()) {
+    const path = join(screenshotDir || process.env.TMPDIR || '/tmp', 'console-e2e-failure.png');
+    await currentPage.screenshot({ path }).then(
+      () => console.error(`screenshot of the failure: ${path}`),
+      () => {},
+    );
+  }
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  clearTimeout(watchdog);
+}
