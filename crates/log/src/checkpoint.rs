@@ -15,7 +15,7 @@ use crate::envelope::Envelope;
 use crate::keys::{
     HEAD_KEY, IDEMPOTENCY_PREFIX, decode_committed, encode_head, event_key, stream_key,
 };
-use crate::{EventLog, Hash, LogError, Seq};
+use crate::{DataKeys, EventLog, Hash, LogError, Seq};
 
 /// Prefix of checkpoint keys in the `meta` tree.
 pub const CHECKPOINT_PREFIX: &[u8] = b"checkpoint/";
@@ -213,12 +213,12 @@ impl EventLog {
         }
         copied_events.apply_batch(batch)?;
 
+        // Written straight into the copy's `data_keys.bin`: never into sled, whose segments
+        // would keep a key after it is shredded in the restored directory.
         let copied_keys = db.open_tree("data_keys")?;
-        let mut data_keys = 0u64;
-        for (id, wrapped) in self.data_keys().iter()? {
-            copied_keys.insert(id.as_bytes(), wrapped)?;
-            data_keys += 1;
-        }
+        let entries = self.data_keys().iter()?;
+        let data_keys = entries.len() as u64;
+        DataKeys::open(dir, &copied_keys)?.replace_all(entries)?;
         let copied_meta = db.open_tree("meta")?;
         let mut meta_entries = 0u64;
         for item in self.meta_tree()?.iter() {

@@ -374,12 +374,15 @@ impl Worker {
             }
         };
         let mut commits = self.log.subscribe();
+        // The seq of the last checkpoint this worker knows of; refreshed from the log only when
+        // a new one is due, so an ordinary commit costs two comparisons.
+        let mut last_checkpointed = 0;
         runtime.block_on(async {
             loop {
                 if self.stopping() {
                     break;
                 }
-                if let Err(error) = self.make_due_checkpoints() {
+                if let Err(error) = self.make_due_checkpoints(&mut last_checkpointed) {
                     tracing::error!(%error, "checkpoint not signed; retrying at the next commit");
                 }
                 if self.stopping() {
@@ -401,14 +404,18 @@ impl Worker {
     }
 
     /// Signs every due multiple of `checkpoint_every` up to the head, in chunks.
-    fn make_due_checkpoints(&self) -> Result<(), VaultError> {
+    fn make_due_checkpoints(&self, last_checkpointed: &mut Seq) -> Result<(), VaultError> {
         let every = self.shared.checkpoint_every.load(Ordering::Relaxed);
         if every == 0 {
             return Ok(());
         }
         let (head, _) = self.log.head();
+        if (*last_checkpointed / every + 1) * every > head {
+            return Ok(());
+        }
         let mut last = self.log.last_checkpoint()?;
         loop {
+            *last_checkpointed = last.map_or(0, |c| c.seq);
             let next = (last.map_or(0, |c| c.seq) / every + 1) * every;
             if next > head || self.stopping() {
                 return Ok(());

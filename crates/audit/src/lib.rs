@@ -1,0 +1,32 @@
+//! Audit tools over keyledger's hash-chained event log.
+//!
+//! - [`export`]: the JSON-lines export (public event fields plus what verification needs:
+//!   stream, version, hashes and the encoded body), with signed checkpoints interleaved.
+//! - [`verify`]: offline verification of an export or a data directory: the chain, the public
+//!   fields against the bodies, and every checkpoint signature; reports the first bad seq and why.
+//! - [`replay`]: the state as of any seq or time, and what changed between two moments.
+//! - [`shredded`]: which external keys were crypto-shredded, and an attempt to open them anyway.
+//! - [`backup`]: restoring a backup made by `Vault::backup_to` and checking it.
+//! - [`cli`]: the `keyledger audit …` and `keyledger admin …` subcommands, for the binary.
+//! - [`bench`]: figures for the benchmark harness.
+//!
+//! Architecture invariant: nothing here writes to a log except `admin` operations (rotation,
+//! restore), and everything that reads one verifies the chain as it goes.
+
+pub mod backup;
+pub mod bench;
+pub mod cli;
+mod error;
+pub mod export;
+pub mod replay;
+pub mod shredded;
+mod source;
+mod table;
+pub mod verify;
+
+pub use error::AuditError;
+pub use export::{
+    CheckpointRecord, ExportLine, ExportPage, ExportSummary, ExportedEvent, PublicKeyInfo,
+    checkpoint_now, export_jsonl, export_page, public_key, public_key_info,
+};
+pub use source::{open_log_offline, read_export_envelopes};

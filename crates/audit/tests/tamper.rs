@@ -1,0 +1,416 @@
+//! Tampering with an export or a copied data directory is found at the right seq, for the right
+//! reason: a changed byte, a removed event, two swapped events, edited public fields, a moved
+//! checkpoint, a forged signature, a checkpoint re-signed with another key.
+
+use base64::Engine;
+use keyledger_audit::bench::signing_key;
+use keyledger_audit::export_jsonl;
+use keyledger_audit::verify::{
+    ProblemKind, SignerSource, VerifyOptions, verify_data_dir, verify_export,
+};
+use keyledger_log::Checkpoint;
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A history of ~30 events with checkpoints at seq 10 and 20, exported, and the vault's key.
+async fn exported() -> (Vec<String>, [u8; 32], TestVault) {
+    let test = vault().await;
+    for n in 0..12 {
+        test.create_key(dev(), &format!("k{n}"), 30).await;
+        if n == 3 || n == 8 {
+            let (head, _) = test.vault.log().head();
+            let checkpoint = test.vault.checkpoint_now().unwrap();
+            assert_eq!(checkpoint.seq, head);
+        }
+    }
+    let mut out = Vec::new();
+    export_jsonl(test.vault.log(), 1, u64::MAX, &mut out).unwrap();
+    let lines = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let key = test.vault.checkpoint_public_key().unwrap();
+    (lines, key, test)
+}
+
+fn check(lines: &[String], key: Option<[u8; 32]>, expect: Option<(u64, ProblemKind)>) {
+    let text = lines.join("\n");
+    let outcome = verify_export(text.as_bytes(), VerifyOptions { public_key: key }).unwrap();
+    let got = outcome.problem.clone().map(|p| (p.seq, p.kind));
+    assert_eq!(got, expect, "{}", outcome.render());
+}
+
+fn line_of(lines: &[String], seq: u64) -> usize {
+    lines
+        .iter()
+        .position(|line| {
+            let value: Value = serde_json::from_str(line).unwrap();
+            value.get("checkpoint").is_none() && value["seq"] == seq
+        })
+        .unwrap()
+}
+
+fn checkpoint_lines(lines: &[String]) -> Vec<usize> {
+    (0..lines.len())
+        .filter(|i| lines[*i].starts_with("{\"checkpoint\""))
+        .collect()
+}
+
+fn edit(line: &str, f: impl FnOnce(&mut Value)) -> String {
+    let mut value: Value = serde_json::from_str(line).unwrap();
+    f(&mut value);
+    serde_json::to_string(&value).unwrap()
+}
+
+#[tokio::test]
+async fn an_untouched_export_verifies_with_its_checkpoints() {
+    let (lines, key, test) = exported().await;
+    let head = test.vault.log().head().0;
+    let outcome = verify_export(
+        lines.join("\n").as_bytes(),
+        VerifyOptions {
+            public_key: Some(key),
+        },
+    )
+    .unwrap();
+    assert!(outcome.is_ok(), "{}", outcome.render());
+    assert_eq!(outcome.verified_through, head);
+    assert_eq!(outcome.events, head);
+    assert_eq!(outcome.checkpoints_verified, 2);
+    assert_eq!(outcome.signer_source, SignerSource::Pinned);
+    assert!(outcome.render().contains("follow the last checkpoint"));
+    // No secret is in the export; key hashes and ciphertext are only inside `body`.
+    let text = lines.join("\n");
+    for forbidden in ["secret_hash", "sealed", "ciphertext", "nonce", AWS_SECRET] {
+        assert!(!text.contains(forbidden), "{forbidden}");
+    }
+    // Unpinned, the first checkpoint's key is taken and reported as not pinned.
+    let outcome = verify_export(text.as_bytes(), VerifyOptions::default()).unwrap();
+    assert!(outcome.is_ok());
+    assert_eq!(outcome.signer_source, SignerSource::FirstCheckpoint);
+    assert!(outcome.render().contains("NOT pinned"));
+}
+
+#[tokio::test]
+async fn each_kind_of_tampering_with_an_export_is_found_where_it_happened() {
+    let (lines, key, _test) = exported().await;
+    let pinned = Some(key);
+    check(&lines, pinned, None);
+
+    // One byte of an event's body flipped.
+    let mut tampered = lines.clone();
+    let at = line_of(&tampered, 7);
+    tampered[at] = edit(&tampered[at], |v| {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let mut body = engine.decode(v["body"].as_str().unwrap()).unwrap();
+        let last = body.len() - 1;
+        body[last] ^= 0x01;
+        v["body"] = Value::String(engine.encode(body));
+    });
+    check(&tampered, pinned, Some((7, ProblemKind::Tampered)));
+
+    // One byte of a hashed envelope field flipped, straight in the text.
+    let mut tampered = lines.clone();
+    let at = line_of(&tampered, 9);
+    tampered[at] = tampered[at].replacen("\"actor\":\"user:dev\"", "\"actor\":\"user:deu\"", 1);
+    check(&tampered, pinned, Some((9, ProblemKind::Tampered)));
+
+    // The public fields edited while the body is left alone.
+    let mut tampered = lines.clone();
+    let at = line_of(&tampered, 8);
+    tampered[at] = edit(&tampered[at], |v| {
+        v["data"]["name"] = Value::from("innocent")
+    });
+    check(
+        &tampered,
+        pinned,
+        Some((8, ProblemKind::PublicFieldsAltered)),
+    );
+
+    // One event removed.
+    let mut tampered = lines.clone();
+    tampered.remove(line_of(&tampered, 5));
+    check(
+        &tampered,
+        pinned,
+        Some((
+            5,
+            ProblemKind::Missing {
+                expected: 5,
+                found: 6,
+            },
+        )),
+    );
+
+    // Two events swapped.
+    let mut tampered = lines.clone();
+    let at = line_of(&tampered, 12);
+    tampered.swap(at, at + 1);
+    check(
+        &tampered,
+        pinned,
+        Some((
+            12,
+            ProblemKind::Reordered {
+                expected: 12,
+                found: 13,
+            },
+        )),
+    );
+
+    // An event replaced by one with a correct hash but another predecessor.
+    let mut tampered = lines.clone();
+    let at = line_of(&tampered, 4);
+    let forged = keyledger_audit::ExportedEvent::from_envelope(&{
+        let mut envelope = serde_json::from_str::<keyledger_audit::ExportedEvent>(&tampered[at])
+            .unwrap()
+            .to_envelope()
+            .unwrap();
+        envelope.prev_hash = [9; 32];
+        envelope.hash = keyledger_log::compute_hash(&envelope);
+        envelope
+    });
+    tampered[at] = serde_json::to_string(&forged).unwrap();
+    check(&tampered, pinned, Some((4, ProblemKind::BrokenLink)));
+
+    let checkpoints = checkpoint_lines(&lines);
+    let first: keyledger_audit::CheckpointRecord = serde_json::from_value(
+        serde_json::from_str::<Value>(&lines[checkpoints[0]]).unwrap()["checkpoint"].clone(),
+    )
+    .unwrap();
+
+    // A checkpoint's signature flipped.
+    let mut tampered = lines.clone();
+    tampered[checkpoints[0]] = edit(&tampered[checkpoints[0]], |v| {
+        let signature = v["checkpoint"]["signature"].as_str().unwrap().to_owned();
+        let flipped = if signature.starts_with('0') { "1" } else { "0" };
+        v["checkpoint"]["signature"] = Value::String(format!("{flipped}{}", &signature[1..]));
+    });
+    check(
+        &tampered,
+        pinned,
+        Some((first.seq, ProblemKind::BadSignature)),
+    );
+
+    // A checkpoint re-signed with another key.
+    let other = signing_key().unwrap();
+    let resigned = Checkpoint::sign(first.seq, first.to_checkpoint().unwrap().hash, &other);
+    let mut tampered = lines.clone();
+    tampered[checkpoints[0]] = serde_json::to_string(&keyledger_audit::ExportLine::Checkpoint {
+        checkpoint: keyledger_audit::CheckpointRecord::from_checkpoint(&resigned),
+    })
+    .unwrap();
+    let expected = ProblemKind::UnexpectedSigner {
+        found: keyledger_domain::public::hex(&resigned.public_key),
+        expected: keyledger_domain::public::hex(&key),
+    };
+    check(&tampered, pinned, Some((first.seq, expected)));
+    // Unpinned, it is the second checkpoint that disagrees with the first.
+    let second_seq =
+        serde_json::from_str::<Value>(&lines[checkpoints[1]]).unwrap()["checkpoint"]["seq"]
+            .as_u64()
+            .unwrap();
+    let text = tampered.join("\n");
+    let outcome = verify_export(text.as_bytes(), VerifyOptions::default()).unwrap();
+    let problem = outcome.problem.unwrap();
+    assert_eq!(problem.seq, second_seq);
+    assert!(matches!(problem.kind, ProblemKind::UnexpectedSigner { .. }));
+
+    // A checkpoint moved after a later event no longer matches the chain there.
+    let mut tampered = lines.clone();
+    let line = tampered.remove(checkpoints[0]);
+    tampered.insert(checkpoints[0] + 1, line);
+    check(
+        &tampered,
+        pinned,
+        Some((first.seq, ProblemKind::CheckpointMismatch)),
+    );
+
+    // A line that is not JSON.
+    let mut tampered = lines.clone();
+    let at = line_of(&tampered, 3);
+    tampered[at].truncate(20);
+    let text = tampered.join("\n");
+    let problem = verify_export(text.as_bytes(), VerifyOptions { public_key: pinned })
+        .unwrap()
+        .problem
+        .unwrap();
+    assert_eq!(problem.seq, 3);
+    assert!(matches!(problem.kind, ProblemKind::Unreadable { .. }));
+}
+
+/// The vault closed, its data directory copied, and the copy's checkpoint key.
+async fn closed_copy() -> (
+    tempfile::TempDir,
+    tempfile::TempDir,
+    [u8; 32],
+    u64,
+    Vec<u64>,
+) {
+    let (lines, key, test) = exported().await;
+    drop(lines);
+    let head = test.vault.log().head().0;
+    let checkpoints = test
+        .vault
+        .log()
+        .checkpoints(1, u64::MAX)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    let (dir, _, _) = test.close();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), copy.path());
+    (dir, copy, key, head, checkpoints)
+}
+
+fn check_dir(dir: &std::path::Path, key: Option<[u8; 32]>, expect: Option<(u64, ProblemKind)>) {
+    let outcome = verify_data_dir(dir, VerifyOptions { public_key: key }).unwrap();
+    let got = outcome.problem.clone().map(|p| (p.seq, p.kind));
+    assert_eq!(got, expect, "{}", outcome.render());
+}
+
+#[tokio::test]
+async fn an_untouched_copy_of_a_data_directory_verifies() {
+    let (_dir, copy, key, head, checkpoints) = closed_copy().await;
+    let outcome = verify_data_dir(
+        copy.path(),
+        VerifyOptions {
+            public_key: Some(key),
+        },
+    )
+    .unwrap();
+    assert!(outcome.is_ok(), "{}", outcome.render());
+    assert_eq!(outcome.verified_through, head);
+    assert_eq!(outcome.checkpoints_verified, checkpoints.len() as u64);
+    // Without a pinned key, the key the directory publishes is used and said to be so.
+    let outcome = verify_data_dir(copy.path(), VerifyOptions::default()).unwrap();
+    assert!(outcome.is_ok());
+    assert_eq!(outcome.signer_source, SignerSource::DataDirectory);
+}
+
+#[tokio::test]
+async fn a_flipped_byte_in_a_data_directory_is_found() {
+    let (_dir, copy, key, _, _) = closed_copy().await;
+    with_raw_trees(copy.path(), |events, _| {
+        let mut value = events.get(event_key(6)).unwrap().unwrap().to_vec();
+        // The last byte of the body: just before prev_hash and hash.
+        let at = value.len() - 65;
+        value[at] ^= 0x01;
+        events.insert(event_key(6), value).unwrap();
+    });
+    check_dir(copy.path(), Some(key), Some((6, ProblemKind::Tampered)));
+}
+
+#[tokio::test]
+async fn a_removed_event_in_a_data_directory_is_found() {
+    let (_dir, copy, key, _, _) = closed_copy().await;
+    with_raw_trees(copy.path(), |events, _| {
+        events.remove(event_key(5)).unwrap();
+    });
+    check_dir(
+        copy.path(),
+        Some(key),
+        Some((
+            5,
+            ProblemKind::Missing {
+                expected: 5,
+                found: 6,
+            },
+        )),
+    );
+}
+
+#[tokio::test]
+async fn swapped_events_in_a_data_directory_are_found() {
+    let (_dir, copy, key, _, _) = closed_copy().await;
+    with_raw_trees(copy.path(), |events, _| {
+        let a = events.get(event_key(11)).unwrap().unwrap();
+        let b = events.get(event_key(12)).unwrap().unwrap();
+        events.insert(event_key(11), b).unwrap();
+        events.insert(event_key(12), a).unwrap();
+    });
+    check_dir(
+        copy.path(),
+        Some(key),
+        Some((
+            11,
+            ProblemKind::Reordered {
+                expected: 11,
+                found: 12,
+            },
+        )),
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_re_signed_with_another_key_is_found() {
+    let (_dir, copy, key, _, checkpoints) = closed_copy().await;
+    let other = signing_key().unwrap();
+    let seq = checkpoints[1];
+    with_raw_trees(copy.path(), |_, meta| {
+        let stored = meta.get(Checkpoint::meta_key(seq)).unwrap().unwrap();
+        let original = Checkpoint::from_meta(&Checkpoint::meta_key(seq), &stored).unwrap();
+        let forged = Checkpoint::sign(seq, original.hash, &other);
+        meta.insert(Checkpoint::meta_key(seq), forged.to_meta_value())
+            .unwrap();
+    });
+    let forged_key = keyledger_audit::bench::public_key(&other);
+    let expected = ProblemKind::UnexpectedSigner {
+        found: keyledger_domain::public::hex(&forged_key),
+        expected: keyledger_domain::public::hex(&key),
+    };
+    check_dir(copy.path(), Some(key), Some((seq, expected.clone())));
+    // The directory's own published key catches it too...
+    check_dir(copy.path(), None, Some((seq, expected)));
+
+    // ...unless the forger also replaces the published key and re-signs every checkpoint: only a
+    // key pinned from elsewhere catches that.
+    with_raw_trees(copy.path(), |_, meta| {
+        for seq in &checkpoints {
+            let stored = meta.get(Checkpoint::meta_key(*seq)).unwrap().unwrap();
+            let original = Checkpoint::from_meta(&Checkpoint::meta_key(*seq), &stored).unwrap();
+            let forged = Checkpoint::sign(*seq, original.hash, &other);
+            meta.insert(Checkpoint::meta_key(*seq), forged.to_meta_value())
+                .unwrap();
+        }
+        meta.insert(keyledger_vault::PUBLIC_KEY_META, &forged_key[..])
+            .unwrap();
+    });
+    check_dir(copy.path(), None, None);
+    let first = checkpoints[0];
+    check_dir(
+        copy.path(),
+        Some(key),
+        Some((
+            first,
+            ProblemKind::UnexpectedSigner {
+                found: keyledger_domain::public::hex(&forged_key),
+                expected: keyledger_domain::public::hex(&key),
+            },
+        )),
+    );
+}
+
+#[tokio::test]
+async fn a_checkpoint_with_a_broken_signature_in_a_data_directory_is_found() {
+    let (_dir, copy, key, _, checkpoints) = closed_copy().await;
+    let seq = checkpoints[0];
+    with_raw_trees(copy.path(), |_, meta| {
+        let mut stored = meta
+            .get(Checkpoint::meta_key(seq))
+            .unwrap()
+            .unwrap()
+            .to_vec();
+        let last = stored.len() - 1;
+        stored[last] ^= 0x80;
+        meta.insert(Checkpoint::meta_key(seq), stored).unwrap();
+    });
+    check_dir(
+        copy.path(),
+        Some(key),
+        Some((seq, ProblemKind::BadSignature)),
+    );
+}
