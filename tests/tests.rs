@@ -4,9 +4,9 @@
 mod bad_input;
 mod canary;
 mod cli;
+mod console;
 mod operations;
 mod permissions;
 mod snapshots;
 mod support;
 mod workflow;
-mod console;

@@ -31,6 +31,9 @@ pub enum AdminCommand {
     /// Custom roles (needs `manage_organization_users`).
     #[command(subcommand)]
     Roles(RolesCommand),
+    /// Master-key rotation, backups and restores (local, on the data directory).
+    #[command(flatten)]
+    Audit(keyledger_audit::cli::AdminAuditCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -82,6 +85,7 @@ pub fn run(command: &AdminCommand, global: &ClientArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Users(users) => run_users(users, global),
         AdminCommand::Roles(roles) => run_roles(roles, global),
+        AdminCommand::Audit(command) => crate::audit::run_admin(command, global),
     }
 }
 

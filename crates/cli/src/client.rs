@@ -136,6 +136,23 @@ pub fn read_secret(prompt: &str, from_stdin: bool) -> anyhow::Result<SecretStrin
 }
 
 /// A client for one server with one key.
+/// The endpoint and key a command uses: `--endpoint`/`KEYLEDGER_ENDPOINT`, else the saved one,
+/// else the default; `KEYLEDGER_API_KEY`, else the saved key.
+pub fn resolve(args: &ClientArgs) -> anyhow::Result<(String, Option<SecretString>)> {
+    let saved = load_credentials()?;
+    let endpoint = args
+        .endpoint
+        .clone()
+        .or_else(|| saved.as_ref().map(|c| c.endpoint.clone()))
+        .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
+    let key = std::env::var("KEYLEDGER_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| SecretString::new(k.trim().to_owned()))
+        .or_else(|| saved.map(|c| SecretString::new(c.key)));
+    Ok((endpoint, key))
+}
+
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::blocking::Client,
@@ -147,17 +164,7 @@ impl Client {
     /// The endpoint from `--endpoint`/`KEYLEDGER_ENDPOINT`, else the saved one, else the
     /// default; the key from `KEYLEDGER_API_KEY`, else the saved one.
     pub fn from_args(args: &ClientArgs) -> anyhow::Result<Client> {
-        let saved = load_credentials()?;
-        let endpoint = args
-            .endpoint
-            .clone()
-            .or_else(|| saved.as_ref().map(|c| c.endpoint.clone()))
-            .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-        let key = std::env::var("KEYLEDGER_API_KEY")
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| SecretString::new(k.trim().to_owned()))
-            .or_else(|| saved.map(|c| SecretString::new(c.key)));
+        let (endpoint, key) = resolve(args)?;
         Client::new(endpoint, key)
     }
 

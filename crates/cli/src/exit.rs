@@ -16,6 +16,8 @@ pub enum Exit {
     Conflict = 4,
     /// The server failed or could not be reached (5xx, connection errors).
     Server = 5,
+    /// `audit verify` (or a restore's check) found a problem in the log.
+    VerificationFailed = 6,
 }
 
 impl Exit {

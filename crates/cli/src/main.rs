@@ -4,6 +4,7 @@
 //! match arm here. Exit codes are in [`exit::Exit`] and docs/operations.md.
 
 mod admin;
+mod audit;
 mod client;
 mod config;
 mod exit;
@@ -50,7 +51,9 @@ enum Command {
     /// Your external keys (AWS, DNAnexus).
     #[command(subcommand)]
     External(external::ExternalCommand),
-    // Reserved for other components: `events`, `replica`, `ingest`, `audit`, `worker`.
+    /// Verify, export and replay the event log; crypto-shredding evidence.
+    #[command(subcommand)]
+    Audit(keyledger_audit::cli::AuditCommand),
 }
 
 fn main() {
@@ -76,6 +79,7 @@ fn main() {
         Command::Whoami => session::whoami(&cli.client),
         Command::Keys(command) => keys::run(command, &cli.client),
         Command::External(command) => external::run(command, &cli.client),
+        Command::Audit(command) => audit::run(command, &cli.client),
     };
     if let Err(err) = result {
         let (exit, message) = match err.downcast_ref::<Failure>() {

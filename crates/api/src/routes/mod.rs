@@ -2,6 +2,7 @@
 //! the permission matrix test walks it, so a route added here without a test fails there.
 
 pub(crate) mod api_keys;
+pub(crate) mod audit;
 pub(crate) mod external_keys;
 pub(crate) mod health;
 pub(crate) mod session;
@@ -16,6 +17,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 
 pub(crate) use api_keys::*;
+pub(crate) use audit::*;
 pub(crate) use external_keys::*;
 pub(crate) use health::*;
 pub(crate) use session::*;
@@ -70,6 +72,10 @@ pub const ROUTES: &[RouteInfo] = &[
     route("PUT", "/v1/users/{user}/roles/{role}", USERS),
     route("DELETE", "/v1/users/{user}/roles/{role}", USERS),
     route("POST", "/v1/users/{user}/api-keys", USERS),
+    route("GET", "/v1/events", Some("view_audit_log")),
+    route("GET", "/v1/audit/public-key", None),
+    route("POST", "/v1/audit/checkpoints", Some("view_audit_log")),
+    route("POST", "/v1/admin/backup", USERS),
     route("GET", "/v1/roles", USERS),
     route("PUT", "/v1/roles/{role}", USERS),
 ];
@@ -103,6 +109,10 @@ pub(crate) fn routes() -> Router<ApiState> {
             put(grant_role).delete(revoke_role),
         )
         .route("/v1/users/{user}/api-keys", post(issue_api_key))
+        .route("/v1/events", get(list_events))
+        .route("/v1/audit/public-key", get(public_key))
+        .route("/v1/audit/checkpoints", post(checkpoint))
+        .route("/v1/admin/backup", post(backup))
         .route("/v1/roles", get(list_roles))
         .route("/v1/roles/{role}", put(define_role))
         .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })

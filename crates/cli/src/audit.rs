@@ -1,0 +1,32 @@
+//! `keyledger audit …` and the offline `keyledger admin` commands (rotation, backup, restore):
+//! glue between the binary's global flags and the audit crate.
+
+use keyledger_audit::cli::{
+    AdminAuditCommand, AuditCommand, Remote, RunContext, VerificationFailed,
+};
+
+use crate::client::{ClientArgs, resolve};
+use crate::exit::{Exit, Failure};
+
+pub fn run(command: &AuditCommand, global: &ClientArgs) -> anyhow::Result<()> {
+    command.run(&context(global)?).map_err(exit_code)
+}
+
+pub fn run_admin(command: &AdminAuditCommand, global: &ClientArgs) -> anyhow::Result<()> {
+    command.run(&context(global)?).map_err(exit_code)
+}
+
+fn context(global: &ClientArgs) -> anyhow::Result<RunContext> {
+    let (endpoint, key) = resolve(global)?;
+    Ok(RunContext {
+        json: global.json,
+        remote: key.map(|key| Remote { endpoint, key }),
+    })
+}
+
+fn exit_code(err: anyhow::Error) -> anyhow::Error {
+    if err.downcast_ref::<VerificationFailed>().is_some() {
+        return Failure::new(Exit::VerificationFailed, format!("{err:#}")).into();
+    }
+    err
+}
