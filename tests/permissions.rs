@@ -60,6 +60,8 @@ fn expected(route: &keyledger_api::RouteInfo, caller: Caller) -> u16 {
         None => 200,
         Some(_) if refused_key => 401,
         Some("") => 200,
+        // Members hold `import_organization_samples`, and only that.
+        Some("import_organization_samples") if caller == Caller::Member => admin_success(route),
         // Auditors hold `view_audit_log`, and only that.
         Some("view_audit_log") if caller == Caller::Auditor => admin_success(route),
         Some(_) if caller != Caller::Admin => 403,
@@ -73,8 +75,12 @@ fn admin_success(route: &keyledger_api::RouteInfo) -> u16 {
         | ("POST", "/v1/external-keys")
         | ("POST", "/v1/users")
         | ("POST", "/v1/users/{user}/api-keys") => 201,
-        // No connector is configured in a plain `keyledger serve` yet.
-        ("POST", "/v1/external-keys/{id}/verify") => 501,
+        // The admin's DNAnexus key is checked against api.dnanexus.com, which this sandbox
+        // cannot reach: the check runs and records a failure, and the call itself succeeds.
+        ("POST", "/v1/external-keys/{id}/verify") => 200,
+        // Nobody in the matrix has stored an AWS key.
+        ("POST", "/v1/ingestions") => 409,
+        ("GET", "/v1/ingestions/{id}") | ("POST", "/v1/ingestions/{id}/cancel") => 404,
         _ => 200,
     }
 }
@@ -176,6 +182,18 @@ fn request(
             Some(json!({ "name": "issued", "duration": "7d" })),
         ),
         ("POST", "/v1/audit/checkpoints") => (route.path.to_owned(), None),
+        ("POST", "/v1/ingestions") => (
+            route.path.to_owned(),
+            Some(
+                json!({ "provider": "aws", "bucket": "samples", "prefix": "runs/", "pattern": ".*" }),
+            ),
+        ),
+        ("GET", "/v1/ingestions") => (route.path.to_owned(), None),
+        ("GET", "/v1/ingestions/{id}") => ("/v1/ingestions/ing_AAAAAAAAAAAAAAAA".to_owned(), None),
+        ("POST", "/v1/ingestions/{id}/cancel") => (
+            "/v1/ingestions/ing_AAAAAAAAAAAAAAAA/cancel".to_owned(),
+            None,
+        ),
         ("POST", "/v1/admin/backup") => {
             let dir = std::env::temp_dir().join(format!(
                 "keyledger-matrix-backup-{}-{counter}",

@@ -48,6 +48,16 @@ impl Server {
                 "100000".to_owned(),
             ),
             ("RUST_LOG".to_owned(), "info".to_owned()),
+            // No test may reach a real provider: a closed local port, one attempt.
+            (
+                "KEYLEDGER_INGEST_DNANEXUS_API_URL".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+            ),
+            (
+                "KEYLEDGER_INGEST_S3_ENDPOINT".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+            ),
+            ("KEYLEDGER_INGEST_MAX_ATTEMPTS".to_owned(), "1".to_owned()),
         ];
         for (name, value) in env {
             all.retain(|(existing, _)| existing != name);

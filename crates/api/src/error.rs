@@ -64,6 +64,12 @@ impl ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
+    /// Names the request field at fault.
+    pub fn with_field_name(mut self, field: &'static str) -> ApiError {
+        self.field = Some(field);
+        self
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> ApiError {
         self.retry_after_secs = Some(secs.max(1));
         self

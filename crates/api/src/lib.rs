@@ -86,6 +86,45 @@ pub trait CredentialChecker: Send + Sync + 'static {
     ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>>;
 }
 
+/// Tests credentials with the same connectors ingestion uses: S3 lists the bucket(s), DNAnexus
+/// answers `/system/whoami`.
+#[derive(Debug, Clone)]
+pub struct ProviderChecker {
+    config: keyledger_ingest::IngestConfig,
+}
+
+impl ProviderChecker {
+    pub fn new(config: keyledger_ingest::IngestConfig) -> ProviderChecker {
+        ProviderChecker { config }
+    }
+}
+
+impl CredentialChecker for ProviderChecker {
+    fn check<'a>(
+        &'a self,
+        lease: &'a Lease,
+    ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>> {
+        Box::pin(async move {
+            let source = match keyledger_ingest::source_for(lease, &self.config) {
+                Ok(source) => source,
+                Err(err) => {
+                    return CheckOutcome {
+                        ok: false,
+                        detail: err.to_string(),
+                    };
+                }
+            };
+            match source.check().await {
+                Ok(detail) => CheckOutcome { ok: true, detail },
+                Err(err) => CheckOutcome {
+                    ok: false,
+                    detail: err.to_string(),
+                },
+            }
+        })
+    }
+}
+
 /// Everything a route needs. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
@@ -94,6 +133,7 @@ pub struct ApiState {
     throttle: Arc<AuthThrottle>,
     metrics: Arc<HttpMetrics>,
     checker: Option<Arc<dyn CredentialChecker>>,
+    ingestor: Option<keyledger_ingest::Ingestor>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -125,7 +165,18 @@ impl ApiState {
             throttle: Arc::new(throttle),
             metrics: Arc::new(HttpMetrics::default()),
             checker: None,
+            ingestor: None,
         }
+    }
+
+    /// Enables the ingestion routes (`/v1/ingestions`).
+    pub fn with_ingestor(mut self, ingestor: keyledger_ingest::Ingestor) -> ApiState {
+        self.ingestor = Some(ingestor);
+        self
+    }
+
+    pub(crate) fn ingestor(&self) -> Option<&keyledger_ingest::Ingestor> {
+        self.ingestor.as_ref()
     }
 
     /// Enables `POST /v1/external-keys/{id}/verify`.

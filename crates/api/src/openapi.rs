@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{api_keys, audit, external_keys, health, session, users};
+use crate::routes::{api_keys, audit, external_keys, health, ingestions, session, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use crate::routes::{api_keys, audit, external_keys, health, session, users};
         api_keys::create_api_key, api_keys::issue_api_key, api_keys::list_api_keys, api_keys::delete_api_keys, api_keys::delete_api_key, api_keys::roll_api_key,
         external_keys::create_external_key, external_keys::list_external_keys, external_keys::delete_external_keys,
         external_keys::delete_external_key, external_keys::verify_external_key,
+        ingestions::start_ingestion, ingestions::list_ingestions, ingestions::get_ingestion, ingestions::cancel_ingestion,
         audit::list_events, audit::public_key, audit::checkpoint, audit::backup,
         users::create_user, users::list_users, users::grant_role, users::revoke_role, users::list_roles, users::define_role,
     ),

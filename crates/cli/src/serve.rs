@@ -59,7 +59,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
 
-    let state = keyledger_api::ApiState::new(vault.clone(), config.api_config());
+    let ingest_config = ingest_config(&config)?;
+    let ingestor = keyledger_ingest::Ingestor::new(vault.clone(), ingest_config.clone());
+    match ingestor.recover().await {
+        Ok(report) => tracing::info!(?report, "ingestion recovered after start"),
+        Err(err) => tracing::warn!(error = %err, "could not recover interrupted ingestions"),
+    }
+    let state = keyledger_api::ApiState::new(vault.clone(), config.api_config())
+        .with_credential_checker(std::sync::Arc::new(keyledger_api::ProviderChecker::new(
+            ingest_config,
+        )))
+        .with_ingestor(ingestor);
     let served = keyledger_api::serve(listener, state, shutdown_signal()).await;
     background.abort();
     match vault.flush_usage().await {
@@ -142,4 +152,59 @@ fn init_tracing(config: &Config) {
     } else {
         let _ = builder.try_init();
     }
+}
+
+/// `[ingest]`: where sample files go and how the connectors reach their providers.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct IngestSection {
+    store_root: Option<PathBuf>,
+    s3_endpoint: Option<String>,
+    s3_force_path_style: bool,
+    dnanexus_api_url: Option<String>,
+    max_attempts: u32,
+    files_in_parallel: Option<usize>,
+    max_jobs: Option<usize>,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            store_root: None,
+            s3_endpoint: None,
+            s3_force_path_style: true,
+            dnanexus_api_url: None,
+            max_attempts: 0,
+            files_in_parallel: None,
+            max_jobs: None,
+        }
+    }
+}
+
+fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConfig> {
+    let section: IngestSection = config.section("ingest")?.unwrap_or_default();
+    let mut ingest = keyledger_ingest::IngestConfig {
+        store_root: section
+            .store_root
+            .unwrap_or_else(|| config.data_dir.join("samples")),
+        ..keyledger_ingest::IngestConfig::default()
+    };
+    if let Some(endpoint) = section.s3_endpoint.filter(|e| !e.is_empty()) {
+        ingest.s3.endpoint = Some(endpoint);
+        ingest.s3.force_path_style = section.s3_force_path_style;
+    }
+    if let Some(url) = section.dnanexus_api_url.filter(|u| !u.is_empty()) {
+        ingest.dnanexus.api_url = url;
+    }
+    if section.max_attempts > 0 {
+        ingest.s3.max_attempts = section.max_attempts;
+        ingest.dnanexus.max_attempts = section.max_attempts;
+    }
+    if let Some(files) = section.files_in_parallel {
+        ingest.files_in_parallel = files.max(1);
+    }
+    if let Some(jobs) = section.max_jobs {
+        ingest.max_jobs = jobs.max(1);
+    }
+    Ok(ingest)
 }

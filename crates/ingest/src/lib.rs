@@ -1,1 +1,135 @@
-//! placeholder
+//! Ingestion jobs: select sample files at a provider with a user's stored external key, fetch
+//! them with bounded parallelism, verify them, store them, and record every step as an event.
+//!
+//! - [`Ingestor::start`] checks the request (selection, destination, permission, usable key),
+//!   records `IngestionRequested` and runs the job on a tokio task.
+//! - A job leases the credential (in memory, for the job only), records `ExternalKeyUsed`,
+//!   lists (`IngestionListed`), fetches every file (`IngestionFileFetched` / `…FileFailed`) and
+//!   ends with `IngestionCompleted`, `IngestionFailed` or `IngestionCancelled`.
+//! - Providers sit behind [`SampleSource`]: [`s3::S3SampleSource`] and
+//!   [`dnanexus::DnanexusSampleSource`].
+//! - Files land in the sample store (see `store`): `<store_root>/<destination>/<batch id>/<path>`,
+//!   visible only once verified.
+//!
+//! Architecture invariants:
+//! - The log is the truth: a file is in the store if and only if an `IngestionFileFetched`
+//!   event names it (a crash between the rename and the event is repaired by
+//!   [`Ingestor::recover`]).
+//! - A job stops as soon as its key stops being active (deleted or expired) or the job is
+//!   cancelled, and leaves no partial file behind.
+//! - No secret reaches an event, an error, a log line, a view or a `Debug` output.
+
+pub mod bench;
+pub mod dnanexus;
+mod ingestor;
+mod job;
+pub mod s3;
+mod selection;
+mod source;
+mod store;
+mod view;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use keyledger_domain::{DomainError, Selection};
+use keyledger_vault::VaultError;
+
+pub use ingestor::{Ingestor, RecoveryReport};
+pub use keyledger_connect_dnanexus::DnanexusOptions;
+pub use keyledger_connect_s3::S3Options;
+pub use source::{
+    BoxFuture, Fetched, Progress, RemoteFile, SampleSource, SourceError, SourceErrorKind,
+    source_for,
+};
+pub use store::{PARTIAL_DIR, sanitize_remote_path, validate_destination};
+pub use tokio_util::sync::CancellationToken;
+pub use view::{FileState, FileView, IngestionView, JobState};
+
+/// The reason recorded for jobs a crash or restart interrupted.
+pub const INTERRUPTED_REASON: &str = "interrupted by a restart";
+
+/// How ingestion runs. `Default` is the embedded default.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Root of the sample store (default `./data/samples`).
+    pub store_root: PathBuf,
+    /// How to reach S3: an endpoint override for S3-compatible stores, part size, retries.
+    pub s3: S3Options,
+    /// How to reach DNAnexus (`api_url`), part concurrency, retries.
+    pub dnanexus: DnanexusOptions,
+    /// Large files fetched at once per job (each already uses several ranged GETs).
+    pub files_in_parallel: usize,
+    /// Small files fetched at once per job: for many small files, latency is what counts.
+    pub small_files_in_parallel: usize,
+    /// Files up to this size count as small.
+    pub small_file_bytes: u64,
+    /// Jobs running at once in this process; more wait in state `queued`.
+    pub max_jobs: usize,
+    /// Attempts per file for transient failures that outlast the connector's own retries (a
+    /// later attempt resumes the partial file).
+    pub file_attempts: u32,
+    /// How often a running job re-checks its key's status even when the log is quiet (expiry
+    /// happens by the clock, without an event).
+    pub key_check_interval: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            store_root: PathBuf::from("data/samples"),
+            s3: S3Options::default(),
+            dnanexus: DnanexusOptions::default(),
+            files_in_parallel: 8,
+            small_files_in_parallel: 32,
+            small_file_bytes: 16 * 1024 * 1024,
+            max_jobs: 4,
+            file_attempts: 3,
+            key_check_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What a user asks to ingest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestRequest {
+    pub selection: Selection,
+    /// Folder under the store root; the owner's user id when `None`.
+    pub destination: Option<String>,
+}
+
+/// Why a request was refused or a call failed. Every message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The selection is malformed (bad regex, bucket name, folder): a 400.
+    #[error("{0}")]
+    InvalidSelection(String),
+    /// The destination folder is not a safe relative path: a 400.
+    #[error("{0}")]
+    InvalidDestination(String),
+    /// The domain refused: no permission, no usable external key, unknown or finished job.
+    #[error(transparent)]
+    Refused(DomainError),
+    #[error(transparent)]
+    Vault(VaultError),
+    #[error("the sample store at {path} cannot be used: {source}")]
+    Store {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl From<VaultError> for IngestError {
+    fn from(error: VaultError) -> Self {
+        match error {
+            VaultError::Domain(domain) => IngestError::Refused(domain),
+            other => IngestError::Vault(other),
+        }
+    }
+}
+
+impl From<DomainError> for IngestError {
+    fn from(error: DomainError) -> Self {
+        IngestError::Refused(error)
+    }
+}

@@ -5,6 +5,7 @@ pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod external_keys;
 pub(crate) mod health;
+pub(crate) mod ingestions;
 pub(crate) mod session;
 pub(crate) mod users;
 
@@ -20,6 +21,7 @@ pub(crate) use api_keys::*;
 pub(crate) use audit::*;
 pub(crate) use external_keys::*;
 pub(crate) use health::*;
+pub(crate) use ingestions::*;
 pub(crate) use session::*;
 pub(crate) use users::*;
 
@@ -48,6 +50,7 @@ const fn route(
 const KEYS: Option<&str> = Some("manage_user_api_keys");
 const USERS: Option<&str> = Some("manage_organization_users");
 const ANY: Option<&str> = Some("");
+const INGEST: Option<&str> = Some("import_organization_samples");
 
 pub const ROUTES: &[RouteInfo] = &[
     route("GET", "/healthz", None),
@@ -72,6 +75,10 @@ pub const ROUTES: &[RouteInfo] = &[
     route("PUT", "/v1/users/{user}/roles/{role}", USERS),
     route("DELETE", "/v1/users/{user}/roles/{role}", USERS),
     route("POST", "/v1/users/{user}/api-keys", USERS),
+    route("POST", "/v1/ingestions", INGEST),
+    route("GET", "/v1/ingestions", INGEST),
+    route("GET", "/v1/ingestions/{id}", INGEST),
+    route("POST", "/v1/ingestions/{id}/cancel", INGEST),
     route("GET", "/v1/events", Some("view_audit_log")),
     route("GET", "/v1/audit/public-key", None),
     route("POST", "/v1/audit/checkpoints", Some("view_audit_log")),
@@ -109,6 +116,9 @@ pub(crate) fn routes() -> Router<ApiState> {
             put(grant_role).delete(revoke_role),
         )
         .route("/v1/users/{user}/api-keys", post(issue_api_key))
+        .route("/v1/ingestions", post(start_ingestion).get(list_ingestions))
+        .route("/v1/ingestions/{id}", get(get_ingestion))
+        .route("/v1/ingestions/{id}/cancel", post(cancel_ingestion))
         .route("/v1/events", get(list_events))
         .route("/v1/audit/public-key", get(public_key))
         .route("/v1/audit/checkpoints", post(checkpoint))

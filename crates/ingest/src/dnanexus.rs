@@ -1,0 +1,205 @@
+//! [`SampleSource`] over `keyledger-connect-dnanexus`.
+//!
+//! Selection: project (id or exact name) + folder + a regex matched (unanchored) against the
+//! file's path relative to that folder (`sub/x.csv` under `/reads`). Stored path: that same
+//! relative path.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use keyledger_connect_dnanexus::{
+    DnanexusError, DnanexusOptions, DnanexusSource, DnanexusToken, RemoteFile as DxFile,
+};
+use keyledger_domain::{Provider, Selection};
+use keyledger_vault::{ExternalCredential, Lease};
+use tokio_util::sync::CancellationToken;
+
+use crate::selection::compile_pattern;
+use crate::source::{
+    BoxFuture, Fetched, Progress, RemoteFile, SampleSource, SourceError, SourceErrorKind,
+};
+
+/// Lists and fetches with one leased DNAnexus token.
+#[derive(Debug, Clone)]
+pub struct DnanexusSampleSource {
+    source: DnanexusSource,
+}
+
+impl DnanexusSampleSource {
+    pub fn from_lease(
+        lease: &Lease,
+        options: &DnanexusOptions,
+    ) -> Result<DnanexusSampleSource, SourceError> {
+        let ExternalCredential::Dnanexus { token } = &lease.credential else {
+            return Err(SourceError::new(
+                SourceErrorKind::Invalid,
+                format!("external key {} is not a DNAnexus token", lease.key),
+            ));
+        };
+        let token = DnanexusToken(token.expose().to_owned());
+        let source = DnanexusSource::new(&token, options).map_err(source_error)?;
+        Ok(DnanexusSampleSource { source })
+    }
+}
+
+impl SampleSource for DnanexusSampleSource {
+    fn provider(&self) -> Provider {
+        Provider::Dnanexus
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<String, SourceError>> {
+        Box::pin(async move {
+            let user = self.source.whoami().await.map_err(source_error)?;
+            Ok(format!("DNAnexus accepted the token; it belongs to {user}"))
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        selection: &'a Selection,
+    ) -> BoxFuture<'a, Result<Vec<RemoteFile>, SourceError>> {
+        Box::pin(async move {
+            let Selection::Dnanexus {
+                project,
+                folder,
+                pattern,
+            } = selection
+            else {
+                return Err(SourceError::new(
+                    SourceErrorKind::Invalid,
+                    "a DNAnexus token cannot list an AWS selection",
+                ));
+            };
+            let pattern = compile_pattern(pattern)
+                .map_err(|message| SourceError::new(SourceErrorKind::Invalid, message))?;
+            let files = self
+                .source
+                .list(project, folder, &pattern)
+                .await
+                .map_err(source_error)?;
+            let scope = normalize_folder(folder);
+            Ok(files
+                .into_iter()
+                .map(|file| RemoteFile {
+                    path: relative_path(&scope, &file),
+                    size: file.size,
+                    etag: file.id.clone(),
+                    handle: Arc::new(file),
+                })
+                .collect())
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        file: &'a RemoteFile,
+        partial_path: &'a Path,
+        progress: &'a Progress<'a>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+        Box::pin(async move {
+            let Some(remote) = file.handle.downcast_ref::<DxFile>() else {
+                return Err(SourceError::new(
+                    SourceErrorKind::Invalid,
+                    format!("{} was not listed from DNAnexus", file.path),
+                ));
+            };
+            // The connector reports a running total; the trait reports deltas.
+            let reported = AtomicU64::new(0);
+            let as_delta = |total: u64| {
+                let before = reported.fetch_max(total, Ordering::SeqCst);
+                if total > before {
+                    progress(total - before);
+                }
+            };
+            let fetched = self
+                .source
+                .fetch(remote, partial_path, &as_delta, cancel)
+                .await
+                .map_err(source_error)?;
+            Ok(Fetched {
+                size: fetched.size,
+                sha256: fetched.sha256,
+                source_etag: remote.id.clone(),
+            })
+        })
+    }
+}
+
+/// `""`, `"/"` → `/`; `/a/b/` → `/a/b` (the connector refuses anything stranger).
+fn normalize_folder(folder: &str) -> String {
+    let trimmed = folder.trim_end_matches('/');
+    if trimmed.is_empty() {
+        "/".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+/// The file's path below `scope`, without a leading slash.
+fn relative_path(scope: &str, file: &DxFile) -> String {
+    let below = if scope == "/" {
+        file.folder.trim_start_matches('/')
+    } else {
+        match file.folder.strip_prefix(scope) {
+            Some(rest) => rest.trim_start_matches('/'),
+            // The connector only lists files below the scope; fall back to the full path.
+            None => file.folder.trim_start_matches('/'),
+        }
+    };
+    if below.is_empty() {
+        file.name.clone()
+    } else {
+        format!("{below}/{}", file.name)
+    }
+}
+
+fn source_error(error: DnanexusError) -> SourceError {
+    let kind = match &error {
+        DnanexusError::TokenRejected => SourceErrorKind::CredentialsRejected,
+        DnanexusError::PermissionDenied => SourceErrorKind::AccessDenied,
+        DnanexusError::ProjectNotFound { .. } | DnanexusError::FileNotFound { .. } => {
+            SourceErrorKind::NotFound
+        }
+        DnanexusError::Verification { .. } => SourceErrorKind::Verification,
+        DnanexusError::Cancelled => SourceErrorKind::Cancelled,
+        DnanexusError::Io(_) => SourceErrorKind::Local,
+        DnanexusError::InvalidInput(_) => SourceErrorKind::Invalid,
+        other if other.is_transient() => SourceErrorKind::Transient,
+        _ => SourceErrorKind::Invalid,
+    };
+    SourceError::new(kind, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(folder: &str, name: &str) -> DxFile {
+        DxFile {
+            project: String::new(),
+            id: String::new(),
+            folder: folder.to_owned(),
+            name: name.to_owned(),
+            size: 0,
+            parts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn relative_paths() {
+        for (scope, folder, name, expected) in [
+            ("", "/", "a.csv", "a.csv"),
+            ("/", "/sub", "a.csv", "sub/a.csv"),
+            ("/reads/", "/reads", "a.csv", "a.csv"),
+            ("/reads", "/reads/x/y", "a.csv", "x/y/a.csv"),
+        ] {
+            assert_eq!(
+                relative_path(&normalize_folder(scope), &file(folder, name)),
+                expected,
+                "{scope} {folder} {name}"
+            );
+        }
+    }
+}

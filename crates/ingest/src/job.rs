@@ -1,0 +1,737 @@
+//! One ingestion job, from its slot to its final event: lease, list, fetch with bounded
+//! parallelism, publish, record, clean up.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use keyledger_domain::{
+    Action, Actor, DomainError, ExternalKeyId, IngestionId, IngestionProgress, IngestionState,
+    KeyStatus, Selection,
+};
+use keyledger_vault::VaultError;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
+
+use crate::ingestor::{Gauge, GaugeGuard, Shared};
+use crate::source::{Fetched, RemoteFile, SampleSource, SourceError, SourceErrorKind, source_for};
+use crate::store::{PathClaims, discard_partial, sanitize_remote_path};
+
+/// Longest reason recorded in an event, in characters.
+const MAX_REASON_CHARS: usize = 500;
+/// Longest remote path recorded for a refused file, in characters.
+const MAX_PATH_CHARS: usize = 1024;
+/// First pause before a file is attempted again after a transient failure.
+const FILE_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// Where a running job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Queued = 0,
+    Listing = 1,
+    Fetching = 2,
+}
+
+/// Why a job stops before it has fetched everything. The first reason wins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// `IngestionCancelled` is (or is about to be) in the log.
+    Cancelled,
+    /// The key was deleted or expired while the job ran.
+    KeyUnusable(KeyStatus),
+    /// Nothing more can succeed (the provider rejects the key, the log cannot be written).
+    Fatal(String),
+    /// Someone else recorded the job's end (a restart's recovery in another process).
+    FinishedElsewhere,
+}
+
+/// The in-memory side of a running job: its cancel token and live progress counters.
+#[derive(Debug)]
+pub(crate) struct LiveJob {
+    /// Stops the listing and every fetch.
+    pub cancel: CancellationToken,
+    /// Fired once the job's task has ended (final event recorded, partial files removed).
+    pub done: CancellationToken,
+    stop: Mutex<Option<Stop>>,
+    phase: AtomicU8,
+    running: Mutex<BTreeMap<String, Arc<RunningFile>>>,
+    /// Bytes written to partial files, files in flight included.
+    pub transferred: AtomicU64,
+    fetch_started: OnceLock<Instant>,
+}
+
+#[derive(Debug)]
+struct RunningFile {
+    size: u64,
+    fetched: AtomicU64,
+}
+
+impl LiveJob {
+    pub fn new() -> LiveJob {
+        LiveJob {
+            cancel: CancellationToken::new(),
+            done: CancellationToken::new(),
+            stop: Mutex::new(None),
+            phase: AtomicU8::new(Phase::Queued as u8),
+            running: Mutex::new(BTreeMap::new()),
+            transferred: AtomicU64::new(0),
+            fetch_started: OnceLock::new(),
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Queued,
+            1 => Phase::Listing,
+            _ => Phase::Fetching,
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    /// Records why the job stops (unless a reason is already set) and stops it.
+    pub fn request_stop(&self, stop: Stop) {
+        lock(&self.stop).get_or_insert(stop);
+        self.cancel.cancel();
+    }
+
+    fn stop_reason(&self) -> Option<Stop> {
+        lock(&self.stop).clone()
+    }
+
+    /// `(path, size, bytes fetched)` of the files being fetched, by path.
+    pub fn running_files(&self) -> Vec<(String, u64, u64)> {
+        lock(&self.running)
+            .iter()
+            .map(|(path, file)| {
+                (
+                    path.clone(),
+                    file.size,
+                    file.fetched.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
+
+    pub fn fetch_elapsed(&self) -> Option<Duration> {
+        self.fetch_started.get().map(Instant::elapsed)
+    }
+}
+
+/// What a job's final event says.
+#[derive(Debug)]
+enum Outcome {
+    Completed,
+    Failed(String),
+    Cancelled,
+    /// The end is already recorded (or cannot be).
+    Nothing,
+}
+
+/// Why recording progress did not work.
+#[derive(Debug)]
+enum Interrupted {
+    /// The job is already finished in the log (cancelled meanwhile).
+    Finished,
+    Vault(String),
+}
+
+impl From<Interrupted> for Outcome {
+    fn from(interrupted: Interrupted) -> Outcome {
+        match interrupted {
+            Interrupted::Finished => Outcome::Nothing,
+            Interrupted::Vault(error) => {
+                Outcome::Failed(format!("the job's progress could not be recorded: {error}"))
+            }
+        }
+    }
+}
+
+/// A verified file in its partial file, waiting to be published and recorded.
+#[derive(Debug)]
+struct Ready {
+    path: String,
+    partial: PathBuf,
+    fetched: Fetched,
+}
+
+/// How many verified files are published together: one directory fsync covers them all.
+const PUBLISH_BATCH: usize = 64;
+
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tally {
+    selected: u64,
+    fetched: u64,
+    failed: u64,
+    first_failure: Option<String>,
+}
+
+impl Tally {
+    fn fail(&mut self, reason: &str) {
+        self.failed += 1;
+        if self.first_failure.is_none() {
+            self.first_failure = Some(reason.to_owned());
+        }
+    }
+}
+
+/// A job's fixed facts and shared context.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub shared: Arc<Shared>,
+    pub id: IngestionId,
+    pub key: ExternalKeyId,
+    pub selection: Selection,
+    pub batch_dir: PathBuf,
+    pub live: Arc<LiveJob>,
+    /// Appends to the job's stream one at a time: concurrent appends to one stream would
+    /// conflict on its expected version. Each append is one durable group commit.
+    pub recording: tokio::sync::Mutex<()>,
+    /// Files selected, stored and failed so far.
+    pub tally: Mutex<Tally>,
+}
+
+impl Job {
+    /// Runs the job to its end on the current task, then cleans up. The final event is recorded
+    /// unless someone else already recorded one.
+    pub async fn run(self: Arc<Self>, queued: GaugeGuard) {
+        let span = tracing::info_span!("ingestion", id = %self.id, key = %self.key);
+        async {
+            let outcome = match self.execute(queued).await {
+                Ok(outcome) | Err(outcome) => outcome,
+            };
+            self.finish(outcome).await;
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Records a failure for a job whose task died (a panic), and cleans up.
+    pub async fn abandon(self: Arc<Self>, why: String) {
+        self.finish(Outcome::Failed(why)).await;
+    }
+
+    async fn execute(self: &Arc<Self>, queued: GaugeGuard) -> Result<Outcome, Outcome> {
+        let slot = tokio::select! {
+            biased;
+            () = self.live.cancel.cancelled() => return Ok(self.stopped_outcome()),
+            slot = Arc::clone(&self.shared.slots).acquire_owned() => slot,
+        };
+        let Ok(_slot) = slot else {
+            return Ok(Outcome::Failed(
+                "the ingestion service is shutting down".to_owned(),
+            ));
+        };
+        drop(queued);
+        let _running = Gauge::enter(&self.shared, Gauge::Running);
+        self.live.set_phase(Phase::Listing);
+        let watching = CancellationToken::new();
+        tokio::spawn(Arc::clone(self).watch(watching.clone()));
+        let _stop_watching = watching.drop_guard();
+
+        if let Some(stop) = self.standing() {
+            self.live.request_stop(stop);
+            return Ok(self.stopped_outcome());
+        }
+        let source = {
+            let lease = match self.shared.vault.lease_external_key(&self.key) {
+                Ok(lease) => lease,
+                Err(VaultError::Domain(DomainError::NotActive { status, .. })) => {
+                    return Ok(Outcome::Failed(self.key_unusable(status)));
+                }
+                Err(error) => {
+                    return Ok(Outcome::Failed(format!(
+                        "the external key {} could not be opened: {error}",
+                        self.key
+                    )));
+                }
+            };
+            // The lease is dropped here: the source keeps the only copy, for this job only.
+            match source_for(&lease, &self.shared.config) {
+                Ok(source) => source,
+                Err(error) => return Ok(Outcome::Failed(error.message)),
+            }
+        };
+        self.record(IngestionProgress::KeyUsed).await?;
+
+        let listed = tokio::select! {
+            biased;
+            () = self.live.cancel.cancelled() => return Ok(self.stopped_outcome()),
+            listed = source.list(&self.selection) => listed,
+        };
+        let files = match listed {
+            Ok(files) => files,
+            Err(error) if error.kind == SourceErrorKind::Cancelled => {
+                return Ok(self.stopped_outcome());
+            }
+            Err(error) => return Ok(Outcome::Failed(self.listing_failed(&error))),
+        };
+
+        let selected = files.len() as u64;
+        lock(&self.tally).selected = selected;
+        let mut claims = PathClaims::default();
+        let mut planned = Vec::with_capacity(files.len());
+        let mut refused = Vec::new();
+        let bytes: u64 = files.iter().map(|file| file.size).sum();
+        for file in files {
+            match sanitize_remote_path(&file.path)
+                .and_then(|path| claims.claim(&path).map(|()| path))
+            {
+                Ok(path) => planned.push((path, file)),
+                Err(reason) => refused.push((file.path, reason)),
+            }
+        }
+        tracing::info!(files = selected, bytes, refused = refused.len(), "listed");
+        self.record(IngestionProgress::Listed {
+            files: selected,
+            bytes,
+        })
+        .await?;
+        for (path, reason) in refused {
+            lock(&self.tally).fail(&reason);
+            self.shared.count_file_failed();
+            self.record(IngestionProgress::FileFailed {
+                path: path.chars().take(MAX_PATH_CHARS).collect(),
+                reason,
+            })
+            .await?;
+        }
+
+        self.live.set_phase(Phase::Fetching);
+        let _ = self.live.fetch_started.set(Instant::now());
+        let partial_dir = {
+            let store = Arc::clone(&self.shared);
+            let id = self.id.clone();
+            match blocking(move || store.store.prepare_job(&id)).await {
+                Ok(dir) => dir,
+                Err(error) => {
+                    return Ok(Outcome::Failed(format!(
+                        "the sample store cannot hold partial files: {error}"
+                    )));
+                }
+            }
+        };
+        self.fetch_all(source, planned, &partial_dir).await;
+
+        let tally = lock(&self.tally).clone();
+        Ok(match self.live.stop_reason() {
+            Some(_) => self.stopped_outcome(),
+            None if tally.selected > 0 && tally.fetched == 0 => Outcome::Failed(format!(
+                "none of the {} selected files could be stored; the first error: {}",
+                tally.selected,
+                tally.first_failure.as_deref().unwrap_or("unknown")
+            )),
+            None => Outcome::Completed,
+        })
+    }
+
+    /// Fetches every planned file, at most `small_files_in_parallel` small files or
+    /// `files_in_parallel` large ones at once, until done or stopped. Verified files go to the
+    /// publisher, which stores and records them in batches while fetching goes on.
+    async fn fetch_all(
+        self: &Arc<Self>,
+        source: Arc<dyn SampleSource>,
+        planned: Vec<(String, RemoteFile)>,
+        partial_dir: &Path,
+    ) {
+        let config = &self.shared.config;
+        let capacity = config.small_files_in_parallel.max(1);
+        let large_weight = (capacity / config.files_in_parallel.max(1)).max(1);
+        let permits = Arc::new(Semaphore::new(capacity));
+        let (ready, queue) = mpsc::unbounded_channel();
+        let publisher = tokio::spawn(Arc::clone(self).publish_loop(queue));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let absorb = |joined: Result<(), tokio::task::JoinError>| {
+            if let Err(error) = joined {
+                self.live.request_stop(Stop::Fatal(format!(
+                    "a file transfer stopped unexpectedly: {error}"
+                )));
+            }
+        };
+        for (index, (path, file)) in planned.into_iter().enumerate() {
+            if self.live.cancel.is_cancelled() {
+                break;
+            }
+            // Between files, the key must still be active and the job still wanted.
+            if let Some(stop) = self.standing() {
+                self.live.request_stop(stop);
+                break;
+            }
+            let weight = if file.size > config.small_file_bytes {
+                large_weight
+            } else {
+                1
+            };
+            let permit = tokio::select! {
+                biased;
+                () = self.live.cancel.cancelled() => break,
+                permit = Arc::clone(&permits).acquire_many_owned(weight as u32) => permit,
+            };
+            let Ok(permit) = permit else { break };
+            while let Some(joined) = tasks.try_join_next() {
+                absorb(joined);
+            }
+            let partial = partial_dir.join(format!("{index}.partial"));
+            tasks.spawn(Arc::clone(self).fetch_one(
+                Arc::clone(&source),
+                path,
+                file,
+                partial,
+                permit,
+                ready.clone(),
+            ));
+        }
+        while let Some(joined) = tasks.join_next().await {
+            absorb(joined);
+        }
+        drop(ready);
+        if let Err(error) = publisher.await {
+            self.live.request_stop(Stop::Fatal(format!(
+                "storing the fetched files stopped unexpectedly: {error}"
+            )));
+        }
+    }
+
+    /// Fetches and verifies one file, then hands it to the publisher (or records its failure).
+    async fn fetch_one(
+        self: Arc<Self>,
+        source: Arc<dyn SampleSource>,
+        path: String,
+        file: RemoteFile,
+        partial: PathBuf,
+        permit: OwnedSemaphorePermit,
+        ready: mpsc::UnboundedSender<Ready>,
+    ) {
+        let running = Arc::new(RunningFile {
+            size: file.size,
+            fetched: AtomicU64::new(0),
+        });
+        lock(&self.live.running).insert(path.clone(), Arc::clone(&running));
+        let progress = |bytes: u64| {
+            running.fetched.fetch_add(bytes, Ordering::Relaxed);
+            self.live.transferred.fetch_add(bytes, Ordering::Relaxed);
+        };
+        let attempts = self.shared.config.file_attempts.max(1);
+        let mut attempt = 0;
+        let fetched = loop {
+            attempt += 1;
+            let result = source
+                .fetch(&file, &partial, &progress, &self.live.cancel)
+                .await;
+            match result {
+                Err(error)
+                    if error.kind == SourceErrorKind::Transient
+                        && attempt < attempts
+                        && !self.live.cancel.is_cancelled() =>
+                {
+                    tracing::warn!(path = %path, attempt, error = %error, "file fetch failed, trying again");
+                    let delay = FILE_RETRY_DELAY * attempt;
+                    tokio::select! {
+                        () = self.live.cancel.cancelled() => {}
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+                other => break other,
+            }
+        };
+        // The transfer is over: the next file may start while this one is stored.
+        drop(permit);
+        match fetched {
+            Ok(fetched) => {
+                // Still shown as running until the publisher has stored it.
+                let _ = ready.send(Ready {
+                    path,
+                    partial,
+                    fetched,
+                });
+            }
+            Err(error) => {
+                lock(&self.live.running).remove(&path);
+                self.file_failed(&path, &partial, error).await;
+            }
+        }
+    }
+
+    /// Publishes verified files in batches (rename into place, one fsync per folder) and records
+    /// each one's event after its batch is durable.
+    async fn publish_loop(self: Arc<Self>, mut queue: mpsc::UnboundedReceiver<Ready>) {
+        let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+        while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+            let files = std::mem::take(&mut batch);
+            if self.live.cancel.is_cancelled() {
+                // The partial area goes with the job.
+                let mut running = lock(&self.live.running);
+                for ready in &files {
+                    running.remove(&ready.path);
+                }
+                continue;
+            }
+            let items: Vec<(PathBuf, String)> = files
+                .iter()
+                .map(|ready| (ready.partial.clone(), ready.path.clone()))
+                .collect();
+            let published = {
+                let shared = Arc::clone(&self.shared);
+                let batch_dir = self.batch_dir.clone();
+                blocking(move || Ok(shared.store.publish_all(&batch_dir, &items))).await
+            };
+            let published = match published {
+                Ok(published) => published,
+                Err(error) => files
+                    .iter()
+                    .map(|_| Err(std::io::Error::other(error.to_string())))
+                    .collect(),
+            };
+            for (ready, result) in files.into_iter().zip(published) {
+                lock(&self.live.running).remove(&ready.path);
+                match result {
+                    Ok(target) => self.record_fetched(ready, target).await,
+                    Err(error) => {
+                        self.discard(&ready.partial).await;
+                        let reason = format!("the file could not be stored: {error}");
+                        self.record_file_failure(ready.path, reason).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn record_fetched(&self, ready: Ready, target: PathBuf) {
+        let size = ready.fetched.size;
+        let recorded = self
+            .record(IngestionProgress::FileFetched {
+                path: ready.path.clone(),
+                size,
+                sha256: ready.fetched.sha256,
+                source_etag: ready.fetched.source_etag,
+            })
+            .await;
+        match recorded {
+            Ok(()) => {
+                lock(&self.tally).fetched += 1;
+                self.shared.count_file_fetched(size);
+            }
+            Err(interrupted) => {
+                // The store must not hold a file the log does not name.
+                if let Err(error) = blocking(move || std::fs::remove_file(&target)).await {
+                    tracing::error!(path = %ready.path, %error, "could not remove a file whose event was not recorded");
+                }
+                if let Interrupted::Vault(error) = interrupted {
+                    self.live.request_stop(Stop::Fatal(format!(
+                        "the job's progress could not be recorded: {error}"
+                    )));
+                }
+            }
+        }
+    }
+
+    async fn file_failed(&self, path: &str, partial: &Path, error: SourceError) {
+        self.discard(partial).await;
+        if self.live.cancel.is_cancelled() || error.kind == SourceErrorKind::Cancelled {
+            return;
+        }
+        if error.kind == SourceErrorKind::CredentialsRejected {
+            self.live.request_stop(Stop::Fatal(error.message));
+            return;
+        }
+        tracing::warn!(path = %path, error = %error, "file failed");
+        self.record_file_failure(path.to_owned(), error.message)
+            .await
+    }
+
+    async fn record_file_failure(&self, path: String, reason: String) {
+        let reason = truncate(reason);
+        self.shared.count_file_failed();
+        match self
+            .record(IngestionProgress::FileFailed {
+                path,
+                reason: reason.clone(),
+            })
+            .await
+        {
+            Ok(()) => lock(&self.tally).fail(&reason),
+            Err(Interrupted::Finished) => {}
+            Err(Interrupted::Vault(error)) => {
+                self.live.request_stop(Stop::Fatal(format!(
+                    "the job's progress could not be recorded: {error}"
+                )));
+            }
+        }
+    }
+
+    async fn discard(&self, partial: &Path) {
+        let partial = partial.to_path_buf();
+        if let Err(error) = blocking(move || discard_partial(&partial)).await {
+            tracing::warn!(%error, "could not delete a partial file; the job's clean-up will retry");
+        }
+    }
+
+    /// Records the final event, removes the partial area and forgets the job.
+    async fn finish(&self, outcome: Outcome) {
+        let (progress, label) = match outcome {
+            Outcome::Completed => (Some(IngestionProgress::Completed), "completed"),
+            Outcome::Failed(reason) => {
+                tracing::warn!(reason = %reason, "ingestion failed");
+                (
+                    Some(IngestionProgress::Failed {
+                        reason: truncate(reason),
+                    }),
+                    "failed",
+                )
+            }
+            Outcome::Cancelled => (Some(IngestionProgress::Cancelled), "cancelled"),
+            Outcome::Nothing => (None, "cancelled"),
+        };
+        if let Some(progress) = progress
+            && let Err(Interrupted::Vault(error)) = self.record(progress).await
+        {
+            tracing::error!(%error, "could not record the end of an ingestion; a restart will mark it failed");
+        }
+        let label =
+            self.shared.vault.read(
+                |state| match state.ingestion(&self.id).map(|job| job.state) {
+                    Some(IngestionState::Completed) => "completed",
+                    Some(IngestionState::Failed) => "failed",
+                    Some(IngestionState::Cancelled) => "cancelled",
+                    _ => label,
+                },
+            );
+        let shared = Arc::clone(&self.shared);
+        let id = self.id.clone();
+        if let Err(error) = blocking(move || shared.store.remove_partial_dir(&id)).await {
+            tracing::error!(%error, "could not remove the job's partial files");
+        }
+        self.shared.count_job_finished(label);
+        self.shared.forget(&self.id);
+        self.live.done.cancel();
+        tracing::info!(outcome = label, "ingestion finished");
+    }
+
+    /// Watches the log (and the clock) for the key or the job being withdrawn.
+    async fn watch(self: Arc<Self>, until: CancellationToken) {
+        let mut commits = Some(self.shared.vault.log().subscribe());
+        let mut tick = tokio::time::interval(self.shared.config.key_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let changed = async {
+                match commits.as_mut() {
+                    Some(receiver) => receiver.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = until.cancelled() => return,
+                open = changed => if !open { commits = None },
+                _ = tick.tick() => {}
+            }
+            if let Some(stop) = self.standing() {
+                tracing::info!(?stop, "stopping the job");
+                self.live.request_stop(stop);
+                return;
+            }
+        }
+    }
+
+    /// Why the job must stop now, if it must.
+    fn standing(&self) -> Option<Stop> {
+        let vault = &self.shared.vault;
+        let now = vault.now();
+        vault.read(|state| {
+            match state.ingestion(&self.id).map(|job| job.state) {
+                Some(IngestionState::Cancelled) => return Some(Stop::Cancelled),
+                Some(state) if state.is_finished() => return Some(Stop::FinishedElsewhere),
+                None => return Some(Stop::FinishedElsewhere),
+                Some(_) => {}
+            }
+            match state.external_key(&self.key).map(|key| key.status_at(now)) {
+                Some(KeyStatus::Active) => None,
+                Some(status) => Some(Stop::KeyUnusable(status)),
+                None => Some(Stop::KeyUnusable(KeyStatus::Deleted)),
+            }
+        })
+    }
+
+    fn stopped_outcome(&self) -> Outcome {
+        match self.live.stop_reason() {
+            Some(Stop::Cancelled) | None => Outcome::Cancelled,
+            Some(Stop::KeyUnusable(status)) => Outcome::Failed(self.key_unusable(status)),
+            Some(Stop::Fatal(reason)) => Outcome::Failed(reason),
+            Some(Stop::FinishedElsewhere) => Outcome::Nothing,
+        }
+    }
+
+    fn key_unusable(&self, status: KeyStatus) -> String {
+        let tally = lock(&self.tally).clone();
+        let progress = if tally.selected > 0 {
+            format!(
+                "; it stopped after {} of {} files",
+                tally.fetched, tally.selected
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "the external key {} was {} while the job ran{progress}; store a new key and start \
+             the ingestion again",
+            self.key,
+            status.as_str()
+        )
+    }
+
+    fn listing_failed(&self, error: &SourceError) -> String {
+        let place = match &self.selection {
+            Selection::Aws { bucket, prefix, .. } => format!("s3://{bucket}/{prefix}"),
+            Selection::Dnanexus {
+                project, folder, ..
+            } => format!("{project}:{folder}"),
+        };
+        format!("listing {place} failed: {error}")
+    }
+
+    async fn record(&self, progress: IngestionProgress) -> Result<(), Interrupted> {
+        let action = Action::RecordIngestion {
+            ingestion: self.id.clone(),
+            progress,
+        };
+        let _turn = self.recording.lock().await;
+        match self.shared.vault.run(Actor::System, action).await {
+            Ok(_) => Ok(()),
+            Err(VaultError::Domain(DomainError::IngestionFinished { .. })) => {
+                Err(Interrupted::Finished)
+            }
+            Err(error) => Err(Interrupted::Vault(error.to_string())),
+        }
+    }
+}
+
+pub(crate) fn truncate(reason: String) -> String {
+    if reason.chars().count() <= MAX_REASON_CHARS {
+        return reason;
+    }
+    let mut short: String = reason.chars().take(MAX_REASON_CHARS - 1).collect();
+    short.push('…');
+    short
+}
+
+/// Runs blocking file work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(error) => Err(std::io::Error::other(error)),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,192 @@
+//! [`SampleSource`] over `keyledger-connect-s3`.
+//!
+//! Selection: bucket + prefix + a regex matched (unanchored) against the full object key.
+//! Stored path: the key relative to the prefix's folder (the prefix up to its last `/`), so
+//! prefix `runs/2024-` stores `runs/2024-01/a.csv` as `2024-01/a.csv`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use keyledger_connect_s3::{
+    AccessCheck, AwsCredentials, RemoteObject, S3Error, S3Options, S3Source,
+};
+use keyledger_domain::{Provider, Selection};
+use keyledger_vault::{ExternalCredential, Lease};
+use tokio_util::sync::CancellationToken;
+
+use crate::selection::compile_pattern;
+use crate::source::{
+    BoxFuture, Fetched, Progress, RemoteFile, SampleSource, SourceError, SourceErrorKind,
+};
+
+/// Lists and fetches with one leased AWS key.
+#[derive(Debug, Clone)]
+pub struct S3SampleSource {
+    source: S3Source,
+}
+
+impl S3SampleSource {
+    pub fn from_lease(lease: &Lease, options: &S3Options) -> Result<S3SampleSource, SourceError> {
+        let ExternalCredential::Aws {
+            access_key_id,
+            secret_access_key,
+            region,
+        } = &lease.credential
+        else {
+            return Err(SourceError::new(
+                SourceErrorKind::Invalid,
+                format!("external key {} is not an AWS key", lease.key),
+            ));
+        };
+        let credentials = AwsCredentials {
+            access_key_id: access_key_id.clone(),
+            secret_access_key: secret_access_key.expose().to_owned(),
+            region: region.clone(),
+        };
+        let source = S3Source::new(&credentials, options).map_err(source_error)?;
+        Ok(S3SampleSource { source })
+    }
+
+    /// "Save and test" against one bucket (ListObjectsV2), for keys that may not list buckets.
+    pub async fn check_bucket(&self, bucket: &str) -> Result<String, SourceError> {
+        let check = self
+            .source
+            .check_access(Some(bucket))
+            .await
+            .map_err(source_error)?;
+        Ok(describe_check(&check))
+    }
+}
+
+impl SampleSource for S3SampleSource {
+    fn provider(&self) -> Provider {
+        Provider::Aws
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<String, SourceError>> {
+        Box::pin(async move {
+            let check = self.source.check_access(None).await.map_err(source_error)?;
+            Ok(describe_check(&check))
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        selection: &'a Selection,
+    ) -> BoxFuture<'a, Result<Vec<RemoteFile>, SourceError>> {
+        Box::pin(async move {
+            let Selection::Aws {
+                bucket,
+                prefix,
+                pattern,
+            } = selection
+            else {
+                return Err(SourceError::new(
+                    SourceErrorKind::Invalid,
+                    "an AWS key cannot list a DNAnexus selection",
+                ));
+            };
+            let pattern = compile_pattern(pattern)
+                .map_err(|message| SourceError::new(SourceErrorKind::Invalid, message))?;
+            let objects = self
+                .source
+                .list(bucket, prefix, &pattern)
+                .await
+                .map_err(source_error)?;
+            let folder = prefix_folder(prefix);
+            Ok(objects
+                .into_iter()
+                .map(|object| RemoteFile {
+                    path: object
+                        .key
+                        .strip_prefix(folder)
+                        .unwrap_or(&object.key)
+                        .to_owned(),
+                    size: object.size,
+                    etag: object.etag.clone(),
+                    handle: Arc::new(object),
+                })
+                .collect())
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        file: &'a RemoteFile,
+        partial_path: &'a Path,
+        progress: &'a Progress<'a>,
+        cancel: &'a CancellationToken,
+    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
+        Box::pin(async move {
+            let Some(object) = file.handle.downcast_ref::<RemoteObject>() else {
+                return Err(SourceError::new(
+                    SourceErrorKind::Invalid,
+                    format!("{} was not listed from S3", file.path),
+                ));
+            };
+            let fetched = self
+                .source
+                .fetch(object, partial_path, progress, cancel)
+                .await
+                .map_err(source_error)?;
+            Ok(Fetched {
+                size: fetched.size,
+                sha256: fetched.sha256,
+                source_etag: fetched.etag,
+            })
+        })
+    }
+}
+
+/// The folder part of a prefix: everything up to and including its last `/`.
+fn prefix_folder(prefix: &str) -> &str {
+    match prefix.rfind('/') {
+        Some(end) => &prefix[..=end],
+        None => "",
+    }
+}
+
+fn describe_check(check: &AccessCheck) -> String {
+    match check {
+        AccessCheck::Buckets { count } => {
+            format!("S3 accepted the key; it can see {count} bucket(s)")
+        }
+        AccessCheck::Bucket { bucket, is_empty } => format!(
+            "S3 accepted the key; it can list bucket `{bucket}`{}",
+            if *is_empty { " (empty)" } else { "" }
+        ),
+    }
+}
+
+fn source_error(error: S3Error) -> SourceError {
+    let kind = match &error {
+        S3Error::CredentialsRejected => SourceErrorKind::CredentialsRejected,
+        S3Error::AccessDenied { .. } => SourceErrorKind::AccessDenied,
+        S3Error::NoSuchBucket { .. } | S3Error::NotFound { .. } => SourceErrorKind::NotFound,
+        S3Error::WrongRegion { .. } | S3Error::InvalidInput(_) => SourceErrorKind::Invalid,
+        S3Error::ObjectChanged { .. } => SourceErrorKind::Changed,
+        S3Error::Verification { .. } => SourceErrorKind::Verification,
+        S3Error::Cancelled => SourceErrorKind::Cancelled,
+        S3Error::Transport(_) => SourceErrorKind::Transient,
+        S3Error::Io(_) => SourceErrorKind::Local,
+    };
+    SourceError::new(kind, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_folders() {
+        for (prefix, folder) in [
+            ("", ""),
+            ("runs", ""),
+            ("runs/", "runs/"),
+            ("runs/2024-", "runs/"),
+            ("a/b/c", "a/b/"),
+        ] {
+            assert_eq!(prefix_folder(prefix), folder, "{prefix}");
+        }
+    }
+}

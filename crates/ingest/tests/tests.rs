@@ -1,0 +1,8 @@
+//! Integration tests of keyledger-ingest: real vault, real S3 server, DNAnexus emulator.
+
+mod dnanexus;
+mod lifecycle;
+mod memory;
+mod s3;
+mod support;
+mod view;
