@@ -9,6 +9,7 @@ mod client;
 mod config;
 mod exit;
 mod external;
+mod ingest;
 mod keys;
 mod output;
 mod serve;
@@ -51,6 +52,9 @@ enum Command {
     /// Your external keys (AWS, DNAnexus).
     #[command(subcommand)]
     External(external::ExternalCommand),
+    /// Pull sample files from S3 or DNAnexus with your stored keys.
+    #[command(subcommand)]
+    Ingest(ingest::IngestCommand),
     /// Verify, export and replay the event log; crypto-shredding evidence.
     #[command(subcommand)]
     Audit(keyledger_audit::cli::AuditCommand),
@@ -80,6 +84,7 @@ fn main() {
         Command::Keys(command) => keys::run(command, &cli.client),
         Command::External(command) => external::run(command, &cli.client),
         Command::Audit(command) => audit::run(command, &cli.client),
+        Command::Ingest(command) => ingest::run(command, &cli.client),
     };
     if let Err(err) = result {
         let (exit, message) = match err.downcast_ref::<Failure>() {

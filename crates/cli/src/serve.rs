@@ -186,6 +186,7 @@ fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConf
     let mut ingest = keyledger_ingest::IngestConfig {
         store_root: section
             .store_root
+            .filter(|root| !root.as_os_str().is_empty())
             .unwrap_or_else(|| config.data_dir.join("samples")),
         ..keyledger_ingest::IngestConfig::default()
     };

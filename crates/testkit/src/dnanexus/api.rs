@@ -17,14 +17,19 @@ const DEFAULT_URL_DURATION_S: u64 = 24 * 3600;
 #[derive(Debug)]
 pub(crate) struct ApiError {
     pub status: u16,
-    pub kind: &'static str,
+    pub kind: String,
     pub message: String,
     pub retry_after: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into(), retry_after: None }
+    pub fn new(status: u16, kind: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind: kind.to_owned(),
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -36,20 +41,36 @@ impl ApiError {
     }
 
     pub fn malformed_json() -> Self {
-        Self::new(400, "MalformedJSON", "The input could not be parsed as JSON")
+        Self::new(
+            400,
+            "MalformedJSON",
+            "The input could not be parsed as JSON",
+        )
     }
 
     /// The error type DNAnexus uses for an HTTP status (for injected faults).
     pub fn for_status(status: u16) -> Self {
         let (kind, message) = match status {
             400 => ("BadRequest", "The request is invalid due to bad syntax"),
-            401 => ("InvalidAuthentication", "The provided access token is invalid"),
+            401 => (
+                "InvalidAuthentication",
+                "The provided access token is invalid",
+            ),
             403 => ("PermissionDenied", "Access to this resource is forbidden"),
-            404 => ("ResourceNotFound", "A specified entity or resource could not be found"),
+            404 => (
+                "ResourceNotFound",
+                "A specified entity or resource could not be found",
+            ),
             408 => ("RequestTimeout", "The request timed out"),
-            429 => ("RateLimitConditional", "Too many requests; please try again later"),
+            429 => (
+                "RateLimitConditional",
+                "Too many requests; please try again later",
+            ),
             500 => ("InternalError", "The server encountered an internal error"),
-            503 => ("ServiceUnavailable", "Some resource was temporarily unavailable; please try again later"),
+            503 => (
+                "ServiceUnavailable",
+                "Some resource was temporarily unavailable; please try again later",
+            ),
             _ if status >= 500 => ("InternalError", "The server encountered an internal error"),
             _ => ("BadRequest", "The request could not be processed"),
         };
@@ -57,7 +78,9 @@ impl ApiError {
     }
 
     pub fn body(&self) -> Vec<u8> {
-        json!({"error": {"type": self.kind, "message": self.message}}).to_string().into_bytes()
+        json!({"error": {"type": self.kind, "message": self.message}})
+            .to_string()
+            .into_bytes()
     }
 }
 
@@ -76,19 +99,31 @@ pub(crate) struct ApiCall<'a> {
 }
 
 pub(crate) fn dispatch(state: &mut State, call: &ApiCall<'_>) -> Result<Value, ApiError> {
-    let class = call.subject.split_once('-').map_or(call.subject, |(class, _)| class);
+    let class = call
+        .subject
+        .split_once('-')
+        .map_or(call.subject, |(class, _)| class);
     let route = match (class, call.method) {
         ("system", "greet") => return greet(&parse_object(call.body)?),
-        ("system", "comeBackLater") => return come_back_later(&parse_object(call.body)?, call.now_ms),
+        ("system", "comeBackLater") => {
+            return come_back_later(&parse_object(call.body)?, call.now_ms);
+        }
         ("system", "whoami") => Route::Whoami,
         ("system", "findProjects") => Route::FindProjects,
         ("system", "findDataObjects") => Route::FindDataObjects,
+        // `dx describe <path>` also looks for apps and global workflows of that name.
+        ("system", "findApps" | "findGlobalWorkflows") => Route::EmptySearch,
         ("user", "describe") => Route::UserDescribe,
         ("project" | "container", "describe") => Route::ProjectDescribe,
         ("project" | "container", "listFolder") => Route::ListFolder,
         ("file", "describe") => Route::FileDescribe,
         ("file", "download") => Route::FileDownload,
-        _ => return Err(ApiError::not_found(format!("The route /{}/{} does not exist", call.subject, call.method))),
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "The route /{}/{} does not exist",
+                call.subject, call.method
+            )));
+        }
     };
     let user = authenticate(state, call.authorization, call.now_ms)?;
     let input = parse_object(call.body)?;
@@ -96,6 +131,7 @@ pub(crate) fn dispatch(state: &mut State, call: &ApiCall<'_>) -> Result<Value, A
         Route::Whoami => whoami(&user, &input, &call.client_ip),
         Route::FindProjects => find_projects(state, &user, &input),
         Route::FindDataObjects => find_data_objects(state, &user, &input),
+        Route::EmptySearch => Ok(json!({"results": [], "next": null})),
         Route::UserDescribe => user_describe(state, call.subject),
         Route::ProjectDescribe => project_describe(state, &user, call.subject, &input),
         Route::ListFolder => list_folder(state, &user, call.subject, &input),
@@ -108,6 +144,7 @@ enum Route {
     Whoami,
     FindProjects,
     FindDataObjects,
+    EmptySearch,
     UserDescribe,
     ProjectDescribe,
     ListFolder,
@@ -115,18 +152,38 @@ enum Route {
     FileDownload,
 }
 
-fn authenticate(state: &State, authorization: Option<&str>, now_ms: u64) -> Result<String, ApiError> {
+fn authenticate(
+    state: &State,
+    authorization: Option<&str>,
+    now_ms: u64,
+) -> Result<String, ApiError> {
     let Some(header) = authorization else {
-        return Err(ApiError::new(401, "PermissionDenied", "Authentication required"));
+        return Err(ApiError::new(
+            401,
+            "PermissionDenied",
+            "Authentication required",
+        ));
     };
     let token = match header.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim(),
-        _ => return Err(ApiError::new(401, "InvalidAuthentication", "The Authorization header must be \"Bearer <token>\"")),
+        _ => {
+            return Err(ApiError::new(
+                401,
+                "InvalidAuthentication",
+                "The Authorization header must be \"Bearer <token>\"",
+            ));
+        }
     };
-    state.authenticate(token, now_ms).map_err(|failure| match failure {
-        AuthFailure::Unknown => ApiError::new(401, "InvalidAuthentication", "The token could not be found"),
-        AuthFailure::Expired => ApiError::new(401, "InvalidAuthentication", "The token has expired"),
-    })
+    state
+        .authenticate(token, now_ms)
+        .map_err(|failure| match failure {
+            AuthFailure::Unknown => {
+                ApiError::new(401, "InvalidAuthentication", "The token could not be found")
+            }
+            AuthFailure::Expired => {
+                ApiError::new(401, "InvalidAuthentication", "The token has expired")
+            }
+        })
 }
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
@@ -165,18 +222,28 @@ fn whoami(user: &str, input: &Map<String, Value>, client_ip: &str) -> Result<Val
 }
 
 fn user_describe(state: &State, user_id: &str) -> Result<Value, ApiError> {
-    let user = state.users.get(user_id).ok_or_else(|| ApiError::not_found(format!("{user_id} could not be found")))?;
-    Ok(json!({"id": user.id, "class": "user", "handle": user.handle, "first": user.handle, "last": "", "email": format!("{}@example.invalid", user.handle)}))
+    let user = state
+        .users
+        .get(user_id)
+        .ok_or_else(|| ApiError::not_found(format!("{user_id} could not be found")))?;
+    Ok(
+        json!({"id": user.id, "class": "user", "handle": user.handle, "first": user.handle, "last": "", "email": format!("{}@example.invalid", user.handle)}),
+    )
 }
 
 fn find_projects(state: &State, user: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
     let name = input.get("name").map(NameMatcher::parse).transpose()?;
     let minimum = match input.get("level") {
         None | Some(Value::Null) => Level::View,
-        Some(Value::String(level)) => Level::parse(level).ok_or_else(|| ApiError::invalid_input(format!("Invalid level {level:?}")))?,
+        Some(Value::String(level)) => Level::parse(level)
+            .ok_or_else(|| ApiError::invalid_input(format!("Invalid level {level:?}")))?,
         Some(_) => return Err(ApiError::invalid_input("level must be a string")),
     };
-    let describe = input.get("describe").map(Selection::parse).transpose()?.flatten();
+    let describe = input
+        .get("describe")
+        .map(Selection::parse)
+        .transpose()?
+        .flatten();
     let limit = limit(input)?;
     let starting = match input.get("starting") {
         None | Some(Value::Null) => None,
@@ -184,7 +251,11 @@ fn find_projects(state: &State, user: &str, input: &Map<String, Value>) -> Resul
         Some(_) => return Err(ApiError::invalid_input("starting must be a project id")),
     };
     let mut matches = state.projects.iter().filter(|project| {
-        project.members.get(user).is_some_and(|level| *level >= minimum) && name.as_ref().is_none_or(|name| name.matches(&project.name))
+        project
+            .members
+            .get(user)
+            .is_some_and(|level| *level >= minimum)
+            && name.as_ref().is_none_or(|name| name.matches(&project.name))
     });
     let mut started = starting.is_none();
     let mut results = Vec::new();
@@ -198,66 +269,111 @@ fn find_projects(state: &State, user: &str, input: &Map<String, Value>) -> Resul
             next = json!(project.id);
             break;
         }
-        let level = project.members.get(user).map_or("NONE", |level| level.as_str());
-        let mut result = json!({"id": project.id, "level": level, "permissionSources": [user], "public": false});
+        let level = project
+            .members
+            .get(user)
+            .map_or("NONE", |level| level.as_str());
+        let mut result =
+            json!({"id": project.id, "level": level, "permissionSources": [user], "public": false});
         if let Some(selection) = &describe {
             result["describe"] = selection.apply(project_fields(project, user));
         }
         results.push(result);
     }
     if !started {
-        return Err(ApiError::invalid_input("starting does not name a project of this search"));
+        return Err(ApiError::invalid_input(
+            "starting does not name a project of this search",
+        ));
     }
     Ok(json!({"results": results, "next": next}))
 }
 
-fn find_data_objects(state: &State, user: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+fn find_data_objects(
+    state: &State,
+    user: &str,
+    input: &Map<String, Value>,
+) -> Result<Value, ApiError> {
     let class = optional_str(input, "class")?;
     let state_filter = optional_str(input, "state")?.unwrap_or("any");
     if !["open", "closing", "closed", "any"].contains(&state_filter) {
-        return Err(ApiError::invalid_input(format!("Invalid state {state_filter:?}")));
+        return Err(ApiError::invalid_input(format!(
+            "Invalid state {state_filter:?}"
+        )));
     }
     let visibility = optional_str(input, "visibility")?.unwrap_or("visible");
     if !["hidden", "visible", "either"].contains(&visibility) {
-        return Err(ApiError::invalid_input(format!("Invalid visibility {visibility:?}")));
+        return Err(ApiError::invalid_input(format!(
+            "Invalid visibility {visibility:?}"
+        )));
     }
     let name = input.get("name").map(NameMatcher::parse).transpose()?;
     let ids: Option<BTreeSet<&str>> = match input.get("id") {
         None => None,
         Some(Value::Array(ids)) => Some(
-            ids.iter().map(|id| id.as_str().ok_or_else(|| ApiError::invalid_input("id must be a list of strings"))).collect::<Result<_, _>>()?,
+            ids.iter()
+                .map(|id| {
+                    id.as_str()
+                        .ok_or_else(|| ApiError::invalid_input("id must be a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
         ),
         Some(_) => return Err(ApiError::invalid_input("id must be a list of strings")),
     };
-    let describe = input.get("describe").map(Selection::parse).transpose()?.flatten();
+    let describe = input
+        .get("describe")
+        .map(Selection::parse)
+        .transpose()?
+        .flatten();
     let limit = limit(input)?;
     let starting = match input.get("starting") {
         None | Some(Value::Null) => None,
-        Some(Value::Object(starting)) => match (starting.get("project").and_then(Value::as_str), starting.get("id").and_then(Value::as_str)) {
+        Some(Value::Object(starting)) => match (
+            starting.get("project").and_then(Value::as_str),
+            starting.get("id").and_then(Value::as_str),
+        ) {
             (Some(project), Some(id)) => Some((project, id)),
-            _ => return Err(ApiError::invalid_input("starting must be {\"project\": …, \"id\": …}")),
+            _ => {
+                return Err(ApiError::invalid_input(
+                    "starting must be {\"project\": …, \"id\": …}",
+                ));
+            }
         },
-        Some(_) => return Err(ApiError::invalid_input("starting must be {\"project\": …, \"id\": …}")),
+        Some(_) => {
+            return Err(ApiError::invalid_input(
+                "starting must be {\"project\": …, \"id\": …}",
+            ));
+        }
     };
 
     let scope = optional_object(input, "scope")?;
     let (projects, folder, recurse): (Vec<&ProjectEntry>, String, bool) = match scope {
         Some(scope) => {
             let Some(project_id) = scope.get("project").and_then(Value::as_str) else {
-                return Err(ApiError::invalid_input("scope.project must be a project id"));
+                return Err(ApiError::invalid_input(
+                    "scope.project must be a project id",
+                ));
             };
             let project = state
                 .project(project_id)
                 .filter(|project| project.members.contains_key(user))
                 .ok_or_else(|| ApiError::not_found(format!("{project_id} could not be found")))?;
             let folder = match optional_str(scope, "folder")? {
-                Some(folder) => normalize_folder(folder).map_err(|error| ApiError::invalid_input(error.to_string()))?,
+                Some(folder) => normalize_folder(folder)
+                    .map_err(|error| ApiError::invalid_input(error.to_string()))?,
                 None => "/".to_owned(),
             };
             let recurse = optional_bool(scope, "recurse")?.unwrap_or(true);
             (vec![project], folder, recurse)
         }
-        None => (state.projects.iter().filter(|project| project.members.contains_key(user)).collect(), "/".to_owned(), true),
+        None => (
+            state
+                .projects
+                .iter()
+                .filter(|project| project.members.contains_key(user))
+                .collect(),
+            "/".to_owned(),
+            true,
+        ),
     };
 
     // Every file is closed and visible, so some filters select all or nothing.
@@ -269,8 +385,18 @@ fn find_data_objects(state: &State, user: &str, input: &Map<String, Value>) -> R
         for project in projects {
             for file in state.project_files(&project.id) {
                 let in_scope = file.folder == folder
-                    || (recurse && (folder == "/" || file.folder.strip_prefix(folder.as_str()).is_some_and(|rest| rest.starts_with('/'))));
-                if in_scope && name.as_ref().is_none_or(|name| name.matches(&file.name)) && ids.as_ref().is_none_or(|ids| ids.contains(file.id.as_str())) {
+                    || (recurse
+                        && (folder == "/"
+                            || file
+                                .folder
+                                .strip_prefix(folder.as_str())
+                                .is_some_and(|rest| rest.starts_with('/'))));
+                if in_scope
+                    && name.as_ref().is_none_or(|name| name.matches(&file.name))
+                    && ids
+                        .as_ref()
+                        .is_none_or(|ids| ids.contains(file.id.as_str()))
+                {
                     candidates.push(file);
                 }
             }
@@ -281,7 +407,9 @@ fn find_data_objects(state: &State, user: &str, input: &Map<String, Value>) -> R
         Some((project, id)) => candidates
             .iter()
             .position(|file| file.project == project && file.id == id)
-            .ok_or_else(|| ApiError::invalid_input("starting does not name an object of this search"))?,
+            .ok_or_else(|| {
+                ApiError::invalid_input("starting does not name an object of this search")
+            })?,
     };
     let page = candidates.iter().skip(start).take(limit as usize);
     let results: Vec<Value> = page
@@ -293,34 +421,62 @@ fn find_data_objects(state: &State, user: &str, input: &Map<String, Value>) -> R
             result
         })
         .collect();
-    let next = candidates.get(start + limit as usize).map_or(Value::Null, |file| json!({"project": file.project, "id": file.id}));
+    let next = candidates.get(start + limit as usize).map_or(
+        Value::Null,
+        |file| json!({"project": file.project, "id": file.id}),
+    );
     Ok(json!({"results": results, "next": next}))
 }
 
-fn project_describe(state: &State, user: &str, project_id: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+fn project_describe(
+    state: &State,
+    user: &str,
+    project_id: &str,
+    input: &Map<String, Value>,
+) -> Result<Value, ApiError> {
     let project = accessible_project(state, user, project_id)?;
     let selection = Selection::parse_input(input, &[])?;
     Ok(selection.apply(project_fields(project, user)))
 }
 
-fn list_folder(state: &State, user: &str, project_id: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+fn list_folder(
+    state: &State,
+    user: &str,
+    project_id: &str,
+    input: &Map<String, Value>,
+) -> Result<Value, ApiError> {
     let project = accessible_project(state, user, project_id)?;
     let folder = match optional_str(input, "folder")? {
-        Some(folder) => normalize_folder(folder).map_err(|error| ApiError::invalid_input(error.to_string()))?,
+        Some(folder) => {
+            normalize_folder(folder).map_err(|error| ApiError::invalid_input(error.to_string()))?
+        }
         None => "/".to_owned(),
     };
     let only = optional_str(input, "only")?.unwrap_or("all");
     if !["all", "objects", "folders"].contains(&only) {
-        return Err(ApiError::invalid_input(format!("Invalid value for only: {only:?}")));
+        return Err(ApiError::invalid_input(format!(
+            "Invalid value for only: {only:?}"
+        )));
     }
     optional_bool(input, "includeHidden")?;
-    let describe = input.get("describe").map(Selection::parse).transpose()?.flatten();
+    let describe = input
+        .get("describe")
+        .map(Selection::parse)
+        .transpose()?
+        .flatten();
     if !project.folders.contains(&folder) {
-        return Err(ApiError::not_found(format!("The folder {folder} could not be found in {}", project.id)));
+        return Err(ApiError::not_found(format!(
+            "The folder {folder} could not be found in {}",
+            project.id
+        )));
     }
     let mut output = Map::new();
     if only != "folders" {
-        let mut files: Vec<&FileEntry> = state.files.values().filter(|file| file.project == project.id && file.folder == folder).collect();
+        let mut files: Vec<&FileEntry> = state
+            .files
+            .values()
+            .filter(|file| file.project == project.id && file.folder == folder)
+            .collect();
         files.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
         let objects: Vec<Value> = files
             .into_iter()
@@ -335,11 +491,19 @@ fn list_folder(state: &State, user: &str, project_id: &str, input: &Map<String, 
         output.insert("objects".into(), Value::Array(objects));
     }
     if only != "objects" {
-        let prefix = if folder == "/" { "/".to_owned() } else { format!("{folder}/") };
+        let prefix = if folder == "/" {
+            "/".to_owned()
+        } else {
+            format!("{folder}/")
+        };
         let children: Vec<Value> = project
             .folders
             .iter()
-            .filter(|candidate| candidate.strip_prefix(prefix.as_str()).is_some_and(|rest| !rest.is_empty() && !rest.contains('/')))
+            .filter(|candidate| {
+                candidate
+                    .strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+            })
             .map(|child| json!(child))
             .collect();
         output.insert("folders".into(), Value::Array(children));
@@ -347,7 +511,12 @@ fn list_folder(state: &State, user: &str, project_id: &str, input: &Map<String, 
     Ok(Value::Object(output))
 }
 
-fn file_describe(state: &State, user: &str, file_id: &str, input: &Map<String, Value>) -> Result<Value, ApiError> {
+fn file_describe(
+    state: &State,
+    user: &str,
+    file_id: &str,
+    input: &Map<String, Value>,
+) -> Result<Value, ApiError> {
     let file = accessible_file(state, user, file_id, optional_str(input, "project")?)?;
     let selection = Selection::parse_input(input, &["project"])?;
     Ok(selection.apply(file_fields(state, file)))
@@ -359,30 +528,59 @@ fn file_download(state: &mut State, user: &str, call: &ApiCall<'_>) -> Result<Va
     optional_bool(&input, "stickyIP")?;
     let duration = optional_u64(&input, "duration")?.unwrap_or(DEFAULT_URL_DURATION_S);
     if duration == 0 {
-        return Err(ApiError::invalid_input("duration must be a positive number of seconds"));
+        return Err(ApiError::invalid_input(
+            "duration must be a positive number of seconds",
+        ));
     }
     let file = accessible_file(state, user, call.subject, optional_str(&input, "project")?)?;
     let filename = optional_str(&input, "filename")?.unwrap_or(&file.name);
-    let url = format!("{}{}D/{}/{}/{}", call.base_url, super::DATA_PATH_PREFIX, file.id, call.url_key, percent_encode(filename));
+    let url = format!(
+        "{}{}D/{}/{}/{}",
+        call.base_url,
+        super::DATA_PATH_PREFIX,
+        file.id,
+        call.url_key,
+        percent_encode(filename)
+    );
     let expires_ms = call.now_ms.saturating_add(duration.saturating_mul(1000));
     let file_id = file.id.clone();
-    state.downloads.insert(call.url_key.clone(), super::state::DownloadEntry { file: file_id, expires_ms });
+    state.downloads.insert(
+        call.url_key.clone(),
+        super::state::DownloadEntry {
+            file: file_id,
+            expires_ms,
+        },
+    );
     Ok(json!({"url": url, "headers": {}, "expires": expires_ms}))
 }
 
-fn accessible_project<'a>(state: &'a State, user: &str, project_id: &str) -> Result<&'a ProjectEntry, ApiError> {
+fn accessible_project<'a>(
+    state: &'a State,
+    user: &str,
+    project_id: &str,
+) -> Result<&'a ProjectEntry, ApiError> {
     state
         .project(project_id)
         .filter(|project| project.members.contains_key(user))
         .ok_or_else(|| ApiError::not_found(format!("{project_id} could not be found")))
 }
 
-fn accessible_file<'a>(state: &'a State, user: &str, file_id: &str, project: Option<&str>) -> Result<&'a FileEntry, ApiError> {
-    let file = state.files.get(file_id).ok_or_else(|| ApiError::not_found(format!("{file_id} could not be found")))?;
+fn accessible_file<'a>(
+    state: &'a State,
+    user: &str,
+    file_id: &str,
+    project: Option<&str>,
+) -> Result<&'a FileEntry, ApiError> {
+    let file = state
+        .files
+        .get(file_id)
+        .ok_or_else(|| ApiError::not_found(format!("{file_id} could not be found")))?;
     if let Some(project) = project
         && project != file.project
     {
-        return Err(ApiError::not_found(format!("{file_id} could not be found in {project}")));
+        return Err(ApiError::not_found(format!(
+            "{file_id} could not be found in {project}"
+        )));
     }
     if state.level(&file.project, user).is_none() {
         return Err(ApiError::not_found(format!("{file_id} could not be found")));
@@ -391,16 +589,37 @@ fn accessible_file<'a>(state: &'a State, user: &str, file_id: &str, project: Opt
 }
 
 const FILE_DEFAULT_FIELDS: &[&str] = &[
-    "id", "project", "class", "types", "created", "modified", "state", "hidden", "links", "name", "folder", "sponsored", "tags", "media",
-    "archivalState", "size", "createdBy",
+    "id",
+    "project",
+    "class",
+    "types",
+    "created",
+    "modified",
+    "state",
+    "hidden",
+    "links",
+    "name",
+    "folder",
+    "sponsored",
+    "tags",
+    "media",
+    "archivalState",
+    "size",
+    "createdBy",
 ];
 
 fn file_fields(state: &State, file: &FileEntry) -> (Map<String, Value>, &'static [&'static str]) {
-    let owner = state.project(&file.project).and_then(|project| project.members.keys().next().cloned()).unwrap_or_default();
+    let owner = state
+        .project(&file.project)
+        .and_then(|project| project.members.keys().next().cloned())
+        .unwrap_or_default();
     let parts: Map<String, Value> = (1..=file.parts.len() as u32)
         .map(|index| {
             let part = &file.parts[index as usize - 1];
-            (index.to_string(), json!({"size": part.size, "md5": file.reported_md5(index), "state": "complete"}))
+            (
+                index.to_string(),
+                json!({"size": part.size, "md5": file.reported_md5(index), "state": "complete"}),
+            )
         })
         .collect();
     let fields = json!({
@@ -413,13 +632,39 @@ fn file_fields(state: &State, file: &FileEntry) -> (Map<String, Value>, &'static
 }
 
 const PROJECT_DEFAULT_FIELDS: &[&str] = &[
-    "id", "class", "name", "created", "modified", "region", "billTo", "level", "dataUsage", "sponsoredDataUsage", "remoteDataUsage", "version",
-    "summary", "description", "protected", "restricted", "containsPHI", "downloadRestricted", "tags", "createdBy",
+    "id",
+    "class",
+    "name",
+    "created",
+    "modified",
+    "region",
+    "billTo",
+    "level",
+    "dataUsage",
+    "sponsoredDataUsage",
+    "remoteDataUsage",
+    "version",
+    "summary",
+    "description",
+    "protected",
+    "restricted",
+    "containsPHI",
+    "downloadRestricted",
+    "tags",
+    "createdBy",
 ];
 
 fn project_fields<'a>(project: &ProjectEntry, user: &str) -> (Map<String, Value>, &'a [&'a str]) {
-    let owner = project.members.iter().find(|(_, level)| **level == Level::Administer).map(|(user, _)| user.clone()).unwrap_or_default();
-    let level = project.members.get(user).map_or("NONE", |level| level.as_str());
+    let owner = project
+        .members
+        .iter()
+        .find(|(_, level)| **level == Level::Administer)
+        .map(|(user, _)| user.clone())
+        .unwrap_or_default();
+    let level = project
+        .members
+        .get(user)
+        .map_or("NONE", |level| level.as_str());
     let fields = json!({
         "id": project.id, "class": "project", "name": project.name, "created": project.created_ms, "modified": project.modified_ms,
         "region": "aws:us-east-1", "billTo": owner, "level": level, "dataUsage": 0.0, "sponsoredDataUsage": 0.0, "remoteDataUsage": 0.0,
@@ -448,9 +693,14 @@ impl Selection {
     fn parse(value: &Value) -> Result<Option<Self>, ApiError> {
         match value {
             Value::Bool(false) | Value::Null => Ok(None),
-            Value::Bool(true) => Ok(Some(Self { include_default: true, extras: BTreeSet::new() })),
+            Value::Bool(true) => Ok(Some(Self {
+                include_default: true,
+                extras: BTreeSet::new(),
+            })),
             Value::Object(spec) => Self::parse_input(spec, &[]).map(Some),
-            _ => Err(ApiError::invalid_input("describe must be a boolean or an object")),
+            _ => Err(ApiError::invalid_input(
+                "describe must be a boolean or an object",
+            )),
         }
     }
 
@@ -467,10 +717,17 @@ impl Selection {
                         extras.insert(name.clone());
                     }
                     Value::Bool(false) => {}
-                    _ => return Err(ApiError::invalid_input(format!("fields.{name} must be a boolean"))),
+                    _ => {
+                        return Err(ApiError::invalid_input(format!(
+                            "fields.{name} must be a boolean"
+                        )));
+                    }
                 }
             }
-            return Ok(Self { include_default: default_fields.unwrap_or(false), extras });
+            return Ok(Self {
+                include_default: default_fields.unwrap_or(false),
+                extras,
+            });
         }
         let mut extras = BTreeSet::new();
         for (name, value) in spec {
@@ -485,11 +742,17 @@ impl Selection {
                 _ => return Err(ApiError::invalid_input(format!("{name} must be a boolean"))),
             }
         }
-        Ok(Self { include_default: default_fields.unwrap_or(true), extras })
+        Ok(Self {
+            include_default: default_fields.unwrap_or(true),
+            extras,
+        })
     }
 
     fn apply(&self, (fields, defaults): (Map<String, Value>, &[&str])) -> Value {
-        let selected = fields.into_iter().filter(|(name, _)| (self.include_default && defaults.contains(&name.as_str())) || self.extras.contains(name));
+        let selected = fields.into_iter().filter(|(name, _)| {
+            (self.include_default && defaults.contains(&name.as_str()))
+                || self.extras.contains(name)
+        });
         Value::Object(selected.collect())
     }
 }
@@ -512,9 +775,13 @@ impl NameMatcher {
                     let flags = optional_str(spec, "flags")?.unwrap_or("");
                     return compile(pattern, flags).map(Self::Pattern);
                 }
-                Err(ApiError::invalid_input("name must be a string, {\"glob\": …} or {\"regexp\": …}"))
+                Err(ApiError::invalid_input(
+                    "name must be a string, {\"glob\": …} or {\"regexp\": …}",
+                ))
             }
-            _ => Err(ApiError::invalid_input("name must be a string, {\"glob\": …} or {\"regexp\": …}")),
+            _ => Err(ApiError::invalid_input(
+                "name must be a string, {\"glob\": …} or {\"regexp\": …}",
+            )),
         }
     }
 
@@ -528,10 +795,17 @@ impl NameMatcher {
 
 fn compile(pattern: &str, flags: &str) -> Result<Regex, ApiError> {
     if let Some(flag) = flags.chars().find(|flag| !"imsx".contains(*flag)) {
-        return Err(ApiError::invalid_input(format!("Unsupported regexp flag {flag:?}")));
+        return Err(ApiError::invalid_input(format!(
+            "Unsupported regexp flag {flag:?}"
+        )));
     }
-    let prefix = if flags.is_empty() { String::new() } else { format!("(?{flags})") };
-    Regex::new(&format!("{prefix}{pattern}")).map_err(|error| ApiError::invalid_input(format!("Invalid regexp: {error}")))
+    let prefix = if flags.is_empty() {
+        String::new()
+    } else {
+        format!("(?{flags})")
+    };
+    Regex::new(&format!("{prefix}{pattern}"))
+        .map_err(|error| ApiError::invalid_input(format!("Invalid regexp: {error}")))
 }
 
 /// `*` and `?` are wildcards; a backslash makes the next character literal.
@@ -559,7 +833,9 @@ fn limit(input: &Map<String, Value>) -> Result<u64, ApiError> {
         None | Some(Value::Null) => Ok(DEFAULT_LIMIT),
         Some(value) => match value.as_u64() {
             Some(limit) if (1..=MAX_LIMIT).contains(&limit) => Ok(limit),
-            _ => Err(ApiError::invalid_input(format!("limit must be an integer from 1 to {MAX_LIMIT}"))),
+            _ => Err(ApiError::invalid_input(format!(
+                "limit must be an integer from 1 to {MAX_LIMIT}"
+            ))),
         },
     }
 }
@@ -583,11 +859,16 @@ fn optional_bool(input: &Map<String, Value>, key: &str) -> Result<Option<bool>, 
 fn optional_u64(input: &Map<String, Value>, key: &str) -> Result<Option<u64>, ApiError> {
     match input.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(value) => value.as_u64().map(Some).ok_or_else(|| ApiError::invalid_input(format!("{key} must be a non-negative integer"))),
+        Some(value) => value.as_u64().map(Some).ok_or_else(|| {
+            ApiError::invalid_input(format!("{key} must be a non-negative integer"))
+        }),
     }
 }
 
-fn optional_object<'a>(input: &'a Map<String, Value>, key: &str) -> Result<Option<&'a Map<String, Value>>, ApiError> {
+fn optional_object<'a>(
+    input: &'a Map<String, Value>,
+    key: &str,
+) -> Result<Option<&'a Map<String, Value>>, ApiError> {
     match input.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Object(object)) => Ok(Some(object)),
@@ -598,7 +879,9 @@ fn optional_object<'a>(input: &'a Map<String, Value>, key: &str) -> Result<Optio
 fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => (byte as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => {
+                (byte as char).to_string()
+            }
             other => format!("%{other:02X}"),
         })
         .collect()

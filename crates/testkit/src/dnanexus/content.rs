@@ -40,7 +40,10 @@ mod tests {
     fn any_range_matches_the_whole() {
         let whole = generated_bytes(7, 0, 1000);
         for (offset, len) in [(0, 1), (3, 17), (8, 8), (13, 500), (999, 1)] {
-            assert_eq!(generated_bytes(7, offset, len), whole[offset as usize..offset as usize + len]);
+            assert_eq!(
+                generated_bytes(7, offset, len),
+                whole[offset as usize..offset as usize + len]
+            );
         }
         assert_ne!(generated_bytes(8, 0, 64), whole[..64]);
     }

@@ -6,7 +6,7 @@
 //! What it models: users with bearer tokens (expiring, revocable), projects with members and
 //! folders, and closed files split into parts (index from 1, each with a size and an MD5). File
 //! bytes live on disk (a private temporary folder, or the caller's folder for [`Seed::from_dir`])
-//! and are served with positional reads, so a 1 GiB file is never held in memory.
+//! and are streamed from disk in 512 KiB reads, so a 1 GiB file is never held in memory.
 //!
 //! Routes: `/system/whoami`, `/system/greet`, `/system/findProjects`, `/system/findDataObjects`,
 //! `/system/comeBackLater`, `/user-…/describe`, `/project-…/describe`, `/project-…/listFolder`,
@@ -75,14 +75,21 @@ impl DnanexusEmulator {
 
     /// Like [`DnanexusEmulator::start`] on a chosen address (the standalone binary uses it).
     pub async fn start_on(seed: Seed, address: SocketAddr) -> anyhow::Result<Self> {
-        let storage = tempfile::Builder::new().prefix("dnanexus-emulator-").tempdir()?;
+        let storage = tempfile::Builder::new()
+            .prefix("dnanexus-emulator-")
+            .tempdir()?;
         let storage_path = storage.path().to_path_buf();
         let listener = TcpListener::bind(address).await?;
         let address = listener.local_addr()?;
         let model = tokio::task::spawn_blocking(move || seed.materialize(&storage_path)).await??;
         let shared = Arc::new(Shared::new(model, address));
         let server = tokio::spawn(http::serve(listener, shared.clone()));
-        Ok(Self { address, control: EmulatorControl { shared }, server, _storage: storage })
+        Ok(Self {
+            address,
+            control: EmulatorControl { shared },
+            server,
+            _storage: storage,
+        })
     }
 
     /// `http://127.0.0.1:<port>`, the API server URL (no trailing slash).
@@ -116,7 +123,17 @@ pub enum Fault {
     /// Answer with this status and a JSON error of the matching DNAnexus type (503
     /// ServiceUnavailable, 429 RateLimitConditional, 500 InternalError, 403 PermissionDenied, …),
     /// with `Retry-After: <seconds>` when given.
-    Status { status: u16, retry_after: Option<u64> },
+    Status {
+        status: u16,
+        retry_after: Option<u64>,
+    },
+    /// Answer with this status and exactly this error type and message (for example a message
+    /// that echoes a secret, to check a client does not repeat it).
+    Error {
+        status: u16,
+        kind: String,
+        message: String,
+    },
     /// Close the connection without answering.
     Disconnect,
     /// On data GETs only: advertise the full `Content-Length` but close the connection after
@@ -135,7 +152,11 @@ pub struct FaultRun {
 
 impl FaultRun {
     pub fn new(fault: Fault, times: u32) -> Self {
-        Self { fault, times, path_contains: None }
+        Self {
+            fault,
+            times,
+            path_contains: None,
+        }
     }
 
     /// Restricts the run to requests whose path contains `fragment` (for example
@@ -153,6 +174,8 @@ pub struct RequestRecord {
     pub path: String,
     /// The `Authorization` header, verbatim, when one was sent.
     pub authorization: Option<String>,
+    /// The `Range` header, verbatim, when one was sent.
+    pub range: Option<String>,
     /// The status answered; 0 when the connection was dropped without an answer.
     pub status: u16,
     /// Whether this was a GET/HEAD of a download URL.
@@ -165,7 +188,10 @@ impl std::fmt::Debug for RequestRecord {
         f.debug_struct("RequestRecord")
             .field("method", &self.method)
             .field("path", &self.path)
-            .field("authorization", &self.authorization.as_ref().map(|_| "[redacted]"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[redacted]"),
+            )
             .field("status", &self.status)
             .field("data", &self.data)
             .finish()
@@ -194,7 +220,9 @@ pub struct EmulatorControl {
 
 impl std::fmt::Debug for EmulatorControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmulatorControl").field("address", &self.shared.address).finish()
+        f.debug_struct("EmulatorControl")
+            .field("address", &self.shared.address)
+            .finish()
     }
 }
 
@@ -211,12 +239,14 @@ impl EmulatorControl {
 
     /// How many injected fault applications are still pending.
     pub fn pending_faults(&self) -> u32 {
-        self.shared.with_state(|state| state.faults.iter().map(|run| run.times).sum())
+        self.shared
+            .with_state(|state| state.faults.iter().map(|run| run.times).sum())
     }
 
     /// Adds a token for an existing user; fails for an unknown user.
     pub fn add_token(&self, user: &str, token: &str) -> anyhow::Result<()> {
-        self.shared.with_state(|state| state.add_token(user, token, None))
+        self.shared
+            .with_state(|state| state.add_token(user, token, None))
     }
 
     /// Makes a token unknown to the server (as `dx logout` does).
@@ -242,7 +272,8 @@ impl EmulatorControl {
 
     /// Makes `describe` report a wrong MD5 for one part of a file (parts count from 1).
     pub fn corrupt_part_md5(&self, file_id: &str, part: u32) -> anyhow::Result<()> {
-        self.shared.with_state(|state| state.corrupt_part_md5(file_id, part))
+        self.shared
+            .with_state(|state| state.corrupt_part_md5(file_id, part))
     }
 
     /// Makes every download URL handed out so far expire (data GETs then get 403).
@@ -254,7 +285,7 @@ impl EmulatorControl {
         });
     }
 
-    /// Every request seen so far, in arrival order.
+    /// Every request seen so far (the latest 100,000 at most), in arrival order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.shared.with_state(|state| state.requests.clone())
     }
@@ -283,13 +314,18 @@ impl EmulatorControl {
     /// The id of the project with this name, if any.
     pub fn project_id(&self, name: &str) -> Option<String> {
         self.shared.with_state(|state| {
-            state.projects.iter().find(|project| project.name == name).map(|project| project.id.clone())
+            state
+                .projects
+                .iter()
+                .find(|project| project.name == name)
+                .map(|project| project.id.clone())
         })
     }
 
     /// A file by id.
     pub fn file(&self, file_id: &str) -> Option<EmulatedFile> {
-        self.shared.with_state(|state| state.files.get(file_id).map(|file| file.to_public()))
+        self.shared
+            .with_state(|state| state.files.get(file_id).map(|file| file.to_public()))
     }
 
     /// Every file of a project, ordered by path.

@@ -72,7 +72,9 @@ impl std::fmt::Debug for Content {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Content::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
-            Content::Generated { size, seed } => write!(f, "Generated {{ size: {size}, seed: {seed} }}"),
+            Content::Generated { size, seed } => {
+                write!(f, "Generated {{ size: {size}, seed: {seed} }}")
+            }
             Content::Disk(path) => write!(f, "Disk({})", path.display()),
         }
     }
@@ -88,6 +90,8 @@ pub struct Seed {
     projects: Vec<SeedProject>,
     files: Vec<SeedFile>,
     serial: u64,
+    /// Mistakes found while building, reported by `materialize`.
+    mistakes: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -99,7 +103,10 @@ struct SeedToken {
 
 impl std::fmt::Debug for SeedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SeedToken").field("token", &"[redacted]").field("user", &self.user).finish()
+        f.debug_struct("SeedToken")
+            .field("token", &"[redacted]")
+            .field("user", &self.user)
+            .finish()
     }
 }
 
@@ -134,8 +141,15 @@ impl Seed {
     }
 
     pub fn from_dir_with_part_size(dir: impl AsRef<Path>, part_size: u64) -> anyhow::Result<Self> {
-        let dir = dir.as_ref().canonicalize().with_context(|| format!("reading {}", dir.as_ref().display()))?;
-        let name = dir.file_name().and_then(|name| name.to_str()).unwrap_or("emulated").to_owned();
+        let dir = dir
+            .as_ref()
+            .canonicalize()
+            .with_context(|| format!("reading {}", dir.as_ref().display()))?;
+        let name = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("emulated")
+            .to_owned();
         let mut seed = Seed::new();
         let user = seed.add_user(FROM_DIR_USER.trim_start_matches("user-"));
         let project = seed.add_project(&name, &user);
@@ -155,7 +169,12 @@ impl Seed {
                     seed.add_folder(&project, &remote_path);
                     pending.push((entry.path(), remote_path));
                 } else if metadata.is_file() {
-                    seed.add_file(&project, &remote_path, Content::Disk(entry.path()), part_size);
+                    seed.add_file(
+                        &project,
+                        &remote_path,
+                        Content::Disk(entry.path()),
+                        part_size,
+                    );
                 }
             }
         }
@@ -165,17 +184,28 @@ impl Seed {
     /// Adds user `user-<handle>` and returns that id.
     pub fn add_user(&mut self, handle: &str) -> String {
         let id = format!("user-{handle}");
-        self.users.push(UserEntry { id: id.clone(), handle: handle.to_owned() });
+        self.users.push(UserEntry {
+            id: id.clone(),
+            handle: handle.to_owned(),
+        });
         id
     }
 
     /// Adds a bearer token that authenticates as `user` and never expires.
     pub fn add_token(&mut self, user: &str, token: &str) {
-        self.tokens.push(SeedToken { token: token.to_owned(), user: user.to_owned(), expires: None });
+        self.tokens.push(SeedToken {
+            token: token.to_owned(),
+            user: user.to_owned(),
+            expires: None,
+        });
     }
 
     pub fn add_expiring_token(&mut self, user: &str, token: &str, expires: SystemTime) {
-        self.tokens.push(SeedToken { token: token.to_owned(), user: user.to_owned(), expires: Some(expires) });
+        self.tokens.push(SeedToken {
+            token: token.to_owned(),
+            user: user.to_owned(),
+            expires: Some(expires),
+        });
     }
 
     /// Adds a project administered by `owner` and returns its id (`project-` + 24 characters).
@@ -192,30 +222,53 @@ impl Seed {
 
     /// Gives `user` a level in a project (replacing any earlier level).
     pub fn add_member(&mut self, project: &str, user: &str, level: Level) {
-        if let Some(entry) = self.projects.iter_mut().find(|entry| entry.id == project) {
-            entry.members.retain(|(member, _)| member != user);
-            entry.members.push((user.to_owned(), level));
+        match self.projects.iter_mut().find(|entry| entry.id == project) {
+            Some(entry) => {
+                entry.members.retain(|(member, _)| member != user);
+                entry.members.push((user.to_owned(), level));
+            }
+            None => self
+                .mistakes
+                .push(format!("add_member: unknown project {project}")),
         }
     }
 
     /// Adds a folder (and its ancestors), which may stay empty.
     pub fn add_folder(&mut self, project: &str, folder: &str) {
-        if let Some(entry) = self.projects.iter_mut().find(|entry| entry.id == project) {
-            entry.folders.push(folder.to_owned());
+        match self.projects.iter_mut().find(|entry| entry.id == project) {
+            Some(entry) => entry.folders.push(folder.to_owned()),
+            None => self
+                .mistakes
+                .push(format!("add_folder: unknown project {project}")),
         }
     }
 
     /// Adds a closed file at `path` (absolute, e.g. `/reads/a.fastq`; folders are created as
     /// needed) split into parts of `part_size` bytes (the last one shorter). Returns its id.
-    pub fn add_file(&mut self, project: &str, path: &str, content: Content, part_size: u64) -> String {
+    pub fn add_file(
+        &mut self,
+        project: &str,
+        path: &str,
+        content: Content,
+        part_size: u64,
+    ) -> String {
         let id = self.next_id("file");
-        self.files.push(SeedFile { id: id.clone(), project: project.to_owned(), path: path.to_owned(), content, part_size });
+        self.files.push(SeedFile {
+            id: id.clone(),
+            project: project.to_owned(),
+            path: path.to_owned(),
+            content,
+            part_size,
+        });
         id
     }
 
     /// The id of the first project with this name.
     pub fn project_id(&self, name: &str) -> Option<&str> {
-        self.projects.iter().find(|project| project.name == name).map(|project| project.id.as_str())
+        self.projects
+            .iter()
+            .find(|project| project.name == name)
+            .map(|project| project.id.as_str())
     }
 
     fn next_id(&mut self, class: &str) -> String {
@@ -225,6 +278,9 @@ impl Seed {
 
     /// Validates the seed, writes file content under `storage` and computes every part's MD5.
     pub(crate) fn materialize(self, storage: &Path) -> anyhow::Result<State> {
+        if let Some(mistake) = self.mistakes.first() {
+            bail!("{mistake}");
+        }
         let mut state = State::default();
         for user in self.users {
             if state.users.contains_key(&user.id) {
@@ -264,7 +320,11 @@ impl Seed {
         let mut files = Vec::new();
         for (index, seeded) in self.files.into_iter().enumerate() {
             let Some(&project_at) = project_index.get(&seeded.project) else {
-                bail!("file {} names unknown project {}", seeded.path, seeded.project);
+                bail!(
+                    "file {} names unknown project {}",
+                    seeded.path,
+                    seeded.project
+                );
             };
             let (folder, name) = split_path(&seeded.path)?;
             add_folder_with_ancestors(&mut state.projects[project_at].folders, &folder);
@@ -283,7 +343,9 @@ impl Seed {
                     (*size, disk_path)
                 }
                 Content::Disk(path) => {
-                    let size = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.len();
+                    let size = std::fs::metadata(path)
+                        .with_context(|| format!("reading {}", path.display()))?
+                        .len();
                     (size, path.clone())
                 }
             };
@@ -296,8 +358,17 @@ impl Seed {
             // An empty file still has one (empty) part, as an upload of nothing produces.
             while offset < size || parts.is_empty() {
                 let part_size = seeded.part_size.min(size - offset);
-                jobs.push(PartJob { file: files.len(), part: parts.len(), offset, size: part_size, generated_seed });
-                parts.push(EmulatedPart { size: part_size, md5: String::new() });
+                jobs.push(PartJob {
+                    file: files.len(),
+                    part: parts.len(),
+                    offset,
+                    size: part_size,
+                    generated_seed,
+                });
+                parts.push(EmulatedPart {
+                    size: part_size,
+                    md5: String::new(),
+                });
                 offset += part_size;
             }
             let time = BASE_TIME_MS + index as u64 * 1000;
@@ -328,8 +399,11 @@ impl Seed {
 
 /// `<class>-` + 24 characters of the DNAnexus id alphabet, derived from `serial`.
 fn make_id(class: &str, serial: u64) -> String {
-    let class_salt = class.bytes().fold(0u64, |acc, byte| acc.wrapping_mul(31).wrapping_add(byte as u64));
-    let mut bits = (splitmix64(serial ^ class_salt) as u128) << 64 | splitmix64(!serial ^ class_salt) as u128;
+    let class_salt = class.bytes().fold(0u64, |acc, byte| {
+        acc.wrapping_mul(31).wrapping_add(byte as u64)
+    });
+    let mut bits =
+        (splitmix64(serial ^ class_salt) as u128) << 64 | splitmix64(!serial ^ class_salt) as u128;
     let mut id = String::with_capacity(class.len() + 25);
     id.push_str(class);
     id.push('-');
@@ -362,7 +436,11 @@ fn split_path(path: &str) -> anyhow::Result<(String, String)> {
     if name.is_empty() {
         bail!("file path {path:?} has no name");
     }
-    let folder = if folder.is_empty() { "/".to_owned() } else { normalize_folder(folder)? };
+    let folder = if folder.is_empty() {
+        "/".to_owned()
+    } else {
+        normalize_folder(folder)?
+    };
     Ok((folder, name.to_owned()))
 }
 
@@ -386,9 +464,12 @@ struct PartJob {
 
 /// Generates (where asked) and hashes every part, on all cores.
 fn hash_parts(files: &[FileEntry], jobs: &[PartJob]) -> anyhow::Result<Vec<String>> {
-    let results: Mutex<Vec<Option<anyhow::Result<String>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<anyhow::Result<String>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
     let next = AtomicUsize::new(0);
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(jobs.len().max(1));
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(jobs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..threads {
             scope.spawn(|| {
@@ -403,13 +484,22 @@ fn hash_parts(files: &[FileEntry], jobs: &[PartJob]) -> anyhow::Result<Vec<Strin
             });
         }
     });
-    let results = results.into_inner().map_err(|_| anyhow::anyhow!("a hashing thread panicked"))?;
-    results.into_iter().map(|outcome| outcome.unwrap_or_else(|| bail!("a part was not hashed"))).collect()
+    let results = results
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a hashing thread panicked"))?;
+    results
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| bail!("a part was not hashed")))
+        .collect()
 }
 
 fn hash_part(path: &Path, job: &PartJob) -> anyhow::Result<String> {
     const BLOCK: u64 = 1 << 20;
-    let file = if job.generated_seed.is_some() { OpenOptions::new().write(true).read(true).open(path)? } else { File::open(path)? };
+    let file = if job.generated_seed.is_some() {
+        OpenOptions::new().write(true).read(true).open(path)?
+    } else {
+        File::open(path)?
+    };
     let mut buffer = vec![0u8; BLOCK.min(job.size.max(1)) as usize];
     let mut hasher = Md5::new();
     let mut done = 0;
@@ -422,7 +512,9 @@ fn hash_part(path: &Path, job: &PartJob) -> anyhow::Result<String> {
                 fill_generated(seed, offset, block);
                 file.write_all_at(block, offset)?;
             }
-            None => file.read_exact_at(block, offset).with_context(|| format!("reading {}", path.display()))?,
+            None => file
+                .read_exact_at(block, offset)
+                .with_context(|| format!("reading {}", path.display()))?,
         }
         hasher.update(&*block);
         done += len as u64;
@@ -436,7 +528,10 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 impl TokenEntry {
     pub(crate) fn new(user: &str, expires: Option<SystemTime>) -> Self {
-        Self { user: user.to_owned(), expires_ms: expires.map(millis) }
+        Self {
+            user: user.to_owned(),
+            expires_ms: expires.map(millis),
+        }
     }
 }
 
@@ -456,8 +551,57 @@ mod tests {
     }
 
     #[test]
+    fn mistakes_are_reported_at_start() {
+        let storage = tempfile::tempdir().unwrap();
+        let check = |build: &dyn Fn(&mut Seed), expected: &str| {
+            let mut seed = Seed::new();
+            let user = seed.add_user("u");
+            seed.add_project("p", &user);
+            build(&mut seed);
+            let error = seed
+                .materialize(storage.path())
+                .err()
+                .map(|error| error.to_string())
+                .unwrap_or_default();
+            assert!(error.contains(expected), "{expected:?} not in {error:?}");
+        };
+        check(
+            &|seed| seed.add_member("project-nope", "user-u", Level::View),
+            "unknown project",
+        );
+        check(
+            &|seed| seed.add_folder("project-nope", "/a"),
+            "unknown project",
+        );
+        check(&|seed| seed.add_token("user-nobody", "t"), "unknown user");
+        check(
+            &|seed| drop(seed.add_file("project-nope", "/a", Content::Bytes(Vec::new()), 1)),
+            "unknown project",
+        );
+        let project = |seed: &Seed| seed.project_id("p").unwrap_or_default().to_owned();
+        check(
+            &|seed| drop(seed.add_file(&project(seed), "relative", Content::Bytes(Vec::new()), 1)),
+            "must be absolute",
+        );
+        check(
+            &|seed| drop(seed.add_file(&project(seed), "/a/", Content::Bytes(Vec::new()), 1)),
+            "has no name",
+        );
+        check(
+            &|seed| drop(seed.add_file(&project(seed), "/a", Content::Bytes(Vec::new()), 0)),
+            "part size",
+        );
+    }
+
+    #[test]
     fn folders_normalize() {
-        for (input, expected) in [("/", Some("/")), ("/a/", Some("/a")), ("/a/b", Some("/a/b")), ("a", None), ("/a//b", None)] {
+        for (input, expected) in [
+            ("/", Some("/")),
+            ("/a/", Some("/a")),
+            ("/a/b", Some("/a/b")),
+            ("a", None),
+            ("/a//b", None),
+        ] {
             assert_eq!(normalize_folder(input).ok().as_deref(), expected, "{input}");
         }
     }

@@ -18,12 +18,18 @@ pub(crate) struct Shared {
 
 impl Shared {
     pub fn new(state: State, address: SocketAddr) -> Self {
-        Self { address, state: Mutex::new(state) }
+        Self {
+            address,
+            state: Mutex::new(state),
+        }
     }
 
     pub fn with_state<T>(&self, action: impl FnOnce(&mut State) -> T) -> T {
         // A panic while holding the lock leaves the model usable: every mutation is one step.
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         action(&mut state)
     }
 }
@@ -93,11 +99,17 @@ pub(crate) enum AuthFailure {
 }
 
 impl State {
-    pub fn add_token(&mut self, user: &str, token: &str, expires: Option<SystemTime>) -> anyhow::Result<()> {
+    pub fn add_token(
+        &mut self,
+        user: &str,
+        token: &str,
+        expires: Option<SystemTime>,
+    ) -> anyhow::Result<()> {
         if !self.users.contains_key(user) {
             bail!("token for unknown user {user}");
         }
-        self.tokens.insert(token.to_owned(), TokenEntry::new(user, expires));
+        self.tokens
+            .insert(token.to_owned(), TokenEntry::new(user, expires));
         Ok(())
     }
 
@@ -115,18 +127,29 @@ impl State {
 
     /// The user's level in a project, if they are a member.
     pub fn level(&self, project: &str, user: &str) -> Option<Level> {
-        self.project(project).and_then(|project| project.members.get(user).copied())
+        self.project(project)
+            .and_then(|project| project.members.get(user).copied())
     }
 
     /// Files of a project in search order: most recently modified first, then by id.
     pub fn project_files(&self, project: &str) -> Vec<&FileEntry> {
-        let mut files: Vec<&FileEntry> = self.files.values().filter(|file| file.project == project).collect();
-        files.sort_by(|a, b| b.modified_ms.cmp(&a.modified_ms).then_with(|| a.id.cmp(&b.id)));
+        let mut files: Vec<&FileEntry> = self
+            .files
+            .values()
+            .filter(|file| file.project == project)
+            .collect();
+        files.sort_by(|a, b| {
+            b.modified_ms
+                .cmp(&a.modified_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
         files
     }
 
     pub fn corrupt_part_md5(&mut self, file_id: &str, part: u32) -> anyhow::Result<()> {
-        let Some(file) = self.files.get_mut(file_id) else { bail!("no file {file_id}") };
+        let Some(file) = self.files.get_mut(file_id) else {
+            bail!("no file {file_id}")
+        };
         if part == 0 || part as usize > file.parts.len() {
             bail!("{file_id} has no part {part}");
         }
@@ -155,14 +178,19 @@ impl FileEntry {
             folder: self.folder.clone(),
             name: self.name.clone(),
             size: self.size,
-            parts: self.parts.iter().map(|part| (part.size, part.md5.clone())).collect(),
+            parts: self
+                .parts
+                .iter()
+                .map(|part| (part.size, part.md5.clone()))
+                .collect(),
             disk_path: self.disk_path.clone(),
         }
     }
 }
 
 pub(crate) fn millis(time: SystemTime) -> u64 {
-    time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as u64)
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
 }
 
 pub(crate) fn now_ms() -> u64 {

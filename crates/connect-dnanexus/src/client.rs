@@ -1,0 +1,299 @@
+//! The API client: authenticated JSON POSTs with dxpy's retry rules, and the helpers the data
+//! GETs share with it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
+use serde_json::Value;
+
+use crate::{DnanexusError, DnanexusOptions, DnanexusToken};
+
+/// Longest error message kept from a server answer.
+const MAX_MESSAGE_CHARS: usize = 500;
+
+pub(crate) struct ApiClient {
+    pub http: reqwest::Client,
+    base_url: String,
+    authorization: HeaderValue,
+    token: DnanexusToken,
+    pub retry: RetryPolicy,
+}
+
+impl std::fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("base_url", &self.base_url)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// One attempt's verdict.
+pub(crate) enum Attempt<T> {
+    Done(T),
+    Retry {
+        error: DnanexusError,
+        retry_after: Option<Duration>,
+    },
+    Fatal(DnanexusError),
+}
+
+impl ApiClient {
+    pub fn new(token: &DnanexusToken, options: &DnanexusOptions) -> Result<Self, DnanexusError> {
+        let base_url = options.api_url.trim_end_matches('/').to_owned();
+        let parsed = reqwest::Url::parse(&base_url).map_err(|error| {
+            DnanexusError::InvalidInput(format!("api_url {base_url:?}: {error}"))
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(DnanexusError::InvalidInput(format!(
+                "api_url {base_url:?} must be http or https"
+            )));
+        }
+        if token.0.trim().is_empty() {
+            return Err(DnanexusError::InvalidInput(
+                "the DNAnexus token is empty".into(),
+            ));
+        }
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", token.0.trim()))
+            .map_err(|_| {
+                DnanexusError::InvalidInput(
+                    "the DNAnexus token contains characters not allowed in a header".into(),
+                )
+            })?;
+        authorization.set_sensitive(true);
+        let http = reqwest::Client::builder()
+            .user_agent(concat!(
+                "keyledger-connect-dnanexus/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .connect_timeout(Duration::from_secs(30))
+            // dxpy's timeout for data requests; applies to each read, so long transfers are fine.
+            .read_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|error| DnanexusError::Transport(describe_transport(error)))?;
+        Ok(Self {
+            http,
+            base_url,
+            authorization,
+            token: token.clone(),
+            retry: RetryPolicy {
+                max_attempts: options.max_attempts,
+                initial_backoff: options.initial_backoff,
+                max_backoff: options.max_backoff,
+            },
+        })
+    }
+
+    /// `POST <api_url><route>` with `input`, retried per [`RetryPolicy`].
+    pub async fn call(&self, route: &str, input: &Value) -> Result<Value, DnanexusError> {
+        let url = format!("{}{}", self.base_url, route);
+        let body = Bytes::from(input.to_string());
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_call(&url, body.clone()).await {
+                Attempt::Done(output) => return Ok(output),
+                Attempt::Fatal(error) => return Err(error),
+                Attempt::Retry { error, retry_after } => {
+                    if attempt >= self.retry.max_attempts {
+                        return Err(error);
+                    }
+                    let delay = self.retry.delay(attempt, retry_after);
+                    tracing::debug!(route, attempt, ?delay, %error, "retrying DNAnexus API call");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    async fn try_call(&self, url: &str, body: Bytes) -> Attempt<Value> {
+        let sent = self
+            .http
+            .post(url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header("DNAnexus-API", "1.0.0")
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(error) => {
+                return Attempt::Retry {
+                    error: DnanexusError::Transport(describe_transport(error)),
+                    retry_after: None,
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = retry_after(response.headers());
+        let bytes = match response.bytes().await {
+            Ok(bytes) => bytes,
+            // A body cut short (or a reset) is retried like dxpy's ContentLengthError.
+            Err(error) => {
+                return Attempt::Retry {
+                    error: DnanexusError::Transport(describe_transport(error)),
+                    retry_after: None,
+                };
+            }
+        };
+        if (200..300).contains(&status) {
+            return match serde_json::from_slice(&bytes) {
+                Ok(output) => Attempt::Done(output),
+                Err(_) => Attempt::Retry {
+                    error: DnanexusError::invalid_response("the reply is not valid JSON"),
+                    retry_after: None,
+                },
+            };
+        }
+        let error = self.api_error(status, &bytes);
+        if is_retryable_status(status) {
+            Attempt::Retry { error, retry_after }
+        } else {
+            Attempt::Fatal(error)
+        }
+    }
+
+    /// Maps an error answer (`{"error": {"type", "message"}}`) to a [`DnanexusError`].
+    pub fn api_error(&self, status: u16, body: &[u8]) -> DnanexusError {
+        let parsed: Option<(String, String)> =
+            serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|value| {
+                    let error = value.get("error")?;
+                    let kind = error.get("type")?.as_str()?.to_owned();
+                    let message = error
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    Some((kind, message))
+                });
+        let (kind, message) = parsed.unwrap_or_else(|| {
+            (
+                "HTTPError".to_owned(),
+                String::from_utf8_lossy(body).into_owned(),
+            )
+        });
+        if kind == "PermissionDenied" {
+            return DnanexusError::PermissionDenied;
+        }
+        if status == 401 {
+            return DnanexusError::TokenRejected;
+        }
+        DnanexusError::Api {
+            kind,
+            status,
+            message: self.redact(&message),
+        }
+    }
+
+    /// Removes the token from text that came from elsewhere (a server could echo it).
+    pub fn redact(&self, text: &str) -> String {
+        let token = self.token.0.trim();
+        let cleaned = if token.len() >= 4 {
+            text.replace(token, "[redacted]")
+        } else {
+            text.to_owned()
+        };
+        cleaned.chars().take(MAX_MESSAGE_CHARS).collect()
+    }
+}
+
+/// dxpy's rules: 429 and 5xx are retried, every other status is final.
+pub(crate) fn is_retryable_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct RetryPolicy {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt `attempt` (from 1). With `Retry-After: s`, like dxpy:
+    /// `s` grown by a quarter per earlier attempt; otherwise exponential from
+    /// `initial_backoff` with jitter. Both capped at `max_backoff`.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let delay = match retry_after {
+            Some(seconds) => {
+                seconds.mul_f64(1.0 + 0.25 * f64::from(attempt.saturating_sub(1).min(20)))
+            }
+            None => {
+                let exponential = self
+                    .initial_backoff
+                    .saturating_mul(1 << attempt.saturating_sub(1).min(16));
+                // Jitter in [50%, 100%] spreads out clients that failed together.
+                exponential.mul_f64(0.5 + 0.5 * jitter_fraction())
+            }
+        };
+        delay.min(self.max_backoff)
+    }
+}
+
+/// A number in [0, 1) that differs from call to call; not for cryptography.
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+/// An integer `Retry-After` (seconds); HTTP dates are ignored, as dxpy does.
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// A transport error's text without the URL (download URLs are credentials), with its causes.
+pub(crate) fn describe_transport(error: reqwest::Error) -> String {
+    let error = error.without_url();
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_are_capped_and_honour_retry_after() {
+        let policy = RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        };
+        let check = |attempt: u32, retry_after: Option<u64>, low_ms: u64, high_ms: u64| {
+            let delay = policy.delay(attempt, retry_after.map(Duration::from_secs));
+            assert!(
+                delay >= Duration::from_millis(low_ms) && delay <= Duration::from_millis(high_ms),
+                "{attempt} {retry_after:?}: {delay:?}"
+            );
+        };
+        check(1, None, 50, 100);
+        check(3, None, 200, 400);
+        check(30, None, 1000, 2000);
+        check(1, Some(1), 1000, 1000);
+        check(3, Some(1), 1500, 1500);
+        check(1, Some(100), 2000, 2000);
+    }
+}

@@ -1,0 +1,1265 @@
+//! Fetching one file: parallel ranged GETs streamed to disk at their offsets, per-part MD5 and
+//! whole-file SHA-256 computed as the bytes land, resume through a sidecar of verified parts.
+//!
+//! How the work is cut: every part not yet verified gets one or more *lanes* (contiguous spans
+//! inside the part, fetched one range of at most `chunk_size` after the other); parts get
+//! several lanes only when there are fewer parts than `concurrency`. At most `concurrency` lanes
+//! run at once. A lane accumulates ~1 MiB blocks and hands each to a blocking thread that writes
+//! it at its offset and feeds the hashes.
+//!
+//! How hashing stays parallel and memory stays bounded: each part's MD5 and the file's SHA-256
+//! are *hash streams* that must see their bytes in order. A block at a stream's frontier is
+//! hashed from memory by the thread that wrote it; a block that lands ahead of the frontier is
+//! only recorded, and whoever later reaches it reads it back from the page cache (on a separate
+//! blocking task, so no lane waits for it). Parts are therefore hashed on as many threads as
+//! there are lanes, and no block is kept in memory after it is written.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use md5::{Digest, Md5};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_RANGE, HeaderMap, HeaderName, HeaderValue, RANGE};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::{ApiClient, describe_transport, is_retryable_status, retry_after};
+use crate::{DnanexusError, DnanexusOptions, FetchedFile, RemoteFile};
+
+/// Bytes a lane collects before writing and hashing them.
+const BLOCK_BYTES: usize = 1 << 20;
+/// Lifetime asked for a download URL (seconds); an expired URL is simply asked for again.
+const URL_DURATION_S: u64 = 24 * 3600;
+/// A URL this close to expiry is replaced before use.
+const URL_EXPIRY_MARGIN_MS: u64 = 60_000;
+const SIDECAR_HEADER: &str = "keyledger-dnanexus-parts v1";
+
+pub(crate) async fn fetch(
+    api: &ApiClient,
+    options: &DnanexusOptions,
+    file: &RemoteFile,
+    partial_path: &Path,
+    progress: &(dyn Fn(u64) + Sync),
+    cancel: &CancellationToken,
+) -> Result<FetchedFile, DnanexusError> {
+    let layout = Layout::of(file)?;
+    if cancel.is_cancelled() {
+        return Err(DnanexusError::Cancelled);
+    }
+    let sidecar_path = sidecar_path(partial_path);
+    let prepared = {
+        let (file, layout, partial_path, sidecar_path) = (
+            file.clone(),
+            layout.clone(),
+            partial_path.to_path_buf(),
+            sidecar_path.clone(),
+        );
+        tokio::task::spawn_blocking(move || prepare(&file, &layout, &partial_path, &sidecar_path))
+            .await
+            .map_err(join_error)??
+    };
+    let transfer = Arc::new(Transfer::new(
+        file,
+        &layout,
+        prepared,
+        sidecar_path.clone(),
+        tokio::runtime::Handle::current(),
+    ));
+    let outcome = tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(DnanexusError::Cancelled),
+        outcome = transfer.clone().run(api, options, progress) => outcome,
+    };
+    // Whatever happened, nothing may touch the partial file once this call returns.
+    transfer.quiesce().await;
+    match outcome {
+        Ok(fetched) => Ok(fetched),
+        Err(error @ DnanexusError::Verification { .. }) => {
+            remove_if_present(partial_path)?;
+            remove_if_present(&sidecar_path)?;
+            Err(error)
+        }
+        // A verification failure found while the lanes were stopping outranks their error.
+        Err(error) => match lock(&transfer.failure).take() {
+            Some(verification @ DnanexusError::Verification { .. }) => {
+                remove_if_present(partial_path)?;
+                remove_if_present(&sidecar_path)?;
+                Err(verification)
+            }
+            _ => Err(error),
+        },
+    }
+}
+
+fn sidecar_path(partial_path: &Path) -> PathBuf {
+    let mut name = partial_path.as_os_str().to_owned();
+    name.push(".parts");
+    PathBuf::from(name)
+}
+
+/// Where each part lives in the file.
+#[derive(Clone, Debug)]
+struct Layout {
+    parts: Vec<PartSpan>,
+}
+
+#[derive(Clone, Debug)]
+struct PartSpan {
+    index: u32,
+    offset: u64,
+    size: u64,
+    md5: Option<String>,
+}
+
+impl Layout {
+    fn of(file: &RemoteFile) -> Result<Self, DnanexusError> {
+        if file.parts.is_empty() && file.size > 0 {
+            return Err(DnanexusError::InvalidInput(format!(
+                "{} has no parts; list it again",
+                file.id
+            )));
+        }
+        let mut offset = 0;
+        let mut parts = Vec::with_capacity(file.parts.len());
+        for part in &file.parts {
+            if let Some(md5) = &part.md5
+                && (md5.len() != 32 || !md5.bytes().all(|byte| byte.is_ascii_hexdigit()))
+            {
+                return Err(DnanexusError::InvalidInput(format!(
+                    "{} part {} has a malformed MD5",
+                    file.id, part.index
+                )));
+            }
+            parts.push(PartSpan {
+                index: part.index,
+                offset,
+                size: part.size,
+                md5: part.md5.as_ref().map(|md5| md5.to_ascii_lowercase()),
+            });
+            offset += part.size;
+        }
+        if offset != file.size {
+            return Err(DnanexusError::InvalidInput(format!(
+                "{}: parts add up to {offset} bytes but the file has {}",
+                file.id, file.size
+            )));
+        }
+        Ok(Self { parts })
+    }
+}
+
+/// The partial file, opened and sized, with the parts a previous attempt verified.
+struct Prepared {
+    data: File,
+    verified: Vec<bool>,
+    sidecar: Option<File>,
+}
+
+/// Opens the partial file; re-checks (in parallel) the parts the sidecar claims; rewrites the
+/// sidecar with the parts that still verify.
+fn prepare(
+    file: &RemoteFile,
+    layout: &Layout,
+    partial_path: &Path,
+    sidecar_path: &Path,
+) -> Result<Prepared, DnanexusError> {
+    let use_sidecar = layout.parts.len() > 1;
+    let mut claimed = if use_sidecar {
+        read_sidecar(sidecar_path, file, layout)
+    } else {
+        BTreeSet::new()
+    };
+    let data = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(partial_path)?;
+    if data.metadata()?.len() != file.size {
+        claimed.clear();
+    }
+    if claimed.is_empty() {
+        // Nothing to keep: drop whatever bytes an earlier attempt left.
+        data.set_len(0)?;
+    }
+    data.set_len(file.size)?;
+
+    let verified: Vec<bool> = {
+        let checks: Vec<(usize, &PartSpan)> = layout
+            .parts
+            .iter()
+            .enumerate()
+            .filter(|(_, part)| claimed.contains(&part.index))
+            .collect();
+        let mut verified = vec![false; layout.parts.len()];
+        let results: Vec<(usize, bool)> = std::thread::scope(|scope| {
+            let workers = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .max(1);
+            let chunks: Vec<Vec<(usize, &PartSpan)>> = (0..workers)
+                .map(|worker| {
+                    checks
+                        .iter()
+                        .skip(worker)
+                        .step_by(workers)
+                        .cloned()
+                        .collect()
+                })
+                .collect();
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|mine| {
+                    let data = &data;
+                    scope.spawn(move || {
+                        mine.into_iter()
+                            .map(|(at, part)| (at, part_matches(data, part).unwrap_or(false)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().unwrap_or_default())
+                .collect()
+        });
+        for (at, ok) in results {
+            verified[at] = ok;
+        }
+        verified
+    };
+
+    let sidecar = if use_sidecar {
+        let mut sidecar = File::create(sidecar_path)?;
+        let mut text = format!(
+            "{SIDECAR_HEADER}\n{} {} {}\n",
+            file.id,
+            file.size,
+            layout.parts.len()
+        );
+        for (part, _) in layout.parts.iter().zip(&verified).filter(|(_, ok)| **ok) {
+            text.push_str(&format!(
+                "{} {}\n",
+                part.index,
+                part.md5.as_deref().unwrap_or_default()
+            ));
+        }
+        sidecar.write_all(text.as_bytes())?;
+        Some(sidecar)
+    } else {
+        remove_if_present(sidecar_path)?;
+        None
+    };
+    Ok(Prepared {
+        data,
+        verified,
+        sidecar,
+    })
+}
+
+/// Part indices the sidecar lists as verified for this very file (same id, size, parts, MD5s).
+fn read_sidecar(path: &Path, file: &RemoteFile, layout: &Layout) -> BTreeSet<u32> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return BTreeSet::new();
+    };
+    let mut lines = text.lines();
+    let expected_identity = format!("{} {} {}", file.id, file.size, layout.parts.len());
+    if lines.next() != Some(SIDECAR_HEADER) || lines.next() != Some(expected_identity.as_str()) {
+        return BTreeSet::new();
+    }
+    lines
+        .filter_map(|line| {
+            let (index, md5) = line.split_once(' ')?;
+            let index: u32 = index.parse().ok()?;
+            let part = layout.parts.iter().find(|part| part.index == index)?;
+            (part.md5.as_deref() == Some(md5)).then_some(index)
+        })
+        .collect()
+}
+
+/// Whether the bytes on disk have the part's MD5 (a part without an MD5 never matches).
+fn part_matches(data: &File, part: &PartSpan) -> std::io::Result<bool> {
+    let Some(expected) = &part.md5 else {
+        return Ok(false);
+    };
+    let mut hasher = Md5::new();
+    let mut buffer = vec![0u8; BLOCK_BYTES];
+    let mut done = 0;
+    while done < part.size {
+        let len = (part.size - done).min(BLOCK_BYTES as u64) as usize;
+        data.read_exact_at(&mut buffer[..len], part.offset + done)?;
+        hasher.update(&buffer[..len]);
+        done += len as u64;
+    }
+    Ok(hex(&hasher.finalize()) == *expected)
+}
+
+/// Shared state of one fetch.
+struct Transfer {
+    file_id: String,
+    project: String,
+    size: u64,
+    data: File,
+    parts: Vec<PartTrack>,
+    whole: HashStream,
+    sha256: Mutex<Option<[u8; 32]>>,
+    sidecar: Mutex<Option<File>>,
+    sidecar_path: PathBuf,
+    uses_sidecar: bool,
+    parts_verified: AtomicUsize,
+    bytes_done: AtomicU64,
+    failure: Mutex<Option<DnanexusError>>,
+    /// Cancelled when the fetch ends or fails: lanes and read-backs stop.
+    abort: CancellationToken,
+    read_backs: Mutex<Vec<JoinHandle<()>>>,
+    /// Block writes still running on blocking threads (a dropped lane does not stop them).
+    writes_in_flight: AtomicUsize,
+    writes_done: tokio::sync::Notify,
+    runtime: tokio::runtime::Handle,
+}
+
+struct PartTrack {
+    span: PartSpan,
+    /// `None` for a part without an MD5, or one verified before this attempt.
+    stream: Option<HashStream>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum StreamId {
+    Part(usize),
+    Whole,
+}
+
+/// A contiguous span fetched by one lane, range after range.
+#[derive(Clone, Copy, Debug)]
+struct Lane {
+    part: usize,
+    start: u64,
+    end: u64,
+}
+
+impl Transfer {
+    fn new(
+        file: &RemoteFile,
+        layout: &Layout,
+        prepared: Prepared,
+        sidecar_path: PathBuf,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        let parts = layout
+            .parts
+            .iter()
+            .zip(&prepared.verified)
+            .map(|(span, verified)| {
+                let stream = (!verified && span.md5.is_some())
+                    .then(|| HashStream::new(span.offset, span.offset + span.size, Hasher::md5()));
+                PartTrack {
+                    span: span.clone(),
+                    stream,
+                }
+            })
+            .collect();
+        Self {
+            file_id: file.id.clone(),
+            project: file.project.clone(),
+            size: file.size,
+            data: prepared.data,
+            parts,
+            whole: HashStream::new(0, file.size, Hasher::sha256()),
+            sha256: Mutex::new(None),
+            uses_sidecar: prepared.sidecar.is_some(),
+            sidecar: Mutex::new(prepared.sidecar),
+            sidecar_path,
+            parts_verified: AtomicUsize::new(prepared.verified.iter().filter(|ok| **ok).count()),
+            bytes_done: AtomicU64::new(0),
+            failure: Mutex::new(None),
+            abort: CancellationToken::new(),
+            read_backs: Mutex::new(Vec::new()),
+            writes_in_flight: AtomicUsize::new(0),
+            writes_done: tokio::sync::Notify::new(),
+            runtime,
+        }
+    }
+
+    async fn run(
+        self: Arc<Self>,
+        api: &ApiClient,
+        options: &DnanexusOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<FetchedFile, DnanexusError> {
+        // Parts verified earlier (and empty parts) are already on disk: feed them to the hashes.
+        let mut pending = Vec::new();
+        for (at, part) in self.parts.iter().enumerate() {
+            let span = &part.span;
+            if span.size == 0 || (part.stream.is_none() && span.md5.is_some()) {
+                self.bytes_done.fetch_add(span.size, Ordering::Relaxed);
+                self.record_written(at, span.offset, span.offset + span.size, None);
+            } else {
+                pending.push(at);
+            }
+        }
+        if self.size == 0 {
+            self.record_written_whole_empty();
+        }
+        progress(self.bytes_done.load(Ordering::Relaxed));
+
+        let lanes = plan_lanes(
+            &self.parts,
+            &pending,
+            options.concurrency,
+            options.chunk_size,
+        );
+        let urls = DownloadUrls::default();
+        let network = Network {
+            api,
+            options,
+            urls: &urls,
+            progress,
+        };
+        let lanes_done =
+            futures::stream::iter(lanes.into_iter().map(|lane| self.run_lane(&network, lane)))
+                .buffer_unordered(options.concurrency)
+                .try_collect::<Vec<()>>();
+        let lanes_outcome = tokio::select! {
+            biased;
+            () = self.abort.cancelled() => Err(self.take_failure()),
+            outcome = lanes_done => outcome.map(|_| ()),
+        };
+        lanes_outcome?;
+        // Every byte is on disk; wait for the read-backs still hashing.
+        loop {
+            let handles = std::mem::take(&mut *lock(&self.read_backs));
+            if handles.is_empty() {
+                break;
+            }
+            for handle in handles {
+                handle.await.map_err(join_error)?;
+            }
+        }
+        if let Some(error) = lock(&self.failure).take() {
+            return Err(error);
+        }
+        let sha256 = lock(&self.sha256).ok_or_else(|| {
+            std::io::Error::other("internal error: the SHA-256 did not cover the whole file")
+        })?;
+        if self.parts.iter().any(|part| {
+            part.stream
+                .as_ref()
+                .is_some_and(|stream| !stream.finished())
+        }) {
+            return Err(
+                std::io::Error::other("internal error: a part was not hashed to its end").into(),
+            );
+        }
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), DnanexusError> {
+            let on_disk = this.data.metadata()?.len();
+            if on_disk != this.size {
+                return Err(DnanexusError::Verification {
+                    file: this.file_id.clone(),
+                    part: 0,
+                    expected: format!("{} bytes", this.size),
+                    actual: format!("{on_disk} bytes"),
+                });
+            }
+            this.data.sync_all()?;
+            // Verified and durable: the resume hint has served its purpose.
+            if this.uses_sidecar {
+                remove_if_present(&this.sidecar_path)?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(join_error)??;
+        Ok(FetchedFile {
+            size: self.size,
+            sha256,
+            parts_verified: self.parts_verified.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Fetches a lane range by range; a failed range is resumed from the last byte received.
+    async fn run_lane(
+        self: &Arc<Self>,
+        network: &Network<'_>,
+        lane: Lane,
+    ) -> Result<(), DnanexusError> {
+        let options = network.options;
+        let mut offset = lane.start;
+        let mut failures = 0u32;
+        while offset < lane.end {
+            let end = offset.saturating_add(options.chunk_size).min(lane.end);
+            let url = network
+                .urls
+                .get(network.api, &self.file_id, &self.project)
+                .await?;
+            let (reached, outcome) = self
+                .fetch_range(network, &url, lane.part, offset, end)
+                .await;
+            if reached > offset {
+                failures = 0;
+                offset = reached;
+            }
+            let failure = match outcome {
+                Ok(()) => continue,
+                Err(failure) => failure,
+            };
+            failures += 1;
+            match failure {
+                RangeFailure::Fatal(error) => return Err(error),
+                RangeFailure::UrlRejected(error) => {
+                    if failures >= options.max_attempts {
+                        return Err(error);
+                    }
+                    tracing::debug!(file = %self.file_id, %error, "download URL rejected; asking for a new one");
+                    network.urls.invalidate(url.generation).await;
+                }
+                RangeFailure::Retry { error, retry_after } => {
+                    if failures >= options.max_attempts {
+                        return Err(error);
+                    }
+                    let delay = network.api.retry.delay(failures, retry_after);
+                    tracing::debug!(file = %self.file_id, failures, ?delay, %error, "retrying a ranged GET");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// GETs `[start, end)` and writes it; returns how far the data got, and how it ended.
+    async fn fetch_range(
+        self: &Arc<Self>,
+        network: &Network<'_>,
+        url: &DownloadUrl,
+        part: usize,
+        start: u64,
+        end: u64,
+    ) -> (u64, Result<(), RangeFailure>) {
+        let request = network
+            .api
+            .http
+            .get(&url.url)
+            .headers(url.headers.clone())
+            .header(RANGE, format!("bytes={start}-{}", end - 1));
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                return (
+                    start,
+                    Err(RangeFailure::retry(
+                        DnanexusError::Transport(describe_transport(error)),
+                        None,
+                    )),
+                );
+            }
+        };
+        let status = response.status();
+        let whole_file = start == 0 && end == self.size;
+        if status != StatusCode::PARTIAL_CONTENT && !(status == StatusCode::OK && whole_file) {
+            let code = status.as_u16();
+            let wait = retry_after(response.headers());
+            let body = response.bytes().await.unwrap_or_default();
+            let error = network.api.api_error(code, &body);
+            let failure = match code {
+                200 => RangeFailure::Fatal(DnanexusError::invalid_response(
+                    "the download server ignored the Range header",
+                )),
+                403 | 404 | 410 => RangeFailure::UrlRejected(error),
+                code if is_retryable_status(code) => RangeFailure::retry(error, wait),
+                _ => RangeFailure::Fatal(error),
+            };
+            return (start, Err(failure));
+        }
+        if status == StatusCode::PARTIAL_CONTENT {
+            let range_start = response
+                .headers()
+                .get(CONTENT_RANGE)
+                .and_then(|value| value.to_str().ok())
+                .and_then(content_range_start);
+            if range_start.is_some_and(|range_start| range_start != start) {
+                return (
+                    start,
+                    Err(RangeFailure::Fatal(DnanexusError::invalid_response(
+                        "the download server answered a different range",
+                    ))),
+                );
+            }
+        }
+
+        // Frames are collected (not copied) until about a block's worth, then written and
+        // hashed together on a blocking thread.
+        let mut position = start;
+        let mut frames: Vec<Bytes> = Vec::new();
+        let mut collected = 0u64;
+        let ending = loop {
+            match response.chunk().await {
+                Ok(Some(bytes)) => {
+                    if position + collected + bytes.len() as u64 > end {
+                        break Err(RangeFailure::Fatal(DnanexusError::invalid_response(
+                            "the download server sent more bytes than asked",
+                        )));
+                    }
+                    collected += bytes.len() as u64;
+                    frames.push(bytes);
+                    if collected >= BLOCK_BYTES as u64 {
+                        if let Err(error) = self
+                            .write_block(part, position, std::mem::take(&mut frames))
+                            .await
+                        {
+                            return (position, Err(RangeFailure::Fatal(error)));
+                        }
+                        position = self.advanced(network, position, std::mem::take(&mut collected));
+                    }
+                }
+                Ok(None) => break Ok(()),
+                // A body cut short: keep what arrived, resume from there.
+                Err(error) => {
+                    break Err(RangeFailure::retry(
+                        DnanexusError::Transport(describe_transport(error)),
+                        None,
+                    ));
+                }
+            }
+        };
+        if collected > 0 {
+            if let Err(error) = self.write_block(part, position, frames).await {
+                return (position, Err(RangeFailure::Fatal(error)));
+            }
+            position = self.advanced(network, position, collected);
+        }
+        match ending {
+            Ok(()) if position < end => (
+                position,
+                Err(RangeFailure::retry(
+                    DnanexusError::Transport(format!(
+                        "the download ended after {} of {} bytes",
+                        position - start,
+                        end - start
+                    )),
+                    None,
+                )),
+            ),
+            ending => (position, ending),
+        }
+    }
+
+    fn advanced(&self, network: &Network<'_>, position: u64, len: u64) -> u64 {
+        let done = self.bytes_done.fetch_add(len, Ordering::Relaxed) + len;
+        (network.progress)(done);
+        position + len
+    }
+
+    /// Writes consecutive frames from `offset` and feeds the hashes, on a blocking thread.
+    async fn write_block(
+        self: &Arc<Self>,
+        part: usize,
+        offset: u64,
+        frames: Vec<Bytes>,
+    ) -> Result<(), DnanexusError> {
+        let this = self.clone();
+        self.writes_in_flight.fetch_add(1, Ordering::SeqCst);
+        tokio::task::spawn_blocking(move || -> Result<(), DnanexusError> {
+            let _done = WriteDone(&this);
+            let mut end = offset;
+            for frame in &frames {
+                this.data.write_all_at(frame, end)?;
+                end += frame.len() as u64;
+            }
+            this.record_written(part, offset, end, Some(&frames));
+            Ok(())
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Marks `[start, end)` of part `part` as on disk for both hash streams.
+    fn record_written(self: &Arc<Self>, part: usize, start: u64, end: u64, data: Option<&[Bytes]>) {
+        if let Some(stream) = &self.parts[part].stream {
+            let step = stream.written(start, end, data);
+            self.follow(StreamId::Part(part), step);
+        }
+        let step = self.whole.written(start, end, data);
+        self.follow(StreamId::Whole, step);
+    }
+
+    fn record_written_whole_empty(self: &Arc<Self>) {
+        let step = self.whole.written(0, 0, None);
+        self.follow(StreamId::Whole, step);
+    }
+
+    fn stream(&self, id: StreamId) -> Option<&HashStream> {
+        match id {
+            StreamId::Part(at) => self.parts[at].stream.as_ref(),
+            StreamId::Whole => Some(&self.whole),
+        }
+    }
+
+    fn follow(self: &Arc<Self>, id: StreamId, step: Step) {
+        match step {
+            Step::Idle => {}
+            Step::Finished(digest) => self.finished(id, digest),
+            Step::ReadBack(hasher) => {
+                let this = self.clone();
+                let handle = self.runtime.spawn_blocking(move || {
+                    let Some(stream) = this.stream(id) else {
+                        return;
+                    };
+                    match stream.read_back(hasher, &this.data, &this.abort) {
+                        Ok(step) => this.follow(id, step),
+                        Err(error) => this.fail(error.into()),
+                    }
+                });
+                lock(&self.read_backs).push(handle);
+            }
+        }
+    }
+
+    fn finished(&self, id: StreamId, digest: Vec<u8>) {
+        match id {
+            StreamId::Whole => {
+                let mut sha256 = [0u8; 32];
+                if digest.len() == 32 {
+                    sha256.copy_from_slice(&digest);
+                    *lock(&self.sha256) = Some(sha256);
+                }
+            }
+            StreamId::Part(at) => {
+                let span = &self.parts[at].span;
+                let actual = hex(&digest);
+                let expected = span.md5.clone().unwrap_or_default();
+                if actual != expected {
+                    self.fail(DnanexusError::Verification {
+                        file: self.file_id.clone(),
+                        part: span.index,
+                        expected,
+                        actual,
+                    });
+                    return;
+                }
+                self.parts_verified.fetch_add(1, Ordering::Relaxed);
+                if let Some(sidecar) = lock(&self.sidecar).as_mut() {
+                    // Only a hint for a later resume, which re-checks: a failed write costs nothing.
+                    let _ = sidecar.write_all(format!("{} {actual}\n", span.index).as_bytes());
+                }
+            }
+        }
+    }
+
+    /// Stops the read-backs and waits until no thread of this fetch touches the file. Writes
+    /// go first: a finishing write may still start a read-back.
+    async fn quiesce(&self) {
+        self.abort.cancel();
+        loop {
+            let notified = self.writes_done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.writes_in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            notified.await;
+        }
+        loop {
+            let handles = std::mem::take(&mut *lock(&self.read_backs));
+            if handles.is_empty() {
+                break;
+            }
+            for handle in handles {
+                // A read-back that panicked has nothing left to stop.
+                let _ = handle.await;
+            }
+        }
+    }
+
+    fn fail(&self, error: DnanexusError) {
+        let mut failure = lock(&self.failure);
+        // A verification failure outranks whatever it caused.
+        if failure.is_none() || matches!(error, DnanexusError::Verification { .. }) {
+            *failure = Some(error);
+        }
+        self.abort.cancel();
+    }
+
+    fn take_failure(&self) -> DnanexusError {
+        lock(&self.failure)
+            .take()
+            .unwrap_or(DnanexusError::Cancelled)
+    }
+}
+
+/// Counts a block write as finished when dropped (also if the write panicked).
+struct WriteDone<'a>(&'a Transfer);
+
+impl Drop for WriteDone<'_> {
+    fn drop(&mut self) {
+        if self.0.writes_in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.writes_done.notify_waiters();
+        }
+    }
+}
+
+/// What a lane needs besides the transfer itself.
+struct Network<'a> {
+    api: &'a ApiClient,
+    options: &'a DnanexusOptions,
+    urls: &'a DownloadUrls,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+/// How a ranged GET failed.
+enum RangeFailure {
+    /// Retrying cannot help.
+    Fatal(DnanexusError),
+    /// The URL expired or was refused: ask for a new one.
+    UrlRejected(DnanexusError),
+    /// Throttling, a server error or a broken connection: wait, then resume.
+    Retry {
+        error: DnanexusError,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl RangeFailure {
+    fn retry(error: DnanexusError, retry_after: Option<Duration>) -> Self {
+        RangeFailure::Retry { error, retry_after }
+    }
+}
+
+/// Lanes for the parts still to fetch: one per part, or several per part when there are fewer
+/// parts than `concurrency` (each lane a run of whole chunks).
+fn plan_lanes(
+    parts: &[PartTrack],
+    pending: &[usize],
+    concurrency: usize,
+    chunk_size: u64,
+) -> Vec<Lane> {
+    let lanes_per_part = (concurrency / pending.len().max(1)).max(1) as u64;
+    let mut lanes = Vec::new();
+    for &at in pending {
+        let span = &parts[at].span;
+        let chunks = span.size.div_ceil(chunk_size).max(1);
+        let count = lanes_per_part.min(chunks);
+        let (base, extra) = (chunks / count, chunks % count);
+        let mut first_chunk = 0;
+        for lane in 0..count {
+            let chunk_count = base + u64::from(lane < extra);
+            let start = span.offset + first_chunk * chunk_size;
+            let end = (span.offset + (first_chunk + chunk_count) * chunk_size)
+                .min(span.offset + span.size);
+            lanes.push(Lane {
+                part: at,
+                start,
+                end,
+            });
+            first_chunk += chunk_count;
+        }
+    }
+    lanes
+}
+
+/// The file's current download URL, shared by all lanes; asked for once and again only when it
+/// expires or is refused.
+#[derive(Default)]
+struct DownloadUrls {
+    current: tokio::sync::Mutex<Option<Arc<DownloadUrl>>>,
+    generations: AtomicU64,
+}
+
+/// A download URL is a credential: no `Debug`, never logged.
+struct DownloadUrl {
+    url: String,
+    headers: HeaderMap,
+    expires_ms: Option<u64>,
+    generation: u64,
+}
+
+impl DownloadUrls {
+    async fn get(
+        &self,
+        api: &ApiClient,
+        file_id: &str,
+        project: &str,
+    ) -> Result<Arc<DownloadUrl>, DnanexusError> {
+        let mut current = self.current.lock().await;
+        if let Some(url) = current.as_ref()
+            && url
+                .expires_ms
+                .is_none_or(|expires| expires > now_ms() + URL_EXPIRY_MARGIN_MS)
+        {
+            return Ok(url.clone());
+        }
+        // The URL itself carries the authorisation: the token never goes to the data server.
+        let input =
+            json!({"project": project, "preauthenticated": true, "duration": URL_DURATION_S});
+        let output = api
+            .call(&format!("/{file_id}/download"), &input)
+            .await
+            .map_err(|error| match error {
+                DnanexusError::Api { kind, .. } if kind == "ResourceNotFound" => {
+                    DnanexusError::FileNotFound {
+                        id: file_id.to_owned(),
+                    }
+                }
+                other => other,
+            })?;
+        let url = output
+            .get("url")
+            .and_then(Value::as_str)
+            .filter(|url| url.starts_with("https://") || url.starts_with("http://"))
+            .ok_or_else(|| DnanexusError::invalid_response("download returned no http(s) url"))?
+            .to_owned();
+        let mut headers = HeaderMap::new();
+        match output.get("headers") {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(given)) => {
+                for (name, value) in given {
+                    let header = value.as_str().and_then(|value| {
+                        Some((
+                            HeaderName::from_bytes(name.as_bytes()).ok()?,
+                            HeaderValue::from_str(value).ok()?,
+                        ))
+                    });
+                    let Some((name, mut value)) = header else {
+                        return Err(DnanexusError::invalid_response(
+                            "download returned a header that is not a string",
+                        ));
+                    };
+                    value.set_sensitive(true);
+                    headers.insert(name, value);
+                }
+            }
+            Some(_) => {
+                return Err(DnanexusError::invalid_response(
+                    "download returned headers that are not an object",
+                ));
+            }
+        }
+        let expires_ms = output.get("expires").and_then(Value::as_u64);
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let url = Arc::new(DownloadUrl {
+            url,
+            headers,
+            expires_ms,
+            generation,
+        });
+        *current = Some(url.clone());
+        Ok(url)
+    }
+
+    /// Forgets the URL of `generation` (a newer one, fetched by another lane, is kept).
+    async fn invalidate(&self, generation: u64) {
+        let mut current = self.current.lock().await;
+        if current
+            .as_ref()
+            .is_some_and(|url| url.generation == generation)
+        {
+            *current = None;
+        }
+    }
+}
+
+/// A hash that must see the bytes of `[start, end)` in order while they land in any order.
+/// Whoever holds the hasher (the "baton") advances the frontier; the others only record ranges.
+struct HashStream {
+    state: Mutex<StreamState>,
+}
+
+struct StreamState {
+    frontier: u64,
+    end: u64,
+    /// `None` while a thread is hashing, and after the end.
+    hasher: Option<Hasher>,
+    /// Written but not yet hashed ranges, `start → end`, merged when adjacent.
+    pending: BTreeMap<u64, u64>,
+    done: bool,
+}
+
+/// What the thread that reported a write must do next.
+enum Step {
+    Idle,
+    Finished(Vec<u8>),
+    /// Hash the written ranges at the frontier from disk (the caller now holds the hasher).
+    ReadBack(Hasher),
+}
+
+impl HashStream {
+    fn new(start: u64, end: u64, hasher: Hasher) -> Self {
+        Self {
+            state: Mutex::new(StreamState {
+                frontier: start,
+                end,
+                hasher: Some(hasher),
+                pending: BTreeMap::new(),
+                done: false,
+            }),
+        }
+    }
+
+    fn finished(&self) -> bool {
+        lock(&self.state).done
+    }
+
+    /// Records that `[start, end)` is on disk; `data` holds those bytes if still in memory.
+    fn written(&self, start: u64, end: u64, data: Option<&[Bytes]>) -> Step {
+        let mut state = lock(&self.state);
+        if state.done {
+            return Step::Idle;
+        }
+        if end > start {
+            insert_range(&mut state.pending, start, end);
+        }
+        if state.hasher.is_none()
+            || (state.frontier != state.end && !state.pending.contains_key(&state.frontier))
+        {
+            return Step::Idle;
+        }
+        let Some(mut hasher) = state.hasher.take() else {
+            return Step::Idle;
+        };
+        if let Some(frames) = data
+            && start == state.frontier
+            && frames.iter().map(|frame| frame.len() as u64).sum::<u64>() == end - start
+        {
+            let run_end = state.pending.remove(&start).unwrap_or(end);
+            if run_end > end {
+                state.pending.insert(end, run_end);
+            }
+            drop(state);
+            for frame in frames {
+                hasher.update(frame);
+            }
+            state = lock(&self.state);
+            state.frontier = end;
+        }
+        if state.frontier == state.end {
+            state.done = true;
+            return Step::Finished(hasher.finish());
+        }
+        if state.pending.contains_key(&state.frontier) {
+            return Step::ReadBack(hasher);
+        }
+        state.hasher = Some(hasher);
+        Step::Idle
+    }
+
+    /// Holding the hasher, hashes from disk every written range at the frontier, then hands
+    /// the hasher back (or finishes).
+    fn read_back(
+        &self,
+        mut hasher: Hasher,
+        data: &File,
+        abort: &CancellationToken,
+    ) -> std::io::Result<Step> {
+        let mut buffer = vec![0u8; BLOCK_BYTES];
+        loop {
+            let (from, to) = {
+                let mut state = lock(&self.state);
+                if state.frontier == state.end {
+                    state.done = true;
+                    return Ok(Step::Finished(hasher.finish()));
+                }
+                let frontier = state.frontier;
+                match state.pending.remove(&frontier) {
+                    Some(to) => (frontier, to),
+                    None => {
+                        state.hasher = Some(hasher);
+                        return Ok(Step::Idle);
+                    }
+                }
+            };
+            let mut position = from;
+            while position < to {
+                if abort.is_cancelled() {
+                    return Ok(Step::Idle);
+                }
+                let len = (to - position).min(BLOCK_BYTES as u64) as usize;
+                data.read_exact_at(&mut buffer[..len], position)?;
+                hasher.update(&buffer[..len]);
+                position += len as u64;
+            }
+            lock(&self.state).frontier = to;
+        }
+    }
+}
+
+fn insert_range(pending: &mut BTreeMap<u64, u64>, mut start: u64, mut end: u64) {
+    if let Some((&before_start, &before_end)) = pending.range(..=start).next_back()
+        && before_end >= start
+    {
+        pending.remove(&before_start);
+        start = before_start;
+        end = end.max(before_end);
+    }
+    while let Some((&after_start, &after_end)) = pending.range(start..).next() {
+        if after_start > end {
+            break;
+        }
+        pending.remove(&after_start);
+        end = end.max(after_end);
+    }
+    pending.insert(start, end);
+}
+
+enum Hasher {
+    Md5(Box<Md5>),
+    Sha256(Box<ring::digest::Context>),
+}
+
+impl Hasher {
+    fn md5() -> Self {
+        Hasher::Md5(Box::new(Md5::new()))
+    }
+
+    fn sha256() -> Self {
+        Hasher::Sha256(Box::new(ring::digest::Context::new(&ring::digest::SHA256)))
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Md5(md5) => md5.update(data),
+            Hasher::Sha256(sha256) => sha256.update(data),
+        }
+    }
+
+    fn finish(self) -> Vec<u8> {
+        match self {
+            Hasher::Md5(md5) => md5.finalize().to_vec(),
+            Hasher::Sha256(sha256) => sha256.finish().as_ref().to_vec(),
+        }
+    }
+}
+
+/// `bytes 5-9/100` → 5.
+fn content_range_start(header: &str) -> Option<u64> {
+    header
+        .trim()
+        .strip_prefix("bytes ")?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section leaves the data consistent, so a panic elsewhere does not poison it.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+fn join_error(error: tokio::task::JoinError) -> DnanexusError {
+    DnanexusError::Io(std::io::Error::other(format!(
+        "a worker thread failed: {error}"
+    )))
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge() {
+        let mut pending = BTreeMap::new();
+        for (start, end) in [(10, 20), (30, 40), (20, 30), (50, 60), (45, 50)] {
+            insert_range(&mut pending, start, end);
+        }
+        assert_eq!(
+            pending.into_iter().collect::<Vec<_>>(),
+            [(10, 40), (45, 60)]
+        );
+    }
+
+    #[test]
+    fn out_of_order_writes_hash_like_in_order() {
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("data"))
+            .unwrap();
+        file.write_all_at(&bytes, 0).unwrap();
+        let stream = HashStream::new(0, 10_000, Hasher::md5());
+        let abort = CancellationToken::new();
+        let mut digest = None;
+        for (start, end, in_memory) in [
+            (4000, 6000, true),
+            (0, 1000, true),
+            (6000, 10_000, false),
+            (1000, 4000, true),
+        ] {
+            let frames = vec![
+                Bytes::copy_from_slice(&bytes[start..(start + end) / 2]),
+                Bytes::copy_from_slice(&bytes[(start + end) / 2..end]),
+            ];
+            let mut step = stream.written(
+                start as u64,
+                end as u64,
+                in_memory.then_some(frames.as_slice()),
+            );
+            while let Step::ReadBack(hasher) = step {
+                step = stream.read_back(hasher, &file, &abort).unwrap();
+            }
+            if let Step::Finished(found) = step {
+                digest = Some(found);
+            }
+        }
+        let mut expected = Md5::new();
+        expected.update(&bytes);
+        assert_eq!(digest, Some(expected.finalize().to_vec()));
+        assert!(stream.finished());
+    }
+
+    #[test]
+    fn lanes_split_parts_only_when_few() {
+        let track = |offset: u64, size: u64| PartTrack {
+            span: PartSpan {
+                index: 1,
+                offset,
+                size,
+                md5: None,
+            },
+            stream: None,
+        };
+        let mib = 1u64 << 20;
+        let one_part = [track(0, 100 * mib)];
+        let lanes = plan_lanes(&one_part, &[0], 8, 16 * mib);
+        assert_eq!(lanes.len(), 7, "100 MiB is 7 chunks of 16 MiB");
+        assert_eq!(lanes.first().map(|lane| lane.start), Some(0));
+        assert_eq!(lanes.last().map(|lane| lane.end), Some(100 * mib));
+        assert!(lanes.windows(2).all(|pair| pair[0].end == pair[1].start));
+        let many: Vec<PartTrack> = (0..16).map(|i| track(i * 64 * mib, 64 * mib)).collect();
+        let pending: Vec<usize> = (0..16).collect();
+        let lanes = plan_lanes(&many, &pending, 8, 16 * mib);
+        assert_eq!(lanes.len(), 16, "enough parts: one lane each");
+        assert_eq!(content_range_start("bytes 5-9/100"), Some(5));
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the testkit servers, in one binary.
+
+mod dnanexus_dx;
+mod dnanexus_protocol;
