@@ -5,6 +5,7 @@
 
 mod core;
 mod http;
+mod ingest;
 mod report;
 
 use std::time::Instant;
@@ -36,6 +37,15 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("http") {
         http::run(&mut report, &runtime)?;
+    }
+    if wanted("s3") {
+        ingest::run_s3(&mut report, &runtime)?;
+    }
+    if wanted("dnanexus") {
+        ingest::run_dnanexus(&mut report, &runtime)?;
+    }
+    if wanted("audit") {
+        ingest::run_audit(&mut report)?;
     }
     report.finish(started.elapsed())?;
     Ok(())
