@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod client;
 mod config;
+mod events;
 mod exit;
 mod external;
 mod ingest;
@@ -52,6 +53,11 @@ enum Command {
     /// Your external keys (AWS, DNAnexus).
     #[command(subcommand)]
     External(external::ExternalCommand),
+    /// Events as published on NATS JetStream.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// A read replica: follows the NATS stream and serves key verification.
+    Replica(events::ReplicaArgs),
     /// Pull sample files from S3 or DNAnexus with your stored keys.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
@@ -85,6 +91,8 @@ fn main() {
         Command::External(command) => external::run(command, &cli.client),
         Command::Audit(command) => audit::run(command, &cli.client),
         Command::Ingest(command) => ingest::run(command, &cli.client),
+        Command::Events(command) => events::run(command, cli.client.json),
+        Command::Replica(args) => events::run_replica(args),
     };
     if let Err(err) = result {
         let (exit, message) = match err.downcast_ref::<Failure>() {

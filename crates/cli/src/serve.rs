@@ -70,8 +70,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ingest_config,
         )))
         .with_ingestor(ingestor);
+    let relay = match crate::events::bus_config(&config, None)? {
+        Some(bus) => {
+            tracing::info!(url = %bus.url, stream = %bus.stream, "publishing events to NATS JetStream");
+            Some(keyledger_bus::Relay::spawn(vault.clone(), bus))
+        }
+        None => None,
+    };
     let served = keyledger_api::serve(listener, state, shutdown_signal()).await;
     background.abort();
+    if let Some(relay) = relay {
+        relay.shutdown().await;
+    }
     match vault.flush_usage().await {
         Ok(recorded) => tracing::info!(recorded, "key usage flushed"),
         Err(err) => tracing::warn!(error = %err, "could not flush key usage at shutdown"),
@@ -103,6 +113,17 @@ pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
     Ok(key)
 }
 
+/// The master key of an existing vault, for processes that must never generate one (replicas).
+pub fn master_key_existing(config: &Config) -> anyhow::Result<MasterKey> {
+    if let Ok(text) = std::env::var("KEYLEDGER_MASTER_KEY") {
+        return MasterKey::parse(text.trim()).map_err(|err| {
+            Failure::new(Exit::Usage, format!("KEYLEDGER_MASTER_KEY: {err}")).into()
+        });
+    }
+    keyledger_vault::read_master_key(&config.master_key_path())
+        .map_err(|err| Failure::new(Exit::Usage, err.to_string()).into())
+}
+
 /// Prints the first admin's key to standard output, once, with a notice around it.
 pub fn print_admin_key(admin: &UserId, created: &CreatedApiKey) {
     let rule = "=".repeat(72);
@@ -119,7 +140,7 @@ pub fn print_admin_key(admin: &UserId, created: &CreatedApiKey) {
     let _ = std::io::stdout().flush();
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();
     let mut terminate = match tokio::signal::unix::signal(
         tokio::signal::unix::SignalKind::terminate(),
@@ -137,7 +158,7 @@ async fn shutdown_signal() {
     }
 }
 
-fn init_tracing(config: &Config) {
+pub fn init_tracing(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(format!("{},sled=warn", config.log.level)))
