@@ -6,6 +6,7 @@
 mod core;
 mod http;
 mod ingest;
+mod relay;
 mod report;
 
 use std::time::Instant;
@@ -37,6 +38,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("http") {
         http::run(&mut report, &runtime)?;
+    }
+    if wanted("relay") {
+        relay::run(&mut report, &runtime)?;
     }
     if wanted("s3") {
         ingest::run_s3(&mut report, &runtime)?;
