@@ -1,1 +1,41 @@
-//! placeholder
+//! Every event on NATS JetStream: the outbox relay, the subscriber library, `events tail` and
+//! the read replica.
+//!
+//! - [`Relay`] publishes the log to `KEYLEDGER` (public JSON, no secrets, no key hashes, no
+//!   ciphertext; subjects `keyledger.events.<aggregate>.<event>`) and `KEYLEDGER_REPLICATION`
+//!   (the log's binary envelopes, for read replicas; `keyledger.replication.<aggregate>.<event>`),
+//!   plus the vault's *sealed* pepper in `KEYLEDGER_REPLICATION_KEYS`. Lock the replication
+//!   subjects down with NATS permissions (`docs/examples/nats-permissions.conf`).
+//! - [`Subscriber`] reads typed [`PublicEnvelope`]s: durable pull consumers with explicit acks
+//!   that keep order, ordered replays, from a log sequence or a time.
+//! - [`tail`] prints events for `keyledger events tail`.
+//! - [`replica`] follows the replication stream into its own projection and serves key
+//!   verification over HTTP (`keyledger replica`).
+//! - [`schema`] documents the public wire format (`docs/events.md` is generated from it);
+//!   [`bench`] measures the relay.
+//!
+//! Architecture invariants: NATS is transport and fan-out, the log is the source of truth; the
+//! relay never blocks an append; no plaintext secret is ever published (the log holds none);
+//! the public stream carries only [`PublicEnvelope`] JSON; each stream holds every event once,
+//! in log order (`Nats-Msg-Id` plus `Nats-Expected-Last-Sequence`). Decisions:
+//! `docs/decisions/0004-nats-relay.md`.
+
+mod config;
+mod error;
+mod pepper;
+mod relay;
+mod subscriber;
+mod tail;
+mod wire;
+
+pub mod bench;
+pub mod replica;
+pub mod schema;
+
+pub use config::BusConfig;
+pub use error::BusError;
+pub use keyledger_domain::public::{PublicEnvelope, PublicEvent};
+pub use relay::{CaughtUp, Relay, RelayHandle, RelayStatus};
+pub use subscriber::{Deliveries, Delivery, DurableOptions, Received, Replay, StartAt, Subscriber};
+pub use tail::{TailOptions, format_line, tail};
+pub use wire::{decode_public, public_envelope};

@@ -103,7 +103,9 @@ impl NatsServer {
     /// Stops the server gracefully (SIGTERM) and waits for it to exit; it is killed if it takes
     /// longer than 10 s. The port and the store are kept for [`NatsServer::restart`].
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
         if matches!(child.try_wait(), Ok(Some(_))) {
             return Ok(());
         }
@@ -177,7 +179,9 @@ impl NatsServer {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!("nats-server did not accept connections on {address} within {START_TIMEOUT:?}");
+                bail!(
+                    "nats-server did not accept connections on {address} within {START_TIMEOUT:?}"
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -218,7 +222,11 @@ fn find_binary() -> anyhow::Result<PathBuf> {
         bail!("NATS_SERVER_BIN={} does not exist", path.display());
     }
     let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("nats-server")).collect::<Vec<_>>())
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("nats-server"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     on_path
         .into_iter()
@@ -229,11 +237,13 @@ fn find_binary() -> anyhow::Result<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port")?;
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port")?;
     Ok(listener.local_addr()?.port())
 }
 
@@ -241,7 +251,10 @@ fn greets(address: SocketAddr) -> bool {
     let Ok(stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200)) else {
         return false;
     };
-    if stream.set_read_timeout(Some(Duration::from_millis(500))).is_err() {
+    if stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .is_err()
+    {
         return false;
     }
     let mut line = String::new();

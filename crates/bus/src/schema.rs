@@ -1,0 +1,781 @@
+//! The documented wire format of the public stream, for subscribers in any language:
+//! every event type, its NATS subject, its fields and an example. `docs/events.md` and
+//! `docs/events.schema.json` are generated from here, and a test fails when they, the field
+//! lists below or the JSON the relay publishes disagree.
+
+use std::fmt::Write;
+
+use keyledger_domain::public::PublicEnvelope;
+use keyledger_domain::{
+    AccessKeyId, AwsRegion, DisplayName, Event, ExternalKeyId, ExternalKeyPublic, FromTrusted,
+    IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, RoleName, SealedSecret,
+    SecretHash, Selection, Timestamp, UserId,
+};
+use keyledger_log::Envelope;
+use serde_json::{Value, json};
+
+use crate::BusConfig;
+use crate::wire::public_envelope;
+
+/// The JSON type of a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JsonType {
+    String,
+    /// A non-negative integer (fits in 64 bits).
+    Integer,
+    Boolean,
+    /// An RFC 3339 UTC time with milliseconds: `2026-11-26T16:24:57.123Z`.
+    Timestamp,
+    /// An array of strings.
+    StringArray,
+    Object,
+}
+
+/// One field of an event's `data`.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldDoc {
+    pub name: &'static str,
+    pub json_type: JsonType,
+    /// `null` is allowed.
+    pub nullable: bool,
+    pub description: &'static str,
+}
+
+/// One event type.
+#[derive(Clone, Copy, Debug)]
+pub struct EventDoc {
+    pub type_name: &'static str,
+    pub subject_suffix: &'static str,
+    pub summary: &'static str,
+    pub fields: &'static [FieldDoc],
+}
+
+const fn field(name: &'static str, json_type: JsonType, description: &'static str) -> FieldDoc {
+    FieldDoc {
+        name,
+        json_type,
+        nullable: false,
+        description,
+    }
+}
+
+const fn nullable(name: &'static str, json_type: JsonType, description: &'static str) -> FieldDoc {
+    FieldDoc {
+        nullable: true,
+        ..field(name, json_type, description)
+    }
+}
+
+use JsonType::{Boolean, Integer, Object, StringArray, Timestamp as Time};
+
+const USER: FieldDoc = field("user", JsonType::String, "The user's handle.");
+const ROLE: FieldDoc = field("role", JsonType::String, "The role's name.");
+const KEY: FieldDoc = field(
+    "key",
+    JsonType::String,
+    "The internal key's id (`key_…`), never the key itself.",
+);
+const OWNER: FieldDoc = field("owner", JsonType::String, "The handle of the key's owner.");
+const EXTERNAL_KEY: FieldDoc = field("key", JsonType::String, "The external key's id (`ext_…`).");
+const PROVIDER: FieldDoc = field("provider", JsonType::String, "`aws` or `dnanexus`.");
+const INGESTION: FieldDoc = field(
+    "ingestion",
+    JsonType::String,
+    "The ingestion job's id (`ing_…`).",
+);
+
+/// Every event type of the public stream, in the order of the domain's `Event`.
+pub const EVENT_DOCS: &[EventDoc] = &[
+    EventDoc {
+        type_name: "UserCreated",
+        subject_suffix: "user.created",
+        summary: "A user was created (the first admin by `admin bootstrap`, others by an admin).",
+        fields: &[
+            USER,
+            nullable(
+                "display_name",
+                JsonType::String,
+                "The name shown in the console.",
+            ),
+        ],
+    },
+    EventDoc {
+        type_name: "RoleDefined",
+        subject_suffix: "role.defined",
+        summary: "A custom role was defined or redefined with these permissions.",
+        fields: &[
+            ROLE,
+            field(
+                "permissions",
+                StringArray,
+                "Permission names, e.g. `verify_api_keys`.",
+            ),
+        ],
+    },
+    EventDoc {
+        type_name: "RoleGranted",
+        subject_suffix: "user.role_granted",
+        summary: "A user received a role; its permissions apply to the user's keys at once.",
+        fields: &[USER, ROLE],
+    },
+    EventDoc {
+        type_name: "RoleRevoked",
+        subject_suffix: "user.role_revoked",
+        summary: "A user lost a role; its permissions stop applying to the user's keys at once.",
+        fields: &[USER, ROLE],
+    },
+    EventDoc {
+        type_name: "ApiKeyCreated",
+        subject_suffix: "api_key.created",
+        summary: "An internal key was created. The key itself was shown once to its creator and is never published.",
+        fields: &[
+            KEY,
+            OWNER,
+            field("name", JsonType::String, "The name the owner gave the key."),
+            field("hint", JsonType::String, "The masked key, `kl_AbCd…wXyZ`."),
+            field("created_at", Time, "When the key was created."),
+            nullable(
+                "expires_at",
+                Time,
+                "When the key expires; `null` for never.",
+            ),
+        ],
+    },
+    EventDoc {
+        type_name: "ApiKeyRolled",
+        subject_suffix: "api_key.rolled",
+        summary: "The key got a new secret; the previous one keeps working until `previous_valid_until`.",
+        fields: &[
+            KEY,
+            OWNER,
+            field("hint", JsonType::String, "The masked new secret."),
+            field(
+                "previous_valid_until",
+                Time,
+                "The end of the previous secret's grace period.",
+            ),
+        ],
+    },
+    EventDoc {
+        type_name: "ApiKeyDeleted",
+        subject_suffix: "api_key.deleted",
+        summary: "The key was deleted and no longer verifies. A bulk delete publishes one event per key.",
+        fields: &[KEY, OWNER],
+    },
+    EventDoc {
+        type_name: "ApiKeyExpired",
+        subject_suffix: "api_key.expired",
+        summary: "The key reached its expiry (recorded by the sweeper; it stopped verifying at `expires_at`).",
+        fields: &[KEY, OWNER],
+    },
+    EventDoc {
+        type_name: "ApiKeyUsed",
+        subject_suffix: "api_key.used",
+        summary: "Aggregated use of a key: at most one event per key per minute, never one per request.",
+        fields: &[
+            KEY,
+            OWNER,
+            field(
+                "last_used_at",
+                Time,
+                "The last use in the aggregation period.",
+            ),
+            field("uses", Integer, "Uses in the aggregation period."),
+        ],
+    },
+    EventDoc {
+        type_name: "ExternalKeyCreated",
+        subject_suffix: "external_key.created",
+        summary: "An external credential (AWS or DNAnexus) was stored. The secret is never published, not even encrypted.",
+        fields: &[
+            EXTERNAL_KEY,
+            OWNER,
+            field(
+                "label",
+                JsonType::String,
+                "The owner's label for the credential.",
+            ),
+            PROVIDER,
+            field(
+                "hint",
+                JsonType::String,
+                "The masked credential: `AKIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).",
+            ),
+            nullable(
+                "region",
+                JsonType::String,
+                "The AWS region, e.g. `eu-west-2`; `null` for DNAnexus.",
+            ),
+            field("created_at", Time, "When the credential was stored."),
+            nullable("expires_at", Time, "When it expires; `null` for never."),
+        ],
+    },
+    EventDoc {
+        type_name: "ExternalKeyDeleted",
+        subject_suffix: "external_key.deleted",
+        summary: "The credential was deleted and its data key destroyed (crypto-shredding): it can never be decrypted again.",
+        fields: &[EXTERNAL_KEY, OWNER, PROVIDER],
+    },
+    EventDoc {
+        type_name: "ExternalKeyExpired",
+        subject_suffix: "external_key.expired",
+        summary: "The credential reached its expiry.",
+        fields: &[EXTERNAL_KEY, OWNER, PROVIDER],
+    },
+    EventDoc {
+        type_name: "ExternalKeyVerified",
+        subject_suffix: "external_key.verified",
+        summary: "The credential was tested against its provider (\"save and test\").",
+        fields: &[
+            EXTERNAL_KEY,
+            OWNER,
+            field("ok", Boolean, "Whether the provider accepted it."),
+            field(
+                "detail",
+                JsonType::String,
+                "What the provider said, without any secret.",
+            ),
+        ],
+    },
+    EventDoc {
+        type_name: "ExternalKeyUsed",
+        subject_suffix: "external_key.used",
+        summary: "The credential was leased for an ingestion job (credential lineage).",
+        fields: &[
+            EXTERNAL_KEY,
+            OWNER,
+            field("ingestion", JsonType::String, "The job that used it."),
+        ],
+    },
+    EventDoc {
+        type_name: "IngestionRequested",
+        subject_suffix: "ingestion.requested",
+        summary: "An ingestion of sample files was requested.",
+        fields: &[
+            INGESTION,
+            OWNER,
+            field(
+                "external_key",
+                JsonType::String,
+                "The credential the job uses.",
+            ),
+            field(
+                "selection",
+                Object,
+                "What to fetch: `{provider: \"aws\", bucket, prefix, pattern}` or `{provider: \"dnanexus\", project, folder, pattern}`; `pattern` is a regular expression.",
+            ),
+            field(
+                "destination",
+                JsonType::String,
+                "Where verified files are stored.",
+            ),
+            field("batch_id", JsonType::String, "The caller's batch id."),
+        ],
+    },
+    EventDoc {
+        type_name: "IngestionListed",
+        subject_suffix: "ingestion.listed",
+        summary: "The job listed the files it selected.",
+        fields: &[
+            INGESTION,
+            field("files", Integer, "Files selected."),
+            field("bytes", Integer, "Their total size."),
+        ],
+    },
+    EventDoc {
+        type_name: "IngestionFileFetched",
+        subject_suffix: "ingestion.file_fetched",
+        summary: "A file was fetched, verified and stored.",
+        fields: &[
+            INGESTION,
+            field(
+                "path",
+                JsonType::String,
+                "The file's path in the selection.",
+            ),
+            field("size", Integer, "Its size in bytes."),
+            field(
+                "sha256",
+                JsonType::String,
+                "The SHA-256 of the stored file, lowercase hex.",
+            ),
+            field(
+                "source_etag",
+                JsonType::String,
+                "The provider's ETag or checksum of the source.",
+            ),
+            field(
+                "external_key",
+                JsonType::String,
+                "The credential it was fetched with.",
+            ),
+        ],
+    },
+    EventDoc {
+        type_name: "IngestionFileFailed",
+        subject_suffix: "ingestion.file_failed",
+        summary: "A file could not be fetched or failed verification.",
+        fields: &[
+            INGESTION,
+            field(
+                "path",
+                JsonType::String,
+                "The file's path in the selection.",
+            ),
+            field("reason", JsonType::String, "Why."),
+        ],
+    },
+    EventDoc {
+        type_name: "IngestionCompleted",
+        subject_suffix: "ingestion.completed",
+        summary: "The job finished.",
+        fields: &[
+            INGESTION,
+            field("files", Integer, "Files stored."),
+            field("bytes", Integer, "Bytes stored."),
+            field("failed", Integer, "Files that failed."),
+        ],
+    },
+    EventDoc {
+        type_name: "IngestionFailed",
+        subject_suffix: "ingestion.failed",
+        summary: "The job failed as a whole.",
+        fields: &[INGESTION, field("reason", JsonType::String, "Why.")],
+    },
+    EventDoc {
+        type_name: "IngestionCancelled",
+        subject_suffix: "ingestion.cancelled",
+        summary: "The job was cancelled; no partial file was left behind.",
+        fields: &[INGESTION],
+    },
+    EventDoc {
+        type_name: "MasterKeyRotated",
+        subject_suffix: "system.master_key_rotated",
+        summary: "Every data key was re-wrapped under a new master key. No key material is recorded.",
+        fields: &[
+            field("generation", Integer, "The new master key's generation."),
+            field("data_keys", Integer, "Data keys re-wrapped."),
+        ],
+    },
+];
+
+/// The fields every event has around its `data`.
+pub const ENVELOPE_FIELDS: &[FieldDoc] = &[
+    field(
+        "id",
+        JsonType::String,
+        "The event id, 32 lowercase hex digits; also the NATS `Nats-Msg-Id` header.",
+    ),
+    field(
+        "seq",
+        Integer,
+        "The event's position in the vault's log (1, 2, 3, …): strictly increasing in the stream; use it to resume.",
+    ),
+    field(
+        "type",
+        JsonType::String,
+        "The event type, e.g. `ApiKeyCreated`; selects the shape of `data`.",
+    ),
+    field("time", Time, "When the event was appended to the log."),
+    field(
+        "subject",
+        JsonType::String,
+        "The aggregate the event belongs to, e.g. `api_key/key_…` or `user/alice`.",
+    ),
+    field(
+        "actor",
+        JsonType::String,
+        "Who caused it: `user:<handle>`, `user:<handle>/key:<key id>`, `system` (sweeper, ingestion) or `operator` (local administration).",
+    ),
+    field("data", Object, "The event's fields, per type below."),
+];
+
+/// One example of every event type (two of `ExternalKeyCreated`, one per provider), with the
+/// secret-bearing fields filled so a test can check they never reach the JSON.
+pub fn example_events() -> Vec<Event> {
+    let at = example_time();
+    let later = at.plus_days(30);
+    let user = || UserId::from_trusted("alice".to_owned());
+    let key = || KeyId::from_trusted("key_4Vq8ZcT1mN0pRb7s".to_owned());
+    let external = || ExternalKeyId::from_trusted("ext_Hx2Lr9Qe5WbN1sKd".to_owned());
+    let ingestion = || IngestionId::from_trusted("ing_7TzR3pYc0MvA6gLu".to_owned());
+    let hint = || KeyHint::from_trusted("kl_AbCd…wXyZ".to_owned());
+    let sealed = || SealedSecret {
+        nonce: [0x5a; 12],
+        ciphertext: vec![0xc1; 48],
+    };
+    let secret_hash = SecretHash([0x7e; 32]);
+    vec![
+        Event::UserCreated {
+            user: user(),
+            display_name: Some(DisplayName::from_trusted("Alice Martin".to_owned())),
+            at,
+        },
+        Event::RoleDefined {
+            role: RoleName::from_trusted("key-auditor".to_owned()),
+            permissions: vec![Permission::ViewAuditLog, Permission::VerifyApiKeys],
+            at,
+        },
+        Event::RoleGranted {
+            user: user(),
+            role: RoleName::from_trusted("member".to_owned()),
+            at,
+        },
+        Event::RoleRevoked {
+            user: user(),
+            role: RoleName::from_trusted("member".to_owned()),
+            at,
+        },
+        Event::ApiKeyCreated {
+            key: key(),
+            owner: user(),
+            name: KeyName::from_trusted("ci pipeline".to_owned()),
+            hint: hint(),
+            secret_hash,
+            created_at: at,
+            expires_at: Some(later),
+        },
+        Event::ApiKeyRolled {
+            key: key(),
+            owner: user(),
+            hint: KeyHint::from_trusted("kl_EfGh…sTuV".to_owned()),
+            secret_hash,
+            previous_valid_until: at.plus_days(1),
+            at,
+        },
+        Event::ApiKeyDeleted {
+            key: key(),
+            owner: user(),
+            at,
+        },
+        Event::ApiKeyExpired {
+            key: key(),
+            owner: user(),
+            at,
+        },
+        Event::ApiKeyUsed {
+            key: key(),
+            owner: user(),
+            last_used_at: at,
+            uses: 42,
+        },
+        Event::ExternalKeyCreated {
+            key: external(),
+            owner: user(),
+            label: Label::from_trusted("sequencing bucket".to_owned()),
+            public: ExternalKeyPublic::Aws {
+                access_key_id: AccessKeyId::from_trusted("AKIAIOSFODNN7EXAMPLE".to_owned()),
+                region: AwsRegion::from_trusted("eu-west-2".to_owned()),
+            },
+            sealed: sealed(),
+            created_at: at,
+            expires_at: Some(later),
+        },
+        Event::ExternalKeyCreated {
+            key: ExternalKeyId::from_trusted("ext_Pn4Wd8Jv2RfT6yQa".to_owned()),
+            owner: user(),
+            label: Label::from_trusted("DNAnexus project".to_owned()),
+            public: ExternalKeyPublic::Dnanexus {
+                token_hint: KeyHint::from_trusted("…Q7mZ".to_owned()),
+            },
+            sealed: sealed(),
+            created_at: at,
+            expires_at: None,
+        },
+        Event::ExternalKeyDeleted {
+            key: external(),
+            owner: user(),
+            provider: Provider::Aws,
+            at,
+        },
+        Event::ExternalKeyExpired {
+            key: external(),
+            owner: user(),
+            provider: Provider::Aws,
+            at,
+        },
+        Event::ExternalKeyVerified {
+            key: external(),
+            owner: user(),
+            ok: true,
+            detail: "listed bucket sequencing-runs".to_owned(),
+            at,
+        },
+        Event::ExternalKeyUsed {
+            key: external(),
+            owner: user(),
+            ingestion: ingestion(),
+            at,
+        },
+        Event::IngestionRequested {
+            ingestion: ingestion(),
+            owner: user(),
+            external_key: external(),
+            selection: Selection::Aws {
+                bucket: "sequencing-runs".to_owned(),
+                prefix: "2026/run-17/".to_owned(),
+                pattern: r"\.fastq\.gz$".to_owned(),
+            },
+            destination: "samples/run-17".to_owned(),
+            batch_id: "batch-0017".to_owned(),
+            at,
+        },
+        Event::IngestionListed {
+            ingestion: ingestion(),
+            files: 12,
+            bytes: 7_340_032_000,
+            at,
+        },
+        Event::IngestionFileFetched {
+            ingestion: ingestion(),
+            path: "2026/run-17/S1_R1.fastq.gz".to_owned(),
+            size: 611_669_333,
+            sha256: [0x3b; 32],
+            source_etag: "\"9b2cf535f27731c974343645a3985328\"".to_owned(),
+            external_key: external(),
+            at,
+        },
+        Event::IngestionFileFailed {
+            ingestion: ingestion(),
+            path: "2026/run-17/S2_R1.fastq.gz".to_owned(),
+            reason: "size 611669333 expected, 5242880 received".to_owned(),
+            at,
+        },
+        Event::IngestionCompleted {
+            ingestion: ingestion(),
+            files: 11,
+            bytes: 6_728_362_667,
+            failed: 1,
+            at,
+        },
+        Event::IngestionFailed {
+            ingestion: ingestion(),
+            reason: "the credential was deleted during the job".to_owned(),
+            at,
+        },
+        Event::IngestionCancelled {
+            ingestion: ingestion(),
+            at,
+        },
+        Event::MasterKeyRotated {
+            generation: 2,
+            data_keys: 17,
+            at,
+        },
+    ]
+}
+
+/// `2026-11-26T16:24:57.123Z`, the time of every example.
+pub fn example_time() -> Timestamp {
+    Timestamp::from_millis(1_795_710_297_123)
+}
+
+/// The public envelope of an example event as the relay would publish it at position `seq`.
+pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
+    let actor = match event {
+        Event::ApiKeyExpired { .. }
+        | Event::ApiKeyUsed { .. }
+        | Event::ExternalKeyExpired { .. }
+        | Event::ExternalKeyUsed { .. }
+        | Event::IngestionListed { .. }
+        | Event::IngestionFileFetched { .. }
+        | Event::IngestionFileFailed { .. }
+        | Event::IngestionCompleted { .. }
+        | Event::IngestionFailed { .. } => "system",
+        Event::MasterKeyRotated { .. } => "operator",
+        _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
+    };
+    let mut event_id = [0u8; 16];
+    for (index, byte) in event_id.iter_mut().enumerate() {
+        *byte = (seq as u8).wrapping_mul(31).wrapping_add(index as u8 * 17);
+    }
+    let envelope = Envelope {
+        seq,
+        event_id,
+        stream: event.stream_id(),
+        version: 1,
+        time_ms: example_time().as_millis(),
+        actor: actor.to_owned(),
+        request_id: None,
+        body: Vec::new(),
+        prev_hash: [0; 32],
+        hash: [0; 32],
+    };
+    public_envelope(&envelope, event)
+}
+
+/// Keeps [`example_events`] complete: a new event variant does not compile until it has a case
+/// here (add an example and an [`EVENT_DOCS`] entry with it).
+pub fn documented_type(event: &Event) -> &'static str {
+    match event {
+        Event::UserCreated { .. }
+        | Event::RoleDefined { .. }
+        | Event::RoleGranted { .. }
+        | Event::RoleRevoked { .. }
+        | Event::ApiKeyCreated { .. }
+        | Event::ApiKeyRolled { .. }
+        | Event::ApiKeyDeleted { .. }
+        | Event::ApiKeyExpired { .. }
+        | Event::ApiKeyUsed { .. }
+        | Event::ExternalKeyCreated { .. }
+        | Event::ExternalKeyDeleted { .. }
+        | Event::ExternalKeyExpired { .. }
+        | Event::ExternalKeyVerified { .. }
+        | Event::ExternalKeyUsed { .. }
+        | Event::IngestionRequested { .. }
+        | Event::IngestionListed { .. }
+        | Event::IngestionFileFetched { .. }
+        | Event::IngestionFileFailed { .. }
+        | Event::IngestionCompleted { .. }
+        | Event::IngestionFailed { .. }
+        | Event::IngestionCancelled { .. }
+        | Event::MasterKeyRotated { .. } => event.type_name(),
+    }
+}
+
+/// The generated part of `docs/events.md`.
+pub fn render_markdown(config: &BusConfig) -> String {
+    let mut out = String::new();
+    let examples = example_events();
+    let _ = writeln!(out, "## Event types\n");
+    let _ = writeln!(out, "| type | NATS subject |\n|---|---|");
+    for doc in EVENT_DOCS {
+        let _ = writeln!(
+            out,
+            "| [`{}`](#{}) | `{}` |",
+            doc.type_name,
+            doc.type_name.to_lowercase(),
+            config.public_subject(doc.subject_suffix)
+        );
+    }
+    let _ = writeln!(out, "\n## The envelope\n");
+    let _ = writeln!(out, "Every message is one JSON object with these fields:\n");
+    write_fields(&mut out, ENVELOPE_FIELDS);
+    for doc in EVENT_DOCS {
+        let _ = writeln!(out, "\n### {}\n", doc.type_name);
+        let _ = writeln!(
+            out,
+            "Subject `{}`. {}\n",
+            config.public_subject(doc.subject_suffix),
+            doc.summary
+        );
+        let _ = writeln!(out, "`data`:\n");
+        write_fields(&mut out, doc.fields);
+        for (index, event) in examples.iter().enumerate() {
+            if event.type_name() != doc.type_name {
+                continue;
+            }
+            let envelope = example_envelope(event, 1000 + index as u64);
+            let pretty = serde_json::to_string_pretty(&envelope).unwrap_or_default();
+            let _ = writeln!(out, "\n```json\n{pretty}\n```");
+        }
+    }
+    out
+}
+
+fn write_fields(out: &mut String, fields: &[FieldDoc]) {
+    let _ = writeln!(out, "| field | type | description |\n|---|---|---|");
+    for field in fields {
+        let mut json_type = type_label(field.json_type).to_owned();
+        if field.nullable {
+            json_type.push_str(" or null");
+        }
+        let _ = writeln!(
+            out,
+            "| `{}` | {json_type} | {} |",
+            field.name, field.description
+        );
+    }
+}
+
+fn type_label(json_type: JsonType) -> &'static str {
+    match json_type {
+        JsonType::String => "string",
+        JsonType::Integer => "integer",
+        JsonType::Boolean => "boolean",
+        JsonType::Timestamp => "string (RFC 3339 time)",
+        JsonType::StringArray => "array of strings",
+        JsonType::Object => "object",
+    }
+}
+
+/// A JSON Schema (draft 2020-12) of the public messages: `docs/events.schema.json`.
+pub fn json_schema(config: &BusConfig) -> Value {
+    let variants: Vec<Value> = EVENT_DOCS
+        .iter()
+        .map(|doc| {
+            let mut properties = serde_json::Map::new();
+            let mut required = Vec::new();
+            for field in doc.fields {
+                properties.insert(field.name.to_owned(), field_schema(field));
+                required.push(Value::from(field.name));
+            }
+            json!({
+                "title": doc.type_name,
+                "description": format!("{} Subject: {}.", doc.summary, config.public_subject(doc.subject_suffix)),
+                "properties": {
+                    "type": {"const": doc.type_name},
+                    "data": {
+                        "type": "object",
+                        "properties": properties,
+                        "required": required,
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut envelope_properties = serde_json::Map::new();
+    for field in ENVELOPE_FIELDS {
+        envelope_properties.insert(field.name.to_owned(), field_schema(field));
+    }
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://keyledger.dev/schemas/events.schema.json",
+        "title": "keyledger public event",
+        "description": format!(
+            "One message of the JetStream stream {} (subjects {}.>). Later versions may add event types and fields: ignore what you do not know. Generated from crates/bus/src/schema.rs.",
+            config.stream, config.subject_prefix
+        ),
+        "type": "object",
+        "properties": envelope_properties,
+        "required": ENVELOPE_FIELDS.iter().map(|f| f.name).collect::<Vec<_>>(),
+        "oneOf": variants,
+    })
+}
+
+fn field_schema(field: &FieldDoc) -> Value {
+    let mut schema = match field.json_type {
+        JsonType::String => json!({"type": "string"}),
+        JsonType::Integer => json!({"type": "integer", "minimum": 0}),
+        JsonType::Boolean => json!({"type": "boolean"}),
+        JsonType::Timestamp => json!({"type": "string", "format": "date-time"}),
+        JsonType::StringArray => json!({"type": "array", "items": {"type": "string"}}),
+        JsonType::Object => json!({"type": "object"}),
+    };
+    if field.nullable
+        && let Some(kind) = schema.get("type").cloned()
+    {
+        schema["type"] = json!([kind, "null"]);
+    }
+    schema["description"] = Value::from(field.description);
+    schema
+}
+
+/// Whether `value` has the documented JSON type.
+pub fn matches_type(field: &FieldDoc, value: &Value) -> bool {
+    if value.is_null() {
+        return field.nullable;
+    }
+    match field.json_type {
+        JsonType::String => value.is_string(),
+        JsonType::Integer => value.is_u64(),
+        JsonType::Boolean => value.is_boolean(),
+        JsonType::Timestamp => value
+            .as_str()
+            .is_some_and(|text| Timestamp::parse_rfc3339(text).is_ok()),
+        JsonType::StringArray => value
+            .as_array()
+            .is_some_and(|items| items.iter().all(Value::is_string)),
+        JsonType::Object => value.is_object(),
+    }
+}

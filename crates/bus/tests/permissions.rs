@@ -1,0 +1,147 @@
+//! docs/examples/nats-permissions.conf, run for real: subscribers read the public stream and
+//! nothing of the replication streams; replicas read those; the relay writes everything.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::StreamExt;
+use keyledger_bus::replica::{Replica, ReplicaConfig};
+use keyledger_bus::{BusConfig, Relay, StartAt, Subscriber};
+use keyledger_testkit::nats::NatsServer;
+
+use crate::support::*;
+
+fn as_user(config: &BusConfig, nats: &NatsServer, user: &str) -> BusConfig {
+    BusConfig {
+        url: format!("nats://{user}:{user}-password@127.0.0.1:{}", nats.port()),
+        ..config.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permissions_keep_subscribers_off_the_replication_stream() {
+    let conf =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/nats-permissions.conf");
+    let nats = NatsServer::start_with_args(&["-c", conf.to_str().expect("a UTF-8 path")])
+        .expect("nats-server with the example permissions");
+    let base = bus_config(&nats);
+    let (relay_config, replica_config, subscriber_config) = (
+        as_user(&base, &nats, "relay"),
+        as_user(&base, &nats, "replica"),
+        as_user(&base, &nats, "subscriber"),
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vault = open_vault(dir.path());
+    let admin_key = bootstrap(&vault).await;
+    create_keys(&vault, 5, 1).await;
+    Relay::new(vault.clone(), relay_config.clone())
+        .run_until_caught_up()
+        .await
+        .expect("the relay may publish");
+    let head = vault.log().head().0;
+
+    // The replica reads the replication streams and verifies.
+    let replica = Replica::start(ReplicaConfig {
+        bus: replica_config,
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        master_key: master_key(),
+    })
+    .await
+    .expect("replica");
+    assert!(
+        eventually(Duration::from_secs(30), async || replica
+            .status()
+            .applied_seq
+            == head)
+        .await,
+        "{:?}",
+        replica.status()
+    );
+    assert!(
+        replica
+            .verify(admin_key.secret.expose())
+            .is_some_and(|v| v.is_valid())
+    );
+    replica.shutdown().await;
+
+    // A subscriber reads the public events...
+    let subscriber = Subscriber::connect(&subscriber_config)
+        .await
+        .expect("subscriber");
+    let mut replay = subscriber
+        .replay(StartAt::Beginning, None)
+        .await
+        .expect("public replay");
+    assert_eq!(
+        replay
+            .next()
+            .await
+            .expect("an event")
+            .expect("decodable")
+            .envelope
+            .seq,
+        1
+    );
+    let mut durable = subscriber
+        .subscribe_durable("public-reader", StartAt::Beginning)
+        .await
+        .expect("durable");
+    let first = durable.next().await.expect("an event").expect("decodable");
+    first.ack().await.expect("ack");
+
+    // ...and can neither consume the replication streams nor see their messages live.
+    let client = subscriber.client().clone();
+    let js = async_nats::jetstream::context::ContextBuilder::new()
+        .timeout(Duration::from_millis(500))
+        .build(client.clone());
+    for stream in [
+        &base.replication_stream,
+        &format!("{}_KEYS", base.replication_stream),
+    ] {
+        assert!(
+            js.get_stream(stream).await.is_err(),
+            "subscriber could look at {stream}"
+        );
+    }
+    let refused = async_nats::jetstream::consumer::pull::OrderedConfig::default();
+    let consumer = js
+        .create_consumer_on_stream(refused, base.replication_stream.as_str())
+        .await;
+    assert!(
+        consumer.is_err(),
+        "subscriber could create a consumer on the replication stream"
+    );
+    let mut spying = client
+        .subscribe("keyledger.replication.>")
+        .await
+        .expect("subscribe call");
+    let relay_client = relay_config
+        .connect("relay-spy")
+        .await
+        .expect("relay connection");
+    let mut allowed = relay_client
+        .subscribe("keyledger.replication.>")
+        .await
+        .expect("subscribe");
+    client.flush().await.expect("flush");
+    relay_client.flush().await.expect("flush");
+    create_keys(&vault, 2, 1).await;
+    Relay::new(vault.clone(), relay_config)
+        .run_until_caught_up()
+        .await
+        .expect("relay");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), allowed.next())
+            .await
+            .is_ok(),
+        "the relay user saw no replication message: the test proves nothing"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), spying.next())
+            .await
+            .is_err(),
+        "a subscriber received a replication message"
+    );
+}

@@ -1,0 +1,93 @@
+//! Shared set-up: a vault in a temporary directory, events appended through it, and a private
+//! nats-server per test.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keyledger_bus::BusConfig;
+use keyledger_crypto::MasterKey;
+use keyledger_domain::{Actor, FromTrusted, KeyDuration, KeyName, UserId};
+use keyledger_log::Durability;
+use keyledger_testkit::nats::NatsServer;
+use keyledger_vault::{CreatedApiKey, SystemClock, Vault, VaultConfig};
+
+pub fn master_key() -> MasterKey {
+    MasterKey::parse(&"ab".repeat(32)).expect("a fixed test master key")
+}
+
+pub fn open_vault(dir: &Path) -> Vault {
+    let config = VaultConfig {
+        data_dir: dir.to_path_buf(),
+        durability: Durability::Flush,
+        ..VaultConfig::default()
+    };
+    Vault::open(config, &master_key(), Arc::new(SystemClock)).expect("open the vault")
+}
+
+pub fn nats() -> NatsServer {
+    NatsServer::start().expect("start a private nats-server (apt-get install -y nats-server)")
+}
+
+/// Fast retries, so tests that take NATS away recover quickly.
+pub fn bus_config(nats: &NatsServer) -> BusConfig {
+    BusConfig {
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        ack_timeout: Duration::from_secs(2),
+        connect_timeout: Duration::from_secs(2),
+        ..BusConfig::from_url(nats.url())
+    }
+}
+
+pub fn admin() -> Actor {
+    Actor::User {
+        user: UserId::from_trusted("admin".to_owned()),
+        key: None,
+    }
+}
+
+pub async fn bootstrap(vault: &Vault) -> CreatedApiKey {
+    vault
+        .bootstrap(UserId::from_trusted("admin".to_owned()))
+        .await
+        .expect("bootstrap the first admin")
+}
+
+/// Creates `count` internal keys as the admin, `concurrency` at a time (one event each).
+pub async fn create_keys(vault: &Vault, count: usize, concurrency: usize) -> Vec<CreatedApiKey> {
+    let mut created = Vec::with_capacity(count);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut next = 0;
+    while created.len() < count {
+        while tasks.len() < concurrency && next < count {
+            let vault = vault.clone();
+            let name = KeyName::from_trusted(format!("key-{next}"));
+            tasks.spawn(async move {
+                vault
+                    .create_api_key(admin(), name, KeyDuration::Never, None)
+                    .await
+            });
+            next += 1;
+        }
+        let Some(done) = tasks.join_next().await else {
+            break;
+        };
+        created.push(done.expect("task").expect("create a key"));
+    }
+    created
+}
+
+/// Polls `check` every 10 ms until it holds or `limit` passes.
+pub async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,11 @@
+//! Integration tests of keyledger-bus; each test starts its own nats-server.
+
+mod support;
+
+mod behaviour;
+mod canary;
+mod exactly_once;
+mod permissions;
+mod python;
+mod replica;
+mod schema;
