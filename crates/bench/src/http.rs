@@ -77,19 +77,35 @@ async fn serve(router: axum::Router) -> anyhow::Result<std::net::SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
-        let _ = axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
+        let _ = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await;
     });
     Ok(addr)
 }
 
-async fn load(addr: std::net::SocketAddr, service_key: &str, keys: &[String], window: Duration) -> anyhow::Result<LoadResult> {
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS).build()?;
+async fn load(
+    addr: std::net::SocketAddr,
+    service_key: &str,
+    keys: &[String],
+    window: Duration,
+) -> anyhow::Result<LoadResult> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()?;
     let url = format!("http://{addr}/v1/keys/verify");
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..CONNECTIONS {
         let (client, url, service_key) = (client.clone(), url.clone(), service_key.to_owned());
-        let keys: Vec<String> = keys.iter().skip(worker % keys.len()).take(8).cloned().collect();
+        let keys: Vec<String> = keys
+            .iter()
+            .skip(worker % keys.len())
+            .take(8)
+            .cloned()
+            .collect();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut n = 0;
@@ -123,5 +139,9 @@ async fn load(addr: std::net::SocketAddr, service_key: &str, keys: &[String], wi
     anyhow::ensure!(!latencies.is_empty(), "no request succeeded against {url}");
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Ok(LoadResult { rate: rate(latencies.len() as f64, elapsed), p50: at(0.50), p99: at(0.99) })
+    Ok(LoadResult {
+        rate: rate(latencies.len() as f64, elapsed),
+        p50: at(0.50),
+        p99: at(0.99),
+    })
 }

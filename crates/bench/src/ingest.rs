@@ -23,29 +23,66 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
     let server = runtime.block_on(S3Server::start(ACCESS_KEY_ID, SECRET))?;
     runtime.block_on(async {
         server.create_bucket("bench").await?;
-        server.put_generated_object("bench", "big/matrix.h5ad", big, 7).await?;
-        server.put_generated_objects("bench", small_count, 64 * 1024, 11, |i| format!("small/sample-{i:05}.csv")).await?;
+        server
+            .put_generated_object("bench", "big/matrix.h5ad", big, 7)
+            .await?;
+        server
+            .put_generated_objects("bench", small_count, 64 * 1024, 11, |i| {
+                format!("small/sample-{i:05}.csv")
+            })
+            .await?;
         anyhow::Ok(())
     })?;
     let endpoint = server.endpoint();
     report.section(
         "S3 ingestion (in-process s3s-fs server with SigV4; median of 3 runs)",
-        &["case", "keyledger", "awscli `s3 cp --recursive`", "server limit", "vs awscli", "vs limit", "goals"],
+        &[
+            "case",
+            "keyledger",
+            "awscli `s3 cp --recursive`",
+            "server limit",
+            "vs awscli",
+            "vs limit",
+            "goals",
+        ],
     );
     for (case, prefix, bytes, files) in [
         (format!("1 × {} MiB object", big >> 20), "big/", big, 1u64),
-        (format!("{small_count} × 64 KiB objects"), "small/", small_count * 64 * 1024, small_count),
+        (
+            format!("{small_count} × 64 KiB objects"),
+            "small/",
+            small_count * 64 * 1024,
+            small_count,
+        ),
     ] {
         let ours = median(RUNS, || {
-            let (_, fetched, elapsed) = runtime.block_on(keyledger_ingest::bench::ingest_s3_once(&endpoint, ACCESS_KEY_ID, SECRET, "bench", prefix, ".*"))?;
-            anyhow::ensure!(fetched == files, "keyledger fetched {fetched} of {files} files");
+            let (_, fetched, elapsed) =
+                runtime.block_on(keyledger_ingest::bench::ingest_s3_once(
+                    &endpoint,
+                    ACCESS_KEY_ID,
+                    SECRET,
+                    "bench",
+                    prefix,
+                    ".*",
+                ))?;
+            anyhow::ensure!(
+                fetched == files,
+                "keyledger fetched {fetched} of {files} files"
+            );
             Ok(elapsed.as_secs_f64())
         })?;
         let awscli = median(RUNS, || {
             let out = tempfile::tempdir()?;
             let started = Instant::now();
             let status = Command::new(&aws)
-                .args(["s3", "cp", "--recursive", "--only-show-errors", "--endpoint-url", &endpoint])
+                .args([
+                    "s3",
+                    "cp",
+                    "--recursive",
+                    "--only-show-errors",
+                    "--endpoint-url",
+                    &endpoint,
+                ])
                 .arg(format!("s3://bench/{prefix}"))
                 .arg(out.path())
                 .env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID)
@@ -59,9 +96,17 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
             Ok(elapsed.as_secs_f64())
         })?;
         let limit = median(RUNS, || runtime.block_on(s3_limit(&server, prefix)))?;
-        let (rate_ours, rate_aws, rate_limit) = (bytes as f64 / ours, bytes as f64 / awscli, bytes as f64 / limit);
+        let (rate_ours, rate_aws, rate_limit) = (
+            bytes as f64 / ours,
+            bytes as f64 / awscli,
+            bytes as f64 / limit,
+        );
         let unit = |rate: f64, seconds: f64| {
-            if files == 1 { format!("{:.0} MB/s ({seconds:.2} s)", rate / 1e6) } else { format!("{:.0} files/s ({seconds:.2} s)", files as f64 / seconds) }
+            if files == 1 {
+                format!("{:.0} MB/s ({seconds:.2} s)", rate / 1e6)
+            } else {
+                format!("{:.0} files/s ({seconds:.2} s)", files as f64 / seconds)
+            }
         };
         report.row(&[
             case,
@@ -70,7 +115,11 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
             unit(rate_limit, limit),
             ratio(rate_ours, rate_aws),
             ratio(rate_ours, rate_limit),
-            if files == 1 { "≥ 1.25 vs awscli, ≥ 0.85 vs limit".into() } else { "≥ 4 vs awscli".into() },
+            if files == 1 {
+                "≥ 1.25 vs awscli, ≥ 0.85 vs limit".into()
+            } else {
+                "≥ 4 vs awscli".into()
+            },
         ]);
     }
     report.note(
@@ -84,10 +133,18 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
 async fn s3_limit(server: &S3Server, prefix: &str) -> anyhow::Result<f64> {
     let client = server.client();
     let mut keys = Vec::new();
-    let mut pages = client.list_objects_v2().bucket("bench").prefix(prefix).into_paginator().send();
+    let mut pages = client
+        .list_objects_v2()
+        .bucket("bench")
+        .prefix(prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
         for object in page?.contents() {
-            keys.push((object.key().unwrap_or_default().to_owned(), object.size().unwrap_or(0) as u64));
+            keys.push((
+                object.key().unwrap_or_default().to_owned(),
+                object.size().unwrap_or(0) as u64,
+            ));
         }
     }
     let started = Instant::now();
@@ -103,7 +160,13 @@ async fn s3_limit(server: &S3Server, prefix: &str) -> anyhow::Result<f64> {
     let concurrency = if keys.len() == 1 { 8 } else { 32 };
     let results: Vec<anyhow::Result<()>> = futures::stream::iter(ranges)
         .map(|(key, start, end)| async move {
-            let response = client.get_object().bucket("bench").key(&key).range(format!("bytes={start}-{end}")).send().await?;
+            let response = client
+                .get_object()
+                .bucket("bench")
+                .key(&key)
+                .range(format!("bytes={start}-{end}"))
+                .send()
+                .await?;
             let mut body = response.body;
             while let Some(chunk) = body.next().await {
                 std::hint::black_box(chunk?);
@@ -127,9 +190,22 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
     let user = seed.add_user("bench");
     seed.add_token(&user, DX_TOKEN);
     let project = seed.add_project("bench", &user);
-    let big_id = seed.add_file(&project, "/big/matrix.h5ad", Content::Generated { size: big, seed: 3 }, 64 << 20);
+    let big_id = seed.add_file(
+        &project,
+        "/big/matrix.h5ad",
+        Content::Generated { size: big, seed: 3 },
+        64 << 20,
+    );
     for i in 0..small_count {
-        seed.add_file(&project, &format!("/small/sample-{i:04}.quant.sf"), Content::Generated { size: 256 * 1024, seed: 100 + i }, 256 * 1024);
+        seed.add_file(
+            &project,
+            &format!("/small/sample-{i:04}.quant.sf"),
+            Content::Generated {
+                size: 256 * 1024,
+                seed: 100 + i,
+            },
+            256 * 1024,
+        );
     }
     let emulator = runtime.block_on(DnanexusEmulator::start(seed))?;
     let endpoint = emulator.endpoint();
@@ -150,7 +226,10 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
             .env("DX_APISERVER_HOST", emulator.host())
             .env("DX_APISERVER_PORT", emulator.port().to_string())
             .env("DX_APISERVER_PROTOCOL", "http")
-            .env("DX_SECURITY_CONTEXT", format!("{{\"auth_token_type\":\"Bearer\",\"auth_token\":\"{DX_TOKEN}\"}}"))
+            .env(
+                "DX_SECURITY_CONTEXT",
+                format!("{{\"auth_token_type\":\"Bearer\",\"auth_token\":\"{DX_TOKEN}\"}}"),
+            )
             .env("DX_PROJECT_CONTEXT_ID", &project)
             .stdout(std::process::Stdio::null())
             .status()?;
@@ -158,21 +237,54 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
         Ok(started.elapsed().as_secs_f64())
     };
     for (case, folder, files) in [
-        (format!("1 × {} MiB file in 64 MiB parts", big >> 20), "/big", 1u64),
-        (format!("{small_count} × 256 KiB files"), "/small", small_count),
+        (
+            format!("1 × {} MiB file in 64 MiB parts", big >> 20),
+            "/big",
+            1u64,
+        ),
+        (
+            format!("{small_count} × 256 KiB files"),
+            "/small",
+            small_count,
+        ),
     ] {
         let ours = median(RUNS, || {
-            let (_, fetched, elapsed) = runtime.block_on(keyledger_ingest::bench::ingest_dnanexus_once(&endpoint, DX_TOKEN, &project, folder, ".*"))?;
-            anyhow::ensure!(fetched == files, "keyledger fetched {fetched} of {files} files");
+            let (_, fetched, elapsed) =
+                runtime.block_on(keyledger_ingest::bench::ingest_dnanexus_once(
+                    &endpoint, DX_TOKEN, &project, folder, ".*",
+                ))?;
+            anyhow::ensure!(
+                fetched == files,
+                "keyledger fetched {fetched} of {files} files"
+            );
             Ok(elapsed.as_secs_f64())
         })?;
         let theirs = median(RUNS, || {
             let out = tempfile::tempdir()?;
             if files == 1 {
-                dx_run(&["download", "-f", &format!("{project}:{}", big_id), "-o", "matrix.h5ad"], out.path())
+                dx_run(
+                    &[
+                        "download",
+                        "-f",
+                        &format!("{project}:{}", big_id),
+                        "-o",
+                        "matrix.h5ad",
+                    ],
+                    out.path(),
+                )
             } else {
                 std::fs::create_dir_all(out.path().join("small"))?;
-                dx_run(&["download", "-r", "-f", &format!("{project}:{folder}"), "-o", "."], out.path())
+                dx_run(
+                    &[
+                        "download",
+                        "-r",
+                        "-f",
+                        &format!("{project}:{folder}"),
+                        "-o",
+                        ".",
+                    ],
+                    out.path(),
+                )
             }
         })?;
         report.row(&[
@@ -180,7 +292,11 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
             format!("{ours:.2} s"),
             format!("{theirs:.2} s"),
             ratio(theirs, ours),
-            if files == 1 { "≥ 1.5".into() } else { "≥ 3".into() },
+            if files == 1 {
+                "≥ 1.5".into()
+            } else {
+                "≥ 3".into()
+            },
         ]);
     }
     let raw = runtime.block_on(raw_serving_rate(&endpoint, &big_id, big))?;
@@ -202,7 +318,10 @@ async fn raw_serving_rate(endpoint: &str, file: &str, size: u64) -> anyhow::Resu
         .await?
         .json()
         .await?;
-    let url = download["url"].as_str().ok_or_else(|| anyhow::anyhow!("no url in {download}"))?.to_owned();
+    let url = download["url"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no url in {download}"))?
+        .to_owned();
     let started = Instant::now();
     let mut response = client.get(url).send().await?;
     let mut received = 0u64;
@@ -217,26 +336,53 @@ pub fn run_audit(report: &mut Report) -> anyhow::Result<()> {
     let events = if report.quick { 200_000 } else { 1_000_000 };
     let verify = keyledger_audit::bench::bench_verify(events)?;
     let startup = keyledger_audit::bench::bench_startup(events)?;
-    report.section(&format!("Audit ({events} events)"), &["what", "figure", "note"]);
+    report.section(
+        &format!("Audit ({events} events)"),
+        &["what", "figure", "note"],
+    );
     report.row(&[
         "`audit verify` of a JSONL export".into(),
         format!("{:.0} k events/s", verify.export_events_per_second() / 1e3),
-        format!("{} MiB export, {} checkpoints", verify.export_bytes >> 20, verify.checkpoints),
+        format!(
+            "{} MiB export, {} checkpoints",
+            verify.export_bytes >> 20,
+            verify.checkpoints
+        ),
     ]);
     report.row(&[
         "`audit verify --data` (opened log)".into(),
-        format!("{:.0} k events/s", verify.data_dir_events_per_second() / 1e3),
-        format!("opening the log: {:.2} s", verify.open_data_dir.as_secs_f64()),
+        format!(
+            "{:.0} k events/s",
+            verify.data_dir_events_per_second() / 1e3
+        ),
+        format!(
+            "opening the log: {:.2} s",
+            verify.open_data_dir.as_secs_f64()
+        ),
     ]);
     report.row(&[
         "start-up with a full replay".into(),
         format!("{:.2} s", startup.full_replay.as_secs_f64()),
-        format!("of which the projection {:.2} s", startup.full_replay_projection.as_secs_f64()),
+        format!(
+            "of which the projection {:.2} s",
+            startup.full_replay_projection.as_secs_f64()
+        ),
     ]);
     report.row(&[
         "start-up from a snapshot".into(),
-        format!("{:.2} s ({}× faster)", startup.with_snapshot.as_secs_f64(), ratio(startup.full_replay.as_secs_f64(), startup.with_snapshot.as_secs_f64())),
-        format!("snapshot {} MiB, written in {:.2} s", startup.snapshot_bytes >> 20, startup.snapshot_write.as_secs_f64()),
+        format!(
+            "{:.2} s ({}× faster)",
+            startup.with_snapshot.as_secs_f64(),
+            ratio(
+                startup.full_replay.as_secs_f64(),
+                startup.with_snapshot.as_secs_f64()
+            )
+        ),
+        format!(
+            "snapshot {} MiB, written in {:.2} s",
+            startup.snapshot_bytes >> 20,
+            startup.snapshot_write.as_secs_f64()
+        ),
     ]);
     Ok(())
 }
@@ -251,7 +397,13 @@ fn median(runs: usize, mut run: impl FnMut() -> anyhow::Result<f64>) -> anyhow::
 }
 
 fn tool(relative: &str) -> anyhow::Result<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(relative);
-    anyhow::ensure!(path.exists(), "{} is missing: run `make test-deps` (scripts/python-deps.sh)", path.display());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: run `make test-deps` (scripts/python-deps.sh)",
+        path.display()
+    );
     Ok(path)
 }
