@@ -41,7 +41,7 @@ pub(crate) async fn list_events(
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
-            format!("{}", err.body_text()),
+            err.body_text(),
         )
     })?;
     let from = query.from.unwrap_or(1);
