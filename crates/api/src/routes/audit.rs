@@ -37,13 +37,8 @@ pub(crate) async fn list_events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ExportPage>, ApiError> {
     caller.require(&state, Permission::ViewAuditLog)?;
-    let Query(query) = query.map_err(|err| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            err.body_text(),
-        )
-    })?;
+    let Query(query) = query
+        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", err.body_text()))?;
     let from = query.from.unwrap_or(1);
     let limit = query.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
