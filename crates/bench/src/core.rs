@@ -6,11 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use keyledger_crypto::MasterKey;
-use keyledger_domain::{
-    Actor, Event, FromTrusted, KeyDuration, KeyHint, KeyId, KeyName, SecretHash, Timestamp, UserId,
-};
+use keyledger_domain::{Actor, FromTrusted, KeyDuration, KeyName, UserId};
 use keyledger_log::{AppendBatch, Durability, EventLog, ExpectedVersion, LogConfig, NewEvent};
-use keyledger_vault::{Projection, SystemClock, Vault, VaultConfig, encode_event};
+use keyledger_vault::{Projection, SystemClock, Vault, VaultConfig};
 
 use crate::report::{Report, human, peak_rss_mib, rate, ratio};
 
@@ -181,62 +179,11 @@ async fn log_appends(writers: usize, body: &[u8], window: Duration) -> anyhow::R
     Ok(rate(count as f64, elapsed))
 }
 
-/// A log of realistic events: keys created, used, rolled and deleted.
-pub fn generate_log(dir: &std::path::Path, events: u64) -> anyhow::Result<()> {
-    let mut config = LogConfig::new(dir);
-    config.durability = Durability::Flush;
-    let log = EventLog::open(config, Box::new(|_: &[keyledger_log::Envelope]| {}))?;
-    let owner = UserId::from_trusted("bench".into());
-    let mut seq = 0u64;
-    while seq < events {
-        let mut batch = Vec::with_capacity(1000);
-        for _ in 0..1000.min(events - seq) {
-            seq += 1;
-            let key = KeyId::from_trusted(format!("key_{:016}", seq / 4));
-            let at = Timestamp::from_millis(1_790_000_000_000 + seq as i64);
-            let event = match seq % 4 {
-                0 => Event::ApiKeyCreated {
-                    key,
-                    owner: owner.clone(),
-                    name: KeyName::from_trusted(format!("key {seq}")),
-                    hint: KeyHint::from_trusted("kl_AbCd…wXyZ".into()),
-                    secret_hash: SecretHash([(seq % 251) as u8; 32]),
-                    created_at: at,
-                    expires_at: Some(at.plus_days(30)),
-                },
-                3 => Event::ApiKeyDeleted {
-                    key,
-                    owner: owner.clone(),
-                    at,
-                },
-                _ => Event::ApiKeyUsed {
-                    key,
-                    owner: owner.clone(),
-                    last_used_at: at,
-                    uses: 10,
-                },
-            };
-            batch.push(NewEvent {
-                stream: event.stream_id(),
-                expected: ExpectedVersion::Any,
-                body: encode_event(&event),
-            });
-        }
-        log.append_blocking(AppendBatch {
-            request_id: None,
-            actor: "system".into(),
-            time_ms: 0,
-            events: batch,
-        })?;
-    }
-    log.close();
-    Ok(())
-}
-
 fn replay(report: &mut Report) -> anyhow::Result<()> {
     let events: u64 = if report.quick { 200_000 } else { 1_000_000 };
     let dir = tempfile::tempdir()?;
-    generate_log(dir.path(), events)?;
+    // The same realistic log the audit benchmarks use: keys created, used and deleted.
+    keyledger_audit::bench::generate_log(dir.path(), events)?.close();
     // A fresh process, so peak memory is the replay's own.
     let output = std::process::Command::new(std::env::current_exe()?)
         .arg("replay-child")
