@@ -17,11 +17,12 @@ use keyledger_domain::SealedSecret;
 use keyledger_log::EventLog;
 use serde::{Deserialize, Serialize};
 
+use keyledger_vault::{PEPPER_ID, sealed_key};
+
 use crate::{BusConfig, BusError};
 
-/// Where the vault keeps the sealed pepper: the wrapped data key under this id in `data_keys`,
-/// the nonce and ciphertext under `sealed/<id>` in `meta` (crates/vault/src/rotation.rs).
-const PEPPER_ID: &str = "vault/pepper";
+// The vault keeps the sealed pepper's wrapped data key under `PEPPER_ID` in `data_keys`, and its
+// nonce and ciphertext under `sealed_key(PEPPER_ID)` in `meta` (crates/vault/src/rotation.rs).
 const NONCE_LEN: usize = 12;
 const ENTRY: &str = "pepper";
 
@@ -47,7 +48,7 @@ pub(crate) fn subject(config: &BusConfig) -> String {
 fn sealed_from_log(log: &EventLog) -> Result<Option<Bytes>, BusError> {
     let (Some(wrapped), Some(stored)) = (
         log.data_keys().get(PEPPER_ID)?,
-        log.meta().get(format!("sealed/{PEPPER_ID}"))?,
+        log.meta().get(sealed_key(PEPPER_ID))?,
     ) else {
         return Ok(None);
     };

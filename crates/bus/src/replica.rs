@@ -25,10 +25,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use keyledger_crypto::{Keyring, MasterKey, check_api_key_format, constant_time_eq};
-use keyledger_domain::{KeyStatus, Permission, State, Timestamp};
+use keyledger_crypto::{Keyring, MasterKey};
+use keyledger_domain::{Permission, State, Timestamp};
 use keyledger_log::{Envelope, Seq, compute_hash};
-use keyledger_vault::{AuthFailure, Clock, Projection, SystemClock};
+use keyledger_vault::{AuthFailure, Clock, Projection, SystemClock, check_api_key};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -311,36 +311,14 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         let keyring = keyring.ok_or(Refusal::NotReady)?;
-        check_api_key_format(presented)
-            .map_err(|error| AuthFailure::Malformed(error.to_string()))?;
-        let hash = keyring.hash_api_key(presented);
         let now = self.clock.now();
-        let verified = self.read(|state| {
-            let key = state
-                .api_key_by_hash(&hash)
-                .ok_or(AuthFailure::UnknownKey)?;
-            match key.status_at(now) {
-                KeyStatus::Active => {}
-                KeyStatus::Expired => return Err(AuthFailure::Expired),
-                KeyStatus::Deleted => return Err(AuthFailure::Deleted),
-            }
-            let current = constant_time_eq(&key.secret_hash.0, &hash.0);
-            if !current
-                && key
-                    .previous
-                    .as_ref()
-                    .is_none_or(|previous| previous.valid_until <= now)
-            {
-                return Err(AuthFailure::RolledOver);
-            }
-            let owner = state.user(&key.owner).ok_or(AuthFailure::UnknownOwner)?;
-            Ok(Verified {
-                key_id: key.id.to_string(),
-                owner: owner.id.to_string(),
-                permissions: state.permissions_of(&owner.id).iter().collect(),
-                expires_at: key.expires_at,
-            })
-        })?;
+        let principal = self.read(|state| check_api_key(state, &keyring, presented, now))?;
+        let verified = Verified {
+            key_id: principal.key.to_string(),
+            owner: principal.user.to_string(),
+            permissions: principal.permissions.iter().collect(),
+            expires_at: principal.expires_at,
+        };
         Ok(verified)
     }
 

@@ -1,7 +1,7 @@
 //! Authentication: internal keys and the short-lived session tokens derived from them.
 
 use base64::Engine;
-use keyledger_crypto::{SecretString, check_api_key_format};
+use keyledger_crypto::{Keyring, SecretString, check_api_key_format};
 use keyledger_domain::{
     FromTrusted, KeyId, KeyStatus, Permission, PermissionSet, Timestamp, UserId,
 };
@@ -97,32 +97,8 @@ impl Vault {
     }
 
     fn check_key(&self, presented: &str, now: Timestamp) -> Result<Principal, AuthFailure> {
-        check_api_key_format(presented).map_err(|err| AuthFailure::Malformed(err.to_string()))?;
-        let hash = self.keyring().hash_api_key(presented);
-        self.read(|state| {
-            let key = state
-                .api_key_by_hash(&hash)
-                .ok_or(AuthFailure::UnknownKey)?;
-            match key.status_at(now) {
-                KeyStatus::Active => {}
-                KeyStatus::Expired => return Err(AuthFailure::Expired),
-                KeyStatus::Deleted => return Err(AuthFailure::Deleted),
-            }
-            // Constant-time comparison of hashes: the map lookup found a candidate, this
-            // decides whether it is the current or the previous secret.
-            let current = keyledger_crypto::constant_time_eq(&key.secret_hash.0, &hash.0);
-            if !current && key.previous.as_ref().is_none_or(|p| p.valid_until <= now) {
-                return Err(AuthFailure::RolledOver);
-            }
-            let owner = state.user(&key.owner).ok_or(AuthFailure::UnknownOwner)?;
-            Ok(Principal {
-                user: owner.id.clone(),
-                key: key.id.clone(),
-                permissions: state.permissions_of(&owner.id),
-                expires_at: key.expires_at,
-                via_session: false,
-            })
-        })
+        let keyring = self.keyring();
+        self.read(|state| check_api_key(state, &keyring, presented, now))
     }
 
     /// Verifies a key for another service: the same checks, and the use is recorded.
@@ -194,4 +170,39 @@ impl Vault {
             })
         })
     }
+}
+
+/// Checks a presented internal key against a projection: format and checksum offline, then the
+/// peppered hash, status at `now`, the rolled-over grace period and the owner's permissions now.
+/// The vault and read replicas both verify keys with this.
+pub fn check_api_key(
+    state: &keyledger_domain::State,
+    keyring: &Keyring,
+    presented: &str,
+    now: Timestamp,
+) -> Result<Principal, AuthFailure> {
+    check_api_key_format(presented).map_err(|err| AuthFailure::Malformed(err.to_string()))?;
+    let hash = keyring.hash_api_key(presented);
+    let key = state
+        .api_key_by_hash(&hash)
+        .ok_or(AuthFailure::UnknownKey)?;
+    match key.status_at(now) {
+        KeyStatus::Active => {}
+        KeyStatus::Expired => return Err(AuthFailure::Expired),
+        KeyStatus::Deleted => return Err(AuthFailure::Deleted),
+    }
+    // Constant-time comparison of hashes: the map lookup found a candidate, this decides
+    // whether it is the current or the previous secret.
+    let current = keyledger_crypto::constant_time_eq(&key.secret_hash.0, &hash.0);
+    if !current && key.previous.as_ref().is_none_or(|p| p.valid_until <= now) {
+        return Err(AuthFailure::RolledOver);
+    }
+    let owner = state.user(&key.owner).ok_or(AuthFailure::UnknownOwner)?;
+    Ok(Principal {
+        user: owner.id.clone(),
+        key: key.id.clone(),
+        permissions: state.permissions_of(&owner.id),
+        expires_at: key.expires_at,
+        via_session: false,
+    })
 }

@@ -31,7 +31,7 @@ use keyledger_log::{
     AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, NewEvent,
 };
 
-pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken};
+pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{ExternalCredential, ExternalKeyView, Lease, NewCredential};
 pub use keys::{ApiKeyView, CreatedApiKey};
@@ -40,8 +40,9 @@ pub use master_key::{
 };
 pub use projection::{Projection, decode_event, encode_event};
 pub use rotation::{
-    RewrapReport, RotationOutcome, VAULT_SECRET_PREFIX, entries_opened_by, is_vault_secret,
-    pending_key_path, rewrap_sealed_material, rotate_master_key_offline, rotation_request_id,
+    PEPPER_ID, RewrapReport, RotationOutcome, VAULT_SECRET_PREFIX, entries_opened_by,
+    is_vault_secret, pending_key_path, rewrap_sealed_material, rotate_master_key_offline,
+    rotation_request_id, sealed_key,
 };
 pub use snapshot::{
     AuditConfig, BACKUP_MANIFEST, BackupManifest, PUBLIC_KEY_META, SNAPSHOT_FILE, StartupReport,

@@ -22,7 +22,8 @@ use crate::{Clock, Vault, VaultConfig, VaultError, read_master_key, write_master
 
 /// Prefix of the `data_keys` ids that hold the vault's own secrets, not credentials.
 pub const VAULT_SECRET_PREFIX: &str = "vault/";
-pub(crate) const PEPPER_ID: &str = "vault/pepper";
+/// Where the sealed pepper lives: its wrapped data key in `data_keys` under this id.
+pub const PEPPER_ID: &str = "vault/pepper";
 pub(crate) const SIGNING_KEY_ID: &str = "vault/checkpoint_signing_key";
 const MASTER_KEY_CHECK: &str = "master_key_check";
 const NONCE_LEN: usize = 12;
@@ -311,7 +312,8 @@ pub(crate) fn unseal(
         })
 }
 
-fn sealed_key(id: &str) -> String {
+/// The `meta` key of a sealed entry's nonce and ciphertext.
+pub fn sealed_key(id: &str) -> String {
     format!("sealed/{id}")
 }
 
