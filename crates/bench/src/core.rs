@@ -12,14 +12,7 @@ use keyledger_vault::{Projection, SystemClock, Vault, VaultConfig};
 
 use crate::report::{Report, human, peak_rss_mib, rate, ratio};
 
-pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    verification(report, runtime)?;
-    appends(report, runtime)?;
-    replay(report)?;
-    Ok(())
-}
-
-fn verification(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+pub fn verification(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let master = MasterKey::generate(&ring::rand::SystemRandom::new())?;
     let config = VaultConfig {
@@ -82,7 +75,7 @@ fn verification(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyho
     Ok(())
 }
 
-fn appends(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+pub fn appends(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     let seconds = if report.quick { 1.0 } else { 3.0 };
     let window = Duration::from_secs_f64(seconds);
     let body = vec![0x5au8; 256];
@@ -179,7 +172,7 @@ async fn log_appends(writers: usize, body: &[u8], window: Duration) -> anyhow::R
     Ok(rate(count as f64, elapsed))
 }
 
-fn replay(report: &mut Report) -> anyhow::Result<()> {
+pub fn replay(report: &mut Report) -> anyhow::Result<()> {
     let events: u64 = if report.quick { 200_000 } else { 1_000_000 };
     let dir = tempfile::tempdir()?;
     // The same realistic log the audit benchmarks use: keys created, used and deleted.

@@ -1,6 +1,7 @@
 //! `make bench`: every figure is a ratio against a baseline measured in the same run.
 //!
-//! `keyledger-bench [core|http|relay|s3|dnanexus|audit|all] [--quick]`. Writes the report to
+//! `keyledger-bench [core|verify|appends|replay|http|relay|s3|dnanexus|audit|all] [--quick]`
+//! (`core` is verify + appends + replay). Writes the report to
 //! stdout and to `target/bench-report.md`.
 
 mod core;
@@ -33,8 +34,14 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    if wanted("core") {
-        core::run(&mut report, &runtime)?;
+    if wanted("core") || wanted("verify") {
+        core::verification(&mut report, &runtime)?;
+    }
+    if wanted("core") || wanted("appends") {
+        core::appends(&mut report, &runtime)?;
+    }
+    if wanted("core") || wanted("replay") {
+        core::replay(&mut report)?;
     }
     if wanted("http") {
         http::run(&mut report, &runtime)?;

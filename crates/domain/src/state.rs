@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
@@ -185,7 +186,8 @@ impl std::hash::BuildHasher for SecretHashBuilder {
 pub struct State {
     users: BTreeMap<UserId, User>,
     custom_roles: BTreeMap<RoleName, PermissionSet>,
-    api_keys: HashMap<KeyId, ApiKey>,
+    /// FxHash: looked up on every verification; key ids are ours, not attacker-chosen.
+    api_keys: HashMap<KeyId, ApiKey, FxBuildHasher>,
     /// Current and still-valid previous secrets of every key, for O(1) verification.
     api_key_by_hash: HashMap<SecretHash, KeyId, SecretHashBuilder>,
     external_keys: HashMap<ExternalKeyId, ExternalKey>,
@@ -457,9 +459,13 @@ impl State {
 
     /// The permissions a user holds right now, through all their roles. Unknown users hold none.
     pub fn permissions_of(&self, user: &UserId) -> PermissionSet {
-        let Some(user) = self.users.get(user) else {
-            return PermissionSet::EMPTY;
-        };
+        self.users
+            .get(user)
+            .map_or(PermissionSet::EMPTY, |user| self.permissions_of_user(user))
+    }
+
+    /// The permissions a user's roles grant right now.
+    pub fn permissions_of_user(&self, user: &User) -> PermissionSet {
         user.roles.iter().fold(PermissionSet::EMPTY, |set, role| {
             set.union(self.role_permissions(role).unwrap_or_default())
         })

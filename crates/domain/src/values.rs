@@ -2,6 +2,7 @@
 //! system trusts the type. Every parse error names the field and says what is allowed.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -24,12 +25,38 @@ impl ValidationError {
     }
 }
 
+struct SharedStrVisitor;
+
+impl serde::de::Visitor<'_> for SharedStrVisitor {
+    type Value = Arc<str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<Arc<str>, E> {
+        Ok(Arc::from(value))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, value: String) -> Result<Arc<str>, E> {
+        Ok(Arc::from(value))
+    }
+}
+
 macro_rules! string_value {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
+
+        // By hand: one allocation per value when the decoder lends its bytes (replay), where
+        // the derived impl would build a `String` first and copy it into the `Arc`.
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(decoder: D) -> Result<Self, D::Error> {
+                decoder.deserialize_str(SharedStrVisitor).map($name)
+            }
+        }
 
         impl $name {
             pub fn as_str(&self) -> &str {
@@ -156,52 +183,52 @@ pub fn printable(raw: &str) -> String {
 
 impl UserId {
     pub fn parse(raw: &str) -> Result<UserId, ValidationError> {
-        handle("user", raw).map(UserId)
+        handle("user", raw).map(|value| UserId(value.into()))
     }
 }
 
 impl RoleName {
     pub fn parse(raw: &str) -> Result<RoleName, ValidationError> {
-        handle("role", raw).map(RoleName)
+        handle("role", raw).map(|value| RoleName(value.into()))
     }
 }
 
 impl KeyId {
     pub const PREFIX: &'static str = "key_";
     pub fn parse(raw: &str) -> Result<KeyId, ValidationError> {
-        generated_id("id", Self::PREFIX, raw).map(KeyId)
+        generated_id("id", Self::PREFIX, raw).map(|value| KeyId(value.into()))
     }
 }
 
 impl ExternalKeyId {
     pub const PREFIX: &'static str = "ext_";
     pub fn parse(raw: &str) -> Result<ExternalKeyId, ValidationError> {
-        generated_id("id", Self::PREFIX, raw).map(ExternalKeyId)
+        generated_id("id", Self::PREFIX, raw).map(|value| ExternalKeyId(value.into()))
     }
 }
 
 impl IngestionId {
     pub const PREFIX: &'static str = "ing_";
     pub fn parse(raw: &str) -> Result<IngestionId, ValidationError> {
-        generated_id("id", Self::PREFIX, raw).map(IngestionId)
+        generated_id("id", Self::PREFIX, raw).map(|value| IngestionId(value.into()))
     }
 }
 
 impl KeyName {
     pub fn parse(raw: &str) -> Result<KeyName, ValidationError> {
-        text("name", raw, 64).map(KeyName)
+        text("name", raw, 64).map(|value| KeyName(value.into()))
     }
 }
 
 impl Label {
     pub fn parse(raw: &str) -> Result<Label, ValidationError> {
-        text("label", raw, 64).map(Label)
+        text("label", raw, 64).map(|value| Label(value.into()))
     }
 }
 
 impl DisplayName {
     pub fn parse(raw: &str) -> Result<DisplayName, ValidationError> {
-        text("display_name", raw, 128).map(DisplayName)
+        text("display_name", raw, 128).map(|value| DisplayName(value.into()))
     }
 }
 
@@ -210,11 +237,11 @@ impl KeyHint {
     pub fn mask(full: &str, head: usize, tail: usize) -> KeyHint {
         let chars: Vec<char> = full.chars().collect();
         if chars.len() <= head + tail {
-            return KeyHint("…".to_owned());
+            return KeyHint("…".into());
         }
         let start: String = chars[..head].iter().collect();
         let end: String = chars[chars.len() - tail..].iter().collect();
-        KeyHint(format!("{start}…{end}"))
+        KeyHint(format!("{start}…{end}").into())
     }
 }
 
@@ -231,7 +258,7 @@ impl AccessKeyId {
                 "an AWS access key id is AKIA or ASIA followed by 16 uppercase letters or digits",
             ));
         }
-        Ok(AccessKeyId(raw.to_owned()))
+        Ok(AccessKeyId(raw.into()))
     }
 
     /// `AKIA…WXYZ`: enough to recognise the key, too little to use it.
@@ -251,7 +278,7 @@ impl AwsRegion {
                 ),
             ));
         }
-        Ok(AwsRegion(raw.to_owned()))
+        Ok(AwsRegion(raw.into()))
     }
 }
 
@@ -507,7 +534,7 @@ macro_rules! from_trusted {
     ($($name:ident),*) => {$(
         impl FromTrusted for $name {
             fn from_trusted(raw: String) -> Self {
-                $name(raw)
+                $name(raw.into())
             }
         }
     )*};

@@ -97,7 +97,7 @@ impl Vault {
     }
 
     fn check_key(&self, presented: &str, now: Timestamp) -> Result<Principal, AuthFailure> {
-        let keyring = self.keyring();
+        let keyring = self.keyring_guard();
         self.read(|state| check_api_key(state, &keyring, presented, now))
     }
 
@@ -201,7 +201,7 @@ pub fn check_api_key(
     Ok(Principal {
         user: owner.id.clone(),
         key: key.id.clone(),
-        permissions: state.permissions_of(&owner.id),
+        permissions: state.permissions_of_user(owner),
         expires_at: key.expires_at,
         via_session: false,
     })

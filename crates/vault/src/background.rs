@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxBuildHasher;
+
 use keyledger_domain::{Action, Actor, KeyId, KeyStatus, KeyUsage, Timestamp};
 
 use crate::{Vault, VaultError};
@@ -9,38 +11,8 @@ use crate::{Vault, VaultError};
 /// Uses noted since the last flush: per key, the latest time and a count.
 #[derive(Debug, Default)]
 pub(crate) struct UsageAggregate {
+    /// FxHash: touched on every authenticated request, keyed by our own ids (not attacker-chosen).
     pending: HashMap<KeyId, (Timestamp, u64), FxBuildHasher>,
-}
-
-/// FxHash (rustc's hasher): this map is touched on every authenticated request, and its keys
-/// are our own ids, not attacker-chosen, so SipHash's flooding resistance buys nothing here.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct FxBuildHasher;
-
-#[derive(Default)]
-pub(crate) struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
-                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-}
-
-impl std::hash::BuildHasher for FxBuildHasher {
-    type Hasher = FxHasher;
-
-    fn build_hasher(&self) -> FxHasher {
-        FxHasher::default()
-    }
 }
 
 impl Vault {

@@ -272,6 +272,14 @@ impl Vault {
             .applied_seq
     }
 
+    /// The keyring for a short synchronous use (no `Arc` count traffic on the hot path).
+    fn keyring_guard(&self) -> std::sync::RwLockReadGuard<'_, Arc<Keyring>> {
+        self.inner
+            .keyring
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn keyring(&self) -> Arc<Keyring> {
         Arc::clone(
             &self

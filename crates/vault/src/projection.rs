@@ -27,7 +27,8 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
 }
 
 pub fn decode_event(body: &[u8]) -> Result<Event, String> {
-    bincode::serde::decode_from_slice(body, BINCODE)
+    // Borrowing: strings are copied once, straight into the ids' shared buffers.
+    bincode::serde::borrow_decode_from_slice(body, BINCODE)
         .map(|(event, _)| event)
         .map_err(|err| err.to_string())
 }
