@@ -14,6 +14,7 @@ use ring::rand::SystemRandom;
 use tokio::sync::Semaphore;
 
 use crate::job::{Job, LiveJob, Stop, Tally, blocking};
+use crate::recorder::Recorder;
 use crate::s3::S3SampleSource;
 use crate::source::source_for;
 use crate::store::{Store, validate_destination};
@@ -141,7 +142,7 @@ impl Ingestor {
             selection: request.selection,
             batch_dir: shared.store.batch_dir(&destination, &batch_id),
             live,
-            recording: tokio::sync::Mutex::new(()),
+            recorder: Recorder::new(id.clone()),
             tally: Mutex::new(Tally::default()),
         });
         tracing::info!(id = %id, owner = %owner, batch = %batch_id, "ingestion requested");

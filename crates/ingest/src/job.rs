@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use keyledger_domain::{
-    Action, Actor, DomainError, ExternalKeyId, IngestionId, IngestionProgress, IngestionState,
-    KeyStatus, Selection,
+    DomainError, ExternalKeyId, IngestionId, IngestionProgress, IngestionState, KeyStatus,
+    Selection,
 };
 use keyledger_vault::VaultError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::ingestor::{Gauge, GaugeGuard, Shared};
+use crate::recorder::{Interrupted, Recorder, Unrecorded};
 use crate::source::{Fetched, RemoteFile, SampleSource, SourceError, SourceErrorKind, source_for};
 use crate::store::{PathClaims, discard_partial, sanitize_remote_path};
 
@@ -134,14 +135,6 @@ enum Outcome {
     Nothing,
 }
 
-/// Why recording progress did not work.
-#[derive(Debug)]
-enum Interrupted {
-    /// The job is already finished in the log (cancelled meanwhile).
-    Finished,
-    Vault(String),
-}
-
 impl From<Interrupted> for Outcome {
     fn from(interrupted: Interrupted) -> Outcome {
         match interrupted {
@@ -190,9 +183,8 @@ pub(crate) struct Job {
     pub selection: Selection,
     pub batch_dir: PathBuf,
     pub live: Arc<LiveJob>,
-    /// Appends to the job's stream one at a time: concurrent appends to one stream would
-    /// conflict on its expected version. Each append is one durable group commit.
-    pub recording: tokio::sync::Mutex<()>,
+    /// Appends to the job's stream, one append at a time.
+    pub recorder: Recorder,
     /// Files selected, stored and failed so far.
     pub tally: Mutex<Tally>,
 }
@@ -488,46 +480,78 @@ impl Job {
                     .map(|_| Err(std::io::Error::other(error.to_string())))
                     .collect(),
             };
+            let mut stored = Vec::with_capacity(files.len());
             for (ready, result) in files.into_iter().zip(published) {
-                lock(&self.live.running).remove(&ready.path);
                 match result {
-                    Ok(target) => self.record_fetched(ready, target).await,
+                    Ok(target) => stored.push((ready, target)),
                     Err(error) => {
+                        lock(&self.live.running).remove(&ready.path);
                         self.discard(&ready.partial).await;
                         let reason = format!("the file could not be stored: {error}");
                         self.record_file_failure(ready.path, reason).await;
                     }
                 }
             }
+            self.record_fetched(stored).await;
         }
     }
 
-    async fn record_fetched(&self, ready: Ready, target: PathBuf) {
-        let size = ready.fetched.size;
-        let recorded = self
-            .record(IngestionProgress::FileFetched {
+    /// Records the events of files renamed into place, in one append when possible. A file
+    /// whose event could not be recorded is removed again.
+    async fn record_fetched(&self, stored: Vec<(Ready, PathBuf)>) {
+        if stored.is_empty() {
+            return;
+        }
+        let items = stored
+            .iter()
+            .map(|(ready, _)| IngestionProgress::FileFetched {
                 path: ready.path.clone(),
-                size,
+                size: ready.fetched.size,
                 sha256: ready.fetched.sha256,
-                source_etag: ready.fetched.source_etag,
+                source_etag: ready.fetched.source_etag.clone(),
             })
-            .await;
-        match recorded {
-            Ok(()) => {
-                lock(&self.tally).fetched += 1;
-                self.shared.count_file_fetched(size);
+            .collect();
+        let (recorded, interrupted) =
+            match self.recorder.record_all(&self.shared.vault, items).await {
+                Ok(()) => (stored.len(), None),
+                Err(Unrecorded { recorded, why }) => (recorded, Some(why)),
+            };
+        let mut stored = stored.into_iter();
+        {
+            let mut running = lock(&self.live.running);
+            let mut tally = lock(&self.tally);
+            for (ready, _) in stored.by_ref().take(recorded) {
+                running.remove(&ready.path);
+                tally.fetched += 1;
+                self.shared.count_file_fetched(ready.fetched.size);
             }
-            Err(interrupted) => {
-                // The store must not hold a file the log does not name.
-                if let Err(error) = blocking(move || std::fs::remove_file(&target)).await {
-                    tracing::error!(path = %ready.path, %error, "could not remove a file whose event was not recorded");
-                }
-                if let Interrupted::Vault(error) = interrupted {
-                    self.live.request_stop(Stop::Fatal(format!(
-                        "the job's progress could not be recorded: {error}"
-                    )));
+        }
+        let Some(interrupted) = interrupted else {
+            return;
+        };
+        // The store must not hold a file the log does not name.
+        let unrecorded: Vec<(String, PathBuf)> = stored
+            .map(|(ready, target)| {
+                lock(&self.live.running).remove(&ready.path);
+                (ready.path, target)
+            })
+            .collect();
+        let removed = blocking(move || {
+            for (path, target) in unrecorded {
+                if let Err(error) = std::fs::remove_file(&target) {
+                    tracing::error!(path = %path, %error, "could not remove a file whose event was not recorded");
                 }
             }
+            Ok(())
+        })
+        .await;
+        if let Err(error) = removed {
+            tracing::error!(%error, "could not remove files whose events were not recorded");
+        }
+        if let Interrupted::Vault(error) = interrupted {
+            self.live.request_stop(Stop::Fatal(format!(
+                "the job's progress could not be recorded: {error}"
+            )));
         }
     }
 
@@ -696,18 +720,7 @@ impl Job {
     }
 
     async fn record(&self, progress: IngestionProgress) -> Result<(), Interrupted> {
-        let action = Action::RecordIngestion {
-            ingestion: self.id.clone(),
-            progress,
-        };
-        let _turn = self.recording.lock().await;
-        match self.shared.vault.run(Actor::System, action).await {
-            Ok(_) => Ok(()),
-            Err(VaultError::Domain(DomainError::IngestionFinished { .. })) => {
-                Err(Interrupted::Finished)
-            }
-            Err(error) => Err(Interrupted::Vault(error.to_string())),
-        }
+        self.recorder.record(&self.shared.vault, progress).await
     }
 }
 

@@ -23,6 +23,7 @@ pub mod bench;
 pub mod dnanexus;
 mod ingestor;
 mod job;
+mod recorder;
 pub mod s3;
 mod selection;
 mod source;
