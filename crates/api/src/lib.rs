@@ -125,13 +125,18 @@ impl CredentialChecker for ProviderChecker {
     }
 }
 
-/// Everything a route needs. Cheap to clone.
+/// Everything a route needs. Cloned several times per request (extractors, middleware), so it
+/// is one `Arc`: a clone is one atomic increment.
 #[derive(Clone)]
 pub struct ApiState {
+    inner: Arc<ApiStateInner>,
+}
+
+struct ApiStateInner {
     vault: Vault,
-    config: Arc<ApiConfig>,
-    throttle: Arc<AuthThrottle>,
-    metrics: Arc<HttpMetrics>,
+    config: ApiConfig,
+    throttle: AuthThrottle,
+    metrics: HttpMetrics,
     checker: Option<Arc<dyn CredentialChecker>>,
     ingestor: Option<keyledger_ingest::Ingestor>,
 }
@@ -139,8 +144,8 @@ pub struct ApiState {
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
-            .field("vault", &self.vault)
-            .field("config", &self.config)
+            .field("vault", &self.inner.vault)
+            .field("config", &self.inner.config)
             .finish_non_exhaustive()
     }
 }
@@ -160,55 +165,62 @@ impl ApiState {
             config.throttle_capacity,
         );
         ApiState {
-            vault,
-            config: Arc::new(config),
-            throttle: Arc::new(throttle),
-            metrics: Arc::new(HttpMetrics::default()),
-            checker: None,
-            ingestor: None,
+            inner: Arc::new(ApiStateInner {
+                vault,
+                config,
+                throttle,
+                metrics: HttpMetrics::default(),
+                checker: None,
+                ingestor: None,
+            }),
         }
+    }
+
+    /// The parts, for the builder methods below (called before the state is shared).
+    fn parts(&mut self) -> &mut ApiStateInner {
+        Arc::get_mut(&mut self.inner).expect("ApiState is configured before it is cloned")
     }
 
     /// Enables the ingestion routes (`/v1/ingestions`).
     pub fn with_ingestor(mut self, ingestor: keyledger_ingest::Ingestor) -> ApiState {
-        self.ingestor = Some(ingestor);
+        self.parts().ingestor = Some(ingestor);
         self
     }
 
     pub(crate) fn ingestor(&self) -> Option<&keyledger_ingest::Ingestor> {
-        self.ingestor.as_ref()
+        self.inner.ingestor.as_ref()
     }
 
     /// Enables `POST /v1/external-keys/{id}/verify`.
     pub fn with_credential_checker(mut self, checker: Arc<dyn CredentialChecker>) -> ApiState {
-        self.checker = Some(checker);
+        self.parts().checker = Some(checker);
         self
     }
 
     pub fn vault(&self) -> &Vault {
-        &self.vault
+        &self.inner.vault
     }
 
     pub fn config(&self) -> &ApiConfig {
-        &self.config
+        &self.inner.config
     }
 
     pub fn metrics(&self) -> &HttpMetrics {
-        &self.metrics
+        &self.inner.metrics
     }
 
     pub fn throttle(&self) -> &AuthThrottle {
-        &self.throttle
+        &self.inner.throttle
     }
 
     pub(crate) fn checker(&self) -> Option<&Arc<dyn CredentialChecker>> {
-        self.checker.as_ref()
+        self.inner.checker.as_ref()
     }
 }
 
 /// The whole API as an axum router, ready to serve (or to call in-process with `oneshot`).
 pub fn router(state: ApiState) -> Router {
-    let body_limit = state.config.body_limit;
+    let body_limit = state.config().body_limit;
     routes::routes()
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(body_limit))

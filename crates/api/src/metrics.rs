@@ -21,9 +21,16 @@ pub struct HttpMetrics {
 
 #[derive(Debug, Default)]
 struct Registry {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    routes: BTreeMap<String, RouteStats>,
     refusals: BTreeMap<&'static str, u64>,
+}
+
+/// One route template's requests by method and status, and its latency histogram.
+#[derive(Debug, Default)]
+struct RouteStats {
+    /// (method, status) -> count: a handful per route, so a short list beats a map.
+    requests: Vec<(String, u16, u64)>,
+    latency: Histogram,
 }
 
 #[derive(Debug, Default)]
@@ -36,11 +43,20 @@ struct Histogram {
 impl HttpMetrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         let mut registry = self.lock();
-        *registry
+        // Looked up by reference: only the first request of a route, method and status allocates.
+        let stats = match registry.routes.get_mut(route) {
+            Some(stats) => stats,
+            None => registry.routes.entry(route.to_owned()).or_default(),
+        };
+        match stats
             .requests
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_insert(0) += 1;
-        let histogram = registry.latency.entry(route.to_owned()).or_default();
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, count)) => *count += 1,
+            None => stats.requests.push((method.to_owned(), status, 1)),
+        }
+        let histogram = &mut stats.latency;
         let seconds = elapsed.as_secs_f64();
         for (slot, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
             if seconds <= bound {
@@ -71,11 +87,15 @@ impl HttpMetrics {
                 "counter",
                 "HTTP requests by method, route template and status.",
             );
-            for ((method, route, status), count) in &registry.requests {
-                let _ = writeln!(
-                    out,
-                    "keyledger_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
-                );
+            for (route, stats) in &registry.routes {
+                let mut requests: Vec<_> = stats.requests.iter().collect();
+                requests.sort();
+                for (method, status, count) in requests {
+                    let _ = writeln!(
+                        out,
+                        "keyledger_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}"
+                    );
+                }
             }
             let name = "keyledger_http_request_duration_seconds";
             header(
@@ -84,7 +104,7 @@ impl HttpMetrics {
                 "histogram",
                 "Time to answer HTTP requests, by route template.",
             );
-            for (route, histogram) in &registry.latency {
+            for (route, histogram) in registry.routes.iter().map(|(r, s)| (r, &s.latency)) {
                 for (bound, count) in BUCKETS.iter().zip(histogram.buckets) {
                     let _ = writeln!(
                         out,

@@ -19,12 +19,9 @@ pub async fn around_every_request(
     next: Next,
 ) -> Response {
     let started = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     // The caller's `X-Request-Id` when it is short and printable, or a fresh one.
     let request_id = request
         .headers()
@@ -76,7 +73,7 @@ pub async fn around_every_request(
     let status = response.status().as_u16();
     state
         .metrics()
-        .observe(&method, &route, status, started.elapsed());
+        .observe(method.as_str(), route, status, started.elapsed());
     span.in_scope(|| {
         let elapsed_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
         if status >= 500 {

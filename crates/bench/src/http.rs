@@ -42,10 +42,39 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         let api = keyledger_api::router(keyledger_api::ApiState::new(vault.clone(), api_config));
         let bare = axum::Router::new().route("/v1/keys/verify", axum::routing::post(|| async { axum::http::StatusCode::OK }));
 
+        if std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some() {
+            let bare_ns = in_process(bare.clone(), service.secret.expose(), &keys).await?;
+            let api_ns = in_process(api.clone(), service.secret.expose(), &keys).await?;
+            eprintln!("in-process server CPU per request: bare {bare_ns:.0} ns, api {api_ns:.0} ns");
+            if std::env::var("KEYLEDGER_BENCH_INPROC").as_deref() == Ok("only") {
+                return anyhow::Ok(());
+            }
+        }
+        if std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some() {
+            // Diagnostics: a bare handler that answers with the same headers and body as the API.
+            let copy = axum::Router::new().route("/v1/keys/verify", axum::routing::post(|| async {
+                let mut response = axum::response::IntoResponse::into_response(axum::Json(serde_json::json!({"valid":true,"key_id":"key_0123456789abcdef","owner":"admin","permissions":["manage_user_api_keys","verify_api_keys","import_organization_samples","manage_organization_users","read_audit_log"],"expires_at":"2026-12-26T19:12:12.123Z"})));
+                let headers = response.headers_mut();
+                for (name, value) in [("x-content-type-options","nosniff"),("cache-control","no-store"),("pragma","no-cache"),("x-frame-options","DENY"),("referrer-policy","no-referrer"),("content-security-policy","default-src 'none'; frame-ancestors 'none'"),("cross-origin-resource-policy","same-origin"),("x-request-id","0123456789abcdef")] {
+                    headers.insert(name, axum::http::HeaderValue::from_static(value));
+                }
+                response
+            }));
+            let copy_addr = serve(copy).await?;
+            let cpu = cpu_seconds();
+            let copy_result = load(copy_addr, service.secret.expose(), &keys, window).await?;
+            eprintln!("bare with the API's response: {:.0}/s, cpu {:.2} s", copy_result.rate, cpu_seconds() - cpu);
+        }
         let bare_addr = serve(bare).await?;
         let api_addr = serve(api).await?;
+        let cpu = cpu_seconds();
         let bare_result = load(bare_addr, service.secret.expose(), &keys, window).await?;
+        let cpu_bare = cpu_seconds() - cpu;
         let api_result = load(api_addr, service.secret.expose(), &keys, window).await?;
+        let cpu_api = cpu_seconds() - cpu - cpu_bare;
+        if std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some() {
+            eprintln!("cpu: bare {cpu_bare:.2} s, api {cpu_api:.2} s in {window:?} each");
+        }
         report.section(
             &format!("HTTP key verification, {CONNECTIONS} concurrent connections on loopback (client in the same process)"),
             &["server", "requests/s", "p50", "p99", "ratio vs bare axum", "goal"],
@@ -144,4 +173,52 @@ async fn load(
         p50: at(0.50),
         p99: at(0.99),
     })
+}
+
+/// Diagnostics: the server's own time per request, without sockets or a client.
+async fn in_process(
+    router: axum::Router,
+    service_key: &str,
+    keys: &[String],
+) -> anyhow::Result<f64> {
+    use tower::ServiceExt;
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
+    let rounds = 1_000_000;
+    let started = Instant::now();
+    for n in 0..rounds {
+        let body = format!("{{\"key\":\"{}\"}}", keys[n % keys.len()]);
+        let mut request = axum::http::Request::post("/v1/keys/verify")
+            .header("authorization", format!("Bearer {service_key}"))
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(axum::body::Body::from(body))?;
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        let response = router.clone().oneshot(request).await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "status {}",
+            response.status()
+        );
+        let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    }
+    Ok(started.elapsed().as_nanos() as f64 / rounds as f64)
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }

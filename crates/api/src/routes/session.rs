@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use keyledger_domain::{Permission, Timestamp};
+use keyledger_domain::{KeyId, Permission, Timestamp, UserId};
 use keyledger_vault::SESSION_PREFIX;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -57,9 +57,11 @@ pub enum VerifyResponse {
 pub struct ValidKey {
     /// Always `true`.
     pub valid: bool,
-    pub key_id: String,
-    pub owner: String,
-    pub permissions: Vec<String>,
+    #[schema(value_type = String)]
+    pub key_id: KeyId,
+    #[schema(value_type = String)]
+    pub owner: UserId,
+    pub permissions: Vec<&'static str>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
 }
@@ -158,13 +160,9 @@ pub(crate) async fn verify_key(
     let answer = match state.vault().verify_key(body.key.0.expose()) {
         Ok(principal) => VerifyResponse::Valid(ValidKey {
             valid: true,
-            key_id: principal.key.to_string(),
-            owner: principal.user.to_string(),
-            permissions: principal
-                .permissions
-                .iter()
-                .map(|p| p.as_str().to_owned())
-                .collect(),
+            key_id: principal.key,
+            owner: principal.user,
+            permissions: principal.permissions.iter().map(|p| p.as_str()).collect(),
             expires_at: principal.expires_at,
         }),
         Err(failure) => VerifyResponse::Invalid(InvalidKey {
