@@ -7,9 +7,9 @@
 //!
 //! Hashing (MD5 for the ETag, SHA-256 for the ingestion event, and S3's checksums) needs the
 //! content in order. Objects of one part are hashed as their body streams. Larger objects are
-//! hashed by a blocking thread that re-reads the completed in-order prefix of the file while
-//! later parts are still downloading (it reads from the page cache), so hashing overlaps the
-//! transfer instead of following it.
+//! hashed by two blocking threads (SHA-256 on one, MD5 and CRCs on the other) that re-read the
+//! completed in-order prefix of the file while later parts are still downloading (from the page
+//! cache), so hashing overlaps the transfer instead of following it.
 
 mod digest;
 mod sidecar;
@@ -768,50 +768,40 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// A blocking thread hashing the file's completed prefix, in order, while later parts are
-/// still downloading.
+/// Two blocking threads hashing the file's completed prefix, in order, while later parts are
+/// still downloading: one computes the SHA-256, the other the MD5 and CRCs
+/// ([`ContentHasher::split`]), so neither hash waits for the other. Each reads the prefix
+/// back from the page cache.
 struct PrefixHasher {
-    watermarks: Option<std_mpsc::Sender<u64>>,
+    watermarks: Vec<std_mpsc::Sender<u64>>,
     stop: Arc<AtomicBool>,
-    thread: Option<tokio::task::JoinHandle<std::io::Result<ContentHasher>>>,
+    threads: Vec<tokio::task::JoinHandle<std::io::Result<ContentHasher>>>,
 }
 
 impl PrefixHasher {
-    fn start(file: Arc<File>, mut hasher: ContentHasher) -> PrefixHasher {
-        let (watermarks, updates) = std_mpsc::channel::<u64>();
+    fn start(file: Arc<File>, hasher: ContentHasher) -> PrefixHasher {
         let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let thread = tokio::task::spawn_blocking(move || {
-            let mut buffer = vec![0u8; HASH_READ];
-            let mut hashed = 0u64;
-            while let Ok(mut target) = updates.recv() {
-                while let Ok(later) = updates.try_recv() {
-                    target = target.max(later);
-                }
-                while hashed < target {
-                    if stopped.load(Ordering::Relaxed) {
-                        return Ok(hasher);
-                    }
-                    let len = usize::try_from(target - hashed)
-                        .unwrap_or(HASH_READ)
-                        .min(HASH_READ);
-                    file.read_exact_at(&mut buffer[..len], hashed)?;
-                    hasher.update(&buffer[..len]);
-                    hashed += len as u64;
-                }
-            }
-            Ok(hasher)
-        });
+        let (first, second) = hasher.split();
+        let mut watermarks = Vec::with_capacity(2);
+        let mut threads = Vec::with_capacity(2);
+        for hasher in [first, second] {
+            let (sender, updates) = std_mpsc::channel::<u64>();
+            let (file, stopped) = (Arc::clone(&file), Arc::clone(&stop));
+            threads.push(tokio::task::spawn_blocking(move || {
+                hash_prefix(&file, hasher, &updates, &stopped)
+            }));
+            watermarks.push(sender);
+        }
         PrefixHasher {
-            watermarks: Some(watermarks),
+            watermarks,
             stop,
-            thread: Some(thread),
+            threads,
         }
     }
 
     /// Bytes `0..end` are on disk.
     fn advance(&self, end: u64) {
-        if let Some(watermarks) = &self.watermarks {
+        for watermarks in &self.watermarks {
             let _ = watermarks.send(end);
         }
     }
@@ -819,20 +809,29 @@ impl PrefixHasher {
     /// Waits for the hash of bytes `0..size`.
     async fn finish(mut self, size: u64) -> Result<Digests, S3Error> {
         self.advance(size);
-        self.watermarks = None;
-        let Some(thread) = self.thread.take() else {
-            return Err(S3Error::Transport("the hashing thread is gone".to_owned()));
-        };
-        let hasher = match thread.await {
-            Ok(result) => result?,
-            Err(join_error) => return Err(S3Error::Io(std::io::Error::other(join_error))),
-        };
-        if hasher.length() != size {
-            return Err(S3Error::Transport(format!(
-                "hashed {} of {size} bytes",
-                hasher.length()
-            )));
+        self.watermarks.clear();
+        let mut merged: Option<ContentHasher> = None;
+        for thread in std::mem::take(&mut self.threads) {
+            let hasher = match thread.await {
+                Ok(result) => result?,
+                Err(join_error) => return Err(S3Error::Io(std::io::Error::other(join_error))),
+            };
+            if hasher.length() != size {
+                return Err(S3Error::Transport(format!(
+                    "hashed {} of {size} bytes",
+                    hasher.length()
+                )));
+            }
+            merged = Some(match merged {
+                Some(first) => first.merge(hasher),
+                None => hasher,
+            });
         }
+        let Some(hasher) = merged else {
+            return Err(S3Error::Transport(
+                "the hashing threads are gone".to_owned(),
+            ));
+        };
         Ok(hasher.finish())
     }
 }
@@ -842,6 +841,34 @@ impl Drop for PrefixHasher {
         // An abandoned fetch must not leave a thread reading a large file.
         self.stop.store(true, Ordering::Relaxed);
     }
+}
+
+/// Hashes `file` from its start up to the latest watermark received, until the channel closes.
+fn hash_prefix(
+    file: &File,
+    mut hasher: ContentHasher,
+    updates: &std_mpsc::Receiver<u64>,
+    stopped: &AtomicBool,
+) -> std::io::Result<ContentHasher> {
+    let mut buffer = vec![0u8; HASH_READ];
+    let mut hashed = 0u64;
+    while let Ok(mut target) = updates.recv() {
+        while let Ok(later) = updates.try_recv() {
+            target = target.max(later);
+        }
+        while hashed < target {
+            if stopped.load(Ordering::Relaxed) {
+                return Ok(hasher);
+            }
+            let len = usize::try_from(target - hashed)
+                .unwrap_or(HASH_READ)
+                .min(HASH_READ);
+            file.read_exact_at(&mut buffer[..len], hashed)?;
+            hasher.update(&buffer[..len]);
+            hashed += len as u64;
+        }
+    }
+    Ok(hasher)
 }
 
 #[cfg(test)]
