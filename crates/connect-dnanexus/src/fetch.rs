@@ -41,6 +41,8 @@ const BLOCK_BYTES: usize = 1 << 20;
 const URL_DURATION_S: u64 = 24 * 3600;
 /// A URL this close to expiry is replaced before use.
 const URL_EXPIRY_MARGIN_MS: u64 = 60_000;
+/// Verified bytes written before a background sync is started.
+const SYNC_BYTES: u64 = 64 << 20;
 const SIDECAR_HEADER: &str = "keyledger-dnanexus-parts v1";
 
 pub(crate) async fn fetch(
@@ -319,7 +321,12 @@ struct Transfer {
     failure: Mutex<Option<DnanexusError>>,
     /// Cancelled when the fetch ends or fails: lanes and read-backs stop.
     abort: CancellationToken,
+    /// Read-backs and background syncs: blocking work on the file that outlives a lane.
     read_backs: Mutex<Vec<JoinHandle<()>>>,
+    /// Bytes of verified parts written since the last background sync was started.
+    unsynced: AtomicU64,
+    /// A background `fdatasync` is running.
+    syncing: std::sync::atomic::AtomicBool,
     /// Block writes still running on blocking threads (a dropped lane does not stop them).
     writes_in_flight: AtomicUsize,
     writes_done: tokio::sync::Notify,
@@ -383,6 +390,8 @@ impl Transfer {
             failure: Mutex::new(None),
             abort: CancellationToken::new(),
             read_backs: Mutex::new(Vec::new()),
+            unsynced: AtomicU64::new(0),
+            syncing: std::sync::atomic::AtomicBool::new(false),
             writes_in_flight: AtomicUsize::new(0),
             writes_done: tokio::sync::Notify::new(),
             runtime,
@@ -723,7 +732,7 @@ impl Transfer {
         }
     }
 
-    fn finished(&self, id: StreamId, digest: Vec<u8>) {
+    fn finished(self: &Arc<Self>, id: StreamId, digest: Vec<u8>) {
         match id {
             StreamId::Whole => {
                 let mut sha256 = [0u8; 32];
@@ -750,8 +759,31 @@ impl Transfer {
                     // Only a hint for a later resume, which re-checks: a failed write costs nothing.
                     let _ = sidecar.write_all(format!("{} {actual}\n", span.index).as_bytes());
                 }
+                self.sync_in_background(span.size);
             }
         }
+    }
+
+    /// Starts an `fdatasync` of the file once [`SYNC_BYTES`] of verified parts are unsynced
+    /// (one at a time), so that the final sync, which the caller waits for, finds little left
+    /// to write: the disk works while the download goes on.
+    fn sync_in_background(self: &Arc<Self>, verified: u64) {
+        let unsynced = self.unsynced.fetch_add(verified, Ordering::Relaxed) + verified;
+        if unsynced < SYNC_BYTES
+            || self.abort.is_cancelled()
+            || self.syncing.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        self.unsynced.store(0, Ordering::Relaxed);
+        let this = self.clone();
+        let handle = self.runtime.spawn_blocking(move || {
+            if let Err(error) = this.data.sync_data() {
+                this.fail(error.into());
+            }
+            this.syncing.store(false, Ordering::Release);
+        });
+        lock(&self.read_backs).push(handle);
     }
 
     /// Stops the read-backs and waits until no thread of this fetch touches the file. Writes
