@@ -351,11 +351,14 @@ pub fn with_raw_trees(data_dir: &Path, f: impl FnOnce(&sled::Tree, &sled::Tree))
     db.flush().unwrap();
 }
 
-/// The `events` tree key of a seq (`e` + u64 big-endian), as the log stores it.
-pub fn event_key(seq: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
+/// Edits the stored envelopes of a (closed) data directory by seq, behind the log's back.
+pub fn tamper_events(
+    data_dir: &Path,
+    change: impl FnOnce(&mut std::collections::BTreeMap<u64, Vec<u8>>),
+) {
+    with_raw_trees(data_dir, |events, _| {
+        keyledger_log::raw::rewrite_events(events, change).unwrap();
+    });
 }
 
 /// Waits (bounded) until `condition` holds.

@@ -294,12 +294,11 @@ async fn an_untouched_copy_of_a_data_directory_verifies() {
 #[tokio::test]
 async fn a_flipped_byte_in_a_data_directory_is_found() {
     let (_dir, copy, key, _, _) = closed_copy().await;
-    with_raw_trees(copy.path(), |events, _| {
-        let mut value = events.get(event_key(6)).unwrap().unwrap().to_vec();
+    tamper_events(copy.path(), |events| {
+        let value = events.get_mut(&6).unwrap();
         // The last byte of the body: just before prev_hash and hash.
         let at = value.len() - 65;
         value[at] ^= 0x01;
-        events.insert(event_key(6), value).unwrap();
     });
     check_dir(copy.path(), Some(key), Some((6, ProblemKind::Tampered)));
 }
@@ -307,8 +306,8 @@ async fn a_flipped_byte_in_a_data_directory_is_found() {
 #[tokio::test]
 async fn a_removed_event_in_a_data_directory_is_found() {
     let (_dir, copy, key, _, _) = closed_copy().await;
-    with_raw_trees(copy.path(), |events, _| {
-        events.remove(event_key(5)).unwrap();
+    tamper_events(copy.path(), |events| {
+        events.remove(&5).unwrap();
     });
     check_dir(
         copy.path(),
@@ -326,11 +325,11 @@ async fn a_removed_event_in_a_data_directory_is_found() {
 #[tokio::test]
 async fn swapped_events_in_a_data_directory_are_found() {
     let (_dir, copy, key, _, _) = closed_copy().await;
-    with_raw_trees(copy.path(), |events, _| {
-        let a = events.get(event_key(11)).unwrap().unwrap();
-        let b = events.get(event_key(12)).unwrap().unwrap();
-        events.insert(event_key(11), b).unwrap();
-        events.insert(event_key(12), a).unwrap();
+    tamper_events(copy.path(), |events| {
+        let a = events.remove(&11).unwrap();
+        let b = events.remove(&12).unwrap();
+        events.insert(11, b);
+        events.insert(12, a);
     });
     check_dir(
         copy.path(),

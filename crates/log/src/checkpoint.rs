@@ -11,9 +11,11 @@ use std::path::Path;
 
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
+use crate::block::stored_envelopes;
 use crate::envelope::Envelope;
 use crate::keys::{
-    HEAD_KEY, IDEMPOTENCY_PREFIX, decode_committed, encode_head, event_key, stream_key,
+    HEAD_KEY, IDEMPOTENCY_PREFIX, STREAMS_THROUGH_KEY, decode_committed, encode_head, event_key,
+    stream_key,
 };
 use crate::{DataKeys, EventLog, Hash, LogError, Seq};
 
@@ -188,8 +190,10 @@ impl EventLog {
             {
                 let (key, value) = item?;
                 // A damaged event is copied as it is, so verifying the copy finds it too.
-                if let Ok(envelope) = Envelope::from_bytes(&value) {
-                    streams.insert(envelope.stream, envelope.version);
+                for stored in stored_envelopes(&value).flatten() {
+                    if let Ok(envelope) = Envelope::from_bytes(stored) {
+                        streams.insert(envelope.stream, envelope.version);
+                    }
                 }
                 batch.insert(key, value);
                 pending += 1;
@@ -210,6 +214,7 @@ impl EventLog {
         }
         if head > 0 {
             batch.insert(HEAD_KEY, &encode_head(head, &head_hash)[..]);
+            batch.insert(STREAMS_THROUGH_KEY, &head.to_be_bytes()[..]);
         }
         copied_events.apply_batch(batch)?;
 

@@ -188,6 +188,74 @@ impl<Context> Decode<Context> for Envelope {
     }
 }
 
+/// An envelope read in place: strings and body borrowed from the stored bytes, nothing
+/// allocated. What a reader that goes through the whole log (replay) decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnvelopeView<'a> {
+    pub seq: Seq,
+    pub event_id: [u8; 16],
+    pub stream: &'a str,
+    pub version: u64,
+    pub time_ms: i64,
+    pub actor: &'a str,
+    pub request_id: Option<[u8; 16]>,
+    pub body: &'a [u8],
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+impl<'a> EnvelopeView<'a> {
+    /// Decodes stored bytes in place; trailing bytes are an error.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<EnvelopeView<'a>, EnvelopeDecodeError> {
+        let (view, read) =
+            bincode::borrow_decode_from_slice::<EnvelopeView<'a>, _>(bytes, decode_config())
+                .map_err(|error| EnvelopeDecodeError {
+                    reason: error.to_string(),
+                })?;
+        if read != bytes.len() {
+            return Err(EnvelopeDecodeError {
+                reason: format!("{} trailing bytes", bytes.len() - read),
+            });
+        }
+        Ok(view)
+    }
+
+    pub fn to_owned(&self) -> Envelope {
+        Envelope {
+            seq: self.seq,
+            event_id: self.event_id,
+            stream: self.stream.to_owned(),
+            version: self.version,
+            time_ms: self.time_ms,
+            actor: self.actor.to_owned(),
+            request_id: self.request_id,
+            body: self.body.to_vec(),
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        }
+    }
+}
+
+impl<'de, Context> bincode::BorrowDecode<'de, Context> for EnvelopeView<'de> {
+    fn borrow_decode<D: bincode::de::BorrowDecoder<'de, Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, DecodeError> {
+        use bincode::BorrowDecode;
+        Ok(EnvelopeView {
+            seq: Decode::decode(decoder)?,
+            event_id: Decode::decode(decoder)?,
+            stream: BorrowDecode::borrow_decode(decoder)?,
+            version: Decode::decode(decoder)?,
+            time_ms: Decode::decode(decoder)?,
+            actor: BorrowDecode::borrow_decode(decoder)?,
+            request_id: Decode::decode(decoder)?,
+            body: BorrowDecode::borrow_decode(decoder)?,
+            prev_hash: Decode::decode(decoder)?,
+            hash: Decode::decode(decoder)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,7 +291,11 @@ mod tests {
         let value = seal(&mut env);
         assert_eq!(env.hash, compute_hash(&env));
         assert_eq!(hash_of_stored(&env.prev_hash, &value), Some(env.hash));
-        assert_eq!(Envelope::from_bytes(&value), Ok(env));
+        assert_eq!(Envelope::from_bytes(&value), Ok(env.clone()));
+        assert_eq!(
+            EnvelopeView::from_bytes(&value).map(|v| v.to_owned()),
+            Ok(env)
+        );
     }
 
     #[test]

@@ -5,10 +5,14 @@
 
 use crate::{Committed, Hash, Seq};
 
-/// `e` + seq (u64 big-endian) -> bincode envelope.
+/// `e` + first seq of a group (u64 big-endian) -> the group's block of envelopes (see
+/// `block.rs`); in logs written before blocks, `e` + seq -> one bincode envelope.
 pub(crate) const EVENT_PREFIX: u8 = b'e';
-/// `s` + stream id (UTF-8) -> version (u64 big-endian).
+/// `s` + stream id (UTF-8) -> version (u64 big-endian): an index, complete through the seq
+/// under [`STREAMS_THROUGH_KEY`]; later versions are read back from the events at open.
 pub(crate) const STREAM_PREFIX: u8 = b's';
+/// `v` -> the seq (u64 big-endian) through which the stream index is complete.
+pub(crate) const STREAMS_THROUGH_KEY: &[u8] = b"v";
 /// `i` + request id (16 bytes) -> first seq, last seq (u64 big-endian each).
 pub(crate) const IDEMPOTENCY_PREFIX: u8 = b'i';
 /// `h` -> last committed seq (u64 big-endian) + its hash.

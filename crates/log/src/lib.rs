@@ -2,17 +2,20 @@
 //!
 //! Architecture invariants:
 //! - Event bodies are opaque bytes; this crate knows nothing about the domain.
-//! - One writer thread owns every append. It commits groups: one `apply_batch` (events, stream
-//!   versions, idempotency records and the head record together, so they are atomic), then flush
-//!   and `sync_data`, then `on_commit`, then the answers. An acknowledged append is durable.
+//! - One writer thread owns every append. It commits groups: one `apply_batch` (the group's block
+//!   of events, idempotency records, the head record and, now and then, the stream index, so
+//!   they are atomic), then flush and `sync_data`, then `on_commit`, then the answers. An
+//!   acknowledged append is durable.
 //! - Readers see only committed (durable) events: reads are capped at the published head.
 //! - `hash = SHA-256(prev_hash || bincode(every field except hash))`; [`EventLog::verify`] and
 //!   [`verify_envelopes`] find the first damaged, missing or reordered event.
 
+mod block;
 mod checkpoint;
 mod envelope;
 mod error;
 mod keys;
+pub mod raw;
 mod stores;
 mod verify;
 mod writer;
@@ -30,14 +33,15 @@ use ring::rand::SystemRandom;
 use tokio::sync::{oneshot, watch};
 
 pub use checkpoint::{BackupSummary, CHECKPOINT_PREFIX, Checkpoint};
-pub use envelope::{Envelope, EnvelopeDecodeError, compute_hash};
+pub use envelope::{Envelope, EnvelopeDecodeError, EnvelopeView, compute_hash};
 pub use error::{AppendError, LogError};
 pub use stores::{DataKeys, Meta};
 pub use verify::{BadEvent, BadReason, VerifyReport, verify_envelopes};
 
+use block::{StoredEnvelopes, stored_envelopes};
 use keys::{
-    EVENT_PREFIX, HEAD_KEY, IDEMPOTENCY_PREFIX, STREAM_PREFIX, decode_committed, decode_head,
-    decode_version, event_key, seq_of_event_key,
+    EVENT_PREFIX, HEAD_KEY, IDEMPOTENCY_PREFIX, STREAM_PREFIX, STREAMS_THROUGH_KEY,
+    decode_committed, decode_head, decode_version, event_key, seq_of_event_key,
 };
 use stores::DurableSync;
 use writer::{Message, Reply, Request, Writer};
@@ -142,7 +146,7 @@ impl EventLog {
         sync_directory(&config.path)?;
 
         let head = load_head(&events)?;
-        let streams = load_streams(&events)?;
+        let streams = load_streams(&events, head.0)?;
         let idempotency = load_idempotency(&events)?;
         tracing::info!(
             path = %config.path.display(),
@@ -178,6 +182,8 @@ impl EventLog {
             idempotency,
             random: SystemRandom::new(),
             stopped: None,
+            unindexed_streams: HashMap::new(),
+            index_written_at: Instant::now(),
         };
         let handle = std::thread::Builder::new()
             .name("keyledger-log-writer".to_owned())
@@ -230,14 +236,17 @@ impl EventLog {
     pub fn read_range(&self, from: Seq, to: Seq) -> EventIter {
         let from = from.max(1);
         let end = to.min(self.committed_seq());
-        let inner = (from <= end).then(|| {
-            self.inner
-                .shared
-                .events
-                .range(event_key(from)..=event_key(end))
+        let blocks = (from <= end).then(|| {
+            let events = &self.inner.shared.events;
+            // The block holding `from` may start before it.
+            let start = block_holding(events, from).unwrap_or(from);
+            events.range(event_key(start)..=event_key(end))
         });
         EventIter {
-            inner,
+            blocks,
+            current: None,
+            from,
+            end,
             _database: self.inner.shared.sync.clone(),
         }
     }
@@ -246,8 +255,16 @@ impl EventLog {
         if seq == 0 || seq > self.committed_seq() {
             return Ok(None);
         }
-        match self.inner.shared.events.get(event_key(seq))? {
-            Some(value) => decode_stored(seq, &value).map(Some),
+        let Some(first) = block_holding(&self.inner.shared.events, seq) else {
+            return Ok(None);
+        };
+        let Some(value) = self.inner.shared.events.get(event_key(first))? else {
+            return Ok(None);
+        };
+        let index = (seq - first) as usize;
+        match stored_envelopes(&value).nth(index) {
+            Some(Ok(stored)) => decode_stored(seq, stored).map(Some),
+            Some(Err(())) => Err(damaged_block(seq)),
             None => Ok(None),
         }
     }
@@ -339,20 +356,93 @@ impl fmt::Debug for EventLog {
 
 /// Iterator over committed envelopes; holds the database open while it lives.
 pub struct EventIter {
-    inner: Option<sled::Iter>,
+    blocks: Option<sled::Iter>,
+    current: Option<CurrentBlock>,
+    from: Seq,
+    end: Seq,
     /// Counts as an open handle for [`ReleaseWait`].
     _database: Arc<DurableSync>,
+}
+
+impl EventIter {
+    /// The next stored envelope in range, as its seq and raw bytes.
+    fn next_stored(&mut self) -> Option<Result<(Seq, &[u8]), LogError>> {
+        loop {
+            if let Some(block) = &mut self.current {
+                let mut envelopes = StoredEnvelopes::resume(&block.value, block.offset);
+                let seq = block.next_seq;
+                match envelopes.next_range() {
+                    None => self.current = None,
+                    Some(Err(())) => {
+                        self.stop();
+                        return Some(Err(damaged_block(seq)));
+                    }
+                    Some(Ok(_)) if seq > self.end => {
+                        self.stop();
+                        return None;
+                    }
+                    Some(Ok(range)) => {
+                        block.offset = envelopes.offset();
+                        block.next_seq += 1;
+                        if seq >= self.from {
+                            let block = self.current.as_ref()?;
+                            return Some(Ok((seq, &block.value[range])));
+                        }
+                    }
+                }
+                continue;
+            }
+            match self.blocks.as_mut()?.next()? {
+                Ok((key, value)) => {
+                    self.current = Some(CurrentBlock {
+                        next_seq: seq_of_event_key(&key).unwrap_or(0),
+                        value,
+                        offset: 0,
+                    });
+                }
+                Err(error) => {
+                    self.stop();
+                    return Some(Err(error.into()));
+                }
+            }
+        }
+    }
+
+    fn stop(&mut self) {
+        self.blocks = None;
+        self.current = None;
+    }
+}
+
+/// The block an [`EventIter`] is reading.
+struct CurrentBlock {
+    /// The seq of the next envelope in it.
+    next_seq: Seq,
+    value: sled::IVec,
+    /// Where the next envelope's framing starts.
+    offset: usize,
+}
+
+impl EventIter {
+    /// The next envelope, decoded in place (nothing allocated): for readers of the whole log.
+    pub fn next_view(&mut self) -> Option<Result<EnvelopeView<'_>, LogError>> {
+        Some(self.next_stored()?.and_then(|(seq, stored)| {
+            EnvelopeView::from_bytes(stored).map_err(|error| LogError::Decode {
+                seq,
+                reason: error.reason,
+            })
+        }))
+    }
 }
 
 impl Iterator for EventIter {
     type Item = Result<Envelope, LogError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let item = self.inner.as_mut()?.next()?;
-        Some(item.map_err(LogError::from).and_then(|(key, value)| {
-            let seq = seq_of_event_key(&key).unwrap_or(0);
-            decode_stored(seq, &value)
-        }))
+        Some(
+            self.next_stored()?
+                .and_then(|(seq, stored)| decode_stored(seq, stored)),
+        )
     }
 }
 
@@ -466,48 +556,79 @@ fn decode_stored(seq: Seq, value: &[u8]) -> Result<Envelope, LogError> {
     })
 }
 
-/// The head record written with every group; falls back to the last stored event.
-fn load_head(events: &sled::Tree) -> Result<(Seq, Hash), LogError> {
-    let last_event = events
+/// The first seq of the block that holds `seq` (the last block starting at or before it).
+fn block_holding(events: &sled::Tree, seq: Seq) -> Option<Seq> {
+    events
+        .range(event_key(0)..=event_key(seq))
+        .keys()
+        .next_back()
+        .and_then(Result::ok)
+        .and_then(|key| seq_of_event_key(&key))
+}
+
+fn damaged_block(seq: Seq) -> LogError {
+    LogError::Decode {
+        seq,
+        reason: "the stored block's framing is damaged".to_owned(),
+    }
+}
+
+/// The last stored envelope: its seq and its hash (the last 32 bytes of its encoding).
+fn last_stored(events: &sled::Tree) -> Result<Option<(Seq, Hash)>, LogError> {
+    let Some((key, value)) = events
         .range(event_key(0)..=event_key(Seq::MAX))
         .next_back()
-        .transpose()?;
-    let last_stored = last_event
-        .as_ref()
-        .and_then(|(key, _)| seq_of_event_key(key));
+        .transpose()?
+    else {
+        return Ok(None);
+    };
+    let first = seq_of_event_key(&key).unwrap_or(0);
+    let mut last = None;
+    for (index, stored) in stored_envelopes(&value).enumerate() {
+        let seq = first + index as Seq;
+        let stored = stored.map_err(|()| damaged_block(seq))?;
+        let hash = stored
+            .len()
+            .checked_sub(32)
+            .and_then(|start| Hash::try_from(&stored[start..]).ok())
+            .ok_or(LogError::Decode {
+                seq,
+                reason: "shorter than a hash".to_owned(),
+            })?;
+        last = Some((seq, hash));
+    }
+    Ok(last)
+}
+
+/// The head record written with every group; falls back to the last stored event.
+fn load_head(events: &sled::Tree) -> Result<(Seq, Hash), LogError> {
+    let last = last_stored(events)?;
     if let Some(record) = events.get(HEAD_KEY)? {
         let head = decode_head(&record).ok_or_else(|| LogError::Corrupt {
             what: "head".to_owned(),
         })?;
-        if last_stored != Some(head.0) {
+        let last_seq = last.map(|(seq, _)| seq);
+        if last_seq != Some(head.0) {
             tracing::warn!(
                 recorded = head.0,
-                last_stored,
+                last_stored = last_seq,
                 "the last stored event is not the recorded head; run verify"
             );
         }
         return Ok(head);
     }
-    match last_event {
+    match last {
         None => Ok((0, GENESIS_HASH)),
-        Some((key, value)) => {
-            let seq = seq_of_event_key(&key).unwrap_or(0);
-            // The hash is the last 32 bytes of the encoding; no need to decode the rest.
-            let hash = value
-                .len()
-                .checked_sub(32)
-                .and_then(|start| Hash::try_from(&value[start..]).ok())
-                .ok_or(LogError::Decode {
-                    seq,
-                    reason: "shorter than a hash".to_owned(),
-                })?;
-            tracing::warn!(seq, "no head record; using the last stored event");
-            Ok((seq, hash))
+        Some(last) => {
+            tracing::warn!(seq = last.0, "no head record; using the last stored event");
+            Ok(last)
         }
     }
 }
 
-fn load_streams(events: &sled::Tree) -> Result<HashMap<String, u64>, LogError> {
+/// The stream index, brought up to `head` with the versions of the events committed after it
+/// was last written.
+fn load_streams(events: &sled::Tree, head: Seq) -> Result<HashMap<String, u64>, LogError> {
     let mut streams = HashMap::new();
     for item in events.scan_prefix([STREAM_PREFIX]) {
         let (key, value) = item?;
@@ -519,6 +640,31 @@ fn load_streams(events: &sled::Tree) -> Result<HashMap<String, u64>, LogError> {
             });
         };
         streams.insert(stream.to_owned(), version);
+    }
+    let indexed_through = match events.get(STREAMS_THROUGH_KEY)? {
+        Some(value) => decode_version(&value).ok_or_else(|| LogError::Corrupt {
+            what: "stream index position".to_owned(),
+        })?,
+        // Logs written before the index was lazy wrote every version with its group.
+        None if !streams.is_empty() => head,
+        None => 0,
+    };
+    if indexed_through < head {
+        let start = block_holding(events, indexed_through + 1).unwrap_or(indexed_through + 1);
+        for item in events.range(event_key(start)..=event_key(head)) {
+            let (key, value) = item?;
+            let first = seq_of_event_key(&key).unwrap_or(0);
+            for (index, stored) in stored_envelopes(&value).enumerate() {
+                let seq = first + index as Seq;
+                if seq <= indexed_through || seq > head {
+                    continue;
+                }
+                // A damaged event cannot say its stream; verify reports it.
+                if let Some(envelope) = stored.ok().and_then(|s| EnvelopeView::from_bytes(s).ok()) {
+                    streams.insert(envelope.stream.to_owned(), envelope.version);
+                }
+            }
+        }
     }
     Ok(streams)
 }

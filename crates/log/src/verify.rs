@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::block::stored_envelopes;
 use crate::envelope::{Envelope, compute_hash, hash_of_stored};
 use crate::keys::{event_key, seq_of_event_key};
 use crate::{Hash, LogError, Seq};
@@ -112,29 +113,48 @@ pub(crate) fn verify_stored(
     if from > end {
         return Ok(walk.finish());
     }
-    for item in events.range(event_key(from)..=event_key(end)) {
+    // The block holding `from` may start before it; its earlier events are not checked.
+    let start = crate::block_holding(events, from).unwrap_or(from);
+    for item in events.range(event_key(start)..=event_key(end)) {
         let (key, value) = item?;
-        let Some(seq) = seq_of_event_key(&key) else {
+        let Some(first) = seq_of_event_key(&key) else {
             continue;
         };
-        if seq != walk.expected {
+        if first > walk.expected {
             return Ok(walk.fail(BadReason::Gap {
                 expected: walk.expected,
-                found: seq,
+                found: first,
             }));
         }
-        let Ok(env) = Envelope::from_bytes(&value) else {
-            return Ok(walk.fail(BadReason::Undecodable));
-        };
-        if env.seq != seq {
+        if first < walk.expected && first != start {
+            // A block overlapping the one before it: events stored twice.
             return Ok(walk.fail(BadReason::SeqMismatch));
         }
-        // Hash the stored bytes themselves, so even a non-canonical re-encoding is caught.
-        let Some(actual_hash) = hash_of_stored(&env.prev_hash, &value) else {
-            return Ok(walk.fail(BadReason::Undecodable));
-        };
-        if let Err(reason) = walk.check_links(&env, &actual_hash) {
-            return Ok(walk.fail(reason));
+        for (index, stored) in stored_envelopes(&value).enumerate() {
+            // The seq this envelope's place in the log gives it.
+            let seq = first + index as Seq;
+            if seq < walk.expected {
+                continue;
+            }
+            if seq > end {
+                break;
+            }
+            let Ok(stored) = stored else {
+                return Ok(walk.fail(BadReason::Undecodable));
+            };
+            let Ok(env) = Envelope::from_bytes(stored) else {
+                return Ok(walk.fail(BadReason::Undecodable));
+            };
+            if env.seq != seq {
+                return Ok(walk.fail(BadReason::SeqMismatch));
+            }
+            // Hash the stored bytes themselves, so even a non-canonical re-encoding is caught.
+            let Some(actual_hash) = hash_of_stored(&env.prev_hash, stored) else {
+                return Ok(walk.fail(BadReason::Undecodable));
+            };
+            if let Err(reason) = walk.check_links(&env, &actual_hash) {
+                return Ok(walk.fail(reason));
+            }
         }
     }
     if walk.expected <= end {

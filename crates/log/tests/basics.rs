@@ -273,7 +273,11 @@ fn reads_run_while_the_writer_appends() {
         let head = log.head().0;
         let seen = read_all(&log);
         // Never a partial or unordered view, and never less than the head seen before.
-        assert!(seen.len() as u64 >= head);
+        assert!(
+            seen.len() as u64 >= head,
+            "read {} events, head was {head}",
+            seen.len()
+        );
         for (i, env) in seen.iter().enumerate() {
             assert_eq!(env.seq, i as u64 + 1);
         }

@@ -74,3 +74,47 @@ fn close_then_reopen_at_once_in_a_loop() {
         }
     }
 }
+
+/// Groups are stored as blocks and the stream index is written lazily: reads that start or end
+/// inside a block, and versions committed after the index was last written, must come out
+/// right after reopening.
+#[test]
+fn blocks_and_the_lazy_stream_index_survive_reopening() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _) = open(dir.path());
+    // Over 1,024 streams in one group: the next group writes the index.
+    let many: Vec<_> = (0..1100)
+        .map(|n| event(&format!("s{n}"), ExpectedVersion::NoStream, b"x"))
+        .collect();
+    log.append_blocking(batch(many)).expect("append");
+    log.append_blocking(batch(vec![
+        event("s1", ExpectedVersion::Exact(1), b"y"),
+        event("late", ExpectedVersion::NoStream, b"z"),
+    ]))
+    .expect("append");
+    // Not indexed yet: only the events say it.
+    log.append_blocking(batch(vec![event("s1", ExpectedVersion::Exact(2), b"w")]))
+        .expect("append");
+    let before = read_all(&log);
+    log.close();
+
+    let (log, _) = open(dir.path());
+    assert_eq!(read_all(&log), before);
+    assert_eq!(log.stream_version("s0"), Some(1));
+    assert_eq!(log.stream_version("s1"), Some(3));
+    assert_eq!(log.stream_version("late"), Some(1));
+    assert_eq!(log.stream_version("s1099"), Some(1));
+    let middle: Vec<u64> = log
+        .read_range(500, 1101)
+        .map(|env| env.expect("read").seq)
+        .collect();
+    assert_eq!(middle, (500..=1101).collect::<Vec<_>>());
+    assert_eq!(log.get(1101).expect("get").expect("event").stream, "s1");
+    assert_eq!(log.get(1102).expect("get").expect("event").stream, "late");
+    let report = log
+        .verify_range(700, 1102, before[698].hash)
+        .expect("verify");
+    assert_eq!((report.verified_through, report.first_bad), (1102, None));
+    log.append_blocking(batch(vec![event("s1", ExpectedVersion::Exact(3), b"v")]))
+        .expect("versions carry on");
+}

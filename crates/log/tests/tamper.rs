@@ -1,5 +1,6 @@
 //! Damage done to the stored events behind the log's back is found at the right seq.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use keyledger_log::{BadEvent, BadReason, ExpectedVersion, NewEvent};
@@ -7,17 +8,12 @@ use proptest::prelude::*;
 
 use crate::support::{batch, fast_config, open_with};
 
-/// Event keys as the log stores them: `e` + seq big-endian.
-fn event_key(seq: u64) -> Vec<u8> {
-    let mut key = vec![b'e'];
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-fn with_events_tree(dir: &Path, change: impl FnOnce(&sled::Tree)) {
+/// Edits the stored envelopes by seq behind the log's back, as someone with write access to
+/// the files could.
+fn tamper(dir: &Path, change: impl FnOnce(&mut BTreeMap<u64, Vec<u8>>)) {
     let db = sled::open(dir).expect("open sled");
     let events = db.open_tree("events").expect("events tree");
-    change(&events);
+    keyledger_log::raw::rewrite_events(&events, change).expect("rewrite");
     db.flush().expect("flush");
 }
 
@@ -92,18 +88,17 @@ proptest! {
         let expected_seq = match damage {
             Damage::FlipByte { event, offset, mask } => {
                 let seq = event as u64 % count + 1;
-                with_events_tree(dir.path(), |events| {
-                    let mut value = events.get(event_key(seq)).expect("get").expect("value").to_vec();
+                tamper(dir.path(), |events| {
+                    let value = events.get_mut(&seq).expect("stored");
                     let at = offset % value.len();
                     value[at] ^= mask;
-                    events.insert(event_key(seq), value).expect("insert");
                 });
                 seq
             }
             Damage::Drop { event } => {
                 let seq = event as u64 % count + 1;
-                with_events_tree(dir.path(), |events| {
-                    events.remove(event_key(seq)).expect("remove");
+                tamper(dir.path(), |events| {
+                    events.remove(&seq).expect("stored");
                 });
                 seq
             }
@@ -112,11 +107,11 @@ proptest! {
                     return Ok(());
                 }
                 let seq = event as u64 % (count - 1) + 1;
-                with_events_tree(dir.path(), |events| {
-                    let a = events.get(event_key(seq)).expect("get").expect("value");
-                    let b = events.get(event_key(seq + 1)).expect("get").expect("value");
-                    events.insert(event_key(seq), b).expect("insert");
-                    events.insert(event_key(seq + 1), a).expect("insert");
+                tamper(dir.path(), |events| {
+                    let a = events.remove(&seq).expect("stored");
+                    let b = events.remove(&(seq + 1)).expect("stored");
+                    events.insert(seq, b);
+                    events.insert(seq + 1, a);
                 });
                 seq
             }
@@ -156,8 +151,8 @@ fn a_dropped_tail_event_is_reported_as_truncation() {
     }
     let head = log.head();
     log.close();
-    with_events_tree(dir.path(), |events| {
-        events.remove(event_key(3)).expect("remove");
+    tamper(dir.path(), |events| {
+        events.remove(&3).expect("stored");
     });
     let (log, _) = open_with(fast_config(dir.path()));
     // The head record written with every group still says 3.

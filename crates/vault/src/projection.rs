@@ -5,13 +5,15 @@ use std::collections::HashMap;
 
 use keyledger_domain::{Event, State};
 use keyledger_log::{Envelope, EventLog, Hash};
+use rustc_hash::FxBuildHasher;
 
 use crate::VaultError;
 
 #[derive(Debug, Default)]
 pub struct Projection {
     pub state: State,
-    pub versions: HashMap<String, u64>,
+    /// Stream -> version of its last applied event (FxHash: stream ids are ours).
+    pub versions: HashMap<String, u64, FxBuildHasher>,
     pub applied_seq: u64,
     pub applied_hash: Hash,
     /// Set when an event could not be decoded; the vault then refuses to serve as healthy.
@@ -62,6 +64,20 @@ impl Projection {
         if seq <= self.applied_seq {
             return;
         }
+        match self.versions.get_mut(&stream) {
+            Some(current) => *current = version,
+            None => {
+                self.versions.insert(stream, version);
+            }
+        }
+        self.fold(seq, hash, event);
+    }
+
+    /// Applies one decoded event (its stream version already noted).
+    fn fold(&mut self, seq: u64, hash: Hash, event: Result<Event, String>) {
+        if seq <= self.applied_seq {
+            return;
+        }
         match event {
             Ok(event) => self.state.apply_owned(event),
             Err(err) => {
@@ -70,69 +86,74 @@ impl Projection {
                     .get_or_insert_with(|| format!("event {seq} cannot be decoded: {err}"));
             }
         }
-        match self.versions.get_mut(&stream) {
-            Some(current) => *current = version,
-            None => {
-                self.versions.insert(stream, version);
-            }
-        }
         self.applied_seq = seq;
         self.applied_hash = hash;
     }
 
-    /// Folds every event after `applied_seq` into the state. Reading and decoding run on a
-    /// second thread, folding on this one, so start-up uses both cores.
+    /// Folds every event after `applied_seq` into the state. Reading and decoding (and the
+    /// stream versions) run on a second thread, folding on this one, so start-up uses both
+    /// cores.
     pub fn replay(&mut self, log: &EventLog) -> Result<u64, VaultError> {
         const CHUNK: usize = 1024;
-        type Decoded = (u64, String, u64, Hash, Result<Event, String>);
+        type Decoded = (u64, Hash, Result<Event, String>);
         let (sender, receiver) =
             std::sync::mpsc::sync_channel::<Result<Vec<Decoded>, VaultError>>(8);
-        let events = log.read_from(self.applied_seq + 1);
+        let mut events = log.read_from(self.applied_seq + 1);
+        let mut versions = std::mem::take(&mut self.versions);
         let decoder = std::thread::Builder::new()
             .name("keyledger-replay-decoder".into())
             .spawn(move || {
                 let mut chunk = Vec::with_capacity(CHUNK);
-                for envelope in events {
-                    match envelope {
-                        Ok(envelope) => {
-                            let event = decode_event(&envelope.body);
-                            chunk.push((
-                                envelope.seq,
-                                envelope.stream,
-                                envelope.version,
-                                envelope.hash,
-                                event,
-                            ));
-                            if chunk.len() == CHUNK
-                                && sender
-                                    .send(Ok(std::mem::replace(
-                                        &mut chunk,
-                                        Vec::with_capacity(CHUNK),
-                                    )))
-                                    .is_err()
-                            {
-                                return;
-                            }
-                        }
+                while let Some(envelope) = events.next_view() {
+                    let envelope = match envelope {
+                        Ok(envelope) => envelope,
                         Err(err) => {
                             let _ = sender.send(Err(err.into()));
-                            return;
+                            return versions;
+                        }
+                    };
+                    match versions.get_mut(envelope.stream) {
+                        Some(current) => *current = envelope.version,
+                        None => {
+                            versions.insert(envelope.stream.to_owned(), envelope.version);
+                        }
+                    }
+                    let event = decode_event(envelope.body);
+                    chunk.push((envelope.seq, envelope.hash, event));
+                    if chunk.len() == CHUNK {
+                        let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                        if sender.send(Ok(full)).is_err() {
+                            return versions;
                         }
                     }
                 }
                 if !chunk.is_empty() {
                     let _ = sender.send(Ok(chunk));
                 }
+                versions
             })
             .map_err(|err| VaultError::Io(format!("cannot start the replay thread: {err}")))?;
         let mut count = 0;
+        let mut failed = None;
         for chunk in receiver {
-            for (seq, stream, version, hash, event) in chunk? {
-                self.apply_decoded(seq, stream, version, hash, event);
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(err) => {
+                    failed = Some(err);
+                    break;
+                }
+            };
+            for (seq, hash, event) in chunk {
+                self.fold(seq, hash, event);
                 count += 1;
             }
         }
-        let _ = decoder.join();
-        Ok(count)
+        self.versions = decoder
+            .join()
+            .map_err(|_| VaultError::Io("the replay thread panicked".to_owned()))?;
+        match failed {
+            Some(err) => Err(err),
+            None => Ok(count),
+        }
     }
 }

@@ -479,13 +479,13 @@ fn sign_verified(
 #[derive(Serialize)]
 struct SnapshotBodyRef<'a> {
     state: &'a State,
-    versions: &'a HashMap<String, u64>,
+    versions: &'a HashMap<String, u64, rustc_hash::FxBuildHasher>,
 }
 
 #[derive(Deserialize)]
 struct SnapshotBody {
     state: State,
-    versions: HashMap<String, u64>,
+    versions: HashMap<String, u64, rustc_hash::FxBuildHasher>,
 }
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
