@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use keyledger_vault::Vault;
@@ -14,26 +15,30 @@ const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// Sharded by thread: every request records here, and one lock would be contended by every
+/// request thread. `/metrics` merges the shards.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    inner: Mutex<Registry>,
+    shards: [Mutex<Registry>; SHARDS],
 }
 
-#[derive(Debug, Default)]
+const SHARDS: usize = 8;
+
+#[derive(Debug, Default, Clone)]
 struct Registry {
     routes: BTreeMap<String, RouteStats>,
     refusals: BTreeMap<&'static str, u64>,
 }
 
 /// One route template's requests by method and status, and its latency histogram.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RouteStats {
     /// (method, status) -> count: a handful per route, so a short list beats a map.
     requests: Vec<(String, u16, u64)>,
     latency: Histogram,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Histogram {
     buckets: [u64; BUCKETS.len()],
     count: u64,
@@ -73,14 +78,14 @@ impl HttpMetrics {
     }
 
     pub fn refusals(&self, reason: &str) -> u64 {
-        self.lock().refusals.get(reason).copied().unwrap_or(0)
+        self.merged().refusals.get(reason).copied().unwrap_or(0)
     }
 
     /// The whole Prometheus text exposition.
     pub fn render(&self, vault: &Vault) -> String {
         let mut out = String::new();
         {
-            let registry = self.lock();
+            let registry = self.merged();
             header(
                 &mut out,
                 "keyledger_http_requests_total",
@@ -168,10 +173,48 @@ impl HttpMetrics {
         out
     }
 
+    /// This thread's shard.
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        self.inner
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+        }
+        self.shards[SHARD.with(|shard| *shard)]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every shard added up.
+    fn merged(&self) -> Registry {
+        let mut merged = Registry::default();
+        for shard in &self.shards {
+            let shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            for (reason, count) in shard.refusals {
+                *merged.refusals.entry(reason).or_insert(0) += count;
+            }
+            for (route, stats) in shard.routes {
+                let into = merged.routes.entry(route).or_default();
+                for (method, status, count) in stats.requests {
+                    match into
+                        .requests
+                        .iter_mut()
+                        .find(|(m, s, _)| *s == status && *m == method)
+                    {
+                        Some((_, _, total)) => *total += count,
+                        None => into.requests.push((method, status, count)),
+                    }
+                }
+                for (total, count) in into.latency.buckets.iter_mut().zip(stats.latency.buckets) {
+                    *total += count;
+                }
+                into.latency.count += stats.latency.count;
+                into.latency.sum += stats.latency.sum;
+            }
+        }
+        merged
     }
 }
 

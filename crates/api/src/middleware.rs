@@ -108,7 +108,9 @@ fn json_errors(response: Response) -> Response {
     replaced
 }
 
-/// Headers every response carries. `no-store` matters most: responses can hold key material.
+/// Headers every response carries: OWASP's list for REST APIs (HSTS belongs to the TLS
+/// terminator). `no-store` matters most: responses can hold key material. The console's
+/// pages add the browser-only ones (Referrer-Policy, COOP/CORP, …) themselves.
 fn secure(response: &mut Response, request_id: &str) {
     let headers = response.headers_mut();
     headers.insert(
@@ -119,21 +121,12 @@ fn secure(response: &mut Response, request_id: &str) {
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static(
             "default-src 'none'; frame-ancestors 'none'",
         ));
-    headers.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-origin"),
-    );
     if let Ok(value) = HeaderValue::from_str(request_id) {
         headers.insert("x-request-id", value);
     }

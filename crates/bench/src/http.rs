@@ -46,24 +46,43 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Re
             let bare_ns = in_process(bare.clone(), service.secret.expose(), &keys).await?;
             let api_ns = in_process(api.clone(), service.secret.expose(), &keys).await?;
             eprintln!("in-process server CPU per request: bare {bare_ns:.0} ns, api {api_ns:.0} ns");
+            let cpu = cpu_seconds();
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for _ in 0..64 {
+                let (api, key, keys) = (api.clone(), service.secret.expose().to_owned(), keys.clone());
+                tasks.push(tokio::spawn(async move { in_process_rounds(api, &key, &keys, 20_000).await }));
+            }
+            for task in tasks {
+                task.await??;
+            }
+            let wall = started.elapsed().as_secs_f64();
+            eprintln!("in-process, 64 concurrent tasks: {:.0} requests/s, {:.0} ns CPU per request", 1_280_000.0 / wall, (cpu_seconds() - cpu) * 1e9 / 1_280_000.0);
             if std::env::var("KEYLEDGER_BENCH_INPROC").as_deref() == Ok("only") {
                 return anyhow::Ok(());
             }
         }
         if std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some() {
-            // Diagnostics: a bare handler that answers with the same headers and body as the API.
-            let copy = axum::Router::new().route("/v1/keys/verify", axum::routing::post(|| async {
-                let mut response = axum::response::IntoResponse::into_response(axum::Json(serde_json::json!({"valid":true,"key_id":"key_0123456789abcdef","owner":"admin","permissions":["manage_user_api_keys","verify_api_keys","import_organization_samples","manage_organization_users","read_audit_log"],"expires_at":"2026-12-26T19:12:12.123Z"})));
-                let headers = response.headers_mut();
-                for (name, value) in [("x-content-type-options","nosniff"),("cache-control","no-store"),("pragma","no-cache"),("x-frame-options","DENY"),("referrer-policy","no-referrer"),("content-security-policy","default-src 'none'; frame-ancestors 'none'"),("cross-origin-resource-policy","same-origin"),("x-request-id","0123456789abcdef")] {
-                    headers.insert(name, axum::http::HeaderValue::from_static(value));
-                }
-                response
-            }));
-            let copy_addr = serve(copy).await?;
-            let cpu = cpu_seconds();
-            let copy_result = load(copy_addr, service.secret.expose(), &keys, window).await?;
-            eprintln!("bare with the API's response: {:.0}/s, cpu {:.2} s", copy_result.rate, cpu_seconds() - cpu);
+            // Diagnostics: bare handlers that answer with the API's headers, or its body.
+            for (what, with_headers, with_body) in [("headers+body", true, true), ("headers", true, false), ("body", false, true)] {
+                let copy = axum::Router::new().route("/v1/keys/verify", axum::routing::post(move || async move {
+                    let mut response = if with_body {
+                        axum::response::IntoResponse::into_response(axum::Json(serde_json::json!({"valid":true,"key_id":"key_0123456789abcdef","owner":"admin","permissions":["manage_user_api_keys","verify_api_keys","import_organization_samples","manage_organization_users","read_audit_log"],"expires_at":"2026-12-26T19:12:12.123Z"})))
+                    } else {
+                        axum::response::IntoResponse::into_response(axum::http::StatusCode::OK)
+                    };
+                    if with_headers {
+                        let headers = response.headers_mut();
+                        for (name, value) in [("x-content-type-options","nosniff"),("cache-control","no-store"),("pragma","no-cache"),("x-frame-options","DENY"),("referrer-policy","no-referrer"),("content-security-policy","default-src 'none'; frame-ancestors 'none'"),("cross-origin-resource-policy","same-origin"),("x-request-id","0123456789abcdef")] {
+                            headers.insert(name, axum::http::HeaderValue::from_static(value));
+                        }
+                    }
+                    response
+                }));
+                let copy_addr = serve(copy).await?;
+                let copy_result = load(copy_addr, service.secret.expose(), &keys, window).await?;
+                eprintln!("bare with the API's {what}: {:.0}/s", copy_result.rate);
+            }
         }
         let bare_addr = serve(bare).await?;
         let api_addr = serve(api).await?;
@@ -181,10 +200,20 @@ async fn in_process(
     service_key: &str,
     keys: &[String],
 ) -> anyhow::Result<f64> {
-    use tower::ServiceExt;
-    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
     let rounds = 1_000_000;
     let started = Instant::now();
+    in_process_rounds(router, service_key, keys, rounds).await?;
+    Ok(started.elapsed().as_nanos() as f64 / rounds as f64)
+}
+
+async fn in_process_rounds(
+    router: axum::Router,
+    service_key: &str,
+    keys: &[String],
+    rounds: usize,
+) -> anyhow::Result<()> {
+    use tower::ServiceExt;
+    let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 40000));
     for n in 0..rounds {
         let body = format!("{{\"key\":\"{}\"}}", keys[n % keys.len()]);
         let mut request = axum::http::Request::post("/v1/keys/verify")
@@ -203,7 +232,7 @@ async fn in_process(
         );
         let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
     }
-    Ok(started.elapsed().as_nanos() as f64 / rounds as f64)
+    Ok(())
 }
 
 fn cpu_seconds() -> f64 {

@@ -97,8 +97,7 @@ impl Vault {
     }
 
     fn check_key(&self, presented: &str, now: Timestamp) -> Result<Principal, AuthFailure> {
-        let keyring = self.keyring_guard();
-        self.read(|state| check_api_key(state, &keyring, presented, now))
+        self.read(|state| check_api_key(state, self.keyring(), presented, now))
     }
 
     /// Verifies a key for another service: the same checks, and the use is recorded.

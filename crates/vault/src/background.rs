@@ -1,6 +1,8 @@
 //! Work the vault does on its own: recording aggregated key usage and expiring keys.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use rustc_hash::FxBuildHasher;
 
@@ -8,66 +10,80 @@ use keyledger_domain::{Action, Actor, KeyId, KeyStatus, KeyUsage, Timestamp};
 
 use crate::{Vault, VaultError};
 
-/// Uses noted since the last flush: per key, the latest time and a count.
+/// Uses noted since the last flush: per key, the latest time and a count. Sharded by thread:
+/// a service verifies keys with the same caller key on every request, so one lock would be
+/// contended by every request thread.
 #[derive(Debug, Default)]
 pub(crate) struct UsageAggregate {
-    /// FxHash: touched on every authenticated request, keyed by our own ids (not attacker-chosen).
-    pending: HashMap<KeyId, (Timestamp, u64), FxBuildHasher>,
+    shards: [Mutex<PendingUses>; USAGE_SHARDS],
+}
+
+/// FxHash: touched on every authenticated request, keyed by our own ids (not attacker-chosen).
+type PendingUses = HashMap<KeyId, (Timestamp, u64), FxBuildHasher>;
+
+const USAGE_SHARDS: usize = 8;
+
+impl UsageAggregate {
+    fn shard(&self) -> MutexGuard<'_, PendingUses> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        thread_local! {
+            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % USAGE_SHARDS;
+        }
+        lock(&self.shards[SHARD.with(|shard| *shard)])
+    }
+
+    fn note(&self, key: &KeyId, at: Timestamp, uses: u64) {
+        let mut pending = self.shard();
+        match pending.get_mut(key) {
+            Some((latest, count)) => {
+                *latest = (*latest).max(at);
+                *count += uses;
+            }
+            None => {
+                pending.insert(key.clone(), (at, uses));
+            }
+        }
+    }
+
+    /// Every shard merged; `take` empties them.
+    fn merged(&self, take: bool) -> PendingUses {
+        let mut merged = PendingUses::default();
+        for shard in &self.shards {
+            let mut shard = lock(shard);
+            let entries: Vec<_> = if take {
+                shard.drain().collect()
+            } else {
+                shard.iter().map(|(k, v)| (k.clone(), *v)).collect()
+            };
+            for (key, (at, uses)) in entries {
+                let entry = merged.entry(key).or_insert((at, 0));
+                entry.0 = entry.0.max(at);
+                entry.1 += uses;
+            }
+        }
+        merged
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Vault {
     /// Notes one use of a key in memory; `flush_usage` records it (no event per request).
     pub(crate) fn note_use(&self, key: &KeyId, now: Timestamp) {
-        let mut usage = self
-            .inner
-            .usage
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match usage.pending.get_mut(key) {
-            Some((at, count)) => {
-                *at = (*at).max(now);
-                *count += 1;
-            }
-            None => {
-                usage.pending.insert(key.clone(), (now, 1));
-            }
-        }
-    }
-
-    fn merge_use(&self, key: KeyId, at: Timestamp, uses: u64) {
-        let mut usage = self
-            .inner
-            .usage
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = usage.pending.entry(key).or_insert((at, 0));
-        entry.0 = entry.0.max(at);
-        entry.1 += uses;
+        self.inner.usage.note(key, now, 1);
     }
 
     pub(crate) fn pending_usage(&self) -> HashMap<KeyId, (Timestamp, u64)> {
-        let usage = self
-            .inner
-            .usage
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        usage
-            .pending
-            .iter()
-            .map(|(key, value)| (key.clone(), *value))
-            .collect()
+        self.inner.usage.merged(false).into_iter().collect()
     }
 
     /// Records the aggregated uses as `ApiKeyUsed` events, one per key.
     pub async fn flush_usage(&self) -> Result<usize, VaultError> {
-        let pending = std::mem::take(
-            &mut self
-                .inner
-                .usage
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .pending,
-        );
+        let pending = self.inner.usage.merged(true);
         if pending.is_empty() {
             return Ok(0);
         }
@@ -88,7 +104,9 @@ impl Vault {
             Err(err) => {
                 // Put the counts back, merged with uses noted meanwhile, for the next attempt.
                 for usage in usages {
-                    self.merge_use(usage.key, usage.last_used_at, usage.uses);
+                    self.inner
+                        .usage
+                        .note(&usage.key, usage.last_used_at, usage.uses);
                 }
                 Err(err)
             }

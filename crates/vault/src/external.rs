@@ -331,34 +331,36 @@ impl Vault {
         }
         Ok(shredded)
     }
+}
 
-    /// Makes sure the master key is the one this data directory was sealed with.
-    pub(crate) fn check_master_key(&self) -> Result<(), VaultError> {
-        const CHECK: &str = "master_key_check";
-        let keyring = self.keyring();
-        match self.inner.log.meta().get(CHECK)? {
-            Some(stored) if stored.len() > keyledger_crypto::DATA_KEY_WRAP_LEN + 12 => {
-                let (wrapped, rest) = stored.split_at(keyledger_crypto::DATA_KEY_WRAP_LEN);
-                let (nonce, ciphertext) = rest.split_at(12);
-                let sealed = keyledger_domain::SealedSecret {
-                    nonce: nonce.try_into().unwrap_or_default(),
-                    ciphertext: ciphertext.to_vec(),
-                };
-                keyring.open(CHECK, wrapped, &sealed, CHECK.as_bytes()).map(|_| ()).map_err(|_| {
-                    VaultError::Config(format!(
-                        "the master key (fingerprint {}) does not open this data directory; pass the key it was created with",
-                        keyring.fingerprint()
-                    ))
-                })
-            }
-            _ => {
-                let (wrapped, sealed) = keyring.seal(CHECK, b"keyledger", CHECK.as_bytes())?;
-                let mut stored = wrapped;
-                stored.extend_from_slice(&sealed.nonce);
-                stored.extend_from_slice(&sealed.ciphertext);
-                self.inner.log.meta().put(CHECK, &stored)?;
-                Ok(())
-            }
+/// Makes sure the master key (in `keyring`) is the one this data directory was sealed with.
+pub(crate) fn check_master_key(
+    log: &keyledger_log::EventLog,
+    keyring: &keyledger_crypto::Keyring,
+) -> Result<(), VaultError> {
+    const CHECK: &str = "master_key_check";
+    match log.meta().get(CHECK)? {
+        Some(stored) if stored.len() > keyledger_crypto::DATA_KEY_WRAP_LEN + 12 => {
+            let (wrapped, rest) = stored.split_at(keyledger_crypto::DATA_KEY_WRAP_LEN);
+            let (nonce, ciphertext) = rest.split_at(12);
+            let sealed = keyledger_domain::SealedSecret {
+                nonce: nonce.try_into().unwrap_or_default(),
+                ciphertext: ciphertext.to_vec(),
+            };
+            keyring.open(CHECK, wrapped, &sealed, CHECK.as_bytes()).map(|_| ()).map_err(|_| {
+                VaultError::Config(format!(
+                    "the master key (fingerprint {}) does not open this data directory; pass the key it was created with",
+                    keyring.fingerprint()
+                ))
+            })
+        }
+        _ => {
+            let (wrapped, sealed) = keyring.seal(CHECK, b"keyledger", CHECK.as_bytes())?;
+            let mut stored = wrapped;
+            stored.extend_from_slice(&sealed.nonce);
+            stored.extend_from_slice(&sealed.ciphertext);
+            log.meta().put(CHECK, &stored)?;
+            Ok(())
         }
     }
 }

@@ -20,7 +20,7 @@ mod snapshot;
 mod telemetry;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use keyledger_crypto::{CryptoError, Keyring, MasterKey};
@@ -144,9 +144,9 @@ struct Inner {
     config: VaultConfig,
     log: EventLog,
     projection: Arc<RwLock<Projection>>,
-    keyring: RwLock<Arc<Keyring>>,
+    keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
-    usage: Mutex<background::UsageAggregate>,
+    usage: background::UsageAggregate,
     telemetry: Arc<Telemetry>,
     audit: snapshot::AuditRuntime,
 }
@@ -207,20 +207,21 @@ impl Vault {
             snapshot::restore_projection(&config, &log, master, &mut projection)?
         };
         let audit = snapshot::AuditRuntime::new(&config, startup);
+        external::check_master_key(&log, &Keyring::new(master)?)?;
+        // Fixed for the life of the vault (rotation is offline): no lock on the hot path.
+        let keyring = Arc::new(rotation::keyring_with_pepper(&log, master)?);
         let vault = Vault {
             inner: Arc::new(Inner {
                 config,
                 log,
                 projection,
-                keyring: RwLock::new(Arc::new(Keyring::new(master)?)),
+                keyring,
                 clock,
-                usage: Mutex::new(background::UsageAggregate::default()),
+                usage: background::UsageAggregate::default(),
                 telemetry,
                 audit,
             }),
         };
-        vault.check_master_key()?;
-        rotation::install_pepper(&vault, master)?;
         vault.shred_data_keys_of_deleted_credentials()?;
         snapshot::start(&vault)?;
         Ok(vault)
@@ -272,22 +273,8 @@ impl Vault {
             .applied_seq
     }
 
-    /// The keyring for a short synchronous use (no `Arc` count traffic on the hot path).
-    fn keyring_guard(&self) -> std::sync::RwLockReadGuard<'_, Arc<Keyring>> {
-        self.inner
-            .keyring
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn keyring(&self) -> Arc<Keyring> {
-        Arc::clone(
-            &self
-                .inner
-                .keyring
-                .read()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        )
+    fn keyring(&self) -> &Keyring {
+        &self.inner.keyring
     }
 
     /// Decides and appends a command. Concurrent changes to the same streams are detected by

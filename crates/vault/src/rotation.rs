@@ -240,9 +240,11 @@ pub fn rotation_request_id(old: &MasterKey, new: &MasterKey) -> [u8; 16] {
 
 /// Loads the sealed pepper, or creates it (random for a new data directory; for one that
 /// already has events, the pepper its key hashes were made with, derived from this master key),
-/// and installs the keyring built with it.
-pub(crate) fn install_pepper(vault: &Vault, master: &MasterKey) -> Result<(), VaultError> {
-    let log = vault.log();
+/// and returns the keyring built with it.
+pub(crate) fn keyring_with_pepper(
+    log: &EventLog,
+    master: &MasterKey,
+) -> Result<Keyring, VaultError> {
     let wrapping = Keyring::new(master)?;
     let pepper = match unseal(log, PEPPER_ID, &wrapping)? {
         Some(pepper) => pepper,
@@ -256,13 +258,7 @@ pub(crate) fn install_pepper(vault: &Vault, master: &MasterKey) -> Result<(), Va
             pepper
         }
     };
-    let keyring = Keyring::with_pepper(master, &pepper)?;
-    *vault
-        .inner
-        .keyring
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(keyring);
-    Ok(())
+    Ok(Keyring::with_pepper(master, &pepper)?)
 }
 
 /// Seals `secret` under a fresh data key wrapped by `keyring`; durable when it returns.

@@ -317,13 +317,13 @@ pub(crate) fn restore_projection(
 pub(crate) fn start(vault: &Vault) -> Result<(), VaultError> {
     let log = vault.log();
     let keyring = vault.keyring();
-    let pkcs8 = match unseal(log, SIGNING_KEY_ID, &keyring)? {
+    let pkcs8 = match unseal(log, SIGNING_KEY_ID, keyring)? {
         Some(pkcs8) => pkcs8,
         None => {
             let document =
                 Ed25519KeyPair::generate_pkcs8(keyring.rng()).map_err(|_| CryptoError::Random)?;
             let pkcs8 = SecretBytes::new(document.as_ref().to_vec());
-            seal_into(log, SIGNING_KEY_ID, pkcs8.expose(), &keyring)?;
+            seal_into(log, SIGNING_KEY_ID, pkcs8.expose(), keyring)?;
             pkcs8
         }
     };
