@@ -186,10 +186,13 @@ impl std::hash::BuildHasher for SecretHashBuilder {
 pub struct State {
     users: BTreeMap<UserId, User>,
     custom_roles: BTreeMap<RoleName, PermissionSet>,
-    /// FxHash: looked up on every verification; key ids are ours, not attacker-chosen.
-    api_keys: HashMap<KeyId, ApiKey, FxBuildHasher>,
+    /// Every internal key ever created, deleted ones included (for audit), in creation order.
+    /// The two maps point into it: a verification is one hash lookup and an index.
+    api_keys: Vec<ApiKey>,
+    /// FxHash: key ids are ours, not attacker-chosen.
+    api_key_index: HashMap<KeyId, usize, FxBuildHasher>,
     /// Current and still-valid previous secrets of every key, for O(1) verification.
-    api_key_by_hash: HashMap<SecretHash, KeyId, SecretHashBuilder>,
+    api_key_by_hash: HashMap<SecretHash, usize, SecretHashBuilder>,
     external_keys: HashMap<ExternalKeyId, ExternalKey>,
     active_external: HashMap<(UserId, Provider), ExternalKeyId>,
     ingestions: HashMap<IngestionId, Ingestion>,
@@ -244,25 +247,34 @@ impl State {
                 created_at,
                 expires_at,
             } => {
-                self.api_key_by_hash.insert(secret_hash, key.clone());
-                self.api_keys.insert(
-                    key.clone(),
-                    ApiKey {
-                        id: key,
-                        owner,
-                        name,
-                        hint,
-                        secret_hash,
-                        created_at,
-                        expires_at,
-                        status: KeyStatus::Active,
-                        status_changed_at: None,
-                        last_used_at: None,
-                        uses: 0,
-                        previous: None,
-                        rolled_at: None,
-                    },
-                );
+                let record = ApiKey {
+                    id: key,
+                    owner,
+                    name,
+                    hint,
+                    secret_hash,
+                    created_at,
+                    expires_at,
+                    status: KeyStatus::Active,
+                    status_changed_at: None,
+                    last_used_at: None,
+                    uses: 0,
+                    previous: None,
+                    rolled_at: None,
+                };
+                let slot = match self.api_key_index.get(&record.id) {
+                    Some(&slot) => {
+                        self.api_keys[slot] = record;
+                        slot
+                    }
+                    None => {
+                        self.api_key_index
+                            .insert(record.id.clone(), self.api_keys.len());
+                        self.api_keys.push(record);
+                        self.api_keys.len() - 1
+                    }
+                };
+                self.api_key_by_hash.insert(secret_hash, slot);
             }
             Event::ApiKeyRolled {
                 key,
@@ -272,9 +284,10 @@ impl State {
                 at,
                 ..
             } => {
-                let Some(api_key) = self.api_keys.get_mut(&key) else {
+                let Some(&slot) = self.api_key_index.get(&key) else {
                     return;
                 };
+                let api_key = &mut self.api_keys[slot];
                 if let Some(older) = api_key.previous.take() {
                     self.api_key_by_hash.remove(&older.secret_hash);
                 }
@@ -290,7 +303,7 @@ impl State {
                     self.api_key_by_hash.remove(&old_hash);
                 }
                 api_key.rolled_at = Some(at);
-                self.api_key_by_hash.insert(secret_hash, key);
+                self.api_key_by_hash.insert(secret_hash, slot);
             }
             Event::ApiKeyDeleted { key, at, .. } => {
                 self.set_api_key_status(&key, KeyStatus::Deleted, at)
@@ -304,7 +317,7 @@ impl State {
                 uses,
                 ..
             } => {
-                if let Some(api_key) = self.api_keys.get_mut(&key) {
+                if let Some(api_key) = self.api_key_mut(&key) {
                     api_key.last_used_at = api_key.last_used_at.max(Some(last_used_at));
                     api_key.uses += uses;
                 }
@@ -490,25 +503,32 @@ impl State {
     }
 
     pub fn api_key(&self, id: &KeyId) -> Option<&ApiKey> {
-        self.api_keys.get(id)
+        self.api_key_index
+            .get(id)
+            .and_then(|&slot| self.api_keys.get(slot))
+    }
+
+    fn api_key_mut(&mut self, id: &KeyId) -> Option<&mut ApiKey> {
+        let slot = *self.api_key_index.get(id)?;
+        self.api_keys.get_mut(slot)
     }
 
     pub fn api_keys(&self) -> impl Iterator<Item = &ApiKey> {
-        self.api_keys.values()
+        self.api_keys.iter()
     }
 
     /// The key a secret hash belongs to, whether it is the current or a still-valid previous secret.
     pub fn api_key_by_hash(&self, hash: &SecretHash) -> Option<&ApiKey> {
         self.api_key_by_hash
             .get(hash)
-            .and_then(|id| self.api_keys.get(id))
+            .and_then(|&slot| self.api_keys.get(slot))
     }
 
     /// The caller's keys, newest first, deleted ones left out.
     pub fn api_keys_of(&self, owner: &UserId) -> Vec<&ApiKey> {
         let mut keys: Vec<&ApiKey> = self
             .api_keys
-            .values()
+            .iter()
             .filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted)
             .collect();
         keys.sort_by(|a, b| {
@@ -561,9 +581,10 @@ impl State {
     }
 
     fn set_api_key_status(&mut self, key: &KeyId, status: KeyStatus, at: Timestamp) {
-        let Some(api_key) = self.api_keys.get_mut(key) else {
+        let Some(&slot) = self.api_key_index.get(key) else {
             return;
         };
+        let api_key = &mut self.api_keys[slot];
         api_key.status = status;
         api_key.status_changed_at = Some(at);
         // Deleted keys no longer verify at all; expired ones stay findable so the caller hears

@@ -39,7 +39,9 @@ pub const BACKUP_MANIFEST: &str = "backup.json";
 /// The `meta` key of the checkpoint public key (32 bytes, in clear).
 pub const PUBLIC_KEY_META: &str = "checkpoint_public_key";
 
-const SNAPSHOT_MAGIC: &[u8; 8] = b"KLSNAP01";
+/// Bumped whenever the encoding of `State` changes: a snapshot of another layout is then refused
+/// (and the log replayed) instead of being misread. 02: internal keys stored in a slab.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"KLSNAP02";
 const SNAPSHOT_CONTEXT: &[u8] = b"keyledger/snapshot/v1\0";
 /// Magic, seq, hash, payload digest, public key, signature.
 const SNAPSHOT_HEADER_LEN: usize = 8 + 8 + 32 + 32 + 32 + 64;
