@@ -153,6 +153,14 @@ pub struct Ingestion {
     pub error: Option<String>,
 }
 
+/// Which of a key's secrets a presented one matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecretKind {
+    Current,
+    /// The secret before the last roll, accepted until its grace period ends.
+    Previous,
+}
+
 /// Hashes a [`SecretHash`] by its first 8 bytes: it is already an HMAC output, uniformly random,
 /// so hashing it again (SipHash) would only cost time on every verification.
 #[derive(Clone, Copy, Debug, Default)]
@@ -191,8 +199,9 @@ pub struct State {
     api_keys: Vec<ApiKey>,
     /// FxHash: key ids are ours, not attacker-chosen.
     api_key_index: HashMap<KeyId, usize, FxBuildHasher>,
-    /// Current and still-valid previous secrets of every key, for O(1) verification.
-    api_key_by_hash: HashMap<SecretHash, usize, SecretHashBuilder>,
+    /// Current and still-valid previous secrets of every key, for O(1) verification: the key's
+    /// slot and which of its secrets the hash is.
+    api_key_by_hash: HashMap<SecretHash, (usize, SecretKind), SecretHashBuilder>,
     external_keys: HashMap<ExternalKeyId, ExternalKey>,
     active_external: HashMap<(UserId, Provider), ExternalKeyId>,
     ingestions: HashMap<IngestionId, Ingestion>,
@@ -274,7 +283,8 @@ impl State {
                         self.api_keys.len() - 1
                     }
                 };
-                self.api_key_by_hash.insert(secret_hash, slot);
+                self.api_key_by_hash
+                    .insert(secret_hash, (slot, SecretKind::Current));
             }
             Event::ApiKeyRolled {
                 key,
@@ -294,6 +304,8 @@ impl State {
                 let old_hint = std::mem::replace(&mut api_key.hint, hint);
                 let old_hash = std::mem::replace(&mut api_key.secret_hash, secret_hash);
                 if previous_valid_until > at {
+                    self.api_key_by_hash
+                        .insert(old_hash, (slot, SecretKind::Previous));
                     api_key.previous = Some(PreviousSecret {
                         hint: old_hint,
                         secret_hash: old_hash,
@@ -303,7 +315,8 @@ impl State {
                     self.api_key_by_hash.remove(&old_hash);
                 }
                 api_key.rolled_at = Some(at);
-                self.api_key_by_hash.insert(secret_hash, slot);
+                self.api_key_by_hash
+                    .insert(secret_hash, (slot, SecretKind::Current));
             }
             Event::ApiKeyDeleted { key, at, .. } => {
                 self.set_api_key_status(&key, KeyStatus::Deleted, at)
@@ -519,9 +532,14 @@ impl State {
 
     /// The key a secret hash belongs to, whether it is the current or a still-valid previous secret.
     pub fn api_key_by_hash(&self, hash: &SecretHash) -> Option<&ApiKey> {
-        self.api_key_by_hash
-            .get(hash)
-            .and_then(|&slot| self.api_keys.get(slot))
+        self.api_key_for_secret(hash).map(|(key, _)| key)
+    }
+
+    /// Like [`State::api_key_by_hash`], and whether the hash is the key's current secret or its
+    /// previous one (still in its grace period as of the last roll; check `valid_until`).
+    pub fn api_key_for_secret(&self, hash: &SecretHash) -> Option<(&ApiKey, SecretKind)> {
+        let &(slot, kind) = self.api_key_by_hash.get(hash)?;
+        Some((self.api_keys.get(slot)?, kind))
     }
 
     /// The caller's keys, newest first, deleted ones left out.

@@ -3,7 +3,7 @@
 use base64::Engine;
 use keyledger_crypto::{Keyring, SecretString, check_api_key_format};
 use keyledger_domain::{
-    FromTrusted, KeyId, KeyStatus, Permission, PermissionSet, Timestamp, UserId,
+    FromTrusted, KeyId, KeyStatus, Permission, PermissionSet, SecretKind, Timestamp, UserId,
 };
 
 use crate::Vault;
@@ -182,18 +182,17 @@ pub fn check_api_key(
 ) -> Result<Principal, AuthFailure> {
     check_api_key_format(presented).map_err(|err| AuthFailure::Malformed(err.to_string()))?;
     let hash = keyring.hash_api_key(presented);
-    let key = state
-        .api_key_by_hash(&hash)
+    // The lookup compares HMAC outputs, never the key itself, and says which secret matched.
+    let (key, secret) = state
+        .api_key_for_secret(&hash)
         .ok_or(AuthFailure::UnknownKey)?;
     match key.status_at(now) {
         KeyStatus::Active => {}
         KeyStatus::Expired => return Err(AuthFailure::Expired),
         KeyStatus::Deleted => return Err(AuthFailure::Deleted),
     }
-    // Constant-time comparison of hashes: the map lookup found a candidate, this decides
-    // whether it is the current or the previous secret.
-    let current = keyledger_crypto::constant_time_eq(&key.secret_hash.0, &hash.0);
-    if !current && key.previous.as_ref().is_none_or(|p| p.valid_until <= now) {
+    if secret == SecretKind::Previous && key.previous.as_ref().is_none_or(|p| p.valid_until <= now)
+    {
         return Err(AuthFailure::RolledOver);
     }
     let owner = state.user(&key.owner).ok_or(AuthFailure::UnknownOwner)?;
