@@ -538,8 +538,25 @@ impl State {
     /// Like [`State::api_key_by_hash`], and whether the hash is the key's current secret or its
     /// previous one (still in its grace period as of the last roll; check `valid_until`).
     pub fn api_key_for_secret(&self, hash: &SecretHash) -> Option<(&ApiKey, SecretKind)> {
+        self.api_key_slot_for_secret(hash)
+            .map(|(slot, kind)| (&self.api_keys[slot], kind))
+    }
+
+    /// The slot of the key a secret hash belongs to (see [`State::api_key_at`]), and which of
+    /// its secrets it is.
+    pub fn api_key_slot_for_secret(&self, hash: &SecretHash) -> Option<(usize, SecretKind)> {
         let &(slot, kind) = self.api_key_by_hash.get(hash)?;
-        Some((self.api_keys.get(slot)?, kind))
+        (slot < self.api_keys.len()).then_some((slot, kind))
+    }
+
+    /// A key by its slot: its position among every key this state has seen, stable for the
+    /// life of the state (keys are never removed). Cheaper than an id to count uses by.
+    pub fn api_key_at(&self, slot: usize) -> Option<&ApiKey> {
+        self.api_keys.get(slot)
+    }
+
+    pub fn api_key_slot(&self, id: &KeyId) -> Option<usize> {
+        self.api_key_index.get(id).copied()
     }
 
     /// The caller's keys, newest first, deleted ones left out.

@@ -16,6 +16,9 @@ pub struct Principal {
     pub permissions: PermissionSet,
     pub expires_at: Option<Timestamp>,
     pub via_session: bool,
+    /// The key's slot in the projection ([`keyledger_domain::State::api_key_at`]): uses are
+    /// counted by it.
+    pub(crate) slot: usize,
 }
 
 impl Principal {
@@ -86,7 +89,7 @@ impl Vault {
         } else {
             self.check_key(presented, now)?
         };
-        self.note_use(&principal.key, now);
+        self.note_use(principal.slot, now);
         Ok(principal)
     }
 
@@ -104,7 +107,7 @@ impl Vault {
     pub fn verify_key(&self, presented: &str) -> Result<Principal, AuthFailure> {
         let now = self.now();
         let principal = self.check_key(presented, now)?;
-        self.note_use(&principal.key, now);
+        self.note_use(principal.slot, now);
         Ok(principal)
     }
 
@@ -151,7 +154,8 @@ impl Vault {
         }
         let key = KeyId::from_trusted(key.to_owned());
         self.read(|state| {
-            let api_key = state.api_key(&key).ok_or(AuthFailure::UnknownKey)?;
+            let slot = state.api_key_slot(&key).ok_or(AuthFailure::UnknownKey)?;
+            let api_key = state.api_key_at(slot).ok_or(AuthFailure::UnknownKey)?;
             match api_key.status_at(now) {
                 KeyStatus::Active => {}
                 KeyStatus::Expired => return Err(AuthFailure::Expired),
@@ -166,6 +170,7 @@ impl Vault {
                 permissions: state.permissions_of(&owner.id),
                 expires_at: Some(expires_at),
                 via_session: true,
+                slot,
             })
         })
     }
@@ -183,9 +188,10 @@ pub fn check_api_key(
     check_api_key_format(presented).map_err(|err| AuthFailure::Malformed(err.to_string()))?;
     let hash = keyring.hash_api_key(presented);
     // The lookup compares HMAC outputs, never the key itself, and says which secret matched.
-    let (key, secret) = state
-        .api_key_for_secret(&hash)
+    let (slot, secret) = state
+        .api_key_slot_for_secret(&hash)
         .ok_or(AuthFailure::UnknownKey)?;
+    let key = state.api_key_at(slot).ok_or(AuthFailure::UnknownKey)?;
     match key.status_at(now) {
         KeyStatus::Active => {}
         KeyStatus::Expired => return Err(AuthFailure::Expired),
@@ -202,5 +208,6 @@ pub fn check_api_key(
         permissions: state.permissions_of_user(owner),
         expires_at: key.expires_at,
         via_session: false,
+        slot,
     })
 }

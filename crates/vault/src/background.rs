@@ -18,8 +18,9 @@ pub(crate) struct UsageAggregate {
     shards: [Mutex<PendingUses>; USAGE_SHARDS],
 }
 
-/// FxHash: touched on every authenticated request, keyed by our own ids (not attacker-chosen).
-type PendingUses = HashMap<KeyId, (Timestamp, u64), FxBuildHasher>;
+/// Key slot (see `State::api_key_at`) -> latest use, count. FxHash: touched on every
+/// authenticated request; slots are ours, not attacker-chosen.
+type PendingUses = HashMap<usize, (Timestamp, u64), FxBuildHasher>;
 
 const USAGE_SHARDS: usize = 8;
 
@@ -32,17 +33,11 @@ impl UsageAggregate {
         lock(&self.shards[SHARD.with(|shard| *shard)])
     }
 
-    fn note(&self, key: &KeyId, at: Timestamp, uses: u64) {
+    fn note(&self, slot: usize, at: Timestamp, uses: u64) {
         let mut pending = self.shard();
-        match pending.get_mut(key) {
-            Some((latest, count)) => {
-                *latest = (*latest).max(at);
-                *count += uses;
-            }
-            None => {
-                pending.insert(key.clone(), (at, uses));
-            }
-        }
+        let entry = pending.entry(slot).or_insert((at, 0));
+        entry.0 = entry.0.max(at);
+        entry.1 += uses;
     }
 
     /// Every shard merged; `take` empties them.
@@ -53,7 +48,7 @@ impl UsageAggregate {
             let entries: Vec<_> = if take {
                 shard.drain().collect()
             } else {
-                shard.iter().map(|(k, v)| (k.clone(), *v)).collect()
+                shard.iter().map(|(k, v)| (*k, *v)).collect()
             };
             for (key, (at, uses)) in entries {
                 let entry = merged.entry(key).or_insert((at, 0));
@@ -73,12 +68,19 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Vault {
     /// Notes one use of a key in memory; `flush_usage` records it (no event per request).
-    pub(crate) fn note_use(&self, key: &KeyId, now: Timestamp) {
-        self.inner.usage.note(key, now, 1);
+    pub(crate) fn note_use(&self, slot: usize, now: Timestamp) {
+        self.inner.usage.note(slot, now, 1);
     }
 
+    /// The uses not yet recorded, by key id.
     pub(crate) fn pending_usage(&self) -> HashMap<KeyId, (Timestamp, u64)> {
-        self.inner.usage.merged(false).into_iter().collect()
+        let pending = self.inner.usage.merged(false);
+        self.read(|state| {
+            pending
+                .into_iter()
+                .filter_map(|(slot, uses)| Some((state.api_key_at(slot)?.id.clone(), uses)))
+                .collect()
+        })
     }
 
     /// Records the aggregated uses as `ApiKeyUsed` events, one per key.
@@ -87,26 +89,32 @@ impl Vault {
         if pending.is_empty() {
             return Ok(0);
         }
-        let mut usages: Vec<KeyUsage> = pending
-            .into_iter()
-            .map(|(key, (last_used_at, uses))| KeyUsage {
-                key,
-                last_used_at,
-                uses,
-            })
-            .collect();
-        usages.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut usages: Vec<(usize, KeyUsage)> = self.read(|state| {
+            pending
+                .into_iter()
+                .filter_map(|(slot, (last_used_at, uses))| {
+                    let key = state.api_key_at(slot)?.id.clone();
+                    Some((
+                        slot,
+                        KeyUsage {
+                            key,
+                            last_used_at,
+                            uses,
+                        },
+                    ))
+                })
+                .collect()
+        });
+        usages.sort_by(|a, b| a.1.key.cmp(&b.1.key));
         let action = Action::RecordApiKeyUsage {
-            usages: usages.clone(),
+            usages: usages.iter().map(|(_, usage)| usage.clone()).collect(),
         };
         match self.run(Actor::System, action).await {
             Ok(executed) => Ok(executed.events.len()),
             Err(err) => {
                 // Put the counts back, merged with uses noted meanwhile, for the next attempt.
-                for usage in usages {
-                    self.inner
-                        .usage
-                        .note(&usage.key, usage.last_used_at, usage.uses);
+                for (slot, usage) in usages {
+                    self.inner.usage.note(slot, usage.last_used_at, usage.uses);
                 }
                 Err(err)
             }
