@@ -284,10 +284,22 @@ impl Vault {
         command: Command,
         request_id: Option<[u8; 16]>,
     ) -> Result<Executed, VaultError> {
+        self.execute_all(std::slice::from_ref(&command), request_id)
+            .await
+    }
+
+    /// Decides the commands against the same state and appends all their events in one atomic
+    /// append; on a concurrent change, decides them all again. One caller's commands only (the
+    /// batch records the first one's actor); see [`Vault::run_all`].
+    async fn execute_all(
+        &self,
+        commands: &[Command],
+        request_id: Option<[u8; 16]>,
+    ) -> Result<Executed, VaultError> {
         const ATTEMPTS: usize = 8;
         for _ in 0..ATTEMPTS {
             let now = self.now();
-            let (events, batch) = self.prepare(&command, request_id, now)?;
+            let (events, batch) = self.prepare(commands, request_id, now)?;
             if events.is_empty() {
                 return Ok(Executed {
                     events,
@@ -325,7 +337,7 @@ impl Vault {
     ) -> Result<Executed, VaultError> {
         for _ in 0..8 {
             let now = self.now();
-            let (events, batch) = self.prepare(&command, request_id, now)?;
+            let (events, batch) = self.prepare(std::slice::from_ref(&command), request_id, now)?;
             if events.is_empty() {
                 return Ok(Executed {
                     events,
@@ -357,7 +369,7 @@ impl Vault {
 
     fn prepare(
         &self,
-        command: &Command,
+        commands: &[Command],
         request_id: Option<[u8; 16]>,
         now: Timestamp,
     ) -> Result<(Vec<Event>, AppendBatch), VaultError> {
@@ -366,7 +378,14 @@ impl Vault {
             .projection
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let events = keyledger_domain::decide(&projection.state, command.clone(), now)?;
+        let mut events = Vec::new();
+        for command in commands {
+            events.extend(keyledger_domain::decide(
+                &projection.state,
+                command.clone(),
+                now,
+            )?);
+        }
         let mut seen = std::collections::HashSet::new();
         let mut new_events = Vec::with_capacity(events.len());
         for event in &events {
@@ -387,9 +406,14 @@ impl Vault {
             });
         }
         drop(projection);
+        // The commands of one call come from one caller (`run_all`); the first one names it.
+        let actor = commands
+            .first()
+            .map(|command| command.actor.to_string())
+            .unwrap_or_default();
         let batch = AppendBatch {
             request_id,
-            actor: command.actor.to_string(),
+            actor,
             time_ms: now.as_millis(),
             events: new_events,
         };
@@ -399,5 +423,21 @@ impl Vault {
     /// A shortcut for commands without a request id.
     pub async fn run(&self, actor: Actor, action: Action) -> Result<Executed, VaultError> {
         self.execute(Command::new(actor, action), None).await
+    }
+
+    /// Runs several actions of one actor as ONE atomic append (all their events or none), each
+    /// decided against the same state as if it were alone: for actions that do not depend on
+    /// each other's effects, such as the progress items of one ingestion (decision 0007). A
+    /// refusal of any of them refuses all.
+    pub async fn run_all(
+        &self,
+        actor: Actor,
+        actions: Vec<Action>,
+    ) -> Result<Executed, VaultError> {
+        let commands: Vec<Command> = actions
+            .into_iter()
+            .map(|action| Command::new(actor.clone(), action))
+            .collect();
+        self.execute_all(&commands, None).await
     }
 }

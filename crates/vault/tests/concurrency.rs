@@ -77,3 +77,36 @@ async fn concurrent_key_creation_is_all_recorded() {
     assert_eq!(test.vault.list_api_keys(&user("dev")).len(), 200);
     assert!(test.vault.log().verify().unwrap().first_bad.is_none());
 }
+
+/// `run_all` is one atomic append: every action's events or, if any is refused, none.
+#[tokio::test]
+async fn run_all_appends_every_action_or_none() {
+    use keyledger_domain::{Action, RoleName};
+    let test = vault().await;
+    let create = |name: &str| Action::CreateUser {
+        user: user(name),
+        display_name: None,
+        roles: vec![RoleName::parse("member").unwrap()],
+    };
+    let head = test.vault.log().head().0;
+    let refused = test
+        .vault
+        .run_all(admin_actor(), vec![create("ann"), create("dev")])
+        .await;
+    assert!(matches!(refused, Err(VaultError::Domain(_))), "{refused:?}");
+    assert_eq!(test.vault.log().head().0, head, "nothing appended");
+    assert!(test.vault.read(|state| state.user(&user("ann")).is_none()));
+
+    let executed = test
+        .vault
+        .run_all(admin_actor(), vec![create("ann"), create("bob")])
+        .await
+        .unwrap();
+    // Each creation is a user and a role grant, all in one append.
+    assert_eq!(executed.events.len(), 4);
+    assert_eq!(
+        (executed.first_seq, executed.last_seq),
+        (head + 1, head + 4)
+    );
+    assert!(test.vault.read(|state| state.user(&user("bob")).is_some()));
+}
