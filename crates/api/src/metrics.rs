@@ -5,40 +5,35 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use keyledger_vault::Vault;
+use keyledger_vault::{PerThread, Vault};
 
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
-/// Sharded by thread: every request records here, and one lock would be contended by every
-/// request thread. `/metrics` merges the shards.
+/// Per thread: every request records here; `/metrics` adds the parts up.
 #[derive(Debug, Default)]
 pub struct HttpMetrics {
-    shards: [Mutex<Registry>; SHARDS],
+    parts: PerThread<Registry>,
 }
 
-const SHARDS: usize = 8;
-
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Registry {
     routes: BTreeMap<String, RouteStats>,
     refusals: BTreeMap<&'static str, u64>,
 }
 
 /// One route template's requests by method and status, and its latency histogram.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct RouteStats {
     /// (method, status) -> count: a handful per route, so a short list beats a map.
     requests: Vec<(String, u16, u64)>,
     latency: Histogram,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 struct Histogram {
     buckets: [u64; BUCKETS.len()],
     count: u64,
@@ -47,20 +42,9 @@ struct Histogram {
 
 impl HttpMetrics {
     pub fn observe(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let mut registry = self.lock();
-        // Looked up by reference: only the first request of a route, method and status allocates.
-        let stats = match registry.routes.get_mut(route) {
-            Some(stats) => stats,
-            None => registry.routes.entry(route.to_owned()).or_default(),
-        };
-        match stats
-            .requests
-            .iter_mut()
-            .find(|(m, s, _)| *s == status && m == method)
-        {
-            Some((_, _, count)) => *count += 1,
-            None => stats.requests.push((method.to_owned(), status, 1)),
-        }
+        let mut registry = self.parts.mine();
+        let stats = registry.route(route);
+        stats.count(method, status, 1);
         let histogram = &mut stats.latency;
         let seconds = elapsed.as_secs_f64();
         for (slot, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
@@ -74,7 +58,7 @@ impl HttpMetrics {
 
     /// Counts a refused request: `reason` is a fixed word such as `expired` or `permission_denied`.
     pub fn refusal(&self, reason: &'static str) {
-        *self.lock().refusals.entry(reason).or_insert(0) += 1;
+        *self.parts.mine().refusals.entry(reason).or_insert(0) += 1;
     }
 
     pub fn refusals(&self, reason: &str) -> u64 {
@@ -173,39 +157,17 @@ impl HttpMetrics {
         out
     }
 
-    /// This thread's shard.
-    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-        }
-        self.shards[SHARD.with(|shard| *shard)]
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Every shard added up.
+    /// Every part added up.
     fn merged(&self) -> Registry {
         let mut merged = Registry::default();
-        for shard in &self.shards {
-            let shard = shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .clone();
-            for (reason, count) in shard.refusals {
+        for part in self.parts.each() {
+            for (reason, count) in &part.refusals {
                 *merged.refusals.entry(reason).or_insert(0) += count;
             }
-            for (route, stats) in shard.routes {
-                let into = merged.routes.entry(route).or_default();
-                for (method, status, count) in stats.requests {
-                    match into
-                        .requests
-                        .iter_mut()
-                        .find(|(m, s, _)| *s == status && *m == method)
-                    {
-                        Some((_, _, total)) => *total += count,
-                        None => into.requests.push((method, status, count)),
-                    }
+            for (route, stats) in &part.routes {
+                let into = merged.route(route);
+                for (method, status, count) in &stats.requests {
+                    into.count(method, *status, *count);
                 }
                 for (total, count) in into.latency.buckets.iter_mut().zip(stats.latency.buckets) {
                     *total += count;
@@ -215,6 +177,30 @@ impl HttpMetrics {
             }
         }
         merged
+    }
+}
+
+impl Registry {
+    /// Looked up by reference: only a route's first request allocates its label.
+    fn route(&mut self, route: &str) -> &mut RouteStats {
+        // (`get_mut` then `entry` in one match does not pass the borrow checker when returned.)
+        if !self.routes.contains_key(route) {
+            self.routes.insert(route.to_owned(), RouteStats::default());
+        }
+        self.routes.get_mut(route).expect("inserted above")
+    }
+}
+
+impl RouteStats {
+    fn count(&mut self, method: &str, status: u16, requests: u64) {
+        match self
+            .requests
+            .iter_mut()
+            .find(|(m, s, _)| *s == status && m == method)
+        {
+            Some((_, _, count)) => *count += requests,
+            None => self.requests.push((method.to_owned(), status, requests)),
+        }
     }
 }
 

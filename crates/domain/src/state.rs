@@ -532,18 +532,12 @@ impl State {
 
     /// The key a secret hash belongs to, whether it is the current or a still-valid previous secret.
     pub fn api_key_by_hash(&self, hash: &SecretHash) -> Option<&ApiKey> {
-        self.api_key_for_secret(hash).map(|(key, _)| key)
-    }
-
-    /// Like [`State::api_key_by_hash`], and whether the hash is the key's current secret or its
-    /// previous one (still in its grace period as of the last roll; check `valid_until`).
-    pub fn api_key_for_secret(&self, hash: &SecretHash) -> Option<(&ApiKey, SecretKind)> {
-        self.api_key_slot_for_secret(hash)
-            .map(|(slot, kind)| (&self.api_keys[slot], kind))
+        let (slot, _) = self.api_key_slot_for_secret(hash)?;
+        self.api_key_at(slot)
     }
 
     /// The slot of the key a secret hash belongs to (see [`State::api_key_at`]), and which of
-    /// its secrets it is.
+    /// its secrets it is (a previous one is valid only until its `valid_until`).
     pub fn api_key_slot_for_secret(&self, hash: &SecretHash) -> Option<(usize, SecretKind)> {
         let &(slot, kind) = self.api_key_by_hash.get(hash)?;
         (slot < self.api_keys.len()).then_some((slot, kind))

@@ -80,15 +80,7 @@ impl Ingestor {
     ) -> Result<IngestionId, IngestError> {
         let shared = &self.shared;
         let permission = Permission::ImportOrganizationSamples;
-        let owner = actor
-            .user()
-            .cloned()
-            .filter(|user| {
-                shared
-                    .vault
-                    .read(|state| state.has_permission(user, permission))
-            })
-            .ok_or(DomainError::PermissionDenied { permission })?;
+        let owner = permitted_user(&shared.vault, &actor, permission)?;
         selection::validate(&request.selection).map_err(IngestError::InvalidSelection)?;
         let destination = match &request.destination {
             Some(raw) => validate_destination(raw).map_err(IngestError::InvalidDestination)?,
@@ -233,15 +225,7 @@ impl Ingestor {
     ) -> Result<ExternalKeyView, IngestError> {
         let shared = &self.shared;
         let permission = Permission::ManageUserApiKeys;
-        let owner = actor
-            .user()
-            .cloned()
-            .filter(|user| {
-                shared
-                    .vault
-                    .read(|state| state.has_permission(user, permission))
-            })
-            .ok_or(DomainError::PermissionDenied { permission })?;
+        let owner = permitted_user(&shared.vault, &actor, permission)?;
         let owns = shared.vault.read(|state| {
             state
                 .external_key(key)
@@ -518,4 +502,17 @@ impl Drop for GaugeGuard {
             .fetch_sub(1, Ordering::Relaxed);
         self.shared.report_gauges();
     }
+}
+
+/// The actor's user, if it holds `permission` right now.
+fn permitted_user(
+    vault: &Vault,
+    actor: &Actor,
+    permission: Permission,
+) -> Result<UserId, DomainError> {
+    actor
+        .user()
+        .cloned()
+        .filter(|user| vault.read(|state| state.has_permission(user, permission)))
+        .ok_or(DomainError::PermissionDenied { permission })
 }

@@ -11,6 +11,8 @@
 
 use std::ops::Range;
 
+use crate::Seq;
+
 pub(crate) const BLOCK_MARKER: u8 = 0xFF;
 const LENGTH_BYTES: usize = 4;
 
@@ -53,6 +55,13 @@ impl<'a> StoredEnvelopes<'a> {
     pub(crate) fn offset(&self) -> usize {
         self.offset
     }
+}
+
+/// The stored envelopes of the value under `first`, each with the seq its place gives it.
+pub(crate) fn numbered(first: Seq, value: &[u8]) -> impl Iterator<Item = (Seq, Result<&[u8], ()>)> {
+    stored_envelopes(value)
+        .enumerate()
+        .map(move |(index, stored)| (first + index as Seq, stored))
 }
 
 impl StoredEnvelopes<'_> {

@@ -38,7 +38,7 @@ pub use error::{AppendError, LogError};
 pub use stores::{DataKeys, Meta};
 pub use verify::{BadEvent, BadReason, VerifyReport, verify_envelopes};
 
-use block::{StoredEnvelopes, stored_envelopes};
+use block::{StoredEnvelopes, numbered, stored_envelopes};
 use keys::{
     EVENT_PREFIX, HEAD_KEY, IDEMPOTENCY_PREFIX, STREAM_PREFIX, STREAMS_THROUGH_KEY,
     decode_committed, decode_head, decode_version, event_key, seq_of_event_key,
@@ -145,8 +145,13 @@ impl EventLog {
             .open(config.path.join("db"))?;
         sync_directory(&config.path)?;
 
+        let sync = Arc::new(DurableSync {
+            db: db.clone(),
+            file,
+            durability: config.durability,
+        });
         let head = load_head(&events)?;
-        let streams = load_streams(&events, head.0)?;
+        let streams = load_streams(&events, head.0, &sync)?;
         let idempotency = load_idempotency(&events)?;
         tracing::info!(
             path = %config.path.display(),
@@ -155,11 +160,6 @@ impl EventLog {
             "event log opened"
         );
 
-        let sync = Arc::new(DurableSync {
-            db: db.clone(),
-            file,
-            durability: config.durability,
-        });
         let (commits, _) = watch::channel(head.0);
         let data_keys = DataKeys::open(&config.path, &data_keys)?;
         let shared = Arc::new(Shared {
@@ -234,21 +234,13 @@ impl EventLog {
 
     /// Committed events `from..=to`, capped at the head as of this call.
     pub fn read_range(&self, from: Seq, to: Seq) -> EventIter {
-        let from = from.max(1);
         let end = to.min(self.committed_seq());
-        let blocks = (from <= end).then(|| {
-            let events = &self.inner.shared.events;
-            // The block holding `from` may start before it.
-            let start = block_holding(events, from).unwrap_or(from);
-            events.range(event_key(start)..=event_key(end))
-        });
-        EventIter {
-            blocks,
-            current: None,
+        EventIter::new(
+            &self.inner.shared.events,
             from,
             end,
-            _database: self.inner.shared.sync.clone(),
-        }
+            self.inner.shared.sync.clone(),
+        )
     }
 
     pub fn get(&self, seq: Seq) -> Result<Option<Envelope>, LogError> {
@@ -365,6 +357,23 @@ pub struct EventIter {
 }
 
 impl EventIter {
+    /// The stored events `from..=end` (`end` is not capped here).
+    fn new(events: &sled::Tree, from: Seq, end: Seq, database: Arc<DurableSync>) -> EventIter {
+        let from = from.max(1);
+        let blocks = (from <= end).then(|| {
+            // The block holding `from` may start before it.
+            let start = block_holding(events, from).unwrap_or(from);
+            events.range(event_key(start)..=event_key(end))
+        });
+        EventIter {
+            blocks,
+            current: None,
+            from,
+            end,
+            _database: database,
+        }
+    }
+
     /// The next stored envelope in range, as its seq and raw bytes.
     fn next_stored(&mut self) -> Option<Result<(Seq, &[u8]), LogError>> {
         loop {
@@ -582,10 +591,8 @@ fn last_stored(events: &sled::Tree) -> Result<Option<(Seq, Hash)>, LogError> {
     else {
         return Ok(None);
     };
-    let first = seq_of_event_key(&key).unwrap_or(0);
     let mut last = None;
-    for (index, stored) in stored_envelopes(&value).enumerate() {
-        let seq = first + index as Seq;
+    for (seq, stored) in numbered(seq_of_event_key(&key).unwrap_or(0), &value) {
         let stored = stored.map_err(|()| damaged_block(seq))?;
         let hash = stored
             .len()
@@ -628,7 +635,11 @@ fn load_head(events: &sled::Tree) -> Result<(Seq, Hash), LogError> {
 
 /// The stream index, brought up to `head` with the versions of the events committed after it
 /// was last written.
-fn load_streams(events: &sled::Tree, head: Seq) -> Result<HashMap<String, u64>, LogError> {
+fn load_streams(
+    events: &sled::Tree,
+    head: Seq,
+    sync: &Arc<DurableSync>,
+) -> Result<HashMap<String, u64>, LogError> {
     let mut streams = HashMap::new();
     for item in events.scan_prefix([STREAM_PREFIX]) {
         let (key, value) = item?;
@@ -649,21 +660,11 @@ fn load_streams(events: &sled::Tree, head: Seq) -> Result<HashMap<String, u64>, 
         None if !streams.is_empty() => head,
         None => 0,
     };
-    if indexed_through < head {
-        let start = block_holding(events, indexed_through + 1).unwrap_or(indexed_through + 1);
-        for item in events.range(event_key(start)..=event_key(head)) {
-            let (key, value) = item?;
-            let first = seq_of_event_key(&key).unwrap_or(0);
-            for (index, stored) in stored_envelopes(&value).enumerate() {
-                let seq = first + index as Seq;
-                if seq <= indexed_through || seq > head {
-                    continue;
-                }
-                // A damaged event cannot say its stream; verify reports it.
-                if let Some(envelope) = stored.ok().and_then(|s| EnvelopeView::from_bytes(s).ok()) {
-                    streams.insert(envelope.stream.to_owned(), envelope.version);
-                }
-            }
+    let mut later = EventIter::new(events, indexed_through + 1, head, sync.clone());
+    while let Some(envelope) = later.next_view() {
+        // A damaged event cannot say its stream; verify reports it.
+        if let Ok(envelope) = envelope {
+            streams.insert(envelope.stream.to_owned(), envelope.version);
         }
     }
     Ok(streams)

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::block::{encode_block, stored_envelopes};
+use crate::block::{encode_block, numbered, stored_envelopes};
 use crate::keys::{EVENT_PREFIX, event_key, seq_of_event_key};
 use crate::{LogError, Seq, damaged_block};
 
@@ -13,9 +13,7 @@ pub fn stored_events(events: &sled::Tree) -> Result<BTreeMap<Seq, Vec<u8>>, LogE
     let mut stored = BTreeMap::new();
     for item in events.scan_prefix([EVENT_PREFIX]) {
         let (key, value) = item?;
-        let first = seq_of_event_key(&key).unwrap_or(0);
-        for (index, envelope) in stored_envelopes(&value).enumerate() {
-            let seq = first + index as Seq;
+        for (seq, envelope) in numbered(seq_of_event_key(&key).unwrap_or(0), &value) {
             stored.insert(seq, envelope.map_err(|()| damaged_block(seq))?.to_vec());
         }
     }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::block::stored_envelopes;
+use crate::block::numbered;
 use crate::envelope::{Envelope, compute_hash, hash_of_stored};
 use crate::keys::{event_key, seq_of_event_key};
 use crate::{Hash, LogError, Seq};
@@ -130,9 +130,7 @@ pub(crate) fn verify_stored(
             // A block overlapping the one before it: events stored twice.
             return Ok(walk.fail(BadReason::SeqMismatch));
         }
-        for (index, stored) in stored_envelopes(&value).enumerate() {
-            // The seq this envelope's place in the log gives it.
-            let seq = first + index as Seq;
+        for (seq, stored) in numbered(first, &value) {
             if seq < walk.expected {
                 continue;
             }

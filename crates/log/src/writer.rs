@@ -168,7 +168,7 @@ impl Writer {
             return;
         }
 
-        let (group, answers) = self.validate_and_seal(requests, &event_ids);
+        let (mut group, answers) = self.validate_and_seal(requests, &event_ids);
         if group.envelopes.is_empty() {
             for (reply, outcome) in answers {
                 if let Outcome::Decided(result) = outcome {
@@ -185,28 +185,26 @@ impl Writer {
             requests = answers.len()
         )
         .entered();
-        let written = self.write_durably(&group);
-        if let Ok(index_written) = written {
-            if index_written {
-                self.unindexed_streams.clear();
-                self.index_written_at = Instant::now();
+        let index_written = match self.write_durably(&group) {
+            Ok(index_written) => index_written,
+            Err(error) => {
+                tracing::error!(%error, first_seq = group.first_seq, "group commit failed");
+                self.roll_back(&group);
+                for (reply, outcome) in answers {
+                    reply.send(match outcome {
+                        Outcome::Decided(result) => result,
+                        Outcome::IfDurable(_) => Err(AppendError::Storage(error.duplicate())),
+                    });
+                }
+                return;
             }
-            self.unindexed_streams
-                .extend(group.streams.iter().map(|(s, v)| (s.clone(), *v)));
-        }
-        if let Err(error) = written {
-            tracing::error!(%error, first_seq = group.first_seq, "group commit failed");
-            self.roll_back(&group);
-            for (reply, outcome) in answers {
-                reply.send(match outcome {
-                    Outcome::Decided(result) => result,
-                    Outcome::IfDurable(_) => Err(AppendError::Storage(error.duplicate())),
-                });
-            }
-            return;
+        };
+        if index_written {
+            self.unindexed_streams.clear();
+            self.index_written_at = Instant::now();
         }
 
-        self.publish(&group);
+        self.publish(&mut group);
         let callback_panicked = catch_unwind(AssertUnwindSafe(|| {
             (self.on_commit)(&group.envelopes);
         }))
@@ -421,8 +419,9 @@ impl Writer {
         }
     }
 
-    /// Advances the in-memory state once the group is durable.
-    fn publish(&mut self, group: &Group) {
+    /// Advances the in-memory state once the group is durable; the group's stream versions
+    /// move on to wait for the next write of the stream index.
+    fn publish(&mut self, group: &mut Group) {
         {
             let mut streams = self
                 .shared
@@ -438,6 +437,8 @@ impl Writer {
                 }
             }
         }
+        self.unindexed_streams
+            .extend(std::mem::take(&mut group.streams));
         self.idempotency
             .extend(group.request_ids.iter().map(|(id, c)| (*id, *c)));
         // Reads are capped at `head_seq`: raise it first, so that whoever sees the new head

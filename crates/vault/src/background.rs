@@ -1,69 +1,51 @@
 //! Work the vault does on its own: recording aggregated key usage and expiring keys.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 use rustc_hash::FxBuildHasher;
 
 use keyledger_domain::{Action, Actor, KeyId, KeyStatus, KeyUsage, Timestamp};
 
-use crate::{Vault, VaultError};
+use crate::{PerThread, Vault, VaultError};
 
-/// Uses noted since the last flush: per key, the latest time and a count. Sharded by thread:
-/// a service verifies keys with the same caller key on every request, so one lock would be
-/// contended by every request thread.
+/// Uses noted since the last flush: per key, the latest time and a count. Per thread: a
+/// service verifies keys with the same caller key on every request.
 #[derive(Debug, Default)]
 pub(crate) struct UsageAggregate {
-    shards: [Mutex<PendingUses>; USAGE_SHARDS],
+    parts: PerThread<PendingUses>,
 }
 
 /// Key slot (see `State::api_key_at`) -> latest use, count. FxHash: touched on every
 /// authenticated request; slots are ours, not attacker-chosen.
 type PendingUses = HashMap<usize, (Timestamp, u64), FxBuildHasher>;
 
-const USAGE_SHARDS: usize = 8;
+fn add_uses(pending: &mut PendingUses, slot: usize, at: Timestamp, uses: u64) {
+    let entry = pending.entry(slot).or_insert((at, 0));
+    entry.0 = entry.0.max(at);
+    entry.1 += uses;
+}
 
 impl UsageAggregate {
-    fn shard(&self) -> MutexGuard<'_, PendingUses> {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % USAGE_SHARDS;
-        }
-        lock(&self.shards[SHARD.with(|shard| *shard)])
-    }
-
     fn note(&self, slot: usize, at: Timestamp, uses: u64) {
-        let mut pending = self.shard();
-        let entry = pending.entry(slot).or_insert((at, 0));
-        entry.0 = entry.0.max(at);
-        entry.1 += uses;
+        add_uses(&mut self.parts.mine(), slot, at, uses);
     }
 
-    /// Every shard merged; `take` empties them.
+    /// Every part merged; `take` empties them.
     fn merged(&self, take: bool) -> PendingUses {
         let mut merged = PendingUses::default();
-        for shard in &self.shards {
-            let mut shard = lock(shard);
-            let entries: Vec<_> = if take {
-                shard.drain().collect()
+        for mut part in self.parts.each() {
+            if take {
+                for (slot, (at, uses)) in part.drain() {
+                    add_uses(&mut merged, slot, at, uses);
+                }
             } else {
-                shard.iter().map(|(k, v)| (*k, *v)).collect()
-            };
-            for (key, (at, uses)) in entries {
-                let entry = merged.entry(key).or_insert((at, 0));
-                entry.0 = entry.0.max(at);
-                entry.1 += uses;
+                for (&slot, &(at, uses)) in part.iter() {
+                    add_uses(&mut merged, slot, at, uses);
+                }
             }
         }
         merged
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Vault {

@@ -14,6 +14,7 @@ mod clock;
 mod external;
 mod keys;
 mod master_key;
+mod per_thread;
 mod projection;
 mod rotation;
 mod snapshot;
@@ -38,6 +39,7 @@ pub use keys::{ApiKeyView, CreatedApiKey};
 pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
 };
+pub use per_thread::PerThread;
 pub use projection::{Projection, decode_event, encode_event};
 pub use rotation::{
     PEPPER_ID, RewrapReport, RotationOutcome, VAULT_SECRET_PREFIX, entries_opened_by,
@@ -124,6 +126,42 @@ pub struct Executed {
     pub first_seq: u64,
     pub last_seq: u64,
     pub at: Timestamp,
+}
+
+/// Decisions made again after this many conflicting appends give up with `Contended`.
+const EXECUTE_ATTEMPTS: usize = 8;
+
+impl Executed {
+    /// A command that decided nothing needed recording.
+    fn nothing(at: Timestamp) -> Executed {
+        Executed {
+            events: Vec::new(),
+            first_seq: 0,
+            last_seq: 0,
+            at,
+        }
+    }
+
+    /// The outcome of appending `events`; `None` when a concurrent change means deciding again.
+    fn settle(
+        events: Vec<Event>,
+        at: Timestamp,
+        appended: Result<keyledger_log::Committed, AppendError>,
+    ) -> Option<Result<Executed, VaultError>> {
+        match appended {
+            Ok(committed) if committed.duplicate => Some(Err(VaultError::DuplicateRequest {
+                first_seq: committed.first_seq,
+            })),
+            Ok(committed) => Some(Ok(Executed {
+                events,
+                first_seq: committed.first_seq,
+                last_seq: committed.last_seq,
+                at,
+            })),
+            Err(AppendError::Conflict { .. }) => None,
+            Err(err) => Some(Err(VaultError::Storage(err.to_string()))),
+        }
+    }
 }
 
 /// The vault. Cheap to clone: every clone is the same vault.
@@ -296,34 +334,15 @@ impl Vault {
         commands: &[Command],
         request_id: Option<[u8; 16]>,
     ) -> Result<Executed, VaultError> {
-        const ATTEMPTS: usize = 8;
-        for _ in 0..ATTEMPTS {
+        for _ in 0..EXECUTE_ATTEMPTS {
             let now = self.now();
             let (events, batch) = self.prepare(commands, request_id, now)?;
             if events.is_empty() {
-                return Ok(Executed {
-                    events,
-                    first_seq: 0,
-                    last_seq: 0,
-                    at: now,
-                });
+                return Ok(Executed::nothing(now));
             }
-            match self.inner.log.append(batch).await {
-                Ok(committed) if committed.duplicate => {
-                    return Err(VaultError::DuplicateRequest {
-                        first_seq: committed.first_seq,
-                    });
-                }
-                Ok(committed) => {
-                    return Ok(Executed {
-                        events,
-                        first_seq: committed.first_seq,
-                        last_seq: committed.last_seq,
-                        at: now,
-                    });
-                }
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(err) => return Err(VaultError::Storage(err.to_string())),
+            let appended = self.inner.log.append(batch).await;
+            if let Some(settled) = Executed::settle(events, now, appended) {
+                return settled;
             }
         }
         Err(VaultError::Contended)
@@ -335,33 +354,15 @@ impl Vault {
         command: Command,
         request_id: Option<[u8; 16]>,
     ) -> Result<Executed, VaultError> {
-        for _ in 0..8 {
+        for _ in 0..EXECUTE_ATTEMPTS {
             let now = self.now();
             let (events, batch) = self.prepare(std::slice::from_ref(&command), request_id, now)?;
             if events.is_empty() {
-                return Ok(Executed {
-                    events,
-                    first_seq: 0,
-                    last_seq: 0,
-                    at: now,
-                });
+                return Ok(Executed::nothing(now));
             }
-            match self.inner.log.append_blocking(batch) {
-                Ok(committed) if committed.duplicate => {
-                    return Err(VaultError::DuplicateRequest {
-                        first_seq: committed.first_seq,
-                    });
-                }
-                Ok(committed) => {
-                    return Ok(Executed {
-                        events,
-                        first_seq: committed.first_seq,
-                        last_seq: committed.last_seq,
-                        at: now,
-                    });
-                }
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(err) => return Err(VaultError::Storage(err.to_string())),
+            let appended = self.inner.log.append_blocking(batch);
+            if let Some(settled) = Executed::settle(events, now, appended) {
+                return settled;
             }
         }
         Err(VaultError::Contended)

@@ -61,30 +61,25 @@ pub(crate) async fn start_ingestion(
     let ingestor = ingestor(&state)?;
     let provider = Provider::parse(&body.provider)?;
     let pattern = body.pattern.unwrap_or_else(|| ".*".to_owned());
-    let misplaced = |field: &'static str, provider: Provider| {
+    let field_error = |field: &'static str, problem: &str| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_input",
-            format!("{field}: not used with provider {provider}"),
+            format!("{field}: {problem} provider {provider}"),
         )
         .with_field_name(field)
     };
     let selection = match provider {
         Provider::Aws => {
             if body.project.is_some() {
-                return Err(misplaced("project", provider));
+                return Err(field_error("project", "not used with"));
             }
             if body.folder.is_some() {
-                return Err(misplaced("folder", provider));
+                return Err(field_error("folder", "not used with"));
             }
-            let bucket = body.bucket.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_input",
-                    "bucket: required for provider aws",
-                )
-                .with_field_name("bucket")
-            })?;
+            let bucket = body
+                .bucket
+                .ok_or_else(|| field_error("bucket", "required for"))?;
             Selection::Aws {
                 bucket,
                 prefix: body.prefix.unwrap_or_default(),
@@ -93,19 +88,14 @@ pub(crate) async fn start_ingestion(
         }
         Provider::Dnanexus => {
             if body.bucket.is_some() {
-                return Err(misplaced("bucket", provider));
+                return Err(field_error("bucket", "not used with"));
             }
             if body.prefix.is_some() {
-                return Err(misplaced("prefix", provider));
+                return Err(field_error("prefix", "not used with"));
             }
-            let project = body.project.ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_input",
-                    "project: required for provider dnanexus",
-                )
-                .with_field_name("project")
-            })?;
+            let project = body
+                .project
+                .ok_or_else(|| field_error("project", "required for"))?;
             Selection::Dnanexus {
                 project,
                 folder: body.folder.unwrap_or_else(|| "/".to_owned()),
