@@ -14,6 +14,10 @@ use std::time::Instant;
 
 use report::Report;
 
+/// The allocator of the shipped `keyledger` binary (decision 0009), for both sides of every ratio.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("replay-child") {

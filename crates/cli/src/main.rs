@@ -21,6 +21,10 @@ use clap::{Parser, Subcommand};
 use crate::client::ClientArgs;
 use crate::exit::{Exit, Failure};
 
+/// glibc malloc's arena locks serialise the async workers under load (decision 0009).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "keyledger",
