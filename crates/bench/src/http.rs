@@ -7,7 +7,7 @@ use keyledger_crypto::MasterKey;
 use keyledger_domain::{Action, Actor, FromTrusted, KeyDuration, KeyName, RoleName, UserId};
 use keyledger_vault::{SystemClock, Vault, VaultConfig};
 
-use crate::report::{Report, human, rate, ratio};
+use crate::report::{Report, cpu_seconds, human, rate, ratio};
 
 const CONNECTIONS: usize = 64;
 
@@ -233,21 +233,4 @@ async fn in_process_rounds(
         let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
     }
     Ok(())
-}
-
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
 }

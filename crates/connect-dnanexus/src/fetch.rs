@@ -186,59 +186,18 @@ fn prepare(
         .create(true)
         .truncate(false)
         .open(partial_path)?;
-    if data.metadata()?.len() != file.size {
+    let on_disk = data.metadata()?.len();
+    if on_disk != file.size {
         claimed.clear();
     }
     if claimed.is_empty() {
-        // Nothing to keep: drop whatever bytes an earlier attempt left.
-        data.set_len(0)?;
-    }
-    data.set_len(file.size)?;
-
-    let verified: Vec<bool> = {
-        let checks: Vec<(usize, &PartSpan)> = layout
-            .parts
-            .iter()
-            .enumerate()
-            .filter(|(_, part)| claimed.contains(&part.index))
-            .collect();
-        let mut verified = vec![false; layout.parts.len()];
-        let results: Vec<(usize, bool)> = std::thread::scope(|scope| {
-            let workers = std::thread::available_parallelism()
-                .map_or(2, |n| n.get())
-                .max(1);
-            let chunks: Vec<Vec<(usize, &PartSpan)>> = (0..workers)
-                .map(|worker| {
-                    checks
-                        .iter()
-                        .skip(worker)
-                        .step_by(workers)
-                        .cloned()
-                        .collect()
-                })
-                .collect();
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|mine| {
-                    let data = &data;
-                    scope.spawn(move || {
-                        mine.into_iter()
-                            .map(|(at, part)| (at, part_matches(data, part).unwrap_or(false)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|handle| handle.join().unwrap_or_default())
-                .collect()
-        });
-        for (at, ok) in results {
-            verified[at] = ok;
+        if on_disk != 0 {
+            // Nothing to keep: drop whatever bytes an earlier attempt left.
+            data.set_len(0)?;
         }
-        verified
-    };
-
+        data.set_len(file.size)?;
+    }
+    let verified = recheck_claimed_parts(&data, layout, &claimed);
     let sidecar = if use_sidecar {
         let mut sidecar = File::create(sidecar_path)?;
         let mut text = format!(
@@ -265,6 +224,49 @@ fn prepare(
         verified,
         sidecar,
     })
+}
+
+/// Which parts still have their MD5 on disk, of those the sidecar claims; the claims are
+/// re-hashed on up to one thread per core (a fresh fetch claims nothing and starts no thread).
+fn recheck_claimed_parts(data: &File, layout: &Layout, claimed: &BTreeSet<u32>) -> Vec<bool> {
+    let mut verified = vec![false; layout.parts.len()];
+    let checks: Vec<(usize, &PartSpan)> = layout
+        .parts
+        .iter()
+        .enumerate()
+        .filter(|(_, part)| claimed.contains(&part.index))
+        .collect();
+    if checks.is_empty() {
+        return verified;
+    }
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(checks.len());
+    let results: Vec<(usize, bool)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|worker| {
+                let mine: Vec<(usize, &PartSpan)> = checks
+                    .iter()
+                    .skip(worker)
+                    .step_by(workers)
+                    .cloned()
+                    .collect();
+                scope.spawn(move || {
+                    mine.into_iter()
+                        .map(|(at, part)| (at, part_matches(data, part).unwrap_or(false)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_default())
+            .collect()
+    });
+    for (at, ok) in results {
+        verified[at] = ok;
+    }
+    verified
 }
 
 /// Part indices the sidecar lists as verified for this very file (same id, size, parts, MD5s).
