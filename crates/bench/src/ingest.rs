@@ -466,9 +466,13 @@ pub fn run_audit(report: &mut Report) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The median of `runs` timed runs. Before each, untimed, the page cache's dirty data is
+/// written out (`sync`): a tool that does not fsync (awscli, dx) would otherwise leave its
+/// writeback to slow down whichever run comes next, and the seeded test data its own.
 fn median(runs: usize, mut run: impl FnMut() -> anyhow::Result<f64>) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(runs);
     for _ in 0..runs {
+        Command::new("sync").status()?;
         times.push(run()?);
     }
     times.sort_by(f64::total_cmp);

@@ -1,11 +1,14 @@
 //! Fetching one file: parallel ranged GETs streamed to disk at their offsets, per-part MD5 and
 //! whole-file SHA-256 computed as the bytes land, resume through a sidecar of verified parts.
 //!
-//! How the work is cut: every part not yet verified gets one or more *lanes* (contiguous spans
-//! inside the part, fetched one range of at most `chunk_size` after the other); parts get
-//! several lanes only when there are fewer parts than `concurrency`. At most `concurrency` lanes
-//! run at once. A lane accumulates ~1 MiB blocks and hands each to a blocking thread that writes
-//! it at its offset and feeds the hashes.
+//! How the work is cut: every part not yet verified is cut into *lanes* of at most
+//! `chunk_size` bytes (never across a part boundary), queued in file order, at most
+//! `concurrency` running at once. The ranges in flight therefore stay next to each other, so
+//! parts and the whole-file SHA-256 complete nearly in order and hashing keeps pace with the
+//! transfer instead of trailing the last byte (with a lane per part, the last `concurrency`
+//! parts all landed together and the SHA-256 then had them to itself). A lane that breaks off
+//! resumes from its last byte. A lane accumulates ~1 MiB blocks and hands each to a blocking
+//! thread that writes it at its offset and feeds the hashes.
 //!
 //! How hashing stays parallel and memory stays bounded: each part's MD5 and the file's SHA-256
 //! are *hash streams* that must see their bytes in order. A block at a stream's frontier is
@@ -347,7 +350,7 @@ enum StreamId {
     Whole,
 }
 
-/// A contiguous span fetched by one lane, range after range.
+/// A contiguous span of one part fetched by one ranged GET (resumed by more after a break).
 #[derive(Clone, Copy, Debug)]
 struct Lane {
     part: usize,
@@ -422,12 +425,7 @@ impl Transfer {
         }
         progress(self.bytes_done.load(Ordering::Relaxed));
 
-        let lanes = plan_lanes(
-            &self.parts,
-            &pending,
-            options.concurrency,
-            options.chunk_size,
-        );
+        let lanes = plan_lanes(&self.parts, &pending, options.chunk_size);
         let urls = DownloadUrls::default();
         let network = Network {
             api,
@@ -869,31 +867,23 @@ impl RangeFailure {
 
 /// Lanes for the parts still to fetch: one per part, or several per part when there are fewer
 /// parts than `concurrency` (each lane a run of whole chunks).
-fn plan_lanes(
-    parts: &[PartTrack],
-    pending: &[usize],
-    concurrency: usize,
-    chunk_size: u64,
-) -> Vec<Lane> {
-    let lanes_per_part = (concurrency / pending.len().max(1)).max(1) as u64;
+fn plan_lanes(parts: &[PartTrack], pending: &[usize], chunk_size: u64) -> Vec<Lane> {
     let mut lanes = Vec::new();
     for &at in pending {
         let span = &parts[at].span;
-        let chunks = span.size.div_ceil(chunk_size).max(1);
-        let count = lanes_per_part.min(chunks);
-        let (base, extra) = (chunks / count, chunks % count);
-        let mut first_chunk = 0;
-        for lane in 0..count {
-            let chunk_count = base + u64::from(lane < extra);
-            let start = span.offset + first_chunk * chunk_size;
-            let end = (span.offset + (first_chunk + chunk_count) * chunk_size)
-                .min(span.offset + span.size);
+        let end = span.offset + span.size;
+        let mut start = span.offset;
+        loop {
+            let lane_end = start.saturating_add(chunk_size).min(end);
             lanes.push(Lane {
                 part: at,
                 start,
-                end,
+                end: lane_end,
             });
-            first_chunk += chunk_count;
+            if lane_end >= end {
+                break;
+            }
+            start = lane_end;
         }
     }
     lanes
@@ -1273,7 +1263,7 @@ mod tests {
     }
 
     #[test]
-    fn lanes_split_parts_only_when_few() {
+    fn lanes_are_chunks_in_file_order() {
         let track = |offset: u64, size: u64| PartTrack {
             span: PartSpan {
                 index: 1,
@@ -1285,15 +1275,29 @@ mod tests {
         };
         let mib = 1u64 << 20;
         let one_part = [track(0, 100 * mib)];
-        let lanes = plan_lanes(&one_part, &[0], 8, 16 * mib);
+        let lanes = plan_lanes(&one_part, &[0], 16 * mib);
         assert_eq!(lanes.len(), 7, "100 MiB is 7 chunks of 16 MiB");
         assert_eq!(lanes.first().map(|lane| lane.start), Some(0));
         assert_eq!(lanes.last().map(|lane| lane.end), Some(100 * mib));
         assert!(lanes.windows(2).all(|pair| pair[0].end == pair[1].start));
         let many: Vec<PartTrack> = (0..16).map(|i| track(i * 64 * mib, 64 * mib)).collect();
         let pending: Vec<usize> = (0..16).collect();
-        let lanes = plan_lanes(&many, &pending, 8, 16 * mib);
-        assert_eq!(lanes.len(), 16, "enough parts: one lane each");
+        let lanes = plan_lanes(&many, &pending, 8 * mib);
+        assert_eq!(lanes.len(), 128, "8 chunks per 64 MiB part");
+        assert!(lanes.windows(2).all(|pair| pair[0].end == pair[1].start));
+        assert!(
+            lanes.iter().all(|lane| {
+                let span = &many[lane.part].span;
+                lane.start >= span.offset && lane.end <= span.offset + span.size
+            }),
+            "no lane crosses a part boundary"
+        );
+        let empty = [track(0, 0)];
+        assert_eq!(
+            plan_lanes(&empty, &[0], mib).len(),
+            1,
+            "an empty part still gets its lane"
+        );
         assert_eq!(content_range_start("bytes 5-9/100"), Some(5));
     }
 }

@@ -48,7 +48,8 @@ pub struct DnanexusOptions {
     pub api_url: String,
     /// Parallel ranged GETs per file, default 8.
     pub concurrency: usize,
-    /// Largest ranged GET, default 16 MiB; ranges never cross part boundaries.
+    /// Largest ranged GET, default 8 MiB; ranges never cross part boundaries. The ranges in
+    /// flight (`concurrency` × `chunk_size`) are the window hashing trails by.
     pub chunk_size: u64,
     /// Attempts per request (and per range without progress) before giving up, default 7.
     pub max_attempts: u32,
@@ -65,7 +66,7 @@ impl Default for DnanexusOptions {
         Self {
             api_url: "https://api.dnanexus.com".to_owned(),
             concurrency: 8,
-            chunk_size: 16 << 20,
+            chunk_size: 8 << 20,
             max_attempts: 7,
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),

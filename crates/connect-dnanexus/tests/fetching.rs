@@ -530,7 +530,7 @@ async fn cancellation_stops_the_fetch() {
 
 #[tokio::test]
 async fn default_chunking_streams_megabyte_blocks_exactly() {
-    // Default options (16 MiB ranges, 1 MiB write blocks) on parts of 2 MiB and a split part.
+    // Default options (8 MiB ranges, 1 MiB write blocks) on parts of 2 MiB and a split part.
     let (mut seed, project) = seed("Blocks");
     let size = 5 * 1024 * KIB + 7;
     seed.add_file(
@@ -582,12 +582,12 @@ async fn default_chunking_streams_megabyte_blocks_exactly() {
         );
         assert_eq!(fetched.parts_verified, named(&files, name).parts.len());
     }
-    // one.bin: a single 40 MiB part, fetched as 3 ranges on parallel lanes and hashed in order.
+    // one.bin: a single 40 MiB part, fetched as 5 ranges on parallel lanes and hashed in order.
     let data_gets = emulator
         .control()
         .requests()
         .iter()
         .filter(|request| request.data)
         .count();
-    assert_eq!(data_gets, 3 + 3);
+    assert_eq!(data_gets, 3 + 5);
 }
