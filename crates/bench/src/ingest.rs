@@ -34,7 +34,7 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
         anyhow::Ok(())
     })?;
     let endpoint = server.endpoint();
-    let mut floor = None;
+    let mut ceiling = None;
     report.section(
         "S3 ingestion (in-process s3s-fs server with SigV4; median of 3 runs)",
         &[
@@ -105,11 +105,15 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
         })?;
         limit_cpu.sort_by(f64::total_cmp);
         if files == 1 {
-            floor = Some(HashingFloor::measure(
-                bytes,
-                limit,
-                limit_cpu[limit_cpu.len() / 2],
-                awscli,
+            let floor = HashingFloor::measure(bytes, limit_cpu[limit_cpu.len() / 2]);
+            ceiling = Some(format!(
+                "Ceiling for the big object on this machine, for any client that verifies the \
+                 ETag's MD5 and records a SHA-256 as this service must: {}, i.e. at most {} × \
+                 the server limit and {} × awscli (which computes neither digest on a ranged \
+                 download). Transfer: the server-limit run's CPU.",
+                floor.arithmetic(),
+                ratio(limit, floor.best_seconds()),
+                ratio(awscli, floor.best_seconds()),
             ));
         }
         let (rate_ours, rate_aws, rate_limit) = (
@@ -143,30 +147,28 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
          verification, SHA-256, fsync, rename, events). Server limit: the same objects read with \
          8 parallel ranged GETs (big) or 32 concurrent GETs (small), bytes discarded.",
     );
-    if let Some(floor) = floor {
-        report.note(&floor.describe());
+    if let Some(ceiling) = ceiling {
+        report.note(&ceiling);
     }
     Ok(())
 }
 
-/// The best time any client could reach on this machine for the big object if it verifies the
-/// single-part ETag (MD5) and records the SHA-256, as this service must: the server limit
-/// run's CPU plus the CPU of hashing the bytes once with each digest, spread over every core.
-/// Optimistic: it leaves out writing, syncing and the event log.
+/// The best time a client that must verify what it downloads could reach on this machine for
+/// the big object: the CPU a bare transfer of it costs (server and a reader that discards the
+/// bytes, both in this process) plus the CPU of the digests this service must compute over the
+/// bytes, spread over every core. Optimistic: it leaves out writing, syncing and the events.
 struct HashingFloor {
-    limit: f64,
-    limit_cpu: f64,
+    transfer_cpu: f64,
     hashing_cpu: f64,
-    awscli: f64,
     cores: f64,
 }
 
 impl HashingFloor {
-    fn measure(bytes: u64, limit: f64, limit_cpu: f64, awscli: f64) -> HashingFloor {
+    /// Times MD5 and SHA-256 over `bytes` of content larger than any cache, as downloads are.
+    fn measure(bytes: u64, transfer_cpu: f64) -> HashingFloor {
         use md5::Digest as _;
-        // Larger than any cache, as downloaded content is.
         let buffer = keyledger_testkit::s3::generated_bytes(5, 0, 64 << 20);
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let mut md5 = md5::Md5::new();
         let mut sha256 = ring::digest::Context::new(&ring::digest::SHA256);
         let mut hashed = 0u64;
@@ -178,33 +180,25 @@ impl HashingFloor {
             hashed += buffer.len() as u64;
         }
         std::hint::black_box((md5.finalize(), sha256.finish()));
-        let hashing_cpu = started.elapsed().as_secs_f64() * bytes as f64 / hashed as f64;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
         HashingFloor {
-            limit,
-            limit_cpu,
-            hashing_cpu,
-            awscli,
-            cores,
+            transfer_cpu,
+            hashing_cpu: started.elapsed().as_secs_f64() * bytes as f64 / hashed as f64,
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         }
     }
 
     fn best_seconds(&self) -> f64 {
-        (self.limit_cpu + self.hashing_cpu) / self.cores
+        (self.transfer_cpu + self.hashing_cpu) / self.cores
     }
 
-    fn describe(&self) -> String {
-        let best = self.best_seconds();
+    /// "transfer X CPU-s + MD5 and SHA-256 Y CPU-s over N cores ≥ Z s".
+    fn arithmetic(&self) -> String {
         format!(
-            "Ceiling for the big object on this machine: the server-limit run used {:.2} CPU-s \
-             (server and reader, same process); MD5 + SHA-256 of the same bytes cost {:.2} CPU-s; \
-             on {} cores a verifying client therefore needs at least {best:.2} s, i.e. at most \
-             {} × the server limit and {} × awscli (which computes neither digest on a ranged download).",
-            self.limit_cpu,
+            "{:.2} CPU-s of transfer + {:.2} CPU-s of MD5 and SHA-256, over {} cores: at least {:.2} s",
+            self.transfer_cpu,
             self.hashing_cpu,
             self.cores,
-            ratio(self.limit, best),
-            ratio(self.awscli, best),
+            self.best_seconds()
         )
     }
 }
@@ -293,6 +287,7 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
         &["case", "keyledger", "dxpy `dx download`", "ratio", "goal"],
     );
     let conf = tempfile::tempdir()?;
+    let mut dx_big = 0.0;
     let dx_run = |args: &[&str], out: &Path| -> anyhow::Result<f64> {
         let started = Instant::now();
         let status = Command::new(&dx)
@@ -366,6 +361,9 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
                 )
             }
         })?;
+        if files == 1 {
+            dx_big = theirs;
+        }
         report.row(&[
             case,
             format!("{ours:.2} s"),
@@ -378,11 +376,18 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
             },
         ]);
     }
+    let cpu = cpu_seconds();
     let raw = runtime.block_on(raw_serving_rate(&endpoint, &big_id, big))?;
+    let floor = HashingFloor::measure(big, cpu_seconds() - cpu);
     report.note(&format!(
-        "Emulator raw serving rate (one GET of the {} MiB data URL, bytes discarded): {:.0} MB/s — the emulator is not the bottleneck.",
+        "Emulator raw serving rate (one GET of the {} MiB data URL, bytes discarded): {:.0} MB/s. \
+         Ceiling for the big file on this machine, for a client that verifies the part MD5s and \
+         records a SHA-256 as this service must: {}, i.e. at most {} × dx in this run (dx \
+         computes the MD5s only). Transfer: the raw serving run's CPU.",
         big >> 20,
-        raw / 1e6
+        raw / 1e6,
+        floor.arithmetic(),
+        ratio(dx_big, floor.best_seconds()),
     ));
     Ok(())
 }
