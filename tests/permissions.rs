@@ -195,11 +195,8 @@ fn request(
             None,
         ),
         ("POST", "/v1/admin/backup") => {
-            let dir = std::env::temp_dir().join(format!(
-                "keyledger-matrix-backup-{}-{counter}",
-                std::process::id()
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
+            // Inside the server's temporary directory, so it goes with the test.
+            let dir = server.dir.path().join(format!("matrix-backup-{counter}"));
             (route.path.to_owned(), Some(json!({ "dir": dir })))
         }
         ("PUT", "/v1/roles/{role}") => (
