@@ -40,6 +40,9 @@ use crate::{DnanexusError, DnanexusOptions, FetchedFile, RemoteFile};
 
 /// Bytes a lane collects before writing and hashing them.
 const BLOCK_BYTES: usize = 1 << 20;
+/// Read size when hashing from disk: small enough that the bytes just copied are still in the
+/// CPU's cache when the hash reads them.
+const READ_BACK_BYTES: usize = 128 << 10;
 /// Lifetime asked for a download URL (seconds); an expired URL is simply asked for again.
 const URL_DURATION_S: u64 = 24 * 3600;
 /// A URL this close to expiry is replaced before use.
@@ -1086,7 +1089,7 @@ impl HashStream {
         data: &File,
         abort: &CancellationToken,
     ) -> std::io::Result<Step> {
-        let mut buffer = vec![0u8; BLOCK_BYTES];
+        let mut buffer = vec![0u8; READ_BACK_BYTES];
         loop {
             let (from, to) = {
                 let mut state = lock(&self.state);
@@ -1108,7 +1111,7 @@ impl HashStream {
                 if abort.is_cancelled() {
                     return Ok(Step::Idle);
                 }
-                let len = (to - position).min(BLOCK_BYTES as u64) as usize;
+                let len = (to - position).min(READ_BACK_BYTES as u64) as usize;
                 data.read_exact_at(&mut buffer[..len], position)?;
                 hasher.update(&buffer[..len]);
                 position += len as u64;
