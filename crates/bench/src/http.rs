@@ -42,7 +42,8 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         let api = keyledger_api::router(keyledger_api::ApiState::new(vault.clone(), api_config));
         let bare = axum::Router::new().route("/v1/keys/verify", axum::routing::post(|| async { axum::http::StatusCode::OK }));
 
-        if std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some() {
+        let diagnostics = std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some();
+        if diagnostics {
             let bare_ns = in_process(bare.clone(), service.secret.expose(), &keys).await?;
             let api_ns = in_process(api.clone(), service.secret.expose(), &keys).await?;
             eprintln!("in-process server CPU per request: bare {bare_ns:.0} ns, api {api_ns:.0} ns");
@@ -61,9 +62,7 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Re
             if std::env::var("KEYLEDGER_BENCH_INPROC").as_deref() == Ok("only") {
                 return anyhow::Ok(());
             }
-        }
-        if std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some() {
-            // Diagnostics: bare handlers that answer with the API's headers, or its body.
+            // Bare handlers that answer with the API's headers, or its body.
             for (what, with_headers, with_body) in [("headers+body", true, true), ("headers", true, false), ("body", false, true)] {
                 let copy = axum::Router::new().route("/v1/keys/verify", axum::routing::post(move || async move {
                     let mut response = if with_body {
@@ -73,7 +72,7 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Re
                     };
                     if with_headers {
                         let headers = response.headers_mut();
-                        for (name, value) in [("x-content-type-options","nosniff"),("cache-control","no-store"),("pragma","no-cache"),("x-frame-options","DENY"),("referrer-policy","no-referrer"),("content-security-policy","default-src 'none'; frame-ancestors 'none'"),("cross-origin-resource-policy","same-origin"),("x-request-id","0123456789abcdef")] {
+                        for (name, value) in [("x-content-type-options","nosniff"),("cache-control","no-store"),("x-frame-options","DENY"),("content-security-policy","default-src 'none'; frame-ancestors 'none'"),("x-request-id","0123456789abcdef")] {
                             headers.insert(name, axum::http::HeaderValue::from_static(value));
                         }
                     }
@@ -91,7 +90,7 @@ pub fn run(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         let cpu_bare = cpu_seconds() - cpu;
         let api_result = load(api_addr, service.secret.expose(), &keys, window).await?;
         let cpu_api = cpu_seconds() - cpu - cpu_bare;
-        if std::env::var_os("KEYLEDGER_BENCH_INPROC").is_some() {
+        if diagnostics {
             eprintln!("cpu: bare {cpu_bare:.2} s, api {cpu_api:.2} s in {window:?} each");
         }
         report.section(

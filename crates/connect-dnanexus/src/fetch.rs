@@ -301,10 +301,10 @@ fn part_matches(data: &File, part: &PartSpan) -> std::io::Result<bool> {
         return Ok(false);
     };
     let mut hasher = Md5::new();
-    let mut buffer = vec![0u8; BLOCK_BYTES];
+    let mut buffer = vec![0u8; READ_BACK_BYTES];
     let mut done = 0;
     while done < part.size {
-        let len = (part.size - done).min(BLOCK_BYTES as u64) as usize;
+        let len = (part.size - done).min(READ_BACK_BYTES as u64) as usize;
         data.read_exact_at(&mut buffer[..len], part.offset + done)?;
         hasher.update(&buffer[..len]);
         done += len as u64;
@@ -498,7 +498,8 @@ impl Transfer {
         })
     }
 
-    /// Fetches a lane range by range; a failed range is resumed from the last byte received.
+    /// Fetches a lane with one ranged GET; a GET that breaks off is resumed from the last byte
+    /// received.
     async fn run_lane(
         self: &Arc<Self>,
         network: &Network<'_>,
@@ -508,13 +509,12 @@ impl Transfer {
         let mut offset = lane.start;
         let mut failures = 0u32;
         while offset < lane.end {
-            let end = offset.saturating_add(options.chunk_size).min(lane.end);
             let url = network
                 .urls
                 .get(network.api, &self.file_id, &self.project)
                 .await?;
             let (reached, outcome) = self
-                .fetch_range(network, &url, lane.part, offset, end)
+                .fetch_range(network, &url, lane.part, offset, lane.end)
                 .await;
             if reached > offset {
                 failures = 0;
@@ -872,8 +872,8 @@ impl RangeFailure {
     }
 }
 
-/// Lanes for the parts still to fetch: one per part, or several per part when there are fewer
-/// parts than `concurrency` (each lane a run of whole chunks).
+/// Lanes for the parts still to fetch, in file order: each part cut into spans of at most
+/// `chunk_size` (an empty part gets one empty lane).
 fn plan_lanes(parts: &[PartTrack], pending: &[usize], chunk_size: u64) -> Vec<Lane> {
     let mut lanes = Vec::new();
     for &at in pending {

@@ -539,8 +539,7 @@ impl State {
     /// The slot of the key a secret hash belongs to (see [`State::api_key_at`]), and which of
     /// its secrets it is (a previous one is valid only until its `valid_until`).
     pub fn api_key_slot_for_secret(&self, hash: &SecretHash) -> Option<(usize, SecretKind)> {
-        let &(slot, kind) = self.api_key_by_hash.get(hash)?;
-        (slot < self.api_keys.len()).then_some((slot, kind))
+        self.api_key_by_hash.get(hash).copied()
     }
 
     /// A key by its slot: its position among every key this state has seen, stable for the

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::ingestor::{Gauge, GaugeGuard, Shared};
-use crate::recorder::{Interrupted, Recorder, Unrecorded};
+use crate::recorder::{Interrupted, Recorder};
 use crate::source::{Fetched, RemoteFile, SampleSource, SourceError, SourceErrorKind, source_for};
 use crate::store::{PathClaims, discard_partial, sanitize_remote_path};
 
@@ -496,8 +496,8 @@ impl Job {
         }
     }
 
-    /// Records the events of files renamed into place, in one append when possible. A file
-    /// whose event could not be recorded is removed again.
+    /// Records the events of files renamed into place, in one append (all or none). Files whose
+    /// events could not be recorded are removed again.
     async fn record_fetched(&self, stored: Vec<(Ready, PathBuf)>) {
         if stored.is_empty() {
             return;
@@ -511,35 +511,26 @@ impl Job {
                 source_etag: ready.fetched.source_etag.clone(),
             })
             .collect();
-        let (recorded, interrupted) =
-            match self.recorder.record_all(&self.shared.vault, items).await {
-                Ok(()) => (stored.len(), None),
-                Err(Unrecorded { recorded, why }) => (recorded, Some(why)),
-            };
-        let mut stored = stored.into_iter();
+        let recorded = self.recorder.record_all(&self.shared.vault, items).await;
         {
             let mut running = lock(&self.live.running);
             let mut tally = lock(&self.tally);
-            for (ready, _) in stored.by_ref().take(recorded) {
+            for (ready, _) in &stored {
                 running.remove(&ready.path);
-                tally.fetched += 1;
-                self.shared.count_file_fetched(ready.fetched.size);
+                if recorded.is_ok() {
+                    tally.fetched += 1;
+                    self.shared.count_file_fetched(ready.fetched.size);
+                }
             }
         }
-        let Some(interrupted) = interrupted else {
+        let Err(interrupted) = recorded else {
             return;
         };
         // The store must not hold a file the log does not name.
-        let unrecorded: Vec<(String, PathBuf)> = stored
-            .map(|(ready, target)| {
-                lock(&self.live.running).remove(&ready.path);
-                (ready.path, target)
-            })
-            .collect();
         let removed = blocking(move || {
-            for (path, target) in unrecorded {
+            for (ready, target) in stored {
                 if let Err(error) = std::fs::remove_file(&target) {
-                    tracing::error!(path = %path, %error, "could not remove a file whose event was not recorded");
+                    tracing::error!(path = %ready.path, %error, "could not remove a file whose event was not recorded");
                 }
             }
             Ok(())

@@ -17,13 +17,6 @@ pub(crate) enum Interrupted {
     Vault(String),
 }
 
-/// Items recorded before an interruption (in order), and the interruption.
-#[derive(Debug)]
-pub(crate) struct Unrecorded {
-    pub recorded: usize,
-    pub why: Interrupted,
-}
-
 /// Appends one job's events, one append at a time: concurrent appends to one stream would
 /// conflict on its expected version (and be decided again). Each append is one durable group
 /// commit.
@@ -61,16 +54,14 @@ impl Recorder {
         &self,
         vault: &Vault,
         items: Vec<IngestionProgress>,
-    ) -> Result<(), Unrecorded> {
+    ) -> Result<(), Interrupted> {
         let _turn = self.turn.lock().await;
         let actions = items.into_iter().map(|item| self.action(item)).collect();
-        match vault.run_all(Actor::System, actions).await {
-            Ok(_) => Ok(()),
-            Err(error) => Err(Unrecorded {
-                recorded: 0,
-                why: interrupted(error),
-            }),
-        }
+        vault
+            .run_all(Actor::System, actions)
+            .await
+            .map(|_| ())
+            .map_err(interrupted)
     }
 
     fn action(&self, progress: IngestionProgress) -> Action {

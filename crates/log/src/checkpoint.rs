@@ -12,7 +12,7 @@ use std::path::Path;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 
 use crate::block::stored_envelopes;
-use crate::envelope::Envelope;
+use crate::envelope::EnvelopeView;
 use crate::keys::{
     HEAD_KEY, IDEMPOTENCY_PREFIX, STREAMS_THROUGH_KEY, decode_committed, encode_head, event_key,
     stream_key,
@@ -191,8 +191,8 @@ impl EventLog {
                 let (key, value) = item?;
                 // A damaged event is copied as it is, so verifying the copy finds it too.
                 for stored in stored_envelopes(&value).flatten() {
-                    if let Ok(envelope) = Envelope::from_bytes(stored) {
-                        streams.insert(envelope.stream, envelope.version);
+                    if let Ok(envelope) = EnvelopeView::from_bytes(stored) {
+                        streams.insert(envelope.stream.to_owned(), envelope.version);
                     }
                 }
                 batch.insert(key, value);

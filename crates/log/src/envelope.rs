@@ -46,16 +46,7 @@ impl Envelope {
 
     /// Decodes [`Envelope::to_bytes`] output; trailing bytes are an error.
     pub fn from_bytes(bytes: &[u8]) -> Result<Envelope, EnvelopeDecodeError> {
-        let (envelope, read) = bincode::decode_from_slice::<Envelope, _>(bytes, decode_config())
-            .map_err(|error| EnvelopeDecodeError {
-                reason: error.to_string(),
-            })?;
-        if read != bytes.len() {
-            return Err(EnvelopeDecodeError {
-                reason: format!("{} trailing bytes", bytes.len() - read),
-            });
-        }
-        Ok(envelope)
+        whole(bincode::decode_from_slice(bytes, decode_config()), bytes)
     }
 
     fn hashed_fields(&self) -> HashedFields<'_> {
@@ -188,6 +179,22 @@ impl<Context> Decode<Context> for Envelope {
     }
 }
 
+/// A decoding of all of `bytes`: an error, or bytes left over, is an [`EnvelopeDecodeError`].
+fn whole<T>(
+    decoded: Result<(T, usize), DecodeError>,
+    bytes: &[u8],
+) -> Result<T, EnvelopeDecodeError> {
+    let (value, read) = decoded.map_err(|error| EnvelopeDecodeError {
+        reason: error.to_string(),
+    })?;
+    if read != bytes.len() {
+        return Err(EnvelopeDecodeError {
+            reason: format!("{} trailing bytes", bytes.len() - read),
+        });
+    }
+    Ok(value)
+}
+
 /// An envelope read in place: strings and body borrowed from the stored bytes, nothing
 /// allocated. What a reader that goes through the whole log (replay) decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,17 +214,10 @@ pub struct EnvelopeView<'a> {
 impl<'a> EnvelopeView<'a> {
     /// Decodes stored bytes in place; trailing bytes are an error.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<EnvelopeView<'a>, EnvelopeDecodeError> {
-        let (view, read) =
-            bincode::borrow_decode_from_slice::<EnvelopeView<'a>, _>(bytes, decode_config())
-                .map_err(|error| EnvelopeDecodeError {
-                    reason: error.to_string(),
-                })?;
-        if read != bytes.len() {
-            return Err(EnvelopeDecodeError {
-                reason: format!("{} trailing bytes", bytes.len() - read),
-            });
-        }
-        Ok(view)
+        whole(
+            bincode::borrow_decode_from_slice(bytes, decode_config()),
+            bytes,
+        )
     }
 
     pub fn to_owned(&self) -> Envelope {

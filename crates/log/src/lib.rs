@@ -417,6 +417,16 @@ impl EventIter {
         }
     }
 
+    /// The next envelope, decoded in place (nothing allocated): for readers of the whole log.
+    pub fn next_view(&mut self) -> Option<Result<EnvelopeView<'_>, LogError>> {
+        Some(self.next_stored()?.and_then(|(seq, stored)| {
+            EnvelopeView::from_bytes(stored).map_err(|error| LogError::Decode {
+                seq,
+                reason: error.reason,
+            })
+        }))
+    }
+
     fn stop(&mut self) {
         self.blocks = None;
         self.current = None;
@@ -430,18 +440,6 @@ struct CurrentBlock {
     value: sled::IVec,
     /// Where the next envelope's framing starts.
     offset: usize,
-}
-
-impl EventIter {
-    /// The next envelope, decoded in place (nothing allocated): for readers of the whole log.
-    pub fn next_view(&mut self) -> Option<Result<EnvelopeView<'_>, LogError>> {
-        Some(self.next_stored()?.and_then(|(seq, stored)| {
-            EnvelopeView::from_bytes(stored).map_err(|error| LogError::Decode {
-                seq,
-                reason: error.reason,
-            })
-        }))
-    }
 }
 
 impl Iterator for EventIter {

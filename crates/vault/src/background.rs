@@ -34,14 +34,13 @@ impl UsageAggregate {
     fn merged(&self, take: bool) -> PendingUses {
         let mut merged = PendingUses::default();
         for mut part in self.parts.each() {
-            if take {
-                for (slot, (at, uses)) in part.drain() {
-                    add_uses(&mut merged, slot, at, uses);
-                }
+            let part = if take {
+                std::mem::take(&mut *part)
             } else {
-                for (&slot, &(at, uses)) in part.iter() {
-                    add_uses(&mut merged, slot, at, uses);
-                }
+                part.clone()
+            };
+            for (slot, (at, uses)) in part {
+                add_uses(&mut merged, slot, at, uses);
             }
         }
         merged

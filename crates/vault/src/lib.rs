@@ -245,9 +245,10 @@ impl Vault {
             snapshot::restore_projection(&config, &log, master, &mut projection)?
         };
         let audit = snapshot::AuditRuntime::new(&config, startup);
-        external::check_master_key(&log, &Keyring::new(master)?)?;
+        let wrapping = Keyring::new(master)?;
+        external::check_master_key(&log, &wrapping)?;
         // Fixed for the life of the vault (rotation is offline): no lock on the hot path.
-        let keyring = Arc::new(rotation::keyring_with_pepper(&log, master)?);
+        let keyring = Arc::new(rotation::keyring_with_pepper(&log, master, &wrapping)?);
         let vault = Vault {
             inner: Arc::new(Inner {
                 config,

@@ -42,35 +42,9 @@ impl Projection {
             if envelope.seq <= self.applied_seq {
                 continue;
             }
-            let event = decode_event(&envelope.body);
-            self.apply_decoded(
-                envelope.seq,
-                envelope.stream.clone(),
-                envelope.version,
-                envelope.hash,
-                event,
-            );
+            note_version(&mut self.versions, &envelope.stream, envelope.version);
+            self.fold(envelope.seq, envelope.hash, decode_event(&envelope.body));
         }
-    }
-
-    fn apply_decoded(
-        &mut self,
-        seq: u64,
-        stream: String,
-        version: u64,
-        hash: Hash,
-        event: Result<Event, String>,
-    ) {
-        if seq <= self.applied_seq {
-            return;
-        }
-        match self.versions.get_mut(&stream) {
-            Some(current) => *current = version,
-            None => {
-                self.versions.insert(stream, version);
-            }
-        }
-        self.fold(seq, hash, event);
     }
 
     /// Applies one decoded event (its stream version already noted).
@@ -112,12 +86,7 @@ impl Projection {
                             return versions;
                         }
                     };
-                    match versions.get_mut(envelope.stream) {
-                        Some(current) => *current = envelope.version,
-                        None => {
-                            versions.insert(envelope.stream.to_owned(), envelope.version);
-                        }
-                    }
+                    note_version(&mut versions, envelope.stream, envelope.version);
                     let event = decode_event(envelope.body);
                     chunk.push((envelope.seq, envelope.hash, event));
                     if chunk.len() == CHUNK {
@@ -154,6 +123,16 @@ impl Projection {
         match failed {
             Some(err) => Err(err),
             None => Ok(count),
+        }
+    }
+}
+
+/// Sets a stream's version; only a stream's first event allocates its name.
+fn note_version(versions: &mut HashMap<String, u64, FxBuildHasher>, stream: &str, version: u64) {
+    match versions.get_mut(stream) {
+        Some(current) => *current = version,
+        None => {
+            versions.insert(stream.to_owned(), version);
         }
     }
 }

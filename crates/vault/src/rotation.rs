@@ -240,13 +240,14 @@ pub fn rotation_request_id(old: &MasterKey, new: &MasterKey) -> [u8; 16] {
 
 /// Loads the sealed pepper, or creates it (random for a new data directory; for one that
 /// already has events, the pepper its key hashes were made with, derived from this master key),
-/// and returns the keyring built with it.
+/// and returns the keyring built with it. `wrapping` is the master key's keyring without a
+/// pepper, which seals it.
 pub(crate) fn keyring_with_pepper(
     log: &EventLog,
     master: &MasterKey,
+    wrapping: &Keyring,
 ) -> Result<Keyring, VaultError> {
-    let wrapping = Keyring::new(master)?;
-    let pepper = match unseal(log, PEPPER_ID, &wrapping)? {
+    let pepper = match unseal(log, PEPPER_ID, wrapping)? {
         Some(pepper) => pepper,
         None => {
             let pepper = if log.head().0 > 0 {
@@ -254,7 +255,7 @@ pub(crate) fn keyring_with_pepper(
             } else {
                 Keyring::generate_pepper(wrapping.rng())?
             };
-            seal_into(log, PEPPER_ID, pepper.expose(), &wrapping)?;
+            seal_into(log, PEPPER_ID, pepper.expose(), wrapping)?;
             pepper
         }
     };
