@@ -354,6 +354,13 @@ fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
 /// `truncate_after`, stops after that many bytes and fails the body, which closes the connection
 /// short of the advertised length.
 fn stream_file(path: PathBuf, start: u64, len: u64, truncate_after: Option<u64>) -> ResponseBody {
+    if truncate_after.is_none() && len <= DATA_READ_BYTES {
+        // One read from the page cache costs less than the hop to a blocking thread.
+        return match read_range(&path, start, len) {
+            Ok(bytes) => ResponseBody::Full(Some(Bytes::from(bytes))),
+            Err(error) => ResponseBody::Failed(Some(error)),
+        };
+    }
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
         let mut file = match File::open(&path)
@@ -404,6 +411,17 @@ fn stream_file(path: PathBuf, start: u64, len: u64, truncate_after: Option<u64>)
     }
 }
 
+fn read_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<Vec<u8>> {
+    let mut file = File::open(path)?;
+    file.seek(SeekFrom::Start(start))?;
+    // read_to_end fills spare capacity without zeroing it first.
+    let mut bytes = Vec::with_capacity(len as usize);
+    if file.take(len).read_to_end(&mut bytes)? as u64 != len {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(bytes)
+}
+
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response<ResponseBody> {
     let len = body.len() as u64;
     let mut response = Response::new(ResponseBody::Full(Some(Bytes::from(body))));
@@ -439,6 +457,8 @@ fn random_key() -> String {
 /// A body whose size is known up front: either in memory, or streamed from a reader thread.
 pub(crate) enum ResponseBody {
     Full(Option<Bytes>),
+    /// The data could not be read: the body fails at once (the connection closes).
+    Failed(Option<io::Error>),
     Stream {
         receiver: mpsc::Receiver<io::Result<Bytes>>,
         remaining: u64,
@@ -457,6 +477,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(bytes) => {
                 Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes))))
             }
+            ResponseBody::Failed(error) => Poll::Ready(error.take().map(Err)),
             ResponseBody::Stream {
                 receiver,
                 remaining,
@@ -475,6 +496,7 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
+            ResponseBody::Failed(_) => false,
             ResponseBody::Stream { remaining, .. } => *remaining == 0,
         }
     }
@@ -484,6 +506,7 @@ impl Body for ResponseBody {
             ResponseBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |bytes| bytes.len() as u64))
             }
+            ResponseBody::Failed(_) => SizeHint::default(),
             ResponseBody::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
