@@ -1,21 +1,24 @@
-//! Fetching one file: parallel ranged GETs streamed to disk at their offsets, per-part MD5 and
-//! whole-file SHA-256 computed as the bytes land, resume through a sidecar of verified parts.
+//! Fetching one file: parallel ranged GETs streamed to disk at their offsets, the whole-file
+//! SHA-256 computed as the bytes land, part MD5s checked in batches, resume through a sidecar
+//! of complete parts (re-checked before they are trusted).
 //!
 //! How the work is cut: every part not yet verified is cut into *lanes* of at most
 //! `chunk_size` bytes (never across a part boundary), queued in file order, at most
 //! `concurrency` running at once. The ranges in flight therefore stay next to each other, so
-//! parts and the whole-file SHA-256 complete nearly in order and hashing keeps pace with the
-//! transfer instead of trailing the last byte (with a lane per part, the last `concurrency`
-//! parts all landed together and the SHA-256 then had them to itself). A lane that breaks off
-//! resumes from its last byte. A lane accumulates ~1 MiB blocks and hands each to a blocking
-//! thread that writes it at its offset and feeds the hashes.
+//! the whole-file SHA-256 keeps pace with the transfer instead of trailing the last byte. A
+//! lane that breaks off resumes from its last byte. A lane accumulates ~1 MiB blocks and hands
+//! each to a blocking thread that writes it at its offset and feeds the SHA-256.
 //!
-//! How hashing stays parallel and memory stays bounded: each part's MD5 and the file's SHA-256
-//! are *hash streams* that must see their bytes in order. A block at a stream's frontier is
-//! hashed from memory by the thread that wrote it; a block that lands ahead of the frontier is
-//! only recorded, and whoever later reaches it reads it back from the page cache (on a separate
-//! blocking task, so no lane waits for it). Parts are therefore hashed on as many threads as
-//! there are lanes, and no block is kept in memory after it is written.
+//! How the SHA-256 stays bounded in memory: it is a *hash stream* that must see its bytes in
+//! order. A block at the stream's frontier is hashed from memory by the thread that wrote it; a
+//! block that lands ahead of the frontier is only recorded, and whoever later reaches it reads it
+//! back from the page cache (on a separate blocking task, so no lane waits for it). No block is
+//! kept in memory after it is written.
+//!
+//! How parts are verified: a part whose bytes are all on disk goes to the source's
+//! [`PartVerifier`], which reads it back from the page cache and hashes it together with other
+//! parts (of this file or of other files fetched at the same time) in the SIMD lanes of one
+//! core. The fetch waits for its parts' verdicts after its last byte.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -28,7 +31,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use md5::{Digest, Md5};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, HeaderMap, HeaderName, HeaderValue, RANGE};
 use serde_json::{Value, json};
@@ -36,6 +38,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ApiClient, describe_transport, is_retryable_status, retry_after};
+use crate::verify::PartVerifier;
 use crate::{DnanexusError, DnanexusOptions, FetchedFile, RemoteFile};
 
 /// Bytes a lane collects before writing and hashing them.
@@ -53,6 +56,7 @@ const SIDECAR_HEADER: &str = "keyledger-dnanexus-parts v1";
 
 pub(crate) async fn fetch(
     api: &ApiClient,
+    verifier: &Arc<PartVerifier>,
     options: &DnanexusOptions,
     file: &RemoteFile,
     partial_path: &Path,
@@ -65,21 +69,25 @@ pub(crate) async fn fetch(
     }
     let sidecar_path = sidecar_path(partial_path);
     let prepared = {
-        let (file, layout, partial_path, sidecar_path) = (
+        let (file, layout, partial_path, sidecar_path, verifier) = (
             file.clone(),
             layout.clone(),
             partial_path.to_path_buf(),
             sidecar_path.clone(),
+            Arc::clone(verifier),
         );
-        tokio::task::spawn_blocking(move || prepare(&file, &layout, &partial_path, &sidecar_path))
-            .await
-            .map_err(join_error)??
+        tokio::task::spawn_blocking(move || {
+            prepare(&file, &layout, &partial_path, &sidecar_path, &verifier)
+        })
+        .await
+        .map_err(join_error)??
     };
     let transfer = Arc::new(Transfer::new(
         file,
         &layout,
         prepared,
         sidecar_path.clone(),
+        Arc::clone(verifier),
         tokio::runtime::Handle::current(),
     ));
     let outcome = tokio::select! {
@@ -167,18 +175,19 @@ impl Layout {
 
 /// The partial file, opened and sized, with the parts a previous attempt verified.
 struct Prepared {
-    data: File,
+    data: Arc<File>,
     verified: Vec<bool>,
     sidecar: Option<File>,
 }
 
-/// Opens the partial file; re-checks (in parallel) the parts the sidecar claims; rewrites the
+/// Opens the partial file; re-checks the parts the sidecar claims (in one batch); rewrites the
 /// sidecar with the parts that still verify.
 fn prepare(
     file: &RemoteFile,
     layout: &Layout,
     partial_path: &Path,
     sidecar_path: &Path,
+    verifier: &PartVerifier,
 ) -> Result<Prepared, DnanexusError> {
     let use_sidecar = layout.parts.len() > 1;
     let mut claimed = if use_sidecar {
@@ -203,7 +212,7 @@ fn prepare(
         }
         data.set_len(file.size)?;
     }
-    let verified = recheck_claimed_parts(&data, layout, &claimed);
+    let verified = recheck_claimed_parts(&data, layout, &claimed, verifier);
     let sidecar = if use_sidecar {
         let mut sidecar = File::create(sidecar_path)?;
         let mut text = format!(
@@ -226,56 +235,39 @@ fn prepare(
         None
     };
     Ok(Prepared {
-        data,
+        data: Arc::new(data),
         verified,
         sidecar,
     })
 }
 
-/// Which parts still have their MD5 on disk, of those the sidecar claims; the claims are
-/// re-hashed on up to one thread per core (a fresh fetch claims nothing and starts no thread).
-fn recheck_claimed_parts(data: &File, layout: &Layout, claimed: &BTreeSet<u32>) -> Vec<bool> {
+/// Which parts still have their MD5 on disk, of those the sidecar claims (a fresh fetch claims
+/// nothing and reads nothing).
+fn recheck_claimed_parts(
+    data: &File,
+    layout: &Layout,
+    claimed: &BTreeSet<u32>,
+    verifier: &PartVerifier,
+) -> Vec<bool> {
     let mut verified = vec![false; layout.parts.len()];
-    let checks: Vec<(usize, &PartSpan)> = layout
+    let checks: Vec<(usize, &PartSpan, &str)> = layout
         .parts
         .iter()
         .enumerate()
         .filter(|(_, part)| claimed.contains(&part.index))
+        .filter_map(|(at, part)| Some((at, part, part.md5.as_deref()?)))
         .collect();
-    if checks.is_empty() {
-        return verified;
-    }
-    let workers = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .min(checks.len());
-    let results: Vec<(usize, bool)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|worker| {
-                let mine: Vec<(usize, &PartSpan)> = checks
-                    .iter()
-                    .skip(worker)
-                    .step_by(workers)
-                    .cloned()
-                    .collect();
-                scope.spawn(move || {
-                    mine.into_iter()
-                        .map(|(at, part)| (at, part_matches(data, part).unwrap_or(false)))
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_default())
-            .collect()
-    });
-    for (at, ok) in results {
-        verified[at] = ok;
+    let ranges: Vec<(&File, u64, u64)> = checks
+        .iter()
+        .map(|(_, part, _)| (data, part.offset, part.size))
+        .collect();
+    for ((at, _, expected), digest) in checks.iter().zip(verifier.md5_now(&ranges)) {
+        verified[*at] = digest.is_ok_and(|digest| hex(&digest) == *expected);
     }
     verified
 }
 
-/// Part indices the sidecar lists as verified for this very file (same id, size, parts, MD5s).
+/// Part indices the sidecar claims complete for this very file (same id, size, parts, MD5s).
 fn read_sidecar(path: &Path, file: &RemoteFile, layout: &Layout) -> BTreeSet<u32> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return BTreeSet::new();
@@ -295,32 +287,19 @@ fn read_sidecar(path: &Path, file: &RemoteFile, layout: &Layout) -> BTreeSet<u32
         .collect()
 }
 
-/// Whether the bytes on disk have the part's MD5 (a part without an MD5 never matches).
-fn part_matches(data: &File, part: &PartSpan) -> std::io::Result<bool> {
-    let Some(expected) = &part.md5 else {
-        return Ok(false);
-    };
-    let mut hasher = Md5::new();
-    let mut buffer = vec![0u8; READ_BACK_BYTES];
-    let mut done = 0;
-    while done < part.size {
-        let len = (part.size - done).min(READ_BACK_BYTES as u64) as usize;
-        data.read_exact_at(&mut buffer[..len], part.offset + done)?;
-        hasher.update(&buffer[..len]);
-        done += len as u64;
-    }
-    Ok(hex(&hasher.finalize()) == *expected)
-}
-
 /// Shared state of one fetch.
 struct Transfer {
     file_id: String,
     project: String,
     size: u64,
-    data: File,
+    data: Arc<File>,
     parts: Vec<PartTrack>,
     whole: HashStream,
     sha256: Mutex<Option<[u8; 32]>>,
+    verifier: Arc<PartVerifier>,
+    /// Parts handed to the verifier whose verdict has not come back.
+    checks_pending: AtomicUsize,
+    checks_done: tokio::sync::Notify,
     sidecar: Mutex<Option<File>>,
     sidecar_path: PathBuf,
     uses_sidecar: bool,
@@ -331,7 +310,7 @@ struct Transfer {
     abort: CancellationToken,
     /// Read-backs and background syncs: blocking work on the file that outlives a lane.
     read_backs: Mutex<Vec<JoinHandle<()>>>,
-    /// Bytes of verified parts written since the last background sync was started.
+    /// Bytes of complete parts written since the last background sync was started.
     unsynced: AtomicU64,
     /// A background `fdatasync` is running.
     syncing: std::sync::atomic::AtomicBool,
@@ -343,14 +322,10 @@ struct Transfer {
 
 struct PartTrack {
     span: PartSpan,
-    /// `None` for a part without an MD5, or one verified before this attempt.
-    stream: Option<HashStream>,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum StreamId {
-    Part(usize),
-    Whole,
+    /// Its MD5 is to be checked in this attempt (it has one and was not verified before).
+    check: bool,
+    /// Bytes of this part written in this attempt.
+    written: AtomicU64,
 }
 
 /// A contiguous span of one part fetched by one ranged GET (resumed by more after a break).
@@ -367,19 +342,17 @@ impl Transfer {
         layout: &Layout,
         prepared: Prepared,
         sidecar_path: PathBuf,
+        verifier: Arc<PartVerifier>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
         let parts = layout
             .parts
             .iter()
             .zip(&prepared.verified)
-            .map(|(span, verified)| {
-                let stream = (!verified && span.md5.is_some())
-                    .then(|| HashStream::new(span.offset, span.offset + span.size, Hasher::md5()));
-                PartTrack {
-                    span: span.clone(),
-                    stream,
-                }
+            .map(|(span, verified)| PartTrack {
+                span: span.clone(),
+                check: !verified && span.md5.is_some(),
+                written: AtomicU64::new(0),
             })
             .collect();
         Self {
@@ -390,6 +363,9 @@ impl Transfer {
             parts,
             whole: HashStream::new(0, file.size, Hasher::sha256()),
             sha256: Mutex::new(None),
+            verifier,
+            checks_pending: AtomicUsize::new(0),
+            checks_done: tokio::sync::Notify::new(),
             uses_sidecar: prepared.sidecar.is_some(),
             sidecar: Mutex::new(prepared.sidecar),
             sidecar_path,
@@ -416,7 +392,7 @@ impl Transfer {
         let mut pending = Vec::new();
         for (at, part) in self.parts.iter().enumerate() {
             let span = &part.span;
-            if span.size == 0 || (part.stream.is_none() && span.md5.is_some()) {
+            if span.size == 0 || (!part.check && span.md5.is_some()) {
                 self.bytes_done.fetch_add(span.size, Ordering::Relaxed);
                 self.record_written(at, span.offset, span.offset + span.size, None);
             } else {
@@ -446,7 +422,7 @@ impl Transfer {
             outcome = lanes_done => outcome.map(|_| ()),
         };
         lanes_outcome?;
-        // Every byte is on disk; wait for the read-backs still hashing.
+        // Every byte is on disk; wait for the read-backs still hashing and the part checks.
         loop {
             let handles = std::mem::take(&mut *lock(&self.read_backs));
             if handles.is_empty() {
@@ -456,20 +432,17 @@ impl Transfer {
                 handle.await.map_err(join_error)?;
             }
         }
+        self.verifier.hurry(&self.runtime, &self.data);
+        until_zero(&self.checks_pending, &self.checks_done).await;
         if let Some(error) = lock(&self.failure).take() {
             return Err(error);
         }
         let sha256 = lock(&self.sha256).ok_or_else(|| {
             std::io::Error::other("internal error: the SHA-256 did not cover the whole file")
         })?;
-        if self.parts.iter().any(|part| {
-            part.stream
-                .as_ref()
-                .is_some_and(|stream| !stream.finished())
-        }) {
-            return Err(
-                std::io::Error::other("internal error: a part was not hashed to its end").into(),
-            );
+        let parts_with_md5 = self.parts.iter().filter(|part| part.span.md5.is_some());
+        if self.parts_verified.load(Ordering::SeqCst) != parts_with_md5.count() {
+            return Err(std::io::Error::other("internal error: a part was not checked").into());
         }
         let this = self.clone();
         tokio::task::spawn_blocking(move || -> Result<(), DnanexusError> {
@@ -697,40 +670,89 @@ impl Transfer {
         .map_err(join_error)?
     }
 
-    /// Marks `[start, end)` of part `part` as on disk for both hash streams.
+    /// Marks `[start, end)` of part `part` as on disk: feeds the SHA-256, and hands the part to
+    /// the verifier once all its bytes are written.
     fn record_written(self: &Arc<Self>, part: usize, start: u64, end: u64, data: Option<&[Bytes]>) {
-        if let Some(stream) = &self.parts[part].stream {
-            let step = stream.written(start, end, data);
-            self.follow(StreamId::Part(part), step);
+        let track = &self.parts[part];
+        let len = end - start;
+        if track.check && track.written.fetch_add(len, Ordering::SeqCst) + len == track.span.size {
+            if let Some(sidecar) = lock(&self.sidecar).as_mut() {
+                // A claim for a later resume, which re-checks it: a failed write costs nothing.
+                let md5 = track.span.md5.as_deref().unwrap_or_default();
+                let _ = sidecar.write_all(format!("{} {md5}\n", track.span.index).as_bytes());
+            }
+            self.check_part(part);
+            self.sync_in_background(track.span.size);
         }
         let step = self.whole.written(start, end, data);
-        self.follow(StreamId::Whole, step);
+        self.follow(step);
     }
 
     fn record_written_whole_empty(self: &Arc<Self>) {
         let step = self.whole.written(0, 0, None);
-        self.follow(StreamId::Whole, step);
+        self.follow(step);
     }
 
-    fn stream(&self, id: StreamId) -> Option<&HashStream> {
-        match id {
-            StreamId::Part(at) => self.parts[at].stream.as_ref(),
-            StreamId::Whole => Some(&self.whole),
+    /// Queues part `part` (all on disk) for its MD5 check; the verdict fails the fetch or
+    /// records the part as verified.
+    fn check_part(self: &Arc<Self>, part: usize) {
+        self.checks_pending.fetch_add(1, Ordering::SeqCst);
+        // Weak: a queued check must not keep a dropped fetch (and, through it, the verifier)
+        // alive.
+        let transfer = Arc::downgrade(self);
+        let span = &self.parts[part].span;
+        self.verifier.submit(
+            &self.runtime,
+            Arc::clone(&self.data),
+            span.offset,
+            span.size,
+            self.abort.clone(),
+            Box::new(move |digest| {
+                let Some(this) = transfer.upgrade() else {
+                    return;
+                };
+                this.part_checked(part, digest);
+                if this.checks_pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    this.checks_done.notify_waiters();
+                }
+            }),
+        );
+    }
+
+    fn part_checked(&self, part: usize, digest: std::io::Result<[u8; 16]>) {
+        let span = &self.parts[part].span;
+        let digest = match digest {
+            Ok(digest) => digest,
+            Err(error) => return self.fail(error.into()),
+        };
+        let actual = hex(&digest);
+        let expected = span.md5.clone().unwrap_or_default();
+        if actual != expected {
+            return self.fail(DnanexusError::Verification {
+                file: self.file_id.clone(),
+                part: span.index,
+                expected,
+                actual,
+            });
         }
+        self.parts_verified.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn follow(self: &Arc<Self>, id: StreamId, step: Step) {
+    fn follow(self: &Arc<Self>, step: Step) {
         match step {
             Step::Idle => {}
-            Step::Finished(digest) => self.finished(id, digest),
+            Step::Finished(digest) => {
+                let mut sha256 = [0u8; 32];
+                if digest.len() == 32 {
+                    sha256.copy_from_slice(&digest);
+                    *lock(&self.sha256) = Some(sha256);
+                }
+            }
             Step::ReadBack(hasher) => {
                 let this = self.clone();
                 let handle = self.runtime.spawn_blocking(move || {
-                    let Some(stream) = this.stream(id) else {
-                        return;
-                    };
-                    match stream.read_back(hasher, &this.data, &this.abort) {
-                        Ok(step) => this.follow(id, step),
+                    match this.whole.read_back(hasher, &this.data, &this.abort) {
+                        Ok(step) => this.follow(step),
                         Err(error) => this.fail(error.into()),
                     }
                 });
@@ -739,43 +761,11 @@ impl Transfer {
         }
     }
 
-    fn finished(self: &Arc<Self>, id: StreamId, digest: Vec<u8>) {
-        match id {
-            StreamId::Whole => {
-                let mut sha256 = [0u8; 32];
-                if digest.len() == 32 {
-                    sha256.copy_from_slice(&digest);
-                    *lock(&self.sha256) = Some(sha256);
-                }
-            }
-            StreamId::Part(at) => {
-                let span = &self.parts[at].span;
-                let actual = hex(&digest);
-                let expected = span.md5.clone().unwrap_or_default();
-                if actual != expected {
-                    self.fail(DnanexusError::Verification {
-                        file: self.file_id.clone(),
-                        part: span.index,
-                        expected,
-                        actual,
-                    });
-                    return;
-                }
-                self.parts_verified.fetch_add(1, Ordering::Relaxed);
-                if let Some(sidecar) = lock(&self.sidecar).as_mut() {
-                    // Only a hint for a later resume, which re-checks: a failed write costs nothing.
-                    let _ = sidecar.write_all(format!("{} {actual}\n", span.index).as_bytes());
-                }
-                self.sync_in_background(span.size);
-            }
-        }
-    }
-
-    /// Starts an `fdatasync` of the file once [`SYNC_BYTES`] of verified parts are unsynced
+    /// Starts an `fdatasync` of the file once [`SYNC_BYTES`] of complete parts are unsynced
     /// (one at a time), so that the final sync, which the caller waits for, finds little left
     /// to write: the disk works while the download goes on.
-    fn sync_in_background(self: &Arc<Self>, verified: u64) {
-        let unsynced = self.unsynced.fetch_add(verified, Ordering::Relaxed) + verified;
+    fn sync_in_background(self: &Arc<Self>, written: u64) {
+        let unsynced = self.unsynced.fetch_add(written, Ordering::Relaxed) + written;
         if unsynced < SYNC_BYTES
             || self.abort.is_cancelled()
             || self.syncing.swap(true, Ordering::AcqRel)
@@ -793,19 +783,14 @@ impl Transfer {
         lock(&self.read_backs).push(handle);
     }
 
-    /// Stops the read-backs and waits until no thread of this fetch touches the file. Writes
-    /// go first: a finishing write may still start a read-back.
+    /// Stops the read-backs and part checks and waits until no thread of this fetch touches
+    /// the file. Writes go first: a finishing write may still start a read-back or a check.
     async fn quiesce(&self) {
         self.abort.cancel();
-        loop {
-            let notified = self.writes_done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if self.writes_in_flight.load(Ordering::SeqCst) == 0 {
-                break;
-            }
-            notified.await;
-        }
+        until_zero(&self.writes_in_flight, &self.writes_done).await;
+        // Queued checks of an aborted fetch are dropped unread; a running batch finishes.
+        self.verifier.hurry(&self.runtime, &self.data);
+        until_zero(&self.checks_pending, &self.checks_done).await;
         loop {
             let handles = std::mem::take(&mut *lock(&self.read_backs));
             if handles.is_empty() {
@@ -831,6 +816,19 @@ impl Transfer {
         lock(&self.failure)
             .take()
             .unwrap_or(DnanexusError::Cancelled)
+    }
+}
+
+/// Waits until `counter` is zero; whoever brings it to zero notifies `reached` (waiters).
+async fn until_zero(counter: &AtomicUsize, reached: &tokio::sync::Notify) {
+    loop {
+        let notified = reached.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if counter.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        notified.await;
     }
 }
 
@@ -1034,10 +1032,6 @@ impl HashStream {
         }
     }
 
-    fn finished(&self) -> bool {
-        lock(&self.state).done
-    }
-
     /// Records that `[start, end)` is on disk; `data` holds those bytes if still in memory.
     fn written(&self, start: u64, end: u64, data: Option<&[Bytes]>) -> Step {
         let mut state = lock(&self.state);
@@ -1139,32 +1133,20 @@ fn insert_range(pending: &mut BTreeMap<u64, u64>, mut start: u64, mut end: u64) 
     pending.insert(start, end);
 }
 
-enum Hasher {
-    Md5(Box<Md5>),
-    Sha256(Box<ring::digest::Context>),
-}
+/// The whole-file SHA-256, boxed so that passing the baton moves a pointer.
+struct Hasher(Box<ring::digest::Context>);
 
 impl Hasher {
-    fn md5() -> Self {
-        Hasher::Md5(Box::new(Md5::new()))
-    }
-
     fn sha256() -> Self {
-        Hasher::Sha256(Box::new(ring::digest::Context::new(&ring::digest::SHA256)))
+        Hasher(Box::new(ring::digest::Context::new(&ring::digest::SHA256)))
     }
 
     fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::Md5(md5) => md5.update(data),
-            Hasher::Sha256(sha256) => sha256.update(data),
-        }
+        self.0.update(data);
     }
 
     fn finish(self) -> Vec<u8> {
-        match self {
-            Hasher::Md5(md5) => md5.finalize().to_vec(),
-            Hasher::Sha256(sha256) => sha256.finish().as_ref().to_vec(),
-        }
+        self.0.finish().as_ref().to_vec()
     }
 }
 
@@ -1238,7 +1220,7 @@ mod tests {
             .open(dir.path().join("data"))
             .unwrap();
         file.write_all_at(&bytes, 0).unwrap();
-        let stream = HashStream::new(0, 10_000, Hasher::md5());
+        let stream = HashStream::new(0, 10_000, Hasher::sha256());
         let abort = CancellationToken::new();
         let mut digest = None;
         for (start, end, in_memory) in [
@@ -1263,10 +1245,8 @@ mod tests {
                 digest = Some(found);
             }
         }
-        let mut expected = Md5::new();
-        expected.update(&bytes);
-        assert_eq!(digest, Some(expected.finalize().to_vec()));
-        assert!(stream.finished());
+        let expected = ring::digest::digest(&ring::digest::SHA256, &bytes);
+        assert_eq!(digest, Some(expected.as_ref().to_vec()));
     }
 
     #[test]
@@ -1278,7 +1258,8 @@ mod tests {
                 size,
                 md5: None,
             },
-            stream: None,
+            check: false,
+            written: AtomicU64::new(0),
         };
         let mib = 1u64 << 20;
         let one_part = [track(0, 100 * mib)];

@@ -4,14 +4,15 @@
 //! - [`DnanexusSource::list`] finds the closed, visible files under a project folder whose path
 //!   *relative to that folder* (for example `sub/x.csv` under `/reads`) matches a regex.
 //! - [`DnanexusSource::fetch`] downloads one file into a partial file with parallel ranged GETs,
-//!   verifies every part's MD5 (on several threads) and the total size, computes the SHA-256 of
-//!   the content, and can resume after an interruption.
+//!   verifies every part's MD5 (many parts at once, in SIMD lanes) and the total size, computes
+//!   the SHA-256 of the content, and can resume after an interruption.
 //!
 //! Architecture invariants:
 //! - The token is sent only to API calls (`POST <api_url>/…`), never to download URLs, and
 //!   appears in no error, log line or `Debug` output.
-//! - Memory stays bounded whatever the file size: data streams to disk at its offset, and parts
-//!   are hashed from the bytes in flight or read back from the page cache.
+//! - Memory stays bounded whatever the file size: data streams to disk at its offset; the
+//!   SHA-256 hashes the bytes in flight or reads them back from the page cache, part MD5s are
+//!   read back from the page cache once a part is complete.
 //! - Retries follow dxpy: 429 and 5xx (honouring an integer `Retry-After`, capped by
 //!   [`DnanexusOptions::max_backoff`]), connection errors and truncated bodies are retried; other
 //!   4xx answers are not.
@@ -20,6 +21,7 @@ mod client;
 mod error;
 mod fetch;
 mod list;
+mod verify;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -30,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::DnanexusError;
 
 use client::ApiClient;
+use verify::PartVerifier;
 
 /// A DNAnexus API token. `Debug` never shows it.
 #[derive(Clone)]
@@ -116,10 +119,12 @@ pub struct FetchedFile {
     pub parts_verified: usize,
 }
 
-/// One token's view of DNAnexus. Cheap to clone; clones share connections.
+/// One token's view of DNAnexus. Cheap to clone; clones share connections and the part
+/// verifier (parts of files fetched at the same time are checked together).
 #[derive(Clone, Debug)]
 pub struct DnanexusSource {
     api: Arc<ApiClient>,
+    verifier: Arc<PartVerifier>,
     options: DnanexusOptions,
 }
 
@@ -148,6 +153,7 @@ impl DnanexusSource {
         let api = ApiClient::new(token, options)?;
         Ok(Self {
             api: Arc::new(api),
+            verifier: Arc::new(PartVerifier::new()),
             options: options.clone(),
         })
     }
@@ -193,9 +199,9 @@ impl DnanexusSource {
     /// number of bytes of the file now on disk and verified or in flight (monotonic, ending at
     /// `file.size`).
     ///
-    /// Resume: for a multi-part file a sidecar `<partial_path>.parts` lists verified parts; a
-    /// later call for the same file re-checks those parts' MD5 on disk and fetches only the
-    /// rest. On success the data is fsynced and the sidecar removed; the caller renames the
+    /// Resume: for a multi-part file a sidecar `<partial_path>.parts` lists the parts written
+    /// in full; a later call for the same file re-checks those parts' MD5 on disk and fetches
+    /// only the rest. On success the data is fsynced and the sidecar removed; the caller renames the
     /// partial file into place. On a verification failure the partial file and sidecar are
     /// deleted. After any other error or cancellation both are kept so a retry can resume; a
     /// caller abandoning the file deletes them.
@@ -208,6 +214,7 @@ impl DnanexusSource {
     ) -> Result<FetchedFile, DnanexusError> {
         fetch::fetch(
             &self.api,
+            &self.verifier,
             &self.options,
             file,
             partial_path,

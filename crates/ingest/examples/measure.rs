@@ -4,9 +4,10 @@
 //! Figures: one 1 GiB object, and 2,000 objects of 64 KiB, each through a full job (vault,
 //! events, verification, sample store), best of `RUNS`.
 
+use std::path::Path;
 use std::time::Duration;
 
-use keyledger_ingest::bench::{BenchFigures, ingest_dnanexus_once, ingest_s3_once};
+use keyledger_ingest::bench::{BenchError, BenchFigures, ingest_dnanexus_once, ingest_s3_once};
 use keyledger_testkit::dnanexus::{Content, DnanexusEmulator, Seed};
 use keyledger_testkit::s3::S3Server;
 
@@ -29,13 +30,14 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let endpoint = server.endpoint();
 
-    let big = best(RUNS, || {
-        ingest_s3_once(&endpoint, ACCESS_KEY_ID, SECRET, "bench", "big/", "")
+    let big = best(RUNS, async |dir| {
+        ingest_s3_once(dir, &endpoint, ACCESS_KEY_ID, SECRET, "bench", "big/", "").await
     })
     .await?;
     report("S3 1 x 1 GiB", big);
-    let small = best(RUNS, || {
+    let small = best(RUNS, async |dir| {
         ingest_s3_once(
+            dir,
             &endpoint,
             ACCESS_KEY_ID,
             SECRET,
@@ -43,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
             "small/",
             r"\.csv$",
         )
+        .await
     })
     .await?;
     report("S3 2000 x 64 KiB", small);
@@ -74,27 +77,28 @@ async fn main() -> anyhow::Result<()> {
     }
     let emulator = DnanexusEmulator::start(seed).await?;
     let api = emulator.endpoint();
-    let big = best(RUNS, || {
-        ingest_dnanexus_once(&api, TOKEN, &project, "/big", "")
+    let big = best(RUNS, async |dir| {
+        ingest_dnanexus_once(dir, &api, TOKEN, &project, "/big", "").await
     })
     .await?;
     report("DNAnexus 1 x 1 GiB", big);
-    let small = best(RUNS, || {
-        ingest_dnanexus_once(&api, TOKEN, &project, "/small", r"\.csv$")
+    let small = best(RUNS, async |dir| {
+        ingest_dnanexus_once(dir, &api, TOKEN, &project, "/small", r"\.csv$").await
     })
     .await?;
     report("DNAnexus 2000 x 64 KiB", small);
     Ok(())
 }
 
-async fn best<F, Fut>(runs: usize, mut run: F) -> anyhow::Result<BenchFigures>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<BenchFigures, keyledger_ingest::bench::BenchError>>,
-{
+/// The fastest of `runs` runs, each in a fresh directory.
+async fn best(
+    runs: usize,
+    mut run: impl AsyncFnMut(&Path) -> Result<BenchFigures, BenchError>,
+) -> anyhow::Result<BenchFigures> {
     let mut best: Option<BenchFigures> = None;
     for _ in 0..runs {
-        let figures = run().await?;
+        let dir = tempfile::tempdir()?;
+        let figures = run(dir.path()).await?;
         eprintln!(
             "  run: {} files, {} bytes in {:?}",
             figures.1, figures.0, figures.2

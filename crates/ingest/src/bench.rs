@@ -1,7 +1,7 @@
 //! Helpers for the benchmark harness: one real ingestion (vault, log, events, store) against a
 //! given server, timed from the request to the final event.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,9 @@ pub enum BenchError {
 pub type BenchFigures = (u64, u64, Duration);
 
 /// Ingests `bucket`/`prefix` (objects matching `pattern`) from an S3-compatible `endpoint`
-/// (path-style) into a temporary store with the default [`IngestConfig`].
+/// (path-style) into a store in `workspace` with the default [`IngestConfig`].
 pub async fn ingest_s3_once(
+    workspace: &Path,
     endpoint: &str,
     access_key_id: &str,
     secret_access_key: &str,
@@ -49,12 +50,13 @@ pub async fn ingest_s3_once(
         prefix: prefix.to_owned(),
         pattern: pattern.to_owned(),
     };
-    ingest_once(config, credential, selection).await
+    ingest_once(workspace, config, credential, selection).await
 }
 
 /// Ingests `project`:`folder` (files matching `pattern`) from a DNAnexus API at `api_url`
-/// into a temporary store with the default [`IngestConfig`].
+/// into a store in `workspace` with the default [`IngestConfig`].
 pub async fn ingest_dnanexus_once(
+    workspace: &Path,
     api_url: &str,
     token: &str,
     project: &str,
@@ -70,25 +72,25 @@ pub async fn ingest_dnanexus_once(
         folder: folder.to_owned(),
         pattern: pattern.to_owned(),
     };
-    ingest_once(config, credential, selection).await
+    ingest_once(workspace, config, credential, selection).await
 }
 
-/// One ingestion with a fresh vault in a temporary directory. A relative `config.store_root`
-/// (the default) is placed in that temporary directory too, and removed with it.
+/// One ingestion with a fresh vault in `workspace`, an empty directory the caller owns and
+/// removes. A relative `config.store_root` (the default) is placed in it too.
 pub async fn ingest_once(
+    workspace: &Path,
     mut config: IngestConfig,
     credential: NewCredential,
     selection: Selection,
 ) -> Result<BenchFigures, BenchError> {
     let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
-    let dir = tempfile::tempdir().map_err(|e| setup(&e))?;
     if config.store_root.is_relative() {
-        config.store_root = dir.path().join("samples");
+        config.store_root = workspace.join("samples");
     }
     let master = MasterKey::generate(&ring::rand::SystemRandom::new()).map_err(|e| setup(&e))?;
     let vault = Vault::open(
         VaultConfig {
-            data_dir: PathBuf::from(dir.path()).join("vault"),
+            data_dir: workspace.join("vault"),
             ..VaultConfig::default()
         },
         &master,

@@ -3,7 +3,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use crc_fast::CrcAlgorithm;
-use md5::Digest as _;
 
 use crate::error::{S3Error, Verification};
 
@@ -122,7 +121,8 @@ pub(crate) struct ContentHasher {
     length: u64,
     /// `None` only in the second half of a [`ContentHasher::split`].
     sha256: Option<ring::digest::Context>,
-    md5: Option<md5::Md5>,
+    /// md5-many's single-stream MD5: 10–20 % faster here than md-5's assembly.
+    md5: Option<md5_many::Md5State>,
     crcs: Vec<(Verification, crc_fast::Digest)>,
     sha1: Option<ring::digest::Context>,
     sha256_checksum: bool,
@@ -144,7 +144,7 @@ impl ContentHasher {
         ContentHasher {
             length: 0,
             sha256: Some(ring::digest::Context::new(&ring::digest::SHA256)),
-            md5: expected.etag_is_md5.then(md5::Md5::new),
+            md5: expected.etag_is_md5.then(md5_many::Md5State::new),
             crcs,
             sha1: wants(Verification::ChecksumSha1)
                 .then(|| ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY)),
