@@ -321,6 +321,8 @@ struct Transfer {
     syncing: std::sync::atomic::AtomicBool,
     /// Block writes still running on blocking threads (a dropped lane does not stop them).
     writes_in_flight: AtomicUsize,
+    /// Taken around each write to the file (see `write_block`).
+    write_turn: Mutex<()>,
     writes_done: tokio::sync::Notify,
     runtime: tokio::runtime::Handle,
 }
@@ -384,6 +386,7 @@ impl Transfer {
             unsynced: AtomicU64::new(0),
             syncing: std::sync::atomic::AtomicBool::new(false),
             writes_in_flight: AtomicUsize::new(0),
+            write_turn: Mutex::new(()),
             writes_done: tokio::sync::Notify::new(),
             runtime,
         }
@@ -664,7 +667,13 @@ impl Transfer {
             let _done = WriteDone(&this);
             let mut start = offset;
             for frame in &frames {
-                this.data.write_all_at(frame, start)?;
+                {
+                    // The kernel serialises buffered writes to one file on its inode lock, and
+                    // a writer waiting for it spins while the holder runs: on 2 cores that
+                    // burnt up to 6 % of the CPU (perf). Waiting here sleeps instead.
+                    let _turn = lock(&this.write_turn);
+                    this.data.write_all_at(frame, start)?;
+                }
                 let end = start + frame.len() as u64;
                 this.record_written(part, start, end, Some(std::slice::from_ref(frame)));
                 start = end;
