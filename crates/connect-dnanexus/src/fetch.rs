@@ -651,10 +651,11 @@ impl Transfer {
         position + len
     }
 
-    /// Writes consecutive frames from `offset` and feeds the hashes, on a blocking thread. Each
-    /// frame is written and hashed before the next is touched, while it is still in the CPU's
-    /// cache (hashing a whole block after writing it read it back from memory: SHA-256 runs at
-    /// ≈1.2 GB/s from memory and ≈1.9 GB/s from cache here).
+    /// Writes consecutive frames from `offset` on a blocking thread, feeding the SHA-256 and
+    /// handing complete parts to the verifier. Each frame is written and hashed before the next
+    /// is touched, while it is still in the CPU's cache (hashing a whole block after writing it
+    /// read it back from memory: SHA-256 runs at ≈1.2 GB/s from memory and ≈1.9 GB/s from cache
+    /// here).
     async fn write_block(
         self: &Arc<Self>,
         part: usize,
