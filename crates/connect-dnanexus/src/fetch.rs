@@ -231,7 +231,11 @@ fn prepare(
         sidecar.write_all(text.as_bytes())?;
         Some(sidecar)
     } else {
-        remove_if_present(sidecar_path)?;
+        // Only an earlier attempt can have left one. A fresh file skips the unlink, which
+        // takes the folder's lock that the parallel fetches' creates need.
+        if on_disk != 0 {
+            remove_if_present(sidecar_path)?;
+        }
         None
     };
     Ok(Prepared {
