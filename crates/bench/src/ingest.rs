@@ -168,8 +168,7 @@ struct HashingFloor {
     transfer_cpu: f64,
     md5_cpu: f64,
     sha256_cpu: f64,
-    /// The MD5 is one stream (a single-part S3 object), not one per part.
-    md5_one_stream: bool,
+    md5_streams: Md5Streams,
     cores: f64,
 }
 
@@ -224,16 +223,15 @@ impl HashingFloor {
             transfer_cpu,
             md5_cpu,
             sha256_cpu,
-            md5_one_stream: matches!(md5_streams, Md5Streams::One),
+            md5_streams,
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         }
     }
 
     fn longest_stream(&self) -> f64 {
-        if self.md5_one_stream {
-            self.sha256_cpu.max(self.md5_cpu)
-        } else {
-            self.sha256_cpu
+        match self.md5_streams {
+            Md5Streams::One => self.sha256_cpu.max(self.md5_cpu),
+            Md5Streams::Parts(_) => self.sha256_cpu,
         }
     }
 

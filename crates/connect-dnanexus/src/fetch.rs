@@ -372,7 +372,7 @@ impl Transfer {
             size: file.size,
             data: prepared.data,
             parts,
-            whole: HashStream::new(0, file.size, Hasher::sha256()),
+            whole: HashStream::new(file.size),
             sha256: Mutex::new(None),
             verifier,
             checks_pending: AtomicUsize::new(0),
@@ -439,17 +439,7 @@ impl Transfer {
         };
         lanes_outcome?;
         // Every byte is on disk; wait for the read-backs still hashing and the part checks.
-        loop {
-            let handles = std::mem::take(&mut *lock(&self.read_backs));
-            if handles.is_empty() {
-                break;
-            }
-            for handle in handles {
-                handle.await.map_err(join_error)?;
-            }
-        }
-        self.verifier.hurry(&self.runtime, &self.data);
-        until_zero(&self.checks_pending, &self.checks_done).await;
+        self.settle().await.map_err(join_error)?;
         if let Some(error) = lock(&self.failure).take() {
             return Err(error);
         }
@@ -782,13 +772,7 @@ impl Transfer {
     fn follow(self: &Arc<Self>, step: Step) {
         match step {
             Step::Idle => {}
-            Step::Finished(digest) => {
-                let mut sha256 = [0u8; 32];
-                if digest.len() == 32 {
-                    sha256.copy_from_slice(&digest);
-                    *lock(&self.sha256) = Some(sha256);
-                }
-            }
+            Step::Finished(sha256) => *lock(&self.sha256) = Some(sha256),
             Step::ReadBack(hasher) => {
                 let this = self.clone();
                 let handle = self.runtime.spawn_blocking(move || {
@@ -829,19 +813,29 @@ impl Transfer {
     async fn quiesce(&self) {
         self.abort.cancel();
         until_zero(&self.writes_in_flight, &self.writes_done).await;
-        // Queued checks of an aborted fetch are dropped unread; a running batch finishes.
+        // Queued checks of an aborted fetch are dropped unread; a running batch finishes. A
+        // read-back that panicked has nothing left to stop.
+        let _ = self.settle().await;
+    }
+
+    /// Waits for the part checks (asking for them at once) and for every read-back and
+    /// background sync; reports the first of those that panicked.
+    async fn settle(&self) -> Result<(), tokio::task::JoinError> {
         self.verifier.hurry(&self.runtime, &self.data);
-        until_zero(&self.checks_pending, &self.checks_done).await;
+        let mut outcome = Ok(());
         loop {
             let handles = std::mem::take(&mut *lock(&self.read_backs));
             if handles.is_empty() {
                 break;
             }
             for handle in handles {
-                // A read-back that panicked has nothing left to stop.
-                let _ = handle.await;
+                if let Err(error) = handle.await {
+                    outcome = outcome.and(Err(error));
+                }
             }
         }
+        until_zero(&self.checks_pending, &self.checks_done).await;
+        outcome
     }
 
     fn fail(&self, error: DnanexusError) {
@@ -1036,7 +1030,7 @@ impl DownloadUrls {
     }
 }
 
-/// A hash that must see the bytes of `[start, end)` in order while they land in any order.
+/// The whole file's SHA-256, which must see the bytes in order while they land in any order.
 /// Whoever holds the hasher (the "baton") advances the frontier; the others only record ranges.
 struct HashStream {
     state: Mutex<StreamState>,
@@ -1055,18 +1049,19 @@ struct StreamState {
 /// What the thread that reported a write must do next.
 enum Step {
     Idle,
-    Finished(Vec<u8>),
+    Finished([u8; 32]),
     /// Hash the written ranges at the frontier from disk (the caller now holds the hasher).
     ReadBack(Hasher),
 }
 
 impl HashStream {
-    fn new(start: u64, end: u64, hasher: Hasher) -> Self {
+    /// The SHA-256 of a file of `size` bytes.
+    fn new(size: u64) -> Self {
         Self {
             state: Mutex::new(StreamState {
-                frontier: start,
-                end,
-                hasher: Some(hasher),
+                frontier: 0,
+                end: size,
+                hasher: Some(Hasher::new()),
                 pending: BTreeMap::new(),
                 done: false,
             }),
@@ -1178,7 +1173,7 @@ fn insert_range(pending: &mut BTreeMap<u64, u64>, mut start: u64, mut end: u64) 
 struct Hasher(Box<ring::digest::Context>);
 
 impl Hasher {
-    fn sha256() -> Self {
+    fn new() -> Self {
         Hasher(Box::new(ring::digest::Context::new(&ring::digest::SHA256)))
     }
 
@@ -1186,8 +1181,10 @@ impl Hasher {
         self.0.update(data);
     }
 
-    fn finish(self) -> Vec<u8> {
-        self.0.finish().as_ref().to_vec()
+    fn finish(self) -> [u8; 32] {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(self.0.finish().as_ref());
+        digest
     }
 }
 
@@ -1203,7 +1200,7 @@ fn content_range_start(header: &str) -> Option<u64> {
         .ok()
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the data consistent, so a panic elsewhere does not poison it.
     mutex
         .lock()
@@ -1261,7 +1258,7 @@ mod tests {
             .open(dir.path().join("data"))
             .unwrap();
         file.write_all_at(&bytes, 0).unwrap();
-        let stream = HashStream::new(0, 10_000, Hasher::sha256());
+        let stream = HashStream::new(10_000);
         let abort = CancellationToken::new();
         let mut digest = None;
         for (start, end, in_memory) in [
@@ -1287,7 +1284,7 @@ mod tests {
             }
         }
         let expected = ring::digest::digest(&ring::digest::SHA256, &bytes);
-        assert_eq!(digest, Some(expected.as_ref().to_vec()));
+        assert_eq!(digest.map(|d| d.to_vec()), Some(expected.as_ref().to_vec()));
     }
 
     #[test]

@@ -52,7 +52,7 @@ pub struct DnanexusOptions {
     /// Parallel ranged GETs per file, default 8.
     pub concurrency: usize,
     /// Largest ranged GET, default 8 MiB; ranges never cross part boundaries. The ranges in
-    /// flight (`concurrency` × `chunk_size`) are the window hashing trails by.
+    /// flight (`concurrency` × `chunk_size`) are the window the SHA-256 trails by.
     pub chunk_size: u64,
     /// Attempts per request (and per range without progress) before giving up, default 7.
     pub max_attempts: u32,
@@ -201,10 +201,10 @@ impl DnanexusSource {
     ///
     /// Resume: for a multi-part file a sidecar `<partial_path>.parts` lists the parts written
     /// in full; a later call for the same file re-checks those parts' MD5 on disk and fetches
-    /// only the rest. On success the data is fsynced and the sidecar removed; the caller renames the
-    /// partial file into place. On a verification failure the partial file and sidecar are
-    /// deleted. After any other error or cancellation both are kept so a retry can resume; a
-    /// caller abandoning the file deletes them.
+    /// only the rest. On success the data is fsynced and the sidecar removed; the caller
+    /// renames the partial file into place. On a verification failure the partial file and
+    /// sidecar are deleted. After any other error or cancellation both are kept so a retry can
+    /// resume; a caller abandoning the file deletes them.
     pub async fn fetch(
         &self,
         file: &RemoteFile,

@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use md5_many::{Md5Digest, Md5Many, Md5State};
 use tokio_util::sync::CancellationToken;
 
+use crate::fetch::lock;
+
 /// Parts waiting before a batch starts unprompted: half of the AVX-512 lanes.
 const BATCH_MIN: usize = 8;
 /// Most parts hashed together: the AVX-512 lanes.
@@ -176,10 +178,7 @@ impl PartVerifier {
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        // Every critical section leaves the queue consistent.
-        self.queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.queue)
     }
 }
 

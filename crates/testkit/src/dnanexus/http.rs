@@ -355,11 +355,15 @@ fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
 /// short of the advertised length.
 fn stream_file(path: PathBuf, start: u64, len: u64, truncate_after: Option<u64>) -> ResponseBody {
     if truncate_after.is_none() && len <= DATA_READ_BYTES {
-        // One read from the page cache costs less than the hop to a blocking thread.
-        return match read_range(&path, start, len) {
-            Ok(bytes) => ResponseBody::Full(Some(Bytes::from(bytes))),
-            Err(error) => ResponseBody::Failed(Some(error)),
-        };
+        // One read from the page cache costs less than the hop to a blocking thread. A read
+        // that fails goes the streaming way, which reports the error in the body.
+        let inline = File::open(&path).and_then(|mut file| {
+            file.seek(SeekFrom::Start(start))?;
+            read_chunk(&mut file, len)
+        });
+        if let Ok(bytes) = inline {
+            return ResponseBody::Full(Some(Bytes::from(bytes)));
+        }
     }
     let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(2);
     tokio::task::spawn_blocking(move || {
@@ -377,19 +381,13 @@ fn stream_file(path: PathBuf, start: u64, len: u64, truncate_after: Option<u64>)
         let mut offset = start;
         while offset < stop {
             let want = DATA_READ_BYTES.min(stop - offset);
-            // read_to_end fills spare capacity without zeroing it first.
-            let mut buffer = Vec::with_capacity(want as usize);
-            let read = (&mut file).take(want).read_to_end(&mut buffer);
-            if let Err(error) = read.and_then(|got| {
-                if got as u64 == want {
-                    Ok(())
-                } else {
-                    Err(io::ErrorKind::UnexpectedEof.into())
+            let buffer = match read_chunk(&mut file, want) {
+                Ok(buffer) => buffer,
+                Err(error) => {
+                    let _ = sender.blocking_send(Err(error));
+                    return;
                 }
-            }) {
-                let _ = sender.blocking_send(Err(error));
-                return;
-            }
+            };
             offset += want;
             if sender.blocking_send(Ok(Bytes::from(buffer))).is_err() {
                 return; // The client went away.
@@ -411,9 +409,8 @@ fn stream_file(path: PathBuf, start: u64, len: u64, truncate_after: Option<u64>)
     }
 }
 
-fn read_range(path: &std::path::Path, start: u64, len: u64) -> io::Result<Vec<u8>> {
-    let mut file = File::open(path)?;
-    file.seek(SeekFrom::Start(start))?;
+/// The next `len` bytes of `file`, all of them or an error.
+fn read_chunk(file: &mut File, len: u64) -> io::Result<Vec<u8>> {
     // read_to_end fills spare capacity without zeroing it first.
     let mut bytes = Vec::with_capacity(len as usize);
     if file.take(len).read_to_end(&mut bytes)? as u64 != len {
@@ -457,8 +454,6 @@ fn random_key() -> String {
 /// A body whose size is known up front: either in memory, or streamed from a reader thread.
 pub(crate) enum ResponseBody {
     Full(Option<Bytes>),
-    /// The data could not be read: the body fails at once (the connection closes).
-    Failed(Option<io::Error>),
     Stream {
         receiver: mpsc::Receiver<io::Result<Bytes>>,
         remaining: u64,
@@ -477,7 +472,6 @@ impl Body for ResponseBody {
             ResponseBody::Full(bytes) => {
                 Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes))))
             }
-            ResponseBody::Failed(error) => Poll::Ready(error.take().map(Err)),
             ResponseBody::Stream {
                 receiver,
                 remaining,
@@ -496,7 +490,6 @@ impl Body for ResponseBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ResponseBody::Full(bytes) => bytes.is_none(),
-            ResponseBody::Failed(_) => false,
             ResponseBody::Stream { remaining, .. } => *remaining == 0,
         }
     }
@@ -506,7 +499,6 @@ impl Body for ResponseBody {
             ResponseBody::Full(bytes) => {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |bytes| bytes.len() as u64))
             }
-            ResponseBody::Failed(_) => SizeHint::default(),
             ResponseBody::Stream { remaining, .. } => SizeHint::with_exact(*remaining),
         }
     }
