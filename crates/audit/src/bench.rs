@@ -226,6 +226,7 @@ pub fn generate_log(dir: &Path, events: u64) -> Result<EventLog, AuditError> {
         }
         log.append_blocking(AppendBatch {
             request_id: None,
+            guards: Vec::new(),
             actor: "system".into(),
             time_ms: start + seq as i64,
             events: batch,

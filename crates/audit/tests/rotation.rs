@@ -260,6 +260,7 @@ async fn a_data_directory_from_before_the_kept_pepper_migrates_and_survives_rota
         ];
         log.append_blocking(keyledger_log::AppendBatch {
             request_id: None,
+            guards: Vec::new(),
             actor: "operator".into(),
             time_ms: T0.as_millis(),
             events: events

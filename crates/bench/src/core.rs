@@ -148,6 +148,7 @@ async fn log_appends(writers: usize, body: &[u8], window: Duration) -> anyhow::R
             while !stop.load(Ordering::Relaxed) {
                 let batch = AppendBatch {
                     request_id: None,
+                    guards: Vec::new(),
                     actor: "system".into(),
                     time_ms: 0,
                     events: vec![NewEvent {

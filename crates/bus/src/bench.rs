@@ -190,6 +190,7 @@ async fn fill(vault: &Vault, events: u64) -> Result<(), BusError> {
         let now = vault.now();
         let batch = AppendBatch {
             request_id: None,
+            guards: Vec::new(),
             actor: "user:bench".to_owned(),
             time_ms: now.as_millis(),
             events: (index..batch_end)
@@ -328,6 +329,7 @@ async fn latency(
         let started = Instant::now();
         let batch = AppendBatch {
             request_id: None,
+            guards: Vec::new(),
             actor: "user:bench".to_owned(),
             time_ms: now.as_millis(),
             events: vec![NewEvent {

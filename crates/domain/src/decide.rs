@@ -4,18 +4,83 @@ use std::collections::BTreeSet;
 
 use crate::command::{Action, Command, IngestionProgress, NewApiKey};
 use crate::error::DomainError;
-use crate::event::{Actor, Event};
+use crate::event::{Actor, Event, external_key_stream, ingestion_stream, role_stream, user_stream};
 use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
 use crate::state::{KeyStatus, State};
 use crate::time::Timestamp;
 use crate::values::{RoleName, UserId, ValidationError};
 
+/// What [`decide_with_reads`] concluded: the events to record, and the streams the decision
+/// read that those events do not write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub events: Vec<Event>,
+    /// Append the events only if none of these streams moved since the state the decision saw
+    /// (the log's stream guards). A rule that spans streams holds only this way: two
+    /// administrators removing each other's role each write one user's stream, and each
+    /// decision read the other's.
+    pub reads: BTreeSet<String>,
+}
+
 /// Turns a command into the events that record it, or explains why it may not happen.
 /// Pure: `now` is passed in, nothing is read from the outside world.
 pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Event>, DomainError> {
+    decide_with_reads(state, command, now).map(|decision| decision.events)
+}
+
+/// [`decide`], also naming every stream it read beyond those it writes.
+pub fn decide_with_reads(
+    state: &State,
+    command: Command,
+    now: Timestamp,
+) -> Result<Decision, DomainError> {
+    let mut reads = Reads::default();
+    let events = judge(state, command, now, &mut reads)?;
+    let mut reads = reads.0;
+    for event in &events {
+        reads.remove(&event.stream_id());
+    }
+    Ok(Decision { events, reads })
+}
+
+/// The streams a decision consulted. Every lookup that can change the outcome notes its stream.
+#[derive(Default)]
+struct Reads(BTreeSet<String>);
+
+impl Reads {
+    /// A user's permissions depend on their roles (their stream) and on the definitions of the
+    /// custom roles among them (built-in roles never change).
+    fn permissions_of(&mut self, state: &State, user: &UserId) {
+        self.0.insert(user_stream(user));
+        if let Some(holder) = state.user(user) {
+            for role in &holder.roles {
+                self.role(role);
+            }
+        }
+    }
+
+    fn role(&mut self, role: &RoleName) {
+        if built_in_permissions(role).is_none() {
+            self.0.insert(role_stream(role));
+        }
+    }
+
+    fn stream(&mut self, stream: String) {
+        self.0.insert(stream);
+    }
+}
+
+fn judge(
+    state: &State,
+    command: Command,
+    now: Timestamp,
+    reads: &mut Reads,
+) -> Result<Vec<Event>, DomainError> {
     let Command { actor, action } = command;
     match action {
         Action::BootstrapAdmin { admin, key } => {
+            // Not guarded: "no users yet" spans every user stream. Bootstrap runs only in the
+            // process that holds the data directory's lock, before it serves anything.
             if state.has_users() {
                 return Err(DomainError::AlreadyBootstrapped);
             }
@@ -40,7 +105,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             display_name,
             roles,
         } => {
-            require(state, &actor, Permission::ManageOrganizationUsers)?;
+            require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
             if state.user(&user).is_some() {
                 return Err(DomainError::UserExists {
                     user: user.to_string(),
@@ -48,7 +113,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             }
             let roles: BTreeSet<RoleName> = roles.into_iter().collect();
             for role in &roles {
-                require_role_exists(state, role)?;
+                require_role_exists(state, reads, role)?;
             }
             let mut events = vec![Event::UserCreated {
                 user: user.clone(),
@@ -63,9 +128,9 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             Ok(events)
         }
         Action::GrantRole { user, role } => {
-            require(state, &actor, Permission::ManageOrganizationUsers)?;
+            require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
             let holder = state.user(&user).ok_or_else(|| not_found("user", &user))?;
-            require_role_exists(state, &role)?;
+            require_role_exists(state, reads, &role)?;
             if holder.roles.contains(&role) {
                 return Ok(Vec::new());
             }
@@ -76,17 +141,22 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             }])
         }
         Action::RevokeRole { user, role } => {
-            require(state, &actor, Permission::ManageOrganizationUsers)?;
+            require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
             let holder = state.user(&user).ok_or_else(|| not_found("user", &user))?;
             if !holder.roles.contains(&role) {
                 return Ok(Vec::new());
             }
             if role.as_str() == ADMIN_ROLE {
-                let admins = state
+                let admins: Vec<&UserId> = state
                     .users()
                     .filter(|u| u.roles.iter().any(|r| r.as_str() == ADMIN_ROLE))
-                    .count();
-                if admins <= 1 {
+                    .map(|u| &u.id)
+                    .collect();
+                // The count spans users: each administrator's stream is part of the decision.
+                for admin in &admins {
+                    reads.stream(user_stream(admin));
+                }
+                if admins.len() <= 1 {
                     return Err(DomainError::LastAdmin {
                         user: user.to_string(),
                     });
@@ -99,7 +169,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             }])
         }
         Action::DefineRole { role, permissions } => {
-            require(state, &actor, Permission::ManageOrganizationUsers)?;
+            require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
             if built_in_permissions(&role).is_some() {
                 return Err(DomainError::BuiltInRole {
                     role: role.to_string(),
@@ -118,18 +188,18 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
         }
 
         Action::CreateApiKey(key) => {
-            let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
+            let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
             Ok(vec![api_key_created(owner, key, now)])
         }
         Action::IssueApiKey { owner, key } => {
-            require(state, &actor, Permission::ManageOrganizationUsers)?;
+            require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
             if state.user(&owner).is_none() {
                 return Err(not_found("user", &owner));
             }
             Ok(vec![api_key_created(owner, key, now)])
         }
         Action::DeleteApiKeys { keys } => {
-            let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
+            let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
             let keys = distinct(keys, "ids")?;
             let mut events = Vec::with_capacity(keys.len());
             for id in keys {
@@ -153,7 +223,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             hint,
             secret_hash,
         } => {
-            let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
+            let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
             let current = state
                 .api_key(&key)
                 .filter(|k| k.owner == owner && k.status != KeyStatus::Deleted);
@@ -227,7 +297,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
         }
 
         Action::CreateExternalKey(new) => {
-            let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
+            let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
             let provider = new.public.provider();
             if state
                 .active_external_key(&owner, provider)
@@ -257,7 +327,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             Ok(events)
         }
         Action::DeleteExternalKeys { keys } => {
-            let owner = require(state, &actor, Permission::ManageUserApiKeys)?;
+            let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
             let keys = distinct(keys, "ids")?;
             let mut events = Vec::with_capacity(keys.len());
             for id in keys {
@@ -280,8 +350,9 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                 .external_key(&key)
                 .filter(|k| k.status != KeyStatus::Deleted);
             let external = external.ok_or_else(|| not_found("external key", &key))?;
+            reads.stream(external_key_stream(&external.owner, external.provider()));
             if actor != Actor::System {
-                let caller = require(state, &actor, Permission::ManageUserApiKeys)?;
+                let caller = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
                 if caller != external.owner {
                     return Err(not_found("external key", &key));
                 }
@@ -302,8 +373,9 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             destination,
             batch_id,
         } => {
-            let owner = require(state, &actor, Permission::ImportOrganizationSamples)?;
+            let owner = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
             let provider = selection.provider();
+            reads.stream(external_key_stream(&owner, provider));
             let external = state
                 .active_external_key(&owner, provider)
                 .filter(|k| k.status_at(now) == KeyStatus::Active)
@@ -323,7 +395,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
                 .ingestion(&ingestion)
                 .ok_or_else(|| not_found("ingestion", &ingestion))?;
             if actor != Actor::System {
-                let caller = require(state, &actor, Permission::ImportOrganizationSamples)?;
+                let caller = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
                 if caller != job.owner {
                     return Err(not_found("ingestion", &ingestion));
                 }
@@ -340,6 +412,7 @@ pub fn decide(state: &State, command: Command, now: Timestamp) -> Result<Vec<Eve
             progress,
         } => {
             require_system(&actor)?;
+            reads.stream(ingestion_stream(&ingestion));
             let job = state
                 .ingestion(&ingestion)
                 .ok_or_else(|| not_found("ingestion", &ingestion))?;
@@ -427,9 +500,21 @@ fn api_key_created(owner: UserId, key: NewApiKey, now: Timestamp) -> Event {
 }
 
 /// The acting user, if they hold `permission` right now.
-fn require(state: &State, actor: &Actor, permission: Permission) -> Result<UserId, DomainError> {
+fn require(
+    state: &State,
+    reads: &mut Reads,
+    actor: &Actor,
+    permission: Permission,
+) -> Result<UserId, DomainError> {
     match actor {
-        Actor::User { user, .. } if state.has_permission(user, permission) => Ok(user.clone()),
+        Actor::User { user, .. } => {
+            reads.permissions_of(state, user);
+            if state.has_permission(user, permission) {
+                Ok(user.clone())
+            } else {
+                Err(DomainError::PermissionDenied { permission })
+            }
+        }
         _ => Err(DomainError::PermissionDenied { permission }),
     }
 }
@@ -452,7 +537,12 @@ fn require_operator(actor: &Actor) -> Result<(), DomainError> {
     }
 }
 
-fn require_role_exists(state: &State, role: &RoleName) -> Result<(), DomainError> {
+fn require_role_exists(
+    state: &State,
+    reads: &mut Reads,
+    role: &RoleName,
+) -> Result<(), DomainError> {
+    reads.role(role);
     match state.role_permissions(role) {
         Some(_) => Ok(()),
         None => Err(DomainError::UnknownRole {

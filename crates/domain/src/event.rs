@@ -251,10 +251,8 @@ impl Event {
         match self {
             Event::UserCreated { user, .. }
             | Event::RoleGranted { user, .. }
-            | Event::RoleRevoked { user, .. } => {
-                format!("user/{user}")
-            }
-            Event::RoleDefined { role, .. } => format!("role/{role}"),
+            | Event::RoleRevoked { user, .. } => user_stream(user),
+            Event::RoleDefined { role, .. } => role_stream(role),
             Event::ApiKeyCreated { key, .. }
             | Event::ApiKeyRolled { key, .. }
             | Event::ApiKeyDeleted { key, .. }
@@ -280,7 +278,7 @@ impl Event {
             | Event::IngestionFileFailed { ingestion, .. }
             | Event::IngestionCompleted { ingestion, .. }
             | Event::IngestionFailed { ingestion, .. }
-            | Event::IngestionCancelled { ingestion, .. } => format!("ingestion/{ingestion}"),
+            | Event::IngestionCancelled { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
         }
     }
@@ -323,6 +321,21 @@ impl Event {
             Event::MasterKeyRotated { .. } => ("MasterKeyRotated", "system.master_key_rotated"),
         }
     }
+}
+
+/// The stream of a user: their creation and their roles.
+pub fn user_stream(user: &UserId) -> String {
+    format!("user/{user}")
+}
+
+/// The stream of a custom role's definition.
+pub fn role_stream(role: &RoleName) -> String {
+    format!("role/{role}")
+}
+
+/// The stream of one ingestion job.
+pub fn ingestion_stream(ingestion: &IngestionId) -> String {
+    format!("ingestion/{ingestion}")
 }
 
 pub fn external_key_stream(owner: &UserId, provider: Provider) -> String {

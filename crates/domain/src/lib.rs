@@ -14,10 +14,11 @@ mod time;
 mod values;
 
 pub use command::{Action, Command, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey};
-pub use decide::decide;
+pub use decide::{Decision, decide, decide_with_reads};
 pub use error::DomainError;
 pub use event::{
     Actor, Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection, external_key_stream,
+    ingestion_stream, role_stream, user_stream,
 };
 pub use permissions::{
     ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,

@@ -702,3 +702,71 @@ fn ingestions_need_permission_and_a_usable_key() {
         })
     );
 }
+
+/// Every stream a decision read beyond those it writes is named, so the vault can refuse the
+/// append if one of them moved in between (the log's stream guards).
+#[test]
+fn decisions_name_the_streams_they_read() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::DefineRole {
+            role: role("keys-only"),
+            permissions: vec![Permission::ManageUserApiKeys],
+        },
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::CreateUser {
+            user: user("second"),
+            display_name: None,
+            roles: vec![role("admin"), role("keys-only")],
+        },
+        T0,
+    );
+    let check = |actor: Actor, action: Action, expect: &[&str]| {
+        let decision = decide_with_reads(&state, Command::new(actor, action), T0)
+            .expect("the command should succeed");
+        let reads: Vec<&str> = decision.reads.iter().map(String::as_str).collect();
+        assert_eq!(reads, expect);
+    };
+    // Removing an administrator counts the administrators: every one of them is read.
+    check(
+        as_user("admin"),
+        Action::RevokeRole {
+            user: user("second"),
+            role: role("admin"),
+        },
+        &["user/admin"],
+    );
+    check(
+        as_user("second"),
+        Action::RevokeRole {
+            user: user("admin"),
+            role: role("admin"),
+        },
+        &["role/keys-only", "user/second"],
+    );
+    // A permission is read from the actor's roles, custom role definitions included.
+    check(
+        as_user("second"),
+        Action::CreateApiKey(new_key(7, KeyDuration::Days(1))),
+        &["role/keys-only", "user/second"],
+    );
+    check(
+        as_user("dev"),
+        Action::CreateApiKey(new_key(8, KeyDuration::Days(1))),
+        &["user/dev"],
+    );
+    check(
+        as_user("admin"),
+        Action::GrantRole {
+            user: user("dev"),
+            role: role("keys-only"),
+        },
+        &["role/keys-only", "user/admin"],
+    );
+}

@@ -101,8 +101,18 @@ pub struct NewEvent {
     pub body: Vec<u8>,
 }
 
+/// A stream that the decision behind a batch read but does not write: the batch is refused
+/// with [`AppendError::Conflict`] if the stream moved since. This is how an invariant that spans
+/// several streams (the last administrator, a permission held by the actor) is kept atomically.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamGuard {
+    pub stream: String,
+    pub expected: ExpectedVersion,
+}
+
 /// One atomic unit: all its events are committed or none. It may touch several streams; an
-/// event's expected version is checked after the batch's earlier events are applied.
+/// event's expected version is checked after the batch's earlier events are applied, and its
+/// guards before any of them.
 #[derive(Clone, Debug)]
 pub struct AppendBatch {
     /// Retrying with the same id returns the first result (`duplicate = true`) and writes
@@ -111,6 +121,8 @@ pub struct AppendBatch {
     pub actor: String,
     pub time_ms: i64,
     pub events: Vec<NewEvent>,
+    /// Streams read but not written (see [`StreamGuard`]); usually empty.
+    pub guards: Vec<StreamGuard>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

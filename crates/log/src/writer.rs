@@ -285,6 +285,21 @@ impl Writer {
             }
         }
 
+        for guard in &batch.guards {
+            let current = group
+                .streams
+                .get(&guard.stream)
+                .or_else(|| committed_streams.get(&guard.stream))
+                .copied();
+            if !expected_matches(guard.expected, current) {
+                return Outcome::Decided(Err(AppendError::Conflict {
+                    stream: guard.stream.clone(),
+                    expected: guard.expected,
+                    actual: current,
+                }));
+            }
+        }
+
         // Versions this request moves to, on top of the group's and the committed ones.
         let mut versions: HashMap<&str, u64> = HashMap::new();
         let mut assigned = Vec::with_capacity(batch.events.len());

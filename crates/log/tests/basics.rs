@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use keyledger_log::{
     AppendError, BadReason, Committed, EventIter, EventLog, ExpectedVersion, GENESIS_HASH,
-    compute_hash, verify_envelopes,
+    StreamGuard, compute_hash, verify_envelopes,
 };
 
 use crate::support::{batch, event, open, read_all};
@@ -154,6 +154,60 @@ fn a_batch_spans_streams_atomically() {
     assert_eq!(log.stream_version("c"), None);
     assert_eq!(log.stream_version("a"), Some(2));
     assert_eq!(commits.lock().expect("commits").len(), 1);
+}
+
+/// Two administrators each remove the other's role, both deciding against the same state: each
+/// batch writes one user's stream and guards the other's. Whichever lands second is refused,
+/// whether it comes in a later group or in the same one.
+#[test]
+fn a_guarded_stream_that_moved_refuses_the_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (log, _commits) = open(dir.path());
+    log.append_blocking(batch(vec![
+        event("user/a", ExpectedVersion::NoStream, b"a admin"),
+        event("user/b", ExpectedVersion::NoStream, b"b admin"),
+    ]))
+    .expect("setup");
+    let revoke = |target: &str, other: &str| {
+        let mut revoke = batch(vec![event(target, ExpectedVersion::Exact(1), b"revoked")]);
+        revoke.guards = vec![StreamGuard {
+            stream: other.to_owned(),
+            expected: ExpectedVersion::Exact(1),
+        }];
+        revoke
+    };
+
+    log.append_blocking(revoke("user/b", "user/a"))
+        .expect("the first revoke lands");
+    match log.append_blocking(revoke("user/a", "user/b")) {
+        Err(AppendError::Conflict { stream, actual, .. }) => {
+            assert_eq!(stream, "user/b");
+            assert_eq!(actual, Some(2));
+        }
+        other => panic!("expected the guard to refuse, got {other:?}"),
+    }
+    assert_eq!(log.stream_version("user/a"), Some(1));
+
+    // The same race submitted concurrently, many times: never both.
+    for round in 0..50u64 {
+        let (a, b) = (format!("r{round}/a"), format!("r{round}/b"));
+        log.append_blocking(batch(vec![
+            event(&a, ExpectedVersion::NoStream, b"admin"),
+            event(&b, ExpectedVersion::NoStream, b"admin"),
+        ]))
+        .expect("setup round");
+        let log_a = log.clone();
+        let first = revoke(&b, &a);
+        let second = revoke(&a, &b);
+        let racer = std::thread::spawn(move || log_a.append_blocking(first));
+        let other = log.append_blocking(second);
+        let one = racer.join().expect("racer");
+        assert_eq!(
+            one.is_ok() as u32 + other.is_ok() as u32,
+            1,
+            "round {round}: exactly one revoke may land ({one:?}, {other:?})"
+        );
+    }
 }
 
 #[test]

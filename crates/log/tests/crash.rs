@@ -84,6 +84,7 @@ fn append_until_killed(log: &EventLog, round: u32, writer: usize) {
         let committed = log
             .append_blocking(AppendBatch {
                 request_id: None,
+                guards: Vec::new(),
                 actor: format!("writer-{writer}"),
                 time_ms: 0,
                 events,

@@ -44,6 +44,7 @@ pub fn event(stream: &str, expected: ExpectedVersion, body: &[u8]) -> NewEvent {
 pub fn batch(events: Vec<NewEvent>) -> AppendBatch {
     AppendBatch {
         request_id: None,
+        guards: Vec::new(),
         actor: "user:test".to_owned(),
         time_ms: 1_700_000_000_000,
         events,

@@ -3,7 +3,8 @@
 use base64::Engine;
 use keyledger_crypto::{Keyring, SecretString, check_api_key_format};
 use keyledger_domain::{
-    FromTrusted, KeyId, KeyStatus, Permission, PermissionSet, SecretKind, Timestamp, UserId,
+    FromTrusted, KeyId, KeyStatus, Permission, PermissionSet, SecretHash, SecretKind, Timestamp,
+    UserId,
 };
 
 use crate::Vault;
@@ -16,6 +17,9 @@ pub struct Principal {
     pub permissions: PermissionSet,
     pub expires_at: Option<Timestamp>,
     pub via_session: bool,
+    /// Which of the key's secrets authenticated the call (for a session: the one it came from).
+    /// A session is bound to it and dies when that secret stops working.
+    pub secret: SecretKind,
     /// The key's slot in the projection ([`keyledger_domain::State::api_key_at`]): uses are
     /// counted by it.
     pub(crate) slot: usize,
@@ -49,7 +53,7 @@ pub enum AuthFailure {
     RolledOver,
     #[error("session expired; log in again")]
     SessionExpired,
-    #[error("invalid session token")]
+    #[error("invalid session token (forged, damaged, or its key was rolled since); log in again")]
     InvalidSession,
     #[error("the key's owner no longer exists")]
     UnknownOwner,
@@ -71,7 +75,10 @@ impl AuthFailure {
     }
 }
 
-/// A session token: `kls_` + base64url(key id, expiry) + `.` + base64url(HMAC tag).
+/// A session token: `kls_` + base64url(key id, expiry) + `.` + base64url(HMAC tag). The tag
+/// also covers the peppered hash of the key secret the session was minted from (never in the
+/// token itself), so a session stops working when that secret does: at a roll with no grace,
+/// or at the end of the grace when it came from the previous secret.
 #[derive(Debug, Clone)]
 pub struct SessionToken {
     pub token: SecretString,
@@ -111,7 +118,8 @@ impl Vault {
         Ok(principal)
     }
 
-    /// Exchanges an authenticated key for a short-lived session token that dies with the key.
+    /// Exchanges an authenticated key for a short-lived session token that dies with the key,
+    /// and with the secret it was presented with.
     pub fn issue_session(&self, principal: &Principal) -> SessionToken {
         let ttl = self.inner.config.session_ttl.as_millis() as i64;
         let mut expires_at = self.now().plus_millis(ttl);
@@ -119,7 +127,23 @@ impl Vault {
             expires_at = expires_at.min(key_expiry);
         }
         let claims = format!("{}|{}", principal.key, expires_at.as_millis());
-        let tag = self.keyring().sign_session(claims.as_bytes());
+        let binding = self.read(|state| {
+            let key = state.api_key_at(principal.slot)?;
+            match principal.secret {
+                SecretKind::Current => Some(key.secret_hash),
+                SecretKind::Previous => {
+                    let previous = key.previous.as_ref()?;
+                    // Never outlives the grace of the secret it came from.
+                    expires_at = expires_at.min(previous.valid_until);
+                    Some(previous.secret_hash)
+                }
+            }
+        });
+        // A key rolled between authentication and here binds to nothing that can verify.
+        let binding = binding.unwrap_or(SecretHash([0; 32]));
+        let tag = self
+            .keyring()
+            .sign_session(&session_message(claims.as_bytes(), &binding));
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let token = format!("{SESSION_PREFIX}{}.{}", b64.encode(claims), b64.encode(tag));
         SessionToken {
@@ -142,20 +166,38 @@ impl Vault {
             .decode(claims)
             .map_err(|_| AuthFailure::InvalidSession)?;
         let tag = b64.decode(tag).map_err(|_| AuthFailure::InvalidSession)?;
-        if !self.keyring().verify_session(&claims, &tag) {
-            return Err(AuthFailure::InvalidSession);
-        }
-        let claims = String::from_utf8(claims).map_err(|_| AuthFailure::InvalidSession)?;
-        let (key, expires) = claims.split_once('|').ok_or(AuthFailure::InvalidSession)?;
+        let text = std::str::from_utf8(&claims).map_err(|_| AuthFailure::InvalidSession)?;
+        let (key, expires) = text.split_once('|').ok_or(AuthFailure::InvalidSession)?;
         let expires_at =
             Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
-        if expires_at <= now {
-            return Err(AuthFailure::SessionExpired);
-        }
         let key = KeyId::from_trusted(key.to_owned());
         self.read(|state| {
-            let slot = state.api_key_slot(&key).ok_or(AuthFailure::UnknownKey)?;
-            let api_key = state.api_key_at(slot).ok_or(AuthFailure::UnknownKey)?;
+            let slot = state
+                .api_key_slot(&key)
+                .ok_or(AuthFailure::InvalidSession)?;
+            let api_key = state.api_key_at(slot).ok_or(AuthFailure::InvalidSession)?;
+            // The tag names the secret the session came from: the current one, or the previous
+            // one (while its grace lasts). Only a genuine tag gets past this point.
+            let signed_by = |hash: &SecretHash| {
+                self.keyring()
+                    .verify_session(&session_message(&claims, hash), &tag)
+            };
+            let secret = if signed_by(&api_key.secret_hash) {
+                SecretKind::Current
+            } else {
+                match &api_key.previous {
+                    Some(previous) if signed_by(&previous.secret_hash) => {
+                        if previous.valid_until <= now {
+                            return Err(AuthFailure::RolledOver);
+                        }
+                        SecretKind::Previous
+                    }
+                    _ => return Err(AuthFailure::InvalidSession),
+                }
+            };
+            if expires_at <= now {
+                return Err(AuthFailure::SessionExpired);
+            }
             match api_key.status_at(now) {
                 KeyStatus::Active => {}
                 KeyStatus::Expired => return Err(AuthFailure::Expired),
@@ -170,6 +212,7 @@ impl Vault {
                 permissions: state.permissions_of(&owner.id),
                 expires_at: Some(expires_at),
                 via_session: true,
+                secret,
                 slot,
             })
         })
@@ -208,6 +251,17 @@ pub fn check_api_key(
         permissions: state.permissions_of_user(owner),
         expires_at: key.expires_at,
         via_session: false,
+        secret,
         slot,
     })
+}
+
+/// What a session tag signs: the claims, then the peppered hash of the key secret the session
+/// came from (a fixed 32 bytes after a separator, so no two inputs share an encoding).
+fn session_message(claims: &[u8], secret: &SecretHash) -> Vec<u8> {
+    let mut message = Vec::with_capacity(claims.len() + 1 + secret.0.len());
+    message.extend_from_slice(claims);
+    message.push(0);
+    message.extend_from_slice(&secret.0);
+    message
 }

@@ -30,6 +30,7 @@ use keyledger_domain::{
 };
 use keyledger_log::{
     AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, NewEvent,
+    StreamGuard,
 };
 
 pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
@@ -381,12 +382,12 @@ impl Vault {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut events = Vec::new();
+        let mut reads = std::collections::BTreeSet::new();
         for command in commands {
-            events.extend(keyledger_domain::decide(
-                &projection.state,
-                command.clone(),
-                now,
-            )?);
+            let decision =
+                keyledger_domain::decide_with_reads(&projection.state, command.clone(), now)?;
+            events.extend(decision.events);
+            reads.extend(decision.reads);
         }
         let mut seen = std::collections::HashSet::new();
         let mut new_events = Vec::with_capacity(events.len());
@@ -407,6 +408,18 @@ impl Vault {
                 body: encode_event(event),
             });
         }
+        // Streams the decisions read but do not write must not move before the append lands.
+        let guards = reads
+            .into_iter()
+            .filter(|stream| !seen.contains(stream))
+            .map(|stream| StreamGuard {
+                expected: match projection.versions.get(&stream) {
+                    Some(version) => ExpectedVersion::Exact(*version),
+                    None => ExpectedVersion::NoStream,
+                },
+                stream,
+            })
+            .collect();
         drop(projection);
         // The commands of one call come from one caller (`run_all`); the first one names it.
         let actor = commands
@@ -418,6 +431,7 @@ impl Vault {
             actor,
             time_ms: now.as_millis(),
             events: new_events,
+            guards,
         };
         Ok((events, batch))
     }

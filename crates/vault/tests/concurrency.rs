@@ -110,3 +110,80 @@ async fn run_all_appends_every_action_or_none() {
     );
     assert!(test.vault.read(|state| state.user(&user("bob")).is_some()));
 }
+
+/// Two administrators remove each other's `admin` role at the same moment, round after round:
+/// the last-administrator rule spans both users' streams, so one removal lands and the other is
+/// decided again and refused. An organisation never ends with nobody to manage it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_admins_revoking_each_other_leave_one_admin() {
+    use keyledger_domain::{Action, Actor, RoleName};
+    let test = vault().await;
+    let admin_role = RoleName::parse("admin").unwrap();
+    let as_user = |name: &str| Actor::User {
+        user: user(name),
+        key: None,
+    };
+    test.vault
+        .run(
+            admin_actor(),
+            Action::CreateUser {
+                user: user("second"),
+                display_name: None,
+                roles: vec![admin_role.clone()],
+            },
+        )
+        .await
+        .unwrap();
+    for round in 0..40 {
+        let revoke = |by: &str, target: &str| {
+            let vault = test.vault.clone();
+            let (actor, action) = (
+                as_user(by),
+                Action::RevokeRole {
+                    user: user(target),
+                    role: admin_role.clone(),
+                },
+            );
+            tokio::spawn(async move { vault.run(actor, action).await })
+        };
+        let one = revoke("admin", "second");
+        let other = revoke("second", "admin");
+        let results = [one.await.unwrap(), other.await.unwrap()];
+        let landed = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(landed, 1, "round {round}: {results:?}");
+        for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+            assert!(
+                matches!(
+                    refused,
+                    VaultError::Domain(DomainError::LastAdmin { .. })
+                        | VaultError::Domain(DomainError::PermissionDenied { .. })
+                ),
+                "round {round}: {refused}"
+            );
+        }
+        let admins: Vec<String> = test.vault.read(|state| {
+            state
+                .users()
+                .filter(|u| u.roles.contains(&admin_role))
+                .map(|u| u.id.to_string())
+                .collect()
+        });
+        assert_eq!(admins.len(), 1, "round {round}: {admins:?}");
+        // The survivor makes the other an administrator again for the next round.
+        let other = if admins[0] == "admin" {
+            "second"
+        } else {
+            "admin"
+        };
+        test.vault
+            .run(
+                as_user(&admins[0]),
+                Action::GrantRole {
+                    user: user(other),
+                    role: admin_role.clone(),
+                },
+            )
+            .await
+            .unwrap();
+    }
+}

@@ -134,6 +134,60 @@ async fn a_rolled_key_keeps_its_old_secret_for_the_grace_period() {
     assert!(test.vault.authenticate(rolled.secret.expose()).is_ok());
 }
 
+/// A session is bound to the secret it was minted from: rolling with no grace (the remedy for a
+/// leak) ends it at once, and a session minted from the previous secret during a grace ends
+/// with the grace, whatever its own lifetime says.
+#[tokio::test]
+async fn sessions_die_with_the_secret_they_came_from() {
+    let test = vault().await;
+    let key = test
+        .vault
+        .create_api_key(dev(), name("laptop"), KeyDuration::Days(30), None)
+        .await
+        .unwrap();
+    let leaked = test
+        .vault
+        .issue_session(&test.vault.authenticate(key.secret.expose()).unwrap());
+    let rolled = test
+        .vault
+        .roll_api_key(dev(), key.id.clone(), GracePeriod::parse("0").unwrap())
+        .await
+        .unwrap();
+    // With no grace the old secret is forgotten: its sessions cannot be told from forgeries.
+    assert_eq!(
+        test.vault.authenticate(leaked.token.expose()),
+        Err(AuthFailure::InvalidSession)
+    );
+    let fresh = test
+        .vault
+        .issue_session(&test.vault.authenticate(rolled.secret.expose()).unwrap());
+    assert!(test.vault.authenticate(fresh.token.expose()).is_ok());
+
+    // A grace of 10 minutes: sessions from the old secret live exactly that long.
+    let graced = test
+        .vault
+        .roll_api_key(dev(), key.id.clone(), GracePeriod::parse("10m").unwrap())
+        .await
+        .unwrap();
+    let from_old = test
+        .vault
+        .issue_session(&test.vault.authenticate(rolled.secret.expose()).unwrap());
+    assert_eq!(from_old.expires_at, test.vault.now().plus_millis(600_000));
+    let from_new = test
+        .vault
+        .issue_session(&test.vault.authenticate(graced.secret.expose()).unwrap());
+    assert!(test.vault.authenticate(fresh.token.expose()).is_ok());
+    assert!(test.vault.authenticate(from_old.token.expose()).is_ok());
+    test.clock.advance_millis(600_000);
+    for ended in [&fresh, &from_old] {
+        assert_eq!(
+            test.vault.authenticate(ended.token.expose()),
+            Err(AuthFailure::RolledOver)
+        );
+    }
+    assert!(test.vault.authenticate(from_new.token.expose()).is_ok());
+}
+
 #[tokio::test]
 async fn usage_is_aggregated_into_one_event_per_key() {
     let test = vault().await;
