@@ -93,8 +93,14 @@ fn the_seed_workflow_through_the_cli() {
 
     // Internal keys: the key is printed by create only.
     let mut ids = Vec::new();
-    for name in ["one", "two", "three"] {
-        let run = cli(&["keys", "create", name, "--duration", "7d"], "");
+    // The name positionally or as `--name`, as the README writes it.
+    for (name, how) in [("one", ""), ("two", "--name"), ("three", "")] {
+        let args: &[&str] = if how.is_empty() {
+            &["keys", "create", name, "--duration", "7d"]
+        } else {
+            &["keys", "create", how, name, "--duration", "7d"]
+        };
+        let run = cli(args, "");
         assert_eq!(run.code, 0, "{run:?}");
         assert!(run.stdout.contains("will not be shown again"));
         let key = crate::support::find_key(&run.stdout).expect("the key is printed");

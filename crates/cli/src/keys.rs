@@ -9,8 +9,12 @@ use crate::output::{field, items, print_json, print_table, time};
 pub enum KeysCommand {
     /// Create a key; it is printed once and never again.
     Create {
-        /// A name to recognise the key by, e.g. "ci pipeline".
-        name: String,
+        /// A name to recognise the key by, e.g. "ci pipeline" (or `--name NAME`).
+        #[arg(value_name = "NAME", required_unless_present = "name_option")]
+        name: Option<String>,
+        /// The same name, given as an option, as `admin users issue-key` takes it.
+        #[arg(long = "name", value_name = "NAME", conflicts_with = "name")]
+        name_option: Option<String>,
         /// 1d, 7d, 30d, 60d, 90d, 1y, a number of days (45d), or never.
         #[arg(long, default_value = "30d")]
         duration: String,
@@ -34,7 +38,12 @@ pub enum KeysCommand {
 pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
     let client = Client::from_args(global)?;
     match command {
-        KeysCommand::Create { name, duration } => {
+        KeysCommand::Create {
+            name,
+            name_option,
+            duration,
+        } => {
+            let name = name.or(name_option).unwrap_or_default();
             let created = client.post(
                 "/v1/api-keys",
                 &json!({ "name": name, "duration": duration }),
