@@ -43,7 +43,7 @@ pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
             name_option,
             duration,
         } => {
-            let name = name.or(name_option).unwrap_or_default();
+            let name = name.as_ref().or(name_option.as_ref());
             let created = client.post(
                 "/v1/api-keys",
                 &json!({ "name": name, "duration": duration }),
