@@ -133,26 +133,10 @@ impl Vault {
         presented: &str,
         now: Timestamp,
     ) -> Result<Principal, AuthFailure> {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let body = presented
-            .strip_prefix(SESSION_PREFIX)
-            .ok_or(AuthFailure::InvalidSession)?;
-        let (claims, tag) = body.split_once('.').ok_or(AuthFailure::InvalidSession)?;
-        let claims = b64
-            .decode(claims)
-            .map_err(|_| AuthFailure::InvalidSession)?;
-        let tag = b64.decode(tag).map_err(|_| AuthFailure::InvalidSession)?;
-        if !self.keyring().verify_session(&claims, &tag) {
-            return Err(AuthFailure::InvalidSession);
-        }
-        let claims = String::from_utf8(claims).map_err(|_| AuthFailure::InvalidSession)?;
-        let (key, expires) = claims.split_once('|').ok_or(AuthFailure::InvalidSession)?;
-        let expires_at =
-            Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
+        let (key, expires_at) = session_claims(self.keyring(), presented)?;
         if expires_at <= now {
             return Err(AuthFailure::SessionExpired);
         }
-        let key = KeyId::from_trusted(key.to_owned());
         self.read(|state| {
             let slot = state.api_key_slot(&key).ok_or(AuthFailure::UnknownKey)?;
             let api_key = state.api_key_at(slot).ok_or(AuthFailure::UnknownKey)?;
@@ -174,6 +158,31 @@ impl Vault {
             })
         })
     }
+}
+
+/// The claims of a session token whose MAC holds: the key it was minted from and its expiry.
+/// Every malformed or forged token is `InvalidSession`.
+pub(crate) fn session_claims(
+    keyring: &Keyring,
+    presented: &str,
+) -> Result<(KeyId, Timestamp), AuthFailure> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = presented
+        .strip_prefix(SESSION_PREFIX)
+        .ok_or(AuthFailure::InvalidSession)?;
+    let (claims, tag) = body.split_once('.').ok_or(AuthFailure::InvalidSession)?;
+    let claims = b64
+        .decode(claims)
+        .map_err(|_| AuthFailure::InvalidSession)?;
+    let tag = b64.decode(tag).map_err(|_| AuthFailure::InvalidSession)?;
+    if !keyring.verify_session(&claims, &tag) {
+        return Err(AuthFailure::InvalidSession);
+    }
+    let claims = String::from_utf8(claims).map_err(|_| AuthFailure::InvalidSession)?;
+    let (key, expires) = claims.split_once('|').ok_or(AuthFailure::InvalidSession)?;
+    let expires_at =
+        Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
+    Ok((KeyId::from_trusted(key.to_owned()), expires_at))
 }
 
 /// Checks a presented internal key against a projection: format and checksum offline, then the
