@@ -493,6 +493,21 @@ pub(crate) struct SnapshotBody {
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
 
+/// Decoding a snapshot claims at most this many bytes: a damaged length is refused before
+/// anything is allocated for it, instead of aborting start-up on a huge allocation. A state
+/// bigger than this (far beyond a million keys) is not restored from its snapshot: the log is
+/// replayed instead, with a warning.
+const SNAPSHOT_DECODE_LIMIT: usize = 1 << 31;
+
+type SnapshotDecodeConfig = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<SNAPSHOT_DECODE_LIMIT>,
+>;
+
+const SNAPSHOT_DECODE: SnapshotDecodeConfig =
+    bincode::config::standard().with_limit::<SNAPSHOT_DECODE_LIMIT>();
+
 /// Encodes the projection under its read lock, then signs and writes the file outside it.
 fn take_snapshot(
     projection: &RwLock<Projection>,
@@ -614,7 +629,7 @@ pub(crate) fn parse_snapshot_file(bytes: &[u8]) -> Result<SnapshotFile<'_>, Stri
 
 /// Decodes a snapshot's payload: the state and stream versions.
 pub(crate) fn decode_snapshot_body(payload: &[u8]) -> Result<SnapshotBody, String> {
-    bincode::serde::decode_from_slice(payload, BINCODE)
+    bincode::serde::decode_from_slice(payload, SNAPSHOT_DECODE)
         .map(|(body, _)| body)
         .map_err(|err| format!("cannot decode it: {err}"))
 }
@@ -656,4 +671,27 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `vault_snapshot` fuzz target: a payload whose stream name claims about
+    /// 2^61 bytes made the decoder allocate them, which aborted the process.
+    #[test]
+    fn a_huge_claimed_length_is_an_error_not_an_allocation() {
+        let payload: [u8; 115] = [
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xfd, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+            0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+            0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x30, 0x30, 0x30, 0x30, 0x30, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3b,
+            0x00, 0x00, 0x00,
+        ];
+        assert!(decode_snapshot_body(&payload).is_err());
+    }
 }
