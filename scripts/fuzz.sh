@@ -48,7 +48,7 @@ for target in "${targets[@]}"; do
     "$bin/$target" "$corpus" "${seeds[@]}" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
         -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || status=$?
-    grep -E '^#[0-9]+ +(INITED|DONE)' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" || true
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     summary+=("$target: ${execs:-?} executions in ${seconds}s")
     if [[ $status -ne 0 ]]; then
