@@ -17,6 +17,17 @@ if [[ ${1:-} == --brief ]]; then
     shift
 fi
 
+# libfuzzer-sys compiles libFuzzer's C++ source.
+if ! command -v c++ >/dev/null 2>&1; then
+    if [[ $(id -u) != 0 ]]; then
+        echo "fuzz: a C++ compiler is missing; install it with: sudo apt-get install -y g++" >&2
+        exit 1
+    fi
+    echo "fuzz: installing g++" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ >/dev/null
+fi
+
 # The flags cargo-fuzz passes (sancov with inline 8-bit counters, PC table, compare tracing),
 # without its nightly-only sanitizer: everything here is safe Rust, so a bug shows as a panic.
 host=$(rustc -vV | sed -n 's/^host: //p')
