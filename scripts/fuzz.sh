@@ -58,7 +58,11 @@ for target in "${targets[@]}"; do
     [[ -d fuzz/seeds/$target ]] && seeds=("fuzz/seeds/$target")
     "$bin/$target" "$corpus" "${seeds[@]}" \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 || status=$?
+        -artifact_prefix="$artifacts/" -print_final_stats=1 >"$log" 2>&1 &
+    pid=$!
+    wait "$pid" || status=$?
+    # The config target's input file (named by its process id; see fuzz_targets/config.rs).
+    rm -f "/dev/shm/keyledger-fuzz-config-$pid.toml" "${TMPDIR:-/tmp}/keyledger-fuzz-config-$pid.toml"
     grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)' "$log" || true
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     summary+=("$target: ${execs:-?} executions in ${seconds}s")
