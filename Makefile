@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-deps lint bench fmt
+.PHONY: run test test-deps lint bench fmt fuzz
 
 ## Run the service on its embedded defaults (data under ./data, HTTP on 127.0.0.1:8080).
 run:
@@ -26,3 +26,8 @@ fmt:
 ## Benchmarks: ratios against a baseline measured in the same run. Writes target/bench-report.md.
 bench: test-deps
 	$(CARGO) run --release -p keyledger-bench -- $(BENCH_ARGS)
+
+## Coverage-guided fuzzing of every decoder of outside bytes (docs/fuzzing.md): FUZZ_SECONDS
+## per target (default 300), or only some: `make fuzz FUZZ_TARGETS="tokens config"`.
+fuzz:
+	scripts/fuzz.sh $(FUZZ_TARGETS)

@@ -221,7 +221,10 @@ impl RetryPolicy {
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let delay = match retry_after {
             Some(seconds) => {
-                seconds.mul_f64(1.0 + 0.25 * f64::from(attempt.saturating_sub(1).min(20)))
+                let factor = 1.0 + 0.25 * f64::from(attempt.saturating_sub(1).min(20));
+                // `Retry-After` is whatever integer the server sent: scaling it must not
+                // overflow (`Duration::mul_f64` panics), and the cap below applies anyway.
+                Duration::try_from_secs_f64(seconds.as_secs_f64() * factor).unwrap_or(Duration::MAX)
             }
             None => {
                 let exponential = self
@@ -295,5 +298,23 @@ mod tests {
         check(1, Some(1), 1000, 1000);
         check(3, Some(1), 1500, 1500);
         check(1, Some(100), 2000, 2000);
+        check(17, Some(u64::MAX), 2000, 2000);
+    }
+
+    /// Found by the `dnanexus_responses` fuzz target: `Retry-After: 5125552502130253204` on
+    /// the 17th attempt overflowed `Duration::mul_f64`, which panicked.
+    #[test]
+    fn a_huge_retry_after_is_capped_not_a_panic() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("5125552502130253204"));
+        let policy = RetryPolicy {
+            max_attempts: 20,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+        };
+        assert_eq!(
+            policy.delay(17, retry_after(&headers)),
+            Duration::from_secs(30)
+        );
     }
 }

@@ -20,6 +20,8 @@
 mod client;
 mod error;
 mod fetch;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod list;
 mod verify;
 

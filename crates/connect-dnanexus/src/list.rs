@@ -40,23 +40,8 @@ pub(crate) async fn list(
                     }
                     other => other,
                 })?;
-        let results = page
-            .get("results")
-            .and_then(Value::as_array)
-            .ok_or_else(|| {
-                DnanexusError::invalid_response("findDataObjects returned no results")
-            })?;
-        for result in results {
-            let file = parse_file(result)?;
-            let Some(relative) = relative_path(&folder, &file) else {
-                tracing::warn!(file = %file.id, folder = %file.folder, "findDataObjects returned a file outside the requested folder; skipped");
-                continue;
-            };
-            if pattern.is_match(&relative) {
-                files.push(file);
-            }
-        }
-        let next = page.get("next").cloned().unwrap_or(Value::Null);
+        let (matching, next) = parse_page(&page, &folder, pattern)?;
+        files.extend(matching);
         if next.is_null() {
             break;
         }
@@ -70,6 +55,31 @@ pub(crate) async fn list(
     }
     files.sort_by(|a, b| (&a.folder, &a.name, &a.id).cmp(&(&b.folder, &b.name, &b.id)));
     Ok(files)
+}
+
+/// One `findDataObjects` page: the files below `folder` whose path below it matches
+/// `pattern`, and the cursor of the next page (`Null` after the last).
+pub(crate) fn parse_page(
+    page: &Value,
+    folder: &str,
+    pattern: &Regex,
+) -> Result<(Vec<RemoteFile>, Value), DnanexusError> {
+    let results = page
+        .get("results")
+        .and_then(Value::as_array)
+        .ok_or_else(|| DnanexusError::invalid_response("findDataObjects returned no results"))?;
+    let mut files = Vec::new();
+    for result in results {
+        let file = parse_file(result)?;
+        let Some(relative) = relative_path(folder, &file) else {
+            tracing::warn!(file = %file.id, folder = %file.folder, "findDataObjects returned a file outside the requested folder; skipped");
+            continue;
+        };
+        if pattern.is_match(&relative) {
+            files.push(file);
+        }
+    }
+    Ok((files, page.get("next").cloned().unwrap_or(Value::Null)))
 }
 
 /// A project id is used as is; anything else is looked up as an exact project name.
@@ -116,7 +126,7 @@ fn is_container_id(text: &str) -> bool {
 }
 
 /// `""` and `"/"` → `/`; `/a/b/` → `/a/b`. Relative folders and empty components are refused.
-fn normalize_folder(folder: &str) -> Result<String, DnanexusError> {
+pub(crate) fn normalize_folder(folder: &str) -> Result<String, DnanexusError> {
     if folder.is_empty() {
         return Ok("/".to_owned());
     }
@@ -210,11 +220,22 @@ pub(crate) fn parse_parts(
         });
     }
     parsed.sort_by_key(|part| part.index);
-    let total: u64 = parsed.iter().map(|part| part.size).sum();
-    if total != size {
-        return Err(DnanexusError::invalid_response(format!(
-            "{id}: parts add up to {total} bytes but the file has {size}"
-        )));
+    // Sizes come from the server: a sum past u64::MAX is a wrong answer, not a panic.
+    let total = parsed
+        .iter()
+        .try_fold(0u64, |total, part| total.checked_add(part.size));
+    match total {
+        Some(total) if total == size => {}
+        Some(total) => {
+            return Err(DnanexusError::invalid_response(format!(
+                "{id}: parts add up to {total} bytes but the file has {size}"
+            )));
+        }
+        None => {
+            return Err(DnanexusError::invalid_response(format!(
+                "{id}: parts add up to more bytes than a file can have"
+            )));
+        }
     }
     Ok(parsed)
 }
@@ -281,5 +302,13 @@ mod tests {
         assert_eq!(parsed[2].md5, None);
         assert!(parse_parts("file-x", 10, Some(&parts)).is_err());
         assert!(parse_parts("file-x", 0, None).is_err());
+    }
+
+    /// Part sizes whose sum overflows u64 panicked (debug) or wrapped around to the file's
+    /// size (release) instead of being refused.
+    #[test]
+    fn part_sizes_that_overflow_are_refused() {
+        let parts = json!({"1": {"size": u64::MAX}, "2": {"size": 2}});
+        assert!(parse_parts("file-x", 1, Some(&parts)).is_err());
     }
 }

@@ -11,7 +11,7 @@
 //! completed in-order prefix of the file while later parts are still downloading (from the page
 //! cache), so hashing overlaps the transfer instead of following it.
 
-mod digest;
+pub(crate) mod digest;
 mod sidecar;
 
 use std::collections::BTreeSet;
@@ -604,7 +604,7 @@ fn failed(written: u64, failure: Failure) -> AttemptEnd {
 }
 
 /// The response must be the requested range of the listed object.
-fn check_range_response(
+pub(crate) fn check_range_response(
     response: &GetObjectOutput,
     object: &RemoteObject,
     pinned: &OnceLock<String>,
@@ -647,7 +647,7 @@ fn check_range_response(
         });
     match parsed {
         Some((_, _, Some(total))) if total != object.size => Err(changed()),
-        Some((first, last, _)) if first == position && last + 1 == end => Ok(()),
+        Some((first, last, _)) if first == position && last.checked_add(1) == Some(end) => Ok(()),
         _ => Err(Failure::fatal(S3Error::Transport(format!(
             "S3 answered range `{range}` for bytes {position}-{} of {}",
             end - 1,
@@ -676,7 +676,7 @@ fn head_integrity_headers(head: &HeadObjectOutput) -> IntegrityHeaders<'_> {
     }
 }
 
-fn get_integrity_headers(response: &GetObjectOutput) -> IntegrityHeaders<'_> {
+pub(crate) fn get_integrity_headers(response: &GetObjectOutput) -> IntegrityHeaders<'_> {
     IntegrityHeaders {
         etag: response.e_tag().unwrap_or_default(),
         encrypted_with_kms_or_customer_key: response
@@ -874,6 +874,25 @@ fn hash_prefix(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Content-Range: bytes 0-18446744073709551615/10` overflowed `last + 1` (a panic in
+    /// debug builds, a wrapped comparison in release ones) instead of being refused.
+    #[test]
+    fn a_range_ending_at_u64_max_is_refused() {
+        let response = GetObjectOutput::builder()
+            .e_tag("\"abc\"")
+            .content_range("bytes 0-18446744073709551615/10")
+            .build();
+        let object = RemoteObject {
+            bucket: "bucket".to_owned(),
+            key: "key".to_owned(),
+            size: 10,
+            etag: "abc".to_owned(),
+            last_modified_ms: None,
+        };
+        let checked = check_range_response(&response, &object, &OnceLock::new(), 0, 10);
+        assert!(checked.is_err());
+    }
 
     #[test]
     fn the_prefix_ends_at_the_first_missing_part() {

@@ -17,6 +17,8 @@
 mod client;
 mod error;
 mod fetch;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod list;
 
 pub use client::{AccessCheck, AwsCredentials, S3Options, S3Source};

@@ -14,6 +14,8 @@ mod block;
 mod checkpoint;
 mod envelope;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod keys;
 pub mod raw;
 mod stores;

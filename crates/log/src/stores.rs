@@ -153,7 +153,7 @@ impl DataKeys {
     }
 }
 
-fn decode_data_keys(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, LogError> {
+pub(crate) fn decode_data_keys(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, LogError> {
     let corrupt = || LogError::Corrupt {
         what: "data_keys.bin".to_owned(),
     };

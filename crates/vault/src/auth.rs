@@ -157,20 +157,12 @@ impl Vault {
         presented: &str,
         now: Timestamp,
     ) -> Result<Principal, AuthFailure> {
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let body = presented
-            .strip_prefix(SESSION_PREFIX)
-            .ok_or(AuthFailure::InvalidSession)?;
-        let (claims, tag) = body.split_once('.').ok_or(AuthFailure::InvalidSession)?;
-        let claims = b64
-            .decode(claims)
-            .map_err(|_| AuthFailure::InvalidSession)?;
-        let tag = b64.decode(tag).map_err(|_| AuthFailure::InvalidSession)?;
-        let text = std::str::from_utf8(&claims).map_err(|_| AuthFailure::InvalidSession)?;
-        let (key, expires) = text.split_once('|').ok_or(AuthFailure::InvalidSession)?;
-        let expires_at =
-            Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
-        let key = KeyId::from_trusted(key.to_owned());
+        let SessionClaims {
+            key,
+            expires_at,
+            claims,
+            tag,
+        } = session_claims(presented)?;
         self.read(|state| {
             let slot = state
                 .api_key_slot(&key)
@@ -217,6 +209,39 @@ impl Vault {
             })
         })
     }
+}
+
+/// A session token taken apart, before its tag is checked (that needs the key's secret hash:
+/// see [`session_message`]). Every malformed token is `InvalidSession`.
+pub(crate) struct SessionClaims {
+    pub(crate) key: KeyId,
+    pub(crate) expires_at: Timestamp,
+    /// The signed bytes, as they were presented.
+    pub(crate) claims: Vec<u8>,
+    pub(crate) tag: Vec<u8>,
+}
+
+pub(crate) fn session_claims(presented: &str) -> Result<SessionClaims, AuthFailure> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let body = presented
+        .strip_prefix(SESSION_PREFIX)
+        .ok_or(AuthFailure::InvalidSession)?;
+    let (claims, tag) = body.split_once('.').ok_or(AuthFailure::InvalidSession)?;
+    let claims = b64
+        .decode(claims)
+        .map_err(|_| AuthFailure::InvalidSession)?;
+    let tag = b64.decode(tag).map_err(|_| AuthFailure::InvalidSession)?;
+    let text = std::str::from_utf8(&claims).map_err(|_| AuthFailure::InvalidSession)?;
+    let (key, expires) = text.split_once('|').ok_or(AuthFailure::InvalidSession)?;
+    let expires_at =
+        Timestamp::from_millis(expires.parse().map_err(|_| AuthFailure::InvalidSession)?);
+    let key = KeyId::from_trusted(key.to_owned());
+    Ok(SessionClaims {
+        key,
+        expires_at,
+        claims,
+        tag,
+    })
 }
 
 /// Checks a presented internal key against a projection: format and checksum offline, then the

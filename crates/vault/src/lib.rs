@@ -12,6 +12,8 @@ mod auth;
 mod background;
 mod clock;
 mod external;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod keys;
 mod master_key;
 mod per_thread;

@@ -191,18 +191,19 @@ pub fn read_backup_manifest(dir: &Path) -> Result<BackupManifest, VaultError> {
     let path = dir.join(BACKUP_MANIFEST);
     let text = fs::read(&path)
         .map_err(|err| VaultError::Io(format!("cannot read {}: {err}", path.display())))?;
-    let manifest: BackupManifest = serde_json::from_slice(&text).map_err(|err| {
-        VaultError::Corrupt(format!(
-            "{} is not a backup manifest: {err}",
-            path.display()
-        ))
-    })?;
+    parse_backup_manifest(&text)
+        .map_err(|reason| VaultError::Corrupt(format!("{} {reason}", path.display())))
+}
+
+/// Parses the bytes of a `backup.json`; `Err` says what is wrong with them (after the path).
+pub(crate) fn parse_backup_manifest(text: &[u8]) -> Result<BackupManifest, String> {
+    let manifest: BackupManifest =
+        serde_json::from_slice(text).map_err(|err| format!("is not a backup manifest: {err}"))?;
     if manifest.format != BACKUP_FORMAT {
-        return Err(VaultError::Corrupt(format!(
-            "{} has format {:?}; this version reads {BACKUP_FORMAT:?}",
-            path.display(),
+        return Err(format!(
+            "has format {:?}; this version reads {BACKUP_FORMAT:?}",
             manifest.format
-        )));
+        ));
     }
     Ok(manifest)
 }
@@ -485,12 +486,27 @@ struct SnapshotBodyRef<'a> {
 }
 
 #[derive(Deserialize)]
-struct SnapshotBody {
-    state: State,
-    versions: HashMap<String, u64, rustc_hash::FxBuildHasher>,
+pub(crate) struct SnapshotBody {
+    pub state: State,
+    pub versions: HashMap<String, u64, rustc_hash::FxBuildHasher>,
 }
 
 const BINCODE: bincode::config::Configuration = bincode::config::standard();
+
+/// Decoding a snapshot claims at most this many bytes: a damaged length is refused before
+/// anything is allocated for it, instead of aborting start-up on a huge allocation. A state
+/// bigger than this (far beyond a million keys) is not restored from its snapshot: the log is
+/// replayed instead, with a warning.
+const SNAPSHOT_DECODE_LIMIT: usize = 1 << 31;
+
+type SnapshotDecodeConfig = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<SNAPSHOT_DECODE_LIMIT>,
+>;
+
+const SNAPSHOT_DECODE: SnapshotDecodeConfig =
+    bincode::config::standard().with_limit::<SNAPSHOT_DECODE_LIMIT>();
 
 /// Encodes the projection under its read lock, then signs and writes the file outside it.
 fn take_snapshot(
@@ -545,18 +561,13 @@ fn load_snapshot(
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(format!("cannot read it: {err}")),
     };
-    if bytes.len() < SNAPSHOT_HEADER_LEN || &bytes[..8] != SNAPSHOT_MAGIC {
-        return Err("not a keyledger snapshot (bad header)".to_owned());
-    }
-    let (header, payload) = bytes.split_at(SNAPSHOT_HEADER_LEN);
-    let field = |start: usize, len: usize| &header[start..start + len];
-    let seq = Seq::from_be_bytes(field(8, 8).try_into().unwrap_or_default());
-    let hash: Hash = field(16, 32).try_into().unwrap_or_default();
-    let digest: [u8; 32] = field(48, 32).try_into().unwrap_or_default();
-    let signature = field(112, 64);
-    if sha256(payload) != digest {
-        return Err("its content does not match its digest (damaged)".to_owned());
-    }
+    let SnapshotFile {
+        seq,
+        hash,
+        digest,
+        signature,
+        payload,
+    } = parse_snapshot_file(&bytes)?;
     let keyring = Keyring::new(master).map_err(|err| err.to_string())?;
     let pkcs8 = unseal(log, SIGNING_KEY_ID, &keyring)
         .map_err(|err| err.to_string())?
@@ -576,8 +587,7 @@ fn load_snapshot(
         Ok(None) => return Err(format!("the log has no event {seq}")),
         Err(err) => return Err(format!("cannot read event {seq}: {err}")),
     }
-    let (body, _): (SnapshotBody, usize) = bincode::serde::decode_from_slice(payload, BINCODE)
-        .map_err(|err| format!("cannot decode it: {err}"))?;
+    let body = decode_snapshot_body(payload)?;
     Ok(Some(Projection {
         state: body.state,
         versions: body.versions,
@@ -585,6 +595,43 @@ fn load_snapshot(
         applied_hash: hash,
         broken: None,
     }))
+}
+
+/// A snapshot file split into its header fields and payload; not yet authenticated.
+pub(crate) struct SnapshotFile<'a> {
+    pub seq: Seq,
+    pub hash: Hash,
+    pub digest: [u8; 32],
+    pub signature: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+/// Splits a snapshot file and checks its magic and payload digest; the signature is the
+/// caller's to check.
+pub(crate) fn parse_snapshot_file(bytes: &[u8]) -> Result<SnapshotFile<'_>, String> {
+    if bytes.len() < SNAPSHOT_HEADER_LEN || &bytes[..8] != SNAPSHOT_MAGIC {
+        return Err("not a keyledger snapshot (bad header)".to_owned());
+    }
+    let (header, payload) = bytes.split_at(SNAPSHOT_HEADER_LEN);
+    let field = |start: usize, len: usize| &header[start..start + len];
+    let file = SnapshotFile {
+        seq: Seq::from_be_bytes(field(8, 8).try_into().unwrap_or_default()),
+        hash: field(16, 32).try_into().unwrap_or_default(),
+        digest: field(48, 32).try_into().unwrap_or_default(),
+        signature: field(112, 64),
+        payload,
+    };
+    if sha256(payload) != file.digest {
+        return Err("its content does not match its digest (damaged)".to_owned());
+    }
+    Ok(file)
+}
+
+/// Decodes a snapshot's payload: the state and stream versions.
+pub(crate) fn decode_snapshot_body(payload: &[u8]) -> Result<SnapshotBody, String> {
+    bincode::serde::decode_from_slice(payload, SNAPSHOT_DECODE)
+        .map(|(body, _)| body)
+        .map_err(|err| format!("cannot decode it: {err}"))
 }
 
 fn snapshot_message(seq: Seq, hash: &Hash, digest: &[u8; 32]) -> Vec<u8> {
@@ -624,4 +671,27 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
             .map_err(io)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `vault_snapshot` fuzz target: a payload whose stream name claims about
+    /// 2^61 bytes made the decoder allocate them, which aborted the process.
+    #[test]
+    fn a_huge_claimed_length_is_an_error_not_an_allocation() {
+        let payload: [u8; 115] = [
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0xfd, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+            0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+            0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x30, 0x30, 0x30, 0x30, 0x30, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x3b,
+            0x00, 0x00, 0x00,
+        ];
+        assert!(decode_snapshot_body(&payload).is_err());
+    }
 }
