@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test test-deps lint bench fmt fuzz
+.PHONY: run test test-deps test-under-load lint bench fmt fuzz
 
 ## Run the service on its embedded defaults (data under ./data, HTTP on 127.0.0.1:8080).
 run:
@@ -11,6 +11,10 @@ run:
 ## Install what the tests need (if missing), then run every test.
 test: test-deps
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+## `make test` RUNS times (default 5) while busy loops keep every core at 100 %.
+test-under-load: test-deps
+	scripts/test-under-load.sh $(RUNS)
 
 ## System and Python packages the tests use; each step does nothing when already done.
 test-deps:
