@@ -14,6 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use keyledger_vault::private_files;
 use keyledger_domain::{IngestionId, printable};
 
 /// The folder, directly under the root, that holds in-flight downloads.
@@ -53,13 +54,15 @@ impl Store {
 
     /// Creates the root and the partial area.
     pub fn prepare(&self) -> io::Result<()> {
-        fs::create_dir_all(self.root.join(PARTIAL_DIR))
+        // Samples are private to the service, whatever the umask (0700 folders, 0600 files).
+        private_files::create_dir_all(&self.root.join(PARTIAL_DIR))?;
+        private_files::restrict_dir(&self.root)
     }
 
     /// Creates `<partial_dir>` for a job.
     pub fn prepare_job(&self, ingestion: &IngestionId) -> io::Result<PathBuf> {
         let dir = self.partial_dir(ingestion);
-        fs::create_dir_all(&dir)?;
+        private_files::create_dir_all(&dir)?;
         Ok(dir)
     }
 
@@ -132,7 +135,7 @@ impl Store {
             if self.is_known(&current) {
                 continue;
             }
-            match fs::create_dir(&current) {
+            match private_files::create_dir(&current) {
                 Ok(()) => sync_dir(&parent)?,
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                     if !current.is_dir() {
