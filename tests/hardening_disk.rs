@@ -21,7 +21,13 @@ impl SmallDisk {
     fn mount(size_mib: u64) -> SmallDisk {
         let mount_point = tempfile::tempdir().expect("tempdir");
         let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_mib}m,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_mib}m,mode=0700"),
+                "tmpfs",
+            ])
             .arg(mount_point.path())
             .output()
             .expect("run mount");
@@ -116,7 +122,11 @@ fn a_full_disk_answers_503_and_not_ready_and_the_server_recovers_without_a_resta
         n += 1;
     };
     assert_eq!(refusal.0, 503, "a full disk is a clean 503: {}", refusal.1);
-    assert_eq!(refusal.1["error"]["code"], "storage_unavailable", "{}", refusal.1);
+    assert_eq!(
+        refusal.1["error"]["code"], "storage_unavailable",
+        "{}",
+        refusal.1
+    );
 
     let ready = wait_for_readiness(&server, 503);
     assert_eq!(ready["ready"], false, "{ready}");
@@ -146,10 +156,10 @@ fn a_full_disk_answers_503_and_not_ready_and_the_server_recovers_without_a_resta
         .text()
         .expect("metrics");
     assert!(
-        metrics
-            .lines()
-            .any(|line| line.starts_with("keyledger_log_storage_failures_total ")
-                && !line.ends_with(" 0")),
+        metrics.lines().any(
+            |line| line.starts_with("keyledger_log_storage_failures_total ")
+                && !line.ends_with(" 0")
+        ),
         "storage failures are counted:\n{metrics}"
     );
 
@@ -205,7 +215,11 @@ fn nothing_the_server_writes_is_readable_by_others_even_under_umask_022() {
         .output()
         .expect("run audit export");
     rustix::process::umask(previous);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     let mut widened = Vec::new();
     for root in [server.data_dir(), backup, export] {

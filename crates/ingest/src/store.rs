@@ -14,8 +14,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use keyledger_vault::private_files;
 use keyledger_domain::{IngestionId, printable};
+use keyledger_vault::private_files;
 
 /// The folder, directly under the root, that holds in-flight downloads.
 pub const PARTIAL_DIR: &str = ".partial";

@@ -185,8 +185,7 @@ impl EventLog {
         let mut batch = sled::Batch::default();
         let mut pending = 0usize;
         if head > 0 {
-            for item in source.events.range(event_key(1)..=event_key(head))
-            {
+            for item in source.events.range(event_key(1)..=event_key(head)) {
                 let (key, value) = item?;
                 // A damaged event is copied as it is, so verifying the copy finds it too.
                 for stored in stored_envelopes(&value).flatten() {

@@ -85,7 +85,10 @@ impl StorageMonitor {
     }
 
     fn lock_fault(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.state.fault.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state
+            .fault
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -123,7 +126,11 @@ impl Fault {
 impl Writer {
     /// Records a failed group commit; a recovery attempt is due at once.
     pub(crate) fn storage_failed(&mut self, error: &LogError) {
-        self.shared.storage.state.failures.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .storage
+            .state
+            .failures
+            .fetch_add(1, Ordering::Relaxed);
         let reason = error.to_string();
         let now = Instant::now();
         match &mut self.fault {
@@ -163,7 +170,11 @@ impl Writer {
                     "event log storage recovered; appends resume"
                 );
                 self.fault = None;
-                self.shared.storage.state.recoveries.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .storage
+                    .state
+                    .recoveries
+                    .fetch_add(1, Ordering::Relaxed);
                 self.shared.storage.set_fault(None);
             }
             Err(_) if self.stopped.is_some() => {

@@ -10,11 +10,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::sync::oneshot;
 
 use crate::block::encode_block;
-use crate::recovery::Fault;
 use crate::envelope::{Envelope, seal};
 use crate::keys::{
     STREAMS_THROUGH_KEY, encode_committed, encode_head, event_key, idempotency_key, stream_key,
 };
+use crate::recovery::Fault;
 use crate::{
     AppendBatch, AppendError, Committed, ExpectedVersion, Hash, LogError, MAX_ENVELOPE_BYTES,
     OnCommit, Seq, Shared,
@@ -104,7 +104,10 @@ impl Writer {
             // While storage fails, wake up to retry even when nobody appends, so readiness
             // turns true again as soon as storage works.
             let received = match self.fault.as_ref().map(Fault::retry_in) {
-                None => self.receiver.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                None => self
+                    .receiver
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
                 Some(wait) => self.receiver.recv_timeout(wait),
             };
             let first = match received {
@@ -181,7 +184,9 @@ impl Writer {
         }
         if let Some(fault) = &self.fault {
             for request in requests {
-                request.reply.send(Err(AppendError::Storage(fault.refusal())));
+                request
+                    .reply
+                    .send(Err(AppendError::Storage(fault.refusal())));
             }
             return;
         }

@@ -21,7 +21,13 @@ impl SmallDisk {
     pub fn mount(size_kib: u64) -> SmallDisk {
         let mount_point = tempfile::tempdir().expect("tempdir");
         let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k,mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size_kib}k,mode=0700"),
+                "tmpfs",
+            ])
             .arg(mount_point.path())
             .output()
             .expect("run mount");
@@ -141,7 +147,9 @@ fn a_full_disk_refuses_appends_cleanly_and_the_log_recovers_without_a_reopen() {
     assert!(
         matches!(
             refused,
-            AppendError::Storage(LogError::StorageUnavailable { .. } | LogError::NotConfirmed { .. })
+            AppendError::Storage(
+                LogError::StorageUnavailable { .. } | LogError::NotConfirmed { .. }
+            )
         ),
         "{refused}"
     );
@@ -163,7 +171,10 @@ fn a_full_disk_refuses_appends_cleanly_and_the_log_recovers_without_a_reopen() {
 
     // Every acknowledged event is there, nothing that was refused, and the chain verifies.
     let stored = bodies(&log);
-    assert!(!stored.contains(&failed_body), "a refused append never appears");
+    assert!(
+        !stored.contains(&failed_body),
+        "a refused append never appears"
+    );
     assert!(!stored.contains(b"refused".as_slice()));
     assert_eq!(stored, acknowledged);
     assert!(log.verify().expect("verify").is_ok());
@@ -239,7 +250,10 @@ fn everything_the_log_writes_is_private_whatever_the_umask() {
     for root in [&log_dir, &backup] {
         collect_widened(root, &mut widened);
     }
-    assert!(widened.is_empty(), "readable by group or others: {widened:?}");
+    assert!(
+        widened.is_empty(),
+        "readable by group or others: {widened:?}"
+    );
 }
 
 fn collect_widened(path: &Path, widened: &mut Vec<String>) {

@@ -35,6 +35,7 @@ use keyledger_log::{
 pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{ExternalCredential, ExternalKeyView, Lease, NewCredential};
+pub use keyledger_log::private_files;
 pub use keys::{ApiKeyView, CreatedApiKey};
 pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
@@ -50,7 +51,6 @@ pub use snapshot::{
     AuditConfig, BACKUP_MANIFEST, BackupManifest, PUBLIC_KEY_META, SNAPSHOT_FILE, StartupReport,
     backup_log, published_public_key, read_backup_manifest,
 };
-pub use keyledger_log::private_files;
 pub use telemetry::{ComponentHealth, Telemetry};
 
 /// How the vault is set up. `Default` is the embedded default under `./data`.

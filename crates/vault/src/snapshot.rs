@@ -21,9 +21,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use keyledger_crypto::{CryptoError, Keyring, MasterKey, SecretBytes};
-use keyledger_log::private_files;
 use keyledger_domain::State;
 use keyledger_domain::public::hex;
+use keyledger_log::private_files;
 use keyledger_log::{Checkpoint, EventLog, GENESIS_HASH, Hash, Seq};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};

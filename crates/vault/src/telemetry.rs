@@ -15,7 +15,9 @@ pub struct Telemetry {
 /// Report current values (read from their source) whenever metrics or readiness are read, for
 /// sources that cannot push: the log's storage health.
 #[derive(Default)]
-struct Collectors(Mutex<Vec<Box<dyn Fn(&Telemetry) + Send + Sync>>>);
+struct Collectors(Mutex<Vec<Collector>>);
+
+type Collector = Box<dyn Fn(&Telemetry) + Send + Sync>;
 
 impl fmt::Debug for Collectors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -77,7 +79,11 @@ impl Telemetry {
     }
 
     fn collect(&self) {
-        let collectors = self.collectors.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let collectors = self
+            .collectors
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for collector in collectors.iter() {
             collector(self);
         }
