@@ -7,6 +7,8 @@
 //!   they are atomic), then flush and `sync_data`, then `on_commit`, then the answers. An
 //!   acknowledged append is durable.
 //! - Readers see only committed (durable) events: reads are capped at the published head.
+//! - A storage failure refuses appends until storage works again, without a restart and
+//!   without losing an acknowledged event (see `recovery`).
 //! - `hash = SHA-256(prev_hash || bincode(every field except hash))`; [`EventLog::verify`] and
 //!   [`verify_envelopes`] find the first damaged, missing or reordered event.
 
