@@ -377,6 +377,34 @@ mod tests {
     }
 
     #[test]
+    fn the_store_is_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("samples"));
+        store.prepare().unwrap();
+        let job = IngestionId::parse("ing_AAAAAAAAAAAAAAAA").unwrap();
+        let partial = store.prepare_job(&job).unwrap().join("one.partial");
+        private_files::write(&partial, b"sample").unwrap();
+        let batch = store.batch_dir("alice", "batch-1");
+        let placed = store.publish_all(&batch, &[(partial, "run/one.fastq".to_owned())]);
+        rustix::process::umask(previous);
+        let target = placed.into_iter().next().unwrap().unwrap();
+
+        // Every folder from the file up to the store's root (the temporary directory above it
+        // is not the store's).
+        let mut path = target.as_path();
+        while path != dir.path() {
+            let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            path = path.parent().unwrap();
+        }
+        let partial_area = dir.path().join("samples").join(PARTIAL_DIR);
+        let mode = fs::metadata(partial_area).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
+    }
+
+    #[test]
     fn destinations() {
         let d = validate_destination;
         check(d, "alice", Ok("alice"));
