@@ -6,6 +6,7 @@ mod canary;
 mod cli;
 mod console;
 mod hardening_core;
+mod hardening_disk;
 mod ingestion;
 mod operations;
 mod permissions;

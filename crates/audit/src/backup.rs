@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use keyledger_log::private_files;
 use keyledger_vault::{BackupManifest, backup_log, read_backup_manifest};
 
 use crate::AuditError;
@@ -50,6 +51,8 @@ pub fn restore(
         fs::remove_dir_all(&staging).map_err(|err| AuditError::io(&staging, err))?;
     }
     copy_tree(&source, &staging)?;
+    // A backup copied by hand may have wider modes; the restored log is private.
+    private_files::restrict_tree(&staging).map_err(|err| AuditError::io(&staging, err))?;
     if target.exists() {
         fs::remove_dir(&target).map_err(|err| AuditError::io(&target, err))?;
     }
@@ -76,7 +79,7 @@ pub fn restore(
 
 /// Copies a directory tree, fsyncing every file and directory.
 fn copy_tree(from: &Path, to: &Path) -> Result<(), AuditError> {
-    fs::create_dir_all(to).map_err(|err| AuditError::io(to, err))?;
+    private_files::create_dir_all(to).map_err(|err| AuditError::io(to, err))?;
     for entry in fs::read_dir(from).map_err(|err| AuditError::io(from, err))? {
         let entry = entry.map_err(|err| AuditError::io(from, err))?;
         let (source, target) = (entry.path(), to.join(entry.file_name()));

@@ -293,7 +293,9 @@ fn export(args: &ExportArgs, context: &RunContext) -> anyhow::Result<()> {
     }
     let mut out: Box<dyn Write> = match &args.out {
         Some(path) => Box::new(std::io::BufWriter::new(
-            fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            // An export holds every event (ciphertext, key hashes): private, like the log.
+            keyledger_log::private_files::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };

@@ -71,6 +71,10 @@ enum Command {
 }
 
 fn main() {
+    // Everything keyledger writes (data directory, log, snapshots, backups, exports, samples,
+    // keys) is for its own user only, whatever umask it was started with. The libraries also
+    // pass explicit modes; this covers files that dependencies (sled) create.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

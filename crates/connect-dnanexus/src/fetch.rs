@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -195,11 +195,13 @@ fn prepare(
     } else {
         BTreeSet::new()
     };
+    // Sample data is private to the service whatever the umask (the mode survives the rename).
     let data = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(partial_path)?;
     let on_disk = data.metadata()?.len();
     if on_disk != file.size {
@@ -214,7 +216,12 @@ fn prepare(
     }
     let verified = recheck_claimed_parts(&data, layout, &claimed, verifier);
     let sidecar = if use_sidecar {
-        let mut sidecar = File::create(sidecar_path)?;
+        let mut sidecar = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(sidecar_path)?;
         let mut text = format!(
             "{SIDECAR_HEADER}\n{} {} {}\n",
             file.id,

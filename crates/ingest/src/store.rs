@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use keyledger_domain::{IngestionId, printable};
+use keyledger_vault::private_files;
 
 /// The folder, directly under the root, that holds in-flight downloads.
 pub const PARTIAL_DIR: &str = ".partial";
@@ -53,13 +54,15 @@ impl Store {
 
     /// Creates the root and the partial area.
     pub fn prepare(&self) -> io::Result<()> {
-        fs::create_dir_all(self.root.join(PARTIAL_DIR))
+        // Samples are private to the service, whatever the umask (0700 folders, 0600 files).
+        private_files::create_dir_all(&self.root.join(PARTIAL_DIR))?;
+        private_files::restrict_dir(&self.root)
     }
 
     /// Creates `<partial_dir>` for a job.
     pub fn prepare_job(&self, ingestion: &IngestionId) -> io::Result<PathBuf> {
         let dir = self.partial_dir(ingestion);
-        fs::create_dir_all(&dir)?;
+        private_files::create_dir_all(&dir)?;
         Ok(dir)
     }
 
@@ -132,7 +135,7 @@ impl Store {
             if self.is_known(&current) {
                 continue;
             }
-            match fs::create_dir(&current) {
+            match private_files::create_dir(&current) {
                 Ok(()) => sync_dir(&parent)?,
                 Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
                     if !current.is_dir() {
@@ -371,6 +374,34 @@ mod tests {
                 "{input:?}: {got:?}"
             ),
         }
+    }
+
+    #[test]
+    fn the_store_is_private_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path().join("samples"));
+        store.prepare().unwrap();
+        let job = IngestionId::parse("ing_AAAAAAAAAAAAAAAA").unwrap();
+        let partial = store.prepare_job(&job).unwrap().join("one.partial");
+        private_files::write(&partial, b"sample").unwrap();
+        let batch = store.batch_dir("alice", "batch-1");
+        let placed = store.publish_all(&batch, &[(partial, "run/one.fastq".to_owned())]);
+        rustix::process::umask(previous);
+        let target = placed.into_iter().next().unwrap().unwrap();
+
+        // Every folder from the file up to the store's root (the temporary directory above it
+        // is not the store's).
+        let mut path = target.as_path();
+        while path != dir.path() {
+            let mode = fs::metadata(path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            path = path.parent().unwrap();
+        }
+        let partial_area = dir.path().join("samples").join(PARTIAL_DIR);
+        let mode = fs::metadata(partial_area).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0);
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl EventLog {
         if checkpoints.is_empty() {
             return Ok(());
         }
-        let meta = self.meta_tree()?;
+        let database = self.inner.shared.database.get()?;
         let mut batch = sled::Batch::default();
         for checkpoint in checkpoints {
             batch.insert(
@@ -130,8 +130,8 @@ impl EventLog {
                 checkpoint.to_meta_value(),
             );
         }
-        meta.apply_batch(batch)?;
-        self.inner.shared.sync.make_durable()
+        database.meta.apply_batch(batch)?;
+        database.make_durable()
     }
 
     /// Stored checkpoints with `from <= seq <= to`, in seq order. A record that cannot be
@@ -176,18 +176,16 @@ impl EventLog {
             )));
         }
         let (head, head_hash) = self.head();
+        let source = self.inner.shared.database.get()?;
+        crate::private_files::create_dir_all(dir)?;
+        crate::private_files::restrict_dir(dir)?;
         let db = sled::Config::new().path(dir).open()?;
         let copied_events = db.open_tree("events")?;
         let mut streams: HashMap<String, u64> = HashMap::new();
         let mut batch = sled::Batch::default();
         let mut pending = 0usize;
         if head > 0 {
-            for item in self
-                .inner
-                .shared
-                .events
-                .range(event_key(1)..=event_key(head))
-            {
+            for item in source.events.range(event_key(1)..=event_key(head)) {
                 let (key, value) = item?;
                 // A damaged event is copied as it is, so verifying the copy finds it too.
                 for stored in stored_envelopes(&value).flatten() {
@@ -203,7 +201,7 @@ impl EventLog {
                 }
             }
         }
-        for item in self.inner.shared.events.scan_prefix([IDEMPOTENCY_PREFIX]) {
+        for item in source.events.scan_prefix([IDEMPOTENCY_PREFIX]) {
             let (key, value) = item?;
             if decode_committed(&value).is_some_and(|committed| committed.last_seq <= head) {
                 batch.insert(key, value);
@@ -226,7 +224,7 @@ impl EventLog {
         DataKeys::open(dir, &copied_keys)?.replace_all(entries)?;
         let copied_meta = db.open_tree("meta")?;
         let mut meta_entries = 0u64;
-        for item in self.meta_tree()?.iter() {
+        for item in source.meta.iter() {
             let (key, value) = item?;
             if Checkpoint::from_meta(&key, &value).is_some_and(|c| c.seq > head) {
                 continue;
@@ -236,6 +234,7 @@ impl EventLog {
         }
         db.flush()?;
         drop((copied_events, copied_keys, copied_meta, db));
+        crate::private_files::restrict_tree(dir)?;
         sync_tree(dir)?;
         Ok(BackupSummary {
             head,
@@ -245,9 +244,9 @@ impl EventLog {
         })
     }
 
-    /// The `meta` tree itself, for range scans (sled hands out the same tree for a name).
+    /// The `meta` tree itself, for range scans.
     fn meta_tree(&self) -> Result<sled::Tree, LogError> {
-        Ok(self.inner.shared.sync.db.open_tree("meta")?)
+        Ok(self.inner.shared.database.get()?.meta.clone())
     }
 }
 

@@ -37,6 +37,20 @@ pub enum LogError {
     Random,
     #[error("the log writer stopped ({reason}); reopen the log")]
     WriterStopped { reason: String },
+    /// Appends are refused until storage works again; the writer retries by itself.
+    #[error(
+        "the log's storage is failing ({reason}); appends are refused until it recovers (free disk space or fix the device; no restart needed)"
+    )]
+    StorageUnavailable { reason: String },
+    /// The batch could not be made durable, and what may have reached the disk could not be
+    /// undone yet: it is not committed, and never will be unless the process stops before
+    /// storage recovers (see `docs/operations.md`).
+    #[error(
+        "the batch was not committed: storage failed ({reason}); if the service restarts before storage recovers it may still appear, so retry with the same request id"
+    )]
+    NotConfirmed { reason: String },
+    #[error("the log's storage is being reopened after a storage failure; retry shortly")]
+    Reopening,
 }
 
 impl LogError {
@@ -56,6 +70,13 @@ impl LogError {
             LogError::WriterStopped { reason } => LogError::WriterStopped {
                 reason: reason.clone(),
             },
+            LogError::StorageUnavailable { reason } => LogError::StorageUnavailable {
+                reason: reason.clone(),
+            },
+            LogError::NotConfirmed { reason } => LogError::NotConfirmed {
+                reason: reason.clone(),
+            },
+            LogError::Reopening => LogError::Reopening,
         }
     }
 }

@@ -7,6 +7,8 @@
 //!   they are atomic), then flush and `sync_data`, then `on_commit`, then the answers. An
 //!   acknowledged append is durable.
 //! - Readers see only committed (durable) events: reads are capped at the published head.
+//! - A storage failure refuses appends until storage works again, without a restart and
+//!   without losing an acknowledged event (see `recovery`).
 //! - `hash = SHA-256(prev_hash || bincode(every field except hash))`; [`EventLog::verify`] and
 //!   [`verify_envelopes`] find the first damaged, missing or reordered event.
 
@@ -17,7 +19,9 @@ mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod keys;
+pub mod private_files;
 pub mod raw;
+mod recovery;
 mod stores;
 mod verify;
 mod writer;
@@ -27,7 +31,7 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,7 @@ use tokio::sync::{oneshot, watch};
 pub use checkpoint::{BackupSummary, CHECKPOINT_PREFIX, Checkpoint};
 pub use envelope::{Envelope, EnvelopeDecodeError, EnvelopeView, compute_hash};
 pub use error::{AppendError, LogError};
+pub use recovery::{StorageHealth, StorageMonitor};
 pub use stores::{DataKeys, Meta};
 pub use verify::{BadEvent, BadReason, VerifyReport, verify_envelopes};
 
@@ -45,7 +50,7 @@ use keys::{
     EVENT_PREFIX, HEAD_KEY, IDEMPOTENCY_PREFIX, STREAM_PREFIX, STREAMS_THROUGH_KEY,
     decode_committed, decode_head, decode_version, event_key, seq_of_event_key,
 };
-use stores::DurableSync;
+use stores::{Database, DatabaseCell};
 use writer::{Message, Reply, Request, Writer};
 
 /// Position in the log; the first event is 1, 0 means "nothing".
@@ -149,24 +154,13 @@ impl EventLog {
     /// before the appenders are answered. It must not append to this log (that would wait on
     /// itself) nor hold an `EventLog` clone. If it panics, the log stops accepting appends.
     pub fn open(config: LogConfig, on_commit: OnCommit) -> Result<EventLog, LogError> {
-        let db = open_database(&config.path)?;
-        let events = db.open_tree("events")?;
-        let data_keys = db.open_tree("data_keys")?;
-        let meta = db.open_tree("meta")?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(config.path.join("db"))?;
-        sync_directory(&config.path)?;
-
-        let sync = Arc::new(DurableSync {
-            db: db.clone(),
-            file,
-            durability: config.durability,
-        });
-        let head = load_head(&events)?;
-        let streams = load_streams(&events, head.0, &sync)?;
-        let idempotency = load_idempotency(&events)?;
+        let database = Arc::new(DatabaseCell::new(open_store(&config)?));
+        let store = database.get()?;
+        let data_keys = store.db.open_tree("data_keys")?;
+        let head = load_head(&store.events)?;
+        let streams = load_streams(&store.events, head.0, &store)?;
+        let idempotency = load_idempotency(&store.events)?;
+        drop(store);
         tracing::info!(
             path = %config.path.display(),
             head = head.0,
@@ -178,10 +172,10 @@ impl EventLog {
         let data_keys = DataKeys::open(&config.path, &data_keys)?;
         let shared = Arc::new(Shared {
             config,
-            events,
             data_keys,
-            meta: Meta::new(meta, sync.clone()),
-            sync,
+            meta: Meta::new(database.clone()),
+            database,
+            storage: StorageMonitor::default(),
             head: Mutex::new(head),
             head_seq: AtomicU64::new(head.0),
             streams: RwLock::new(streams),
@@ -196,6 +190,7 @@ impl EventLog {
             idempotency,
             random: SystemRandom::new(),
             stopped: None,
+            fault: None,
             unindexed_streams: HashMap::new(),
             index_written_at: Instant::now(),
         };
@@ -203,7 +198,7 @@ impl EventLog {
             .name("keyledger-log-writer".to_owned())
             .spawn(move || writer.run())?;
         let release = ReleaseWait {
-            database: Arc::downgrade(&shared.sync),
+            database: shared.database.clone(),
             path: shared.config.path.clone(),
         };
         Ok(EventLog {
@@ -249,22 +244,21 @@ impl EventLog {
     /// Committed events `from..=to`, capped at the head as of this call.
     pub fn read_range(&self, from: Seq, to: Seq) -> EventIter {
         let end = to.min(self.committed_seq());
-        EventIter::new(
-            &self.inner.shared.events,
-            from,
-            end,
-            self.inner.shared.sync.clone(),
-        )
+        match self.inner.shared.database.get() {
+            Ok(database) => EventIter::new(from, end, database),
+            Err(error) => EventIter::failed(error),
+        }
     }
 
     pub fn get(&self, seq: Seq) -> Result<Option<Envelope>, LogError> {
         if seq == 0 || seq > self.committed_seq() {
             return Ok(None);
         }
-        let Some(first) = block_holding(&self.inner.shared.events, seq) else {
+        let database = self.inner.shared.database.get()?;
+        let Some(first) = block_holding(&database.events, seq) else {
             return Ok(None);
         };
-        let Some(value) = self.inner.shared.events.get(event_key(first))? else {
+        let Some(value) = database.events.get(event_key(first))? else {
             return Ok(None);
         };
         let index = (seq - first) as usize;
@@ -304,7 +298,8 @@ impl EventLog {
         prev_hash: Hash,
     ) -> Result<VerifyReport, LogError> {
         let head = self.committed_seq();
-        verify::verify_stored(&self.inner.shared.events, from, to, prev_hash, head)
+        let database = self.inner.shared.database.get()?;
+        verify::verify_stored(&database.events, from, to, prev_hash, head)
     }
 
     pub fn data_keys(&self) -> DataKeys {
@@ -317,6 +312,17 @@ impl EventLog {
 
     pub fn path(&self) -> &Path {
         &self.inner.shared.config.path
+    }
+
+    /// Whether the writer can write right now, and how often storage failed.
+    pub fn storage_health(&self) -> StorageHealth {
+        self.inner.shared.storage.health()
+    }
+
+    /// A handle that reports [`EventLog::storage_health`] without keeping the log open (for
+    /// readiness and metrics collectors that live as long as the log itself).
+    pub fn storage_monitor(&self) -> StorageMonitor {
+        self.inner.shared.storage.clone()
     }
 
     /// Appends waiting for the writer (a gauge for metrics).
@@ -366,30 +372,48 @@ pub struct EventIter {
     current: Option<CurrentBlock>,
     from: Seq,
     end: Seq,
-    /// Counts as an open handle for [`ReleaseWait`].
-    _database: Arc<DurableSync>,
+    /// Reported once, instead of any event (the database could not be read).
+    failure: Option<LogError>,
+    /// Keeps the database it reads open (also across a reopen after a storage failure).
+    _database: Option<Arc<Database>>,
 }
 
 impl EventIter {
     /// The stored events `from..=end` (`end` is not capped here).
-    fn new(events: &sled::Tree, from: Seq, end: Seq, database: Arc<DurableSync>) -> EventIter {
+    fn new(from: Seq, end: Seq, database: Arc<Database>) -> EventIter {
         let from = from.max(1);
         let blocks = (from <= end).then(|| {
             // The block holding `from` may start before it.
-            let start = block_holding(events, from).unwrap_or(from);
-            events.range(event_key(start)..=event_key(end))
+            let start = block_holding(&database.events, from).unwrap_or(from);
+            database.events.range(event_key(start)..=event_key(end))
         });
         EventIter {
             blocks,
             current: None,
             from,
             end,
-            _database: database,
+            failure: None,
+            _database: Some(database),
+        }
+    }
+
+    /// An iterator that yields `error` and ends.
+    fn failed(error: LogError) -> EventIter {
+        EventIter {
+            blocks: None,
+            current: None,
+            from: 1,
+            end: 0,
+            failure: Some(error),
+            _database: None,
         }
     }
 
     /// The next stored envelope in range, as its seq and raw bytes.
     fn next_stored(&mut self) -> Option<Result<(Seq, &[u8]), LogError>> {
+        if let Some(error) = self.failure.take() {
+            return Some(Err(error));
+        }
         loop {
             if let Some(block) = &mut self.current {
                 let mut envelopes = StoredEnvelopes::resume(&block.value, block.offset);
@@ -476,10 +500,11 @@ impl fmt::Debug for EventIter {
 /// State shared by the handles and the writer.
 struct Shared {
     config: LogConfig,
-    events: sled::Tree,
     data_keys: DataKeys,
     meta: Meta,
-    sync: Arc<DurableSync>,
+    /// The open sled database; swapped by the writer when it recovers from a storage failure.
+    database: Arc<DatabaseCell>,
+    storage: StorageMonitor,
     /// Last durable seq and hash; only the writer changes it.
     head: Mutex<(Seq, Hash)>,
     /// `head.0`, for lock-free read caps.
@@ -528,31 +553,65 @@ impl Drop for Inner {
 /// I/O threads hold the file briefly). When the last handle of this log goes, wait for that, so
 /// that closing and reopening in one process works.
 struct ReleaseWait {
-    database: Weak<DurableSync>,
+    database: Arc<DatabaseCell>,
     path: PathBuf,
 }
 
 impl Drop for ReleaseWait {
     fn drop(&mut self) {
-        if self.database.upgrade().is_some() {
-            return; // DataKeys, Meta or an EventIter still holds the database open.
+        if Arc::strong_count(&self.database) > 1 {
+            return; // A Meta still holds the database open.
         }
-        let Ok(file) = File::open(self.path.join("db")) else {
+        let Some(database) = self.database.take() else {
             return;
         };
-        let deadline = Instant::now() + LOCK_RELEASE_WAIT;
-        while file.try_lock().is_err() {
-            if Instant::now() >= deadline {
-                tracing::debug!(path = %self.path.display(), "sled still holds the database lock");
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        if Arc::strong_count(&database) > 1 {
+            return; // An EventIter still holds the database open.
         }
-        // Dropping `file` releases the probe's lock.
+        drop(database);
+        wait_for_lock_release(&self.path);
     }
 }
 
+/// Waits (at most [`LOCK_RELEASE_WAIT`]) until no sled instance holds `<path>/db`'s lock.
+fn wait_for_lock_release(path: &Path) {
+    let Ok(file) = File::open(path.join("db")) else {
+        return;
+    };
+    let deadline = Instant::now() + LOCK_RELEASE_WAIT;
+    while file.try_lock().is_err() {
+        if Instant::now() >= deadline {
+            tracing::debug!(path = %path.display(), "sled still holds the database lock");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Dropping `file` releases the probe's lock.
+}
+
 const LOCK_RELEASE_WAIT: Duration = Duration::from_secs(2);
+
+/// Opens the log's sled database and the trees the log uses, in a private (0700) directory.
+fn open_store(config: &LogConfig) -> Result<Database, LogError> {
+    private_files::create_dir_all(&config.path)?;
+    let db = open_database(&config.path)?;
+    let events = db.open_tree("events")?;
+    let meta = db.open_tree("meta")?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(config.path.join("db"))?;
+    // sled creates its files with the process umask; the directory is 0700 anyway.
+    private_files::restrict_tree(&config.path)?;
+    sync_directory(&config.path)?;
+    Ok(Database {
+        db,
+        events,
+        meta,
+        file,
+        durability: config.durability,
+    })
+}
 
 /// Opens sled, waiting briefly if a handle of this process is still releasing the lock.
 fn open_database(path: &Path) -> Result<sled::Db, LogError> {
@@ -650,7 +709,7 @@ fn load_head(events: &sled::Tree) -> Result<(Seq, Hash), LogError> {
 fn load_streams(
     events: &sled::Tree,
     head: Seq,
-    sync: &Arc<DurableSync>,
+    database: &Arc<Database>,
 ) -> Result<HashMap<String, u64>, LogError> {
     let mut streams = HashMap::new();
     for item in events.scan_prefix([STREAM_PREFIX]) {
@@ -672,7 +731,7 @@ fn load_streams(
         None if !streams.is_empty() => head,
         None => 0,
     };
-    let mut later = EventIter::new(events, indexed_through + 1, head, sync.clone());
+    let mut later = EventIter::new(indexed_through + 1, head, database.clone());
     while let Some(envelope) = later.next_view() {
         // A damaged event cannot say its stream; verify reports it.
         if let Ok(envelope) = envelope {

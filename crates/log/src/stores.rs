@@ -5,26 +5,66 @@ use std::fmt;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use crate::{Durability, LogError};
 
-/// Makes every earlier write to any tree of the database durable.
-pub(crate) struct DurableSync {
+/// One open sled database of the log: its trees and the file `sync_data` is called on.
+pub(crate) struct Database {
     pub(crate) db: sled::Db,
+    pub(crate) events: sled::Tree,
+    pub(crate) meta: sled::Tree,
     /// `<path>/db`, kept open for `sync_data`: sled's own flush uses `sync_file_range` on Linux,
     /// which survives a killed process but not necessarily a power cut.
     pub(crate) file: File,
     pub(crate) durability: Durability,
 }
 
-impl DurableSync {
+impl Database {
+    /// Makes every earlier write to any tree of the database durable.
     pub(crate) fn make_durable(&self) -> Result<(), LogError> {
         self.db.flush()?;
         if self.durability == Durability::Full {
             self.file.sync_data()?;
         }
         Ok(())
+    }
+}
+
+/// The database currently in use. After a storage failure sled refuses every later write
+/// (it latches the first I/O error until it is reopened), so the writer swaps in a freshly
+/// opened database; in between the cell is empty and reads fail with
+/// [`LogError::Reopening`].
+#[derive(Default)]
+pub(crate) struct DatabaseCell {
+    current: RwLock<Option<Arc<Database>>>,
+}
+
+impl DatabaseCell {
+    pub(crate) fn new(database: Database) -> DatabaseCell {
+        DatabaseCell {
+            current: RwLock::new(Some(Arc::new(database))),
+        }
+    }
+
+    pub(crate) fn get(&self) -> Result<Arc<Database>, LogError> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or(LogError::Reopening)
+    }
+
+    /// Empties the cell; the caller drops the database once nobody else holds it.
+    pub(crate) fn take(&self) -> Option<Arc<Database>> {
+        self.current
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    pub(crate) fn put(&self, database: Arc<Database>) {
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(database);
     }
 }
 
@@ -141,7 +181,7 @@ impl DataKeys {
         bytes.extend_from_slice(digest.as_ref());
         let temporary = self.path.with_extension("bin.tmp");
         {
-            let mut file = File::create(&temporary)?;
+            let mut file = crate::private_files::create(&temporary)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
         }
@@ -196,37 +236,40 @@ impl fmt::Debug for DataKeys {
 /// snapshot markers.
 #[derive(Clone)]
 pub struct Meta {
-    tree: sled::Tree,
-    sync: Arc<DurableSync>,
+    database: Arc<DatabaseCell>,
 }
 
 impl Meta {
-    pub(crate) fn new(tree: sled::Tree, sync: Arc<DurableSync>) -> Meta {
-        Meta { tree, sync }
+    pub(crate) fn new(database: Arc<DatabaseCell>) -> Meta {
+        Meta { database }
     }
 
     pub fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, LogError> {
-        Ok(self.tree.get(key.as_ref())?.map(|value| value.to_vec()))
+        let database = self.database.get()?;
+        Ok(database.meta.get(key.as_ref())?.map(|value| value.to_vec()))
     }
 
     /// Durable when it returns.
     pub fn put(&self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), LogError> {
-        self.tree.insert(key.as_ref(), value.as_ref())?;
-        self.sync.make_durable()
+        let database = self.database.get()?;
+        database.meta.insert(key.as_ref(), value.as_ref())?;
+        database.make_durable()
     }
 
     /// Durable when it returns. `false` if there was nothing under `key`.
     pub fn remove(&self, key: impl AsRef<[u8]>) -> Result<bool, LogError> {
-        let existed = self.tree.remove(key.as_ref())?.is_some();
-        self.sync.make_durable()?;
+        let database = self.database.get()?;
+        let existed = database.meta.remove(key.as_ref())?.is_some();
+        database.make_durable()?;
         Ok(existed)
     }
 }
 
 impl fmt::Debug for Meta {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.database.get().map(|database| database.meta.len()).ok();
         f.debug_struct("Meta")
-            .field("entries", &self.tree.len())
+            .field("entries", &entries)
             .finish_non_exhaustive()
     }
 }

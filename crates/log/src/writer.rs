@@ -14,6 +14,7 @@ use crate::envelope::{Envelope, seal};
 use crate::keys::{
     STREAMS_THROUGH_KEY, encode_committed, encode_head, event_key, idempotency_key, stream_key,
 };
+use crate::recovery::Fault;
 use crate::{
     AppendBatch, AppendError, Committed, ExpectedVersion, Hash, LogError, MAX_ENVELOPE_BYTES,
     OnCommit, Seq, Shared,
@@ -58,6 +59,8 @@ pub(crate) struct Writer {
     pub(crate) random: SystemRandom,
     /// Set when the log can no longer be trusted to append; every later request gets it.
     pub(crate) stopped: Option<String>,
+    /// Set while storage fails: appends are refused until a recovery succeeds.
+    pub(crate) fault: Option<Fault>,
     /// Stream versions committed since the stream index was last written.
     pub(crate) unindexed_streams: HashMap<String, u64>,
     pub(crate) index_written_at: Instant,
@@ -98,8 +101,22 @@ impl Writer {
         let mut closing = false;
         let mut last_group_requests = 0;
         while !closing {
-            let Ok(first) = self.receiver.recv() else {
-                break;
+            // While storage fails, wake up to retry even when nobody appends, so readiness
+            // turns true again as soon as storage works.
+            let received = match self.fault.as_ref().map(Fault::retry_in) {
+                None => self
+                    .receiver
+                    .recv()
+                    .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+                Some(wait) => self.receiver.recv_timeout(wait),
+            };
+            let first = match received {
+                Ok(message) => message,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.retry_recovery_if_due();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
             };
             let mut requests = Vec::new();
             let mut events = 0;
@@ -140,13 +157,21 @@ impl Writer {
                 self.commit_group(requests);
             }
         }
-        if let Err(error) = self.shared.sync.make_durable() {
+        let flushed = self
+            .shared
+            .database
+            .get()
+            .and_then(|database| database.make_durable());
+        if let Err(error) = flushed {
             tracing::warn!(%error, "final flush of the event log failed");
         }
         tracing::debug!("event log writer stopped");
     }
 
     fn commit_group(&mut self, requests: Vec<Request>) {
+        if self.fault.is_some() {
+            self.retry_recovery_if_due();
+        }
         if let Some(reason) = &self.stopped {
             for request in requests {
                 request
@@ -154,6 +179,14 @@ impl Writer {
                     .send(Err(AppendError::Storage(LogError::WriterStopped {
                         reason: reason.clone(),
                     })));
+            }
+            return;
+        }
+        if let Some(fault) = &self.fault {
+            for request in requests {
+                request
+                    .reply
+                    .send(Err(AppendError::Storage(fault.refusal())));
             }
             return;
         }
@@ -189,11 +222,19 @@ impl Writer {
             Ok(index_written) => index_written,
             Err(error) => {
                 tracing::error!(%error, first_seq = group.first_seq, "group commit failed");
-                self.roll_back(&group);
+                // Definitely not committed only once whatever reached sled is undone durably;
+                // until then the answer must not claim that it failed for good.
+                let failure = if self.roll_back(&error) {
+                    error
+                } else {
+                    LogError::NotConfirmed {
+                        reason: error.to_string(),
+                    }
+                };
                 for (reply, outcome) in answers {
                     reply.send(match outcome {
                         Outcome::Decided(result) => result,
-                        Outcome::IfDurable(_) => Err(AppendError::Storage(error.duplicate())),
+                        Outcome::IfDurable(_) => Err(AppendError::Storage(failure.duplicate())),
                     });
                 }
                 return;
@@ -213,7 +254,7 @@ impl Writer {
             // The events are durable, but whatever the callback maintains is now suspect:
             // stop rather than let it drift further from the log.
             tracing::error!("on_commit panicked; the log stops accepting appends");
-            self.stopped = Some("the on_commit callback panicked".to_owned());
+            self.stop("the on_commit callback panicked".to_owned());
         }
         self.shared.commits.send_replace(group.head.0);
         for (reply, outcome) in answers {
@@ -373,6 +414,7 @@ impl Writer {
     }
 
     fn write_durably(&self, group: &Group) -> Result<bool, LogError> {
+        let database = self.shared.database.get()?;
         let mut batch = sled::Batch::default();
         let block = encode_block(group.values.iter().map(Vec::as_slice));
         batch.insert(&event_key(group.first_seq), block);
@@ -397,41 +439,19 @@ impl Writer {
             crate::keys::HEAD_KEY,
             &encode_head(group.head.0, &group.head.1)[..],
         );
-        self.shared.events.apply_batch(batch)?;
-        self.shared.sync.make_durable()?;
+        database.events.apply_batch(batch)?;
+        database.make_durable()?;
         Ok(write_index)
     }
 
     /// Undoes whatever part of a failed group reached sled, so the stored state matches the
-    /// in-memory state again. If that fails too, the writer stops.
-    fn roll_back(&mut self, group: &Group) {
-        let head = *self
-            .shared
-            .head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut batch = sled::Batch::default();
-        batch.remove(&event_key(group.first_seq));
-        for request_id in group.request_ids.keys() {
-            batch.remove(&idempotency_key(request_id));
-        }
-        if head.0 == 0 {
-            batch.remove(crate::keys::HEAD_KEY);
-        } else {
-            batch.insert(crate::keys::HEAD_KEY, &encode_head(head.0, &head.1)[..]);
-        }
-        let undone = self
-            .shared
-            .events
-            .apply_batch(batch)
-            .map_err(LogError::from)
-            .and_then(|()| self.shared.sync.make_durable());
-        if let Err(error) = undone {
-            tracing::error!(%error, "rolling back a failed group commit failed; the writer stops");
-            self.stopped = Some(format!(
-                "a failed group commit could not be undone: {error}"
-            ));
-        }
+    /// acknowledged (in-memory) state again: sled is reopened (it refuses every write after an
+    /// I/O error) and its stored tail cut back to the acknowledged head. `false` if that could
+    /// not be done now: the writer is then faulted and retries before the next group.
+    fn roll_back(&mut self, error: &LogError) -> bool {
+        self.storage_failed(error);
+        self.retry_recovery_if_due();
+        self.fault.is_none() && self.stopped.is_none()
     }
 
     /// Advances the in-memory state once the group is durable; the group's stream versions

@@ -4,6 +4,7 @@ mod basics;
 mod crash;
 mod group_commit;
 mod reopen;
+mod storage_failure;
 mod stores;
 mod support;
 mod tamper;

@@ -38,6 +38,7 @@ use keyledger_log::{
 pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{ExternalCredential, ExternalKeyView, Lease, NewCredential};
+pub use keyledger_log::private_files;
 pub use keys::{ApiKeyView, CreatedApiKey};
 pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
@@ -120,6 +121,27 @@ impl From<LogError> for VaultError {
     fn from(err: LogError) -> Self {
         VaultError::Storage(err.to_string())
     }
+}
+
+/// The log's storage health as the `event_log` readiness component and two counters.
+fn report_storage(telemetry: &Telemetry, health: &keyledger_log::StorageHealth) {
+    let detail = match &health.fault {
+        Some(fault) => fault.clone(),
+        None => "appends are written".to_owned(),
+    };
+    telemetry.set_component("event_log", health.writable(), detail);
+    telemetry.set_counter(
+        "keyledger_log_storage_failures_total",
+        "",
+        "Group commits of the log that failed on storage (disk full, I/O error).",
+        health.failures as f64,
+    );
+    telemetry.set_counter(
+        "keyledger_log_storage_recoveries_total",
+        "",
+        "Recoveries of the log writer from storage failures, without a restart.",
+        health.recoveries as f64,
+    );
 }
 
 /// The outcome of a command: the events it recorded and where.
@@ -222,12 +244,16 @@ impl Vault {
                 1.0,
             );
         });
-        std::fs::create_dir_all(&config.data_dir).map_err(|err| {
-            VaultError::Io(format!(
-                "cannot create data directory {}: {err}",
-                config.data_dir.display()
-            ))
-        })?;
+        // 0700 whatever the umask; a directory left by an older version loses group and other
+        // bits here.
+        keyledger_log::private_files::create_dir_all(&config.data_dir)
+            .and_then(|()| keyledger_log::private_files::restrict_dir(&config.data_dir))
+            .map_err(|err| {
+                VaultError::Io(format!(
+                    "cannot create data directory {}: {err}",
+                    config.data_dir.display()
+                ))
+            })?;
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.durability = config.durability;
         let log = EventLog::open(log_config, on_commit).map_err(|err| {
@@ -241,6 +267,8 @@ impl Vault {
                 VaultError::from(err)
             }
         })?;
+        let storage = log.storage_monitor();
+        telemetry.add_collector(move |telemetry| report_storage(telemetry, &storage.health()));
         let startup = {
             let mut projection = projection
                 .write()

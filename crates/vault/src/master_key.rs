@@ -58,7 +58,7 @@ pub fn write_master_key(path: &Path, key: &MasterKey) -> Result<(), VaultError> 
         VaultError::Io(format!("cannot write master key {}: {err}", path.display()))
     };
     if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent).map_err(io)?;
+        keyledger_log::private_files::create_dir_all(parent).map_err(io)?;
     }
     let temporary = path.with_extension("key.tmp");
     let mut file = fs::OpenOptions::new()

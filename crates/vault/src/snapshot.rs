@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use keyledger_crypto::{CryptoError, Keyring, MasterKey, SecretBytes};
 use keyledger_domain::State;
 use keyledger_domain::public::hex;
+use keyledger_log::private_files;
 use keyledger_log::{Checkpoint, EventLog, GENESIS_HASH, Hash, Seq};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
@@ -169,7 +170,8 @@ pub fn backup_log(log: &EventLog, dir: &Path) -> Result<BackupManifest, VaultErr
     let io = |what: &str, err: std::io::Error| {
         VaultError::Io(format!("cannot {what} {}: {err}", dir.display()))
     };
-    fs::create_dir_all(dir).map_err(|err| io("create", err))?;
+    private_files::create_dir_all(dir).map_err(|err| io("create", err))?;
+    private_files::restrict_dir(dir).map_err(|err| io("restrict", err))?;
     let summary = log.backup_to(&dir.join("log"))?;
     let manifest = BackupManifest {
         format: BACKUP_FORMAT.to_owned(),
@@ -661,7 +663,7 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = std::path::PathBuf::from(temporary);
-    let mut file = fs::File::create(&temporary).map_err(io)?;
+    let mut file = private_files::create(&temporary).map_err(io)?;
     file.write_all(bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&temporary, path).map_err(io)?;

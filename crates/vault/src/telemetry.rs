@@ -3,12 +3,27 @@
 //! each other. Labels and values never carry secrets.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
+use std::fmt::{self, Write};
+use std::sync::{Mutex, PoisonError};
 
 #[derive(Debug, Default)]
 pub struct Telemetry {
     inner: Mutex<Registry>,
+    collectors: Collectors,
+}
+
+/// Report current values (read from their source) whenever metrics or readiness are read, for
+/// sources that cannot push: the log's storage health.
+#[derive(Default)]
+struct Collectors(Mutex<Vec<Collector>>);
+
+type Collector = Box<dyn Fn(&Telemetry) + Send + Sync>;
+
+impl fmt::Debug for Collectors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.lock().unwrap_or_else(PoisonError::into_inner).len();
+        write!(f, "{count} collectors")
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +58,37 @@ impl Telemetry {
         });
     }
 
+    /// Sets a counter to a total kept elsewhere.
+    pub fn set_counter(&self, name: &str, labels: &str, help: &str, value: f64) {
+        self.with(|r| {
+            r.help
+                .entry(name.to_owned())
+                .or_insert(("counter", help.to_owned()));
+            r.values.insert((name.to_owned(), labels.to_owned()), value);
+        });
+    }
+
+    /// Runs `collector` before every [`Telemetry::render`] and [`Telemetry::components`]. It
+    /// reports through the setters; it must not call `render` or `components`.
+    pub fn add_collector(&self, collector: impl Fn(&Telemetry) + Send + Sync + 'static) {
+        self.collectors
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Box::new(collector));
+    }
+
+    fn collect(&self) {
+        let collectors = self
+            .collectors
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for collector in collectors.iter() {
+            collector(self);
+        }
+    }
+
     /// Adds to a counter.
     pub fn add_counter(&self, name: &str, labels: &str, help: &str, by: f64) {
         self.with(|r| {
@@ -72,11 +118,13 @@ impl Telemetry {
     }
 
     pub fn components(&self) -> BTreeMap<String, ComponentHealth> {
+        self.collect();
         self.with(|r| r.components.clone())
     }
 
     /// The Prometheus text exposition of everything reported.
     pub fn render(&self) -> String {
+        self.collect();
         self.with(|r| {
             let mut out = String::new();
             let mut last = "";

@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write as _};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FallocateFlags;
@@ -45,7 +46,12 @@ pub(crate) fn open_for_resume(
         }
     }
     let file = create_reserved(partial, identity.size)?;
-    let mut sidecar = File::create(sidecar_path(partial))?;
+    let mut sidecar = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(sidecar_path(partial))?;
     writeln!(sidecar, "{MAGIC}")?;
     writeln!(
         sidecar,
@@ -58,11 +64,13 @@ pub(crate) fn open_for_resume(
 /// Creates (or truncates) `path` and reserves `size` bytes, so a full disk fails now rather
 /// than halfway through.
 pub(crate) fn create_reserved(path: &Path, size: u64) -> io::Result<File> {
+    // Sample data is private to the service whatever the umask (the mode survives the rename).
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(path)?;
     if size > 0 {
         match rustix::fs::fallocate(&file, FallocateFlags::empty(), 0, size) {
