@@ -212,6 +212,20 @@ try {
   assert.equal(new URL(page.url()).hash, '', 'and leaves the route alone');
   await page.getByRole('table', { name: 'Internal API keys' }).waitFor();
 
+  step('a malformed URL hash shows the default view, not a blank page');
+  // `%E0%A4%A` is a cut-off UTF-8 escape: decodeURIComponent throws a URIError on it.
+  await page.goto(`${base}/#%E0%A4%A`);
+  await page.reload();
+  await page.getByRole('table', { name: 'Internal API keys' }).waitFor();
+  assert.equal(await page.getByRole('heading', { level: 1 }).count(), 1, 'a page is shown');
+  await page.evaluate(() => {
+    location.hash = '#/%E0%A4%A';
+  });
+  await page.getByRole('table', { name: 'Internal API keys' }).waitFor();
+  assert.deepEqual(pageErrors, [], 'no uncaught URIError');
+  await page.goto(`${base}/`);
+  await page.getByRole('table', { name: 'Internal API keys' }).waitFor();
+
   step('the avatar menu, by keyboard');
   const avatar = page.getByRole('button', { name: /^Account menu for / });
   await avatar.focus();
