@@ -98,7 +98,7 @@ fn cases(existing_key: &str, existing_external: &str) -> Vec<Case> {
             keys,
             key(json!("ci\u{7}"), json!("30d")),
             400,
-            "control characters",
+            "contains a control character at character",
         ),
         json_case(
             "newline in name",
@@ -106,7 +106,7 @@ fn cases(existing_key: &str, existing_external: &str) -> Vec<Case> {
             keys,
             key(json!("a\nb"), json!("30d")),
             400,
-            "control characters",
+            "contains a control character at character",
         ),
         json_case(
             "zero days",

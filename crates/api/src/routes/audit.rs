@@ -19,6 +19,7 @@ use crate::json::ApiJson;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// First sequence number to return (default 1).
     pub from: Option<u64>,
