@@ -320,14 +320,14 @@ mod tests {
             }
             for (at, _) in compact.match_indices("StatusCode::") {
                 let rest = &compact[at..];
-                let Some(after) = rest.split_once(", \"").map(|(head, tail)| (head, tail)) else {
+                let Some((status, after)) = rest.split_once(", \"") else {
                     continue;
                 };
                 // Only `StatusCode::NAME, "code"`: the status constant directly before the code.
-                if after.0.contains(|c: char| c == ' ' || c == '(' || c == ')') {
+                if status.contains([' ', '(', ')']) {
                     continue;
                 }
-                let code = after.1.split('"').next().unwrap_or("");
+                let code = after.split('"').next().unwrap_or("");
                 found.insert((code.to_owned(), path.display().to_string()));
             }
         }
