@@ -7,6 +7,7 @@ mod cli;
 mod console;
 mod hardening_core;
 mod hardening_disk;
+mod hardening_schema;
 mod ingestion;
 mod operations;
 mod permissions;

@@ -212,6 +212,23 @@ try {
   assert.equal(new URL(page.url()).hash, '', 'and leaves the route alone');
   await page.getByRole('table', { name: 'Internal API keys' }).waitFor();
 
+  step('a malformed URL hash shows the default view, not a blank page');
+  // `%E0%A4%A` is a cut-off UTF-8 escape: decodeURIComponent throws a URIError on it.
+  // `/?` makes it a full load rather than a same-document hash change.
+  await page.goto(`${base}/?#%E0%A4%A`, { waitUntil: 'networkidle' });
+  await page.locator('#internal-keys tbody tr[data-id]').first().waitFor();
+  assert.equal(await page.getByRole('heading', { level: 1 }).count(), 1, 'a page is shown');
+  // The same through a hash change on a page that is already running.
+  await page.evaluate(() => {
+    location.hash = '#/%E0%A4%A';
+  });
+  await page.locator('#internal-keys tbody tr[data-id]').first().waitFor();
+  assert.deepEqual(pageErrors, [], 'no uncaught URIError');
+  await page.evaluate(() => {
+    location.hash = '';
+  });
+  await page.locator('#internal-keys tbody tr[data-id]').first().waitFor();
+
   step('the avatar menu, by keyboard');
   const avatar = page.getByRole('button', { name: /^Account menu for / });
   await avatar.focus();

@@ -113,8 +113,17 @@ function signOut(message) {
   showSignIn(message);
 }
 
+// The route in the URL's hash. A malformed escape (`#%E0%A4%A`) makes decodeURIComponent throw
+// a URIError; such a hash names no page, so the default view is shown rather than a blank one.
 function currentPath() {
-  const path = decodeURIComponent(location.hash.replace(/^#/, ''));
+  let path = '';
+  try {
+    path = decodeURIComponent(location.hash.replace(/^#/, ''));
+  } catch (error) {
+    if (!(error instanceof URIError)) {
+      throw error;
+    }
+  }
   return path || '/api-keys';
 }
 

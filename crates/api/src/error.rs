@@ -20,6 +20,66 @@ pub struct ApiError {
     pub retry_after_secs: Option<u64>,
 }
 
+/// One error code the server can answer with, and the status it comes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorCode {
+    pub status: u16,
+    pub code: &'static str,
+}
+
+const fn code(status: u16, code: &'static str) -> ErrorCode {
+    ErrorCode { status, code }
+}
+
+/// Every `(status, code)` pair the server emits. The OpenAPI document describes each error
+/// status with the codes listed here, `docs/api.md` must name each code, and a test scans this
+/// crate's sources so that a code used in a route but missing here fails the build's tests.
+pub const ERROR_CODES: &[ErrorCode] = &[
+    code(400, "validation_failed"),
+    code(400, "malformed_json"),
+    code(400, "unreadable_body"),
+    code(400, "invalid_input"),
+    code(400, "invalid_query"),
+    code(400, "invalid_selection"),
+    code(400, "bad_request"),
+    code(401, "unauthenticated"),
+    code(403, "permission_denied"),
+    code(404, "not_found"),
+    code(405, "method_not_allowed"),
+    code(408, "timeout"),
+    code(409, "external_key_exists"),
+    code(409, "no_external_key"),
+    code(409, "user_exists"),
+    code(409, "already_bootstrapped"),
+    code(409, "not_active"),
+    code(409, "built_in_role"),
+    code(409, "last_admin"),
+    code(409, "ingestion_finished"),
+    code(409, "duplicate_request"),
+    code(409, "not_empty"),
+    code(413, "payload_too_large"),
+    code(415, "unsupported_media_type"),
+    code(422, "invalid_body"),
+    code(422, "unknown_role"),
+    code(429, "too_many_failed_authentications"),
+    code(429, "too_many_requests"),
+    code(500, "internal"),
+    code(501, "not_implemented"),
+    code(503, "timeout"),
+    code(503, "storage_unavailable"),
+    code(503, "contended"),
+    code(503, "store_unavailable"),
+    code(503, "unavailable"),
+];
+
+/// The codes that come with `status`, in catalogue order.
+pub fn codes_for_status(status: u16) -> impl Iterator<Item = &'static str> {
+    ERROR_CODES
+        .iter()
+        .filter(move |entry| entry.status == status)
+        .map(|entry| entry.code)
+}
+
 /// The JSON body of every error.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -222,8 +282,107 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+    use std::fs;
+    use std::path::Path;
+
     use super::*;
     use keyledger_domain::Provider;
+
+    /// The codes this crate's sources pass to `ApiError` constructors: a string literal right
+    /// after `StatusCode::…,` or `bad_request(`, or first in a `=> ("…",` arm.
+    fn codes_in_sources() -> BTreeSet<(String, String)> {
+        let source_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![source_dir.clone()];
+        let mut found = BTreeSet::new();
+        while let Some(path) = files.pop() {
+            if path.is_dir() {
+                files.extend(
+                    fs::read_dir(&path)
+                        .unwrap()
+                        .map(|entry| entry.unwrap().path()),
+                );
+                continue;
+            }
+            if path.extension().is_none_or(|ext| ext != "rs") {
+                continue;
+            }
+            let text = fs::read_to_string(&path).unwrap();
+            // Tests (this scanner among them) are not answers.
+            let text = text.split("#[cfg(test)]").next().unwrap_or("");
+            let compact: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            for marker in ["bad_request(\"", "=> (\""] {
+                for (at, _) in compact.match_indices(marker) {
+                    let rest = &compact[at + marker.len()..];
+                    let code = rest.split('"').next().unwrap_or("");
+                    found.insert((code.to_owned(), path.display().to_string()));
+                }
+            }
+            for (at, _) in compact.match_indices("StatusCode::") {
+                let rest = &compact[at..];
+                let Some((status, after)) = rest.split_once(", \"") else {
+                    continue;
+                };
+                // Only `StatusCode::NAME, "code"`: the status constant directly before the code.
+                if status.contains([' ', '(', ')']) {
+                    continue;
+                }
+                let code = after.split('"').next().unwrap_or("");
+                found.insert((code.to_owned(), path.display().to_string()));
+            }
+        }
+        found
+            .into_iter()
+            .filter(|(code, _)| {
+                !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_code_in_the_sources_is_catalogued() {
+        let catalogued: BTreeSet<&str> = ERROR_CODES.iter().map(|entry| entry.code).collect();
+        let found = codes_in_sources();
+        assert!(found.len() > 20, "the scan found too little: {found:?}");
+        let missing: Vec<_> = found
+            .iter()
+            .filter(|(code, _)| !catalogued.contains(code.as_str()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes missing from ERROR_CODES: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_catalogued_code_is_in_api_md() {
+        let api_md = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/api.md");
+        let text = fs::read_to_string(&api_md).unwrap();
+        let missing: Vec<&str> = ERROR_CODES
+            .iter()
+            .map(|entry| entry.code)
+            .filter(|code| !text.contains(&format!("`{code}`")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "codes missing from docs/api.md: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn every_status_for_status_gives_is_catalogued() {
+        // The statuses axum, tower and the middleware produce without a route's own error.
+        for status in [
+            400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 500, 501, 503,
+        ] {
+            let error = ApiError::for_status(StatusCode::from_u16(status).unwrap());
+            assert!(
+                ERROR_CODES.contains(&code(status, error.code)),
+                "{status} {}",
+                error.code
+            );
+        }
+    }
 
     #[test]
     fn domain_errors_map_to_statuses() {

@@ -70,19 +70,20 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body must be a JSON object (`{...}`)",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|err| {
-        let message = scrub(&err.to_string());
-        match err.classify() {
-            serde_json::error::Category::Data => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                format!("the request body does not have the expected shape: {message}"),
+    serde_json::from_slice(bytes).map_err(|err| match err.classify() {
+        serde_json::error::Category::Data => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!(
+                "the request body does not have the expected shape: {}",
+                scrub(&err.to_string())
             ),
-            _ => ApiError::bad_request(
-                "malformed_json",
-                format!("the request body is not valid JSON: {message}"),
-            ),
-        }
+        ),
+        // serde_json's syntax messages name the syntax rule and the position, never the input.
+        _ => ApiError::bad_request(
+            "malformed_json",
+            format!("the request body is not valid JSON: {err}"),
+        ),
     })
 }
 
@@ -104,24 +105,67 @@ fn is_json(request: &Request) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
-/// Removes quoted string values from a serde message (`invalid type: string "…", expected …`),
-/// and control characters from what is left.
+/// Rewrites serde's message for a body of the wrong shape so that it repeats nothing the client
+/// sent, only what the schema says. serde puts at most one quoted piece of input in such a
+/// message, before `, expected …` (`invalid type: string "…"`, `invalid value: integer `7``,
+/// `unknown variant `…``), and the quote is not escaped reliably, so everything from the first
+/// quote up to the last `, expected` goes. Field names the schema knows (`missing field `name``)
+/// stay, and so does an unknown field's name when it looks like one (short snake_case), since
+/// naming the typo is the point of the message. Syntax errors never quote the input and are
+/// not passed through here.
 fn scrub(message: &str) -> String {
+    let (core, location) = split_location(message);
+    let (found, expected) = match core.rfind(", expected") {
+        Some(at) => core.split_at(at),
+        None => (core, ""),
+    };
     let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find("string \"") {
-        out.push_str(&rest[..start + "string".len()]);
-        let after = &rest[start + "string \"".len()..];
-        rest = match after.find('"') {
-            Some(end) => &after[end + 1..],
-            None => "",
-        };
+    match found.find(['"', '`']) {
+        None => out.push_str(found),
+        Some(quote) => {
+            let before = &found[..quote];
+            // The quoted text, without its opening quote and (when it is the last character)
+            // its closing one.
+            let quoted = &found[quote + 1..];
+            let quoted = quoted.strip_suffix(['"', '`']).unwrap_or(quoted);
+            let named_by_schema =
+                before.ends_with("missing field ") || before.ends_with("duplicate field ");
+            let safe_unknown_field = before.ends_with("unknown field ")
+                && (1..=40).contains(&quoted.len())
+                && quoted
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if named_by_schema || safe_unknown_field {
+                out.push_str(found);
+            } else {
+                out.push_str(before.trim_end());
+            }
+        }
     }
-    out.push_str(rest);
+    out.push_str(expected);
+    out.push_str(location);
     out.chars()
         .map(|c| if c.is_control() { '?' } else { c })
         .take(300)
         .collect()
+}
+
+/// Splits serde_json's ` at line L column C` off the end of a message.
+fn split_location(message: &str) -> (&str, &str) {
+    let Some(at) = message.rfind(" at line ") else {
+        return (message, "");
+    };
+    let tail = &message[at + " at line ".len()..];
+    let well_formed = tail.split_once(" column ").is_some_and(|(line, column)| {
+        [line, column]
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    if well_formed {
+        message.split_at(at)
+    } else {
+        (message, "")
+    }
 }
 
 /// A duration as users send it: `"30d"`, `"1y"`, `"never"`, or a number of days (`30`).
@@ -183,17 +227,92 @@ impl<'de> Deserialize<'de> for SecretField {
 mod tests {
     use super::*;
 
+    fn check_scrub(message: &str, expect: &str) {
+        assert_eq!(scrub(message), expect, "{message}");
+    }
+
     #[test]
-    fn scrub_removes_string_values() {
-        assert_eq!(
-            scrub("invalid type: string \"hunter2\", expected a sequence at line 1 column 9"),
-            "invalid type: string, expected a sequence at line 1 column 9"
+    fn scrub_removes_submitted_values() {
+        check_scrub(
+            "invalid type: string \"hunter2\", expected a sequence at line 1 column 9",
+            "invalid type: string, expected a sequence at line 1 column 9",
         );
-        assert_eq!(
-            scrub("unknown field `nmae`, expected `name`"),
-            "unknown field `nmae`, expected `name`"
+        check_scrub(
+            "unknown field `nmae`, expected `name` or `duration` at line 1 column 7",
+            "unknown field `nmae`, expected `name` or `duration` at line 1 column 7",
         );
-        assert_eq!(scrub("a\nb"), "a?b");
+        check_scrub(
+            "unknown field `kl_SECRETsecret`, expected `name`",
+            "unknown field, expected `name`",
+        );
+        check_scrub(
+            "unknown variant `hunter2`, expected `aws` or `dnanexus`",
+            "unknown variant, expected `aws` or `dnanexus`",
+        );
+        check_scrub(
+            "invalid value: integer `1234567`, expected u8 at line 1 column 3",
+            "invalid value: integer, expected u8 at line 1 column 3",
+        );
+        check_scrub(
+            "missing field `name` at line 1 column 2",
+            "missing field `name` at line 1 column 2",
+        );
+        check_scrub(
+            "invalid type: string \"unterminated",
+            "invalid type: string",
+        );
+        check_scrub(
+            "invalid type: string \"a\\\", expected b\", expected a sequence at line 1 column 9",
+            "invalid type: string, expected a sequence at line 1 column 9",
+        );
+        check_scrub(
+            "unknown variant `x`, expected y`, expected `aws` or `dnanexus`",
+            "unknown variant, expected `aws` or `dnanexus`",
+        );
+        check_scrub("a\nb", "a?b");
+    }
+
+    #[test]
+    fn parse_errors_never_echo_values() {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+            count: u8,
+            kind: Kind,
+            tags: Vec<String>,
+        }
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Kind {
+            Aws,
+        }
+        let canary = "CANARYsecret";
+        for body in [
+            r#"{"name": 5, "count": 1, "kind": "aws", "tags": []}"#.to_owned(),
+            format!(r#"{{"name": "x", "count": "{canary}", "kind": "aws", "tags": []}}"#),
+            format!(r#"{{"name": "x", "count": 1, "kind": "{canary}", "tags": []}}"#),
+            format!(r#"{{"name": "x", "count": 1, "kind": "aws", "tags": "{canary}"}}"#),
+            format!(r#"{{"name": "x", "count": 1, "kind": "aws", "tags": [], "{canary}": 1}}"#),
+            format!(
+                r#"{{"name": "x", "count": 1, "kind": "aws", "tags": [], "extra": "{canary}"}}"#
+            ),
+            format!(r#"{{"name": ["{canary}"], "count": 1, "kind": "aws", "tags": []}}"#),
+            format!(
+                r#"{{"name": "{canary}", "count": 1, "kind": "aws", "tags": [{{"a": "{canary}"}}]}}"#
+            ),
+            format!(r#"{{"name": "{canary}\q"}}"#),
+            format!(r#"{{"name": "{canary}"#),
+            "{\"name\": 1234567890123}".to_owned(),
+        ] {
+            let err = parse_body::<Body>(body.as_bytes()).unwrap_err();
+            assert!(
+                !err.message.contains("CANARY") && !err.message.contains("1234567890123"),
+                "{body}: {}",
+                err.message
+            );
+        }
     }
 
     #[test]

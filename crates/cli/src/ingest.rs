@@ -49,7 +49,8 @@ pub enum IngestCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct StartArgs {
-    /// A folder of the sample store [default: your user name].
+    /// Your folder of the sample store (named after your user) or a folder under it, such as
+    /// `alice/run-1` [default: your user name].
     #[arg(long)]
     destination: Option<String>,
     /// Print the job id and return at once instead of following it.

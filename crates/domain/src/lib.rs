@@ -30,6 +30,7 @@ pub use state::{
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
     AccessKeyId, AwsRegion, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted, GracePeriod,
-    IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId,
-    ValidationError, check_aws_secret, check_dnanexus_token, printable,
+    HiddenCharacter, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
+    UserId, ValidationError, check_aws_secret, check_bucket_name, check_dnanexus_project,
+    check_dnanexus_token, check_visible_text,
 };

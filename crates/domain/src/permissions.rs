@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{RoleName, ValidationError, printable};
+use crate::values::{RoleName, ValidationError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,11 +48,7 @@ impl Permission {
                 let known: Vec<&str> = Permission::ALL.iter().map(|p| p.as_str()).collect();
                 ValidationError::new(
                     "permission",
-                    format!(
-                        "`{}` is not a permission; known: {}",
-                        printable(raw),
-                        known.join(", ")
-                    ),
+                    format!("not a permission; known: {}", known.join(", ")),
                 )
             })
     }

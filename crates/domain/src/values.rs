@@ -133,6 +133,7 @@ fn handle(field: &'static str, raw: &str) -> Result<String, ValidationError> {
 }
 
 fn text(field: &'static str, raw: &str, max: usize) -> Result<String, ValidationError> {
+    check_visible_text(field, raw)?;
     let trimmed = raw.trim();
     if trimmed.is_empty() {
         return Err(ValidationError::new(field, "must not be empty"));
@@ -143,13 +144,69 @@ fn text(field: &'static str, raw: &str, max: usize) -> Result<String, Validation
             format!("must be at most {max} characters"),
         ));
     }
-    if trimmed.chars().any(char::is_control) {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
     Ok(trimmed.to_owned())
+}
+
+/// Characters that make text show something other than what it holds, so names that contain
+/// them are refused: `\u{202E}gnp.exe` displays as `exe.png`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HiddenCharacter {
+    /// U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C: reorder the text around them.
+    Bidi,
+    /// U+200B–U+200D, U+2060: take no space, so two different names look the same.
+    ZeroWidth,
+    /// U+FEFF.
+    ByteOrderMark,
+    /// C0, DEL and C1 controls, and line or paragraph separators.
+    Control,
+}
+
+impl HiddenCharacter {
+    pub fn classify(c: char) -> Option<HiddenCharacter> {
+        match c {
+            '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{200E}'
+            | '\u{200F}'
+            | '\u{061C}' => Some(HiddenCharacter::Bidi),
+            '\u{200B}'..='\u{200D}' | '\u{2060}' => Some(HiddenCharacter::ZeroWidth),
+            '\u{FEFF}' => Some(HiddenCharacter::ByteOrderMark),
+            '\u{2028}' | '\u{2029}' => Some(HiddenCharacter::Control),
+            _ if c.is_control() => Some(HiddenCharacter::Control),
+            _ => None,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            HiddenCharacter::Bidi => {
+                "a bidirectional control character (U+202A–202E, U+2066–2069, U+200E/200F, U+061C)"
+            }
+            HiddenCharacter::ZeroWidth => "a zero-width character (U+200B–200D, U+2060)",
+            HiddenCharacter::ByteOrderMark => "a byte order mark (U+FEFF)",
+            HiddenCharacter::Control => "a control character",
+        }
+    }
+}
+
+/// Refuses text that holds a [`HiddenCharacter`]. The message names the kind of character and
+/// its position (counted in characters from 1), never the text: it may be a misplaced secret.
+pub fn check_visible_text(field: &'static str, raw: &str) -> Result<(), ValidationError> {
+    let found = raw
+        .chars()
+        .enumerate()
+        .find_map(|(index, c)| HiddenCharacter::classify(c).map(|kind| (index, kind)));
+    match found {
+        Some((index, kind)) => Err(ValidationError::new(
+            field,
+            format!(
+                "contains {} at character {}; remove it",
+                kind.describe(),
+                index + 1
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 fn generated_id(field: &'static str, prefix: &str, raw: &str) -> Result<String, ValidationError> {
@@ -159,26 +216,10 @@ fn generated_id(field: &'static str, prefix: &str, raw: &str) -> Result<String, 
     if !ok {
         return Err(ValidationError::new(
             field,
-            format!(
-                "`{}` is not a valid id ({prefix} followed by 16 letters or digits)",
-                printable(raw)
-            ),
+            format!("not a valid id: use {prefix} followed by 16 letters or digits"),
         ));
     }
     Ok(raw.to_owned())
-}
-
-/// A short, printable excerpt of untrusted input for error messages.
-pub fn printable(raw: &str) -> String {
-    let mut out: String = raw
-        .chars()
-        .take(40)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
-    if raw.chars().count() > 40 {
-        out.push('…');
-    }
-    out
 }
 
 impl UserId {
@@ -272,10 +313,7 @@ impl AwsRegion {
         if !is_aws_region(raw) {
             return Err(ValidationError::new(
                 "region",
-                format!(
-                    "`{}` is not an AWS region (expected something like us-east-1 or eu-west-2)",
-                    printable(raw)
-                ),
+                "not an AWS region: use one such as us-east-1 or eu-west-2",
             ));
         }
         Ok(AwsRegion(raw.into()))
@@ -340,6 +378,78 @@ pub fn check_dnanexus_token(raw: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// Checks an S3 bucket name against AWS's naming rules for general purpose buckets: 3 to 63
+/// lowercase letters, digits, '.' and '-'; a letter or digit at each end; no `..`; not an IPv4
+/// address; none of the prefixes and suffixes AWS reserves. The message says which rule failed.
+pub fn check_bucket_name(raw: &str) -> Result<(), ValidationError> {
+    let refuse = |rule: &str| {
+        Err(ValidationError::new(
+            "bucket",
+            format!("not a bucket name: {rule}; give the bare name, without s3:// or a path"),
+        ))
+    };
+    if !(3..=63).contains(&raw.len()) {
+        return refuse("use 3 to 63 characters");
+    }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'-'))
+    {
+        return refuse("use only lowercase letters, digits, '.' and '-'");
+    }
+    let alphanumeric =
+        |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !alphanumeric(raw.as_bytes().first()) || !alphanumeric(raw.as_bytes().last()) {
+        return refuse("start and end with a letter or digit");
+    }
+    if raw.contains("..") {
+        return refuse("no two dots in a row");
+    }
+    if raw.split('.').count() == 4 && raw.split('.').all(|part| part.parse::<u8>().is_ok()) {
+        return refuse("not an IP address");
+    }
+    const RESERVED_PREFIXES: [&str; 3] = ["xn--", "sthree-", "amzn-s3-demo-"];
+    const RESERVED_SUFFIXES: [&str; 4] = ["-s3alias", "--ol-s3", ".mrap", "--x-s3"];
+    if RESERVED_PREFIXES
+        .iter()
+        .any(|prefix| raw.starts_with(prefix))
+        || RESERVED_SUFFIXES.iter().any(|suffix| raw.ends_with(suffix))
+    {
+        return refuse(
+            "AWS reserves the prefixes xn--, sthree-, amzn-s3-demo- and the suffixes -s3alias, --ol-s3, .mrap, --x-s3",
+        );
+    }
+    Ok(())
+}
+
+/// The length of the random part of a DNAnexus id (`project-` + 24 characters).
+const DNANEXUS_ID_CHARS: usize = 24;
+
+/// Checks a DNAnexus project as users give it: an id, `project-` followed by 24 letters or
+/// digits (DNAnexus's own ids use a 32-character subset; dxpy accepts any alphanumerics, and so
+/// does this), or a project's name (1 to 256 visible characters, no `/` or `:`, which DNAnexus
+/// paths use as separators). Anything starting with `project-` must be an id: it becomes part
+/// of an API URL.
+pub fn check_dnanexus_project(raw: &str) -> Result<(), ValidationError> {
+    if let Some(id) = raw.strip_prefix("project-") {
+        if id.len() != DNANEXUS_ID_CHARS || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(ValidationError::new(
+                "project",
+                "not a project id: use project- followed by 24 letters or digits, or the project's exact name",
+            ));
+        }
+        return Ok(());
+    }
+    check_visible_text("project", raw)?;
+    if raw.trim().is_empty() || raw.chars().count() > 256 || raw.contains(['/', ':']) {
+        return Err(ValidationError::new(
+            "project",
+            "give a project id (project-…) or the project's exact name: 1 to 256 characters, without '/' or ':'",
+        ));
+    }
+    Ok(())
+}
+
 /// How long a key lives, fixed at creation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyDuration {
@@ -374,8 +484,7 @@ impl KeyDuration {
             ValidationError::new(
                 "duration",
                 format!(
-                    "`{}` is not a duration: use 1d, 7d, 30d, 60d, 90d, 1y, a number of days like 45d{}",
-                    printable(raw),
+                    "not a duration: use 1d, 7d, 30d, 60d, 90d, 1y, a number of days like 45d{}",
                     if policy.allow_never { ", or never" } else { "" }
                 ),
             )
@@ -444,10 +553,7 @@ impl GracePeriod {
         let invalid = || {
             ValidationError::new(
                 "grace",
-                format!(
-                    "`{}` is not a grace period: use 0, 30s, 15m, 1h, 24h or up to 7d",
-                    printable(raw)
-                ),
+                "not a grace period: use 0, 30s, 15m, 1h, 24h or up to 7d",
             )
         };
         if value == "0" {
@@ -495,10 +601,7 @@ impl Provider {
             "dnanexus" => Ok(Provider::Dnanexus),
             _ => Err(ValidationError::new(
                 "provider",
-                format!(
-                    "`{}` is not a provider: use aws or dnanexus",
-                    printable(raw)
-                ),
+                "not a provider: use aws or dnanexus",
             )),
         }
     }
@@ -635,6 +738,129 @@ mod tests {
         assert!(KeyName::parse("a\u{7}b").is_err());
         assert!(KeyName::parse(&"x".repeat(65)).is_err());
         assert!(Label::parse(&"é".repeat(64)).is_ok());
+    }
+
+    fn check(result: Result<(), ValidationError>, expect: Result<(), &str>) {
+        match expect {
+            Ok(()) => assert_eq!(result, Ok(())),
+            Err(fragment) => assert!(
+                result.as_ref().is_err_and(|e| e.message.contains(fragment)),
+                "expected an error with {fragment:?}, got {result:?}"
+            ),
+        }
+    }
+
+    #[test]
+    fn free_text_refuses_hidden_characters() {
+        let name = |raw: &str| KeyName::parse(raw).map(|_| ());
+        check(name("ci deploy"), Ok(()));
+        check(name("café ☕ 日本"), Ok(()));
+        check(
+            name("\u{202E}gnp.exe"),
+            Err(
+                "bidirectional control character (U+202A–202E, U+2066–2069, U+200E/200F, U+061C) at character 1",
+            ),
+        );
+        check(name("ab\u{2066}c"), Err("at character 3"));
+        check(name("a\u{200E}"), Err("bidirectional"));
+        check(name("a\u{061C}"), Err("bidirectional"));
+        check(
+            name("ad\u{200B}min"),
+            Err("zero-width character (U+200B–200D, U+2060) at character 3"),
+        );
+        check(name("a\u{2060}"), Err("zero-width"));
+        check(
+            name("\u{FEFF}key"),
+            Err("byte order mark (U+FEFF) at character 1"),
+        );
+        check(name("a\u{7}b"), Err("control character at character 2"));
+        check(name("a\u{85}b"), Err("control character"));
+        check(name("a\u{2028}b"), Err("control character"));
+        check(Label::parse("x\u{202D}").map(|_| ()), Err("bidirectional"));
+        check(
+            DisplayName::parse("x\u{200D}").map(|_| ()),
+            Err("zero-width"),
+        );
+        // The message never repeats the refused text.
+        let err = KeyName::parse("secret\u{202E}value").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn bucket_names() {
+        let b = check_bucket_name;
+        check(b("samples"), Ok(()));
+        check(b("lab-2024.runs"), Ok(()));
+        check(b("a1b"), Ok(()));
+        check(b(&"a".repeat(63)), Ok(()));
+        check(b("ab"), Err("3 to 63"));
+        check(b(&"a".repeat(64)), Err("3 to 63"));
+        check(b("Samples"), Err("lowercase"));
+        check(b("lab_runs"), Err("lowercase"));
+        check(b("s3://samples"), Err("lowercase"));
+        check(b("samples/x"), Err("lowercase"));
+        check(b("-lab"), Err("start and end"));
+        check(b("lab-"), Err("start and end"));
+        check(b(".lab"), Err("start and end"));
+        check(b("a..b"), Err("two dots"));
+        check(b("192.168.0.1"), Err("IP address"));
+        check(b("192.168.0.256"), Ok(()));
+        check(b("xn--lab"), Err("reserve"));
+        check(b("sthree-lab"), Err("reserve"));
+        check(b("amzn-s3-demo-lab"), Err("reserve"));
+        check(b("lab-s3alias"), Err("reserve"));
+        check(b("lab--ol-s3"), Err("reserve"));
+        check(b("lab.mrap"), Err("reserve"));
+        check(b("lab--x-s3"), Err("reserve"));
+    }
+
+    #[test]
+    fn dnanexus_projects() {
+        let p = check_dnanexus_project;
+        check(p("project-0123456789ABCDEF01234567"), Ok(()));
+        check(p("project-j47b1k3z8Jqqv001213v312j"), Ok(()));
+        check(p("My project"), Ok(()));
+        check(p("project-../../"), Err("not a project id"));
+        check(
+            p("project-0123456789ABCDEF0123456"),
+            Err("not a project id"),
+        );
+        check(
+            p("project-0123456789ABCDEF012345678"),
+            Err("not a project id"),
+        );
+        check(
+            p("project-0123456789ABCDEF0123456_"),
+            Err("not a project id"),
+        );
+        check(p(""), Err("1 to 256"));
+        check(p("  "), Err("1 to 256"));
+        check(p("a/b"), Err("'/'"));
+        check(p("a:b"), Err("'/'"));
+        check(p(&"x".repeat(257)), Err("1 to 256"));
+        check(p("lab\u{202E}x"), Err("bidirectional"));
+    }
+
+    #[test]
+    fn errors_do_not_echo_input() {
+        let canary = "CANARYsecret0123";
+        let errors = [
+            KeyId::parse(canary).unwrap_err(),
+            ExternalKeyId::parse(canary).unwrap_err(),
+            IngestionId::parse(canary).unwrap_err(),
+            AwsRegion::parse(canary).unwrap_err(),
+            KeyDuration::parse(canary, &DurationPolicy::default()).unwrap_err(),
+            GracePeriod::parse(canary).unwrap_err(),
+            Provider::parse(canary).unwrap_err(),
+            UserId::parse(canary).unwrap_err(),
+            AccessKeyId::parse(canary).unwrap_err(),
+            check_bucket_name(canary).unwrap_err(),
+            check_dnanexus_project(&format!("project-{canary}")).unwrap_err(),
+            crate::Permission::parse(canary).unwrap_err(),
+        ];
+        for err in errors {
+            assert!(!err.to_string().contains(canary), "{err}");
+        }
     }
 
     #[test]

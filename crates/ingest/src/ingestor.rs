@@ -17,7 +17,7 @@ use crate::job::{Job, LiveJob, Stop, Tally, blocking};
 use crate::recorder::Recorder;
 use crate::s3::S3SampleSource;
 use crate::source::source_for;
-use crate::store::{Store, validate_destination};
+use crate::store::{Store, destination_belongs_to, validate_destination};
 use crate::view::{IngestionView, build};
 use crate::{INTERRUPTED_REASON, IngestConfig, IngestError, IngestRequest, selection};
 
@@ -88,6 +88,9 @@ impl Ingestor {
                 validate_destination(owner.as_str()).map_err(IngestError::InvalidDestination)?
             }
         };
+        if !destination_belongs_to(&destination, &owner) {
+            return Err(IngestError::ForeignDestination { owner });
+        }
         let id = IngestionId::from_trusted(format!(
             "{}{}",
             IngestionId::PREFIX,

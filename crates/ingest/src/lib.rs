@@ -33,7 +33,7 @@ mod view;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keyledger_domain::{DomainError, Selection};
+use keyledger_domain::{DomainError, Selection, UserId};
 use keyledger_vault::VaultError;
 
 pub use ingestor::{Ingestor, RecoveryReport};
@@ -43,7 +43,7 @@ pub use source::{
     BoxFuture, Fetched, Progress, RemoteFile, SampleSource, SourceError, SourceErrorKind,
     source_for,
 };
-pub use store::{PARTIAL_DIR, sanitize_remote_path, validate_destination};
+pub use store::{PARTIAL_DIR, destination_belongs_to, sanitize_remote_path, validate_destination};
 pub use tokio_util::sync::CancellationToken;
 pub use view::{FileState, FileView, IngestionView, JobState};
 
@@ -108,6 +108,11 @@ pub enum IngestError {
     /// The destination folder is not a safe relative path: a 400.
     #[error("{0}")]
     InvalidDestination(String),
+    /// The destination is outside the owner's own area of the store: a 403.
+    #[error(
+        "destination: you may only import into your own folder `{owner}` or a folder under it (such as `{owner}/run-1`)"
+    )]
+    ForeignDestination { owner: UserId },
     /// The domain refused: no permission, no usable external key, unknown or finished job.
     #[error(transparent)]
     Refused(DomainError),

@@ -1,6 +1,6 @@
 //! Checking a selection before a job exists, so a mistake is a 400, not a failed job.
 
-use keyledger_domain::{Selection, printable};
+use keyledger_domain::{Selection, check_bucket_name, check_dnanexus_project, check_visible_text};
 use regex::{Regex, RegexBuilder};
 
 /// Longest regex accepted, in bytes.
@@ -21,14 +21,18 @@ pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, String> {
         .build()
         .map_err(|error| {
             let detail = match error {
-                regex::Error::Syntax(text) => text,
+                // The syntax error quotes the pattern; keep only its last line, which says what
+                // is wrong (`error: unclosed group`), so the pattern is never echoed.
+                regex::Error::Syntax(text) => text
+                    .lines()
+                    .rev()
+                    .find_map(|line| line.strip_prefix("error: "))
+                    .unwrap_or("the syntax is wrong")
+                    .to_owned(),
                 regex::Error::CompiledTooBig(_) => "the pattern is too large".to_owned(),
-                other => other.to_string(),
+                _ => "the pattern cannot be compiled".to_owned(),
             };
-            format!(
-                "pattern: `{}` is not a valid regular expression: {detail}",
-                printable(pattern)
-            )
+            format!("pattern: not a valid regular expression: {detail}")
         })
 }
 
@@ -40,23 +44,16 @@ pub(crate) fn validate(selection: &Selection) -> Result<(), String> {
             prefix,
             pattern,
         } => {
-            // S3's bucket naming rules, loosely: S3-compatible stores allow a little more.
-            let bucket_ok = (3..=63).contains(&bucket.len())
-                && bucket.bytes().all(|b| {
-                    b.is_ascii_lowercase()
-                        || b.is_ascii_uppercase()
-                        || b.is_ascii_digit()
-                        || matches!(b, b'.' | b'-' | b'_')
-                });
-            if !bucket_ok {
-                return Err(format!(
-                    "bucket: `{}` is not a bucket name (3 to 63 letters, digits, '.', '-' or '_'; \
-                     give the bare name, without s3:// or a path)",
-                    printable(bucket)
-                ));
+            check_bucket_name(bucket).map_err(|error| error.to_string())?;
+            check_visible_text("prefix", prefix).map_err(|error| error.to_string())?;
+            if prefix.len() > 1024 {
+                return Err("prefix: use at most 1024 bytes".to_owned());
             }
-            if prefix.len() > 1024 || prefix.chars().any(char::is_control) {
-                return Err("prefix: at most 1024 bytes, without control characters".to_owned());
+            if has_dot_segment(prefix) {
+                return Err(
+                    "prefix: must not have `.` or `..` segments; give the path from the bucket's root"
+                        .to_owned(),
+                );
             }
             compile_pattern(pattern).map(|_| ())
         }
@@ -65,30 +62,34 @@ pub(crate) fn validate(selection: &Selection) -> Result<(), String> {
             folder,
             pattern,
         } => {
-            if project.trim().is_empty()
-                || project.len() > 256
-                || project.chars().any(char::is_control)
-            {
-                return Err("project: give a project id (project-…) or its exact name".to_owned());
-            }
+            check_dnanexus_project(project).map_err(|error| error.to_string())?;
+            check_visible_text("folder", folder).map_err(|error| error.to_string())?;
             let folder_ok = folder.is_empty()
                 || (folder.starts_with('/')
                     && folder.len() <= 1024
-                    && !folder.chars().any(char::is_control)
                     && folder
                         .trim_end_matches('/')
                         .split('/')
                         .skip(1)
                         .all(|part| !part.is_empty()));
             if !folder_ok {
-                return Err(format!(
-                    "folder: `{}` is not a folder path (it starts with / and has no empty parts)",
-                    printable(folder)
-                ));
+                return Err(
+                    "folder: not a folder path (it starts with / and has no empty parts)"
+                        .to_owned(),
+                );
+            }
+            if has_dot_segment(folder) {
+                return Err("folder: must not have `.` or `..` parts".to_owned());
             }
             compile_pattern(pattern).map(|_| ())
         }
     }
+}
+
+/// Whether a `/`-separated path has a `.` or `..` segment (which would make a remote path
+/// mean something other than it says).
+fn has_dot_segment(path: &str) -> bool {
+    path.split('/').any(|part| part == "." || part == "..")
 }
 
 #[cfg(test)]
@@ -113,6 +114,10 @@ mod tests {
 
     fn check(selection: Selection, expect: Result<(), &str>) {
         let got = validate(&selection);
+        assert!(
+            !got.as_ref().is_err_and(|m| m.contains("CANARY")),
+            "the message echoes the input: {got:?}"
+        );
         match expect {
             Ok(()) => assert_eq!(got, Ok(()), "{selection:?}"),
             Err(fragment) => assert!(
@@ -133,6 +138,29 @@ mod tests {
         check(aws("samples", "", &"a".repeat(2000)), Err("at most 1024"));
         check(aws("samples", "", "a{1000}{1000}"), Err("too large"));
         check(aws("s3://samples", "", ""), Err("bucket"));
+        check(
+            aws("a..b", "", ""),
+            Err("bucket: not a bucket name: no two dots"),
+        );
+        check(
+            aws("-lab", "", ""),
+            Err("bucket: not a bucket name: start and end"),
+        );
+        check(
+            aws("192.168.0.1", "", ""),
+            Err("bucket: not a bucket name: not an IP"),
+        );
+        check(aws("Samples", "", ""), Err("bucket"));
+        check(
+            aws("samples", "runs/../x", ""),
+            Err("prefix: must not have"),
+        );
+        check(aws("samples", "../", ""), Err("prefix: must not have"));
+        check(aws("samples", "runs..2024/", ""), Ok(()));
+        check(
+            aws("samples", "a\u{202E}b", ""),
+            Err("prefix: contains a bidirectional"),
+        );
         check(aws("samples/x", "", ""), Err("bucket"));
         check(aws("", "", ""), Err("bucket"));
         check(aws("samples", "a\u{0}", ""), Err("prefix"));
@@ -145,5 +173,23 @@ mod tests {
         check(dx("p", "reads", ""), Err("folder"));
         check(dx("p", "/a//b", ""), Err("folder"));
         check(dx("p", "/a/b/", "[z-a]"), Err("pattern"));
+        check(
+            dx("project-../../", "/", ""),
+            Err("project: not a project id"),
+        );
+        check(
+            dx("project-0123456789ABCDEF0123456", "/", ""),
+            Err("project"),
+        );
+        check(dx("p", "/a/../b", ""), Err("folder: must not have"));
+        check(dx("p", "/a/./b", ""), Err("folder: must not have"));
+        check(
+            dx("p", "/a\u{200B}", ""),
+            Err("folder: contains a zero-width"),
+        );
+        check(
+            dx("p", "/a/b/", "secretCANARY("),
+            Err("pattern: not a valid regular expression: unclosed group"),
+        );
     }
 }

@@ -14,7 +14,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use keyledger_domain::{IngestionId, printable};
+use keyledger_domain::{IngestionId, UserId, check_visible_text};
 use keyledger_vault::private_files;
 
 /// The folder, directly under the root, that holds in-flight downloads.
@@ -245,12 +245,13 @@ pub(crate) fn discard_partial(partial: &Path) -> io::Result<()> {
 /// bytes in all.
 pub fn validate_destination(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim().trim_end_matches('/');
+    // The input is never echoed: it may be a secret pasted into the wrong field.
     let refuse = |why: &str| {
         Err(format!(
-            "destination: `{}` {why}; use a relative folder name such as `project-x/run-1`",
-            printable(raw)
+            "destination: {why}; use a relative folder name such as `alice/run-1`"
         ))
     };
+    check_visible_text("destination", trimmed).map_err(|error| error.to_string())?;
     if trimmed.is_empty() {
         return refuse("is empty");
     }
@@ -260,8 +261,8 @@ pub fn validate_destination(raw: &str) -> Result<String, String> {
     if trimmed.starts_with('/') {
         return refuse("is an absolute path");
     }
-    if trimmed.chars().any(|c| c.is_control() || c == '\\') {
-        return refuse("contains control characters or backslashes");
+    if trimmed.contains('\\') {
+        return refuse("contains backslashes");
     }
     let components: Vec<&str> = trimmed.split('/').collect();
     if components.len() > 8 {
@@ -279,6 +280,13 @@ pub fn validate_destination(raw: &str) -> Result<String, String> {
         }
     }
     Ok(components.join("/"))
+}
+
+/// Whether a (validated) destination lies in `owner`'s own area of the store: the folder named
+/// after the owner, or a folder under it. Users' areas are separate so that one importer cannot
+/// add files to (or collide with) another's.
+pub fn destination_belongs_to(destination: &str, owner: &UserId) -> bool {
+    destination.split('/').next() == Some(owner.as_str())
 }
 
 /// Turns a remote path into a safe path relative to the batch folder, or says why it cannot be
@@ -348,6 +356,20 @@ impl PathClaims {
         self.files.insert(path.to_owned());
         Ok(())
     }
+}
+
+/// A short, printable excerpt of a remote path (named by the provider, not typed by a user) for
+/// a file's error message.
+fn printable(raw: &str) -> String {
+    let mut out: String = raw
+        .chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if raw.chars().count() > 80 {
+        out.push('…');
+    }
+    out
 }
 
 fn remove_dir_if_present(dir: &Path) -> io::Result<()> {
@@ -420,10 +442,32 @@ mod tests {
         check(d, "a//b", Err("empty level"));
         check(d, "a\u{0}b", Err("control"));
         check(d, "a\nb", Err("control"));
+        check(d, "a\u{202E}b", Err("bidirectional"));
         check(d, "a\\..\\b", Err("backslash"));
+        check(d, "/CANARYsecret", Err("absolute"));
+        assert!(!d("/CANARYsecret").unwrap_err().contains("CANARY"));
         check(d, "a/ b", Err("spaces"));
         check(d, &"x/".repeat(9), Err("more than 8"));
         check(d, &"x".repeat(300), Err("255"));
+    }
+
+    #[test]
+    fn destinations_belong_to_their_owner() {
+        let alice = UserId::parse("alice").unwrap();
+        let check = |destination: &str, expect: bool| {
+            assert_eq!(
+                destination_belongs_to(destination, &alice),
+                expect,
+                "{destination}"
+            );
+        };
+        check("alice", true);
+        check("alice/run-1", true);
+        check("bob", false);
+        check("bob/alice", false);
+        check("alice2", false);
+        check("alicex/run", false);
+        check("project-x", false);
     }
 
     #[test]

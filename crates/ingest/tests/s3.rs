@@ -259,6 +259,28 @@ async fn requests_that_cannot_run_are_refused_before_anything_is_recorded() {
             "{destination}"
         );
     }
+    // Another user's area of the store, or a folder outside every user's area.
+    for destination in ["alice", "alice/dev", "project-7", "devx/run"] {
+        let error = h
+            .ingestor
+            .start(
+                dev(),
+                IngestRequest {
+                    selection: selection.clone(),
+                    destination: Some(destination.to_owned()),
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, IngestError::ForeignDestination { owner } if owner.as_str() == "dev"),
+            "{destination}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains("your own folder `dev`"),
+            "{error}"
+        );
+    }
     assert_eq!(h.vault.log().head().0, after_key, "nothing was recorded");
     assert!(after_key > before);
     assert!(h.vault.read(|state| state.ingestions().next().is_none()));
@@ -584,16 +606,16 @@ async fn a_chosen_destination_holds_the_batch() {
             dev(),
             IngestRequest {
                 selection: aws_selection(BUCKET, "x/", ""),
-                destination: Some("project-7/run 1/".to_owned()),
+                destination: Some("dev/project-7/run 1/".to_owned()),
             },
         )
         .await
         .unwrap();
     let view = h.wait(&id).await;
 
-    assert_eq!(view.destination, "project-7/run 1");
+    assert_eq!(view.destination, "dev/project-7/run 1");
     let stored = h.stored_files();
-    let path = format!("project-7/run 1/{}/y.csv", view.batch_id);
+    let path = format!("dev/project-7/run 1/{}/y.csv", view.batch_id);
     assert!(stored.contains_key(&path), "{stored:?}");
 }
 

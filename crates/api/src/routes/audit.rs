@@ -19,6 +19,7 @@ use crate::json::ApiJson;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// First sequence number to return (default 1).
     pub from: Option<u64>,
@@ -37,8 +38,14 @@ pub(crate) async fn list_events(
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ExportPage>, ApiError> {
     caller.require(&state, Permission::ViewAuditLog)?;
-    let Query(query) = query
-        .map_err(|err| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", err.body_text()))?;
+    // serde's message would quote the submitted parameter; say what is allowed instead.
+    let Query(query) = query.map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the query takes only `from` (a sequence number, 0 or more) and `limit` (1 to 10000)",
+        )
+    })?;
     let from = query.from.unwrap_or(1);
     let limit = query.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
@@ -120,10 +127,7 @@ pub(crate) async fn backup(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "not_empty",
-            format!(
-                "{} is not empty; choose a new directory",
-                body.dir.display()
-            ),
+            "dir: the directory is not empty; choose a new or empty directory",
         ));
     }
     let vault = state.vault().clone();

@@ -34,7 +34,8 @@ pub struct StartIngestionRequest {
     /// folder). Default: every file.
     #[schema(example = r".*\.csv$")]
     pub pattern: Option<String>,
-    /// A folder of the sample store (default: your user name).
+    /// A folder of your own area of the sample store: your user name (the default) or a folder
+    /// under it, such as `alice/run-1`.
     pub destination: Option<String>,
 }
 
@@ -48,7 +49,8 @@ pub struct IngestionList {
 /// background; follow it with `GET /v1/ingestions/{id}`.
 #[utoipa::path(post, path = "/v1/ingestions", tag = "ingestion", request_body = StartIngestionRequest,
     responses((status = 202, description = "The job, queued"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, description = "No usable external key for the provider", body = ErrorBody),
+        (status = 403, description = "No permission, or a destination outside your own folder", body = ErrorBody),
+        (status = 409, description = "No usable external key for the provider", body = ErrorBody),
         (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn start_ingestion(
@@ -122,7 +124,8 @@ pub(crate) async fn start_ingestion(
 
 /// One of the caller's jobs: state, per-file progress, bytes, errors.
 #[utoipa::path(get, path = "/v1/ingestions/{id}", tag = "ingestion", params(("id" = String, Path)),
-    responses((status = 200, description = "The job"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, description = "The job"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn get_ingestion(
     State(state): State<ApiState>,
@@ -145,7 +148,8 @@ pub(crate) async fn get_ingestion(
 
 /// The caller's jobs, newest first, without per-file detail.
 #[utoipa::path(get, path = "/v1/ingestions", tag = "ingestion",
-    responses((status = 200, body = IngestionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = IngestionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn list_ingestions(
     State(state): State<ApiState>,
@@ -160,7 +164,8 @@ pub(crate) async fn list_ingestions(
 /// Cancels a running or queued job; its partial files are removed.
 #[utoipa::path(post, path = "/v1/ingestions/{id}/cancel", tag = "ingestion", params(("id" = String, Path)),
     responses((status = 200, description = "The job"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, description = "The job has already finished", body = ErrorBody)),
+        (status = 404, body = ErrorBody), (status = 409, description = "The job has already finished", body = ErrorBody),
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn cancel_ingestion(
     State(state): State<ApiState>,
@@ -193,6 +198,10 @@ fn ingest_error(err: IngestError) -> ApiError {
         }
         IngestError::InvalidDestination(message) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
+                .with_field_name("destination")
+        }
+        IngestError::ForeignDestination { .. } => {
+            ApiError::new(StatusCode::FORBIDDEN, "permission_denied", err.to_string())
                 .with_field_name("destination")
         }
         IngestError::Refused(domain) => domain.into(),
