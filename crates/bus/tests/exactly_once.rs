@@ -113,7 +113,8 @@ async fn every_event_reaches_a_durable_consumer_once_in_order_through_crash_outa
     );
     nats.stop().expect("stop nats-server");
     let head_when_stopped = vault.log().head().0;
-    // The vault keeps appending, and the relay says it is not ready, while NATS is down.
+    // The vault keeps appending, and the relay notices the outage (a publish or its idle stream
+    // check fails) and says it is not ready, while NATS is down.
     assert!(
         eventually(Duration::from_secs(60), async || vault.log().head().0
             > head_when_stopped
@@ -128,6 +129,7 @@ async fn every_event_reaches_a_durable_consumer_once_in_order_through_crash_outa
             .get("relay")
             .is_some_and(|health| !health.ready)
             && !relay.status().ready
+            && relay.status().errors_total > 0
     };
     assert!(
         eventually(Duration::from_secs(60), async || relay_down()).await,
