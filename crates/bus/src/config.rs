@@ -46,6 +46,10 @@ pub struct BusConfig {
     /// the last.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
+    /// While idle, how often the relay compares each stream's last sequence with what it
+    /// published, so a stream that lost its tail (a nats-server that restarted from a store it
+    /// had not synced) is refilled even when no new event comes.
+    pub stream_check_interval: Duration,
 }
 
 impl Default for BusConfig {
@@ -67,6 +71,7 @@ impl Default for BusConfig {
             connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            stream_check_interval: Duration::from_secs(5),
         }
     }
 }

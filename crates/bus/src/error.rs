@@ -24,6 +24,14 @@ pub enum BusError {
         got: u64,
     },
     #[error(
+        "stream {stream} ends at stream sequence {found}, but the relay published through {expected} (the server lost or gained messages); the relay resynchronises from the stream"
+    )]
+    StreamMoved {
+        stream: String,
+        expected: u64,
+        found: u64,
+    },
+    #[error(
         "stream {stream} holds events of another log ({detail}); point this vault at its own stream name or delete the stream"
     )]
     ForeignStream { stream: String, detail: String },

@@ -11,12 +11,17 @@
 //!   resynchronises: it reads the stream's last message, whose JSON `seq` (or envelope) says
 //!   which event it is, and continues after it. That also covers a relay killed between the
 //!   PubAck and the checkpoint, and a server that lost acknowledged messages in a crash (a
-//!   PubAck is not an fsync): the missing events are published again.
+//!   PubAck is not an fsync; nats-server 2.9 syncs its store only every 60 s): the missing
+//!   events are published again, at the stream sequences they had, even when the relay's
+//!   checkpoint is ahead of the stream. A lost tail is noticed by the next publish (its
+//!   expected last sequence no longer matches) or, while idle, by comparing every stream's last
+//!   sequence with what was published every `stream_check_interval`.
 //! - **The vault never waits for NATS**: the relay is its own task, reading committed events;
 //!   appends never depend on it. While NATS is unreachable it retries with capped exponential
 //!   backoff and reports through the vault's telemetry (component `relay`, gauges
 //!   `keyledger_relay_lag_events` and `keyledger_relay_published_seq`, counters
-//!   `keyledger_relay_published_events_total` and `keyledger_relay_errors_total`).
+//!   `keyledger_relay_published_events_total`, `keyledger_relay_lost_events_total` and
+//!   `keyledger_relay_errors_total`).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -58,6 +63,9 @@ pub struct RelayStatus {
     pub head_seq: Seq,
     pub lag_events: u64,
     pub published_events_total: u64,
+    /// Acknowledged events that a stream no longer held when the relay looked again (the
+    /// server lost its unsynced tail, or the stream was recreated), and that it published again.
+    pub lost_events_total: u64,
     pub errors_total: u64,
     pub last_error: Option<String>,
     /// The task has ended (shut down, or the log was closed).
@@ -231,6 +239,7 @@ struct Worker {
     /// Every event up to this one is acknowledged by every stream.
     published: Seq,
     published_total: u64,
+    lost_total: u64,
     errors_total: u64,
     /// Published events not yet added to the telemetry counter.
     unreported: u64,
@@ -266,6 +275,7 @@ impl Worker {
             stop,
             published,
             published_total: 0,
+            lost_total: 0,
             errors_total: 0,
             unreported: 0,
             progressed: false,
@@ -358,23 +368,36 @@ impl Worker {
             .build(client.clone());
         let channels = channels(&self.config);
         let mut targets = Vec::with_capacity(channels.len());
+        let mut streams = Vec::with_capacity(channels.len());
         for channel in channels {
             let mut stream = ensure_stream(&js, &self.config, channel).await?;
             targets.push(resync(channel, &mut stream, &log, self.published).await?);
+            streams.push(stream);
             if channel == Channel::Replication {
                 crate::pepper::publish(&js, &self.config, &log).await?;
             }
         }
+        let mut stream_check = tokio::time::interval(self.config.stream_check_interval);
+        stream_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let resumed = targets
             .iter()
             .map(|t| t.position)
             .min()
             .unwrap_or(self.published);
         if resumed < self.published {
+            let lost = self.published - resumed;
             tracing::warn!(
                 checkpoint = self.published,
                 resumed,
+                lost,
                 "a stream is missing acknowledged events (the server lost them, or the stream was recreated); publishing them again"
+            );
+            self.lost_total += lost;
+            self.vault.telemetry().add_counter(
+                "keyledger_relay_lost_events_total",
+                "",
+                "Acknowledged events a stream no longer held (lost by the server); each was published again.",
+                lost as f64,
             );
         }
         self.published = resumed;
@@ -455,12 +478,19 @@ impl Worker {
                     self.report(client, true, None);
                     since_report = 0;
                 }
-                tokio::select! {
-                    next = prepared.recv() => match next {
-                        Some(next) => peeked = Some(next?),
-                        None => exhausted = true,
-                    },
+                let check_due = tokio::select! {
+                    next = prepared.recv() => {
+                        match next {
+                            Some(next) => peeked = Some(next?),
+                            None => exhausted = true,
+                        }
+                        false
+                    }
+                    _ = stream_check.tick() => true,
                     _ = &mut stopped => return Ok(SessionEnd::Stopped),
+                };
+                if check_due {
+                    check_streams(&mut streams, &targets).await?;
                 }
                 continue;
             };
@@ -583,6 +613,7 @@ impl Worker {
             head_seq: head,
             lag_events: lag,
             published_events_total: self.published_total,
+            lost_events_total: self.lost_total,
             errors_total: self.errors_total,
             last_error: self.last_error.clone(),
             stopped: false,
@@ -803,6 +834,26 @@ async fn resync(
         position,
         last_stream_seq,
     })
+}
+
+/// With nothing in flight, every stream must end exactly where the relay's last publish landed;
+/// anything else (a server that came back without its unsynced tail, a purge, a foreign
+/// publisher) ends the session, and the next one resynchronises from the stream.
+async fn check_streams(streams: &mut [Stream], targets: &[Target]) -> Result<(), BusError> {
+    for (stream, target) in streams.iter_mut().zip(targets) {
+        let info = stream.get_info().await.map_err(|error| BusError::Stream {
+            stream: target.stream.clone(),
+            reason: error.to_string(),
+        })?;
+        if info.state.last_sequence != target.last_stream_seq {
+            return Err(BusError::StreamMoved {
+                stream: target.stream.clone(),
+                expected: target.last_stream_seq,
+                found: info.state.last_sequence,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn channel_stream_name(stream: &Stream) -> String {

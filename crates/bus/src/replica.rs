@@ -12,12 +12,22 @@
 //! - `POST /v1/keys/verify` `{"key": "kl_…"}` with `Authorization: Bearer <a key whose owner
 //!   holds verify_api_keys>` → `{"valid": true, "key_id", "owner", "permissions",
 //!   "expires_at"}` or `{"valid": false, "reason"}`.
-//! - `GET /healthz`: 200 once caught up with the stream and consistent, else 503.
+//! - `GET /healthz` (and `GET /readyz`, the same): 200 while the replica is ready, else 503.
 //! - `GET /v1/replica/status`: applied seq, lag, connection.
+//! - `GET /metrics`: the lag and readiness as Prometheus gauges.
+//!
+//! Readiness says the truth about lag, and how: the replica knows how far the stream reaches
+//! from every delivery (its stream sequence plus the messages still pending) and, independently
+//! of deliveries, by asking the stream for its last sequence every
+//! [`LagLimits::probe_interval`]. It is ready only while it is consistent, holds the pepper, is
+//! at most [`LagLimits::max_lag_events`] behind that last sequence, and heard from NATS (a
+//! delivery or a probe answer) within [`LagLimits::max_silence`]. `caught_up` is recomputed on
+//! every look, so it turns false again as soon as the replica falls behind.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, State as AxumState};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -28,7 +38,7 @@ use futures::StreamExt;
 use keyledger_crypto::{Keyring, MasterKey};
 use keyledger_domain::{Permission, State, Timestamp};
 use keyledger_log::{Envelope, Seq, compute_hash};
-use keyledger_vault::{AuthFailure, Clock, Projection, SystemClock, check_api_key};
+use keyledger_vault::{AuthFailure, Clock, Projection, SystemClock, Telemetry, check_api_key};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -45,6 +55,29 @@ pub struct ReplicaConfig {
     pub http_addr: SocketAddr,
     /// The vault's master key: the replica derives the pepper of key hashes from it.
     pub master_key: MasterKey,
+    /// How far behind the replica may be and still answer ready.
+    pub limits: LagLimits,
+}
+
+/// How far behind the stream a replica may be and still be ready (`nats.replica_max_lag_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LagLimits {
+    /// Most events the replica may be behind the stream's last message.
+    pub max_lag_events: u64,
+    /// Longest time without hearing from NATS (a delivery or an answer to a probe).
+    pub max_silence: Duration,
+    /// How often the replica asks the stream for its last sequence.
+    pub probe_interval: Duration,
+}
+
+impl Default for LagLimits {
+    fn default() -> Self {
+        LagLimits {
+            max_lag_events: 100,
+            max_silence: Duration::from_secs(10),
+            probe_interval: Duration::from_secs(1),
+        }
+    }
 }
 
 /// What the replica knows about itself (`GET /v1/replica/status`).
@@ -52,14 +85,37 @@ pub struct ReplicaConfig {
 pub struct ReplicaStatus {
     /// The last log event applied to the replica's projection.
     pub applied_seq: Seq,
-    /// Events in the stream not yet applied, when known.
+    /// The stream sequence of the last replication message read (applied or already known).
+    pub applied_stream_seq: u64,
+    /// Messages in the stream after `applied_stream_seq`, as of `last_contact_ms` ago; `None`
+    /// while unknown (not connected yet, or following failed).
     pub lag_events: Option<u64>,
-    /// Reached the end of the stream at least once since it started.
+    /// Milliseconds since NATS last delivered a message or answered a probe.
+    pub last_contact_ms: Option<u64>,
+    /// Milliseconds since the newest applied event was appended to the vault's log (grows
+    /// while the vault is idle too, so it is reported, not used for readiness).
+    pub newest_event_age_ms: Option<u64>,
+    /// At the end of the stream right now: no lag, and NATS heard from within the limit.
     pub caught_up: bool,
+    /// What `/healthz` answers: consistent, pepper read, lag and silence within the limits.
+    pub ready: bool,
     pub connected: bool,
     /// False after a gap or a broken hash chain in the stream: it then stops applying.
     pub consistent: bool,
     pub detail: String,
+}
+
+/// What the follower records; [`Shared::status`] derives the rest when asked.
+#[derive(Clone, Debug, Default)]
+struct Progress {
+    applied_seq: Seq,
+    applied_stream_seq: u64,
+    lag_events: Option<u64>,
+    last_contact: Option<Instant>,
+    newest_event_time_ms: Option<i64>,
+    connected: bool,
+    consistent: bool,
+    detail: String,
 }
 
 /// The answer of `POST /v1/keys/verify`.
@@ -110,11 +166,14 @@ impl Replica {
             projection: RwLock::new(Projection::default()),
             keyring: RwLock::new(None),
             clock: Arc::new(SystemClock),
-            status: Mutex::new(ReplicaStatus {
+            progress: Mutex::new(Progress {
                 consistent: true,
                 detail: "starting".to_owned(),
-                ..ReplicaStatus::default()
+                ..Progress::default()
             }),
+            limits: config.limits,
+            telemetry: Telemetry::default(),
+            hold: watch::channel(false).0,
         });
         let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
         let local_addr = listener.local_addr()?;
@@ -122,6 +181,8 @@ impl Replica {
         let router = Router::new()
             .route("/v1/keys/verify", post(verify_handler))
             .route("/healthz", get(health_handler))
+            .route("/readyz", get(health_handler))
+            .route("/metrics", get(metrics_handler))
             .route("/v1/replica/status", get(status_handler))
             .layer(DefaultBodyLimit::max(16 * 1024))
             .with_state(shared.clone());
@@ -168,6 +229,13 @@ impl Replica {
             Err(Refusal::Auth(failure)) => Some(Verification::invalid(&failure)),
             Err(Refusal::NotReady) => None,
         }
+    }
+
+    /// A fault for tests: while `held`, the replica reads and applies nothing (as a replica too
+    /// slow for the stream would), but keeps probing the stream, so its lag grows.
+    #[cfg(feature = "testing")]
+    pub fn hold_applying(&self, held: bool) {
+        self.shared.hold.send_replace(held);
     }
 
     /// Stops following, stops the HTTP server (letting requests in progress finish), and waits.
@@ -244,7 +312,12 @@ struct Shared {
     /// Hashes keys with the vault's pepper; `None` until the sealed pepper was read.
     keyring: RwLock<Option<Arc<Keyring>>>,
     clock: Arc<dyn Clock>,
-    status: Mutex<ReplicaStatus>,
+    progress: Mutex<Progress>,
+    limits: LagLimits,
+    /// Filled from the status on every `GET /metrics`.
+    telemetry: Telemetry,
+    /// While true the follower applies nothing ([`Replica::hold_applying`], tests only).
+    hold: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -277,20 +350,80 @@ struct Verified {
 }
 
 impl Shared {
+    /// The recorded progress, with lag, readiness and their explanation derived as of now.
     fn status(&self) -> ReplicaStatus {
-        self.status
+        let progress = self
+            .progress
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .clone();
+        let has_pepper = self
+            .keyring
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_some();
+        let last_contact_ms = progress
+            .last_contact
+            .map(|at| at.elapsed().as_millis() as u64);
+        let newest_event_age_ms = progress
+            .newest_event_time_ms
+            .map(|time| (self.clock.now().as_millis() - time).max(0) as u64);
+        let silent =
+            last_contact_ms.is_none_or(|ms| ms > self.limits.max_silence.as_millis() as u64);
+        let caught_up = progress.lag_events == Some(0) && !silent;
+        let lag_within = progress
+            .lag_events
+            .is_some_and(|lag| lag <= self.limits.max_lag_events);
+        let ready = progress.consistent && has_pepper && lag_within && !silent;
+        let detail = if ready || !progress.consistent || progress.lag_events.is_none() {
+            progress.detail.clone()
+        } else if !has_pepper {
+            "the vault's pepper has not been read yet".to_owned()
+        } else if silent {
+            format!(
+                "no answer from NATS for {} ms (limit {} ms); {}",
+                last_contact_ms.unwrap_or_default(),
+                self.limits.max_silence.as_millis(),
+                progress.detail
+            )
+        } else {
+            format!(
+                "{} events behind the stream (limit {}); {}",
+                progress.lag_events.unwrap_or_default(),
+                self.limits.max_lag_events,
+                progress.detail
+            )
+        };
+        ReplicaStatus {
+            applied_seq: progress.applied_seq,
+            applied_stream_seq: progress.applied_stream_seq,
+            lag_events: progress.lag_events,
+            last_contact_ms,
+            newest_event_age_ms,
+            caught_up,
+            ready,
+            connected: progress.connected,
+            consistent: progress.consistent,
+            detail,
+        }
     }
 
-    fn update_status(&self, change: impl FnOnce(&mut ReplicaStatus)) {
+    fn update(&self, change: impl FnOnce(&mut Progress)) {
         change(
             &mut self
-                .status
+                .progress
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
+    }
+
+    /// NATS answered: the stream ends at `stream_last_seq`.
+    fn heard(&self, stream_last_seq: u64) {
+        self.update(|progress| {
+            progress.last_contact = Some(Instant::now());
+            progress.connected = true;
+            progress.lag_events = Some(stream_last_seq.saturating_sub(progress.applied_stream_seq));
+        });
     }
 
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
@@ -361,7 +494,11 @@ impl Shared {
         }
         let applied = projection.applied_seq;
         drop(projection);
-        self.update_status(|status| status.applied_seq = applied);
+        let newest_time = fresh.last().map(|envelope| envelope.time_ms);
+        self.update(|progress| {
+            progress.applied_seq = applied;
+            progress.newest_event_time_ms = newest_time.or(progress.newest_event_time_ms);
+        });
         Ok(())
     }
 }
@@ -389,11 +526,11 @@ async fn follow(
             c.connection_state() == async_nats::connection::State::Connected
         });
         tracing::warn!(%error, retry_in_ms = backoff.as_millis() as u64, "replica cannot follow the stream");
-        shared.update_status(|status| {
-            status.connected = connected;
-            status.consistent = consistent;
-            status.lag_events = None;
-            status.detail = format!("{error}; retrying in {} ms", backoff.as_millis());
+        shared.update(|progress| {
+            progress.connected = connected;
+            progress.consistent = consistent;
+            progress.lag_events = None;
+            progress.detail = format!("{error}; retrying in {} ms", backoff.as_millis());
         });
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
@@ -420,8 +557,8 @@ async fn follow_once(
     };
     let js = async_nats::jetstream::context::ContextBuilder::new()
         .timeout(config.ack_timeout)
-        .build(connection);
-    let stream = get_stream(&js, &config.replication_stream).await?;
+        .build(connection.clone());
+    let mut stream = get_stream(&js, &config.replication_stream).await?;
     let keyring = crate::pepper::fetch(&js, config, master).await?;
     *shared
         .keyring
@@ -435,43 +572,87 @@ async fn follow_once(
     };
     let (messages, _, pending_at_start) =
         ordered(&stream, Channel::Replication, from, String::new()).await?;
-    shared.update_status(|status| {
-        status.connected = true;
-        status.lag_events = Some(pending_at_start);
-        status.caught_up |= pending_at_start == 0;
-        status.detail = format!(
+    let stream_last_seq = probe_last_seq(&mut stream).await?;
+    shared.update(|progress| {
+        // Until the first delivery, the consumer's pending count says where the replica stands.
+        progress.applied_stream_seq = stream_last_seq.saturating_sub(pending_at_start);
+        progress.detail = format!(
             "following {} at {}",
             config.replication_stream,
             config.display_url()
         );
     });
+    shared.heard(stream_last_seq);
     let mut chunks = messages.ready_chunks(APPLY_CHUNK);
-    while let Some(chunk) = chunks.next().await {
-        let mut envelopes = Vec::with_capacity(chunk.len());
-        let mut pending = None;
-        for message in chunk {
-            let message = message?;
-            let envelope =
-                Envelope::from_bytes(&message.payload).map_err(|error| BusError::Undecodable {
-                    stream_seq: message.stream_seq,
-                    subject: message.subject.clone(),
-                    reason: error.to_string(),
-                })?;
-            pending = Some(message.pending);
-            envelopes.push(envelope);
+    let mut probe = tokio::time::interval(shared.limits.probe_interval);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hold = shared.hold.subscribe();
+    loop {
+        let held = *hold.borrow_and_update();
+        tokio::select! {
+            // A hold takes effect before any further delivery is applied.
+            biased;
+            _ = hold.changed() => {}
+            chunk = chunks.next(), if !held => {
+                let Some(chunk) = chunk else { break };
+                apply_chunk(shared, chunk)?;
+            }
+            _ = probe.tick() => match probe_last_seq(&mut stream).await {
+                Ok(last) => shared.heard(last),
+                Err(error) => {
+                    // Silence is what readiness judges; the consumer reports a lost connection.
+                    tracing::debug!(%error, "the replica's lag probe got no answer");
+                    let connected = connection.connection_state()
+                        == async_nats::connection::State::Connected;
+                    shared.update(|progress| progress.connected = connected);
+                }
+            },
         }
-        shared.apply(envelopes)?;
-        shared.update_status(|status| {
-            status.connected = true;
-            status.consistent = true;
-            status.lag_events = pending;
-            status.caught_up |= pending == Some(0);
-        });
     }
     Err(BusError::Consumer {
         consumer: format!("ordered consumer on {}", config.replication_stream),
         reason: "the message stream ended".to_owned(),
     })
+}
+
+/// Decodes and applies one batch of deliveries, and records how far the stream reaches.
+fn apply_chunk(
+    shared: &Shared,
+    chunk: Vec<Result<crate::subscriber::RawMessage, BusError>>,
+) -> Result<(), BusError> {
+    let mut envelopes = Vec::with_capacity(chunk.len());
+    let mut position = None;
+    for message in chunk {
+        let message = message?;
+        let envelope =
+            Envelope::from_bytes(&message.payload).map_err(|error| BusError::Undecodable {
+                stream_seq: message.stream_seq,
+                subject: message.subject.clone(),
+                reason: error.to_string(),
+            })?;
+        position = Some((message.stream_seq, message.pending));
+        envelopes.push(envelope);
+    }
+    shared.apply(envelopes)?;
+    if let Some((stream_seq, pending)) = position {
+        shared.update(|progress| {
+            progress.consistent = true;
+            progress.applied_stream_seq = stream_seq;
+        });
+        shared.heard(stream_seq + pending);
+    }
+    Ok(())
+}
+
+/// The stream's last sequence, straight from the server.
+async fn probe_last_seq(
+    stream: &mut async_nats::jetstream::stream::Stream,
+) -> Result<u64, BusError> {
+    let info = stream.get_info().await.map_err(|error| BusError::Stream {
+        stream: stream.cached_info().config.name.clone(),
+        reason: error.to_string(),
+    })?;
+    Ok(info.state.last_sequence)
 }
 
 #[derive(Deserialize)]
@@ -529,21 +710,67 @@ async fn verify_handler(
 
 async fn health_handler(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
     let status = shared.status();
-    let has_pepper = shared
-        .keyring
-        .read()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .is_some();
-    if status.caught_up && status.consistent && has_pepper {
-        Json(serde_json::json!({"status": "ok", "applied_seq": status.applied_seq})).into_response()
+    let body = serde_json::json!({
+        "status": if status.ready { "ok" } else { "unavailable" },
+        "applied_seq": status.applied_seq,
+        "lag_events": status.lag_events,
+        "last_contact_ms": status.last_contact_ms,
+        "caught_up": status.caught_up,
+        "detail": status.detail,
+    });
+    let code = if status.ready {
+        StatusCode::OK
     } else {
-        let body = serde_json::json!({"status": "unavailable", "applied_seq": status.applied_seq, "detail": status.detail});
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn status_handler(AxumState(shared): AxumState<Arc<Shared>>) -> Json<ReplicaStatus> {
     Json(shared.status())
+}
+
+/// Prometheus gauges of the replica's progress and lag (unknown values are left out).
+async fn metrics_handler(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
+    let status = shared.status();
+    let telemetry = &shared.telemetry;
+    let gauges = [
+        (
+            "keyledger_replica_applied_seq",
+            "The last log event applied to the replica's projection.",
+            Some(status.applied_seq as f64),
+        ),
+        (
+            "keyledger_replica_lag_events",
+            "Messages in the replication stream not yet applied.",
+            status.lag_events.map(|lag| lag as f64),
+        ),
+        (
+            "keyledger_replica_last_contact_seconds",
+            "Seconds since NATS last delivered a message or answered a lag probe.",
+            status.last_contact_ms.map(|ms| ms as f64 / 1000.0),
+        ),
+        (
+            "keyledger_replica_newest_event_age_seconds",
+            "Seconds since the newest applied event was appended to the vault's log.",
+            status.newest_event_age_ms.map(|ms| ms as f64 / 1000.0),
+        ),
+        (
+            "keyledger_replica_ready",
+            "1 while the replica is consistent and within its lag limits, else 0.",
+            Some(if status.ready { 1.0 } else { 0.0 }),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        if let Some(value) = value {
+            telemetry.set_gauge(name, "", help, value);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        telemetry.render(),
+    )
+        .into_response()
 }
 
 fn not_ready() -> Response {

@@ -173,6 +173,7 @@ async fn no_secret_on_any_subject_and_no_hash_or_ciphertext_on_public_ones() {
         bus: config.clone(),
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         master_key: master_key(),
+        limits: keyledger_bus::replica::LagLimits::default(),
     })
     .await
     .expect("replica");
@@ -191,7 +192,26 @@ async fn no_secret_on_any_subject_and_no_hash_or_ciphertext_on_public_ones() {
     replica.shutdown().await;
     relay.shutdown().await;
     spy.flush().await.expect("flush");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Wait for the spy to have received every published event on both kinds of subject,
+    // rather than for a fixed time.
+    let public_prefix = format!("{}.", config.subject_prefix);
+    let replication_prefix = format!("{}.", config.replication_prefix);
+    let count = |prefix: &str| {
+        seen.lock()
+            .expect("lock")
+            .iter()
+            .filter(|m| m.subject.starts_with(prefix))
+            .count() as u64
+    };
+    assert!(
+        eventually(Duration::from_secs(60), async || count(&public_prefix)
+            >= head
+            && count(&replication_prefix) >= head)
+        .await,
+        "the spy saw {} public and {} replication messages of {head}",
+        count(&public_prefix),
+        count(&replication_prefix)
+    );
     collector.abort();
 
     let secrets: Vec<String> = [
@@ -217,8 +237,6 @@ async fn no_secret_on_any_subject_and_no_hash_or_ciphertext_on_public_ones() {
     }
 
     let seen = seen.lock().expect("lock");
-    let public_prefix = format!("{}.", config.subject_prefix);
-    let replication_prefix = format!("{}.", config.replication_prefix);
     let public = seen
         .iter()
         .filter(|m| m.subject.starts_with(&public_prefix))

@@ -47,6 +47,7 @@ async fn permissions_keep_subscribers_off_the_replication_stream() {
         bus: replica_config,
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         master_key: master_key(),
+        limits: keyledger_bus::replica::LagLimits::default(),
     })
     .await
     .expect("replica");

@@ -9,3 +9,4 @@ mod permissions;
 mod python;
 mod replica;
 mod schema;
+mod tail_loss;

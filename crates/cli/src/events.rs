@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use keyledger_bus::replica::LagLimits;
 use keyledger_bus::{BusConfig, StartAt, TailOptions};
 use keyledger_domain::Timestamp;
 
@@ -23,6 +24,8 @@ pub struct NatsSection {
     token: String,
     tls_required: bool,
     ca_file: String,
+    replica_max_lag_events: u64,
+    replica_max_lag_seconds: u64,
 }
 
 impl Default for NatsSection {
@@ -37,6 +40,8 @@ impl Default for NatsSection {
             token: String::new(),
             tls_required: false,
             ca_file: String::new(),
+            replica_max_lag_events: LagLimits::default().max_lag_events,
+            replica_max_lag_seconds: LagLimits::default().max_silence.as_secs(),
         }
     }
 }
@@ -144,10 +149,12 @@ pub fn run_replica(args: &ReplicaArgs) -> anyhow::Result<()> {
     crate::serve::init_tracing(&config);
     let bus = require_bus(&config, args.nats_url.as_deref())?;
     let master_key = crate::serve::master_key_existing(&config)?;
+    let limits = lag_limits(&config)?;
     let replica = keyledger_bus::replica::ReplicaConfig {
         bus,
         http_addr: args.http_addr,
         master_key,
+        limits,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -158,6 +165,24 @@ pub fn run_replica(args: &ReplicaArgs) -> anyhow::Result<()> {
             .map_err(|err| Failure::new(Exit::Server, err.to_string()))
     })?;
     Ok(())
+}
+
+/// `nats.replica_max_lag_events` and `nats.replica_max_lag_seconds`: past either, the replica
+/// answers 503 on `/healthz`.
+fn lag_limits(config: &Config) -> anyhow::Result<LagLimits> {
+    let section: NatsSection = config.section("nats")?.unwrap_or_default();
+    if section.replica_max_lag_seconds == 0 {
+        return Err(Failure::new(
+            Exit::Usage,
+            "nats.replica_max_lag_seconds must be at least 1 (the replica probes the stream every second)",
+        )
+        .into());
+    }
+    Ok(LagLimits {
+        max_lag_events: section.replica_max_lag_events,
+        max_silence: std::time::Duration::from_secs(section.replica_max_lag_seconds),
+        ..LagLimits::default()
+    })
 }
 
 fn require_bus(config: &Config, url: Option<&str>) -> anyhow::Result<BusConfig> {
