@@ -5,6 +5,7 @@ mod bad_input;
 mod canary;
 mod cli;
 mod console;
+mod hardening_http;
 mod ingestion;
 mod operations;
 mod permissions;

@@ -139,7 +139,14 @@ async fn read_response(stream: &mut TcpStream) -> Response {
         };
         let head = String::from_utf8(buffer[..head_end].to_vec()).unwrap();
         let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let headers: Vec<(String, String)> = lines
             .filter_map(|line| line.split_once(':'))
             .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
@@ -193,7 +200,10 @@ async fn a_request_head_sent_a_byte_at_a_time_is_cut_off() {
     let (mut reader, mut writer) = slow.split();
     let trickle = async {
         // A head that never ends, one byte every 20 ms (bounded: 1000 bytes = 20 s).
-        for byte in b"GET /healthz HTTP/1.1\r\nx-slow: ".iter().chain([b'a'; 1000].iter()) {
+        for byte in b"GET /healthz HTTP/1.1\r\nx-slow: "
+            .iter()
+            .chain([b'a'; 1000].iter())
+        {
             if writer.write_all(&[*byte]).await.is_err() {
                 return;
             }
@@ -267,14 +277,22 @@ async fn at_the_connection_cap_new_connections_wait_and_accepted_ones_are_served
     let mut third = server.connect().await;
     third.write_all(HEALTH).await.unwrap();
     first.write_all(HEALTH).await.unwrap();
-    assert_eq!(read_response(&mut first).await.status, 200, "accepted work goes on");
+    assert_eq!(
+        read_response(&mut first).await.status,
+        200,
+        "accepted work goes on"
+    );
     let mut byte = [0u8; 1];
     assert!(
         matches!(third.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
         "the third connection waits while two are open"
     );
     drop(first);
-    assert_eq!(read_response(&mut third).await.status, 200, "served once a slot frees");
+    assert_eq!(
+        read_response(&mut third).await.status,
+        200,
+        "served once a slot frees"
+    );
 }
 
 #[tokio::test]
@@ -291,7 +309,10 @@ async fn shutdown_closes_slow_clients_after_the_grace_and_releases_the_vault() {
         .await
         .unwrap();
     let mut half_head = server.connect().await;
-    half_head.write_all(b"GET /healthz HTTP/1.1\r\nx-sl").await.unwrap();
+    half_head
+        .write_all(b"GET /healthz HTTP/1.1\r\nx-sl")
+        .await
+        .unwrap();
     let mut idle = server.connect().await;
     idle.write_all(HEALTH).await.unwrap();
     assert_eq!(read_response(&mut idle).await.status, 200);

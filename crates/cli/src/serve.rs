@@ -99,7 +99,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(relay) = relay
         && tokio::time::timeout(grace, relay.shutdown()).await.is_err()
     {
-        tracing::warn!("the relay did not stop within the shutdown grace; it resumes from its checkpoint at the next start");
+        tracing::warn!(
+            "the relay did not stop within the shutdown grace; it resumes from its checkpoint at the next start"
+        );
     }
     match tokio::time::timeout(grace, vault.flush_usage()).await {
         Ok(Ok(recorded)) => tracing::info!(recorded, "key usage flushed"),
