@@ -8,6 +8,7 @@ mod console;
 mod hardening_core;
 mod hardening_disk;
 mod hardening_schema;
+mod hardening_http;
 mod ingestion;
 mod operations;
 mod permissions;

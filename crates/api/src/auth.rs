@@ -126,25 +126,59 @@ pub(crate) fn presented_credential(headers: &HeaderMap) -> Result<Option<&str>, 
     Ok(None)
 }
 
-/// The client's address: the socket peer, or the first `X-Forwarded-For` hop when the server is
-/// configured to trust a proxy in front of it.
+/// The client's address: the socket's peer, or, behind `trusted_proxy_hops` proxies, the
+/// `X-Forwarded-For` entry the outermost trusted proxy added.
 pub(crate) fn client_address(parts: &Parts, state: &ApiState) -> IpAddr {
-    if state.config().trust_forwarded_for {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|first| first.trim().parse::<IpAddr>().ok());
-        if let Some(address) = forwarded {
-            return address;
-        }
-    }
-    parts
+    let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    forwarded_client(&parts.headers, peer, state.config().trusted_proxy_hops)
+}
+
+/// Proxies append the address they received the request from to `X-Forwarded-For`, so only the
+/// rightmost `hops` entries were written by proxies we trust; everything to their left came from
+/// the client and may be forged. The client is therefore the `hops`-th entry counted from the
+/// right. Several header lines count as one list, in order. When the list is shorter than `hops`
+/// or one of those entries is not an address, nothing in it can be trusted: the peer is used.
+pub(crate) fn forwarded_client(headers: &HeaderMap, peer: IpAddr, hops: usize) -> IpAddr {
+    if hops == 0 {
+        return peer;
+    }
+    let mut entries: Vec<&str> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer;
+        };
+        entries.extend(text.split(','));
+    }
+    if entries.len() < hops {
+        return peer;
+    }
+    let mut client = peer;
+    for entry in entries.iter().rev().take(hops) {
+        match parse_forwarded_entry(entry) {
+            Some(address) => client = address,
+            None => return peer,
+        }
+    }
+    client
+}
+
+/// An address as proxies write it: `192.0.2.1`, `2001:db8::1`, `192.0.2.1:4711`, `[2001:db8::1]:4711`.
+fn parse_forwarded_entry(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|socket| socket.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .and_then(|inner| inner.parse::<IpAddr>().ok())
+        })
 }
 
 #[cfg(test)]
@@ -173,5 +207,42 @@ mod tests {
         check(&[("authorization", "Basic dXNlcjpwYXNz")], Err(()));
         check(&[("authorization", "Bearer")], Err(()));
         check(&[("x-api-key", " ")], Err(()));
+    }
+
+    fn check_forwarded(lines: &[&str], hops: usize, expect: &str) {
+        let peer: IpAddr = "10.9.9.9".parse().unwrap();
+        let mut map = HeaderMap::new();
+        for line in lines {
+            map.append("x-forwarded-for", HeaderValue::from_str(line).unwrap());
+        }
+        assert_eq!(
+            forwarded_client(&map, peer, hops),
+            expect.parse::<IpAddr>().unwrap(),
+            "{lines:?} with {hops} trusted hops"
+        );
+    }
+
+    #[test]
+    fn the_client_is_the_entry_the_outermost_trusted_proxy_added() {
+        // No trusted proxy: the header is ignored.
+        check_forwarded(&["1.1.1.1"], 0, "10.9.9.9");
+        // The client forged `6.6.6.6`; our one proxy appended the address it saw.
+        check_forwarded(&["6.6.6.6, 203.0.113.7"], 1, "203.0.113.7");
+        check_forwarded(&["6.6.6.6, 203.0.113.7, 10.0.0.2"], 2, "203.0.113.7");
+        // Several header lines are one list.
+        check_forwarded(&["6.6.6.6", "203.0.113.7"], 1, "203.0.113.7");
+        check_forwarded(&["6.6.6.6, 203.0.113.7", "10.0.0.2"], 2, "203.0.113.7");
+        // Forms proxies write.
+        check_forwarded(&["203.0.113.7:4711"], 1, "203.0.113.7");
+        check_forwarded(&["[2001:db8::7]:4711"], 1, "2001:db8::7");
+        check_forwarded(&["[2001:db8::7]"], 1, "2001:db8::7");
+        check_forwarded(&[" 2001:db8::7 "], 1, "2001:db8::7");
+        // Too short, garbage or empty: the peer.
+        check_forwarded(&["203.0.113.7"], 2, "10.9.9.9");
+        check_forwarded(&[], 1, "10.9.9.9");
+        check_forwarded(&["6.6.6.6, garbage"], 1, "10.9.9.9");
+        check_forwarded(&["203.0.113.7, garbage"], 2, "10.9.9.9");
+        check_forwarded(&["6.6.6.6,"], 1, "10.9.9.9");
+        check_forwarded(&["unknown"], 1, "10.9.9.9");
     }
 }

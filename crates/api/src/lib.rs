@@ -8,6 +8,8 @@
 //! - No response after creation, no log line and no metric carries a secret.
 //! - Permissions are checked before a request body is looked at, so a caller who may not use a
 //!   route learns nothing from it.
+//! - No client holds a connection open for free: request heads, idle connections, requests and
+//!   the shutdown all have deadlines, and the number of connections is capped (`server`).
 //!
 //! Entry points: [`router`] (in-process, used by the bench and tests) and [`serve`].
 
@@ -19,10 +21,10 @@ mod metrics;
 mod middleware;
 mod openapi;
 mod routes;
+mod server;
 mod throttle;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +38,7 @@ pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
 pub use routes::{ROUTES, RouteInfo};
+pub use server::{connection_cap, derived_connection_cap, file_limit};
 pub use throttle::AuthThrottle;
 
 /// How the HTTP layer behaves. `Default` is what `config/keyledger.toml` ships with.
@@ -51,8 +54,18 @@ pub struct ApiConfig {
     pub auth_failure_window: Duration,
     /// How many client addresses the throttle remembers at most.
     pub throttle_capacity: usize,
-    /// Take the client address from `X-Forwarded-For` (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front of the server append to `X-Forwarded-For`. 0: the header is
+    /// ignored and the client is the socket's peer; n: the client is the n-th entry from the
+    /// right (the one the outermost trusted proxy added); garbage or too few entries: the peer.
+    pub trusted_proxy_hops: usize,
+    /// A request head must be complete this long after its first byte (slow clients are cut off).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress is closed after this long without a byte.
+    pub idle_timeout: Duration,
+    /// Connections open at once; 0 derives the cap from the file limit (see [`connection_cap`]).
+    pub max_connections: usize,
+    /// After shutdown is asked for, how long requests in flight may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ApiConfig {
@@ -63,7 +76,11 @@ impl Default for ApiConfig {
             auth_failure_limit: 10,
             auth_failure_window: Duration::from_secs(60),
             throttle_capacity: 10_000,
-            trust_forwarded_for: false,
+            trusted_proxy_hops: 0,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 0,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -231,24 +248,13 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves the API on `listener` until `shutdown` resolves, under the connection limits of
+/// [`ApiConfig`] (header read and idle timeouts, connection cap). After `shutdown`, requests in
+/// flight get `shutdown_grace` to finish; then every connection is closed and this returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let address = listener.local_addr()?;
-    state
-        .vault()
-        .telemetry()
-        .set_component("http", true, format!("listening on {address}"));
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
-    state
-        .vault()
-        .telemetry()
-        .set_component("http", false, "stopped");
-    result
+    server::serve(listener, state, shutdown).await
 }

@@ -1,9 +1,21 @@
 //! What every request goes through, whatever its route: a request id and a tracing span, the body
 //! size limit, the timeout, the JSON error shape for rejections that did not come from a route,
 //! security headers, and the request metrics.
+//!
+//! A connection stays usable after an answer given before the request body was read (401, 403,
+//! 415, 429, an unknown route): hyper would otherwise close it (the unread body is still on the
+//! wire) without saying so, and a client reusing it would send into a closed socket. The request
+//! body is wrapped ([`WatchedBody`]) so that what the route left unread comes back here; it is
+//! read and discarded (at most `body_limit` bytes, within the request timeout) before the answer
+//! goes out. When that is not possible (413, a timeout, a broken body) the answer carries
+//! `Connection: close` and hyper closes the connection after it.
 
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -38,7 +50,18 @@ pub async fn around_every_request(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let has_body = declared_length.is_some_and(|length| length > 0)
+        || request.headers().contains_key(header::TRANSFER_ENCODING);
+    let unread_body: UnreadBody = Arc::default();
+    let request = request.map(|body| {
+        Body::new(WatchedBody {
+            inner: body,
+            finished: false,
+            unread: Arc::clone(&unread_body),
+        })
+    });
     let response = if declared_length.is_some_and(|length| length > limit as u64) {
+        drop(request);
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -63,8 +86,26 @@ pub async fn around_every_request(
     };
     let mut response = json_errors(response);
     secure(&mut response, &request_id);
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        // The rest of the body is not read; the connection cannot be reused for another request.
+    let unread = unread_body
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let drained = match unread {
+        None => true,
+        Some(_) if !has_body => true,
+        // Too large to read through; the client was told so.
+        Some(_) if response.status() == StatusCode::PAYLOAD_TOO_LARGE => false,
+        Some(body) => {
+            let time_left = state
+                .config()
+                .request_timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(100));
+            discard(body, limit, time_left).await
+        }
+    };
+    if !drained {
+        // The rest of the body is still on the wire: the connection cannot carry another request.
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -83,6 +124,73 @@ pub async fn around_every_request(
         }
     });
     response
+}
+
+/// Where a request body the route did not read to its end is handed back.
+type UnreadBody = Arc<Mutex<Option<Body>>>;
+
+/// A request body that, when dropped before its end, hands the rest back to the middleware.
+struct WatchedBody {
+    inner: Body,
+    finished: bool,
+    unread: UnreadBody,
+}
+
+impl Drop for WatchedBody {
+    fn drop(&mut self) {
+        if !self.finished && !self.inner.is_end_stream() {
+            let rest = std::mem::replace(&mut self.inner, Body::empty());
+            *self.unread.lock().unwrap_or_else(PoisonError::into_inner) = Some(rest);
+        }
+    }
+}
+
+impl HttpBody for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            self.finished = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Reads the rest of a body and throws it away: true when it ended within `limit` bytes and
+/// `time_left`.
+async fn discard(mut body: Body, limit: usize, time_left: Duration) -> bool {
+    let read_to_end = async {
+        let mut read = 0usize;
+        loop {
+            let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await;
+            match frame {
+                None => return true,
+                Some(Err(_)) => return false,
+                Some(Ok(frame)) => {
+                    read += frame.data_ref().map_or(0, |data| data.len());
+                    if read > limit {
+                        return false;
+                    }
+                }
+            }
+        }
+    };
+    tokio::time::timeout(time_left, read_to_end)
+        .await
+        .unwrap_or(false)
 }
 
 /// Replaces a non-JSON error response (axum's and tower's plain-text rejections, an unknown

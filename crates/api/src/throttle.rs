@@ -50,6 +50,7 @@ impl AuthThrottle {
         if self.limit == 0 {
             return Ok(());
         }
+        let client = throttled_network(client);
         let windows = self.lock();
         match windows.get(&client) {
             Some(window)
@@ -69,6 +70,7 @@ impl AuthThrottle {
         if self.limit == 0 {
             return;
         }
+        let client = throttled_network(client);
         let mut windows = self.lock();
         if !windows.contains_key(&client) && windows.len() >= self.capacity {
             windows.retain(|_, window| now.duration_since(window.started) < self.window);
@@ -100,6 +102,17 @@ impl AuthThrottle {
         self.windows
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The key a client is throttled under: an IPv4 address itself, an IPv6 address's /64.
+fn throttled_network(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -142,6 +155,30 @@ mod tests {
             throttle.record_failure_at(ip(last), now + Duration::from_millis(u64::from(last)));
         }
         assert!(throttle.tracked() <= 4);
+    }
+
+    #[test]
+    fn ipv6_clients_are_throttled_by_their_64() {
+        let throttle = AuthThrottle::new(3, Duration::from_secs(60), 100);
+        let now = Instant::now();
+        for host in 1..=3u16 {
+            let address = IpAddr::from([0x2001, 0xdb8, 0, 7, 0, 0, 0, host]);
+            throttle.record_failure_at(address, now);
+        }
+        let same_64 = IpAddr::from([0x2001, 0xdb8, 0, 7, 0xffff, 1, 2, 3]);
+        assert_eq!(throttle.check_at(same_64, now), Err(60));
+        let next_64 = IpAddr::from([0x2001, 0xdb8, 0, 8, 0, 0, 0, 1]);
+        assert_eq!(throttle.check_at(next_64, now), Ok(()));
+    }
+
+    #[test]
+    fn ipv4_mapped_addresses_count_as_ipv4_and_ipv4_is_not_grouped() {
+        let throttle = AuthThrottle::new(2, Duration::from_secs(60), 100);
+        let now = Instant::now();
+        throttle.record_failure_at(ip(1), now);
+        throttle.record_failure_at("::ffff:10.0.0.1".parse().unwrap(), now);
+        assert_eq!(throttle.check_at(ip(1), now), Err(60));
+        assert_eq!(throttle.check_at(ip(2), now), Ok(()));
     }
 
     #[test]

@@ -46,7 +46,24 @@ pub struct HttpSection {
     pub request_timeout_ms: u64,
     pub auth_failures_per_minute: u32,
     pub throttle_capacity: usize,
+    /// Deprecated: `true` means `trusted_proxy_hops = 1`.
     pub trust_forwarded_for: bool,
+    pub trusted_proxy_hops: usize,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
+    pub shutdown_grace_ms: u64,
+}
+
+impl HttpSection {
+    /// `trusted_proxy_hops`, or 1 for the older `trust_forwarded_for = true`.
+    pub fn proxy_hops(&self) -> usize {
+        if self.trusted_proxy_hops == 0 && self.trust_forwarded_for {
+            1
+        } else {
+            self.trusted_proxy_hops
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,7 +184,11 @@ impl Config {
             auth_failure_limit: self.http.auth_failures_per_minute,
             auth_failure_window: Duration::from_secs(60),
             throttle_capacity: self.http.throttle_capacity,
-            trust_forwarded_for: self.http.trust_forwarded_for,
+            trusted_proxy_hops: self.http.proxy_hops(),
+            header_read_timeout: Duration::from_millis(self.http.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.http.idle_timeout_ms),
+            max_connections: self.http.max_connections,
+            shutdown_grace: Duration::from_millis(self.http.shutdown_grace_ms),
         }
     }
 
@@ -180,6 +201,12 @@ impl Config {
         }
         if self.http.body_limit_bytes < 1024 {
             bail!("http.body_limit_bytes: must be at least 1024");
+        }
+        if self.http.header_read_timeout_ms == 0 || self.http.idle_timeout_ms == 0 {
+            bail!(
+                "http.header_read_timeout_ms and http.idle_timeout_ms: must be at least 1 \
+                 (a connection without them can be held open forever)"
+            );
         }
         self.vault_config()?;
         keyledger_domain::UserId::parse(&self.bootstrap.admin_user)
@@ -324,6 +351,32 @@ mod tests {
         assert_eq!(config.http.auth_failures_per_minute, 3);
         assert!(config.http.trust_forwarded_for);
         assert_eq!(config.master_key_path(), PathBuf::from("/etc/kl.key"));
+    }
+
+    #[test]
+    fn connection_limits_and_proxy_hops() {
+        let config = load(&[]).unwrap().api_config();
+        assert_eq!(config.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_connections, 0, "derived from the file limit");
+        assert_eq!(config.shutdown_grace, Duration::from_secs(10));
+        assert_eq!(config.trusted_proxy_hops, 0);
+        let hops = |env: &[(&str, &str)]| load(env).unwrap().api_config().trusted_proxy_hops;
+        // The older switch still works and means one proxy.
+        assert_eq!(hops(&[("KEYLEDGER_HTTP_TRUST_FORWARDED_FOR", "true")]), 1);
+        assert_eq!(hops(&[("KEYLEDGER_HTTP_TRUSTED_PROXY_HOPS", "2")]), 2);
+        assert_eq!(
+            hops(&[
+                ("KEYLEDGER_HTTP_TRUST_FORWARDED_FOR", "true"),
+                ("KEYLEDGER_HTTP_TRUSTED_PROXY_HOPS", "3")
+            ]),
+            3
+        );
+        let message = format!(
+            "{:#}",
+            load(&[("KEYLEDGER_HTTP_IDLE_TIMEOUT_MS", "0")]).unwrap_err()
+        );
+        assert!(message.contains("idle_timeout_ms"), "{message}");
     }
 
     #[test]

@@ -1,5 +1,10 @@
 //! `keyledger serve`: opens the vault, bootstraps the first admin on an empty data directory,
 //! runs the background work and the REST API until SIGINT/SIGTERM, then flushes key usage.
+//!
+//! Shutdown is bounded: the HTTP server gives requests in flight `http.shutdown_grace_ms` and
+//! then closes every connection, and the steps after it (relay, usage flush) get the same grace
+//! each, so the process exits and releases the data directory's lock promptly and a new `serve`
+//! on the same directory can start right away.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -26,7 +31,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("keyledger")
         .build()?;
-    runtime.block_on(serve(config))
+    let grace = config.api_config().shutdown_grace;
+    let result = runtime.block_on(serve(config));
+    // Tasks still running (an ingestion job, a blocking read) must not hold the exit up.
+    runtime.shutdown_timeout(grace);
+    result
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -65,7 +74,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(report) => tracing::info!(?report, "ingestion recovered after start"),
         Err(err) => tracing::warn!(error = %err, "could not recover interrupted ingestions"),
     }
-    let state = keyledger_api::ApiState::new(vault.clone(), config.api_config())
+    if config.http.trust_forwarded_for && config.http.trusted_proxy_hops == 0 {
+        tracing::warn!(
+            "http.trust_forwarded_for is deprecated; it means http.trusted_proxy_hops = 1: \
+             set that to the number of proxies in front of keyledger instead"
+        );
+    }
+    let api_config = config.api_config();
+    let grace = api_config.shutdown_grace;
+    let state = keyledger_api::ApiState::new(vault.clone(), api_config)
         .with_credential_checker(std::sync::Arc::new(keyledger_api::ProviderChecker::new(
             ingest_config,
         )))
@@ -79,12 +96,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let served = keyledger_api::serve(listener, state, shutdown_signal()).await;
     background.abort();
-    if let Some(relay) = relay {
-        relay.shutdown().await;
+    if let Some(relay) = relay
+        && tokio::time::timeout(grace, relay.shutdown()).await.is_err()
+    {
+        tracing::warn!(
+            "the relay did not stop within the shutdown grace; it resumes from its checkpoint at the next start"
+        );
     }
-    match vault.flush_usage().await {
-        Ok(recorded) => tracing::info!(recorded, "key usage flushed"),
-        Err(err) => tracing::warn!(error = %err, "could not flush key usage at shutdown"),
+    match tokio::time::timeout(grace, vault.flush_usage()).await {
+        Ok(Ok(recorded)) => tracing::info!(recorded, "key usage flushed"),
+        Ok(Err(err)) => tracing::warn!(error = %err, "could not flush key usage at shutdown"),
+        Err(_) => tracing::warn!("key usage was not flushed within the shutdown grace"),
     }
     tracing::info!("stopped");
     served
