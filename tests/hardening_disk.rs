@@ -2,74 +2,15 @@
 //! tmpfs that fills up and is freed again, and the modes of everything the server writes.
 //! Mounting needs root (as in CI); without it the disk test fails and says why.
 
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use keyledger_testkit::small_disk::SmallDisk;
 use serde_json::{Value, json};
 
 use crate::support::{BIN, Server};
-
-/// A tmpfs of a fixed size on a temporary directory, unmounted on drop.
-struct SmallDisk {
-    mount_point: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size_mib: u64) -> SmallDisk {
-        let mount_point = tempfile::tempdir().expect("tempdir");
-        let output = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size_mib}m,mode=0700"),
-                "tmpfs",
-            ])
-            .arg(mount_point.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            output.status.success(),
-            "THIS TEST NEEDS ROOT: it fills a small tmpfs to run out of disk for real, and \
-             `mount -t tmpfs` failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        SmallDisk { mount_point }
-    }
-
-    fn path(&self) -> &Path {
-        self.mount_point.path()
-    }
-
-    /// Writes a file until the disk is full; remove it to free the space.
-    fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = File::create(&path).expect("create filler");
-        let chunk = vec![0x5Au8; 64 * 1024];
-        for _ in 0..100_000 {
-            if let Err(error) = file.write_all(&chunk) {
-                assert_eq!(error.raw_os_error(), Some(28), "expected ENOSPC: {error}");
-                // Fill the last partial chunk's worth too.
-                let small = [0u8; 512];
-                while file.write_all(&small).is_ok() {}
-                return path;
-            }
-        }
-        panic!("the disk never filled up");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.mount_point.path())
-            .status();
-    }
-}
 
 fn create_key(server: &Server, name: &str) -> (u16, Value) {
     server.call(
@@ -98,7 +39,7 @@ fn wait_for_readiness(server: &Server, want: u16) -> Value {
 
 #[test]
 fn a_full_disk_answers_503_and_not_ready_and_the_server_recovers_without_a_restart() {
-    let disk = SmallDisk::mount(48);
+    let disk = SmallDisk::mount(48 * 1024);
     let data_dir = disk.path().join("data");
     let data = data_dir.display().to_string();
     let mut server = Server::start_with(&[("KEYLEDGER_DATA_DIR", data.as_str())]);

@@ -2,72 +2,14 @@
 //! Needs root (to mount); without it the tests fail and say why rather than pass unchecked.
 
 use std::collections::BTreeSet;
-use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::fs;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use keyledger_log::{AppendError, ExpectedVersion, LogError};
+use keyledger_testkit::small_disk::SmallDisk;
 
 use crate::support::{batch, event, open, read_all, with_request_id};
-
-/// A tmpfs of a fixed size, mounted on a temporary directory and unmounted on drop.
-pub struct SmallDisk {
-    mount_point: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    pub fn mount(size_kib: u64) -> SmallDisk {
-        let mount_point = tempfile::tempdir().expect("tempdir");
-        let output = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size_kib}k,mode=0700"),
-                "tmpfs",
-            ])
-            .arg(mount_point.path())
-            .output()
-            .expect("run mount");
-        assert!(
-            output.status.success(),
-            "THIS TEST NEEDS ROOT: it mounts a small tmpfs to fill the disk for real, and \
-             `mount -t tmpfs` failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        SmallDisk { mount_point }
-    }
-
-    pub fn path(&self) -> &Path {
-        self.mount_point.path()
-    }
-
-    /// Writes a file until the disk is full; returns it (remove it to free the space).
-    pub fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut file = File::create(&path).expect("create filler");
-        let chunk = vec![0xA5u8; 4096];
-        // Bounded: a tmpfs of at most a few MiB holds far fewer chunks than this.
-        for _ in 0..1_000_000 {
-            if let Err(error) = file.write_all(&chunk) {
-                assert_eq!(error.raw_os_error(), Some(28), "expected ENOSPC: {error}");
-                return path;
-            }
-        }
-        panic!("the disk never filled up");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(self.mount_point.path())
-            .status();
-    }
-}
 
 /// Polls `condition` every 10 ms for at most 60 s.
 fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {

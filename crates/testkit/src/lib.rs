@@ -5,3 +5,4 @@ pub mod dnanexus;
 pub mod fault_proxy;
 pub mod nats;
 pub mod s3;
+pub mod small_disk;
