@@ -15,6 +15,12 @@ const SIZE: u64 = 1024 * 1024 + 17;
 /// A server with one generated object of [`SIZE`] bytes behind a fault proxy, and a connector
 /// fetching it in 256 KiB parts through the proxy.
 async fn setup() -> (S3Server, FaultProxy, keyledger_connect_s3::S3Source) {
+    setup_with(options("").stall_timeout).await
+}
+
+async fn setup_with(
+    stall_timeout: Duration,
+) -> (S3Server, FaultProxy, keyledger_connect_s3::S3Source) {
     let server = server().await;
     server
         .put_generated_object(BUCKET, "sample.bam", SIZE, 5)
@@ -24,6 +30,7 @@ async fn setup() -> (S3Server, FaultProxy, keyledger_connect_s3::S3Source) {
     let source = source(&S3Options {
         part_size: 256 * 1024,
         concurrency: 3,
+        stall_timeout,
         ..options(&proxy.endpoint())
     });
     (server, proxy, source)
@@ -128,7 +135,8 @@ async fn persistent_errors_give_up_after_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_responses_are_abandoned_and_retried() {
-    let (server, proxy, source) = setup().await;
+    // Abandoned after 2 s, far short of the 20 s stall and far above a sound response.
+    let (server, proxy, source) = setup_with(Duration::from_secs(2)).await;
     let object = remote(&server, &source, "sample.bam").await;
     proxy.inject(
         RequestMatch::get().ranged_only(),
