@@ -2,7 +2,7 @@
 //!
 //! `keyledger-bench [core|verify|appends|replay|http|relay|s3|dnanexus|audit|all] [--quick]`
 //! (`core` is verify + appends + replay). Writes the report to
-//! stdout and to `target/bench-report.md`.
+//! stdout and to `bench-report.md` in the target directory (`CARGO_TARGET_DIR`, else `target/`).
 
 mod core;
 mod http;

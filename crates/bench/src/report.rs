@@ -49,9 +49,18 @@ impl Report {
 
     pub fn finish(mut self, elapsed: Duration) -> anyhow::Result<()> {
         self.note(&format!("Total bench time: {:.1} s", elapsed.as_secs_f64()));
-        let path =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-report.md");
-        std::fs::write(&path, &self.text)?;
+        // Beside the build, wherever CARGO_TARGET_DIR puts it (`make bench` runs through cargo,
+        // which passes it on); else the workspace's `target/`.
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
+            });
+        std::fs::create_dir_all(&target)?;
+        let path = target.join("bench-report.md");
+        std::fs::write(&path, &self.text).map_err(|err| {
+            anyhow::anyhow!("cannot write the report to {}: {err}", path.display())
+        })?;
         println!("\nreport written to {}", path.display());
         Ok(())
     }
