@@ -188,6 +188,15 @@ async fn a_replica_that_falls_behind_is_not_ready_until_it_catches_up_again() {
             .map(|response| response.status().as_u16())
             .unwrap_or_default()
     };
+    let metrics_text = async || {
+        http.get(format!("{base}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    };
     replica_has_everything(&vault, &relay, &replica).await;
     assert!(eventually(PATIENCE, async || health().await == 200).await);
 
@@ -210,14 +219,7 @@ async fn a_replica_that_falls_behind_is_not_ready_until_it_catches_up_again() {
         detail.contains("20 events behind the stream (limit 5)"),
         "{detail}"
     );
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text().await;
     assert!(
         metrics.contains("keyledger_replica_lag_events 20"),
         "{metrics}"
@@ -233,14 +235,7 @@ async fn a_replica_that_falls_behind_is_not_ready_until_it_catches_up_again() {
     .await;
     assert!(caught_up, "{:?}", replica.status());
     assert!(eventually(PATIENCE, async || health().await == 200).await);
-    let metrics = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text().await;
     assert!(
         metrics.contains("keyledger_replica_lag_events 0"),
         "{metrics}"

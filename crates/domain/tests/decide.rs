@@ -17,6 +17,19 @@ fn succeed(state: &mut State, actor: Actor, action: Action, now: Timestamp) -> V
     events
 }
 
+/// The admin defines `keys-only`, a custom role that may manage its holder's keys.
+fn define_keys_only_role(state: &mut State) {
+    succeed(
+        state,
+        as_user("admin"),
+        Action::DefineRole {
+            role: role("keys-only"),
+            permissions: vec![Permission::ManageUserApiKeys],
+        },
+        T0,
+    );
+}
+
 fn names(events: &[Event]) -> Vec<&'static str> {
     events.iter().map(Event::type_name).collect()
 }
@@ -497,15 +510,7 @@ fn users_and_roles_are_for_admins() {
             role: "admin".into()
         })
     );
-    succeed(
-        &mut state,
-        as_user("admin"),
-        Action::DefineRole {
-            role: role("keys-only"),
-            permissions: vec![Permission::ManageUserApiKeys],
-        },
-        T0,
-    );
+    define_keys_only_role(&mut state);
     succeed(
         &mut state,
         as_user("admin"),
@@ -708,15 +713,7 @@ fn ingestions_need_permission_and_a_usable_key() {
 #[test]
 fn decisions_name_the_streams_they_read() {
     let mut state = world();
-    succeed(
-        &mut state,
-        as_user("admin"),
-        Action::DefineRole {
-            role: role("keys-only"),
-            permissions: vec![Permission::ManageUserApiKeys],
-        },
-        T0,
-    );
+    define_keys_only_role(&mut state);
     succeed(
         &mut state,
         as_user("admin"),
