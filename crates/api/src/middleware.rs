@@ -52,14 +52,19 @@ pub async fn around_every_request(
         .and_then(|v| v.parse::<u64>().ok());
     let has_body = declared_length.is_some_and(|length| length > 0)
         || request.headers().contains_key(header::TRANSFER_ENCODING);
-    let unread_body: UnreadBody = Arc::default();
-    let request = request.map(|body| {
-        Body::new(WatchedBody {
-            inner: body,
-            finished: false,
-            unread: Arc::clone(&unread_body),
-        })
-    });
+    // Only a request that has a body can leave some of it unread: the others (most GETs, every
+    // verification without a body) go through unwrapped.
+    let unread_body: Option<UnreadBody> = has_body.then(UnreadBody::default);
+    let request = match &unread_body {
+        Some(unread) => request.map(|body| {
+            Body::new(WatchedBody {
+                inner: body,
+                finished: false,
+                unread: Arc::clone(unread),
+            })
+        }),
+        None => request,
+    };
     let response = if declared_length.is_some_and(|length| length > limit as u64) {
         drop(request);
         ApiError::new(
@@ -86,13 +91,10 @@ pub async fn around_every_request(
     };
     let mut response = json_errors(response);
     secure(&mut response, &request_id);
-    let unread = unread_body
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
+    let unread =
+        unread_body.and_then(|unread| unread.lock().unwrap_or_else(PoisonError::into_inner).take());
     let drained = match unread {
         None => true,
-        Some(_) if !has_body => true,
         // Too large to read through; the client was told so.
         Some(_) if response.status() == StatusCode::PAYLOAD_TOO_LARGE => false,
         Some(body) => {
