@@ -2,7 +2,7 @@
 // and billing. It uses only the public REST API (api.js) on this page's own origin.
 
 import { newRequestId, onUnauthorized, request, session, signIn } from './api.js';
-import { announce, field, h, openDialog, timeElement } from './dom.js';
+import { announce, field, formatTime, h, openDialog, timeElement } from './dom.js';
 
 const MANAGE_KEYS = 'manage_user_api_keys';
 const PROVIDERS = { aws: 'Amazon Web Services', dnanexus: 'DNAnexus' };
@@ -421,7 +421,9 @@ function noPermissionPage() {
       h(
         'p',
         {},
-        'Ask an administrator to give you a role that does, such as developer, then reload this page. Your ',
+        'Roles are granted by a user with the Manage Users permission (',
+        h('code', {}, 'manage_organization_users'),
+        '), such as an admin: ask them for a role that includes it, such as developer, then reload this page. Your ',
         h('a', { href: '#/profile' }, 'profile'),
         ' shows your roles and permissions.',
       ),
@@ -435,6 +437,7 @@ const ICON_PATHS = {
   copy: ['M9 9h11v11H9z', 'M5 15H4V4h11v1'],
   check: ['M5 13l4 4L19 7'],
   plug: ['M9 2v6', 'M15 2v6', 'M6 8h12v3a6 6 0 0 1-12 0z', 'M12 17v5'],
+  roll: ['M20 12a8 8 0 1 1-2.34-5.66', 'M20 4v5h-5'],
 };
 
 function icon(name) {
@@ -589,6 +592,19 @@ function dialogActions(cancelLabel, submitLabel, submitClass = 'button-primary')
   return { cancel, submit, element: h('div', { class: 'dialog-actions' }, cancel, submit) };
 }
 
+
+/** Active, but within a week of expiry and in the second half of its life. */
+function expiresSoon(item) {
+  if (item.status !== 'active' || !item.expires_at) {
+    return false;
+  }
+  // The second half of the key's life too, so that a 7-day key is not flagged from its first day.
+  const expires = Date.parse(item.expires_at);
+  const created = Date.parse(item.created_at);
+  const left = expires - Date.now();
+  return !Number.isNaN(left) && left < EXPIRING_SOON_MS && left < (expires - created) / 2;
+}
+
 function statusBadge(item) {
   if (item.status === 'expired') {
     return h('span', { class: 'badge badge-expired' }, 'Expired');
@@ -596,50 +612,198 @@ function statusBadge(item) {
   if (item.status !== 'active') {
     return h('span', { class: 'badge' }, item.status);
   }
-  // "Soon": within a week, and within the second half of the key's life (so that a 7-day key
-  // is not flagged from its first day).
-  const expires = item.expires_at ? Date.parse(item.expires_at) : NaN;
-  const created = Date.parse(item.created_at);
-  const left = expires - Date.now();
-  if (!Number.isNaN(left) && left < EXPIRING_SOON_MS && left < (expires - created) / 2) {
+  if (expiresSoon(item)) {
     return h('span', { class: 'badge badge-warning' }, 'Expires soon');
   }
   return h('span', { class: 'badge badge-active' }, 'Active');
 }
 
+/** `key_3hQ9kZ…`: enough of an id to tell two keys apart at a glance. */
+function shortId(id) {
+  const [prefix, rest] = id.includes('_') ? [id.slice(0, id.indexOf('_') + 1), id.slice(id.indexOf('_') + 1)] : ['', id];
+  return rest.length > 8 ? `${prefix}${rest.slice(0, 6)}\u2026` : id;
+}
+
+/** A timestamp for sorting: `missing` when there is none (never used, never expires). */
+function timeValue(iso, missing) {
+  const value = iso ? Date.parse(iso) : NaN;
+  return Number.isNaN(value) ? missing : value;
+}
+
+const nameCollator = new Intl.Collator(undefined, { sensitivity: 'base', numeric: true });
+
 /**
  * The grid both key pages use: a checkbox column, a toolbar with Create and Delete, bulk
- * selection, and a notice area. `columns`: `[{label, cell(item), rowHeader?}]`.
+ * selection, and a notice area. `columns`: `[{label, cell(item), rowHeader?, width?, sort?}]`,
+ * where `width` names a column width class of app.css and `sort` (`{key, value(item), compare?}`)
+ * makes the column sortable. `view` (optional) adds search, a filter and sorting:
+ * `{search: {label, text(item)}, filter: {label, options: [{value, label, test(item)}]},
+ * sorts: [{key, direction, label}], initial: {key, direction}}`.
+ *
+ * The table has a fixed layout (widths in app.css, text wraps inside its cell) so it can never
+ * grow wider than the page; below 72rem of width it is shown as a list of cards instead.
  */
-function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDelete, itemName, afterDraw }) {
+function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDelete, itemName, view, afterDraw, createNeedsList = false }) {
   let items = [];
   let loaded = false;
+  let createBlocked = null;
   const selected = new Set();
   const notices = noticeArea();
   const selection = h('p', { class: 'toolbar-status', 'aria-live': 'polite' });
-  const createButton = h('button', { type: 'button', class: 'button button-primary' }, icon('plus'), 'Create');
+  const createNoteId = `${id}-create-note`;
+  const createNote = h('p', { class: 'toolbar-note', id: createNoteId, hidden: true });
+  const createButton = h(
+    'button',
+    { type: 'button', class: 'button button-primary', disabled: createNeedsList },
+    icon('plus'),
+    'Create',
+  );
   const deleteButton = h('button', { type: 'button', class: 'button button-danger', disabled: true }, icon('trash'), 'Delete');
-  const selectAll = h('input', { type: 'checkbox', 'aria-label': `Select all ${noun}s` });
+  const selectAll = h('input', { type: 'checkbox', 'aria-label': `Select all ${noun}s shown` });
   const body = h('tbody');
+  const state = {
+    query: '',
+    filter: 'all',
+    sort: view?.initial ?? null,
+  };
+  const sortHeaders = [];
+  const headerCells = columns.map((column) => {
+    if (!column.sort || !view) {
+      return h('th', { scope: 'col', class: column.width }, column.label);
+    }
+    const indicator = h('span', { class: 'sort-indicator', 'aria-hidden': 'true' });
+    const button = h(
+      'button',
+      { type: 'button', class: 'sort-button', dataset: { sort: column.sort.key } },
+      column.label,
+      indicator,
+    );
+    const th = h('th', { scope: 'col', class: column.width }, button);
+    button.addEventListener('click', () => {
+      const same = state.sort?.key === column.sort.key;
+      const direction = same
+        ? state.sort.direction === 'ascending' ? 'descending' : 'ascending'
+        : column.sort.firstDirection ?? 'ascending';
+      setSort({ key: column.sort.key, direction });
+    });
+    sortHeaders.push({ key: column.sort.key, th, indicator });
+    return th;
+  });
   const table = h(
     'table',
     { class: 'grid', id },
     h('caption', { class: 'visually-hidden' }, caption),
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        h('th', { scope: 'col', class: 'select-cell' }, selectAll),
-        columns.map((column) => h('th', { scope: 'col' }, column.label)),
-      ),
-    ),
+    h('colgroup', {}, h('col', { class: 'col-select' }), columns.map((column) => h('col', { class: column.width }))),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col', class: 'select-cell' }, selectAll), headerCells)),
     body,
   );
 
+  // Search, filter and sort controls (internal keys). The sort select is for card mode, where
+  // there are no column headers to click; it and the headers share one state.
+  const viewControls = view ? buildViewControls() : null;
+
+  function buildViewControls() {
+    const controls = [];
+    let searchInput = null;
+    let filterSelect = null;
+    let sortSelect = null;
+    if (view.search) {
+      searchInput = h('input', {
+        type: 'search',
+        id: `${id}-search`,
+        autocomplete: 'off',
+        spellcheck: 'false',
+        placeholder: view.search.placeholder ?? '',
+      });
+      searchInput.addEventListener('input', () => {
+        state.query = searchInput.value;
+        grid.draw();
+      });
+      controls.push(h('div', { class: 'view-field view-search' }, h('label', { for: searchInput.id }, view.search.label), searchInput));
+    }
+    if (view.filter) {
+      filterSelect = h(
+        'select',
+        { id: `${id}-filter` },
+        view.filter.options.map((option) => h('option', { value: option.value }, option.label)),
+      );
+      filterSelect.addEventListener('change', () => {
+        state.filter = filterSelect.value;
+        grid.draw();
+      });
+      controls.push(h('div', { class: 'view-field' }, h('label', { for: filterSelect.id }, view.filter.label), filterSelect));
+    }
+    if (view.sorts) {
+      sortSelect = h(
+        'select',
+        { id: `${id}-sort` },
+        view.sorts.map((sort) => h('option', { value: `${sort.key}:${sort.direction}` }, sort.label)),
+      );
+      sortSelect.addEventListener('change', () => {
+        const [key, direction] = sortSelect.value.split(':');
+        setSort({ key, direction });
+      });
+      controls.push(h('div', { class: 'view-field view-sort' }, h('label', { for: sortSelect.id }, 'Sort by'), sortSelect));
+    }
+    return {
+      element: h('div', { class: 'grid-view', role: 'search', 'aria-label': `${caption}: search and filter` }, controls),
+      reset() {
+        state.query = '';
+        state.filter = 'all';
+        if (searchInput) {
+          searchInput.value = '';
+        }
+        if (filterSelect) {
+          filterSelect.value = 'all';
+        }
+      },
+      showSort() {
+        if (sortSelect && state.sort) {
+          sortSelect.value = `${state.sort.key}:${state.sort.direction}`;
+        }
+      },
+      focusSearch() {
+        (searchInput ?? filterSelect)?.focus();
+      },
+    };
+  }
+
+  function setSort(sort) {
+    state.sort = sort;
+    grid.draw();
+  }
+
+  /** The items the search and the filter let through, in the chosen order. */
+  function visibleItems() {
+    if (!view) {
+      return items;
+    }
+    const query = state.query.trim().toLocaleLowerCase();
+    const filter = view.filter?.options.find((option) => option.value === state.filter);
+    const shown = items.filter(
+      (item) =>
+        (!query || view.search.text(item).toLocaleLowerCase().includes(query)) && (!filter?.test || filter.test(item)),
+    );
+    const column = state.sort && columns.find((each) => each.sort?.key === state.sort.key);
+    if (column) {
+      const { value, compare = (a, b) => (a < b ? -1 : a > b ? 1 : 0) } = column.sort;
+      const sign = state.sort.direction === 'descending' ? -1 : 1;
+      // Ties keep the API's order (newest first): Array.prototype.sort is stable.
+      shown.sort((a, b) => sign * compare(value(a), value(b)));
+    }
+    return shown;
+  }
+
+  /** The checkbox's name: the item's name, and its short id when another item has that name. */
+  function selectLabel(item) {
+    const name = itemName(item);
+    const shared = items.some((other) => other !== item && itemName(other) === name);
+    return shared ? `Select ${name} (${shortId(item.id)})` : `Select ${name}`;
+  }
+
   const grid = {
     items: () => items,
+    visible: () => visibleItems(),
     notices,
     createButton,
     /** Re-reads the list from the API and redraws. */
@@ -652,11 +816,6 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
         items = [];
         notices.show('error', `Could not load your ${noun}s: ${error.message}`);
       }
-      for (const chosen of [...selected]) {
-        if (!items.some((item) => item.id === chosen)) {
-          selected.delete(chosen);
-        }
-      }
       grid.draw();
     },
     /** Replaces one item (after a change the API returned) and redraws. */
@@ -664,11 +823,26 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
       items = items.map((item) => (item.id === updated.id ? updated : item));
       grid.draw();
     },
+    /**
+     * Disables Create with a sentence saying why (`reason`), or enables it (`null`): a refusal
+     * the console can foresee is shown before the user types anything.
+     */
+    blockCreate(reason) {
+      createBlocked = reason;
+      grid.updateToolbar();
+    },
     draw() {
-      const rows = items.map((item) => {
+      const shown = visibleItems();
+      // What the search or filter hides cannot stay selected: Delete acts on what is seen.
+      for (const chosen of [...selected]) {
+        if (!shown.some((item) => item.id === chosen)) {
+          selected.delete(chosen);
+        }
+      }
+      const rows = shown.map((item) => {
         const checkbox = h('input', {
           type: 'checkbox',
-          'aria-label': `Select ${itemName(item)}`,
+          'aria-label': selectLabel(item),
           checked: selected.has(item.id),
         });
         checkbox.addEventListener('change', () => {
@@ -685,27 +859,59 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
           h('td', { class: 'select-cell' }, checkbox),
           columns.map((column) =>
             column.rowHeader
-              ? h('th', { scope: 'row', 'data-label': column.label }, column.cell(item))
-              : h('td', { 'data-label': column.label }, column.cell(item)),
+              ? h('th', { scope: 'row', class: column.width, 'data-label': column.label }, column.cell(item))
+              : h('td', { class: column.width, 'data-label': column.label }, column.cell(item)),
           ),
         );
       });
+      const wide = columns.length + 1;
       if (!loaded) {
-        rows.push(h('tr', {}, h('td', { colspan: columns.length + 1, class: 'empty' }, 'Loading…')));
+        rows.push(h('tr', {}, h('td', { colspan: wide, class: 'empty' }, 'Loading\u2026')));
       } else if (items.length === 0) {
-        rows.push(h('tr', {}, h('td', { colspan: columns.length + 1, class: 'empty' }, emptyText)));
+        rows.push(h('tr', {}, h('td', { colspan: wide, class: 'empty' }, emptyText)));
+      } else if (shown.length === 0) {
+        const clear = h('button', { type: 'button', class: 'button button-small', 'data-action': 'clear-view' }, 'Show all keys');
+        clear.addEventListener('click', () => {
+          viewControls?.reset();
+          grid.draw();
+          viewControls?.focusSearch();
+        });
+        rows.push(
+          h('tr', {}, h('td', { colspan: wide, class: 'empty' }, `None of your ${items.length} ${noun}s matches the search and filter. `, clear)),
+        );
       }
       body.replaceChildren(...rows);
-      grid.updateToolbar();
+      for (const { key, th, indicator } of sortHeaders) {
+        const active = state.sort?.key === key;
+        th.setAttribute('aria-sort', active ? state.sort.direction : 'none');
+        indicator.textContent = active ? (state.sort.direction === 'ascending' ? '\u25b2' : '\u25bc') : '';
+      }
+      viewControls?.showSort();
+      grid.updateToolbar(shown);
       afterDraw?.(grid);
     },
-    updateToolbar() {
+    updateToolbar(shown = visibleItems()) {
       const count = selected.size;
       deleteButton.disabled = count === 0;
-      selectAll.checked = count > 0 && count === items.length;
-      selectAll.indeterminate = count > 0 && count < items.length;
-      selectAll.disabled = items.length === 0;
-      selection.textContent = count === 0 ? '' : `${count} selected`;
+      selectAll.checked = count > 0 && count === shown.length;
+      selectAll.indeterminate = count > 0 && count < shown.length;
+      selectAll.disabled = shown.length === 0;
+      const parts = [];
+      if (view && loaded && shown.length !== items.length) {
+        parts.push(`Showing ${shown.length} of ${items.length} ${noun}s`);
+      }
+      if (count > 0) {
+        parts.push(`${count} selected`);
+      }
+      selection.textContent = parts.join(' \u00b7 ');
+      createButton.disabled = Boolean(createBlocked) || (createNeedsList && !loaded);
+      createNote.hidden = !createBlocked;
+      createNote.textContent = createBlocked ?? '';
+      if (createBlocked) {
+        createButton.setAttribute('aria-describedby', createNoteId);
+      } else {
+        createButton.removeAttribute('aria-describedby');
+      }
     },
     focusIn(itemId, selector) {
       body.querySelector(`tr[data-id="${CSS.escape(itemId)}"] ${selector}`)?.focus();
@@ -715,7 +921,7 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
   selectAll.addEventListener('change', () => {
     selected.clear();
     if (selectAll.checked) {
-      for (const item of items) {
+      for (const item of visibleItems()) {
         selected.add(item.id);
       }
     }
@@ -737,7 +943,11 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
       'form',
       { class: 'form', novalidate: true },
       formError,
-      h('ul', { class: 'delete-list' }, chosen.map((item) => h('li', {}, itemName(item)))),
+      h(
+        'ul',
+        { class: 'delete-list' },
+        chosen.map((item) => h('li', {}, itemName(item), ' ', h('code', { class: 'muted', title: item.id }, item.id))),
+      ),
       actions.element,
     );
     const dialog = openDialog({
@@ -753,7 +963,7 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
       if (isBusy(actions.submit)) {
         return;
       }
-      setBusy(actions.submit, true, 'Deleting…');
+      setBusy(actions.submit, true, 'Deleting\u2026');
       const ids = chosen.map((item) => item.id);
       try {
         await onDelete(ids);
@@ -779,7 +989,15 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
   grid.element = h(
     'div',
     { class: 'grid-section' },
-    h('div', { class: 'toolbar', role: 'toolbar', 'aria-label': `${caption}: actions` }, createButton, deleteButton, selection),
+    h(
+      'div',
+      { class: 'toolbar', role: 'toolbar', 'aria-label': `${caption}: actions` },
+      createButton,
+      deleteButton,
+      selection,
+    ),
+    createNote,
+    viewControls?.element,
     notices.element,
     h('div', { class: 'grid-scroll' }, table),
   );
@@ -789,6 +1007,17 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
 
 // ---------------------------------------------------------------------------------------------
 // Internal keys.
+
+const INTERNAL_SORTS = [
+  { key: 'created', direction: 'descending', label: 'Created, newest first' },
+  { key: 'created', direction: 'ascending', label: 'Created, oldest first' },
+  { key: 'name', direction: 'ascending', label: 'Name, A to Z' },
+  { key: 'name', direction: 'descending', label: 'Name, Z to A' },
+  { key: 'expires', direction: 'ascending', label: 'Expires, soonest first' },
+  { key: 'expires', direction: 'descending', label: 'Expires, latest first' },
+  { key: 'last_used', direction: 'descending', label: 'Last used, most recent first' },
+  { key: 'last_used', direction: 'ascending', label: 'Last used, least recent first' },
+];
 
 function internalKeysPage() {
   if (!canManageKeys()) {
@@ -803,13 +1032,49 @@ function internalKeysPage() {
     itemName: (key) => key.name,
     emptyText: 'You have no internal API keys yet. Create one to use the REST API or the keyledger CLI.',
     columns: [
-      { label: 'Name', rowHeader: true, cell: (key) => key.name },
-      { label: 'Key', cell: (key) => keyCell(key) },
-      { label: 'Created', cell: (key) => timeElement(key.created_at) },
-      { label: 'Expires', cell: (key) => timeElement(key.expires_at, 'Never') },
-      { label: 'Last used', cell: (key) => timeElement(key.last_used_at, 'Never') },
-      { label: 'Status', cell: (key) => statusBadge(key) },
+      {
+        label: 'Name',
+        rowHeader: true,
+        cell: (key) => key.name,
+        sort: { key: 'name', value: (key) => key.name, compare: nameCollator.compare },
+      },
+      { label: 'ID', width: 'col-id', cell: (key) => idCell(key) },
+      { label: 'Key', width: 'col-key', cell: (key) => keyCell(key) },
+      {
+        label: 'Created',
+        width: 'col-time',
+        cell: (key) => timeElement(key.created_at),
+        sort: { key: 'created', value: (key) => timeValue(key.created_at, 0), firstDirection: 'descending' },
+      },
+      {
+        label: 'Expires',
+        width: 'col-time',
+        cell: (key) => timeElement(key.expires_at, 'Never'),
+        sort: { key: 'expires', value: (key) => timeValue(key.expires_at, Infinity) },
+      },
+      {
+        label: 'Last used',
+        width: 'col-time',
+        cell: (key) => timeElement(key.last_used_at, 'Never'),
+        sort: { key: 'last_used', value: (key) => timeValue(key.last_used_at, -Infinity), firstDirection: 'descending' },
+      },
+      { label: 'Status', width: 'col-status', cell: (key) => internalStatus(key) },
+      { label: 'Actions', width: 'col-actions', cell: (key) => rollButton(key) },
     ],
+    view: {
+      search: { label: 'Search by name', placeholder: 'laptop', text: (key) => key.name },
+      filter: {
+        label: 'Status',
+        options: [
+          { value: 'all', label: 'All statuses' },
+          { value: 'active', label: 'Active', test: (key) => key.status === 'active' },
+          { value: 'soon', label: 'Expires soon', test: (key) => expiresSoon(key) },
+          { value: 'expired', label: 'Expired', test: (key) => key.status === 'expired' },
+        ],
+      },
+      sorts: INTERNAL_SORTS,
+      initial: { key: 'created', direction: 'descending' },
+    },
     load: async () => (await request('GET', '/v1/api-keys')).keys,
     onCreate: (grid) => openCreateApiKey(grid),
     afterDraw: (drawn) => showFreshKeyNotice(drawn),
@@ -820,6 +1085,17 @@ function internalKeysPage() {
       }
     },
   });
+
+  function idCell(key) {
+    const value = h('code', { class: 'key-id', title: key.id }, shortId(key.id));
+    const copy = h(
+      'button',
+      { type: 'button', class: 'icon-button copy-button', 'aria-label': `Copy the id of ${key.name}`, title: 'Copy id' },
+      icon('copy'),
+    );
+    copy.addEventListener('click', () => copyText(key.id, value, copy, 'id'));
+    return h('div', { class: 'copyable' }, value, copy);
+  }
 
   function keyCell(key) {
     const secret = app.freshKeys.get(key.id);
@@ -832,8 +1108,35 @@ function internalKeysPage() {
       { type: 'button', class: 'icon-button copy-button', 'aria-label': `Copy key ${key.name}`, title: 'Copy key' },
       icon('copy'),
     );
-    copy.addEventListener('click', () => copySecret(secret, value, copy));
+    copy.addEventListener('click', () => copyText(secret, value, copy, 'key'));
     return h('div', { class: 'secret' }, value, copy);
+  }
+
+  function internalStatus(key) {
+    const until = timeValue(key.previous_valid_until, 0);
+    if (key.status !== 'active' || until <= Date.now()) {
+      return statusBadge(key);
+    }
+    return h(
+      'div',
+      { class: 'status-stack' },
+      statusBadge(key),
+      h('span', { class: 'status-note' }, 'Old secret works until ', timeElement(key.previous_valid_until)),
+    );
+  }
+
+  function rollButton(key) {
+    if (key.status !== 'active') {
+      return h('span', { class: 'muted' }, '\u2014');
+    }
+    const button = h(
+      'button',
+      { type: 'button', class: 'button button-small', 'data-action': 'roll', 'aria-label': `Roll ${key.name}` },
+      icon('roll'),
+      'Roll',
+    );
+    button.addEventListener('click', () => openRollApiKey(grid, key));
+    return button;
   }
 
   function showFreshKeyNotice(shown) {
@@ -865,10 +1168,11 @@ function internalKeysPage() {
   return h('section', { class: 'page' }, keysPageHeader('internal'), grid.element);
 }
 
-async function copySecret(secret, valueElement, button) {
+/** Copies `text` (a key or an id); without a clipboard, selects it so that Ctrl+C copies it. */
+async function copyText(text, valueElement, button, what) {
   let copied = false;
   try {
-    await navigator.clipboard.writeText(secret);
+    await navigator.clipboard.writeText(text);
     copied = true;
   } catch {
     // No clipboard API (a page served over plain HTTP from another host): select the text so
@@ -879,9 +1183,12 @@ async function copySecret(secret, valueElement, button) {
     selection.removeAllRanges();
     selection.addRange(range);
   }
-  const message = copied ? 'Key copied to the clipboard.' : 'The key is selected: press Ctrl+C (or \u2318C) to copy it.';
+  const Label = what === 'id' ? 'Id' : 'Key';
+  const message = copied
+    ? `${Label} copied to the clipboard.`
+    : `The ${what} is selected: press Ctrl+C (or \u2318C) to copy it.`;
   button.classList.toggle('copied', copied);
-  button.setAttribute('title', copied ? 'Copied' : 'Copy key');
+  button.setAttribute('title', copied ? 'Copied' : `Copy ${what}`);
   button.replaceChildren(icon(copied ? 'check' : 'copy'));
   announce(message);
 }
@@ -954,51 +1261,191 @@ function openCreateApiKey(grid) {
   });
 }
 
+
+const GRACE_PERIODS = [
+  ['0', 'None: the current secret stops working at once'],
+  ['15m', '15 minutes'],
+  ['1h', '1 hour'],
+  ['24h', '24 hours'],
+  ['7d', '7 days'],
+];
+const DEFAULT_GRACE = '1h';
+
+/**
+ * Rolls an internal key (`POST /v1/api-keys/{id}/roll`): a new secret under the same id, shown
+ * once in the grid like a new key; the current secret keeps working for the chosen grace.
+ * Rolling the key this session was signed in with ends the session when the old secret stops
+ * working, so the console signs in again with the new secret before it makes any other call.
+ */
+function openRollApiKey(grid, key) {
+  const formError = h('div', { class: 'notice notice-error', role: 'alert', hidden: true });
+  const grace = field({
+    label: 'Grace period',
+    input: h(
+      'select',
+      { id: 'roll-grace', name: 'grace' },
+      GRACE_PERIODS.map(([value, label]) => h('option', { value, selected: value === DEFAULT_GRACE }, label)),
+    ),
+    hint: 'How long the current secret keeps working, so you can update what uses it. Use None for a leaked key.',
+  });
+  const signedInWithIt = key.id === app.me?.key_id;
+  const ownKeyNote = signedInWithIt
+    ? h(
+      'p',
+      { class: 'notice notice-info', id: 'roll-own-key' },
+      'You are signed in with this key. The console signs in again with the new secret, so you stay signed in.',
+    )
+    : null;
+  const actions = dialogActions('Cancel', 'Roll key');
+  const form = h('form', { class: 'form', novalidate: true }, formError, ownKeyNote, grace.wrapper, actions.element);
+  const dialog = openDialog({
+    title: `Roll key \u201c${key.name}\u201d?`,
+    description: `The key keeps its id (${key.id}) and gets a new secret, shown once after you roll it. Copy it then.`,
+    content: form,
+    returnFocus: () => grid.createButton,
+  });
+  actions.cancel.addEventListener('click', () => dialog.close());
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (isBusy(actions.submit)) {
+      return;
+    }
+    formError.hidden = true;
+    grace.clearError();
+    setBusy(actions.submit, true, 'Rolling\u2026');
+    let rolled;
+    try {
+      rolled = await request('POST', `/v1/api-keys/${encodeURIComponent(key.id)}/roll`, {
+        body: { grace: grace.input.value },
+      });
+    } catch (error) {
+      setBusy(actions.submit, false);
+      showApiError(error, { grace: (message) => (grace.showError(message), grace.input) }, formError, actions.submit);
+      return;
+    }
+    app.freshKeys.set(rolled.id, rolled.key);
+    if (signedInWithIt) {
+      try {
+        await signIn(rolled.key);
+        app.me = await request('GET', '/v1/me');
+        startSession();
+      } catch (error) {
+        // The new secret is the only way back in: show it here rather than lose it.
+        setBusy(actions.submit, false);
+        showSecretInDialog(form, rolled, error);
+        return;
+      }
+    }
+    dialog.close();
+    const until = rolled.previous_valid_until ? ` The old secret works until ${formatTime(rolled.previous_valid_until)}.` : '';
+    announce(`Rolled the key \u201c${rolled.name}\u201d. Copy the new secret now: it is shown only once.${until}`);
+    await grid.reload();
+  });
+}
+
+function showSecretInDialog(form, rolled, error) {
+  const value = h('code', { class: 'secret-value', 'data-secret': true }, rolled.key);
+  const copy = h(
+    'button',
+    { type: 'button', class: 'icon-button copy-button', 'aria-label': `Copy key ${rolled.name}`, title: 'Copy key' },
+    icon('copy'),
+  );
+  copy.addEventListener('click', () => copyText(rolled.key, value, copy, 'key'));
+  form.replaceChildren(
+    h(
+      'div',
+      { class: 'notice notice-warning', role: 'alert' },
+      h('strong', {}, 'The key was rolled, but signing in with the new secret failed: '),
+      error.message,
+      ' Copy the new secret now, then sign in with it.',
+    ),
+    h('div', { class: 'secret' }, value, copy),
+  );
+  copy.focus();
+}
+
 // ---------------------------------------------------------------------------------------------
 // External keys.
+
+/** The providers the user has no active key for: the only ones Create may offer. */
+function freeProviders(keys) {
+  const taken = new Set(keys.filter((key) => key.status === 'active').map((key) => key.provider));
+  return Object.keys(PROVIDERS).filter((provider) => !taken.has(provider));
+}
 
 function externalKeysPage() {
   if (!canManageKeys()) {
     return noPermissionPage();
   }
+  // A Test that the API refused (not a test result: those are in the key), by key id.
+  const testErrors = new Map();
   const grid = keyGrid({
     id: 'external-keys',
     caption: 'External API keys',
     noun: 'external key',
     itemName: (key) => key.label,
     emptyText: 'You have no external API keys yet. Create one for AWS or DNAnexus to import samples from there. You can have one per provider.',
+    // Which providers are free is known only once the list is in: until then Create waits.
+    createNeedsList: true,
     columns: [
       { label: 'Label', rowHeader: true, cell: (key) => key.label },
-      { label: 'Provider', cell: (key) => PROVIDERS[key.provider] ?? key.provider },
-      { label: 'Key', cell: (key) => h('code', { class: 'key-hint' }, key.hint) },
-      { label: 'Region', cell: (key) => (key.region ? h('span', { class: 'nowrap' }, key.region) : h('span', { class: 'muted' }, '—')) },
-      { label: 'Created', cell: (key) => timeElement(key.created_at) },
-      { label: 'Expires', cell: (key) => timeElement(key.expires_at, 'Never') },
-      { label: 'Last used', cell: (key) => timeElement(key.last_used_at, 'Never') },
-      { label: 'Last verified', cell: (key) => verifiedCell(key) },
-      { label: 'Status', cell: (key) => statusBadge(key) },
-      { label: 'Actions', cell: (key) => testButton(key) },
+      { label: 'Provider', width: 'col-provider', cell: (key) => providerCell(key) },
+      { label: 'Key', width: 'col-hint', cell: (key) => h('code', { class: 'key-hint' }, key.hint) },
+      { label: 'Created', width: 'col-time', cell: (key) => timeElement(key.created_at) },
+      { label: 'Expires', width: 'col-time', cell: (key) => timeElement(key.expires_at, 'Never') },
+      { label: 'Last used', width: 'col-time', cell: (key) => timeElement(key.last_used_at, 'Never') },
+      { label: 'Last verified', width: 'col-verified', cell: (key) => verifiedCell(key) },
+      { label: 'Status', width: 'col-badge', cell: (key) => statusBadge(key) },
+      { label: 'Actions', width: 'col-actions', cell: (key) => testButton(key) },
     ],
     load: async () => (await request('GET', '/v1/external-keys')).keys,
-    onCreate: (grid) => openCreateExternalKey(grid),
+    onCreate: (grid) => openCreateExternalKey(grid, freeProviders(grid.items())),
     onDelete: (ids) => request('POST', '/v1/external-keys/delete', { body: { ids } }),
+    afterDraw: (drawn) => {
+      const free = freeProviders(drawn.items());
+      drawn.blockCreate(
+        free.length === 0
+          ? `You have an active key for each provider (${Object.values(PROVIDERS).join(' and ')}). To store another, delete the one it replaces first.`
+          : null,
+      );
+    },
   });
 
-  function verifiedCell(key) {
-    if (!key.last_verified_at) {
-      return h('span', { class: 'muted' }, 'Never');
+  function providerCell(key) {
+    const name = PROVIDERS[key.provider] ?? key.provider;
+    if (!key.region) {
+      return name;
     }
-    const outcome = key.last_verified_ok
-      ? h('span', { class: 'badge badge-active' }, 'OK')
-      : h('span', { class: 'badge badge-expired' }, 'Failed');
-    return h(
-      'div',
-      { class: 'verified' },
-      timeElement(key.last_verified_at),
-      ' ',
-      outcome,
-      key.last_verified_detail ? h('span', { class: 'verified-detail' }, key.last_verified_detail) : null,
-    );
+    return h('div', { class: 'cell-stack' }, h('span', {}, name), h('span', { class: 'cell-note nowrap' }, key.region));
+  }
+
+  // The result of the last test, inside the row: the detail wraps within the column (and is
+  // cut to a few lines in the table, with the whole text in its title), it never widens the row.
+  function verifiedCell(key) {
+    const refused = testErrors.get(key.id);
+    const parts = [];
+    if (key.last_verified_at) {
+      parts.push(
+        h(
+          'div',
+          { class: 'verified-outcome' },
+          key.last_verified_ok
+            ? h('span', { class: 'badge badge-active' }, 'OK')
+            : h('span', { class: 'badge badge-expired' }, 'Failed'),
+          ' ',
+          timeElement(key.last_verified_at),
+        ),
+      );
+      if (key.last_verified_detail) {
+        parts.push(h('p', { class: 'verified-detail', title: key.last_verified_detail }, key.last_verified_detail));
+      }
+    } else if (!refused) {
+      parts.push(h('span', { class: 'muted' }, 'Never'));
+    }
+    if (refused) {
+      parts.push(h('p', { class: 'verified-detail verified-error', title: refused }, `Could not test: ${refused}`));
+    }
+    return h('div', { class: 'verified' }, parts);
   }
 
   function testButton(key) {
@@ -1012,20 +1459,25 @@ function externalKeysPage() {
       if (isBusy(button)) {
         return;
       }
-      setBusy(button, true, 'Testing…');
+      setBusy(button, true, 'Testing\u2026');
       let tested;
       try {
         tested = await request('POST', `/v1/external-keys/${encodeURIComponent(key.id)}/verify`);
       } catch (error) {
-        setBusy(button, false);
-        grid.notices.show('error', `Could not test \u201c${key.label}\u201d: ${error.message}`);
+        testErrors.set(key.id, error.message);
+        grid.draw();
+        announce(`Could not test \u201c${key.label}\u201d: ${error.message}`);
+        grid.focusIn(key.id, '[data-action="test"]');
         return;
       }
+      testErrors.delete(key.id);
       grid.replace(tested);
-      const message = tested.last_verified_ok
-        ? `Tested \u201c${key.label}\u201d: ${PROVIDERS[key.provider] ?? key.provider} accepted it.`
-        : `Tested \u201c${key.label}\u201d: it did not work${tested.last_verified_detail ? ` (${tested.last_verified_detail})` : ''}.`;
-      grid.notices.show(tested.last_verified_ok ? 'success' : 'error', message);
+      const provider = PROVIDERS[key.provider] ?? key.provider;
+      announce(
+        tested.last_verified_ok
+          ? `Tested \u201c${key.label}\u201d: ${provider} accepted it.`
+          : `Tested \u201c${key.label}\u201d: it did not work${tested.last_verified_detail ? `: ${tested.last_verified_detail}` : '.'}`,
+      );
       grid.focusIn(key.id, '[data-action="test"]');
     });
     return button;
@@ -1046,7 +1498,12 @@ function externalKeysPage() {
   );
 }
 
-function openCreateExternalKey(grid) {
+/**
+ * The create dialog offers only `free` providers (those without an active key), so a second
+ * key for a provider is refused before its secret is typed. If another tab stored one in the
+ * meantime the API still refuses (409) and the list is read again.
+ */
+function openCreateExternalKey(grid, free) {
   const requestId = newRequestId();
   const formError = h('div', { class: 'notice notice-error', role: 'alert', hidden: true, id: 'external-create-error' });
   const label = field({
@@ -1060,10 +1517,13 @@ function openCreateExternalKey(grid) {
     input: h(
       'select',
       { id: 'external-provider', name: 'provider' },
-      h('option', { value: '' }, 'Select a provider'),
-      h('option', { value: 'aws' }, PROVIDERS.aws),
-      h('option', { value: 'dnanexus' }, PROVIDERS.dnanexus),
+      // With one provider left it is chosen already; with two, the user picks.
+      free.length > 1 ? h('option', { value: '' }, 'Select a provider') : null,
+      free.map((value) => h('option', { value }, PROVIDERS[value])),
     ),
+    hint: free.length === 1
+      ? `You already have a key for ${PROVIDERS[Object.keys(PROVIDERS).find((p) => p !== free[0])]}: one key per provider.`
+      : null,
   });
   const accessKey = field({
     label: 'Access key ID',
@@ -1161,7 +1621,7 @@ function openCreateExternalKey(grid) {
     const labelValue = label.input.value.trim();
     check(label, checkText(labelValue, 'label'));
     const chosen = provider.input.value;
-    check(provider, chosen ? null : 'Select a provider: Amazon Web Services or DNAnexus.');
+    check(provider, chosen ? null : `Select a provider: ${free.map((value) => PROVIDERS[value]).join(' or ')}.`);
     const body = { label: labelValue, provider: chosen };
     if (chosen === 'aws') {
       const id = accessKey.input.value.trim();
@@ -1202,6 +1662,10 @@ function openCreateExternalKey(grid) {
       created = await request('POST', '/v1/external-keys', { body, requestId });
     } catch (error) {
       setBusy(actions.submit, false);
+      if (error.code === 'external_key_exists') {
+        // The list was out of date: read it again, so Create and the providers are right.
+        grid.reload();
+      }
       const show = (target) => (message) => (target.showError(message), target.input);
       showApiError(
         error,

@@ -52,17 +52,31 @@ export function uniqueId(prefix) {
   return `${prefix}-${uniqueCounter}`;
 }
 
-const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
-  year: 'numeric',
-  month: 'short',
-  day: 'numeric',
+// Times are shown in the browser's time zone, always with that zone's name ("17:40 UTC",
+// "18:40 GMT+1"), so a time read off the screen is never ambiguous. The date and the clock are
+// separate spans: a narrow column wraps between them instead of growing sideways.
+const dateFormat = new Intl.DateTimeFormat(undefined, { year: 'numeric', month: 'short', day: 'numeric' });
+const clockFormat = new Intl.DateTimeFormat(undefined, {
   hour: '2-digit',
   minute: '2-digit',
   hourCycle: 'h23',
+  timeZoneName: 'short',
 });
 
-/** A `<time>` element for an RFC 3339 timestamp, or `empty` when there is none. */
-export function timeElement(iso, empty = '—') {
+/** "Dec 5, 2026, 17:40 UTC": a date and time with its time zone, as text. */
+export function formatTime(iso) {
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) {
+    return String(iso);
+  }
+  return `${dateFormat.format(date)}, ${clockFormat.format(date)}`;
+}
+
+/**
+ * A `<time>` element for an RFC 3339 timestamp (date, then clock with the time zone; the exact
+ * UTC instant in its title), or `empty` when there is none.
+ */
+export function timeElement(iso, empty = '\u2014') {
   if (!iso) {
     return h('span', { class: 'muted' }, empty);
   }
@@ -70,7 +84,13 @@ export function timeElement(iso, empty = '—') {
   if (Number.isNaN(date.getTime())) {
     return h('span', {}, iso);
   }
-  return h('time', { datetime: iso, title: date.toISOString() }, dateTimeFormat.format(date));
+  return h(
+    'time',
+    { datetime: iso, title: date.toISOString() },
+    h('span', { class: 'time-date' }, `${dateFormat.format(date)},`),
+    ' ',
+    h('span', { class: 'time-clock' }, clockFormat.format(date)),
+  );
 }
 
 /** Says `message` to screen readers through the page's polite live region. */
