@@ -1,6 +1,7 @@
 //! The web console: its HTTP headers, and the seed page's whole workflow in a real browser —
 //! headless Debian Chromium driven by playwright-core (`tests/console/e2e.mjs`) against the real
-//! `keyledger serve`. The browser and the npm packages are installed by
+//! `keyledger serve`, at 1280×800 and at 390×844, with the testkit's S3 server and DNAnexus
+//! emulator behind the external keys' Test button. The browser and the npm packages are installed by
 //! `scripts/console-deps.sh` when missing; if that fails the test fails and says why (it is never
 //! skipped).
 //!
@@ -13,9 +14,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keyledger_testkit::dnanexus::{DnanexusEmulator, Seed};
+use keyledger_testkit::s3::S3Server;
 use serde_json::json;
 
 use crate::support::Server;
+
+/// Credentials the test's S3 server and DNAnexus emulator accept (AWS's documented example id).
+const AWS_ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
+const AWS_SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+const DNANEXUS_TOKEN: &str = "dxTOKENforTHEconsoleTEST0123456789";
 
 const CONSOLE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 /// Installing Chromium from Debian's packages took ~40 s here; leave room for a slow mirror.
@@ -76,12 +84,44 @@ fn the_seed_workflow_in_a_real_browser() {
     let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     install_browser(&repository);
 
-    let server = Server::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s3 = runtime
+        .block_on(S3Server::start(AWS_ACCESS_KEY_ID, AWS_SECRET))
+        .expect("S3 server");
+    let mut seed = Seed::new();
+    let dx_user = seed.add_user("dana");
+    seed.add_token(&dx_user, DNANEXUS_TOKEN);
+    let dnanexus = runtime
+        .block_on(DnanexusEmulator::start(seed))
+        .expect("DNAnexus emulator");
+    let server = Server::start_with(&[
+        ("KEYLEDGER_INGEST_S3_ENDPOINT", s3.endpoint().as_str()),
+        (
+            "KEYLEDGER_INGEST_DNANEXUS_API_URL",
+            dnanexus.endpoint().as_str(),
+        ),
+    ]);
     server.create_user("dana", &["developer"]);
-    server.create_user("mia", &["member"]);
+    // The user turned away holds only what an importer needs, whatever the built-in roles grant.
+    let (status, body) = server.call(
+        "PUT",
+        "/v1/roles/importer",
+        Some(&server.admin_key),
+        Some(&json!({ "permissions": ["import_organization_samples"] })),
+    );
+    assert_eq!(status, 200, "create the importer role: {body}");
+    server.create_user("mia", &["importer"]);
     let keys = json!({
         "developer": { "user": "dana", "key": issue_key(&server, "dana") },
         "member": { "user": "mia", "key": issue_key(&server, "mia") },
+        "providers": {
+            "aws": { "access_key_id": AWS_ACCESS_KEY_ID, "secret_access_key": AWS_SECRET, "region": "eu-west-2" },
+            "dnanexus_token": DNANEXUS_TOKEN,
+        },
     });
     let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
         repository.join("docs/console")
