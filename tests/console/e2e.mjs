@@ -387,6 +387,8 @@ try {
   const rolledKey = (await laptopRow.locator('[data-secret]').textContent()).trim();
   assert.match(rolledKey, /^kl_[A-Za-z0-9]{38}$/);
   assert.notEqual(rolledKey, laptopKey, 'a new secret');
+  await page.waitForFunction(() => Boolean(document.activeElement?.closest('.secret .copy-button')));
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Copy key laptop', 'focus is on the new secret\u2019s copy button');
   assert.equal(await laptopRow.getAttribute('data-id'), laptopId, 'under the same id');
   const rolledMe = await apiMe(rolledKey);
   assert.equal(rolledMe.status, 200, JSON.stringify(rolledMe.body));

@@ -713,7 +713,6 @@ function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDele
         id: `${id}-search`,
         autocomplete: 'off',
         spellcheck: 'false',
-        placeholder: view.search.placeholder ?? '',
       });
       searchInput.addEventListener('input', () => {
         state.query = searchInput.value;
@@ -1062,7 +1061,7 @@ function internalKeysPage() {
       { label: 'Actions', width: 'col-actions', cell: (key) => rollButton(key) },
     ],
     view: {
-      search: { label: 'Search by name', placeholder: 'laptop', text: (key) => key.name },
+      search: { label: 'Search by name', text: (key) => key.name },
       filter: {
         label: 'Status',
         options: [
@@ -1158,6 +1157,7 @@ function internalKeysPage() {
       'warning',
       h('strong', {}, present.length > 1 ? 'Copy your new keys now.' : 'Copy your new key now.'),
       ' It is shown here in clear text only once: after you leave or refresh this page, only its hint is shown.',
+      present.some((key) => !shown.visible().includes(key)) ? ' The search or filter hides it now: show all keys to see it.' : null,
       ' ',
       forget,
     );
@@ -1340,6 +1340,8 @@ function openRollApiKey(grid, key) {
     const until = rolled.previous_valid_until ? ` The old secret works until ${formatTime(rolled.previous_valid_until)}.` : '';
     announce(`Rolled the key \u201c${rolled.name}\u201d. Copy the new secret now: it is shown only once.${until}`);
     await grid.reload();
+    // The row was drawn again: focus its new secret's copy button rather than losing focus.
+    grid.focusIn(rolled.id, '.secret .copy-button');
   });
 }
 
