@@ -369,6 +369,7 @@ try {
   assert.ok(laptopId.startsWith(laptopShortId.replace(/\u2026$/, '')), `${laptopShortId} is a prefix of ${laptopId}`);
   assert.equal(await laptopRow.locator('.key-id').getAttribute('title'), laptopId);
   await laptopRow.getByRole('button', { name: 'Copy the id of laptop' }).click();
+  await laptopRow.locator('.copyable .copy-button.copied').waitFor();
   assert.equal(await page.evaluate(() => navigator.clipboard.readText()), laptopId, 'the clipboard holds the whole id');
   const created = (await laptopRow.locator('td[data-label="Created"] time').innerText()).replace(/\s+/g, ' ');
   assert.match(created, /^[A-Z][a-z]{2} \d{1,2}, \d{4}, \d{2}:\d{2} UTC$/, 'a time carries its zone');
@@ -383,6 +384,8 @@ try {
   await shot(page, '22-roll-key');
   await rollDialog.getByRole('button', { name: 'Roll key' }).click();
   await rollDialog.waitFor({ state: 'hidden' });
+  // The row still shows the key created above until the list is read again.
+  await laptopRow.locator('[data-secret]').filter({ hasNotText: laptopKey }).waitFor();
   await page.locator('#fresh-key-notice').waitFor();
   const rolledKey = (await laptopRow.locator('[data-secret]').textContent()).trim();
   assert.match(rolledKey, /^kl_[A-Za-z0-9]{38}$/);
@@ -696,25 +699,23 @@ try {
   await phonePage.getByLabel('Search by name').fill('pho');
   assert.deepEqual(await phoneNames(), ['phone']);
   await phonePage.getByLabel('Search by name').fill('');
+  await phonePage.getByLabel('Status').selectOption('expired');
+  assert.deepEqual(await phoneNames(), [], 'no expired key');
+  await phonePage.getByRole('button', { name: 'Show all keys' }).click();
+  assert.deepEqual(await phoneNames(), ['console test', 'phone']);
   const phoneKey = (await phoneRow.locator('[data-secret]').textContent()).trim();
   await phoneRow.getByRole('button', { name: 'Roll phone' }).click();
   const phoneRoll = phonePage.getByRole('dialog', { name: 'Roll key \u201cphone\u201d?' });
   await phoneRoll.getByLabel('Grace period').selectOption('15m');
   await phoneRoll.getByRole('button', { name: 'Roll key' }).click();
   await phoneRoll.waitFor({ state: 'hidden' });
-  await phonePage.waitForFunction(
-    ([old]) => {
-      const shown = document.querySelector('#internal-keys [data-secret]');
-      return shown && shown.textContent.trim() !== old;
-    },
-    [phoneKey],
-  );
+  await phoneRow.locator('[data-secret]').filter({ hasNotText: phoneKey }).waitFor();
   const phoneRolled = (await phoneRow.locator('[data-secret]').textContent()).trim();
   assert.equal((await apiMe(phoneRolled)).status, 200);
   assert.equal((await apiMe(phoneKey)).status, 200, 'the old secret works through the grace');
   await assertFits(phonePage, 'phone, a rolled key');
 
-  step('phone: external keys as cards, tested, and Create for the provider left');
+  step('phone: external keys as cards, tested, Create for the provider left, then disabled');
   await phonePage.getByRole('link', { name: 'External' }).click();
   await phonePage.getByText(/You have no external API keys yet/).waitFor();
   await phonePage.getByRole('button', { name: 'Create', exact: true }).click();
@@ -735,13 +736,19 @@ try {
   await phonePage.getByRole('button', { name: 'Create', exact: true }).click();
   await phoneExternal.waitFor();
   assert.deepEqual(await phoneExternal.getByLabel('Provider').locator('option').allTextContents(), ['DNAnexus']);
+  await phoneExternal.getByLabel('Label').fill('dx project');
+  await phoneExternal.getByLabel('API token').fill(DNANEXUS_TOKEN);
   await shot(phonePage, '26-phone-create-external-key');
-  await phonePage.keyboard.press('Escape');
+  await phoneExternal.getByRole('button', { name: 'Submit' }).click();
   await phoneExternal.waitFor({ state: 'hidden' });
-  await phonePage.getByRole('checkbox', { name: 'Select genomics bucket' }).check();
+  await row(phonePage, 'external-keys', 'dx project').waitFor();
+  assert.ok(await phonePage.getByRole('button', { name: 'Create', exact: true }).isDisabled(), 'Create is disabled');
+  assert.ok(await phonePage.locator('#external-keys-create-note').isVisible(), 'and says why');
+  await assertFits(phonePage, 'phone, a key for each provider');
+  await phonePage.getByRole('checkbox', { name: 'Select all external keys shown' }).check();
   await phonePage.getByRole('button', { name: 'Delete', exact: true }).click();
-  await phonePage.getByRole('dialog', { name: 'Delete external key \u201cgenomics bucket\u201d?' })
-    .getByRole('button', { name: 'Delete external key' }).click();
+  await phonePage.getByRole('dialog', { name: 'Delete 2 external keys?' })
+    .getByRole('button', { name: 'Delete 2 external keys' }).click();
   await phonePage.getByText(/You have no external API keys yet/).waitFor();
   await phone.close();
 
