@@ -37,6 +37,7 @@ fn the_console_is_served_with_its_security_headers() {
     for (path, content_type) in [
         ("/", "text/html; charset=utf-8"),
         ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/grid.js", "text/javascript; charset=utf-8"),
         ("/console/app.css", "text/css; charset=utf-8"),
         ("/console/favicon.svg", "image/svg+xml"),
     ] {

@@ -1,5 +1,6 @@
 // Small DOM helpers: elements are built from text nodes, never from HTML strings, so nothing the
-// API returns can become markup. Also dates, announcements, and accessible modal dialogs.
+// API returns can become markup. Also dates (always with their time zone), announcements,
+// accessible modal dialogs, icons, busy buttons and notice areas.
 
 /**
  * Builds an element. `props`: `class`, `text`, `on<event>` listeners, `dataset`, and attributes
@@ -249,4 +250,82 @@ export function field({ label, input, hint }) {
       refresh();
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Icons, busy buttons, notice areas and dialog buttons, shared by the pages and the grid.
+
+const ICON_PATHS = {
+  plus: ['M12 5v14', 'M5 12h14'],
+  trash: ['M4 7h16', 'M10 11v6', 'M14 11v6', 'M6 7l1 13h10l1-13', 'M9 7V4h6v3'],
+  copy: ['M9 9h11v11H9z', 'M5 15H4V4h11v1'],
+  check: ['M5 13l4 4L19 7'],
+  plug: ['M9 2v6', 'M15 2v6', 'M6 8h12v3a6 6 0 0 1-12 0z', 'M12 17v5'],
+  roll: ['M20 12a8 8 0 1 1-2.34-5.66', 'M20 4v5h-5'],
+};
+
+export function icon(name) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('class', 'icon');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('focusable', 'false');
+  for (const d of ICON_PATHS[name]) {
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+/** What a busy button showed before, to put back when it is done. */
+const idleContent = new WeakMap();
+
+export function isBusy(button) {
+  return idleContent.has(button);
+}
+
+// Busy buttons stay focusable (aria-disabled, not disabled) so focus is not lost while waiting.
+export function setBusy(button, busy, label) {
+  if (busy && !isBusy(button)) {
+    idleContent.set(button, Array.from(button.childNodes));
+    button.setAttribute('aria-disabled', 'true');
+    button.setAttribute('aria-busy', 'true');
+    if (label) {
+      button.textContent = label;
+    }
+  } else if (!busy && isBusy(button)) {
+    button.replaceChildren(...idleContent.get(button));
+    idleContent.delete(button);
+    button.removeAttribute('aria-disabled');
+    button.removeAttribute('aria-busy');
+  }
+}
+
+/** A notice area for a page: `show(kind, ...content)` replaces what it shows. */
+export function noticeArea() {
+  const element = h('div', { class: 'notices' });
+  return {
+    element,
+    show(kind, ...content) {
+      const notice = h(
+        'div',
+        { class: `notice notice-${kind}`, role: kind === 'error' ? 'alert' : 'status' },
+        ...content,
+      );
+      element.replaceChildren(notice);
+      return notice;
+    },
+    clear() {
+      element.replaceChildren();
+    },
+  };
+}
+
+/** The Cancel and submit buttons at the foot of a dialog's form. */
+export function dialogActions(cancelLabel, submitLabel, submitClass = 'button-primary') {
+  const cancel = h('button', { type: 'button', class: 'button' }, cancelLabel);
+  const submit = h('button', { type: 'submit', class: `button ${submitClass}` }, submitLabel);
+  return { cancel, submit, element: h('div', { class: 'dialog-actions' }, cancel, submit) };
 }
