@@ -11,12 +11,11 @@
 
 import { announce, dialogActions, h, icon, isBusy, noticeArea, openDialog, setBusy } from './dom.js';
 
-/** `key_3hQ9kZ…`: enough of an id to tell two keys apart at a glance. */
+/** `key_3hQ9kZ…`: the id's prefix and six characters, enough to tell two keys apart at a glance. */
 export function shortId(id) {
-  const [prefix, rest] = id.includes('_') ? [id.slice(0, id.indexOf('_') + 1), id.slice(id.indexOf('_') + 1)] : ['', id];
-  return rest.length > 8 ? `${prefix}${rest.slice(0, 6)}\u2026` : id;
+  const prefixEnd = id.indexOf('_') + 1;
+  return id.length - prefixEnd > 8 ? `${id.slice(0, prefixEnd + 6)}\u2026` : id;
 }
-
 
 /**
  * The grid both key pages use: a checkbox column, a toolbar with Create and Delete, bulk
@@ -24,10 +23,9 @@ export function shortId(id) {
  * where `width` names a column width class of app.css and `sort` (`{key, value(item), compare?}`)
  * makes the column sortable. `view` (optional) adds search, a filter and sorting:
  * `{search: {label, text(item)}, filter: {label, options: [{value, label, test(item)}]},
- * sorts: [{key, direction, label}], initial: {key, direction}}`.
- *
- * The table has a fixed layout (widths in app.css, text wraps inside its cell) so it can never
- * grow wider than the page; below 72rem of width it is shown as a list of cards instead.
+ * sorts: [{key, direction, label}], initial: {key, direction}}`. `createNeedsList` keeps Create
+ * disabled until the list is in (the page decides from it, in `afterDraw`, through
+ * `blockCreate`, whether Create may be offered).
  */
 export function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDelete, itemName, view, afterDraw, createNeedsList = false }) {
   let items = [];
