@@ -157,9 +157,7 @@ pub fn check_profile_name(name: &str) -> anyhow::Result<&str> {
     if name.is_empty() || name.len() > 64 || !name.bytes().all(plain) {
         return Err(Failure::new(
             Exit::Usage,
-            format!(
-                "profile `{name}`: use 1 to 64 letters, digits, `-`, `_` or `.`"
-            ),
+            format!("profile `{name}`: use 1 to 64 letters, digits, `-`, `_` or `.`"),
         )
         .into());
     }
@@ -356,7 +354,9 @@ impl Client {
             .map(str::to_owned)
             .unwrap_or_else(|| format!("the server answered HTTP {status}"));
         let message = match (&self.saved, status) {
-            (Some(saved), 401) => saved_key_refused(saved, &self.endpoint, &message).unwrap_or(message),
+            (Some(saved), 401) => {
+                saved_key_refused(saved, &self.endpoint, &message).unwrap_or(message)
+            }
             _ => message,
         };
         Err(Failure::new(Exit::for_status(status), message).into())

@@ -200,10 +200,16 @@ fn man(out: Option<&std::path::Path>) -> anyhow::Result<()> {
         return write_stdout(&page);
     };
     std::fs::create_dir_all(dir).map_err(|err| {
-        Failure::new(Exit::Usage, format!("cannot create {}: {err}", dir.display()))
+        Failure::new(
+            Exit::Usage,
+            format!("cannot create {}: {err}", dir.display()),
+        )
     })?;
     clap_mangen::generate_to(command, dir).map_err(|err| {
-        Failure::new(Exit::Usage, format!("cannot write man pages into {}: {err}", dir.display()))
+        Failure::new(
+            Exit::Usage,
+            format!("cannot write man pages into {}: {err}", dir.display()),
+        )
     })?;
     let mut pages = 0;
     for entry in std::fs::read_dir(dir)?.flatten() {

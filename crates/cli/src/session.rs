@@ -159,7 +159,12 @@ pub fn profiles(command: Option<&ProfilesCommand>, global: &ClientArgs) -> anyho
                 .iter()
                 .map(|(name, c)| {
                     let mark = if *name == current { "*" } else { "" };
-                    vec![mark.to_owned(), name.clone(), c.endpoint.clone(), hint(&c.key)]
+                    vec![
+                        mark.to_owned(),
+                        name.clone(),
+                        c.endpoint.clone(),
+                        hint(&c.key),
+                    ]
                 })
                 .collect();
             print_table(&["", "PROFILE", "ENDPOINT", "KEY"], &rows);
