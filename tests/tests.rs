@@ -13,6 +13,7 @@ mod hardening_schema;
 mod ingestion;
 mod operations;
 mod permissions;
+mod readme;
 mod snapshots;
 mod support;
 mod workflow;

@@ -65,7 +65,21 @@ pub async fn tail_with_status(
     let js = async_nats::jetstream::context::ContextBuilder::new()
         .timeout(config.ack_timeout)
         .build(client);
-    let mut stream = get_stream(&js, &config.stream).await?;
+    let mut stream = match get_stream(&js, &config.stream).await {
+        Ok(stream) => stream,
+        // Following, a stream the relay has not created yet is only early (`tail -F` waits for
+        // its file too); the note says what it waits for.
+        Err(error) if options.follow => {
+            let _ = writeln!(status, "waiting: {error}");
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                if let Ok(stream) = get_stream(&js, &config.stream).await {
+                    break stream;
+                }
+            }
+        }
+        Err(error) => return Err(error),
+    };
     let filter = options
         .subject
         .as_deref()
