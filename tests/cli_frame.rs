@@ -547,3 +547,39 @@ fn events_tail_follow_prints_only_new_events_and_ends_quietly_when_the_pipe_clos
     let rest: Vec<String> = status_rx.try_iter().collect();
     assert!(rest.is_empty(), "nothing more on stderr: {rest:?}");
 }
+
+#[test]
+fn a_saved_key_that_expired_says_so_and_names_its_profile() {
+    let mut server = Server::start();
+    server.create_user("eve", &["member"]);
+    // Created two days ago with a one-day duration: expired.
+    let expired = server.issue_keys_offline(&[("eve", 2)]).remove(0);
+    let base = server.base.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    std::fs::create_dir_all(&config).unwrap();
+    let file = format!(
+        "current = \"lab\"\n\n[profiles.lab]\nendpoint = \"{base}\"\nkey = \"{expired}\"\n"
+    );
+    std::fs::write(config.join("credentials.toml"), file).unwrap();
+    let run = keyledger(dir.path(), &["whoami"], "", &[]);
+    assert_one_error_line(
+        &run,
+        2,
+        &format!(
+            "your saved key for profile lab (endpoint {base}) expired; run `keyledger login --profile lab`"
+        ),
+    );
+    assert!(!run.stderr.contains(&expired), "{run:?}");
+    // A key from the environment is not a saved one: the server's own words.
+    let from_env = keyledger(
+        dir.path(),
+        &["whoami"],
+        "",
+        &[
+            ("KEYLEDGER_API_KEY", &expired),
+            ("KEYLEDGER_ENDPOINT", &base),
+        ],
+    );
+    assert_one_error_line(&from_env, 2, "key expired");
+}
