@@ -52,6 +52,9 @@ fn assert_one_error_line(run: &CliRun, code: i32, contains: &str) {
     );
 }
 
+/// Arguments, environment, the exit code expected, and a part of the error line.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a str);
+
 #[test]
 fn every_error_is_one_line_on_standard_error() {
     let server = Server::start();
@@ -59,7 +62,7 @@ fn every_error_is_one_line_on_standard_error() {
     let base = server.base.as_str();
     let admin = server.admin_key.as_str();
     let with_key = [("KEYLEDGER_ENDPOINT", base), ("KEYLEDGER_API_KEY", admin)];
-    let cases: &[(&[&str], &[(&str, &str)], i32, &str)] = &[
+    let cases: &[Case] = &[
         // clap's usage errors: message, tip and usage in one line.
         (
             &["keys", "crate", "x"],
