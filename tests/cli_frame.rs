@@ -590,3 +590,32 @@ fn a_saved_key_that_expired_says_so_and_names_its_profile() {
     );
     assert_one_error_line(&from_env, 2, "key expired");
 }
+
+#[test]
+fn a_closed_pipe_ends_any_command_quietly() {
+    let server = Server::start();
+    for i in 0..3 {
+        server.create_key(&server.admin_key, &format!("k{i}"), "30d");
+    }
+    for args in [
+        &["keys", "list"][..],
+        &["keys", "list", "--json"],
+        &["completions", "bash"],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("KEYLEDGER_ENDPOINT", &server.base)
+            .env("KEYLEDGER_API_KEY", &server.admin_key)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // No reader left before the command prints: its first write finds the pipe closed.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {output:?}");
+        assert!(output.stderr.is_empty(), "{args:?}: {output:?}");
+    }
+}

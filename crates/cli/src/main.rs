@@ -99,6 +99,7 @@ fn main() {
     // keys) is for its own user only, whatever umask it was started with. The libraries also
     // pass explicit modes; this covers files that dependencies (sled) create.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -141,6 +142,25 @@ fn main() {
         eprintln!("error: {}", one_line(&message));
         std::process::exit(exit as i32);
     }
+}
+
+/// A reader that closed the pipe (`keyledger keys list | head -1`) has what it wanted: `println!`
+/// then fails with a broken pipe, and the command ends quietly with success, as `tail` and
+/// ripgrep do, instead of a panic message. Every other panic keeps the default report.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(Exit::Ok as i32);
+        }
+        default(info);
+    }));
 }
 
 /// Errors are one line on standard error, whatever the underlying message, and say `error:`
