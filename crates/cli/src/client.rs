@@ -299,6 +299,11 @@ impl Client {
         &self.endpoint
     }
 
+    /// The profile whose saved key this client sends; `None` for a key from the environment.
+    pub fn profile(&self) -> Option<&str> {
+        self.saved.as_ref().map(|saved| saved.profile.as_str())
+    }
+
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(Method::GET, path, None)
     }

@@ -121,7 +121,6 @@ pub fn whoami(global: &ClientArgs) -> anyhow::Result<()> {
         print_json(&me);
         return Ok(());
     }
-    let file = load_credentials_file()?;
     println!("user:        {}", field(&me, "user"));
     if me.get("display_name").is_some_and(|v| !v.is_null()) {
         println!("name:        {}", field(&me, "display_name"));
@@ -130,7 +129,10 @@ pub fn whoami(global: &ClientArgs) -> anyhow::Result<()> {
     println!("permissions: {}", field(&me, "permissions"));
     println!("key:         {}", field(&me, "key_id"));
     println!("endpoint:    {}", client.endpoint());
-    println!("profile:     {}", profile_name(global, &file)?);
+    println!(
+        "profile:     {}",
+        client.profile().unwrap_or("- (KEYLEDGER_API_KEY)")
+    );
     Ok(())
 }
 
