@@ -216,6 +216,13 @@ fn profiles_keep_several_endpoints_and_say_when_a_saved_key_is_gone() {
         "no key in the listing: {list:?}"
     );
 
+    let listed = keyledger(dir.path(), &["profiles", "--json"], "", &[]);
+    insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_json_snapshot!("cli_profiles", listed.json(), {
+            ".profiles[].endpoint" => "[endpoint]",
+        });
+    });
+
     let key_of = |run: &CliRun| run.json()["key_id"].as_str().unwrap().to_owned();
     let by_flag = keyledger(
         dir.path(),
