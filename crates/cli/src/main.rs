@@ -99,7 +99,6 @@ fn main() {
     // keys) is for its own user only, whatever umask it was started with. The libraries also
     // pass explicit modes; this covers files that dependencies (sled) create.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-    quiet_on_closed_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -118,6 +117,10 @@ fn main() {
             std::process::exit(Exit::Usage as i32);
         }
     };
+    // Servers keep the default: a server that lost its standard output must not exit 0.
+    if !matches!(cli.command, Command::Serve(_) | Command::Replica(_)) {
+        quiet_on_closed_pipe();
+    }
     let result = match &cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Admin(command) => admin::run(command, &cli.client),
