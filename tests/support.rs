@@ -138,6 +138,15 @@ impl Server {
         self.launch();
     }
 
+    /// Restarts on the same data directory with extra `KEYLEDGER_*` variables (they win).
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        for (name, value) in env {
+            self.env.retain(|(existing, _)| existing != name);
+            self.env.push(((*name).to_owned(), (*value).to_owned()));
+        }
+        self.restart();
+    }
+
     fn launch(&mut self) {
         let mut command = Command::new(BIN);
         command

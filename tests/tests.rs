@@ -4,6 +4,7 @@
 mod bad_input;
 mod canary;
 mod cli;
+mod cli_frame;
 mod console;
 mod hardening_core;
 mod hardening_disk;
@@ -12,6 +13,7 @@ mod hardening_schema;
 mod ingestion;
 mod operations;
 mod permissions;
+mod readme;
 mod snapshots;
 mod support;
 mod workflow;

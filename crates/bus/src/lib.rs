@@ -37,5 +37,5 @@ pub use error::BusError;
 pub use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 pub use relay::{CaughtUp, Relay, RelayHandle, RelayStatus};
 pub use subscriber::{Deliveries, Delivery, DurableOptions, Received, Replay, StartAt, Subscriber};
-pub use tail::{TailOptions, format_line, tail};
+pub use tail::{TailOptions, format_line, tail, tail_with_status};
 pub use wire::{decode_public, public_envelope};

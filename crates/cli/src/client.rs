@@ -1,7 +1,8 @@
 //! The HTTP client of the CLI commands: where the server is, which key to send, and how the
 //! API's answers become output or a [`Failure`] with the right exit code.
 
-use std::io::{IsTerminal, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,15 +20,18 @@ pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:8080";
 /// Options every client command accepts.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
-    /// The server's URL [default: the one saved by `login`, else http://127.0.0.1:8080].
+    /// The server's URL [default: the profile's, else http://127.0.0.1:8080].
     #[arg(long, global = true, env = "KEYLEDGER_ENDPOINT")]
     pub endpoint: Option<String>,
+    /// The saved profile (endpoint and key) to use [default: the current one, see `keyledger profiles`].
+    #[arg(long, global = true, env = "KEYLEDGER_PROFILE", value_name = "NAME")]
+    pub profile: Option<String>,
     /// Print the API's JSON instead of tables (stable, for scripts).
     #[arg(long, global = true)]
     pub json: bool,
 }
 
-/// What `keyledger login` saves: `credentials.toml`, mode 0600.
+/// One saved profile: an endpoint and the key `keyledger login` checked against it.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Credentials {
     pub endpoint: String,
@@ -40,6 +44,37 @@ impl std::fmt::Debug for Credentials {
             .field("endpoint", &self.endpoint)
             .field("key", &"[redacted]")
             .finish()
+    }
+}
+
+/// The profile used when none is named and none was made current.
+pub const DEFAULT_PROFILE: &str = "default";
+
+/// `credentials.toml`: named profiles and which one is current. Written with mode 0600; the
+/// single-profile file of earlier versions (`endpoint` and `key` at the top) reads as the
+/// profile `default`, and is rewritten in this form at the next `login`.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct CredentialsFile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<String>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, Credentials>,
+}
+
+impl CredentialsFile {
+    /// The profile commands use without `--profile`: the current one, else `default`.
+    pub fn current_name(&self) -> &str {
+        self.current.as_deref().unwrap_or(DEFAULT_PROFILE)
+    }
+
+    fn parse(text: &str) -> Option<CredentialsFile> {
+        if let Ok(single) = toml::from_str::<Credentials>(text) {
+            return Some(CredentialsFile {
+                current: Some(DEFAULT_PROFILE.to_owned()),
+                profiles: BTreeMap::from([(DEFAULT_PROFILE.to_owned(), single)]),
+            });
+        }
+        toml::from_str(text).ok()
     }
 }
 
@@ -70,35 +105,79 @@ pub fn credentials_path() -> anyhow::Result<PathBuf> {
     Ok(config_dir()?.join("credentials.toml"))
 }
 
-pub fn load_credentials() -> anyhow::Result<Option<Credentials>> {
+/// Every saved profile; an empty set when nothing was saved yet.
+pub fn load_credentials_file() -> anyhow::Result<CredentialsFile> {
     let path = credentials_path()?;
     match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let credentials = toml::from_str(&text).map_err(|_| {
-                Failure::new(
-                    Exit::Usage,
-                    format!(
-                        "{} is not a keyledger credentials file; run `keyledger login` again",
-                        path.display()
-                    ),
-                )
-            })?;
-            Ok(Some(credentials))
-        }
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Ok(text) => CredentialsFile::parse(&text).ok_or_else(|| {
+            Failure::new(
+                Exit::Usage,
+                format!(
+                    "{} is not a keyledger credentials file; run `keyledger login` again",
+                    path.display()
+                ),
+            )
+            .into()
+        }),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(CredentialsFile::default()),
         Err(err) => Err(err).with_context(|| format!("cannot read {}", path.display())),
     }
 }
 
+/// The name of the profile a command uses: `--profile`/`KEYLEDGER_PROFILE`, else the current one.
+pub fn profile_name(args: &ClientArgs, file: &CredentialsFile) -> anyhow::Result<String> {
+    match &args.profile {
+        Some(name) => Ok(check_profile_name(name)?.to_owned()),
+        None => Ok(file.current_name().to_owned()),
+    }
+}
+
+/// The saved credentials of the profile a command uses, if that profile was saved.
+pub fn load_credentials_for(args: &ClientArgs) -> anyhow::Result<Option<(String, Credentials)>> {
+    // Without a configuration directory (a CI job with only KEYLEDGER_API_KEY and no HOME)
+    // nothing was saved; that is an error only when a profile was asked for by name.
+    if args.profile.is_none() && config_dir().is_err() {
+        return Ok(None);
+    }
+    let file = load_credentials_file()?;
+    let name = profile_name(args, &file)?;
+    let saved = file.profiles.get(&name).cloned();
+    if saved.is_none() && args.profile.is_some() && !file.profiles.is_empty() {
+        let known: Vec<&str> = file.profiles.keys().map(String::as_str).collect();
+        return Err(Failure::new(
+            Exit::Auth,
+            format!(
+                "no saved profile `{name}` (saved: {}); run `keyledger login --profile {name}`",
+                known.join(", ")
+            ),
+        )
+        .into());
+    }
+    Ok(saved.map(|credentials| (name, credentials)))
+}
+
+/// Profile names are plain words, so they read the same in a file, a flag and a prompt.
+pub fn check_profile_name(name: &str) -> anyhow::Result<&str> {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(plain) {
+        return Err(Failure::new(
+            Exit::Usage,
+            format!("profile `{name}`: use 1 to 64 letters, digits, `-`, `_` or `.`"),
+        )
+        .into());
+    }
+    Ok(name)
+}
+
 /// Writes the credentials file with mode 0600 (its directory 0700), replacing it atomically.
-pub fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
+pub fn save_credentials_file(file: &CredentialsFile) -> anyhow::Result<PathBuf> {
     let dir = config_dir()?;
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
     let path = dir.join("credentials.toml");
     let temporary = dir.join(".credentials.toml.tmp");
-    let text = toml::to_string(credentials).context("cannot encode the credentials")?;
-    let mut file = std::fs::OpenOptions::new()
+    let text = toml::to_string(file).context("cannot encode the credentials")?;
+    let mut output = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
@@ -106,8 +185,8 @@ pub fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
         .open(&temporary)
         .with_context(|| format!("cannot write {}", temporary.display()))?;
     std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    output.write_all(text.as_bytes())?;
+    output.sync_all()?;
     std::fs::rename(&temporary, &path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
@@ -118,13 +197,14 @@ pub fn save_credentials(credentials: &Credentials) -> anyhow::Result<PathBuf> {
 pub fn read_secret(prompt: &str, from_stdin: bool) -> anyhow::Result<SecretString> {
     let stdin = std::io::stdin();
     let text = if from_stdin || !stdin.is_terminal() {
-        let mut text = String::new();
+        let mut line = String::new();
+        // One line only: the next prompt of a script (`printf 'key\nsecret\n' | …`) keeps its own.
         stdin
             .lock()
             .take(64 * 1024)
-            .read_to_string(&mut text)
+            .read_line(&mut line)
             .context("cannot read standard input")?;
-        text
+        line
     } else {
         rpassword::prompt_password(prompt).context("cannot read from the terminal")?
     };
@@ -135,22 +215,43 @@ pub fn read_secret(prompt: &str, from_stdin: bool) -> anyhow::Result<SecretStrin
     Ok(secret)
 }
 
-/// A client for one server with one key.
-/// The endpoint and key a command uses: `--endpoint`/`KEYLEDGER_ENDPOINT`, else the saved one,
-/// else the default; `KEYLEDGER_API_KEY`, else the saved key.
+/// Where a command's key came from, so a refusal of a saved key can say which profile to fix.
+#[derive(Debug, Clone)]
+pub struct SavedKey {
+    pub profile: String,
+}
+
+/// The endpoint and key a command uses: `--endpoint`/`KEYLEDGER_ENDPOINT`, else the profile's,
+/// else the default; `KEYLEDGER_API_KEY`, else the profile's key.
 pub fn resolve(args: &ClientArgs) -> anyhow::Result<(String, Option<SecretString>)> {
-    let saved = load_credentials()?;
+    let (endpoint, key, _) = resolve_with_origin(args)?;
+    Ok((endpoint, key))
+}
+
+fn resolve_with_origin(
+    args: &ClientArgs,
+) -> anyhow::Result<(String, Option<SecretString>, Option<SavedKey>)> {
+    let saved = load_credentials_for(args)?;
     let endpoint = args
         .endpoint
         .clone()
-        .or_else(|| saved.as_ref().map(|c| c.endpoint.clone()))
+        .or_else(|| saved.as_ref().map(|(_, c)| c.endpoint.clone()))
         .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
-    let key = std::env::var("KEYLEDGER_API_KEY")
+    let from_env = std::env::var("KEYLEDGER_API_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty())
-        .map(|k| SecretString::new(k.trim().to_owned()))
-        .or_else(|| saved.map(|c| SecretString::new(c.key)));
-    Ok((endpoint, key))
+        .map(|k| SecretString::new(k.trim().to_owned()));
+    if let Some(key) = from_env {
+        return Ok((endpoint, Some(key), None));
+    }
+    match saved {
+        Some((profile, credentials)) => Ok((
+            endpoint,
+            Some(SecretString::new(credentials.key)),
+            Some(SavedKey { profile }),
+        )),
+        None => Ok((endpoint, None, None)),
+    }
 }
 
 #[derive(Debug)]
@@ -158,14 +259,17 @@ pub struct Client {
     http: reqwest::blocking::Client,
     endpoint: String,
     key: Option<SecretString>,
+    saved: Option<SavedKey>,
 }
 
 impl Client {
     /// The endpoint from `--endpoint`/`KEYLEDGER_ENDPOINT`, else the saved one, else the
     /// default; the key from `KEYLEDGER_API_KEY`, else the saved one.
     pub fn from_args(args: &ClientArgs) -> anyhow::Result<Client> {
-        let (endpoint, key) = resolve(args)?;
-        Client::new(endpoint, key)
+        let (endpoint, key, saved) = resolve_with_origin(args)?;
+        let mut client = Client::new(endpoint, key)?;
+        client.saved = saved;
+        Ok(client)
     }
 
     pub fn new(endpoint: String, key: Option<SecretString>) -> anyhow::Result<Client> {
@@ -187,11 +291,17 @@ impl Client {
             http,
             endpoint,
             key,
+            saved: None,
         })
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The profile whose saved key this client sends; `None` for a key from the environment.
+    pub fn profile(&self) -> Option<&str> {
+        self.saved.as_ref().map(|saved| saved.profile.as_str())
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
@@ -253,8 +363,34 @@ impl Client {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| format!("the server answered HTTP {status}"));
+        let message = match (&self.saved, status) {
+            (Some(saved), 401) => {
+                saved_key_refused(saved, &self.endpoint, &message).unwrap_or(message)
+            }
+            _ => message,
+        };
         Err(Failure::new(Exit::for_status(status), message).into())
     }
+}
+
+/// A saved key the server no longer accepts is not the user's typo: say which profile holds it
+/// and what fixes it, instead of the server's bare "unknown key".
+fn saved_key_refused(saved: &SavedKey, endpoint: &str, message: &str) -> Option<String> {
+    let what = match message {
+        "unknown key" | "key deleted" => "was deleted (the server does not know it)",
+        "key expired" => "expired",
+        m if m.contains("rolled") => "was rolled and its old secret stopped working",
+        _ => return None,
+    };
+    let profile = &saved.profile;
+    let login = if profile == DEFAULT_PROFILE {
+        "keyledger login".to_owned()
+    } else {
+        format!("keyledger login --profile {profile}")
+    };
+    Some(format!(
+        "your saved key for profile {profile} (endpoint {endpoint}) {what}; run `{login}` with a valid key"
+    ))
 }
 
 fn root_cause(err: &dyn std::error::Error) -> String {

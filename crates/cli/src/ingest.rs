@@ -258,9 +258,8 @@ fn show(job: &Value, json: bool) {
         println!();
         print_table(&["FAILED FILE", "REASON"], &failed);
     }
-    if let Some(error) = job["error"].as_str() {
-        println!("\nerror: {error}");
-    }
+    // A failed job's error is not printed here: `finished_ok` returns it, and main prints it
+    // once on standard error.
 }
 
 /// A failed job makes the command fail, so scripts notice.

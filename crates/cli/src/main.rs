@@ -1,7 +1,11 @@
 //! `keyledger`: the server (`serve`) and the command-line client of the vault.
 //!
 //! Each subcommand lives in its own module; adding one is a module file plus one variant and one
-//! match arm here. Exit codes are in [`exit::Exit`] and docs/operations.md.
+//! match arm here. Exit codes are in [`exit::Exit`] and docs/cli.md.
+//!
+//! Every error leaves the process as exactly one line on standard error (`error: …`) and one of
+//! the documented exit codes: commands return their errors instead of printing them, and this
+//! file alone prints them, clap's usage errors included.
 
 mod admin;
 mod audit;
@@ -16,7 +20,11 @@ mod output;
 mod serve;
 mod session;
 
-use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::client::ClientArgs;
 use crate::exit::{Exit, Failure};
@@ -47,8 +55,13 @@ enum Command {
     Admin(admin::AdminCommand),
     /// Check an API key and save it with the endpoint for later commands.
     Login(session::LoginArgs),
-    /// Forget the saved key.
+    /// Forget the saved key of the current profile (or --profile).
     Logout,
+    /// Saved profiles (endpoint and key): list them, or switch the current one.
+    Profiles {
+        #[command(subcommand)]
+        command: Option<session::ProfilesCommand>,
+    },
     /// Show who the saved key belongs to and what it may do.
     Whoami,
     /// Your internal API keys.
@@ -68,6 +81,17 @@ enum Command {
     /// Verify, export and replay the event log; crypto-shredding evidence.
     #[command(subcommand)]
     Audit(keyledger_audit::cli::AuditCommand),
+    /// Print a shell completion script: `source <(keyledger completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write `keyledger.1`, `keyledger-keys.1`, `keyledger-keys-create.1`, … into DIR.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -78,22 +102,31 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
-            let _ = err.print();
-            let code = match err.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
-                    Exit::Ok
+            use clap::error::ErrorKind;
+            match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = err.print();
+                    std::process::exit(Exit::Ok as i32);
                 }
-                clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => Exit::Usage,
-                _ => Exit::Usage,
-            };
-            std::process::exit(code as i32);
+                // `keyledger keys` alone: the help is what was asked for, on standard error.
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = err.print();
+                }
+                _ => eprintln!("error: {}", usage_error_line(&err.render().to_string())),
+            }
+            std::process::exit(Exit::Usage as i32);
         }
     };
+    // Servers keep the default: a server that lost its standard output must not exit 0.
+    if !matches!(cli.command, Command::Serve(_) | Command::Replica(_)) {
+        quiet_on_closed_pipe();
+    }
     let result = match &cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Admin(command) => admin::run(command, &cli.client),
         Command::Login(args) => session::login(args, &cli.client),
         Command::Logout => session::logout(&cli.client),
+        Command::Profiles { command } => session::profiles(command.as_ref(), &cli.client),
         Command::Whoami => session::whoami(&cli.client),
         Command::Keys(command) => keys::run(command, &cli.client),
         Command::External(command) => external::run(command, &cli.client),
@@ -101,6 +134,8 @@ fn main() {
         Command::Ingest(command) => ingest::run(command, &cli.client),
         Command::Events(command) => events::run(command, cli.client.json),
         Command::Replica(args) => events::run_replica(args),
+        Command::Completions { shell } => completions(*shell),
+        Command::Man { out } => man(out.as_deref()),
     };
     if let Err(err) = result {
         let (exit, message) = match err.downcast_ref::<Failure>() {
@@ -112,7 +147,110 @@ fn main() {
     }
 }
 
-/// Errors are one line on standard error, whatever the underlying message.
+/// A reader that closed the pipe (`keyledger keys list | head -1`) has what it wanted: `println!`
+/// then fails with a broken pipe, and the command ends quietly with success, as `tail` and
+/// ripgrep do, instead of a panic message. Every other panic keeps the default report.
+fn quiet_on_closed_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(Exit::Ok as i32);
+        }
+        default(info);
+    }));
+}
+
+/// Errors are one line on standard error, whatever the underlying message, and say `error:`
+/// once even when the message already started with it.
 fn one_line(message: &str) -> String {
-    message.split_whitespace().collect::<Vec<_>>().join(" ")
+    let line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut rest = line.as_str();
+    while let Some(stripped) = rest.strip_prefix("error: ") {
+        rest = stripped;
+    }
+    rest.to_owned()
+}
+
+/// clap's usage error in one line: its message, its tip in parentheses, then the usage, with
+/// the blank lines and "For more information" dropped (`--help` says the rest).
+fn usage_error_line(rendered: &str) -> String {
+    let mut message = Vec::new();
+    let mut tips = Vec::new();
+    let mut usage = None;
+    for line in rendered.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(text) = line.strip_prefix("tip: ") {
+            // "to pass '--nmae' as a value, use '-- --nmae'" misleads more often than it helps:
+            // a mistyped option is far likelier than a value that starts with dashes.
+            if !text.starts_with("to pass '") {
+                tips.push(text.to_owned());
+            }
+        } else if let Some(text) = line.strip_prefix("Usage: ") {
+            usage = Some(text.to_owned());
+        } else if !line.starts_with("For more information") {
+            message.push(line.to_owned());
+        }
+    }
+    let mut out = one_line(&message.join(" "));
+    if !tips.is_empty() {
+        out.push_str(&format!(" ({})", tips.join("; ")));
+    }
+    if let Some(usage) = usage {
+        out.push_str(&format!("; usage: {usage}"));
+    }
+    out
+}
+
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "keyledger", &mut script);
+    write_stdout(&script)
+}
+
+/// The main page to standard output, or every command's page into `out` (readable by all, as
+/// man pages are installed: the process umask is 077).
+fn man(out: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let command = Cli::command();
+    let Some(dir) = out else {
+        let mut page = Vec::new();
+        clap_mangen::Man::new(command).render(&mut page)?;
+        return write_stdout(&page);
+    };
+    std::fs::create_dir_all(dir).map_err(|err| {
+        Failure::new(
+            Exit::Usage,
+            format!("cannot create {}: {err}", dir.display()),
+        )
+    })?;
+    clap_mangen::generate_to(command, dir).map_err(|err| {
+        Failure::new(
+            Exit::Usage,
+            format!("cannot write man pages into {}: {err}", dir.display()),
+        )
+    })?;
+    let mut pages = 0;
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "1") {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+            pages += 1;
+        }
+    }
+    eprintln!("wrote {pages} man pages into {}", dir.display());
+    Ok(())
+}
+
+/// Writes generated text; a closed pipe (`| head`) is the reader's choice, not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(()),
+    }
 }
