@@ -88,14 +88,25 @@ impl Setup {
     }
 
     fn cli(&self, args: &[&str]) -> CliRun {
-        self.server
-            .cli(self.config.path(), args, "", &[("KEYLEDGER_API_KEY", &self.key)])
+        self.server.cli(
+            self.config.path(),
+            args,
+            "",
+            &[("KEYLEDGER_API_KEY", &self.key)],
+        )
     }
 
     /// `keyledger ingest s3 --bucket samples --prefix runs/ --pattern PATTERN [extra…]`.
     fn ingest(&self, pattern: &str, extra: &[&str]) -> CliRun {
         let mut args = vec![
-            "ingest", "s3", "--bucket", "samples", "--prefix", "runs/", "--pattern", pattern,
+            "ingest",
+            "s3",
+            "--bucket",
+            "samples",
+            "--prefix",
+            "runs/",
+            "--pattern",
+            pattern,
         ];
         args.extend_from_slice(extra);
         self.cli(&args)
@@ -151,7 +162,11 @@ fn ingest_exit_codes_say_how_the_job_ended() {
     let checked = sha256sum_check(&batch);
     let said = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{said}");
-    for path in ["quant_1.csv: OK", "quant_2.csv: OK", "plate/quant_3.csv: OK"] {
+    for path in [
+        "quant_1.csv: OK",
+        "quant_2.csv: OK",
+        "plate/quant_3.csv: OK",
+    ] {
         assert!(said.lines().any(|line| line == path), "{said}");
     }
     let manifest: Value =
@@ -412,7 +427,9 @@ fn a_batch_is_downloaded_checked_and_resumed() {
         response.bytes().unwrap().as_ref(),
         &OBJECTS[1].1.as_bytes()[5..=9]
     );
-    let (status, body) = setup.server.call("GET", &path, Some(&setup.server.admin_key), None);
+    let (status, body) = setup
+        .server
+        .call("GET", &path, Some(&setup.server.admin_key), None);
     assert_eq!(status, 404, "another user's batch is not found: {body}");
     for escape in [
         "..%2F..%2Fmaster.key",

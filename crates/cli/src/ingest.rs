@@ -174,7 +174,9 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        IngestCommand::Download { id, to } => download::run(&client, id, to.as_deref(), global.json),
+        IngestCommand::Download { id, to } => {
+            download::run(&client, id, to.as_deref(), global.json)
+        }
     }
 }
 
@@ -564,5 +566,83 @@ fn bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_become_the_regular_expressions_they_mean() {
+        let check = |pattern: &str, expect: Option<&str>| {
+            assert_eq!(glob_as_regex(pattern).as_deref(), expect, "{pattern:?}");
+        };
+        check("quant_*.csv", Some(r"(^|/)quant_[^/]*\.csv$"));
+        check("*.h5ad", Some(r"(^|/)[^/]*\.h5ad$"));
+        check("sample-?.fastq.gz", Some(r"(^|/)sample-[^/]\.fastq\.gz$"));
+        check("plate-1/*.csv", Some(r"^plate-1/[^/]*\.csv$"));
+        // Regular expressions are left alone.
+        check(r"\.csv$", None);
+        check(".*", None);
+        check("quant_.*csv", None);
+        check("^quant", None);
+        check("(a|b).csv", None);
+        check("csv", None);
+        check("", None);
+    }
+
+    #[test]
+    fn a_finished_job_decides_the_exit_code() {
+        let check = |job: Value, expect: Option<Exit>, fragment: &str| {
+            let outcome = job_outcome(&job);
+            assert_eq!(outcome.as_ref().err().map(|f| f.exit), expect, "{job}");
+            if let Err(failure) = outcome {
+                assert!(failure.message.contains(fragment), "{}", failure.message);
+            }
+        };
+        let aws =
+            json!({ "aws": { "bucket": "lab", "prefix": "runs/", "pattern": "quant_*.csv" } });
+        check(
+            json!({ "id": "ing_1", "state": "completed", "files_selected": 3, "files_fetched": 3, "files_failed": 0 }),
+            None,
+            "",
+        );
+        check(json!({ "id": "ing_1", "state": "fetching" }), None, "");
+        check(
+            json!({ "id": "ing_1", "state": "completed", "files_selected": 3, "files_fetched": 2, "files_failed": 1, "store_path": "alice/b" }),
+            Some(Exit::PartialFailure),
+            "1 of 3 files failed",
+        );
+        check(
+            json!({ "id": "ing_1", "state": "completed", "files_selected": 0, "files_failed": 0, "selection": aws }),
+            Some(Exit::NothingMatched),
+            r"s3://lab/runs/ matches the pattern `quant_*.csv`; --pattern is a regular expression",
+        );
+        let dx = json!({ "dnanexus": { "project": "project-x", "folder": "/quant", "pattern": r"\.sf$" } });
+        check(
+            json!({ "id": "ing_1", "state": "completed", "files_selected": 0, "selection": dx }),
+            Some(Exit::NothingMatched),
+            "no file in project-x:/quant",
+        );
+        for (kind, exit) in [
+            (Some("provider_rejected"), Exit::ProviderRejected),
+            (Some("not_found"), Exit::ProviderRejected),
+            (Some("unreachable"), Exit::ProviderRejected),
+            (Some("transient"), Exit::Server),
+            (Some("storage"), Exit::Server),
+            (None, Exit::Server),
+        ] {
+            check(
+                json!({ "id": "ing_1", "state": "failed", "error": "listing failed", "failure_kind": kind }),
+                Some(exit),
+                "ingestion ing_1 failed: listing failed",
+            );
+        }
+        check(
+            json!({ "id": "ing_1", "state": "cancelled", "files_fetched": 1 }),
+            Some(Exit::Server),
+            "was cancelled",
+        );
     }
 }

@@ -225,7 +225,11 @@ pub(crate) async fn get_ingestion_file(
         .iter()
         .find_map(|file| {
             let sha256 = file.sha256.filter(|_| file.path == path)?;
-            Some((file.path.clone(), file.size, keyledger_domain::public::hex(&sha256)))
+            Some((
+                file.path.clone(),
+                file.size,
+                keyledger_domain::public::hex(&sha256),
+            ))
         })
         .ok_or_else(missing)?;
     let location = batch_dir(&state, &job)?.join(&recorded);
@@ -233,7 +237,10 @@ pub(crate) async fn get_ingestion_file(
         tracing::warn!(ingestion = %id, %error, "a recorded sample file cannot be opened");
         ApiError::not_found("the file is recorded but no longer in the sample store")
     })?;
-    let on_disk = file.metadata().await.map(|m| m.is_file().then_some(m.len()));
+    let on_disk = file
+        .metadata()
+        .await
+        .map(|m| m.is_file().then_some(m.len()));
     if !matches!(on_disk, Ok(Some(length)) if length == size) {
         tracing::warn!(ingestion = %id, "a recorded sample file changed size in the store");
         return Err(ApiError::not_found(

@@ -77,7 +77,10 @@ pub(crate) enum Source {
         key: String,
         etag: String,
     },
-    Dnanexus { project: String, file_id: String },
+    Dnanexus {
+        project: String,
+        file_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,7 +121,9 @@ impl Manifest {
                     fetched_at: at,
                     ingestion: job.id.clone(),
                 }),
-                Event::IngestionFileFailed { path, reason, at, .. } => failed.push(FailedFile {
+                Event::IngestionFileFailed {
+                    path, reason, at, ..
+                } => failed.push(FailedFile {
                     path,
                     reason,
                     failed_at: at,
@@ -280,7 +285,10 @@ mod tests {
             assert_eq!(sha256sums(files.iter().copied()), expect);
         };
         check(&[], "");
-        check(&[("a.csv", "ab"), ("d/b c.csv", "cd")], "ab  a.csv\ncd  d/b c.csv\n");
+        check(
+            &[("a.csv", "ab"), ("d/b c.csv", "cd")],
+            "ab  a.csv\ncd  d/b c.csv\n",
+        );
         check(&[(r"a\b", "ef")], "\\ef  a\\\\b\n");
     }
 }
