@@ -38,7 +38,7 @@ const OBJECTS: &[(&str, &str)] = &[
 /// An S3 server with the objects above, behind a fault proxy, and a keyledger server that
 /// reaches S3 through the proxy.
 struct Setup {
-    _rt: tokio::runtime::Runtime,
+    rt: tokio::runtime::Runtime,
     _s3: S3Server,
     proxy: FaultProxy,
     server: Server,
@@ -77,7 +77,7 @@ impl Setup {
         let (status, stored) = server.call("POST", "/v1/external-keys", Some(&key), Some(&aws));
         assert_eq!(status, 201, "{stored}");
         Setup {
-            _rt: rt,
+            rt,
             _s3: s3,
             proxy,
             server,
@@ -292,18 +292,9 @@ fn ingest_exit_codes_say_how_the_job_ended() {
     assert_eq!(setup.cli(&["ingest", "status", id]).code, 0);
 }
 
-#[test]
-fn ctrl_c_cancels_a_followed_ingestion() {
-    let setup = Setup::start(&[("KEYLEDGER_INGEST_MAX_ATTEMPTS", "3")]);
-    // Every transfer of this file hangs, so the job stays in `fetching` until cancelled.
-    setup.proxy.inject(
-        RequestMatch::get().path_contains("quant_2.csv"),
-        Fault::Stall {
-            duration: Duration::from_secs(600),
-        },
-        1000,
-    );
-    let mut child = Command::new(BIN)
+/// Starts `keyledger ingest s3 … --pattern 'quant_\d\.csv$'` (following) against `endpoint`.
+fn follow_in_background(setup: &Setup, endpoint: &str) -> std::process::Child {
+    Command::new(BIN)
         .args([
             "ingest",
             "s3",
@@ -316,24 +307,37 @@ fn ctrl_c_cancels_a_followed_ingestion() {
         ])
         .env_clear()
         .env("KEYLEDGER_CONFIG_DIR", setup.config.path())
-        .env("KEYLEDGER_ENDPOINT", &setup.server.base)
+        .env("KEYLEDGER_ENDPOINT", endpoint)
         .env("KEYLEDGER_API_KEY", &setup.key)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run keyledger");
-    let id = wait_for("the job to be fetching the stalled file", || {
+        .expect("run keyledger")
+}
+
+/// The newest job once it is fetching the stalled file.
+fn wait_until_stalled(setup: &Setup, previous: Option<&str>) -> String {
+    wait_for("the job to be fetching the stalled file", || {
         let list = setup.server.get("/v1/ingestions", &setup.key);
         let job = list["ingestions"].get(0)?.clone();
-        (job["state"] == "fetching" && job["files_running"].as_u64() > Some(0))
-            .then(|| job["id"].as_str().unwrap().to_owned())
-    });
+        (job["id"].as_str() != previous
+            && job["state"] == "fetching"
+            && job["files_running"].as_u64() > Some(0))
+        .then(|| job["id"].as_str().unwrap().to_owned())
+    })
+}
+
+fn interrupt(child: &std::process::Child) {
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
+}
+
+/// Waits (bounded) for the CLI to exit; its exit code and standard error.
+fn exit_of(mut child: std::process::Child) -> (Option<i32>, String) {
     let status = wait_for("the CLI to exit", || child.try_wait().unwrap());
     let mut stderr = String::new();
     child
@@ -342,7 +346,25 @@ fn ctrl_c_cancels_a_followed_ingestion() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    (status.code(), stderr)
+}
+
+#[test]
+fn ctrl_c_cancels_a_followed_ingestion() {
+    let setup = Setup::start(&[("KEYLEDGER_INGEST_MAX_ATTEMPTS", "3")]);
+    // Every transfer of this file hangs, so a job stays in `fetching` until cancelled.
+    setup.proxy.inject(
+        RequestMatch::get().path_contains("quant_2.csv"),
+        Fault::Stall {
+            duration: Duration::from_secs(600),
+        },
+        1000,
+    );
+    let child = follow_in_background(&setup, &setup.server.base);
+    let id = wait_until_stalled(&setup, None);
+    interrupt(&child);
+    let (code, stderr) = exit_of(child);
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(
         stderr.contains(&format!(
             "Cancelling ingestion {id}… (use --detach to leave jobs running)"
@@ -354,6 +376,49 @@ fn ctrl_c_cancels_a_followed_ingestion() {
         .server
         .get(&format!("/v1/ingestions/{id}"), &setup.key);
     assert_eq!(job["state"], "cancelled", "{job}");
+
+    // A second Ctrl-C does not wait for a cancellation that hangs: the CLI reaches the server
+    // through a proxy that holds the cancel request.
+    let address: std::net::SocketAddr = setup
+        .server
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let front = setup.rt.block_on(FaultProxy::start(address)).unwrap();
+    front.inject(
+        RequestMatch::any().path_contains("/cancel"),
+        Fault::Stall {
+            duration: Duration::from_secs(600),
+        },
+        1,
+    );
+    let child = follow_in_background(&setup, &front.endpoint());
+    let second = wait_until_stalled(&setup, Some(&id));
+    interrupt(&child);
+    wait_for("the cancel request to reach the proxy", || {
+        let seen = front.requests();
+        seen.iter()
+            .any(|request| request.path_and_query.contains("/cancel"))
+            .then_some(())
+    });
+    interrupt(&child);
+    let (code, stderr) = exit_of(child);
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "interrupted again; ingestion {second} may still be cancelling"
+        )),
+        "{stderr}"
+    );
+    // Nothing was cancelled: the job still runs, and can be cancelled directly.
+    let (status, job) = setup.server.call(
+        "POST",
+        &format!("/v1/ingestions/{second}/cancel"),
+        Some(&setup.key),
+        Some(&json!({})),
+    );
+    assert_eq!(status, 200, "{job}");
 }
 
 #[test]
