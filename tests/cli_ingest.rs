@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use keyledger_testkit::dnanexus::{Content, DnanexusEmulator, Seed};
 use keyledger_testkit::fault_proxy::{CannedResponse, Fault, FaultProxy, RequestMatch};
 use keyledger_testkit::s3::S3Server;
 use serde_json::{Value, json};
@@ -511,4 +512,94 @@ fn a_batch_is_downloaded_checked_and_resumed() {
         // 404, or 400 where the client library already folded `%2E%2E` into the route.
         assert!(matches!(status, 400 | 404), "{escape}: {status} {body}");
     }
+}
+
+#[test]
+fn dnanexus_ingestions_exit_and_record_their_sources_the_same_way() {
+    const DX_TOKEN: &str = "dxCliIngestToken0123456789abcdef";
+    let rt = runtime();
+    let mut seed = Seed::new();
+    let user = seed.add_user("dana");
+    seed.add_token(&user, DX_TOKEN);
+    let project = seed.add_project("rnaseq", &user);
+    for (path, body) in [
+        ("/quant/s1.quant.sf", "Name\tTPM\nBRCA1\t3.5\n"),
+        ("/quant/lane-2/s2.quant.sf", "Name\tTPM\nTP53\t1.0\n"),
+        ("/quant/s1.log", "done\n"),
+    ] {
+        seed.add_file(
+            &project,
+            path,
+            Content::Bytes(body.as_bytes().to_vec()),
+            8 * 1024,
+        );
+    }
+    let emulator = rt.block_on(DnanexusEmulator::start(seed)).unwrap();
+    let endpoint = emulator.endpoint();
+    let server = Server::start_with(&[("KEYLEDGER_INGEST_DNANEXUS_API_URL", endpoint.as_str())]);
+    server.create_user("dana", &["developer"]);
+    let (status, body) = server.call(
+        "POST",
+        "/v1/users/dana/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "ingest", "duration": "7d" })),
+    );
+    assert_eq!(status, 201, "{body}");
+    let key = body["key"].as_str().unwrap().to_owned();
+    let dx = json!({ "label": "dx", "provider": "dnanexus", "duration": "30d", "dnanexus": { "token": DX_TOKEN } });
+    let (status, stored) = server.call("POST", "/v1/external-keys", Some(&key), Some(&dx));
+    assert_eq!(status, 201, "{stored}");
+    let config = tempfile::tempdir().unwrap();
+    let ingest = |pattern: &str| {
+        server.cli(
+            config.path(),
+            &[
+                "ingest",
+                "dnanexus",
+                "--project",
+                &project,
+                "--folder",
+                "/quant",
+                "--pattern",
+                pattern,
+                "--json",
+            ],
+            "",
+            &[("KEYLEDGER_API_KEY", &key)],
+        )
+    };
+
+    let run = ingest("*.sf");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(r"(^|/)[^/]*\.sf$"), "{run:?}");
+    let run = ingest("quant.sf$x");
+    assert_eq!(run.code, 8, "{run:?}");
+    assert!(
+        run.stderr
+            .contains(&format!("no file in {project}:/quant matches")),
+        "{run:?}"
+    );
+
+    let run = ingest(r"\.quant\.sf$");
+    assert_eq!(run.code, 0, "{run:?}");
+    let job = run.json();
+    let id = job["id"].as_str().unwrap();
+    let manifest = server.get(&format!("/v1/ingestions/{id}/manifest"), &key);
+    let files = manifest["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2, "{manifest}");
+    assert_eq!(files[0]["path"], "lane-2/s2.quant.sf");
+    assert_eq!(files[0]["source"]["project"], project.as_str());
+    assert!(
+        files[0]["source"]["file_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("file-"),
+        "{manifest}"
+    );
+    assert_eq!(files[0]["external_key"], stored["id"]);
+    let batch = server
+        .data_dir()
+        .join("samples")
+        .join(job["store_path"].as_str().unwrap());
+    assert!(sha256sum_check(&batch).status.success());
 }

@@ -395,9 +395,7 @@ fn show(job: &Value, json: bool) {
         println!();
         print_table(&["FAILED FILE", "REASON"], &failed);
     }
-    if let Some(error) = job["error"].as_str() {
-        println!("\nerror: {error}");
-    }
+    // A failed job's error is the command's own error line (see `job_outcome`), printed once.
 }
 
 /// What a job's state means for the command's exit code: `Ok` for a job that stored every
