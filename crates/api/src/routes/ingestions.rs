@@ -346,14 +346,13 @@ pub(crate) async fn cancel_ingestion(
 async fn write_manifest(state: &ApiState, id: &IngestionId) {
     manifest::write_for(id)
         .once(|first_seq| async move {
-            let Some(job) = state.vault().read(|s| s.ingestion(id).cloned()) else {
-                return;
-            };
-            if !job.state.is_finished() {
-                return;
-            }
+            let job = state
+                .vault()
+                .read(|s| s.ingestion(id).cloned())
+                .filter(|job| job.state.is_finished())
+                .ok_or(manifest::NotFinished)?;
             let Ok(batch_dir) = batch_dir(state, &job) else {
-                return;
+                return Ok(());
             };
             let vault = state.vault().clone();
             let written = tokio::task::spawn_blocking(move || {
@@ -371,6 +370,7 @@ async fn write_manifest(state: &ApiState, id: &IngestionId) {
                     tracing::warn!(ingestion = %id, %error, "writing the batch's manifest files stopped");
                 }
             }
+            Ok(())
         })
         .await;
 }

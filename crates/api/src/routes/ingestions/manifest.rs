@@ -209,10 +209,18 @@ pub(crate) fn write_for(id: &IngestionId) -> Writes {
         .clone()
 }
 
+/// The job has not ended yet: its manifest is not written, and a later call tries again.
+#[derive(Debug)]
+pub(crate) struct NotFinished;
+
 impl Writes {
-    pub async fn once<F: Future<Output = ()>>(&self, write: impl FnOnce(u64) -> F) {
+    /// Runs `write` unless it already ran to its end (written, or failed and logged).
+    pub async fn once<F: Future<Output = Result<(), NotFinished>>>(
+        &self,
+        write: impl FnOnce(u64) -> F,
+    ) {
         let first_seq = self.first_seq;
-        self.done.get_or_init(|| write(first_seq)).await;
+        let _ = self.done.get_or_try_init(|| write(first_seq)).await;
     }
 }
 
