@@ -29,7 +29,8 @@ pub enum IngestCommand {
         /// Only keys under this prefix.
         #[arg(long, default_value = "")]
         prefix: String,
-        /// A regular expression the object key must match.
+        /// A regular expression (not a shell glob) the whole object key must match: for files
+        /// named like `quant_*.csv` in any folder, `(^|/)quant_[^/]*\.csv$`.
         #[arg(long, default_value = ".*")]
         pattern: String,
         #[command(flatten)]
@@ -43,7 +44,8 @@ pub enum IngestCommand {
         /// The folder to search, recursively.
         #[arg(long, default_value = "/")]
         folder: String,
-        /// A regular expression the path under the folder must match.
+        /// A regular expression (not a shell glob) the path under the folder must match: for
+        /// files named like `*.sf` in any folder, `(^|/)[^/]*\.sf$`.
         #[arg(long, default_value = ".*")]
         pattern: String,
         #[command(flatten)]
