@@ -185,6 +185,18 @@ fn ingest_exit_codes_say_how_the_job_ended() {
     assert_eq!(first["external_key"], setup.aws_key.as_str());
     assert_eq!(first["ingestion"], job["id"]);
     assert!(first["fetched_at"].as_str().unwrap().ends_with('Z'));
+    insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_json_snapshot!("api_ingestion_manifest", &manifest, {
+            ".ingestion" => "[id]",
+            ".batch_id" => "[batch]",
+            ".store_path" => "[store path]",
+            ".requested_at" => "[time]",
+            ".finished_at" => "[time]",
+            ".files[].external_key" => "[id]",
+            ".files[].fetched_at" => "[time]",
+            ".files[].ingestion" => "[id]",
+        });
+    });
     // The API serves the same manifest.
     let served = setup.server.get(
         &format!("/v1/ingestions/{}/manifest", job["id"].as_str().unwrap()),
@@ -453,6 +465,13 @@ fn a_batch_is_downloaded_checked_and_resumed() {
     let run = setup.cli(&["ingest", "download", &id, "--to", &target_arg, "--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let summary = run.json();
+    insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_json_snapshot!("cli_ingest_download", &summary, {
+            ".ingestion" => "[id]",
+            ".batch_id" => "[batch]",
+            ".directory" => "[directory]",
+        });
+    });
     assert_eq!(summary["downloaded"], 1, "{summary}");
     assert_eq!(summary["already_present"], 2, "{summary}");
     assert_eq!(
