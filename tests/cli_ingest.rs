@@ -436,7 +436,7 @@ fn ctrl_c_cancels_a_followed_ingestion() {
 
 #[test]
 fn a_batch_is_downloaded_checked_and_resumed() {
-    let setup = Setup::start(&[]);
+    let mut setup = Setup::start(&[]);
     let run = setup.ingest(r"quant_\d\.csv$", &["--json"]);
     assert_eq!(run.code, 0, "{run:?}");
     let id = run.json()["id"].as_str().unwrap().to_owned();
@@ -531,6 +531,28 @@ fn a_batch_is_downloaded_checked_and_resumed() {
         // 404, or 400 where the client library already folded `%2E%2E` into the route.
         assert!(matches!(status, 400 | 404), "{escape}: {status} {body}");
     }
+
+    // Manifest files lost while the server was down (or never written: it stopped as the job
+    // ended) are written again, from the log, before the job is next reported finished.
+    let before = setup
+        .server
+        .get(&format!("/v1/ingestions/{id}/manifest"), &setup.key);
+    let job = setup
+        .server
+        .get(&format!("/v1/ingestions/{id}"), &setup.key);
+    let batch = setup.batch_dir(&job);
+    setup.server.stop();
+    std::fs::remove_file(batch.join("SHA256SUMS")).unwrap();
+    std::fs::remove_file(batch.join("manifest.json")).unwrap();
+    setup.server.restart();
+    let job = setup
+        .server
+        .get(&format!("/v1/ingestions/{id}"), &setup.key);
+    assert_eq!(job["state"], "completed");
+    assert!(sha256sum_check(&batch).status.success());
+    let rewritten: Value =
+        serde_json::from_slice(&std::fs::read(batch.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(rewritten, before);
 }
 
 #[test]

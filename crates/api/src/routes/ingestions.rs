@@ -189,7 +189,7 @@ pub(crate) async fn get_ingestion_manifest(
         }
     }
     let vault = state.vault().clone();
-    let manifest = tokio::task::spawn_blocking(move || Manifest::build(&vault, &job, 1))
+    let manifest = tokio::task::spawn_blocking(move || Manifest::build(&vault, &job, None))
         .await
         .map_err(|_| ApiError::internal("reading the job's events was interrupted"))?
         .map_err(|error| {

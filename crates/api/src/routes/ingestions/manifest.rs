@@ -91,49 +91,24 @@ pub(crate) struct FailedFile {
 }
 
 impl Manifest {
-    /// The manifest of `job`, from its events (read from the log from `from_seq` on; 1 when
-    /// the job's first event's position is not known). Blocking: it reads the log.
-    pub fn build(vault: &Vault, job: &Ingestion, from_seq: u64) -> Result<Manifest, String> {
-        let stream = ingestion_stream(&job.id);
-        let mut events = vault.log().read_from(from_seq.max(1));
-        let mut files = Vec::new();
-        let mut failed = Vec::new();
-        while let Some(envelope) = events.next_view() {
-            let envelope = envelope.map_err(|error| error.to_string())?;
-            if envelope.stream != stream {
-                continue;
-            }
-            match decode_event(envelope.body)? {
-                Event::IngestionFileFetched {
-                    path,
-                    size,
-                    sha256,
-                    source_etag,
-                    external_key,
-                    at,
-                    ..
-                } => files.push(StoredFile {
-                    source: source_of(&job.selection, &path, source_etag),
-                    path,
-                    size,
-                    sha256: hex(&sha256),
-                    external_key,
-                    fetched_at: at,
-                    ingestion: job.id.clone(),
-                }),
-                Event::IngestionFileFailed {
-                    path, reason, at, ..
-                } => failed.push(FailedFile {
-                    path,
-                    reason,
-                    failed_at: at,
-                }),
-                Event::IngestionCompleted { .. }
-                | Event::IngestionFailed { .. }
-                | Event::IngestionCancelled { .. } => break,
-                _ => {}
-            }
+    /// The manifest of `job`, from its events. `first_seq` is where they start when known (a
+    /// job started by this process); otherwise the log is searched by time, and read from its
+    /// start should that miss the job's first event. Blocking: it reads the log.
+    pub fn build(
+        vault: &Vault,
+        job: &Ingestion,
+        first_seq: Option<u64>,
+    ) -> Result<Manifest, String> {
+        let from = first_seq.unwrap_or_else(|| search_start(vault, job.requested_at));
+        let mut events = JobEvents::read(vault, job, from)?;
+        if !events.saw_request && from > 1 {
+            events = JobEvents::read(vault, job, 1)?;
         }
+        let JobEvents {
+            mut files,
+            mut failed,
+            ..
+        } = events;
         files.sort_by(|a, b| a.path.cmp(&b.path));
         failed.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(Manifest {
@@ -176,7 +151,7 @@ impl Manifest {
 /// Per job known to this process: where its events start, and its manifest files' one write.
 #[derive(Debug, Clone)]
 pub(crate) struct Writes {
-    first_seq: u64,
+    first_seq: Option<u64>,
     done: Arc<tokio::sync::OnceCell<()>>,
 }
 
@@ -191,7 +166,7 @@ fn writes() -> std::sync::MutexGuard<'static, HashMap<IngestionId, Writes>> {
 /// Notes where a new job's events start, so its manifest is read from there, not from seq 1.
 pub(crate) fn job_started(id: &IngestionId, first_seq: u64) {
     writes().entry(id.clone()).or_insert(Writes {
-        first_seq,
+        first_seq: Some(first_seq),
         done: Arc::default(),
     });
 }
@@ -203,7 +178,7 @@ pub(crate) fn write_for(id: &IngestionId) -> Writes {
     writes()
         .entry(id.clone())
         .or_insert(Writes {
-            first_seq: 1,
+            first_seq: None,
             done: Arc::default(),
         })
         .clone()
@@ -217,11 +192,94 @@ impl Writes {
     /// Runs `write` unless it already ran to its end (written, or failed and logged).
     pub async fn once<F: Future<Output = Result<(), NotFinished>>>(
         &self,
-        write: impl FnOnce(u64) -> F,
+        write: impl FnOnce(Option<u64>) -> F,
     ) {
         let first_seq = self.first_seq;
         let _ = self.done.get_or_try_init(|| write(first_seq)).await;
     }
+}
+
+/// What a job's events say about its files.
+#[derive(Debug, Default)]
+struct JobEvents {
+    files: Vec<StoredFile>,
+    failed: Vec<FailedFile>,
+    /// Whether the job's first event (`IngestionRequested`) was among those read.
+    saw_request: bool,
+}
+
+impl JobEvents {
+    /// Reads the log from `from` to the job's last event (or the head), keeping its events.
+    fn read(vault: &Vault, job: &Ingestion, from: u64) -> Result<JobEvents, String> {
+        let stream = ingestion_stream(&job.id);
+        let mut found = JobEvents::default();
+        let mut events = vault.log().read_from(from.max(1));
+        while let Some(envelope) = events.next_view() {
+            let envelope = envelope.map_err(|error| error.to_string())?;
+            if envelope.stream != stream {
+                continue;
+            }
+            match decode_event(envelope.body)? {
+                Event::IngestionRequested { .. } => found.saw_request = true,
+                Event::IngestionFileFetched {
+                    path,
+                    size,
+                    sha256,
+                    source_etag,
+                    external_key,
+                    at,
+                    ..
+                } => found.files.push(StoredFile {
+                    source: source_of(&job.selection, &path, source_etag),
+                    path,
+                    size,
+                    sha256: hex(&sha256),
+                    external_key,
+                    fetched_at: at,
+                    ingestion: job.id.clone(),
+                }),
+                Event::IngestionFileFailed {
+                    path, reason, at, ..
+                } => found.failed.push(FailedFile {
+                    path,
+                    reason,
+                    failed_at: at,
+                }),
+                Event::IngestionCompleted { .. }
+                | Event::IngestionFailed { .. }
+                | Event::IngestionCancelled { .. } => break,
+                _ => {}
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A position at or before a job's first event, found without reading the log through: the
+/// first event recorded less than a minute before the job was requested, by binary search over
+/// the events' times (which grow with their positions under one clock; where they do not,
+/// [`Manifest::build`] notices the miss and reads from the start).
+fn search_start(vault: &Vault, requested_at: Timestamp) -> u64 {
+    let target = requested_at.as_millis().saturating_sub(60_000);
+    let time_at = |seq: u64| {
+        vault
+            .log()
+            .get(seq)
+            .ok()
+            .flatten()
+            .map_or(i64::MAX, |envelope| envelope.time_ms)
+    };
+    // The answer lies in low..=high: the first seq whose time is not before the target.
+    let (mut low, mut high) = (1, vault.log().head().0.max(1));
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if time_at(middle) < target {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low
 }
 
 /// `sha256sum`'s output for `(path, lowercase hex)` pairs, in the order given: `<hex>  <path>`
