@@ -444,9 +444,41 @@ fn a_batch_is_downloaded_checked_and_resumed() {
     let target = out.path().join("batch");
     let target_arg = target.display().to_string();
 
+    // A transfer that breaks off leaves nothing under the file's name.
+    let address: std::net::SocketAddr = setup
+        .server
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let front = setup.rt.block_on(FaultProxy::start(address)).unwrap();
+    front.inject(
+        RequestMatch::get().path_contains("/files/quant_2.csv"),
+        Fault::DropMidBody { after_bytes: 5 },
+        1,
+    );
+    let broken = setup.server.cli(
+        setup.config.path(),
+        &["ingest", "download", &id, "--to", &target_arg],
+        "",
+        &[
+            ("KEYLEDGER_API_KEY", &setup.key),
+            ("KEYLEDGER_ENDPOINT", &front.endpoint()),
+        ],
+    );
+    assert_eq!(broken.code, 5, "{broken:?}");
+    // Broken off in the body or, when the proxy's close overtakes the response head, before it.
+    let last = broken.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: the download of quant_2.csv ")
+            && last.ends_with("; run the command again to go on"),
+        "{broken:?}"
+    );
+    assert!(!target.join("quant_2.csv").exists());
+
     let run = setup.cli(&["ingest", "download", &id, "--to", &target_arg]);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.contains("3 downloaded"), "{run:?}");
+    assert!(run.stdout.contains("3 files in"), "{run:?}");
     for (key, body) in OBJECTS.iter().filter(|(key, _)| key.contains("quant_")) {
         let path = key.strip_prefix("runs/").unwrap();
         assert_eq!(std::fs::read_to_string(target.join(path)).unwrap(), *body);

@@ -3,8 +3,8 @@
 //!
 //! Guarantee: a downloaded file appears under its final name only complete and with the SHA-256
 //! the batch's manifest records. It is written to a temporary name beside it
-//! (`.<sha256 prefix>.keyledger-part`), hashed as it is written, fsynced and renamed; a broken
-//! run leaves at most such temporary files, which the next run replaces. Files already present
+//! (`.<hash of its path>.keyledger-part`), hashed as it is written, fsynced and renamed; a
+//! broken run leaves at most such temporary files, which the next run replaces. Files already present
 //! with the right SHA-256 are not fetched again. Paths come from the server and are checked
 //! before any file is touched: only relative paths without `.`/`..` components land, under the
 //! target folder.
@@ -12,6 +12,8 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -38,30 +40,52 @@ pub fn run(client: &Client, id: &str, to: Option<&Path>, json: bool) -> anyhow::
         None => safe_relative(batch_id)?,
     };
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let files = items(&manifest, "files");
-    let mut listed: Vec<(String, String)> = Vec::with_capacity(files.len());
-    let (mut downloaded, mut present, mut transferred) = (0u64, 0u64, 0u64);
-    for file in files {
+    // Every path is checked before any file is touched.
+    let mut wanted: Vec<Wanted> = Vec::new();
+    for file in items(&manifest, "files") {
         let path = field(file, "path");
-        let sha256 = field(file, "sha256");
-        let size = file["size"].as_u64().unwrap_or(0);
-        let target = dir.join(safe_relative(&path)?);
-        if has_sha256(&target, &sha256)? {
-            present += 1;
-        } else {
-            fetch_file(client, id, &path, &target, size, &sha256)?;
-            downloaded += 1;
-            transferred += size;
-            if !json {
-                eprintln!("downloaded {path} ({})", bytes(size));
-            }
-        }
-        listed.push((path, sha256));
+        wanted.push(Wanted {
+            target: dir.join(safe_relative(&path)?),
+            sha256: field(file, "sha256"),
+            size: file["size"].as_u64().unwrap_or(0),
+            path,
+        });
     }
-    let sums = keyledger_api::sha256sums(listed.iter().map(|(p, s)| (p.as_str(), s.as_str())));
-    write_atomically(&dir.join("SHA256SUMS"), sums.as_bytes())?;
+    let tally = Tally::default();
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_DOWNLOADS.min(wanted.len()) {
+            scope.spawn(|| {
+                while lock(&first_error).is_none() {
+                    let Some(file) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        return;
+                    };
+                    if let Err(error) = download_one(client, id, file, &tally, json) {
+                        lock(&first_error).get_or_insert(error);
+                    }
+                }
+            });
+        }
+    });
+    if let Some(error) = lock(&first_error).take() {
+        return Err(error);
+    }
+    let downloaded = tally.downloaded.load(Ordering::Relaxed);
+    let present = tally.present.load(Ordering::Relaxed);
+    let transferred = tally.bytes.load(Ordering::Relaxed);
+    let listed: Vec<(&str, &str)> = wanted
+        .iter()
+        .map(|file| (file.path.as_str(), file.sha256.as_str()))
+        .collect();
+    let sums = keyledger_api::sha256sums(listed.iter().copied());
     let pretty = serde_json::to_vec_pretty(&manifest).context("cannot encode the manifest")?;
-    write_atomically(&dir.join("manifest.json"), &pretty)?;
+    for (name, content) in [("SHA256SUMS", sums.as_bytes()), ("manifest.json", &pretty)] {
+        // A sample of that name is kept, as in the server's batch folder.
+        if !listed.iter().any(|(path, _)| *path == name) {
+            write_atomically(&dir.join(name), content)?;
+        }
+    }
 
     let failed = items(&manifest, "failed").len();
     if json {
@@ -99,6 +123,46 @@ pub fn run(client: &Client, id: &str, to: Option<&Path>, json: bool) -> anyhow::
             "note: ingestion {id} is still running; run this command again when it has ended \
              for the rest of its files"
         );
+    }
+    Ok(())
+}
+
+/// Files fetched at once: many small files are dominated by round trips.
+const PARALLEL_DOWNLOADS: usize = 4;
+
+/// One file of the manifest, where it goes here.
+#[derive(Debug)]
+struct Wanted {
+    path: String,
+    target: PathBuf,
+    sha256: String,
+    size: u64,
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    downloaded: AtomicU64,
+    present: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Fetches one file unless it is already there with the right SHA-256.
+fn download_one(
+    client: &Client,
+    id: &str,
+    file: &Wanted,
+    tally: &Tally,
+    json: bool,
+) -> anyhow::Result<()> {
+    if has_sha256(&file.target, &file.sha256)? {
+        tally.present.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    }
+    fetch_file(client, id, file)?;
+    tally.downloaded.fetch_add(1, Ordering::Relaxed);
+    tally.bytes.fetch_add(file.size, Ordering::Relaxed);
+    if !json {
+        eprintln!("downloaded {} ({})", file.path, bytes(file.size));
     }
     Ok(())
 }
@@ -203,25 +267,40 @@ fn has_sha256(target: &Path, expected: &str) -> anyhow::Result<bool> {
 
 /// Streams one file into a temporary name beside `target`, checking size and SHA-256, then
 /// renames it into place. On any failure the temporary file is removed.
-fn fetch_file(
-    client: &Client,
-    id: &str,
-    path: &str,
-    target: &Path,
-    size: u64,
-    expected: &str,
-) -> anyhow::Result<()> {
+fn fetch_file(client: &Client, id: &str, file: &Wanted) -> anyhow::Result<()> {
+    let Wanted {
+        path,
+        target,
+        sha256: expected,
+        size,
+    } = file;
+    let size = *size;
     let folder = target.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-    let prefix: String = expected.chars().take(16).collect();
-    let partial = folder.join(format!(".{prefix}.keyledger-part"));
+    // Named after the file (a hash of its path), so a later run replaces what a broken one
+    // left, and two files fetched at once never share one.
+    let partial = folder.join(format!(".{}.keyledger-part", path_tag(path)));
     let url = format!(
         "/v1/ingestions/{}/files/{}",
         segment(id),
         path.split('/').map(segment).collect::<Vec<_>>().join("/")
     );
     let result = (|| -> anyhow::Result<()> {
-        let mut response = client.get_file(&url, transfer_timeout(size))?;
+        let mut response = client
+            .get_file(&url, transfer_timeout(size))
+            .map_err(|error| match error.downcast::<Failure>() {
+                // The server went away: say which file, and that running again goes on.
+                Ok(failure) if failure.exit == Exit::Server => Failure::new(
+                    Exit::Server,
+                    format!(
+                        "the download of {path} failed: {}; run the command again to go on",
+                        failure.message
+                    ),
+                )
+                .into(),
+                Ok(failure) => failure.into(),
+                Err(error) => error,
+            })?;
         let mut out = File::create(&partial)
             .with_context(|| format!("cannot write {}", partial.display()))?;
         let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
@@ -229,10 +308,16 @@ fn fetch_file(
         let mut written = 0u64;
         loop {
             let read = response.read(&mut buffer).map_err(|error| {
+                // The innermost cause says what happened (`connection closed before message
+                // completed`); the outer ones only that reading failed.
+                let mut cause: &dyn std::error::Error = &error;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
                 Failure::new(
                     Exit::Server,
                     format!(
-                        "the download of {path} broke off after {written} bytes ({error}); run \
+                        "the download of {path} broke off after {written} bytes ({cause}); run \
                          the command again to go on"
                     ),
                 )
@@ -246,7 +331,7 @@ fn fetch_file(
             written += read as u64;
         }
         let actual = hex(digest.finish().as_ref());
-        if written != size || actual != expected {
+        if written != size || actual != *expected {
             return Err(Failure::new(
                 Exit::Server,
                 format!(
@@ -266,6 +351,17 @@ fn fetch_file(
         let _ = fs::remove_file(&partial);
     }
     result
+}
+
+/// 16 hex digits of the SHA-256 of a path: a short, fixed-length temporary-file name.
+fn path_tag(path: &str) -> String {
+    hex(&ring::digest::digest(&ring::digest::SHA256, path.as_bytes()).as_ref()[..8])
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Writes a small file by temporary name, fsync and rename: readers see the old or the new
