@@ -356,9 +356,7 @@ async fn write_manifest(state: &ApiState, id: &IngestionId) {
             };
             let vault = state.vault().clone();
             let written = tokio::task::spawn_blocking(move || {
-                Manifest::build(&vault, &job, first_seq)?
-                    .write_into(&batch_dir)
-                    .map_err(|error| error.to_string())
+                Manifest::build(&vault, &job, first_seq)?.write_into(&batch_dir)
             })
             .await;
             match written {

@@ -34,6 +34,16 @@ use serde::Serialize;
 pub(crate) const SHA256SUMS: &str = "SHA256SUMS";
 pub(crate) const MANIFEST_JSON: &str = "manifest.json";
 
+/// Why a manifest could not be built or written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ManifestError {
+    /// The log could not be read, or an event of the job not decoded.
+    #[error("the job's events cannot be read: {0}")]
+    Events(String),
+    #[error("the manifest files cannot be written: {0}")]
+    Write(#[from] std::io::Error),
+}
+
 /// What one batch holds and where each file came from.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Manifest {
@@ -98,7 +108,7 @@ impl Manifest {
         vault: &Vault,
         job: &Ingestion,
         first_seq: Option<u64>,
-    ) -> Result<Manifest, String> {
+    ) -> Result<Manifest, ManifestError> {
         let from = first_seq.unwrap_or_else(|| search_start(vault, job.requested_at));
         let mut events = JobEvents::read(vault, job, from)?;
         if !events.saw_request && from > 1 {
@@ -128,7 +138,7 @@ impl Manifest {
 
     /// Writes `SHA256SUMS` and `manifest.json` into the batch folder (created if no file was
     /// stored), each atomically, skipping a name a stored sample already has. Blocking.
-    pub fn write_into(&self, batch_dir: &Path) -> std::io::Result<()> {
+    pub fn write_into(&self, batch_dir: &Path) -> Result<(), ManifestError> {
         private_files::create_dir_all(batch_dir)?;
         let taken = |name: &str| self.files.iter().any(|file| file.path == name);
         let sums = sha256sums(
@@ -144,7 +154,8 @@ impl Manifest {
             }
             write_atomically(batch_dir, name, &content)?;
         }
-        File::open(batch_dir)?.sync_all()
+        File::open(batch_dir)?.sync_all()?;
+        Ok(())
     }
 }
 
@@ -210,16 +221,16 @@ struct JobEvents {
 
 impl JobEvents {
     /// Reads the log from `from` to the job's last event (or the head), keeping its events.
-    fn read(vault: &Vault, job: &Ingestion, from: u64) -> Result<JobEvents, String> {
+    fn read(vault: &Vault, job: &Ingestion, from: u64) -> Result<JobEvents, ManifestError> {
         let stream = ingestion_stream(&job.id);
         let mut found = JobEvents::default();
         let mut events = vault.log().read_from(from.max(1));
         while let Some(envelope) = events.next_view() {
-            let envelope = envelope.map_err(|error| error.to_string())?;
+            let envelope = envelope.map_err(|error| ManifestError::Events(error.to_string()))?;
             if envelope.stream != stream {
                 continue;
             }
-            match decode_event(envelope.body)? {
+            match decode_event(envelope.body).map_err(ManifestError::Events)? {
                 Event::IngestionRequested { .. } => found.saw_request = true,
                 Event::IngestionFileFetched {
                     path,
