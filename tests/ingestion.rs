@@ -135,7 +135,8 @@ fn an_s3_bucket_is_ingested_with_the_stored_aws_key() {
         assert_eq!(event["size"], on_disk.len() as u64);
         assert_eq!(event["external_key"], stored["id"]);
     }
-    // Nothing else reached the store: no .txt file, no partial file.
+    // Nothing else reached the store: no .txt file, no partial file; beside the samples, only
+    // the batch's manifest (tests/cli_ingest.rs checks it).
     let mut count = 0;
     let mut stack = vec![store.clone()];
     while let Some(dir) = stack.pop() {
@@ -143,6 +144,8 @@ fn an_s3_bucket_is_ingested_with_the_stored_aws_key() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
+            } else if path == store.join("SHA256SUMS") || path == store.join("manifest.json") {
+                continue;
             } else {
                 assert!(
                     path.to_string_lossy().ends_with(".csv"),
@@ -190,7 +193,7 @@ fn a_rejected_aws_key_fails_the_job_with_a_clear_message() {
         "",
         &[("KEYLEDGER_API_KEY", &key)],
     );
-    assert_eq!(run.code, 5, "{run:?}");
+    assert_eq!(run.code, failed_job_exit(&server, &key), "{run:?}");
     assert!(
         run.stderr.contains("the stored AWS key was rejected"),
         "{run:?}"
@@ -317,11 +320,26 @@ fn a_dnanexus_project_is_ingested_with_the_stored_token() {
         "",
         &[("KEYLEDGER_API_KEY", &key)],
     );
-    assert_eq!(run.code, 5, "{run:?}");
+    assert_eq!(run.code, failed_job_exit(&server, &key), "{run:?}");
     assert!(
         run.stderr.contains("DNAnexus token was rejected"),
         "{run:?}"
     );
+}
+
+/// The exit code `keyledger ingest` gives the user's newest job, which failed: 9 when the API
+/// says the provider refused (`failure_kind`), else 5 (docs/cli.md).
+fn failed_job_exit(server: &Server, key: &str) -> i32 {
+    let id = server.get("/v1/ingestions", key)["ingestions"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let job = server.get(&format!("/v1/ingestions/{id}"), key);
+    assert_eq!(job["state"], "failed", "{job}");
+    match job["failure_kind"].as_str() {
+        Some("provider_rejected" | "not_found" | "unreachable") => 9,
+        _ => 5,
+    }
 }
 
 fn listing(dir: &std::path::Path) -> String {

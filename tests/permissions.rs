@@ -80,7 +80,10 @@ fn admin_success(route: &keyledger_api::RouteInfo) -> u16 {
         ("POST", "/v1/external-keys/{id}/verify") => 200,
         // Nobody in the matrix has stored an AWS key.
         ("POST", "/v1/ingestions") => 409,
-        ("GET", "/v1/ingestions/{id}") | ("POST", "/v1/ingestions/{id}/cancel") => 404,
+        ("GET", "/v1/ingestions/{id}")
+        | ("POST", "/v1/ingestions/{id}/cancel")
+        | ("GET", "/v1/ingestions/{id}/manifest")
+        | ("GET", "/v1/ingestions/{id}/files/{path}") => 404,
         _ => 200,
     }
 }
@@ -192,6 +195,14 @@ fn request(
         ("GET", "/v1/ingestions/{id}") => ("/v1/ingestions/ing_AAAAAAAAAAAAAAAA".to_owned(), None),
         ("POST", "/v1/ingestions/{id}/cancel") => (
             "/v1/ingestions/ing_AAAAAAAAAAAAAAAA/cancel".to_owned(),
+            None,
+        ),
+        ("GET", "/v1/ingestions/{id}/manifest") => (
+            "/v1/ingestions/ing_AAAAAAAAAAAAAAAA/manifest".to_owned(),
+            None,
+        ),
+        ("GET", "/v1/ingestions/{id}/files/{path}") => (
+            "/v1/ingestions/ing_AAAAAAAAAAAAAAAA/files/run-1/a.csv".to_owned(),
             None,
         ),
         ("POST", "/v1/admin/backup") => {

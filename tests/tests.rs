@@ -5,6 +5,7 @@ mod bad_input;
 mod canary;
 mod cli;
 mod cli_frame;
+mod cli_ingest;
 mod console;
 mod hardening_core;
 mod hardening_disk;

@@ -37,6 +37,8 @@ pub use auth::Caller;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
+/// The `SHA256SUMS` format of batch manifests, for the CLI's downloads.
+pub use routes::ingestions::sha256sums;
 pub use routes::{ROUTES, RouteInfo};
 pub use server::{connection_cap, derived_connection_cap, file_limit};
 pub use throttle::AuthThrottle;

@@ -31,6 +31,7 @@ use crate::routes::{
         external_keys::create_external_key, external_keys::list_external_keys, external_keys::delete_external_keys,
         external_keys::delete_external_key, external_keys::verify_external_key,
         ingestions::start_ingestion, ingestions::list_ingestions, ingestions::get_ingestion, ingestions::cancel_ingestion,
+        ingestions::get_ingestion_manifest, ingestions::get_ingestion_file,
         audit::list_events, audit::public_key, audit::checkpoint, audit::backup,
         users::create_user, users::list_users, users::grant_role, users::revoke_role, users::list_roles, users::define_role,
     ),

@@ -371,6 +371,49 @@ impl Client {
         };
         Err(Failure::new(Exit::for_status(status), message).into())
     }
+
+    /// Starts a GET whose answer is a file rather than JSON, to be read as it arrives; `timeout`
+    /// bounds the whole transfer. An error answer becomes a [`Failure`] as in [`Client::send`].
+    pub fn get_file(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
+        let Some(key) = &self.key else {
+            return Err(Failure::new(
+                Exit::Auth,
+                "not logged in: run `keyledger login`, or set KEYLEDGER_API_KEY",
+            )
+            .into());
+        };
+        let response = self
+            .http
+            .get(format!("{}{path}", self.endpoint))
+            .bearer_auth(key.expose())
+            .timeout(timeout)
+            .send()
+            .map_err(|err| {
+                Failure::new(
+                    Exit::Server,
+                    format!(
+                        "cannot reach the keyledger server at {}: {}",
+                        self.endpoint,
+                        root_cause(&err)
+                    ),
+                )
+            })?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response);
+        }
+        let value: Value = response.json().unwrap_or(Value::Null);
+        let message = value
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("the server answered HTTP {status}"));
+        Err(Failure::new(Exit::for_status(status), message).into())
+    }
 }
 
 /// A saved key the server no longer accepts is not the user's typo: say which profile holds it

@@ -1,18 +1,27 @@
 //! Ingestion jobs (`import_organization_samples`): start one over the caller's own external key,
-//! follow it, list them, cancel one.
+//! follow it, list them, cancel one; a finished batch's manifest and files, for its owner only.
+
+mod manifest;
+
+use std::path::PathBuf;
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use keyledger_domain::{DomainError, IngestionId, Permission, Provider, Selection};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keyledger_domain::{DomainError, Ingestion, IngestionId, Permission, Provider, Selection};
 use keyledger_ingest::{IngestError, IngestRequest, IngestionView};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::ToSchema;
 
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
+pub use manifest::sha256sums;
+use manifest::{MANIFEST_JSON, Manifest};
 
 /// `{provider: "aws", bucket, prefix, pattern}` or `{provider: "dnanexus", project, folder,
 /// pattern}`, as the platform's import dialog asks; `destination` is a folder of the sample store.
@@ -105,6 +114,8 @@ pub(crate) async fn start_ingestion(
             }
         }
     };
+    // The job's events all come after this position: its manifest is read from here on.
+    let first_seq = state.vault().log().head().0 + 1;
     let id = ingestor
         .start(
             caller.actor(),
@@ -116,6 +127,14 @@ pub(crate) async fn start_ingestion(
         .await
         .map_err(ingest_error)?;
     tracing::info!(ingestion = %id, "ingestion started");
+    manifest::job_started(&id, first_seq);
+    {
+        let (state, id, ingestor) = (state.clone(), id.clone(), ingestor.clone());
+        tokio::spawn(async move {
+            ingestor.wait(&id).await;
+            write_manifest(&state, &id).await;
+        });
+    }
     let view = ingestor
         .status(&id)
         .ok_or_else(|| ApiError::internal("the job vanished after it was started"))?;
@@ -136,14 +155,154 @@ pub(crate) async fn get_ingestion(
     let id = IngestionId::parse(&id)?;
     let view = ingestor(&state)?
         .status(&id)
-        .filter(|view| view.owner == caller.principal.user);
-    view.map(Json).ok_or_else(|| {
-        DomainError::NotFound {
-            what: "ingestion",
-            id: id.to_string(),
+        .filter(|view| view.owner == caller.principal.user)
+        .ok_or_else(|| not_found(&id))?;
+    if view.state.is_finished() {
+        // Whoever sees the job finished finds its manifest in the batch folder.
+        write_manifest(&state, &id).await;
+    }
+    Ok(Json(view))
+}
+
+/// A batch's manifest: each stored file's path, size, SHA-256, source (bucket, key and ETag, or
+/// project and file id), external key, time and job, and each failed file with its reason.
+#[utoipa::path(get, path = "/v1/ingestions/{id}/manifest", tag = "ingestion", params(("id" = String, Path)),
+    responses((status = 200, description = "The manifest (also `manifest.json` in the batch folder)"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn get_ingestion_manifest(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ImportOrganizationSamples)?;
+    let id = IngestionId::parse(&id)?;
+    let job = owned_job(&state, &caller, &id)?;
+    let batch_dir = batch_dir(&state, &job)?;
+    let on_disk = batch_dir.join(MANIFEST_JSON);
+    let is_sample = job.files.iter().any(|file| file.path == MANIFEST_JSON);
+    if job.state.is_finished() && !is_sample {
+        write_manifest(&state, &id).await;
+        // Written once, when the job ended: served as is, without reading the log again.
+        if let Ok(bytes) = tokio::fs::read(&on_disk).await {
+            return Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response());
         }
-        .into()
-    })
+    }
+    let vault = state.vault().clone();
+    let manifest = tokio::task::spawn_blocking(move || Manifest::build(&vault, &job, None))
+        .await
+        .map_err(|_| ApiError::internal("reading the job's events was interrupted"))?
+        .map_err(|error| {
+            tracing::error!(ingestion = %id, %error, "the job's events cannot be read");
+            ApiError::internal("the job's events cannot be read; see the server log")
+        })?;
+    Ok(Json(manifest).into_response())
+}
+
+/// One stored file of a batch, streamed to the job's owner: `Content-Length`, `ETag` and
+/// `X-Checksum-Sha256` (its SHA-256, hex), and one byte range on request (`Range: bytes=…`,
+/// answered 206; a range that cannot be served gets the whole file). Only files the job's
+/// events name can be fetched: the path is looked up, never joined blindly.
+#[utoipa::path(get, path = "/v1/ingestions/{id}/files/{path}", tag = "ingestion",
+    params(("id" = String, Path), ("path" = String, Path, description = "The file's path in the batch, `/` between folders")),
+    responses((status = 200, description = "The file's bytes"), (status = 206, description = "The requested range"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub(crate) async fn get_ingestion_file(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((id, path)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    caller.require(&state, Permission::ImportOrganizationSamples)?;
+    let id = IngestionId::parse(&id)?;
+    let job = owned_job(&state, &caller, &id)?;
+    // The submitted path is never echoed or joined: only a recorded one is used.
+    let missing = || ApiError::not_found("this batch has no stored file at that path");
+    let (recorded, size, sha256) = job
+        .files
+        .iter()
+        .find_map(|file| {
+            let sha256 = file.sha256.filter(|_| file.path == path)?;
+            Some((
+                file.path.clone(),
+                file.size,
+                keyledger_domain::public::hex(&sha256),
+            ))
+        })
+        .ok_or_else(missing)?;
+    let location = batch_dir(&state, &job)?.join(&recorded);
+    let mut file = tokio::fs::File::open(&location).await.map_err(|error| {
+        tracing::warn!(ingestion = %id, %error, "a recorded sample file cannot be opened");
+        ApiError::not_found("the file is recorded but no longer in the sample store")
+    })?;
+    let on_disk = file
+        .metadata()
+        .await
+        .map(|m| m.is_file().then_some(m.len()));
+    if !matches!(on_disk, Ok(Some(length)) if length == size) {
+        tracing::warn!(ingestion = %id, "a recorded sample file changed size in the store");
+        return Err(ApiError::not_found(
+            "the file in the sample store no longer matches its record",
+        ));
+    }
+    let (status, start, length) = match requested_range(&headers, size) {
+        Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
+        None => (StatusCode::OK, 0, size),
+    };
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|_| ApiError::internal("the file cannot be read"))?;
+    }
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(length)));
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{sha256}\"")) {
+        headers.insert(header::ETAG, etag);
+    }
+    if let Ok(value) = HeaderValue::from_str(&sha256) {
+        headers.insert("x-checksum-sha256", value);
+    }
+    if status == StatusCode::PARTIAL_CONTENT
+        && let Ok(range) =
+            HeaderValue::from_str(&format!("bytes {start}-{}/{size}", start + length - 1))
+    {
+        headers.insert(header::CONTENT_RANGE, range);
+    }
+    Ok(response)
+}
+
+/// One satisfiable range of `Range: bytes=a-b`, `bytes=a-` or `bytes=-n`, as inclusive
+/// `(first, last)`; anything else (several ranges, units, past the end) is ignored and the
+/// whole file is sent, as RFC 9110 allows.
+fn requested_range(headers: &HeaderMap, size: u64) -> Option<(u64, u64)> {
+    let spec = headers
+        .get(header::RANGE)?
+        .to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("bytes=")?;
+    if spec.contains(',') || size == 0 {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = match (first.trim(), last.trim()) {
+        ("", suffix) => {
+            let suffix: u64 = suffix.parse().ok()?;
+            (size.checked_sub(suffix.min(size))?, size - 1)
+        }
+        (first, "") => (first.parse().ok()?, size - 1),
+        (first, last) => (first.parse().ok()?, last.parse::<u64>().ok()?.min(size - 1)),
+    };
+    (first <= last && first < size).then_some((first, last))
 }
 
 /// The caller's jobs, newest first, without per-file detail.
@@ -179,6 +338,65 @@ pub(crate) async fn cancel_ingestion(
         .await
         .map(Json)
         .map_err(ingest_error)
+}
+
+/// Writes the finished job's manifest files into its batch folder, once per process; callers
+/// return only after that write. A failure is logged, not returned: the API still serves the
+/// manifest.
+async fn write_manifest(state: &ApiState, id: &IngestionId) {
+    manifest::write_for(id)
+        .once(|first_seq| async move {
+            let job = state
+                .vault()
+                .read(|s| s.ingestion(id).cloned())
+                .filter(|job| job.state.is_finished())
+                .ok_or(manifest::NotFinished)?;
+            let Ok(batch_dir) = batch_dir(state, &job) else {
+                return Ok(());
+            };
+            let vault = state.vault().clone();
+            let written = tokio::task::spawn_blocking(move || {
+                Manifest::build(&vault, &job, first_seq)?.write_into(&batch_dir)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => tracing::info!(ingestion = %id, "manifest written"),
+                Ok(Err(error)) => {
+                    tracing::warn!(ingestion = %id, %error, "the batch's manifest files could not be written");
+                }
+                Err(error) => {
+                    tracing::warn!(ingestion = %id, %error, "writing the batch's manifest files stopped");
+                }
+            }
+            Ok(())
+        })
+        .await;
+}
+
+/// The caller's own job, or 404 (another user's job is not revealed).
+fn owned_job(state: &ApiState, caller: &Caller, id: &IngestionId) -> Result<Ingestion, ApiError> {
+    state
+        .vault()
+        .read(|s| s.ingestion(id).cloned())
+        .filter(|job| job.owner == caller.principal.user)
+        .ok_or_else(|| not_found(id))
+}
+
+/// `<store root>/<destination>/<batch id>`.
+fn batch_dir(state: &ApiState, job: &Ingestion) -> Result<PathBuf, ApiError> {
+    Ok(ingestor(state)?
+        .config()
+        .store_root
+        .join(&job.destination)
+        .join(&job.batch_id))
+}
+
+fn not_found(id: &IngestionId) -> ApiError {
+    DomainError::NotFound {
+        what: "ingestion",
+        id: id.to_string(),
+    }
+    .into()
 }
 
 fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, ApiError> {

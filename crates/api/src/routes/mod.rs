@@ -79,6 +79,8 @@ pub const ROUTES: &[RouteInfo] = &[
     route("GET", "/v1/ingestions", INGEST),
     route("GET", "/v1/ingestions/{id}", INGEST),
     route("POST", "/v1/ingestions/{id}/cancel", INGEST),
+    route("GET", "/v1/ingestions/{id}/manifest", INGEST),
+    route("GET", "/v1/ingestions/{id}/files/{path}", INGEST),
     route("GET", "/v1/events", Some("view_audit_log")),
     route("GET", "/v1/audit/public-key", None),
     route("POST", "/v1/audit/checkpoints", Some("view_audit_log")),
@@ -119,6 +121,8 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/v1/ingestions", post(start_ingestion).get(list_ingestions))
         .route("/v1/ingestions/{id}", get(get_ingestion))
         .route("/v1/ingestions/{id}/cancel", post(cancel_ingestion))
+        .route("/v1/ingestions/{id}/manifest", get(get_ingestion_manifest))
+        .route("/v1/ingestions/{id}/files/{*path}", get(get_ingestion_file))
         .route("/v1/events", get(list_events))
         .route("/v1/audit/public-key", get(public_key))
         .route("/v1/audit/checkpoints", post(checkpoint))
