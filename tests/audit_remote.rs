@@ -57,7 +57,7 @@ fn verify_and_replay_work_next_to_a_running_server() {
         ),
     ] {
         let run = audit(&server, config, &auditor, &args);
-        assert_ne!(run.code, 0, "{run:?}");
+        assert_eq!(run.code, 4, "in use: a conflict with the current state: {run:?}");
         assert!(
             run.stderr.contains("in use by a running server") && run.stderr.contains(instead),
             "{args:?}: {run:?}"

@@ -344,14 +344,22 @@ const ASK_FOR_THE_KEY: &str = "ask it instead: `keyledger audit public-key --rem
 const ASK_FOR_A_BACKUP: &str = "take a backup while it runs (`keyledger admin backup --remote DIR`) \
      and run this on it (`--data DIR`)";
 
-/// A data directory that a running server holds: say which command works next to it.
-fn held_by_server(err: AuditError, instead: &str) -> anyhow::Error {
+/// A data directory that a running server holds, with the command that works next to it. The
+/// binary exits with its "conflict with the current state" code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the data directory {} is in use by a running server; {instead} (with the saved key or \
+     KEYLEDGER_API_KEY, and --endpoint if it is not the saved one), or stop the server",
+    dir.display()
+)]
+pub struct HeldByServer {
+    pub dir: PathBuf,
+    pub instead: &'static str,
+}
+
+fn held_by_server(err: AuditError, instead: &'static str) -> anyhow::Error {
     match err {
-        AuditError::InUse(dir) => anyhow!(
-            "the data directory {} is in use by a running server; {instead} (with the saved key \
-             or KEYLEDGER_API_KEY, and --endpoint if it is not the saved one), or stop the server",
-            dir.display()
-        ),
+        AuditError::InUse(dir) => HeldByServer { dir, instead }.into(),
         other => other.into(),
     }
 }
