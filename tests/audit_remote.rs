@@ -57,7 +57,10 @@ fn verify_and_replay_work_next_to_a_running_server() {
         ),
     ] {
         let run = audit(&server, config, &auditor, &args);
-        assert_eq!(run.code, 4, "in use: a conflict with the current state: {run:?}");
+        assert_eq!(
+            run.code, 4,
+            "in use: a conflict with the current state: {run:?}"
+        );
         assert!(
             run.stderr.contains("in use by a running server") && run.stderr.contains(instead),
             "{args:?}: {run:?}"
@@ -80,10 +83,7 @@ fn verify_and_replay_work_next_to_a_running_server() {
     let run = audit(&server, config, &auditor, &["verify", "--remote"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("chained only:"), "{run:?}");
-    assert!(
-        run.stdout.contains("as the server publishes it"),
-        "{run:?}"
-    );
+    assert!(run.stdout.contains("as the server publishes it"), "{run:?}");
     // Not signed at the head: refused when a checkpoint is required.
     let run = audit(
         &server,
@@ -170,7 +170,9 @@ fn verify_and_replay_work_next_to_a_running_server() {
         assert_eq!(run.code, 2, "{args:?}: {run:?}");
         assert!(
             run.stderr.contains("`view_audit_log`")
-                && run.stderr.contains("`keyledger admin users grant mia auditor`"),
+                && run
+                    .stderr
+                    .contains("`keyledger admin users grant mia auditor`"),
             "{args:?}: {run:?}"
         );
     }
@@ -196,7 +198,12 @@ fn an_export_cut_off_is_named_and_fails() {
     let verify = |name: &str, content: &str| {
         let path = dir.path().join(name);
         std::fs::write(&path, content).unwrap();
-        audit(&server, dir.path(), &admin, &["verify", path.to_str().unwrap()])
+        audit(
+            &server,
+            dir.path(),
+            &admin,
+            &["verify", path.to_str().unwrap()],
+        )
     };
     let run = verify("whole.jsonl", &text);
     assert_eq!(run.code, 0, "{run:?}");
@@ -204,7 +211,10 @@ fn an_export_cut_off_is_named_and_fails() {
 
     let lines: Vec<&str> = text.lines().collect();
     // The last line (the end record) gone, as in a copy cut short or an export of an older version.
-    let run = verify("unterminated.jsonl", &(lines[..lines.len() - 1].join("\n") + "\n"));
+    let run = verify(
+        "unterminated.jsonl",
+        &(lines[..lines.len() - 1].join("\n") + "\n"),
+    );
     assert_eq!(run.code, 6, "{run:?}");
     assert!(
         run.stdout.contains("unterminated, possibly truncated"),

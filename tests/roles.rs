@@ -24,9 +24,7 @@ fn user_with_key(server: &Server, user: &str, role: &str) -> String {
     assert_eq!(run.code, 0, "{run:?}");
     let run = server.cli(
         dir.path(),
-        &[
-            "admin", "users", "issue-key", user, "--name", "first",
-        ],
+        &["admin", "users", "issue-key", user, "--name", "first"],
         "",
         &admin,
     );
@@ -71,11 +69,21 @@ fn a_fresh_member_stores_an_aws_key_and_ingests_with_it() {
         &format!("{SECRET}\n"),
         &as_mia,
     );
-    assert_eq!(stored.code, 0, "a member stores the key an import needs: {stored:?}");
+    assert_eq!(
+        stored.code, 0,
+        "a member stores the key an import needs: {stored:?}"
+    );
     let ingested = server.cli(
         dir.path(),
         &[
-            "ingest", "s3", "--bucket", "samples", "--prefix", "runs/", "--pattern", r"\.csv$",
+            "ingest",
+            "s3",
+            "--bucket",
+            "samples",
+            "--prefix",
+            "runs/",
+            "--pattern",
+            r"\.csv$",
             "--json",
         ],
         "",
@@ -101,8 +109,14 @@ fn a_refusal_names_the_missing_permission_and_who_can_grant_it() {
     assert_eq!(answer["error"]["code"], "permission_denied");
     assert_eq!(answer["error"]["permission"], "manage_user_api_keys");
     let message = answer["error"]["message"].as_str().unwrap();
-    assert!(message.contains("which your roles (auditor) do not grant"), "{message}");
-    assert!(message.contains("`manage_organization_users` (the admin role)"), "{message}");
+    assert!(
+        message.contains("which your roles (auditor) do not grant"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`manage_organization_users` (the admin role)"),
+        "{message}"
+    );
     assert!(message.contains(grant), "{message}");
     // A check made by the route before the vault decides says the same.
     let (status, answer) = server.call("GET", "/v1/api-keys", Some(&key), None);
@@ -127,12 +141,19 @@ fn a_refusal_names_the_missing_permission_and_who_can_grant_it() {
     assert_eq!(run.code, 2, "{run:?}");
     assert!(
         run.stderr.contains("`manage_organization_users`")
-            && run.stderr.contains("`keyledger admin users grant aud admin`"),
+            && run
+                .stderr
+                .contains("`keyledger admin users grant aud admin`"),
         "{run:?}"
     );
     // Granting the suggested role is the whole fix.
     let admin = [("KEYLEDGER_API_KEY", server.admin_key.as_str())];
-    let run = server.cli(dir.path(), &["admin", "users", "grant", "aud", "member"], "", &admin);
+    let run = server.cli(
+        dir.path(),
+        &["admin", "users", "grant", "aud", "member"],
+        "",
+        &admin,
+    );
     assert_eq!(run.code, 0, "{run:?}");
     let run = server.cli(dir.path(), &["keys", "list"], "", &as_aud);
     assert_eq!(run.code, 0, "{run:?}");

@@ -305,8 +305,9 @@ fn verify(args: &VerifyArgs, context: &RunContext) -> anyhow::Result<()> {
             outcome
         }
         (Some(file), _) => verify_export_file(file, options)?,
-        (None, Some(dir)) => verify_data_dir(dir, options)
-            .map_err(|err| held_by_server(err, ASK_TO_VERIFY))?,
+        (None, Some(dir)) => {
+            verify_data_dir(dir, options).map_err(|err| held_by_server(err, ASK_TO_VERIFY))?
+        }
         (None, None) => bail!("give an export FILE, --data DIR or --remote"),
     };
     if context.json {
@@ -339,8 +340,11 @@ fn verify(args: &VerifyArgs, context: &RunContext) -> anyhow::Result<()> {
 /// What to run next to a running server instead of opening its data directory.
 const ASK_TO_VERIFY: &str = "ask it instead: `keyledger audit verify --remote`";
 const ASK_TO_EXPORT: &str = "ask it instead: `keyledger audit export --remote`";
-const ASK_TO_REPLAY: &str = "ask it instead: `keyledger audit replay --remote` with the same moment";
+const ASK_TO_REPLAY: &str =
+    "ask it instead: `keyledger audit replay --remote` with the same moment";
 const ASK_FOR_THE_KEY: &str = "ask it instead: `keyledger audit public-key --remote`";
+const ASK_FOR_A_REMOTE_BACKUP: &str =
+    "ask it instead: `keyledger admin backup --remote DIR` (DIR is on the server)";
 const ASK_FOR_A_BACKUP: &str = "take a backup while it runs (`keyledger admin backup --remote DIR`) \
      and run this on it (`--data DIR`)";
 
@@ -479,7 +483,8 @@ impl std::io::Read for RemoteExport<'_> {
             if self.ended {
                 return Ok(0);
             }
-            self.fill().map_err(|err| std::io::Error::other(format!("{err:#}")))?;
+            self.fill()
+                .map_err(|err| std::io::Error::other(format!("{err:#}")))?;
         }
         let n = out.len().min(self.buffer.len() - self.position);
         out[..n].copy_from_slice(&self.buffer[self.position..self.position + n]);
@@ -690,7 +695,8 @@ fn backup_command(args: &BackupArgs, context: &RunContext) -> anyhow::Result<()>
             .json(&serde_json::json!({ "dir": args.dir }));
         send(request, remote)?
     } else {
-        backup::backup_offline(&args.data.data_dir, &args.dir)?
+        backup::backup_offline(&args.data.data_dir, &args.dir)
+            .map_err(|err| held_by_server(err, ASK_FOR_A_REMOTE_BACKUP))?
     };
     if context.json {
         print_json(&manifest)

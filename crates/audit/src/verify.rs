@@ -22,9 +22,7 @@ use keyledger_log::{
 };
 
 use crate::AuditError;
-use crate::export::{
-    EndRecord, ParsedLine, hash_hex, is_canonical, parse_hex_array, parse_line,
-};
+use crate::export::{EndRecord, ParsedLine, hash_hex, is_canonical, parse_hex_array, parse_line};
 use crate::source::open_log_offline;
 
 /// What is wrong at a seq.
@@ -183,7 +181,11 @@ impl Head {
             )
         };
         let (seq, hash) = text.trim().split_once(':').ok_or_else(usage)?;
-        let seq = seq.parse::<Seq>().ok().filter(|seq| *seq > 0).ok_or_else(usage)?;
+        let seq = seq
+            .parse::<Seq>()
+            .ok()
+            .filter(|seq| *seq > 0)
+            .ok_or_else(usage)?;
         let hash = parse_hex_array::<32>(hash, "hash").map_err(|_| usage())?;
         Ok(Head { seq, hash })
     }

@@ -37,7 +37,14 @@ async fn exported() -> (Vec<String>, [u8; 32], TestVault) {
 
 fn check(lines: &[String], key: Option<[u8; 32]>, expect: Option<(u64, ProblemKind)>) {
     let text = lines.join("\n");
-    let outcome = verify_export(text.as_bytes(), VerifyOptions { public_key: key, ..Default::default() }).unwrap();
+    let outcome = verify_export(
+        text.as_bytes(),
+        VerifyOptions {
+            public_key: key,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let got = outcome.problem.clone().map(|p| (p.seq, p.kind));
     assert_eq!(got, expect, "{}", outcome.render());
 }
@@ -234,10 +241,16 @@ async fn each_kind_of_tampering_with_an_export_is_found_where_it_happened() {
     let at = line_of(&tampered, 3);
     tampered[at].truncate(20);
     let text = tampered.join("\n");
-    let problem = verify_export(text.as_bytes(), VerifyOptions { public_key: pinned, ..Default::default() })
-        .unwrap()
-        .problem
-        .unwrap();
+    let problem = verify_export(
+        text.as_bytes(),
+        VerifyOptions {
+            public_key: pinned,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .problem
+    .unwrap();
     assert_eq!(problem.seq, 3);
     assert!(matches!(problem.kind, ProblemKind::Unreadable { .. }));
 }
@@ -268,7 +281,14 @@ async fn closed_copy() -> (
 }
 
 fn check_dir(dir: &std::path::Path, key: Option<[u8; 32]>, expect: Option<(u64, ProblemKind)>) {
-    let outcome = verify_data_dir(dir, VerifyOptions { public_key: key, ..Default::default() }).unwrap();
+    let outcome = verify_data_dir(
+        dir,
+        VerifyOptions {
+            public_key: key,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let got = outcome.problem.clone().map(|p| (p.seq, p.kind));
     assert_eq!(got, expect, "{}", outcome.render());
 }
@@ -448,19 +468,24 @@ async fn a_truncated_export_is_named_and_not_ok() {
     let problem = outcome.problem.clone().unwrap();
     assert_eq!(
         problem.kind,
-        ProblemKind::CutMidLine {
-            line: end as u64
-        },
+        ProblemKind::CutMidLine { line: end as u64 },
         "{}",
         outcome.render()
     );
-    assert!(outcome.render().contains("truncated"), "{}", outcome.render());
+    assert!(
+        outcome.render().contains("truncated"),
+        "{}",
+        outcome.render()
+    );
     // The last event removed, the end record kept.
     let mut tampered = lines.clone();
     tampered.remove(line_of(&tampered, head));
     let outcome = verify_export(tampered.join("\n").as_bytes(), VerifyOptions::default()).unwrap();
     assert!(
-        matches!(outcome.problem.as_ref().unwrap().kind, ProblemKind::EndMismatch { .. }),
+        matches!(
+            outcome.problem.as_ref().unwrap().kind,
+            ProblemKind::EndMismatch { .. }
+        ),
         "{}",
         outcome.render()
     );
@@ -469,7 +494,10 @@ async fn a_truncated_export_is_named_and_not_ok() {
     tampered.push(lines[line_of(&lines, 3)].clone());
     let outcome = verify_export(tampered.join("\n").as_bytes(), VerifyOptions::default()).unwrap();
     assert!(
-        matches!(outcome.problem.as_ref().unwrap().kind, ProblemKind::AfterEnd { .. }),
+        matches!(
+            outcome.problem.as_ref().unwrap().kind,
+            ProblemKind::AfterEnd { .. }
+        ),
         "{}",
         outcome.render()
     );
@@ -503,7 +531,9 @@ async fn coverage_by_checkpoints_and_the_expected_head() {
     assert_eq!(outcome.chained_only_events(), head - last_checkpoint);
     let report = outcome.render();
     assert!(
-        report.contains(&format!("signed: {last_checkpoint} events (1..={last_checkpoint})")),
+        report.contains(&format!(
+            "signed: {last_checkpoint} events (1..={last_checkpoint})"
+        )),
         "{report}"
     );
     assert!(
@@ -572,7 +602,10 @@ async fn coverage_by_checkpoints_and_the_expected_head() {
         .lines()
         .last()
         .unwrap()
-        .replace(&format!("\"checkpoints\":{}", checkpoints.len()), "\"checkpoints\":0");
+        .replace(
+            &format!("\"checkpoints\":{}", checkpoints.len()),
+            "\"checkpoints\":0",
+        );
     let mut unsigned = unsigned;
     unsigned.push(end_line);
     let text = unsigned.join("\n");
