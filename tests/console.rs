@@ -107,15 +107,9 @@ fn the_seed_workflow_in_a_real_browser() {
         ),
     ]);
     server.create_user("dana", &["developer"]);
-    // The user turned away holds only what an importer needs, whatever the built-in roles grant.
-    let (status, body) = server.call(
-        "PUT",
-        "/v1/roles/importer",
-        Some(&server.admin_key),
-        Some(&json!({ "permissions": ["import_organization_samples"] })),
-    );
-    assert_eq!(status, 200, "create the importer role: {body}");
-    server.create_user("mia", &["importer"]);
+    // The user turned away holds a role without `manage_user_api_keys` (an auditor: importing
+    // without it is refused since decision 0012, so no importer-only role can exist).
+    server.create_user("mia", &["auditor"]);
     let keys = json!({
         "developer": { "user": "dana", "key": issue_key(&server, "dana") },
         "member": { "user": "mia", "key": issue_key(&server, "mia") },

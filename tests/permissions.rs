@@ -1,4 +1,5 @@
-//! Every route × (no key, expired key, deleted key, member, admin, auditor) → expected status.
+//! Every route × (no key, expired key, deleted key, member, admin, auditor) → expected status,
+//! and what a 403 says.
 //! The routes come from `keyledger_api::ROUTES`, so a new route without a case here fails.
 
 use serde_json::{Value, json};
@@ -48,6 +49,20 @@ impl Keys {
 const PLACEHOLDER_KEY: &str = "key_AAAAAAAAAAAAAAAA";
 const PLACEHOLDER_EXT: &str = "ext_AAAAAAAAAAAAAAAA";
 
+/// Whether the caller's roles grant `permission`: members hold `manage_user_api_keys` and
+/// `import_organization_samples` (decision 0012), auditors `view_audit_log`, admins everything.
+fn holds(caller: Caller, permission: &str) -> bool {
+    match caller {
+        Caller::Admin => true,
+        Caller::Member => matches!(
+            permission,
+            "manage_user_api_keys" | "import_organization_samples"
+        ),
+        Caller::Auditor => permission == "view_audit_log",
+        Caller::NoKey | Caller::Expired | Caller::Deleted => false,
+    }
+}
+
 /// The status the caller must get from the route.
 fn expected(route: &keyledger_api::RouteInfo, caller: Caller) -> u16 {
     let refused_key = matches!(caller, Caller::NoKey | Caller::Expired | Caller::Deleted);
@@ -60,12 +75,22 @@ fn expected(route: &keyledger_api::RouteInfo, caller: Caller) -> u16 {
         None => 200,
         Some(_) if refused_key => 401,
         Some("") => 200,
-        // Members hold `import_organization_samples`, and only that.
-        Some("import_organization_samples") if caller == Caller::Member => admin_success(route),
-        // Auditors hold `view_audit_log`, and only that.
-        Some("view_audit_log") if caller == Caller::Auditor => admin_success(route),
-        Some(_) if caller != Caller::Admin => 403,
-        Some(_) => admin_success(route),
+        Some(permission) if !holds(caller, permission) => 403,
+        Some(_) if caller == Caller::Admin => admin_success(route),
+        Some(_) => success_with_placeholders(route),
+    }
+}
+
+/// A permitted caller other than the admin names placeholder ids (see [`request`]): a route
+/// about one resource answers 404, a bulk delete of unknown ids too.
+fn success_with_placeholders(route: &keyledger_api::RouteInfo) -> u16 {
+    match (route.method, route.path) {
+        ("POST", "/v1/api-keys") | ("POST", "/v1/external-keys") => 201,
+        // Nobody in the matrix has stored an AWS key.
+        ("POST", "/v1/ingestions") => 409,
+        ("POST", "/v1/api-keys/delete") | ("POST", "/v1/external-keys/delete") => 404,
+        (_, path) if path.contains('{') => 404,
+        _ => 200,
     }
 }
 
@@ -298,6 +323,19 @@ fn every_route_for_every_kind_of_caller() {
                     "{} {} as {caller:?}: got {status}, expected {want}: {answer}",
                     route.method, route.path
                 ));
+            }
+            // A refusal names the missing permission in a field and the fix in its message.
+            if status == 403 && want == 403 {
+                let permission = route.permission.unwrap_or_default();
+                let message = answer["error"]["message"].as_str().unwrap_or_default();
+                if answer["error"]["permission"] != permission
+                    || !message.contains("keyledger admin users grant")
+                {
+                    mismatches.push(format!(
+                        "{} {} as {caller:?}: the 403 does not name `{permission}` and the fix: {answer}",
+                        route.method, route.path
+                    ));
+                }
             }
             if status >= 400 {
                 assert!(

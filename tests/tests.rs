@@ -1,6 +1,7 @@
 //! End-to-end tests of the real `keyledger` binary: each test starts `keyledger serve` on a
 //! temporary data directory and a free port, and drives it over HTTP and through the CLI.
 
+mod audit_remote;
 mod bad_input;
 mod canary;
 mod cli;
@@ -15,6 +16,7 @@ mod ingestion;
 mod operations;
 mod permissions;
 mod readme;
+mod roles;
 mod snapshots;
 mod support;
 mod workflow;

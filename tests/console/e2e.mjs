@@ -5,7 +5,7 @@
 //
 // keys: {"developer": {"user": "...", "key": "kl_..."}, "member": {"user": "...", "key": "kl_..."},
 //        "providers": {"aws": {"access_key_id", "secret_access_key", "region"}, "dnanexus_token"}}
-// The developer may manage API keys; the member may not. `providers` are credentials the
+// The developer may manage API keys; the "member" entry is a user whose roles lack that permission (an auditor). `providers` are credentials the
 // server's S3 and DNAnexus endpoints (the testkit's) accept. With a screenshot dir, every page
 // and dialog is saved there as PNG (1280×800, and 390×844 for the phone).
 //
@@ -639,7 +639,7 @@ try {
   assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'the session token is forgotten');
 
   // ---------------------------------------------------------------------------------------
-  step('a member without manage_user_api_keys sees an explanation');
+  step('a user without manage_user_api_keys sees an explanation');
   const beforeMember = requests.length;
   await page.getByLabel('Internal API key').fill(users.member.key);
   await page.getByRole('button', { name: 'Sign in' }).click();

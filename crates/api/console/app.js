@@ -426,7 +426,7 @@ function noPermissionPage() {
         {},
         'Roles are granted by a user with the Manage Users permission (',
         h('code', {}, 'manage_organization_users'),
-        '), such as an admin: ask them for a role that includes it, such as developer, then reload this page. Your ',
+        '), such as an admin: ask them for a role that includes it, such as member, then reload this page. Your ',
         h('a', { href: '#/profile' }, 'profile'),
         ' shows your roles and permissions.',
       ),

@@ -26,7 +26,11 @@ impl Caller {
             return Ok(());
         }
         state.metrics().refusal("permission_denied");
-        Err(keyledger_domain::DomainError::PermissionDenied { permission }.into())
+        let user = &self.principal.user;
+        Err(state
+            .vault()
+            .read(|projection| projection.permission_denied(user, permission))
+            .into())
     }
 
     pub fn actor(&self) -> keyledger_domain::Actor {

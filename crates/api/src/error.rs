@@ -1,10 +1,11 @@
 //! The one error shape every route answers with: `{"error": {"code", "message"}}` (plus `field`
-//! when a single input field is at fault), with the HTTP status that says whose problem it is.
+//! when a single input field is at fault, and `permission` on a 403 that a missing permission
+//! caused), with the HTTP status that says whose problem it is.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyledger_domain::{DomainError, ValidationError};
+use keyledger_domain::{DomainError, Permission, ValidationError};
 use keyledger_vault::{AuthFailure, VaultError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -17,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub field: Option<&'static str>,
+    /// The permission whose absence caused a 403.
+    pub permission: Option<Permission>,
     pub retry_after_secs: Option<u64>,
 }
 
@@ -95,6 +98,10 @@ pub struct ErrorDetail {
     /// The request field at fault, when there is exactly one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// On a 403 for a missing permission: that permission (e.g. `manage_user_api_keys`). The
+    /// message says which role grants it and who can grant that role.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permission: Option<String>,
 }
 
 impl ApiError {
@@ -104,6 +111,7 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            permission: None,
             retry_after_secs: None,
         }
     }
@@ -203,7 +211,12 @@ impl From<DomainError> for ApiError {
         let message = err.to_string();
         let (status, code) = match &err {
             DomainError::Invalid(validation) => return validation.clone().into(),
-            DomainError::PermissionDenied { .. } => (StatusCode::FORBIDDEN, "permission_denied"),
+            DomainError::PermissionDenied { permission, .. } => {
+                return ApiError {
+                    permission: Some(*permission),
+                    ..ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message)
+                };
+            }
             DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             DomainError::ExternalKeyExists { .. } => (StatusCode::CONFLICT, "external_key_exists"),
             DomainError::NoExternalKey { .. } => (StatusCode::CONFLICT, "no_external_key"),
@@ -260,6 +273,7 @@ impl IntoResponse for ApiError {
                 code: self.code.to_owned(),
                 message: self.message,
                 field: self.field.map(str::to_owned),
+                permission: self.permission.map(|p| p.as_str().to_owned()),
             },
         };
         let mut response = (self.status, Json(body)).into_response();
@@ -391,9 +405,7 @@ mod tests {
             assert_eq!((api.status.as_u16(), api.code), (status, code));
         };
         check(
-            DomainError::PermissionDenied {
-                permission: keyledger_domain::Permission::ManageUserApiKeys,
-            },
+            DomainError::permission_denied(Permission::ManageUserApiKeys),
             403,
             "permission_denied",
         );

@@ -88,6 +88,7 @@ pub fn bench_verify(events: u64) -> Result<VerifyBench, AuditError> {
         .len();
     let options = VerifyOptions {
         public_key: Some(public_key(&signer)),
+        ..VerifyOptions::default()
     };
 
     let started = Instant::now();

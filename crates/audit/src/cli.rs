@@ -4,7 +4,9 @@
 //! `#[command(flatten)] Audit(AdminAuditCommand)` in its admin enum) and calls `run` with a
 //! [`RunContext`] built from its global options (`--json`, the endpoint and saved key). Offline
 //! commands open the data directory, which a running server holds locked: those commands then
-//! say so, and `--remote` asks the server instead where the API offers it.
+//! name the command that works next to it — `--remote`, which asks the server over its API with
+//! the saved key (or `KEYLEDGER_API_KEY`) and `--endpoint`, for `verify`, `replay`, `export`,
+//! `public-key` and `checkpoint`, or a backup for `shredded`.
 
 use std::fs;
 use std::io::{BufReader, Write};
@@ -19,12 +21,13 @@ use keyledger_vault::{
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::export::{CheckpointRecord, ExportLine, PublicKeyInfo, export_jsonl};
+use crate::export::{CheckpointRecord, EndTally, ExportLine, PublicKeyInfo, export_jsonl};
 use crate::replay::{Moment, diff, states_as_of};
 use crate::shredded::{attempt_recovery, shredding_report};
 use crate::source::{open_log_offline, read_export_envelopes};
 use crate::verify::{
-    Problem, VerifyOptions, parse_public_key, verify_data_dir, verify_export_file,
+    Head, Problem, SignerSource, VerifyOptions, parse_public_key, verify_data_dir, verify_export,
+    verify_export_file,
 };
 use crate::{AuditError, backup};
 
@@ -51,11 +54,22 @@ pub struct Remote {
 #[error("verification failed at {0}")]
 pub struct VerificationFailed(pub Problem);
 
+/// A `--remote` request that the server refused, or that did not reach it. The binary maps
+/// `status` to its exit code (`None`: the server could not be reached).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RemoteFailure {
+    pub status: Option<u16>,
+    pub message: String,
+}
+
 /// `keyledger audit …`
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum AuditCommand {
-    /// Verify an export file or a data directory offline: the hash chain, the public fields and
-    /// every checkpoint signature. Exits non-zero at the first problem, naming its seq.
+    /// Verify an export file, a data directory, or a running server's log (--remote): the hash
+    /// chain, the public fields, every checkpoint signature, and that an export is complete.
+    /// Says how many events a signed checkpoint covers. Exits 6 at the first problem, naming its
+    /// seq.
     Verify(VerifyArgs),
     /// Export events and their signed checkpoints as JSON lines (contains key hashes and
     /// ciphertext in `body`: for auditors, not for publication).
@@ -108,14 +122,25 @@ pub struct MasterKeyArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct VerifyArgs {
     /// An export file (from `keyledger audit export`).
-    #[arg(value_name = "FILE", required_unless_present = "data_dir")]
+    #[arg(value_name = "FILE", required_unless_present_any = ["data_dir", "remote"])]
     pub file: Option<PathBuf>,
     /// Verify a data directory instead (the server must be stopped, or verify a copy).
     #[arg(long = "data", value_name = "DIR", conflicts_with = "file")]
     pub data_dir: Option<PathBuf>,
+    /// Verify the running server's whole log, read over its API (`GET /v1/events`, permission
+    /// view_audit_log) with the saved key or KEYLEDGER_API_KEY.
+    #[arg(long, conflicts_with_all = ["file", "data_dir"])]
+    pub remote: bool,
     /// The vault's published key (hex), as `keyledger audit public-key` prints it on the server.
     #[arg(long, value_name = "KEY")]
     pub public_key: Option<String>,
+    /// Fail (exit 6) unless a signed checkpoint covers the last event.
+    #[arg(long)]
+    pub require_checkpoint: bool,
+    /// Fail (exit 6) unless the log holds this event with this chain hash, e.g. the head that
+    /// `keyledger audit checkpoint --remote` or an earlier verify printed.
+    #[arg(long, value_name = "SEQ:HASH")]
+    pub expect_head: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -159,6 +184,10 @@ pub struct ReplayArgs {
     /// Replay an export file instead of a data directory.
     #[arg(long, value_name = "FILE")]
     pub file: Option<PathBuf>,
+    /// Replay the running server's log, read over its API (`GET /v1/events`, permission
+    /// view_audit_log) with the saved key or KEYLEDGER_API_KEY.
+    #[arg(long, conflicts_with = "file")]
+    pub remote: bool,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -251,26 +280,49 @@ impl AdminAuditCommand {
 }
 
 fn verify(args: &VerifyArgs, context: &RunContext) -> anyhow::Result<()> {
-    let options = VerifyOptions {
+    let mut options = VerifyOptions {
         public_key: args
             .public_key
             .as_deref()
             .map(parse_public_key)
             .transpose()?,
+        require_checkpoint: args.require_checkpoint,
+        expect_head: args.expect_head.as_deref().map(Head::parse).transpose()?,
     };
     let outcome = match (&args.file, &args.data_dir) {
+        _ if args.remote => {
+            let remote = require_remote(context)?;
+            // Unpinned, the server's own key is the one to expect (and the report says so).
+            let from_server = options.public_key.is_none();
+            if from_server {
+                options.public_key = Some(parse_public_key(&server_public_key(remote)?)?);
+            }
+            let export = RemoteExport::open(remote, 1, u64::MAX)?;
+            let mut outcome = verify_export(BufReader::new(export), options)?;
+            if from_server && outcome.signer_source == SignerSource::Pinned {
+                outcome.signer_source = SignerSource::Server;
+            }
+            outcome
+        }
         (Some(file), _) => verify_export_file(file, options)?,
-        (None, Some(dir)) => verify_data_dir(dir, options)?,
-        (None, None) => bail!("give an export FILE or --data DIR"),
+        (None, Some(dir)) => {
+            verify_data_dir(dir, options).map_err(|err| held_by_server(err, ASK_TO_VERIFY))?
+        }
+        (None, None) => bail!("give an export FILE, --data DIR or --remote"),
     };
     if context.json {
         print_json(&serde_json::json!({
             "ok": outcome.is_ok(),
             "first_seq": outcome.first_seq,
             "verified_through": outcome.verified_through,
+            "head": outcome.head().map(|head| head.to_string()),
             "events": outcome.events,
+            "signed_events": outcome.signed_events(),
+            "chained_only_events": outcome.chained_only_events(),
+            "signed_through": outcome.signed_through(),
             "checkpoints_verified": outcome.checkpoints_verified,
             "last_checkpoint": outcome.last_checkpoint.as_ref().map(CheckpointRecord::from_checkpoint),
+            "terminated": outcome.terminated,
             "problem": outcome.problem.as_ref().map(|p| serde_json::json!({
                 "seq": p.seq,
                 "reason": p.kind.to_string(),
@@ -282,6 +334,37 @@ fn verify(args: &VerifyArgs, context: &RunContext) -> anyhow::Result<()> {
     match outcome.problem {
         None => Ok(()),
         Some(problem) => Err(VerificationFailed(problem).into()),
+    }
+}
+
+/// What to run next to a running server instead of opening its data directory.
+const ASK_TO_VERIFY: &str = "ask it instead: `keyledger audit verify --remote`";
+const ASK_TO_EXPORT: &str = "ask it instead: `keyledger audit export --remote`";
+const ASK_TO_REPLAY: &str =
+    "ask it instead: `keyledger audit replay --remote` with the same moment";
+const ASK_FOR_THE_KEY: &str = "ask it instead: `keyledger audit public-key --remote`";
+const ASK_FOR_A_REMOTE_BACKUP: &str =
+    "ask it instead: `keyledger admin backup --remote DIR` (DIR is on the server)";
+const ASK_FOR_A_BACKUP: &str = "take a backup while it runs (`keyledger admin backup --remote DIR`) \
+     and run this on it (`--data DIR`)";
+
+/// A data directory that a running server holds, with the command that works next to it. The
+/// binary exits with its "conflict with the current state" code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the data directory {} is in use by a running server; {instead} (with the saved key or \
+     KEYLEDGER_API_KEY, and --endpoint if it is not the saved one), or stop the server",
+    dir.display()
+)]
+pub struct HeldByServer {
+    pub dir: PathBuf,
+    pub instead: &'static str,
+}
+
+fn held_by_server(err: AuditError, instead: &'static str) -> anyhow::Error {
+    match err {
+        AuditError::InUse(dir) => HeldByServer { dir, instead }.into(),
+        other => other.into(),
     }
 }
 
@@ -300,9 +383,12 @@ fn export(args: &ExportArgs, context: &RunContext) -> anyhow::Result<()> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     let (events, checkpoints) = if args.remote {
-        export_remote(require_remote(context)?, args.from, to, &mut out)?
+        let mut export = RemoteExport::open(require_remote(context)?, args.from, to)?;
+        std::io::copy(&mut export, &mut out)?;
+        (export.tally.events(), export.tally.checkpoints())
     } else {
-        let log = open_log_offline(&args.data.data_dir)?;
+        let log = open_log_offline(&args.data.data_dir)
+            .map_err(|err| held_by_server(err, ASK_TO_EXPORT))?;
         let summary = export_jsonl(&log, args.from, to, &mut out);
         log.close();
         let summary = summary?;
@@ -315,49 +401,102 @@ fn export(args: &ExportArgs, context: &RunContext) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn export_remote(
-    remote: &Remote,
-    from: u64,
+/// A running server's log as an export, read page by page over `GET /v1/events` and ending with
+/// the end record: what `export --remote` writes and `verify --remote` and `replay --remote`
+/// read. Lines are re-serialised through their types, so the stream is byte for byte what an
+/// offline export of the same range is.
+struct RemoteExport<'a> {
+    remote: &'a Remote,
+    client: reqwest::blocking::Client,
+    /// The next page's first seq; `None` once the server said there is no more.
+    next: Option<u64>,
     to: u64,
-    out: &mut dyn Write,
-) -> anyhow::Result<(u64, u64)> {
-    #[derive(Deserialize)]
-    struct Page {
-        lines: Vec<serde_json::Value>,
-        next_from: Option<u64>,
-    }
-    let client = http_client()?;
-    let (mut next, mut events, mut checkpoints) = (Some(from), 0, 0);
-    while let Some(from) = next.filter(|from| *from <= to) {
-        let limit = (to - from).saturating_add(1).min(1000);
-        let page: Page = send(
-            client.get(format!(
-                "{}/v1/events?from={from}&limit={limit}",
-                remote.endpoint.trim_end_matches('/')
-            )),
+    tally: EndTally,
+    buffer: Vec<u8>,
+    position: usize,
+    ended: bool,
+}
+
+impl<'a> RemoteExport<'a> {
+    /// Fetches the first page at once, so that a refusal (no permission, unreachable) is an
+    /// error of the command rather than of a read halfway through.
+    fn open(remote: &'a Remote, from: u64, to: u64) -> anyhow::Result<RemoteExport<'a>> {
+        let mut export = RemoteExport {
             remote,
+            client: http_client()?,
+            next: Some(from.max(1)),
+            to,
+            tally: EndTally::default(),
+            buffer: Vec::new(),
+            position: 0,
+            ended: false,
+        };
+        export.fill()?;
+        Ok(export)
+    }
+
+    /// Replaces the buffer with the next page's lines, or with the end record after the last.
+    fn fill(&mut self) -> anyhow::Result<()> {
+        #[derive(Deserialize)]
+        struct Page {
+            lines: Vec<serde_json::Value>,
+            next_from: Option<u64>,
+        }
+        self.buffer.clear();
+        self.position = 0;
+        let Some(from) = self.next.filter(|from| *from <= self.to) else {
+            write_jsonl(&mut self.buffer, &self.tally.end_line())?;
+            self.ended = true;
+            return Ok(());
+        };
+        let limit = (self.to - from).saturating_add(1).min(1000);
+        let page: Page = send(
+            self.client.get(format!(
+                "{}/v1/events?from={from}&limit={limit}",
+                self.remote.endpoint.trim_end_matches('/')
+            )),
+            self.remote,
         )?;
         for line in &page.lines {
             let seq = line.get("seq").and_then(serde_json::Value::as_u64);
-            if seq.is_some_and(|seq| seq > to) {
+            if seq.is_some_and(|seq| seq > self.to) {
                 continue;
             }
-            if line.get("checkpoint").is_some() {
-                checkpoints += 1;
-            } else {
-                events += 1;
-            }
-            // Back through the typed line, so the file has the canonical field order (and
-            // verifies on the fast path); anything else is written as received.
+            // Back through the typed line, so the stream has the canonical field order (and
+            // verifies on the fast path); anything else is passed on as received.
             match serde_json::from_value::<ExportLine>(line.clone()) {
-                Ok(typed) => serde_json::to_writer(&mut *out, &typed)?,
-                Err(_) => serde_json::to_writer(&mut *out, line)?,
+                Ok(typed) => {
+                    self.tally.count(&typed);
+                    write_jsonl(&mut self.buffer, &typed)?;
+                }
+                Err(_) => write_jsonl(&mut self.buffer, line)?,
             }
-            out.write_all(b"\n")?;
         }
-        next = page.next_from;
+        self.next = page.next_from;
+        Ok(())
     }
-    Ok((events, checkpoints))
+}
+
+impl std::io::Read for RemoteExport<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.position == self.buffer.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            self.fill()
+                .map_err(|err| std::io::Error::other(format!("{err:#}")))?;
+        }
+        let n = out.len().min(self.buffer.len() - self.position);
+        out[..n].copy_from_slice(&self.buffer[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+fn write_jsonl(out: &mut Vec<u8>, line: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, line)?;
+    out.push(b'\n');
+    Ok(())
 }
 
 fn replay(args: &ReplayArgs, context: &RunContext) -> anyhow::Result<()> {
@@ -371,13 +510,18 @@ fn replay(args: &ReplayArgs, context: &RunContext) -> anyhow::Result<()> {
         (None, None, None) => bail!("give --as-of, --seq or --diff"),
     };
     let views = match &args.file {
+        None if args.remote => {
+            let export = RemoteExport::open(require_remote(context)?, 1, u64::MAX)?;
+            states_as_of(read_export_envelopes(BufReader::new(export)), &moments)?
+        }
         Some(path) => {
             let file =
                 fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             states_as_of(read_export_envelopes(BufReader::new(file)), &moments)?
         }
         None => {
-            let log = open_log_offline(&args.data.data_dir)?;
+            let log = open_log_offline(&args.data.data_dir)
+                .map_err(|err| held_by_server(err, ASK_TO_REPLAY))?;
             let views = states_as_of(
                 log.read_from(1).map(|e| e.map_err(AuditError::from)),
                 &moments,
@@ -413,7 +557,8 @@ fn shredded(args: &ShreddedArgs, context: &RunContext) -> anyhow::Result<()> {
     } else {
         None
     };
-    let log = open_log_offline(&args.data.data_dir)?;
+    let log = open_log_offline(&args.data.data_dir)
+        .map_err(|err| held_by_server(err, ASK_FOR_A_BACKUP))?;
     let report = shredding_report(&log);
     let attempts = master
         .as_ref()
@@ -443,17 +588,10 @@ fn shredded(args: &ShreddedArgs, context: &RunContext) -> anyhow::Result<()> {
 
 fn public_key(args: &PublicKeyArgs, context: &RunContext) -> anyhow::Result<()> {
     let key = if args.remote {
-        let remote = require_remote(context)?;
-        let info: PublicKeyInfo = send(
-            http_client()?.get(format!(
-                "{}/v1/audit/public-key",
-                remote.endpoint.trim_end_matches('/')
-            )),
-            remote,
-        )?;
-        info.public_key
+        server_public_key(require_remote(context)?)?
     } else {
-        let log = open_log_offline(&args.data.data_dir)?;
+        let log = open_log_offline(&args.data.data_dir)
+            .map_err(|err| held_by_server(err, ASK_FOR_THE_KEY))?;
         let key = keyledger_vault::published_public_key(&log);
         log.close();
         let key = key?.ok_or_else(|| {
@@ -467,6 +605,18 @@ fn public_key(args: &PublicKeyArgs, context: &RunContext) -> anyhow::Result<()> 
         println!("{key}");
         Ok(())
     }
+}
+
+/// The checkpoint key the server publishes (hex).
+fn server_public_key(remote: &Remote) -> anyhow::Result<String> {
+    let info: PublicKeyInfo = send(
+        http_client()?.get(format!(
+            "{}/v1/audit/public-key",
+            remote.endpoint.trim_end_matches('/')
+        )),
+        remote,
+    )?;
+    Ok(info.public_key)
 }
 
 fn checkpoint(args: &CheckpointArgs, context: &RunContext) -> anyhow::Result<()> {
@@ -488,8 +638,8 @@ fn checkpoint(args: &CheckpointArgs, context: &RunContext) -> anyhow::Result<()>
         print_json(&record)
     } else {
         println!(
-            "checkpoint at seq {}: hash {} signed by {}",
-            record.seq, record.hash, record.public_key
+            "checkpoint at seq {}: hash {} signed by {}\nhead {}:{} (for `keyledger audit verify --expect-head`)",
+            record.seq, record.hash, record.public_key, record.seq, record.hash
         );
         Ok(())
     }
@@ -545,7 +695,8 @@ fn backup_command(args: &BackupArgs, context: &RunContext) -> anyhow::Result<()>
             .json(&serde_json::json!({ "dir": args.dir }));
         send(request, remote)?
     } else {
-        backup::backup_offline(&args.data.data_dir, &args.dir)?
+        backup::backup_offline(&args.data.data_dir, &args.dir)
+            .map_err(|err| held_by_server(err, ASK_FOR_A_REMOTE_BACKUP))?
     };
     if context.json {
         print_json(&manifest)
@@ -568,6 +719,7 @@ fn restore(args: &RestoreArgs, context: &RunContext) -> anyhow::Result<()> {
             .as_deref()
             .map(parse_public_key)
             .transpose()?,
+        ..VerifyOptions::default()
     };
     let outcome = backup::restore(&args.backup, &args.data.data_dir, options)?;
     if context.json {
@@ -619,7 +771,13 @@ fn open_vault(data_dir: &Path, master: &MasterKey) -> anyhow::Result<Vault> {
 
 fn require_remote(context: &RunContext) -> anyhow::Result<&Remote> {
     context.remote.as_ref().ok_or_else(|| {
-        anyhow!("--remote needs a server and a key: log in first with `keyledger login`")
+        RemoteFailure {
+            status: Some(401),
+            message: "--remote needs a server and a key: log in first with `keyledger login`, \
+                      or set KEYLEDGER_API_KEY"
+                .to_owned(),
+        }
+        .into()
     })
 }
 
@@ -637,14 +795,32 @@ fn send<T: DeserializeOwned>(
     let response = request
         .bearer_auth(remote.key.expose())
         .send()
-        .with_context(|| format!("cannot reach {}", remote.endpoint))?;
+        .map_err(|err| {
+            let mut cause: &dyn std::error::Error = &err;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            RemoteFailure {
+                status: None,
+                message: format!(
+                    "cannot reach the keyledger server at {}: {cause}",
+                    remote.endpoint
+                ),
+            }
+        })?;
     let status = response.status();
     if !status.is_success() {
-        let body = response.text().unwrap_or_default();
-        bail!(
-            "the server answered {status}: {}",
-            body.chars().take(500).collect::<String>()
-        );
+        // The API's sentence (it names a missing permission and who can grant it), not its JSON.
+        let body: serde_json::Value = response.json().unwrap_or_default();
+        let message = body
+            .pointer("/error/message")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| format!("the server answered {status}"), str::to_owned);
+        return Err(RemoteFailure {
+            status: Some(status.as_u16()),
+            message,
+        }
+        .into());
     }
     response
         .json()

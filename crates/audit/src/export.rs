@@ -10,7 +10,10 @@
 //! NATS form: hand it to auditors, not to subscribers. See docs/audit.md.
 //!
 //! A checkpoint line `{"checkpoint": {seq, hash, signature, public_key}}` follows the event it
-//! signs.
+//! signs. The last line is the end record `{"end": {events, checkpoints, first_seq, last_seq,
+//! head_hash}}`: a file cut off at any line (or inside one) lacks it or contradicts it, so
+//! verification tells a complete export from a truncated one. Exports written before the end
+//! record existed verify as "unterminated, possibly truncated".
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -62,12 +65,63 @@ pub struct CheckpointRecord {
     pub public_key: String,
 }
 
+/// The last line of an export: what the writer wrote, so that a reader can tell the whole file
+/// from a prefix of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndRecord {
+    /// Event lines written.
+    pub events: u64,
+    /// Checkpoint lines written.
+    pub checkpoints: u64,
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// The chain hash of the last event (64 hex digits); null when there was none.
+    pub head_hash: Option<String>,
+}
+
 /// A line of the export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum ExportLine {
     Checkpoint { checkpoint: CheckpointRecord },
+    End { end: EndRecord },
     Event(Box<ExportedEvent>),
+}
+
+/// Counts what an export writer wrote and makes its [`EndRecord`].
+#[derive(Debug, Clone, Default)]
+pub struct EndTally {
+    record: EndRecord,
+}
+
+impl EndTally {
+    /// Notes a line about to be written.
+    pub fn count(&mut self, line: &ExportLine) {
+        match line {
+            ExportLine::Checkpoint { .. } => self.record.checkpoints += 1,
+            ExportLine::End { .. } => {}
+            ExportLine::Event(event) => {
+                self.record.events += 1;
+                self.record.first_seq.get_or_insert(event.seq);
+                self.record.last_seq = Some(event.seq);
+                self.record.head_hash = Some(event.hash.clone());
+            }
+        }
+    }
+
+    pub fn events(&self) -> u64 {
+        self.record.events
+    }
+
+    pub fn checkpoints(&self) -> u64 {
+        self.record.checkpoints
+    }
+
+    pub fn end_line(&self) -> ExportLine {
+        ExportLine::End {
+            end: self.record.clone(),
+        }
+    }
 }
 
 /// A page of the export over HTTP (`GET /v1/events?from=&limit=`).
@@ -179,29 +233,33 @@ pub fn export_jsonl(
     let from = from.max(1);
     let to = to.min(log.head().0);
     let mut summary = ExportSummary::default();
-    if from > to {
-        return Ok(summary);
-    }
-    let mut checkpoints = log.checkpoints(from, to)?.into_iter().peekable();
     let io = |err: std::io::Error| AuditError::io("export output", err);
-    for envelope in log.read_range(from, to) {
-        let envelope = envelope?;
-        write_line(
-            out,
-            &ExportLine::Event(Box::new(ExportedEvent::from_envelope(&envelope))),
-        )
-        .map_err(io)?;
-        summary.first.get_or_insert(envelope.seq);
-        summary.last = Some(envelope.seq);
-        summary.events += 1;
-        while let Some(checkpoint) = checkpoints.next_if(|c| c.seq <= envelope.seq) {
-            if checkpoint.seq == envelope.seq {
-                let record = CheckpointRecord::from_checkpoint(&checkpoint);
-                write_line(out, &ExportLine::Checkpoint { checkpoint: record }).map_err(io)?;
-                summary.checkpoints += 1;
+    let mut tally = EndTally::default();
+    let mut write = |line: &ExportLine| {
+        tally.count(line);
+        write_line(out, line).map_err(io)
+    };
+    if from <= to {
+        let mut checkpoints = log.checkpoints(from, to)?.into_iter().peekable();
+        for envelope in log.read_range(from, to) {
+            let envelope = envelope?;
+            write(&ExportLine::Event(Box::new(ExportedEvent::from_envelope(
+                &envelope,
+            ))))?;
+            summary.first.get_or_insert(envelope.seq);
+            summary.last = Some(envelope.seq);
+            summary.events += 1;
+            while let Some(checkpoint) = checkpoints.next_if(|c| c.seq <= envelope.seq) {
+                if checkpoint.seq == envelope.seq {
+                    let record = CheckpointRecord::from_checkpoint(&checkpoint);
+                    write(&ExportLine::Checkpoint { checkpoint: record })?;
+                    summary.checkpoints += 1;
+                }
             }
         }
     }
+    let end = tally.end_line();
+    write_line(out, &end).map_err(io)?;
     out.flush().map_err(io)?;
     Ok(summary)
 }
@@ -283,6 +341,7 @@ pub(crate) struct EnvelopeFields<'a> {
 /// One parsed export line.
 pub(crate) enum ParsedLine {
     Checkpoint(CheckpointRecord),
+    End(EndRecord),
     Event(Envelope),
 }
 
@@ -291,6 +350,7 @@ pub(crate) enum ParsedLine {
 #[derive(Deserialize)]
 struct RawLine<'a> {
     checkpoint: Option<CheckpointRecord>,
+    end: Option<EndRecord>,
     seq: Option<u64>,
     #[serde(borrow)]
     id: Option<Cow<'a, str>>,
@@ -316,6 +376,9 @@ pub(crate) fn parse_line(line: &str) -> Result<ParsedLine, String> {
         serde_json::from_str(line).map_err(|err| format!("not an export line ({err})"))?;
     if let Some(checkpoint) = raw.checkpoint {
         return Ok(ParsedLine::Checkpoint(checkpoint));
+    }
+    if let Some(end) = raw.end {
+        return Ok(ParsedLine::End(end));
     }
     fn required<T>(value: Option<T>, name: &str) -> Result<T, String> {
         value.ok_or_else(|| format!("`{name}` is missing"))

@@ -26,7 +26,7 @@ pub mod verify;
 
 pub use error::AuditError;
 pub use export::{
-    CheckpointRecord, ExportLine, ExportPage, ExportSummary, ExportedEvent, PublicKeyInfo,
-    checkpoint_now, export_jsonl, export_page, public_key, public_key_info,
+    CheckpointRecord, EndRecord, EndTally, ExportLine, ExportPage, ExportSummary, ExportedEvent,
+    PublicKeyInfo, checkpoint_now, export_jsonl, export_page, public_key, public_key_info,
 };
 pub use source::{open_log_offline, read_export_envelopes};

@@ -28,7 +28,8 @@ pub fn open_log_offline(data_dir: &Path) -> Result<EventLog, AuditError> {
     })
 }
 
-/// The envelopes of an export, in file order; checkpoint lines are skipped.
+/// The envelopes of an export, in file order; checkpoint lines and the end record are skipped
+/// (`audit verify` is what checks the file is whole).
 pub fn read_export_envelopes(
     reader: impl BufRead,
 ) -> impl Iterator<Item = Result<Envelope, AuditError>> {
@@ -42,7 +43,7 @@ pub fn read_export_envelopes(
         }
         match parse_line(&line) {
             Ok(ParsedLine::Event(envelope)) => Some(Ok(envelope)),
-            Ok(ParsedLine::Checkpoint(_)) => None,
+            Ok(ParsedLine::Checkpoint(_) | ParsedLine::End(_)) => None,
             Err(reason) => Some(Err(AuditError::Export {
                 line: index as u64 + 1,
                 reason,

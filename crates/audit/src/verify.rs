@@ -5,6 +5,12 @@
 //! genesis hash), each export line's public fields equal to what its body says, and each
 //! checkpoint: a valid Ed25519 signature, by the expected key, over the chain hash at its seq.
 //! The first failure is reported with its seq and reason; nothing after it is trusted.
+//!
+//! An export must end with its end record (count and head hash, see [`crate::export`]): one
+//! without it is reported as unterminated, possibly truncated, and one cut inside a line as cut
+//! off — never as OK. The outcome says how many events a signed checkpoint covers and how many
+//! are only chained; `require_checkpoint` and `expect_head` turn "not signed" and "does not
+//! reach the head I know" into failures.
 
 use std::fmt;
 use std::io::BufRead;
@@ -16,7 +22,7 @@ use keyledger_log::{
 };
 
 use crate::AuditError;
-use crate::export::{ParsedLine, hash_hex, is_canonical, parse_hex_array, parse_line};
+use crate::export::{EndRecord, ParsedLine, hash_hex, is_canonical, parse_hex_array, parse_line};
 use crate::source::open_log_offline;
 
 /// What is wrong at a seq.
@@ -43,6 +49,21 @@ pub enum ProblemKind {
     UnexpectedSigner { found: String, expected: String },
     /// A checkpoint signs a hash the chain does not have at that seq (or sits at the wrong place).
     CheckpointMismatch,
+    /// The export has no end record: it was cut off after a whole line, or written by a version
+    /// without end records. Either way nothing says the events after it are not missing.
+    Unterminated,
+    /// The export's last line stops in the middle: the file was cut off.
+    CutMidLine { line: u64 },
+    /// The end record does not describe the lines before it.
+    EndMismatch { detail: String },
+    /// Something follows the end record.
+    AfterEnd { line: u64 },
+    /// `require_checkpoint`: the last event is not covered by a signed checkpoint.
+    NotSigned { signed_through: Option<Seq> },
+    /// `expect_head`: the log stops before the expected head.
+    HeadNotReached { expected: Seq, reached: Seq },
+    /// `expect_head`: the log has another chain hash at the expected head's seq.
+    HeadMismatch { expected: String, found: String },
 }
 
 impl fmt::Display for ProblemKind {
@@ -77,6 +98,42 @@ impl fmt::Display for ProblemKind {
             ProblemKind::CheckpointMismatch => {
                 f.write_str("the checkpoint signs a hash the chain does not have at this seq")
             }
+            ProblemKind::Unterminated => f.write_str(
+                "the export ends without its end record: unterminated, possibly truncated \
+                 (events after this one may have been cut off); export it again",
+            ),
+            ProblemKind::CutMidLine { line } => write!(
+                f,
+                "the export is truncated: line {line} stops in the middle (the file was cut off)"
+            ),
+            ProblemKind::EndMismatch { detail } => write!(
+                f,
+                "the export's end record does not match its lines ({detail}): lines were removed or added"
+            ),
+            ProblemKind::AfterEnd { line } => {
+                write!(f, "line {line} follows the export's end record")
+            }
+            ProblemKind::NotSigned { signed_through } => match signed_through {
+                Some(seq) => write!(
+                    f,
+                    "not covered by a signed checkpoint (--require-checkpoint): the last one is at \
+                     seq {seq}; ask the server to sign one (`keyledger audit checkpoint --remote`)"
+                ),
+                None => f.write_str(
+                    "no signed checkpoint covers the events (--require-checkpoint); ask the \
+                     server to sign one (`keyledger audit checkpoint --remote`)",
+                ),
+            },
+            ProblemKind::HeadNotReached { expected, reached } => write!(
+                f,
+                "the log stops at seq {reached}, before the expected head {expected} (--expect-head): \
+                 events are missing at the end"
+            ),
+            ProblemKind::HeadMismatch { expected, found } => write!(
+                f,
+                "the chain hash here is {found}, not the expected {expected} (--expect-head): the \
+                 log differs from the one the head was taken from"
+            ),
         }
     }
 }
@@ -100,6 +157,44 @@ pub struct VerifyOptions {
     /// The vault's checkpoint key as published (`keyledger audit public-key`). Without it,
     /// checkpoints must all carry the same key, which the report shows for comparison.
     pub public_key: Option<[u8; 32]>,
+    /// Fail unless a signed checkpoint covers the last event.
+    pub require_checkpoint: bool,
+    /// Fail unless the log holds this event with this chain hash.
+    pub expect_head: Option<Head>,
+}
+
+/// An event of the chain by its seq and chain hash, written `SEQ:HASH` (as `audit verify`,
+/// `audit checkpoint` and backups print it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub seq: Seq,
+    pub hash: Hash,
+}
+
+impl Head {
+    pub fn parse(text: &str) -> Result<Head, AuditError> {
+        let usage = || {
+            AuditError::Usage(
+                "a head is SEQ:HASH, a sequence number and its 64-hex-digit chain hash, as \
+                 `keyledger audit verify` or `keyledger audit checkpoint` print it"
+                    .to_owned(),
+            )
+        };
+        let (seq, hash) = text.trim().split_once(':').ok_or_else(usage)?;
+        let seq = seq
+            .parse::<Seq>()
+            .ok()
+            .filter(|seq| *seq > 0)
+            .ok_or_else(usage)?;
+        let hash = parse_hex_array::<32>(hash, "hash").map_err(|_| usage())?;
+        Ok(Head { seq, hash })
+    }
+}
+
+impl fmt::Display for Head {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.seq, hash_hex(&self.hash))
+    }
 }
 
 /// Where the expected signer came from.
@@ -109,6 +204,8 @@ pub enum SignerSource {
     Pinned,
     /// Published by the data directory itself (in clear: a rewritten directory could change it).
     DataDirectory,
+    /// Published by the running server whose log was verified (`--remote`).
+    Server,
     /// Taken from the first checkpoint (nothing independent vouches for it).
     FirstCheckpoint,
     /// No key known: there was no checkpoint.
@@ -129,6 +226,8 @@ pub struct VerifyOutcome {
     pub last_checkpoint: Option<Checkpoint>,
     pub signer: Option<[u8; 32]>,
     pub signer_source: SignerSource,
+    /// For an export: whether it ended with a matching end record. `None` for a data directory.
+    pub terminated: Option<bool>,
     pub problem: Option<Problem>,
 }
 
@@ -137,52 +236,104 @@ impl VerifyOutcome {
         self.problem.is_none()
     }
 
+    /// The last verified event, as `SEQ:HASH`.
+    pub fn head(&self) -> Option<Head> {
+        self.first_seq
+            .filter(|first| self.verified_through >= *first)
+            .map(|_| Head {
+                seq: self.verified_through,
+                hash: self.head_hash,
+            })
+    }
+
+    /// The last seq a verified checkpoint covers (within what verified).
+    pub fn signed_through(&self) -> Option<Seq> {
+        let first = self.first_seq?;
+        self.last_checkpoint
+            .map(|checkpoint| checkpoint.seq.min(self.verified_through))
+            .filter(|seq| *seq >= first)
+    }
+
+    /// Verified events that a signed checkpoint covers: from the first one to the last checkpoint.
+    pub fn signed_events(&self) -> u64 {
+        match (self.first_seq, self.signed_through()) {
+            (Some(first), Some(through)) => through - first + 1,
+            _ => 0,
+        }
+    }
+
+    /// Verified events after the last checkpoint: tamper-evident among themselves, not signed.
+    pub fn chained_only_events(&self) -> u64 {
+        self.events.saturating_sub(self.signed_events())
+    }
+
     /// The human report `keyledger audit verify` prints.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        let range = match self.first_seq {
-            Some(first) if self.verified_through >= first => {
-                format!(
-                    "events {first}..={} ({} events)",
-                    self.verified_through, self.events
-                )
-            }
+        let range = |from: Seq, to: Seq| {
+            let count = to - from + 1;
+            let noun = if count == 1 { "event" } else { "events" };
+            format!("{count} {noun} ({from}..={to})")
+        };
+        let verified = match self.first_seq {
+            Some(first) if self.verified_through >= first => range(first, self.verified_through),
             _ => "no events".to_owned(),
         };
+        let head = self
+            .head()
+            .map_or_else(|| "none".to_owned(), |head| head.to_string());
         match &self.problem {
-            None => out.push_str(&format!(
-                "OK: {range} verified; chain hash at {} is {}\n",
-                self.verified_through,
-                hash_hex(&self.head_hash)
+            None if self.signed_events() == 0 && self.events > 0 => out.push_str(&format!(
+                "CHAINED, NOT SIGNED: {verified} verified as a hash chain, but no signed \
+                 checkpoint covers them; head {head}\n"
             )),
+            None => out.push_str(&format!("OK: {verified} verified; head {head}\n")),
             Some(problem) => {
                 out.push_str(&format!("FAILED at {problem}\n"));
-                out.push_str(&format!("verified before it: {range}\n"));
+                out.push_str(&format!("verified before it: {verified}\n"));
             }
         }
-        match &self.last_checkpoint {
-            Some(checkpoint) => {
+        match (self.first_seq, self.signed_through(), &self.last_checkpoint) {
+            (Some(first), Some(through), Some(checkpoint)) => {
                 out.push_str(&format!(
-                    "checkpoints: {} verified, the last at seq {}\n",
-                    self.checkpoints_verified, checkpoint.seq
+                    "signed: {} covered by a signed checkpoint ({} verified, the last at seq {})\n",
+                    range(first, through),
+                    self.checkpoints_verified,
+                    checkpoint.seq
                 ));
-                if self.is_ok() && checkpoint.seq < self.verified_through {
+                if through < self.verified_through {
                     out.push_str(&format!(
-                        "events {}..={} follow the last checkpoint: chained, not yet signed\n",
-                        checkpoint.seq + 1,
-                        self.verified_through
+                        "chained only: {} follow the last checkpoint: chained, not yet signed\n",
+                        range(through + 1, self.verified_through)
                     ));
                 }
             }
-            None => out.push_str(
-                "checkpoints: none verified (nothing here proves the events came from the vault)\n",
-            ),
+            _ => {
+                out.push_str(
+                    "signed: none (no checkpoint verified: nothing here proves the events came \
+                     from the vault)\n",
+                );
+                if let Some(first) = self.first_seq.filter(|f| self.verified_through >= *f) {
+                    out.push_str(&format!(
+                        "chained only: {}\n",
+                        range(first, self.verified_through)
+                    ));
+                }
+            }
+        }
+        match self.terminated {
+            Some(true) => out.push_str("export: complete (its end record matches its lines)\n"),
+            Some(false) => out.push_str("export: NOT complete (no matching end record)\n"),
+            None => {}
         }
         if let Some(signer) = &self.signer {
             let how = match self.signer_source {
                 SignerSource::Pinned => "pinned with --public-key",
                 SignerSource::DataDirectory => {
                     "as the data directory publishes it; pin the key the server publishes with --public-key"
+                }
+                SignerSource::Server => {
+                    "as the server publishes it; pin a key obtained earlier with --public-key"
                 }
                 SignerSource::FirstCheckpoint | SignerSource::Unknown => {
                     "NOT pinned: compare it with the vault's published key, or pass --public-key"
@@ -227,9 +378,11 @@ pub fn verify_export(
     options: VerifyOptions,
 ) -> Result<VerifyOutcome, AuditError> {
     let mut walk = Walk::new(options.public_key, SignerSource::Pinned);
+    walk.watch = options.expect_head.map(|head| head.seq);
     let mut reader = reader;
     let mut line = String::new();
     let mut line_number = 0u64;
+    let mut ended = false;
     loop {
         line.clear();
         let read = reader
@@ -239,23 +392,57 @@ pub fn verify_export(
             break;
         }
         line_number += 1;
+        let whole = line.ends_with('\n');
         let text = line.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
             continue;
         }
-        if let Err(mut problem) = walk.export_line(text, line_number) {
-            // A gap is a reordering if the missing event turns up later in the file.
-            if let ProblemKind::Missing { expected, found } = problem.kind
-                && reader
-                    .lines()
-                    .any(|rest| rest.is_ok_and(|rest| seq_of_line(&rest) == Some(expected)))
-            {
-                problem.kind = ProblemKind::Reordered { expected, found };
-            }
+        let problem_at = |walk: &Walk, kind| Problem {
+            seq: walk.verified_through + 1,
+            kind,
+        };
+        if ended {
+            let problem = problem_at(&walk, ProblemKind::AfterEnd { line: line_number });
             return Ok(walk.finish(Some(problem)));
         }
+        match walk.export_line(text, line_number) {
+            Ok(None) => {}
+            Ok(Some(end)) => {
+                if let Err(detail) = walk.matches_end(&end) {
+                    let problem = problem_at(&walk, ProblemKind::EndMismatch { detail });
+                    return Ok(walk.finish(Some(problem)));
+                }
+                ended = true;
+            }
+            // A last line without its newline that does not parse was cut inside.
+            Err(problem) if !whole && matches!(problem.kind, ProblemKind::Unreadable { .. }) => {
+                let problem = problem_at(&walk, ProblemKind::CutMidLine { line: line_number });
+                return Ok(walk.finish(Some(problem)));
+            }
+            Err(mut problem) => {
+                // A gap is a reordering if the missing event turns up later in the file.
+                if let ProblemKind::Missing { expected, found } = problem.kind
+                    && reader
+                        .lines()
+                        .any(|rest| rest.is_ok_and(|rest| seq_of_line(&rest) == Some(expected)))
+                {
+                    problem.kind = ProblemKind::Reordered { expected, found };
+                }
+                return Ok(walk.finish(Some(problem)));
+            }
+        }
     }
-    Ok(walk.finish(None))
+    walk.terminated = Some(ended);
+    let problem = if ended {
+        None
+    } else {
+        Some(Problem {
+            seq: walk.verified_through + 1,
+            kind: ProblemKind::Unterminated,
+        })
+    };
+    let problem = problem.or_else(|| walk.unmet_expectation(&options, walk.watched_hash));
+    Ok(walk.finish(problem))
 }
 
 /// Verifies a data directory offline (the server must not hold it open).
@@ -338,6 +525,13 @@ pub fn verify_log(log: &EventLog, options: VerifyOptions) -> Result<VerifyOutcom
             break;
         }
     }
+    if problem.is_none() {
+        let watched = match options.expect_head {
+            Some(head) if head.seq <= walk.verified_through => log.get(head.seq)?.map(|e| e.hash),
+            _ => None,
+        };
+        problem = walk.unmet_expectation(&options, watched);
+    }
     Ok(walk.finish(problem))
 }
 
@@ -367,6 +561,11 @@ pub(crate) struct Walk {
     last_checkpoint: Option<Checkpoint>,
     signer: Option<[u8; 32]>,
     signer_source: SignerSource,
+    /// The seq whose chain hash to keep (`expect_head`), and that hash once passed.
+    watch: Option<Seq>,
+    watched_hash: Option<Hash>,
+    checkpoint_lines: u64,
+    terminated: Option<bool>,
 }
 
 impl Walk {
@@ -385,7 +584,68 @@ impl Walk {
             } else {
                 SignerSource::Unknown
             },
+            watch: None,
+            watched_hash: None,
+            checkpoint_lines: 0,
+            terminated: None,
         }
+    }
+
+    /// Whether an export's end record describes what this walk read.
+    fn matches_end(&self, end: &EndRecord) -> Result<(), String> {
+        let last_seq = self.first.map(|_| self.verified_through);
+        let head_hash = last_seq.map(|_| hash_hex(&self.prev_hash));
+        if end.events == self.events
+            && end.checkpoints == self.checkpoint_lines
+            && end.first_seq == self.first
+            && end.last_seq == last_seq
+            && end.head_hash == head_hash
+        {
+            return Ok(());
+        }
+        let describe = |events: u64, checkpoints: u64, last: Option<Seq>| {
+            let through = last.map_or_else(String::new, |seq| format!(" through seq {seq}"));
+            format!("{events} events{through} and {checkpoints} checkpoints")
+        };
+        Err(format!(
+            "it says {}, the file holds {}",
+            describe(end.events, end.checkpoints, end.last_seq),
+            describe(self.events, self.checkpoint_lines, last_seq)
+        ))
+    }
+
+    /// The first of `require_checkpoint` and `expect_head` that the verified log does not meet;
+    /// `watched` is the chain hash at the expected head's seq, when the log has it.
+    fn unmet_expectation(&self, options: &VerifyOptions, watched: Option<Hash>) -> Option<Problem> {
+        if let Some(head) = options.expect_head {
+            if self.first.is_none() || self.verified_through < head.seq {
+                return Some(Problem {
+                    seq: head.seq,
+                    kind: ProblemKind::HeadNotReached {
+                        expected: head.seq,
+                        reached: self.verified_through,
+                    },
+                });
+            }
+            if watched != Some(head.hash) {
+                return Some(Problem {
+                    seq: head.seq,
+                    kind: ProblemKind::HeadMismatch {
+                        expected: hash_hex(&head.hash),
+                        found: watched.map_or_else(|| "unknown".to_owned(), |h| hash_hex(&h)),
+                    },
+                });
+            }
+        }
+        let signed_through = self.last_checkpoint.map(|c| c.seq);
+        let covered = signed_through.is_some_and(|seq| seq >= self.verified_through);
+        if options.require_checkpoint && !covered {
+            return Some(Problem {
+                seq: signed_through.map_or(self.first.unwrap_or(1), |seq| seq + 1),
+                kind: ProblemKind::NotSigned { signed_through },
+            });
+        }
+        None
     }
 
     /// Checks the next envelope of the chain and advances.
@@ -421,6 +681,9 @@ impl Walk {
             return Err(fail(ProblemKind::BrokenLink));
         }
         self.prev_hash = envelope.hash;
+        if self.watch == Some(envelope.seq) {
+            self.watched_hash = Some(envelope.hash);
+        }
         self.verified_through = envelope.seq;
         self.expected_seq = Some(envelope.seq + 1);
         self.events += 1;
@@ -457,8 +720,8 @@ impl Walk {
         Ok(())
     }
 
-    /// Checks one line of an export.
-    fn export_line(&mut self, line: &str, line_number: u64) -> Result<(), Problem> {
+    /// Checks one line of an export; the end record is returned for the caller to compare.
+    fn export_line(&mut self, line: &str, line_number: u64) -> Result<Option<EndRecord>, Problem> {
         let unreadable = |walk: &Walk, detail: String| Problem {
             seq: walk.expected_seq.unwrap_or(walk.verified_through + 1),
             kind: ProblemKind::Unreadable {
@@ -467,7 +730,9 @@ impl Walk {
         };
         let envelope = match parse_line(line).map_err(|err| unreadable(self, err))? {
             ParsedLine::Event(envelope) => envelope,
+            ParsedLine::End(end) => return Ok(Some(end)),
             ParsedLine::Checkpoint(record) => {
+                self.checkpoint_lines += 1;
                 let checkpoint = record
                     .to_checkpoint()
                     .map_err(|err| unreadable(self, err))?;
@@ -477,6 +742,7 @@ impl Walk {
                 .then_some(self.prev_hash);
                 return self
                     .check_checkpoint(&checkpoint, chain_hash)
+                    .map(|()| None)
                     .map_err(|kind| Problem {
                         seq: checkpoint.seq,
                         kind,
@@ -492,7 +758,7 @@ impl Walk {
                 kind: ProblemKind::PublicFieldsAltered,
             });
         }
-        Ok(())
+        Ok(None)
     }
 
     pub(crate) fn finish(self, problem: Option<Problem>) -> VerifyOutcome {
@@ -505,6 +771,7 @@ impl Walk {
             last_checkpoint: self.last_checkpoint,
             signer: self.signer,
             signer_source: self.signer_source,
+            terminated: self.terminated,
             problem,
         }
     }

@@ -83,14 +83,19 @@ async fn pages_of_the_export_put_together_are_the_export() {
     export_jsonl(test.vault.log(), 1, u64::MAX, &mut whole).unwrap();
     let mut paged = Vec::new();
     let mut from = Some(1);
+    // Pages carry no end record: whoever puts them together writes it (as `--remote` does).
+    let mut tally = keyledger_audit::EndTally::default();
     while let Some(start) = from {
         let page = export_page(&test.vault, start, 4).unwrap();
         for line in &page.lines {
+            tally.count(line);
             paged.extend_from_slice(serde_json::to_string(line).unwrap().as_bytes());
             paged.push(b'\n');
         }
         from = page.next_from;
     }
+    paged.extend_from_slice(serde_json::to_string(&tally.end_line()).unwrap().as_bytes());
+    paged.push(b'\n');
     assert_eq!(
         String::from_utf8(paged).unwrap(),
         String::from_utf8(whole.clone()).unwrap()
@@ -106,7 +111,8 @@ async fn pages_of_the_export_put_together_are_the_export() {
         verify_export(
             text.as_bytes(),
             VerifyOptions {
-                public_key: Some(key)
+                public_key: Some(key),
+                ..Default::default()
             }
         )
         .unwrap()
@@ -119,6 +125,7 @@ async fn pages_of_the_export_put_together_are_the_export() {
         part.as_slice(),
         VerifyOptions {
             public_key: Some(key),
+            ..Default::default()
         },
     )
     .unwrap();

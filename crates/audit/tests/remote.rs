@@ -128,6 +128,7 @@ fn a_remote_export_is_the_offline_export_and_verifies() {
         &file,
         VerifyOptions {
             public_key: Some(key),
+            ..Default::default()
         },
     )
     .unwrap();

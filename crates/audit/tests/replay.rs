@@ -22,8 +22,8 @@ async fn the_state_as_of_a_time_shows_keys_statuses_and_roles_then() {
     let at_a = state_as_of(log_events(test), Moment::Time(history.moment_a)).unwrap();
     let at_b = state_as_of(log_events(test), Moment::Time(history.moment_b)).unwrap();
 
-    // At A: carol had just been granted developer, so she held manage_user_api_keys, with admin
-    // and dev; every key was active.
+    // At A: carol (a member, then also a developer) held manage_user_api_keys, with admin and
+    // dev; every key was active.
     assert_eq!(
         at_a.permission_holders["manage_user_api_keys"],
         ["admin", "carol", "dev"]

@@ -63,6 +63,7 @@ async fn a_backup_taken_under_load_restores_and_verifies() {
         restored.path(),
         VerifyOptions {
             public_key: Some(key),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -74,6 +75,7 @@ async fn a_backup_taken_under_load_restores_and_verifies() {
         restored.path(),
         VerifyOptions {
             public_key: Some(key),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -146,6 +146,7 @@ async fn after_a_rotation_the_old_key_opens_nothing_and_everything_still_works()
         before.dir.path(),
         VerifyOptions {
             public_key: Some(before.public_key),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -6,7 +6,7 @@ use base64::Engine;
 use keyledger_audit::bench::signing_key;
 use keyledger_audit::export_jsonl;
 use keyledger_audit::verify::{
-    ProblemKind, SignerSource, VerifyOptions, verify_data_dir, verify_export,
+    Head, ProblemKind, SignerSource, VerifyOptions, verify_data_dir, verify_export,
 };
 use keyledger_log::Checkpoint;
 use serde_json::Value;
@@ -37,7 +37,14 @@ async fn exported() -> (Vec<String>, [u8; 32], TestVault) {
 
 fn check(lines: &[String], key: Option<[u8; 32]>, expect: Option<(u64, ProblemKind)>) {
     let text = lines.join("\n");
-    let outcome = verify_export(text.as_bytes(), VerifyOptions { public_key: key }).unwrap();
+    let outcome = verify_export(
+        text.as_bytes(),
+        VerifyOptions {
+            public_key: key,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let got = outcome.problem.clone().map(|p| (p.seq, p.kind));
     assert_eq!(got, expect, "{}", outcome.render());
 }
@@ -72,6 +79,7 @@ async fn an_untouched_export_verifies_with_its_checkpoints() {
         lines.join("\n").as_bytes(),
         VerifyOptions {
             public_key: Some(key),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -233,10 +241,16 @@ async fn each_kind_of_tampering_with_an_export_is_found_where_it_happened() {
     let at = line_of(&tampered, 3);
     tampered[at].truncate(20);
     let text = tampered.join("\n");
-    let problem = verify_export(text.as_bytes(), VerifyOptions { public_key: pinned })
-        .unwrap()
-        .problem
-        .unwrap();
+    let problem = verify_export(
+        text.as_bytes(),
+        VerifyOptions {
+            public_key: pinned,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .problem
+    .unwrap();
     assert_eq!(problem.seq, 3);
     assert!(matches!(problem.kind, ProblemKind::Unreadable { .. }));
 }
@@ -267,7 +281,14 @@ async fn closed_copy() -> (
 }
 
 fn check_dir(dir: &std::path::Path, key: Option<[u8; 32]>, expect: Option<(u64, ProblemKind)>) {
-    let outcome = verify_data_dir(dir, VerifyOptions { public_key: key }).unwrap();
+    let outcome = verify_data_dir(
+        dir,
+        VerifyOptions {
+            public_key: key,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let got = outcome.problem.clone().map(|p| (p.seq, p.kind));
     assert_eq!(got, expect, "{}", outcome.render());
 }
@@ -279,6 +300,7 @@ async fn an_untouched_copy_of_a_data_directory_verifies() {
         copy.path(),
         VerifyOptions {
             public_key: Some(key),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -411,5 +433,244 @@ async fn a_checkpoint_with_a_broken_signature_in_a_data_directory_is_found() {
         copy.path(),
         Some(key),
         Some((seq, ProblemKind::BadSignature)),
+    );
+}
+
+/// An export cut off anywhere — after a whole line, inside one, or with its last events removed
+/// and the end record kept — is named as truncated, never OK; so is one written before exports
+/// had an end record.
+#[tokio::test]
+async fn a_truncated_export_is_named_and_not_ok() {
+    let (lines, key, test) = exported().await;
+    let pinned = Some(key);
+    let head = test.vault.log().head().0;
+    let end = lines.len() - 1;
+    assert!(lines[end].starts_with("{\"end\""), "{}", lines[end]);
+    check(&lines, pinned, None);
+
+    // Without the end record (cut after a whole line, or an export of an older version).
+    check(
+        &lines[..end],
+        pinned,
+        Some((head + 1, ProblemKind::Unterminated)),
+    );
+    // The last events cut off too.
+    let cut = line_of(&lines, head - 2);
+    check(
+        &lines[..cut],
+        pinned,
+        Some((head - 2, ProblemKind::Unterminated)),
+    );
+    // Cut in the middle of a line: the file ends without a newline inside an event.
+    let mut text = lines[..end].join("\n");
+    text.truncate(text.len() - 40);
+    let outcome = verify_export(text.as_bytes(), VerifyOptions::default()).unwrap();
+    let problem = outcome.problem.clone().unwrap();
+    assert_eq!(
+        problem.kind,
+        ProblemKind::CutMidLine { line: end as u64 },
+        "{}",
+        outcome.render()
+    );
+    assert!(
+        outcome.render().contains("truncated"),
+        "{}",
+        outcome.render()
+    );
+    // The last event removed, the end record kept.
+    let mut tampered = lines.clone();
+    tampered.remove(line_of(&tampered, head));
+    let outcome = verify_export(tampered.join("\n").as_bytes(), VerifyOptions::default()).unwrap();
+    assert!(
+        matches!(
+            outcome.problem.as_ref().unwrap().kind,
+            ProblemKind::EndMismatch { .. }
+        ),
+        "{}",
+        outcome.render()
+    );
+    // Something after the end record.
+    let mut tampered = lines.clone();
+    tampered.push(lines[line_of(&lines, 3)].clone());
+    let outcome = verify_export(tampered.join("\n").as_bytes(), VerifyOptions::default()).unwrap();
+    assert!(
+        matches!(
+            outcome.problem.as_ref().unwrap().kind,
+            ProblemKind::AfterEnd { .. }
+        ),
+        "{}",
+        outcome.render()
+    );
+}
+
+/// The report says how many events a signed checkpoint covers and how many are only chained;
+/// `require_checkpoint` and `expect_head` turn each gap into a failure.
+#[tokio::test]
+async fn coverage_by_checkpoints_and_the_expected_head() {
+    let (lines, key, test) = exported().await;
+    let head = test.vault.log().head().0;
+    let checkpoints: Vec<u64> = test
+        .vault
+        .log()
+        .checkpoints(1, u64::MAX)
+        .unwrap()
+        .iter()
+        .map(|c| c.seq)
+        .collect();
+    let last_checkpoint = *checkpoints.last().unwrap();
+    let text = lines.join("\n");
+    let verify = |options: VerifyOptions| verify_export(text.as_bytes(), options).unwrap();
+    let pinned = VerifyOptions {
+        public_key: Some(key),
+        ..Default::default()
+    };
+
+    let outcome = verify(pinned);
+    assert!(outcome.is_ok());
+    assert_eq!(outcome.signed_events(), last_checkpoint);
+    assert_eq!(outcome.chained_only_events(), head - last_checkpoint);
+    let report = outcome.render();
+    assert!(
+        report.contains(&format!(
+            "signed: {last_checkpoint} events (1..={last_checkpoint})"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!(
+            "chained only: {} events ({}..={head})",
+            head - last_checkpoint,
+            last_checkpoint + 1
+        )),
+        "{report}"
+    );
+    assert!(report.contains("export: complete"), "{report}");
+
+    // The head is not signed: refused when a checkpoint is required.
+    let required = verify(VerifyOptions {
+        require_checkpoint: true,
+        ..pinned
+    });
+    assert_eq!(
+        required.problem.map(|p| (p.seq, p.kind)),
+        Some((
+            last_checkpoint + 1,
+            ProblemKind::NotSigned {
+                signed_through: Some(last_checkpoint)
+            }
+        ))
+    );
+
+    // The head as printed is accepted back; another hash or a later seq is not.
+    let printed = outcome.head().unwrap().to_string();
+    let expect = |text: &str| {
+        verify(VerifyOptions {
+            expect_head: Some(Head::parse(text).unwrap()),
+            ..pinned
+        })
+        .problem
+        .map(|p| p.kind)
+    };
+    assert_eq!(expect(&printed), None);
+    let earlier = format!("{last_checkpoint}:{}", lines_hash(&lines, last_checkpoint));
+    assert_eq!(expect(&earlier), None);
+    let other_hash = format!("{head}:{}", "ab".repeat(32));
+    assert!(matches!(
+        expect(&other_hash),
+        Some(ProblemKind::HeadMismatch { .. })
+    ));
+    let later = format!("{}:{}", head + 5, "ab".repeat(32));
+    assert_eq!(
+        expect(&later),
+        Some(ProblemKind::HeadNotReached {
+            expected: head + 5,
+            reached: head
+        })
+    );
+    assert!(Head::parse("12").is_err() && Head::parse("x:ab").is_err());
+
+    // No checkpoint at all: chained, not signed — said so, and refused when one is required.
+    let fresh = vault().await;
+    fresh.create_key(dev(), "only", 30).await;
+    let mut unsigned = Vec::new();
+    keyledger_audit::export_jsonl(fresh.vault.log(), 1, u64::MAX, &mut unsigned).unwrap();
+    let text = String::from_utf8(unsigned).unwrap();
+    assert!(!text.contains("{\"checkpoint\""), "{text}");
+    let outcome = verify_export(text.as_bytes(), VerifyOptions::default()).unwrap();
+    assert!(outcome.is_ok(), "{}", outcome.render());
+    assert_eq!(outcome.signed_events(), 0);
+    assert!(
+        outcome.render().starts_with("CHAINED, NOT SIGNED"),
+        "{}",
+        outcome.render()
+    );
+    let outcome = verify_export(
+        text.as_bytes(),
+        VerifyOptions {
+            require_checkpoint: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        outcome.problem.map(|p| p.kind),
+        Some(ProblemKind::NotSigned {
+            signed_through: None
+        })
+    );
+}
+
+/// The chain hash of event `seq` as the export states it.
+fn lines_hash(lines: &[String], seq: u64) -> String {
+    let value: Value = serde_json::from_str(&lines[line_of(lines, seq)]).unwrap();
+    value["hash"].as_str().unwrap().to_owned()
+}
+
+/// A data directory is held to the same expectations.
+#[tokio::test]
+async fn a_data_directory_meets_the_expected_head_and_the_checkpoint_requirement() {
+    let (_dir, copy, key, head, checkpoints) = closed_copy().await;
+    let options = VerifyOptions {
+        public_key: Some(key),
+        ..Default::default()
+    };
+    let outcome = verify_data_dir(copy.path(), options).unwrap();
+    assert!(outcome.is_ok(), "{}", outcome.render());
+    assert_eq!(outcome.terminated, None);
+    let printed = outcome.head().unwrap();
+    let with = |options: VerifyOptions| {
+        verify_data_dir(copy.path(), options)
+            .unwrap()
+            .problem
+            .map(|p| p.kind)
+    };
+    assert_eq!(
+        with(VerifyOptions {
+            expect_head: Some(printed),
+            ..options
+        }),
+        None
+    );
+    assert_eq!(
+        with(VerifyOptions {
+            expect_head: Some(Head {
+                seq: head + 1,
+                hash: printed.hash
+            }),
+            ..options
+        }),
+        Some(ProblemKind::HeadNotReached {
+            expected: head + 1,
+            reached: head
+        })
+    );
+    assert_eq!(
+        with(VerifyOptions {
+            require_checkpoint: true,
+            ..options
+        }),
+        Some(ProblemKind::NotSigned {
+            signed_through: checkpoints.last().copied()
+        })
     );
 }

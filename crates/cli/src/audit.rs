@@ -2,7 +2,8 @@
 //! glue between the binary's global flags and the audit crate.
 
 use keyledger_audit::cli::{
-    AdminAuditCommand, AuditCommand, Remote, RunContext, VerificationFailed,
+    AdminAuditCommand, AuditCommand, HeldByServer, Remote, RemoteFailure, RunContext,
+    VerificationFailed,
 };
 
 use crate::client::{ClientArgs, resolve};
@@ -27,6 +28,14 @@ fn context(global: &ClientArgs) -> anyhow::Result<RunContext> {
 fn exit_code(err: anyhow::Error) -> anyhow::Error {
     if err.downcast_ref::<VerificationFailed>().is_some() {
         return Failure::new(Exit::VerificationFailed, format!("{err:#}")).into();
+    }
+    if err.downcast_ref::<HeldByServer>().is_some() {
+        return Failure::new(Exit::Conflict, format!("{err:#}")).into();
+    }
+    // `--remote`: a refusal exits as the same status does in every other command.
+    if let Some(refused) = err.downcast_ref::<RemoteFailure>() {
+        let exit = refused.status.map_or(Exit::Server, Exit::for_status);
+        return Failure::new(exit, refused.message.clone()).into();
     }
     err
 }

@@ -180,6 +180,17 @@ fn judge(
                 .collect::<BTreeSet<_>>()
                 .into_iter()
                 .collect();
+            // Decision 0012: an import uses the importer's own external key.
+            if permissions.contains(&Permission::ImportOrganizationSamples)
+                && !permissions.contains(&Permission::ManageUserApiKeys)
+            {
+                return Err(ValidationError::new(
+                    "permissions",
+                    "`import_organization_samples` needs `manage_user_api_keys` too: an import \
+                     uses the importer's own external key, and only that permission stores one",
+                )
+                .into());
+            }
             Ok(vec![Event::RoleDefined {
                 role,
                 permissions,
@@ -512,28 +523,28 @@ fn require(
             if state.has_permission(user, permission) {
                 Ok(user.clone())
             } else {
-                Err(DomainError::PermissionDenied { permission })
+                Err(state.permission_denied(user, permission))
             }
         }
-        _ => Err(DomainError::PermissionDenied { permission }),
+        _ => Err(DomainError::permission_denied(permission)),
     }
 }
 
 fn require_system(actor: &Actor) -> Result<(), DomainError> {
     match actor {
         Actor::System => Ok(()),
-        _ => Err(DomainError::PermissionDenied {
-            permission: Permission::ManageOrganizationUsers,
-        }),
+        _ => Err(DomainError::permission_denied(
+            Permission::ManageOrganizationUsers,
+        )),
     }
 }
 
 fn require_operator(actor: &Actor) -> Result<(), DomainError> {
     match actor {
         Actor::Operator => Ok(()),
-        _ => Err(DomainError::PermissionDenied {
-            permission: Permission::ManageOrganizationUsers,
-        }),
+        _ => Err(DomainError::permission_denied(
+            Permission::ManageOrganizationUsers,
+        )),
     }
 }
 

@@ -1,14 +1,22 @@
+use std::fmt;
+
 use crate::permissions::Permission;
 use crate::state::KeyStatus;
-use crate::values::{Provider, ValidationError};
+use crate::values::{Provider, RoleName, UserId, ValidationError};
 
 /// Why the domain refused a command. Each message says what was wrong and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
     #[error("{0}")]
     Invalid(#[from] ValidationError),
-    #[error("this requires the `{permission}` permission, which none of your roles grants")]
-    PermissionDenied { permission: Permission },
+    /// The message names the missing permission, the roles the user holds, and who can grant
+    /// it with which command (see [`Refused`]).
+    #[error("{}", Refused { permission: *permission, holder: holder.as_ref() })]
+    PermissionDenied {
+        permission: Permission,
+        /// The refused user and their roles; `None` when the actor is not a user.
+        holder: Option<Holder>,
+    },
     #[error("{what} `{id}` was not found")]
     NotFound { what: &'static str, id: String },
     #[error("you already have an external key for {} ({provider}); delete it first to store a new one", provider.display_name())]
@@ -33,4 +41,55 @@ pub enum DomainError {
     LastAdmin { user: String },
     #[error("ingestion `{id}` has already finished")]
     IngestionFinished { id: String },
+}
+
+/// A user refused a permission, and the roles they held at that moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub user: UserId,
+    pub roles: Vec<RoleName>,
+}
+
+impl DomainError {
+    /// A refusal of an actor that is not a user (the vault itself, the local operator).
+    pub fn permission_denied(permission: Permission) -> DomainError {
+        DomainError::PermissionDenied {
+            permission,
+            holder: None,
+        }
+    }
+}
+
+/// The sentence of a [`DomainError::PermissionDenied`]: what is missing, what the user holds,
+/// and the command that fixes it, so nobody has to guess whom to ask.
+struct Refused<'a> {
+    permission: Permission,
+    holder: Option<&'a Holder>,
+}
+
+impl fmt::Display for Refused<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let permission = self.permission;
+        write!(
+            f,
+            "this needs the permission `{permission}` ({})",
+            permission.allows()
+        )?;
+        let Some(holder) = self.holder else {
+            return f.write_str(", which only a user's roles can grant");
+        };
+        if holder.roles.is_empty() {
+            f.write_str(", and you hold no role")?;
+        } else {
+            let roles: Vec<&str> = holder.roles.iter().map(RoleName::as_str).collect();
+            write!(f, ", which your roles ({}) do not grant", roles.join(", "))?;
+        }
+        write!(
+            f,
+            "; a user with `{}` (the admin role) can grant it: `keyledger admin users grant {} {}`",
+            Permission::ManageOrganizationUsers,
+            holder.user,
+            permission.smallest_built_in_role()
+        )
+    }
 }

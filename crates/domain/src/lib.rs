@@ -15,7 +15,7 @@ mod values;
 
 pub use command::{Action, Command, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey};
 pub use decide::{Decision, decide, decide_with_reads};
-pub use error::DomainError;
+pub use error::{DomainError, Holder};
 pub use event::{
     Actor, Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection, external_key_stream,
     ingestion_stream, role_stream, user_stream,

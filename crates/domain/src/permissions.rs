@@ -40,6 +40,29 @@ impl Permission {
         }
     }
 
+    /// What the permission allows, in the words a refusal uses.
+    pub fn allows(self) -> &'static str {
+        match self {
+            Permission::ManageUserApiKeys => {
+                "create, list and delete your own internal and external keys"
+            }
+            Permission::ImportOrganizationSamples => "import sample files with your external keys",
+            Permission::ManageOrganizationUsers => "create users, grant and revoke roles",
+            Permission::ViewAuditLog => "read, export, verify and replay the event log",
+            Permission::VerifyApiKeys => "verify other people's internal keys",
+        }
+    }
+
+    /// The built-in role with the fewest permissions that grants this one: what a refusal
+    /// suggests granting.
+    pub fn smallest_built_in_role(self) -> &'static str {
+        BUILT_IN_ROLES
+            .iter()
+            .filter(|(_, permissions)| permissions.contains(&self))
+            .min_by_key(|(_, permissions)| permissions.len())
+            .map_or(ADMIN_ROLE, |(name, _)| name)
+    }
+
     pub fn parse(raw: &str) -> Result<Permission, ValidationError> {
         Permission::ALL
             .into_iter()
@@ -132,8 +155,20 @@ impl<'de> Deserialize<'de> for PermissionSet {
 }
 
 /// The roles every deployment has. Custom roles can be defined next to them.
+///
+/// Built-in roles are defined here, not in the log: a data directory written by an older
+/// version gets these definitions when the new version opens it (decision 0012). Whoever may
+/// import samples may also store the external key an import uses (`member`, `developer`).
 pub const BUILT_IN_ROLES: [(&str, &[Permission]); 5] = [
     ("admin", &Permission::ALL),
+    (
+        "member",
+        &[
+            Permission::ManageUserApiKeys,
+            Permission::ImportOrganizationSamples,
+        ],
+    ),
+    // The same as `member` since decision 0012; kept so that existing grants keep their meaning.
     (
         "developer",
         &[
@@ -141,7 +176,6 @@ pub const BUILT_IN_ROLES: [(&str, &[Permission]); 5] = [
             Permission::ImportOrganizationSamples,
         ],
     ),
-    ("member", &[Permission::ImportOrganizationSamples]),
     ("auditor", &[Permission::ViewAuditLog]),
     ("service", &[Permission::VerifyApiKeys]),
 ];

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
+use crate::error::{DomainError, Holder};
 use crate::event::{Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
 use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
@@ -504,6 +505,22 @@ impl State {
                     .is_some_and(|p| p.contains(&permission))
             })
         })
+    }
+
+    /// The refusal of `permission` to `user`, naming the roles they hold right now.
+    pub fn permission_denied(&self, user: &UserId, permission: Permission) -> DomainError {
+        let roles = self
+            .users
+            .get(user)
+            .map(|holder| holder.roles.iter().cloned().collect())
+            .unwrap_or_default();
+        DomainError::PermissionDenied {
+            permission,
+            holder: Some(Holder {
+                user: user.clone(),
+                roles,
+            }),
+        }
     }
 
     /// A role's permissions, or None when the role does not exist.

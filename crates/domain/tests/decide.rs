@@ -138,47 +138,130 @@ fn internal_key_lifecycle() {
 #[test]
 fn a_user_without_manage_user_api_keys_is_refused() {
     let state = world();
-    let denied = Err(DomainError::PermissionDenied {
-        permission: Permission::ManageUserApiKeys,
-    });
-    for actor in [
-        as_user("member"),
-        as_user("auditor"),
-        as_user("nobody"),
-        Actor::System,
-    ] {
-        assert_eq!(
-            when(
-                &state,
-                actor.clone(),
-                Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
-                T0
-            ),
-            denied,
-            "{actor}"
-        );
-        assert_eq!(
-            when(
-                &state,
-                actor.clone(),
-                Action::CreateExternalKey(aws_key(1)),
-                T0
-            ),
-            denied,
-            "{actor}"
-        );
-        assert_eq!(
-            when(
-                &state,
-                actor,
-                Action::DeleteApiKeys {
-                    keys: vec![key_id(1)]
-                },
-                T0
-            ),
-            denied
-        );
+    for actor in [as_user("auditor"), as_user("nobody"), Actor::System] {
+        for action in [
+            Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
+            Action::CreateExternalKey(aws_key(1)),
+            Action::DeleteApiKeys {
+                keys: vec![key_id(1)],
+            },
+        ] {
+            let refused = when(&state, actor.clone(), action, T0);
+            assert!(
+                matches!(
+                    refused,
+                    Err(DomainError::PermissionDenied {
+                        permission: Permission::ManageUserApiKeys,
+                        ..
+                    })
+                ),
+                "{actor}: {refused:?}"
+            );
+        }
     }
+}
+
+/// Whoever may import samples may store the external key an import uses (decision 0012):
+/// a built-in role that grants the one grants the other.
+#[test]
+fn every_built_in_role_that_imports_can_store_the_key_an_import_needs() {
+    for (name, permissions) in keyledger_domain::BUILT_IN_ROLES {
+        if permissions.contains(&Permission::ImportOrganizationSamples) {
+            assert!(
+                permissions.contains(&Permission::ManageUserApiKeys),
+                "role {name} may import but not store the key an import uses"
+            );
+        }
+    }
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("member"),
+        Action::CreateExternalKey(aws_key(1)),
+        T0,
+    );
+    let selection = Selection::Aws {
+        bucket: "b".into(),
+        prefix: "p/".into(),
+        pattern: ".*".into(),
+    };
+    let events = succeed(
+        &mut state,
+        as_user("member"),
+        Action::RequestIngestion {
+            ingestion: IngestionId::parse("ing_0000000000000001").unwrap(),
+            selection,
+            destination: "member".into(),
+            batch_id: "batch-1".into(),
+        },
+        T0,
+    );
+    assert_eq!(names(&events), ["IngestionRequested"]);
+}
+
+/// A custom role cannot grant importing without storing the key an import needs.
+#[test]
+fn a_custom_role_that_imports_must_store_keys_too() {
+    let mut state = world();
+    let define = |permissions: Vec<Permission>| Action::DefineRole {
+        role: role("importer"),
+        permissions,
+    };
+    let refused = when(
+        &state,
+        as_user("admin"),
+        define(vec![Permission::ImportOrganizationSamples]),
+        T0,
+    );
+    assert!(
+        matches!(&refused, Err(DomainError::Invalid(error)) if error.field == "permissions"),
+        "{refused:?}"
+    );
+    succeed(
+        &mut state,
+        as_user("admin"),
+        define(vec![
+            Permission::ImportOrganizationSamples,
+            Permission::ManageUserApiKeys,
+        ]),
+        T0,
+    );
+}
+
+/// A refusal names the missing permission, the roles held, and the command that fixes it.
+#[test]
+fn a_refusal_says_what_is_missing_and_who_can_grant_it() {
+    let check = |actor: Actor, action: Action, expect: &str| {
+        let refused = when(&world(), actor, action, T0).unwrap_err();
+        assert_eq!(refused.to_string(), expect);
+    };
+    check(
+        as_user("auditor"),
+        Action::CreateExternalKey(aws_key(1)),
+        "this needs the permission `manage_user_api_keys` (create, list and delete your own \
+         internal and external keys), which your roles (auditor) do not grant; a user with \
+         `manage_organization_users` (the admin role) can grant it: \
+         `keyledger admin users grant auditor member`",
+    );
+    check(
+        as_user("nobody"),
+        Action::CreateApiKey(new_key(1, KeyDuration::Days(1))),
+        "this needs the permission `manage_user_api_keys` (create, list and delete your own \
+         internal and external keys), and you hold no role; a user with \
+         `manage_organization_users` (the admin role) can grant it: \
+         `keyledger admin users grant nobody member`",
+    );
+    check(
+        as_user("dev"),
+        Action::GrantRole {
+            user: user("dev"),
+            role: role("admin"),
+        },
+        "this needs the permission `manage_organization_users` (create users, grant and revoke \
+         roles), which your roles (developer) do not grant; a user with \
+         `manage_organization_users` (the admin role) can grant it: \
+         `keyledger admin users grant dev admin`",
+    );
 }
 
 #[test]
@@ -515,14 +598,14 @@ fn users_and_roles_are_for_admins() {
         &mut state,
         as_user("admin"),
         Action::GrantRole {
-            user: user("member"),
+            user: user("auditor"),
             role: role("keys-only"),
         },
         T0,
     );
     succeed(
         &mut state,
-        as_user("member"),
+        as_user("auditor"),
         Action::CreateApiKey(new_key(5, KeyDuration::Days(1))),
         T0,
     );
@@ -539,7 +622,7 @@ fn users_and_roles_are_for_admins() {
     assert!(matches!(
         when(
             &state,
-            as_user("member"),
+            as_user("auditor"),
             Action::CreateApiKey(new_key(6, KeyDuration::Days(1))),
             T0
         ),

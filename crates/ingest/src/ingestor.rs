@@ -513,9 +513,14 @@ fn permitted_user(
     actor: &Actor,
     permission: Permission,
 ) -> Result<UserId, DomainError> {
-    actor
+    let user = actor
         .user()
-        .cloned()
-        .filter(|user| vault.read(|state| state.has_permission(user, permission)))
-        .ok_or(DomainError::PermissionDenied { permission })
+        .ok_or(DomainError::permission_denied(permission))?;
+    vault.read(|state| {
+        if state.has_permission(user, permission) {
+            Ok(user.clone())
+        } else {
+            Err(state.permission_denied(user, permission))
+        }
+    })
 }

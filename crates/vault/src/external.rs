@@ -125,17 +125,16 @@ impl Vault {
         duration: KeyDuration,
         request_id: Option<[u8; 16]>,
     ) -> Result<ExternalKeyView, VaultError> {
-        let owner = actor.user().cloned().ok_or(DomainError::PermissionDenied {
-            permission: keyledger_domain::Permission::ManageUserApiKeys,
-        })?;
+        let owner = actor.user().cloned().ok_or(DomainError::permission_denied(
+            keyledger_domain::Permission::ManageUserApiKeys,
+        ))?;
         let provider = credential.provider();
         let now = self.now();
         // Refuse early, before any key material is generated, when the answer is already known.
         self.read(|state| {
             if !state.has_permission(&owner, keyledger_domain::Permission::ManageUserApiKeys) {
-                return Err(DomainError::PermissionDenied {
-                    permission: keyledger_domain::Permission::ManageUserApiKeys,
-                });
+                return Err(state
+                    .permission_denied(&owner, keyledger_domain::Permission::ManageUserApiKeys));
             }
             match state.active_external_key(&owner, provider) {
                 Some(existing) if existing.status_at(now) == KeyStatus::Active => {
