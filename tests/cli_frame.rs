@@ -1,7 +1,7 @@
 //! The CLI's frame through the real binary: errors in one line, profiles, shell completions,
 //! man pages, and `events tail` against a private nats-server.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use keyledger_testkit::nats::NatsServer;
 use serde_json::{Value, json};
 
-use crate::support::{BIN, CliRun, Server};
+use crate::support::{BIN, CliRun, Server, run_cli};
 
 /// Runs the binary with only the variables given (no endpoint unless passed), in `dir`.
 fn keyledger(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> CliRun {
@@ -21,23 +21,8 @@ fn keyledger(dir: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> Cl
         .current_dir(dir)
         .env_clear()
         .env("KEYLEDGER_CONFIG_DIR", dir.join("config"))
-        .env("HOME", dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    let mut child = command.spawn().expect("run keyledger");
-    if let Some(mut input) = child.stdin.take() {
-        let _ = input.write_all(stdin.as_bytes());
-    }
-    let output = child.wait_with_output().expect("keyledger output");
-    CliRun {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+        .env("HOME", dir);
+    run_cli(command, stdin, env)
 }
 
 fn assert_one_error_line(run: &CliRun, code: i32, contains: &str) {

@@ -424,23 +424,30 @@ impl Server {
             .args(args)
             .env_clear()
             .env("KEYLEDGER_CONFIG_DIR", config_dir)
-            .env("KEYLEDGER_ENDPOINT", &self.base)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("run keyledger");
-        if let Some(mut input) = child.stdin.take() {
-            let _ = input.write_all(stdin.as_bytes());
-        }
-        let output = child.wait_with_output().expect("keyledger output");
-        CliRun {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+            .env("KEYLEDGER_ENDPOINT", &self.base);
+        run_cli(command, stdin, env)
+    }
+}
+
+/// Runs a prepared `keyledger` command with `stdin` piped in and `env` added, and collects its
+/// exit code and output.
+pub fn run_cli(mut command: Command, stdin: &str, env: &[(&str, &str)]) -> CliRun {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command.spawn().expect("run keyledger");
+    if let Some(mut input) = child.stdin.take() {
+        let _ = input.write_all(stdin.as_bytes());
+    }
+    let output = child.wait_with_output().expect("keyledger output");
+    CliRun {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
 

@@ -322,6 +322,38 @@ impl Client {
 
     /// Sends a request and returns the JSON answer, or a [`Failure`] built from the API's error.
     pub fn send(&self, method: Method, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let response = self.answered(method, path, body, None)?;
+        let text = response.text().map_err(|err| {
+            Failure::new(
+                Exit::Server,
+                format!(
+                    "the server's answer could not be read: {}",
+                    root_cause(&err)
+                ),
+            )
+        })?;
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Starts a GET whose answer is a file rather than JSON, to be read as it arrives; `timeout`
+    /// bounds the whole transfer. An error answer becomes a [`Failure`] as in [`Client::send`].
+    pub fn get_file(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
+        self.answered(Method::GET, path, None, Some(timeout))
+    }
+
+    /// The server's successful (2xx) answer to one request, its body unread; anything else is a
+    /// [`Failure`] with the exit code of its status and the API's message.
+    fn answered(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<reqwest::blocking::Response> {
         let Some(key) = &self.key else {
             return Err(Failure::new(
                 Exit::Auth,
@@ -334,6 +366,9 @@ impl Client {
         if let Some(body) = body {
             request = request.json(body);
         }
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
         let response = request.send().map_err(|err| {
             Failure::new(
                 Exit::Server,
@@ -345,19 +380,10 @@ impl Client {
             )
         })?;
         let status = response.status().as_u16();
-        let text = response.text().map_err(|err| {
-            Failure::new(
-                Exit::Server,
-                format!(
-                    "the server's answer could not be read: {}",
-                    root_cause(&err)
-                ),
-            )
-        })?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         if (200..300).contains(&status) {
-            return Ok(value);
+            return Ok(response);
         }
+        let value: Value = response.json().unwrap_or(Value::Null);
         let message = value
             .pointer("/error/message")
             .and_then(Value::as_str)
@@ -369,49 +395,6 @@ impl Client {
             }
             _ => message,
         };
-        Err(Failure::new(Exit::for_status(status), message).into())
-    }
-
-    /// Starts a GET whose answer is a file rather than JSON, to be read as it arrives; `timeout`
-    /// bounds the whole transfer. An error answer becomes a [`Failure`] as in [`Client::send`].
-    pub fn get_file(
-        &self,
-        path: &str,
-        timeout: Duration,
-    ) -> anyhow::Result<reqwest::blocking::Response> {
-        let Some(key) = &self.key else {
-            return Err(Failure::new(
-                Exit::Auth,
-                "not logged in: run `keyledger login`, or set KEYLEDGER_API_KEY",
-            )
-            .into());
-        };
-        let response = self
-            .http
-            .get(format!("{}{path}", self.endpoint))
-            .bearer_auth(key.expose())
-            .timeout(timeout)
-            .send()
-            .map_err(|err| {
-                Failure::new(
-                    Exit::Server,
-                    format!(
-                        "cannot reach the keyledger server at {}: {}",
-                        self.endpoint,
-                        root_cause(&err)
-                    ),
-                )
-            })?;
-        let status = response.status().as_u16();
-        if (200..300).contains(&status) {
-            return Ok(response);
-        }
-        let value: Value = response.json().unwrap_or(Value::Null);
-        let message = value
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("the server answered HTTP {status}"));
         Err(Failure::new(Exit::for_status(status), message).into())
     }
 }
