@@ -55,6 +55,10 @@ fn verify_and_replay_work_next_to_a_running_server() {
             vec!["export", "--data", data],
             "`keyledger audit export --remote`",
         ),
+        (
+            vec!["checkpoint", "--data", data],
+            "`keyledger audit checkpoint --remote`",
+        ),
     ] {
         let run = audit(&server, config, &auditor, &args);
         assert_eq!(

@@ -342,6 +342,7 @@ const ASK_TO_VERIFY: &str = "ask it instead: `keyledger audit verify --remote`";
 const ASK_TO_EXPORT: &str = "ask it instead: `keyledger audit export --remote`";
 const ASK_TO_REPLAY: &str =
     "ask it instead: `keyledger audit replay --remote` with the same moment";
+const ASK_FOR_A_CHECKPOINT: &str = "ask it instead: `keyledger audit checkpoint --remote`";
 const ASK_FOR_THE_KEY: &str = "ask it instead: `keyledger audit public-key --remote`";
 const ASK_FOR_A_REMOTE_BACKUP: &str =
     "ask it instead: `keyledger admin backup --remote DIR` (DIR is on the server)";
@@ -631,7 +632,12 @@ fn checkpoint(args: &CheckpointArgs, context: &RunContext) -> anyhow::Result<()>
         )?
     } else {
         let master = load_master_key(&args.master_key, &args.data.data_dir)?;
-        let vault = open_vault(&args.data.data_dir, &master)?;
+        let vault = open_vault(&args.data.data_dir, &master).map_err(|err| {
+            match err.downcast::<AuditError>() {
+                Ok(err) => held_by_server(err, ASK_FOR_A_CHECKPOINT),
+                Err(err) => err,
+            }
+        })?;
         CheckpointRecord::from_checkpoint(&vault.checkpoint_now()?)
     };
     if context.json {
@@ -766,7 +772,10 @@ fn open_vault(data_dir: &Path, master: &MasterKey) -> anyhow::Result<Vault> {
         data_dir: data_dir.to_path_buf(),
         ..VaultConfig::default()
     };
-    Vault::open(config, master, Arc::new(SystemClock)).map_err(|err| anyhow!("{err}"))
+    Vault::open(config, master, Arc::new(SystemClock)).map_err(|err| match err {
+        keyledger_vault::VaultError::Locked(_) => AuditError::InUse(data_dir.to_path_buf()).into(),
+        other => anyhow!("{other}"),
+    })
 }
 
 fn require_remote(context: &RunContext) -> anyhow::Result<&Remote> {
