@@ -187,10 +187,13 @@ impl ApiClient {
                     Some((kind, message))
                 });
         let (kind, message) = parsed.unwrap_or_else(|| {
-            (
-                "HTTPError".to_owned(),
-                String::from_utf8_lossy(body).into_owned(),
-            )
+            // Not DNAnexus' error shape (a proxy's page, say): keep plain text only, never a
+            // markup or JSON document, which is no sentence for people.
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let plain = !text.starts_with(['{', '[', '<']);
+            let message = if plain { text.lines().next().unwrap_or("") } else { "" };
+            ("HTTPError".to_owned(), message.to_owned())
         });
         if kind == "PermissionDenied" {
             return DnanexusError::PermissionDenied;

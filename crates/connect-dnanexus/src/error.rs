@@ -19,7 +19,7 @@ pub enum DnanexusError {
     FileNotFound { id: String },
     #[error("the DNAnexus token lacks the permission this request needs")]
     PermissionDenied,
-    #[error("DNAnexus answered {kind} (HTTP {status}): {message}")]
+    #[error("{}", api_message(kind, *status, message))]
     Api {
         kind: String,
         status: u16,
@@ -64,6 +64,14 @@ pub enum Unreachable {
     ConnectionRefused,
     /// The TLS handshake failed.
     Tls,
+}
+
+fn api_message(kind: &str, status: u16, message: &str) -> String {
+    if message.is_empty() {
+        format!("DNAnexus answered {kind} (HTTP {status})")
+    } else {
+        format!("DNAnexus answered {kind} (HTTP {status}): {message}")
+    }
 }
 
 fn unreachable_message(host: &str, why: Unreachable, detail: &str) -> String {
