@@ -12,6 +12,7 @@ mod hardening_schema;
 mod ingestion;
 mod operations;
 mod permissions;
+mod provider_errors;
 mod snapshots;
 mod support;
 mod workflow;

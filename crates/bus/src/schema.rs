@@ -8,9 +8,8 @@ use std::fmt::Write;
 use keyledger_domain::public::PublicEnvelope;
 use keyledger_domain::{
     AccessKeyId, AwsRegion, DisplayName, Event, ExternalKeyId, ExternalKeyPublic, FailureKind,
-    FromTrusted,
-    IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, RoleName, SealedSecret,
-    SecretHash, Selection, Timestamp, UserId,
+    FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, RoleName,
+    SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};

@@ -192,7 +192,11 @@ impl ApiClient {
             let text = String::from_utf8_lossy(body);
             let text = text.trim();
             let plain = !text.starts_with(['{', '[', '<']);
-            let message = if plain { text.lines().next().unwrap_or("") } else { "" };
+            let message = if plain {
+                text.lines().next().unwrap_or("")
+            } else {
+                ""
+            };
             ("HTTPError".to_owned(), message.to_owned())
         });
         if kind == "PermissionDenied" {

@@ -47,7 +47,8 @@ pub enum DnanexusError {
         /// The TLS library's words, for the TLS case.
         detail: String,
     },
-    #[error("could not talk to DNAnexus: {0}")]
+    /// Timeouts and broken connections that outlasted the retries.
+    #[error("could not talk to DNAnexus: {0}; try again later")]
     Transport(String),
     #[error("invalid DNAnexus request: {0}")]
     InvalidInput(String),

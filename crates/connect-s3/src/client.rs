@@ -290,7 +290,9 @@ fn endpoint_authority(endpoint: &str) -> &str {
         .map_or(endpoint, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     // Credentials in the URL are never shown.
-    authority.rsplit_once('@').map_or(authority, |(_, host)| host)
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 pub(crate) fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {

@@ -62,7 +62,7 @@ pub enum S3Error {
         detail: String,
     },
     /// Timeouts, broken connections, throttling and server errors that outlasted the retries.
-    #[error("S3 request failed: {0}")]
+    #[error("S3 request failed: {0}; try again later")]
     Transport(String),
     /// S3 answered the request with an error this connector has no better name for.
     #[error("S3 refused {operation} with {status} {code}: {message}")]
@@ -548,7 +548,9 @@ mod tests {
 
     impl StdError for Layer {
         fn source(&self) -> Option<&(dyn StdError + 'static)> {
-            self.1.as_deref().map(|source| source as &(dyn StdError + 'static))
+            self.1
+                .as_deref()
+                .map(|source| source as &(dyn StdError + 'static))
         }
     }
 
@@ -569,7 +571,12 @@ mod tests {
         };
         check(
             layers(
-                &["dispatch failure", "io error", "client error (Connect)", "dns error"],
+                &[
+                    "dispatch failure",
+                    "io error",
+                    "client error (Connect)",
+                    "dns error",
+                ],
                 Error::other("failed to lookup address information: Name or service not known"),
             ),
             NetworkCause::UnknownHost,
@@ -579,7 +586,10 @@ mod tests {
         check(
             layers(
                 &["io error", "client error (Connect)"],
-                Error::new(ErrorKind::ConnectionRefused, "Connection refused (os error 111)"),
+                Error::new(
+                    ErrorKind::ConnectionRefused,
+                    "Connection refused (os error 111)",
+                ),
             ),
             NetworkCause::Refused,
             "io error: client error (Connect): Connection refused (os error 111)",
@@ -587,13 +597,19 @@ mod tests {
         check(
             layers(
                 &["io error"],
-                Error::new(ErrorKind::InvalidData, "invalid peer certificate: UnknownIssuer"),
+                Error::new(
+                    ErrorKind::InvalidData,
+                    "invalid peer certificate: UnknownIssuer",
+                ),
             ),
             NetworkCause::Tls,
             "io error: invalid peer certificate: UnknownIssuer",
         );
         check(
-            layers(&["io error"], Error::new(ErrorKind::ConnectionReset, "reset")),
+            layers(
+                &["io error"],
+                Error::new(ErrorKind::ConnectionReset, "reset"),
+            ),
             NetworkCause::Broken,
             "io error: reset",
         );

@@ -829,9 +829,7 @@ impl PrefixHasher {
             });
         }
         let Some(hasher) = merged else {
-            return Err(S3Error::Internal(
-                "the hashing threads are gone".to_owned(),
-            ));
+            return Err(S3Error::Internal("the hashing threads are gone".to_owned()));
         };
         Ok(hasher.finish())
     }

@@ -53,7 +53,13 @@ async fn check(endpoint: &str, host: &str, why: Unreachable, words: &str) {
         let message = error.to_string();
         assert!(message.contains(words), "{message}");
         assert!(message.contains("check the endpoint"), "{message}");
-        for debug in ["{", "DispatchFailure", "ConnectorError", "Error(", "try again"] {
+        for debug in [
+            "{",
+            "DispatchFailure",
+            "ConnectorError",
+            "Error(",
+            "try again",
+        ] {
             assert!(!message.contains(debug), "{message}");
         }
         assert!(!format!("{message} {error:?}").contains(SECRET));

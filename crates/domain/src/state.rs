@@ -478,12 +478,9 @@ impl State {
                 ingestion,
                 reason,
                 at,
-            } => self.finish_ingestion(
-                &ingestion,
-                IngestionState::Failed,
-                Some((reason, None)),
-                at,
-            ),
+            } => {
+                self.finish_ingestion(&ingestion, IngestionState::Failed, Some((reason, None)), at)
+            }
             Event::IngestionCancelled { ingestion, at } => {
                 self.finish_ingestion(&ingestion, IngestionState::Cancelled, None, at);
                 if let Some(job) = self.ingestions.get_mut(&ingestion) {

@@ -184,9 +184,9 @@ fn variant_name(event: &Event) -> String {
 /// the variant that superseded it: the snapshots of the older variants keep their names.
 fn snapshot_name(event: &Event) -> String {
     if variant_name(event) == event.type_name()
-        && one_of_each()
-            .iter()
-            .any(|other| other.type_name() == event.type_name() && variant_name(other) != variant_name(event))
+        && one_of_each().iter().any(|other| {
+            other.type_name() == event.type_name() && variant_name(other) != variant_name(event)
+        })
     {
         format!("{}_with_kind", event.type_name())
     } else {
@@ -196,7 +196,8 @@ fn snapshot_name(event: &Event) -> String {
 
 #[test]
 fn every_event_kind_is_covered() {
-    let kinds: std::collections::BTreeSet<String> = one_of_each().iter().map(variant_name).collect();
+    let kinds: std::collections::BTreeSet<String> =
+        one_of_each().iter().map(variant_name).collect();
     assert_eq!(
         kinds.len(),
         one_of_each().len(),
@@ -251,7 +252,10 @@ fn failures_recorded_before_failure_kinds_still_read() {
     let Event::IngestionFileFailedWithoutKind { path, reason, .. } = &event else {
         panic!("decoded as {event:?}");
     };
-    assert_eq!((path.as_str(), reason.as_str()), ("runs/b.csv", "MD5 mismatch"));
+    assert_eq!(
+        (path.as_str(), reason.as_str()),
+        ("runs/b.csv", "MD5 mismatch")
+    );
     let json = serde_json::to_value(PublicEvent::from(&event)).unwrap();
     assert_eq!(json["type"], "IngestionFileFailed");
     assert!(json["data"]["failure_kind"].is_null(), "{json}");

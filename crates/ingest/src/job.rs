@@ -139,12 +139,10 @@ impl From<Interrupted> for Outcome {
     fn from(interrupted: Interrupted) -> Outcome {
         match interrupted {
             Interrupted::Finished => Outcome::Nothing,
-            Interrupted::Vault(error) => {
-                Outcome::Failed(
-                    format!("the job's progress could not be recorded: {error}"),
-                    FailureKind::Storage,
-                )
-            }
+            Interrupted::Vault(error) => Outcome::Failed(
+                format!("the job's progress could not be recorded: {error}"),
+                FailureKind::Storage,
+            ),
         }
     }
 }
@@ -247,10 +245,7 @@ impl Job {
                 }
                 Err(error) => {
                     return Ok(Outcome::Failed(
-                        format!(
-                            "the external key {} could not be opened: {error}",
-                            self.key
-                        ),
+                        format!("the external key {} could not be opened: {error}", self.key),
                         FailureKind::Internal,
                     ));
                 }

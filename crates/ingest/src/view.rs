@@ -5,8 +5,7 @@ use std::sync::atomic::Ordering;
 
 use keyledger_domain::{
     ExternalKeyId, FailureKind, Ingestion, IngestionId, IngestionState, Provider, Selection,
-    Timestamp, UserId,
-    public::hex,
+    Timestamp, UserId, public::hex,
 };
 use serde::Serialize;
 
