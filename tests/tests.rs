@@ -15,6 +15,7 @@ mod hardening_schema;
 mod ingestion;
 mod operations;
 mod permissions;
+mod provider_errors;
 mod readme;
 mod roles;
 mod snapshots;

@@ -91,8 +91,11 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOutcome {
     pub ok: bool,
-    /// What the provider said, for people. Must not contain the secret.
+    /// What the provider said, as a sentence for people. Must not contain the secret.
     pub detail: String,
+    /// What kind of failure, when not `ok`: whether fixing the key, the endpoint or waiting
+    /// helps.
+    pub kind: Option<keyledger_domain::FailureKind>,
 }
 
 /// Tests a leased external credential against its provider (S3: list the bucket; DNAnexus:
@@ -129,15 +132,21 @@ impl CredentialChecker for ProviderChecker {
                 Err(err) => {
                     return CheckOutcome {
                         ok: false,
-                        detail: err.to_string(),
+                        kind: Some(err.failure_kind()),
+                        detail: err.message,
                     };
                 }
             };
             match source.check().await {
-                Ok(detail) => CheckOutcome { ok: true, detail },
+                Ok(detail) => CheckOutcome {
+                    ok: true,
+                    detail,
+                    kind: None,
+                },
                 Err(err) => CheckOutcome {
                     ok: false,
-                    detail: err.to_string(),
+                    kind: Some(err.failure_kind()),
+                    detail: err.message,
                 },
             }
         })

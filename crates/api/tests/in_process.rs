@@ -159,10 +159,12 @@ impl CredentialChecker for FakeChecker {
                 keyledger_vault::ExternalCredential::Dnanexus { token } => CheckOutcome {
                     ok: token.expose().ends_with("ok"),
                     detail: "whoami answered".to_owned(),
+                    kind: None,
                 },
                 keyledger_vault::ExternalCredential::Aws { .. } => CheckOutcome {
                     ok: false,
                     detail: "no bucket".to_owned(),
+                    kind: Some(keyledger_domain::FailureKind::ProviderRejected),
                 },
             }
         })

@@ -7,9 +7,9 @@ use std::fmt::Write;
 
 use keyledger_domain::public::PublicEnvelope;
 use keyledger_domain::{
-    AccessKeyId, AwsRegion, DisplayName, Event, ExternalKeyId, ExternalKeyPublic, FromTrusted,
-    IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, RoleName, SealedSecret,
-    SecretHash, Selection, Timestamp, UserId,
+    AccessKeyId, AwsRegion, DisplayName, Event, ExternalKeyId, ExternalKeyPublic, FailureKind,
+    FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, RoleName,
+    SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
@@ -74,6 +74,13 @@ const KEY: FieldDoc = field(
     "key",
     JsonType::String,
     "The internal key's id (`key_…`), never the key itself.",
+);
+const FAILURE_KIND: FieldDoc = nullable(
+    "failure_kind",
+    JsonType::String,
+    "What kind of failure, for programs: `provider_rejected`, `not_found`, `unreachable`, \
+     `transient`, `integrity`, `storage`, `internal` or `cancelled`. `null` in events recorded \
+     before kinds existed.",
 );
 const OWNER: FieldDoc = field("owner", JsonType::String, "The handle of the key's owner.");
 const EXTERNAL_KEY: FieldDoc = field("key", JsonType::String, "The external key's id (`ext_…`).");
@@ -322,7 +329,8 @@ pub const EVENT_DOCS: &[EventDoc] = &[
                 JsonType::String,
                 "The file's path in the selection.",
             ),
-            field("reason", JsonType::String, "Why."),
+            field("reason", JsonType::String, "Why, as a sentence for people."),
+            FAILURE_KIND,
         ],
     },
     EventDoc {
@@ -340,7 +348,11 @@ pub const EVENT_DOCS: &[EventDoc] = &[
         type_name: "IngestionFailed",
         subject_suffix: "ingestion.failed",
         summary: "The job failed as a whole.",
-        fields: &[INGESTION, field("reason", JsonType::String, "Why.")],
+        fields: &[
+            INGESTION,
+            field("reason", JsonType::String, "Why, as a sentence for people."),
+            FAILURE_KIND,
+        ],
     },
     EventDoc {
         type_name: "IngestionCancelled",
@@ -538,7 +550,10 @@ pub fn example_events() -> Vec<Event> {
         Event::IngestionFileFailed {
             ingestion: ingestion(),
             path: "2026/run-17/S2_R1.fastq.gz".to_owned(),
-            reason: "size 611669333 expected, 5242880 received".to_owned(),
+            reason: "object `2026/run-17/S2_R1.fastq.gz` failed verification (size): expected \
+                     611669333, got 5242880; the partial file was deleted, retry the fetch"
+                .to_owned(),
+            failure_kind: FailureKind::Integrity,
             at,
         },
         Event::IngestionCompleted {
@@ -550,7 +565,10 @@ pub fn example_events() -> Vec<Event> {
         },
         Event::IngestionFailed {
             ingestion: ingestion(),
-            reason: "the credential was deleted during the job".to_owned(),
+            reason: "listing s3://sequencing-runs/2026/run-17/ failed: the stored AWS key was \
+                     rejected by S3 (InvalidAccessKeyId): check the key in the vault or replace it"
+                .to_owned(),
+            failure_kind: FailureKind::ProviderRejected,
             at,
         },
         Event::IngestionCancelled {
@@ -580,8 +598,10 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionListed { .. }
         | Event::IngestionFileFetched { .. }
         | Event::IngestionFileFailed { .. }
+        | Event::IngestionFileFailedWithoutKind { .. }
         | Event::IngestionCompleted { .. }
-        | Event::IngestionFailed { .. } => "system",
+        | Event::IngestionFailed { .. }
+        | Event::IngestionFailedWithoutKind { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
     };
@@ -626,8 +646,10 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionListed { .. }
         | Event::IngestionFileFetched { .. }
         | Event::IngestionFileFailed { .. }
+        | Event::IngestionFileFailedWithoutKind { .. }
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
+        | Event::IngestionFailedWithoutKind { .. }
         | Event::IngestionCancelled { .. }
         | Event::MasterKeyRotated { .. } => event.type_name(),
     }

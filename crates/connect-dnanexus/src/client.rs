@@ -7,6 +7,7 @@ use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
+use crate::error::{describe_causes, transport_error};
 use crate::{DnanexusError, DnanexusOptions, DnanexusToken};
 
 /// Longest error message kept from a server answer.
@@ -15,6 +16,8 @@ const MAX_MESSAGE_CHARS: usize = 500;
 pub(crate) struct ApiClient {
     pub http: reqwest::Client,
     base_url: String,
+    /// `host[:port]` of the API server, to name it in errors.
+    pub host: String,
     authorization: HeaderValue,
     token: DnanexusToken,
     pub retry: RetryPolicy,
@@ -73,9 +76,15 @@ impl ApiClient {
             .tcp_nodelay(true)
             .build()
             .map_err(|error| DnanexusError::Transport(describe_transport(error)))?;
+        let host = match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => base_url.clone(),
+        };
         Ok(Self {
             http,
             base_url,
+            host,
             authorization,
             token: token.clone(),
             retry: RetryPolicy {
@@ -121,8 +130,14 @@ impl ApiClient {
         let response = match sent {
             Ok(response) => response,
             Err(error) => {
+                let error = transport_error(error, &self.host);
+                // An endpoint that cannot be reached stays so: asking again only makes the
+                // user wait (a name that does not resolve took 55 s of retries to report).
+                if matches!(error, DnanexusError::Unreachable { .. }) {
+                    return Attempt::Fatal(error);
+                }
                 return Attempt::Retry {
-                    error: DnanexusError::Transport(describe_transport(error)),
+                    error,
                     retry_after: None,
                 };
             }
@@ -134,7 +149,7 @@ impl ApiClient {
             // A body cut short (or a reset) is retried like dxpy's ContentLengthError.
             Err(error) => {
                 return Attempt::Retry {
-                    error: DnanexusError::Transport(describe_transport(error)),
+                    error: transport_error(error, &self.host),
                     retry_after: None,
                 };
             }
@@ -172,10 +187,17 @@ impl ApiClient {
                     Some((kind, message))
                 });
         let (kind, message) = parsed.unwrap_or_else(|| {
-            (
-                "HTTPError".to_owned(),
-                String::from_utf8_lossy(body).into_owned(),
-            )
+            // Not DNAnexus' error shape (a proxy's page, say): keep plain text only, never a
+            // markup or JSON document, which is no sentence for people.
+            let text = String::from_utf8_lossy(body);
+            let text = text.trim();
+            let plain = !text.starts_with(['{', '[', '<']);
+            let message = if plain {
+                text.lines().next().unwrap_or("")
+            } else {
+                ""
+            };
+            ("HTTPError".to_owned(), message.to_owned())
         });
         if kind == "PermissionDenied" {
             return DnanexusError::PermissionDenied;
@@ -198,8 +220,22 @@ impl ApiClient {
         } else {
             text.to_owned()
         };
-        cleaned.chars().take(MAX_MESSAGE_CHARS).collect()
+        shorten(&cleaned, MAX_MESSAGE_CHARS)
     }
+}
+
+/// `text` if it has at most `limit` characters, else its longest prefix that ends at a word
+/// boundary and fits with an ellipsis: never a word cut in half.
+pub(crate) fn shorten(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_owned();
+    }
+    let cut: String = text.chars().take(limit.saturating_sub(1)).collect();
+    let kept = match cut.rfind(char::is_whitespace) {
+        Some(end) if end > 0 => cut[..end].trim_end(),
+        _ => cut.as_str(),
+    };
+    format!("{kept}…")
 }
 
 /// dxpy's rules: 429 and 5xx are retried, every other status is final.
@@ -260,23 +296,19 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// A transport error's text without the URL (download URLs are credentials), with its causes.
 pub(crate) fn describe_transport(error: reqwest::Error) -> String {
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(&error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    describe_causes(&error.without_url())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_messages_are_cut_between_words() {
+        assert_eq!(shorten("short", 10), "short");
+        assert_eq!(shorten("one two three four", 12), "one two…");
+        assert_eq!(shorten("abcdefghijklmnop", 8), "abcdefg…");
+    }
 
     #[test]
     fn delays_are_capped_and_honour_retry_after() {

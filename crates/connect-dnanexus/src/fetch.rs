@@ -38,6 +38,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{ApiClient, describe_transport, is_retryable_status, retry_after};
+use crate::error::transport_error;
 use crate::verify::PartVerifier;
 use crate::{DnanexusError, DnanexusOptions, FetchedFile, RemoteFile};
 
@@ -547,13 +548,13 @@ impl Transfer {
         let mut response = match request.send().await {
             Ok(response) => response,
             Err(error) => {
-                return (
-                    start,
-                    Err(RangeFailure::retry(
-                        DnanexusError::Transport(describe_transport(error)),
-                        None,
-                    )),
-                );
+                let error = transport_error(error, &network.api.host);
+                let failure = if matches!(error, DnanexusError::Unreachable { .. }) {
+                    RangeFailure::Fatal(error)
+                } else {
+                    RangeFailure::retry(error, None)
+                };
+                return (start, Err(failure));
             }
         };
         let status = response.status();

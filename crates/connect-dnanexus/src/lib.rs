@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-pub use error::DnanexusError;
+pub use error::{DnanexusError, Unreachable};
 
 use client::ApiClient;
 use verify::PartVerifier;

@@ -3,3 +3,4 @@
 mod common;
 mod fetching;
 mod listing;
+mod unreachable;

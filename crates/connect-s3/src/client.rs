@@ -84,6 +84,8 @@ pub struct S3Source {
     pub(crate) client: aws_sdk_s3::Client,
     pub(crate) options: S3Options,
     pub(crate) region: String,
+    /// `host[:port]` of the endpoint, to name it in errors.
+    pub(crate) host: String,
 }
 
 impl fmt::Debug for S3Source {
@@ -142,10 +144,15 @@ impl S3Source {
         if let Some(endpoint) = &options.endpoint {
             builder = builder.endpoint_url(endpoint.clone());
         }
+        let host = match &options.endpoint {
+            Some(endpoint) => endpoint_authority(endpoint).to_owned(),
+            None => format!("s3.{}.amazonaws.com", credentials.region),
+        };
         Ok(S3Source {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             options: options.clone(),
             region: credentials.region.clone(),
+            host,
         })
     }
 
@@ -198,6 +205,7 @@ impl S3Source {
     ) -> Target<'a> {
         Target {
             operation,
+            host: &self.host,
             bucket,
             key,
             region: &self.region,
@@ -273,6 +281,18 @@ pub(crate) async fn sleep_unless_cancelled(
             () = tokio::time::sleep(delay) => Ok(()),
         },
     }
+}
+
+/// `host[:port]` of an endpoint URL: `http://127.0.0.1:9000/x` → `127.0.0.1:9000`.
+fn endpoint_authority(endpoint: &str) -> &str {
+    let rest = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    // Credentials in the URL are never shown.
+    authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host)
 }
 
 pub(crate) fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {

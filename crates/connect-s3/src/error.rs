@@ -1,21 +1,28 @@
 //! The connector's error type, and the mapping from SDK errors to it.
 //!
-//! Every message says what went wrong and what to do. No message carries a secret: errors are
-//! built from S3 error codes, bucket and key names, and transport descriptions only.
+//! Every message is a sentence that says what went wrong and what to do, built from the
+//! failure's kind and S3's own words (error code and message); never the SDK's `Debug` text.
+//! The transport's cause chain is walked to its root (a name that does not resolve, a refused
+//! connection, a TLS failure, a timeout) so that permanent failures are not retried. No message
+//! carries a secret: errors are built from S3 error codes and messages, bucket and key names,
+//! host names and the operating system's words for a network failure only.
 
+use std::error::Error as StdError;
 use std::fmt;
 use std::time::Duration;
 
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 /// Why listing, checking or fetching failed.
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
     #[error(
-        "the stored AWS key was rejected by S3 (unknown access key id, or the secret does not \
-         match): check the key in the vault or replace it"
+        "the stored AWS key was rejected by S3 ({code}): check the key in the vault or replace it"
     )]
-    CredentialsRejected,
+    CredentialsRejected {
+        /// S3's error code, such as `InvalidAccessKeyId` or `SignatureDoesNotMatch`.
+        code: String,
+    },
     #[error("{}", access_denied_message(bucket))]
     AccessDenied { bucket: String },
     #[error("bucket `{bucket}` does not exist: check the bucket name")]
@@ -44,12 +51,64 @@ pub enum S3Error {
     },
     #[error("the fetch was cancelled")]
     Cancelled,
-    #[error("S3 request failed: {0}")]
+    /// The endpoint cannot be reached at all; retrying cannot help until the configuration
+    /// (or the network) changes.
+    #[error("{}", unreachable_message(host, *why, detail))]
+    Unreachable {
+        /// `host` or `host:port` of the endpoint.
+        host: String,
+        why: Unreachable,
+        /// The operating system's or TLS library's words, for the TLS case.
+        detail: String,
+    },
+    /// Timeouts, broken connections, throttling and server errors that outlasted the retries.
+    #[error("S3 request failed: {0}; try again later")]
     Transport(String),
+    /// S3 answered the request with an error this connector has no better name for.
+    #[error("S3 refused {operation} with {status} {code}: {message}")]
+    Rejected {
+        operation: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// An answer that does not have the shape S3 documents.
+    #[error("unexpected answer from S3: {0}")]
+    UnexpectedAnswer(String),
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    #[error("internal error: {0}")]
+    Internal(String),
     #[error("local file error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Why an endpoint cannot be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unreachable {
+    /// Its name does not resolve.
+    UnknownHost,
+    /// Nothing listens at its address and port.
+    ConnectionRefused,
+    /// The TLS handshake failed (a certificate not trusted, not for this name, a protocol
+    /// mismatch).
+    Tls,
+}
+
+fn unreachable_message(host: &str, why: Unreachable, detail: &str) -> String {
+    match why {
+        Unreachable::UnknownHost => {
+            format!("cannot resolve host `{host}`: check the endpoint (the S3 endpoint setting)")
+        }
+        Unreachable::ConnectionRefused => format!(
+            "the connection to `{host}` was refused: check the endpoint and that the service \
+             is running"
+        ),
+        Unreachable::Tls => format!(
+            "the TLS handshake with `{host}` failed ({detail}): check the endpoint and its \
+             certificate"
+        ),
+    }
 }
 
 /// A property of a fetched object that was checked against what S3 reported.
@@ -97,6 +156,8 @@ fn access_denied_message(bucket: &str) -> String {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Target<'a> {
     pub operation: &'static str,
+    /// `host[:port]` of the endpoint the client talks to.
+    pub host: &'a str,
     /// Empty for ListBuckets.
     pub bucket: &'a str,
     pub key: Option<&'a str>,
@@ -165,25 +226,25 @@ where
     match &error {
         SdkError::ConstructionFailure(_) => Failure::fatal(S3Error::InvalidInput(format!(
             "could not build the {operation} request: {}",
-            DisplayErrorContext(&error)
+            describe_causes(&error)
         ))),
-        SdkError::TimeoutError(_) => {
-            Failure::retryable(S3Error::Transport(format!("{operation} timed out")))
-        }
+        SdkError::TimeoutError(_) => Failure::retryable(S3Error::Transport(format!(
+            "{operation} to `{}` timed out",
+            target.host
+        ))),
         SdkError::DispatchFailure(failure) => {
-            let message = format!(
-                "{operation} could not be sent: {}",
-                DisplayErrorContext(&error)
-            );
             if failure.is_user() {
-                Failure::fatal(S3Error::InvalidInput(message))
-            } else {
-                Failure::retryable(S3Error::Transport(message))
+                return Failure::fatal(S3Error::InvalidInput(format!(
+                    "{operation} could not be sent: {}",
+                    describe_causes(&error)
+                )));
             }
+            network_failure(&error, target, failure.is_timeout())
         }
         SdkError::ResponseError(_) => Failure::retryable(S3Error::Transport(format!(
-            "{operation}: unreadable response: {}",
-            DisplayErrorContext(&error)
+            "{operation}: the answer from `{}` could not be read: {}",
+            target.host,
+            describe_causes(&error)
         ))),
         SdkError::ServiceError(context) => {
             let raw = context.raw();
@@ -202,11 +263,153 @@ where
                 },
             )
         }
-        _ => Failure::fatal(S3Error::Transport(format!(
+        _ => Failure::fatal(S3Error::Internal(format!(
             "{operation} failed: {}",
-            DisplayErrorContext(&error)
+            describe_causes(&error)
         ))),
     }
+}
+
+/// A request that never got an answer: permanent when the endpoint cannot be reached at all,
+/// retried otherwise (a timeout, a reset).
+fn network_failure(
+    error: &(dyn StdError + 'static),
+    target: Target<'_>,
+    timed_out: bool,
+) -> Failure {
+    let host = target.host.to_owned();
+    let detail = root_cause(error);
+    match network_cause(error) {
+        NetworkCause::UnknownHost => Failure::fatal(S3Error::Unreachable {
+            host,
+            why: Unreachable::UnknownHost,
+            detail,
+        }),
+        NetworkCause::Refused => Failure::fatal(S3Error::Unreachable {
+            host,
+            why: Unreachable::ConnectionRefused,
+            detail,
+        }),
+        NetworkCause::Tls => Failure::fatal(S3Error::Unreachable {
+            host,
+            why: Unreachable::Tls,
+            detail,
+        }),
+        NetworkCause::TimedOut => Failure::retryable(S3Error::Transport(format!(
+            "{} to `{host}` timed out",
+            target.operation
+        ))),
+        NetworkCause::Other if timed_out => Failure::retryable(S3Error::Transport(format!(
+            "{} to `{host}` timed out",
+            target.operation
+        ))),
+        NetworkCause::Broken | NetworkCause::Other => Failure::retryable(S3Error::Transport(
+            format!("{} to `{host}` failed: {detail}", target.operation),
+        )),
+    }
+}
+
+/// The root cause of a network failure, found by walking the error's source chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NetworkCause {
+    UnknownHost,
+    Refused,
+    Tls,
+    TimedOut,
+    /// Reset, aborted, closed early.
+    Broken,
+    Other,
+}
+
+/// Walks `error`'s sources: the first cause that says what happened decides. Resolver
+/// failures reach us as text only (`dns error`, getaddrinfo's words), hence the text tests.
+pub(crate) fn network_cause(error: &(dyn StdError + 'static)) -> NetworkCause {
+    let mut found = NetworkCause::Other;
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = cause {
+        let here = cause_of(current);
+        // A precise cause deeper in the chain beats a vague one above it.
+        if rank(here) > rank(found) {
+            found = here;
+        }
+        cause = current.source();
+    }
+    found
+}
+
+fn cause_of(error: &(dyn StdError + 'static)) -> NetworkCause {
+    if let Some(io) = error.downcast_ref::<std::io::Error>() {
+        use std::io::ErrorKind;
+        match io.kind() {
+            ErrorKind::ConnectionRefused => return NetworkCause::Refused,
+            ErrorKind::TimedOut => return NetworkCause::TimedOut,
+            ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+            | ErrorKind::UnexpectedEof => return NetworkCause::Broken,
+            _ => {}
+        }
+    }
+    let text = error.to_string().to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|word| text.contains(word));
+    if has(&[
+        "dns error",
+        "failed to lookup address",
+        "name or service not known",
+        "nodename nor servname",
+        "no address associated",
+        "name resolution",
+    ]) {
+        NetworkCause::UnknownHost
+    } else if has(&["connection refused"]) {
+        NetworkCause::Refused
+    } else if has(&["certificate", "tls", "ssl", "handshake"]) {
+        NetworkCause::Tls
+    } else if has(&["timed out", "timeout"]) {
+        NetworkCause::TimedOut
+    } else if has(&["connection reset", "broken pipe", "connection closed"]) {
+        NetworkCause::Broken
+    } else {
+        NetworkCause::Other
+    }
+}
+
+fn rank(cause: NetworkCause) -> u8 {
+    match cause {
+        NetworkCause::Other => 0,
+        NetworkCause::Broken => 1,
+        NetworkCause::TimedOut => 2,
+        NetworkCause::Tls => 3,
+        NetworkCause::Refused => 4,
+        NetworkCause::UnknownHost => 5,
+    }
+}
+
+/// The innermost cause's text: the operating system's or the TLS library's own words.
+fn root_cause(error: &(dyn StdError + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    current.to_string()
+}
+
+/// The error's text and its causes', joined by `: `, without repeats. Unlike the SDK's
+/// `DisplayErrorContext`, never the `Debug` form.
+pub(crate) fn describe_causes(error: &(dyn StdError + 'static)) -> String {
+    let mut text = String::new();
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(current) = cause {
+        let part = current.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+        cause = current.source();
+    }
+    text
 }
 
 /// The parts of an S3 error response that decide what it means.
@@ -238,7 +441,9 @@ pub(crate) fn classify_service_error(target: Target<'_>, answer: ServiceAnswer<'
             code,
             "S3 rejected the stored AWS key"
         );
-        return Failure::fatal(S3Error::CredentialsRejected);
+        return Failure::fatal(S3Error::CredentialsRejected {
+            code: code.to_owned(),
+        });
     }
     if RETRYABLE_CODES.contains(&code) || status >= 500 || status == 429 {
         let retry_after = answer
@@ -275,10 +480,12 @@ pub(crate) fn classify_service_error(target: Target<'_>, answer: ServiceAnswer<'
                 key: target.key.unwrap_or_default().to_owned(),
             })
         }
-        _ => Failure::fatal(S3Error::Transport(format!(
-            "{} answered {status} {code}: {message}",
-            target.operation
-        ))),
+        _ => Failure::fatal(S3Error::Rejected {
+            operation: target.operation,
+            status,
+            code: code.to_owned(),
+            message: message.to_owned(),
+        }),
     }
 }
 
@@ -310,6 +517,7 @@ mod tests {
     fn check(status: u16, code: &str, message: &str, region_header: Option<&str>, expect: &str) {
         let target = Target {
             operation: "GetObject",
+            host: "s3.example",
             bucket: "b",
             key: Some("k"),
             region: "us-east-1",
@@ -328,6 +536,90 @@ mod tests {
         assert_eq!(actual, expect, "status {status} code {code}");
     }
 
+    /// An error with a source, as transport layers nest them.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<dyn StdError + Send + Sync>>);
+
+    impl fmt::Display for Layer {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl StdError for Layer {
+        fn source(&self) -> Option<&(dyn StdError + 'static)> {
+            self.1
+                .as_deref()
+                .map(|source| source as &(dyn StdError + 'static))
+        }
+    }
+
+    fn layers(texts: &[&'static str], root: std::io::Error) -> Layer {
+        let mut error: Box<dyn StdError + Send + Sync> = Box::new(root);
+        for text in texts.iter().rev() {
+            error = Box::new(Layer(text, Some(error)));
+        }
+        *error.downcast::<Layer>().unwrap()
+    }
+
+    #[test]
+    fn network_causes_are_found_at_the_root() {
+        use std::io::{Error, ErrorKind};
+        let check = |error: Layer, expect: NetworkCause, text: &str| {
+            assert_eq!(network_cause(&error), expect, "{error:?}");
+            assert_eq!(describe_causes(&error), text);
+        };
+        check(
+            layers(
+                &[
+                    "dispatch failure",
+                    "io error",
+                    "client error (Connect)",
+                    "dns error",
+                ],
+                Error::other("failed to lookup address information: Name or service not known"),
+            ),
+            NetworkCause::UnknownHost,
+            "dispatch failure: io error: client error (Connect): dns error: failed to lookup \
+             address information: Name or service not known",
+        );
+        check(
+            layers(
+                &["io error", "client error (Connect)"],
+                Error::new(
+                    ErrorKind::ConnectionRefused,
+                    "Connection refused (os error 111)",
+                ),
+            ),
+            NetworkCause::Refused,
+            "io error: client error (Connect): Connection refused (os error 111)",
+        );
+        check(
+            layers(
+                &["io error"],
+                Error::new(
+                    ErrorKind::InvalidData,
+                    "invalid peer certificate: UnknownIssuer",
+                ),
+            ),
+            NetworkCause::Tls,
+            "io error: invalid peer certificate: UnknownIssuer",
+        );
+        check(
+            layers(
+                &["io error"],
+                Error::new(ErrorKind::ConnectionReset, "reset"),
+            ),
+            NetworkCause::Broken,
+            "io error: reset",
+        );
+        check(
+            layers(&["timeout"], Error::new(ErrorKind::TimedOut, "timed out")),
+            NetworkCause::TimedOut,
+            "timeout: timed out",
+        );
+    }
+
     #[test]
     fn service_errors_are_classified() {
         check(
@@ -335,14 +627,14 @@ mod tests {
             "SignatureDoesNotMatch",
             "",
             None,
-            "CredentialsRejected retryable=false",
+            "CredentialsRejected { code: \"SignatureDoesNotMatch\" } retryable=false",
         );
         check(
             403,
             "InvalidAccessKeyId",
             "",
             None,
-            "CredentialsRejected retryable=false",
+            "CredentialsRejected { code: \"InvalidAccessKeyId\" } retryable=false",
         );
         check(
             403,
@@ -420,7 +712,7 @@ mod tests {
             "InvalidArgument",
             "x",
             None,
-            "Transport(\"GetObject answered 400 InvalidArgument: x\") retryable=false",
+            "Rejected { operation: \"GetObject\", status: 400, code: \"InvalidArgument\", message: \"x\" } retryable=false",
         );
     }
 }

@@ -208,7 +208,7 @@ impl PartContext {
         };
         self.fetch_range(&file, 0, size, &mut sink).await?;
         let (Some(expected), Some(hasher)) = (sink.expected, sink.hasher) else {
-            return Err(S3Error::Transport(
+            return Err(S3Error::UnexpectedAnswer(
                 "no response head was received".to_owned(),
             ));
         };
@@ -310,7 +310,7 @@ impl PartContext {
                         }
                     }
                     Ok(Err(error)) => break Err(error),
-                    Err(join_error) => break Err(S3Error::Transport(format!("a part task failed: {join_error}"))),
+                    Err(join_error) => break Err(S3Error::Internal(format!("a part task failed: {join_error}"))),
                 },
                 Some(result) = wait_checkpoint(&mut checkpoint) => {
                     if let Err(error) = result {
@@ -412,7 +412,7 @@ impl PartContext {
             .and_then(|length| u64::try_from(length).ok());
         let expected = Expected::from_headers(size.unwrap_or(0), &head_integrity_headers(&head));
         if expected.etag.is_empty() {
-            return Err(S3Error::Transport(format!(
+            return Err(S3Error::UnexpectedAnswer(format!(
                 "S3 answered HeadObject for {} without an ETag",
                 object.key
             )));
@@ -553,15 +553,16 @@ impl PartContext {
                 Ok(None) => break Ok(()),
                 Ok(Some(Err(error))) => {
                     break Err(Failure::retryable(S3Error::Transport(format!(
-                        "the body of {} was interrupted: {error}",
-                        object.key
+                        "the body of {} was interrupted: {}",
+                        object.key,
+                        crate::error::describe_causes(&error)
                     ))));
                 }
                 Ok(Some(Ok(bytes))) => bytes,
             };
             let received = flushed + buffer.len() as u64 + bytes.len() as u64;
             if position + received > end {
-                break Err(Failure::fatal(S3Error::Transport(format!(
+                break Err(Failure::fatal(S3Error::UnexpectedAnswer(format!(
                     "S3 sent more bytes than requested for {}",
                     object.key
                 ))));
@@ -619,7 +620,7 @@ pub(crate) fn check_range_response(
     // Servers that ignore If-Match are caught here.
     let etag = unquote(response.e_tag().unwrap_or_default());
     if etag.is_empty() {
-        return Err(Failure::fatal(S3Error::Transport(format!(
+        return Err(Failure::fatal(S3Error::UnexpectedAnswer(format!(
             "S3 answered GetObject for {} without an ETag",
             object.key
         ))));
@@ -628,7 +629,7 @@ pub(crate) fn check_range_response(
         return Err(changed());
     }
     let Some(range) = response.content_range() else {
-        return Err(Failure::fatal(S3Error::Transport(format!(
+        return Err(Failure::fatal(S3Error::UnexpectedAnswer(format!(
             "S3 ignored the Range header for {}",
             object.key
         ))));
@@ -648,7 +649,7 @@ pub(crate) fn check_range_response(
     match parsed {
         Some((_, _, Some(total))) if total != object.size => Err(changed()),
         Some((first, last, _)) if first == position && last.checked_add(1) == Some(end) => Ok(()),
-        _ => Err(Failure::fatal(S3Error::Transport(format!(
+        _ => Err(Failure::fatal(S3Error::UnexpectedAnswer(format!(
             "S3 answered range `{range}` for bytes {position}-{} of {}",
             end - 1,
             object.key
@@ -817,7 +818,7 @@ impl PrefixHasher {
                 Err(join_error) => return Err(S3Error::Io(std::io::Error::other(join_error))),
             };
             if hasher.length() != size {
-                return Err(S3Error::Transport(format!(
+                return Err(S3Error::Internal(format!(
                     "hashed {} of {size} bytes",
                     hasher.length()
                 )));
@@ -828,9 +829,7 @@ impl PrefixHasher {
             });
         }
         let Some(hasher) = merged else {
-            return Err(S3Error::Transport(
-                "the hashing threads are gone".to_owned(),
-            ));
+            return Err(S3Error::Internal("the hashing threads are gone".to_owned()));
         };
         Ok(hasher.finish())
     }

@@ -93,6 +93,7 @@ pub fn classify_error(
 ) -> (S3Error, bool, Duration) {
     let target = Target {
         operation: "GetObject",
+        host: "s3.example",
         bucket: "bucket",
         key: Some("key"),
         region: "us-east-1",

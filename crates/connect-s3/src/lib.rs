@@ -22,7 +22,7 @@ pub mod fuzzing;
 mod list;
 
 pub use client::{AccessCheck, AwsCredentials, S3Options, S3Source};
-pub use error::{S3Error, Verification};
+pub use error::{S3Error, Unreachable, Verification};
 pub use fetch::{FetchedObject, discard_partial, resume_record_path};
 pub use list::RemoteObject;
 pub use tokio_util::sync::CancellationToken;

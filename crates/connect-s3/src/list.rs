@@ -72,7 +72,7 @@ impl S3Source {
             match page.next_continuation_token() {
                 Some(token) if !token.is_empty() => continuation = Some(token.to_owned()),
                 _ => {
-                    return Err(S3Error::Transport(format!(
+                    return Err(S3Error::UnexpectedAnswer(format!(
                         "the listing of bucket `{bucket}` was truncated without a continuation token"
                     )));
                 }

@@ -86,7 +86,10 @@ async fn a_wrong_secret_is_rejected_without_leaking_it() {
             .unwrap_err(),
     ];
     for error in &errors {
-        assert!(matches!(error, S3Error::CredentialsRejected), "{error:?}");
+        assert!(
+            matches!(error, S3Error::CredentialsRejected { .. }),
+            "{error:?}"
+        );
         assert!(
             error
                 .to_string()
@@ -107,7 +110,10 @@ async fn a_wrong_secret_is_rejected_without_leaking_it() {
     )
     .unwrap();
     let error = unknown.check_access(Some(BUCKET)).await.unwrap_err();
-    assert!(matches!(error, S3Error::CredentialsRejected), "{error:?}");
+    assert!(
+        matches!(error, S3Error::CredentialsRejected { .. }),
+        "{error:?}"
+    );
     errors.push(error);
 
     // A connection refused and invalid input, for good measure.

@@ -5,3 +5,4 @@ mod faults;
 mod fetch;
 mod list;
 mod support;
+mod unreachable;

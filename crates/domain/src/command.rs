@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Actor, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
+use crate::event::{Actor, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
 use crate::permissions::Permission;
 use crate::values::{
     DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId, KeyName,
@@ -66,10 +66,12 @@ pub enum IngestionProgress {
     FileFailed {
         path: String,
         reason: String,
+        failure_kind: FailureKind,
     },
     Completed,
     Failed {
         reason: String,
+        failure_kind: FailureKind,
     },
     Cancelled,
 }

@@ -459,10 +459,15 @@ fn judge(
                     external_key: job.external_key.clone(),
                     at: now,
                 },
-                IngestionProgress::FileFailed { path, reason } => Event::IngestionFileFailed {
+                IngestionProgress::FileFailed {
+                    path,
+                    reason,
+                    failure_kind,
+                } => Event::IngestionFileFailed {
                     ingestion,
                     path,
                     reason,
+                    failure_kind,
                     at: now,
                 },
                 IngestionProgress::Completed => {
@@ -477,9 +482,13 @@ fn judge(
                         at: now,
                     }
                 }
-                IngestionProgress::Failed { reason } => Event::IngestionFailed {
+                IngestionProgress::Failed {
+                    reason,
+                    failure_kind,
+                } => Event::IngestionFailed {
                     ingestion,
                     reason,
+                    failure_kind,
                     at: now,
                 },
                 IngestionProgress::Cancelled => Event::IngestionCancelled { ingestion, at: now },

@@ -214,7 +214,9 @@ pub enum Event {
         external_key: ExternalKeyId,
         at: Timestamp,
     },
-    IngestionFileFailed {
+    /// A file failed, recorded by a build from before failure kinds: read from old logs, never
+    /// appended any more (its place in the enum is its binary tag, so it stays).
+    IngestionFileFailedWithoutKind {
         ingestion: IngestionId,
         path: String,
         reason: String,
@@ -227,7 +229,8 @@ pub enum Event {
         failed: u64,
         at: Timestamp,
     },
-    IngestionFailed {
+    /// A job failed, recorded by a build from before failure kinds: read from old logs only.
+    IngestionFailedWithoutKind {
         ingestion: IngestionId,
         reason: String,
         at: Timestamp,
@@ -243,6 +246,84 @@ pub enum Event {
         data_keys: u64,
         at: Timestamp,
     },
+
+    /// A file could not be fetched, verified or stored. Its public type is
+    /// `IngestionFileFailed`, as for [`Event::IngestionFileFailedWithoutKind`].
+    IngestionFileFailed {
+        ingestion: IngestionId,
+        path: String,
+        reason: String,
+        failure_kind: FailureKind,
+        at: Timestamp,
+    },
+    /// The job failed as a whole. Its public type is `IngestionFailed`.
+    IngestionFailed {
+        ingestion: IngestionId,
+        reason: String,
+        failure_kind: FailureKind,
+        at: Timestamp,
+    },
+}
+
+/// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
+/// an alert, a retry policy) decides on. The sentence for people is the `reason` beside it.
+///
+/// Stored in the log by its position: add kinds at the end only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The provider refused the credential or the request (rejected or expired key, signature
+    /// mismatch, access denied): fix the key or its permissions.
+    ProviderRejected,
+    /// The bucket, project, folder or file does not exist (any more).
+    NotFound,
+    /// The endpoint cannot be reached (its name does not resolve, the connection is refused,
+    /// TLS fails): permanent until the configuration changes, so never retried.
+    Unreachable,
+    /// Timeouts, broken connections, throttling and server errors that outlasted the retries.
+    Transient,
+    /// The bytes did not match what the provider reported, or the file changed meanwhile.
+    Integrity,
+    /// The sample store or the event log could not be written.
+    Storage,
+    /// Anything else: a malformed answer, a bug.
+    Internal,
+    /// The job was cancelled, or its key deleted or expired while it ran.
+    Cancelled,
+}
+
+impl FailureKind {
+    /// Every kind, in their stored order.
+    pub const ALL: [FailureKind; 8] = [
+        FailureKind::ProviderRejected,
+        FailureKind::NotFound,
+        FailureKind::Unreachable,
+        FailureKind::Transient,
+        FailureKind::Integrity,
+        FailureKind::Storage,
+        FailureKind::Internal,
+        FailureKind::Cancelled,
+    ];
+
+    /// The JSON form: `provider_rejected`, `not_found`, …
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::ProviderRejected => "provider_rejected",
+            FailureKind::NotFound => "not_found",
+            FailureKind::Unreachable => "unreachable",
+            FailureKind::Transient => "transient",
+            FailureKind::Integrity => "integrity",
+            FailureKind::Storage => "storage",
+            FailureKind::Internal => "internal",
+            FailureKind::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Event {
@@ -276,8 +357,10 @@ impl Event {
             | Event::IngestionListed { ingestion, .. }
             | Event::IngestionFileFetched { ingestion, .. }
             | Event::IngestionFileFailed { ingestion, .. }
+            | Event::IngestionFileFailedWithoutKind { ingestion, .. }
             | Event::IngestionCompleted { ingestion, .. }
             | Event::IngestionFailed { ingestion, .. }
+            | Event::IngestionFailedWithoutKind { ingestion, .. }
             | Event::IngestionCancelled { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
         }
@@ -314,9 +397,13 @@ impl Event {
             Event::IngestionFileFetched { .. } => {
                 ("IngestionFileFetched", "ingestion.file_fetched")
             }
-            Event::IngestionFileFailed { .. } => ("IngestionFileFailed", "ingestion.file_failed"),
+            Event::IngestionFileFailed { .. } | Event::IngestionFileFailedWithoutKind { .. } => {
+                ("IngestionFileFailed", "ingestion.file_failed")
+            }
             Event::IngestionCompleted { .. } => ("IngestionCompleted", "ingestion.completed"),
-            Event::IngestionFailed { .. } => ("IngestionFailed", "ingestion.failed"),
+            Event::IngestionFailed { .. } | Event::IngestionFailedWithoutKind { .. } => {
+                ("IngestionFailed", "ingestion.failed")
+            }
             Event::IngestionCancelled { .. } => ("IngestionCancelled", "ingestion.cancelled"),
             Event::MasterKeyRotated { .. } => ("MasterKeyRotated", "system.master_key_rotated"),
         }

@@ -17,8 +17,8 @@ pub use command::{Action, Command, IngestionProgress, KeyUsage, NewApiKey, NewEx
 pub use decide::{Decision, decide, decide_with_reads};
 pub use error::{DomainError, Holder};
 pub use event::{
-    Actor, Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection, external_key_stream,
-    ingestion_stream, role_stream, user_stream,
+    Actor, Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection,
+    external_key_stream, ingestion_stream, role_stream, user_stream,
 };
 pub use permissions::{
     ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, ExternalKeyPublic, Selection};
+use crate::event::{Event, ExternalKeyPublic, FailureKind, Selection};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
@@ -130,6 +130,9 @@ pub enum PublicEvent {
         ingestion: IngestionId,
         path: String,
         reason: String,
+        /// `null` for failures recorded before kinds existed.
+        #[serde(default)]
+        failure_kind: Option<FailureKind>,
     },
     IngestionCompleted {
         ingestion: IngestionId,
@@ -140,6 +143,9 @@ pub enum PublicEvent {
     IngestionFailed {
         ingestion: IngestionId,
         reason: String,
+        /// `null` for failures recorded before kinds existed.
+        #[serde(default)]
+        failure_kind: Option<FailureKind>,
     },
     IngestionCancelled {
         ingestion: IngestionId,
@@ -342,11 +348,24 @@ impl From<&Event> for PublicEvent {
                 ingestion,
                 path,
                 reason,
+                failure_kind,
                 ..
             } => PublicEvent::IngestionFileFailed {
                 ingestion,
                 path,
                 reason,
+                failure_kind: Some(failure_kind),
+            },
+            Event::IngestionFileFailedWithoutKind {
+                ingestion,
+                path,
+                reason,
+                ..
+            } => PublicEvent::IngestionFileFailed {
+                ingestion,
+                path,
+                reason,
+                failure_kind: None,
             },
             Event::IngestionCompleted {
                 ingestion,
@@ -361,8 +380,22 @@ impl From<&Event> for PublicEvent {
                 failed,
             },
             Event::IngestionFailed {
+                ingestion,
+                reason,
+                failure_kind,
+                ..
+            } => PublicEvent::IngestionFailed {
+                ingestion,
+                reason,
+                failure_kind: Some(failure_kind),
+            },
+            Event::IngestionFailedWithoutKind {
                 ingestion, reason, ..
-            } => PublicEvent::IngestionFailed { ingestion, reason },
+            } => PublicEvent::IngestionFailed {
+                ingestion,
+                reason,
+                failure_kind: None,
+            },
             Event::IngestionCancelled { ingestion, .. } => {
                 PublicEvent::IngestionCancelled { ingestion }
             }

@@ -6,7 +6,7 @@ use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Holder};
-use crate::event::{Event, ExternalKeyPublic, SealedSecret, SecretHash, Selection};
+use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
 use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
 use crate::values::{
@@ -135,6 +135,8 @@ pub struct FileOutcome {
     pub size: u64,
     pub sha256: Option<[u8; 32]>,
     pub failure: Option<String>,
+    /// `None` for a verified file, and for failures recorded before kinds existed.
+    pub failure_kind: Option<FailureKind>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +154,8 @@ pub struct Ingestion {
     pub bytes_selected: Option<u64>,
     pub files: Vec<FileOutcome>,
     pub error: Option<String>,
+    /// Why a failed or cancelled job ended (`None` for failures recorded before kinds existed).
+    pub failure_kind: Option<FailureKind>,
 }
 
 /// Which of a key's secrets a presented one matched.
@@ -411,6 +415,7 @@ impl State {
                         bytes_selected: None,
                         files: Vec::new(),
                         error: None,
+                        failure_kind: None,
                     },
                 );
             }
@@ -439,6 +444,7 @@ impl State {
                         size,
                         sha256: Some(sha256),
                         failure: None,
+                        failure_kind: None,
                     });
                 }
             }
@@ -446,27 +452,41 @@ impl State {
                 ingestion,
                 path,
                 reason,
+                failure_kind,
                 ..
-            } => {
-                if let Some(job) = self.ingestions.get_mut(&ingestion) {
-                    job.files.push(FileOutcome {
-                        path,
-                        size: 0,
-                        sha256: None,
-                        failure: Some(reason),
-                    });
-                }
-            }
+            } => self.file_failed(&ingestion, path, reason, Some(failure_kind)),
+            Event::IngestionFileFailedWithoutKind {
+                ingestion,
+                path,
+                reason,
+                ..
+            } => self.file_failed(&ingestion, path, reason, None),
             Event::IngestionCompleted { ingestion, at, .. } => {
                 self.finish_ingestion(&ingestion, IngestionState::Completed, None, at)
             }
             Event::IngestionFailed {
                 ingestion,
                 reason,
+                failure_kind,
                 at,
-            } => self.finish_ingestion(&ingestion, IngestionState::Failed, Some(reason), at),
+            } => self.finish_ingestion(
+                &ingestion,
+                IngestionState::Failed,
+                Some((reason, Some(failure_kind))),
+                at,
+            ),
+            Event::IngestionFailedWithoutKind {
+                ingestion,
+                reason,
+                at,
+            } => {
+                self.finish_ingestion(&ingestion, IngestionState::Failed, Some((reason, None)), at)
+            }
             Event::IngestionCancelled { ingestion, at } => {
-                self.finish_ingestion(&ingestion, IngestionState::Cancelled, None, at)
+                self.finish_ingestion(&ingestion, IngestionState::Cancelled, None, at);
+                if let Some(job) = self.ingestions.get_mut(&ingestion) {
+                    job.failure_kind = Some(FailureKind::Cancelled);
+                }
             }
             Event::MasterKeyRotated { generation, .. } => self.master_key_generation = generation,
         }
@@ -654,17 +674,38 @@ impl State {
         }
     }
 
+    /// `failure`: the reason and its kind, for a failed job.
     fn finish_ingestion(
         &mut self,
         id: &IngestionId,
         state: IngestionState,
-        error: Option<String>,
+        failure: Option<(String, Option<FailureKind>)>,
         at: Timestamp,
     ) {
         if let Some(job) = self.ingestions.get_mut(id) {
+            let (error, failure_kind) = failure.unzip();
             job.state = state;
             job.error = error;
+            job.failure_kind = failure_kind.flatten();
             job.finished_at = Some(at);
+        }
+    }
+
+    fn file_failed(
+        &mut self,
+        id: &IngestionId,
+        path: String,
+        reason: String,
+        failure_kind: Option<FailureKind>,
+    ) {
+        if let Some(job) = self.ingestions.get_mut(id) {
+            job.files.push(FileOutcome {
+                path,
+                size: 0,
+                sha256: None,
+                failure: Some(reason),
+                failure_kind,
+            });
         }
     }
 }

@@ -744,6 +744,7 @@ fn ingestions_need_permission_and_a_usable_key() {
         record(IngestionProgress::FileFailed {
             path: "b".into(),
             reason: "checksum".into(),
+            failure_kind: FailureKind::Integrity,
         }),
         T0,
     );

@@ -166,7 +166,13 @@ fn source_error(error: DnanexusError) -> SourceError {
         DnanexusError::Cancelled => SourceErrorKind::Cancelled,
         DnanexusError::Io(_) => SourceErrorKind::Local,
         DnanexusError::InvalidInput(_) => SourceErrorKind::Invalid,
+        DnanexusError::Unreachable { .. } => SourceErrorKind::Unreachable,
         other if other.is_transient() => SourceErrorKind::Transient,
+        DnanexusError::Api { status: 404, .. } => SourceErrorKind::NotFound,
+        // DNAnexus refused the request and says why (its error type and message).
+        DnanexusError::Api { status, .. } if (400..500).contains(status) => {
+            SourceErrorKind::Rejected
+        }
         _ => SourceErrorKind::Invalid,
     };
     SourceError::new(kind, error.to_string())

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use keyledger_crypto::random_base62;
 use keyledger_domain::{
-    Action, Actor, DomainError, Event, ExternalKeyId, FromTrusted, IngestionId, IngestionProgress,
-    KeyStatus, Permission, Provider, UserId,
+    Action, Actor, DomainError, Event, ExternalKeyId, FailureKind, FromTrusted, IngestionId,
+    IngestionProgress, KeyStatus, Permission, Provider, UserId,
 };
 use keyledger_vault::{ExternalKeyView, Vault, VaultError};
 use ring::rand::SystemRandom;
@@ -312,6 +312,8 @@ impl Ingestor {
                         ingestion: id.clone(),
                         progress: IngestionProgress::Failed {
                             reason: INTERRUPTED_REASON.to_owned(),
+                            // Starting the ingestion again succeeds.
+                            failure_kind: FailureKind::Transient,
                         },
                     },
                 )

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use keyledger_domain::{
-    DomainError, ExternalKeyId, IngestionId, IngestionProgress, IngestionState, KeyStatus,
-    Selection,
+    DomainError, ExternalKeyId, FailureKind, IngestionId, IngestionProgress, IngestionState,
+    KeyStatus, Selection,
 };
 use keyledger_vault::VaultError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -45,7 +45,7 @@ pub(crate) enum Stop {
     /// The key was deleted or expired while the job ran.
     KeyUnusable(KeyStatus),
     /// Nothing more can succeed (the provider rejects the key, the log cannot be written).
-    Fatal(String),
+    Fatal(String, FailureKind),
     /// Someone else recorded the job's end (a restart's recovery in another process).
     FinishedElsewhere,
 }
@@ -129,7 +129,7 @@ impl LiveJob {
 #[derive(Debug)]
 enum Outcome {
     Completed,
-    Failed(String),
+    Failed(String, FailureKind),
     Cancelled,
     /// The end is already recorded (or cannot be).
     Nothing,
@@ -139,9 +139,10 @@ impl From<Interrupted> for Outcome {
     fn from(interrupted: Interrupted) -> Outcome {
         match interrupted {
             Interrupted::Finished => Outcome::Nothing,
-            Interrupted::Vault(error) => {
-                Outcome::Failed(format!("the job's progress could not be recorded: {error}"))
-            }
+            Interrupted::Vault(error) => Outcome::Failed(
+                format!("the job's progress could not be recorded: {error}"),
+                FailureKind::Storage,
+            ),
         }
     }
 }
@@ -162,14 +163,14 @@ pub(crate) struct Tally {
     selected: u64,
     fetched: u64,
     failed: u64,
-    first_failure: Option<String>,
+    first_failure: Option<(String, FailureKind)>,
 }
 
 impl Tally {
-    fn fail(&mut self, reason: &str) {
+    fn fail(&mut self, reason: &str, kind: FailureKind) {
         self.failed += 1;
         if self.first_failure.is_none() {
-            self.first_failure = Some(reason.to_owned());
+            self.first_failure = Some((reason.to_owned(), kind));
         }
     }
 }
@@ -206,7 +207,8 @@ impl Job {
 
     /// Records a failure for a job whose task died (a panic), and cleans up.
     pub async fn abandon(self: Arc<Self>, why: String) {
-        self.finish(Outcome::Failed(why)).await;
+        self.finish(Outcome::Failed(why, FailureKind::Internal))
+            .await;
     }
 
     async fn execute(self: &Arc<Self>, queued: GaugeGuard) -> Result<Outcome, Outcome> {
@@ -217,7 +219,8 @@ impl Job {
         };
         let Ok(_slot) = slot else {
             return Ok(Outcome::Failed(
-                "the ingestion service is shutting down".to_owned(),
+                "the ingestion service is shutting down; start the ingestion again".to_owned(),
+                FailureKind::Transient,
             ));
         };
         drop(queued);
@@ -235,19 +238,25 @@ impl Job {
             let lease = match self.shared.vault.lease_external_key(&self.key) {
                 Ok(lease) => lease,
                 Err(VaultError::Domain(DomainError::NotActive { status, .. })) => {
-                    return Ok(Outcome::Failed(self.key_unusable(status)));
+                    return Ok(Outcome::Failed(
+                        self.key_unusable(status),
+                        FailureKind::Cancelled,
+                    ));
                 }
                 Err(error) => {
-                    return Ok(Outcome::Failed(format!(
-                        "the external key {} could not be opened: {error}",
-                        self.key
-                    )));
+                    return Ok(Outcome::Failed(
+                        format!("the external key {} could not be opened: {error}", self.key),
+                        FailureKind::Internal,
+                    ));
                 }
             };
             // The lease is dropped here: the source keeps the only copy, for this job only.
             match source_for(&lease, &self.shared.config) {
                 Ok(source) => source,
-                Err(error) => return Ok(Outcome::Failed(error.message)),
+                Err(error) => {
+                    let kind = error.failure_kind();
+                    return Ok(Outcome::Failed(error.message, kind));
+                }
             }
         };
         self.record(IngestionProgress::KeyUsed).await?;
@@ -262,7 +271,12 @@ impl Job {
             Err(error) if error.kind == SourceErrorKind::Cancelled => {
                 return Ok(self.stopped_outcome());
             }
-            Err(error) => return Ok(Outcome::Failed(self.listing_failed(&error))),
+            Err(error) => {
+                return Ok(Outcome::Failed(
+                    self.listing_failed(&error),
+                    error.failure_kind(),
+                ));
+            }
         };
 
         let selected = files.len() as u64;
@@ -286,11 +300,13 @@ impl Job {
         })
         .await?;
         for (path, reason) in refused {
-            lock(&self.tally).fail(&reason);
+            // The store refuses a name that would leave the batch folder.
+            lock(&self.tally).fail(&reason, FailureKind::Storage);
             self.shared.count_file_failed();
             self.record(IngestionProgress::FileFailed {
                 path: path.chars().take(MAX_PATH_CHARS).collect(),
                 reason,
+                failure_kind: FailureKind::Storage,
             })
             .await?;
         }
@@ -303,9 +319,10 @@ impl Job {
             match blocking(move || store.store.prepare_job(&id)).await {
                 Ok(dir) => dir,
                 Err(error) => {
-                    return Ok(Outcome::Failed(format!(
-                        "the sample store cannot hold partial files: {error}"
-                    )));
+                    return Ok(Outcome::Failed(
+                        format!("the sample store cannot hold partial files: {error}"),
+                        FailureKind::Storage,
+                    ));
                 }
             }
         };
@@ -314,11 +331,18 @@ impl Job {
         let tally = lock(&self.tally).clone();
         Ok(match self.live.stop_reason() {
             Some(_) => self.stopped_outcome(),
-            None if tally.selected > 0 && tally.fetched == 0 => Outcome::Failed(format!(
-                "none of the {} selected files could be stored; the first error: {}",
-                tally.selected,
-                tally.first_failure.as_deref().unwrap_or("unknown")
-            )),
+            None if tally.selected > 0 && tally.fetched == 0 => {
+                let (first, kind) = tally
+                    .first_failure
+                    .unwrap_or_else(|| ("unknown".to_owned(), FailureKind::Internal));
+                Outcome::Failed(
+                    format!(
+                        "none of the {} selected files could be stored; the first error: {first}",
+                        tally.selected
+                    ),
+                    kind,
+                )
+            }
             None => Outcome::Completed,
         })
     }
@@ -341,9 +365,10 @@ impl Job {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let absorb = |joined: Result<(), tokio::task::JoinError>| {
             if let Err(error) = joined {
-                self.live.request_stop(Stop::Fatal(format!(
-                    "a file transfer stopped unexpectedly: {error}"
-                )));
+                self.live.request_stop(Stop::Fatal(
+                    format!("a file transfer stopped unexpectedly: {error}"),
+                    FailureKind::Internal,
+                ));
             }
         };
         for (index, (path, file)) in planned.into_iter().enumerate() {
@@ -384,9 +409,10 @@ impl Job {
         }
         drop(ready);
         if let Err(error) = publisher.await {
-            self.live.request_stop(Stop::Fatal(format!(
-                "storing the fetched files stopped unexpectedly: {error}"
-            )));
+            self.live.request_stop(Stop::Fatal(
+                format!("storing the fetched files stopped unexpectedly: {error}"),
+                FailureKind::Internal,
+            ));
         }
     }
 
@@ -488,7 +514,8 @@ impl Job {
                         lock(&self.live.running).remove(&ready.path);
                         self.discard(&ready.partial).await;
                         let reason = format!("the file could not be stored: {error}");
-                        self.record_file_failure(ready.path, reason).await;
+                        self.record_file_failure(ready.path, reason, FailureKind::Storage)
+                            .await;
                     }
                 }
             }
@@ -540,9 +567,10 @@ impl Job {
             tracing::error!(%error, "could not remove files whose events were not recorded");
         }
         if let Interrupted::Vault(error) = interrupted {
-            self.live.request_stop(Stop::Fatal(format!(
-                "the job's progress could not be recorded: {error}"
-            )));
+            self.live.request_stop(Stop::Fatal(
+                format!("the job's progress could not be recorded: {error}"),
+                FailureKind::Storage,
+            ));
         }
     }
 
@@ -551,31 +579,34 @@ impl Job {
         if self.live.cancel.is_cancelled() || error.kind == SourceErrorKind::Cancelled {
             return;
         }
+        let kind = error.failure_kind();
         if error.kind == SourceErrorKind::CredentialsRejected {
-            self.live.request_stop(Stop::Fatal(error.message));
+            self.live.request_stop(Stop::Fatal(error.message, kind));
             return;
         }
         tracing::warn!(path = %path, error = %error, "file failed");
-        self.record_file_failure(path.to_owned(), error.message)
+        self.record_file_failure(path.to_owned(), error.message, kind)
             .await
     }
 
-    async fn record_file_failure(&self, path: String, reason: String) {
+    async fn record_file_failure(&self, path: String, reason: String, kind: FailureKind) {
         let reason = truncate(reason);
         self.shared.count_file_failed();
         match self
             .record(IngestionProgress::FileFailed {
                 path,
                 reason: reason.clone(),
+                failure_kind: kind,
             })
             .await
         {
-            Ok(()) => lock(&self.tally).fail(&reason),
+            Ok(()) => lock(&self.tally).fail(&reason, kind),
             Err(Interrupted::Finished) => {}
             Err(Interrupted::Vault(error)) => {
-                self.live.request_stop(Stop::Fatal(format!(
-                    "the job's progress could not be recorded: {error}"
-                )));
+                self.live.request_stop(Stop::Fatal(
+                    format!("the job's progress could not be recorded: {error}"),
+                    FailureKind::Storage,
+                ));
             }
         }
     }
@@ -591,11 +622,12 @@ impl Job {
     async fn finish(&self, outcome: Outcome) {
         let (progress, label) = match outcome {
             Outcome::Completed => (Some(IngestionProgress::Completed), "completed"),
-            Outcome::Failed(reason) => {
-                tracing::warn!(reason = %reason, "ingestion failed");
+            Outcome::Failed(reason, failure_kind) => {
+                tracing::warn!(reason = %reason, %failure_kind, "ingestion failed");
                 (
                     Some(IngestionProgress::Failed {
                         reason: truncate(reason),
+                        failure_kind,
                     }),
                     "failed",
                 )
@@ -676,8 +708,10 @@ impl Job {
     fn stopped_outcome(&self) -> Outcome {
         match self.live.stop_reason() {
             Some(Stop::Cancelled) | None => Outcome::Cancelled,
-            Some(Stop::KeyUnusable(status)) => Outcome::Failed(self.key_unusable(status)),
-            Some(Stop::Fatal(reason)) => Outcome::Failed(reason),
+            Some(Stop::KeyUnusable(status)) => {
+                Outcome::Failed(self.key_unusable(status), FailureKind::Cancelled)
+            }
+            Some(Stop::Fatal(reason, kind)) => Outcome::Failed(reason, kind),
             Some(Stop::FinishedElsewhere) => Outcome::Nothing,
         }
     }
@@ -715,13 +749,18 @@ impl Job {
     }
 }
 
+/// `reason` if it has at most [`MAX_REASON_CHARS`] characters, else its longest prefix that
+/// ends at a word boundary, with "…": a recorded reason never ends in half a word.
 pub(crate) fn truncate(reason: String) -> String {
     if reason.chars().count() <= MAX_REASON_CHARS {
         return reason;
     }
-    let mut short: String = reason.chars().take(MAX_REASON_CHARS - 1).collect();
-    short.push('…');
-    short
+    let cut: String = reason.chars().take(MAX_REASON_CHARS - 1).collect();
+    let kept = match cut.rfind(char::is_whitespace) {
+        Some(end) if end > 0 => cut[..end].trim_end(),
+        _ => cut.as_str(),
+    };
+    format!("{kept}…")
 }
 
 /// Runs blocking file work off the async threads.
@@ -738,4 +777,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_reasons_are_cut_between_words() {
+        let word = "verification ";
+        let reason = word.repeat(100);
+        let short = truncate(reason.clone());
+        assert!(short.chars().count() <= MAX_REASON_CHARS, "{short}");
+        assert!(short.ends_with("verification…"), "{short}");
+        assert!(reason.starts_with(short.trim_end_matches('…')));
+        assert_eq!(truncate("short".to_owned()), "short");
+        // One endless word: cut where it must be, still marked.
+        let long = "x".repeat(MAX_REASON_CHARS * 2);
+        assert_eq!(truncate(long).chars().count(), MAX_REASON_CHARS);
+    }
 }

@@ -160,13 +160,18 @@ fn describe_check(check: &AccessCheck) -> String {
 
 fn source_error(error: S3Error) -> SourceError {
     let kind = match &error {
-        S3Error::CredentialsRejected => SourceErrorKind::CredentialsRejected,
+        S3Error::CredentialsRejected { .. } => SourceErrorKind::CredentialsRejected,
         S3Error::AccessDenied { .. } => SourceErrorKind::AccessDenied,
+        // The provider refused the request as configured (the key's region): fix the key.
+        S3Error::WrongRegion { .. } | S3Error::Rejected { .. } => SourceErrorKind::Rejected,
         S3Error::NoSuchBucket { .. } | S3Error::NotFound { .. } => SourceErrorKind::NotFound,
-        S3Error::WrongRegion { .. } | S3Error::InvalidInput(_) => SourceErrorKind::Invalid,
+        S3Error::InvalidInput(_) | S3Error::UnexpectedAnswer(_) | S3Error::Internal(_) => {
+            SourceErrorKind::Invalid
+        }
         S3Error::ObjectChanged { .. } => SourceErrorKind::Changed,
         S3Error::Verification { .. } => SourceErrorKind::Verification,
         S3Error::Cancelled => SourceErrorKind::Cancelled,
+        S3Error::Unreachable { .. } => SourceErrorKind::Unreachable,
         S3Error::Transport(_) => SourceErrorKind::Transient,
         S3Error::Io(_) => SourceErrorKind::Local,
     };

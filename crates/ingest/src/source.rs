@@ -7,7 +7,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use keyledger_domain::{Provider, Selection};
+use keyledger_domain::{FailureKind, Provider, Selection};
 use keyledger_vault::Lease;
 use tokio_util::sync::CancellationToken;
 
@@ -95,10 +95,34 @@ pub enum SourceErrorKind {
     Cancelled,
     /// Network trouble or throttling that outlasted the connector's own retries.
     Transient,
+    /// The endpoint cannot be reached at all (its name does not resolve, the connection is
+    /// refused, TLS fails): retrying cannot help until the configuration changes.
+    Unreachable,
+    /// The provider refused the request for a reason with no better kind (its own words say
+    /// which).
+    Rejected,
     /// The request itself is wrong (a bad name, a wrong region, a malformed answer).
     Invalid,
     /// Writing the local file failed.
     Local,
+}
+
+impl SourceErrorKind {
+    /// The kind recorded in events and shown by the API, which programs decide on.
+    pub fn failure_kind(self) -> FailureKind {
+        match self {
+            SourceErrorKind::CredentialsRejected
+            | SourceErrorKind::AccessDenied
+            | SourceErrorKind::Rejected => FailureKind::ProviderRejected,
+            SourceErrorKind::NotFound => FailureKind::NotFound,
+            SourceErrorKind::Verification | SourceErrorKind::Changed => FailureKind::Integrity,
+            SourceErrorKind::Cancelled => FailureKind::Cancelled,
+            SourceErrorKind::Transient => FailureKind::Transient,
+            SourceErrorKind::Unreachable => FailureKind::Unreachable,
+            SourceErrorKind::Invalid => FailureKind::Internal,
+            SourceErrorKind::Local => FailureKind::Storage,
+        }
+    }
 }
 
 /// A failure of a [`SampleSource`]. The message says what went wrong and what to do, and never
@@ -111,6 +135,10 @@ pub struct SourceError {
 }
 
 impl SourceError {
+    pub fn failure_kind(&self) -> FailureKind {
+        self.kind.failure_kind()
+    }
+
     pub fn new(kind: SourceErrorKind, message: impl Into<String>) -> SourceError {
         SourceError {
             kind,

@@ -4,8 +4,8 @@
 use std::sync::atomic::Ordering;
 
 use keyledger_domain::{
-    ExternalKeyId, Ingestion, IngestionId, IngestionState, Provider, Selection, Timestamp, UserId,
-    public::hex,
+    ExternalKeyId, FailureKind, Ingestion, IngestionId, IngestionState, Provider, Selection,
+    Timestamp, UserId, public::hex,
 };
 use serde::Serialize;
 
@@ -57,6 +57,10 @@ pub struct FileView {
     pub sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What kind of failure, for a failed file (absent for failures recorded before kinds
+    /// existed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_kind: Option<FailureKind>,
 }
 
 /// A job as the API returns it (JSON). Never holds a secret.
@@ -88,7 +92,12 @@ pub struct IngestionView {
     pub bytes_transferred: u64,
     /// Average transfer rate since fetching started (or over the whole job once finished).
     pub bytes_per_second: Option<u64>,
+    /// Why a failed job failed, as a sentence.
     pub error: Option<String>,
+    /// What kind of failure ended a failed or cancelled job (`provider_rejected`, `not_found`,
+    /// `unreachable`, `transient`, `integrity`, `storage`, `internal`, `cancelled`); `null`
+    /// otherwise, and for failures recorded before kinds existed.
+    pub failure_kind: Option<FailureKind>,
     /// Verified, failed and running files, by path. Left empty by [`crate::Ingestor::list`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileView>,
@@ -152,6 +161,7 @@ pub(crate) fn build(job: &Ingestion, live: Option<&LiveJob>, with_files: bool) -
                 bytes_fetched: outcome.size,
                 sha256: outcome.sha256.map(|digest| hex(&digest)),
                 error: outcome.failure.clone(),
+                failure_kind: outcome.failure_kind,
             })
             .collect();
         files.extend(running.into_iter().map(|(path, size, fetched)| FileView {
@@ -161,6 +171,7 @@ pub(crate) fn build(job: &Ingestion, live: Option<&LiveJob>, with_files: bool) -
             bytes_fetched: fetched.min(size),
             sha256: None,
             error: None,
+            failure_kind: None,
         }));
         files.sort_by(|a, b| a.path.cmp(&b.path));
         files
@@ -190,6 +201,7 @@ pub(crate) fn build(job: &Ingestion, live: Option<&LiveJob>, with_files: bool) -
         bytes_transferred,
         bytes_per_second,
         error: job.error.clone(),
+        failure_kind: job.failure_kind,
         files,
     }
 }

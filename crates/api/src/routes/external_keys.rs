@@ -219,7 +219,7 @@ pub(crate) async fn delete_external_key(
 
 /// Tests a stored credential against its provider and records the result ("save and test").
 #[utoipa::path(post, path = "/v1/external-keys/{id}/verify", tag = "external keys", params(("id" = String, Path, description = "The key's id, `ext_…`")),
-    responses((status = 200, description = "Tested; see last_verified_ok and last_verified_detail", body = ExternalKeyResponse),
+    responses((status = 200, description = "Tested; see last_verified_ok, last_verified_detail and kind", body = ExternalKeyVerification),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The key is expired", body = ErrorBody),
         (status = 501, description = "No connector is configured in this server", body = ErrorBody)),
@@ -228,7 +228,7 @@ pub(crate) async fn verify_external_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<ExternalKeyResponse>, ApiError> {
+) -> Result<Json<ExternalKeyVerification>, ApiError> {
     caller.require(&state, Permission::ManageUserApiKeys)?;
     let id = ExternalKeyId::parse(&id)?;
     let owned = state.vault().read(|s| {
@@ -256,7 +256,22 @@ pub(crate) async fn verify_external_key(
         .vault()
         .record_external_key_verification(caller.actor(), id, outcome.ok, outcome.detail)
         .await?;
-    Ok(Json(view.into()))
+    Ok(Json(ExternalKeyVerification {
+        key: view.into(),
+        kind: outcome.kind.map(|kind| kind.as_str().to_owned()),
+    }))
+}
+
+/// The tested key, and what kind of failure the test met.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExternalKeyVerification {
+    #[serde(flatten)]
+    pub key: ExternalKeyResponse,
+    /// `null` when the provider accepted the key; else `provider_rejected`, `not_found`,
+    /// `unreachable` (the endpoint cannot be reached: check it, retrying will not help),
+    /// `transient` (try again later) or `internal`.
+    #[schema(example = "unreachable")]
+    pub kind: Option<String>,
 }
 
 async fn delete(
