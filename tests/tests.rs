@@ -4,6 +4,7 @@
 mod bad_input;
 mod canary;
 mod cli;
+mod cli_keys;
 mod console;
 mod hardening_core;
 mod hardening_disk;
