@@ -98,7 +98,7 @@ fn a_name_identifies_one_active_key_and_deleting_asks_first() {
         &run,
         4,
         &[
-            "`laptop`",
+            "active key with this name",
             laptop["id"].as_str().unwrap(),
             laptop["hint"].as_str().unwrap(),
         ],
@@ -164,8 +164,14 @@ fn a_name_identifies_one_active_key_and_deleting_asks_first() {
         !ids_of(&cli(&server, &["keys", "list", "--json"]).json())
             .contains(&laptop["id"].as_str().unwrap().to_owned())
     );
-    // Its name is free again.
+    // Its name is free again, and names a key to roll.
     assert_eq!(cli(&server, &["keys", "create", "laptop"]).code, 0);
+    let run = cli(&server, &["keys", "roll", "laptop", "--grace", "1h"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout.contains("\"laptop\"") && run.stdout.contains(" UTC."),
+        "{run:?}"
+    );
 
     // Names and ids mix; unknown ones are "not found" before anything is asked or deleted.
     let ci = cli(&server, &["keys", "create", "ci", "--json"]).json();

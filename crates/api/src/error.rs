@@ -416,7 +416,6 @@ mod tests {
         );
         check(
             DomainError::KeyNameTaken {
-                name: "ci".into(),
                 hint: "kl_AbCd…wXyZ".into(),
                 id: "key_x".into(),
             },

@@ -516,7 +516,6 @@ fn refuse_taken_name(
         .find(|key| &key.name == name && key.status_at(now) == KeyStatus::Active);
     match taken {
         Some(key) => Err(DomainError::KeyNameTaken {
-            name: name.to_string(),
             hint: key.hint.to_string(),
             id: key.id.to_string(),
         }),

@@ -15,14 +15,11 @@ pub enum DomainError {
     ExternalKeyExists { provider: Provider },
     #[error("you have no usable external key for {} ({provider}); store one first", provider.display_name())]
     NoExternalKey { provider: Provider },
+    /// The message names the existing key, not the name: refusals never echo what was sent.
     #[error(
-        "you already have an active key named `{name}` ({hint}, id {id}): choose another name, or delete that key first"
+        "you already have an active key with this name ({hint}, id {id}): choose another name, or delete that key first"
     )]
-    KeyNameTaken {
-        name: String,
-        hint: String,
-        id: String,
-    },
+    KeyNameTaken { hint: String, id: String },
     #[error("user `{user}` already exists")]
     UserExists { user: String },
     #[error("the vault is already bootstrapped: an admin exists")]
