@@ -41,7 +41,9 @@ pub enum KeysCommand {
     },
     /// Give a key a new secret; the old one keeps working for the grace period.
     Roll {
-        id: String,
+        /// The key's id (`key_…`) or name.
+        #[arg(value_name = "ID_OR_NAME")]
+        key: String,
         /// How long the old secret keeps working: 0, 30s, 15m, 1h, 24h, up to 7d.
         #[arg(long, default_value = "0")]
         grace: String,
@@ -124,9 +126,16 @@ pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
             let deleted = delete_by_ids(&client, "/v1/api-keys", &ids)?;
             print_deleted(&deleted, global, "key");
         }
-        KeysCommand::Roll { id, grace } => {
+        KeysCommand::Roll { key, grace } => {
+            let listed = client.get("/v1/api-keys")?;
+            let chosen = resolve(
+                items(&listed, "keys"),
+                std::slice::from_ref(key),
+                &Naming::INTERNAL,
+            )?;
+            let id = chosen.first().map(|k| field(k, "id")).unwrap_or_default();
             let rolled = client.post(
-                &format!("/v1/api-keys/{}/roll", segment(id)),
+                &format!("/v1/api-keys/{}/roll", segment(&id)),
                 &json!({ "grace": grace }),
             )?;
             show_secret(&rolled, global, "Rolled");
@@ -237,7 +246,7 @@ pub(crate) fn resolve<'a>(
                         return Err(Failure::new(
                             Exit::Usage,
                             format!(
-                                "`{argument}` names {} of your {}s ({}): name the one to delete \
+                                "`{argument}` names {} of your {}s ({}): name the one you mean \
                                  by its id",
                                 several.len(),
                                 naming.what,
