@@ -255,13 +255,13 @@ fn refusal_of_create(state: &ApiState, request_id: Option<[u8; 16]>, err: VaultE
         err,
         VaultError::Domain(keyledger_domain::DomainError::KeyNameTaken { .. })
     );
-    if let (true, Some(request_id)) = (name_taken, request_id) {
-        if let Ok(Some(first)) = state.vault().log().committed_request(&request_id) {
-            return VaultError::DuplicateRequest {
-                first_seq: first.first_seq,
-            }
-            .into();
+    if let (true, Some(request_id)) = (name_taken, request_id)
+        && let Ok(Some(first)) = state.vault().log().committed_request(&request_id)
+    {
+        return VaultError::DuplicateRequest {
+            first_seq: first.first_seq,
         }
+        .into();
     }
     err.into()
 }
