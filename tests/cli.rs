@@ -119,7 +119,7 @@ fn the_seed_workflow_through_the_cli() {
         assert!(run.stdout.contains(id.as_str()));
         assert!(!run.stdout.contains(key.as_str()), "the list shows a key");
     }
-    let run = cli(&["keys", "delete", &ids[0].0, &ids[1].0], "");
+    let run = cli(&["keys", "delete", &ids[0].0, &ids[1].0, "--yes"], "");
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("Deleted 2 keys"), "{}", run.stdout);
     let run = cli(&["keys", "roll", &ids[2].0, "--grace", "1h"], "");
@@ -177,15 +177,18 @@ fn the_seed_workflow_through_the_cli() {
         .collect();
     assert_eq!(external.len(), 2);
     // "Save and test" runs against the provider; here it is a closed local port, so the check
-    // is recorded as failed, with the provider's answer, and the command says so.
+    // is recorded as failed, with the provider's answer, and the command fails (exit 9).
     let run = cli(&["external", "verify", &external[0]], "");
-    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.code, 9, "{run:?}");
     assert!(
-        run.stdout.contains("FAILED") && run.stdout.contains("was refused"),
+        run.stderr.contains("did not pass the check") && run.stderr.contains("was refused"),
         "{run:?}"
     );
     assert!(!run.stdout.contains(SECRET), "{run:?}");
-    let run = cli(&["external", "delete", &external[0], &external[1]], "");
+    let run = cli(
+        &["external", "delete", &external[0], &external[1], "--yes"],
+        "",
+    );
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
         cli(&["external", "list"], "")
@@ -243,7 +246,7 @@ fn exit_codes_scripts_can_rely_on() {
         ],
         &admin,
         1,
-        "nothing was entered",
+        "AKIA or ASIA",
     );
     check(
         &["keys", "list"],

@@ -173,7 +173,8 @@ fn request(
         ("POST", "/v1/keys/verify") => (route.path.to_owned(), Some(json!({ "key": keys.admin }))),
         ("POST", "/v1/api-keys") => (
             route.path.to_owned(),
-            Some(json!({ "name": "matrix", "duration": "7d" })),
+            // Names are unique among a user's active keys.
+            Some(json!({ "name": format!("matrix-{counter}"), "duration": "7d" })),
         ),
         ("POST", "/v1/api-keys/delete") => {
             (route.path.to_owned(), Some(json!({ "ids": [fresh_key()] })))
@@ -207,7 +208,7 @@ fn request(
         }
         ("POST", "/v1/users/{user}/api-keys") => (
             "/v1/users/zed/api-keys".to_owned(),
-            Some(json!({ "name": "issued", "duration": "7d" })),
+            Some(json!({ "name": format!("issued-{counter}"), "duration": "7d" })),
         ),
         ("POST", "/v1/audit/checkpoints") => (route.path.to_owned(), None),
         ("POST", "/v1/ingestions") => (

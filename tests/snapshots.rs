@@ -180,7 +180,13 @@ fn cli_json_output() {
     snapshot!(
         "cli_keys_delete",
         cli(
-            &["keys", "delete", created["id"].as_str().unwrap(), "--json"],
+            &[
+                "keys",
+                "delete",
+                created["id"].as_str().unwrap(),
+                "--yes",
+                "--json"
+            ],
             ""
         )
     );

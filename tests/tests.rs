@@ -7,6 +7,7 @@ mod canary;
 mod cli;
 mod cli_frame;
 mod cli_ingest;
+mod cli_keys;
 mod console;
 mod hardening_core;
 mod hardening_disk;

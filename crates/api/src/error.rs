@@ -52,6 +52,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(408, "timeout"),
     code(409, "external_key_exists"),
     code(409, "no_external_key"),
+    code(409, "key_name_taken"),
     code(409, "user_exists"),
     code(409, "already_bootstrapped"),
     code(409, "not_active"),
@@ -220,6 +221,7 @@ impl From<DomainError> for ApiError {
             DomainError::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             DomainError::ExternalKeyExists { .. } => (StatusCode::CONFLICT, "external_key_exists"),
             DomainError::NoExternalKey { .. } => (StatusCode::CONFLICT, "no_external_key"),
+            DomainError::KeyNameTaken { .. } => (StatusCode::CONFLICT, "key_name_taken"),
             DomainError::UserExists { .. } => (StatusCode::CONFLICT, "user_exists"),
             DomainError::AlreadyBootstrapped => (StatusCode::CONFLICT, "already_bootstrapped"),
             DomainError::NotActive { .. } => (StatusCode::CONFLICT, "not_active"),
@@ -423,6 +425,14 @@ mod tests {
             },
             409,
             "external_key_exists",
+        );
+        check(
+            DomainError::KeyNameTaken {
+                hint: "kl_AbCd…wXyZ".into(),
+                id: "key_x".into(),
+            },
+            409,
+            "key_name_taken",
         );
         check(
             DomainError::UserExists { user: "a".into() },

@@ -1,11 +1,21 @@
 //! `keyledger external add|list|delete|verify`: credentials for AWS and DNAnexus. Secrets are read
-//! from a no-echo prompt or standard input, never from the command line.
+//! from a no-echo prompt, standard input or an AWS profile file, never from the command line,
+//! and never printed.
+//!
+//! Everything that can be checked without the secret (the access key id's form, the region, the
+//! profile) is checked before the secret is asked for, so a typo costs no retyping.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use keyledger_crypto::SecretString;
+use keyledger_domain::{AccessKeyId, AwsRegion};
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs, read_secret, segment};
-use crate::keys::print_deleted;
-use crate::output::{field, items, print_json, print_table, time};
+use crate::exit::{Exit, Failure};
+use crate::keys::{Naming, confirm, delete_by_ids, print_deleted, resolve};
+use crate::output::{ListArgs, field, items, print_json, print_table, time};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExternalCommand {
@@ -13,33 +23,48 @@ pub enum ExternalCommand {
     #[command(subcommand)]
     Add(AddCommand),
     /// List your external keys (masked).
-    List,
-    /// Delete external keys by id; their data keys are destroyed (crypto-shredding).
+    List(ListArgs),
+    /// Delete external keys by id, label or provider; their secrets are destroyed for good
+    /// (crypto-shredding).
     Delete {
-        #[arg(required = true)]
-        ids: Vec<String>,
+        /// External key ids (`ext_…`), labels, or providers (`aws`, `dnanexus`).
+        #[arg(required = true, value_name = "ID_LABEL_OR_PROVIDER")]
+        keys: Vec<String>,
+        /// Do not ask for confirmation (needed when standard input is not a terminal).
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
-    /// Test a stored credential against its provider and record the result.
-    Verify { id: String },
+    /// Test a stored credential against its provider and record the result. Exits 0 only when
+    /// the provider accepts it, 9 when the provider refuses it.
+    Verify {
+        /// The external key's id (`ext_…`), label or provider.
+        key: String,
+    },
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AddCommand {
-    /// Amazon Web Services: access key id, secret access key (prompted), region.
+    /// Amazon Web Services: access key id, secret access key (prompted), region; or all three
+    /// from a profile of the AWS CLI's files (`--aws-profile`).
     Aws {
         #[arg(long)]
         label: String,
         /// AKIA… or ASIA… (not a secret).
-        #[arg(long)]
-        access_key_id: String,
-        /// e.g. eu-west-2.
-        #[arg(long)]
-        region: String,
+        #[arg(long, required_unless_present = "aws_profile")]
+        access_key_id: Option<String>,
+        /// e.g. eu-west-2 (with --aws-profile: overrides the profile's region).
+        #[arg(long, required_unless_present = "aws_profile")]
+        region: Option<String>,
         #[arg(long, default_value = "90d")]
         duration: String,
         /// Read the secret access key from standard input instead of prompting.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "aws_profile")]
         secret_stdin: bool,
+        /// Take the access key id, secret and region from this profile of ~/.aws/credentials and
+        /// ~/.aws/config (or AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE), as `aws configure`
+        /// writes them.
+        #[arg(long, value_name = "NAME", conflicts_with = "access_key_id")]
+        aws_profile: Option<String>,
     },
     /// DNAnexus: an API token (prompted).
     Dnanexus {
@@ -53,6 +78,12 @@ pub enum AddCommand {
     },
 }
 
+const NAMING: Naming = Naming {
+    what: "external key",
+    fields: &["label", "provider"],
+    list_command: "keyledger external list",
+};
+
 pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()> {
     let client = Client::from_args(global)?;
     match command {
@@ -62,12 +93,48 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             region,
             duration,
             secret_stdin,
+            aws_profile,
         }) => {
-            let secret = read_secret("AWS secret access key: ", *secret_stdin)?;
+            let (access_key_id, secret, region) = match aws_profile {
+                Some(profile) => {
+                    let found = AwsProfile::load(profile)?;
+                    let region = region.clone().or(found.region).ok_or_else(|| {
+                        Failure::new(
+                            Exit::Usage,
+                            format!(
+                                "the AWS profile `{profile}` has no region in {}: pass --region",
+                                found.config_file.display()
+                            ),
+                        )
+                    })?;
+                    let access_key_id = checked_access_key_id(&found.access_key_id, || {
+                        format!("the AWS profile `{profile}`'s aws_access_key_id")
+                    })?;
+                    (
+                        access_key_id,
+                        found.secret_access_key,
+                        checked_region(&region)?,
+                    )
+                }
+                None => {
+                    // Both are required by clap without a profile.
+                    let access_key_id = checked_access_key_id(
+                        access_key_id.as_deref().unwrap_or_default(),
+                        || "--access-key-id".to_owned(),
+                    )?;
+                    let region = checked_region(region.as_deref().unwrap_or_default())?;
+                    let secret = read_secret("AWS secret access key: ", *secret_stdin)?;
+                    (access_key_id, secret, region)
+                }
+            };
             let body = json!({
                 "label": label,
                 "provider": "aws",
-                "aws": { "access_key_id": access_key_id, "secret_access_key": secret.expose(), "region": region },
+                "aws": {
+                    "access_key_id": access_key_id.as_str(),
+                    "secret_access_key": secret.expose(),
+                    "region": region.as_str(),
+                },
                 "duration": duration,
             });
             show_one(&client.post("/v1/external-keys", &body)?, global, "Stored");
@@ -81,8 +148,8 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             let body = json!({ "label": label, "provider": "dnanexus", "dnanexus": { "token": token.expose() }, "duration": duration });
             show_one(&client.post("/v1/external-keys", &body)?, global, "Stored");
         }
-        ExternalCommand::List => {
-            let list = client.get("/v1/external-keys")?;
+        ExternalCommand::List(list_args) => {
+            let list = list_args.apply(&client.get("/v1/external-keys")?, "keys", "label");
             if global.json {
                 print_json(&list);
                 return Ok(());
@@ -98,11 +165,14 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
                         field(k, "region"),
                         field(k, "status"),
                         time(k, "expires_at", "never"),
+                        time(k, "last_used_at", "never"),
                         verified(k),
                     ]
                 })
                 .collect();
-            if rows.is_empty() {
+            if rows.is_empty() && list_args.filters() {
+                println!("No external keys match.");
+            } else if rows.is_empty() {
                 println!("No external keys. Store one with `keyledger external add aws|dnanexus`.");
             } else {
                 print_table(
@@ -114,29 +184,281 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
                         "REGION",
                         "STATUS",
                         "EXPIRES",
+                        "LAST USED",
                         "LAST VERIFIED",
                     ],
                     &rows,
                 );
             }
         }
-        ExternalCommand::Delete { ids } => {
-            let deleted = if let [id] = ids.as_slice() {
-                client.delete(&format!("/v1/external-keys/{}", segment(id)))?
+        ExternalCommand::Delete { keys, yes } => {
+            let listed = client.get("/v1/external-keys")?;
+            let chosen = resolve(items(&listed, "keys"), keys, &NAMING)?;
+            let described: Vec<String> = chosen.iter().map(describe).collect();
+            let plural = if chosen.len() == 1 {
+                "Its secret is"
             } else {
-                client.post("/v1/external-keys/delete", &json!({ "ids": ids }))?
+                "Their secrets are"
             };
+            let consequence = format!(
+                "{plural} destroyed for good: not even a backup can bring {} back.",
+                if chosen.len() == 1 { "it" } else { "them" }
+            );
+            confirm(&described, "external key", Some(&consequence), *yes)?;
+            let ids: Vec<String> = chosen.iter().map(|k| field(k, "id")).collect();
+            let deleted = delete_by_ids(&client, "/v1/external-keys", &ids)?;
             print_deleted(&deleted, global, "external key");
         }
-        ExternalCommand::Verify { id } => {
+        ExternalCommand::Verify { key } => {
+            let listed = client.get("/v1/external-keys")?;
+            let chosen = resolve(items(&listed, "keys"), std::slice::from_ref(key), &NAMING)?;
+            let id = chosen.first().map(|k| field(k, "id")).unwrap_or_default();
             let verified = client.post(
-                &format!("/v1/external-keys/{}/verify", segment(id)),
+                &format!("/v1/external-keys/{}/verify", segment(&id)),
                 &json!({}),
             )?;
-            show_one(&verified, global, "Verified");
+            let failure = verification_failure(&verified);
+            if global.json {
+                print_json(&verified);
+            } else if failure.is_none() {
+                println!(
+                    "{} key {} \"{}\" ({}) works: {} accepted it.",
+                    field(&verified, "provider"),
+                    field(&verified, "id"),
+                    field(&verified, "label"),
+                    field(&verified, "hint"),
+                    provider_name(&verified)
+                );
+            }
+            if let Some(failure) = failure {
+                return Err(failure.into());
+            }
         }
     }
     Ok(())
+}
+
+/// A verification the provider did not pass, as the exit code and sentence it ends with: 0
+/// only when the key works. The provider refusing (rejected or expired credentials, access
+/// denied, a bucket or project missing, a name that does not resolve) is 9; a failure that is
+/// the provider's or the network's passing trouble (`kind: transient`) or keyledger's own
+/// (`internal`) is 5, as for any server failure.
+fn verification_failure(verified: &Value) -> Option<Failure> {
+    if verified.get("last_verified_ok").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    let kind = ["kind", "last_verified_kind"]
+        .iter()
+        .find_map(|name| verified.get(*name).and_then(Value::as_str));
+    let exit = match kind {
+        Some("transient" | "internal") => Exit::Server,
+        _ => Exit::ProviderRejected,
+    };
+    let provider = provider_name(verified);
+    let reason = verified
+        .get("last_verified_detail")
+        .and_then(Value::as_str)
+        .filter(|detail| !detail.trim().is_empty())
+        .unwrap_or("no reason was given");
+    let verb = if exit == Exit::Server {
+        "could not be checked"
+    } else {
+        "did not pass the check"
+    };
+    Some(Failure::new(
+        exit,
+        format!(
+            "{} \"{}\" {verb} with {provider}: {reason}",
+            field(verified, "id"),
+            field(verified, "label"),
+        ),
+    ))
+}
+
+fn provider_name(key: &Value) -> &'static str {
+    match key.get("provider").and_then(Value::as_str) {
+        Some("aws") => "AWS",
+        Some("dnanexus") => "DNAnexus",
+        _ => "the provider",
+    }
+}
+
+fn checked_access_key_id(raw: &str, source: impl Fn() -> String) -> anyhow::Result<AccessKeyId> {
+    AccessKeyId::parse(raw.trim()).map_err(|err| {
+        Failure::new(
+            Exit::Usage,
+            format!(
+                "{}: {} (the secret was not asked for)",
+                source(),
+                err.message
+            ),
+        )
+        .into()
+    })
+}
+
+fn checked_region(raw: &str) -> anyhow::Result<AwsRegion> {
+    AwsRegion::parse(raw.trim()).map_err(|err| {
+        Failure::new(
+            Exit::Usage,
+            format!("--region `{}`: {}", raw.trim(), err.message),
+        )
+        .into()
+    })
+}
+
+/// What a profile of the AWS CLI's files holds for us. Debug never shows the secret.
+#[derive(Debug)]
+struct AwsProfile {
+    access_key_id: String,
+    secret_access_key: SecretString,
+    region: Option<String>,
+    config_file: PathBuf,
+}
+
+impl AwsProfile {
+    /// Reads profile `name` the way the AWS CLI does: keys from the credentials file's `[name]`
+    /// (else from the config file), the region from the config file's `[profile name]`
+    /// (`[default]` for the default profile; else from the credentials file).
+    fn load(name: &str) -> anyhow::Result<AwsProfile> {
+        let credentials_file = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials")?;
+        let config_file = aws_file("AWS_CONFIG_FILE", "config")?;
+        AwsProfile::from_files(name, credentials_file, config_file)
+    }
+
+    fn from_files(
+        name: &str,
+        credentials_file: PathBuf,
+        config_file: PathBuf,
+    ) -> anyhow::Result<AwsProfile> {
+        let credentials = read_ini(&credentials_file)?;
+        let config = read_ini(&config_file)?;
+        let in_credentials = credentials.as_ref().and_then(|file| file.get(name));
+        // The config file names profiles `[profile NAME]`, the default one `[default]` (the
+        // AWS CLI accepts `[profile default]` too).
+        let in_config = config.as_ref().and_then(|file| {
+            file.get(&format!("profile {name}"))
+                .or_else(|| file.get(name).filter(|_| name == "default"))
+        });
+        if in_credentials.is_none() && in_config.is_none() {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "no AWS profile `{name}` in {} or {} (`aws configure --profile {name}` \
+                     creates one)",
+                    credentials_file.display(),
+                    config_file.display()
+                ),
+            )
+            .into());
+        }
+        let setting = |section: Option<&'_ HashMap<String, Option<String>>>, key: &str| {
+            section
+                .and_then(|settings| settings.get(key))
+                .and_then(|value| value.as_deref())
+                .map(str::trim)
+                .filter(|value| !value.is_empty())
+                .map(str::to_owned)
+        };
+        let value = |key: &str| setting(in_credentials, key).or_else(|| setting(in_config, key));
+        if value("aws_session_token").is_some() {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!(
+                    "the AWS profile `{name}` holds temporary credentials (it has an \
+                     aws_session_token): keyledger cannot store temporary credentials yet; use \
+                     a profile with a long-term access key (AKIA…)"
+                ),
+            )
+            .into());
+        }
+        let missing = |key: &str| {
+            Failure::new(
+                Exit::Usage,
+                format!(
+                    "the AWS profile `{name}` has no {key} (in {} or {}); keyledger stores \
+                     access keys, not role or single sign-on profiles",
+                    credentials_file.display(),
+                    config_file.display()
+                ),
+            )
+        };
+        let access_key_id =
+            value("aws_access_key_id").ok_or_else(|| missing("aws_access_key_id"))?;
+        let secret_access_key = SecretString::new(
+            value("aws_secret_access_key").ok_or_else(|| missing("aws_secret_access_key"))?,
+        );
+        // The region is a setting of the config file; the credentials file's is a fallback.
+        let region = setting(in_config, "region").or_else(|| setting(in_credentials, "region"));
+        Ok(AwsProfile {
+            access_key_id,
+            secret_access_key,
+            region,
+            config_file,
+        })
+    }
+}
+
+/// `$VARIABLE` (a leading `~/` is the home directory, as the AWS CLI reads it), else
+/// `~/.aws/NAME`.
+fn aws_file(variable: &str, name: &str) -> anyhow::Result<PathBuf> {
+    let home = || {
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(path) = std::env::var_os(variable).filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        if let (Ok(rest), Some(home)) = (path.strip_prefix("~"), home()) {
+            return Ok(home.join(rest));
+        }
+        return Ok(path);
+    }
+    match home() {
+        Some(home) => Ok(home.join(".aws").join(name)),
+        None => Err(Failure::new(
+            Exit::Usage,
+            format!("cannot find ~/.aws/{name}: set HOME or {variable}"),
+        )
+        .into()),
+    }
+}
+
+/// The sections of an AWS CLI file, each a map of settings.
+type Sections = HashMap<String, HashMap<String, Option<String>>>;
+
+/// The file parsed as the AWS CLI's INI dialect, or `None` if it does not exist. Values are
+/// taken as written: `=` only, no inline comments (a secret may hold `/` and `+`), names case
+/// sensitive, indented lines continuing the setting above (so a service's nested `region`
+/// cannot pass for the profile's). Errors name the file and line, never a value.
+fn read_ini(path: &Path) -> anyhow::Result<Option<Sections>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => {
+            return Err(Failure::new(
+                Exit::Usage,
+                format!("cannot read {}: {err}", path.display()),
+            )
+            .into());
+        }
+    };
+    let mut defaults = configparser::ini::IniDefault::default();
+    // Settings above the first section belong to no profile.
+    defaults.default_section = String::new();
+    defaults.delimiters = vec!['='];
+    defaults.case_sensitive = true;
+    defaults.multiline = true;
+    defaults.enable_inline_comments = false;
+    let mut parser = configparser::ini::Ini::new_from_defaults(defaults);
+    parser.read(text).map(Some).map_err(|err| {
+        // The parser's messages hold a line number and a reason, never the line itself.
+        Failure::new(
+            Exit::Usage,
+            format!("{} is not an AWS profile file: {err}", path.display()),
+        )
+        .into()
+    })
 }
 
 fn show_one(key: &Value, global: &ClientArgs, verb: &str) {
@@ -165,5 +487,126 @@ fn verified(key: &Value) -> String {
             if ok { "ok" } else { "FAILED" },
             field(key, "last_verified_detail")
         ),
+    }
+}
+
+/// `ext_… aws "bucket" (AKIA…MPLE)`: what a confirmation names.
+fn describe(key: &&Value) -> String {
+    format!(
+        "{} {} \"{}\" ({})",
+        field(key, "id"),
+        field(key, "provider"),
+        field(key, "label"),
+        field(key, "hint")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loads profile `name` from the two files' texts: `Ok((access key id, secret, region))`,
+    /// or the error's message.
+    fn check(
+        name: &str,
+        credentials: &str,
+        config: &str,
+        expect: Result<(&str, &str, Option<&str>), &str>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (credentials_file, config_file) =
+            (dir.path().join("credentials"), dir.path().join("config"));
+        std::fs::write(&credentials_file, credentials).unwrap();
+        std::fs::write(&config_file, config).unwrap();
+        let loaded = AwsProfile::from_files(name, credentials_file, config_file);
+        match (loaded, expect) {
+            (Ok(profile), Ok((id, secret, region))) => {
+                assert_eq!(profile.access_key_id, id);
+                assert_eq!(profile.secret_access_key.expose(), secret);
+                assert_eq!(profile.region.as_deref(), region);
+                assert!(!format!("{profile:?}").contains(secret));
+            }
+            (Err(err), Err(expect)) => {
+                let message = err.to_string();
+                assert!(message.contains(expect), "{message}");
+                assert!(!message.contains("Secret/Key+1"), "{message}");
+            }
+            (loaded, expect) => panic!(
+                "{:?} but expected {expect:?}",
+                loaded.map(|p| p.access_key_id)
+            ),
+        }
+    }
+
+    const CREDENTIALS: &str = "# written by aws configure\n[default]\naws_access_key_id = AKIAAAAAAAAAAAAAAAAA\naws_secret_access_key = Secret/Key+1\n\n[lab]\naws_access_key_id=AKIABBBBBBBBBBBBBBBB\naws_secret_access_key=Secret/Key+1#not-a-comment\n";
+
+    #[test]
+    fn profiles_are_read_as_the_aws_cli_writes_them() {
+        let config = "[default]\nregion = us-east-1\n; a comment\n[profile lab]\ns3 =\n    region = ap-south-1\nregion = eu-west-2\n";
+        check(
+            "default",
+            CREDENTIALS,
+            config,
+            Ok(("AKIAAAAAAAAAAAAAAAAA", "Secret/Key+1", Some("us-east-1"))),
+        );
+        check(
+            "lab",
+            CREDENTIALS,
+            config,
+            Ok((
+                "AKIABBBBBBBBBBBBBBBB",
+                "Secret/Key+1#not-a-comment",
+                Some("eu-west-2"),
+            )),
+        );
+        // `[profile default]` is the default profile too; the region may be missing.
+        check(
+            "default",
+            CREDENTIALS,
+            "[profile default]\nregion = sa-east-1\n",
+            Ok(("AKIAAAAAAAAAAAAAAAAA", "Secret/Key+1", Some("sa-east-1"))),
+        );
+        check(
+            "lab",
+            CREDENTIALS,
+            "",
+            Ok(("AKIABBBBBBBBBBBBBBBB", "Secret/Key+1#not-a-comment", None)),
+        );
+        // Keys may live in the config file; `[lab]` there is not profile `lab`.
+        check(
+            "dev",
+            "",
+            "[profile dev]\naws_access_key_id = AKIACCCCCCCCCCCCCCCC\naws_secret_access_key = Secret/Key+1\n",
+            Ok(("AKIACCCCCCCCCCCCCCCC", "Secret/Key+1", None)),
+        );
+        check(
+            "lab",
+            "",
+            "[lab]\nregion = eu-west-2\n",
+            Err("no AWS profile `lab`"),
+        );
+    }
+
+    #[test]
+    fn profiles_that_cannot_be_stored_say_why() {
+        check("nobody", CREDENTIALS, "", Err("no AWS profile `nobody`"));
+        check(
+            "sso",
+            "",
+            "[profile sso]\nsso_start_url = https://example.awsapps.com/start\n",
+            Err("has no aws_access_key_id"),
+        );
+        check(
+            "temp",
+            "[temp]\naws_access_key_id = ASIAAAAAAAAAAAAAAAAA\naws_secret_access_key = Secret/Key+1\naws_session_token = token\n",
+            "",
+            Err("temporary credentials"),
+        );
+        check(
+            "broken",
+            "[broken\naws_secret_access_key = Secret/Key+1\n",
+            "",
+            Err("line 1"),
+        );
     }
 }

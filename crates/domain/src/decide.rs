@@ -8,7 +8,7 @@ use crate::event::{Actor, Event, external_key_stream, ingestion_stream, role_str
 use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
 use crate::state::{KeyStatus, State};
 use crate::time::Timestamp;
-use crate::values::{RoleName, UserId, ValidationError};
+use crate::values::{KeyName, RoleName, UserId, ValidationError};
 
 /// What [`decide_with_reads`] concluded: the events to record, and the streams the decision
 /// read that those events do not write.
@@ -200,6 +200,7 @@ fn judge(
 
         Action::CreateApiKey(key) => {
             let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
+            refuse_taken_name(state, &owner, &key.name, now)?;
             Ok(vec![api_key_created(owner, key, now)])
         }
         Action::IssueApiKey { owner, key } => {
@@ -207,6 +208,7 @@ fn judge(
             if state.user(&owner).is_none() {
                 return Err(not_found("user", &owner));
             }
+            refuse_taken_name(state, &owner, &key.name, now)?;
             Ok(vec![api_key_created(owner, key, now)])
         }
         Action::DeleteApiKeys { keys } => {
@@ -516,6 +518,28 @@ fn api_key_created(owner: UserId, key: NewApiKey, now: Timestamp) -> Event {
         secret_hash: key.secret_hash,
         created_at: now,
         expires_at: key.duration.expires_at(now),
+    }
+}
+
+/// A name tells a user's keys apart, so no two of their active keys share one (as GitHub refuses
+/// a second token with the same note). Expired and deleted keys free their name. Not guarded:
+/// two creates of one new name decided against the same state both pass, since each writes only
+/// its own new stream (a double click, which the console's Idempotency-Key already covers).
+fn refuse_taken_name(
+    state: &State,
+    owner: &UserId,
+    name: &KeyName,
+    now: Timestamp,
+) -> Result<(), DomainError> {
+    let taken = state
+        .api_keys_owned_by(owner)
+        .find(|key| &key.name == name && key.status_at(now) == KeyStatus::Active);
+    match taken {
+        Some(key) => Err(DomainError::KeyNameTaken {
+            hint: key.hint.to_string(),
+            id: key.id.to_string(),
+        }),
+        None => Ok(()),
     }
 }
 

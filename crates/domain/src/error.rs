@@ -23,6 +23,11 @@ pub enum DomainError {
     ExternalKeyExists { provider: Provider },
     #[error("you have no usable external key for {} ({provider}); store one first", provider.display_name())]
     NoExternalKey { provider: Provider },
+    /// The message names the existing key, not the name: refusals never echo what was sent.
+    #[error(
+        "you already have an active key with this name ({hint}, id {id}): choose another name, or delete that key first"
+    )]
+    KeyNameTaken { hint: String, id: String },
     #[error("user `{user}` already exists")]
     UserExists { user: String },
     #[error("the vault is already bootstrapped: an admin exists")]

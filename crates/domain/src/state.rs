@@ -207,6 +207,9 @@ pub struct State {
     /// Current and still-valid previous secrets of every key, for O(1) verification: the key's
     /// slot and which of its secrets the hash is.
     api_key_by_hash: HashMap<SecretHash, (usize, SecretKind), SecretHashBuilder>,
+    /// The slots of each owner's keys, deleted ones included: a decision about one user's keys
+    /// (is this name taken?) reads that user's keys, not everyone's.
+    api_key_slots_by_owner: HashMap<UserId, Vec<usize>>,
     external_keys: HashMap<ExternalKeyId, ExternalKey>,
     active_external: HashMap<(UserId, Provider), ExternalKeyId>,
     ingestions: HashMap<IngestionId, Ingestion>,
@@ -278,14 +281,30 @@ impl State {
                 };
                 let slot = match self.api_key_index.get(&record.id) {
                     Some(&slot) => {
+                        let previous_owner = self.api_keys[slot].owner.clone();
+                        if previous_owner != record.owner {
+                            if let Some(slots) =
+                                self.api_key_slots_by_owner.get_mut(&previous_owner)
+                            {
+                                slots.retain(|&s| s != slot);
+                            }
+                            self.api_key_slots_by_owner
+                                .entry(record.owner.clone())
+                                .or_default()
+                                .push(slot);
+                        }
                         self.api_keys[slot] = record;
                         slot
                     }
                     None => {
-                        self.api_key_index
-                            .insert(record.id.clone(), self.api_keys.len());
+                        let slot = self.api_keys.len();
+                        self.api_key_index.insert(record.id.clone(), slot);
+                        self.api_key_slots_by_owner
+                            .entry(record.owner.clone())
+                            .or_default()
+                            .push(slot);
                         self.api_keys.push(record);
-                        self.api_keys.len() - 1
+                        slot
                     }
                 };
                 self.api_key_by_hash
@@ -589,12 +608,21 @@ impl State {
         self.api_key_index.get(id).copied()
     }
 
+    /// Every key `owner` ever had, deleted ones included, in creation order.
+    pub fn api_keys_owned_by(&self, owner: &UserId) -> impl Iterator<Item = &ApiKey> {
+        self.api_key_slots_by_owner
+            .get(owner)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|&slot| self.api_keys.get(slot))
+    }
+
     /// The caller's keys, newest first, deleted ones left out.
     pub fn api_keys_of(&self, owner: &UserId) -> Vec<&ApiKey> {
         let mut keys: Vec<&ApiKey> = self
-            .api_keys
-            .iter()
-            .filter(|k| &k.owner == owner && k.status != KeyStatus::Deleted)
+            .api_keys_owned_by(owner)
+            .filter(|k| k.status != KeyStatus::Deleted)
             .collect();
         keys.sort_by(|a, b| {
             b.created_at

@@ -559,7 +559,9 @@ impl GracePeriod {
         if value == "0" {
             return Ok(GracePeriod(0));
         }
-        let (digits, unit) = value.split_at(value.len().saturating_sub(1));
+        // The unit is the last character, which may be more than one byte (`1\u{99}`).
+        let unit_at = value.char_indices().last().map_or(0, |(at, _)| at);
+        let (digits, unit) = value.split_at(unit_at);
         if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }
@@ -874,5 +876,8 @@ mod tests {
         assert!(GracePeriod::parse("8d").is_err());
         assert!(GracePeriod::parse("1w").is_err());
         assert!(GracePeriod::parse("").is_err());
+        // A multi-byte last character is refused, not a panic (found by schemathesis).
+        assert!(GracePeriod::parse("01\u{da}\u{99}").is_err());
+        assert!(GracePeriod::parse("\u{6e67f}").is_err());
     }
 }

@@ -136,6 +136,87 @@ fn internal_key_lifecycle() {
 }
 
 #[test]
+fn a_name_is_taken_while_an_active_key_of_the_same_owner_holds_it() {
+    let named = |n: u32, name: &str, duration: KeyDuration| NewApiKey {
+        name: KeyName::parse(name).unwrap(),
+        ..new_key(n, duration)
+    };
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(named(1, "laptop", KeyDuration::Days(1))),
+        T0,
+    );
+    let again = when(
+        &state,
+        as_user("dev"),
+        Action::CreateApiKey(named(2, "laptop", KeyDuration::Days(7))),
+        T0,
+    );
+    let Err(DomainError::KeyNameTaken { hint, id }) = &again else {
+        panic!("unexpected {again:?}");
+    };
+    assert_eq!(id.as_str(), key_id(1).as_str());
+    let message = again.as_ref().unwrap_err().to_string();
+    assert!(
+        message.contains(hint.as_str()) && message.contains(key_id(1).as_str()),
+        "{message}"
+    );
+    // Refusals never echo what was sent.
+    assert!(!message.contains("laptop"), "{message}");
+    // An admin issuing a key for the user meets the same rule.
+    let issued = when(
+        &state,
+        as_user("admin"),
+        Action::IssueApiKey {
+            owner: user("dev"),
+            key: named(3, "laptop", KeyDuration::Days(7)),
+        },
+        T0,
+    );
+    assert!(
+        matches!(issued, Err(DomainError::KeyNameTaken { .. })),
+        "{issued:?}"
+    );
+    // Another user may use the name; a different name is fine.
+    succeed(
+        &mut state,
+        as_user("admin"),
+        Action::CreateApiKey(named(4, "laptop", KeyDuration::Days(7))),
+        T0,
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(named(5, "laptop 2", KeyDuration::Days(7))),
+        T0,
+    );
+    // An expired key frees its name, even before the sweeper recorded the expiry.
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(named(6, "laptop", KeyDuration::Days(7))),
+        T0.plus_days(2),
+    );
+    // So does a deleted one.
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::DeleteApiKeys {
+            keys: vec![key_id(6)],
+        },
+        T0.plus_days(2),
+    );
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateApiKey(named(7, "laptop", KeyDuration::Days(7))),
+        T0.plus_days(2),
+    );
+}
+
+#[test]
 fn a_user_without_manage_user_api_keys_is_refused() {
     let state = world();
     for actor in [as_user("auditor"), as_user("nobody"), Actor::System] {

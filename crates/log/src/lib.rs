@@ -48,7 +48,7 @@ pub use verify::{BadEvent, BadReason, VerifyReport, verify_envelopes};
 use block::{StoredEnvelopes, numbered, stored_envelopes};
 use keys::{
     EVENT_PREFIX, HEAD_KEY, IDEMPOTENCY_PREFIX, STREAM_PREFIX, STREAMS_THROUGH_KEY,
-    decode_committed, decode_head, decode_version, event_key, seq_of_event_key,
+    decode_committed, decode_head, decode_version, event_key, idempotency_key, seq_of_event_key,
 };
 use stores::{Database, DatabaseCell};
 use writer::{Message, Reply, Request, Writer};
@@ -283,6 +283,26 @@ impl EventLog {
             .unwrap_or_else(PoisonError::into_inner)
             .get(stream)
             .copied()
+    }
+
+    /// What an earlier append with this request id committed, if there was one. For callers
+    /// whose retried request is refused on other grounds before it reaches [`EventLog::append`]
+    /// (a create whose name the first attempt already took): they answer it as the duplicate
+    /// it is. Idempotency records are written with their events, so only durable ones are seen.
+    pub fn committed_request(&self, request_id: &[u8; 16]) -> Result<Option<Committed>, LogError> {
+        let database = self.inner.shared.database.get()?;
+        let Some(value) = database.events.get(idempotency_key(request_id))? else {
+            return Ok(None);
+        };
+        match decode_committed(&value) {
+            Some(committed) => Ok(Some(Committed {
+                duplicate: true,
+                ..committed
+            })),
+            None => Err(LogError::Corrupt {
+                what: "idempotency".to_owned(),
+            }),
+        }
     }
 
     /// Walks the whole chain from seq 1 to the head.

@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, Permission, Timestamp};
-use keyledger_vault::{ApiKeyView, CreatedApiKey};
+use keyledger_vault::{ApiKeyView, CreatedApiKey, VaultError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -134,7 +134,7 @@ pub struct RollApiKeyRequest {
     responses(
         (status = 201, description = "Created; the response holds the key in clear text, once", body = CreatedApiKeyResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "Idempotency-Key already used", body = ErrorBody), (status = 422, body = ErrorBody)),
+        (status = 409, description = "Idempotency-Key already used, or you have an active key with this name", body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn create_api_key(
     State(state): State<ApiState>,
@@ -150,7 +150,8 @@ pub(crate) async fn create_api_key(
     let created = state
         .vault()
         .create_api_key(caller.actor(), name, duration, request_id)
-        .await?;
+        .await
+        .map_err(|err| refusal_of_create(&state, request_id, err))?;
     tracing::info!(created_key = %created.id, "internal key created");
     Ok((StatusCode::CREATED, Json(created.into())))
 }
@@ -246,6 +247,25 @@ async fn delete(
     Ok(Json(DeletedResponse { deleted }))
 }
 
+/// A create refused because its name is taken may be the retry of the very create that took
+/// it (the name is checked before the log sees the request id): that retry is answered
+/// `duplicate_request`, as the Idempotency-Key promises, not `key_name_taken`.
+fn refusal_of_create(state: &ApiState, request_id: Option<[u8; 16]>, err: VaultError) -> ApiError {
+    let name_taken = matches!(
+        err,
+        VaultError::Domain(keyledger_domain::DomainError::KeyNameTaken { .. })
+    );
+    if let (true, Some(request_id)) = (name_taken, request_id)
+        && let Ok(Some(first)) = state.vault().log().committed_request(&request_id)
+    {
+        return VaultError::DuplicateRequest {
+            first_seq: first.first_seq,
+        }
+        .into();
+    }
+    err.into()
+}
+
 /// Parses every id of a bulk request, naming the first bad one by position.
 pub(crate) fn parse_ids<T>(
     raw: &[String],
@@ -278,7 +298,8 @@ pub(crate) fn parse_ids<T>(
 #[utoipa::path(post, path = "/v1/users/{user}/api-keys", tag = "users and roles", request_body = CreateApiKeyRequest,
     params(("user" = String, Path)),
     responses((status = 201, body = CreatedApiKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, description = "No such user", body = ErrorBody)),
+        (status = 403, body = ErrorBody), (status = 404, description = "No such user", body = ErrorBody),
+        (status = 409, description = "The user has an active key with this name", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn issue_api_key(
     State(state): State<ApiState>,
@@ -296,7 +317,8 @@ pub(crate) async fn issue_api_key(
     let created = state
         .vault()
         .issue_api_key(caller.actor(), owner.clone(), name, duration, request_id)
-        .await?;
+        .await
+        .map_err(|err| refusal_of_create(&state, request_id, err))?;
     tracing::info!(created_key = %created.id, owner = %owner, "internal key issued by an admin");
     Ok((StatusCode::CREATED, Json(created.into())))
 }
