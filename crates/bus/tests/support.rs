@@ -54,6 +54,8 @@ pub async fn bootstrap(vault: &Vault) -> CreatedApiKey {
         .expect("bootstrap the first admin")
 }
 
+static KEY_NAMES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Creates `count` internal keys as the admin, `concurrency` at a time (one event each).
 pub async fn create_keys(vault: &Vault, count: usize, concurrency: usize) -> Vec<CreatedApiKey> {
     let mut created = Vec::with_capacity(count);
@@ -62,7 +64,11 @@ pub async fn create_keys(vault: &Vault, count: usize, concurrency: usize) -> Vec
     while created.len() < count {
         while tasks.len() < concurrency && next < count {
             let vault = vault.clone();
-            let name = KeyName::from_trusted(format!("key-{next}"));
+            // An owner's active keys have distinct names, across every call in a test.
+            let name = KeyName::from_trusted(format!(
+                "key-{}",
+                KEY_NAMES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
             tasks.spawn(async move {
                 vault
                     .create_api_key(admin(), name, KeyDuration::Never, None)
