@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{S3Source, backoff, check_bucket_name, sleep_unless_cancelled};
 use crate::error::{Failure, S3Error, Verification, classify};
 use crate::list::{RemoteObject, unquote};
-use digest::{ContentHasher, Digests, Expected, IntegrityHeaders};
+use digest::{Composite, ContentHasher, Digests, Expected, IntegrityHeaders, PartChecksum};
 use sidecar::Identity;
 
 /// Bytes a part accumulates before one positional write.
@@ -207,13 +207,34 @@ impl PartContext {
             hasher: None,
         };
         self.fetch_range(&file, 0, size, &mut sink).await?;
-        let (Some(expected), Some(hasher)) = (sink.expected, sink.hasher) else {
+        let (Some(mut expected), Some(hasher)) = (sink.expected, sink.hasher) else {
             return Err(S3Error::Transport(
                 "no response head was received".to_owned(),
             ));
         };
-        self.finish(file, &expected, hasher.finish(), 0, partial_path)
-            .await
+        let mut digests = hasher.finish();
+        if let Some(composite) = &mut expected.composite {
+            // A small multipart upload: its part boundaries were unknown while it streamed,
+            // so the (at most one part size of) content is hashed again from disk.
+            self.learn_parts(composite, size).await?;
+            let mut hasher = ContentHasher::new(&expected);
+            let reread = Arc::clone(&file);
+            digests = blocking(move || {
+                let mut buffer = vec![0u8; HASH_READ];
+                let mut offset = 0u64;
+                while offset < size {
+                    let len = usize::try_from(size - offset)
+                        .unwrap_or(HASH_READ)
+                        .min(HASH_READ);
+                    reread.read_exact_at(&mut buffer[..len], offset)?;
+                    hasher.update(&buffer[..len]);
+                    offset += len as u64;
+                }
+                Ok(hasher.finish())
+            })
+            .await?;
+        }
+        self.finish(file, &expected, digests, 0, partial_path).await
     }
 
     /// HEAD (for the checksums), then `concurrency` ranged GETs of `part_size` in flight,
@@ -223,7 +244,10 @@ impl PartContext {
         partial_path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<FetchedObject, S3Error> {
-        let expected = self.head().await?;
+        let mut expected = self.head().await?;
+        if let Some(composite) = &mut expected.composite {
+            self.learn_parts(composite, expected.size).await?;
+        }
         let part_size = self.source.options.part_size;
         let identity = Identity {
             size: expected.size,
@@ -426,6 +450,95 @@ impl PartContext {
         Ok(expected)
     }
 
+    /// Learns the upload's part boundaries and part checksums, which a composite checksum is
+    /// computed over: HEAD with `partNumber` 1..N (N from the checksum's `-N`), a few at a
+    /// time. Needs only `s3:GetObject`, unlike GetObjectAttributes.
+    async fn learn_parts(&self, composite: &mut Composite, size: u64) -> Result<(), S3Error> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let concurrency = self.source.options.concurrency;
+        let kind = composite.kind;
+        let part_count = composite.part_count;
+        let parts: Vec<PartChecksum> = futures::stream::iter(1..=part_count)
+            .map(|number| self.head_part(number, part_count, kind))
+            .buffered(concurrency)
+            .try_collect()
+            .await?;
+        let total: u64 = parts.iter().map(|part| part.length).sum();
+        if total != size {
+            return Err(S3Error::Transport(format!(
+                "S3 described {part_count} parts of {total} bytes in all for {}, which has {size} \
+                 bytes",
+                self.object.key
+            )));
+        }
+        composite.parts = parts;
+        Ok(())
+    }
+
+    /// HEAD of part `number`: its length and, when S3 gives it, its checksum.
+    async fn head_part(
+        &self,
+        number: u64,
+        part_count: u64,
+        kind: Verification,
+    ) -> Result<PartChecksum, S3Error> {
+        let object = &self.object;
+        let target = self
+            .source
+            .target("HeadObject", &object.bucket, Some(&object.key));
+        let part_number = i32::try_from(number)
+            .map_err(|_| S3Error::Transport(format!("{} claims {part_count} parts", object.key)))?;
+        let head = self
+            .source
+            .with_retries(target, Some(&self.cancel), || {
+                let request = self
+                    .source
+                    .client
+                    .head_object()
+                    .bucket(&object.bucket)
+                    .key(&object.key)
+                    .part_number(part_number)
+                    .set_if_match(self.etag.get().map(|etag| quoted(etag)))
+                    .checksum_mode(ChecksumMode::Enabled);
+                async move {
+                    request
+                        .send()
+                        .await
+                        .map_err(|error| classify(error, target))
+                }
+            })
+            .await?;
+        let parts_count = head
+            .parts_count()
+            .and_then(|count| u64::try_from(count).ok());
+        if parts_count.is_some_and(|count| count != part_count) {
+            return Err(S3Error::ObjectChanged {
+                key: object.key.clone(),
+            });
+        }
+        let length = head
+            .content_length()
+            .and_then(|length| u64::try_from(length).ok())
+            .ok_or_else(|| {
+                S3Error::Transport(format!(
+                    "S3 answered HeadObject for part {number} of {} without a length",
+                    object.key
+                ))
+            })?;
+        let headers = head_integrity_headers(&head);
+        let checksum = match kind {
+            Verification::ChecksumCrc32 => headers.crc32,
+            Verification::ChecksumCrc32c => headers.crc32c,
+            Verification::ChecksumSha1 => headers.sha1,
+            Verification::ChecksumSha256 => headers.sha256,
+            _ => None,
+        }
+        .map(str::trim)
+        .filter(|value| !value.is_empty() && !value.contains('-'))
+        .map(str::to_owned);
+        Ok(PartChecksum { length, checksum })
+    }
+
     /// A HEAD answer has no body, so a rejected signature and a missing permission both read
     /// as a bare 403. A one-byte GET carries S3's error code and tells them apart.
     async fn explain_denied_head(&self) -> S3Error {
@@ -521,7 +634,16 @@ impl PartContext {
             .bucket(&object.bucket)
             .key(&object.key)
             .range(format!("bytes={position}-{}", end - 1))
-            .set_if_match(self.etag.get().map(|etag| quoted(etag)));
+            .set_if_match(self.etag.get().map(|etag| quoted(etag)))
+            // S3 returns checksums only when asked. Asked with a raw header rather than
+            // `checksum_mode`, which would also make the SDK re-hash the body itself (twice the
+            // work, and a mismatch surfacing as a broken body that is retried).
+            .customize()
+            .mutate_request(|request| {
+                request
+                    .headers_mut()
+                    .insert("x-amz-checksum-mode", "ENABLED");
+            });
         let response = tokio::select! {
             () = self.cancel.cancelled() => return failed(0, Failure::fatal(S3Error::Cancelled)),
             response = request.send() => response,

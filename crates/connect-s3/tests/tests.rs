@@ -3,5 +3,6 @@
 mod access;
 mod faults;
 mod fetch;
+mod integrity;
 mod list;
 mod support;

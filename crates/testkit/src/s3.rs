@@ -1,5 +1,7 @@
 //! A real S3 server inside the test process: s3s-fs over a temporary directory, with SigV4
-//! checked for real (`SimpleAuth`), served by hyper on `127.0.0.1:<free port>`.
+//! checked for real (`SimpleAuth`), served by hyper on `127.0.0.1:<free port>`, and S3's own
+//! handling of checksums (per-part, composite and full-object checksums, `partNumber`,
+//! `x-amz-checksum-mode`; see [`crate::s3_checksums`]).
 //!
 //! Test data is seeded through the S3 API (PutObject, multipart upload) so that s3s-fs stores
 //! the ETag and checksums itself; a file copied straight into the directory would make s3s-fs
@@ -273,7 +275,10 @@ impl S3Server {
                 root_path.display()
             )
         })?;
-        let mut builder = S3ServiceBuilder::new(file_system);
+        let mut builder = S3ServiceBuilder::new(crate::s3_checksums::ChecksumKeeper::new(
+            file_system,
+            &root_path,
+        ));
         // Without auth s3s accepts anonymous requests, which would hide a client signing
         // with the wrong key.
         builder.set_auth(SimpleAuth::from_single(
