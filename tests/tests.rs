@@ -12,6 +12,7 @@ mod hardening_schema;
 mod ingestion;
 mod operations;
 mod permissions;
+mod s3_integrity;
 mod snapshots;
 mod support;
 mod workflow;
