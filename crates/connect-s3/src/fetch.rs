@@ -213,10 +213,9 @@ impl PartContext {
             ));
         };
         let mut digests = hasher.finish();
-        if let Some(composite) = &mut expected.composite {
+        if expected.composite.is_some() && self.learn_parts(&mut expected).await? {
             // A small multipart upload: its part boundaries were unknown while it streamed,
             // so the (at most one part size of) content is hashed again from disk.
-            self.learn_parts(composite, size).await?;
             let mut hasher = ContentHasher::new(&expected);
             let reread = Arc::clone(&file);
             digests = blocking(move || {
@@ -245,8 +244,8 @@ impl PartContext {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<FetchedObject, S3Error> {
         let mut expected = self.head().await?;
-        if let Some(composite) = &mut expected.composite {
-            self.learn_parts(composite, expected.size).await?;
+        if expected.composite.is_some() {
+            self.learn_parts(&mut expected).await?;
         }
         let part_size = self.source.options.part_size;
         let identity = Identity {
@@ -453,7 +452,34 @@ impl PartContext {
     /// Learns the upload's part boundaries and part checksums, which a composite checksum is
     /// computed over: HEAD with `partNumber` 1..N (N from the checksum's `-N`), a few at a
     /// time. Needs only `s3:GetObject`, unlike GetObjectAttributes.
-    async fn learn_parts(&self, composite: &mut Composite, size: u64) -> Result<(), S3Error> {
+    ///
+    /// Returns whether the composite checksum stays to be verified: when the store did not say
+    /// whether the checksum is composite and cannot describe the parts, only the full-object
+    /// reading of it is checked.
+    async fn learn_parts(&self, expected: &mut Expected) -> Result<bool, S3Error> {
+        let size = expected.size;
+        let Some(composite) = &mut expected.composite else {
+            return Ok(false);
+        };
+        match self.head_parts(composite, size).await {
+            Ok(()) => Ok(true),
+            Err(error) if expected.full_or_composite && !matches!(error, S3Error::Cancelled) => {
+                tracing::info!(
+                    bucket = %self.object.bucket,
+                    key = %self.object.key,
+                    error = %error,
+                    "the parts of an object with an untyped checksum could not be learnt; \
+                     verifying it as a full-object checksum"
+                );
+                expected.composite = None;
+                expected.full_or_composite = false;
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn head_parts(&self, composite: &mut Composite, size: u64) -> Result<(), S3Error> {
         use futures::{StreamExt as _, TryStreamExt as _};
         let concurrency = self.source.options.concurrency;
         let kind = composite.kind;
@@ -790,6 +816,7 @@ fn head_integrity_headers(head: &HeadObjectOutput) -> IntegrityHeaders<'_> {
             .is_some_and(|sse| sse.as_str().starts_with("aws:kms"))
             || head.sse_customer_algorithm().is_some(),
         composite_checksums: head.checksum_type() == Some(&ChecksumType::Composite),
+        full_object_checksums: head.checksum_type() == Some(&ChecksumType::FullObject),
         crc32: head.checksum_crc32(),
         crc32c: head.checksum_crc32_c(),
         crc64nvme: head.checksum_crc64_nvme(),
@@ -806,6 +833,7 @@ pub(crate) fn get_integrity_headers(response: &GetObjectOutput) -> IntegrityHead
             .is_some_and(|sse| sse.as_str().starts_with("aws:kms"))
             || response.sse_customer_algorithm().is_some(),
         composite_checksums: response.checksum_type() == Some(&ChecksumType::Composite),
+        full_object_checksums: response.checksum_type() == Some(&ChecksumType::FullObject),
         crc32: response.checksum_crc32(),
         crc32c: response.checksum_crc32_c(),
         crc64nvme: response.checksum_crc64_nvme(),

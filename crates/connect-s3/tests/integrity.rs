@@ -6,7 +6,7 @@ use std::path::Path;
 
 use keyledger_connect_s3::{S3Error, Verification};
 use keyledger_testkit::awscli::aws;
-use keyledger_testkit::s3::{S3Server, generated_bytes};
+use keyledger_testkit::s3::{ChecksumDialect, S3Server, generated_bytes};
 
 use crate::support::*;
 
@@ -102,6 +102,31 @@ async fn a_40_mb_file_uploaded_with_aws_s3_cp_verifies() {
         &server,
         "issue17/40mb.bam",
         3 * 8 * MIB as u64 + 17,
+        Verification::ChecksumCrc32,
+    )
+    .await;
+}
+
+/// The issue's exact symptom ("expected qPiXKg==, got JpfYUQ==; … retry the fetch" on every
+/// attempt): the store answered the composite checksum of the parts without its `-5` and
+/// without `x-amz-checksum-type`, and it was compared with a CRC32 of the whole file. Now
+/// both readings are computed and the composite one matches; a corrupted object still fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untyped_composite_checksum_verifies_as_composite() {
+    let server = S3Server::start_with_dialect(ACCESS_KEY_ID, SECRET, ChecksumDialect::Untyped)
+        .await
+        .unwrap();
+    server.create_bucket(BUCKET).await.unwrap();
+    let content = upload(&server, "issue17/untyped.bam", 40_000_000, &[], &[]).await;
+    let verified = fetch_verified(&server, "issue17/untyped.bam", &content).await;
+    assert_eq!(
+        verified,
+        vec![Verification::Size, Verification::ChecksumCrc32]
+    );
+    corrupt_and_fetch(
+        &server,
+        "issue17/untyped.bam",
+        12_345_678,
         Verification::ChecksumCrc32,
     )
     .await;

@@ -26,6 +26,8 @@ use anyhow::Context as _;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 pub use aws_sdk_s3::types::ChecksumAlgorithm;
+
+pub use crate::s3_checksums::ChecksumDialect;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -64,8 +66,24 @@ impl S3Server {
     /// Starts a server over a fresh temporary directory that accepts only requests signed
     /// with this access key id and secret.
     pub async fn start(access_key_id: &str, secret_access_key: &str) -> anyhow::Result<S3Server> {
+        Self::start_with_dialect(access_key_id, secret_access_key, ChecksumDialect::Aws).await
+    }
+
+    /// Like [`S3Server::start`], answering checksums in `dialect` (to stand for S3-compatible
+    /// stores that differ from AWS).
+    pub async fn start_with_dialect(
+        access_key_id: &str,
+        secret_access_key: &str,
+        dialect: ChecksumDialect,
+    ) -> anyhow::Result<S3Server> {
         let dir = tempfile::tempdir().context("creating the S3 server's directory")?;
-        Self::serve(Root::Temporary(dir), access_key_id, secret_access_key).await
+        Self::serve(
+            Root::Temporary(dir),
+            access_key_id,
+            secret_access_key,
+            dialect,
+        )
+        .await
     }
 
     /// Starts a server over an existing directory (kept after the server stops), so a bench
@@ -80,6 +98,7 @@ impl S3Server {
             Root::Kept(root.to_path_buf()),
             access_key_id,
             secret_access_key,
+            ChecksumDialect::Aws,
         )
         .await
     }
@@ -377,6 +396,7 @@ impl S3Server {
         root: Root,
         access_key_id: &str,
         secret_access_key: &str,
+        dialect: ChecksumDialect,
     ) -> anyhow::Result<S3Server> {
         let root_path = match &root {
             Root::Temporary(dir) => dir.path().to_path_buf(),
@@ -391,6 +411,7 @@ impl S3Server {
         let mut builder = S3ServiceBuilder::new(crate::s3_checksums::ChecksumKeeper::new(
             file_system,
             &root_path,
+            dialect,
         ));
         // Without auth s3s accepts anonymous requests, which would hide a client signing
         // with the wrong key.

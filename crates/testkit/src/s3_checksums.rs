@@ -34,10 +34,22 @@ use tokio::io::AsyncReadExt as _;
 /// Where the records live, under the server's root.
 const RECORDS: &str = ".keyledger-checksums";
 
+/// How the server answers checksums on HEAD and GET.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumDialect {
+    /// As AWS S3: `x-amz-checksum-type`, and composite checksums end in `-<parts>`.
+    #[default]
+    Aws,
+    /// As some S3-compatible stores: no `x-amz-checksum-type`, and a composite checksum
+    /// without its `-<parts>` suffix, so that it reads like a full-object one.
+    Untyped,
+}
+
 /// s3s-fs with S3's checksum behaviour.
 #[derive(Debug)]
 pub struct ChecksumKeeper {
     inner: s3s_fs::FileSystem,
+    dialect: ChecksumDialect,
     root: PathBuf,
     /// Multipart uploads in progress, by upload id.
     uploads: Mutex<HashMap<String, Upload>>,
@@ -195,9 +207,10 @@ macro_rules! has_checksum {
 }
 
 impl ChecksumKeeper {
-    pub fn new(inner: s3s_fs::FileSystem, root: &Path) -> ChecksumKeeper {
+    pub fn new(inner: s3s_fs::FileSystem, root: &Path, dialect: ChecksumDialect) -> ChecksumKeeper {
         ChecksumKeeper {
             inner,
+            dialect,
             root: root.to_path_buf(),
             uploads: Mutex::new(HashMap::new()),
         }
@@ -216,6 +229,29 @@ impl ChecksumKeeper {
         let record: ObjectRecord = serde_json::from_slice(&text).ok()?;
         let current = etag?.value().trim_matches('"');
         (record.etag == current).then_some(record)
+    }
+
+    /// The fields of a HEAD or GET answer, in this server's dialect.
+    fn in_dialect(&self, fields: ChecksumFields) -> ChecksumFields {
+        match self.dialect {
+            ChecksumDialect::Aws => fields,
+            ChecksumDialect::Untyped => {
+                let strip = |value: Option<String>| {
+                    value.map(|value| match value.rsplit_once('-') {
+                        Some((checksum, _)) => checksum.to_owned(),
+                        None => value,
+                    })
+                };
+                ChecksumFields {
+                    crc32: strip(fields.crc32),
+                    crc32c: strip(fields.crc32c),
+                    crc64nvme: strip(fields.crc64nvme),
+                    sha1: strip(fields.sha1),
+                    sha256: strip(fields.sha256),
+                    checksum_type: None,
+                }
+            }
+        }
     }
 
     fn forget_record(&self, bucket: &str, key: &str) {
@@ -474,7 +510,7 @@ impl S3 for ChecksumKeeper {
             None => ChecksumFields::default(),
         };
         if mode {
-            set_checksums!(output, fields);
+            set_checksums!(output, self.in_dialect(fields));
         } else {
             set_checksums!(output, ChecksumFields::default());
         }
@@ -526,7 +562,7 @@ impl S3 for ChecksumKeeper {
             (None, _) => ChecksumFields::default(),
         };
         if mode {
-            set_checksums!(output, fields);
+            set_checksums!(output, self.in_dialect(fields));
         } else {
             set_checksums!(output, ChecksumFields::default());
         }

@@ -29,6 +29,10 @@ pub(crate) struct Expected {
     pub checksums: Vec<(Verification, String)>,
     /// The composite checksum to verify when the object has no full-object one.
     pub composite: Option<Composite>,
+    /// A multipart object's checksum came without `-<parts>` and without
+    /// `x-amz-checksum-type` (as some S3-compatible stores answer): it is in `checksums` and
+    /// in `composite`, and the object verifies if either matches.
+    pub full_or_composite: bool,
 }
 
 /// A composite checksum: the checksum of the concatenated binary checksums of the upload's
@@ -67,7 +71,10 @@ pub(crate) struct IntegrityHeaders<'a> {
     /// `x-amz-server-side-encryption` is `aws:kms*`, or an SSE-C algorithm is set: the ETag
     /// is then not the MD5 of the content, even for a single-part upload.
     pub encrypted_with_kms_or_customer_key: bool,
+    /// `x-amz-checksum-type: COMPOSITE`.
     pub composite_checksums: bool,
+    /// `x-amz-checksum-type: FULL_OBJECT`.
+    pub full_object_checksums: bool,
     pub crc32: Option<&'a str>,
     pub crc32c: Option<&'a str>,
     pub crc64nvme: Option<&'a str>,
@@ -85,39 +92,60 @@ impl Expected {
             (Verification::ChecksumSha1, headers.sha1),
             (Verification::ChecksumSha256, headers.sha256),
         ];
+        // A multipart upload's ETag is `<md5 of the part md5s>-<parts>`.
+        let etag_parts = etag
+            .rsplit_once('-')
+            .and_then(|(_, parts)| parts.parse::<u64>().ok())
+            .filter(|parts| *parts > 0);
         let mut full_object = Vec::new();
         let mut composite = Vec::new();
+        let mut full_or_composite = false;
         for (kind, value) in candidates {
             let Some(value) = value.map(str::trim).filter(|value| !value.is_empty()) else {
                 continue;
             };
-            // A composite checksum ends in "-<parts>" (base64 has no '-'); S3 also says
-            // `x-amz-checksum-type: COMPOSITE`.
+            let composite_of = |value: &str, part_count: u64| Composite {
+                kind,
+                value: value.to_owned(),
+                part_count,
+                parts: Vec::new(),
+            };
+            // CRC64NVME checksums are always full-object.
+            let may_be_composite = kind != Verification::ChecksumCrc64Nvme;
+            // A composite checksum ends in "-<parts>" (base64 has no '-').
             match value.rsplit_once('-') {
                 Some((checksum, parts)) => {
                     if let Ok(part_count) = parts.parse::<u64>()
                         && part_count > 0
-                        && kind != Verification::ChecksumCrc64Nvme
+                        && may_be_composite
                     {
-                        composite.push(Composite {
-                            kind,
-                            value: checksum.to_owned(),
-                            part_count,
-                            parts: Vec::new(),
-                        });
+                        composite.push(composite_of(checksum, part_count));
                     }
                 }
-                // A bare value under COMPOSITE is a part's own checksum (a GET of one part),
-                // not one of the whole object.
-                None if headers.composite_checksums => {}
-                None => full_object.push((kind, value.to_owned())),
+                None => match etag_parts {
+                    Some(parts) if may_be_composite && headers.composite_checksums => {
+                        composite.push(composite_of(value, parts));
+                    }
+                    // A multipart object, and the store does not say which kind of checksum
+                    // it is: both are computed, either may match.
+                    Some(parts) if may_be_composite && !headers.full_object_checksums => {
+                        full_or_composite = true;
+                        full_object.push((kind, value.to_owned()));
+                        composite.push(composite_of(value, parts));
+                    }
+                    _ if headers.composite_checksums => {}
+                    _ => full_object.push((kind, value.to_owned())),
+                },
             }
         }
         let strength = |kind: &Verification| STRENGTH.iter().position(|strong| strong == kind);
         full_object.sort_by_key(|(kind, _)| strength(kind));
         full_object.truncate(1);
         composite.sort_by_key(|composite| strength(&composite.kind));
-        let composite = if full_object.is_empty() {
+        let full_or_composite = full_or_composite
+            && full_object.first().map(|(kind, _)| *kind)
+                == composite.first().map(|composite| composite.kind);
+        let composite = if full_object.is_empty() || full_or_composite {
             composite.into_iter().next()
         } else {
             None
@@ -133,6 +161,7 @@ impl Expected {
             etag_is_md5,
             checksums: full_object,
             composite,
+            full_or_composite,
         }
     }
 
@@ -160,6 +189,7 @@ impl Expected {
             }
             verified.push(Verification::EtagMd5);
         }
+        let mut full_object_mismatch = None;
         for (kind, expected) in &self.checksums {
             let computed = actual
                 .checksums
@@ -168,14 +198,27 @@ impl Expected {
                 .map(|(_, value)| value.clone())
                 .unwrap_or_default();
             if &computed != expected {
-                return Err(mismatch(*kind, expected.clone(), computed));
+                full_object_mismatch = Some(mismatch(*kind, expected.clone(), computed));
+                break;
             }
             verified.push(*kind);
         }
-        if let Some(composite) = &self.composite {
-            verify_composite(composite, actual)
-                .map_err(|(expected, computed)| mismatch(composite.kind, expected, computed))?;
-            verified.push(composite.kind);
+        match (full_object_mismatch, &self.composite) {
+            (None, Some(_)) if self.full_or_composite => {}
+            (None, Some(composite)) => {
+                verify_composite(composite, actual)
+                    .map_err(|(expected, computed)| mismatch(composite.kind, expected, computed))?;
+                verified.push(composite.kind);
+            }
+            (None, None) => {}
+            (Some(error), Some(composite)) if self.full_or_composite => {
+                // Not the whole content's checksum: it must then be the composite one.
+                if verify_composite(composite, actual).is_err() {
+                    return Err(error);
+                }
+                verified.push(composite.kind);
+            }
+            (Some(error), _) => return Err(error),
         }
         Ok(verified)
     }
@@ -495,6 +538,7 @@ mod tests {
             etag_is_md5: true,
             checksums: vec![(kind, expected_base64.to_owned())],
             composite: None,
+            full_or_composite: false,
         };
         // One hasher, and the two halves of a split one fed the same bytes, agree.
         let mut hasher = ContentHasher::new(&expected);
@@ -569,6 +613,180 @@ mod tests {
         );
     }
 
+    /// `(etag, checksum type, crc32, crc64nvme, sha256)` → what is verified besides the size:
+    /// `(full-object kinds, composite "<kind> <value> <parts>", either, etag MD5)`.
+    fn choose(
+        etag: &str,
+        checksum_type: &str,
+        crc32: Option<&str>,
+        crc64nvme: Option<&str>,
+        sha256: Option<&str>,
+        expect: &str,
+    ) {
+        let expected = Expected::from_headers(
+            1,
+            &IntegrityHeaders {
+                etag,
+                composite_checksums: checksum_type == "COMPOSITE",
+                full_object_checksums: checksum_type == "FULL_OBJECT",
+                crc32,
+                crc64nvme,
+                sha256,
+                ..IntegrityHeaders::default()
+            },
+        );
+        let full: Vec<String> = expected
+            .checksums
+            .iter()
+            .map(|(kind, value)| format!("{kind} {value}"))
+            .collect();
+        let composite = expected
+            .composite
+            .map(|c| format!("{} {} {}", c.kind, c.value, c.part_count))
+            .unwrap_or_default();
+        let actual = format!(
+            "full=[{}] composite=[{composite}] either={} md5={}",
+            full.join(","),
+            expected.full_or_composite,
+            expected.etag_is_md5
+        );
+        assert_eq!(actual, expect, "{etag} {checksum_type}");
+    }
+
+    #[test]
+    fn the_check_is_the_strongest_the_object_really_has() {
+        let md5 = "0123456789abcdef0123456789abcdef";
+        // A single-part upload: the checksum, no MD5; MD5 only when there is nothing else.
+        choose(
+            md5,
+            "FULL_OBJECT",
+            None,
+            Some("crc="),
+            None,
+            "full=[x-amz-checksum-crc64nvme crc=] composite=[] either=false md5=false",
+        );
+        choose(
+            md5,
+            "",
+            None,
+            None,
+            None,
+            "full=[] composite=[] either=false md5=true",
+        );
+        // The strongest of several.
+        choose(
+            md5,
+            "FULL_OBJECT",
+            Some("c32="),
+            Some("c64="),
+            Some("sha="),
+            "full=[x-amz-checksum-sha256 sha=] composite=[] either=false md5=false",
+        );
+        // awscli's multipart upload on AWS: composite, `-<parts>` and the type.
+        choose(
+            "abc-5",
+            "COMPOSITE",
+            Some("qPiXKg==-5"),
+            None,
+            None,
+            "full=[] composite=[x-amz-checksum-crc32 qPiXKg== 5] either=false md5=false",
+        );
+        // The same without `-<parts>` but typed.
+        choose(
+            "abc-5",
+            "COMPOSITE",
+            Some("qPiXKg=="),
+            None,
+            None,
+            "full=[] composite=[x-amz-checksum-crc32 qPiXKg== 5] either=false md5=false",
+        );
+        // Untyped and unsuffixed (the store): either reading may match.
+        choose(
+            "abc-5",
+            "",
+            Some("qPiXKg=="),
+            None,
+            None,
+            "full=[x-amz-checksum-crc32 qPiXKg==] composite=[x-amz-checksum-crc32 qPiXKg== 5] either=true md5=false",
+        );
+        // A full-object multipart checksum (CRC64NVME always is).
+        choose(
+            "abc-5",
+            "",
+            None,
+            Some("c64="),
+            None,
+            "full=[x-amz-checksum-crc64nvme c64=] composite=[] either=false md5=false",
+        );
+        choose(
+            "abc-5",
+            "FULL_OBJECT",
+            Some("c32="),
+            None,
+            None,
+            "full=[x-amz-checksum-crc32 c32=] composite=[] either=false md5=false",
+        );
+        // A multipart upload without checksums: the size only.
+        choose(
+            "abc-5",
+            "",
+            None,
+            None,
+            None,
+            "full=[] composite=[] either=false md5=false",
+        );
+    }
+
+    /// A composite checksum computed over part boundaries that cut through `update` calls.
+    #[test]
+    fn a_composite_checksum_is_computed_over_the_upload_parts() {
+        let content: Vec<u8> = (0..100u8).collect();
+        let lengths = [40u64, 40, 20];
+        let mut part_crcs = Vec::new();
+        let mut offset = 0usize;
+        for length in lengths {
+            let end = offset + length as usize;
+            part_crcs.extend(part_digest(
+                Verification::ChecksumCrc32,
+                &content[offset..end],
+            ));
+            offset = end;
+        }
+        let value = BASE64.encode(part_digest(Verification::ChecksumCrc32, &part_crcs));
+        let expected = Expected {
+            size: 100,
+            etag: "abc-3".to_owned(),
+            etag_is_md5: false,
+            checksums: Vec::new(),
+            composite: Some(Composite {
+                kind: Verification::ChecksumCrc32,
+                value,
+                part_count: 3,
+                parts: lengths
+                    .iter()
+                    .map(|length| PartChecksum {
+                        length: *length,
+                        checksum: None,
+                    })
+                    .collect(),
+            }),
+            full_or_composite: false,
+        };
+        let mut hasher = ContentHasher::new(&expected);
+        for chunk in content.chunks(33) {
+            hasher.update(chunk);
+        }
+        assert_eq!(
+            expected.verify("k", &hasher.finish()).unwrap(),
+            vec![Verification::Size, Verification::ChecksumCrc32]
+        );
+        let mut corrupted = content.clone();
+        corrupted[50] ^= 1;
+        let mut hasher = ContentHasher::new(&expected);
+        hasher.update(&corrupted);
+        assert!(expected.verify("k", &hasher.finish()).is_err());
+    }
+
     #[test]
     fn a_mismatch_names_what_failed() {
         let expected = Expected {
@@ -577,6 +795,7 @@ mod tests {
             etag_is_md5: true,
             checksums: Vec::new(),
             composite: None,
+            full_or_composite: false,
         };
         let mut hasher = ContentHasher::new(&expected);
         hasher.update(b"abd");
