@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use keyledger_connect_s3::{S3Error, Verification};
+use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+use keyledger_connect_s3::{
+    CancellationToken, S3Error, S3Options, Verification, resume_record_path,
+};
 use keyledger_testkit::awscli::aws;
 use keyledger_testkit::s3::{ChecksumDialect, S3Server, generated_bytes};
 
@@ -101,6 +104,19 @@ fn flip_byte(path: &Path, offset: u64) {
 async fn a_40_mb_file_uploaded_with_aws_s3_cp_verifies() {
     let server = server().await;
     let content = upload(&server, "issue17/40mb.bam", 40_000_000, &[], &[]).await;
+    // What awscli produced, as S3 answers it: a composite CRC32 over 5 parts of 8 MiB.
+    let head = server
+        .client()
+        .head_object()
+        .bucket(BUCKET)
+        .key("issue17/40mb.bam")
+        .checksum_mode(ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert!(head.e_tag().unwrap().ends_with("-5\""), "{head:?}");
+    assert!(head.checksum_crc32().unwrap().ends_with("-5"), "{head:?}");
+    assert_eq!(head.checksum_type(), Some(&ChecksumType::Composite));
     let verified = fetch_verified(&server, "issue17/40mb.bam", &content).await;
     assert_eq!(
         verified,
@@ -231,6 +247,43 @@ async fn a_small_composite_object_on_the_single_get_path_verifies() {
     assert_eq!(fetched.sha256, sha256(&content));
     assert_eq!(
         fetched.verified,
+        vec![Verification::Size, Verification::ChecksumCrc32]
+    );
+}
+
+/// A fetch of a composite object interrupted after some parts resumes from them, and the
+/// whole content (resumed bytes included) is hashed part by part again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_fetch_of_a_composite_object_verifies() {
+    let server = server().await;
+    let content = upload(&server, "resume/40mb.bam", 40_000_000, &[], &[]).await;
+    let part_size = MIB as u64;
+    let options = S3Options {
+        part_size,
+        concurrency: 1,
+        ..options(&server.endpoint())
+    };
+    let source = source(&options);
+    let object = remote(&server, &source, "resume/40mb.bam").await;
+    let dir = tempfile::tempdir().unwrap();
+    let partial = dir.path().join("object.partial");
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let (first, _) = fetch_with(&source, &object, &partial, &cancel, move |total| {
+        if total > 10 * part_size {
+            trigger.cancel();
+        }
+    })
+    .await;
+    assert!(matches!(first, Err(S3Error::Cancelled)), "{first:?}");
+    assert!(resume_record_path(&partial).exists());
+
+    let (second, _) = fetch(&source, &object, &partial).await;
+    let second = second.unwrap();
+    assert!(second.resumed_bytes >= 10 * part_size, "{second:?}");
+    assert_eq!(second.sha256, sha256(&content));
+    assert_eq!(
+        second.verified,
         vec![Verification::Size, Verification::ChecksumCrc32]
     );
 }
