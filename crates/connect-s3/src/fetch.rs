@@ -5,11 +5,14 @@
 //! Memory per object is `concurrency` write buffers of [`WRITE_BUFFER`] bytes plus one read
 //! buffer for hashing, whatever the object's size.
 //!
-//! Hashing (MD5 for the ETag, SHA-256 for the ingestion event, and S3's checksums) needs the
-//! content in order. Objects of one part are hashed as their body streams. Larger objects are
-//! hashed by two blocking threads (SHA-256 on one, MD5 and CRCs on the other) that re-read the
-//! completed in-order prefix of the file while later parts are still downloading (from the page
-//! cache), so hashing overlaps the transfer instead of following it.
+//! Hashing (SHA-256 for the ingestion event, and the object's one check: a full-object or
+//! composite checksum, else the ETag's MD5; see [`digest`]) needs the content in order. Objects
+//! of one part are hashed as their body streams. Larger objects are hashed by two blocking
+//! threads (SHA-256 on one, the check on the other) that re-read the completed in-order prefix
+//! of the file while later parts are still downloading (from the page cache), so hashing
+//! overlaps the transfer instead of following it. A composite checksum needs the upload's part
+//! boundaries, which differ from the ranges fetched: they are learnt with HEAD `partNumber`
+//! before the transfer starts, and the hasher closes a part's checksum as it crosses each one.
 
 pub(crate) mod digest;
 mod sidecar;
