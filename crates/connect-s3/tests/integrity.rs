@@ -287,3 +287,71 @@ async fn a_resumed_fetch_of_a_composite_object_verifies() {
         vec![Verification::Size, Verification::ChecksumCrc32]
     );
 }
+
+/// Parts are inferred from the first and the last HEAD when the others can all be of the
+/// first's size; an upload whose middle parts differ (6, 7, 5, 2 MiB: the same total as
+/// 6, 6, 6, 2) still verifies, from every part's HEAD, and a corrupted one still fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unequal_parts_are_learnt_exactly() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart};
+
+    let server = server().await;
+    let key = "uneven.cram";
+    let lengths = [6 * MIB, 7 * MIB, 5 * MIB, 2 * MIB];
+    let content = generated_bytes(77, 0, lengths.iter().sum());
+    let client = server.client();
+    let upload = client
+        .create_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .checksum_algorithm(ChecksumAlgorithm::Crc32)
+        .send()
+        .await
+        .unwrap();
+    let upload_id = upload.upload_id().unwrap();
+    let mut completed = Vec::new();
+    let mut offset = 0;
+    for (index, length) in lengths.iter().enumerate() {
+        let number = i32::try_from(index + 1).unwrap();
+        let part = client
+            .upload_part()
+            .bucket(BUCKET)
+            .key(key)
+            .upload_id(upload_id)
+            .part_number(number)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32)
+            .body(ByteStream::from(content[offset..offset + length].to_vec()))
+            .send()
+            .await
+            .unwrap();
+        completed.push(
+            CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(part.e_tag().map(str::to_owned))
+                .set_checksum_crc32(part.checksum_crc32().map(str::to_owned))
+                .build(),
+        );
+        offset += length;
+    }
+    client
+        .complete_multipart_upload()
+        .bucket(BUCKET)
+        .key(key)
+        .upload_id(upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(completed))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+
+    let verified = fetch_verified(&server, key, &content).await;
+    assert_eq!(
+        verified,
+        vec![Verification::Size, Verification::ChecksumCrc32]
+    );
+    corrupt_and_fetch(&server, key, 14 * MIB as u64, Verification::ChecksumCrc32).await;
+}

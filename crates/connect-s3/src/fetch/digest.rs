@@ -45,6 +45,9 @@ pub(crate) struct Composite {
     pub part_count: u64,
     /// The upload's parts in order (learnt from HEAD with `partNumber`); empty until known.
     pub parts: Vec<PartChecksum>,
+    /// `parts` were inferred from the first and last part (equal parts but the last, as every
+    /// client uploads): a mismatch is checked again against every part's HEAD before it counts.
+    pub parts_assumed: bool,
 }
 
 /// One part of a multipart upload, as HEAD with `partNumber` describes it.
@@ -109,6 +112,7 @@ impl Expected {
                 value: value.to_owned(),
                 part_count,
                 parts: Vec::new(),
+                parts_assumed: false,
             };
             // CRC64NVME checksums are always full-object.
             let may_be_composite = kind != Verification::ChecksumCrc64Nvme;
@@ -769,6 +773,7 @@ mod tests {
                         checksum: None,
                     })
                     .collect(),
+                parts_assumed: false,
             }),
             full_or_composite: false,
         };
