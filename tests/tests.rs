@@ -19,6 +19,7 @@ mod permissions;
 mod provider_errors;
 mod readme;
 mod roles;
+mod s3_integrity;
 mod snapshots;
 mod support;
 mod workflow;

@@ -551,7 +551,9 @@ pub fn example_events() -> Vec<Event> {
             ingestion: ingestion(),
             path: "2026/run-17/S2_R1.fastq.gz".to_owned(),
             reason: "object `2026/run-17/S2_R1.fastq.gz` failed verification (size): expected \
-                     611669333, got 5242880; the partial file was deleted, retry the fetch"
+                     611669333, got 5242880; the partial file was deleted. A new fetch helps only \
+                     if the bytes were damaged on the way; if it fails the same way, the stored \
+                     object does not match its own checksum: upload it again"
                 .to_owned(),
             failure_kind: FailureKind::Integrity,
             at,

@@ -41,7 +41,8 @@ pub enum S3Error {
     ObjectChanged { key: String },
     #[error(
         "object `{key}` failed verification ({what}): expected {expected}, got {actual}; the \
-         partial file was deleted, retry the fetch"
+         partial file was deleted. A new fetch helps only if the bytes were damaged on the way; \
+         if it fails the same way, the stored object does not match its own checksum: upload it again"
     )]
     Verification {
         key: String,

@@ -5,11 +5,14 @@
 //! Memory per object is `concurrency` write buffers of [`WRITE_BUFFER`] bytes plus one read
 //! buffer for hashing, whatever the object's size.
 //!
-//! Hashing (MD5 for the ETag, SHA-256 for the ingestion event, and S3's checksums) needs the
-//! content in order. Objects of one part are hashed as their body streams. Larger objects are
-//! hashed by two blocking threads (SHA-256 on one, MD5 and CRCs on the other) that re-read the
-//! completed in-order prefix of the file while later parts are still downloading (from the page
-//! cache), so hashing overlaps the transfer instead of following it.
+//! Hashing (SHA-256 for the ingestion event, and the object's one check: a full-object or
+//! composite checksum, else the ETag's MD5; see [`digest`]) needs the content in order. Objects
+//! of one part are hashed as their body streams. Larger objects are hashed by two blocking
+//! threads (SHA-256 on one, the check on the other) that re-read the completed in-order prefix
+//! of the file while later parts are still downloading (from the page cache), so hashing
+//! overlaps the transfer instead of following it. A composite checksum needs the upload's part
+//! boundaries, which differ from the ranges fetched: they are learnt with HEAD `partNumber`
+//! before the transfer starts, and the hasher closes a part's checksum as it crosses each one.
 
 pub(crate) mod digest;
 mod sidecar;
@@ -31,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{S3Source, backoff, check_bucket_name, sleep_unless_cancelled};
 use crate::error::{Failure, S3Error, Verification, classify};
 use crate::list::{RemoteObject, unquote};
-use digest::{ContentHasher, Digests, Expected, IntegrityHeaders};
+use digest::{Composite, ContentHasher, Digests, Expected, IntegrityHeaders, PartChecksum};
 use sidecar::Identity;
 
 /// Bytes a part accumulates before one positional write.
@@ -207,13 +210,21 @@ impl PartContext {
             hasher: None,
         };
         self.fetch_range(&file, 0, size, &mut sink).await?;
-        let (Some(expected), Some(hasher)) = (sink.expected, sink.hasher) else {
+        let (Some(mut expected), Some(hasher)) = (sink.expected, sink.hasher) else {
             return Err(S3Error::UnexpectedAnswer(
                 "no response head was received".to_owned(),
             ));
         };
-        self.finish(file, &expected, hasher.finish(), 0, partial_path)
-            .await
+        let mut digests = hasher.finish();
+        if expected.composite.is_some() && self.learn_parts(&mut expected).await? {
+            // A small multipart upload: its part boundaries were unknown while it streamed,
+            // so the (at most one part size of) content is hashed again from disk.
+            digests = rehash(&file, &expected).await?;
+        }
+        let digests = self
+            .recheck_assumed_parts(&mut expected, &file, digests)
+            .await?;
+        self.finish(file, &expected, digests, 0, partial_path).await
     }
 
     /// HEAD (for the checksums), then `concurrency` ranged GETs of `part_size` in flight,
@@ -223,7 +234,10 @@ impl PartContext {
         partial_path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<FetchedObject, S3Error> {
-        let expected = self.head().await?;
+        let mut expected = self.head().await?;
+        if expected.composite.is_some() {
+            self.learn_parts(&mut expected).await?;
+        }
         let part_size = self.source.options.part_size;
         let identity = Identity {
             size: expected.size,
@@ -339,6 +353,9 @@ impl PartContext {
             return Err(error);
         }
         let digests = hasher.finish(size).await?;
+        let digests = self
+            .recheck_assumed_parts(&mut expected, &file, digests)
+            .await?;
         self.finish(file, &expected, digests, resumed_bytes, partial_path)
             .await
     }
@@ -424,6 +441,177 @@ impl PartContext {
             });
         }
         Ok(expected)
+    }
+
+    /// Learns the upload's part boundaries and part checksums, which a composite checksum is
+    /// computed over: HEAD with `partNumber` 1..N (N from the checksum's `-N`), a few at a
+    /// time. Needs only `s3:GetObject`, unlike GetObjectAttributes.
+    ///
+    /// Returns whether the composite checksum stays to be verified: when the store did not say
+    /// whether the checksum is composite and cannot describe the parts, only the full-object
+    /// reading of it is checked.
+    async fn learn_parts(&self, expected: &mut Expected) -> Result<bool, S3Error> {
+        let size = expected.size;
+        let Some(composite) = &mut expected.composite else {
+            return Ok(false);
+        };
+        match self.head_parts(composite, size, false).await {
+            Ok(()) => Ok(true),
+            Err(error) if expected.full_or_composite && !matches!(error, S3Error::Cancelled) => {
+                tracing::info!(
+                    bucket = %self.object.bucket,
+                    key = %self.object.key,
+                    error = %error,
+                    "the parts of an object with an untyped checksum could not be learnt; \
+                     verifying it as a full-object checksum"
+                );
+                expected.composite = None;
+                expected.full_or_composite = false;
+                Ok(false)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Learns the parts: unless `exact`, from the first and the last part when the others can
+    /// be of the first's size (two HEADs instead of N); else every part's HEAD.
+    async fn head_parts(
+        &self,
+        composite: &mut Composite,
+        size: u64,
+        exact: bool,
+    ) -> Result<(), S3Error> {
+        use futures::{StreamExt as _, TryStreamExt as _};
+        let concurrency = self.source.options.concurrency;
+        let kind = composite.kind;
+        let part_count = composite.part_count;
+        if !exact && part_count > 2 {
+            let (first, last) = futures::try_join!(
+                self.head_part(1, part_count, kind),
+                self.head_part(part_count, part_count, kind)
+            )?;
+            let uniform = first
+                .length
+                .checked_mul(part_count - 1)
+                .and_then(|middle| middle.checked_add(last.length));
+            if uniform == Some(size) && last.length <= first.length {
+                let mut parts = Vec::with_capacity(usize::try_from(part_count).unwrap_or(0));
+                parts.push(first.clone());
+                for _ in 2..part_count {
+                    parts.push(PartChecksum {
+                        length: first.length,
+                        checksum: None,
+                    });
+                }
+                parts.push(last);
+                composite.parts = parts;
+                composite.parts_assumed = true;
+                return Ok(());
+            }
+        }
+        let parts: Vec<PartChecksum> = futures::stream::iter(1..=part_count)
+            .map(|number| self.head_part(number, part_count, kind))
+            .buffered(concurrency)
+            .try_collect()
+            .await?;
+        let total: u64 = parts.iter().map(|part| part.length).sum();
+        if total != size {
+            return Err(S3Error::Transport(format!(
+                "S3 described {part_count} parts of {total} bytes in all for {}, which has {size} \
+                 bytes",
+                self.object.key
+            )));
+        }
+        composite.parts = parts;
+        composite.parts_assumed = false;
+        Ok(())
+    }
+
+    /// When the composite checksum failed over parts inferred from the first and the last, the
+    /// parts may not have been equal: learns each part's length and hashes the file (complete
+    /// on disk) again before the verdict.
+    async fn recheck_assumed_parts(
+        &self,
+        expected: &mut Expected,
+        file: &Arc<File>,
+        digests: Digests,
+    ) -> Result<Digests, S3Error> {
+        let size = expected.size;
+        let Some(composite) = &mut expected.composite else {
+            return Ok(digests);
+        };
+        if !composite.parts_assumed || expected.verify(&self.object.key, &digests).is_ok() {
+            return Ok(digests);
+        }
+        let Some(composite) = &mut expected.composite else {
+            return Ok(digests);
+        };
+        self.head_parts(composite, size, true).await?;
+        rehash(file, expected).await
+    }
+
+    /// HEAD of part `number`: its length and, when S3 gives it, its checksum.
+    async fn head_part(
+        &self,
+        number: u64,
+        part_count: u64,
+        kind: Verification,
+    ) -> Result<PartChecksum, S3Error> {
+        let object = &self.object;
+        let target = self
+            .source
+            .target("HeadObject", &object.bucket, Some(&object.key));
+        let part_number = i32::try_from(number)
+            .map_err(|_| S3Error::Transport(format!("{} claims {part_count} parts", object.key)))?;
+        let head = self
+            .source
+            .with_retries(target, Some(&self.cancel), || {
+                let request = self
+                    .source
+                    .client
+                    .head_object()
+                    .bucket(&object.bucket)
+                    .key(&object.key)
+                    .part_number(part_number)
+                    .set_if_match(self.etag.get().map(|etag| quoted(etag)))
+                    .checksum_mode(ChecksumMode::Enabled);
+                async move {
+                    request
+                        .send()
+                        .await
+                        .map_err(|error| classify(error, target))
+                }
+            })
+            .await?;
+        let parts_count = head
+            .parts_count()
+            .and_then(|count| u64::try_from(count).ok());
+        if parts_count.is_some_and(|count| count != part_count) {
+            return Err(S3Error::ObjectChanged {
+                key: object.key.clone(),
+            });
+        }
+        let length = head
+            .content_length()
+            .and_then(|length| u64::try_from(length).ok())
+            .ok_or_else(|| {
+                S3Error::Transport(format!(
+                    "S3 answered HeadObject for part {number} of {} without a length",
+                    object.key
+                ))
+            })?;
+        let headers = head_integrity_headers(&head);
+        let checksum = match kind {
+            Verification::ChecksumCrc32 => headers.crc32,
+            Verification::ChecksumCrc32c => headers.crc32c,
+            Verification::ChecksumSha1 => headers.sha1,
+            Verification::ChecksumSha256 => headers.sha256,
+            _ => None,
+        }
+        .map(str::trim)
+        .filter(|value| !value.is_empty() && !value.contains('-'))
+        .map(str::to_owned);
+        Ok(PartChecksum { length, checksum })
     }
 
     /// A HEAD answer has no body, so a rejected signature and a missing permission both read
@@ -521,7 +709,16 @@ impl PartContext {
             .bucket(&object.bucket)
             .key(&object.key)
             .range(format!("bytes={position}-{}", end - 1))
-            .set_if_match(self.etag.get().map(|etag| quoted(etag)));
+            .set_if_match(self.etag.get().map(|etag| quoted(etag)))
+            // S3 returns checksums only when asked. Asked with a raw header rather than
+            // `checksum_mode`, which would also make the SDK re-hash the body itself (twice the
+            // work, and a mismatch surfacing as a broken body that is retried).
+            .customize()
+            .mutate_request(|request| {
+                request
+                    .headers_mut()
+                    .insert("x-amz-checksum-mode", "ENABLED");
+            });
         let response = tokio::select! {
             () = self.cancel.cancelled() => return failed(0, Failure::fatal(S3Error::Cancelled)),
             response = request.send() => response,
@@ -669,6 +866,7 @@ fn head_integrity_headers(head: &HeadObjectOutput) -> IntegrityHeaders<'_> {
             .is_some_and(|sse| sse.as_str().starts_with("aws:kms"))
             || head.sse_customer_algorithm().is_some(),
         composite_checksums: head.checksum_type() == Some(&ChecksumType::Composite),
+        full_object_checksums: head.checksum_type() == Some(&ChecksumType::FullObject),
         crc32: head.checksum_crc32(),
         crc32c: head.checksum_crc32_c(),
         crc64nvme: head.checksum_crc64_nvme(),
@@ -685,6 +883,7 @@ pub(crate) fn get_integrity_headers(response: &GetObjectOutput) -> IntegrityHead
             .is_some_and(|sse| sse.as_str().starts_with("aws:kms"))
             || response.sse_customer_algorithm().is_some(),
         composite_checksums: response.checksum_type() == Some(&ChecksumType::Composite),
+        full_object_checksums: response.checksum_type() == Some(&ChecksumType::FullObject),
         crc32: response.checksum_crc32(),
         crc32c: response.checksum_crc32_c(),
         crc64nvme: response.checksum_crc64_nvme(),
@@ -758,6 +957,27 @@ async fn write_at(file: &Arc<File>, buffer: &mut Vec<u8>, offset: u64) -> std::i
     .map_err(std::io::Error::other)?;
     *buffer = data;
     result
+}
+
+/// Hashes the whole file again for `expected` (the content is complete on disk).
+async fn rehash(file: &Arc<File>, expected: &Expected) -> Result<Digests, S3Error> {
+    let mut hasher = ContentHasher::new(expected);
+    let size = expected.size;
+    let file = Arc::clone(file);
+    blocking(move || {
+        let mut buffer = vec![0u8; HASH_READ];
+        let mut offset = 0u64;
+        while offset < size {
+            let len = usize::try_from(size - offset)
+                .unwrap_or(HASH_READ)
+                .min(HASH_READ);
+            file.read_exact_at(&mut buffer[..len], offset)?;
+            hasher.update(&buffer[..len]);
+            offset += len as u64;
+        }
+        Ok(hasher.finish())
+    })
+    .await
 }
 
 async fn blocking<T: Send + 'static>(

@@ -6,9 +6,10 @@
 //! - [`S3Source::check_access`] is "save and test".
 //! - [`S3Source::list`] selects objects by bucket, prefix and a regex over the full key.
 //! - [`S3Source::fetch`] downloads one object into a partial file with parallel ranged GETs
-//!   pinned to the listed ETag, bounded memory, retries, resume, and verification (size; MD5
-//!   for single-part ETags; full-object `x-amz-checksum-*`), and returns its SHA-256. The caller
-//!   renames the partial file into place.
+//!   pinned to the listed ETag, bounded memory, retries, resume, and verification (the size,
+//!   and the strongest check the object has: a full-object or composite `x-amz-checksum-*`,
+//!   else the ETag's MD5 for a single-part upload), and returns its SHA-256. The caller renames
+//!   the partial file into place.
 //!
 //! Architecture invariants: no secret reaches an error, a log line or a `Debug` output; the
 //! connector never creates the final file, only the partial file and its resume record

@@ -182,10 +182,13 @@ async fn a_flipped_byte_fails_verification_and_removes_the_partial_file() {
         let error = fetch(&source, &object, &partial).await.0.unwrap_err();
         assert_eq!(proxy.pending_faults(), 0);
         assert!(
-            matches!(error, S3Error::Verification { what: Verification::EtagMd5, ref key, .. } if *key == object.key),
+            matches!(error, S3Error::Verification { what: Verification::ChecksumCrc32, ref key, .. } if *key == object.key),
             "{error:?}"
         );
-        assert!(error.to_string().contains("ETag MD5"), "{error}");
+        assert!(
+            error.to_string().contains("x-amz-checksum-crc32"),
+            "{error}"
+        );
         assert!(!partial.exists(), "partial file removed");
         assert!(!resume_record_path(&partial).exists());
     }

@@ -31,14 +31,11 @@ async fn a_small_object_arrives_exact_and_verified() {
     assert_eq!(fetched.sha256, sha256(&content));
     assert_eq!(fetched.etag, object.etag);
     assert_eq!(fetched.resumed_bytes, 0);
-    // The seeding SDK sent a CRC32, which s3s-fs returns with a whole-object GET.
+    // The seeding SDK sent a CRC32, which the server returns with a whole-object GET; the
+    // ETag's MD5 is not computed when a checksum exists.
     assert_eq!(
         fetched.verified,
-        vec![
-            Verification::Size,
-            Verification::EtagMd5,
-            Verification::ChecksumCrc32
-        ]
+        vec![Verification::Size, Verification::ChecksumCrc32]
     );
     assert_eq!(progressed, 100_000);
     assert!(!resume_record_path(&partial).exists());
@@ -77,11 +74,7 @@ async fn a_large_object_arrives_in_parallel_parts() {
     assert_eq!(fetched.etag, etag);
     assert_eq!(
         fetched.verified,
-        vec![
-            Verification::Size,
-            Verification::EtagMd5,
-            Verification::ChecksumCrc32
-        ]
+        vec![Verification::Size, Verification::ChecksumCrc32]
     );
     assert_eq!(progressed, size);
     let ranges: Vec<String> = proxy
@@ -124,7 +117,8 @@ async fn a_multipart_upload_and_an_empty_object_are_fetched() {
         "content differs"
     );
     assert_eq!(fetched.sha256, sha256(&content));
-    // A multipart ETag is not an MD5 of the content, and s3s-fs keeps no checksum for it.
+    // A multipart upload created without a checksum algorithm has no object checksum, and
+    // its ETag is not an MD5 of the content: only the size is checked.
     assert_eq!(fetched.verified, vec![Verification::Size]);
 
     let object = remote(&server, &source, "empty.txt").await;
@@ -134,11 +128,7 @@ async fn a_multipart_upload_and_an_empty_object_are_fetched() {
     assert_eq!(fetched.sha256, sha256(b""));
     assert_eq!(
         fetched.verified,
-        vec![
-            Verification::Size,
-            Verification::EtagMd5,
-            Verification::ChecksumCrc32
-        ]
+        vec![Verification::Size, Verification::ChecksumCrc32]
     );
 }
 
@@ -306,7 +296,7 @@ async fn resumed_parts_are_verified_again() {
         matches!(
             error,
             S3Error::Verification {
-                what: Verification::EtagMd5,
+                what: Verification::ChecksumCrc32,
                 ..
             }
         ),

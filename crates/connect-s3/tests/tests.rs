@@ -3,6 +3,7 @@
 mod access;
 mod faults;
 mod fetch;
+mod integrity;
 mod list;
 mod support;
 mod unreachable;

@@ -1,0 +1,850 @@
+//! What S3 does with checksums that s3s-fs 0.14.1 does not: a wrapper around its `S3` impl.
+//!
+//! s3s-fs keeps the checksums sent with PutObject, ignores those of UploadPart and
+//! CompleteMultipartUpload, returns checksums whatever `x-amz-checksum-mode` says and knows
+//! nothing of `partNumber`. Real S3 (and so every client written against it, awscli first):
+//! - keeps one checksum per part and answers, for a multipart object, either a *composite*
+//!   checksum (`<checksum of the parts' checksums>-<parts>`, CRC32/CRC32C/SHA1/SHA256, the
+//!   default but for CRC64NVME) or a *full-object* one (CRC64NVME always, CRC32/CRC32C when
+//!   the upload asked for `FULL_OBJECT`), with `x-amz-checksum-type`;
+//! - answers HEAD/GET with `partNumber` with that part's length, range and checksum, and
+//!   `x-amz-mp-parts-count`;
+//! - returns checksums on HEAD/GET only with `x-amz-checksum-mode: ENABLED`, and not for a
+//!   range that is less than the whole object.
+//!
+//! The guarantee: an object seeded through this server reads back, checksum headers included,
+//! as the same upload to S3 would. It is kept by recording, for every completed multipart
+//! upload, its parts' lengths and checksums in `<root>/.keyledger-checksums/<bucket>/<key>.json`
+//! (a dot folder is never listed as a bucket) next to the ETag it belongs to; a record whose
+//! ETag is not the object's current one is ignored, and PutObject and DeleteObject remove it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::{StreamExt as _, TryStreamExt as _};
+use s3s::checksum::ChecksumHasher;
+use s3s::dto::*;
+use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt as _;
+
+/// Where the records live, under the server's root.
+const RECORDS: &str = ".keyledger-checksums";
+
+/// How the server answers checksums on HEAD and GET.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumDialect {
+    /// As AWS S3: `x-amz-checksum-type`, and composite checksums end in `-<parts>`.
+    #[default]
+    Aws,
+    /// As some S3-compatible stores: no `x-amz-checksum-type`, and a composite checksum
+    /// without its `-<parts>` suffix, so that it reads like a full-object one.
+    Untyped,
+}
+
+/// s3s-fs with S3's checksum behaviour.
+#[derive(Debug)]
+pub struct ChecksumKeeper {
+    inner: s3s_fs::FileSystem,
+    dialect: ChecksumDialect,
+    root: PathBuf,
+    /// Multipart uploads in progress, by upload id.
+    uploads: Mutex<HashMap<String, Upload>>,
+}
+
+/// The checksum algorithms of S3.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Algorithm {
+    Crc32,
+    Crc32c,
+    Crc64Nvme,
+    Sha1,
+    Sha256,
+}
+
+#[derive(Debug, Default)]
+struct Upload {
+    algorithm: Option<Algorithm>,
+    full_object: bool,
+    parts: BTreeMap<i32, PartRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PartRecord {
+    length: u64,
+    /// Base64, as S3 sends it.
+    checksum: Option<String>,
+}
+
+/// What a completed multipart upload left.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ObjectRecord {
+    /// Without quotes.
+    etag: String,
+    algorithm: Option<Algorithm>,
+    full_object: bool,
+    /// `<base64>-<parts>` for composite checksums, `<base64>` for full-object ones.
+    checksum: Option<String>,
+    parts: Vec<PartRecord>,
+}
+
+impl Algorithm {
+    fn from_name(name: &str) -> Option<Algorithm> {
+        match name.to_ascii_uppercase().as_str() {
+            "CRC32" => Some(Algorithm::Crc32),
+            "CRC32C" => Some(Algorithm::Crc32c),
+            "CRC64NVME" => Some(Algorithm::Crc64Nvme),
+            "SHA1" => Some(Algorithm::Sha1),
+            "SHA256" => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            Algorithm::Crc32 => "x-amz-checksum-crc32",
+            Algorithm::Crc32c => "x-amz-checksum-crc32c",
+            Algorithm::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Algorithm::Sha1 => "x-amz-checksum-sha1",
+            Algorithm::Sha256 => "x-amz-checksum-sha256",
+        }
+    }
+
+    fn hasher(self) -> ChecksumHasher {
+        let mut hasher = ChecksumHasher::default();
+        match self {
+            Algorithm::Crc32 => hasher.crc32 = Some(Default::default()),
+            Algorithm::Crc32c => hasher.crc32c = Some(Default::default()),
+            Algorithm::Crc64Nvme => hasher.crc64nvme = Some(Default::default()),
+            Algorithm::Sha1 => hasher.sha1 = Some(Default::default()),
+            Algorithm::Sha256 => hasher.sha256 = Some(Default::default()),
+        }
+        hasher
+    }
+
+    fn finish(self, hasher: ChecksumHasher) -> String {
+        self.pick(&hasher.finalize()).unwrap_or_default()
+    }
+
+    fn digest(self, bytes: &[u8]) -> String {
+        let mut hasher = self.hasher();
+        hasher.update(bytes);
+        self.finish(hasher)
+    }
+
+    fn pick(self, checksum: &Checksum) -> Option<String> {
+        match self {
+            Algorithm::Crc32 => checksum.checksum_crc32.clone(),
+            Algorithm::Crc32c => checksum.checksum_crc32c.clone(),
+            Algorithm::Crc64Nvme => checksum.checksum_crc64nvme.clone(),
+            Algorithm::Sha1 => checksum.checksum_sha1.clone(),
+            Algorithm::Sha256 => checksum.checksum_sha256.clone(),
+        }
+    }
+
+    /// Full-object checksums exist for the CRCs only, composite ones for all but CRC64NVME.
+    fn default_full_object(self) -> bool {
+        self == Algorithm::Crc64Nvme
+    }
+}
+
+/// The checksum fields every response type shares.
+#[derive(Default)]
+struct ChecksumFields {
+    crc32: Option<String>,
+    crc32c: Option<String>,
+    crc64nvme: Option<String>,
+    sha1: Option<String>,
+    sha256: Option<String>,
+    checksum_type: Option<ChecksumType>,
+}
+
+impl ChecksumFields {
+    fn one(algorithm: Algorithm, value: String, full_object: bool) -> ChecksumFields {
+        let mut fields = ChecksumFields {
+            checksum_type: Some(ChecksumType::from_static(if full_object {
+                ChecksumType::FULL_OBJECT
+            } else {
+                ChecksumType::COMPOSITE
+            })),
+            ..ChecksumFields::default()
+        };
+        let slot = match algorithm {
+            Algorithm::Crc32 => &mut fields.crc32,
+            Algorithm::Crc32c => &mut fields.crc32c,
+            Algorithm::Crc64Nvme => &mut fields.crc64nvme,
+            Algorithm::Sha1 => &mut fields.sha1,
+            Algorithm::Sha256 => &mut fields.sha256,
+        };
+        *slot = Some(value);
+        fields
+    }
+}
+
+macro_rules! set_checksums {
+    ($output:expr, $fields:expr) => {{
+        let fields = $fields;
+        $output.checksum_crc32 = fields.crc32;
+        $output.checksum_crc32c = fields.crc32c;
+        $output.checksum_crc64nvme = fields.crc64nvme;
+        $output.checksum_sha1 = fields.sha1;
+        $output.checksum_sha256 = fields.sha256;
+        $output.checksum_type = fields.checksum_type;
+    }};
+}
+
+macro_rules! has_checksum {
+    ($output:expr) => {
+        $output.checksum_crc32.is_some()
+            || $output.checksum_crc32c.is_some()
+            || $output.checksum_crc64nvme.is_some()
+            || $output.checksum_sha1.is_some()
+            || $output.checksum_sha256.is_some()
+    };
+}
+
+impl ChecksumKeeper {
+    pub fn new(inner: s3s_fs::FileSystem, root: &Path, dialect: ChecksumDialect) -> ChecksumKeeper {
+        ChecksumKeeper {
+            inner,
+            dialect,
+            root: root.to_path_buf(),
+            uploads: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn record_path(&self, bucket: &str, key: &str) -> PathBuf {
+        self.root
+            .join(RECORDS)
+            .join(bucket)
+            .join(format!("{key}.json"))
+    }
+
+    /// The record of the object whose ETag is `etag`, if it was a multipart upload.
+    fn load_record(&self, bucket: &str, key: &str, etag: Option<&ETag>) -> Option<ObjectRecord> {
+        let text = std::fs::read(self.record_path(bucket, key)).ok()?;
+        let record: ObjectRecord = serde_json::from_slice(&text).ok()?;
+        let current = etag?.value().trim_matches('"');
+        (record.etag == current).then_some(record)
+    }
+
+    /// The fields of a HEAD or GET answer, in this server's dialect.
+    fn in_dialect(&self, fields: ChecksumFields) -> ChecksumFields {
+        match self.dialect {
+            ChecksumDialect::Aws => fields,
+            ChecksumDialect::Untyped => {
+                let strip = |value: Option<String>| {
+                    value.map(|value| match value.rsplit_once('-') {
+                        Some((checksum, _)) => checksum.to_owned(),
+                        None => value,
+                    })
+                };
+                ChecksumFields {
+                    crc32: strip(fields.crc32),
+                    crc32c: strip(fields.crc32c),
+                    crc64nvme: strip(fields.crc64nvme),
+                    sha1: strip(fields.sha1),
+                    sha256: strip(fields.sha256),
+                    checksum_type: None,
+                }
+            }
+        }
+    }
+
+    fn forget_record(&self, bucket: &str, key: &str) {
+        let _ = std::fs::remove_file(self.record_path(bucket, key));
+    }
+
+    fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, Upload>> {
+        self.uploads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> S3Error {
+    S3Error::with_message(S3ErrorCode::InternalError, error.to_string())
+}
+
+fn invalid_part_number() -> S3Error {
+    let mut error = S3Error::with_message(
+        S3ErrorCode::Custom("InvalidPartNumber".into()),
+        "The requested partnumber is not satisfiable",
+    );
+    error.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+    error
+}
+
+fn checksum_mode_enabled(mode: Option<&ChecksumMode>) -> bool {
+    mode.is_some_and(|mode| mode.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED))
+}
+
+/// The byte range of part `number` (1-based) and its record.
+fn part_span(record: &ObjectRecord, number: i32) -> Option<(u64, u64, &PartRecord)> {
+    let index = usize::try_from(number).ok()?.checked_sub(1)?;
+    let part = record.parts.get(index)?;
+    let start: u64 = record.parts[..index].iter().map(|part| part.length).sum();
+    Some((start, start + part.length, part))
+}
+
+/// The checksum fields a HEAD/GET of the whole object, or of part `part`, answers.
+fn answer_fields(record: &ObjectRecord, part: Option<&PartRecord>) -> ChecksumFields {
+    let Some(algorithm) = record.algorithm else {
+        return ChecksumFields::default();
+    };
+    match part {
+        // A part of a composite object carries its own checksum; a full-object checksum
+        // belongs to the whole object only.
+        Some(part) if !record.full_object => match &part.checksum {
+            Some(value) => ChecksumFields::one(algorithm, value.clone(), false),
+            None => ChecksumFields::default(),
+        },
+        Some(_) => ChecksumFields::default(),
+        None => match &record.checksum {
+            Some(value) => ChecksumFields::one(algorithm, value.clone(), record.full_object),
+            None => ChecksumFields::default(),
+        },
+    }
+}
+
+/// The algorithm a part upload carries a checksum of: a header, or a trailer it announces.
+fn part_algorithm(input: &UploadPartInput, headers: &http::HeaderMap) -> Option<Algorithm> {
+    let announced = [
+        (Algorithm::Crc32, input.checksum_crc32.is_some()),
+        (Algorithm::Crc32c, input.checksum_crc32c.is_some()),
+        (Algorithm::Crc64Nvme, input.checksum_crc64nvme.is_some()),
+        (Algorithm::Sha1, input.checksum_sha1.is_some()),
+        (Algorithm::Sha256, input.checksum_sha256.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(algorithm, present)| present.then_some(algorithm));
+    announced
+        .or_else(|| {
+            let trailer = headers.get("x-amz-trailer")?.to_str().ok()?;
+            let name = trailer.trim().strip_prefix("x-amz-checksum-")?;
+            Algorithm::from_name(name)
+        })
+        .or_else(|| {
+            input
+                .checksum_algorithm
+                .as_ref()
+                .and_then(|algorithm| Algorithm::from_name(algorithm.as_str()))
+        })
+}
+
+fn sent_part_checksum(input: &UploadPartInput, algorithm: Algorithm) -> Option<String> {
+    match algorithm {
+        Algorithm::Crc32 => input.checksum_crc32.clone(),
+        Algorithm::Crc32c => input.checksum_crc32c.clone(),
+        Algorithm::Crc64Nvme => input.checksum_crc64nvme.clone(),
+        Algorithm::Sha1 => input.checksum_sha1.clone(),
+        Algorithm::Sha256 => input.checksum_sha256.clone(),
+    }
+}
+
+fn completed_part_checksum(part: &CompletedPart, algorithm: Algorithm) -> Option<String> {
+    match algorithm {
+        Algorithm::Crc32 => part.checksum_crc32.clone(),
+        Algorithm::Crc32c => part.checksum_crc32c.clone(),
+        Algorithm::Crc64Nvme => part.checksum_crc64nvme.clone(),
+        Algorithm::Sha1 => part.checksum_sha1.clone(),
+        Algorithm::Sha256 => part.checksum_sha256.clone(),
+    }
+}
+
+fn complete_input_checksum(
+    input: &CompleteMultipartUploadInput,
+    algorithm: Algorithm,
+) -> Option<String> {
+    match algorithm {
+        Algorithm::Crc32 => input.checksum_crc32.clone(),
+        Algorithm::Crc32c => input.checksum_crc32c.clone(),
+        Algorithm::Crc64Nvme => input.checksum_crc64nvme.clone(),
+        Algorithm::Sha1 => input.checksum_sha1.clone(),
+        Algorithm::Sha256 => input.checksum_sha256.clone(),
+    }
+}
+
+/// `<checksum of the concatenated binary part checksums>-<parts>`.
+fn composite_checksum(algorithm: Algorithm, parts: &[PartRecord]) -> Option<String> {
+    let mut concatenated = Vec::new();
+    for part in parts {
+        concatenated.extend(BASE64.decode(part.checksum.as_deref()?).ok()?);
+    }
+    Some(format!(
+        "{}-{}",
+        algorithm.digest(&concatenated),
+        parts.len()
+    ))
+}
+
+/// The checksum of a whole file, read back from disk.
+async fn file_checksum(path: &Path, algorithm: Algorithm) -> std::io::Result<String> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = algorithm.hasher();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(algorithm.finish(hasher));
+        }
+        hasher.update(&buffer[..read]);
+    }
+}
+
+#[async_trait::async_trait]
+impl S3 for ChecksumKeeper {
+    async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        self.inner.create_bucket(req).await
+    }
+
+    async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        self.forget_record(&req.input.bucket, &req.input.key);
+        self.inner.copy_object(req).await
+    }
+
+    async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        self.inner.delete_bucket(req).await
+    }
+
+    async fn delete_object(
+        &self,
+        req: S3Request<DeleteObjectInput>,
+    ) -> S3Result<S3Response<DeleteObjectOutput>> {
+        self.forget_record(&req.input.bucket, &req.input.key);
+        self.inner.delete_object(req).await
+    }
+
+    async fn delete_objects(
+        &self,
+        req: S3Request<DeleteObjectsInput>,
+    ) -> S3Result<S3Response<DeleteObjectsOutput>> {
+        for object in &req.input.delete.objects {
+            self.forget_record(&req.input.bucket, &object.key);
+        }
+        self.inner.delete_objects(req).await
+    }
+
+    async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.inner.get_bucket_location(req).await
+    }
+
+    async fn get_object(
+        &self,
+        mut req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let mode = checksum_mode_enabled(req.input.checksum_mode.as_ref());
+        let part_number = req.input.part_number.take();
+        let whole = req.input.range.is_none();
+        // The record is looked up before the GET to turn a part number into a range; its
+        // ETag is checked against the answer's.
+        let record = std::fs::read(self.record_path(&bucket, &key))
+            .ok()
+            .and_then(|text| serde_json::from_slice::<ObjectRecord>(&text).ok());
+        let mut part = None;
+        if let Some(number) = part_number {
+            match &record {
+                Some(record) => {
+                    let (start, end, found) =
+                        part_span(record, number).ok_or_else(invalid_part_number)?;
+                    req.input.range = Some(Range::Int {
+                        first: start,
+                        last: Some(end.saturating_sub(1)),
+                    });
+                    part = Some((number, found.clone()));
+                }
+                None if number == 1 => {}
+                None => return Err(invalid_part_number()),
+            }
+        }
+        let mut response = self.inner.get_object(req).await?;
+        let output = &mut response.output;
+        let record = record.filter(|record| {
+            output
+                .e_tag
+                .as_ref()
+                .is_some_and(|etag| etag.value().trim_matches('"') == record.etag)
+        });
+        if let (Some(_), None) = (&part, &record) {
+            // The object changed between the lookup and the GET.
+            return Err(invalid_part_number());
+        }
+        let fields = match &record {
+            Some(record) => {
+                output.parts_count = i32::try_from(record.parts.len()).ok();
+                // A range that covers the whole object counts as the whole object, as in
+                // s3s-fs.
+                let total: u64 = record.parts.iter().map(|part| part.length).sum();
+                let whole = whole
+                    || output.content_length.and_then(|n| u64::try_from(n).ok()) == Some(total);
+                match &part {
+                    Some((_, found)) => answer_fields(record, Some(found)),
+                    None if whole => answer_fields(record, None),
+                    None => ChecksumFields::default(),
+                }
+            }
+            None if has_checksum!(output) => ChecksumFields {
+                crc32: output.checksum_crc32.take(),
+                crc32c: output.checksum_crc32c.take(),
+                crc64nvme: output.checksum_crc64nvme.take(),
+                sha1: output.checksum_sha1.take(),
+                sha256: output.checksum_sha256.take(),
+                checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            },
+            None => ChecksumFields::default(),
+        };
+        if mode {
+            set_checksums!(output, self.in_dialect(fields));
+        } else {
+            set_checksums!(output, ChecksumFields::default());
+        }
+        Ok(response)
+    }
+
+    async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.inner.head_bucket(req).await
+    }
+
+    async fn head_object(
+        &self,
+        mut req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let mode = checksum_mode_enabled(req.input.checksum_mode.as_ref());
+        let part_number = req.input.part_number.take();
+        let mut response = self.inner.head_object(req).await?;
+        let output = &mut response.output;
+        let record = self.load_record(&bucket, &key, output.e_tag.as_ref());
+        let fields = match (&record, part_number) {
+            (Some(record), number) => {
+                output.parts_count = i32::try_from(record.parts.len()).ok();
+                match number {
+                    Some(number) => {
+                        let (start, end, part) =
+                            part_span(record, number).ok_or_else(invalid_part_number)?;
+                        let total = record.parts.iter().map(|part| part.length).sum::<u64>();
+                        output.content_length = i64::try_from(end - start).ok();
+                        output.content_range =
+                            Some(format!("bytes {start}-{}/{total}", end.saturating_sub(1)));
+                        answer_fields(record, Some(part))
+                    }
+                    None => answer_fields(record, None),
+                }
+            }
+            (None, Some(number)) if number != 1 => return Err(invalid_part_number()),
+            (None, _) if has_checksum!(output) => ChecksumFields {
+                crc32: output.checksum_crc32.take(),
+                crc32c: output.checksum_crc32c.take(),
+                crc64nvme: output.checksum_crc64nvme.take(),
+                sha1: output.checksum_sha1.take(),
+                sha256: output.checksum_sha256.take(),
+                checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+            },
+            (None, _) => ChecksumFields::default(),
+        };
+        if mode {
+            set_checksums!(output, self.in_dialect(fields));
+        } else {
+            set_checksums!(output, ChecksumFields::default());
+        }
+        Ok(response)
+    }
+
+    async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        self.inner.list_buckets(req).await
+    }
+
+    async fn list_objects(
+        &self,
+        req: S3Request<ListObjectsInput>,
+    ) -> S3Result<S3Response<ListObjectsOutput>> {
+        self.inner.list_objects(req).await
+    }
+
+    async fn list_objects_v2(
+        &self,
+        req: S3Request<ListObjectsV2Input>,
+    ) -> S3Result<S3Response<ListObjectsV2Output>> {
+        self.inner.list_objects_v2(req).await
+    }
+
+    async fn put_object(
+        &self,
+        req: S3Request<PutObjectInput>,
+    ) -> S3Result<S3Response<PutObjectOutput>> {
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let mut response = self.inner.put_object(req).await?;
+        self.forget_record(&bucket, &key);
+        if has_checksum!(response.output) {
+            response.output.checksum_type =
+                Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT));
+        }
+        Ok(response)
+    }
+
+    async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let algorithm = match &req.input.checksum_algorithm {
+            Some(name) => Some(Algorithm::from_name(name.as_str()).ok_or_else(|| {
+                s3_error!(
+                    InvalidRequest,
+                    "unknown checksum algorithm {}",
+                    name.as_str()
+                )
+            })?),
+            None => None,
+        };
+        let full_object = match (&req.input.checksum_type, algorithm) {
+            (Some(kind), Some(algorithm)) => {
+                let full = kind.as_str() == ChecksumType::FULL_OBJECT;
+                let allowed = if full {
+                    matches!(
+                        algorithm,
+                        Algorithm::Crc32 | Algorithm::Crc32c | Algorithm::Crc64Nvme
+                    )
+                } else {
+                    algorithm != Algorithm::Crc64Nvme
+                };
+                if !allowed {
+                    return Err(s3_error!(
+                        InvalidRequest,
+                        "The {} checksum type cannot be used with the {algorithm:?} algorithm",
+                        kind.as_str()
+                    ));
+                }
+                full
+            }
+            (_, Some(algorithm)) => algorithm.default_full_object(),
+            (_, None) => false,
+        };
+        let mut response = self.inner.create_multipart_upload(req).await?;
+        if let Some(upload_id) = &response.output.upload_id {
+            self.uploads().insert(
+                upload_id.clone(),
+                Upload {
+                    algorithm,
+                    full_object,
+                    parts: BTreeMap::new(),
+                },
+            );
+        }
+        if let Some(algorithm) = algorithm {
+            response.output.checksum_algorithm = Some(ChecksumAlgorithm::from(
+                format!("{algorithm:?}").to_ascii_uppercase(),
+            ));
+            response.output.checksum_type = Some(ChecksumType::from_static(if full_object {
+                ChecksumType::FULL_OBJECT
+            } else {
+                ChecksumType::COMPOSITE
+            }));
+        }
+        Ok(response)
+    }
+
+    async fn upload_part(
+        &self,
+        mut req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let upload_id = req.input.upload_id.clone();
+        let part_number = req.input.part_number;
+        let upload_algorithm = self
+            .uploads()
+            .get(&upload_id)
+            .and_then(|upload| upload.algorithm);
+        let algorithm = upload_algorithm.or_else(|| part_algorithm(&req.input, &req.headers));
+        let sent = algorithm.and_then(|algorithm| sent_part_checksum(&req.input, algorithm));
+        let trailers = req.trailing_headers.take();
+        let hashed = Arc::new(Mutex::new((0u64, algorithm.map(Algorithm::hasher))));
+        if let Some(body) = req.input.body.take() {
+            let hashed = Arc::clone(&hashed);
+            let stream = body.map_err(std::io::Error::other).inspect(move |chunk| {
+                if let Ok(bytes) = chunk {
+                    let mut state = hashed.lock().unwrap_or_else(|e| e.into_inner());
+                    state.0 += bytes.len() as u64;
+                    if let Some(hasher) = &mut state.1 {
+                        hasher.update(bytes);
+                    }
+                }
+            });
+            req.input.body = Some(StreamingBlob::wrap(stream));
+        }
+        let mut response = self.inner.upload_part(req).await?;
+        let (length, hasher) = std::mem::take(
+            &mut *hashed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let computed = match (algorithm, hasher) {
+            (Some(algorithm), Some(hasher)) => Some(algorithm.finish(hasher)),
+            _ => None,
+        };
+        if let Some(algorithm) = algorithm {
+            let sent = sent.or_else(|| {
+                let trailers = trailers.as_ref()?.take()?;
+                Some(trailers.get(algorithm.header())?.to_str().ok()?.to_owned())
+            });
+            if let Some(sent) = sent
+                && Some(&sent) != computed.as_ref()
+            {
+                return Err(s3_error!(
+                    BadDigest,
+                    "The {} you specified did not match the calculated checksum.",
+                    algorithm.header()
+                ));
+            }
+        }
+        if let Some(upload) = self.uploads().get_mut(&upload_id) {
+            upload.parts.insert(
+                part_number,
+                PartRecord {
+                    length,
+                    checksum: computed.clone(),
+                },
+            );
+        }
+        if let (Some(algorithm), Some(value)) = (algorithm, computed) {
+            let fields = ChecksumFields::one(algorithm, value, false);
+            let output = &mut response.output;
+            output.checksum_crc32 = fields.crc32;
+            output.checksum_crc32c = fields.crc32c;
+            output.checksum_crc64nvme = fields.crc64nvme;
+            output.checksum_sha1 = fields.sha1;
+            output.checksum_sha256 = fields.sha256;
+        }
+        Ok(response)
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.inner.upload_part_copy(req).await
+    }
+
+    async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        self.inner.list_parts(req).await
+    }
+
+    async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = &req.input;
+        let (bucket, key) = (input.bucket.clone(), input.key.clone());
+        let upload = self.uploads().remove(&input.upload_id).unwrap_or_default();
+        let listed: Vec<&CompletedPart> = input
+            .multipart_upload
+            .as_ref()
+            .and_then(|upload| upload.parts.as_ref())
+            .map(|parts| parts.iter().collect())
+            .unwrap_or_default();
+        let mut parts = Vec::with_capacity(listed.len());
+        for completed in &listed {
+            let number = completed.part_number.unwrap_or_default();
+            let Some(part) = upload.parts.get(&number) else {
+                return Err(s3_error!(InvalidPart, "part {number} was not uploaded"));
+            };
+            if let Some(algorithm) = upload.algorithm
+                && let Some(claimed) = completed_part_checksum(completed, algorithm)
+                && Some(&claimed) != part.checksum.as_ref()
+            {
+                return Err(s3_error!(
+                    InvalidPart,
+                    "the checksum of part {number} does not match"
+                ));
+            }
+            parts.push(part.clone());
+        }
+        let claimed_whole = upload
+            .algorithm
+            .and_then(|algorithm| complete_input_checksum(input, algorithm));
+        let object_path = self.root.join(&bucket).join(&key);
+        let mut response = self.inner.complete_multipart_upload(req).await?;
+        let Some(inner_future) = response.output.future.take() else {
+            return Ok(response);
+        };
+        let record_path = self.record_path(&bucket, &key);
+        response.output.future = Some(Box::pin(async move {
+            let mut output = inner_future.await?;
+            let etag = output
+                .e_tag
+                .as_ref()
+                .map(|etag| etag.value().trim_matches('"').to_owned())
+                .unwrap_or_default();
+            let checksum = match upload.algorithm {
+                None => None,
+                Some(algorithm) if upload.full_object => {
+                    let whole = file_checksum(&object_path, algorithm)
+                        .await
+                        .map_err(internal)?;
+                    if let Some(claimed) = &claimed_whole
+                        && claimed != &whole
+                    {
+                        return Err(s3_error!(
+                            BadDigest,
+                            "The full-object {} you specified did not match the calculated checksum.",
+                            algorithm.header()
+                        ));
+                    }
+                    Some(whole)
+                }
+                Some(algorithm) => composite_checksum(algorithm, &parts),
+            };
+            let record = ObjectRecord {
+                etag,
+                algorithm: upload.algorithm,
+                full_object: upload.full_object,
+                checksum: checksum.clone(),
+                parts,
+            };
+            if let Some(parent) = record_path.parent() {
+                std::fs::create_dir_all(parent).map_err(internal)?;
+            }
+            std::fs::write(&record_path, serde_json::to_vec(&record).map_err(internal)?)
+                .map_err(internal)?;
+            if let (Some(algorithm), Some(value)) = (upload.algorithm, checksum) {
+                set_checksums!(
+                    output,
+                    ChecksumFields::one(algorithm, value, upload.full_object)
+                );
+            }
+            Ok(output)
+        }));
+        Ok(response)
+    }
+
+    async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        self.uploads().remove(&req.input.upload_id);
+        self.inner.abort_multipart_upload(req).await
+    }
+}
