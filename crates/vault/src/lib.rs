@@ -112,9 +112,10 @@ pub enum VaultError {
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
     #[error(
-        "the data directory {0} is in use by another keyledger process (stop it, or talk to it over HTTP)"
+        "the data directory {} is in use by another keyledger process (stop it, or talk to it over HTTP)",
+        dir.display()
     )]
-    Locked(String),
+    Locked { dir: PathBuf },
 }
 
 impl From<LogError> for VaultError {
@@ -256,16 +257,11 @@ impl Vault {
             })?;
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.durability = config.durability;
-        let log = EventLog::open(log_config, on_commit).map_err(|err| {
-            let text = err.to_string();
-            if text.contains("could not acquire lock")
-                || text.contains("WouldBlock")
-                || text.contains("temporarily unavailable")
-            {
-                VaultError::Locked(config.data_dir.display().to_string())
-            } else {
-                VaultError::from(err)
-            }
+        let log = EventLog::open(log_config, on_commit).map_err(|err| match err {
+            LogError::Locked { .. } => VaultError::Locked {
+                dir: config.data_dir.clone(),
+            },
+            other => VaultError::from(other),
         })?;
         let storage = log.storage_monitor();
         telemetry.add_collector(move |telemetry| report_storage(telemetry, &storage.health()));
