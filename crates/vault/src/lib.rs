@@ -44,7 +44,7 @@ pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
 };
 pub use per_thread::PerThread;
-pub use projection::{Projection, decode_event, encode_event};
+pub use projection::{EncodeEventError, Projection, decode_event, encode_event};
 pub use rotation::{
     PEPPER_ID, RewrapReport, RotationOutcome, VAULT_SECRET_PREFIX, entries_opened_by,
     is_vault_secret, pending_key_path, rewrap_sealed_material, rotate_master_key_offline,
@@ -116,6 +116,9 @@ pub enum VaultError {
         dir.display()
     )]
     Locked { dir: PathBuf },
+    /// Refused before anything was appended.
+    #[error("{0}; nothing was written")]
+    Encode(#[from] EncodeEventError),
 }
 
 impl From<LogError> for VaultError {
@@ -431,7 +434,7 @@ impl Vault {
             new_events.push(NewEvent {
                 stream,
                 expected,
-                body: encode_event(event),
+                body: encode_event(event)?,
             });
         }
         // Streams the decisions read but do not write must not move before the append lands.
@@ -481,5 +484,68 @@ impl Vault {
             .map(|action| Command::new(actor.clone(), action))
             .collect();
         self.execute_all(&commands, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use keyledger_domain::UserId;
+
+    use super::*;
+
+    /// An event that fails to encode refuses the whole command with a typed error before the
+    /// log is asked to append anything: no empty body enters the hash chain.
+    #[tokio::test]
+    async fn an_event_that_fails_to_encode_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate(&ring::rand::SystemRandom::new()).unwrap();
+        let config = VaultConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..VaultConfig::default()
+        };
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
+        let vault = Vault::open(config, &master, clock).unwrap();
+        let head = vault.log().head();
+
+        projection::ENCODING_FAILS.set(true);
+        let refused = vault.bootstrap(UserId::parse("admin").unwrap()).await;
+        projection::ENCODING_FAILS.set(false);
+        match refused {
+            Err(VaultError::Encode(error)) => {
+                assert_eq!(error.event_type(), "UserCreated");
+                let message = VaultError::Encode(error).to_string();
+                assert_eq!(
+                    message,
+                    "a UserCreated event could not be encoded for the event log; nothing was written"
+                );
+            }
+            Err(other) => panic!("expected VaultError::Encode, got {other}"),
+            Ok(_) => panic!("an event that failed to encode was appended"),
+        }
+        assert_eq!(vault.log().head(), head, "nothing may be appended");
+
+        // Encoding works again: the same command goes through, and the body is not empty.
+        vault
+            .bootstrap(UserId::parse("admin").unwrap())
+            .await
+            .unwrap();
+        assert!(vault.log().head().0 > head.0);
+    }
+
+    /// The encoding failure stays reachable as the error's source (not in its message).
+    #[test]
+    fn an_encoding_failure_keeps_bincode_error_as_its_source() {
+        projection::ENCODING_FAILS.set(true);
+        let error = encode_event(&keyledger_domain::Event::UserCreated {
+            user: UserId::parse("admin").unwrap(),
+            display_name: None,
+            at: Timestamp::from_millis(0),
+        })
+        .unwrap_err();
+        projection::ENCODING_FAILS.set(false);
+        assert!(error.source().is_some());
+        assert!(!error.to_string().contains("Other"), "{error}");
     }
 }
