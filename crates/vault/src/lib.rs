@@ -95,8 +95,19 @@ pub enum VaultError {
     Domain(#[from] DomainError),
     #[error("{0}")]
     Auth(#[from] AuthFailure),
+    /// The log refused to open or read (the data directory's lock is `Locked` instead).
     #[error("storage error: {0}")]
-    Storage(String),
+    Log(#[from] LogError),
+    /// The log refused an append for another reason than a concurrent change.
+    #[error("storage error: {0}")]
+    Append(#[source] AppendError),
+    /// What the log or the projection returned breaks the vault's own invariants (a bug, or a
+    /// damaged data directory); `what` says which, without any value from the request.
+    #[error("storage error: {what}")]
+    Inconsistent { what: &'static str },
+    /// bincode refused the projection; its error (Debug text) is the source, not the message.
+    #[error("storage error: cannot encode a snapshot")]
+    SnapshotEncode(#[source] bincode::error::EncodeError),
     #[error("the request was retried too often against concurrent changes; try again")]
     Contended,
     #[error(
@@ -119,12 +130,6 @@ pub enum VaultError {
     /// Refused before anything was appended.
     #[error("{0}; nothing was written")]
     Encode(#[from] EncodeEventError),
-}
-
-impl From<LogError> for VaultError {
-    fn from(err: LogError) -> Self {
-        VaultError::Storage(err.to_string())
-    }
 }
 
 /// The log's storage health as the `event_log` readiness component and two counters.
@@ -188,7 +193,7 @@ impl Executed {
                 at,
             })),
             Err(AppendError::Conflict { .. }) => None,
-            Err(err) => Some(Err(VaultError::Storage(err.to_string()))),
+            Err(err) => Some(Err(VaultError::Append(err))),
         }
     }
 }
@@ -532,6 +537,35 @@ mod tests {
             .await
             .unwrap();
         assert!(vault.log().head().0 > head.0);
+    }
+
+    /// Storage failures keep the log's typed error as their source, and say what they said
+    /// when they carried its text.
+    #[test]
+    fn storage_failures_keep_the_log_error_as_their_source() {
+        let opened = VaultError::from(LogError::Reopening);
+        assert_eq!(
+            opened.to_string(),
+            "storage error: the log's storage is being reopened after a storage failure; retry shortly"
+        );
+        let source = opened
+            .source()
+            .and_then(|source| source.downcast_ref::<LogError>());
+        assert!(matches!(source, Some(LogError::Reopening)), "{source:?}");
+
+        let appended = Executed::settle(
+            Vec::new(),
+            Timestamp::from_millis(0),
+            Err(AppendError::Closed),
+        );
+        let Some(Err(appended)) = appended else {
+            panic!("a closed log must refuse the append");
+        };
+        assert_eq!(appended.to_string(), "storage error: the log is closed");
+        let source = appended
+            .source()
+            .and_then(|source| source.downcast_ref::<AppendError>());
+        assert!(matches!(source, Some(AppendError::Closed)), "{source:?}");
     }
 
     /// The encoding failure stays reachable as the error's source (not in its message).

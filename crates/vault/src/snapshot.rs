@@ -533,8 +533,8 @@ fn take_snapshot(
             state: &projection.state,
             versions: &projection.versions,
         };
-        let payload = bincode::serde::encode_to_vec(&body, BINCODE)
-            .map_err(|err| VaultError::Storage(format!("cannot encode a snapshot: {err}")))?;
+        let payload =
+            bincode::serde::encode_to_vec(&body, BINCODE).map_err(VaultError::SnapshotEncode)?;
         (projection.applied_seq, projection.applied_hash, payload)
     };
     let digest = sha256(&payload);
