@@ -118,8 +118,28 @@ pub enum VaultError {
     Crypto(#[from] CryptoError),
     #[error("configuration: {0}")]
     Config(String),
-    #[error("{0}")]
-    Io(String),
+    /// A file or thread operation failed; `context` says which, on which path.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The new master key file could not replace the old one: the rotation is recorded in the
+    /// log but not finished on disk.
+    #[error(
+        "cannot move {} over {}: {source}; run the rotation again to finish it",
+        pending.display(),
+        master_key_file.display()
+    )]
+    RotationNotFinished {
+        pending: PathBuf,
+        master_key_file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {thread} thread panicked")]
+    ThreadPanicked { thread: &'static str },
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
     #[error(
@@ -130,6 +150,16 @@ pub enum VaultError {
     /// Refused before anything was appended.
     #[error("{0}; nothing was written")]
     Encode(#[from] EncodeEventError),
+}
+
+impl VaultError {
+    /// An I/O failure, with what was being done (`cannot read master key <path>`).
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> VaultError {
+        VaultError::Io {
+            context: context.into(),
+            source,
+        }
+    }
 }
 
 /// The log's storage health as the `event_log` readiness component and two counters.
@@ -258,10 +288,10 @@ impl Vault {
         keyledger_log::private_files::create_dir_all(&config.data_dir)
             .and_then(|()| keyledger_log::private_files::restrict_dir(&config.data_dir))
             .map_err(|err| {
-                VaultError::Io(format!(
-                    "cannot create data directory {}: {err}",
-                    config.data_dir.display()
-                ))
+                VaultError::io(
+                    format!("cannot create data directory {}", config.data_dir.display()),
+                    err,
+                )
             })?;
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.durability = config.durability;
@@ -566,6 +596,27 @@ mod tests {
             .source()
             .and_then(|source| source.downcast_ref::<AppendError>());
         assert!(matches!(source, Some(AppendError::Closed)), "{source:?}");
+    }
+
+    /// A file that cannot be read keeps the `io::Error` as its source; the message still names
+    /// the file and the OS's reason, as it did when it carried their text.
+    #[test]
+    fn io_failures_keep_the_io_error_as_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let error = read_master_key(&path).unwrap_err();
+        assert!(matches!(error, VaultError::Io { .. }), "{error:?}");
+        let message = error.to_string();
+        let prefix = format!("cannot read master key {}: ", path.display());
+        assert!(message.starts_with(&prefix), "{message}");
+        assert!(message.contains("No such file or directory"), "{message}");
+        let source = error
+            .source()
+            .and_then(|source| source.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            source.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
     }
 
     /// The encoding failure stays reachable as the error's source (not in its message).

@@ -151,7 +151,7 @@ impl Projection {
                 }
                 versions
             })
-            .map_err(|err| VaultError::Io(format!("cannot start the replay thread: {err}")))?;
+            .map_err(|err| VaultError::io("cannot start the replay thread", err))?;
         let mut count = 0;
         let mut failed = None;
         for chunk in receiver {
@@ -169,7 +169,7 @@ impl Projection {
         }
         self.versions = decoder
             .join()
-            .map_err(|_| VaultError::Io("the replay thread panicked".to_owned()))?;
+            .map_err(|_| VaultError::ThreadPanicked { thread: "replay" })?;
         match failed {
             Some(err) => Err(err),
             None => Ok(count),
