@@ -251,8 +251,11 @@ impl From<VaultError> for ApiError {
                 "the request raced too many concurrent changes; try again",
             )
             .with_retry_after(1),
-            VaultError::Storage(detail) => {
-                tracing::error!(error = %detail, "storage failure while serving a request");
+            storage @ (VaultError::Log(_)
+            | VaultError::Append(_)
+            | VaultError::Inconsistent { .. }
+            | VaultError::SnapshotEncode(_)) => {
+                tracing::error!(error = %storage, "storage failure while serving a request");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "storage_unavailable",

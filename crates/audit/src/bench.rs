@@ -12,7 +12,9 @@ use keyledger_domain::{
 use keyledger_log::{
     AppendBatch, Checkpoint, Durability, EventLog, ExpectedVersion, LogConfig, NewEvent,
 };
-use keyledger_vault::{AuditConfig, SNAPSHOT_FILE, SystemClock, Vault, VaultConfig, encode_event};
+use keyledger_vault::{
+    AuditConfig, SNAPSHOT_FILE, SystemClock, Vault, VaultConfig, VaultError, encode_event,
+};
 use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
 
@@ -222,7 +224,7 @@ pub fn generate_log(dir: &Path, events: u64) -> Result<EventLog, AuditError> {
             batch.push(NewEvent {
                 stream: event.stream_id(),
                 expected: ExpectedVersion::Any,
-                body: encode_event(&event),
+                body: encode_event(&event).map_err(VaultError::from)?,
             });
         }
         log.append_blocking(AppendBatch {

@@ -773,7 +773,9 @@ fn open_vault(data_dir: &Path, master: &MasterKey) -> anyhow::Result<Vault> {
         ..VaultConfig::default()
     };
     Vault::open(config, master, Arc::new(SystemClock)).map_err(|err| match err {
-        keyledger_vault::VaultError::Locked(_) => AuditError::InUse(data_dir.to_path_buf()).into(),
+        keyledger_vault::VaultError::Locked { .. } => {
+            AuditError::InUse(data_dir.to_path_buf()).into()
+        }
         other => anyhow!("{other}"),
     })
 }

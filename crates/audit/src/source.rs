@@ -18,12 +18,7 @@ pub fn open_log_offline(data_dir: &Path) -> Result<EventLog, AuditError> {
     }
     EventLog::open(LogConfig::new(&log_dir), Box::new(|_: &[Envelope]| {})).map_err(|err| match err
     {
-        LogError::Sled(sled::Error::Io(io)) if io.to_string().contains("lock") => {
-            AuditError::InUse(data_dir.to_path_buf())
-        }
-        LogError::Io(io) if io.to_string().contains("lock") => {
-            AuditError::InUse(data_dir.to_path_buf())
-        }
+        LogError::Locked { .. } => AuditError::InUse(data_dir.to_path_buf()),
         other => AuditError::Log(other),
     })
 }

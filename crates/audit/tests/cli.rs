@@ -161,3 +161,15 @@ async fn verify_and_replay_run_offline_and_verify_fails_on_damage() {
     let err = run(&["keyledger", "audit", "public-key", "--remote"]).unwrap_err();
     assert!(err.to_string().contains("login"), "{err}");
 }
+
+/// Reading a data directory offline while a vault holds it is the typed `InUse`, which the
+/// commands turn into advice to ask the server instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_held_by_a_vault_is_in_use() {
+    let test = vault().await;
+    match keyledger_audit::open_log_offline(test.path()) {
+        Err(keyledger_audit::AuditError::InUse(dir)) => assert_eq!(dir, test.path()),
+        Err(other) => panic!("expected AuditError::InUse, got {other:?}"),
+        Ok(_) => panic!("a held data directory opened offline"),
+    }
+}

@@ -269,7 +269,7 @@ async fn a_data_directory_from_before_the_kept_pepper_migrates_and_survives_rota
                 .map(|event| keyledger_log::NewEvent {
                     stream: event.stream_id(),
                     expected: keyledger_log::ExpectedVersion::Any,
-                    body: keyledger_vault::encode_event(event),
+                    body: keyledger_vault::encode_event(event).unwrap(),
                 })
                 .collect(),
         })

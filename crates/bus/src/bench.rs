@@ -167,7 +167,7 @@ fn open_vault(options: &RelayBenchOptions) -> Result<Vault, BusError> {
 }
 
 /// One `ApiKeyCreated` as the vault records it (a hint, a 32-byte hash), ~200 bytes encoded.
-fn key_created(index: u64, at: Timestamp) -> (String, Vec<u8>) {
+fn key_created(index: u64, at: Timestamp) -> Result<(String, Vec<u8>), BusError> {
     let key = KeyId::from_trusted(format!("key_bench{index:011}"));
     let event = Event::ApiKeyCreated {
         key: key.clone(),
@@ -178,7 +178,8 @@ fn key_created(index: u64, at: Timestamp) -> (String, Vec<u8>) {
         created_at: at,
         expires_at: Some(at.plus_days(30)),
     };
-    (event.stream_id(), encode_event(&event))
+    let body = encode_event(&event).map_err(|error| BusError::Log(error.to_string()))?;
+    Ok((event.stream_id(), body))
 }
 
 /// Appends `events` events in batches of 1,000.
@@ -195,14 +196,14 @@ async fn fill(vault: &Vault, events: u64) -> Result<(), BusError> {
             time_ms: now.as_millis(),
             events: (index..batch_end)
                 .map(|i| {
-                    let (stream, body) = key_created(i, now);
-                    NewEvent {
+                    let (stream, body) = key_created(i, now)?;
+                    Ok(NewEvent {
                         stream,
                         expected: ExpectedVersion::NoStream,
                         body,
-                    }
+                    })
                 })
-                .collect(),
+                .collect::<Result<_, BusError>>()?,
         };
         vault
             .log()
@@ -325,7 +326,7 @@ async fn latency(
     for _ in 0..samples {
         index += 1;
         let now = vault.now();
-        let (stream, body) = key_created(index, now);
+        let (stream, body) = key_created(index, now)?;
         let started = Instant::now();
         let batch = AppendBatch {
             request_id: None,

@@ -128,7 +128,7 @@ fn bootstrap(
 pub fn open_vault(config: &Config, master: &keyledger_crypto::MasterKey) -> anyhow::Result<Vault> {
     Vault::open(config.vault_config()?, master, Arc::new(SystemClock)).map_err(|err| {
         let text = err.to_string();
-        if matches!(err, VaultError::Locked(_)) {
+        if matches!(err, VaultError::Locked { .. }) {
             Failure::new(
                 Exit::Conflict,
                 format!(

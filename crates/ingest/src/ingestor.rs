@@ -124,9 +124,9 @@ impl Ingestor {
                 _ => None,
             })
             .ok_or_else(|| {
-                IngestError::Vault(VaultError::Storage(
-                    "the ingestion request recorded no IngestionRequested event".to_owned(),
-                ))
+                IngestError::Vault(VaultError::Inconsistent {
+                    what: "the ingestion request recorded no IngestionRequested event",
+                })
             })?;
         let live = Arc::new(LiveJob::new());
         shared.lock_jobs().insert(id.clone(), Arc::clone(&live));

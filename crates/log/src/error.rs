@@ -1,3 +1,5 @@
+use std::path::PathBuf;
+
 use crate::{ExpectedVersion, Seq};
 
 /// Why an append was refused. Only `Storage` and `Closed` leave the outcome of the log itself in
@@ -51,6 +53,9 @@ pub enum LogError {
     NotConfirmed { reason: String },
     #[error("the log's storage is being reopened after a storage failure; retry shortly")]
     Reopening,
+    /// Another process (or another open log of this one) holds the database's lock.
+    #[error("the log directory {} is in use by another process; stop it first", dir.display())]
+    Locked { dir: PathBuf },
 }
 
 impl LogError {
@@ -77,6 +82,7 @@ impl LogError {
                 reason: reason.clone(),
             },
             LogError::Reopening => LogError::Reopening,
+            LogError::Locked { dir } => LogError::Locked { dir: dir.clone() },
         }
     }
 }

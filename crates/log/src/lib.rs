@@ -633,20 +633,34 @@ fn open_store(config: &LogConfig) -> Result<Database, LogError> {
     })
 }
 
-/// Opens sled, waiting briefly if a handle of this process is still releasing the lock.
+/// Opens sled, waiting briefly if a handle of this process is still releasing the lock. A lock
+/// still held after [`LOCK_RELEASE_WAIT`] is [`LogError::Locked`]: sled reports it only as text,
+/// so the lock is recognised by probing `<path>/db` ourselves, never by reading sled's message.
 fn open_database(path: &Path) -> Result<sled::Db, LogError> {
     let deadline = Instant::now() + LOCK_RELEASE_WAIT;
     loop {
         match sled::Config::new().path(path).open() {
-            Err(sled::Error::Io(error))
-                if Instant::now() < deadline
-                    && error.to_string().contains("could not acquire lock") =>
-            {
+            Err(sled::Error::Io(error)) if database_lock_is_held(path) => {
+                if Instant::now() >= deadline {
+                    tracing::debug!(path = %path.display(), %error, "the database lock is held");
+                    return Err(LogError::Locked {
+                        dir: path.to_path_buf(),
+                    });
+                }
                 std::thread::sleep(Duration::from_millis(5));
             }
             result => return Ok(result?),
         }
     }
+}
+
+/// Whether another open file (another process, or a sled instance of this one) holds the lock
+/// sled takes on `<path>/db`. The probe's own lock, if it got one, is released on return.
+fn database_lock_is_held(path: &Path) -> bool {
+    let Ok(file) = File::open(path.join("db")) else {
+        return false;
+    };
+    matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock))
 }
 
 fn decode_stored(seq: Seq, value: &[u8]) -> Result<Envelope, LogError> {

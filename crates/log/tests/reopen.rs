@@ -1,4 +1,6 @@
-use keyledger_log::{Committed, ExpectedVersion, GENESIS_HASH};
+use keyledger_log::{
+    Committed, Envelope, EventLog, ExpectedVersion, GENESIS_HASH, LogConfig, LogError,
+};
 
 use crate::support::{batch, event, open, read_all, with_request_id};
 
@@ -173,4 +175,21 @@ fn logs_written_before_blocks_still_open() {
         .expect("append after the old layout");
     let report = log.verify().expect("verify");
     assert_eq!((report.verified_through, report.first_bad), (11, None));
+}
+
+/// A log another open log holds is refused with the typed `Locked` (after the short wait for a
+/// lock this process is releasing), and opens once the holder is closed.
+#[test]
+fn a_held_log_is_refused_as_locked_until_its_holder_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (holder, _) = open(dir.path());
+    let second = EventLog::open(LogConfig::new(dir.path()), Box::new(|_: &[Envelope]| {}));
+    match second {
+        Err(LogError::Locked { dir: locked }) => assert_eq!(locked, dir.path()),
+        Err(other) => panic!("expected LogError::Locked, got {other:?}"),
+        Ok(_) => panic!("a held log opened a second time"),
+    }
+    holder.close();
+    let (reopened, _) = open(dir.path());
+    reopened.close();
 }

@@ -172,7 +172,9 @@ impl Vault {
             return Err(err);
         }
         self.external_key_view(&key)
-            .ok_or_else(|| VaultError::Storage("created key missing from the projection".into()))
+            .ok_or(VaultError::Inconsistent {
+                what: "created key missing from the projection",
+            })
     }
 
     /// Deletes the listed external keys atomically and destroys their data keys.
@@ -211,7 +213,9 @@ impl Vault {
         )
         .await?;
         self.external_key_view(&key)
-            .ok_or_else(|| VaultError::Storage("verified key missing from the projection".into()))
+            .ok_or(VaultError::Inconsistent {
+                what: "verified key missing from the projection",
+            })
     }
 
     pub fn list_external_keys(&self, owner: &UserId) -> Vec<ExternalKeyView> {

@@ -149,8 +149,8 @@ impl Vault {
                             .api_key(&key)
                             .map(|k| (k.name.clone(), k.created_at, k.expires_at))
                     })
-                    .ok_or_else(|| {
-                        VaultError::Storage("rolled key vanished from the projection".into())
+                    .ok_or(VaultError::Inconsistent {
+                        what: "rolled key vanished from the projection",
                     })?;
                 Ok(CreatedApiKey {
                     id: key,
@@ -162,7 +162,9 @@ impl Vault {
                     previous_valid_until: Some(*previous_valid_until),
                 })
             }
-            _ => Err(VaultError::Storage("roll recorded no event".into())),
+            _ => Err(VaultError::Inconsistent {
+                what: "roll recorded no event",
+            }),
         }
     }
 

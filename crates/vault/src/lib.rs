@@ -44,7 +44,7 @@ pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
 };
 pub use per_thread::PerThread;
-pub use projection::{Projection, decode_event, encode_event};
+pub use projection::{EncodeEventError, Projection, decode_event, encode_event};
 pub use rotation::{
     PEPPER_ID, RewrapReport, RotationOutcome, VAULT_SECRET_PREFIX, entries_opened_by,
     is_vault_secret, pending_key_path, rewrap_sealed_material, rotate_master_key_offline,
@@ -95,8 +95,19 @@ pub enum VaultError {
     Domain(#[from] DomainError),
     #[error("{0}")]
     Auth(#[from] AuthFailure),
+    /// The log refused to open or read (the data directory's lock is `Locked` instead).
     #[error("storage error: {0}")]
-    Storage(String),
+    Log(#[from] LogError),
+    /// The log refused an append for another reason than a concurrent change.
+    #[error("storage error: {0}")]
+    Append(#[source] AppendError),
+    /// What the log or the projection returned breaks the vault's own invariants (a bug, or a
+    /// damaged data directory); `what` says which, without any value from the request.
+    #[error("storage error: {what}")]
+    Inconsistent { what: &'static str },
+    /// bincode refused the projection; its error (Debug text) is the source, not the message.
+    #[error("storage error: cannot encode a snapshot")]
+    SnapshotEncode(#[source] bincode::error::EncodeError),
     #[error("the request was retried too often against concurrent changes; try again")]
     Contended,
     #[error(
@@ -107,19 +118,47 @@ pub enum VaultError {
     Crypto(#[from] CryptoError),
     #[error("configuration: {0}")]
     Config(String),
-    #[error("{0}")]
-    Io(String),
+    /// A file or thread operation failed; `context` says which, on which path.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The new master key file could not replace the old one: the rotation is recorded in the
+    /// log but not finished on disk.
+    #[error(
+        "cannot move {} over {}: {source}; run the rotation again to finish it",
+        pending.display(),
+        master_key_file.display()
+    )]
+    RotationNotFinished {
+        pending: PathBuf,
+        master_key_file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the {thread} thread panicked")]
+    ThreadPanicked { thread: &'static str },
     #[error("the log is corrupt: {0}")]
     Corrupt(String),
     #[error(
-        "the data directory {0} is in use by another keyledger process (stop it, or talk to it over HTTP)"
+        "the data directory {} is in use by another keyledger process (stop it, or talk to it over HTTP)",
+        dir.display()
     )]
-    Locked(String),
+    Locked { dir: PathBuf },
+    /// Refused before anything was appended.
+    #[error("{0}; nothing was written")]
+    Encode(#[from] EncodeEventError),
 }
 
-impl From<LogError> for VaultError {
-    fn from(err: LogError) -> Self {
-        VaultError::Storage(err.to_string())
+impl VaultError {
+    /// An I/O failure, with what was being done (`cannot read master key <path>`).
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> VaultError {
+        VaultError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -184,7 +223,7 @@ impl Executed {
                 at,
             })),
             Err(AppendError::Conflict { .. }) => None,
-            Err(err) => Some(Err(VaultError::Storage(err.to_string()))),
+            Err(err) => Some(Err(VaultError::Append(err))),
         }
     }
 }
@@ -249,23 +288,18 @@ impl Vault {
         keyledger_log::private_files::create_dir_all(&config.data_dir)
             .and_then(|()| keyledger_log::private_files::restrict_dir(&config.data_dir))
             .map_err(|err| {
-                VaultError::Io(format!(
-                    "cannot create data directory {}: {err}",
-                    config.data_dir.display()
-                ))
+                VaultError::io(
+                    format!("cannot create data directory {}", config.data_dir.display()),
+                    err,
+                )
             })?;
         let mut log_config = LogConfig::new(config.log_dir());
         log_config.durability = config.durability;
-        let log = EventLog::open(log_config, on_commit).map_err(|err| {
-            let text = err.to_string();
-            if text.contains("could not acquire lock")
-                || text.contains("WouldBlock")
-                || text.contains("temporarily unavailable")
-            {
-                VaultError::Locked(config.data_dir.display().to_string())
-            } else {
-                VaultError::from(err)
-            }
+        let log = EventLog::open(log_config, on_commit).map_err(|err| match err {
+            LogError::Locked { .. } => VaultError::Locked {
+                dir: config.data_dir.clone(),
+            },
+            other => VaultError::from(other),
         })?;
         let storage = log.storage_monitor();
         telemetry.add_collector(move |telemetry| report_storage(telemetry, &storage.health()));
@@ -435,7 +469,7 @@ impl Vault {
             new_events.push(NewEvent {
                 stream,
                 expected,
-                body: encode_event(event),
+                body: encode_event(event)?,
             });
         }
         // Streams the decisions read but do not write must not move before the append lands.
@@ -485,5 +519,118 @@ impl Vault {
             .map(|action| Command::new(actor.clone(), action))
             .collect();
         self.execute_all(&commands, None).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use keyledger_domain::UserId;
+
+    use super::*;
+
+    /// An event that fails to encode refuses the whole command with a typed error before the
+    /// log is asked to append anything: no empty body enters the hash chain.
+    #[tokio::test]
+    async fn an_event_that_fails_to_encode_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let master = MasterKey::generate(&ring::rand::SystemRandom::new()).unwrap();
+        let config = VaultConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..VaultConfig::default()
+        };
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_790_000_000_000)));
+        let vault = Vault::open(config, &master, clock).unwrap();
+        let head = vault.log().head();
+
+        projection::ENCODING_FAILS.set(true);
+        let refused = vault.bootstrap(UserId::parse("admin").unwrap()).await;
+        projection::ENCODING_FAILS.set(false);
+        match refused {
+            Err(VaultError::Encode(error)) => {
+                assert_eq!(error.event_type(), "UserCreated");
+                let message = VaultError::Encode(error).to_string();
+                assert_eq!(
+                    message,
+                    "a UserCreated event could not be encoded for the event log; nothing was written"
+                );
+            }
+            Err(other) => panic!("expected VaultError::Encode, got {other}"),
+            Ok(_) => panic!("an event that failed to encode was appended"),
+        }
+        assert_eq!(vault.log().head(), head, "nothing may be appended");
+
+        // Encoding works again: the same command goes through, and the body is not empty.
+        vault
+            .bootstrap(UserId::parse("admin").unwrap())
+            .await
+            .unwrap();
+        assert!(vault.log().head().0 > head.0);
+    }
+
+    /// Storage failures keep the log's typed error as their source, and say what they said
+    /// when they carried its text.
+    #[test]
+    fn storage_failures_keep_the_log_error_as_their_source() {
+        let opened = VaultError::from(LogError::Reopening);
+        assert_eq!(
+            opened.to_string(),
+            "storage error: the log's storage is being reopened after a storage failure; retry shortly"
+        );
+        let source = opened
+            .source()
+            .and_then(|source| source.downcast_ref::<LogError>());
+        assert!(matches!(source, Some(LogError::Reopening)), "{source:?}");
+
+        let appended = Executed::settle(
+            Vec::new(),
+            Timestamp::from_millis(0),
+            Err(AppendError::Closed),
+        );
+        let Some(Err(appended)) = appended else {
+            panic!("a closed log must refuse the append");
+        };
+        assert_eq!(appended.to_string(), "storage error: the log is closed");
+        let source = appended
+            .source()
+            .and_then(|source| source.downcast_ref::<AppendError>());
+        assert!(matches!(source, Some(AppendError::Closed)), "{source:?}");
+    }
+
+    /// A file that cannot be read keeps the `io::Error` as its source; the message still names
+    /// the file and the OS's reason, as it did when it carried their text.
+    #[test]
+    fn io_failures_keep_the_io_error_as_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("master.key");
+        let error = read_master_key(&path).unwrap_err();
+        assert!(matches!(error, VaultError::Io { .. }), "{error:?}");
+        let message = error.to_string();
+        let prefix = format!("cannot read master key {}: ", path.display());
+        assert!(message.starts_with(&prefix), "{message}");
+        assert!(message.contains("No such file or directory"), "{message}");
+        let source = error
+            .source()
+            .and_then(|source| source.downcast_ref::<std::io::Error>());
+        assert_eq!(
+            source.map(std::io::Error::kind),
+            Some(std::io::ErrorKind::NotFound)
+        );
+    }
+
+    /// The encoding failure stays reachable as the error's source (not in its message).
+    #[test]
+    fn an_encoding_failure_keeps_bincode_error_as_its_source() {
+        projection::ENCODING_FAILS.set(true);
+        let error = encode_event(&keyledger_domain::Event::UserCreated {
+            user: UserId::parse("admin").unwrap(),
+            display_name: None,
+            at: Timestamp::from_millis(0),
+        })
+        .unwrap_err();
+        projection::ENCODING_FAILS.set(false);
+        assert!(error.source().is_some());
+        assert!(!error.to_string().contains("Other"), "{error}");
     }
 }

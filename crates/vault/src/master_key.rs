@@ -36,18 +36,17 @@ pub fn load_or_create_master_key(path: &Path) -> Result<(MasterKey, MasterKeyOri
             write_master_key(path, &key)?;
             Ok((key, MasterKeyOrigin::Generated))
         }
-        Err(err) => Err(VaultError::Io(format!(
-            "cannot read master key {}: {err}",
-            path.display()
-        ))),
+        Err(err) => Err(VaultError::io(
+            format!("cannot read master key {}", path.display()),
+            err,
+        )),
     }
 }
 
 /// Reads an existing master key file; never creates one.
 pub fn read_master_key(path: &Path) -> Result<MasterKey, VaultError> {
-    let text = fs::read_to_string(path).map_err(|err| {
-        VaultError::Io(format!("cannot read master key {}: {err}", path.display()))
-    })?;
+    let text = fs::read_to_string(path)
+        .map_err(|err| VaultError::io(format!("cannot read master key {}", path.display()), err))?;
     MasterKey::parse(&text)
         .map_err(|_| VaultError::Config(format!("{} does not hold a master key", path.display())))
 }
@@ -55,7 +54,7 @@ pub fn read_master_key(path: &Path) -> Result<MasterKey, VaultError> {
 /// Writes a master key file with mode 0600, durably, replacing any file atomically.
 pub fn write_master_key(path: &Path, key: &MasterKey) -> Result<(), VaultError> {
     let io = |err: std::io::Error| {
-        VaultError::Io(format!("cannot write master key {}: {err}", path.display()))
+        VaultError::io(format!("cannot write master key {}", path.display()), err)
     };
     if let Some(parent) = path.parent() {
         keyledger_log::private_files::create_dir_all(parent).map_err(io)?;
@@ -82,7 +81,15 @@ pub fn write_master_key(path: &Path, key: &MasterKey) -> Result<(), VaultError> 
 
 fn check_permissions(path: &Path) -> Result<(), VaultError> {
     let mode = fs::metadata(path)
-        .map_err(|err| VaultError::Io(err.to_string()))?
+        .map_err(|err| {
+            VaultError::io(
+                format!(
+                    "cannot read the permissions of master key {}",
+                    path.display()
+                ),
+                err,
+            )
+        })?
         .permissions()
         .mode();
     if mode & 0o077 != 0 {

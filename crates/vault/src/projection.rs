@@ -35,10 +35,47 @@ type DecodeConfig = bincode::config::Configuration<
 
 const DECODE: DecodeConfig = bincode::config::standard().with_limit::<DECODE_LIMIT>();
 
-/// The log's body for a domain event.
-pub fn encode_event(event: &Event) -> Vec<u8> {
-    // Encoding an owned, fully-typed value into a Vec cannot fail.
-    bincode::serde::encode_to_vec(event, BINCODE).unwrap_or_default()
+/// The log's body for a domain event. Never empty: a value that serde or bincode refuses is an
+/// error, so a failed encoding cannot enter the hash chain as an empty body.
+pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeEventError> {
+    encode_body(event).map_err(|source| EncodeEventError {
+        event_type: event.type_name(),
+        source,
+    })
+}
+
+/// bincode's encoding of any value: the one place bodies are made, so the tests can make it fail.
+fn encode_body(value: &impl serde::Serialize) -> Result<Vec<u8>, bincode::error::EncodeError> {
+    #[cfg(test)]
+    if ENCODING_FAILS.get() {
+        return Err(bincode::error::EncodeError::Other(
+            "a test made encoding fail",
+        ));
+    }
+    bincode::serde::encode_to_vec(value, BINCODE)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test: every encoding on this thread fails, as an event serde refuses would.
+    pub(crate) static ENCODING_FAILS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A domain event that could not be encoded into a log body. The vault then appends nothing.
+/// The message names the event's type only: the bincode error is the source, not the text.
+#[derive(Debug, thiserror::Error)]
+#[error("a {event_type} event could not be encoded for the event log")]
+pub struct EncodeEventError {
+    event_type: &'static str,
+    #[source]
+    source: bincode::error::EncodeError,
+}
+
+impl EncodeEventError {
+    /// The type of the event that failed, as in the event JSON's `type` field.
+    pub fn event_type(&self) -> &'static str {
+        self.event_type
+    }
 }
 
 pub fn decode_event(body: &[u8]) -> Result<Event, String> {
@@ -114,7 +151,7 @@ impl Projection {
                 }
                 versions
             })
-            .map_err(|err| VaultError::Io(format!("cannot start the replay thread: {err}")))?;
+            .map_err(|err| VaultError::io("cannot start the replay thread", err))?;
         let mut count = 0;
         let mut failed = None;
         for chunk in receiver {
@@ -132,7 +169,7 @@ impl Projection {
         }
         self.versions = decoder
             .join()
-            .map_err(|_| VaultError::Io("the replay thread panicked".to_owned()))?;
+            .map_err(|_| VaultError::ThreadPanicked { thread: "replay" })?;
         match failed {
             Some(err) => Err(err),
             None => Ok(count),
@@ -176,6 +213,6 @@ mod tests {
             0x03, 0x00, 0x00,
         ];
         let event = decode_event(&body).unwrap();
-        assert_eq!(encode_event(&event), body);
+        assert_eq!(encode_event(&event).unwrap(), body);
     }
 }

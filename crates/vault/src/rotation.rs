@@ -122,12 +122,12 @@ pub fn rotate_master_key_offline(
     let generation = vault.read(|state| state.master_key_generation());
     drop(vault);
 
-    std::fs::rename(&pending, master_key_file).map_err(|err| {
-        VaultError::Io(format!(
-            "cannot move {} over {}: {err}; run the rotation again to finish it",
-            pending.display(),
-            master_key_file.display()
-        ))
+    std::fs::rename(&pending, master_key_file).map_err(|source| {
+        VaultError::RotationNotFinished {
+            pending: pending.clone(),
+            master_key_file: master_key_file.to_path_buf(),
+            source,
+        }
     })?;
     if let Some(parent) = master_key_file.parent() {
         let parent = if parent.as_os_str().is_empty() {
@@ -137,7 +137,7 @@ pub fn rotate_master_key_offline(
         };
         std::fs::File::open(parent)
             .and_then(|dir| dir.sync_all())
-            .map_err(|err| VaultError::Io(format!("cannot sync {}: {err}", parent.display())))?;
+            .map_err(|err| VaultError::io(format!("cannot sync {}", parent.display()), err))?;
     }
     Ok(RotationOutcome {
         old_fingerprint: old.fingerprint(),

@@ -170,7 +170,7 @@ impl Vault {
 /// `dir/backup.json`. Works on a log opened without the master key.
 pub fn backup_log(log: &EventLog, dir: &Path) -> Result<BackupManifest, VaultError> {
     let io = |what: &str, err: std::io::Error| {
-        VaultError::Io(format!("cannot {what} {}: {err}", dir.display()))
+        VaultError::io(format!("cannot {what} {}", dir.display()), err)
     };
     private_files::create_dir_all(dir).map_err(|err| io("create", err))?;
     private_files::restrict_dir(dir).map_err(|err| io("restrict", err))?;
@@ -185,7 +185,7 @@ pub fn backup_log(log: &EventLog, dir: &Path) -> Result<BackupManifest, VaultErr
         created_at: SystemClock.now(),
     };
     let text = serde_json::to_vec_pretty(&manifest)
-        .map_err(|err| VaultError::Io(format!("cannot encode the backup manifest: {err}")))?;
+        .map_err(|err| VaultError::io("cannot encode the backup manifest", err.into()))?;
     write_atomically(&dir.join(BACKUP_MANIFEST), &text)?;
     Ok(manifest)
 }
@@ -194,7 +194,7 @@ pub fn backup_log(log: &EventLog, dir: &Path) -> Result<BackupManifest, VaultErr
 pub fn read_backup_manifest(dir: &Path) -> Result<BackupManifest, VaultError> {
     let path = dir.join(BACKUP_MANIFEST);
     let text = fs::read(&path)
-        .map_err(|err| VaultError::Io(format!("cannot read {}: {err}", path.display())))?;
+        .map_err(|err| VaultError::io(format!("cannot read {}", path.display()), err))?;
     parse_backup_manifest(&text)
         .map_err(|reason| VaultError::Corrupt(format!("{} {reason}", path.display())))
 }
@@ -352,7 +352,7 @@ pub(crate) fn start(vault: &Vault) -> Result<(), VaultError> {
     let handle = std::thread::Builder::new()
         .name("keyledger-audit".to_owned())
         .spawn(move || worker.run())
-        .map_err(|err| VaultError::Io(format!("cannot start the audit worker: {err}")))?;
+        .map_err(|err| VaultError::io("cannot start the audit worker", err))?;
     *vault
         .inner
         .audit
@@ -533,8 +533,8 @@ fn take_snapshot(
             state: &projection.state,
             versions: &projection.versions,
         };
-        let payload = bincode::serde::encode_to_vec(&body, BINCODE)
-            .map_err(|err| VaultError::Storage(format!("cannot encode a snapshot: {err}")))?;
+        let payload =
+            bincode::serde::encode_to_vec(&body, BINCODE).map_err(VaultError::SnapshotEncode)?;
         (projection.applied_seq, projection.applied_hash, payload)
     };
     let digest = sha256(&payload);
@@ -660,8 +660,7 @@ fn public_key_of(signer: &Ed25519KeyPair) -> Result<[u8; 32], VaultError> {
 
 /// Writes `bytes` to `path` through a temporary file, fsync and rename, then syncs the folder.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    let io =
-        |err: std::io::Error| VaultError::Io(format!("cannot write {}: {err}", path.display()));
+    let io = |err: std::io::Error| VaultError::io(format!("cannot write {}", path.display()), err);
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(".tmp");
     let temporary = std::path::PathBuf::from(temporary);

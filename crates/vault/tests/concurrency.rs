@@ -187,3 +187,17 @@ async fn two_admins_revoking_each_other_leave_one_admin() {
             .unwrap();
     }
 }
+
+/// A data directory another vault holds is refused with the typed `Locked`, naming the data
+/// directory (not the log folder inside it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_data_directory_is_refused_as_locked() {
+    let test = vault().await;
+    let second =
+        keyledger_vault::Vault::open(config(test.dir.path()), &test.master, test.clock.clone());
+    match second {
+        Err(VaultError::Locked { dir }) => assert_eq!(dir, test.dir.path()),
+        Err(other) => panic!("expected VaultError::Locked, got {other:?}"),
+        Ok(_) => panic!("a held data directory opened a second time"),
+    }
+}
