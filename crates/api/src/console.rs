@@ -47,6 +47,10 @@ pub const ASSETS: &[Asset] = &[
     asset!("api.js", "text/javascript; charset=utf-8"),
     asset!("dom.js", "text/javascript; charset=utf-8"),
     asset!("grid.js", "text/javascript; charset=utf-8"),
+    asset!("state.js", "text/javascript; charset=utf-8"),
+    asset!("keys-shared.js", "text/javascript; charset=utf-8"),
+    asset!("internal-keys.js", "text/javascript; charset=utf-8"),
+    asset!("external-keys.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];
@@ -198,6 +202,21 @@ mod tests {
 
     fn text(asset: &Asset) -> &'static str {
         std::str::from_utf8(asset.bytes).expect("console files are UTF-8")
+    }
+
+    #[test]
+    fn every_module_a_script_imports_is_served() {
+        let served: Vec<&str> = ASSETS.iter().map(|asset| asset.name).collect();
+        for asset in ASSETS.iter().filter(|a| a.name.ends_with(".js")) {
+            for rest in text(asset).split("from './").skip(1) {
+                let module = &rest[..rest.find('\'').expect("an import ends with a quote")];
+                assert!(
+                    served.contains(&module),
+                    "{} imports ./{module}, which ASSETS does not serve",
+                    asset.name
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,344 @@
+// The external keys page: the AWS and DNAnexus credentials the platform pulls sample files with,
+// one per provider.
+
+import { newRequestId, request } from './api.js';
+import {
+  announce, dialogActions, field, h, icon, isBusy, openDialog, setBusy, timeElement,
+} from './dom.js';
+import { keyGrid } from './grid.js';
+import { canManageKeys } from './state.js';
+import {
+  checkText, durationControl, keysPageHeader, noPermissionPage, showApiError, statusBadge,
+} from './keys-shared.js';
+
+const PROVIDERS = { aws: 'Amazon Web Services', dnanexus: 'DNAnexus' };
+const AWS_REGIONS = [
+  'us-east-1', 'us-east-2', 'us-west-1', 'us-west-2', 'ca-central-1', 'eu-west-1', 'eu-west-2',
+  'eu-west-3', 'eu-central-1', 'eu-central-2', 'eu-north-1', 'eu-south-1', 'ap-south-1',
+  'ap-southeast-1', 'ap-southeast-2', 'ap-northeast-1', 'ap-northeast-2', 'sa-east-1',
+];
+
+
+/** The providers the user has no active key for: the only ones Create may offer. */
+function freeProviders(keys) {
+  const taken = new Set(keys.filter((key) => key.status === 'active').map((key) => key.provider));
+  return Object.keys(PROVIDERS).filter((provider) => !taken.has(provider));
+}
+
+export function externalKeysPage() {
+  if (!canManageKeys()) {
+    return noPermissionPage();
+  }
+  // A Test that the API refused (not a test result: those are in the key), by key id.
+  const testErrors = new Map();
+  const grid = keyGrid({
+    id: 'external-keys',
+    caption: 'External API keys',
+    noun: 'external key',
+    itemName: (key) => key.label,
+    emptyText: 'You have no external API keys yet. Create one for AWS or DNAnexus to import samples from there. You can have one per provider.',
+    // Which providers are free is known only once the list is in: until then Create waits.
+    createNeedsList: true,
+    columns: [
+      { label: 'Label', rowHeader: true, cell: (key) => key.label },
+      { label: 'Provider', width: 'col-provider', cell: (key) => providerCell(key) },
+      { label: 'Key', width: 'col-hint', cell: (key) => h('code', { class: 'key-hint' }, key.hint) },
+      { label: 'Created', width: 'col-time', cell: (key) => timeElement(key.created_at) },
+      { label: 'Expires', width: 'col-time', cell: (key) => timeElement(key.expires_at, 'Never') },
+      { label: 'Last used', width: 'col-time', cell: (key) => timeElement(key.last_used_at, 'Never') },
+      { label: 'Last verified', width: 'col-verified', cell: (key) => verifiedCell(key) },
+      { label: 'Status', width: 'col-badge', cell: (key) => statusBadge(key) },
+      { label: 'Actions', width: 'col-actions', cell: (key) => testButton(key) },
+    ],
+    load: async () => (await request('GET', '/v1/external-keys')).keys,
+    onCreate: (grid) => openCreateExternalKey(grid, freeProviders(grid.items())),
+    onDelete: (ids) => request('POST', '/v1/external-keys/delete', { body: { ids } }),
+    afterDraw: (drawn) => {
+      const free = freeProviders(drawn.items());
+      drawn.blockCreate(
+        free.length === 0
+          ? `You have an active key for each provider (${Object.values(PROVIDERS).join(' and ')}). To store another, delete the one it replaces first.`
+          : null,
+      );
+    },
+  });
+
+  function providerCell(key) {
+    const name = PROVIDERS[key.provider] ?? key.provider;
+    if (!key.region) {
+      return name;
+    }
+    return h('div', { class: 'cell-stack' }, h('span', {}, name), h('span', { class: 'cell-note nowrap' }, key.region));
+  }
+
+  // The result of the last test, inside the row: the detail wraps within the column (and is
+  // cut to a few lines in the table, with the whole text in its title), it never widens the row.
+  function verifiedCell(key) {
+    const refused = testErrors.get(key.id);
+    const parts = [];
+    if (key.last_verified_at) {
+      parts.push(
+        h(
+          'div',
+          { class: 'verified-outcome' },
+          key.last_verified_ok
+            ? h('span', { class: 'badge badge-active' }, 'OK')
+            : h('span', { class: 'badge badge-expired' }, 'Failed'),
+          ' ',
+          timeElement(key.last_verified_at),
+        ),
+      );
+      if (key.last_verified_detail) {
+        parts.push(h('p', { class: 'verified-detail', title: key.last_verified_detail }, key.last_verified_detail));
+      }
+    } else if (!refused) {
+      parts.push(h('span', { class: 'muted' }, 'Never'));
+    }
+    if (refused) {
+      parts.push(h('p', { class: 'verified-detail verified-error', title: refused }, `Could not test: ${refused}`));
+    }
+    return h('div', { class: 'verified' }, parts);
+  }
+
+  function testButton(key) {
+    const button = h(
+      'button',
+      { type: 'button', class: 'button button-small', 'data-action': 'test', 'aria-label': `Test ${key.label}` },
+      icon('plug'),
+      'Test',
+    );
+    button.addEventListener('click', async () => {
+      if (isBusy(button)) {
+        return;
+      }
+      setBusy(button, true, 'Testing\u2026');
+      let tested;
+      try {
+        tested = await request('POST', `/v1/external-keys/${encodeURIComponent(key.id)}/verify`);
+      } catch (error) {
+        testErrors.set(key.id, error.message);
+        grid.draw();
+        announce(`Could not test \u201c${key.label}\u201d: ${error.message}`);
+        grid.focusIn(key.id, '[data-action="test"]');
+        return;
+      }
+      testErrors.delete(key.id);
+      grid.replace(tested);
+      const provider = PROVIDERS[key.provider] ?? key.provider;
+      announce(
+        tested.last_verified_ok
+          ? `Tested \u201c${key.label}\u201d: ${provider} accepted it.`
+          : `Tested \u201c${key.label}\u201d: it did not work${tested.last_verified_detail ? `: ${tested.last_verified_detail}` : '.'}`,
+      );
+      grid.focusIn(key.id, '[data-action="test"]');
+    });
+    return button;
+  }
+
+  grid.reload();
+  return h(
+    'section',
+    { class: 'page' },
+    keysPageHeader('external'),
+    h(
+      'p',
+      { class: 'help' },
+      'The platform uses these credentials to pull sample files. You can have one external key per provider; ',
+      'secrets are stored encrypted and never shown again. Test checks a key against its provider.',
+    ),
+    grid.element,
+  );
+}
+
+/**
+ * The create dialog offers only `free` providers (those without an active key), so a second
+ * key for a provider is refused before its secret is typed. If another tab stored one in the
+ * meantime the API still refuses (409) and the list is read again.
+ */
+function openCreateExternalKey(grid, free) {
+  const requestId = newRequestId();
+  const formError = h('div', { class: 'notice notice-error', role: 'alert', hidden: true, id: 'external-create-error' });
+  const label = field({
+    label: 'Label',
+    input: h('input', {
+      id: 'external-label', name: 'label', type: 'text', autocomplete: 'off', placeholder: 'genomics bucket',
+    }),
+  });
+  const provider = field({
+    label: 'Provider',
+    input: h(
+      'select',
+      { id: 'external-provider', name: 'provider' },
+      // With one provider left it is chosen already; with two, the user picks.
+      free.length > 1 ? h('option', { value: '' }, 'Select a provider') : null,
+      free.map((value) => h('option', { value }, PROVIDERS[value])),
+    ),
+    hint: free.length === 1
+      ? `You already have a key for ${PROVIDERS[Object.keys(PROVIDERS).find((p) => p !== free[0])]}: one key per provider.`
+      : null,
+  });
+  const accessKey = field({
+    label: 'Access key ID',
+    input: h('input', {
+      id: 'aws-access-key-id', name: 'access_key_id', type: 'text', autocomplete: 'off',
+      autocapitalize: 'characters', spellcheck: 'false', placeholder: 'AKIA…',
+    }),
+  });
+  const secret = field({
+    label: 'Secret access key',
+    input: h('input', {
+      id: 'aws-secret-access-key', name: 'secret_access_key', type: 'password', autocomplete: 'off', spellcheck: 'false',
+    }),
+  });
+  const regions = h('datalist', { id: 'aws-regions' }, AWS_REGIONS.map((region) => h('option', { value: region })));
+  const region = field({
+    label: 'Region',
+    input: h('input', {
+      id: 'aws-region', name: 'region', type: 'text', autocomplete: 'off', spellcheck: 'false',
+      list: 'aws-regions', placeholder: 'eu-west-2',
+    }),
+  });
+  const token = field({
+    label: 'API token',
+    input: h('input', { id: 'dnanexus-token', name: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false' }),
+  });
+  // One duration control, moved into the group of the provider chosen, after its own fields.
+  const duration = durationControl('external', { hint: null });
+  const awsDurationSlot = h('div', { class: 'slot' });
+  const dnanexusDurationSlot = h('div', { class: 'slot' });
+  const awsGroup = h(
+    'fieldset',
+    { class: 'provider-fields', hidden: true },
+    h('legend', {}, PROVIDERS.aws),
+    accessKey.wrapper,
+    secret.wrapper,
+    h('div', { class: 'field-row' }, region.wrapper, awsDurationSlot),
+    regions,
+  );
+  const dnanexusGroup = h(
+    'fieldset',
+    { class: 'provider-fields', hidden: true },
+    h('legend', {}, PROVIDERS.dnanexus),
+    token.wrapper,
+    dnanexusDurationSlot,
+  );
+  const actions = dialogActions('Cancel', 'Submit');
+  const form = h(
+    'form',
+    { class: 'form', novalidate: true },
+    formError,
+    h('div', { class: 'field-row' }, label.wrapper, provider.wrapper),
+    awsGroup,
+    dnanexusGroup,
+    actions.element,
+  );
+  const showProvider = () => {
+    const chosen = provider.input.value;
+    awsGroup.hidden = chosen !== 'aws';
+    dnanexusGroup.hidden = chosen !== 'dnanexus';
+    (chosen === 'dnanexus' ? dnanexusDurationSlot : awsDurationSlot).append(duration.wrapper);
+  };
+  showProvider();
+  provider.input.addEventListener('change', () => {
+    provider.clearError();
+    formError.hidden = true;
+    showProvider();
+  });
+  const dialog = openDialog({
+    title: 'Create external API key',
+    description: 'Fill in the label and select the provider. You can have one key per provider; its secret is stored encrypted and never shown again.',
+    content: form,
+    size: 'wide',
+    returnFocus: () => grid.createButton,
+  });
+  actions.cancel.addEventListener('click', () => dialog.close());
+
+  form.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    if (isBusy(actions.submit)) {
+      return;
+    }
+    formError.hidden = true;
+    for (const each of [label, provider, accessKey, secret, region, token]) {
+      each.clearError();
+    }
+    duration.clearErrors();
+    const invalid = [];
+    const check = (target, problem) => {
+      if (problem) {
+        target.showError(problem);
+        invalid.push(target.input);
+      }
+    };
+    const labelValue = label.input.value.trim();
+    check(label, checkText(labelValue, 'label'));
+    const chosen = provider.input.value;
+    check(provider, chosen ? null : `Select a provider: ${free.map((value) => PROVIDERS[value]).join(' or ')}.`);
+    const body = { label: labelValue, provider: chosen };
+    if (chosen === 'aws') {
+      const id = accessKey.input.value.trim();
+      const secretValue = secret.input.value.trim();
+      const regionValue = region.input.value.trim();
+      check(accessKey, /^(AKIA|ASIA)[A-Z0-9]{16}$/.test(id)
+        ? null
+        : 'An AWS access key ID is AKIA or ASIA followed by 16 uppercase letters or digits.');
+      check(secret, /^[A-Za-z0-9/+=]{40}$/.test(secretValue)
+        ? null
+        : 'An AWS secret access key is 40 characters: letters, digits, /, + or =.');
+      check(region, /^[a-z]{2,}(-[a-z]+)?-[a-z]+-\d{1,2}$/.test(regionValue)
+        ? null
+        : 'Enter an AWS region such as us-east-1 or eu-west-2.');
+      body.aws = { access_key_id: id, secret_access_key: secretValue, region: regionValue };
+    } else if (chosen === 'dnanexus') {
+      const tokenValue = token.input.value.trim();
+      check(token, /^[A-Za-z0-9._-]{16,256}$/.test(tokenValue)
+        ? null
+        : 'A DNAnexus token is 16 to 256 letters, digits, -, _ or . characters.');
+      body.dnanexus = { token: tokenValue };
+    }
+    if (chosen) {
+      const picked = duration.read();
+      if (picked.error) {
+        invalid.push(picked.error);
+      } else {
+        body.duration = picked.value;
+      }
+    }
+    if (invalid.length > 0) {
+      invalid[0].focus();
+      return;
+    }
+    setBusy(actions.submit, true, 'Saving…');
+    let created;
+    try {
+      created = await request('POST', '/v1/external-keys', { body, requestId });
+    } catch (error) {
+      setBusy(actions.submit, false);
+      if (error.code === 'external_key_exists') {
+        // The list was out of date: read it again, so Create and the providers are right.
+        grid.reload();
+      }
+      const show = (target) => (message) => (target.showError(message), target.input);
+      showApiError(
+        error,
+        {
+          label: show(label),
+          provider: show(provider),
+          access_key_id: show(accessKey),
+          secret_access_key: show(secret),
+          region: show(region),
+          token: show(token),
+          duration: (message) => duration.showError(message),
+        },
+        formError,
+        actions.submit,
+      );
+      return;
+    }
+    dialog.close();
+    const done = `Stored the ${PROVIDERS[created.provider] ?? created.provider} key \u201c${created.label}\u201d.`;
+    grid.notices.show('success', done);
+    announce(done);
+    await grid.reload();
+  });
+}
