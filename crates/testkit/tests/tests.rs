@@ -2,3 +2,6 @@
 
 mod dnanexus_dx;
 mod dnanexus_protocol;
+mod lab;
+mod sts_awscli;
+mod sts_sdk;
