@@ -59,11 +59,12 @@ struct Condition {
 }
 
 #[derive(Clone, Copy, Debug)]
+/// IAM's `String…` condition operators.
 enum Operator {
-    StringEquals,
-    StringNotEquals,
-    StringLike,
-    StringNotLike,
+    Equals,
+    NotEquals,
+    Like,
+    NotLike,
 }
 
 impl Policy {
@@ -158,10 +159,7 @@ impl Condition {
             .map(|(_, value)| value.as_str());
         // IAM: a positive operator on a missing key is false, a negated one is true.
         let Some(value) = value else {
-            return matches!(
-                self.operator,
-                Operator::StringNotEquals | Operator::StringNotLike
-            );
+            return matches!(self.operator, Operator::NotEquals | Operator::NotLike);
         };
         let equal = self.values.iter().any(|expected| expected == value);
         let like = self
@@ -169,10 +167,10 @@ impl Condition {
             .iter()
             .any(|pattern| wildcard_match(pattern, value));
         match self.operator {
-            Operator::StringEquals => equal,
-            Operator::StringNotEquals => !equal,
-            Operator::StringLike => like,
-            Operator::StringNotLike => !like,
+            Operator::Equals => equal,
+            Operator::NotEquals => !equal,
+            Operator::Like => like,
+            Operator::NotLike => !like,
         }
     }
 }
@@ -210,10 +208,10 @@ fn parse_conditions(conditions: &Map<String, Value>) -> Result<Vec<Condition>, P
     let mut parsed = Vec::new();
     for (operator, keys) in conditions {
         let operator = match operator.as_str() {
-            "StringEquals" => Operator::StringEquals,
-            "StringNotEquals" => Operator::StringNotEquals,
-            "StringLike" => Operator::StringLike,
-            "StringNotLike" => Operator::StringNotLike,
+            "StringEquals" => Operator::Equals,
+            "StringNotEquals" => Operator::NotEquals,
+            "StringLike" => Operator::Like,
+            "StringNotLike" => Operator::NotLike,
             other => return Err(unsupported(&format!("condition operator {other}"))),
         };
         let Value::Object(keys) = keys else {
