@@ -5,3 +5,4 @@ mod dnanexus_protocol;
 mod lab;
 mod sts_awscli;
 mod sts_sdk;
+mod sts_wire;
