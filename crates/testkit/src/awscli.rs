@@ -29,6 +29,49 @@ pub fn aws(
     args: &[&str],
     extra_env: &[(&str, &str)],
 ) -> anyhow::Result<String> {
+    let mut all_args = args.to_vec();
+    all_args.push("--no-progress");
+    let credentials = CliCredentials {
+        access_key_id,
+        secret_access_key,
+        session_token: None,
+    };
+    let output = run(endpoint, &credentials, &all_args, extra_env)?;
+    anyhow::ensure!(
+        output.success,
+        "aws {} failed: {}",
+        args.join(" "),
+        output.stderr
+    );
+    Ok(output.stdout)
+}
+
+/// The credentials awscli signs with, passed in `AWS_*` variables.
+#[derive(Clone, Copy)]
+pub struct CliCredentials<'a> {
+    pub access_key_id: &'a str,
+    pub secret_access_key: &'a str,
+    /// `AWS_SESSION_TOKEN`, for temporary (`ASIA…`) credentials.
+    pub session_token: Option<&'a str>,
+}
+
+/// What one awscli run printed.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `aws <args> --endpoint-url <endpoint>` as [`aws`] does but for any command (`sts`,
+/// `s3 ls`, …), and returns what it printed whether it succeeded or not, so a test can check a
+/// refusal's words.
+pub fn run(
+    endpoint: &str,
+    credentials: &CliCredentials<'_>,
+    args: &[&str],
+    extra_env: &[(&str, &str)],
+) -> anyhow::Result<CliOutput> {
     let aws = aws_path()?;
     let config = tempfile::NamedTempFile::new().context("creating an awscli config file")?;
     std::fs::write(
@@ -38,27 +81,37 @@ pub fn aws(
     let mut command = Command::new(&aws);
     command
         .args(args)
-        .args(["--endpoint-url", endpoint, "--no-progress"])
+        .args(["--endpoint-url", endpoint])
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", std::env::temp_dir())
         .env("AWS_CONFIG_FILE", config.path())
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_ACCESS_KEY_ID", access_key_id)
-        .env("AWS_SECRET_ACCESS_KEY", secret_access_key);
+        .env("AWS_ACCESS_KEY_ID", credentials.access_key_id)
+        .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key);
+    if let Some(token) = credentials.session_token {
+        command.env("AWS_SESSION_TOKEN", token);
+    }
     for (name, value) in extra_env {
         command.env(name, value);
     }
     let output = command
         .output()
         .with_context(|| format!("running {}", aws.display()))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "aws {} failed ({}): {}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    Ok(CliOutput {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+impl std::fmt::Debug for CliCredentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CliCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .field("session_token", &self.session_token.map(|_| "[redacted]"))
+            .finish()
+    }
 }

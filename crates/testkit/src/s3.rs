@@ -3,6 +3,11 @@
 //! handling of checksums (per-part, composite and full-object checksums, `partNumber`,
 //! `x-amz-checksum-mode`; see [`crate::s3_checksums`]).
 //!
+//! Who may do what is decided by the server's [`Iam`] (see [`crate::s3_access`]): the key the
+//! server was started with has full access; a test adds keys bounded by a policy
+//! ([`crate::iam::AccessKey::policy`]), and an [`crate::sts::StsServer`] sharing the same `Iam`
+//! issues temporary credentials that this server accepts until they expire.
+//!
 //! Test data is seeded through the S3 API (PutObject, multipart upload) so that s3s-fs stores
 //! the ETag and checksums itself; a file copied straight into the directory would make s3s-fs
 //! re-hash the whole file on every GET and HEAD.
@@ -34,10 +39,12 @@ use futures::{StreamExt, TryStreamExt};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnectionBuilder;
-use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+
+use crate::iam::{AccessKey, Iam};
+use crate::s3_access::{IamAccess, IamAuth};
 
 /// Region the seeding client signs for. s3s accepts any region in the credential scope.
 pub const REGION: &str = "us-east-1";
@@ -54,6 +61,7 @@ pub struct S3Server {
     root: Root,
     client: aws_sdk_s3::Client,
     access_key_id: String,
+    iam: Iam,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -125,6 +133,12 @@ impl S3Server {
     /// The access key id the server accepts.
     pub fn access_key_id(&self) -> &str {
         &self.access_key_id
+    }
+
+    /// The identities this server accepts: add keys and roles here, and start an
+    /// [`crate::sts::StsServer`] over a clone of it to issue temporary credentials.
+    pub fn iam(&self) -> &Iam {
+        &self.iam
     }
 
     /// A client signed with the server's own credentials, for seeding and inspection.
@@ -415,10 +429,10 @@ impl S3Server {
         ));
         // Without auth s3s accepts anonymous requests, which would hide a client signing
         // with the wrong key.
-        builder.set_auth(SimpleAuth::from_single(
-            access_key_id,
-            secret_access_key.to_owned(),
-        ));
+        let iam = Iam::new();
+        iam.add_access_key(AccessKey::new(access_key_id, secret_access_key));
+        builder.set_auth(IamAuth(iam.clone()));
+        builder.set_access(IamAccess(iam.clone()));
         let service = builder.build();
 
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -457,6 +471,7 @@ impl S3Server {
             root,
             client,
             access_key_id: access_key_id.to_owned(),
+            iam,
             accept_task,
         })
     }

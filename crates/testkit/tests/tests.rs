@@ -2,3 +2,7 @@
 
 mod dnanexus_dx;
 mod dnanexus_protocol;
+mod lab;
+mod sts_awscli;
+mod sts_sdk;
+mod sts_wire;

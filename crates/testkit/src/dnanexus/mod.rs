@@ -35,7 +35,9 @@
 
 mod api;
 mod content;
+mod describe;
 mod http;
+mod input;
 mod seed;
 mod state;
 
