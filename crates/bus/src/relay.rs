@@ -205,15 +205,6 @@ impl RelayHandle {
     }
 }
 
-/// One stream the relay publishes to, and where it stands in it.
-struct Target {
-    stream: String,
-    /// Every event up to this one is in the stream, or was published and awaits its ack.
-    position: Seq,
-    /// The stream sequence the last of those took: the next publish expects it.
-    last_stream_seq: u64,
-}
-
 struct PendingAck {
     target: usize,
     planned_stream_seq: u64,

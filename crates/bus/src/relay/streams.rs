@@ -7,9 +7,17 @@ use async_nats::jetstream::stream::{self, Stream};
 use keyledger_domain::public::hex;
 use keyledger_log::{LogView, Seq};
 
-use super::Target;
 use crate::wire::Channel;
 use crate::{BusConfig, BusError};
+
+/// One stream the relay publishes to, and where it stands in it.
+pub(super) struct Target {
+    pub(super) stream: String,
+    /// Every event up to this one is in the stream, or was published and awaits its ack.
+    pub(super) position: Seq,
+    /// The stream sequence the last of those took: the next publish expects it.
+    pub(super) last_stream_seq: u64,
+}
 
 /// Gets the stream, or creates it: file storage, `<prefix>.>`, the configured duplicate window.
 pub async fn ensure_stream(
