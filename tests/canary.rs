@@ -171,6 +171,6 @@ fn no_secret_leaks_after_creation() {
         other => panic!("unexpected credential {other:?}"),
     }
     let _ = vault.log().head();
-    let deleted = vault.log().data_keys().get(aws_id.as_str()).unwrap();
+    let deleted = vault.log().data_key(aws_id.as_str()).unwrap();
     assert!(deleted.is_none(), "the deleted key's data key is gone");
 }

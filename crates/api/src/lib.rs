@@ -11,7 +11,8 @@
 //! - No client holds a connection open for free: request heads, idle connections, requests and
 //!   the shutdown all have deadlines, and the number of connections is capped (`server`).
 //!
-//! Entry points: [`router`] (in-process, used by the bench and tests) and [`serve`].
+//! Entry points: [`router`] (in-process, used by the bench and tests) and [`serve`]; the read
+//! replica's HTTP side is [`replica`].
 
 mod auth;
 pub mod console;
@@ -20,6 +21,7 @@ mod json;
 mod metrics;
 mod middleware;
 mod openapi;
+pub mod replica;
 mod routes;
 mod server;
 mod throttle;

@@ -63,7 +63,7 @@ pub fn restore(
 
     let log = open_log_offline(data_dir)?;
     let (head, head_hash) = log.head();
-    let verify = verify_log(&log, options);
+    let verify = verify_log(&log.view(), options);
     log.close();
     let verify = verify?;
     if head != manifest.head || hash_hex(&head_hash) != manifest.head_hash {

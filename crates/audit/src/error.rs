@@ -23,8 +23,7 @@ pub enum AuditError {
         "{0} is not a keyledger data directory (no `log/` inside); pass the directory given as data_dir"
     )]
     NotADataDir(PathBuf),
-    /// The `keyledger` commands replace this with the command that works next to the server
-    /// (`cli::HeldByServer`).
+    /// The `keyledger` commands replace this with the command that works next to the server.
     #[error(
         "the data directory {0} is in use by a running server; stop it, or work on a copy \
          (`keyledger admin backup --remote DIR`)"

@@ -21,7 +21,7 @@ use std::io::Write;
 use base64::Engine;
 use keyledger_domain::Timestamp;
 use keyledger_domain::public::{PublicEnvelope, PublicEvent, hex};
-use keyledger_log::{Checkpoint, Envelope, EventLog, Hash, Seq};
+use keyledger_log::{Checkpoint, Envelope, Hash, LogView, Seq};
 use keyledger_vault::{Vault, decode_event};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -225,7 +225,7 @@ impl CheckpointRecord {
 
 /// Writes events `from..=to` (capped at the head) and their checkpoints as JSON lines.
 pub fn export_jsonl(
-    log: &EventLog,
+    log: &LogView,
     from: Seq,
     to: Seq,
     out: &mut dyn Write,

@@ -7,15 +7,14 @@
 //! - [`replay`]: the state as of any seq or time, and what changed between two moments.
 //! - [`shredded`]: which external keys were crypto-shredded, and an attempt to open them anyway.
 //! - [`backup`]: restoring a backup made by `Vault::backup_to` and checking it.
-//! - [`cli`]: the `keyledger audit …` and `keyledger admin …` subcommands, for the binary.
-//! - [`bench`]: figures for the benchmark harness.
 //!
-//! Architecture invariant: nothing here writes to a log except `admin` operations (rotation,
-//! restore), and everything that reads one verifies the chain as it goes.
+//! Architecture invariants: nothing here writes to a log except `admin` operations (rotation,
+//! restore), and everything that reads one verifies the chain as it goes. This is a library:
+//! it returns typed results and [`AuditError`]s and prints nothing; the `keyledger audit …`
+//! commands (arguments, tables on standard output, `--remote` over HTTP) live in the binary
+//! (`crates/cli/src/audit`).
 
 pub mod backup;
-pub mod bench;
-pub mod cli;
 mod error;
 pub mod export;
 pub mod replay;

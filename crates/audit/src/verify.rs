@@ -18,7 +18,7 @@ use std::path::Path;
 
 use base64::Engine;
 use keyledger_log::{
-    BadReason, Checkpoint, Envelope, EventLog, GENESIS_HASH, Hash, Seq, compute_hash,
+    BadReason, Checkpoint, Envelope, GENESIS_HASH, Hash, LogView, Seq, compute_hash,
 };
 
 use crate::AuditError;
@@ -448,14 +448,14 @@ pub fn verify_export(
 /// Verifies a data directory offline (the server must not hold it open).
 pub fn verify_data_dir(dir: &Path, options: VerifyOptions) -> Result<VerifyOutcome, AuditError> {
     let log = open_log_offline(dir)?;
-    let outcome = verify_log(&log, options);
+    let outcome = verify_log(&log.view(), options);
     log.close();
     outcome
 }
 
 /// Verifies an open log: the stored bytes of every event (a non-canonical re-encoding is caught
 /// too), then every checkpoint in `meta`.
-pub fn verify_log(log: &EventLog, options: VerifyOptions) -> Result<VerifyOutcome, AuditError> {
+pub fn verify_log(log: &LogView, options: VerifyOptions) -> Result<VerifyOutcome, AuditError> {
     let report = log.verify()?;
     let mut problem = report.first_bad.as_ref().map(|bad| Problem {
         seq: bad.seq,

@@ -372,3 +372,18 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// A fresh Ed25519 key, as a vault other than the one under test would hold.
+pub fn signing_key() -> ring::signature::Ed25519KeyPair {
+    let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .expect("an Ed25519 key");
+    ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("an Ed25519 key")
+}
+
+/// The 32-byte public half of `key`.
+pub fn public_key(key: &ring::signature::Ed25519KeyPair) -> [u8; 32] {
+    use ring::signature::KeyPair;
+    let mut out = [0u8; 32];
+    out.copy_from_slice(key.public_key().as_ref());
+    out
+}

@@ -3,7 +3,6 @@
 //! checkpoint, a forged signature, a checkpoint re-signed with another key.
 
 use base64::Engine;
-use keyledger_audit::bench::signing_key;
 use keyledger_audit::export_jsonl;
 use keyledger_audit::verify::{
     Head, ProblemKind, SignerSource, VerifyOptions, verify_data_dir, verify_export,
@@ -203,7 +202,7 @@ async fn each_kind_of_tampering_with_an_export_is_found_where_it_happened() {
     );
 
     // A checkpoint re-signed with another key.
-    let other = signing_key().unwrap();
+    let other = signing_key();
     let resigned = Checkpoint::sign(first.seq, first.to_checkpoint().unwrap().hash, &other);
     let mut tampered = lines.clone();
     tampered[checkpoints[0]] = serde_json::to_string(&keyledger_audit::ExportLine::Checkpoint {
@@ -369,7 +368,7 @@ async fn swapped_events_in_a_data_directory_are_found() {
 #[tokio::test]
 async fn a_checkpoint_re_signed_with_another_key_is_found() {
     let (_dir, copy, key, _, checkpoints) = closed_copy().await;
-    let other = signing_key().unwrap();
+    let other = signing_key();
     let seq = checkpoints[1];
     with_raw_trees(copy.path(), |_, meta| {
         let stored = meta.get(Checkpoint::meta_key(seq)).unwrap().unwrap();
@@ -378,7 +377,7 @@ async fn a_checkpoint_re_signed_with_another_key_is_found() {
         meta.insert(Checkpoint::meta_key(seq), forged.to_meta_value())
             .unwrap();
     });
-    let forged_key = keyledger_audit::bench::public_key(&other);
+    let forged_key = public_key(&other);
     let expected = ProblemKind::UnexpectedSigner {
         found: keyledger_domain::public::hex(&forged_key),
         expected: keyledger_domain::public::hex(&key),

@@ -1,9 +1,8 @@
 //! Integration tests of keyledger-audit against real vaults in temporary directories.
 
 mod checkpoints;
-mod cli;
+mod in_use;
 mod independent;
-mod remote;
 mod replay;
 mod restore;
 mod rotation;

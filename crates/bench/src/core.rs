@@ -177,7 +177,7 @@ pub fn replay(report: &mut Report) -> anyhow::Result<()> {
     let events: u64 = if report.quick { 200_000 } else { 1_000_000 };
     let dir = tempfile::tempdir()?;
     // The same realistic log the audit benchmarks use: keys created, used and deleted.
-    keyledger_audit::bench::generate_log(dir.path(), events)?.close();
+    crate::audit::generate_log(dir.path(), events)?.close();
     // A fresh process, so peak memory is the replay's own.
     let output = std::process::Command::new(std::env::current_exe()?)
         .arg("replay-child")

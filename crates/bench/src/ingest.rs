@@ -115,7 +115,7 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
         let mut dirs = RunDirs::new(files > 1)?;
         let ours = median(RUNS, || {
             let (_, fetched, elapsed) = dirs.run(|dir| {
-                Ok(runtime.block_on(keyledger_ingest::bench::ingest_s3_once(
+                Ok(runtime.block_on(crate::ingestion::ingest_s3_once(
                     dir,
                     &endpoint,
                     ACCESS_KEY_ID,
@@ -502,11 +502,9 @@ pub fn run_dnanexus(report: &mut Report, runtime: &tokio::runtime::Runtime) -> a
         let mut dirs = RunDirs::new(files > 1)?;
         let ours = median(RUNS, || {
             let (_, fetched, elapsed) = dirs.run(|dir| {
-                Ok(
-                    runtime.block_on(keyledger_ingest::bench::ingest_dnanexus_once(
-                        dir, &endpoint, DX_TOKEN, &project, folder, ".*",
-                    ))?,
-                )
+                Ok(runtime.block_on(crate::ingestion::ingest_dnanexus_once(
+                    dir, &endpoint, DX_TOKEN, &project, folder, ".*",
+                ))?)
             })?;
             anyhow::ensure!(
                 fetched == files,
@@ -604,8 +602,8 @@ async fn raw_serving_rate(endpoint: &str, file: &str, size: u64) -> anyhow::Resu
 
 pub fn run_audit(report: &mut Report) -> anyhow::Result<()> {
     let events = if report.quick { 200_000 } else { 1_000_000 };
-    let verify = keyledger_audit::bench::bench_verify(events)?;
-    let startup = keyledger_audit::bench::bench_startup(events)?;
+    let verify = crate::audit::bench_verify(events)?;
+    let startup = crate::audit::bench_startup(events)?;
     report.section(
         &format!("Audit ({events} events)"),
         &["what", "figure", "note"],

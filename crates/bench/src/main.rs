@@ -4,10 +4,13 @@
 //! (`core` is verify + appends + replay). Writes the report to
 //! stdout and to `bench-report.md` in the target directory (`CARGO_TARGET_DIR`, else `target/`).
 
+mod audit;
 mod core;
 mod http;
 mod ingest;
+mod ingestion;
 mod relay;
+mod relay_figures;
 mod report;
 
 use std::time::Instant;

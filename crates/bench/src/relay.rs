@@ -1,7 +1,7 @@
 //! The outbox relay: events from the log to acknowledged JetStream publishes, against a raw
 //! async-nats loop publishing the same payloads with the same window, on a private nats-server.
 
-use keyledger_bus::bench::{RelayBenchOptions, bench_relay};
+use crate::relay_figures::{RelayBenchOptions, bench_relay};
 use keyledger_testkit::nats::NatsServer;
 
 use crate::report::{Report, human};

@@ -11,8 +11,9 @@
 //! - [`tail`] prints events for `keyledger events tail`.
 //! - [`replica`] follows the replication stream into its own projection and serves key
 //!   verification over HTTP (`keyledger replica`).
-//! - [`schema`] documents the public wire format (`docs/events.md` is generated from it);
-//!   [`bench`] measures the relay.
+//! - [`schema`] documents the public wire format (`docs/events.md` is generated from it).
+//! - `testing` (feature `testing`, tests and `crates/bench` only): the relay's fault hook and
+//!   what a baseline needs to publish the relay's own messages without it.
 //!
 //! Architecture invariants: NATS is transport and fan-out, the log is the source of truth; the
 //! relay never blocks an append; no plaintext secret is ever published (the log holds none);
@@ -28,9 +29,15 @@ mod subscriber;
 mod tail;
 mod wire;
 
-pub mod bench;
 pub mod replica;
 pub mod schema;
+
+/// The relay's messages without the relay: for the benchmark's raw-publishing baseline.
+#[cfg(feature = "testing")]
+pub mod testing {
+    pub use crate::relay::ensure_stream;
+    pub use crate::wire::Channel;
+}
 
 pub use config::BusConfig;
 pub use error::BusError;

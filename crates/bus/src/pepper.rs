@@ -14,7 +14,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use keyledger_crypto::{Keyring, MasterKey};
 use keyledger_domain::SealedSecret;
-use keyledger_log::EventLog;
+use keyledger_log::LogView;
 use serde::{Deserialize, Serialize};
 
 use keyledger_vault::{PEPPER_ID, sealed_key};
@@ -45,9 +45,9 @@ pub(crate) fn subject(config: &BusConfig) -> String {
 }
 
 /// The vault's sealed pepper, as published; `None` for a data directory without one.
-fn sealed_from_log(log: &EventLog) -> Result<Option<Bytes>, BusError> {
+fn sealed_from_log(log: &LogView) -> Result<Option<Bytes>, BusError> {
     let (Some(wrapped), Some(stored)) = (
-        log.data_keys().get(PEPPER_ID)?,
+        log.data_key(PEPPER_ID)?,
         log.meta().get(sealed_key(PEPPER_ID))?,
     ) else {
         return Ok(None);
@@ -74,7 +74,7 @@ fn sealed_from_log(log: &EventLog) -> Result<Option<Bytes>, BusError> {
 pub(crate) async fn publish(
     js: &Context,
     config: &BusConfig,
-    log: &EventLog,
+    log: &LogView,
 ) -> Result<(), BusError> {
     let Some(sealed) = sealed_from_log(log)? else {
         tracing::warn!("this data directory has no sealed pepper; replicas cannot verify keys");

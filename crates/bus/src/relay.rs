@@ -29,19 +29,25 @@ use std::time::{Duration, Instant};
 
 use async_nats::Client;
 use async_nats::connection::State as ConnectionState;
-use async_nats::jetstream::context::{Context, ContextBuilder, PublishAckFuture};
+use async_nats::jetstream::context::{ContextBuilder, PublishAckFuture};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
-use async_nats::jetstream::stream::{self, Stream};
-use bytes::Bytes;
-use keyledger_domain::public::hex;
-use keyledger_log::{EventIter, EventLog, Meta, Seq};
-use keyledger_vault::{Vault, decode_event};
+use keyledger_log::{LogView, Seq};
+use keyledger_vault::Vault;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::wire::Channel;
 use crate::{BusConfig, BusError};
+
+mod checkpoint;
+mod producer;
+mod streams;
+
+use checkpoint::{read_checkpoint, spawn_checkpoint_writer};
+use producer::{Prepared, channels, spawn_producer};
+pub use streams::ensure_stream;
+use streams::{check_streams, resync};
 
 /// Starts the relay as a background task ([`Relay::spawn`]) or runs it once until it has
 /// published everything ([`Relay::run_until_caught_up`]).
@@ -108,6 +114,7 @@ impl Relay {
     /// A fault for tests: the relay stops dead, as if killed, as soon as the events up to `seq`
     /// are acknowledged by NATS and before it records them in its checkpoint. Events after
     /// `seq` may have been sent too.
+    #[cfg(feature = "testing")]
     pub fn crash_after_publishing(mut self, seq: Seq) -> Relay {
         self.crash_after = Some(seq);
         self
@@ -147,7 +154,7 @@ impl Relay {
     }
 
     /// The last checkpoint the relay recorded in this log (0 when none).
-    pub fn checkpoint(log: &EventLog, config: &BusConfig) -> Result<Seq, BusError> {
+    pub fn checkpoint(log: &LogView, config: &BusConfig) -> Result<Seq, BusError> {
         read_checkpoint(&log.meta(), &Relay::checkpoint_key(config))
     }
 }
@@ -196,15 +203,6 @@ impl RelayHandle {
         self.task.abort();
         let _ = self.task.await;
     }
-}
-
-/// One stream the relay publishes to, and where it stands in it.
-struct Target {
-    stream: String,
-    /// Every event up to this one is in the stream, or was published and awaits its ack.
-    position: Seq,
-    /// The stream sequence the last of those took: the next publish expects it.
-    last_stream_seq: u64,
 }
 
 struct PendingAck {
@@ -632,296 +630,6 @@ impl Worker {
             self.unreported = 0;
         }
     }
-}
-
-/// The streams the relay publishes to, in the order of [`Prepared::messages`].
-fn channels(config: &BusConfig) -> Vec<Channel> {
-    if config.replicate {
-        vec![Channel::Public, Channel::Replication]
-    } else {
-        vec![Channel::Public]
-    }
-}
-
-/// One event, read from the log and encoded for every channel (in channel order).
-struct Prepared {
-    seq: Seq,
-    id: String,
-    messages: Vec<(String, Bytes)>,
-}
-
-/// Events prepared ahead of publishing, at most this many.
-const PREPARED_AHEAD: usize = 512;
-
-/// Reads the log from `from` and prepares every event for publishing; follows new commits, or
-/// stops after `until`. The channel closes when it stops (or the log closes).
-fn spawn_producer(
-    log: EventLog,
-    config: BusConfig,
-    from: Seq,
-    until: Option<Seq>,
-) -> (mpsc::Receiver<Result<Prepared, BusError>>, JoinHandle<()>) {
-    let (sender, receiver) = mpsc::channel(PREPARED_AHEAD);
-    let task = tokio::spawn(async move {
-        let channels = channels(&config);
-        let mut commits = log.subscribe();
-        let mut reader = LogReader::new(log, from);
-        loop {
-            if until.is_some_and(|until| reader.next_seq > until) {
-                return;
-            }
-            let next = match reader.next() {
-                Ok(Some(envelope)) => match decode_event(&envelope.body) {
-                    Ok(event) => Ok(Prepared {
-                        seq: envelope.seq,
-                        id: hex(&envelope.event_id),
-                        messages: channels
-                            .iter()
-                            .map(|channel| {
-                                (
-                                    channel.subject(&config, &event),
-                                    channel.payload(&envelope, &event),
-                                )
-                            })
-                            .collect(),
-                    }),
-                    Err(reason) => Err(BusError::Decode {
-                        seq: envelope.seq,
-                        reason,
-                    }),
-                },
-                Ok(None) => {
-                    if until.is_some() || commits.changed().await.is_err() {
-                        return;
-                    }
-                    continue;
-                }
-                Err(error) => Err(error),
-            };
-            let failed = next.is_err();
-            if sender.send(next).await.is_err() || failed {
-                return;
-            }
-        }
-    });
-    (receiver, task)
-}
-
-/// Reads committed events in order, re-opening the iterator when it reaches the head it was
-/// opened at.
-struct LogReader {
-    log: EventLog,
-    next_seq: Seq,
-    events: Option<EventIter>,
-}
-
-impl LogReader {
-    fn new(log: EventLog, next_seq: Seq) -> LogReader {
-        LogReader {
-            log,
-            next_seq,
-            events: None,
-        }
-    }
-
-    fn next(&mut self) -> Result<Option<keyledger_log::Envelope>, BusError> {
-        for _ in 0..2 {
-            let events = match &mut self.events {
-                Some(events) => events,
-                None => {
-                    if self.log.head().0 < self.next_seq {
-                        return Ok(None);
-                    }
-                    self.events.insert(self.log.read_from(self.next_seq))
-                }
-            };
-            match events.next() {
-                Some(envelope) => {
-                    let envelope = envelope?;
-                    if envelope.seq != self.next_seq {
-                        return Err(BusError::Log(format!(
-                            "the log skipped from event {} to {}; run `keyledger audit verify`",
-                            self.next_seq, envelope.seq
-                        )));
-                    }
-                    self.next_seq += 1;
-                    return Ok(Some(envelope));
-                }
-                None => self.events = None,
-            }
-        }
-        Ok(None)
-    }
-}
-
-/// Gets the stream, or creates it: file storage, `<prefix>.>`, the configured duplicate window.
-pub(crate) async fn ensure_stream(
-    js: &Context,
-    config: &BusConfig,
-    channel: Channel,
-) -> Result<Stream, BusError> {
-    let name = channel.stream(config);
-    let subjects = format!("{}.>", channel.prefix(config));
-    let stream = js
-        .get_or_create_stream(stream::Config {
-            name: name.to_owned(),
-            subjects: vec![subjects.clone()],
-            storage: stream::StorageType::File,
-            duplicate_window: config.duplicate_window,
-            num_replicas: 1,
-            ..Default::default()
-        })
-        .await
-        .map_err(|error| BusError::Stream {
-            stream: name.to_owned(),
-            reason: error.to_string(),
-        })?;
-    if !stream.cached_info().config.subjects.contains(&subjects) {
-        return Err(BusError::Stream {
-            stream: name.to_owned(),
-            reason: format!(
-                "it exists with subjects {:?}, not {subjects}; fix nats.subject_prefix or the stream",
-                stream.cached_info().config.subjects
-            ),
-        });
-    }
-    Ok(stream)
-}
-
-/// Where the stream stands: its last message says which event it holds last.
-async fn resync(
-    channel: Channel,
-    stream: &mut Stream,
-    log: &EventLog,
-    checkpoint: Seq,
-) -> Result<Target, BusError> {
-    let name = channel_stream_name(stream);
-    let stream_error = |reason: String| BusError::Stream {
-        stream: name.clone(),
-        reason,
-    };
-    let info = stream
-        .get_info()
-        .await
-        .map_err(|error| stream_error(error.to_string()))?;
-    let last_stream_seq = info.state.last_sequence;
-    let position = if last_stream_seq == 0 {
-        // A stream that never held a message (new or recreated) gets the whole log.
-        0
-    } else if info.state.messages == 0 {
-        // Purged or expired: nothing to compare with, so the checkpoint decides.
-        checkpoint
-    } else {
-        match stream.get_raw_message(last_stream_seq).await {
-            Ok(message) => match channel.position_of(&message.payload) {
-                Some((seq, id)) => {
-                    check_same_log(log, &name, seq, &id)?;
-                    seq
-                }
-                None => {
-                    tracing::warn!(stream = %name, "the stream's last message is not a keyledger event; the checkpoint decides");
-                    checkpoint
-                }
-            },
-            Err(error) => {
-                tracing::warn!(stream = %name, %error, "cannot read the stream's last message; the checkpoint decides");
-                checkpoint
-            }
-        }
-    };
-    Ok(Target {
-        stream: name,
-        position,
-        last_stream_seq,
-    })
-}
-
-/// With nothing in flight, every stream must end exactly where the relay's last publish landed;
-/// anything else (a server that came back without its unsynced tail, a purge, a foreign
-/// publisher) ends the session, and the next one resynchronises from the stream.
-async fn check_streams(streams: &mut [Stream], targets: &[Target]) -> Result<(), BusError> {
-    for (stream, target) in streams.iter_mut().zip(targets) {
-        let info = stream.get_info().await.map_err(|error| BusError::Stream {
-            stream: target.stream.clone(),
-            reason: error.to_string(),
-        })?;
-        if info.state.last_sequence != target.last_stream_seq {
-            return Err(BusError::StreamMoved {
-                stream: target.stream.clone(),
-                expected: target.last_stream_seq,
-                found: info.state.last_sequence,
-            });
-        }
-    }
-    Ok(())
-}
-
-fn channel_stream_name(stream: &Stream) -> String {
-    stream.cached_info().config.name.clone()
-}
-
-/// The stream's last event must be this log's event at that seq, or the stream belongs to
-/// another log (another data directory published to the same stream name).
-fn check_same_log(log: &EventLog, stream: &str, seq: Seq, id: &str) -> Result<(), BusError> {
-    let foreign = |detail: String| BusError::ForeignStream {
-        stream: stream.to_owned(),
-        detail,
-    };
-    match log.get(seq)? {
-        Some(envelope) if hex(&envelope.event_id) == id => Ok(()),
-        Some(_) => Err(foreign(format!(
-            "its event {seq} has id {id}, this log's has another"
-        ))),
-        None => Err(foreign(format!(
-            "it holds event {seq} but this log ends at {}",
-            log.head().0
-        ))),
-    }
-}
-
-fn read_checkpoint(meta: &Meta, key: &str) -> Result<Seq, BusError> {
-    match meta.get(key)? {
-        None => Ok(0),
-        Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
-            .map(Seq::from_be_bytes)
-            .map_err(|_| BusError::Log(format!("the relay checkpoint `{key}` is not 8 bytes"))),
-    }
-}
-
-/// Records the newest acknowledged position after each batch of acknowledgements, at most every
-/// [`CHECKPOINT_INTERVAL`]: each save is one durable `meta` write (an fsync) on a blocking
-/// thread, so the relay never waits for the disk. A checkpoint behind the stream costs nothing
-/// but a look at the stream's last message on the next start.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
-
-fn spawn_checkpoint_writer(
-    meta: Meta,
-    key: String,
-    mut latest: watch::Receiver<Seq>,
-) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut saved = *latest.borrow_and_update();
-        loop {
-            let open = latest.changed().await.is_ok();
-            let seq = *latest.borrow_and_update();
-            if seq != saved {
-                let (meta, key) = (meta.clone(), key.clone());
-                match tokio::task::spawn_blocking(move || meta.put(key, seq.to_be_bytes())).await {
-                    Ok(Ok(())) => saved = seq,
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, seq, "cannot record the relay checkpoint; will retry")
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, seq, "cannot record the relay checkpoint; will retry")
-                    }
-                }
-            }
-            if !open {
-                return;
-            }
-            tokio::time::sleep(CHECKPOINT_INTERVAL).await;
-        }
-    })
 }
 
 struct AbortOnDrop(Option<JoinHandle<()>>);

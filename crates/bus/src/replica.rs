@@ -8,13 +8,10 @@
 //! chain of every envelope it applies, and never decrypts anything (it has no data keys).
 //! See `docs/decisions/0004-nats-relay.md`.
 //!
-//! HTTP (JSON, bound to `http_addr`):
-//! - `POST /v1/keys/verify` `{"key": "kl_…"}` with `Authorization: Bearer <a key whose owner
-//!   holds verify_api_keys>` → `{"valid": true, "key_id", "owner", "permissions",
-//!   "expires_at"}` or `{"valid": false, "reason"}`.
-//! - `GET /healthz` (and `GET /readyz`, the same): 200 while the replica is ready, else 503.
-//! - `GET /v1/replica/status`: applied seq, lag, connection.
-//! - `GET /metrics`: the lag and readiness as Prometheus gauges.
+//! This module is the follower and its projection, with no HTTP: a [`ReplicaView`] answers
+//! what the replica's HTTP side (`keyledger_api::replica`, with the API's authentication and
+//! error JSON) asks — [`ReplicaView::authenticate`], [`ReplicaView::status`],
+//! [`ReplicaView::metrics_text`].
 //!
 //! Readiness says the truth about lag, and how: the replica knows how far the stream reaches
 //! from every delivery (its stream sequence plus the messages still pending) and, independently
@@ -24,16 +21,9 @@
 //! delivery or a probe answer) within [`LagLimits::max_silence`]. `caught_up` is recomputed on
 //! every look, so it turns false again as soon as the replica falls behind.
 
-use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{DefaultBodyLimit, State as AxumState};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use futures::StreamExt;
 use keyledger_crypto::{Keyring, MasterKey};
 use keyledger_domain::{Permission, State, Timestamp};
@@ -51,8 +41,6 @@ use crate::{BusConfig, BusError, StartAt};
 #[derive(Clone, Debug)]
 pub struct ReplicaConfig {
     pub bus: BusConfig,
-    /// Where the HTTP API listens (port 0: any free port, see [`Replica::local_addr`]).
-    pub http_addr: SocketAddr,
     /// The vault's master key: the replica derives the pepper of key hashes from it.
     pub master_key: MasterKey,
     /// How far behind the replica may be and still answer ready.
@@ -135,31 +123,42 @@ pub enum Verification {
     },
 }
 
-/// A running replica: the follower task and the HTTP server.
+/// A running replica: the follower task and its projection.
 #[derive(Debug)]
 pub struct Replica {
-    shared: Arc<Shared>,
-    local_addr: SocketAddr,
+    view: ReplicaView,
     stop: watch::Sender<bool>,
     follower: JoinHandle<()>,
-    server: JoinHandle<()>,
 }
 
-/// Runs a replica until `shutdown` resolves (`keyledger replica`).
-pub async fn run(
-    config: ReplicaConfig,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), BusError> {
-    let replica = Replica::start(config).await?;
-    tracing::info!(addr = %replica.local_addr(), "replica serving");
-    shutdown.await;
-    replica.shutdown().await;
-    Ok(())
+/// What the replica knows, for its HTTP side: cheap to clone, shares the running replica's
+/// projection and progress.
+#[derive(Clone, Debug)]
+pub struct ReplicaView {
+    shared: Arc<Shared>,
+}
+
+/// Why a key was not verified.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The key does not verify (unknown, malformed, expired, deleted, …).
+    Auth(AuthFailure),
+    /// The replica cannot verify yet: it has not read the vault's pepper.
+    NotReady,
+}
+
+/// A key that verified, with its owner's permissions right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedKey {
+    pub key_id: String,
+    pub owner: String,
+    pub permissions: Vec<Permission>,
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Replica {
-    /// Binds the HTTP address and starts following the replication stream. NATS need not be up
-    /// yet: the replica retries with backoff and `/healthz` answers 503 until it has caught up.
+    /// Starts following the replication stream. NATS need not be up yet: the replica retries
+    /// with backoff and is not ready until it has caught up.
     pub async fn start(config: ReplicaConfig) -> Result<Replica, BusError> {
         config.bus.check()?;
         let shared = Arc::new(Shared {
@@ -175,29 +174,7 @@ impl Replica {
             telemetry: Telemetry::default(),
             hold: watch::channel(false).0,
         });
-        let listener = tokio::net::TcpListener::bind(config.http_addr).await?;
-        let local_addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let router = Router::new()
-            .route("/v1/keys/verify", post(verify_handler))
-            .route("/healthz", get(health_handler))
-            .route("/readyz", get(health_handler))
-            .route("/metrics", get(metrics_handler))
-            .route("/v1/replica/status", get(status_handler))
-            .layer(DefaultBodyLimit::max(16 * 1024))
-            .with_state(shared.clone());
-        let mut server_stop = stopped.clone();
-        let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            };
-            if let Err(error) = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                tracing::error!(%error, "the replica's HTTP server failed");
-            }
-        });
         let follower = tokio::spawn(follow(
             shared.clone(),
             config.bus,
@@ -205,49 +182,105 @@ impl Replica {
             stopped,
         ));
         Ok(Replica {
-            shared,
-            local_addr,
+            view: ReplicaView { shared },
             stop,
             follower,
-            server,
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// A handle on what the replica knows, for its HTTP side.
+    pub fn view(&self) -> ReplicaView {
+        self.view.clone()
     }
 
     pub fn status(&self) -> ReplicaStatus {
-        self.shared.status()
+        self.view.status()
     }
 
     /// Verifies a key against the replica's projection, as `POST /v1/keys/verify` does;
     /// `None` while the replica cannot verify yet (it has not read the sealed pepper).
     pub fn verify(&self, presented: &str) -> Option<Verification> {
-        match self.shared.authenticate(presented) {
-            Ok(verified) => Some(verified.into()),
-            Err(Refusal::Auth(failure)) => Some(Verification::invalid(&failure)),
-            Err(Refusal::NotReady) => None,
-        }
+        self.view.verify(presented)
     }
 
     /// A fault for tests: while `held`, the replica reads and applies nothing (as a replica too
     /// slow for the stream would), but keeps probing the stream, so its lag grows.
     #[cfg(feature = "testing")]
     pub fn hold_applying(&self, held: bool) {
-        self.shared.hold.send_replace(held);
+        self.view.shared.hold.send_replace(held);
     }
 
-    /// Stops following, stops the HTTP server (letting requests in progress finish), and waits.
+    /// Stops following and waits for the follower.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.follower.await;
-        let _ = self.server.await;
+    }
+}
+
+impl ReplicaView {
+    /// The replica's progress, lag and readiness as of now.
+    pub fn status(&self) -> ReplicaStatus {
+        self.shared.status()
+    }
+
+    /// The vault's checks of an internal key (`Vault::authenticate_key`), against the
+    /// replica's projection.
+    pub fn authenticate(&self, presented: &str) -> Result<VerifiedKey, Refusal> {
+        self.shared.authenticate(presented)
+    }
+
+    /// See [`Replica::verify`].
+    pub fn verify(&self, presented: &str) -> Option<Verification> {
+        match self.authenticate(presented) {
+            Ok(verified) => Some(verified.into()),
+            Err(Refusal::Auth(failure)) => Some(Verification::invalid(&failure)),
+            Err(Refusal::NotReady) => None,
+        }
+    }
+
+    /// Prometheus gauges of the replica's progress and lag (unknown values are left out).
+    pub fn metrics_text(&self) -> String {
+        let status = self.status();
+        let telemetry = &self.shared.telemetry;
+        let gauges = [
+            (
+                "keyledger_replica_applied_seq",
+                "The last log event applied to the replica's projection.",
+                Some(status.applied_seq as f64),
+            ),
+            (
+                "keyledger_replica_lag_events",
+                "Messages in the replication stream not yet applied.",
+                status.lag_events.map(|lag| lag as f64),
+            ),
+            (
+                "keyledger_replica_last_contact_seconds",
+                "Seconds since NATS last delivered a message or answered a lag probe.",
+                status.last_contact_ms.map(|ms| ms as f64 / 1000.0),
+            ),
+            (
+                "keyledger_replica_newest_event_age_seconds",
+                "Seconds since the newest applied event was appended to the vault's log.",
+                status.newest_event_age_ms.map(|ms| ms as f64 / 1000.0),
+            ),
+            (
+                "keyledger_replica_ready",
+                "1 while the replica is consistent and within its lag limits, else 0.",
+                Some(if status.ready { 1.0 } else { 0.0 }),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(value) = value {
+                telemetry.set_gauge(name, "", help, value);
+            }
+        }
+        telemetry.render()
     }
 }
 
 impl Verification {
-    fn invalid(failure: &AuthFailure) -> Verification {
+    /// The answer for a key that did not verify.
+    pub fn invalid(failure: &AuthFailure) -> Verification {
         Verification::Invalid {
             valid: monostate::False,
             reason: failure.reason().to_owned(),
@@ -259,8 +292,8 @@ impl Verification {
     }
 }
 
-impl From<Verified> for Verification {
-    fn from(verified: Verified) -> Verification {
+impl From<VerifiedKey> for Verification {
+    fn from(verified: VerifiedKey) -> Verification {
         Verification::Valid {
             valid: monostate::True,
             key_id: verified.key_id,
@@ -316,7 +349,7 @@ struct Shared {
     limits: LagLimits,
     /// Filled from the status on every `GET /metrics`.
     telemetry: Telemetry,
-    /// While true the follower applies nothing ([`Replica::hold_applying`], tests only).
+    /// While true the follower applies nothing (`Replica::hold_applying`, tests only).
     hold: watch::Sender<bool>,
 }
 
@@ -328,25 +361,10 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// Why a key was not verified.
-enum Refusal {
-    Auth(AuthFailure),
-    /// The replica has no pepper yet.
-    NotReady,
-}
-
 impl From<AuthFailure> for Refusal {
     fn from(failure: AuthFailure) -> Refusal {
         Refusal::Auth(failure)
     }
-}
-
-/// A key that verified.
-struct Verified {
-    key_id: String,
-    owner: String,
-    permissions: Vec<Permission>,
-    expires_at: Option<Timestamp>,
 }
 
 impl Shared {
@@ -437,7 +455,7 @@ impl Shared {
     /// The vault's checks of an internal key (`Vault::authenticate_key`), against the replica's
     /// projection: format, peppered hash lookup, status at now, current or still-valid previous
     /// secret, owner, and the owner's permissions right now.
-    fn authenticate(&self, presented: &str) -> Result<Verified, Refusal> {
+    fn authenticate(&self, presented: &str) -> Result<VerifiedKey, Refusal> {
         let keyring = self
             .keyring
             .read()
@@ -446,7 +464,7 @@ impl Shared {
         let keyring = keyring.ok_or(Refusal::NotReady)?;
         let now = self.clock.now();
         let principal = self.read(|state| check_api_key(state, &keyring, presented, now))?;
-        let verified = Verified {
+        let verified = VerifiedKey {
             key_id: principal.key.to_string(),
             owner: principal.user.to_string(),
             permissions: principal.permissions.iter().collect(),
@@ -655,146 +673,6 @@ async fn probe_last_seq(
     Ok(info.state.last_sequence)
 }
 
-#[derive(Deserialize)]
-struct VerifyRequest {
-    key: String,
-}
-
-async fn verify_handler(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Json<VerifyRequest>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Some(caller_key) = bearer(&headers) else {
-        return error_response(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "send `Authorization: Bearer <key>` with a key whose owner holds verify_api_keys",
-        );
-    };
-    let caller = match shared.authenticate(caller_key) {
-        Ok(caller) => caller,
-        Err(Refusal::Auth(failure)) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                &format!("the caller's key: {failure}"),
-            );
-        }
-        Err(Refusal::NotReady) => return not_ready(),
-    };
-    if !caller.permissions.contains(&Permission::VerifyApiKeys) {
-        return error_response(
-            StatusCode::FORBIDDEN,
-            "permission_denied",
-            "verifying keys needs the verify_api_keys permission",
-        );
-    }
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return error_response(
-                rejection.status(),
-                "invalid_body",
-                "send a JSON body `{\"key\": \"kl_…\"}` with `Content-Type: application/json`",
-            );
-        }
-    };
-    let verification = match shared.authenticate(&request.key) {
-        Ok(verified) => Verification::from(verified),
-        Err(Refusal::Auth(failure)) => Verification::invalid(&failure),
-        Err(Refusal::NotReady) => return not_ready(),
-    };
-    Json(verification).into_response()
-}
-
-async fn health_handler(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
-    let status = shared.status();
-    let body = serde_json::json!({
-        "status": if status.ready { "ok" } else { "unavailable" },
-        "applied_seq": status.applied_seq,
-        "lag_events": status.lag_events,
-        "last_contact_ms": status.last_contact_ms,
-        "caught_up": status.caught_up,
-        "detail": status.detail,
-    });
-    let code = if status.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
-}
-
-async fn status_handler(AxumState(shared): AxumState<Arc<Shared>>) -> Json<ReplicaStatus> {
-    Json(shared.status())
-}
-
-/// Prometheus gauges of the replica's progress and lag (unknown values are left out).
-async fn metrics_handler(AxumState(shared): AxumState<Arc<Shared>>) -> Response {
-    let status = shared.status();
-    let telemetry = &shared.telemetry;
-    let gauges = [
-        (
-            "keyledger_replica_applied_seq",
-            "The last log event applied to the replica's projection.",
-            Some(status.applied_seq as f64),
-        ),
-        (
-            "keyledger_replica_lag_events",
-            "Messages in the replication stream not yet applied.",
-            status.lag_events.map(|lag| lag as f64),
-        ),
-        (
-            "keyledger_replica_last_contact_seconds",
-            "Seconds since NATS last delivered a message or answered a lag probe.",
-            status.last_contact_ms.map(|ms| ms as f64 / 1000.0),
-        ),
-        (
-            "keyledger_replica_newest_event_age_seconds",
-            "Seconds since the newest applied event was appended to the vault's log.",
-            status.newest_event_age_ms.map(|ms| ms as f64 / 1000.0),
-        ),
-        (
-            "keyledger_replica_ready",
-            "1 while the replica is consistent and within its lag limits, else 0.",
-            Some(if status.ready { 1.0 } else { 0.0 }),
-        ),
-    ];
-    for (name, help, value) in gauges {
-        if let Some(value) = value {
-            telemetry.set_gauge(name, "", help, value);
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        telemetry.render(),
-    )
-        .into_response()
-}
-
-fn not_ready() -> Response {
-    error_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "not_ready",
-        "the replica has not read the vault's pepper yet; see GET /v1/replica/status",
-    )
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
-fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(serde_json::json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -824,22 +702,5 @@ mod tests {
             serde_json::from_str::<Verification>(&json).ok(),
             Some(invalid)
         );
-    }
-
-    #[test]
-    fn bearer_tokens_are_read_case_insensitively() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            "bearer kl_x"
-                .parse()
-                .unwrap_or(axum::http::HeaderValue::from_static("")),
-        );
-        assert_eq!(bearer(&headers), Some("kl_x"));
-        headers.insert(
-            header::AUTHORIZATION,
-            axum::http::HeaderValue::from_static("Basic abc"),
-        );
-        assert_eq!(bearer(&headers), None);
     }
 }

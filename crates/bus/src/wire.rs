@@ -18,7 +18,7 @@ use crate::BusConfig;
 
 /// Which of the two streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Channel {
+pub enum Channel {
     Public,
     Replication,
 }
@@ -38,11 +38,11 @@ impl Channel {
         }
     }
 
-    pub(crate) fn subject(&self, config: &BusConfig, event: &Event) -> String {
+    pub fn subject(&self, config: &BusConfig, event: &Event) -> String {
         format!("{}.{}", self.prefix(config), event.subject_suffix())
     }
 
-    pub(crate) fn payload(&self, envelope: &Envelope, event: &Event) -> Bytes {
+    pub fn payload(&self, envelope: &Envelope, event: &Event) -> Bytes {
         match self {
             // Serialising owned, fully typed data into memory cannot fail.
             Channel::Public => Bytes::from(

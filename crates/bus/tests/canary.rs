@@ -2,7 +2,6 @@
 //! ciphertext either. Every byte of every message on `>` is scanned, including JetStream API
 //! traffic (whose message payloads are base64 inside JSON).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -171,7 +170,6 @@ async fn no_secret_on_any_subject_and_no_hash_or_ciphertext_on_public_ones() {
         .expect("tail");
     let replica = Replica::start(ReplicaConfig {
         bus: config.clone(),
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         master_key: master_key(),
         limits: keyledger_bus::replica::LagLimits::default(),
     })

@@ -1,7 +1,6 @@
 //! docs/examples/nats-permissions.conf, run for real: subscribers read the public stream and
 //! nothing of the replication streams; replicas read those; the relay writes everything.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,7 +44,6 @@ async fn permissions_keep_subscribers_off_the_replication_stream() {
     // The replica reads the replication streams and verifies.
     let replica = Replica::start(ReplicaConfig {
         bus: replica_config,
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         master_key: master_key(),
         limits: keyledger_bus::replica::LagLimits::default(),
     })

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use keyledger_api::replica::ReplicaServer;
 use keyledger_bus::replica::{LagLimits, Replica, ReplicaConfig, Verification};
 use keyledger_bus::{BusConfig, Relay, RelayHandle};
 use keyledger_domain::{
@@ -70,13 +71,16 @@ fn vault_says(vault: &Vault, key: &str) -> Verification {
 /// Generous bound of every wait: conditions, not durations, decide when a test goes on.
 const PATIENCE: Duration = Duration::from_secs(60);
 
-async fn start_replica(config: &BusConfig, limits: LagLimits) -> Replica {
-    Replica::start(ReplicaConfig {
-        bus: config.clone(),
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        master_key: master_key(),
-        limits,
-    })
+/// The replica and its HTTP side, as `keyledger replica` runs them.
+async fn start_replica(config: &BusConfig, limits: LagLimits) -> ReplicaServer {
+    ReplicaServer::start(
+        ReplicaConfig {
+            bus: config.clone(),
+            master_key: master_key(),
+            limits,
+        },
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
     .await
     .expect("start the replica")
 }

@@ -36,7 +36,6 @@ async fn streams_that_lost_their_tail_are_refilled_with_nothing_lost_or_duplicat
     let relay = Relay::spawn(vault.clone(), config.clone());
     let replica = Replica::start(ReplicaConfig {
         bus: config.clone(),
-        http_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         master_key: master_key(),
         limits: LagLimits::default(),
     })

@@ -2,15 +2,15 @@
 //! HTTP as an admin, users and roles.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use keyledger_domain::UserId;
-use keyledger_vault::{SystemClock, Vault, VaultError};
+use keyledger_vault::VaultError;
 use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs, segment};
 use crate::config::Config;
 use crate::exit::{Exit, Failure};
+use crate::local;
 use crate::output::{field, items, print_json, print_table, time};
 
 #[derive(Debug, clap::Subcommand)]
@@ -33,7 +33,7 @@ pub enum AdminCommand {
     Roles(RolesCommand),
     /// Master-key rotation, backups and restores (local, on the data directory).
     #[command(flatten)]
-    Audit(keyledger_audit::cli::AdminAuditCommand),
+    Audit(crate::audit::AdminAuditCommand),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -97,8 +97,8 @@ fn bootstrap(
     let config = Config::load(config)?;
     let admin = UserId::parse(user.unwrap_or(&config.bootstrap.admin_user))
         .map_err(|err| Failure::new(Exit::Usage, err.to_string()))?;
-    let master = crate::serve::master_key(&config)?;
-    let vault = open_vault(&config, &master)?;
+    let master = local::master_key(&config)?;
+    let vault = local::open_vault(&config, &master)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -119,29 +119,9 @@ fn bootstrap(
             "expires_at": created.expires_at,
         }));
     } else {
-        crate::serve::print_admin_key(&admin, &created);
+        local::print_admin_key(&admin, &created);
     }
     Ok(())
-}
-
-/// Opens the vault in the configured data directory, explaining the usual failures.
-pub fn open_vault(config: &Config, master: &keyledger_crypto::MasterKey) -> anyhow::Result<Vault> {
-    Vault::open(config.vault_config()?, master, Arc::new(SystemClock)).map_err(|err| {
-        let text = err.to_string();
-        if matches!(err, VaultError::Locked { .. }) {
-            Failure::new(
-                Exit::Conflict,
-                format!(
-                    "the data directory {} is in use by a running keyledger server; stop it first \
-                     (or, once an admin exists, manage users over HTTP with `keyledger admin users …`)",
-                    config.data_dir.display()
-                ),
-            )
-            .into()
-        } else {
-            anyhow::Error::from(Failure::new(Exit::Server, format!("cannot open the vault in {}: {text}", config.data_dir.display())))
-        }
-    })
 }
 
 fn run_users(command: &UsersCommand, global: &ClientArgs) -> anyhow::Result<()> {

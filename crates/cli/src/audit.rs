@@ -1,10 +1,20 @@
-//! `keyledger audit …` and the offline `keyledger admin` commands (rotation, backup, restore):
-//! glue between the binary's global flags and the audit crate.
+//! `keyledger audit …` and the offline `keyledger admin` commands (rotation, backup, restore).
+//!
+//! The binary owns these commands; the audit crate is the library they call (typed results,
+//! no printing). Offline commands open the data directory, which a running server holds
+//! locked: those commands then name the command that works next to it — `--remote`, which asks
+//! the server over its API with the saved key (or `KEYLEDGER_API_KEY`) and `--endpoint`, for
+//! `verify`, `replay`, `export`, `public-key` and `checkpoint`, or a backup for `shredded`.
 
-use keyledger_audit::cli::{
-    AdminAuditCommand, AuditCommand, HeldByServer, Remote, RemoteFailure, RunContext,
-    VerificationFailed,
-};
+mod args;
+mod commands;
+mod remote;
+#[cfg(test)]
+mod tests;
+
+pub use args::{AdminAuditCommand, AuditCommand};
+use commands::{HeldByServer, VerificationFailed};
+use remote::{Remote, RemoteFailure, RunContext};
 
 use crate::client::{ClientArgs, resolve};
 use crate::exit::{Exit, Failure};

@@ -10,72 +10,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use keyledger_bus::replica::LagLimits;
 use keyledger_bus::schema::EVENT_DOCS;
 use keyledger_bus::{BusConfig, BusError, StartAt, TailOptions};
 use keyledger_domain::Timestamp;
 
 use crate::config::Config;
 use crate::exit::{Exit, Failure};
-
-/// `[nats]`: publication is off while `url` is empty (the embedded default) and on as soon as it
-/// is set.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct NatsSection {
-    url: String,
-    stream: String,
-    subject_prefix: String,
-    replicate: bool,
-    credentials_file: String,
-    token: String,
-    tls_required: bool,
-    ca_file: String,
-    replica_max_lag_events: u64,
-    replica_max_lag_seconds: u64,
-}
-
-impl Default for NatsSection {
-    fn default() -> Self {
-        let bus = BusConfig::default();
-        NatsSection {
-            url: String::new(),
-            stream: bus.stream,
-            subject_prefix: bus.subject_prefix,
-            replicate: bus.replicate,
-            credentials_file: String::new(),
-            token: String::new(),
-            tls_required: false,
-            ca_file: String::new(),
-            replica_max_lag_events: LagLimits::default().max_lag_events,
-            replica_max_lag_seconds: LagLimits::default().max_silence.as_secs(),
-        }
-    }
-}
-
-/// The bus configuration, or `None` when publication is off.
-pub fn bus_config(
-    config: &Config,
-    url_override: Option<&str>,
-) -> anyhow::Result<Option<BusConfig>> {
-    let section: NatsSection = config.section("nats")?.unwrap_or_default();
-    let url = url_override.map(str::to_owned).unwrap_or(section.url);
-    if url.trim().is_empty() {
-        return Ok(None);
-    }
-    let non_empty = |s: String| (!s.trim().is_empty()).then_some(s);
-    Ok(Some(BusConfig {
-        url,
-        stream: section.stream,
-        subject_prefix: section.subject_prefix,
-        replicate: section.replicate,
-        credentials_file: non_empty(section.credentials_file).map(PathBuf::from),
-        token: non_empty(section.token),
-        tls_required: section.tls_required,
-        ca_file: non_empty(section.ca_file).map(PathBuf::from),
-        ..BusConfig::default()
-    }))
-}
+use crate::local;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum EventsCommand {
@@ -226,13 +167,12 @@ fn subject_matches(pattern: &str, subject: &str) -> bool {
 
 pub fn run_replica(args: &ReplicaArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
-    crate::serve::init_tracing(&config);
+    local::init_tracing(&config);
     let bus = require_bus(&config, args.nats_url.as_deref())?;
-    let master_key = crate::serve::master_key_existing(&config)?;
-    let limits = lag_limits(&config)?;
+    let master_key = local::master_key_existing(&config)?;
+    let limits = local::lag_limits(&config)?;
     let replica = keyledger_bus::replica::ReplicaConfig {
         bus,
-        http_addr: args.http_addr,
         master_key,
         limits,
     };
@@ -240,33 +180,15 @@ pub fn run_replica(args: &ReplicaArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        keyledger_bus::replica::run(replica, crate::serve::shutdown_signal())
+        keyledger_api::replica::run(replica, args.http_addr, local::shutdown_signal())
             .await
             .map_err(|err| Failure::new(Exit::Server, err.to_string()))
     })?;
     Ok(())
 }
 
-/// `nats.replica_max_lag_events` and `nats.replica_max_lag_seconds`: past either, the replica
-/// answers 503 on `/healthz`.
-fn lag_limits(config: &Config) -> anyhow::Result<LagLimits> {
-    let section: NatsSection = config.section("nats")?.unwrap_or_default();
-    if section.replica_max_lag_seconds == 0 {
-        return Err(Failure::new(
-            Exit::Usage,
-            "nats.replica_max_lag_seconds must be at least 1 (the replica probes the stream every second)",
-        )
-        .into());
-    }
-    Ok(LagLimits {
-        max_lag_events: section.replica_max_lag_events,
-        max_silence: std::time::Duration::from_secs(section.replica_max_lag_seconds),
-        ..LagLimits::default()
-    })
-}
-
 fn require_bus(config: &Config, url: Option<&str>) -> anyhow::Result<BusConfig> {
-    bus_config(config, url)?.ok_or_else(|| {
+    local::bus_config(config, url)?.ok_or_else(|| {
         Failure::new(Exit::Usage, "no NATS server configured: pass --nats-url, set KEYLEDGER_NATS_URL, or nats.url in the configuration").into()
     })
 }

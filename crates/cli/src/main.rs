@@ -16,6 +16,7 @@ mod exit;
 mod external;
 mod ingest;
 mod keys;
+mod local;
 mod output;
 mod serve;
 mod session;
@@ -80,7 +81,7 @@ enum Command {
     Ingest(ingest::IngestCommand),
     /// Verify, export and replay the event log; crypto-shredding evidence.
     #[command(subcommand)]
-    Audit(keyledger_audit::cli::AuditCommand),
+    Audit(audit::AuditCommand),
     /// Print a shell completion script: `source <(keyledger completions bash)`.
     Completions {
         #[arg(value_enum)]

@@ -10,12 +10,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use keyledger_crypto::MasterKey;
 use keyledger_domain::UserId;
-use keyledger_vault::{CreatedApiKey, MasterKeyOrigin, load_or_create_master_key};
 
 use crate::config::Config;
 use crate::exit::{Exit, Failure};
+use crate::local;
 
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -26,7 +25,7 @@ pub struct ServeArgs {
 
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
-    init_tracing(&config);
+    local::init_tracing(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("keyledger")
@@ -39,8 +38,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let master = master_key(&config)?;
-    let vault = crate::admin::open_vault(&config, &master)?;
+    let master = local::master_key(&config)?;
+    let vault = local::open_vault(&config, &master)?;
     drop(master);
     if !vault.read(|state| state.has_users()) {
         let admin = UserId::parse(&config.bootstrap.admin_user)
@@ -49,7 +48,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .bootstrap(admin.clone())
             .await
             .context("cannot create the first admin")?;
-        print_admin_key(&admin, &created);
+        local::print_admin_key(&admin, &created);
     }
     let background = vault.spawn_background();
     let listener = tokio::net::TcpListener::bind(&config.http.addr)
@@ -87,14 +86,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ingest_config,
         )))
         .with_ingestor(ingestor);
-    let relay = match crate::events::bus_config(&config, None)? {
+    let relay = match local::bus_config(&config, None)? {
         Some(bus) => {
             tracing::info!(url = %bus.url, stream = %bus.stream, "publishing events to NATS JetStream");
             Some(keyledger_bus::Relay::spawn(vault.clone(), bus))
         }
         None => None,
     };
-    let served = keyledger_api::serve(listener, state, shutdown_signal()).await;
+    let served = keyledger_api::serve(listener, state, local::shutdown_signal()).await;
     background.abort();
     if let Some(relay) = relay
         && tokio::time::timeout(grace, relay.shutdown()).await.is_err()
@@ -111,90 +110,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!("stopped");
     served
         .map_err(|err| Failure::new(Exit::Server, format!("the HTTP server failed: {err}")).into())
-}
-
-/// The master key: `KEYLEDGER_MASTER_KEY` (the key itself), else the configured file, generated
-/// there on first use with a warning that production must pass its own.
-pub fn master_key(config: &Config) -> anyhow::Result<MasterKey> {
-    if let Ok(text) = std::env::var("KEYLEDGER_MASTER_KEY") {
-        return MasterKey::parse(text.trim()).map_err(|err| {
-            Failure::new(Exit::Usage, format!("KEYLEDGER_MASTER_KEY: {err}")).into()
-        });
-    }
-    let path = config.master_key_path();
-    let (key, origin) = load_or_create_master_key(&path)
-        .map_err(|err| Failure::new(Exit::Usage, err.to_string()))?;
-    if origin == MasterKeyOrigin::Generated {
-        eprintln!(
-            "warning: generated a new master key in {} (mode 0600). That is fine for development only: \
-             in production pass your own key (KEYLEDGER_MASTER_KEY_FILE or KEYLEDGER_MASTER_KEY) and back it up \
-             apart from the data — without it the data directory cannot be read.",
-            path.display()
-        );
-    }
-    Ok(key)
-}
-
-/// The master key of an existing vault, for processes that must never generate one (replicas).
-pub fn master_key_existing(config: &Config) -> anyhow::Result<MasterKey> {
-    if let Ok(text) = std::env::var("KEYLEDGER_MASTER_KEY") {
-        return MasterKey::parse(text.trim()).map_err(|err| {
-            Failure::new(Exit::Usage, format!("KEYLEDGER_MASTER_KEY: {err}")).into()
-        });
-    }
-    keyledger_vault::read_master_key(&config.master_key_path())
-        .map_err(|err| Failure::new(Exit::Usage, err.to_string()).into())
-}
-
-/// Prints the first admin's key to standard output, once, with a notice around it.
-pub fn print_admin_key(admin: &UserId, created: &CreatedApiKey) {
-    let rule = "=".repeat(72);
-    println!("{rule}");
-    println!(
-        "keyledger: created the first admin `{admin}` with this API key (id {}):",
-        created.id
-    );
-    println!();
-    println!("    {}", created.secret.expose());
-    println!();
-    println!("It is shown only this once. Store it now, e.g. `keyledger login` and paste it.");
-    println!("{rule}");
-    let _ = std::io::stdout().flush();
-}
-
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::terminate(),
-    ) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the server");
-            let _ = interrupt.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
-    }
-}
-
-pub fn init_tracing(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(format!("{},sled=warn", config.log.level)))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi);
-    if config.log.format == "json" {
-        let _ = builder.json().try_init();
-    } else {
-        let _ = builder.try_init();
-    }
 }
 
 /// `[ingest]`: where sample files go and how the connectors reach their providers.

@@ -19,7 +19,6 @@
 //!   cancelled, and leaves no partial file behind.
 //! - No secret reaches an event, an error, a log line, a view or a `Debug` output.
 
-pub mod bench;
 pub mod dnanexus;
 mod ingestor;
 mod job;

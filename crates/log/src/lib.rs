@@ -20,10 +20,13 @@ mod error;
 pub mod fuzzing;
 mod keys;
 pub mod private_files;
+/// Raw access to the stored bytes, for tamper tests and the benchmarks only.
+#[cfg(feature = "testing")]
 pub mod raw;
 mod recovery;
 mod stores;
 mod verify;
+mod view;
 mod writer;
 
 use std::collections::HashMap;
@@ -44,6 +47,7 @@ pub use error::{AppendError, LogError};
 pub use recovery::{StorageHealth, StorageMonitor};
 pub use stores::{DataKeys, Meta};
 pub use verify::{BadEvent, BadReason, VerifyReport, verify_envelopes};
+pub use view::LogView;
 
 use block::{StoredEnvelopes, numbered, stored_envelopes};
 use keys::{

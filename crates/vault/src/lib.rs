@@ -31,8 +31,8 @@ use keyledger_domain::{
     Action, Actor, Command, DomainError, DurationPolicy, Event, State, Timestamp,
 };
 use keyledger_log::{
-    AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, NewEvent,
-    StreamGuard,
+    AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, LogView,
+    NewEvent, StreamGuard,
 };
 
 pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
@@ -244,7 +244,9 @@ impl std::fmt::Debug for Vault {
 
 struct Inner {
     config: VaultConfig,
+    /// The only handle that appends; everything outside the vault gets `log_view`.
     log: EventLog,
+    log_view: LogView,
     projection: Arc<RwLock<Projection>>,
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
@@ -317,6 +319,7 @@ impl Vault {
         let vault = Vault {
             inner: Arc::new(Inner {
                 config,
+                log_view: log.view(),
                 log,
                 projection,
                 keyring,
@@ -335,8 +338,10 @@ impl Vault {
         &self.inner.config
     }
 
-    pub fn log(&self) -> &EventLog {
-        &self.inner.log
+    /// The log, read-only: read, verify, follow. Appends go through [`Vault::execute`] (and so
+    /// through `decide`) only.
+    pub fn log(&self) -> &LogView {
+        &self.inner.log_view
     }
 
     /// Where components report metrics and readiness.

@@ -24,7 +24,7 @@ use keyledger_crypto::{CryptoError, Keyring, MasterKey, SecretBytes};
 use keyledger_domain::State;
 use keyledger_domain::public::hex;
 use keyledger_log::private_files;
-use keyledger_log::{Checkpoint, EventLog, GENESIS_HASH, Hash, Seq};
+use keyledger_log::{Checkpoint, EventLog, GENESIS_HASH, Hash, LogView, Seq};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -129,7 +129,7 @@ impl Vault {
     /// Verifies the chain since the last checkpoint and signs the current head.
     pub fn checkpoint_now(&self) -> Result<Checkpoint, VaultError> {
         let signer = self.signer()?;
-        let log = self.log();
+        let log = &self.inner.log;
         let (head, _) = log.head();
         if head == 0 {
             return Err(VaultError::Config(
@@ -156,7 +156,7 @@ impl Vault {
     /// vault keeps serving (see [`keyledger_log::EventLog::backup_to`]). The master key is not
     /// part of a backup.
     pub fn backup_to(&self, dir: &Path) -> Result<BackupManifest, VaultError> {
-        backup_log(self.log(), dir)
+        backup_log(&self.inner.log, dir)
     }
 
     fn signer(&self) -> Result<Arc<Ed25519KeyPair>, VaultError> {
@@ -181,7 +181,7 @@ pub fn backup_log(log: &EventLog, dir: &Path) -> Result<BackupManifest, VaultErr
         head_hash: hex(&summary.head_hash),
         data_keys: summary.data_keys,
         meta_entries: summary.meta_entries,
-        checkpoint_public_key: published_public_key(log)?.map(|key| hex(&key)),
+        checkpoint_public_key: published_public_key(&log.view())?.map(|key| hex(&key)),
         created_at: SystemClock.now(),
     };
     let text = serde_json::to_vec_pretty(&manifest)
@@ -214,7 +214,7 @@ pub(crate) fn parse_backup_manifest(text: &[u8]) -> Result<BackupManifest, Strin
 
 /// The checkpoint public key as the data directory publishes it (in clear, unauthenticated:
 /// an auditor pins the key obtained from the running vault or another trusted place).
-pub fn published_public_key(log: &EventLog) -> Result<Option<[u8; 32]>, VaultError> {
+pub fn published_public_key(log: &LogView) -> Result<Option<[u8; 32]>, VaultError> {
     Ok(log
         .meta()
         .get(PUBLIC_KEY_META)?
@@ -322,7 +322,7 @@ pub(crate) fn restore_projection(
 
 /// Loads (or generates and seals) the checkpoint signing key and starts the worker.
 pub(crate) fn start(vault: &Vault) -> Result<(), VaultError> {
-    let log = vault.log();
+    let log = &vault.inner.log;
     let keyring = vault.keyring();
     let pkcs8 = match unseal(log, SIGNING_KEY_ID, keyring)? {
         Some(pkcs8) => pkcs8,
@@ -338,7 +338,7 @@ pub(crate) fn start(vault: &Vault) -> Result<(), VaultError> {
         VaultError::Corrupt("the sealed checkpoint signing key is not an Ed25519 key".to_owned())
     })?);
     let public_key = public_key_of(&signer)?;
-    if published_public_key(log)? != Some(public_key) {
+    if published_public_key(&log.view())? != Some(public_key) {
         log.meta().put(PUBLIC_KEY_META, public_key)?;
     }
     let _ = vault.inner.audit.signer.set(signer.clone());

@@ -41,11 +41,10 @@ async fn of_fifty_concurrent_creates_of_the_same_aws_key_exactly_one_wins() {
     let credential_keys = test
         .vault
         .log()
-        .data_keys()
-        .iter()
+        .data_key_ids()
         .unwrap()
         .into_iter()
-        .filter(|(id, _)| id.starts_with("ext_"))
+        .filter(|id| id.starts_with("ext_"))
         .count();
     assert_eq!(credential_keys, 1);
 }

@@ -318,8 +318,7 @@ async fn deleting_an_external_key_shreds_its_secret() {
     assert!(
         test.vault
             .log()
-            .data_keys()
-            .get(view.id.as_str())
+            .data_key(view.id.as_str())
             .unwrap()
             .is_none()
     );
@@ -373,11 +372,10 @@ async fn a_second_key_for_a_provider_is_refused_with_a_clear_message() {
     let credential_keys = test
         .vault
         .log()
-        .data_keys()
-        .iter()
+        .data_key_ids()
         .unwrap()
         .into_iter()
-        .filter(|(id, _)| id.starts_with("ext_"))
+        .filter(|id| id.starts_with("ext_"))
         .count();
     assert_eq!(credential_keys, 1);
 }

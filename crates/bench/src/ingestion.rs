@@ -9,7 +9,7 @@ use keyledger_crypto::{MasterKey, SecretString};
 use keyledger_domain::{Actor, KeyDuration, Label, Selection, UserId};
 use keyledger_vault::{NewCredential, SystemClock, Vault, VaultConfig};
 
-use crate::{IngestConfig, IngestError, IngestRequest, Ingestor, JobState};
+use keyledger_ingest::{IngestConfig, IngestError, IngestRequest, Ingestor, JobState};
 
 /// Why a bench run did not produce a figure.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,9 @@
 //! on the same server, payloads and window, and append-to-subscriber latency.
 //!
 //! The caller provides the NATS server (the bench harness starts a private one with
-//! `keyledger_testkit::nats`) and a scratch directory for the vault.
+//! `keyledger_testkit::nats`) and a scratch directory for the vault. Events enter the log the
+//! way the service appends them: commands decided by the vault (`Vault::run_all`,
+//! `Vault::create_api_key`), never raw appends.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -13,17 +15,15 @@ use async_nats::jetstream::context::ContextBuilder;
 use async_nats::jetstream::message::PublishMessage;
 use bytes::Bytes;
 use futures::StreamExt;
+use keyledger_bus::testing::{Channel, ensure_stream};
+use keyledger_bus::{BusConfig, BusError, Relay, StartAt, Subscriber};
 use keyledger_crypto::MasterKey;
 use keyledger_domain::public::hex;
 use keyledger_domain::{
-    Event, FromTrusted, KeyHint, KeyId, KeyName, SecretHash, Timestamp, UserId,
+    Action, Actor, FromTrusted, KeyDuration, KeyHint, KeyId, KeyName, NewApiKey, SecretHash, UserId,
 };
-use keyledger_log::{AppendBatch, Durability, ExpectedVersion, NewEvent};
-use keyledger_vault::{SystemClock, Vault, VaultConfig, decode_event, encode_event};
-
-use crate::relay::ensure_stream;
-use crate::wire::Channel;
-use crate::{BusConfig, BusError, Relay, StartAt, Subscriber};
+use keyledger_log::Durability;
+use keyledger_vault::{SystemClock, Vault, VaultConfig, decode_event};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -86,7 +86,7 @@ pub async fn bench_relay(options: &RelayBenchOptions) -> Result<RelayBenchReport
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros())
         .unwrap_or(0);
-    let vault = open_vault(options)?;
+    let vault = open_vault(options).await?;
     fill(&vault, options.events).await?;
 
     let mut relay_rates = Vec::new();
@@ -154,7 +154,8 @@ fn bench_config(options: &RelayBenchOptions, suffix: &str) -> BusConfig {
     }
 }
 
-fn open_vault(options: &RelayBenchOptions) -> Result<Vault, BusError> {
+/// A fresh vault with the user `bench` (an admin) who owns every benchmark key.
+async fn open_vault(options: &RelayBenchOptions) -> Result<Vault, BusError> {
     let master =
         MasterKey::parse(&"5e".repeat(32)).map_err(|error| BusError::Config(error.to_string()))?;
     let config = VaultConfig {
@@ -162,52 +163,45 @@ fn open_vault(options: &RelayBenchOptions) -> Result<Vault, BusError> {
         durability: Durability::Full,
         ..VaultConfig::default()
     };
-    Vault::open(config, &master, Arc::new(SystemClock))
-        .map_err(|error| BusError::Config(error.to_string()))
+    let vault = Vault::open(config, &master, Arc::new(SystemClock))
+        .map_err(|error| BusError::Config(error.to_string()))?;
+    vault
+        .bootstrap(bench_user())
+        .await
+        .map_err(|error| BusError::Config(error.to_string()))?;
+    Ok(vault)
 }
 
-/// One `ApiKeyCreated` as the vault records it (a hint, a 32-byte hash), ~200 bytes encoded.
-fn key_created(index: u64, at: Timestamp) -> Result<(String, Vec<u8>), BusError> {
-    let key = KeyId::from_trusted(format!("key_bench{index:011}"));
-    let event = Event::ApiKeyCreated {
-        key: key.clone(),
-        owner: UserId::from_trusted("bench".to_owned()),
+fn bench_user() -> UserId {
+    UserId::from_trusted("bench".to_owned())
+}
+
+fn bench_actor() -> Actor {
+    Actor::User {
+        user: bench_user(),
+        key: None,
+    }
+}
+
+/// One key of `bench`'s as the vault records it (a hint, a 32-byte hash): an `ApiKeyCreated`
+/// of ~200 bytes encoded, decided like any other.
+fn new_key(index: u64) -> Action {
+    Action::CreateApiKey(NewApiKey {
+        key: KeyId::from_trusted(format!("key_bench{index:011}")),
         name: KeyName::from_trusted(format!("bench key {index}")),
+        duration: KeyDuration::Days(30),
         hint: KeyHint::from_trusted("kl_AbCd…wXyZ".to_owned()),
         secret_hash: SecretHash([(index % 251) as u8; 32]),
-        created_at: at,
-        expires_at: Some(at.plus_days(30)),
-    };
-    let body = encode_event(&event).map_err(|error| BusError::Log(error.to_string()))?;
-    Ok((event.stream_id(), body))
+    })
 }
 
-/// Appends `events` events in batches of 1,000.
+/// Creates `events` keys in commands of 1,000 (one atomic append each).
 async fn fill(vault: &Vault, events: u64) -> Result<(), BusError> {
-    let start = vault.log().head().0;
-    let mut index = start;
-    while index < start + events {
-        let batch_end = (index + 1_000).min(start + events);
-        let now = vault.now();
-        let batch = AppendBatch {
-            request_id: None,
-            guards: Vec::new(),
-            actor: "user:bench".to_owned(),
-            time_ms: now.as_millis(),
-            events: (index..batch_end)
-                .map(|i| {
-                    let (stream, body) = key_created(i, now)?;
-                    Ok(NewEvent {
-                        stream,
-                        expected: ExpectedVersion::NoStream,
-                        body,
-                    })
-                })
-                .collect::<Result<_, BusError>>()?,
-        };
+    let mut index = 0;
+    while index < events {
+        let batch_end = (index + 1_000).min(events);
         vault
-            .log()
-            .append(batch)
+            .run_all(bench_actor(), (index..batch_end).map(new_key).collect())
             .await
             .map_err(|error| BusError::Log(error.to_string()))?;
         index = batch_end;
@@ -325,30 +319,20 @@ async fn latency(
     let mut failure = None;
     for _ in 0..samples {
         index += 1;
-        let now = vault.now();
-        let (stream, body) = key_created(index, now)?;
+        let name = KeyName::from_trusted(format!("bench key {index}"));
         let started = Instant::now();
-        let batch = AppendBatch {
-            request_id: None,
-            guards: Vec::new(),
-            actor: "user:bench".to_owned(),
-            time_ms: now.as_millis(),
-            events: vec![NewEvent {
-                stream,
-                expected: ExpectedVersion::NoStream,
-                body,
-            }],
-        };
-        let committed = match vault.log().append(batch).await {
-            Ok(committed) => committed,
-            Err(error) => {
-                failure = Some(BusError::Log(error.to_string()));
-                break;
-            }
-        };
+        if let Err(error) = vault
+            .create_api_key(bench_actor(), name, KeyDuration::Days(30), None)
+            .await
+        {
+            failure = Some(BusError::Log(error.to_string()));
+            break;
+        }
+        // Nothing else appends: the head is the event just created.
+        let committed_seq = vault.log().head().0;
         let received = tokio::time::timeout(Duration::from_secs(10), async {
             while let Some(item) = replay.next().await {
-                if item?.envelope.seq >= committed.last_seq {
+                if item?.envelope.seq >= committed_seq {
                     return Ok(());
                 }
             }
@@ -363,8 +347,7 @@ async fn latency(
             }
             Err(_) => {
                 failure = Some(BusError::Config(format!(
-                    "event {} took over 10 s to arrive",
-                    committed.last_seq
+                    "event {committed_seq} took over 10 s to arrive"
                 )));
                 break;
             }

@@ -1,5 +1,9 @@
-//! Figures for the benchmark harness: offline verification throughput, and vault start-up with
-//! a snapshot against a full replay. Each function builds its own log in a temporary directory.
+//! The audit figures: offline verification throughput, and vault start-up with a snapshot
+//! against a full replay. Each function builds its own log in a temporary directory.
+//!
+//! The generated log is a fresh log in a scratch directory, written with the log's own
+//! `append` (opaque bodies, no vault): a million realistic events in seconds. No vault's log
+//! is ever appended to behind its back.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,10 +22,8 @@ use keyledger_vault::{
 use ring::rand::SystemRandom;
 use ring::signature::Ed25519KeyPair;
 
-use crate::AuditError;
-use crate::export::export_jsonl;
-use crate::source::open_log_offline;
-use crate::verify::{VerifyOptions, verify_export_file, verify_log};
+use keyledger_audit::verify::{VerifyOptions, VerifyOutcome, verify_export_file, verify_log};
+use keyledger_audit::{AuditError, export_jsonl, open_log_offline};
 
 /// `audit verify` on an export and on a data directory.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,7 +73,7 @@ pub struct StartupBench {
 /// Builds an `events`-event log with a checkpoint every 1,000 events, exports it, and verifies
 /// the export and the data directory.
 pub fn bench_verify(events: u64) -> Result<VerifyBench, AuditError> {
-    let dir = tempfile::tempdir().map_err(|err| AuditError::io("temporary directory", err))?;
+    let dir = tempfile::tempdir().map_err(|err| io_error("temporary directory", err))?;
     let signer = signing_key()?;
     let log = generate_log(&dir.path().join("log"), events)?;
     let checkpoints = sign_checkpoints(&log, &signer, 1000)?;
@@ -79,14 +81,14 @@ pub fn bench_verify(events: u64) -> Result<VerifyBench, AuditError> {
     let started = Instant::now();
     {
         let file =
-            std::fs::File::create(&export_path).map_err(|err| AuditError::io(&export_path, err))?;
+            std::fs::File::create(&export_path).map_err(|err| io_error(&export_path, err))?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-        export_jsonl(&log, 1, u64::MAX, &mut out)?;
+        export_jsonl(&log.view(), 1, u64::MAX, &mut out)?;
     }
     let export = started.elapsed();
     log.close();
     let export_bytes = std::fs::metadata(&export_path)
-        .map_err(|err| AuditError::io(&export_path, err))?
+        .map_err(|err| io_error(&export_path, err))?
         .len();
     let options = VerifyOptions {
         public_key: Some(public_key(&signer)),
@@ -102,7 +104,7 @@ pub fn bench_verify(events: u64) -> Result<VerifyBench, AuditError> {
     let log = open_log_offline(dir.path())?;
     let open_data_dir = started.elapsed();
     let started = Instant::now();
-    let outcome = verify_log(&log, options);
+    let outcome = verify_log(&log.view(), options);
     let verify_data_dir = started.elapsed();
     log.close();
     check_verified(&outcome?, events)?;
@@ -120,7 +122,7 @@ pub fn bench_verify(events: u64) -> Result<VerifyBench, AuditError> {
 /// Builds an `events`-event log, opens a vault on it (full replay), writes a snapshot, and opens
 /// it again (snapshot plus nothing to replay).
 pub fn bench_startup(events: u64) -> Result<StartupBench, AuditError> {
-    let dir = tempfile::tempdir().map_err(|err| AuditError::io("temporary directory", err))?;
+    let dir = tempfile::tempdir().map_err(|err| io_error("temporary directory", err))?;
     generate_log(&dir.path().join("log"), events)?.close();
     let master =
         MasterKey::generate(&SystemRandom::new()).map_err(keyledger_vault::VaultError::from)?;
@@ -152,7 +154,7 @@ pub fn bench_startup(events: u64) -> Result<StartupBench, AuditError> {
     drop(vault);
     let snapshot_path = dir.path().join(SNAPSHOT_FILE);
     let snapshot_bytes = std::fs::metadata(&snapshot_path)
-        .map_err(|err| AuditError::io(&snapshot_path, err))?
+        .map_err(|err| io_error(&snapshot_path, err))?
         .len();
 
     let started = Instant::now();
@@ -273,7 +275,7 @@ pub fn public_key(key: &Ed25519KeyPair) -> [u8; 32] {
     out
 }
 
-fn check_verified(outcome: &crate::verify::VerifyOutcome, events: u64) -> Result<(), AuditError> {
+fn check_verified(outcome: &VerifyOutcome, events: u64) -> Result<(), AuditError> {
     if outcome.is_ok() && outcome.verified_through == events {
         Ok(())
     } else {
@@ -281,5 +283,12 @@ fn check_verified(outcome: &crate::verify::VerifyOutcome, events: u64) -> Result
             "the benchmark's own log did not verify: {}",
             outcome.render()
         )))
+    }
+}
+
+fn io_error(path: impl AsRef<Path>, source: std::io::Error) -> AuditError {
+    AuditError::Io {
+        path: path.as_ref().to_path_buf(),
+        source,
     }
 }
