@@ -150,8 +150,7 @@ fn field_doc(name: &str, schema: &RefOr<Schema>) -> FieldDoc {
                 ),
                 SchemaType::AnyValue => (Type::Object, false),
             };
-            let is_time = object.format
-                == Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
+            let is_time = object.format == Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
             let json_type = match kind {
                 Type::String if is_time => JsonType::Timestamp,
                 Type::String => JsonType::String,

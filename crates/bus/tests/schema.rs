@@ -145,7 +145,11 @@ fn events_md_names_every_event_with_its_subject_and_none_else() {
     let catalogue: BTreeSet<(String, String)> = EVENT_DOCS
         .iter()
         .map(|doc| {
-            assert!(!doc.subject_suffix.is_empty(), "{} has no subject", doc.type_name);
+            assert!(
+                !doc.subject_suffix.is_empty(),
+                "{} has no subject",
+                doc.type_name
+            );
             assert!(!doc.summary.is_empty(), "{} has no summary", doc.type_name);
             (
                 doc.type_name.to_owned(),
