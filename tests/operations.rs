@@ -178,7 +178,7 @@ fn health_readiness_metrics_and_openapi() {
     let (status, openapi) = server.call("GET", "/openapi.json", None, None);
     assert_eq!(status, 200);
     assert!(openapi["openapi"].as_str().unwrap().starts_with("3."));
-    for route in keyledger_api::ROUTES {
+    for route in keyledger_api::route_table() {
         let operation = &openapi["paths"][route.path][route.method.to_lowercase()];
         assert!(
             operation.is_object(),

@@ -1,7 +1,10 @@
 //! Every route × (no key, expired key, deleted key, member, admin, auditor) → expected status,
 //! and what a 403 says.
-//! The routes come from `keyledger_api::ROUTES`, so a new route without a case here fails.
+//! The routes and who may call each come from `keyledger_api::route_table()` (the API's one
+//! declaration), so a new route without a case here fails.
 
+use keyledger_api::{Requirement, RouteAccess};
+use keyledger_domain::Permission;
 use serde_json::{Value, json};
 
 use crate::support::Server;
@@ -51,39 +54,43 @@ const PLACEHOLDER_EXT: &str = "ext_AAAAAAAAAAAAAAAA";
 
 /// Whether the caller's roles grant `permission`: members hold `manage_user_api_keys` and
 /// `import_organization_samples` (decision 0012), auditors `view_audit_log`, admins everything.
-fn holds(caller: Caller, permission: &str) -> bool {
+fn holds(caller: Caller, permission: Permission) -> bool {
     match caller {
         Caller::Admin => true,
         Caller::Member => matches!(
             permission,
-            "manage_user_api_keys" | "import_organization_samples"
+            Permission::ManageUserApiKeys | Permission::ImportOrganizationSamples
         ),
-        Caller::Auditor => permission == "view_audit_log",
+        Caller::Auditor => permission == Permission::ViewAuditLog,
         Caller::NoKey | Caller::Expired | Caller::Deleted => false,
     }
 }
 
 /// The status the caller must get from the route.
-fn expected(route: &keyledger_api::RouteInfo, caller: Caller) -> u16 {
+fn expected(route: &RouteAccess, caller: Caller) -> u16 {
     let refused_key = matches!(caller, Caller::NoKey | Caller::Expired | Caller::Deleted);
-    match route.permission {
-        None if route.path == "/v1/auth/login" => match caller {
+    match route.requirement {
+        Requirement::Public if route.path == "/v1/auth/login" => match caller {
             Caller::NoKey => 422,
             Caller::Expired | Caller::Deleted => 401,
             _ => 200,
         },
-        None => 200,
-        Some(_) if refused_key => 401,
-        Some("") => 200,
-        Some(permission) if !holds(caller, permission) => 403,
-        Some(_) if caller == Caller::Admin => admin_success(route),
-        Some(_) => success_with_placeholders(route),
+        Requirement::Public => 200,
+        _ if refused_key => 401,
+        Requirement::AnyCaller => 200,
+        Requirement::Permission(permission) | Requirement::Owner(_, permission)
+            if !holds(caller, permission) =>
+        {
+            403
+        }
+        _ if caller == Caller::Admin => admin_success(route),
+        _ => success_with_placeholders(route),
     }
 }
 
 /// A permitted caller other than the admin names placeholder ids (see [`request`]): a route
 /// about one resource answers 404, a bulk delete of unknown ids too.
-fn success_with_placeholders(route: &keyledger_api::RouteInfo) -> u16 {
+fn success_with_placeholders(route: &RouteAccess) -> u16 {
     match (route.method, route.path) {
         ("POST", "/v1/api-keys") | ("POST", "/v1/external-keys") => 201,
         // Nobody in the matrix has stored an AWS key.
@@ -94,7 +101,7 @@ fn success_with_placeholders(route: &keyledger_api::RouteInfo) -> u16 {
     }
 }
 
-fn admin_success(route: &keyledger_api::RouteInfo) -> u16 {
+fn admin_success(route: &RouteAccess) -> u16 {
     match (route.method, route.path) {
         ("POST", "/v1/api-keys")
         | ("POST", "/v1/external-keys")
@@ -122,7 +129,7 @@ fn dnanexus_body() -> Value {
 fn request(
     server: &Server,
     keys: &Keys,
-    route: &keyledger_api::RouteInfo,
+    route: &RouteAccess,
     caller: Caller,
     counter: usize,
 ) -> (String, Option<Value>) {
@@ -314,7 +321,7 @@ fn every_route_for_every_kind_of_caller() {
 
     let mut mismatches = Vec::new();
     let mut cases = 0;
-    for route in keyledger_api::ROUTES {
+    for route in keyledger_api::route_table() {
         for caller in CALLERS {
             let (path, body) = request(&server, &keys, route, caller, cases);
             let (status, answer) = server.call(route.method, &path, keys.of(caller), body.as_ref());
@@ -327,7 +334,11 @@ fn every_route_for_every_kind_of_caller() {
             }
             // A refusal names the missing permission in a field and the fix in its message.
             if status == 403 && want == 403 {
-                let permission = route.permission.unwrap_or_default();
+                let permission = route
+                    .requirement
+                    .permission()
+                    .map(Permission::as_str)
+                    .unwrap_or_default();
                 let message = answer["error"]["message"].as_str().unwrap_or_default();
                 if answer["error"]["permission"] != permission
                     || !message.contains("keyledger admin users grant")
@@ -356,7 +367,7 @@ fn every_route_for_every_kind_of_caller() {
         "permission matrix mismatches:\n{}",
         mismatches.join("\n")
     );
-    assert_eq!(cases, keyledger_api::ROUTES.len() * CALLERS.len());
+    assert_eq!(cases, keyledger_api::route_table().len() * CALLERS.len());
 
     // Refusals are counted by reason.
     let text = server.send("GET", "/metrics", None, None).text().unwrap();

@@ -1,73 +1,71 @@
 //! Who is calling: an internal key (`Authorization: Bearer kl_…` or `X-API-Key: kl_…`) or a
 //! session token (`Bearer kls_…`), checked against the vault at request time, so that a revoked
-//! role or a deleted key takes effect at once.
+//! role or a deleted key takes effect at once. What the caller may do is judged in `access`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use keyledger_domain::Permission;
 use keyledger_vault::Principal;
 
 use crate::ApiState;
 use crate::error::ApiError;
 
-/// The authenticated caller of a route. Extracting it authenticates the request.
+/// The authenticated caller of a route, as `access::judge` admitted it.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Principal,
 }
 
 impl Caller {
-    /// Refuses with 403 unless the caller's roles grant `permission` right now.
-    pub fn require(&self, state: &ApiState, permission: Permission) -> Result<(), ApiError> {
-        if self.principal.has(permission) {
-            return Ok(());
-        }
-        state.metrics().refusal("permission_denied");
-        let user = &self.principal.user;
-        Err(state
-            .vault()
-            .read(|projection| projection.permission_denied(user, permission))
-            .into())
-    }
-
     pub fn actor(&self) -> keyledger_domain::Actor {
         self.principal.actor()
     }
 }
 
+/// The caller [`crate::access::judge`] authenticated and admitted to the route.
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Caller, ApiError> {
-        let presented = match presented_credential(&parts.headers) {
-            Ok(Some(presented)) => presented,
-            Ok(None) => {
-                state.metrics().refusal("missing_credentials");
-                return Err(ApiError::unauthenticated(
-                    "no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-                ));
-            }
-            Err(err) => {
-                state.metrics().refusal("malformed");
-                return Err(err);
-            }
-        };
-        let client = client_address(parts, state);
-        throttle_check(state, client)?;
-        match state.vault().authenticate(presented) {
-            Ok(principal) => {
-                tracing::Span::current().record("key_id", tracing::field::display(&principal.key));
-                Ok(Caller { principal })
-            }
-            Err(failure) => {
-                state.throttle().record_failure(client);
-                state.metrics().refusal(failure.reason());
-                tracing::info!(reason = failure.reason(), "authentication refused");
-                Err(failure.into())
-            }
+    async fn from_request_parts(parts: &mut Parts, _: &ApiState) -> Result<Caller, ApiError> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            // A handler that needs a caller on a route declared `Public`: a bug, not the
+            // client's fault.
+            tracing::error!("a route that needs a caller is declared public");
+            ApiError::internal("this route is misconfigured; see the server log")
+        })
+    }
+}
+
+/// Authenticates the request's key or session token against the vault, now: 401 without a
+/// usable credential, 429 after too many failures from the client's address.
+pub(crate) fn authenticate(parts: &Parts, state: &ApiState) -> Result<Principal, ApiError> {
+    let presented = match presented_credential(&parts.headers) {
+        Ok(Some(presented)) => presented,
+        Ok(None) => {
+            state.metrics().refusal("missing_credentials");
+            return Err(ApiError::unauthenticated(
+                "no API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            ));
+        }
+        Err(err) => {
+            state.metrics().refusal("malformed");
+            return Err(err);
+        }
+    };
+    let client = client_address(parts, state);
+    throttle_check(state, client)?;
+    match state.vault().authenticate(presented) {
+        Ok(principal) => {
+            tracing::Span::current().record("key_id", tracing::field::display(&principal.key));
+            Ok(principal)
+        }
+        Err(failure) => {
+            state.throttle().record_failure(client);
+            state.metrics().refusal(failure.reason());
+            tracing::info!(reason = failure.reason(), "authentication refused");
+            Err(failure.into())
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The REST API (axum): authentication by internal key or session token, permission checks
 //! against the caller's roles at request time, internal and external keys, users and roles,
-//! health, readiness, metrics and the OpenAPI document.
+//! health, readiness, metrics and the OpenAPI document. Every route is declared once
+//! (`routes::declared`) with who may call it; `access` judges that for every request.
 //!
 //! Architecture invariants:
 //! - Every answer that is not a success is `{"error": {"code", "message"}}` with a 4xx status
@@ -14,6 +15,7 @@
 //! Entry points: [`router`] (in-process, used by the bench and tests) and [`serve`]; the read
 //! replica's HTTP side is [`replica`].
 
+mod access;
 mod auth;
 pub mod console;
 mod error;
@@ -35,13 +37,13 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use keyledger_vault::{Lease, Vault};
 
+pub use access::{Requirement, Resource, RouteAccess, route_table};
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
 /// The `SHA256SUMS` format of batch manifests, for the CLI's downloads.
 pub use routes::ingestions::sha256sums;
-pub use routes::{ROUTES, RouteInfo};
 pub use server::{connection_cap, derived_connection_cap, file_limit};
 pub use throttle::AuthThrottle;
 
@@ -251,8 +253,13 @@ impl ApiState {
 /// The whole API as an axum router, ready to serve (or to call in-process with `oneshot`).
 pub fn router(state: ApiState) -> Router {
     let body_limit = state.config().body_limit;
-    routes::routes()
+    let (routes, _) = routes::declared().router.split_for_parts();
+    routes
+        .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
         .merge(console::routes())
+        .layer(axum::Extension(routes::health::OpenApiDocument(
+            openapi::openapi_text(),
+        )))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

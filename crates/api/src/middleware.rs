@@ -1,5 +1,6 @@
 //! What every request goes through, whatever its route: a request id and a tracing span, the body
-//! size limit, the timeout, the JSON error shape for rejections that did not come from a route,
+//! size limit, the timeout, the judgement of who may call the route (`access::judge`), the JSON
+//! error shape for rejections that did not come from a route,
 //! security headers, and the request metrics.
 //!
 //! A connection stays usable after an answer given before the request body was read (401, 403,
@@ -23,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use crate::ApiState;
+use crate::access;
 use crate::error::ApiError;
 
 pub async fn around_every_request(
@@ -75,7 +77,16 @@ pub async fn around_every_request(
         .into_response()
     } else {
         let timeout = state.config().request_timeout;
-        match tokio::time::timeout(timeout, next.run(request).instrument(span.clone())).await {
+        let matched_path = matched.as_ref().map(MatchedPath::as_str);
+        // Who may call the route is judged here, for every route, before it runs.
+        let judged_then_run = async {
+            let mut request = request;
+            match access::judge(&state, &mut request, matched_path).await {
+                Ok(()) => next.run(request).await,
+                Err(refusal) => refusal.into_response(),
+            }
+        };
+        match tokio::time::timeout(timeout, judged_then_run.instrument(span.clone())).await {
             Ok(response) => response,
             Err(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -1,42 +1,34 @@
-//! The OpenAPI 3 document, generated from the route handlers and their types.
+//! The OpenAPI 3 document, generated from the route declaration (`routes::declared`): each
+//! handler's `#[utoipa::path]`, and who may call it from the access table.
 //!
 //! Guarantee: every status the server can answer an operation with is in the document, each
-//! error status with its codes. How it is kept: the statuses that follow from what a route *is*
-//! (it takes a JSON body, has ids in its path, needs a key or a permission) are added by
-//! [`ImpliedResponses`] from the route table ([`ROUTES`]) and the operation itself, so a new
-//! route gets them without anyone remembering; route-specific ones (409, 501, …) are written on
-//! the handler. Tests check that the document and the route table name the same operations,
-//! walk every route with bad input, and a schema-driven fuzzer checks the running binary.
+//! error status with its codes, and every operation says who may call it (the security
+//! requirement, `x-required-permission`, `x-owner-only`). How it is kept: the statuses that
+//! follow from what a route *is* (it takes a JSON body, has ids in its path, needs a key or a
+//! permission) are added by [`ImpliedResponses`] from the access table and the operation itself,
+//! so a new route gets them without anyone remembering; route-specific ones (409, 501, …) are
+//! written on the handler. Tests walk every route with bad input, and a schema-driven fuzzer
+//! checks the running binary.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
+use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use crate::access::{Requirement, Resource, RouteAccess, documented_path, route_table};
 use crate::error::codes_for_status;
-use crate::routes::{
-    ROUTES, RouteInfo, api_keys, audit, external_keys, health, ingestions, session, users,
-};
 
 #[derive(OpenApi)]
-#[openapi(
-    info(title = "keyledger", description = "API keys and external credentials of the genomics data platform. Errors are always `{\"error\": {\"code\", \"message\"}}`."),
-    paths(
-        health::healthz, health::readyz, health::metrics, health::openapi,
-        session::login, session::me, session::verify_key,
-        api_keys::create_api_key, api_keys::issue_api_key, api_keys::list_api_keys, api_keys::delete_api_keys, api_keys::delete_api_key, api_keys::roll_api_key,
-        external_keys::create_external_key, external_keys::list_external_keys, external_keys::delete_external_keys,
-        external_keys::delete_external_key, external_keys::verify_external_key,
-        ingestions::start_ingestion, ingestions::list_ingestions, ingestions::get_ingestion, ingestions::cancel_ingestion,
-        ingestions::get_ingestion_manifest, ingestions::get_ingestion_file,
-        audit::list_events, audit::public_key, audit::checkpoint, audit::backup,
-        users::create_user, users::list_users, users::grant_role, users::revoke_role, users::list_roles, users::define_role,
-    ),
-    modifiers(&Security, &ImpliedResponses),
-)]
+#[openapi(info(
+    title = "keyledger",
+    description = "API keys and external credentials of the genomics data platform. Errors are always `{\"error\": {\"code\", \"message\"}}`."
+))]
 struct ApiDoc;
 
 struct Security;
@@ -60,45 +52,85 @@ impl Modify for Security {
     }
 }
 
+/// Writes on every operation who may call it, from the access table.
+struct RequiredAccess;
+
+impl Modify for RequiredAccess {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for_each_operation(openapi, |route, operation| {
+            if route.requirement.needs_caller() {
+                operation.security = Some(vec![SecurityRequirement::new(
+                    "api_key",
+                    Vec::<String>::new(),
+                )]);
+            }
+            let mut extensions = ExtensionsBuilder::new();
+            if let Some(permission) = route.requirement.permission() {
+                extensions = extensions.add("x-required-permission", permission.as_str());
+            }
+            if let Requirement::Owner(resource, _) = route.requirement {
+                let owned = match resource {
+                    Resource::ExternalKey => "external_key",
+                    Resource::Ingestion => "ingestion",
+                };
+                extensions = extensions.add("x-owner-only", owned);
+            }
+            operation
+                .extensions
+                .get_or_insert_with(Default::default)
+                .merge(extensions.build());
+        });
+    }
+}
+
+/// Calls `visit` with each operation of the document and its entry of the access table.
+fn for_each_operation(
+    openapi: &mut utoipa::openapi::OpenApi,
+    mut visit: impl FnMut(&RouteAccess, &mut Operation),
+) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            ("GET", item.get.as_mut()),
+            ("POST", item.post.as_mut()),
+            ("PUT", item.put.as_mut()),
+            ("DELETE", item.delete.as_mut()),
+        ];
+        for (method, operation) in operations {
+            if let (Some(operation), Some(route)) = (operation, route_info(method, path)) {
+                visit(route, operation);
+            }
+        }
+    }
+}
+
 /// Adds to every operation the error statuses that follow from its route, and lists the codes
 /// of every error status in its description.
 struct ImpliedResponses;
 
 impl Modify for ImpliedResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let operations = [
-                ("GET", item.get.as_mut()),
-                ("POST", item.post.as_mut()),
-                ("PUT", item.put.as_mut()),
-                ("DELETE", item.delete.as_mut()),
-            ];
-            for (method, operation) in operations {
-                let (Some(operation), Some(route)) = (operation, route_info(method, path)) else {
-                    continue;
-                };
-                for status in implied_statuses(route, operation) {
-                    operation
-                        .responses
-                        .responses
-                        .entry(status.to_string())
-                        .or_insert_with(|| error_response(""));
-                }
-                describe_error_codes(operation);
+        for_each_operation(openapi, |route, operation| {
+            for status in implied_statuses(route, operation) {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error_response(""));
             }
-        }
+            describe_error_codes(operation);
+        });
     }
 }
 
 /// The route table's entry for an operation of the document.
-pub(crate) fn route_info(method: &str, path: &str) -> Option<&'static RouteInfo> {
-    ROUTES
+pub(crate) fn route_info(method: &str, path: &str) -> Option<&'static RouteAccess> {
+    route_table()
         .iter()
         .find(|route| route.method == method && route.path == path)
 }
 
 /// What every route of its kind can answer, whatever its handler does.
-pub(crate) fn implied_statuses(route: &RouteInfo, operation: &Operation) -> BTreeSet<u16> {
+pub(crate) fn implied_statuses(route: &RouteAccess, operation: &Operation) -> BTreeSet<u16> {
     // The middleware refuses an oversized declared body (413) and abandons a slow request (503)
     // on every route.
     let mut statuses = BTreeSet::from([413, 503]);
@@ -120,15 +152,12 @@ pub(crate) fn implied_statuses(route: &RouteInfo, operation: &Operation) -> BTre
         // A query parameter that does not parse.
         statuses.insert(400);
     }
-    match route.permission {
-        None => {}
-        Some(permission) => {
-            // No or a bad key; too many failed authentications from the address.
-            statuses.extend([401, 429]);
-            if !permission.is_empty() {
-                statuses.insert(403);
-            }
-        }
+    if route.requirement.needs_caller() {
+        // No or a bad key; too many failed authentications from the address.
+        statuses.extend([401, 429]);
+    }
+    if route.requirement.permission().is_some() {
+        statuses.insert(403);
     }
     statuses
 }
@@ -165,30 +194,43 @@ fn describe_error_codes(operation: &mut Operation) {
     }
 }
 
-/// The document as JSON (built once).
+/// The document as JSON.
 pub fn openapi_json() -> String {
+    openapi_text().to_owned()
+}
+
+/// The document as JSON, built once per process.
+pub(crate) fn openapi_text() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
-    DOCUMENT
-        .get_or_init(|| {
-            openapi_document()
-                .to_pretty_json()
-                .unwrap_or_else(|_| "{}".to_owned())
-        })
-        .clone()
+    DOCUMENT.get_or_init(|| {
+        openapi_document()
+            .to_pretty_json()
+            .unwrap_or_else(|_| "{}".to_owned())
+    })
 }
 
 /// The document as a value, for tests and tools.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut document = ApiDoc::openapi();
+    document.merge(crate::routes::declared().router.into_openapi());
+    document.paths.paths = std::mem::take(&mut document.paths.paths)
+        .into_iter()
+        .map(|(path, item)| (documented_path(&path), item))
+        .collect();
+    for modifier in [&Security as &dyn Modify, &RequiredAccess, &ImpliedResponses] {
+        modifier.modify(&mut document);
+    }
+    document
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// The document and the route table name exactly the same operations.
+    /// The document and the access table name exactly the same operations, and each says
+    /// who may call it.
     #[test]
-    fn every_route_is_documented_and_nothing_else() {
+    fn every_route_is_documented_with_who_may_call_it() {
         let document = openapi_document();
         let mut documented = BTreeSet::new();
         for (path, item) in &document.paths.paths {
@@ -199,12 +241,25 @@ mod tests {
                 ("DELETE", &item.delete),
                 ("PATCH", &item.patch),
             ] {
-                if operation.is_some() {
-                    documented.insert((method.to_owned(), path.clone()));
-                }
+                let Some(operation) = operation else { continue };
+                documented.insert((method.to_owned(), path.clone()));
+                let route = route_info(method, path).unwrap();
+                let extensions = operation.extensions.clone().unwrap_or_default();
+                assert_eq!(
+                    extensions
+                        .get("x-required-permission")
+                        .and_then(|v| v.as_str()),
+                    route.requirement.permission().map(|p| p.as_str()),
+                    "{method} {path}"
+                );
+                assert_eq!(
+                    operation.security.is_some(),
+                    route.requirement.needs_caller(),
+                    "{method} {path}"
+                );
             }
         }
-        let routed: BTreeSet<(String, String)> = ROUTES
+        let routed: BTreeSet<(String, String)> = route_table()
             .iter()
             .map(|route| (route.method.to_owned(), route.path.to_owned()))
             .collect();

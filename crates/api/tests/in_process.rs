@@ -55,10 +55,20 @@ impl Harness {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        self.call_as(&self.admin, method, path, body).await
+    }
+
+    async fn call_as(
+        &self,
+        key: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header("authorization", format!("Bearer {}", self.admin));
+            .header("authorization", format!("Bearer {key}"));
         let body = match body {
             Some(body) => {
                 request = request.header("content-type", "application/json");
@@ -217,6 +227,45 @@ async fn a_streamed_body_over_the_limit_is_refused() {
     assert_eq!(body["error"]["code"], "payload_too_large");
 }
 
+/// Ownership is judged before the route runs: another user's external key is reported as
+/// unknown (404), is never leased, and its owner can still test it.
+#[tokio::test]
+async fn another_users_external_key_is_not_found() {
+    let harness = Harness::with(|state| state.with_credential_checker(Arc::new(FakeChecker))).await;
+    let (_, stored) = harness
+        .call("POST", "/v1/external-keys", Some(json!({ "label": "dx", "provider": "dnanexus", "dnanexus": { "token": "dxTokenAbcdefghijklmnop-ok" }, "duration": "7d" })))
+        .await;
+    let id = stored["id"].as_str().unwrap().to_owned();
+    let (status, _) = harness
+        .call(
+            "POST",
+            "/v1/users",
+            Some(json!({ "user": "mia", "roles": ["member"] })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, issued) = harness
+        .call(
+            "POST",
+            "/v1/users/mia/api-keys",
+            Some(json!({ "name": "laptop", "duration": "7d" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{issued}");
+    let mia = issued["key"].as_str().unwrap().to_owned();
+    let path = format!("/v1/external-keys/{id}/verify");
+    let (status, body) = harness.call_as(&mia, "POST", &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, body) = harness
+        .call_as(&mia, "POST", "/v1/external-keys/not-an-id/verify", None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = harness.call("POST", &path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["last_verified_ok"], true);
+}
+
 #[test]
 fn the_openapi_document_covers_every_route() {
     let document: Value = serde_json::from_str(&keyledger_api::openapi_json()).unwrap();
@@ -227,7 +276,7 @@ fn the_openapi_document_covers_every_route() {
         }
     }
     operations.sort();
-    let mut routes: Vec<String> = keyledger_api::ROUTES
+    let mut routes: Vec<String> = keyledger_api::route_table()
         .iter()
         .map(|r| format!("{} {}", r.method, r.path))
         .collect();

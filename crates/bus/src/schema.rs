@@ -1,11 +1,14 @@
 //! The documented wire format of the public stream, for subscribers in any language:
-//! every event type, its NATS subject, its fields and an example. `docs/events.md` and
-//! `docs/events.schema.json` are generated from here, and a test fails when they, the field
-//! lists below or the JSON the relay publishes disagree.
+//! every event type, its NATS subject, its fields and an example. The catalogue
+//! ([`EVENT_DOCS`]) is derived from the public event type itself (`PublicEvent`'s schema and
+//! doc comments), so it cannot drift from what is published; `docs/events.md` and
+//! `docs/events.schema.json` are generated from it, and a test fails when they, the catalogue
+//! or the JSON the relay publishes disagree.
 
 use std::fmt::Write;
+use std::sync::LazyLock;
 
-use keyledger_domain::public::PublicEnvelope;
+use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
     AccessKeyId, AwsRegion, DisplayName, Event, ExternalKeyId, ExternalKeyPublic, FailureKind,
     FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, RoleName,
@@ -13,6 +16,9 @@ use keyledger_domain::{
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
+use utoipa::PartialSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, Schema, SchemaFormat, SchemaType, Type};
 
 use crate::BusConfig;
 use crate::wire::public_envelope;
@@ -59,317 +65,111 @@ const fn field(name: &'static str, json_type: JsonType, description: &'static st
     }
 }
 
-const fn nullable(name: &'static str, json_type: JsonType, description: &'static str) -> FieldDoc {
-    FieldDoc {
-        nullable: true,
-        ..field(name, json_type, description)
-    }
+use JsonType::{Integer, Object, Timestamp as Time};
+
+/// Every event type of the public stream, in the order of `PublicEvent`: derived from its schema
+/// (each variant's and field's doc comment in `keyledger_domain::public`) and, for the subject,
+/// from the domain's `Event::subject_suffix`. Nothing here is written by hand.
+pub static EVENT_DOCS: LazyLock<Vec<EventDoc>> = LazyLock::new(derived_event_docs);
+
+fn derived_event_docs() -> Vec<EventDoc> {
+    let RefOr::T(Schema::OneOf(variants)) = PublicEvent::schema() else {
+        unreachable!("PublicEvent is an adjacently tagged enum: its schema is one of its variants");
+    };
+    let examples = example_events();
+    variants
+        .items
+        .iter()
+        .filter_map(|variant| match variant {
+            RefOr::T(Schema::Object(variant)) => Some(variant),
+            _ => None,
+        })
+        .map(|variant| {
+            let type_name = variant_tag(variant);
+            let data = match variant.properties.get("data") {
+                Some(RefOr::T(Schema::Object(data))) => Some(data),
+                _ => None,
+            };
+            let summary = variant
+                .description
+                .as_deref()
+                .or_else(|| data.and_then(|data| data.description.as_deref()))
+                .unwrap_or_default();
+            let subject_suffix = examples
+                .iter()
+                .find(|event| event.type_name() == type_name)
+                .map_or("", Event::subject_suffix);
+            let fields: Vec<FieldDoc> = data
+                .map(|data| {
+                    data.properties
+                        .iter()
+                        .map(|(name, schema)| field_doc(name, schema))
+                        .collect()
+                })
+                .unwrap_or_default();
+            EventDoc {
+                type_name: leak(type_name),
+                subject_suffix,
+                summary: leak(summary),
+                fields: Vec::leak(fields),
+            }
+        })
+        .collect()
 }
 
-use JsonType::{Boolean, Integer, Object, StringArray, Timestamp as Time};
+/// The catalogue is built once per process; its few strings live as long as it does.
+fn leak(text: &str) -> &'static str {
+    Box::leak(text.to_owned().into_boxed_str())
+}
 
-const USER: FieldDoc = field("user", JsonType::String, "The user's handle.");
-const ROLE: FieldDoc = field("role", JsonType::String, "The role's name.");
-const KEY: FieldDoc = field(
-    "key",
-    JsonType::String,
-    "The internal key's id (`key_…`), never the key itself.",
-);
-const FAILURE_KIND: FieldDoc = nullable(
-    "failure_kind",
-    JsonType::String,
-    "What kind of failure, for programs: `provider_rejected`, `not_found`, `unreachable`, \
-     `transient`, `integrity`, `storage`, `internal` or `cancelled`. `null` in events recorded \
-     before kinds existed.",
-);
-const OWNER: FieldDoc = field("owner", JsonType::String, "The handle of the key's owner.");
-const EXTERNAL_KEY: FieldDoc = field("key", JsonType::String, "The external key's id (`ext_…`).");
-const PROVIDER: FieldDoc = field("provider", JsonType::String, "`aws` or `dnanexus`.");
-const INGESTION: FieldDoc = field(
-    "ingestion",
-    JsonType::String,
-    "The ingestion job's id (`ing_…`).",
-);
+/// The variant's name: the only value its `type` property allows.
+fn variant_tag(variant: &utoipa::openapi::schema::Object) -> &str {
+    let Some(RefOr::T(Schema::Object(tag))) = variant.properties.get("type") else {
+        return "";
+    };
+    tag.enum_values
+        .iter()
+        .flatten()
+        .find_map(Value::as_str)
+        .unwrap_or_default()
+}
 
-/// Every event type of the public stream, in the order of the domain's `Event`.
-pub const EVENT_DOCS: &[EventDoc] = &[
-    EventDoc {
-        type_name: "UserCreated",
-        subject_suffix: "user.created",
-        summary: "A user was created (the first admin by `admin bootstrap`, others by an admin).",
-        fields: &[
-            USER,
-            nullable(
-                "display_name",
-                JsonType::String,
-                "The name shown in the console.",
-            ),
-        ],
-    },
-    EventDoc {
-        type_name: "RoleDefined",
-        subject_suffix: "role.defined",
-        summary: "A custom role was defined or redefined with these permissions.",
-        fields: &[
-            ROLE,
-            field(
-                "permissions",
-                StringArray,
-                "Permission names, e.g. `verify_api_keys`.",
-            ),
-        ],
-    },
-    EventDoc {
-        type_name: "RoleGranted",
-        subject_suffix: "user.role_granted",
-        summary: "A user received a role; its permissions apply to the user's keys at once.",
-        fields: &[USER, ROLE],
-    },
-    EventDoc {
-        type_name: "RoleRevoked",
-        subject_suffix: "user.role_revoked",
-        summary: "A user lost a role; its permissions stop applying to the user's keys at once.",
-        fields: &[USER, ROLE],
-    },
-    EventDoc {
-        type_name: "ApiKeyCreated",
-        subject_suffix: "api_key.created",
-        summary: "An internal key was created. The key itself was shown once to its creator and is never published.",
-        fields: &[
-            KEY,
-            OWNER,
-            field("name", JsonType::String, "The name the owner gave the key."),
-            field("hint", JsonType::String, "The masked key, `kl_AbCd…wXyZ`."),
-            field("created_at", Time, "When the key was created."),
-            nullable(
-                "expires_at",
-                Time,
-                "When the key expires; `null` for never.",
-            ),
-        ],
-    },
-    EventDoc {
-        type_name: "ApiKeyRolled",
-        subject_suffix: "api_key.rolled",
-        summary: "The key got a new secret; the previous one keeps working until `previous_valid_until`.",
-        fields: &[
-            KEY,
-            OWNER,
-            field("hint", JsonType::String, "The masked new secret."),
-            field(
-                "previous_valid_until",
-                Time,
-                "The end of the previous secret's grace period.",
-            ),
-        ],
-    },
-    EventDoc {
-        type_name: "ApiKeyDeleted",
-        subject_suffix: "api_key.deleted",
-        summary: "The key was deleted and no longer verifies. A bulk delete publishes one event per key.",
-        fields: &[KEY, OWNER],
-    },
-    EventDoc {
-        type_name: "ApiKeyExpired",
-        subject_suffix: "api_key.expired",
-        summary: "The key reached its expiry (recorded by the sweeper; it stopped verifying at `expires_at`).",
-        fields: &[KEY, OWNER],
-    },
-    EventDoc {
-        type_name: "ApiKeyUsed",
-        subject_suffix: "api_key.used",
-        summary: "Aggregated use of a key: at most one event per key per minute, never one per request.",
-        fields: &[
-            KEY,
-            OWNER,
-            field(
-                "last_used_at",
-                Time,
-                "The last use in the aggregation period.",
-            ),
-            field("uses", Integer, "Uses in the aggregation period."),
-        ],
-    },
-    EventDoc {
-        type_name: "ExternalKeyCreated",
-        subject_suffix: "external_key.created",
-        summary: "An external credential (AWS or DNAnexus) was stored. The secret is never published, not even encrypted.",
-        fields: &[
-            EXTERNAL_KEY,
-            OWNER,
-            field(
-                "label",
-                JsonType::String,
-                "The owner's label for the credential.",
-            ),
-            PROVIDER,
-            field(
-                "hint",
-                JsonType::String,
-                "The masked credential: `AKIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).",
-            ),
-            nullable(
-                "region",
-                JsonType::String,
-                "The AWS region, e.g. `eu-west-2`; `null` for DNAnexus.",
-            ),
-            field("created_at", Time, "When the credential was stored."),
-            nullable("expires_at", Time, "When it expires; `null` for never."),
-        ],
-    },
-    EventDoc {
-        type_name: "ExternalKeyDeleted",
-        subject_suffix: "external_key.deleted",
-        summary: "The credential was deleted and its data key destroyed (crypto-shredding): it can never be decrypted again.",
-        fields: &[EXTERNAL_KEY, OWNER, PROVIDER],
-    },
-    EventDoc {
-        type_name: "ExternalKeyExpired",
-        subject_suffix: "external_key.expired",
-        summary: "The credential reached its expiry.",
-        fields: &[EXTERNAL_KEY, OWNER, PROVIDER],
-    },
-    EventDoc {
-        type_name: "ExternalKeyVerified",
-        subject_suffix: "external_key.verified",
-        summary: "The credential was tested against its provider (\"save and test\").",
-        fields: &[
-            EXTERNAL_KEY,
-            OWNER,
-            field("ok", Boolean, "Whether the provider accepted it."),
-            field(
-                "detail",
-                JsonType::String,
-                "What the provider said, without any secret.",
-            ),
-        ],
-    },
-    EventDoc {
-        type_name: "ExternalKeyUsed",
-        subject_suffix: "external_key.used",
-        summary: "The credential was leased for an ingestion job (credential lineage).",
-        fields: &[
-            EXTERNAL_KEY,
-            OWNER,
-            field("ingestion", JsonType::String, "The job that used it."),
-        ],
-    },
-    EventDoc {
-        type_name: "IngestionRequested",
-        subject_suffix: "ingestion.requested",
-        summary: "An ingestion of sample files was requested.",
-        fields: &[
-            INGESTION,
-            OWNER,
-            field(
-                "external_key",
-                JsonType::String,
-                "The credential the job uses.",
-            ),
-            field(
-                "selection",
-                Object,
-                "What to fetch: `{provider: \"aws\", bucket, prefix, pattern}` or `{provider: \"dnanexus\", project, folder, pattern}`; `pattern` is a regular expression.",
-            ),
-            field(
-                "destination",
-                JsonType::String,
-                "Where verified files are stored.",
-            ),
-            field("batch_id", JsonType::String, "The caller's batch id."),
-        ],
-    },
-    EventDoc {
-        type_name: "IngestionListed",
-        subject_suffix: "ingestion.listed",
-        summary: "The job listed the files it selected.",
-        fields: &[
-            INGESTION,
-            field("files", Integer, "Files selected."),
-            field("bytes", Integer, "Their total size."),
-        ],
-    },
-    EventDoc {
-        type_name: "IngestionFileFetched",
-        subject_suffix: "ingestion.file_fetched",
-        summary: "A file was fetched, verified and stored.",
-        fields: &[
-            INGESTION,
-            field(
-                "path",
-                JsonType::String,
-                "The file's path in the selection.",
-            ),
-            field("size", Integer, "Its size in bytes."),
-            field(
-                "sha256",
-                JsonType::String,
-                "The SHA-256 of the stored file, lowercase hex.",
-            ),
-            field(
-                "source_etag",
-                JsonType::String,
-                "The provider's ETag or checksum of the source.",
-            ),
-            field(
-                "external_key",
-                JsonType::String,
-                "The credential it was fetched with.",
-            ),
-        ],
-    },
-    EventDoc {
-        type_name: "IngestionFileFailed",
-        subject_suffix: "ingestion.file_failed",
-        summary: "A file could not be fetched or failed verification.",
-        fields: &[
-            INGESTION,
-            field(
-                "path",
-                JsonType::String,
-                "The file's path in the selection.",
-            ),
-            field("reason", JsonType::String, "Why, as a sentence for people."),
-            FAILURE_KIND,
-        ],
-    },
-    EventDoc {
-        type_name: "IngestionCompleted",
-        subject_suffix: "ingestion.completed",
-        summary: "The job finished.",
-        fields: &[
-            INGESTION,
-            field("files", Integer, "Files stored."),
-            field("bytes", Integer, "Bytes stored."),
-            field("failed", Integer, "Files that failed."),
-        ],
-    },
-    EventDoc {
-        type_name: "IngestionFailed",
-        subject_suffix: "ingestion.failed",
-        summary: "The job failed as a whole.",
-        fields: &[
-            INGESTION,
-            field("reason", JsonType::String, "Why, as a sentence for people."),
-            FAILURE_KIND,
-        ],
-    },
-    EventDoc {
-        type_name: "IngestionCancelled",
-        subject_suffix: "ingestion.cancelled",
-        summary: "The job was cancelled; no partial file was left behind.",
-        fields: &[INGESTION],
-    },
-    EventDoc {
-        type_name: "MasterKeyRotated",
-        subject_suffix: "system.master_key_rotated",
-        summary: "Every data key was re-wrapped under a new master key. No key material is recorded.",
-        fields: &[
-            field("generation", Integer, "The new master key's generation."),
-            field("data_keys", Integer, "Data keys re-wrapped."),
-        ],
-    },
-];
+fn field_doc(name: &str, schema: &RefOr<Schema>) -> FieldDoc {
+    let (json_type, nullable, description) = match schema {
+        RefOr::T(Schema::Array(array)) => (JsonType::StringArray, false, &array.description),
+        RefOr::T(Schema::Object(object)) => {
+            let (kind, nullable) = match &object.schema_type {
+                SchemaType::Type(kind) => (kind.clone(), false),
+                SchemaType::Array(kinds) => (
+                    kinds
+                        .iter()
+                        .find(|kind| **kind != Type::Null)
+                        .cloned()
+                        .unwrap_or(Type::Object),
+                    kinds.contains(&Type::Null),
+                ),
+                SchemaType::AnyValue => (Type::Object, false),
+            };
+            let is_time = object.format == Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
+            let json_type = match kind {
+                Type::String if is_time => JsonType::Timestamp,
+                Type::String => JsonType::String,
+                Type::Integer => JsonType::Integer,
+                Type::Boolean => JsonType::Boolean,
+                Type::Array => JsonType::StringArray,
+                Type::Object | Type::Number | Type::Null => JsonType::Object,
+            };
+            (json_type, nullable, &object.description)
+        }
+        _ => (JsonType::Object, false, &None),
+    };
+    FieldDoc {
+        name: leak(name),
+        json_type,
+        nullable,
+        description: leak(description.as_deref().unwrap_or_default()),
+    }
+}
 
 /// The fields every event has around its `data`.
 pub const ENVELOPE_FIELDS: &[FieldDoc] = &[
@@ -627,7 +427,7 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
 }
 
 /// Keeps [`example_events`] complete: a new event variant does not compile until it has a case
-/// here (add an example and an [`EVENT_DOCS`] entry with it).
+/// here (add an example with it; the catalogue follows `PublicEvent`).
 pub fn documented_type(event: &Event) -> &'static str {
     match event {
         Event::UserCreated { .. }
@@ -663,7 +463,7 @@ pub fn render_markdown(config: &BusConfig) -> String {
     let examples = example_events();
     let _ = writeln!(out, "## Event types\n");
     let _ = writeln!(out, "| type | NATS subject |\n|---|---|");
-    for doc in EVENT_DOCS {
+    for doc in EVENT_DOCS.iter() {
         let _ = writeln!(
             out,
             "| [`{}`](#{}) | `{}` |",
@@ -675,7 +475,7 @@ pub fn render_markdown(config: &BusConfig) -> String {
     let _ = writeln!(out, "\n## The envelope\n");
     let _ = writeln!(out, "Every message is one JSON object with these fields:\n");
     write_fields(&mut out, ENVELOPE_FIELDS);
-    for doc in EVENT_DOCS {
+    for doc in EVENT_DOCS.iter() {
         let _ = writeln!(out, "\n### {}\n", doc.type_name);
         let _ = writeln!(
             out,
@@ -757,7 +557,7 @@ pub fn json_schema(config: &BusConfig) -> Value {
         "$id": "https://keyledger.dev/schemas/events.schema.json",
         "title": "keyledger public event",
         "description": format!(
-            "One message of the JetStream stream {} (subjects {}.>). Later versions may add event types and fields: ignore what you do not know. Generated from crates/bus/src/schema.rs.",
+            "One message of the JetStream stream {} (subjects {}.>). Later versions may add event types and fields: ignore what you do not know. Generated by crates/bus/src/schema.rs from the public event type (crates/domain/src/public.rs).",
             config.stream, config.subject_prefix
         ),
         "type": "object",

@@ -127,6 +127,39 @@ fn tail_lines_of_every_event_type() {
     insta::assert_snapshot!(lines.join("\n"));
 }
 
+/// `docs/events.md` names every event type of the derived catalogue with its subject, and no
+/// other: its table of types is read back and compared with the catalogue.
+#[test]
+fn events_md_names_every_event_with_its_subject_and_none_else() {
+    let config = BusConfig::default();
+    let text = std::fs::read_to_string(docs_dir().join("events.md")).expect("docs/events.md");
+    let listed: BTreeSet<(String, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("| [`")?;
+            let (type_name, rest) = rest.split_once('`')?;
+            let subject = rest.split('`').nth(1)?;
+            Some((type_name.to_owned(), subject.to_owned()))
+        })
+        .collect();
+    let catalogue: BTreeSet<(String, String)> = EVENT_DOCS
+        .iter()
+        .map(|doc| {
+            assert!(
+                !doc.subject_suffix.is_empty(),
+                "{} has no subject",
+                doc.type_name
+            );
+            assert!(!doc.summary.is_empty(), "{} has no summary", doc.type_name);
+            (
+                doc.type_name.to_owned(),
+                config.public_subject(doc.subject_suffix),
+            )
+        })
+        .collect();
+    assert_eq!(listed, catalogue);
+}
+
 fn docs_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs")
 }

@@ -26,132 +26,287 @@ pub struct PublicEnvelope {
     pub event: PublicEvent,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Every event type of the public stream. The documentation of each variant and field is the
+/// published documentation (`docs/events.md`, `docs/events.schema.json`): the bus derives its
+/// catalogue from this type's schema (`utoipa::ToSchema`), so keep each doc comment one line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", content = "data")]
 pub enum PublicEvent {
+    /// A user was created (the first admin by `admin bootstrap`, others by an admin).
     UserCreated {
+        /// The user's handle.
+        #[schema(value_type = String)]
         user: UserId,
+        /// The name shown in the console.
+        #[schema(value_type = Option<String>)]
         display_name: Option<DisplayName>,
     },
+    /// A custom role was defined or redefined with these permissions.
     RoleDefined {
+        /// The role's name.
+        #[schema(value_type = String)]
         role: RoleName,
+        /// Permission names, e.g. `verify_api_keys`.
+        #[schema(value_type = Vec<String>)]
         permissions: Vec<Permission>,
     },
+    /// A user received a role; its permissions apply to the user's keys at once.
     RoleGranted {
+        /// The user's handle.
+        #[schema(value_type = String)]
         user: UserId,
+        /// The role's name.
+        #[schema(value_type = String)]
         role: RoleName,
     },
+    /// A user lost a role; its permissions stop applying to the user's keys at once.
     RoleRevoked {
+        /// The user's handle.
+        #[schema(value_type = String)]
         user: UserId,
+        /// The role's name.
+        #[schema(value_type = String)]
         role: RoleName,
     },
+    /// An internal key was created. The key itself was shown once to its creator and is never published.
     ApiKeyCreated {
+        /// The internal key's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
         key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// The name the owner gave the key.
+        #[schema(value_type = String)]
         name: KeyName,
+        /// The masked key, `kl_AbCd…wXyZ`.
+        #[schema(value_type = String)]
         hint: KeyHint,
+        /// When the key was created.
+        #[schema(value_type = String, format = DateTime)]
         created_at: Timestamp,
+        /// When the key expires; `null` for never.
+        #[schema(value_type = Option<String>, format = DateTime)]
         expires_at: Option<Timestamp>,
     },
+    /// The key got a new secret; the previous one keeps working until `previous_valid_until`.
     ApiKeyRolled {
+        /// The internal key's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
         key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// The masked new secret.
+        #[schema(value_type = String)]
         hint: KeyHint,
+        /// The end of the previous secret's grace period.
+        #[schema(value_type = String, format = DateTime)]
         previous_valid_until: Timestamp,
     },
+    /// The key was deleted and no longer verifies. A bulk delete publishes one event per key.
     ApiKeyDeleted {
+        /// The internal key's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
         key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
     },
+    /// The key reached its expiry (recorded by the sweeper; it stopped verifying at `expires_at`).
     ApiKeyExpired {
+        /// The internal key's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
         key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
     },
+    /// Aggregated use of a key: at most one event per key per minute, never one per request.
     ApiKeyUsed {
+        /// The internal key's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
         key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// The last use in the aggregation period.
+        #[schema(value_type = String, format = DateTime)]
         last_used_at: Timestamp,
+        /// Uses in the aggregation period.
         uses: u64,
     },
+    /// An external credential (AWS or DNAnexus) was stored. The secret is never published, not even encrypted.
     ExternalKeyCreated {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
         key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// The owner's label for the credential.
+        #[schema(value_type = String)]
         label: Label,
+        /// `aws` or `dnanexus`.
+        #[schema(value_type = String)]
         provider: Provider,
-        /// `AKIA…WXYZ` for AWS, `…WXYZ` for a DNAnexus token.
+        /// The masked credential: `AKIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).
+        #[schema(value_type = String)]
         hint: KeyHint,
+        /// The AWS region, e.g. `eu-west-2`; `null` for DNAnexus.
+        #[schema(value_type = Option<String>)]
         region: Option<AwsRegion>,
+        /// When the credential was stored.
+        #[schema(value_type = String, format = DateTime)]
         created_at: Timestamp,
+        /// When it expires; `null` for never.
+        #[schema(value_type = Option<String>, format = DateTime)]
         expires_at: Option<Timestamp>,
     },
+    /// The credential was deleted and its data key destroyed (crypto-shredding): it can never be decrypted again.
     ExternalKeyDeleted {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
         key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// `aws` or `dnanexus`.
+        #[schema(value_type = String)]
         provider: Provider,
     },
+    /// The credential reached its expiry.
     ExternalKeyExpired {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
         key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// `aws` or `dnanexus`.
+        #[schema(value_type = String)]
         provider: Provider,
     },
+    /// The credential was tested against its provider ("save and test").
     ExternalKeyVerified {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
         key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// Whether the provider accepted it.
         ok: bool,
+        /// What the provider said, without any secret.
         detail: String,
     },
+    /// The credential was leased for an ingestion job (credential lineage).
     ExternalKeyUsed {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
         key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// The job that used it.
+        #[schema(value_type = String)]
         ingestion: IngestionId,
     },
+    /// An ingestion of sample files was requested.
     IngestionRequested {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
         ingestion: IngestionId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
         owner: UserId,
+        /// The credential the job uses.
+        #[schema(value_type = String)]
         external_key: ExternalKeyId,
+        /// What to fetch: `{provider: "aws", bucket, prefix, pattern}` or `{provider: "dnanexus", project, folder, pattern}`; `pattern` is a regular expression.
+        #[schema(value_type = Object)]
         selection: Selection,
+        /// Where verified files are stored.
         destination: String,
+        /// The caller's batch id.
         batch_id: String,
     },
+    /// The job listed the files it selected.
     IngestionListed {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
         ingestion: IngestionId,
+        /// Files selected.
         files: u64,
+        /// Their total size.
         bytes: u64,
     },
+    /// A file was fetched, verified and stored.
     IngestionFileFetched {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
         ingestion: IngestionId,
+        /// The file's path in the selection.
         path: String,
+        /// Its size in bytes.
         size: u64,
+        /// The SHA-256 of the stored file, lowercase hex.
         sha256: String,
+        /// The provider's ETag or checksum of the source.
         source_etag: String,
+        /// The credential it was fetched with.
+        #[schema(value_type = String)]
         external_key: ExternalKeyId,
     },
+    /// A file could not be fetched or failed verification.
     IngestionFileFailed {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
         ingestion: IngestionId,
+        /// The file's path in the selection.
         path: String,
+        /// Why, as a sentence for people.
         reason: String,
-        /// `null` for failures recorded before kinds existed.
+        /// What kind of failure, for programs: `provider_rejected`, `not_found`, `unreachable`, `transient`, `integrity`, `storage`, `internal` or `cancelled`. `null` in events recorded before kinds existed.
+        #[schema(value_type = Option<String>)]
         #[serde(default)]
         failure_kind: Option<FailureKind>,
     },
+    /// The job finished.
     IngestionCompleted {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
         ingestion: IngestionId,
+        /// Files stored.
         files: u64,
+        /// Bytes stored.
         bytes: u64,
+        /// Files that failed.
         failed: u64,
     },
+    /// The job failed as a whole.
     IngestionFailed {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
         ingestion: IngestionId,
+        /// Why, as a sentence for people.
         reason: String,
-        /// `null` for failures recorded before kinds existed.
+        /// What kind of failure, for programs: `provider_rejected`, `not_found`, `unreachable`, `transient`, `integrity`, `storage`, `internal` or `cancelled`. `null` in events recorded before kinds existed.
+        #[schema(value_type = Option<String>)]
         #[serde(default)]
         failure_kind: Option<FailureKind>,
     },
+    /// The job was cancelled; no partial file was left behind.
     IngestionCancelled {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
         ingestion: IngestionId,
     },
+    /// Every data key was re-wrapped under a new master key. No key material is recorded.
     MasterKeyRotated {
+        /// The new master key's generation.
         generation: u32,
+        /// Data keys re-wrapped.
         data_keys: u64,
     },
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, Permission, Timestamp};
+use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, Timestamp};
 use keyledger_vault::{ApiKeyView, CreatedApiKey, VaultError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -134,15 +134,13 @@ pub struct RollApiKeyRequest {
     responses(
         (status = 201, description = "Created; the response holds the key in clear text, once", body = CreatedApiKeyResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, description = "Idempotency-Key already used, or you have an active key with this name", body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 409, description = "Idempotency-Key already used, or you have an active key with this name", body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn create_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     body: Result<ApiJson<CreateApiKeyRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyResponse>), ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let ApiJson(body) = body?;
     let name = KeyName::parse(&body.name)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
@@ -158,13 +156,11 @@ pub(crate) async fn create_api_key(
 
 /// Lists the caller's internal keys, masked.
 #[utoipa::path(get, path = "/v1/api-keys", tag = "internal keys",
-    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("api_key" = [])))]
+    responses((status = 200, body = ApiKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list_api_keys(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<ApiKeyList>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let keys = state
         .vault()
         .list_api_keys(&caller.principal.user)
@@ -177,14 +173,12 @@ pub(crate) async fn list_api_keys(
 /// Deletes several of the caller's internal keys in one atomic step: all of them, or none.
 #[utoipa::path(post, path = "/v1/api-keys/delete", tag = "internal keys", request_body = DeleteKeysRequest,
     responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, description = "An id is unknown; nothing was deleted", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 404, description = "An id is unknown; nothing was deleted", body = ErrorBody)))]
 pub(crate) async fn delete_api_keys(
     State(state): State<ApiState>,
     caller: Caller,
     body: Result<ApiJson<DeleteKeysRequest>, ApiError>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let ApiJson(body) = body?;
     let ids = parse_ids(&body.ids, KeyId::parse)?;
     delete(&state, &caller, ids).await
@@ -193,14 +187,12 @@ pub(crate) async fn delete_api_keys(
 /// Deletes one of the caller's internal keys.
 #[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "internal keys", params(("id" = String, Path, description = "The key's id, `key_…`")),
     responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let id = KeyId::parse(&id)?;
     delete(&state, &caller, vec![id]).await
 }
@@ -210,15 +202,13 @@ pub(crate) async fn delete_api_key(
     params(("id" = String, Path, description = "The key's id, `key_…`")),
     responses((status = 200, description = "The new secret, shown once", body = CreatedApiKeyResponse), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "The key is expired", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 409, description = "The key is expired", body = ErrorBody)))]
 pub(crate) async fn roll_api_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
     body: Result<ApiJson<RollApiKeyRequest>, ApiError>,
 ) -> Result<Json<CreatedApiKeyResponse>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let ApiJson(body) = body?;
     let id = KeyId::parse(&id)?;
     let grace = GracePeriod::parse(body.grace.as_deref().unwrap_or("0"))?;
@@ -299,8 +289,7 @@ pub(crate) fn parse_ids<T>(
     params(("user" = String, Path)),
     responses((status = 201, body = CreatedApiKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, description = "No such user", body = ErrorBody),
-        (status = 409, description = "The user has an active key with this name", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 409, description = "The user has an active key with this name", body = ErrorBody)))]
 pub(crate) async fn issue_api_key(
     State(state): State<ApiState>,
     caller: Caller,
@@ -308,7 +297,6 @@ pub(crate) async fn issue_api_key(
     headers: HeaderMap,
     body: Result<ApiJson<CreateApiKeyRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyResponse>), ApiError> {
-    caller.require(&state, Permission::ManageOrganizationUsers)?;
     let ApiJson(body) = body?;
     let owner = keyledger_domain::UserId::parse(&user)?;
     let name = KeyName::parse(&body.name)?;

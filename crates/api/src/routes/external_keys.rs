@@ -4,10 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use keyledger_domain::{
-    DomainError, ExternalKeyId, KeyDuration, KeyStatus, Label, Permission, Provider, Timestamp,
-    ValidationError,
-};
+use keyledger_domain::{ExternalKeyId, KeyDuration, Label, Provider, Timestamp, ValidationError};
 use keyledger_vault::{ExternalKeyView, NewCredential};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -116,15 +113,13 @@ pub struct ExternalKeyList {
     responses((status = 201, description = "Stored; the secret is not returned", body = ExternalKeyResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "You already have a key for this provider: delete it first", body = ErrorBody),
-        (status = 422, body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 422, body = ErrorBody)))]
 pub(crate) async fn create_external_key(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     body: Result<ApiJson<CreateExternalKeyRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<ExternalKeyResponse>), ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let ApiJson(body) = body?;
     let label = Label::parse(&body.label)?;
     let provider = Provider::parse(&body.provider)?;
@@ -170,13 +165,11 @@ pub(crate) async fn create_external_key(
 
 /// Lists the caller's external keys, masked.
 #[utoipa::path(get, path = "/v1/external-keys", tag = "external keys",
-    responses((status = 200, body = ExternalKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("api_key" = [])))]
+    responses((status = 200, body = ExternalKeyList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn list_external_keys(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<ExternalKeyList>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let keys = state
         .vault()
         .list_external_keys(&caller.principal.user)
@@ -189,14 +182,12 @@ pub(crate) async fn list_external_keys(
 /// Deletes several of the caller's external keys atomically and destroys their data keys.
 #[utoipa::path(post, path = "/v1/external-keys/delete", tag = "external keys", request_body = DeleteKeysRequest,
     responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, description = "An id is unknown; nothing was deleted", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 404, description = "An id is unknown; nothing was deleted", body = ErrorBody)))]
 pub(crate) async fn delete_external_keys(
     State(state): State<ApiState>,
     caller: Caller,
     body: Result<ApiJson<DeleteKeysRequest>, ApiError>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let ApiJson(body) = body?;
     let ids = parse_ids(&body.ids, ExternalKeyId::parse)?;
     delete(&state, &caller, ids).await
@@ -205,14 +196,12 @@ pub(crate) async fn delete_external_keys(
 /// Deletes one of the caller's external keys and destroys its data key.
 #[utoipa::path(delete, path = "/v1/external-keys/{id}", tag = "external keys", params(("id" = String, Path, description = "The key's id, `ext_…`")),
     responses((status = 200, body = DeletedResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_external_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<DeletedResponse>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
     let id = ExternalKeyId::parse(&id)?;
     delete(&state, &caller, vec![id]).await
 }
@@ -222,26 +211,14 @@ pub(crate) async fn delete_external_key(
     responses((status = 200, description = "Tested; see last_verified_ok, last_verified_detail and kind", body = ExternalKeyVerification),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The key is expired", body = ErrorBody),
-        (status = 501, description = "No connector is configured in this server", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 501, description = "No connector is configured in this server", body = ErrorBody)))]
 pub(crate) async fn verify_external_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ExternalKeyVerification>, ApiError> {
-    caller.require(&state, Permission::ManageUserApiKeys)?;
+    // `access::judge` admitted only the key's owner, and only while the key is not deleted.
     let id = ExternalKeyId::parse(&id)?;
-    let owned = state.vault().read(|s| {
-        s.external_key(&id)
-            .is_some_and(|k| k.owner == caller.principal.user && k.status != KeyStatus::Deleted)
-    });
-    if !owned {
-        return Err(DomainError::NotFound {
-            what: "external key",
-            id: id.to_string(),
-        }
-        .into());
-    }
     let Some(checker) = state.checker().cloned() else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use keyledger_domain::{DomainError, Ingestion, IngestionId, Permission, Provider, Selection};
+use keyledger_domain::{DomainError, Ingestion, IngestionId, Provider, Selection};
 use keyledger_ingest::{IngestError, IngestRequest, IngestionView};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -60,14 +60,12 @@ pub struct IngestionList {
     responses((status = 202, description = "The job, queued"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "No permission, or a destination outside your own folder", body = ErrorBody),
         (status = 409, description = "No usable external key for the provider", body = ErrorBody),
-        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)))]
 pub(crate) async fn start_ingestion(
     State(state): State<ApiState>,
     caller: Caller,
     body: Result<ApiJson<StartIngestionRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<IngestionView>), ApiError> {
-    caller.require(&state, Permission::ImportOrganizationSamples)?;
     let ApiJson(body) = body?;
     let ingestor = ingestor(&state)?;
     let provider = Provider::parse(&body.provider)?;
@@ -144,18 +142,15 @@ pub(crate) async fn start_ingestion(
 /// One of the caller's jobs: state, per-file progress, bytes, errors.
 #[utoipa::path(get, path = "/v1/ingestions/{id}", tag = "ingestion", params(("id" = String, Path)),
     responses((status = 200, description = "The job"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)))]
 pub(crate) async fn get_ingestion(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<IngestionView>, ApiError> {
-    caller.require(&state, Permission::ImportOrganizationSamples)?;
     let id = IngestionId::parse(&id)?;
+    // `access::judge` admitted only the job's owner.
     let view = ingestor(&state)?
         .status(&id)
-        .filter(|view| view.owner == caller.principal.user)
         .ok_or_else(|| not_found(&id))?;
     if view.state.is_finished() {
         // Whoever sees the job finished finds its manifest in the batch folder.
@@ -168,16 +163,13 @@ pub(crate) async fn get_ingestion(
 /// project and file id), external key, time and job, and each failed file with its reason.
 #[utoipa::path(get, path = "/v1/ingestions/{id}/manifest", tag = "ingestion", params(("id" = String, Path)),
     responses((status = 200, description = "The manifest (also `manifest.json` in the batch folder)"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)))]
 pub(crate) async fn get_ingestion_manifest(
     State(state): State<ApiState>,
-    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, Permission::ImportOrganizationSamples)?;
     let id = IngestionId::parse(&id)?;
-    let job = owned_job(&state, &caller, &id)?;
+    let job = job(&state, &id)?;
     let batch_dir = batch_dir(&state, &job)?;
     let on_disk = batch_dir.join(MANIFEST_JSON);
     let is_sample = job.files.iter().any(|file| file.path == MANIFEST_JSON);
@@ -203,21 +195,18 @@ pub(crate) async fn get_ingestion_manifest(
 /// `X-Checksum-Sha256` (its SHA-256, hex), and one byte range on request (`Range: bytes=…`,
 /// answered 206; a range that cannot be served gets the whole file). Only files the job's
 /// events name can be fetched: the path is looked up, never joined blindly.
-#[utoipa::path(get, path = "/v1/ingestions/{id}/files/{path}", tag = "ingestion",
+#[utoipa::path(get, path = "/v1/ingestions/{id}/files/{*path}", tag = "ingestion",
     params(("id" = String, Path), ("path" = String, Path, description = "The file's path in the batch, `/` between folders")),
     responses((status = 200, description = "The file's bytes"), (status = 206, description = "The requested range"),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)))]
 pub(crate) async fn get_ingestion_file(
     State(state): State<ApiState>,
-    caller: Caller,
     Path((id, path)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, Permission::ImportOrganizationSamples)?;
     let id = IngestionId::parse(&id)?;
-    let job = owned_job(&state, &caller, &id)?;
+    let job = job(&state, &id)?;
     // The submitted path is never echoed or joined: only a recorded one is used.
     let missing = || ApiError::not_found("this batch has no stored file at that path");
     let (recorded, size, sha256) = job
@@ -308,13 +297,11 @@ fn requested_range(headers: &HeaderMap, size: u64) -> Option<(u64, u64)> {
 /// The caller's jobs, newest first, without per-file detail.
 #[utoipa::path(get, path = "/v1/ingestions", tag = "ingestion",
     responses((status = 200, body = IngestionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)))]
 pub(crate) async fn list_ingestions(
     State(state): State<ApiState>,
     caller: Caller,
 ) -> Result<Json<IngestionList>, ApiError> {
-    caller.require(&state, Permission::ImportOrganizationSamples)?;
     Ok(Json(IngestionList {
         ingestions: ingestor(&state)?.list(&caller.principal.user),
     }))
@@ -324,14 +311,12 @@ pub(crate) async fn list_ingestions(
 #[utoipa::path(post, path = "/v1/ingestions/{id}/cancel", tag = "ingestion", params(("id" = String, Path)),
     responses((status = 200, description = "The job"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, description = "The job has already finished", body = ErrorBody),
-        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 501, description = "Ingestion is not enabled in this server", body = ErrorBody)))]
 pub(crate) async fn cancel_ingestion(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<IngestionView>, ApiError> {
-    caller.require(&state, Permission::ImportOrganizationSamples)?;
     let id = IngestionId::parse(&id)?;
     ingestor(&state)?
         .cancel(caller.actor(), &id)
@@ -373,12 +358,11 @@ async fn write_manifest(state: &ApiState, id: &IngestionId) {
         .await;
 }
 
-/// The caller's own job, or 404 (another user's job is not revealed).
-fn owned_job(state: &ApiState, caller: &Caller, id: &IngestionId) -> Result<Ingestion, ApiError> {
+/// The job (`access::judge` admitted only its owner).
+fn job(state: &ApiState, id: &IngestionId) -> Result<Ingestion, ApiError> {
     state
         .vault()
         .read(|s| s.ingestion(id).cloned())
-        .filter(|job| job.owner == caller.principal.user)
         .ok_or_else(|| not_found(id))
 }
 

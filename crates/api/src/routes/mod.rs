@@ -1,5 +1,6 @@
-//! The routes, one module per area. [`ROUTES`] lists every route with the permission it needs:
-//! the permission matrix test walks it, so a route added here without a test fails there.
+//! The routes, one module per area, declared once in [`declared`]: each handler with who may
+//! call it. The router, the OpenAPI paths and the access table (`crate::access`) all come from
+//! that one list, so no route can be served undocumented or unguarded.
 
 pub(crate) mod api_keys;
 pub(crate) mod audit;
@@ -9,127 +10,106 @@ pub(crate) mod ingestions;
 pub(crate) mod session;
 pub(crate) mod users;
 
-use axum::Router;
 use axum::http::HeaderMap;
-use axum::routing::{get, post, put};
+use keyledger_domain::Permission;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 use crate::ApiState;
+use crate::access::{DeclaredAccess, Requirement, Resource};
 use crate::auth::Caller;
 use crate::error::ApiError;
 
-pub(crate) use api_keys::*;
-pub(crate) use audit::*;
-pub(crate) use external_keys::*;
-pub(crate) use health::*;
-pub(crate) use ingestions::*;
-pub(crate) use session::*;
-pub(crate) use users::*;
-
-/// One route: its method, path template, and who may call it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteInfo {
-    pub method: &'static str,
-    pub path: &'static str,
-    /// `None`: anyone, without a key. `Some("")`: any authenticated caller. Otherwise the
-    /// permission the caller's roles must grant.
-    pub permission: Option<&'static str>,
+/// The routes, their OpenAPI paths, and who may call each.
+pub(crate) struct Declared {
+    pub router: OpenApiRouter<ApiState>,
+    pub access: Vec<DeclaredAccess>,
 }
 
-const fn route(
-    method: &'static str,
-    path: &'static str,
-    permission: Option<&'static str>,
-) -> RouteInfo {
-    RouteInfo {
-        method,
-        path,
-        permission,
+impl Declared {
+    fn new() -> Declared {
+        Declared {
+            router: OpenApiRouter::default(),
+            access: Vec::new(),
+        }
+    }
+
+    /// Adds the handler of `routes!(…)`, whose `#[utoipa::path]` gives its method, path and
+    /// documentation, with who may call it.
+    fn with(mut self, requirement: Requirement, routes: UtoipaMethodRouter<ApiState>) -> Declared {
+        for (path, item) in &routes.1.paths {
+            let operations = [
+                ("GET", item.get.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("PATCH", item.patch.is_some()),
+            ];
+            for (method, _) in operations.into_iter().filter(|(_, present)| *present) {
+                self.access.push(DeclaredAccess {
+                    method,
+                    routed_path: path.clone(),
+                    requirement,
+                });
+            }
+        }
+        self.router = self.router.routes(routes);
+        self
     }
 }
 
-const KEYS: Option<&str> = Some("manage_user_api_keys");
-const USERS: Option<&str> = Some("manage_organization_users");
-const ANY: Option<&str> = Some("");
-const INGEST: Option<&str> = Some("import_organization_samples");
-
-pub const ROUTES: &[RouteInfo] = &[
-    route("GET", "/healthz", None),
-    route("GET", "/readyz", None),
-    route("GET", "/metrics", None),
-    route("GET", "/openapi.json", None),
-    route("POST", "/v1/auth/login", None),
-    route("GET", "/v1/me", ANY),
-    route("POST", "/v1/keys/verify", Some("verify_api_keys")),
-    route("POST", "/v1/api-keys", KEYS),
-    route("GET", "/v1/api-keys", KEYS),
-    route("POST", "/v1/api-keys/delete", KEYS),
-    route("DELETE", "/v1/api-keys/{id}", KEYS),
-    route("POST", "/v1/api-keys/{id}/roll", KEYS),
-    route("POST", "/v1/external-keys", KEYS),
-    route("GET", "/v1/external-keys", KEYS),
-    route("POST", "/v1/external-keys/delete", KEYS),
-    route("DELETE", "/v1/external-keys/{id}", KEYS),
-    route("POST", "/v1/external-keys/{id}/verify", KEYS),
-    route("POST", "/v1/users", USERS),
-    route("GET", "/v1/users", USERS),
-    route("PUT", "/v1/users/{user}/roles/{role}", USERS),
-    route("DELETE", "/v1/users/{user}/roles/{role}", USERS),
-    route("POST", "/v1/users/{user}/api-keys", USERS),
-    route("POST", "/v1/ingestions", INGEST),
-    route("GET", "/v1/ingestions", INGEST),
-    route("GET", "/v1/ingestions/{id}", INGEST),
-    route("POST", "/v1/ingestions/{id}/cancel", INGEST),
-    route("GET", "/v1/ingestions/{id}/manifest", INGEST),
-    route("GET", "/v1/ingestions/{id}/files/{path}", INGEST),
-    route("GET", "/v1/events", Some("view_audit_log")),
-    route("GET", "/v1/audit/public-key", None),
-    route("POST", "/v1/audit/checkpoints", Some("view_audit_log")),
-    route("POST", "/v1/admin/backup", USERS),
-    route("GET", "/v1/roles", USERS),
-    route("PUT", "/v1/roles/{role}", USERS),
-];
-
-pub(crate) fn routes() -> Router<ApiState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
-        .route("/v1/auth/login", post(login))
-        .route("/v1/me", get(me))
-        .route("/v1/keys/verify", post(verify_key))
-        .route("/v1/api-keys", post(create_api_key).get(list_api_keys))
-        .route("/v1/api-keys/delete", post(delete_api_keys))
-        .route("/v1/api-keys/{id}", axum::routing::delete(delete_api_key))
-        .route("/v1/api-keys/{id}/roll", post(roll_api_key))
-        .route(
-            "/v1/external-keys",
-            post(create_external_key).get(list_external_keys),
+/// Every route of the API and who may call it: the single declaration.
+pub(crate) fn declared() -> Declared {
+    use Requirement::{AnyCaller, Owner, Public};
+    let needs = Requirement::Permission;
+    let keys = needs(Permission::ManageUserApiKeys);
+    let users = needs(Permission::ManageOrganizationUsers);
+    let audit_log = needs(Permission::ViewAuditLog);
+    let import = needs(Permission::ImportOrganizationSamples);
+    let own_external_key = Owner(Resource::ExternalKey, Permission::ManageUserApiKeys);
+    let own_ingestion = Owner(Resource::Ingestion, Permission::ImportOrganizationSamples);
+    Declared::new()
+        .with(Public, routes!(health::healthz))
+        .with(Public, routes!(health::readyz))
+        .with(Public, routes!(health::metrics))
+        .with(Public, routes!(health::openapi))
+        .with(Public, routes!(session::login))
+        .with(AnyCaller, routes!(session::me))
+        .with(
+            needs(Permission::VerifyApiKeys),
+            routes!(session::verify_key),
         )
-        .route("/v1/external-keys/delete", post(delete_external_keys))
-        .route(
-            "/v1/external-keys/{id}",
-            axum::routing::delete(delete_external_key),
+        .with(keys, routes!(api_keys::create_api_key))
+        .with(keys, routes!(api_keys::list_api_keys))
+        .with(keys, routes!(api_keys::delete_api_keys))
+        .with(keys, routes!(api_keys::delete_api_key))
+        .with(keys, routes!(api_keys::roll_api_key))
+        .with(keys, routes!(external_keys::create_external_key))
+        .with(keys, routes!(external_keys::list_external_keys))
+        .with(keys, routes!(external_keys::delete_external_keys))
+        .with(keys, routes!(external_keys::delete_external_key))
+        .with(
+            own_external_key,
+            routes!(external_keys::verify_external_key),
         )
-        .route("/v1/external-keys/{id}/verify", post(verify_external_key))
-        .route("/v1/users", post(create_user).get(list_users))
-        .route(
-            "/v1/users/{user}/roles/{role}",
-            put(grant_role).delete(revoke_role),
-        )
-        .route("/v1/users/{user}/api-keys", post(issue_api_key))
-        .route("/v1/ingestions", post(start_ingestion).get(list_ingestions))
-        .route("/v1/ingestions/{id}", get(get_ingestion))
-        .route("/v1/ingestions/{id}/cancel", post(cancel_ingestion))
-        .route("/v1/ingestions/{id}/manifest", get(get_ingestion_manifest))
-        .route("/v1/ingestions/{id}/files/{*path}", get(get_ingestion_file))
-        .route("/v1/events", get(list_events))
-        .route("/v1/audit/public-key", get(public_key))
-        .route("/v1/audit/checkpoints", post(checkpoint))
-        .route("/v1/admin/backup", post(backup))
-        .route("/v1/roles", get(list_roles))
-        .route("/v1/roles/{role}", put(define_role))
-        .fallback(|| async { ApiError::for_status(axum::http::StatusCode::NOT_FOUND) })
+        .with(users, routes!(users::create_user))
+        .with(users, routes!(users::list_users))
+        .with(users, routes!(users::grant_role))
+        .with(users, routes!(users::revoke_role))
+        .with(users, routes!(api_keys::issue_api_key))
+        .with(import, routes!(ingestions::start_ingestion))
+        .with(import, routes!(ingestions::list_ingestions))
+        .with(own_ingestion, routes!(ingestions::get_ingestion))
+        // Cancelling another user's job is refused by `decide`, which judges the command.
+        .with(import, routes!(ingestions::cancel_ingestion))
+        .with(own_ingestion, routes!(ingestions::get_ingestion_manifest))
+        .with(own_ingestion, routes!(ingestions::get_ingestion_file))
+        .with(audit_log, routes!(audit::list_events))
+        .with(Public, routes!(audit::public_key))
+        .with(audit_log, routes!(audit::checkpoint))
+        .with(users, routes!(audit::backup))
+        .with(users, routes!(users::list_roles))
+        .with(users, routes!(users::define_role))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most

@@ -67,15 +67,13 @@ pub struct RoleList {
 #[utoipa::path(post, path = "/v1/users", tag = "users and roles", request_body = CreateUserRequest,
     responses((status = 201, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 409, description = "The user exists", body = ErrorBody),
-        (status = 422, description = "A role does not exist", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 422, description = "A role does not exist", body = ErrorBody)))]
 pub(crate) async fn create_user(
     State(state): State<ApiState>,
     caller: Caller,
     headers: HeaderMap,
     body: Result<ApiJson<CreateUserRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<UserResponse>), ApiError> {
-    caller.require(&state, Permission::ManageOrganizationUsers)?;
     let ApiJson(body) = body?;
     let user = UserId::parse(&body.user)?;
     let display_name = body
@@ -104,13 +102,8 @@ pub(crate) async fn create_user(
 
 /// Lists every user with their roles.
 #[utoipa::path(get, path = "/v1/users", tag = "users and roles",
-    responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub(crate) async fn list_users(
-    State(state): State<ApiState>,
-    caller: Caller,
-) -> Result<Json<UserList>, ApiError> {
-    caller.require(&state, Permission::ManageOrganizationUsers)?;
+    responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list_users(State(state): State<ApiState>) -> Result<Json<UserList>, ApiError> {
     let users = state
         .vault()
         .read(|s| s.users().map(|u| to_response(s, u)).collect());
@@ -121,14 +114,12 @@ pub(crate) async fn list_users(
 #[utoipa::path(put, path = "/v1/users/{user}/roles/{role}", tag = "users and roles",
     params(("user" = String, Path), ("role" = String, Path)),
     responses((status = 200, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "The role does not exist", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, description = "The role does not exist", body = ErrorBody)))]
 pub(crate) async fn grant_role(
     State(state): State<ApiState>,
     caller: Caller,
     Path((user, role)): Path<(String, String)>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    caller.require(&state, Permission::ManageOrganizationUsers)?;
     let (user, role) = (UserId::parse(&user)?, RoleName::parse(&role)?);
     state
         .vault()
@@ -148,14 +139,12 @@ pub(crate) async fn grant_role(
 #[utoipa::path(delete, path = "/v1/users/{user}/roles/{role}", tag = "users and roles",
     params(("user" = String, Path), ("role" = String, Path)),
     responses((status = 200, body = UserResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "The last admin", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "The last admin", body = ErrorBody)))]
 pub(crate) async fn revoke_role(
     State(state): State<ApiState>,
     caller: Caller,
     Path((user, role)): Path<(String, String)>,
 ) -> Result<Json<UserResponse>, ApiError> {
-    caller.require(&state, Permission::ManageOrganizationUsers)?;
     let (user, role) = (UserId::parse(&user)?, RoleName::parse(&role)?);
     state
         .vault()
@@ -173,13 +162,8 @@ pub(crate) async fn revoke_role(
 
 /// Lists the built-in and custom roles.
 #[utoipa::path(get, path = "/v1/roles", tag = "users and roles",
-    responses((status = 200, body = RoleList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("api_key" = [])))]
-pub(crate) async fn list_roles(
-    State(state): State<ApiState>,
-    caller: Caller,
-) -> Result<Json<RoleList>, ApiError> {
-    caller.require(&state, Permission::ManageOrganizationUsers)?;
+    responses((status = 200, body = RoleList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list_roles(State(state): State<ApiState>) -> Result<Json<RoleList>, ApiError> {
     let mut roles: Vec<RoleResponse> = BUILT_IN_ROLES
         .iter()
         .map(|(name, permissions)| RoleResponse {
@@ -202,15 +186,13 @@ pub(crate) async fn list_roles(
 #[utoipa::path(put, path = "/v1/roles/{role}", tag = "users and roles", request_body = DefineRoleRequest,
     params(("role" = String, Path)),
     responses((status = 200, body = RoleResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 409, description = "A built-in role", body = ErrorBody)),
-    security(("api_key" = [])))]
+        (status = 403, body = ErrorBody), (status = 409, description = "A built-in role", body = ErrorBody)))]
 pub(crate) async fn define_role(
     State(state): State<ApiState>,
     caller: Caller,
     Path(role): Path<String>,
     body: Result<ApiJson<DefineRoleRequest>, ApiError>,
 ) -> Result<Json<RoleResponse>, ApiError> {
-    caller.require(&state, Permission::ManageOrganizationUsers)?;
     let ApiJson(body) = body?;
     let role = RoleName::parse(&role)?;
     let permissions = body
