@@ -297,7 +297,7 @@ async fn a_wrong_part_md5_fails_verification_and_leaves_no_partial_file() {
         .source
         .fetch(
             &small[0],
-            &PartialFile::new(&fixture.partial("small.bin")),
+            &PartialFile::new(fixture.partial("small.bin")),
             &|_| {},
             &CancellationToken::new(),
         )
@@ -319,7 +319,7 @@ async fn rejected_tokens_and_missing_files_are_typed_errors() {
         .source
         .fetch(
             &missing,
-            &PartialFile::new(&fixture.partial("missing")),
+            &PartialFile::new(fixture.partial("missing")),
             &|_| {},
             &CancellationToken::new(),
         )
@@ -335,7 +335,7 @@ async fn rejected_tokens_and_missing_files_are_typed_errors() {
         .source
         .fetch(
             fixture.file("multi.bin"),
-            &PartialFile::new(&fixture.partial("multi.bin")),
+            &PartialFile::new(fixture.partial("multi.bin")),
             &|_| {},
             &CancellationToken::new(),
         )
@@ -348,7 +348,7 @@ async fn rejected_tokens_and_missing_files_are_typed_errors() {
         .source
         .fetch(
             fixture.file("small.bin"),
-            &PartialFile::new(&fixture.partial("small.bin")),
+            &PartialFile::new(fixture.partial("small.bin")),
             &|_| {},
             &CancellationToken::new(),
         )
@@ -515,7 +515,7 @@ async fn cancellation_stops_the_fetch() {
         .source
         .fetch(
             fixture.file("multi.bin"),
-            &PartialFile::new(&fixture.partial("multi.bin")),
+            &PartialFile::new(fixture.partial("multi.bin")),
             &|_| {},
             &cancel,
         )
@@ -539,7 +539,7 @@ async fn cancellation_stops_the_fetch() {
         .source
         .fetch(
             fixture.file("split.bin"),
-            &PartialFile::new(&fixture.partial("split.bin")),
+            &PartialFile::new(fixture.partial("split.bin")),
             &stop_soon,
             &cancel,
         )

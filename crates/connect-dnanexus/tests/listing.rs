@@ -413,7 +413,7 @@ async fn the_token_never_appears_in_errors_or_debug_output() {
     let error = source
         .fetch(
             &files[0],
-            &PartialFile::new(&dir.path().join("a")),
+            &PartialFile::new(dir.path().join("a")),
             &|_| {},
             &CancellationToken::new(),
         )

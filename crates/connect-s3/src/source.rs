@@ -25,11 +25,11 @@ impl Source for S3Source {
 
     async fn fetch(
         &self,
-        file: &RemoteFile,
+        file: &keyledger_connect::RemoteFile<Self::Location>,
         partial: &PartialFile,
         progress: &Progress<'_>,
         cancel: &CancellationToken,
-    ) -> Result<FetchedFile, S3Error> {
-        self.fetch_object(file, partial, progress, cancel).await
+    ) -> Result<FetchedFile, Self::Error> {
+        crate::fetch::fetch(self, file, partial, progress, cancel).await
     }
 }

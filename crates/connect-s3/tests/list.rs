@@ -73,14 +73,8 @@ async fn listing_paginates_and_selects_by_prefix_and_regex() {
     );
 
     // The prefix is applied by S3, the regex to the full key.
-    let run2 = source
-        .list(&S3Selection::new(
-            BUCKET,
-            "runs/2024/run2/",
-            Regex::new(r"\.bai$").unwrap(),
-        ))
-        .await
-        .unwrap();
+    let bai_of_run2 = S3Selection::new(BUCKET, "runs/2024/run2/", Regex::new(r"\.bai$").unwrap());
+    let run2 = source.list(&bai_of_run2).await.unwrap();
     assert_eq!(
         run2.len(),
         (0..1500)

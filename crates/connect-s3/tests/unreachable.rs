@@ -88,13 +88,10 @@ async fn a_name_that_does_not_resolve_is_unreachable_at_once() {
 
 #[tokio::test]
 async fn a_refused_connection_is_unreachable_at_once() {
-    let port = closed_port();
-    let host = format!("127.0.0.1:{port}");
-    check(
-        &format!("http://{host}"),
-        &host,
-        Unreachable::ConnectionRefused,
-        &format!("the connection to `{host}` was refused"),
-    )
-    .await;
+    let host = format!("127.0.0.1:{}", closed_port());
+    let (endpoint, words) = (
+        format!("http://{host}"),
+        format!("the connection to `{host}` was refused"),
+    );
+    check(&endpoint, &host, Unreachable::ConnectionRefused, &words).await;
 }

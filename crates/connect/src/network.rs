@@ -52,9 +52,6 @@ pub enum NetworkCause {
     Other,
 }
 
-/// Walks `error`'s sources: the first cause that says what happened decides. Resolver
-/// failures reach us as text only (`dns error`, getaddrinfo's words), hence the text tests.
-
 impl NetworkCause {
     /// The permanent causes, which no retry can cure.
     pub fn unreachable(self) -> Option<Unreachable> {
@@ -67,6 +64,8 @@ impl NetworkCause {
     }
 }
 
+/// Walks `error`'s sources: the first cause that says what happened decides. Resolver
+/// failures reach us as text only (`dns error`, getaddrinfo's words), hence the text tests.
 pub fn network_cause(error: &(dyn StdError + 'static)) -> NetworkCause {
     let mut found = NetworkCause::Other;
     let mut cause: Option<&(dyn StdError + 'static)> = Some(error);

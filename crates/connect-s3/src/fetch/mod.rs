@@ -43,52 +43,49 @@ use context::{PartContext, discards_partial};
 #[cfg(feature = "fuzzing")]
 pub(crate) use content_hash::ContentHasher;
 
-impl S3Source {
-    /// Downloads `object` into `partial` and verifies it (see [`keyledger_connect::Source::fetch`]).
-    ///
-    /// On a verification failure, a changed or vanished object, the partial file and its
-    /// record are deleted. On other errors (cancellation, network, local I/O) a multi-part
-    /// fetch keeps both, and fetching the same object into the same path again skips the parts
-    /// already on disk and verifies the whole content.
-    pub(crate) async fn fetch_object(
-        &self,
-        object: &RemoteFile,
-        partial: &PartialFile,
-        progress: &Progress<'_>,
-        cancel: &CancellationToken,
-    ) -> Result<FetchedFile, S3Error> {
-        check_bucket_name(&object.location.bucket)?;
-        if object.path.is_empty() {
-            return Err(S3Error::InvalidInput(
-                "the object key must not be empty".to_owned(),
-            ));
-        }
-        let single = object.size > 0
-            && object.size <= self.options.part_size
-            && !object.version.contains('-');
-        let context = Arc::new(PartContext {
-            source: self.clone(),
-            object: object.clone(),
-            etag: OnceLock::new(),
-            cancel: cancel.clone(),
-        });
-        if !object.version.is_empty() {
-            let _ = context.etag.set(object.version.clone());
-        }
-        let result = if single {
-            context.fetch_single(partial, progress).await
-        } else {
-            context.fetch_in_parts(partial, progress).await
-        };
-        match &result {
-            Ok(_) => {}
-            Err(error) if single || discards_partial(error) => {
-                if let Err(cleanup) = partial.discard() {
-                    tracing::warn!(path = %partial.path().display(), error = %cleanup, "could not delete a partial file");
-                }
-            }
-            Err(_) => {}
-        }
-        result
+/// Downloads `object` into `partial` and verifies it (see [`keyledger_connect::Source::fetch`]).
+///
+/// On a verification failure, a changed or vanished object, the partial file and its
+/// record are deleted. On other errors (cancellation, network, local I/O) a multi-part
+/// fetch keeps both, and fetching the same object into the same path again skips the parts
+/// already on disk and verifies the whole content.
+pub(crate) async fn fetch(
+    source: &S3Source,
+    object: &RemoteFile,
+    partial: &PartialFile,
+    progress: &Progress<'_>,
+    cancel: &CancellationToken,
+) -> Result<FetchedFile, S3Error> {
+    check_bucket_name(&object.location.bucket)?;
+    if object.path.is_empty() {
+        return Err(S3Error::InvalidInput(
+            "the object key must not be empty".to_owned(),
+        ));
     }
+    let single =
+        object.size > 0 && object.size <= source.options.part_size && !object.version.contains('-');
+    let context = Arc::new(PartContext {
+        source: source.clone(),
+        object: object.clone(),
+        etag: OnceLock::new(),
+        cancel: cancel.clone(),
+    });
+    if !object.version.is_empty() {
+        let _ = context.etag.set(object.version.clone());
+    }
+    let result = if single {
+        context.fetch_single(partial, progress).await
+    } else {
+        context.fetch_in_parts(partial, progress).await
+    };
+    match &result {
+        Ok(_) => {}
+        Err(error) if single || discards_partial(error) => {
+            if let Err(cleanup) = partial.discard() {
+                tracing::warn!(path = %partial.path().display(), error = %cleanup, "could not delete a partial file");
+            }
+        }
+        Err(_) => {}
+    }
+    result
 }
