@@ -13,7 +13,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
-use keyledger_connect_dnanexus::{DnanexusOptions, DnanexusSource, DnanexusToken};
+use keyledger_connect_dnanexus::{
+    DnanexusOptions, DnanexusSelection, DnanexusSource, DnanexusToken, PartialFile, Source,
+};
 use tokio_util::sync::CancellationToken;
 
 struct Arguments {
@@ -100,11 +102,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let source = DnanexusSource::new(&DnanexusToken(arguments.token.clone()), &options)?;
     let files = source
-        .list(
+        .list(&DnanexusSelection::new(
             &arguments.project,
             &arguments.folder,
-            &regex::Regex::new("")?,
-        )
+            regex::Regex::new("")?,
+        ))
         .await?;
     let total_bytes: u64 = files.iter().map(|file| file.size).sum();
     println!("{} files, {} bytes", files.len(), total_bytes);
@@ -113,9 +115,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let first = files.first().ok_or("no file to fetch")?;
         let http = reqwest::Client::new();
         let download: serde_json::Value = http
-            .post(format!("{}/{}/download", arguments.api, first.id))
+            .post(format!("{}/{}/download", arguments.api, first.version))
             .bearer_auth(&arguments.token)
-            .json(&serde_json::json!({"project": first.project}))
+            .json(&serde_json::json!({"project": first.location.project}))
             .send()
             .await?
             .json()
@@ -144,10 +146,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|(index, file)| {
                 let source = source.clone();
                 let partial = arguments.out.join(format!("{index:05}.partial"));
-                let done = arguments.out.join(format!("{index:05}-{}", file.name));
+                let done = arguments
+                    .out
+                    .join(format!("{index:05}-{}", file.location.name));
                 let cancel = cancel.clone();
                 async move {
-                    source.fetch(file, &partial, &|_| {}, &cancel).await?;
+                    source
+                        .fetch(file, &PartialFile::new(&partial), &|_| {}, &cancel)
+                        .await?;
                     tokio::fs::rename(&partial, &done).await?;
                     Ok::<(), Box<dyn std::error::Error>>(())
                 }

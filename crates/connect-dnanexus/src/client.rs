@@ -1,14 +1,17 @@
 //! The API client: authenticated JSON POSTs with dxpy's retry rules, and the helpers the data
 //! GETs share with it.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use keyledger_connect::RetryPolicy;
 
 use bytes::Bytes;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
-use crate::error::{describe_causes, transport_error};
+use crate::error::transport_error;
 use crate::{DnanexusError, DnanexusOptions, DnanexusToken};
+use keyledger_connect::network::describe_causes;
 
 /// Longest error message kept from a server answer.
 const MAX_MESSAGE_CHARS: usize = 500;
@@ -106,7 +109,7 @@ impl ApiClient {
                 Attempt::Done(output) => return Ok(output),
                 Attempt::Fatal(error) => return Err(error),
                 Attempt::Retry { error, retry_after } => {
-                    if attempt >= self.retry.max_attempts {
+                    if !self.retry.allows_another(attempt) {
                         return Err(error);
                     }
                     let delay = self.retry.delay(attempt, retry_after);
@@ -243,55 +246,10 @@ pub(crate) fn is_retryable_status(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
-#[derive(Clone, Debug)]
-pub(crate) struct RetryPolicy {
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl RetryPolicy {
-    /// The wait after failed attempt `attempt` (from 1). With `Retry-After: s`, like dxpy:
-    /// `s` grown by a quarter per earlier attempt; otherwise exponential from
-    /// `initial_backoff` with jitter. Both capped at `max_backoff`.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let delay = match retry_after {
-            Some(seconds) => {
-                let factor = 1.0 + 0.25 * f64::from(attempt.saturating_sub(1).min(20));
-                // `Retry-After` is whatever integer the server sent: scaling it must not
-                // overflow (`Duration::mul_f64` panics), and the cap below applies anyway.
-                Duration::try_from_secs_f64(seconds.as_secs_f64() * factor).unwrap_or(Duration::MAX)
-            }
-            None => {
-                let exponential = self
-                    .initial_backoff
-                    .saturating_mul(1 << attempt.saturating_sub(1).min(16));
-                // Jitter in [50%, 100%] spreads out clients that failed together.
-                exponential.mul_f64(0.5 + 0.5 * jitter_fraction())
-            }
-        };
-        delay.min(self.max_backoff)
-    }
-}
-
-/// A number in [0, 1) that differs from call to call; not for cryptography.
-fn jitter_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.subsec_nanos());
-    f64::from(nanos % 1000) / 1000.0
-}
-
-/// An integer `Retry-After` (seconds); HTTP dates are ignored, as dxpy does.
+/// `Retry-After` as seconds or an HTTP-date; anything else is ignored.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(seconds))
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    keyledger_connect::retry_after(value, SystemTime::now())
 }
 
 /// A transport error's text without the URL (download URLs are credentials), with its causes.
@@ -308,45 +266,5 @@ mod tests {
         assert_eq!(shorten("short", 10), "short");
         assert_eq!(shorten("one two three four", 12), "one two…");
         assert_eq!(shorten("abcdefghijklmnop", 8), "abcdefg…");
-    }
-
-    #[test]
-    fn delays_are_capped_and_honour_retry_after() {
-        let policy = RetryPolicy {
-            max_attempts: 5,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(2),
-        };
-        let check = |attempt: u32, retry_after: Option<u64>, low_ms: u64, high_ms: u64| {
-            let delay = policy.delay(attempt, retry_after.map(Duration::from_secs));
-            assert!(
-                delay >= Duration::from_millis(low_ms) && delay <= Duration::from_millis(high_ms),
-                "{attempt} {retry_after:?}: {delay:?}"
-            );
-        };
-        check(1, None, 50, 100);
-        check(3, None, 200, 400);
-        check(30, None, 1000, 2000);
-        check(1, Some(1), 1000, 1000);
-        check(3, Some(1), 1500, 1500);
-        check(1, Some(100), 2000, 2000);
-        check(17, Some(u64::MAX), 2000, 2000);
-    }
-
-    /// Found by the `dnanexus_responses` fuzz target: `Retry-After: 5125552502130253204` on
-    /// the 17th attempt overflowed `Duration::mul_f64`, which panicked.
-    #[test]
-    fn a_huge_retry_after_is_capped_not_a_panic() {
-        let mut headers = HeaderMap::new();
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("5125552502130253204"));
-        let policy = RetryPolicy {
-            max_attempts: 20,
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(30),
-        };
-        assert_eq!(
-            policy.delay(17, retry_after(&headers)),
-            Duration::from_secs(30)
-        );
     }
 }

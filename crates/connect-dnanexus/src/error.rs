@@ -6,7 +6,8 @@
 //! name that does not resolve, a refused connection, a TLS failure) is permanent and never
 //! retried; timeouts and broken connections are.
 
-use std::error::Error as StdError;
+use keyledger_connect::Unreachable;
+use keyledger_connect::network::{describe_causes, network_cause, root_cause};
 
 /// An error from the DNAnexus connector.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,7 @@ pub enum DnanexusError {
     Cancelled,
     /// The endpoint cannot be reached at all; retrying cannot help until the configuration
     /// (or the network) changes.
-    #[error("{}", unreachable_message(host, *why, detail))]
+    #[error("{}", why.message(host, detail, "the DNAnexus api_url setting"))]
     Unreachable {
         /// `host` or `host:port`; never a download URL's path or query.
         host: String,
@@ -56,38 +57,11 @@ pub enum DnanexusError {
     Io(#[from] std::io::Error),
 }
 
-/// Why an endpoint cannot be reached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unreachable {
-    /// Its name does not resolve.
-    UnknownHost,
-    /// Nothing listens at its address and port.
-    ConnectionRefused,
-    /// The TLS handshake failed.
-    Tls,
-}
-
 fn api_message(kind: &str, status: u16, message: &str) -> String {
     if message.is_empty() {
         format!("DNAnexus answered {kind} (HTTP {status})")
     } else {
         format!("DNAnexus answered {kind} (HTTP {status}): {message}")
-    }
-}
-
-fn unreachable_message(host: &str, why: Unreachable, detail: &str) -> String {
-    match why {
-        Unreachable::UnknownHost => format!(
-            "cannot resolve host `{host}`: check the endpoint (the DNAnexus api_url setting)"
-        ),
-        Unreachable::ConnectionRefused => format!(
-            "the connection to `{host}` was refused: check the endpoint and that the service \
-             is running"
-        ),
-        Unreachable::Tls => format!(
-            "the TLS handshake with `{host}` failed ({detail}): check the endpoint and its \
-             certificate"
-        ),
     }
 }
 
@@ -126,13 +100,7 @@ pub(crate) fn transport_error(error: reqwest::Error, fallback_host: &str) -> Dna
         .unwrap_or_else(|| fallback_host.to_owned());
     // Download URLs are credentials: nothing below may show one.
     let error = error.without_url();
-    let why = match network_cause(&error) {
-        NetworkCause::UnknownHost => Some(Unreachable::UnknownHost),
-        NetworkCause::Refused => Some(Unreachable::ConnectionRefused),
-        NetworkCause::Tls => Some(Unreachable::Tls),
-        NetworkCause::TimedOut | NetworkCause::Broken | NetworkCause::Other => None,
-    };
-    match why {
+    match network_cause(&error).unreachable() {
         Some(why) => DnanexusError::Unreachable {
             host,
             why,
@@ -146,105 +114,4 @@ pub(crate) fn transport_error(error: reqwest::Error, fallback_host: &str) -> Dna
             describe_causes(&error)
         )),
     }
-}
-
-/// The root cause of a network failure, found by walking the error's source chain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum NetworkCause {
-    UnknownHost,
-    Refused,
-    Tls,
-    TimedOut,
-    /// Reset, aborted, closed early.
-    Broken,
-    Other,
-}
-
-/// Walks `error`'s sources; the most precise cause found decides. Resolver failures reach us
-/// as text only (`dns error`, getaddrinfo's words), hence the text tests.
-pub(crate) fn network_cause(error: &(dyn StdError + 'static)) -> NetworkCause {
-    let mut found = NetworkCause::Other;
-    let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(current) = cause {
-        let here = cause_of(current);
-        if rank(here) > rank(found) {
-            found = here;
-        }
-        cause = current.source();
-    }
-    found
-}
-
-fn cause_of(error: &(dyn StdError + 'static)) -> NetworkCause {
-    if let Some(io) = error.downcast_ref::<std::io::Error>() {
-        use std::io::ErrorKind;
-        match io.kind() {
-            ErrorKind::ConnectionRefused => return NetworkCause::Refused,
-            ErrorKind::TimedOut => return NetworkCause::TimedOut,
-            ErrorKind::ConnectionReset
-            | ErrorKind::ConnectionAborted
-            | ErrorKind::BrokenPipe
-            | ErrorKind::UnexpectedEof => return NetworkCause::Broken,
-            _ => {}
-        }
-    }
-    let text = error.to_string().to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|word| text.contains(word));
-    if has(&[
-        "dns error",
-        "failed to lookup address",
-        "name or service not known",
-        "nodename nor servname",
-        "no address associated",
-        "name resolution",
-    ]) {
-        NetworkCause::UnknownHost
-    } else if has(&["connection refused"]) {
-        NetworkCause::Refused
-    } else if has(&["certificate", "tls", "ssl", "handshake"]) {
-        NetworkCause::Tls
-    } else if has(&["timed out", "timeout"]) {
-        NetworkCause::TimedOut
-    } else if has(&["connection reset", "broken pipe", "connection closed"]) {
-        NetworkCause::Broken
-    } else {
-        NetworkCause::Other
-    }
-}
-
-fn rank(cause: NetworkCause) -> u8 {
-    match cause {
-        NetworkCause::Other => 0,
-        NetworkCause::Broken => 1,
-        NetworkCause::TimedOut => 2,
-        NetworkCause::Tls => 3,
-        NetworkCause::Refused => 4,
-        NetworkCause::UnknownHost => 5,
-    }
-}
-
-/// The innermost cause's text: the operating system's or the TLS library's own words.
-fn root_cause(error: &(dyn StdError + 'static)) -> String {
-    let mut current = error;
-    while let Some(source) = current.source() {
-        current = source;
-    }
-    current.to_string()
-}
-
-/// The error's text and its causes', joined by `: `, without repeats; never a `Debug` form.
-pub(crate) fn describe_causes(error: &(dyn StdError + 'static)) -> String {
-    let mut text = String::new();
-    let mut cause: Option<&(dyn StdError + 'static)> = Some(error);
-    while let Some(current) = cause {
-        let part = current.to_string();
-        if !part.is_empty() && !text.contains(&part) {
-            if !text.is_empty() {
-                text.push_str(": ");
-            }
-            text.push_str(&part);
-        }
-        cause = current.source();
-    }
-    text
 }

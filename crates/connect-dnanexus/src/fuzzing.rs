@@ -9,9 +9,10 @@ use regex::Regex;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use serde_json::Value;
 
-use crate::client::{ApiClient, RetryPolicy, retry_after};
+use crate::client::{ApiClient, retry_after};
 use crate::list::{normalize_folder, parse_page};
 use crate::{DnanexusError, DnanexusOptions, DnanexusToken, RemoteFile};
+use keyledger_connect::RetryPolicy;
 
 /// The token of the client that parses error answers: what redaction must remove.
 pub const FUZZ_TOKEN: &str = "fuzz-token-0123456789";

@@ -4,7 +4,7 @@ use regex::Regex;
 use serde_json::{Value, json};
 
 use crate::client::ApiClient;
-use crate::{DnanexusError, RemoteFile, RemotePart};
+use crate::{DnanexusError, RemoteFile, RemotePart, remote_file};
 
 pub(crate) async fn list(
     api: &ApiClient,
@@ -53,8 +53,14 @@ pub(crate) async fn list(
         }
         starting = next;
     }
-    files.sort_by(|a, b| (&a.folder, &a.name, &a.id).cmp(&(&b.folder, &b.name, &b.id)));
+    files.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
     Ok(files)
+}
+
+/// Folder, then name, then id.
+fn sort_key(file: &RemoteFile) -> (&str, &str, &str) {
+    let location = &file.location;
+    (&location.folder, &location.name, &file.version)
 }
 
 /// One `findDataObjects` page: the files below `folder` whose path below it matches
@@ -72,7 +78,7 @@ pub(crate) fn parse_page(
     for result in results {
         let file = parse_file(result)?;
         let Some(relative) = relative_path(folder, &file) else {
-            tracing::warn!(file = %file.id, folder = %file.folder, "findDataObjects returned a file outside the requested folder; skipped");
+            tracing::warn!(file = %file.version, folder = %file.location.folder, "findDataObjects returned a file outside the requested folder; skipped");
             continue;
         };
         if pattern.is_match(&relative) {
@@ -149,6 +155,7 @@ pub(crate) fn normalize_folder(folder: &str) -> Result<String, DnanexusError> {
 
 /// The file's path below `folder`, without a leading slash; `None` when it is not below it.
 fn relative_path(folder: &str, file: &RemoteFile) -> Option<String> {
+    let file = &file.location;
     let below = if folder == "/" {
         file.folder.strip_prefix('/')?
     } else {
@@ -182,14 +189,14 @@ fn parse_file(result: &Value) -> Result<RemoteFile, DnanexusError> {
         .and_then(Value::as_u64)
         .ok_or_else(|| DnanexusError::invalid_response(format!("{id} has no size")))?;
     let parts = parse_parts(&id, size, describe.get("parts"))?;
-    Ok(RemoteFile {
+    Ok(remote_file(
         project,
-        folder: text(describe, "folder")?,
-        name: text(describe, "name")?,
+        id,
+        text(describe, "folder")?,
+        text(describe, "name")?,
         size,
         parts,
-        id,
-    })
+    ))
 }
 
 /// `{"1": {"size", "md5"}, "2": …}` → parts in index order, checked against `size`.
@@ -245,14 +252,14 @@ mod tests {
     use super::*;
 
     fn file(folder: &str, name: &str) -> RemoteFile {
-        RemoteFile {
-            project: String::new(),
-            id: String::new(),
-            folder: folder.into(),
-            name: name.into(),
-            size: 0,
-            parts: Vec::new(),
-        }
+        remote_file(
+            String::new(),
+            String::new(),
+            folder.into(),
+            name.into(),
+            0,
+            Vec::new(),
+        )
     }
 
     #[test]

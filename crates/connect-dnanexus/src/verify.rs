@@ -12,12 +12,11 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use md5_many::{Md5Digest, Md5Many, Md5State};
+use parking_lot::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
-
-use crate::fetch::lock;
 
 /// Parts waiting before a batch starts unprompted: half of the AVX-512 lanes.
 const BATCH_MIN: usize = 8;
@@ -178,7 +177,7 @@ impl PartVerifier {
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.queue)
+        self.queue.lock()
     }
 }
 

@@ -56,6 +56,6 @@ pub fn assert_no_secret(error: &DnanexusError) {
 pub fn named<'a>(files: &'a [RemoteFile], name: &str) -> &'a RemoteFile {
     files
         .iter()
-        .find(|file| file.name == name)
+        .find(|file| file.location.name == name)
         .unwrap_or_else(|| panic!("{name} not listed"))
 }

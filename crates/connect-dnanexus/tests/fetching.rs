@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use keyledger_connect_dnanexus::{
-    DnanexusError, DnanexusOptions, DnanexusSource, FetchedFile, RemoteFile,
+    DnanexusError, DnanexusOptions, DnanexusSelection, DnanexusSource, FetchedFile, PartialFile,
+    RemoteFile, Source,
 };
 use keyledger_testkit::dnanexus::{
     Content, DATA_PATH_PREFIX, DnanexusEmulator, Fault, FaultRun, generated_bytes,
@@ -49,7 +50,11 @@ async fn fixture() -> Fixture {
     let emulator = DnanexusEmulator::start(seed).await.unwrap();
     let source = source(&emulator);
     let files = source
-        .list(&project, "/data", &Regex::new("").unwrap())
+        .list(&DnanexusSelection::new(
+            &project,
+            "/data",
+            Regex::new("").unwrap(),
+        ))
         .await
         .unwrap();
     Fixture {
@@ -86,12 +91,17 @@ fn sidecar(partial: &Path) -> PathBuf {
 async fn fetch_exact(fixture: &Fixture, name: &str) -> FetchedFile {
     let partial = fixture.partial(name);
     let seen = Mutex::new(Vec::new());
-    let progress = |done: u64| seen.lock().unwrap().push(done);
+    // Progress comes as deltas: their running total must only grow.
+    let total = AtomicU64::new(0);
+    let progress = |delta: u64| {
+        let done = total.fetch_add(delta, Ordering::SeqCst) + delta;
+        seen.lock().unwrap().push(done);
+    };
     let fetched = fixture
         .source
         .fetch(
             fixture.file(name),
-            &partial,
+            &PartialFile::new(&partial),
             &progress,
             &CancellationToken::new(),
         )
@@ -118,9 +128,9 @@ async fn fetch_exact(fixture: &Fixture, name: &str) -> FetchedFile {
         "{name}: progress goes forward: {seen:?}"
     );
     assert_eq!(
-        seen.last().copied(),
-        Some(fetched.size),
-        "{name}: progress ends at the size"
+        seen.last().copied().unwrap_or(0) + fetched.resumed_bytes,
+        fetched.size,
+        "{name}: progress (with the bytes resumed) ends at the size"
     );
     fetched
 }
@@ -131,8 +141,8 @@ async fn fetches_every_shape_of_file_exactly_without_sending_the_token_to_data_u
     for (name, ..) in FILES {
         let fetched = fetch_exact(&fixture, name).await;
         assert_eq!(
-            fetched.parts_verified,
-            fixture.file(name).parts.len(),
+            fetched.verified,
+            fixture.file(name).location.parts.len(),
             "{name}"
         );
     }
@@ -208,7 +218,7 @@ async fn recovers_from_throttling_server_errors_truncation_and_disconnects() {
     );
     control.inject(FaultRun::new(Fault::Disconnect, 2).on_path(DATA_PATH_PREFIX));
     let fetched = fetch_exact(&fixture, "multi.bin").await;
-    assert_eq!(fetched.parts_verified, 5);
+    assert_eq!(fetched.verified, 5);
     assert_eq!(
         control.pending_faults(),
         0,
@@ -230,21 +240,26 @@ async fn a_wrong_part_md5_fails_verification_and_leaves_no_partial_file() {
     fixture
         .emulator
         .control()
-        .corrupt_part_md5(&fixture.file("multi.bin").id, 3)
+        .corrupt_part_md5(&fixture.file("multi.bin").version, 3)
         .unwrap();
     let files = fixture
         .source
-        .list(
-            &fixture.file("multi.bin").project,
+        .list(&DnanexusSelection::new(
+            &fixture.file("multi.bin").location.project,
             "/data",
-            &Regex::new("^multi").unwrap(),
-        )
+            Regex::new("^multi").unwrap(),
+        ))
         .await
         .unwrap();
     let partial = fixture.partial("multi.bin");
     let error = fixture
         .source
-        .fetch(&files[0], &partial, &|_| {}, &CancellationToken::new())
+        .fetch(
+            &files[0],
+            &PartialFile::new(&partial),
+            &|_| {},
+            &CancellationToken::new(),
+        )
         .await
         .unwrap_err();
     assert_no_secret(&error);
@@ -255,7 +270,7 @@ async fn a_wrong_part_md5_fails_verification_and_leaves_no_partial_file() {
             expected,
             actual,
         } => {
-            assert_eq!((file.as_str(), *part), (files[0].id.as_str(), 3));
+            assert_eq!((file.as_str(), *part), (files[0].version.as_str(), 3));
             assert_ne!(expected, actual);
         }
         other => panic!("expected a verification error, got {other:?}"),
@@ -267,18 +282,22 @@ async fn a_wrong_part_md5_fails_verification_and_leaves_no_partial_file() {
     fixture
         .emulator
         .control()
-        .corrupt_part_md5(&fixture.file("small.bin").id, 1)
+        .corrupt_part_md5(&fixture.file("small.bin").version, 1)
         .unwrap();
     let small = fixture
         .source
-        .list(&files[0].project, "/data", &Regex::new("^small").unwrap())
+        .list(&DnanexusSelection::new(
+            &files[0].location.project,
+            "/data",
+            Regex::new("^small").unwrap(),
+        ))
         .await
         .unwrap();
     let error = fixture
         .source
         .fetch(
             &small[0],
-            &fixture.partial("small.bin"),
+            &PartialFile::new(fixture.partial("small.bin")),
             &|_| {},
             &CancellationToken::new(),
         )
@@ -295,19 +314,19 @@ async fn a_wrong_part_md5_fails_verification_and_leaves_no_partial_file() {
 async fn rejected_tokens_and_missing_files_are_typed_errors() {
     let fixture = fixture().await;
     let mut missing = fixture.file("small.bin").clone();
-    missing.id = "file-000000000000000000000000".to_owned();
+    missing.version = "file-000000000000000000000000".to_owned();
     let error = fixture
         .source
         .fetch(
             &missing,
-            &fixture.partial("missing"),
+            &PartialFile::new(fixture.partial("missing")),
             &|_| {},
             &CancellationToken::new(),
         )
         .await
         .unwrap_err();
     assert!(
-        matches!(&error, DnanexusError::FileNotFound { id } if *id == missing.id),
+        matches!(&error, DnanexusError::FileNotFound { id } if *id == missing.version),
         "{error:?}"
     );
 
@@ -316,7 +335,7 @@ async fn rejected_tokens_and_missing_files_are_typed_errors() {
         .source
         .fetch(
             fixture.file("multi.bin"),
-            &fixture.partial("multi.bin"),
+            &PartialFile::new(fixture.partial("multi.bin")),
             &|_| {},
             &CancellationToken::new(),
         )
@@ -329,7 +348,7 @@ async fn rejected_tokens_and_missing_files_are_typed_errors() {
         .source
         .fetch(
             fixture.file("small.bin"),
-            &fixture.partial("small.bin"),
+            &PartialFile::new(fixture.partial("small.bin")),
             &|_| {},
             &CancellationToken::new(),
         )
@@ -356,13 +375,14 @@ async fn an_interrupted_fetch_resumes_from_its_verified_parts() {
         CANARY_TOKEN,
     );
     let cancel = CancellationToken::new();
-    let stop_at_half = |done: u64| {
-        if done >= file.size / 2 {
+    let fetched_bytes = AtomicU64::new(0);
+    let stop_at_half = |delta: u64| {
+        if fetched_bytes.fetch_add(delta, Ordering::SeqCst) + delta >= file.size / 2 {
             cancel.cancel();
         }
     };
     let error = sequential
-        .fetch(file, &partial, &stop_at_half, &cancel)
+        .fetch(file, &PartialFile::new(&partial), &stop_at_half, &cancel)
         .await
         .unwrap_err();
     assert!(matches!(error, DnanexusError::Cancelled), "{error:?}");
@@ -379,9 +399,10 @@ async fn an_interrupted_fetch_resumes_from_its_verified_parts() {
 
     control.clear_requests();
     let fetched = fetch_exact(&fixture, "multi.bin").await;
-    assert_eq!(fetched.parts_verified, 5);
+    assert_eq!(fetched.verified, 5);
     // No range of the second attempt starts inside a part verified by the first.
     let verified_end = file
+        .location
         .parts
         .iter()
         .take(verified_before)
@@ -412,13 +433,14 @@ async fn an_interrupted_fetch_resumes_from_its_verified_parts() {
 
     // A verified part damaged on disk is caught by the re-check and fetched again.
     let cancel = CancellationToken::new();
-    let stop_at_half = |done: u64| {
-        if done >= file.size / 2 {
+    let fetched_bytes = AtomicU64::new(0);
+    let stop_at_half = |delta: u64| {
+        if fetched_bytes.fetch_add(delta, Ordering::SeqCst) + delta >= file.size / 2 {
             cancel.cancel();
         }
     };
     let _ = sequential
-        .fetch(file, &partial, &stop_at_half, &cancel)
+        .fetch(file, &PartialFile::new(&partial), &stop_at_half, &cancel)
         .await;
     assert!(
         std::fs::read_to_string(sidecar(&partial))
@@ -441,8 +463,8 @@ async fn an_expired_or_refused_download_url_is_asked_for_again() {
     let control = fixture.emulator.control();
     // The URL expires after the first block lands; a 403 then shows up on the next range.
     let expired_once = AtomicBool::new(false);
-    let expire = |done: u64| {
-        if done > 0 && !expired_once.swap(true, Ordering::SeqCst) {
+    let expire = |delta: u64| {
+        if delta > 0 && !expired_once.swap(true, Ordering::SeqCst) {
             control.expire_download_urls();
         }
     };
@@ -451,7 +473,7 @@ async fn an_expired_or_refused_download_url_is_asked_for_again() {
         .source
         .fetch(
             fixture.file("multi.bin"),
-            &partial,
+            &PartialFile::new(&partial),
             &expire,
             &CancellationToken::new(),
         )
@@ -493,7 +515,7 @@ async fn cancellation_stops_the_fetch() {
         .source
         .fetch(
             fixture.file("multi.bin"),
-            &fixture.partial("multi.bin"),
+            &PartialFile::new(fixture.partial("multi.bin")),
             &|_| {},
             &cancel,
         )
@@ -517,7 +539,7 @@ async fn cancellation_stops_the_fetch() {
         .source
         .fetch(
             fixture.file("split.bin"),
-            &fixture.partial("split.bin"),
+            &PartialFile::new(fixture.partial("split.bin")),
             &stop_soon,
             &cancel,
         )
@@ -555,7 +577,11 @@ async fn default_chunking_streams_megabyte_blocks_exactly() {
     };
     let source = source_with(&emulator, options, CANARY_TOKEN);
     let files = source
-        .list(&project, "/", &Regex::new("").unwrap())
+        .list(&DnanexusSelection::new(
+            &project,
+            "/",
+            Regex::new("").unwrap(),
+        ))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -564,7 +590,7 @@ async fn default_chunking_streams_megabyte_blocks_exactly() {
         let fetched = source
             .fetch(
                 named(&files, name),
-                &partial,
+                &PartialFile::new(&partial),
                 &|_| {},
                 &CancellationToken::new(),
             )
@@ -580,7 +606,7 @@ async fn default_chunking_streams_megabyte_blocks_exactly() {
             fetched.sha256.as_slice(),
             ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref()
         );
-        assert_eq!(fetched.parts_verified, named(&files, name).parts.len());
+        assert_eq!(fetched.verified, named(&files, name).location.parts.len());
     }
     // one.bin: a single 40 MiB part, fetched as 5 ranges on parallel lanes and hashed in order.
     let data_gets = emulator

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use keyledger_connect_dnanexus::{DnanexusError, DnanexusOptions, DnanexusToken};
+use keyledger_connect_dnanexus::{
+    DnanexusError, DnanexusOptions, DnanexusSelection, DnanexusToken, PartialFile, Source,
+};
 use keyledger_testkit::dnanexus::{
     Content, DATA_PATH_PREFIX, DnanexusEmulator, Fault, FaultRun, Level,
 };
@@ -17,7 +19,7 @@ use crate::common::{
 async fn whoami_names_the_user() {
     let (seed, _) = seed("P");
     let emulator = DnanexusEmulator::start(seed).await.unwrap();
-    assert_eq!(source(&emulator).whoami().await.unwrap(), USER);
+    assert_eq!(source(&emulator).check_access().await.unwrap(), USER);
 }
 
 #[tokio::test]
@@ -59,7 +61,11 @@ async fn lists_300_nested_files_by_relative_path_across_pages() {
     let source = source_with(&emulator, options, CANARY_TOKEN);
 
     let files = source
-        .list(&project, "/reads/", &Regex::new(r"^b/.*\.fastq$").unwrap())
+        .list(&DnanexusSelection::new(
+            &project,
+            "/reads/",
+            Regex::new(r"^b/.*\.fastq$").unwrap(),
+        ))
         .await
         .unwrap();
     let listed: BTreeSet<String> = files
@@ -67,31 +73,41 @@ async fn lists_300_nested_files_by_relative_path_across_pages() {
         .map(|file| {
             format!(
                 "{}/{}",
-                file.folder.trim_start_matches("/reads/"),
-                file.name
+                file.location.folder.trim_start_matches("/reads/"),
+                file.location.name
             )
         })
         .collect();
     assert_eq!(listed, expected);
     assert_eq!(files.len(), 75);
-    let sorted = files
-        .windows(2)
-        .all(|pair| (&pair[0].folder, &pair[0].name) <= (&pair[1].folder, &pair[1].name));
+    let sorted = files.windows(2).all(|pair| {
+        (&pair[0].location.folder, &pair[0].location.name)
+            <= (&pair[1].location.folder, &pair[1].location.name)
+    });
     assert!(sorted, "ordered by folder, then name");
     for file in &files {
-        assert_eq!(file.project, project);
+        assert_eq!(file.location.project, project);
         assert_eq!(
-            file.parts.iter().map(|part| part.size).sum::<u64>(),
+            file.location
+                .parts
+                .iter()
+                .map(|part| part.size)
+                .sum::<u64>(),
             file.size
         );
         assert!(
-            file.parts
+            file.location
+                .parts
                 .iter()
                 .all(|part| part.md5.as_ref().is_some_and(|md5| md5.len() == 32))
         );
         assert_eq!(
-            file.parts.iter().map(|part| part.index).collect::<Vec<_>>(),
-            (1..=file.parts.len() as u32).collect::<Vec<_>>()
+            file.location
+                .parts
+                .iter()
+                .map(|part| part.index)
+                .collect::<Vec<_>>(),
+            (1..=file.location.parts.len() as u32).collect::<Vec<_>>()
         );
     }
     // 300 files under /reads, 7 per page.
@@ -105,7 +121,11 @@ async fn lists_300_nested_files_by_relative_path_across_pages() {
 
     // The pattern sees paths relative to the folder: from the root they start with "reads/".
     let from_root = source
-        .list(&project, "/", &Regex::new(r"^reads/b/sub0/").unwrap())
+        .list(&DnanexusSelection::new(
+            &project,
+            "/",
+            Regex::new(r"^reads/b/sub0/").unwrap(),
+        ))
         .await
         .unwrap();
     assert_eq!(
@@ -117,22 +137,27 @@ async fn lists_300_nested_files_by_relative_path_across_pages() {
             + 5
     );
     let direct = source
-        .list(
+        .list(&DnanexusSelection::new(
             &project,
             "/reads/a/sub0",
-            &Regex::new(r"^f\d+\.txt$").unwrap(),
-        )
+            Regex::new(r"^f\d+\.txt$").unwrap(),
+        ))
         .await
         .unwrap();
     assert!(
         !direct.is_empty()
             && direct
                 .iter()
-                .all(|file| file.folder == "/reads/a/sub0" && file.name.ends_with(".txt"))
+                .all(|file| file.location.folder == "/reads/a/sub0"
+                    && file.location.name.ends_with(".txt"))
     );
     assert!(
         source
-            .list(&project, "/missing", &Regex::new("").unwrap())
+            .list(&DnanexusSelection::new(
+                &project,
+                "/missing",
+                Regex::new("").unwrap()
+            ))
             .await
             .unwrap()
             .is_empty()
@@ -152,16 +177,23 @@ async fn projects_resolve_by_name_and_unknown_ones_are_reported() {
     let source = source(&emulator);
     let any = Regex::new("").unwrap();
 
-    let by_name = source.list("Cohort 7", "/", &any).await.unwrap();
+    let by_name = source
+        .list(&DnanexusSelection::new("Cohort 7", "/", any.clone()))
+        .await
+        .unwrap();
     assert_eq!(
         by_name
             .iter()
-            .map(|file| file.name.as_str())
+            .map(|file| file.location.name.as_str())
             .collect::<Vec<_>>(),
         ["a.csv"]
     );
     assert_eq!(
-        source.list("Shared", "", &any).await.unwrap().len(),
+        source
+            .list(&DnanexusSelection::new("Shared", "", any.clone()))
+            .await
+            .unwrap()
+            .len(),
         1,
         "view access is enough"
     );
@@ -171,13 +203,18 @@ async fn projects_resolve_by_name_and_unknown_ones_are_reported() {
         hidden.as_str(),
         "Hidden",
     ] {
-        match source.list(missing, "/", &any).await {
+        match source
+            .list(&DnanexusSelection::new(missing, "/", any.clone()))
+            .await
+        {
             Err(DnanexusError::ProjectNotFound { project }) => assert_eq!(project, missing),
             other => panic!("{missing}: expected ProjectNotFound, got {other:?}"),
         }
     }
     assert!(matches!(
-        source.list(&project, "relative", &any).await,
+        source
+            .list(&DnanexusSelection::new(&project, "relative", any.clone()))
+            .await,
         Err(DnanexusError::InvalidInput(_))
     ));
 }
@@ -191,16 +228,19 @@ async fn revoked_and_expired_tokens_are_rejected() {
 
     let unknown = source_with(&emulator, fast_options(&emulator), "never-issued");
     assert!(matches!(
-        unknown.whoami().await,
+        unknown.check_access().await,
         Err(DnanexusError::TokenRejected)
     ));
 
     let source = source(&emulator);
-    source.whoami().await.unwrap();
+    source.check_access().await.unwrap();
     control.expire_token(CANARY_TOKEN);
     for error in [
-        source.whoami().await.unwrap_err(),
-        source.list(&project, "/", &any).await.unwrap_err(),
+        source.check_access().await.unwrap_err(),
+        source
+            .list(&DnanexusSelection::new(&project, "/", any.clone()))
+            .await
+            .unwrap_err(),
     ] {
         assert!(matches!(error, DnanexusError::TokenRejected), "{error:?}");
         assert_eq!(
@@ -210,9 +250,12 @@ async fn revoked_and_expired_tokens_are_rejected() {
         assert_no_secret(&error);
     }
     control.set_token_expiry(CANARY_TOKEN, None);
-    source.whoami().await.unwrap();
+    source.check_access().await.unwrap();
     control.revoke_token(CANARY_TOKEN);
-    let error = source.list(&project, "/", &any).await.unwrap_err();
+    let error = source
+        .list(&DnanexusSelection::new(&project, "/", any.clone()))
+        .await
+        .unwrap_err();
     assert!(matches!(error, DnanexusError::TokenRejected), "{error:?}");
     assert_no_secret(&error);
 }
@@ -269,7 +312,11 @@ async fn listing_rides_out_throttling_and_server_errors() {
         .on_path("findDataObjects"),
     );
     let files = source
-        .list(&project, "/", &regex::Regex::new("").unwrap())
+        .list(&DnanexusSelection::new(
+            &project,
+            "/",
+            regex::Regex::new("").unwrap(),
+        ))
         .await
         .unwrap();
     assert_eq!(files.len(), 10);
@@ -286,7 +333,7 @@ async fn listing_rides_out_throttling_and_server_errors() {
         )
         .on_path("whoami"),
     );
-    match source.whoami().await {
+    match source.check_access().await {
         Err(DnanexusError::Api {
             kind, status: 503, ..
         }) => assert_eq!(kind, "ServiceUnavailable"),
@@ -306,7 +353,7 @@ async fn listing_rides_out_throttling_and_server_errors() {
         .on_path("whoami"),
     );
     assert!(matches!(
-        source.whoami().await,
+        source.check_access().await,
         Err(DnanexusError::Api { status: 400, .. })
     ));
     assert_eq!(control.pending_faults(), 2);
@@ -335,7 +382,10 @@ async fn the_token_never_appears_in_errors_or_debug_output() {
         .on_path(path)
     };
     control.inject(reply(422, "findDataObjects"));
-    let error = source.list(&project, "/", &any).await.unwrap_err();
+    let error = source
+        .list(&DnanexusSelection::new(&project, "/", any.clone()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&error, DnanexusError::Api { status: 422, message, .. } if message.contains("[redacted]")),
         "{error:?}"
@@ -352,15 +402,18 @@ async fn the_token_never_appears_in_errors_or_debug_output() {
         )
         .on_path("whoami"),
     );
-    let error = source.whoami().await.unwrap_err();
+    let error = source.check_access().await.unwrap_err();
     assert_no_secret(&error);
-    let files = source.list(&project, "/", &any).await.unwrap();
+    let files = source
+        .list(&DnanexusSelection::new(&project, "/", any.clone()))
+        .await
+        .unwrap();
     control.inject(reply(400, DATA_PATH_PREFIX));
     let dir = tempfile::tempdir().unwrap();
     let error = source
         .fetch(
             &files[0],
-            &dir.path().join("a"),
+            &PartialFile::new(dir.path().join("a")),
             &|_| {},
             &CancellationToken::new(),
         )

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use keyledger_connect_dnanexus::{
-    DnanexusError, DnanexusOptions, DnanexusSource, DnanexusToken, Unreachable,
+    DnanexusError, DnanexusOptions, DnanexusSelection, DnanexusSource, DnanexusToken, Source,
+    Unreachable,
 };
 use regex::Regex;
 
@@ -28,10 +29,13 @@ async fn check(api_url: &str, host: &str, why: Unreachable, words: &str) {
         DnanexusSource::new(&DnanexusToken(CANARY_TOKEN.to_owned()), &options).expect("source");
     let bound = Duration::from_secs(50);
     let pattern = Regex::new("").unwrap();
-    let listed = tokio::time::timeout(bound, source.list("rnaseq", "/", &pattern))
-        .await
-        .expect("the listing was retried");
-    let checked = tokio::time::timeout(bound, source.whoami())
+    let listed = tokio::time::timeout(
+        bound,
+        source.list(&DnanexusSelection::new("rnaseq", "/", pattern.clone())),
+    )
+    .await
+    .expect("the listing was retried");
+    let checked = tokio::time::timeout(bound, source.check_access())
         .await
         .expect("whoami was retried");
     for error in [listed.unwrap_err(), checked.unwrap_err()] {

@@ -11,6 +11,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
     StalledStreamProtectionConfig,
 };
+use keyledger_connect::{RetryPolicy, sleep_unless_cancelled};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Failure, S3Error, Target, classify};
@@ -156,45 +157,43 @@ impl S3Source {
         })
     }
 
-    /// "Save and test": ListBuckets when no bucket is given, else ListObjectsV2 with
-    /// `max-keys=1` on the bucket (what ingestion will need).
-    pub async fn check_access(&self, bucket: Option<&str>) -> Result<AccessCheck, S3Error> {
-        match bucket {
-            None => {
-                let target = self.target("ListBuckets", "", None);
-                let output = self
-                    .with_retries(target, None, move || async move {
-                        self.client
-                            .list_buckets()
-                            .send()
-                            .await
-                            .map_err(|error| classify(error, target))
-                    })
-                    .await?;
-                Ok(AccessCheck::Buckets {
-                    count: output.buckets().len(),
-                })
-            }
-            Some(bucket) => {
-                check_bucket_name(bucket)?;
-                let target = self.target("ListObjectsV2", bucket, None);
-                let output = self
-                    .with_retries(target, None, move || async move {
-                        self.client
-                            .list_objects_v2()
-                            .bucket(bucket)
-                            .max_keys(1)
-                            .send()
-                            .await
-                            .map_err(|error| classify(error, target))
-                    })
-                    .await?;
-                Ok(AccessCheck::Bucket {
-                    bucket: bucket.to_owned(),
-                    is_empty: output.contents().is_empty() && output.common_prefixes().is_empty(),
-                })
-            }
-        }
+    /// "Save and test" for every bucket: ListBuckets.
+    pub(crate) async fn check_buckets(&self) -> Result<AccessCheck, S3Error> {
+        let target = self.target("ListBuckets", "", None);
+        let output = self
+            .with_retries(target, None, move || async move {
+                self.client
+                    .list_buckets()
+                    .send()
+                    .await
+                    .map_err(|error| classify(error, target))
+            })
+            .await?;
+        Ok(AccessCheck::Buckets {
+            count: output.buckets().len(),
+        })
+    }
+
+    /// "Save and test" against one bucket, for keys that may not list buckets: ListObjectsV2
+    /// with `max-keys=1` (what ingestion will need).
+    pub async fn check_bucket_access(&self, bucket: &str) -> Result<AccessCheck, S3Error> {
+        check_bucket_name(bucket)?;
+        let target = self.target("ListObjectsV2", bucket, None);
+        let output = self
+            .with_retries(target, None, move || async move {
+                self.client
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .max_keys(1)
+                    .send()
+                    .await
+                    .map_err(|error| classify(error, target))
+            })
+            .await?;
+        Ok(AccessCheck::Bucket {
+            bucket: bucket.to_owned(),
+            is_empty: output.contents().is_empty() && output.common_prefixes().is_empty(),
+        })
     }
 
     pub(crate) fn target<'a>(
@@ -224,6 +223,7 @@ impl S3Source {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
+        let policy = self.options.retry_policy();
         let mut failures = 0;
         loop {
             let failure = match attempt().await {
@@ -231,10 +231,10 @@ impl S3Source {
                 Err(failure) => failure,
             };
             failures += 1;
-            if !failure.retryable || failures >= self.options.max_attempts {
+            if !failure.retryable || !policy.allows_another(failures) {
                 return Err(failure.error);
             }
-            let delay = backoff(&self.options, failures, failure.retry_after);
+            let delay = policy.delay(failures, failure.retry_after);
             tracing::warn!(
                 operation = target.operation,
                 bucket = target.bucket,
@@ -244,42 +244,21 @@ impl S3Source {
                 error = %failure.error,
                 "S3 request failed, retrying"
             );
-            sleep_unless_cancelled(delay, cancel).await?;
+            if !sleep_unless_cancelled(delay, cancel).await {
+                return Err(S3Error::Cancelled);
+            }
         }
     }
 }
 
-/// Exponential backoff with jitter: a random delay in [d/2, d] with d = initial × 2^(n-1),
-/// at least the server's `Retry-After`, at most `max_backoff`.
-pub(crate) fn backoff(
-    options: &S3Options,
-    failures: u32,
-    retry_after: Option<Duration>,
-) -> Duration {
-    let exponent = failures.saturating_sub(1).min(20);
-    let ceiling = options
-        .initial_backoff
-        .saturating_mul(1u32 << exponent)
-        .min(options.max_backoff);
-    let jittered = ceiling.mul_f64(0.5 + fastrand::f64() * 0.5);
-    jittered
-        .max(retry_after.unwrap_or_default())
-        .min(options.max_backoff)
-}
-
-pub(crate) async fn sleep_unless_cancelled(
-    delay: Duration,
-    cancel: Option<&CancellationToken>,
-) -> Result<(), S3Error> {
-    match cancel {
-        None => {
-            tokio::time::sleep(delay).await;
-            Ok(())
+impl S3Options {
+    /// The retry policy these options describe.
+    pub(crate) fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts,
+            initial_backoff: self.initial_backoff,
+            max_backoff: self.max_backoff,
         }
-        Some(cancel) => tokio::select! {
-            () = cancel.cancelled() => Err(S3Error::Cancelled),
-            () = tokio::time::sleep(delay) => Ok(()),
-        },
     }
 }
 
@@ -320,30 +299,5 @@ mod tests {
         assert!(!shown.contains("canary-secret"));
         let source = S3Source::new(&credentials, &S3Options::default()).unwrap();
         assert!(!format!("{source:?}").contains("canary-secret"));
-    }
-
-    #[test]
-    fn backoff_stays_within_bounds() {
-        let options = S3Options {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(1),
-            ..S3Options::default()
-        };
-        for failures in 1..30 {
-            let delay = backoff(&options, failures, None);
-            let ceiling = (Duration::from_millis(100) * 2u32.pow(failures.min(20) - 1))
-                .min(Duration::from_secs(1));
-            assert!(
-                delay >= ceiling / 2 && delay <= ceiling,
-                "{failures}: {delay:?}"
-            );
-        }
-        assert_eq!(
-            backoff(&options, 1, Some(Duration::from_secs(5))),
-            Duration::from_secs(1)
-        );
-        assert!(
-            backoff(&options, 1, Some(Duration::from_millis(300))) >= Duration::from_millis(300)
-        );
     }
 }

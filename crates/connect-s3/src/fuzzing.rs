@@ -9,11 +9,12 @@ use std::time::Duration;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::types::{ChecksumType, ServerSideEncryption};
 
-use crate::client::{S3Options, backoff};
+use crate::client::S3Options;
 use crate::error::{ServiceAnswer, Target, classify_service_error};
-use crate::fetch::digest::{ContentHasher, Expected};
-use crate::fetch::{check_range_response, get_integrity_headers};
-use crate::{RemoteObject, S3Error, Verification};
+use crate::fetch::ContentHasher;
+use crate::fetch::digest::Expected;
+use crate::fetch::range::{check_range_response, get_integrity_headers};
+use crate::{RemoteFile, S3Error, S3Location, Verification};
 
 /// The header values of a GetObject answer, as the SDK hands them over.
 #[derive(Debug, Default)]
@@ -71,12 +72,14 @@ pub fn check_range(
     position: u64,
     end: u64,
 ) -> Result<(), S3Error> {
-    let object = RemoteObject {
-        bucket: "bucket".to_owned(),
-        key: "key".to_owned(),
+    let object = RemoteFile {
+        path: "key".to_owned(),
         size,
-        etag: String::new(),
-        last_modified_ms: None,
+        version: String::new(),
+        location: S3Location {
+            bucket: "bucket".to_owned(),
+            last_modified_ms: None,
+        },
     };
     check_range_response(&headers.output(), &object, &OnceLock::new(), position, end)
         .map_err(|failure| failure.error)
@@ -106,6 +109,8 @@ pub fn classify_error(
         retry_after,
     };
     let failure = classify_service_error(target, answer);
-    let delay = backoff(&S3Options::default(), 1, failure.retry_after);
+    let delay = S3Options::default()
+        .retry_policy()
+        .delay(1, failure.retry_after);
     (failure.error, failure.retryable, delay)
 }

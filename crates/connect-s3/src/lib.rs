@@ -1,15 +1,19 @@
 //! The S3 side of sample ingestion: list a user's sample files and fetch them with the AWS key
-//! stored in the vault.
+//! stored in the vault. Implements [`keyledger_connect::Source`].
 //!
 //! - [`S3Source::new`] builds an `aws-sdk-s3` client from exactly the stored key (no
 //!   environment variables, profiles or instance metadata are consulted).
-//! - [`S3Source::check_access`] is "save and test".
-//! - [`S3Source::list`] selects objects by bucket, prefix and a regex over the full key.
-//! - [`S3Source::fetch`] downloads one object into a partial file with parallel ranged GETs
+//! - [`Source::check_access`] is "save and test" (ListBuckets);
+//!   [`S3Source::check_bucket_access`] tests one bucket, for keys that may not list buckets.
+//! - [`Source::list`] selects objects by bucket, prefix and a regex over the full key.
+//! - [`Source::fetch`] downloads one object into a partial file with parallel ranged GETs
 //!   pinned to the listed ETag, bounded memory, retries, resume, and verification (the size,
 //!   and the strongest check the object has: a full-object or composite `x-amz-checksum-*`,
 //!   else the ETag's MD5 for a single-part upload), and returns its SHA-256. The caller renames
 //!   the partial file into place.
+//!
+//! Files: `client` (the SDK client, retries, "save and test"), `list`, `fetch` (one folder:
+//! the transfer, its checks and hashing), `error`, `source` (the [`Source`] implementation).
 //!
 //! Architecture invariants: no secret reaches an error, a log line or a `Debug` output; the
 //! connector never creates the final file, only the partial file and its resume record
@@ -21,9 +25,26 @@ mod fetch;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod list;
+mod source;
 
 pub use client::{AccessCheck, AwsCredentials, S3Options, S3Source};
-pub use error::{S3Error, Unreachable, Verification};
-pub use fetch::{FetchedObject, discard_partial, resume_record_path};
-pub use list::RemoteObject;
+pub use error::{S3Error, Verification};
+pub use keyledger_connect::{PartialFile, Progress, Source, Unreachable};
 pub use tokio_util::sync::CancellationToken;
+
+/// Where a listed object lives beyond its key (the path), size and ETag (the version).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct S3Location {
+    pub bucket: String,
+    pub last_modified_ms: Option<i64>,
+}
+
+/// One object as listed: `path` is the key, `version` the ETag without quotes.
+pub type RemoteFile = keyledger_connect::RemoteFile<S3Location>;
+
+/// A fetched and verified object; `verified` lists what was checked, `Size` first.
+pub type FetchedFile = keyledger_connect::FetchedFile<Vec<Verification>>;
+
+/// What a listing selects: the objects of bucket `container` under key prefix `within` whose
+/// full key matches `pattern` (unanchored: write `^…$` to match whole keys).
+pub type S3Selection = keyledger_connect::Selection<regex::Regex>;

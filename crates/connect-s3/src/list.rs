@@ -1,31 +1,23 @@
 //! Listing the objects an ingestion selects: bucket + prefix + regex.
 
-use regex::Regex;
-
 use crate::client::{S3Source, check_bucket_name};
 use crate::error::{S3Error, classify};
-
-/// One object as listed: what a fetch needs, and what pins it (the ETag).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RemoteObject {
-    pub bucket: String,
-    pub key: String,
-    pub size: u64,
-    /// Without the surrounding quotes.
-    pub etag: String,
-    pub last_modified_ms: Option<i64>,
-}
+use crate::{RemoteFile, S3Location, S3Selection};
 
 impl S3Source {
-    /// Every object under `prefix` whose full key matches `pattern`, in key order. Follows
-    /// continuation tokens (1,000 keys a page); skips "directory" placeholders (keys ending
-    /// in `/`).
-    pub async fn list(
+    /// Every object under the prefix whose full key matches the pattern, in key order.
+    /// Follows continuation tokens (1,000 keys a page); skips "directory" placeholders (keys
+    /// ending in `/`).
+    pub(crate) async fn list_objects(
         &self,
-        bucket: &str,
-        prefix: &str,
-        pattern: &Regex,
-    ) -> Result<Vec<RemoteObject>, S3Error> {
+        selection: &S3Selection,
+    ) -> Result<Vec<RemoteFile>, S3Error> {
+        let S3Selection {
+            container: bucket,
+            within: prefix,
+            pattern,
+        } = selection;
+        let bucket = bucket.as_str();
         check_bucket_name(bucket)?;
         let target = self.target("ListObjectsV2", bucket, None);
         let mut objects = Vec::new();
@@ -53,17 +45,19 @@ impl S3Source {
                 if key.ends_with('/') || !pattern.is_match(key) {
                     continue;
                 }
-                objects.push(RemoteObject {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
+                objects.push(RemoteFile {
+                    path: key.to_owned(),
                     size: object
                         .size()
                         .and_then(|size| u64::try_from(size).ok())
                         .unwrap_or(0),
-                    etag: unquote(object.e_tag().unwrap_or_default()),
-                    last_modified_ms: object
-                        .last_modified()
-                        .and_then(|time| time.to_millis().ok()),
+                    version: unquote(object.e_tag().unwrap_or_default()),
+                    location: S3Location {
+                        bucket: bucket.to_owned(),
+                        last_modified_ms: object
+                            .last_modified()
+                            .and_then(|time| time.to_millis().ok()),
+                    },
                 });
             }
             if page.is_truncated() != Some(true) {

@@ -1,6 +1,8 @@
 //! "Save and test", rejected keys, missing buckets, and secrets kept out of every output.
 
-use keyledger_connect_s3::{AccessCheck, AwsCredentials, S3Error, S3Options, S3Source};
+use keyledger_connect_s3::{
+    AccessCheck, AwsCredentials, S3Error, S3Options, S3Selection, S3Source, Source,
+};
 use regex::Regex;
 
 use crate::support::{
@@ -15,30 +17,30 @@ async fn check_access_lists_buckets_or_one_bucket() {
     let source = source(&options(&server.endpoint()));
 
     assert_eq!(
-        source.check_access(None).await.unwrap(),
+        source.check_access().await.unwrap(),
         AccessCheck::Buckets { count: 2 }
     );
     assert_eq!(
-        source.check_access(Some(BUCKET)).await.unwrap(),
+        source.check_bucket_access(BUCKET).await.unwrap(),
         AccessCheck::Bucket {
             bucket: BUCKET.to_owned(),
             is_empty: false
         }
     );
     assert_eq!(
-        source.check_access(Some("empty")).await.unwrap(),
+        source.check_bucket_access("empty").await.unwrap(),
         AccessCheck::Bucket {
             bucket: "empty".to_owned(),
             is_empty: true
         }
     );
-    let error = source.check_access(Some("missing")).await.unwrap_err();
+    let error = source.check_bucket_access("missing").await.unwrap_err();
     assert!(
         matches!(error, S3Error::NoSuchBucket { ref bucket } if bucket == "missing"),
         "{error:?}"
     );
     let error = source
-        .list("missing", "", &Regex::new("").unwrap())
+        .list(&S3Selection::new("missing", "", Regex::new("").unwrap()))
         .await
         .unwrap_err();
     assert!(matches!(error, S3Error::NoSuchBucket { .. }), "{error:?}");
@@ -70,10 +72,10 @@ async fn a_wrong_secret_is_rejected_without_leaking_it() {
     let dir = tempfile::tempdir().unwrap();
 
     let mut errors = vec![
-        wrong.check_access(None).await.unwrap_err(),
-        wrong.check_access(Some(BUCKET)).await.unwrap_err(),
+        wrong.check_access().await.unwrap_err(),
+        wrong.check_bucket_access(BUCKET).await.unwrap_err(),
         wrong
-            .list(BUCKET, "", &Regex::new("").unwrap())
+            .list(&S3Selection::new(BUCKET, "", Regex::new("").unwrap()))
             .await
             .unwrap_err(),
         fetch(&wrong, &object, &dir.path().join("small.partial"))
@@ -109,7 +111,7 @@ async fn a_wrong_secret_is_rejected_without_leaking_it() {
         &options,
     )
     .unwrap();
-    let error = unknown.check_access(Some(BUCKET)).await.unwrap_err();
+    let error = unknown.check_bucket_access(BUCKET).await.unwrap_err();
     assert!(
         matches!(error, S3Error::CredentialsRejected { .. }),
         "{error:?}"
@@ -121,7 +123,7 @@ async fn a_wrong_secret_is_rejected_without_leaking_it() {
         max_attempts: 2,
         ..crate::support::options("http://127.0.0.1:9")
     });
-    errors.push(closed.check_access(Some(BUCKET)).await.unwrap_err());
+    errors.push(closed.check_bucket_access(BUCKET).await.unwrap_err());
     errors.push(S3Source::new(&crate::support::credentials(""), &options).unwrap_err());
 
     for error in &errors {

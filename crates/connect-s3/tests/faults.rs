@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
+use crate::support::resume_record_path;
 use http::Method;
-use keyledger_connect_s3::{S3Error, S3Options, Verification, resume_record_path};
+use keyledger_connect_s3::{S3Error, S3Options, S3Selection, Source, Verification};
 use keyledger_testkit::fault_proxy::{CannedResponse, Fault, FaultProxy, RequestMatch};
 use keyledger_testkit::s3::{S3Server, generated_bytes};
 use regex::Regex;
@@ -182,7 +183,7 @@ async fn a_flipped_byte_fails_verification_and_removes_the_partial_file() {
         let error = fetch(&source, &object, &partial).await.0.unwrap_err();
         assert_eq!(proxy.pending_faults(), 0);
         assert!(
-            matches!(error, S3Error::Verification { what: Verification::ChecksumCrc32, ref key, .. } if *key == object.key),
+            matches!(error, S3Error::Verification { what: Verification::ChecksumCrc32, ref key, .. } if *key == object.path),
             "{error:?}"
         );
         assert!(
@@ -207,7 +208,7 @@ async fn a_bucket_in_another_region_is_reported() {
     .with_header("x-amz-bucket-region", "eu-west-1");
     proxy.inject(RequestMatch::any(), Fault::Respond(redirect), 1);
     let error = source
-        .list(BUCKET, "", &Regex::new("").unwrap())
+        .list(&S3Selection::new(BUCKET, "", Regex::new("").unwrap()))
         .await
         .unwrap_err();
     assert!(
@@ -221,7 +222,7 @@ async fn a_bucket_in_another_region_is_reported() {
         "The authorization header is malformed; the region 'us-east-1' is wrong; expecting 'ap-southeast-2'",
     );
     proxy.inject(RequestMatch::any(), Fault::Respond(malformed), 1);
-    let error = source.check_access(Some(BUCKET)).await.unwrap_err();
+    let error = source.check_bucket_access(BUCKET).await.unwrap_err();
     assert!(
         matches!(error, S3Error::WrongRegion { ref region, .. } if region == "ap-southeast-2"),
         "{error:?}"

@@ -1,8 +1,9 @@
 use std::sync::Mutex;
 
+use crate::support::resume_record_path;
 use bytes::Bytes;
 use keyledger_connect_s3::{
-    CancellationToken, S3Error, S3Options, Verification, resume_record_path,
+    CancellationToken, S3Error, S3Options, S3Selection, Source, Verification,
 };
 use keyledger_testkit::fault_proxy::FaultProxy;
 use keyledger_testkit::s3::generated_bytes;
@@ -29,7 +30,7 @@ async fn a_small_object_arrives_exact_and_verified() {
     assert_eq!(std::fs::read(&partial).unwrap(), content);
     assert_eq!(fetched.size, 100_000);
     assert_eq!(fetched.sha256, sha256(&content));
-    assert_eq!(fetched.etag, object.etag);
+    assert_eq!(fetched.version, object.version);
     assert_eq!(fetched.resumed_bytes, 0);
     // The seeding SDK sent a CRC32, which the server returns with a whole-object GET; the
     // ETag's MD5 is not computed when a checksum exists.
@@ -71,7 +72,7 @@ async fn a_large_object_arrives_in_parallel_parts() {
         "content differs"
     );
     assert_eq!(fetched.sha256, sha256(&expected));
-    assert_eq!(fetched.etag, etag);
+    assert_eq!(fetched.version, etag);
     assert_eq!(
         fetched.verified,
         vec![Verification::Size, Verification::ChecksumCrc32]
@@ -174,7 +175,7 @@ async fn a_changed_or_deleted_object_fails_cleanly() {
         let partial = dir.path().join(partial);
         let error = fetch(&source, object, &partial).await.0.unwrap_err();
         assert!(
-            matches!(error, S3Error::ObjectChanged { ref key } if *key == object.key),
+            matches!(error, S3Error::ObjectChanged { ref key } if *key == object.path),
             "{error:?}"
         );
         assert!(!partial.exists());
@@ -318,7 +319,7 @@ async fn many_objects_fetch_concurrently() {
         .unwrap();
     let source = source(&options(&server.endpoint()));
     let objects = source
-        .list(BUCKET, "many/", &Regex::new("").unwrap())
+        .list(&S3Selection::new(BUCKET, "many/", Regex::new("").unwrap()))
         .await
         .unwrap();
     assert_eq!(objects.len(), 64);
@@ -336,7 +337,7 @@ async fn many_objects_fetch_concurrently() {
                     failures
                         .lock()
                         .unwrap()
-                        .push(format!("{}: {result:?}", object.key));
+                        .push(format!("{}: {result:?}", object.path));
                 }
             }
         })

@@ -4,10 +4,9 @@
 
 use std::path::Path;
 
+use crate::support::resume_record_path;
 use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
-use keyledger_connect_s3::{
-    CancellationToken, S3Error, S3Options, Verification, resume_record_path,
-};
+use keyledger_connect_s3::{CancellationToken, S3Error, S3Options, Verification};
 use keyledger_testkit::awscli::aws;
 use keyledger_testkit::s3::{ChecksumDialect, S3Server, generated_bytes};
 

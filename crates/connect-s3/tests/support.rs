@@ -1,13 +1,14 @@
 //! Shared set-up: a signed S3 server, a connector pointed at it (directly or through the
 //! fault proxy), and fast retry settings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use keyledger_connect_s3::{
-    AwsCredentials, CancellationToken, FetchedObject, RemoteObject, S3Error, S3Options, S3Source,
+    AwsCredentials, CancellationToken, FetchedFile, PartialFile, RemoteFile, S3Error, S3Options,
+    S3Selection, S3Source, Source,
 };
 use keyledger_testkit::s3::S3Server;
 
@@ -59,7 +60,7 @@ pub fn source_with_secret(options: &S3Options, secret: &str) -> S3Source {
 
 /// Lists the single object `key`. s3s-fs 0.14.1 lists no ETags; AWS S3 always does, so the
 /// ETag is filled in from a HEAD, as S3 would have listed it.
-pub async fn remote(server: &S3Server, source: &S3Source, key: &str) -> RemoteObject {
+pub async fn remote(server: &S3Server, source: &S3Source, key: &str) -> RemoteFile {
     let mut object = listed(source, key).await;
     let head = server
         .client()
@@ -69,7 +70,7 @@ pub async fn remote(server: &S3Server, source: &S3Source, key: &str) -> RemoteOb
         .send()
         .await
         .expect("head");
-    object.etag = head
+    object.version = head
         .e_tag()
         .unwrap_or_default()
         .trim_matches('"')
@@ -78,9 +79,12 @@ pub async fn remote(server: &S3Server, source: &S3Source, key: &str) -> RemoteOb
 }
 
 /// Lists the single object `key`, as the server lists it.
-pub async fn listed(source: &S3Source, key: &str) -> RemoteObject {
+pub async fn listed(source: &S3Source, key: &str) -> RemoteFile {
     let pattern = regex::Regex::new(&format!("^{}$", regex::escape(key))).expect("regex");
-    let mut objects = source.list(BUCKET, "", &pattern).await.expect("list");
+    let mut objects = source
+        .list(&S3Selection::new(BUCKET, "", pattern.clone()))
+        .await
+        .expect("list");
     assert_eq!(objects.len(), 1, "{key} listed once");
     objects.remove(0)
 }
@@ -88,27 +92,34 @@ pub async fn listed(source: &S3Source, key: &str) -> RemoteObject {
 /// Fetches and returns the result with the number of bytes reported through `progress`.
 pub async fn fetch(
     source: &S3Source,
-    object: &RemoteObject,
+    object: &RemoteFile,
     partial: &Path,
-) -> (Result<FetchedObject, S3Error>, u64) {
+) -> (Result<FetchedFile, S3Error>, u64) {
     fetch_with(source, object, partial, &CancellationToken::new(), |_| {}).await
 }
 
 pub async fn fetch_with(
     source: &S3Source,
-    object: &RemoteObject,
+    object: &RemoteFile,
     partial: &Path,
     cancel: &CancellationToken,
     on_progress: impl Fn(u64) + Send + Sync,
-) -> (Result<FetchedObject, S3Error>, u64) {
+) -> (Result<FetchedFile, S3Error>, u64) {
     let written = Arc::new(AtomicU64::new(0));
     let counter = Arc::clone(&written);
     let progress = move |bytes: u64| {
         let total = counter.fetch_add(bytes, Ordering::SeqCst) + bytes;
         on_progress(total);
     };
-    let result = source.fetch(object, partial, &progress, cancel).await;
+    let result = source
+        .fetch(object, &PartialFile::new(partial), &progress, cancel)
+        .await;
     (result, written.load(Ordering::SeqCst))
+}
+
+/// The resume record of a partial file (`<partial>.parts`).
+pub fn resume_record_path(partial: &Path) -> PathBuf {
+    PartialFile::new(partial).record_path().to_path_buf()
 }
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {

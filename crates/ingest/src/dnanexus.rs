@@ -1,24 +1,21 @@
-//! [`SampleSource`] over `keyledger-connect-dnanexus`.
+//! The DNAnexus adapter of [`SampleSource`](crate::SampleSource), over
+//! `keyledger-connect-dnanexus`.
 //!
 //! Selection: project (id or exact name) + folder + a regex matched (unanchored) against the
 //! file's path relative to that folder (`sub/x.csv` under `/reads`). Stored path: that same
 //! relative path.
 
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use keyledger_connect::{PartialFile, Source};
 use keyledger_connect_dnanexus::{
-    DnanexusError, DnanexusOptions, DnanexusSource, DnanexusToken, RemoteFile as DxFile,
+    DnanexusError, DnanexusOptions, DnanexusSelection, DnanexusSource, DnanexusToken,
+    RemoteFile as DxFile,
 };
-use keyledger_domain::{Provider, Selection};
+use keyledger_domain::Selection;
 use keyledger_vault::{ExternalCredential, Lease};
 use tokio_util::sync::CancellationToken;
 
+use crate::remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 use crate::selection::compile_pattern;
-use crate::source::{
-    BoxFuture, Fetched, Progress, RemoteFile, SampleSource, SourceError, SourceErrorKind,
-};
 
 /// Lists and fetches with one leased DNAnexus token.
 #[derive(Debug, Clone)]
@@ -41,89 +38,63 @@ impl DnanexusSampleSource {
         let source = DnanexusSource::new(&token, options).map_err(source_error)?;
         Ok(DnanexusSampleSource { source })
     }
-}
 
-impl SampleSource for DnanexusSampleSource {
-    fn provider(&self) -> Provider {
-        Provider::Dnanexus
+    /// "Save and test": the user the token belongs to.
+    pub async fn check(&self) -> Result<String, SourceError> {
+        let user = self.source.check_access().await.map_err(source_error)?;
+        Ok(format!("DNAnexus accepted the token; it belongs to {user}"))
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<String, SourceError>> {
-        Box::pin(async move {
-            let user = self.source.whoami().await.map_err(source_error)?;
-            Ok(format!("DNAnexus accepted the token; it belongs to {user}"))
-        })
-    }
-
-    fn list<'a>(
-        &'a self,
-        selection: &'a Selection,
-    ) -> BoxFuture<'a, Result<Vec<RemoteFile>, SourceError>> {
-        Box::pin(async move {
-            let Selection::Dnanexus {
-                project,
-                folder,
+    /// The files a DNAnexus selection picks, stored by their path below the folder.
+    pub async fn list(&self, selection: &Selection) -> Result<Vec<RemoteFile>, SourceError> {
+        let Selection::Dnanexus {
+            project,
+            folder,
+            pattern,
+        } = selection
+        else {
+            return Err(SourceError::new(
+                SourceErrorKind::Invalid,
+                "a DNAnexus token cannot list an AWS selection",
+            ));
+        };
+        let pattern = compile_pattern(pattern)
+            .map_err(|message| SourceError::new(SourceErrorKind::Invalid, message))?;
+        let files = self
+            .source
+            .list(&DnanexusSelection::new(
+                project.as_str(),
+                folder.as_str(),
                 pattern,
-            } = selection
-            else {
-                return Err(SourceError::new(
-                    SourceErrorKind::Invalid,
-                    "a DNAnexus token cannot list an AWS selection",
-                ));
-            };
-            let pattern = compile_pattern(pattern)
-                .map_err(|message| SourceError::new(SourceErrorKind::Invalid, message))?;
-            let files = self
-                .source
-                .list(project, folder, &pattern)
-                .await
-                .map_err(source_error)?;
-            let scope = normalize_folder(folder);
-            Ok(files
-                .into_iter()
-                .map(|file| RemoteFile {
-                    path: relative_path(&scope, &file),
-                    size: file.size,
-                    etag: file.id.clone(),
-                    handle: Arc::new(file),
-                })
-                .collect())
-        })
+            ))
+            .await
+            .map_err(source_error)?;
+        let scope = normalize_folder(folder);
+        Ok(files
+            .into_iter()
+            .map(|file| RemoteFile {
+                path: relative_path(&scope, &file),
+                size: file.size,
+                etag: file.version.clone(),
+                listed: Listed::Dnanexus(file),
+            })
+            .collect())
     }
 
-    fn fetch<'a>(
-        &'a self,
-        file: &'a RemoteFile,
-        partial_path: &'a Path,
-        progress: &'a Progress<'a>,
-        cancel: &'a CancellationToken,
-    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        Box::pin(async move {
-            let Some(remote) = file.handle.downcast_ref::<DxFile>() else {
-                return Err(SourceError::new(
-                    SourceErrorKind::Invalid,
-                    format!("{} was not listed from DNAnexus", file.path),
-                ));
-            };
-            // The connector reports a running total; the trait reports deltas.
-            let reported = AtomicU64::new(0);
-            let as_delta = |total: u64| {
-                let before = reported.fetch_max(total, Ordering::SeqCst);
-                if total > before {
-                    progress(total - before);
-                }
-            };
-            let fetched = self
-                .source
-                .fetch(remote, partial_path, &as_delta, cancel)
-                .await
-                .map_err(source_error)?;
-            Ok(Fetched {
-                size: fetched.size,
-                sha256: fetched.sha256,
-                source_etag: remote.id.clone(),
-            })
-        })
+    /// Fetches one listed file into `partial`.
+    pub async fn fetch(
+        &self,
+        file: &DxFile,
+        partial: &PartialFile,
+        progress: &Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Fetched, SourceError> {
+        let fetched = self
+            .source
+            .fetch(file, partial, progress, cancel)
+            .await
+            .map_err(source_error)?;
+        Ok(fetched.into())
     }
 }
 
@@ -139,6 +110,7 @@ fn normalize_folder(folder: &str) -> String {
 
 /// The file's path below `scope`, without a leading slash.
 fn relative_path(scope: &str, file: &DxFile) -> String {
+    let file = &file.location;
     let below = if scope == "/" {
         file.folder.trim_start_matches('/')
     } else {
@@ -183,14 +155,14 @@ mod tests {
     use super::*;
 
     fn file(folder: &str, name: &str) -> DxFile {
-        DxFile {
-            project: String::new(),
-            id: String::new(),
-            folder: folder.to_owned(),
-            name: name.to_owned(),
-            size: 0,
-            parts: Vec::new(),
-        }
+        keyledger_connect_dnanexus::remote_file(
+            String::new(),
+            String::new(),
+            folder.to_owned(),
+            name.to_owned(),
+            0,
+            Vec::new(),
+        )
     }
 
     #[test]

@@ -1,26 +1,30 @@
 //! One ingestion job, from its slot to its final event: lease, list, fetch with bounded
 //! parallelism, publish, record, clean up.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use keyledger_connect::PartialFile;
 
 use keyledger_domain::{
     DomainError, ExternalKeyId, FailureKind, IngestionId, IngestionProgress, IngestionState,
     KeyStatus, Selection,
 };
 use keyledger_vault::VaultError;
+use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use crate::ingestor::{Gauge, GaugeGuard, Shared};
+use crate::live::{LiveJob, Phase, RunningFile, Stop};
 use crate::recorder::{Interrupted, Recorder};
-use crate::source::{Fetched, RemoteFile, SampleSource, SourceError, SourceErrorKind, source_for};
-use crate::store::{PathClaims, discard_partial, sanitize_remote_path};
+use crate::remote::{Fetched, RemoteFile, SourceError, SourceErrorKind};
+use crate::shared::{Gauge, GaugeGuard, Shared, blocking};
+use crate::source::{SampleSource, source_for};
+use crate::store::{PathClaims, sanitize_remote_path};
 
 /// Longest reason recorded in an event, in characters.
 const MAX_REASON_CHARS: usize = 500;
@@ -28,102 +32,6 @@ const MAX_REASON_CHARS: usize = 500;
 const MAX_PATH_CHARS: usize = 1024;
 /// First pause before a file is attempted again after a transient failure.
 const FILE_RETRY_DELAY: Duration = Duration::from_millis(500);
-
-/// Where a running job is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Phase {
-    Queued = 0,
-    Listing = 1,
-    Fetching = 2,
-}
-
-/// Why a job stops before it has fetched everything. The first reason wins.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Stop {
-    /// `IngestionCancelled` is (or is about to be) in the log.
-    Cancelled,
-    /// The key was deleted or expired while the job ran.
-    KeyUnusable(KeyStatus),
-    /// Nothing more can succeed (the provider rejects the key, the log cannot be written).
-    Fatal(String, FailureKind),
-    /// Someone else recorded the job's end (a restart's recovery in another process).
-    FinishedElsewhere,
-}
-
-/// The in-memory side of a running job: its cancel token and live progress counters.
-#[derive(Debug)]
-pub(crate) struct LiveJob {
-    /// Stops the listing and every fetch.
-    pub cancel: CancellationToken,
-    /// Fired once the job's task has ended (final event recorded, partial files removed).
-    pub done: CancellationToken,
-    stop: Mutex<Option<Stop>>,
-    phase: AtomicU8,
-    running: Mutex<BTreeMap<String, Arc<RunningFile>>>,
-    /// Bytes written to partial files, files in flight included.
-    pub transferred: AtomicU64,
-    fetch_started: OnceLock<Instant>,
-}
-
-#[derive(Debug)]
-struct RunningFile {
-    size: u64,
-    fetched: AtomicU64,
-}
-
-impl LiveJob {
-    pub fn new() -> LiveJob {
-        LiveJob {
-            cancel: CancellationToken::new(),
-            done: CancellationToken::new(),
-            stop: Mutex::new(None),
-            phase: AtomicU8::new(Phase::Queued as u8),
-            running: Mutex::new(BTreeMap::new()),
-            transferred: AtomicU64::new(0),
-            fetch_started: OnceLock::new(),
-        }
-    }
-
-    pub fn phase(&self) -> Phase {
-        match self.phase.load(Ordering::Relaxed) {
-            0 => Phase::Queued,
-            1 => Phase::Listing,
-            _ => Phase::Fetching,
-        }
-    }
-
-    fn set_phase(&self, phase: Phase) {
-        self.phase.store(phase as u8, Ordering::Relaxed);
-    }
-
-    /// Records why the job stops (unless a reason is already set) and stops it.
-    pub fn request_stop(&self, stop: Stop) {
-        lock(&self.stop).get_or_insert(stop);
-        self.cancel.cancel();
-    }
-
-    fn stop_reason(&self) -> Option<Stop> {
-        lock(&self.stop).clone()
-    }
-
-    /// `(path, size, bytes fetched)` of the files being fetched, by path.
-    pub fn running_files(&self) -> Vec<(String, u64, u64)> {
-        lock(&self.running)
-            .iter()
-            .map(|(path, file)| {
-                (
-                    path.clone(),
-                    file.size,
-                    file.fetched.load(Ordering::Relaxed),
-                )
-            })
-            .collect()
-    }
-
-    pub fn fetch_elapsed(&self) -> Option<Duration> {
-        self.fetch_started.get().map(Instant::elapsed)
-    }
-}
 
 /// What a job's final event says.
 #[derive(Debug)]
@@ -252,7 +160,7 @@ impl Job {
             };
             // The lease is dropped here: the source keeps the only copy, for this job only.
             match source_for(&lease, &self.shared.config) {
-                Ok(source) => source,
+                Ok(source) => Arc::new(source),
                 Err(error) => {
                     let kind = error.failure_kind();
                     return Ok(Outcome::Failed(error.message, kind));
@@ -280,7 +188,7 @@ impl Job {
         };
 
         let selected = files.len() as u64;
-        lock(&self.tally).selected = selected;
+        self.tally.lock().selected = selected;
         let mut claims = PathClaims::default();
         let mut planned = Vec::with_capacity(files.len());
         let mut refused = Vec::new();
@@ -301,7 +209,7 @@ impl Job {
         .await?;
         for (path, reason) in refused {
             // The store refuses a name that would leave the batch folder.
-            lock(&self.tally).fail(&reason, FailureKind::Storage);
+            self.tally.lock().fail(&reason, FailureKind::Storage);
             self.shared.count_file_failed();
             self.record(IngestionProgress::FileFailed {
                 path: path.chars().take(MAX_PATH_CHARS).collect(),
@@ -328,7 +236,7 @@ impl Job {
         };
         self.fetch_all(source, planned, &partial_dir).await;
 
-        let tally = lock(&self.tally).clone();
+        let tally = self.tally.lock().clone();
         Ok(match self.live.stop_reason() {
             Some(_) => self.stopped_outcome(),
             None if tally.selected > 0 && tally.fetched == 0 => {
@@ -352,7 +260,7 @@ impl Job {
     /// publisher, which stores and records them in batches while fetching goes on.
     async fn fetch_all(
         self: &Arc<Self>,
-        source: Arc<dyn SampleSource>,
+        source: Arc<SampleSource>,
         planned: Vec<(String, RemoteFile)>,
         partial_dir: &Path,
     ) {
@@ -419,7 +327,7 @@ impl Job {
     /// Fetches and verifies one file, then hands it to the publisher (or records its failure).
     async fn fetch_one(
         self: Arc<Self>,
-        source: Arc<dyn SampleSource>,
+        source: Arc<SampleSource>,
         path: String,
         file: RemoteFile,
         partial: PathBuf,
@@ -430,7 +338,10 @@ impl Job {
             size: file.size,
             fetched: AtomicU64::new(0),
         });
-        lock(&self.live.running).insert(path.clone(), Arc::clone(&running));
+        self.live
+            .running
+            .lock()
+            .insert(path.clone(), Arc::clone(&running));
         let progress = |bytes: u64| {
             running.fetched.fetch_add(bytes, Ordering::Relaxed);
             self.live.transferred.fetch_add(bytes, Ordering::Relaxed);
@@ -470,7 +381,7 @@ impl Job {
                 });
             }
             Err(error) => {
-                lock(&self.live.running).remove(&path);
+                self.live.running.lock().remove(&path);
                 self.file_failed(&path, &partial, error).await;
             }
         }
@@ -484,7 +395,7 @@ impl Job {
             let files = std::mem::take(&mut batch);
             if self.live.cancel.is_cancelled() {
                 // The partial area goes with the job.
-                let mut running = lock(&self.live.running);
+                let mut running = self.live.running.lock();
                 for ready in &files {
                     running.remove(&ready.path);
                 }
@@ -511,7 +422,7 @@ impl Job {
                 match result {
                     Ok(target) => stored.push((ready, target)),
                     Err(error) => {
-                        lock(&self.live.running).remove(&ready.path);
+                        self.live.running.lock().remove(&ready.path);
                         self.discard(&ready.partial).await;
                         let reason = format!("the file could not be stored: {error}");
                         self.record_file_failure(ready.path, reason, FailureKind::Storage)
@@ -540,8 +451,8 @@ impl Job {
             .collect();
         let recorded = self.recorder.record_all(&self.shared.vault, items).await;
         {
-            let mut running = lock(&self.live.running);
-            let mut tally = lock(&self.tally);
+            let mut running = self.live.running.lock();
+            let mut tally = self.tally.lock();
             for (ready, _) in &stored {
                 running.remove(&ready.path);
                 if recorded.is_ok() {
@@ -600,7 +511,7 @@ impl Job {
             })
             .await
         {
-            Ok(()) => lock(&self.tally).fail(&reason, kind),
+            Ok(()) => self.tally.lock().fail(&reason, kind),
             Err(Interrupted::Finished) => {}
             Err(Interrupted::Vault(error)) => {
                 self.live.request_stop(Stop::Fatal(
@@ -613,7 +524,7 @@ impl Job {
 
     async fn discard(&self, partial: &Path) {
         let partial = partial.to_path_buf();
-        if let Err(error) = blocking(move || discard_partial(&partial)).await {
+        if let Err(error) = blocking(move || PartialFile::new(partial).discard()).await {
             tracing::warn!(%error, "could not delete a partial file; the job's clean-up will retry");
         }
     }
@@ -717,7 +628,7 @@ impl Job {
     }
 
     fn key_unusable(&self, status: KeyStatus) -> String {
-        let tally = lock(&self.tally).clone();
+        let tally = self.tally.lock().clone();
         let progress = if tally.selected > 0 {
             format!(
                 "; it stopped after {} of {} files",
@@ -764,21 +675,6 @@ pub(crate) fn truncate(reason: String) -> String {
 }
 
 /// Runs blocking file work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> std::io::Result<T> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result,
-        Err(error) => Err(std::io::Error::other(error)),
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@
 //! - A job leases the credential (in memory, for the job only), records `ExternalKeyUsed`,
 //!   lists (`IngestionListed`), fetches every file (`IngestionFileFetched` / `…FileFailed`) and
 //!   ends with `IngestionCompleted`, `IngestionFailed` or `IngestionCancelled`.
-//! - Providers sit behind [`SampleSource`]: [`s3::S3SampleSource`] and
-//!   [`dnanexus::DnanexusSampleSource`].
+//! - Providers sit behind [`SampleSource`], an enum of the connectors (each implements
+//!   `keyledger_connect::Source`): [`s3::S3SampleSource`] and [`dnanexus::DnanexusSampleSource`].
 //! - Files land in the sample store (see `store`): `<store_root>/<destination>/<batch id>/<path>`,
 //!   visible only once verified.
 //!
@@ -22,9 +22,12 @@
 pub mod dnanexus;
 mod ingestor;
 mod job;
+mod live;
 mod recorder;
+mod remote;
 pub mod s3;
 mod selection;
+mod shared;
 mod source;
 mod store;
 mod view;
@@ -38,10 +41,8 @@ use keyledger_vault::VaultError;
 pub use ingestor::{Ingestor, RecoveryReport};
 pub use keyledger_connect_dnanexus::DnanexusOptions;
 pub use keyledger_connect_s3::S3Options;
-pub use source::{
-    BoxFuture, Fetched, Progress, RemoteFile, SampleSource, SourceError, SourceErrorKind,
-    source_for,
-};
+pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
+pub use source::{SampleSource, source_for};
 pub use store::{PARTIAL_DIR, destination_belongs_to, sanitize_remote_path, validate_destination};
 pub use tokio_util::sync::CancellationToken;
 pub use view::{FileState, FileView, IngestionView, JobState};

@@ -1,23 +1,19 @@
-//! [`SampleSource`] over `keyledger-connect-s3`.
+//! The S3 adapter of [`SampleSource`](crate::SampleSource), over `keyledger-connect-s3`.
 //!
 //! Selection: bucket + prefix + a regex matched (unanchored) against the full object key.
 //! Stored path: the key relative to the prefix's folder (the prefix up to its last `/`), so
 //! prefix `runs/2024-` stores `runs/2024-01/a.csv` as `2024-01/a.csv`.
 
-use std::path::Path;
-use std::sync::Arc;
-
+use keyledger_connect::{PartialFile, Source};
 use keyledger_connect_s3::{
-    AccessCheck, AwsCredentials, RemoteObject, S3Error, S3Options, S3Source,
+    AccessCheck, AwsCredentials, S3Error, S3Options, S3Selection, S3Source,
 };
-use keyledger_domain::{Provider, Selection};
+use keyledger_domain::Selection;
 use keyledger_vault::{ExternalCredential, Lease};
 use tokio_util::sync::CancellationToken;
 
+use crate::remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 use crate::selection::compile_pattern;
-use crate::source::{
-    BoxFuture, Fetched, Progress, RemoteFile, SampleSource, SourceError, SourceErrorKind,
-};
 
 /// Lists and fetches with one leased AWS key.
 #[derive(Debug, Clone)]
@@ -51,90 +47,68 @@ impl S3SampleSource {
     pub async fn check_bucket(&self, bucket: &str) -> Result<String, SourceError> {
         let check = self
             .source
-            .check_access(Some(bucket))
+            .check_bucket_access(bucket)
             .await
             .map_err(source_error)?;
         Ok(describe_check(&check))
     }
-}
 
-impl SampleSource for S3SampleSource {
-    fn provider(&self) -> Provider {
-        Provider::Aws
+    /// "Save and test": ListBuckets.
+    pub async fn check(&self) -> Result<String, SourceError> {
+        let check = self.source.check_access().await.map_err(source_error)?;
+        Ok(describe_check(&check))
     }
 
-    fn check(&self) -> BoxFuture<'_, Result<String, SourceError>> {
-        Box::pin(async move {
-            let check = self.source.check_access(None).await.map_err(source_error)?;
-            Ok(describe_check(&check))
-        })
-    }
-
-    fn list<'a>(
-        &'a self,
-        selection: &'a Selection,
-    ) -> BoxFuture<'a, Result<Vec<RemoteFile>, SourceError>> {
-        Box::pin(async move {
-            let Selection::Aws {
-                bucket,
-                prefix,
-                pattern,
-            } = selection
-            else {
-                return Err(SourceError::new(
-                    SourceErrorKind::Invalid,
-                    "an AWS key cannot list a DNAnexus selection",
-                ));
-            };
-            let pattern = compile_pattern(pattern)
-                .map_err(|message| SourceError::new(SourceErrorKind::Invalid, message))?;
-            let objects = self
-                .source
-                .list(bucket, prefix, &pattern)
-                .await
-                .map_err(source_error)?;
-            let folder = prefix_folder(prefix);
-            Ok(objects
-                .into_iter()
-                .map(|object| RemoteFile {
-                    path: object
-                        .key
-                        .strip_prefix(folder)
-                        .unwrap_or(&object.key)
-                        .to_owned(),
-                    size: object.size,
-                    etag: object.etag.clone(),
-                    handle: Arc::new(object),
-                })
-                .collect())
-        })
-    }
-
-    fn fetch<'a>(
-        &'a self,
-        file: &'a RemoteFile,
-        partial_path: &'a Path,
-        progress: &'a Progress<'a>,
-        cancel: &'a CancellationToken,
-    ) -> BoxFuture<'a, Result<Fetched, SourceError>> {
-        Box::pin(async move {
-            let Some(object) = file.handle.downcast_ref::<RemoteObject>() else {
-                return Err(SourceError::new(
-                    SourceErrorKind::Invalid,
-                    format!("{} was not listed from S3", file.path),
-                ));
-            };
-            let fetched = self
-                .source
-                .fetch(object, partial_path, progress, cancel)
-                .await
-                .map_err(source_error)?;
-            Ok(Fetched {
-                size: fetched.size,
-                sha256: fetched.sha256,
-                source_etag: fetched.etag,
+    /// The objects an AWS selection picks, stored relative to the prefix's folder.
+    pub async fn list(&self, selection: &Selection) -> Result<Vec<RemoteFile>, SourceError> {
+        let Selection::Aws {
+            bucket,
+            prefix,
+            pattern,
+        } = selection
+        else {
+            return Err(SourceError::new(
+                SourceErrorKind::Invalid,
+                "an AWS key cannot list a DNAnexus selection",
+            ));
+        };
+        let pattern = compile_pattern(pattern)
+            .map_err(|message| SourceError::new(SourceErrorKind::Invalid, message))?;
+        let objects = self
+            .source
+            .list(&S3Selection::new(bucket.as_str(), prefix.as_str(), pattern))
+            .await
+            .map_err(source_error)?;
+        let folder = prefix_folder(prefix);
+        Ok(objects
+            .into_iter()
+            .map(|object| RemoteFile {
+                path: object
+                    .path
+                    .strip_prefix(folder)
+                    .unwrap_or(&object.path)
+                    .to_owned(),
+                size: object.size,
+                etag: object.version.clone(),
+                listed: Listed::S3(object),
             })
-        })
+            .collect())
+    }
+
+    /// Fetches one listed object into `partial`.
+    pub async fn fetch(
+        &self,
+        object: &keyledger_connect_s3::RemoteFile,
+        partial: &PartialFile,
+        progress: &Progress<'_>,
+        cancel: &CancellationToken,
+    ) -> Result<Fetched, SourceError> {
+        let fetched = self
+            .source
+            .fetch(object, partial, progress, cancel)
+            .await
+            .map_err(source_error)?;
+        Ok(fetched.into())
     }
 }
 

@@ -12,10 +12,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use keyledger_domain::{IngestionId, UserId, check_visible_text};
 use keyledger_vault::private_files;
+use parking_lot::Mutex;
 
 /// The folder, directly under the root, that holds in-flight downloads.
 pub const PARTIAL_DIR: &str = ".partial";
@@ -147,19 +147,13 @@ impl Store {
                 }
                 Err(error) => return Err(error),
             }
-            self.lock_created().insert(current.clone());
+            self.created.lock().insert(current.clone());
         }
         Ok(())
     }
 
     fn is_known(&self, dir: &Path) -> bool {
-        self.lock_created().contains(dir)
-    }
-
-    fn lock_created(&self) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
-        self.created
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.created.lock().contains(dir)
     }
 
     /// Removes a job's partial area (missing is fine). Blocking.
@@ -223,19 +217,6 @@ impl Store {
         }
         Ok(removed)
     }
-}
-
-/// Deletes a partial file and its resume record (missing files are fine). Blocking.
-pub(crate) fn discard_partial(partial: &Path) -> io::Result<()> {
-    let mut record = partial.as_os_str().to_owned();
-    record.push(".parts");
-    for path in [partial.to_path_buf(), PathBuf::from(record)] {
-        match fs::remove_file(&path) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// Checks a destination folder name (relative to the store root) and returns it normalised.

@@ -9,7 +9,7 @@ use keyledger_domain::{
 };
 use serde::Serialize;
 
-use crate::job::{LiveJob, Phase};
+use crate::live::{LiveJob, Phase};
 
 /// A job's state as users see it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
