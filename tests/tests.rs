@@ -9,6 +9,7 @@ mod cli_frame;
 mod cli_ingest;
 mod cli_keys;
 mod console;
+mod golden;
 mod hardening_core;
 mod hardening_disk;
 mod hardening_http;

@@ -400,10 +400,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionListed { .. }
         | Event::IngestionFileFetched { .. }
         | Event::IngestionFileFailed { .. }
-        | Event::IngestionFileFailedWithoutKind { .. }
         | Event::IngestionCompleted { .. }
-        | Event::IngestionFailed { .. }
-        | Event::IngestionFailedWithoutKind { .. } => "system",
+        | Event::IngestionFailed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
     };
@@ -448,10 +446,8 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionListed { .. }
         | Event::IngestionFileFetched { .. }
         | Event::IngestionFileFailed { .. }
-        | Event::IngestionFileFailedWithoutKind { .. }
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
-        | Event::IngestionFailedWithoutKind { .. }
         | Event::IngestionCancelled { .. }
         | Event::MasterKeyRotated { .. } => event.type_name(),
     }

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 use crate::command::{Action, Command, IngestionProgress, NewApiKey};
 use crate::error::DomainError;
 use crate::event::{Actor, Event, external_key_stream, ingestion_stream, role_stream, user_stream};
+use crate::key_status::KeyStatus;
 use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
-use crate::state::{KeyStatus, State};
+use crate::state::State;
 use crate::time::Timestamp;
 use crate::values::{KeyName, RoleName, UserId, ValidationError};
 

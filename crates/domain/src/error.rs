@@ -1,7 +1,7 @@
 use std::fmt;
 
+use crate::key_status::KeyStatus;
 use crate::permissions::Permission;
-use crate::state::KeyStatus;
 use crate::values::{Provider, RoleName, UserId, ValidationError};
 
 /// Why the domain refused a command. Each message says what was wrong and what to do.

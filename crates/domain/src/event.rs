@@ -214,12 +214,12 @@ pub enum Event {
         external_key: ExternalKeyId,
         at: Timestamp,
     },
-    /// A file failed, recorded by a build from before failure kinds: read from old logs, never
-    /// appended any more (its place in the enum is its binary tag, so it stays).
-    IngestionFileFailedWithoutKind {
+    /// A file could not be fetched, verified or stored.
+    IngestionFileFailed {
         ingestion: IngestionId,
         path: String,
         reason: String,
+        failure_kind: FailureKind,
         at: Timestamp,
     },
     IngestionCompleted {
@@ -229,10 +229,11 @@ pub enum Event {
         failed: u64,
         at: Timestamp,
     },
-    /// A job failed, recorded by a build from before failure kinds: read from old logs only.
-    IngestionFailedWithoutKind {
+    /// The job failed as a whole.
+    IngestionFailed {
         ingestion: IngestionId,
         reason: String,
+        failure_kind: FailureKind,
         at: Timestamp,
     },
     IngestionCancelled {
@@ -244,23 +245,6 @@ pub enum Event {
     MasterKeyRotated {
         generation: u32,
         data_keys: u64,
-        at: Timestamp,
-    },
-
-    /// A file could not be fetched, verified or stored. Its public type is
-    /// `IngestionFileFailed`, as for [`Event::IngestionFileFailedWithoutKind`].
-    IngestionFileFailed {
-        ingestion: IngestionId,
-        path: String,
-        reason: String,
-        failure_kind: FailureKind,
-        at: Timestamp,
-    },
-    /// The job failed as a whole. Its public type is `IngestionFailed`.
-    IngestionFailed {
-        ingestion: IngestionId,
-        reason: String,
-        failure_kind: FailureKind,
         at: Timestamp,
     },
 }
@@ -357,10 +341,8 @@ impl Event {
             | Event::IngestionListed { ingestion, .. }
             | Event::IngestionFileFetched { ingestion, .. }
             | Event::IngestionFileFailed { ingestion, .. }
-            | Event::IngestionFileFailedWithoutKind { ingestion, .. }
             | Event::IngestionCompleted { ingestion, .. }
             | Event::IngestionFailed { ingestion, .. }
-            | Event::IngestionFailedWithoutKind { ingestion, .. }
             | Event::IngestionCancelled { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
         }
@@ -397,13 +379,9 @@ impl Event {
             Event::IngestionFileFetched { .. } => {
                 ("IngestionFileFetched", "ingestion.file_fetched")
             }
-            Event::IngestionFileFailed { .. } | Event::IngestionFileFailedWithoutKind { .. } => {
-                ("IngestionFileFailed", "ingestion.file_failed")
-            }
+            Event::IngestionFileFailed { .. } => ("IngestionFileFailed", "ingestion.file_failed"),
             Event::IngestionCompleted { .. } => ("IngestionCompleted", "ingestion.completed"),
-            Event::IngestionFailed { .. } | Event::IngestionFailedWithoutKind { .. } => {
-                ("IngestionFailed", "ingestion.failed")
-            }
+            Event::IngestionFailed { .. } => ("IngestionFailed", "ingestion.failed"),
             Event::IngestionCancelled { .. } => ("IngestionCancelled", "ingestion.cancelled"),
             Event::MasterKeyRotated { .. } => ("MasterKeyRotated", "system.master_key_rotated"),
         }

@@ -7,6 +7,7 @@ mod command;
 mod decide;
 mod error;
 mod event;
+mod key_status;
 mod permissions;
 pub mod public;
 mod state;
@@ -20,12 +21,13 @@ pub use event::{
     Actor, Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection,
     external_key_stream, ingestion_stream, role_stream, user_stream,
 };
+pub use key_status::KeyStatus;
 pub use permissions::{
     ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,
 };
 pub use state::{
-    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, KeyStatus, PreviousSecret,
-    SecretKind, State, User, Verification,
+    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, PreviousSecret, SecretKind, State,
+    User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{

@@ -511,17 +511,6 @@ impl From<&Event> for PublicEvent {
                 reason,
                 failure_kind: Some(failure_kind),
             },
-            Event::IngestionFileFailedWithoutKind {
-                ingestion,
-                path,
-                reason,
-                ..
-            } => PublicEvent::IngestionFileFailed {
-                ingestion,
-                path,
-                reason,
-                failure_kind: None,
-            },
             Event::IngestionCompleted {
                 ingestion,
                 files,
@@ -543,13 +532,6 @@ impl From<&Event> for PublicEvent {
                 ingestion,
                 reason,
                 failure_kind: Some(failure_kind),
-            },
-            Event::IngestionFailedWithoutKind {
-                ingestion, reason, ..
-            } => PublicEvent::IngestionFailed {
-                ingestion,
-                reason,
-                failure_kind: None,
             },
             Event::IngestionCancelled { ingestion, .. } => {
                 PublicEvent::IngestionCancelled { ingestion }

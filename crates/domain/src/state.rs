@@ -7,30 +7,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{DomainError, Holder};
 use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
+use crate::key_status::KeyStatus;
 use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
 use crate::values::{
     DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
     UserId,
 };
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum KeyStatus {
-    Active,
-    Expired,
-    Deleted,
-}
-
-impl KeyStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Active => "active",
-            KeyStatus::Expired => "expired",
-            KeyStatus::Deleted => "deleted",
-        }
-    }
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -135,7 +118,7 @@ pub struct FileOutcome {
     pub size: u64,
     pub sha256: Option<[u8; 32]>,
     pub failure: Option<String>,
-    /// `None` for a verified file, and for failures recorded before kinds existed.
+    /// `None` for a verified file.
     pub failure_kind: Option<FailureKind>,
 }
 
@@ -154,7 +137,7 @@ pub struct Ingestion {
     pub bytes_selected: Option<u64>,
     pub files: Vec<FileOutcome>,
     pub error: Option<String>,
-    /// Why a failed or cancelled job ended (`None` for failures recorded before kinds existed).
+    /// Why a failed or cancelled job ended (`None` while it runs and once it completed).
     pub failure_kind: Option<FailureKind>,
 }
 
@@ -473,13 +456,7 @@ impl State {
                 reason,
                 failure_kind,
                 ..
-            } => self.file_failed(&ingestion, path, reason, Some(failure_kind)),
-            Event::IngestionFileFailedWithoutKind {
-                ingestion,
-                path,
-                reason,
-                ..
-            } => self.file_failed(&ingestion, path, reason, None),
+            } => self.file_failed(&ingestion, path, reason, failure_kind),
             Event::IngestionCompleted { ingestion, at, .. } => {
                 self.finish_ingestion(&ingestion, IngestionState::Completed, None, at)
             }
@@ -491,16 +468,9 @@ impl State {
             } => self.finish_ingestion(
                 &ingestion,
                 IngestionState::Failed,
-                Some((reason, Some(failure_kind))),
+                Some((reason, failure_kind)),
                 at,
             ),
-            Event::IngestionFailedWithoutKind {
-                ingestion,
-                reason,
-                at,
-            } => {
-                self.finish_ingestion(&ingestion, IngestionState::Failed, Some((reason, None)), at)
-            }
             Event::IngestionCancelled { ingestion, at } => {
                 self.finish_ingestion(&ingestion, IngestionState::Cancelled, None, at);
                 if let Some(job) = self.ingestions.get_mut(&ingestion) {
@@ -707,14 +677,14 @@ impl State {
         &mut self,
         id: &IngestionId,
         state: IngestionState,
-        failure: Option<(String, Option<FailureKind>)>,
+        failure: Option<(String, FailureKind)>,
         at: Timestamp,
     ) {
         if let Some(job) = self.ingestions.get_mut(id) {
             let (error, failure_kind) = failure.unzip();
             job.state = state;
             job.error = error;
-            job.failure_kind = failure_kind.flatten();
+            job.failure_kind = failure_kind;
             job.finished_at = Some(at);
         }
     }
@@ -724,7 +694,7 @@ impl State {
         id: &IngestionId,
         path: String,
         reason: String,
-        failure_kind: Option<FailureKind>,
+        failure_kind: FailureKind,
     ) {
         if let Some(job) = self.ingestions.get_mut(id) {
             job.files.push(FileOutcome {
@@ -732,7 +702,7 @@ impl State {
                 size: 0,
                 sha256: None,
                 failure: Some(reason),
-                failure_kind,
+                failure_kind: Some(failure_kind),
             });
         }
     }

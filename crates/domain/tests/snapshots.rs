@@ -126,10 +126,11 @@ pub fn one_of_each() -> Vec<Event> {
             external_key: ext_id(2),
             at: T0,
         },
-        Event::IngestionFileFailedWithoutKind {
+        Event::IngestionFileFailed {
             ingestion: ingestion.clone(),
             path: "runs/b.csv".into(),
-            reason: "MD5 mismatch".into(),
+            reason: "object `runs/b.csv` failed verification (ETag MD5)".into(),
+            failure_kind: FailureKind::Integrity,
             at: T0,
         },
         Event::IngestionCompleted {
@@ -139,9 +140,10 @@ pub fn one_of_each() -> Vec<Event> {
             failed: 1,
             at: T0,
         },
-        Event::IngestionFailedWithoutKind {
+        Event::IngestionFailed {
             ingestion: ingestion.clone(),
-            reason: "the stored AWS key was rejected".into(),
+            reason: "cannot resolve host `s3.example.invalid`: check the endpoint".into(),
+            failure_kind: FailureKind::Unreachable,
             at: T0,
         },
         Event::IngestionCancelled {
@@ -153,51 +155,13 @@ pub fn one_of_each() -> Vec<Event> {
             data_keys: 3,
             at: T0,
         },
-        Event::IngestionFileFailed {
-            ingestion: ingestion.clone(),
-            path: "runs/b.csv".into(),
-            reason: "object `runs/b.csv` failed verification (ETag MD5)".into(),
-            failure_kind: FailureKind::Integrity,
-            at: T0,
-        },
-        Event::IngestionFailed {
-            ingestion,
-            reason: "cannot resolve host `s3.example.invalid`: check the endpoint".into(),
-            failure_kind: FailureKind::Unreachable,
-            at: T0,
-        },
     ]
-}
-
-/// The name of an event's variant (`IngestionFileFailedWithoutKind`), which the type name
-/// does not always tell apart.
-fn variant_name(event: &Event) -> String {
-    let debug = format!("{event:?}");
-    debug
-        .split([' ', '{', '('])
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
-/// `IngestionFileFailed` for the first variant of a type, `IngestionFileFailed_with_kind` for
-/// the variant that superseded it: the snapshots of the older variants keep their names.
-fn snapshot_name(event: &Event) -> String {
-    if variant_name(event) == event.type_name()
-        && one_of_each().iter().any(|other| {
-            other.type_name() == event.type_name() && variant_name(other) != variant_name(event)
-        })
-    {
-        format!("{}_with_kind", event.type_name())
-    } else {
-        event.type_name().to_owned()
-    }
 }
 
 #[test]
 fn every_event_kind_is_covered() {
-    let kinds: std::collections::BTreeSet<String> =
-        one_of_each().iter().map(variant_name).collect();
+    let kinds: std::collections::BTreeSet<&str> =
+        one_of_each().iter().map(Event::type_name).collect();
     assert_eq!(
         kinds.len(),
         one_of_each().len(),
@@ -210,7 +174,7 @@ fn binary_encoding_of_each_event() {
     for event in one_of_each() {
         let bytes = bincode::serde::encode_to_vec(&event, bincode::config::standard()).unwrap();
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        insta::assert_snapshot!(format!("binary_{}", snapshot_name(&event)), hex);
+        insta::assert_snapshot!(format!("binary_{}", event.type_name()), hex);
     }
 }
 
@@ -233,32 +197,8 @@ fn public_json_of_each_event() {
         }
         let back: PublicEnvelope = serde_json::from_value(json.clone()).unwrap();
         assert_eq!(back, envelope);
-        insta::assert_json_snapshot!(format!("public_{}", snapshot_name(&event)), json);
+        insta::assert_json_snapshot!(format!("public_{}", event.type_name()), json);
     }
-}
-
-/// Logs written before failure kinds existed hold the kind-less variants. Their bytes (the
-/// snapshots above, unchanged since) still decode, and publish with `failure_kind: null`.
-#[test]
-fn failures_recorded_before_failure_kinds_still_read() {
-    let stored = "1114696e675f303030303030303030303030303030310a72756e732f622e6373760c4d4435206d69736d61746368fd00d8a08841030000";
-    let bytes: Vec<u8> = (0..stored.len())
-        .step_by(2)
-        .map(|at| u8::from_str_radix(&stored[at..at + 2], 16).unwrap())
-        .collect();
-    let (event, read): (Event, usize) =
-        bincode::serde::decode_from_slice(&bytes, bincode::config::standard()).unwrap();
-    assert_eq!(read, bytes.len());
-    let Event::IngestionFileFailedWithoutKind { path, reason, .. } = &event else {
-        panic!("decoded as {event:?}");
-    };
-    assert_eq!(
-        (path.as_str(), reason.as_str()),
-        ("runs/b.csv", "MD5 mismatch")
-    );
-    let json = serde_json::to_value(PublicEvent::from(&event)).unwrap();
-    assert_eq!(json["type"], "IngestionFileFailed");
-    assert!(json["data"]["failure_kind"].is_null(), "{json}");
 }
 
 #[test]

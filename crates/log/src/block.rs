@@ -6,8 +6,7 @@
 //! bytes). sled's cost is per value, not per byte: one value per group instead of one per event
 //! is what lets appends and replay keep up with a plain sled loop.
 //!
-//! A value that does not start with the marker is a single envelope, as logs written before
-//! blocks store it; an envelope never starts with 0xFF (a bincode varint tag that is unused).
+//! Every stored event value is a block: one that does not start with the marker is damaged.
 
 use std::ops::Range;
 
@@ -73,9 +72,8 @@ impl StoredEnvelopes<'_> {
                 None => return None,
                 Some(&BLOCK_MARKER) => self.offset = 1,
                 Some(_) => {
-                    // A single envelope, as logs written before blocks store it.
                     self.offset = value.len();
-                    return Some(Ok(0..value.len()));
+                    return Some(Err(()));
                 }
             }
         }
@@ -122,9 +120,9 @@ mod tests {
         let read: Vec<_> = stored_envelopes(&block).collect();
         assert_eq!(read, vec![Ok(&b"one"[..]), Ok(&b"two!"[..]), Ok(&b"3"[..])]);
 
-        // A single envelope as older logs stored it.
-        let read: Vec<_> = stored_envelopes(b"\x05legacy").collect();
-        assert_eq!(read, vec![Ok(&b"\x05legacy"[..])]);
+        // A value without the block marker (no layout ever stored one): unreadable.
+        let read: Vec<_> = stored_envelopes(b"\x05bare").collect();
+        assert_eq!(read, vec![Err(())]);
 
         // A length running past the end, or a zero length: the rest is unreadable.
         let mut cut = block.clone();

@@ -218,10 +218,9 @@ impl EventLog {
 
         // Written straight into the copy's `data_keys.bin`: never into sled, whose segments
         // would keep a key after it is shredded in the restored directory.
-        let copied_keys = db.open_tree("data_keys")?;
         let entries = self.data_keys().iter()?;
         let data_keys = entries.len() as u64;
-        DataKeys::open(dir, &copied_keys)?.replace_all(entries)?;
+        DataKeys::open(dir)?.replace_all(entries)?;
         let copied_meta = db.open_tree("meta")?;
         let mut meta_entries = 0u64;
         for item in source.meta.iter() {
@@ -233,7 +232,7 @@ impl EventLog {
             meta_entries += 1;
         }
         db.flush()?;
-        drop((copied_events, copied_keys, copied_meta, db));
+        drop((copied_events, copied_meta, db));
         crate::private_files::restrict_tree(dir)?;
         sync_tree(dir)?;
         Ok(BackupSummary {

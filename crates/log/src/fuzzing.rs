@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::LogError;
 
-/// The envelopes of a stored value (a block, or one envelope as older logs store it), as the
-/// log's readers walk it.
+/// The envelopes of a stored value (a block), as the log's readers walk it.
 pub fn stored_envelopes(value: &[u8]) -> Vec<Result<&[u8], ()>> {
     crate::block::stored_envelopes(value).collect()
 }

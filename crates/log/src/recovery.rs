@@ -22,8 +22,10 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::keys::{HEAD_KEY, IDEMPOTENCY_PREFIX, decode_committed, encode_head, event_key};
@@ -84,11 +86,8 @@ impl StorageMonitor {
         *self.lock_fault() = fault;
     }
 
-    fn lock_fault(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.state
-            .fault
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock_fault(&self) -> MutexGuard<'_, Option<String>> {
+        self.state.fault.lock()
     }
 }
 
@@ -220,11 +219,7 @@ impl Writer {
         probe_writable(&self.shared.config.path)?;
         self.reopen()?;
         let database = self.shared.database.get()?;
-        let head = *self
-            .shared
-            .head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let head = *self.shared.head.lock();
         let removed = cut_back_to(&database, head)?;
         if removed > 0 {
             tracing::warn!(

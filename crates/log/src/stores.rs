@@ -5,7 +5,9 @@ use std::fmt;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use crate::{Durability, LogError};
 
@@ -48,23 +50,16 @@ impl DatabaseCell {
     }
 
     pub(crate) fn get(&self) -> Result<Arc<Database>, LogError> {
-        self.current
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or(LogError::Reopening)
+        self.current.read().clone().ok_or(LogError::Reopening)
     }
 
     /// Empties the cell; the caller drops the database once nobody else holds it.
     pub(crate) fn take(&self) -> Option<Arc<Database>> {
-        self.current
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
+        self.current.write().take()
     }
 
     pub(crate) fn put(&self, database: Arc<Database>) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(database);
+        *self.current.write() = Some(database);
     }
 }
 
@@ -84,10 +79,10 @@ pub struct DataKeys {
 const DATA_KEYS_MAGIC: &[u8; 8] = b"KLDKEYS1";
 
 impl DataKeys {
-    /// Loads `data_keys.bin`, migrating entries from the legacy sled tree if there are any.
-    pub(crate) fn open(dir: &Path, legacy: &sled::Tree) -> Result<DataKeys, LogError> {
+    /// Loads `data_keys.bin` (absent: no data keys yet).
+    pub(crate) fn open(dir: &Path) -> Result<DataKeys, LogError> {
         let path = dir.join("data_keys.bin");
-        let mut entries = match std::fs::read(&path) {
+        let entries = match std::fs::read(&path) {
             Ok(bytes) => decode_data_keys(&bytes)?,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(err) => return Err(err.into()),
@@ -96,24 +91,12 @@ impl DataKeys {
             inner: Arc::new(Mutex::new(BTreeMap::new())),
             path,
         };
-        if !legacy.is_empty() {
-            for item in legacy.iter() {
-                let (key, value) = item?;
-                let id = String::from_utf8(key.to_vec()).map_err(|_| LogError::Corrupt {
-                    what: "data key id".to_owned(),
-                })?;
-                entries.entry(id).or_insert_with(|| value.to_vec());
-            }
-            keys.persist(&entries)?;
-            legacy.clear()?;
-            legacy.flush()?;
-        }
         *keys.lock() = entries;
         Ok(keys)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Vec<u8>>> {
+        self.inner.lock()
     }
 
     /// Stores (or replaces) a wrapped data key; durable when it returns.

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -272,16 +272,8 @@ impl Writer {
         requests: Vec<Request>,
         event_ids: &[u8],
     ) -> (Group, Vec<(Reply, Outcome)>) {
-        let head = *self
-            .shared
-            .head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let committed_streams = self
-            .shared
-            .streams
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
+        let head = *self.shared.head.lock();
+        let committed_streams = self.shared.streams.read();
         let mut group = Group {
             first_seq: head.0 + 1,
             envelopes: Vec::new(),
@@ -458,11 +450,7 @@ impl Writer {
     /// move on to wait for the next write of the stream index.
     fn publish(&mut self, group: &mut Group) {
         {
-            let mut streams = self
-                .shared
-                .streams
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut streams = self.shared.streams.write();
             for (stream, version) in &group.streams {
                 match streams.get_mut(stream) {
                     Some(current) => *current = *version,
@@ -479,11 +467,7 @@ impl Writer {
         // Reads are capped at `head_seq`: raise it first, so that whoever sees the new head
         // can also read up to it.
         self.shared.head_seq.store(group.head.0, Ordering::Release);
-        *self
-            .shared
-            .head
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = group.head;
+        *self.shared.head.lock() = group.head;
     }
 }
 

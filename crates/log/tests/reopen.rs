@@ -121,62 +121,6 @@ fn blocks_and_the_lazy_stream_index_survive_reopening() {
         .expect("versions carry on");
 }
 
-/// Logs written before blocks (one bare envelope per value, every stream version stored with
-/// its group, no index position) open and read as they are, and new appends continue them.
-#[test]
-fn logs_written_before_blocks_still_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (log, _) = open(dir.path());
-    for n in 0..5u8 {
-        log.append_blocking(batch(vec![
-            event("a", ExpectedVersion::Any, &[n]),
-            event(&format!("b{n}"), ExpectedVersion::NoStream, &[n]),
-        ]))
-        .expect("append");
-    }
-    let before = read_all(&log);
-    log.close();
-
-    // Rewrite the storage the way the old layout had it.
-    {
-        let db = sled::open(dir.path()).expect("open sled");
-        let events = db.open_tree("events").expect("events tree");
-        let stored = keyledger_log::raw::stored_events(&events).expect("stored");
-        let mut batch = sled::Batch::default();
-        for key in events.iter().keys() {
-            batch.remove(key.expect("key"));
-        }
-        for (seq, envelope) in &stored {
-            let mut key = vec![b'e'];
-            key.extend_from_slice(&seq.to_be_bytes());
-            batch.insert(key, envelope.as_slice());
-        }
-        for env in &before {
-            let mut key = vec![b's'];
-            key.extend_from_slice(env.stream.as_bytes());
-            batch.insert(key, &env.version.to_be_bytes()[..]);
-        }
-        let last = before.last().expect("events");
-        let mut head = last.seq.to_be_bytes().to_vec();
-        head.extend_from_slice(&last.hash);
-        batch.insert(&b"h"[..], head);
-        events.apply_batch(batch).expect("rewrite");
-        db.flush().expect("flush");
-    }
-
-    let (log, _) = open(dir.path());
-    assert_eq!(read_all(&log), before);
-    assert_eq!(log.stream_version("a"), Some(5));
-    assert_eq!(log.stream_version("b4"), Some(1));
-    assert_eq!(log.get(7).expect("get"), Some(before[6].clone()));
-    let report = log.verify().expect("verify");
-    assert_eq!((report.verified_through, report.first_bad), (10, None));
-    log.append_blocking(batch(vec![event("a", ExpectedVersion::Exact(5), b"new")]))
-        .expect("append after the old layout");
-    let report = log.verify().expect("verify");
-    assert_eq!((report.verified_through, report.first_bad), (11, None));
-}
-
 /// A log another open log holds is refused with the typed `Locked` (after the short wait for a
 /// lock this process is releasing), and opens once the holder is closed.
 #[test]

@@ -23,8 +23,11 @@ mod snapshot;
 mod telemetry;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
+
+use metrics::Key;
+use parking_lot::RwLock;
 
 use keyledger_crypto::{CryptoError, Keyring, MasterKey};
 use keyledger_domain::{
@@ -43,8 +46,12 @@ pub use keys::{ApiKeyView, CreatedApiKey};
 pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
 };
+/// The metrics vocabulary (`Key`, `Label`, `Counter`, …) that [`Telemetry`] hands out.
+pub use metrics;
 pub use per_thread::PerThread;
-pub use projection::{EncodeEventError, Projection, decode_event, encode_event};
+pub use projection::{
+    EVENT_FORMAT, EncodeEventError, Projection, decode_event, encode_event, upcast,
+};
 pub use rotation::{
     PEPPER_ID, RewrapReport, RotationOutcome, VAULT_SECRET_PREFIX, entries_opened_by,
     is_vault_secret, pending_key_path, rewrap_sealed_material, rotate_master_key_offline,
@@ -54,7 +61,7 @@ pub use snapshot::{
     AuditConfig, BACKUP_MANIFEST, BackupManifest, PUBLIC_KEY_META, SNAPSHOT_FILE, StartupReport,
     backup_log, published_public_key, read_backup_manifest,
 };
-pub use telemetry::{ComponentHealth, Telemetry};
+pub use telemetry::{ComponentHealth, LATENCY_BUCKETS, Telemetry};
 
 /// How the vault is set up. `Default` is the embedded default under `./data`.
 #[derive(Debug, Clone)]
@@ -265,25 +272,21 @@ impl Vault {
         let projection = Arc::new(RwLock::new(Projection::default()));
         let telemetry = Arc::new(Telemetry::default());
         let hook_projection = Arc::clone(&projection);
-        let hook_telemetry = Arc::clone(&telemetry);
+        // Handles kept by the writer's hook: counting a commit is two atomic adds.
+        let appended_events = telemetry.counter(
+            Key::from_static_name("keyledger_log_appended_events_total"),
+            "Events appended to the log.",
+        );
+        let group_commits = telemetry.counter(
+            Key::from_static_name("keyledger_log_group_commits_total"),
+            "Durable group commits of the log.",
+        );
         let on_commit = Box::new(move |envelopes: &[keyledger_log::Envelope]| {
-            let mut projection = hook_projection
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut projection = hook_projection.write();
             projection.apply_envelopes(envelopes);
             drop(projection);
-            hook_telemetry.add_counter(
-                "keyledger_log_appended_events_total",
-                "",
-                "Events appended to the log.",
-                envelopes.len() as f64,
-            );
-            hook_telemetry.add_counter(
-                "keyledger_log_group_commits_total",
-                "",
-                "Durable group commits of the log.",
-                1.0,
-            );
+            appended_events.increment(envelopes.len() as u64);
+            group_commits.increment(1);
         });
         // 0700 whatever the umask; a directory left by an older version loses group and other
         // bits here.
@@ -306,9 +309,7 @@ impl Vault {
         let storage = log.storage_monitor();
         telemetry.add_collector(move |telemetry| report_storage(telemetry, &storage.health()));
         let startup = {
-            let mut projection = projection
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut projection = projection.write();
             snapshot::restore_projection(&config, &log, master, &mut projection)?
         };
         let audit = snapshot::AuditRuntime::new(&config, startup);
@@ -351,12 +352,7 @@ impl Vault {
 
     /// Why the vault cannot serve correctly, if it cannot (an undecodable event in the log).
     pub fn broken(&self) -> Option<String> {
-        self.inner
-            .projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .broken
-            .clone()
+        self.inner.projection.read().broken.clone()
     }
 
     pub fn now(&self) -> Timestamp {
@@ -365,21 +361,13 @@ impl Vault {
 
     /// Runs `f` against the current state. Keep it short: appends wait while it runs.
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        let projection = self
-            .inner
-            .projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let projection = self.inner.projection.read();
         f(&projection.state)
     }
 
     /// The sequence number of the last event the projection has applied.
     pub fn applied_seq(&self) -> u64 {
-        self.inner
-            .projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .applied_seq
+        self.inner.projection.read().applied_seq
     }
 
     fn keyring(&self) -> &Keyring {
@@ -445,11 +433,7 @@ impl Vault {
         request_id: Option<[u8; 16]>,
         now: Timestamp,
     ) -> Result<(Vec<Event>, AppendBatch), VaultError> {
-        let projection = self
-            .inner
-            .projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let projection = self.inner.projection.read();
         let mut events = Vec::new();
         let mut reads = std::collections::BTreeSet::new();
         for command in commands {

@@ -2,7 +2,8 @@
 //! request thread; readers (a flush, `/metrics`) visit the parts one at a time.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 const PARTS: usize = 8;
 
@@ -17,12 +18,12 @@ impl<T> PerThread<T> {
         thread_local! {
             static PART: usize = NEXT.fetch_add(1, Ordering::Relaxed) % PARTS;
         }
-        lock(&self.parts[PART.with(|part| *part)])
+        self.parts[PART.with(|part| *part)].lock()
     }
 
     /// Every part, locked one at a time.
     pub fn each(&self) -> impl Iterator<Item = MutexGuard<'_, T>> {
-        self.parts.iter().map(lock)
+        self.parts.iter().map(Mutex::lock)
     }
 }
 
@@ -38,10 +39,4 @@ impl<T> std::fmt::Debug for PerThread<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PerThread").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

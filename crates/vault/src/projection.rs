@@ -1,5 +1,10 @@
 //! The in-memory read model: the domain state plus the stream versions that optimistic
-//! concurrency needs, advanced only in sequence order.
+//! concurrency needs, advanced only in sequence order; and the log body of an event.
+//!
+//! Body format: one byte, the event format ([`EVENT_FORMAT`]), then the event in bincode
+//! (standard configuration, externally tagged enums). Every reader decodes through
+//! [`decode_event`], which hands the format and the bytes to [`upcast`]: the one place where a
+//! body of an older format becomes today's `Event` (see docs/decisions/0018).
 
 use std::collections::HashMap;
 
@@ -35,24 +40,36 @@ type DecodeConfig = bincode::config::Configuration<
 
 const DECODE: DecodeConfig = bincode::config::standard().with_limit::<DECODE_LIMIT>();
 
-/// The log's body for a domain event. Never empty: a value that serde or bincode refuses is an
-/// error, so a failed encoding cannot enter the hash chain as an empty body.
+/// The format of the event bodies this build writes. Raise it (and add an arm to [`upcast`])
+/// whenever a change to `Event` changes how an already stored body decodes.
+pub const EVENT_FORMAT: u8 = 1;
+
+/// The log's body for a domain event: the format byte, then the event. Never empty, and a
+/// value that serde or bincode refuses is an error, so a failed encoding cannot enter the
+/// hash chain as an empty or partial body.
 pub fn encode_event(event: &Event) -> Result<Vec<u8>, EncodeEventError> {
-    encode_body(event).map_err(|source| EncodeEventError {
+    let mut body = Vec::with_capacity(64);
+    body.push(EVENT_FORMAT);
+    encode_body(event, &mut body).map_err(|source| EncodeEventError {
         event_type: event.type_name(),
         source,
-    })
+    })?;
+    Ok(body)
 }
 
-/// bincode's encoding of any value: the one place bodies are made, so the tests can make it fail.
-fn encode_body(value: &impl serde::Serialize) -> Result<Vec<u8>, bincode::error::EncodeError> {
+/// bincode's encoding of any value, appended to `into`: the one place bodies are made, so the
+/// tests can make it fail.
+fn encode_body(
+    value: &impl serde::Serialize,
+    into: &mut Vec<u8>,
+) -> Result<usize, bincode::error::EncodeError> {
     #[cfg(test)]
     if ENCODING_FAILS.get() {
         return Err(bincode::error::EncodeError::Other(
             "a test made encoding fail",
         ));
     }
-    bincode::serde::encode_to_vec(value, BINCODE)
+    bincode::serde::encode_into_std_write(value, into, BINCODE)
 }
 
 #[cfg(test)]
@@ -78,9 +95,31 @@ impl EncodeEventError {
     }
 }
 
+/// Today's `Event` for a stored body of any format this build reads.
 pub fn decode_event(body: &[u8]) -> Result<Event, String> {
+    match body.split_first() {
+        Some((&format, bytes)) => upcast(format, bytes),
+        None => Err("the event body is empty".to_owned()),
+    }
+}
+
+/// The one place a stored event of an older format is read as today's `Event`. Format 1 is
+/// the first released one, so today it has a single arm; the next change of an event keeps
+/// a frozen copy of the old enum (`format_1::Event`), decodes with it here and converts
+/// (the test `an_older_format_is_upcast_in_one_place` shows how).
+pub fn upcast(format: u8, bytes: &[u8]) -> Result<Event, String> {
+    match format {
+        EVENT_FORMAT => decode_current(bytes),
+        other => Err(format!(
+            "event format {other} is not one this build reads (it reads format {EVENT_FORMAT})"
+        )),
+    }
+}
+
+/// A body of today's format, after its format byte.
+fn decode_current(bytes: &[u8]) -> Result<Event, String> {
     // Borrowing: strings are copied once, straight into the ids' shared buffers.
-    bincode::serde::borrow_decode_from_slice(body, DECODE)
+    bincode::serde::borrow_decode_from_slice(bytes, DECODE)
         .map(|(event, _)| event)
         .map_err(|err| err.to_string())
 }
@@ -195,24 +234,143 @@ mod tests {
     /// decoder allocate them, which aborted the process (no error, no unwinding).
     #[test]
     fn a_huge_claimed_length_is_an_error_not_an_allocation() {
-        let body: [u8; 61] = [
-            0x0e, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xfd, 0x00, 0x00, 0x00,
-            0x00, 0x00, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x05, 0x00, 0x00, 0x00,
-            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-            0x00, 0xfd, 0x00, 0x00, 0x00,
+        let body: [u8; 62] = [
+            EVENT_FORMAT,
+            0x0e,
+            0x00,
+            0x10,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0xfd,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x40,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x02,
+            0x05,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0x00,
+            0xfd,
+            0x00,
+            0x00,
+            0x00,
         ];
         assert!(decode_event(&body).is_err());
     }
 
     #[test]
     fn stored_events_still_decode() {
-        // `UserCreated` for `admin`, as a vault stored it.
-        let body: [u8; 17] = [
-            0x00, 0x05, 0x61, 0x64, 0x6d, 0x69, 0x6e, 0x00, 0xfd, 0x42, 0xc4, 0x4a, 0x8d, 0x44,
-            0x03, 0x00, 0x00,
+        // `UserCreated` for `admin`, as a vault stored it (format 1).
+        let body: [u8; 18] = [
+            0x01, 0x00, 0x05, 0x61, 0x64, 0x6d, 0x69, 0x6e, 0x00, 0xfd, 0x42, 0xc4, 0x4a, 0x8d,
+            0x44, 0x03, 0x00, 0x00,
         ];
         let event = decode_event(&body).unwrap();
         assert_eq!(encode_event(&event).unwrap(), body);
+    }
+
+    /// A frozen copy of an event as an older format stored it: how the next change of an event
+    /// keeps old bodies readable. Here a format 0 that had no `display_name` on `UserCreated`.
+    mod format_0 {
+        use keyledger_domain::{Timestamp, UserId};
+
+        #[derive(serde::Serialize, serde::Deserialize)]
+        pub enum Event {
+            UserCreated { user: UserId, at: Timestamp },
+        }
+    }
+
+    /// [`upcast`] as it would read after that change: one more arm, converting to today's event.
+    fn upcast_with_format_0(format: u8, bytes: &[u8]) -> Result<Event, String> {
+        match format {
+            0 => {
+                let (old, _): (format_0::Event, usize) =
+                    bincode::serde::decode_from_slice(bytes, DECODE).map_err(|e| e.to_string())?;
+                Ok(match old {
+                    format_0::Event::UserCreated { user, at } => Event::UserCreated {
+                        user,
+                        display_name: None,
+                        at,
+                    },
+                })
+            }
+            other => upcast(other, bytes),
+        }
+    }
+
+    #[test]
+    fn an_older_format_is_upcast_in_one_place() {
+        let user = keyledger_domain::UserId::parse("admin").unwrap();
+        let at = keyledger_domain::Timestamp::from_millis(1_790_000_000_000);
+        let expected = Event::UserCreated {
+            user: user.clone(),
+            display_name: None,
+            at,
+        };
+        let mut old_body = vec![0];
+        bincode::serde::encode_into_std_write(
+            format_0::Event::UserCreated { user, at },
+            &mut old_body,
+            BINCODE,
+        )
+        .unwrap();
+        assert_eq!(
+            upcast_with_format_0(old_body[0], &old_body[1..]),
+            Ok(expected.clone())
+        );
+        // Bodies of today's format take today's arm, unchanged.
+        let body = encode_event(&expected).unwrap();
+        assert_eq!(body[0], EVENT_FORMAT);
+        assert_eq!(upcast_with_format_0(body[0], &body[1..]), Ok(expected));
+        // Without the arm, the old format is refused by name, as is an empty body.
+        assert!(
+            decode_event(&old_body)
+                .unwrap_err()
+                .contains("event format 0")
+        );
+        assert!(decode_event(&[]).is_err());
     }
 }

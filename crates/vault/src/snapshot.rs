@@ -16,7 +16,9 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -254,11 +256,7 @@ impl Drop for AuditRuntime {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.wake.notify_one();
-        let handle = self
-            .worker
-            .get_mut()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        let handle = self.worker.get_mut().take();
         let joinable = handle.filter(|h| h.thread().id() != std::thread::current().id());
         if joinable.is_some_and(|handle| handle.join().is_err()) {
             tracing::error!("the checkpoint and snapshot worker panicked");
@@ -353,12 +351,7 @@ pub(crate) fn start(vault: &Vault) -> Result<(), VaultError> {
         .name("keyledger-audit".to_owned())
         .spawn(move || worker.run())
         .map_err(|err| VaultError::io("cannot start the audit worker", err))?;
-    *vault
-        .inner
-        .audit
-        .worker
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(handle);
+    *vault.inner.audit.worker.lock() = Some(handle);
     Ok(())
 }
 
@@ -444,11 +437,7 @@ impl Worker {
         if every == 0 {
             return Ok(());
         }
-        let applied = self
-            .projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .applied_seq;
+        let applied = self.projection.read().applied_seq;
         if applied >= self.shared.last_snapshot.load(Ordering::Relaxed) + every {
             take_snapshot(&self.projection, &self.signer, &self.shared)?;
         }
@@ -518,14 +507,9 @@ fn take_snapshot(
     signer: &Ed25519KeyPair,
     shared: &AuditShared,
 ) -> Result<Option<u64>, VaultError> {
-    let _writer = shared
-        .snapshot_lock
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _writer = shared.snapshot_lock.lock();
     let (seq, hash, payload) = {
-        let projection = projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let projection = projection.read();
         if projection.broken.is_some() || projection.applied_seq == 0 {
             return Ok(None);
         }

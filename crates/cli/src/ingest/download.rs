@@ -12,12 +12,12 @@
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use keyledger_domain::public::hex;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::client::{Client, segment};
@@ -57,18 +57,18 @@ pub fn run(client: &Client, id: &str, to: Option<&Path>, json: bool) -> anyhow::
     std::thread::scope(|scope| {
         for _ in 0..PARALLEL_DOWNLOADS.min(wanted.len()) {
             scope.spawn(|| {
-                while lock(&first_error).is_none() {
+                while first_error.lock().is_none() {
                     let Some(file) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) else {
                         return;
                     };
                     if let Err(error) = download_one(client, id, file, &tally, json) {
-                        lock(&first_error).get_or_insert(error);
+                        first_error.lock().get_or_insert(error);
                     }
                 }
             });
         }
     });
-    if let Some(error) = lock(&first_error).take() {
+    if let Some(error) = first_error.lock().take() {
         return Err(error);
     }
     let downloaded = tally.downloaded.load(Ordering::Relaxed);
@@ -356,12 +356,6 @@ fn fetch_file(client: &Client, id: &str, file: &Wanted) -> anyhow::Result<()> {
 /// 16 hex digits of the SHA-256 of a path: a short, fixed-length temporary-file name.
 fn path_tag(path: &str) -> String {
     hex(&ring::digest::digest(&ring::digest::SHA256, path.as_bytes()).as_ref()[..8])
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Writes a small file by temporary name, fsync and rename: readers see the old or the new

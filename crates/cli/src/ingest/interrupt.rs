@@ -6,11 +6,12 @@
 //! be cancelling. A dedicated thread receives the signals, so the second one is honoured even
 //! while the main thread waits for the server.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
+use parking_lot::{Condvar, Mutex};
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::exit::Exit;
@@ -49,7 +50,7 @@ impl Interrupts {
 
     /// Names the job a second Ctrl-C should mention.
     pub fn following(&self, id: &str) {
-        *lock(&self.shared.job) = Some(id.to_owned());
+        *self.shared.job.lock() = Some(id.to_owned());
     }
 
     /// Whether Ctrl-C was pressed.
@@ -59,11 +60,11 @@ impl Interrupts {
 
     /// Sleeps for `duration`, or less if Ctrl-C is pressed meanwhile.
     pub fn wait(&self, duration: Duration) {
-        let guard = lock(&self.shared.job);
+        let mut guard = self.shared.job.lock();
         if self.pressed() {
             return;
         }
-        let _ = self.shared.woken.wait_timeout(guard, duration);
+        let _ = self.shared.woken.wait_for(&mut guard, duration);
     }
 }
 
@@ -91,11 +92,11 @@ fn receive(shared: Arc<Shared>, ready: std::sync::mpsc::Sender<Result<(), String
         while interrupts.recv().await.is_some() {
             if shared.pressed.fetch_add(1, Ordering::SeqCst) == 0 {
                 // Taken under the lock, so a waiter cannot miss it between check and wait.
-                let _guard = lock(&shared.job);
+                let _guard = shared.job.lock();
                 shared.woken.notify_all();
                 continue;
             }
-            let job = lock(&shared.job).clone();
+            let job = shared.job.lock().clone();
             match job {
                 Some(id) => eprintln!(
                     "error: interrupted again; ingestion {id} may still be cancelling: check \
@@ -106,10 +107,4 @@ fn receive(shared: Arc<Shared>, ready: std::sync::mpsc::Sender<Result<(), String
             std::process::exit(Exit::Interrupted as i32);
         }
     });
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

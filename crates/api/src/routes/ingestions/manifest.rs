@@ -21,7 +21,9 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use keyledger_domain::{
     Event, ExternalKeyId, Ingestion, IngestionId, IngestionState, Provider, Selection, Timestamp,
@@ -166,12 +168,9 @@ pub(crate) struct Writes {
     done: Arc<tokio::sync::OnceCell<()>>,
 }
 
-fn writes() -> std::sync::MutexGuard<'static, HashMap<IngestionId, Writes>> {
+fn writes() -> MutexGuard<'static, HashMap<IngestionId, Writes>> {
     static WRITES: OnceLock<Mutex<HashMap<IngestionId, Writes>>> = OnceLock::new();
-    WRITES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    WRITES.get_or_init(Mutex::default).lock()
 }
 
 /// Notes where a new job's events start, so its manifest is read from there, not from seq 1.
