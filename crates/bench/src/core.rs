@@ -243,7 +243,7 @@ pub fn replay_child(args: &[String]) -> anyhow::Result<()> {
     let open_mib = peak_rss_mib();
     let mut projection = Projection::default();
     let started = Instant::now();
-    let count = projection.replay(&log)?;
+    let count = projection.replay(&log.view())?;
     let replay_rate = rate(count as f64, started.elapsed());
     println!(
         "{count} {scan_rate} {replay_rate} {} {open_mib}",

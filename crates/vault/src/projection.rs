@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use keyledger_domain::{Event, State};
-use keyledger_log::{Envelope, EventLog, Hash};
+use keyledger_log::{Envelope, Hash, LogView};
 use rustc_hash::FxBuildHasher;
 
 use crate::VaultError;
@@ -156,7 +156,7 @@ impl Projection {
     /// Folds every event after `applied_seq` into the state. Reading and decoding (and the
     /// stream versions) run on a second thread, folding on this one, so start-up uses both
     /// cores.
-    pub fn replay(&mut self, log: &EventLog) -> Result<u64, VaultError> {
+    pub fn replay(&mut self, log: &LogView) -> Result<u64, VaultError> {
         const CHUNK: usize = 1024;
         type Decoded = (u64, Hash, Result<Event, String>);
         let (sender, receiver) =

@@ -302,7 +302,7 @@ pub(crate) fn restore_projection(
             ignored_snapshot = Some(reason);
         }
     }
-    let replayed_events = projection.replay(log)?;
+    let replayed_events = projection.replay(&log.view())?;
     let report = StartupReport {
         snapshot_seq,
         replayed_events,
