@@ -12,7 +12,9 @@
 //! `Connection: close` and hyper closes the connection after it.
 
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -102,8 +104,7 @@ pub async fn around_every_request(
     };
     let mut response = json_errors(response);
     secure(&mut response, &request_id);
-    let unread =
-        unread_body.and_then(|unread| unread.lock().unwrap_or_else(PoisonError::into_inner).take());
+    let unread = unread_body.and_then(|unread| unread.lock().take());
     let drained = match unread {
         None => true,
         // Too large to read through; the client was told so.
@@ -153,7 +154,7 @@ impl Drop for WatchedBody {
     fn drop(&mut self) {
         if !self.finished && !self.inner.is_end_stream() {
             let rest = std::mem::replace(&mut self.inner, Body::empty());
-            *self.unread.lock().unwrap_or_else(PoisonError::into_inner) = Some(rest);
+            *self.unread.lock() = Some(rest);
         }
     }
 }

@@ -25,7 +25,9 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -302,12 +304,12 @@ impl Activity {
     }
 
     fn update(&self, change: impl FnOnce(&mut ActivityState)) {
-        change(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner));
+        change(&mut self.state.lock());
         self.changed.notify_one();
     }
 
     fn bytes_arrived(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock();
         if state.requests_in_progress == 0 && state.head_started.is_none() {
             state.head_started = Some(Instant::now());
             drop(state);
@@ -327,7 +329,7 @@ impl Activity {
 
     /// The deadline that applies now, if any.
     fn deadline(&self, timeouts: Timeouts) -> Option<(Instant, Expiry)> {
-        let state = *self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let state = *self.state.lock();
         if state.requests_in_progress > 0 {
             return None;
         }

@@ -21,7 +21,9 @@
 //! delivery or a probe answer) within [`LagLimits::max_silence`]. `caught_up` is recomputed on
 //! every look, so it turns false again as soon as the replica falls behind.
 
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -370,16 +372,8 @@ impl From<AuthFailure> for Refusal {
 impl Shared {
     /// The recorded progress, with lag, readiness and their explanation derived as of now.
     fn status(&self) -> ReplicaStatus {
-        let progress = self
-            .progress
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        let has_pepper = self
-            .keyring
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .is_some();
+        let progress = self.progress.lock().clone();
+        let has_pepper = self.keyring.read().is_some();
         let last_contact_ms = progress
             .last_contact
             .map(|at| at.elapsed().as_millis() as u64);
@@ -427,12 +421,7 @@ impl Shared {
     }
 
     fn update(&self, change: impl FnOnce(&mut Progress)) {
-        change(
-            &mut self
-                .progress
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
+        change(&mut self.progress.lock());
     }
 
     /// NATS answered: the stream ends at `stream_last_seq`.
@@ -445,22 +434,14 @@ impl Shared {
     }
 
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self
-            .projection
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .state)
+        f(&self.projection.read().state)
     }
 
     /// The vault's checks of an internal key (`Vault::authenticate_key`), against the replica's
     /// projection: format, peppered hash lookup, status at now, current or still-valid previous
     /// secret, owner, and the owner's permissions right now.
     fn authenticate(&self, presented: &str) -> Result<VerifiedKey, Refusal> {
-        let keyring = self
-            .keyring
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let keyring = self.keyring.read().clone();
         let keyring = keyring.ok_or(Refusal::NotReady)?;
         let now = self.clock.now();
         let principal = self.read(|state| check_api_key(state, &keyring, presented, now))?;
@@ -475,10 +456,7 @@ impl Shared {
 
     /// Applies envelopes that continue the chain; refuses a gap or a broken hash.
     fn apply(&self, envelopes: Vec<Envelope>) -> Result<(), BusError> {
-        let mut projection = self
-            .projection
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut projection = self.projection.write();
         let mut expected_seq = projection.applied_seq + 1;
         let mut prev_hash = projection.applied_hash;
         let mut fresh = Vec::with_capacity(envelopes.len());
@@ -578,10 +556,7 @@ async fn follow_once(
         .build(connection.clone());
     let mut stream = get_stream(&js, &config.replication_stream).await?;
     let keyring = crate::pepper::fetch(&js, config, master).await?;
-    *shared
-        .keyring
-        .write()
-        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Arc::new(keyring));
+    *shared.keyring.write() = Some(Arc::new(keyring));
     let applied = shared.status().applied_seq;
     let from = if applied == 0 {
         StartAt::Beginning

@@ -544,24 +544,33 @@ fn refuse_taken_name(
     }
 }
 
-/// The acting user, if they hold `permission` right now.
+/// The acting user, if they hold `permission` right now: the one rule for "may this actor do
+/// this", used by [`decide`] and by work that must refuse before anything is decided (an
+/// ingestion asks before it leases a secret and calls a provider).
+pub fn permitted_user(
+    state: &State,
+    actor: &Actor,
+    permission: Permission,
+) -> Result<UserId, DomainError> {
+    match actor {
+        Actor::User { user, .. } if state.has_permission(user, permission) => Ok(user.clone()),
+        Actor::User { user, .. } => Err(state.permission_denied(user, permission)),
+        _ => Err(DomainError::permission_denied(permission)),
+    }
+}
+
+/// [`permitted_user`], noting the read so that a concurrent change of the actor's roles
+/// conflicts with this decision.
 fn require(
     state: &State,
     reads: &mut Reads,
     actor: &Actor,
     permission: Permission,
 ) -> Result<UserId, DomainError> {
-    match actor {
-        Actor::User { user, .. } => {
-            reads.permissions_of(state, user);
-            if state.has_permission(user, permission) {
-                Ok(user.clone())
-            } else {
-                Err(state.permission_denied(user, permission))
-            }
-        }
-        _ => Err(DomainError::permission_denied(permission)),
+    if let Actor::User { user, .. } = actor {
+        reads.permissions_of(state, user);
     }
+    permitted_user(state, actor, permission)
 }
 
 fn require_system(actor: &Actor) -> Result<(), DomainError> {

@@ -15,7 +15,7 @@ mod time;
 mod values;
 
 pub use command::{Action, Command, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey};
-pub use decide::{Decision, decide, decide_with_reads};
+pub use decide::{Decision, decide, decide_with_reads, permitted_user};
 pub use error::{DomainError, Holder};
 pub use event::{
     Actor, Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection,

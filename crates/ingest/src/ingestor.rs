@@ -6,7 +6,7 @@ use std::sync::Arc;
 use keyledger_crypto::random_base62;
 use keyledger_domain::{
     Action, Actor, DomainError, Event, ExternalKeyId, FailureKind, FromTrusted, IngestionId,
-    IngestionProgress, KeyStatus, Permission, Provider, UserId,
+    IngestionProgress, KeyStatus, Permission, Provider, UserId, permitted_user,
 };
 use keyledger_vault::{ExternalKeyView, Vault, VaultError};
 use parking_lot::Mutex;
@@ -60,7 +60,9 @@ impl Ingestor {
     ) -> Result<IngestionId, IngestError> {
         let shared = &self.shared;
         let permission = Permission::ImportOrganizationSamples;
-        let owner = permitted_user(&shared.vault, &actor, permission)?;
+        let owner = shared
+            .vault
+            .read(|state| permitted_user(state, &actor, permission))?;
         selection::validate(&request.selection).map_err(IngestError::InvalidSelection)?;
         let destination = match &request.destination {
             Some(raw) => validate_destination(raw).map_err(IngestError::InvalidDestination)?,
@@ -208,7 +210,9 @@ impl Ingestor {
     ) -> Result<ExternalKeyView, IngestError> {
         let shared = &self.shared;
         let permission = Permission::ManageUserApiKeys;
-        let owner = permitted_user(&shared.vault, &actor, permission)?;
+        let owner = shared
+            .vault
+            .read(|state| permitted_user(state, &actor, permission))?;
         let owns = shared.vault.read(|state| {
             state
                 .external_key(key)
@@ -367,22 +371,4 @@ fn supervise(job: Arc<Job>, queued: GaugeGuard) {
             .await;
         }
     });
-}
-
-/// The actor's user, if it holds `permission` right now.
-fn permitted_user(
-    vault: &Vault,
-    actor: &Actor,
-    permission: Permission,
-) -> Result<UserId, DomainError> {
-    let user = actor
-        .user()
-        .ok_or(DomainError::permission_denied(permission))?;
-    vault.read(|state| {
-        if state.has_permission(user, permission) {
-            Ok(user.clone())
-        } else {
-            Err(state.permission_denied(user, permission))
-        }
-    })
 }

@@ -18,7 +18,9 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -327,9 +329,7 @@ impl FaultControl {
 
     fn lock(&self) -> MutexGuard<'_, ControlState> {
         // A test that panicked while holding the lock left consistent data behind.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 }
 

@@ -1,9 +1,9 @@
 //! The emulator's model, behind one mutex (critical sections are short: no I/O under the lock).
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use anyhow::bail;
@@ -26,10 +26,7 @@ impl Shared {
 
     pub fn with_state<T>(&self, action: impl FnOnce(&mut State) -> T) -> T {
         // A panic while holding the lock leaves the model usable: every mutation is one step.
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock();
         action(&mut state)
     }
 }

@@ -31,7 +31,9 @@ mod policy;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -377,10 +379,7 @@ impl Iam {
     }
 
     fn directory(&self) -> MutexGuard<'_, Directory> {
-        self.shared
-            .directory
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.shared.directory.lock()
     }
 }
 

@@ -23,7 +23,9 @@ mod records;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use futures::{StreamExt as _, TryStreamExt as _};
 use s3s::dto::*;
@@ -119,10 +121,8 @@ impl ChecksumKeeper {
         let _ = std::fs::remove_file(self.record_path(bucket, key));
     }
 
-    fn uploads(&self) -> std::sync::MutexGuard<'_, HashMap<String, Upload>> {
-        self.uploads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn uploads(&self) -> parking_lot::MutexGuard<'_, HashMap<String, Upload>> {
+        self.uploads.lock()
     }
 }
 
@@ -431,7 +431,7 @@ impl S3 for ChecksumKeeper {
             let hashed = Arc::clone(&hashed);
             let stream = body.map_err(std::io::Error::other).inspect(move |chunk| {
                 if let Ok(bytes) = chunk {
-                    let mut state = hashed.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut state = hashed.lock();
                     state.0 += bytes.len() as u64;
                     if let Some(hasher) = &mut state.1 {
                         hasher.update(bytes);
@@ -441,11 +441,7 @@ impl S3 for ChecksumKeeper {
             req.input.body = Some(StreamingBlob::wrap(stream));
         }
         let mut response = self.inner.upload_part(req).await?;
-        let (length, hasher) = std::mem::take(
-            &mut *hashed
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let (length, hasher) = std::mem::take(&mut *hashed.lock());
         let computed = match (algorithm, hasher) {
             (Some(algorithm), Some(hasher)) => Some(algorithm.finish(hasher)),
             _ => None,
