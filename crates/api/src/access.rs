@@ -19,52 +19,7 @@ use keyledger_vault::Principal;
 use crate::ApiState;
 use crate::auth::{Caller, authenticate};
 use crate::error::ApiError;
-
-/// What a caller must be to use a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Requirement {
-    /// Anyone, without a key.
-    Public,
-    /// Any authenticated caller, whatever their roles grant.
-    AnyCaller,
-    /// An authenticated caller whose roles grant the permission right now.
-    Permission(Permission),
-    /// As `Permission`, and the resource the path's `{id}` names belongs to the caller; another
-    /// user's answers 404, as if it did not exist.
-    Owner(Resource, Permission),
-}
-
-impl Requirement {
-    /// The permission the caller's roles must grant, if any.
-    pub fn permission(self) -> Option<Permission> {
-        match self {
-            Requirement::Public | Requirement::AnyCaller => None,
-            Requirement::Permission(permission) | Requirement::Owner(_, permission) => {
-                Some(permission)
-            }
-        }
-    }
-
-    /// Whether the route needs a key (or a session token).
-    pub fn needs_caller(self) -> bool {
-        self != Requirement::Public
-    }
-}
-
-/// A resource that belongs to one user and is named by a route's `{id}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resource {
-    ExternalKey,
-    Ingestion,
-}
-
-/// One route: its method, its path as `/openapi.json` writes it, and who may call it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteAccess {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub requirement: Requirement,
-}
+use crate::requirement::{Requirement, Resource, RouteAccess, documented_path};
 
 /// Every route of the API with its requirement, in declaration order (built once from the
 /// route declaration).
@@ -102,20 +57,6 @@ fn table() -> &'static Table {
             by_matched_path,
         }
     })
-}
-
-/// One route as the declaration yields it, before the table is built.
-#[derive(Debug)]
-pub(crate) struct DeclaredAccess {
-    pub method: &'static str,
-    /// The path as the router matches it (`{*rest}` for a catch-all).
-    pub routed_path: String,
-    pub requirement: Requirement,
-}
-
-/// The OpenAPI form of a router path: axum's catch-all `{*path}` is OpenAPI's `{path}`.
-pub(crate) fn documented_path(routed: &str) -> String {
-    routed.replace("{*", "{")
 }
 
 /// The requirement of the route a request matched. HEAD is served by a GET route.

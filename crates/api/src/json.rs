@@ -32,21 +32,40 @@ where
                 "send the body as JSON with the header `Content-Type: application/json`",
             ));
         }
+        let limit = request.extensions().get::<BodyLimit>().copied();
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
                 let status = rejection.status();
                 if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    let accepted = match limit {
+                        Some(limit) => format!(" ({limit})"),
+                        None => String::new(),
+                    };
                     ApiError::new(
                         status,
                         "payload_too_large",
-                        "the request body is larger than the server accepts (64 KiB)",
+                        format!("the request body is larger than the server accepts{accepted}"),
                     )
                 } else {
                     ApiError::bad_request("unreadable_body", "the request body could not be read")
                 }
             })?;
         parse_body(&bytes).map(ApiJson)
+    }
+}
+
+/// The body limit a router enforces (with `DefaultBodyLimit`), put beside it as a request
+/// extension so that the 413 can say what the limit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimit(pub usize);
+
+impl fmt::Display for BodyLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            bytes if bytes >= 1024 && bytes % 1024 == 0 => write!(f, "{} KiB", bytes / 1024),
+            bytes => write!(f, "{bytes} bytes"),
+        }
     }
 }
 

@@ -24,6 +24,7 @@ mod metrics;
 mod middleware;
 mod openapi;
 pub mod replica;
+mod requirement;
 mod routes;
 mod server;
 mod throttle;
@@ -37,11 +38,12 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use keyledger_vault::{Lease, Vault};
 
-pub use access::{Requirement, Resource, RouteAccess, route_table};
+pub use access::route_table;
 pub use auth::Caller;
 pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
+pub use requirement::{Requirement, Resource, RouteAccess};
 /// The `SHA256SUMS` format of batch manifests, for the CLI's downloads.
 pub use routes::ingestions::sha256sums;
 pub use server::{connection_cap, derived_connection_cap, file_limit};
@@ -261,6 +263,7 @@ pub fn router(state: ApiState) -> Router {
             openapi::openapi_text(),
         )))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(json::BodyLimit(body_limit)))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::around_every_request,

@@ -21,8 +21,9 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::access::{Requirement, Resource, RouteAccess, documented_path, route_table};
+use crate::access::route_table;
 use crate::error::codes_for_status;
+use crate::requirement::{Requirement, Resource, RouteAccess, documented_path};
 
 #[derive(OpenApi)]
 #[openapi(info(

@@ -139,6 +139,7 @@ pub fn router(replica: ReplicaView) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/replica/status", get(status))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::Extension(crate::json::BodyLimit(BODY_LIMIT)))
         .with_state(replica)
 }
 

@@ -225,6 +225,10 @@ async fn a_streamed_body_over_the_limit_is_refused() {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
+    assert_eq!(
+        body["error"]["message"], "the request body is larger than the server accepts (64 KiB)",
+        "the message names the configured limit"
+    );
 }
 
 /// Ownership is judged before the route runs: another user's external key is reported as

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use crate::keys::{HEAD_KEY, IDEMPOTENCY_PREFIX, decode_committed, encode_head, event_key};
 use crate::stores::Database;
-use crate::writer::Writer;
+use crate::writer::{Fault, Writer};
 use crate::{GENESIS_HASH, Hash, LogError, Seq, last_stored, open_store, wait_for_lock_release};
 
 /// First wait between recovery attempts; doubled after each failed attempt up to the maximum.
@@ -94,31 +94,6 @@ impl StorageMonitor {
 impl std::fmt::Debug for StorageMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.health().fmt(f)
-    }
-}
-
-/// The writer's state while storage fails.
-pub(crate) struct Fault {
-    /// The storage error that started it, as appenders and readiness see it.
-    reason: String,
-    since: Instant,
-    next_attempt: Instant,
-    backoff: Duration,
-    /// What the last recovery attempt ran into, logged when it changes.
-    last_attempt: Option<String>,
-}
-
-impl Fault {
-    /// Time left until the next recovery attempt is due.
-    pub(crate) fn retry_in(&self) -> Duration {
-        self.next_attempt.saturating_duration_since(Instant::now())
-    }
-
-    /// The answer to an append while storage fails.
-    pub(crate) fn refusal(&self) -> LogError {
-        LogError::StorageUnavailable {
-            reason: self.reason.clone(),
-        }
     }
 }
 

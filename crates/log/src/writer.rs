@@ -14,7 +14,6 @@ use crate::envelope::{Envelope, seal};
 use crate::keys::{
     STREAMS_THROUGH_KEY, encode_committed, encode_head, event_key, idempotency_key, stream_key,
 };
-use crate::recovery::Fault;
 use crate::{
     AppendBatch, AppendError, Committed, ExpectedVersion, Hash, LogError, MAX_ENVELOPE_BYTES,
     OnCommit, Seq, Shared,
@@ -477,5 +476,30 @@ fn expected_matches(expected: ExpectedVersion, current: Option<u64>) -> bool {
         ExpectedVersion::Any => true,
         ExpectedVersion::NoStream | ExpectedVersion::Exact(0) => current.is_none(),
         ExpectedVersion::Exact(version) => current == Some(version),
+    }
+}
+
+/// The writer's state while storage fails.
+pub(crate) struct Fault {
+    /// The storage error that started it, as appenders and readiness see it.
+    pub(crate) reason: String,
+    pub(crate) since: Instant,
+    pub(crate) next_attempt: Instant,
+    pub(crate) backoff: Duration,
+    /// What the last recovery attempt ran into, logged when it changes.
+    pub(crate) last_attempt: Option<String>,
+}
+
+impl Fault {
+    /// Time left until the next recovery attempt is due.
+    pub(crate) fn retry_in(&self) -> Duration {
+        self.next_attempt.saturating_duration_since(Instant::now())
+    }
+
+    /// The answer to an append while storage fails.
+    pub(crate) fn refusal(&self) -> LogError {
+        LogError::StorageUnavailable {
+            reason: self.reason.clone(),
+        }
     }
 }

@@ -16,9 +16,9 @@ use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
 use crate::ApiState;
-use crate::access::{DeclaredAccess, Requirement, Resource};
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::requirement::{DeclaredAccess, Requirement, Resource};
 
 /// The routes, their OpenAPI paths, and who may call each.
 pub(crate) struct Declared {

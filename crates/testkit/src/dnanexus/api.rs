@@ -6,85 +6,15 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value, json};
 
 use super::describe::{Selection, file_fields, project_fields};
+use super::error::ApiError;
 use super::input::{
     NameMatcher, limit, optional_bool, optional_object, optional_str, optional_u64, percent_encode,
 };
-use super::seed::{Level, normalize_folder};
-use super::state::{AuthFailure, FileEntry, ProjectEntry, State};
+use super::seed::normalize_folder;
+use super::state::{AuthFailure, FileEntry, Level, ProjectEntry, State};
 
 /// Lifetime of a download URL when the request gives no `duration` (seconds).
 const DEFAULT_URL_DURATION_S: u64 = 24 * 3600;
-
-/// A DNAnexus error answer: `{"error": {"type": kind, "message": message}}` with `status`.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    pub status: u16,
-    pub kind: String,
-    pub message: String,
-    pub retry_after: Option<u64>,
-}
-
-impl ApiError {
-    pub fn new(status: u16, kind: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind: kind.to_owned(),
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(404, "ResourceNotFound", message)
-    }
-
-    pub fn invalid_input(message: impl Into<String>) -> Self {
-        Self::new(422, "InvalidInput", message)
-    }
-
-    pub fn malformed_json() -> Self {
-        Self::new(
-            400,
-            "MalformedJSON",
-            "The input could not be parsed as JSON",
-        )
-    }
-
-    /// The error type DNAnexus uses for an HTTP status (for injected faults).
-    pub fn for_status(status: u16) -> Self {
-        let (kind, message) = match status {
-            400 => ("BadRequest", "The request is invalid due to bad syntax"),
-            401 => (
-                "InvalidAuthentication",
-                "The provided access token is invalid",
-            ),
-            403 => ("PermissionDenied", "Access to this resource is forbidden"),
-            404 => (
-                "ResourceNotFound",
-                "A specified entity or resource could not be found",
-            ),
-            408 => ("RequestTimeout", "The request timed out"),
-            429 => (
-                "RateLimitConditional",
-                "Too many requests; please try again later",
-            ),
-            500 => ("InternalError", "The server encountered an internal error"),
-            503 => (
-                "ServiceUnavailable",
-                "Some resource was temporarily unavailable; please try again later",
-            ),
-            _ if status >= 500 => ("InternalError", "The server encountered an internal error"),
-            _ => ("BadRequest", "The request could not be processed"),
-        };
-        Self::new(status, kind, message)
-    }
-
-    pub fn body(&self) -> Vec<u8> {
-        json!({"error": {"type": self.kind, "message": self.message}})
-            .to_string()
-            .into_bytes()
-    }
-}
 
 /// One API call as the HTTP layer hands it over.
 pub(crate) struct ApiCall<'a> {

@@ -4,9 +4,9 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value, json};
 
-use super::api::ApiError;
+use super::error::ApiError;
 use super::input::{optional_bool, optional_object};
-use super::seed::Level;
+use super::state::Level;
 use super::state::{FileEntry, ProjectEntry, State};
 
 pub(super) const FILE_DEFAULT_FIELDS: &[&str] = &[

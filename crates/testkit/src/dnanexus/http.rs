@@ -22,7 +22,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::api::{self, ApiCall, ApiError};
+use super::api::{self, ApiCall};
+use super::error::ApiError;
 use super::seed::hex;
 use super::state::{Shared, now_ms};
 use super::{DATA_PATH_PREFIX, Fault, RequestRecord};

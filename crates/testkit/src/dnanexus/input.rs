@@ -4,7 +4,7 @@
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::api::ApiError;
+use super::error::ApiError;
 
 const DEFAULT_LIMIT: u64 = 100;
 const MAX_LIMIT: u64 = 1000;

@@ -36,6 +36,7 @@
 mod api;
 mod content;
 mod describe;
+mod error;
 mod http;
 mod input;
 mod seed;
@@ -50,7 +51,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use content::generated_bytes;
-pub use seed::{Content, DEFAULT_PART_SIZE, FROM_DIR_USER, Level, Seed};
+pub use seed::{Content, DEFAULT_PART_SIZE, FROM_DIR_USER, Seed};
+pub use state::Level;
 
 use state::Shared;
 

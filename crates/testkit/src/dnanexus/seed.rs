@@ -12,7 +12,9 @@ use anyhow::{Context, bail};
 use md5::{Digest, Md5};
 
 use super::content::{fill_generated, splitmix64};
-use super::state::{EmulatedPart, FileEntry, ProjectEntry, State, TokenEntry, UserEntry, millis};
+use super::state::{
+    EmulatedPart, FileEntry, Level, ProjectEntry, State, TokenEntry, UserEntry, millis,
+};
 
 /// Part size used by [`Seed::from_dir`] unless told otherwise (64 MiB).
 pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
@@ -25,36 +27,6 @@ pub const FROM_DIR_USER: &str = "user-emulator";
 const BASE_TIME_MS: u64 = 1_700_000_000_000;
 
 const ID_ALPHABET: &[u8; 32] = b"0123456789BFGJKPQVXYZbfgjkpqvxyz";
-
-/// A project permission level, ordered from least to most.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Level {
-    View,
-    Upload,
-    Contribute,
-    Administer,
-}
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::View => "VIEW",
-            Level::Upload => "UPLOAD",
-            Level::Contribute => "CONTRIBUTE",
-            Level::Administer => "ADMINISTER",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        match text {
-            "VIEW" => Some(Level::View),
-            "UPLOAD" => Some(Level::Upload),
-            "CONTRIBUTE" => Some(Level::Contribute),
-            "ADMINISTER" => Some(Level::Administer),
-            _ => None,
-        }
-    }
-}
 
 /// Where a seeded file's bytes come from.
 #[derive(Clone)]

@@ -8,7 +8,6 @@ use std::time::SystemTime;
 
 use anyhow::bail;
 
-use super::seed::Level;
 use super::{EmulatedFile, FaultRun, RequestRecord};
 
 pub(crate) struct Shared {
@@ -192,4 +191,34 @@ pub(crate) fn millis(time: SystemTime) -> u64 {
 
 pub(crate) fn now_ms() -> u64 {
     millis(SystemTime::now())
+}
+
+/// A project permission level, ordered from least to most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    View,
+    Upload,
+    Contribute,
+    Administer,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::View => "VIEW",
+            Level::Upload => "UPLOAD",
+            Level::Contribute => "CONTRIBUTE",
+            Level::Administer => "ADMINISTER",
+        }
+    }
+
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "VIEW" => Some(Level::View),
+            "UPLOAD" => Some(Level::Upload),
+            "CONTRIBUTE" => Some(Level::Contribute),
+            "ADMINISTER" => Some(Level::Administer),
+            _ => None,
+        }
+    }
 }
