@@ -2,8 +2,7 @@
 //!
 //! - The pepper for internal-key hashes: a random 256-bit value the vault keeps sealed under the
 //!   master key ([`Keyring::with_pepper`]), so a master-key rotation leaves every stored hash
-//!   valid. Data directories created before that kept HKDF(master, "keyledger/pepper/v1"), which
-//!   [`Keyring::legacy_pepper`] recomputes once to seal it (see docs/decisions/0005).
+//!   valid (see docs/decisions/0005).
 //! - The wrapping key for data keys: HKDF(master, "keyledger/wrap/v1").
 //! - Each external secret gets a fresh 256-bit data key; the secret is sealed with it
 //!   (AES-256-GCM, AAD = key id, owner, provider) and the data key is wrapped by the wrapping key
@@ -135,17 +134,20 @@ fn wrap_aad(key_id: &str) -> Vec<u8> {
 const PEPPER_LEN: usize = 32;
 
 impl Keyring {
-    /// A keyring whose pepper is derived from the master key (the original scheme). The vault
-    /// uses [`Keyring::with_pepper`]; this remains for wrapping-only uses and old data.
+    /// A keyring for wrapping, unwrapping and sessions under `master`. Its pepper is derived from
+    /// the master key, so its key hashes match nothing the vault stores: the vault hashes keys
+    /// with the sealed pepper ([`Keyring::with_pepper`]).
     pub fn new(master: &MasterKey) -> Result<Keyring, CryptoError> {
-        let pepper = Keyring::legacy_pepper(master)?;
+        let mut derived = derive(master, b"keyledger/pepper/v1")?;
+        let pepper = SecretBytes::new(derived.to_vec());
+        derived.zeroize();
         Keyring::with_pepper(master, &pepper)
     }
 
     /// A keyring with the given pepper (32 bytes) for internal-key hashes. Wrapping and session
     /// keys still come from the master key; the pepper does not, so it survives a rotation.
     pub fn with_pepper(master: &MasterKey, pepper: &SecretBytes) -> Result<Keyring, CryptoError> {
-        // A pepper comes from `generate_pepper`/`legacy_pepper` through authenticated sealing;
+        // A pepper comes from `generate_pepper` through authenticated sealing;
         // any other length means it was not one.
         if pepper.expose().len() != PEPPER_LEN {
             return Err(CryptoError::Decrypt);
@@ -162,14 +164,6 @@ impl Keyring {
         wrapping.zeroize();
         sessions.zeroize();
         keyring
-    }
-
-    /// The pepper that [`Keyring::new`] derives: HKDF(master, "keyledger/pepper/v1").
-    pub fn legacy_pepper(master: &MasterKey) -> Result<SecretBytes, CryptoError> {
-        let mut pepper = derive(master, b"keyledger/pepper/v1")?;
-        let secret = SecretBytes::new(pepper.to_vec());
-        pepper.zeroize();
-        Ok(secret)
     }
 
     /// A fresh random pepper.
@@ -408,12 +402,6 @@ mod tests {
         // Wrapping still follows the master key: the old one opens nothing sealed by the new one.
         let (wrapped, sealed) = after.seal("ext_1", b"token", b"aad").unwrap();
         assert!(before.open("ext_1", &wrapped, &sealed, b"aad").is_err());
-        // The legacy pepper reproduces `Keyring::new`, so old data directories migrate.
-        let legacy = Keyring::with_pepper(&old, &Keyring::legacy_pepper(&old).unwrap()).unwrap();
-        assert_eq!(
-            legacy.hash_api_key("kl_x"),
-            Keyring::new(&old).unwrap().hash_api_key("kl_x")
-        );
         assert_eq!(
             Keyring::with_pepper(&old, &SecretBytes::new(vec![1; 31])).unwrap_err(),
             CryptoError::Decrypt

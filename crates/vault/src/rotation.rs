@@ -238,9 +238,8 @@ pub fn rotation_request_id(old: &MasterKey, new: &MasterKey) -> [u8; 16] {
     id
 }
 
-/// Loads the sealed pepper, or creates it (random for a new data directory; for one that
-/// already has events, the pepper its key hashes were made with, derived from this master key),
-/// and returns the keyring built with it. `wrapping` is the master key's keyring without a
+/// Loads the sealed pepper, or creates a random one for a new data directory, and returns the
+/// keyring built with it. `wrapping` is the master key's keyring without a
 /// pepper, which seals it.
 pub(crate) fn keyring_with_pepper(
     log: &EventLog,
@@ -250,11 +249,16 @@ pub(crate) fn keyring_with_pepper(
     let pepper = match unseal(log, PEPPER_ID, wrapping)? {
         Some(pepper) => pepper,
         None => {
-            let pepper = if log.head().0 > 0 {
-                Keyring::legacy_pepper(master)?
-            } else {
-                Keyring::generate_pepper(wrapping.rng())?
-            };
+            // The pepper is sealed before the first event, so a log with events and no pepper was
+            // damaged (or written by a pre-release build, whose format is not read).
+            if log.head().0 > 0 {
+                return Err(VaultError::Corrupt(
+                    "the log has events but no sealed pepper for its key hashes; restore the data \
+                     directory from a backup"
+                        .to_owned(),
+                ));
+            }
+            let pepper = Keyring::generate_pepper(wrapping.rng())?;
             seal_into(log, PEPPER_ID, pepper.expose(), wrapping)?;
             pepper
         }
