@@ -123,7 +123,6 @@ pub fn bench_verify(events: u64) -> Result<VerifyBench, AuditError> {
 /// it again (snapshot plus nothing to replay).
 pub fn bench_startup(events: u64) -> Result<StartupBench, AuditError> {
     let dir = tempfile::tempdir().map_err(|err| io_error("temporary directory", err))?;
-    generate_log(&dir.path().join("log"), events)?.close();
     let master =
         MasterKey::generate(&SystemRandom::new()).map_err(keyledger_vault::VaultError::from)?;
     let config = VaultConfig {
@@ -131,6 +130,10 @@ pub fn bench_startup(events: u64) -> Result<StartupBench, AuditError> {
         durability: Durability::Flush,
         ..VaultConfig::default()
     };
+    // A vault seals its pepper when it first opens an empty data directory; a log with events
+    // and no pepper is refused as damaged. The generated events go in after that.
+    drop(Vault::open(config.clone(), &master, Arc::new(SystemClock))?);
+    generate_log(&dir.path().join("log"), events)?.close();
     let quiet = AuditConfig {
         checkpoint_every: 0,
         snapshot_every: 0,
