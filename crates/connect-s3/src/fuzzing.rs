@@ -13,7 +13,8 @@ use crate::client::S3Options;
 use crate::error::{ServiceAnswer, Target, classify_service_error};
 use crate::fetch::ContentHasher;
 use crate::fetch::digest::Expected;
-use crate::fetch::range::{check_range_response, get_integrity_headers};
+use crate::fetch::headers::get_integrity_headers;
+use crate::fetch::range::check_range_response;
 use crate::{RemoteFile, S3Error, S3Location, Verification};
 
 /// The header values of a GetObject answer, as the SDK hands them over.

@@ -8,13 +8,13 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use aws_sdk_s3::operation::head_object::HeadObjectOutput;
-use aws_sdk_s3::types::{ChecksumMode, ChecksumType};
+use aws_sdk_s3::types::ChecksumMode;
 
 use crate::error::{S3Error, Verification, classify};
 use crate::fetch::content_hash::rehash;
 use crate::fetch::context::{PartContext, quoted};
-use crate::fetch::digest::{Composite, Digests, Expected, IntegrityHeaders, PartChecksum};
+use crate::fetch::digest::{Composite, Digests, Expected, PartChecksum};
+use crate::fetch::headers::head_integrity_headers;
 
 impl PartContext {
     /// HeadObject with checksums; the object must still be the one listed.
@@ -258,22 +258,5 @@ impl PartContext {
                 bucket: object.location.bucket.clone(),
             },
         }
-    }
-}
-
-fn head_integrity_headers(head: &HeadObjectOutput) -> IntegrityHeaders<'_> {
-    IntegrityHeaders {
-        etag: head.e_tag().unwrap_or_default(),
-        encrypted_with_kms_or_customer_key: head
-            .server_side_encryption()
-            .is_some_and(|sse| sse.as_str().starts_with("aws:kms"))
-            || head.sse_customer_algorithm().is_some(),
-        composite_checksums: head.checksum_type() == Some(&ChecksumType::Composite),
-        full_object_checksums: head.checksum_type() == Some(&ChecksumType::FullObject),
-        crc32: head.checksum_crc32(),
-        crc32c: head.checksum_crc32_c(),
-        crc64nvme: head.checksum_crc64_nvme(),
-        sha1: head.checksum_sha1(),
-        sha256: head.checksum_sha256(),
     }
 }

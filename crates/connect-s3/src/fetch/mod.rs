@@ -15,7 +15,8 @@
 //! before the transfer starts, and the hasher closes a part's checksum as it crosses each one.
 //!
 //! Files, lowest first (none imports from a file above it): `context` (what a fetch shares),
-//! `digest` (what S3 says the content hashes to), `content_hash` (hashing it that way),
+//! `digest` (what S3 says the content hashes to), `headers` (those
+//! of a HEAD or GET answer), `content_hash` (hashing it that way),
 //! `ordered_hash` (in order while parts complete in any order), `range` (one ranged GET into
 //! the file), `head` (HeadObject, part boundaries), `verify` (the verdict and fsync), `single`
 //! and `parts` (the two ways to fetch), and this file, the entry point.
@@ -24,6 +25,7 @@ mod content_hash;
 mod context;
 pub(crate) mod digest;
 mod head;
+pub(crate) mod headers;
 mod ordered_hash;
 mod parts;
 pub(crate) mod range;

@@ -10,13 +10,11 @@ use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, OnceLock};
 
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
-use aws_sdk_s3::types::ChecksumType;
 use keyledger_connect::sleep_unless_cancelled;
 
 use crate::RemoteFile;
 use crate::error::{Failure, S3Error, classify};
 use crate::fetch::context::{AttemptEnd, PartContext, RangeSink, failed, quoted};
-use crate::fetch::digest::IntegrityHeaders;
 use crate::list::unquote;
 
 /// Bytes a part accumulates before one positional write.
@@ -233,23 +231,6 @@ pub(crate) fn check_range_response(
             end - 1,
             object.path
         )))),
-    }
-}
-
-pub(crate) fn get_integrity_headers(response: &GetObjectOutput) -> IntegrityHeaders<'_> {
-    IntegrityHeaders {
-        etag: response.e_tag().unwrap_or_default(),
-        encrypted_with_kms_or_customer_key: response
-            .server_side_encryption()
-            .is_some_and(|sse| sse.as_str().starts_with("aws:kms"))
-            || response.sse_customer_algorithm().is_some(),
-        composite_checksums: response.checksum_type() == Some(&ChecksumType::Composite),
-        full_object_checksums: response.checksum_type() == Some(&ChecksumType::FullObject),
-        crc32: response.checksum_crc32(),
-        crc32c: response.checksum_crc32_c(),
-        crc64nvme: response.checksum_crc64_nvme(),
-        sha1: response.checksum_sha1(),
-        sha256: response.checksum_sha256(),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::error::S3Error;
 use crate::fetch::content_hash::{ContentHasher, rehash};
 use crate::fetch::context::{PartContext, RangeSink, blocking};
 use crate::fetch::digest::Expected;
-use crate::fetch::range::get_integrity_headers;
+use crate::fetch::headers::get_integrity_headers;
 
 /// Hashes a single-part object as it streams, in order.
 struct StreamingHash<'a> {
