@@ -233,7 +233,8 @@ pub struct VerifyExternalKeyRequest {
     responses((status = 200, description = "Tested; see last_verified_ok, kind and capabilities", body = ExternalKeyVerification),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The key is expired", body = ErrorBody),
-        (status = 422, description = "A field that does not fit the key's provider, or an invalid bucket, prefix or project", body = ErrorBody),
+        (status = 400, description = "A field that does not fit the key's provider, or an invalid bucket, prefix or project", body = ErrorBody),
+        (status = 422, description = "An unknown field", body = ErrorBody),
         (status = 501, description = "No connector is configured in this server", body = ErrorBody)))]
 pub(crate) async fn verify_external_key(
     State(state): State<ApiState>,
