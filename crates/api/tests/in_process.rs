@@ -229,19 +229,15 @@ async fn a_verify_body_must_fit_the_key() {
         (json!({ "project": "rnaseq" }), StatusCode::OK, ""),
         (
             json!({ "bucket": "lab" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "bucket",
         ),
         (
             json!({ "prefix": "runs/" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::BAD_REQUEST,
             "prefix",
         ),
-        (
-            json!({ "project": "" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "project",
-        ),
+        (json!({ "project": "" }), StatusCode::BAD_REQUEST, "project"),
         (
             json!({ "folder": "/" }),
             StatusCode::UNPROCESSABLE_ENTITY,
