@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use keyledger_testkit::s3::S3Server;
+use keyledger_testkit::sts::StsServer;
 use serde_json::Value;
 
 use crate::support::{BIN, CliRun, Server};
@@ -339,8 +340,14 @@ fn aws_keys_come_from_profiles_are_checked_first_and_verify_fails_when_refused()
     let s3 = runtime
         .block_on(S3Server::start(ACCESS_KEY_ID, SECRET))
         .unwrap();
-    let endpoint = s3.endpoint();
-    let server = Server::start_with(&[("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str())]);
+    let sts = runtime
+        .block_on(StsServer::start(s3.iam().clone()))
+        .unwrap();
+    let (endpoint, sts_endpoint) = (s3.endpoint(), sts.endpoint());
+    let server = Server::start_with(&[
+        ("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str()),
+        ("KEYLEDGER_INGEST_STS_ENDPOINT", sts_endpoint.as_str()),
+    ]);
     let home = tempfile::tempdir().unwrap();
     let config = home.path().join("config");
     let elsewhere = home.path().join("elsewhere");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use keyledger_testkit::dnanexus::{DnanexusEmulator, Seed};
 use keyledger_testkit::s3::S3Server;
+use keyledger_testkit::sts::StsServer;
 use serde_json::json;
 
 use crate::support::Server;
@@ -99,8 +100,12 @@ fn the_seed_workflow_in_a_real_browser() {
     let dnanexus = runtime
         .block_on(DnanexusEmulator::start(seed))
         .expect("DNAnexus emulator");
+    let sts = runtime
+        .block_on(StsServer::start(s3.iam().clone()))
+        .expect("STS server");
     let server = Server::start_with(&[
         ("KEYLEDGER_INGEST_S3_ENDPOINT", s3.endpoint().as_str()),
+        ("KEYLEDGER_INGEST_STS_ENDPOINT", sts.endpoint().as_str()),
         (
             "KEYLEDGER_INGEST_DNANEXUS_API_URL",
             dnanexus.endpoint().as_str(),

@@ -85,6 +85,12 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
         ),
         probe(
             "POST",
+            "/v1/external-keys/{id}/verify",
+            "/v1/external-keys/ext_0000000000000000/verify",
+            json!({ "bucket": "lab", "prefix": "runs/" }),
+        ),
+        probe(
+            "POST",
             "/v1/users",
             "/v1/users",
             json!({ "user": "someone", "display_name": "Some One", "roles": ["member"] }),

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use keyledger_testkit::dnanexus::{Content, DnanexusEmulator, Seed};
 use keyledger_testkit::s3::S3Server;
+use keyledger_testkit::sts::StsServer;
 use serde_json::{Value, json};
 
 use crate::support::Server;
@@ -160,8 +161,10 @@ fn dnanexus_job(project: &str) -> Value {
 /// Checks that both providers, listing and verifying, report an unreachable endpoint with
 /// `words` in the message.
 fn check_unreachable(s3_endpoint: &str, dnanexus_url: &str, s3_words: &[&str], dx_words: &[&str]) {
+    // The key test without a bucket asks STS, which lives beside S3 here.
     let server = Server::start_with(&[
         ("KEYLEDGER_INGEST_S3_ENDPOINT", s3_endpoint),
+        ("KEYLEDGER_INGEST_STS_ENDPOINT", s3_endpoint),
         ("KEYLEDGER_INGEST_DNANEXUS_API_URL", dnanexus_url),
     ]);
     let key = user_with_key(&server, "dana");
@@ -250,10 +253,13 @@ fn rejected_keys_missing_places_and_corrupt_files_are_classified_in_the_provider
         .corrupt_part_md5(&bad_file.id, 2)
         .unwrap();
 
+    let sts = rt.block_on(StsServer::start(s3.iam().clone())).unwrap();
     let s3_endpoint = s3.endpoint();
+    let sts_endpoint = sts.endpoint();
     let dx_endpoint = emulator.endpoint();
     let server = Server::start_with(&[
         ("KEYLEDGER_INGEST_S3_ENDPOINT", s3_endpoint.as_str()),
+        ("KEYLEDGER_INGEST_STS_ENDPOINT", sts_endpoint.as_str()),
         ("KEYLEDGER_INGEST_DNANEXUS_API_URL", dx_endpoint.as_str()),
         ("KEYLEDGER_INGEST_MAX_ATTEMPTS", "2"),
     ]);

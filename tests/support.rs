@@ -57,6 +57,10 @@ impl Server {
                 "KEYLEDGER_INGEST_S3_ENDPOINT".to_owned(),
                 "http://127.0.0.1:9".to_owned(),
             ),
+            (
+                "KEYLEDGER_INGEST_STS_ENDPOINT".to_owned(),
+                "http://127.0.0.1:9".to_owned(),
+            ),
             ("KEYLEDGER_INGEST_MAX_ATTEMPTS".to_owned(), "1".to_owned()),
         ];
         for (name, value) in env {

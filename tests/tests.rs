@@ -15,6 +15,7 @@ mod hardening_disk;
 mod hardening_http;
 mod hardening_schema;
 mod ingestion;
+mod least_privilege;
 mod operations;
 mod permissions;
 mod provider_errors;

@@ -26,33 +26,67 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(&request) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "send the body as JSON with the header `Content-Type: application/json`",
-            ));
+            return Err(wrong_media_type());
         }
-        let limit = request.extensions().get::<BodyLimit>().copied();
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                let status = rejection.status();
-                if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    let accepted = match limit {
-                        Some(limit) => format!(" ({limit})"),
-                        None => String::new(),
-                    };
-                    ApiError::new(
-                        status,
-                        "payload_too_large",
-                        format!("the request body is larger than the server accepts{accepted}"),
-                    )
-                } else {
-                    ApiError::bad_request("unreadable_body", "the request body could not be read")
-                }
-            })?;
+        let bytes = read_body(request, state).await?;
         parse_body(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON request body that may be left out: no body (empty, whatever its content type) is
+/// `None`; a body is refused and parsed exactly as [`ApiJson`] does.
+#[derive(Debug)]
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<T, S> FromRequest<S> for OptionalApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(&request);
+        let bytes = read_body(request, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalApiJson(None));
+        }
+        if !json {
+            return Err(wrong_media_type());
+        }
+        parse_body(&bytes).map(|body| OptionalApiJson(Some(body)))
+    }
+}
+
+fn wrong_media_type() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send the body as JSON with the header `Content-Type: application/json`",
+    )
+}
+
+/// The whole body, within the router's limit (413 naming the limit beyond it).
+async fn read_body<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    let limit = request.extensions().get::<BodyLimit>().copied();
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            let status = rejection.status();
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                let accepted = match limit {
+                    Some(limit) => format!(" ({limit})"),
+                    None => String::new(),
+                };
+                ApiError::new(
+                    status,
+                    "payload_too_large",
+                    format!("the request body is larger than the server accepts{accepted}"),
+                )
+            } else {
+                ApiError::bad_request("unreadable_body", "the request body could not be read")
+            }
+        })
 }
 
 /// The body limit a router enforces (with `DefaultBodyLimit`), put beside it as a request

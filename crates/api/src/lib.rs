@@ -96,26 +96,54 @@ impl Default for ApiConfig {
 /// The result of testing a stored credential against its provider ("save and test").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckOutcome {
+    /// Whether every capability checked passed.
     pub ok: bool,
-    /// What the provider said, as a sentence for people. Must not contain the secret.
+    /// What the provider said, as a sentence for people (the first refusal when not `ok`).
+    /// Must not contain the secret.
     pub detail: String,
     /// What kind of failure, when not `ok`: whether fixing the key, the endpoint or waiting
     /// helps.
     pub kind: Option<keyledger_domain::FailureKind>,
+    /// Each capability checked, in order (empty when no test could run).
+    pub capabilities: Vec<CheckedCapability>,
 }
 
-/// Tests a leased external credential against its provider (S3: list the bucket; DNAnexus:
-/// `/system/whoami`). Implemented by the connectors; without one, `POST
-/// /v1/external-keys/{id}/verify` answers 501.
+/// One capability of a least-privilege test: `identity`, `list`, `read`, `region`, `user` or
+/// `project`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedCapability {
+    pub capability: String,
+    pub ok: bool,
+    /// What was seen, or the provider's words when refused. Never a secret.
+    pub detail: String,
+}
+
+impl CheckOutcome {
+    /// The outcome of a test that could not run (`kind` says why).
+    pub fn failed(kind: keyledger_domain::FailureKind, detail: String) -> CheckOutcome {
+        CheckOutcome {
+            ok: false,
+            detail,
+            kind: Some(kind),
+            capabilities: Vec::new(),
+        }
+    }
+}
+
+/// Tests a leased external credential against its provider: what an ingestion of `scope`
+/// needs, or without a scope the credential itself. Implemented by the connectors; without
+/// one, `POST /v1/external-keys/{id}/verify` answers 501.
 pub trait CredentialChecker: Send + Sync + 'static {
     fn check<'a>(
         &'a self,
         lease: &'a Lease,
+        scope: Option<&'a keyledger_domain::Selection>,
     ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>>;
 }
 
-/// Tests credentials with the same connectors ingestion uses: S3 lists the bucket(s), DNAnexus
-/// answers `/system/whoami`.
+/// Tests credentials with the same connectors ingestion uses (`keyledger_ingest::probe`):
+/// AWS `sts:GetCallerIdentity`, or list, read and region for a bucket and prefix; DNAnexus
+/// `whoami`, and the access level on a project.
 #[derive(Debug, Clone)]
 pub struct ProviderChecker {
     config: keyledger_ingest::IngestConfig,
@@ -131,31 +159,49 @@ impl CredentialChecker for ProviderChecker {
     fn check<'a>(
         &'a self,
         lease: &'a Lease,
+        scope: Option<&'a keyledger_domain::Selection>,
     ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>> {
         Box::pin(async move {
-            let source = match keyledger_ingest::source_for(lease, &self.config) {
-                Ok(source) => source,
-                Err(err) => {
-                    return CheckOutcome {
-                        ok: false,
-                        kind: Some(err.failure_kind()),
-                        detail: err.message,
-                    };
-                }
-            };
-            match source.check().await {
-                Ok(detail) => CheckOutcome {
-                    ok: true,
-                    detail,
-                    kind: None,
-                },
-                Err(err) => CheckOutcome {
-                    ok: false,
-                    kind: Some(err.failure_kind()),
-                    detail: err.message,
-                },
+            match keyledger_ingest::probe(lease, scope, &self.config).await {
+                Ok(reports) => outcome_of(reports),
+                Err(err) => CheckOutcome::failed(err.failure_kind(), err.message),
             }
         })
+    }
+}
+
+/// The capabilities as one outcome: ok when all passed; else the first refusal's kind and
+/// words.
+fn outcome_of(reports: Vec<keyledger_ingest::CapabilityReport>) -> CheckOutcome {
+    let refused = reports.iter().find(|report| !report.ok);
+    let (ok, detail, kind) = match refused {
+        Some(report) => (
+            false,
+            format!("{}: {}", report.capability, report.detail),
+            report.kind.map(|kind| kind.failure_kind()),
+        ),
+        None => (
+            true,
+            reports
+                .iter()
+                .map(|report| report.detail.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+            None,
+        ),
+    };
+    CheckOutcome {
+        ok,
+        detail,
+        kind,
+        capabilities: reports
+            .into_iter()
+            .map(|report| CheckedCapability {
+                capability: report.capability.to_owned(),
+                ok: report.ok,
+                detail: report.detail,
+            })
+            .collect(),
     }
 }
 

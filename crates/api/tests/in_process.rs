@@ -163,6 +163,7 @@ impl CredentialChecker for FakeChecker {
     fn check<'a>(
         &'a self,
         lease: &'a Lease,
+        _scope: Option<&'a keyledger_domain::Selection>,
     ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>> {
         Box::pin(async move {
             match &lease.credential {
@@ -170,11 +171,13 @@ impl CredentialChecker for FakeChecker {
                     ok: token.expose().ends_with("ok"),
                     detail: "whoami answered".to_owned(),
                     kind: None,
+                    capabilities: Vec::new(),
                 },
                 keyledger_vault::ExternalCredential::Aws { .. } => CheckOutcome {
                     ok: false,
                     detail: "no bucket".to_owned(),
                     kind: Some(keyledger_domain::FailureKind::ProviderRejected),
+                    capabilities: Vec::new(),
                 },
             }
         })
@@ -207,6 +210,51 @@ async fn verify_records_what_the_connector_says() {
         )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// The test's body is optional; when given it must fit the key's provider, and is checked
+/// before anything is leased or asked of the provider.
+#[tokio::test]
+async fn a_verify_body_must_fit_the_key() {
+    let harness = Harness::with(|state| state.with_credential_checker(Arc::new(FakeChecker))).await;
+    let (_, stored) = harness
+        .call("POST", "/v1/external-keys", Some(json!({ "label": "dx", "provider": "dnanexus", "dnanexus": { "token": "dxTokenAbcdefghijklmnop-ok" }, "duration": "7d" })))
+        .await;
+    let path = format!(
+        "/v1/external-keys/{}/verify",
+        stored["id"].as_str().unwrap()
+    );
+    for (body, status, words) in [
+        (json!({}), StatusCode::OK, ""),
+        (json!({ "project": "rnaseq" }), StatusCode::OK, ""),
+        (
+            json!({ "bucket": "lab" }),
+            StatusCode::BAD_REQUEST,
+            "bucket",
+        ),
+        (
+            json!({ "prefix": "runs/" }),
+            StatusCode::BAD_REQUEST,
+            "prefix",
+        ),
+        (json!({ "project": "" }), StatusCode::BAD_REQUEST, "project"),
+        (
+            json!({ "folder": "/" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "folder",
+        ),
+    ] {
+        let (answered, answer) = harness.call("POST", &path, Some(body.clone())).await;
+        assert_eq!(answered, status, "{body}: {answer}");
+        assert!(answer.to_string().contains(words), "{body}: {answer}");
+    }
+    let request = Request::post(&path)
+        .header("authorization", format!("Bearer {}", harness.admin))
+        .header("content-type", "text/plain")
+        .body(Body::from("bucket=lab"))
+        .unwrap();
+    let response = harness.app().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
 
 #[tokio::test]

@@ -34,11 +34,21 @@ pub enum ExternalCommand {
         #[arg(short = 'y', long)]
         yes: bool,
     },
-    /// Test a stored credential against its provider and record the result. Exits 0 only when
-    /// the provider accepts it, 9 when the provider refuses it.
+    /// Test a stored credential against its provider and record the result: the credential
+    /// itself, or what an ingestion of a bucket and prefix (a project) needs, one line per
+    /// capability. Exits 0 only when every capability passed, 9 when the provider refused one.
     Verify {
         /// The external key's id (`ext_…`), label or provider.
         key: String,
+        /// AWS: test list, read and region on this bucket.
+        #[arg(long, conflicts_with = "project")]
+        bucket: Option<String>,
+        /// AWS: the key prefix under --bucket (default: the bucket's root).
+        #[arg(long, requires = "bucket")]
+        prefix: Option<String>,
+        /// DNAnexus: report the token's access level on this project (id or name).
+        #[arg(long)]
+        project: Option<String>,
     },
 }
 
@@ -209,26 +219,42 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             let deleted = delete_by_ids(&client, "/v1/external-keys", &ids)?;
             print_deleted(&deleted, global, "external key");
         }
-        ExternalCommand::Verify { key } => {
+        ExternalCommand::Verify {
+            key,
+            bucket,
+            prefix,
+            project,
+        } => {
             let listed = client.get("/v1/external-keys")?;
             let chosen = resolve(items(&listed, "keys"), std::slice::from_ref(key), &NAMING)?;
             let id = chosen.first().map(|k| field(k, "id")).unwrap_or_default();
+            let mut scope = serde_json::Map::new();
+            for (name, value) in [("bucket", bucket), ("prefix", prefix), ("project", project)] {
+                if let Some(value) = value {
+                    scope.insert(name.to_owned(), json!(value));
+                }
+            }
             let verified = client.post(
                 &format!("/v1/external-keys/{}/verify", segment(&id)),
-                &json!({}),
+                &Value::Object(scope),
             )?;
             let failure = verification_failure(&verified);
             if global.json {
                 print_json(&verified);
-            } else if failure.is_none() {
-                println!(
-                    "{} key {} \"{}\" ({}) works: {} accepted it.",
-                    field(&verified, "provider"),
-                    field(&verified, "id"),
-                    field(&verified, "label"),
-                    field(&verified, "hint"),
-                    provider_name(&verified)
-                );
+            } else {
+                if failure.is_none() {
+                    println!(
+                        "{} key {} \"{}\" ({}) works: {} accepted it.",
+                        field(&verified, "provider"),
+                        field(&verified, "id"),
+                        field(&verified, "label"),
+                        field(&verified, "hint"),
+                        provider_name(&verified)
+                    );
+                }
+                for line in capability_lines(&verified) {
+                    println!("{line}");
+                }
             }
             if let Some(failure) = failure {
                 return Err(failure.into());
@@ -273,6 +299,26 @@ fn verification_failure(verified: &Value) -> Option<Failure> {
             field(verified, "label"),
         ),
     ))
+}
+
+/// `✓ list    listed s3://lab/runs/ …` / `✗ read    missing permission: …`, one per capability
+/// the test checked.
+fn capability_lines(verified: &Value) -> Vec<String> {
+    items(verified, "capabilities")
+        .iter()
+        .map(|checked| {
+            let mark = if checked.get("ok").and_then(Value::as_bool) == Some(true) {
+                "✓"
+            } else {
+                "✗"
+            };
+            format!(
+                "{mark} {:<8} {}",
+                field(checked, "capability"),
+                field(checked, "detail")
+            )
+        })
+        .collect()
 }
 
 fn provider_name(key: &Value) -> &'static str {

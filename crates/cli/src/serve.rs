@@ -119,6 +119,7 @@ struct IngestSection {
     store_root: Option<PathBuf>,
     s3_endpoint: Option<String>,
     s3_force_path_style: bool,
+    sts_endpoint: Option<String>,
     dnanexus_api_url: Option<String>,
     max_attempts: u32,
     files_in_parallel: Option<usize>,
@@ -131,6 +132,7 @@ impl Default for IngestSection {
             store_root: None,
             s3_endpoint: None,
             s3_force_path_style: true,
+            sts_endpoint: None,
             dnanexus_api_url: None,
             max_attempts: 0,
             files_in_parallel: None,
@@ -152,6 +154,7 @@ fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConf
         ingest.s3.endpoint = Some(endpoint);
         ingest.s3.force_path_style = section.s3_force_path_style;
     }
+    ingest.sts_endpoint = section.sts_endpoint.filter(|e| !e.is_empty());
     if let Some(url) = section.dnanexus_api_url.filter(|u| !u.is_empty()) {
         ingest.dnanexus.api_url = url;
     }

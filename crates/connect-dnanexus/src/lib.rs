@@ -1,7 +1,8 @@
 //! List and fetch files from DNAnexus projects with a user's stored DNAnexus API token.
 //! Implements [`keyledger_connect::Source`].
 //!
-//! - [`Source::check_access`] checks a token ("save and test"): the user it belongs to.
+//! - [`Source::check_access`] checks a token ("save and test"): the user it belongs to;
+//!   [`DnanexusSource::project_access`] its access level on a project (`probe`).
 //! - [`Source::list`] finds the closed, visible files under a project folder whose path
 //!   *relative to that folder* (for example `sub/x.csv` under `/reads`) matches a regex.
 //! - [`Source::fetch`] downloads one file into a partial file with parallel ranged GETs,
@@ -9,8 +10,8 @@
 //!   the SHA-256 of the content, and can resume after an interruption.
 //!
 //! Files: `client` (the API client and its retries), `list`, `fetch` (one folder: the
-//! transfer, ranges, download URLs, resume), `verify` (batched part MD5s), `error`, `source`
-//! (the [`Source`] implementation).
+//! transfer, ranges, download URLs, resume), `verify` (batched part MD5s), `probe` (access
+//! level), `error`, `source` (the [`Source`] implementation).
 //!
 //! Architecture invariants:
 //! - The token is sent only to API calls (`POST <api_url>/…`), never to download URLs, and
@@ -28,6 +29,7 @@ mod fetch;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod list;
+mod probe;
 mod source;
 mod verify;
 
@@ -35,6 +37,7 @@ use std::time::Duration;
 
 pub use error::DnanexusError;
 pub use keyledger_connect::{PartialFile, Progress, Source, Unreachable};
+pub use probe::ProjectAccess;
 pub use source::DnanexusSource;
 
 /// A DNAnexus API token. `Debug` never shows it.

@@ -89,7 +89,10 @@ pub(crate) fn parse_page(
 }
 
 /// A project id is used as is; anything else is looked up as an exact project name.
-async fn resolve_project(api: &ApiClient, project: &str) -> Result<String, DnanexusError> {
+pub(crate) async fn resolve_project(
+    api: &ApiClient,
+    project: &str,
+) -> Result<String, DnanexusError> {
     if is_container_id(project) {
         return Ok(project.to_owned());
     }

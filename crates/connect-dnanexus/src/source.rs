@@ -16,7 +16,7 @@ use crate::{
 /// verifier (parts of files fetched at the same time are checked together).
 #[derive(Clone, Debug)]
 pub struct DnanexusSource {
-    api: Arc<ApiClient>,
+    pub(crate) api: Arc<ApiClient>,
     verifier: Arc<PartVerifier>,
     options: DnanexusOptions,
 }

@@ -9,7 +9,7 @@ use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    StalledStreamProtectionConfig,
+    SharedCredentialsProvider, StalledStreamProtectionConfig,
 };
 use keyledger_connect::{RetryPolicy, sleep_unless_cancelled};
 use tokio_util::sync::CancellationToken;
@@ -83,6 +83,8 @@ pub enum AccessCheck {
 #[derive(Clone)]
 pub struct S3Source {
     pub(crate) client: aws_sdk_s3::Client,
+    /// What the client signs with; the least-privilege test's STS client signs with it too.
+    pub(crate) credentials: SharedCredentialsProvider,
     pub(crate) options: S3Options,
     pub(crate) region: String,
     /// `host[:port]` of the endpoint, to name it in errors.
@@ -117,16 +119,17 @@ impl S3Source {
                 "part_size, concurrency and max_attempts must be positive".to_owned(),
             ));
         }
+        let provider = SharedCredentialsProvider::new(Credentials::new(
+            credentials.access_key_id.clone(),
+            credentials.secret_access_key.clone(),
+            None,
+            None,
+            "keyledger",
+        ));
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(credentials.region.clone()))
-            .credentials_provider(Credentials::new(
-                credentials.access_key_id.clone(),
-                credentials.secret_access_key.clone(),
-                None,
-                None,
-                "keyledger",
-            ))
+            .credentials_provider(provider.clone())
             // Retries, stall detection and checksum validation are ours, so that a truncated
             // body resumes where it stopped and every failure is classified in one place.
             .retry_config(RetryConfig::disabled())
@@ -151,6 +154,7 @@ impl S3Source {
         };
         Ok(S3Source {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
+            credentials: provider,
             options: options.clone(),
             region: credentials.region.clone(),
             host,
@@ -263,7 +267,7 @@ impl S3Options {
 }
 
 /// `host[:port]` of an endpoint URL: `http://127.0.0.1:9000/x` → `127.0.0.1:9000`.
-fn endpoint_authority(endpoint: &str) -> &str {
+pub(crate) fn endpoint_authority(endpoint: &str) -> &str {
     let rest = endpoint
         .split_once("://")
         .map_or(endpoint, |(_, rest)| rest);

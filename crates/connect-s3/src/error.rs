@@ -352,7 +352,7 @@ pub(crate) fn classify_service_error(target: Target<'_>, answer: ServiceAnswer<'
 }
 
 /// The bucket's real region, when S3 says the request went to the wrong one.
-fn wrong_region(answer: &ServiceAnswer<'_>, configured: &str) -> Option<String> {
+pub(crate) fn wrong_region(answer: &ServiceAnswer<'_>, configured: &str) -> Option<String> {
     let redirect_like = matches!(answer.status, 301 | 307 | 400)
         || matches!(
             answer.code,

@@ -5,6 +5,8 @@
 //!   environment variables, profiles or instance metadata are consulted).
 //! - [`Source::check_access`] is "save and test" (ListBuckets);
 //!   [`S3Source::check_bucket_access`] tests one bucket, for keys that may not list buckets.
+//! - [`S3Source::probe_identity`] and [`S3Source::probe_bucket`] are the least-privilege test
+//!   (`probe`): each capability an ingestion needs, reported separately in AWS's words.
 //! - [`Source::list`] selects objects by bucket, prefix and a regex over the full key.
 //! - [`Source::fetch`] downloads one object into a partial file with parallel ranged GETs
 //!   pinned to the listed ETag, bounded memory, retries, resume, and verification (the size,
@@ -12,8 +14,9 @@
 //!   else the ETag's MD5 for a single-part upload), and returns its SHA-256. The caller renames
 //!   the partial file into place.
 //!
-//! Files: `client` (the SDK client, retries, "save and test"), `list`, `fetch` (one folder:
-//! the transfer, its checks and hashing), `error`, `source` (the [`Source`] implementation).
+//! Files: `client` (the SDK client, retries, "save and test"), `probe` (the least-privilege
+//! test), `list`, `fetch` (one folder: the transfer, its checks and hashing), `error`, `source`
+//! (the [`Source`] implementation).
 //!
 //! Architecture invariants: no secret reaches an error, a log line or a `Debug` output; the
 //! connector never creates the final file, only the partial file and its resume record
@@ -25,11 +28,13 @@ mod fetch;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod list;
+mod probe;
 mod source;
 
 pub use client::{AccessCheck, AwsCredentials, S3Options, S3Source};
 pub use error::{S3Error, Verification};
 pub use keyledger_connect::{PartialFile, Progress, Source, Unreachable};
+pub use probe::{Probe, ProbeFailure, Refusal};
 pub use tokio_util::sync::CancellationToken;
 
 /// Where a listed object lives beyond its key (the path), size and ETag (the version).

@@ -20,7 +20,7 @@ use crate::selection::compile_pattern;
 /// Lists and fetches with one leased DNAnexus token.
 #[derive(Debug, Clone)]
 pub struct DnanexusSampleSource {
-    source: DnanexusSource,
+    pub(crate) source: DnanexusSource,
 }
 
 impl DnanexusSampleSource {
@@ -127,7 +127,7 @@ fn relative_path(scope: &str, file: &DxFile) -> String {
     }
 }
 
-fn source_error(error: DnanexusError) -> SourceError {
+pub(crate) fn source_error(error: DnanexusError) -> SourceError {
     let kind = match &error {
         DnanexusError::TokenRejected => SourceErrorKind::CredentialsRejected,
         DnanexusError::PermissionDenied => SourceErrorKind::AccessDenied,

@@ -8,6 +8,8 @@
 //!   ends with `IngestionCompleted`, `IngestionFailed` or `IngestionCancelled`.
 //! - Providers sit behind [`SampleSource`], an enum of the connectors (each implements
 //!   `keyledger_connect::Source`): [`s3::S3SampleSource`] and [`dnanexus::DnanexusSampleSource`].
+//! - [`probe`] is the least-privilege test of a key: what an ingestion of one selection needs,
+//!   capability by capability.
 //! - Files land in the sample store (see `store`): `<store_root>/<destination>/<batch id>/<path>`,
 //!   visible only once verified.
 //!
@@ -23,6 +25,7 @@ pub mod dnanexus;
 mod ingestor;
 mod job;
 mod live;
+mod probe;
 mod recorder;
 mod remote;
 pub mod s3;
@@ -41,6 +44,7 @@ use keyledger_vault::VaultError;
 pub use ingestor::{Ingestor, RecoveryReport};
 pub use keyledger_connect_dnanexus::DnanexusOptions;
 pub use keyledger_connect_s3::S3Options;
+pub use probe::{CapabilityReport, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 pub use source::{SampleSource, source_for};
 pub use store::{PARTIAL_DIR, destination_belongs_to, sanitize_remote_path, validate_destination};
@@ -73,6 +77,9 @@ pub struct IngestConfig {
     /// How often a running job re-checks its key's status even when the log is quiet (expiry
     /// happens by the clock, without an event).
     pub key_check_interval: Duration,
+    /// The STS endpoint the least-privilege test asks `GetCallerIdentity`; `None`: the key's
+    /// regional endpoint, `https://sts.<region>.amazonaws.com`.
+    pub sts_endpoint: Option<String>,
 }
 
 impl Default for IngestConfig {
@@ -87,6 +94,7 @@ impl Default for IngestConfig {
             max_jobs: 4,
             file_attempts: 3,
             key_check_interval: Duration::from_millis(250),
+            sts_endpoint: None,
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::selection::compile_pattern;
 /// Lists and fetches with one leased AWS key.
 #[derive(Debug, Clone)]
 pub struct S3SampleSource {
-    source: S3Source,
+    pub(crate) source: S3Source,
 }
 
 impl S3SampleSource {

@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use keyledger_domain::{ExternalKeyId, KeyDuration, Label, Provider, Timestamp, ValidationError};
+use keyledger_domain::{
+    ExternalKeyId, KeyDuration, Label, Provider, Selection, Timestamp, ValidationError,
+};
 use keyledger_vault::{ExternalKeyView, NewCredential};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +16,7 @@ use super::idempotency_key;
 use crate::ApiState;
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
-use crate::json::{ApiJson, RawDuration, SecretField};
+use crate::json::{ApiJson, OptionalApiJson, RawDuration, SecretField};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -206,19 +208,43 @@ pub(crate) async fn delete_external_key(
     delete(&state, &caller, vec![id]).await
 }
 
+/// What to test a key for: the selection an ingestion would use. Leave it out to test the
+/// credential itself.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyExternalKeyRequest {
+    /// AWS: the bucket to test list, read and region on.
+    #[schema(example = "lab")]
+    pub bucket: Option<String>,
+    /// AWS: the key prefix under the bucket (default: the bucket's root). Needs `bucket`.
+    #[schema(example = "runs/")]
+    pub prefix: Option<String>,
+    /// DNAnexus: the project (id or exact name) to report the token's access level on.
+    #[schema(example = "project-0123456789ABCDEF01234567")]
+    pub project: Option<String>,
+}
+
 /// Tests a stored credential against its provider and records the result ("save and test").
+/// Without a body it tests the credential itself (AWS: `sts:GetCallerIdentity`, never
+/// ListBuckets; DNAnexus: `whoami`); with `{bucket, prefix}` or `{project}` it tests what an
+/// ingestion of that selection needs, capability by capability.
 #[utoipa::path(post, path = "/v1/external-keys/{id}/verify", tag = "external keys", params(("id" = String, Path, description = "The key's id, `ext_…`")),
-    responses((status = 200, description = "Tested; see last_verified_ok, last_verified_detail and kind", body = ExternalKeyVerification),
+    request_body(content = Option<VerifyExternalKeyRequest>, description = "Optional: what to test the key for"),
+    responses((status = 200, description = "Tested; see last_verified_ok, kind and capabilities", body = ExternalKeyVerification),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The key is expired", body = ErrorBody),
+        (status = 400, description = "A field that does not fit the key's provider, or an invalid bucket, prefix or project", body = ErrorBody),
+        (status = 422, description = "An unknown field", body = ErrorBody),
         (status = 501, description = "No connector is configured in this server", body = ErrorBody)))]
 pub(crate) async fn verify_external_key(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: Result<OptionalApiJson<VerifyExternalKeyRequest>, ApiError>,
 ) -> Result<Json<ExternalKeyVerification>, ApiError> {
     // `access::judge` admitted only the key's owner, and only while the key is not deleted.
     let id = ExternalKeyId::parse(&id)?;
+    let OptionalApiJson(body) = body?;
     let Some(checker) = state.checker().cloned() else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -227,7 +253,8 @@ pub(crate) async fn verify_external_key(
         ));
     };
     let lease = state.vault().lease_external_key(&id)?;
-    let outcome = checker.check(&lease).await;
+    let scope = probe_scope(lease.provider, body.unwrap_or_default())?;
+    let outcome = checker.check(&lease, scope.as_ref()).await;
     drop(lease);
     let view = state
         .vault()
@@ -236,10 +263,75 @@ pub(crate) async fn verify_external_key(
     Ok(Json(ExternalKeyVerification {
         key: view.into(),
         kind: outcome.kind.map(|kind| kind.as_str().to_owned()),
+        capabilities: outcome
+            .capabilities
+            .into_iter()
+            .map(|checked| CapabilityResponse {
+                capability: checked.capability,
+                ok: checked.ok,
+                detail: checked.detail,
+            })
+            .collect(),
     }))
 }
 
-/// The tested key, and what kind of failure the test met.
+/// The selection a test body names, for the key's provider; `None` tests the credential.
+fn probe_scope(
+    provider: Provider,
+    body: VerifyExternalKeyRequest,
+) -> Result<Option<Selection>, ValidationError> {
+    let not_for = |field: &'static str, what: &str| {
+        ValidationError::new(field, format!("not used with {what} key"))
+    };
+    let scope = match provider {
+        Provider::Aws => {
+            if body.project.is_some() {
+                return Err(not_for("project", "an AWS"));
+            }
+            match (body.bucket, body.prefix) {
+                (Some(bucket), prefix) => Some(Selection::Aws {
+                    bucket,
+                    prefix: prefix.unwrap_or_default(),
+                    pattern: String::new(),
+                }),
+                (None, Some(_)) => {
+                    return Err(ValidationError::new(
+                        "prefix",
+                        "a prefix needs the `bucket` it is in",
+                    ));
+                }
+                (None, None) => None,
+            }
+        }
+        Provider::Dnanexus => {
+            if body.bucket.is_some() {
+                return Err(not_for("bucket", "a DNAnexus"));
+            }
+            if body.prefix.is_some() {
+                return Err(not_for("prefix", "a DNAnexus"));
+            }
+            body.project.map(|project| Selection::Dnanexus {
+                project,
+                folder: "/".to_owned(),
+                pattern: String::new(),
+            })
+        }
+    };
+    if let Some(selection) = &scope {
+        keyledger_ingest::check_probe_scope(selection).map_err(|message| {
+            // The message names the field when it is not the bucket or project itself.
+            let field = match selection {
+                _ if message.starts_with("prefix") => "prefix",
+                Selection::Aws { .. } => "bucket",
+                Selection::Dnanexus { .. } => "project",
+            };
+            ValidationError::new(field, message)
+        })?;
+    }
+    Ok(scope)
+}
+
+/// The tested key, what kind of failure the test met, and each capability checked.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExternalKeyVerification {
     #[serde(flatten)]
@@ -249,6 +341,20 @@ pub struct ExternalKeyVerification {
     /// `transient` (try again later) or `internal`.
     #[schema(example = "unreachable")]
     pub kind: Option<String>,
+    /// In order: AWS `identity`, or `list`, `read` and `region`; DNAnexus `user`, then
+    /// `project`. Empty when no test could run (see `last_verified_detail`).
+    pub capabilities: Vec<CapabilityResponse>,
+}
+
+/// One capability of the test.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CapabilityResponse {
+    #[schema(example = "list")]
+    pub capability: String,
+    pub ok: bool,
+    /// What was seen, or the provider's words when refused ("missing permission: list under
+    /// other/ (S3 said AccessDenied: …)").
+    pub detail: String,
 }
 
 async fn delete(

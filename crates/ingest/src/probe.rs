@@ -1,0 +1,154 @@
+//! The least-privilege test of a stored key: what an ingestion of one selection needs, each
+//! capability checked and reported on its own, in the provider's words when refused.
+//!
+//! - AWS without a selection: `identity` (`sts:GetCallerIdentity`; never ListBuckets, which a
+//!   key limited to one bucket may not call).
+//! - AWS with a bucket and prefix: `list`, `read` (the first object's first byte) and `region`.
+//! - DNAnexus: `user` (`whoami`), and with a project, `project` (the token's access level on
+//!   it; `VIEW` is enough to ingest).
+//!
+//! The guarantee: the test reads at most one byte of one object and changes nothing at the
+//! provider; every refusal carries a [`SourceErrorKind`], so callers classify it the way a job
+//! failing for the same reason would be.
+
+use keyledger_connect::Source;
+use keyledger_connect_s3::{Probe, Refusal};
+use keyledger_domain::Selection;
+use keyledger_vault::Lease;
+
+use crate::IngestConfig;
+use crate::remote::{SourceError, SourceErrorKind};
+use crate::source::{SampleSource, source_for};
+
+/// One capability the test checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapabilityReport {
+    /// `identity`, `list`, `read`, `region`, `user` or `project`.
+    pub capability: &'static str,
+    pub ok: bool,
+    /// What was seen, or why it was refused (the provider's words included). Never a secret.
+    pub detail: String,
+    /// What kind of refusal, when not `ok`.
+    pub kind: Option<SourceErrorKind>,
+}
+
+/// Checks a selection's fields the way an ingestion request's are checked; the message names
+/// the field. The selection's pattern is not used by the test.
+pub fn check_probe_scope(selection: &Selection) -> Result<(), String> {
+    crate::selection::validate(selection)
+}
+
+/// Tests the leased credential for what an ingestion of `scope` needs (`None`: the credential
+/// itself). Fails only when no test could run at all (a scope for another provider, a key the
+/// connector cannot use); refusals are in the report.
+pub async fn probe(
+    lease: &Lease,
+    scope: Option<&Selection>,
+    config: &IngestConfig,
+) -> Result<Vec<CapabilityReport>, SourceError> {
+    if let Some(selection) = scope
+        && selection.provider() != lease.provider
+    {
+        return Err(SourceError::new(
+            SourceErrorKind::Invalid,
+            format!(
+                "external key {} is a {} key: it cannot be tested against a {} selection",
+                lease.key,
+                lease.provider.as_str(),
+                selection.provider().as_str()
+            ),
+        ));
+    }
+    match source_for(lease, config)? {
+        SampleSource::S3(source) => {
+            let probes = match scope {
+                Some(Selection::Aws { bucket, prefix, .. }) => {
+                    source.source.probe_bucket(bucket, prefix).await
+                }
+                _ => vec![
+                    source
+                        .source
+                        .probe_identity(config.sts_endpoint.as_deref())
+                        .await,
+                ],
+            };
+            Ok(probes.into_iter().map(aws_report).collect())
+        }
+        SampleSource::Dnanexus(source) => {
+            let mut reports = vec![match source.source.check_access().await {
+                Ok(user) => passed(
+                    "user",
+                    format!("DNAnexus accepted the token; it belongs to {user}"),
+                ),
+                Err(error) => refused("user", crate::dnanexus::source_error(error)),
+            }];
+            if let Some(Selection::Dnanexus { project, .. }) = scope {
+                let report = match source.source.project_access(project).await {
+                    Ok(access) if access.can_ingest() => passed(
+                        "project",
+                        format!(
+                            "{} access to {} ({}): enough to ingest (VIEW is)",
+                            access.level, access.name, access.id
+                        ),
+                    ),
+                    Ok(access) => CapabilityReport {
+                        capability: "project",
+                        ok: false,
+                        detail: format!(
+                            "missing permission: {} access to {} ({}); ingesting needs VIEW or more",
+                            access.level, access.name, access.id
+                        ),
+                        kind: Some(SourceErrorKind::AccessDenied),
+                    },
+                    Err(error) => refused("project", crate::dnanexus::source_error(error)),
+                };
+                reports.push(report);
+            }
+            Ok(reports)
+        }
+    }
+}
+
+fn passed(capability: &'static str, detail: String) -> CapabilityReport {
+    CapabilityReport {
+        capability,
+        ok: true,
+        detail,
+        kind: None,
+    }
+}
+
+fn refused(capability: &'static str, error: SourceError) -> CapabilityReport {
+    CapabilityReport {
+        capability,
+        ok: false,
+        detail: error.message,
+        kind: Some(error.kind),
+    }
+}
+
+fn aws_report(probe: Probe) -> CapabilityReport {
+    match probe.outcome {
+        Ok(detail) => passed(probe.capability, detail),
+        Err(failure) => CapabilityReport {
+            capability: probe.capability,
+            ok: false,
+            detail: failure.detail,
+            kind: Some(refusal_kind(failure.refusal)),
+        },
+    }
+}
+
+fn refusal_kind(refusal: Refusal) -> SourceErrorKind {
+    match refusal {
+        Refusal::WrongSecret
+        | Refusal::UnknownKey
+        | Refusal::ExpiredToken
+        | Refusal::InvalidToken => SourceErrorKind::CredentialsRejected,
+        Refusal::MissingPermission => SourceErrorKind::AccessDenied,
+        Refusal::NoSuchBucket => SourceErrorKind::NotFound,
+        Refusal::Unreachable => SourceErrorKind::Unreachable,
+        Refusal::Transient => SourceErrorKind::Transient,
+        Refusal::ClockSkew | Refusal::WrongRegion | Refusal::Other => SourceErrorKind::Rejected,
+    }
+}
