@@ -27,10 +27,10 @@ fuzz_target!(|data: &[u8]| {
             let folder = FOLDERS[usize::from(selector / 3) % FOLDERS.len()];
             if let Ok((files, _next)) = find_data_objects_page(rest, folder, everything()) {
                 for file in files {
-                    let total: u64 = file.parts.iter().map(|part| part.size).sum();
+                    let total: u64 = file.location.parts.iter().map(|part| part.size).sum();
                     assert_eq!(total, file.size);
                     assert!(
-                        file.parts
+                        file.location.parts
                             .windows(2)
                             .all(|pair| pair[0].index <= pair[1].index)
                     );
