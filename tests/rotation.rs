@@ -487,24 +487,24 @@ fn only_the_owner_rotates_and_bad_bodies_are_refused_with_a_reason() {
             assert!(!answer.to_string().contains(secret), "{answer}");
         }
     };
-    check(json!({}), 422, "aws", "needs an `aws` object");
+    check(json!({}), 400, "aws", "needs an `aws` object");
     check(
         json!({ "dnanexus": { "token": "dxNotTheRightProvider01234" } }),
-        422,
+        400,
         "aws",
         "needs an `aws` object",
     );
     check(
         json!({ "aws": { "access_key_id": "AKIAshort", "secret_access_key": NEW_SECRET,
                          "region": "eu-west-2" } }),
-        422,
+        400,
         "access_key_id",
         "AKIA",
     );
     check(
         json!({ "aws": { "access_key_id": NEW_ID, "secret_access_key": "short",
                          "region": "eu-west-2" } }),
-        422,
+        400,
         "secret_access_key",
         "40 characters",
     );
