@@ -97,7 +97,10 @@ async fn a_lease_keeps_its_secret_and_the_last_release_destroys_the_old_data_key
     );
     drop(hold);
     until_gone(&test.vault, &original).await;
-    assert_eq!(destroyed_events(&test.vault), [original.clone()]);
+    assert_eq!(
+        destroyed_events(&test.vault),
+        std::slice::from_ref(&original)
+    );
     assert_eq!(
         token_of(&test.vault.lease_external_key(&id).unwrap()),
         "dxTokenAfterRotation0002"
@@ -129,7 +132,10 @@ async fn a_data_key_retired_while_held_is_destroyed_at_the_next_start() {
     // The process ends with the lease live; after a start nothing can hold it.
     let test = test.reopen();
     assert!(!present(&test.vault, &original));
-    assert_eq!(destroyed_events(&test.vault), [original.clone()]);
+    assert_eq!(
+        destroyed_events(&test.vault),
+        std::slice::from_ref(&original)
+    );
     drop(held);
     let test = test.reopen();
     assert_eq!(destroyed_events(&test.vault), [original], "recorded once");
