@@ -84,6 +84,12 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
             json!({ "ids": ["ext_0000000000000000"] }),
         ),
         probe(
+            "PUT",
+            "/v1/external-keys/{id}/credential",
+            "/v1/external-keys/ext_0000000000000000/credential",
+            json!({ "dnanexus": { "token": "dxTokenForTheProbe0123456789" } }),
+        ),
+        probe(
             "POST",
             "/v1/external-keys/{id}/verify",
             "/v1/external-keys/ext_0000000000000000/verify",

@@ -203,6 +203,10 @@ fn request(
             format!("/v1/external-keys/{}/verify", fresh_external()),
             None,
         ),
+        ("PUT", "/v1/external-keys/{id}/credential") => (
+            format!("/v1/external-keys/{}/credential", fresh_external()),
+            Some(json!({ "dnanexus": { "token": "dxTokenRotatedInTheMatrix01" } })),
+        ),
         ("POST", "/v1/users") => (
             route.path.to_owned(),
             Some(json!({ "user": format!("new-user-{counter}"), "roles": ["member"] })),

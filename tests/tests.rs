@@ -21,6 +21,7 @@ mod permissions;
 mod provider_errors;
 mod readme;
 mod roles;
+mod rotation;
 mod s3_integrity;
 mod snapshots;
 mod support;

@@ -102,6 +102,9 @@ pub struct ExternalKeyAsOf {
     pub expires_at: Option<Timestamp>,
     pub status: KeyStatus,
     pub status_changed_at: Option<Timestamp>,
+    /// When its secret was last replaced in place (absent: never).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotated_at: Option<Timestamp>,
 }
 
 /// The state at one moment, as `keyledger audit replay` shows it.
@@ -293,6 +296,7 @@ pub fn view(state: &State, as_of: AsOf) -> StateAsOf {
             expires_at: key.expires_at,
             status: key.status_at(now),
             status_changed_at: key.status_changed_at,
+            rotated_at: state.rotated_at(&key.id),
         })
         .collect();
     external_keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
@@ -388,6 +392,10 @@ pub fn diff(from: &StateAsOf, to: &StateAsOf) -> StateDiff {
         let before = external_before.get(key.id.as_str());
         if before.is_none() {
             changes.keys_created.push(change.clone());
+        }
+        // A rotation replaced its secret in place: listed with the internal keys' rolls.
+        if key.rotated_at.is_some() && before.is_none_or(|b| b.rotated_at != key.rotated_at) {
+            changes.keys_rolled.push(change.clone());
         }
         push_status_change(&mut changes, before.map(|b| b.status), key.status, change);
     }

@@ -10,9 +10,9 @@ use std::sync::LazyLock;
 
 use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
-    AccessKeyId, AwsRegion, DisplayName, Event, ExternalKeyId, ExternalKeyPublic, FailureKind,
-    FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, RoleName,
-    SealedSecret, SecretHash, Selection, Timestamp, UserId,
+    AccessKeyId, AwsRegion, DataKeyId, DisplayName, Event, ExternalKeyId, ExternalKeyPublic,
+    FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider,
+    RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
@@ -382,6 +382,24 @@ pub fn example_events() -> Vec<Event> {
             data_keys: 17,
             at,
         },
+        Event::ExternalKeyRotated {
+            key: external(),
+            owner: user(),
+            public: ExternalKeyPublic::Aws {
+                access_key_id: AccessKeyId::from_trusted("AKIAI44QH8DHBEXAMPLE".to_owned()),
+                region: AwsRegion::from_trusted("eu-west-2".to_owned()),
+            },
+            sealed: sealed(),
+            previous_data_key: DataKeyId::original(&external()),
+            data_key: DataKeyId::rotated(&external(), "Vq3Lx8Tb"),
+            at,
+        },
+        Event::ExternalKeyDataKeyDestroyed {
+            key: external(),
+            owner: user(),
+            data_key: DataKeyId::original(&external()),
+            at,
+        },
     ]
 }
 
@@ -401,7 +419,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionFileFetched { .. }
         | Event::IngestionFileFailed { .. }
         | Event::IngestionCompleted { .. }
-        | Event::IngestionFailed { .. } => "system",
+        | Event::IngestionFailed { .. }
+        | Event::ExternalKeyDataKeyDestroyed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
     };
@@ -449,7 +468,9 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
         | Event::IngestionCancelled { .. }
-        | Event::MasterKeyRotated { .. } => event.type_name(),
+        | Event::MasterKeyRotated { .. }
+        | Event::ExternalKeyRotated { .. }
+        | Event::ExternalKeyDataKeyDestroyed { .. } => event.type_name(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `keyledger external add|list|delete|verify`: credentials for AWS and DNAnexus. Secrets are read
+//! `keyledger external add|list|delete|verify|rotate`: credentials for AWS and DNAnexus. Secrets are read
 //! from a no-echo prompt, standard input or an AWS profile file, never from the command line,
 //! and never printed.
 //!
@@ -49,6 +49,26 @@ pub enum ExternalCommand {
         /// DNAnexus: report the token's access level on this project (id or name).
         #[arg(long)]
         project: Option<String>,
+    },
+    /// Replace the secret of a stored key in place: same id, label and expiry. New ingestions
+    /// use the new secret at once; running ones finish on the old one, whose data key is then
+    /// destroyed. The secret is read as by `add` (prompt, standard input or an AWS profile).
+    Rotate {
+        /// The external key's id (`ext_…`), label or provider.
+        key: String,
+        /// AWS: the new access key id (AKIA… or ASIA…, not a secret).
+        #[arg(long)]
+        access_key_id: Option<String>,
+        /// AWS: the region, if it changes (default: the stored key's, or the profile's).
+        #[arg(long)]
+        region: Option<String>,
+        /// Read the new secret access key or token from standard input instead of prompting.
+        #[arg(long, conflicts_with = "aws_profile")]
+        secret_stdin: bool,
+        /// AWS: take the new access key id, secret and region from this profile of the AWS
+        /// CLI's files, as `external add aws --aws-profile` does.
+        #[arg(long, value_name = "NAME", conflicts_with = "access_key_id")]
+        aws_profile: Option<String>,
     },
 }
 
@@ -105,38 +125,13 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             secret_stdin,
             aws_profile,
         }) => {
-            let (access_key_id, secret, region) = match aws_profile {
-                Some(profile) => {
-                    let found = AwsProfile::load(profile)?;
-                    let region = region.clone().or(found.region).ok_or_else(|| {
-                        Failure::new(
-                            Exit::Usage,
-                            format!(
-                                "the AWS profile `{profile}` has no region in {}: pass --region",
-                                found.config_file.display()
-                            ),
-                        )
-                    })?;
-                    let access_key_id = checked_access_key_id(&found.access_key_id, || {
-                        format!("the AWS profile `{profile}`'s aws_access_key_id")
-                    })?;
-                    (
-                        access_key_id,
-                        found.secret_access_key,
-                        checked_region(&region)?,
-                    )
-                }
-                None => {
-                    // Both are required by clap without a profile.
-                    let access_key_id = checked_access_key_id(
-                        access_key_id.as_deref().unwrap_or_default(),
-                        || "--access-key-id".to_owned(),
-                    )?;
-                    let region = checked_region(region.as_deref().unwrap_or_default())?;
-                    let secret = read_secret("AWS secret access key: ", *secret_stdin)?;
-                    (access_key_id, secret, region)
-                }
-            };
+            let (access_key_id, secret, region) = aws_credential(
+                access_key_id.as_deref(),
+                region.as_deref(),
+                None,
+                *secret_stdin,
+                aws_profile.as_deref(),
+            )?;
             let body = json!({
                 "label": label,
                 "provider": "aws",
@@ -260,8 +255,109 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
                 return Err(failure.into());
             }
         }
+        ExternalCommand::Rotate {
+            key,
+            access_key_id,
+            region,
+            secret_stdin,
+            aws_profile,
+        } => {
+            let listed = client.get("/v1/external-keys")?;
+            let chosen = resolve(items(&listed, "keys"), std::slice::from_ref(key), &NAMING)?;
+            let Some(stored) = chosen.first() else {
+                return Ok(());
+            };
+            let body = match stored.get("provider").and_then(Value::as_str) {
+                Some("aws") => {
+                    // The region stays the stored key's unless a flag or profile says otherwise.
+                    let (access_key_id, secret, region) = aws_credential(
+                        access_key_id.as_deref(),
+                        region.as_deref(),
+                        stored.get("region").and_then(Value::as_str),
+                        *secret_stdin,
+                        aws_profile.as_deref(),
+                    )?;
+                    json!({ "aws": {
+                        "access_key_id": access_key_id.as_str(),
+                        "secret_access_key": secret.expose(),
+                        "region": region.as_str(),
+                    }})
+                }
+                _ => {
+                    if access_key_id.is_some() || aws_profile.is_some() || region.is_some() {
+                        return Err(Failure::new(
+                            Exit::Usage,
+                            "--access-key-id, --region and --aws-profile are for AWS keys; a DNAnexus key takes only a new token",
+                        )
+                        .into());
+                    }
+                    let token = read_secret("New DNAnexus API token: ", *secret_stdin)?;
+                    json!({ "dnanexus": { "token": token.expose() } })
+                }
+            };
+            let id = field(stored, "id");
+            let rotated = client.put(
+                &format!("/v1/external-keys/{}/credential", segment(&id)),
+                Some(&body),
+            )?;
+            show_one(&rotated, global, "Replaced the secret of");
+        }
     }
     Ok(())
+}
+
+/// An AWS credential from the command line: the access key id and region from the flags or a
+/// profile, the secret from a prompt, standard input or the profile. Everything that can be
+/// checked is checked before the secret is asked for. The region is the flag's, else the
+/// profile's, else `stored_region` (a rotation keeps the key's region).
+fn aws_credential(
+    access_key_id: Option<&str>,
+    region: Option<&str>,
+    stored_region: Option<&str>,
+    secret_stdin: bool,
+    aws_profile: Option<&str>,
+) -> anyhow::Result<(AccessKeyId, SecretString, AwsRegion)> {
+    match aws_profile {
+        Some(profile) => {
+            let found = AwsProfile::load(profile)?;
+            let region = region
+                .map(str::to_owned)
+                .or(found.region)
+                .or(stored_region.map(str::to_owned));
+            let region = region.ok_or_else(|| {
+                Failure::new(
+                    Exit::Usage,
+                    format!(
+                        "the AWS profile `{profile}` has no region in {}: pass --region",
+                        found.config_file.display()
+                    ),
+                )
+            })?;
+            let access_key_id = checked_access_key_id(&found.access_key_id, || {
+                format!("the AWS profile `{profile}`'s aws_access_key_id")
+            })?;
+            Ok((
+                access_key_id,
+                found.secret_access_key,
+                checked_region(&region)?,
+            ))
+        }
+        None => {
+            let (Some(access_key_id), Some(region)) = (access_key_id, region.or(stored_region))
+            else {
+                return Err(Failure::new(
+                    Exit::Usage,
+                    "pass --access-key-id and --region, or --aws-profile",
+                )
+                .into());
+            };
+            let access_key_id =
+                checked_access_key_id(access_key_id, || "--access-key-id".to_owned())?;
+            let region = checked_region(region)?;
+            let secret = read_secret("AWS secret access key: ", secret_stdin)?;
+            Ok((access_key_id, secret, region))
+        }
+    }
 }
 
 /// A verification the provider did not pass, as the exit code and sentence it ends with: 0

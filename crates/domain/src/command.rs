@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::event::{Actor, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
 use crate::permissions::Permission;
 use crate::values::{
-    DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId, KeyName,
-    Label, RoleName, UserId,
+    DataKeyId, DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId,
+    KeyName, Label, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +39,15 @@ pub struct NewExternalKey {
     pub public: ExternalKeyPublic,
     pub sealed: SealedSecret,
     pub duration: KeyDuration,
+}
+
+/// A new secret for an existing external key, already sealed by the vault under a new data key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalKeyRotation {
+    pub key: ExternalKeyId,
+    pub public: ExternalKeyPublic,
+    pub sealed: SealedSecret,
+    pub data_key: DataKeyId,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,6 +140,14 @@ pub enum Action {
         key: ExternalKeyId,
         ok: bool,
         detail: String,
+    },
+    /// Replaces the secret of an active key in place; its previous data key is retired.
+    RotateExternalKey(ExternalKeyRotation),
+    /// Records the destruction of a retired data key (actor `System`, once no job holds it).
+    /// Nothing is recorded when it is not retired (any more).
+    RecordDataKeyDestroyed {
+        key: ExternalKeyId,
+        data_key: DataKeyId,
     },
 
     RequestIngestion {

@@ -380,6 +380,57 @@ fn judge(
                 at: now,
             }])
         }
+        Action::RotateExternalKey(rotation) => {
+            let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
+            let external = state
+                .external_key(&rotation.key)
+                .filter(|k| k.owner == owner && k.status != KeyStatus::Deleted)
+                .ok_or_else(|| not_found("external key", &rotation.key))?;
+            let status = external.status_at(now);
+            if status != KeyStatus::Active {
+                return Err(DomainError::NotActive {
+                    what: "external key",
+                    id: rotation.key.to_string(),
+                    status,
+                });
+            }
+            let provider = external.provider();
+            if rotation.public.provider() != provider {
+                return Err(ValidationError::new(
+                    "provider",
+                    format!(
+                        "this key holds a {} credential: send a `{provider}` credential to replace it",
+                        provider.display_name()
+                    ),
+                )
+                .into());
+            }
+            Ok(vec![Event::ExternalKeyRotated {
+                previous_data_key: state.data_key_of(&rotation.key),
+                key: rotation.key,
+                owner,
+                public: rotation.public,
+                sealed: rotation.sealed,
+                data_key: rotation.data_key,
+                at: now,
+            }])
+        }
+        Action::RecordDataKeyDestroyed { key, data_key } => {
+            require_system(&actor)?;
+            if !state.is_retired(&key, &data_key) {
+                return Ok(Vec::new());
+            }
+            let owner = state
+                .external_key(&key)
+                .map(|k| k.owner.clone())
+                .ok_or_else(|| not_found("external key", &key))?;
+            Ok(vec![Event::ExternalKeyDataKeyDestroyed {
+                key,
+                owner,
+                data_key,
+                at: now,
+            }])
+        }
 
         Action::RequestIngestion {
             ingestion,

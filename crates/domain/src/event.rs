@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
-    AccessKeyId, AwsRegion, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName,
-    Label, Provider, RoleName, UserId,
+    AccessKeyId, AwsRegion, DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId,
+    KeyName, Label, Provider, RoleName, UserId,
 };
 
 /// HMAC-SHA256 of an internal key under the deployment's pepper. Not a secret, but never shown.
@@ -58,6 +58,14 @@ impl ExternalKeyPublic {
         match self {
             ExternalKeyPublic::Aws { .. } => Provider::Aws,
             ExternalKeyPublic::Dnanexus { .. } => Provider::Dnanexus,
+        }
+    }
+
+    /// The AWS region; `None` for DNAnexus.
+    pub fn region(&self) -> Option<&AwsRegion> {
+        match self {
+            ExternalKeyPublic::Aws { region, .. } => Some(region),
+            ExternalKeyPublic::Dnanexus { .. } => None,
         }
     }
 
@@ -247,6 +255,27 @@ pub enum Event {
         data_keys: u64,
         at: Timestamp,
     },
+
+    /// The secret of an external key was replaced in place, sealed by a new data key. The key
+    /// keeps its id, label, provider and expiry; `previous_data_key` is retired: destroyed by
+    /// `ExternalKeyDataKeyDestroyed` once no running job holds a lease on it.
+    ExternalKeyRotated {
+        key: ExternalKeyId,
+        owner: UserId,
+        public: ExternalKeyPublic,
+        sealed: SealedSecret,
+        previous_data_key: DataKeyId,
+        data_key: DataKeyId,
+        at: Timestamp,
+    },
+    /// A data key retired by a rotation was destroyed: the secret it sealed can never be opened
+    /// again.
+    ExternalKeyDataKeyDestroyed {
+        key: ExternalKeyId,
+        owner: UserId,
+        data_key: DataKeyId,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -323,7 +352,8 @@ impl Event {
             | Event::ApiKeyDeleted { key, .. }
             | Event::ApiKeyExpired { key, .. }
             | Event::ApiKeyUsed { key, .. } => format!("api_key/{key}"),
-            Event::ExternalKeyCreated { owner, public, .. } => {
+            Event::ExternalKeyCreated { owner, public, .. }
+            | Event::ExternalKeyRotated { owner, public, .. } => {
                 external_key_stream(owner, public.provider())
             }
             Event::ExternalKeyDeleted {
@@ -334,9 +364,10 @@ impl Event {
             } => external_key_stream(owner, *provider),
             // Verification and use do not change the one-per-provider invariant, so they live in
             // the key's own stream and never conflict with a create or delete.
-            Event::ExternalKeyVerified { key, .. } | Event::ExternalKeyUsed { key, .. } => {
-                format!("external_key_use/{key}")
-            }
+            // So does the destruction of a retired data key, which no decision waits for.
+            Event::ExternalKeyVerified { key, .. }
+            | Event::ExternalKeyUsed { key, .. }
+            | Event::ExternalKeyDataKeyDestroyed { key, .. } => format!("external_key_use/{key}"),
             Event::IngestionRequested { ingestion, .. }
             | Event::IngestionListed { ingestion, .. }
             | Event::IngestionFileFetched { ingestion, .. }
@@ -384,6 +415,11 @@ impl Event {
             Event::IngestionFailed { .. } => ("IngestionFailed", "ingestion.failed"),
             Event::IngestionCancelled { .. } => ("IngestionCancelled", "ingestion.cancelled"),
             Event::MasterKeyRotated { .. } => ("MasterKeyRotated", "system.master_key_rotated"),
+            Event::ExternalKeyRotated { .. } => ("ExternalKeyRotated", "external_key.rotated"),
+            Event::ExternalKeyDataKeyDestroyed { .. } => (
+                "ExternalKeyDataKeyDestroyed",
+                "external_key.data_key_destroyed",
+            ),
         }
     }
 }

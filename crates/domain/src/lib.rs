@@ -14,7 +14,9 @@ mod state;
 mod time;
 mod values;
 
-pub use command::{Action, Command, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey};
+pub use command::{
+    Action, Command, ExternalKeyRotation, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey,
+};
 pub use decide::{Decision, decide, decide_with_reads, permitted_user};
 pub use error::{DomainError, Holder};
 pub use event::{
@@ -26,13 +28,13 @@ pub use permissions::{
     ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,
 };
 pub use state::{
-    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, PreviousSecret, SecretKind, State,
-    User, Verification,
+    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, PreviousSecret, RotatedDataKeys,
+    SecretKind, State, User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
-    AccessKeyId, AwsRegion, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted, GracePeriod,
-    HiddenCharacter, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
-    UserId, ValidationError, check_aws_secret, check_bucket_name, check_dnanexus_project,
-    check_dnanexus_token, check_visible_text,
+    AccessKeyId, AwsRegion, DataKeyId, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted,
+    GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label,
+    Provider, RoleName, UserId, ValidationError, check_aws_secret, check_bucket_name,
+    check_dnanexus_project, check_dnanexus_token, check_visible_text,
 };

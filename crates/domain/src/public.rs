@@ -8,8 +8,8 @@ use crate::event::{Event, ExternalKeyPublic, FailureKind, Selection};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
-    AwsRegion, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider,
-    RoleName, UserId,
+    AwsRegion, DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label,
+    Provider, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -309,6 +309,42 @@ pub enum PublicEvent {
         /// Data keys re-wrapped.
         data_keys: u64,
     },
+    /// The secret of an external key was replaced in place under a new data key; the key keeps its id, label, provider and expiry.
+    ExternalKeyRotated {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
+        key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// `aws` or `dnanexus`.
+        #[schema(value_type = String)]
+        provider: Provider,
+        /// The new masked credential: `AKIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).
+        #[schema(value_type = String)]
+        hint: KeyHint,
+        /// The AWS region, e.g. `eu-west-2`; `null` for DNAnexus.
+        #[schema(value_type = Option<String>)]
+        region: Option<AwsRegion>,
+        /// The data key of the replaced secret, retired: destroyed once no running job holds it.
+        #[schema(value_type = String)]
+        previous_data_key: DataKeyId,
+        /// The data key that seals the new secret.
+        #[schema(value_type = String)]
+        data_key: DataKeyId,
+    },
+    /// A data key retired by a rotation was destroyed (crypto-shredding): the replaced secret can never be decrypted again.
+    ExternalKeyDataKeyDestroyed {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
+        key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The destroyed data key's id.
+        #[schema(value_type = String)]
+        data_key: DataKeyId,
+    },
 }
 
 impl PublicEvent {
@@ -337,6 +373,8 @@ impl PublicEvent {
             PublicEvent::IngestionFailed { .. } => "IngestionFailed",
             PublicEvent::IngestionCancelled { .. } => "IngestionCancelled",
             PublicEvent::MasterKeyRotated { .. } => "MasterKeyRotated",
+            PublicEvent::ExternalKeyRotated { .. } => "ExternalKeyRotated",
+            PublicEvent::ExternalKeyDataKeyDestroyed { .. } => "ExternalKeyDataKeyDestroyed",
         }
     }
 }
@@ -543,6 +581,33 @@ impl From<&Event> for PublicEvent {
             } => PublicEvent::MasterKeyRotated {
                 generation,
                 data_keys,
+            },
+            Event::ExternalKeyRotated {
+                key,
+                owner,
+                public,
+                previous_data_key,
+                data_key,
+                sealed: _,
+                at: _,
+            } => PublicEvent::ExternalKeyRotated {
+                key,
+                owner,
+                provider: public.provider(),
+                hint: public.hint(),
+                region: public.region().cloned(),
+                previous_data_key,
+                data_key,
+            },
+            Event::ExternalKeyDataKeyDestroyed {
+                key,
+                owner,
+                data_key,
+                ..
+            } => PublicEvent::ExternalKeyDataKeyDestroyed {
+                key,
+                owner,
+                data_key,
             },
         }
     }

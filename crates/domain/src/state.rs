@@ -11,8 +11,8 @@ use crate::key_status::KeyStatus;
 use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
 use crate::values::{
-    DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName,
-    UserId,
+    DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider,
+    RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +84,16 @@ impl ExternalKey {
             (status, _) => status,
         }
     }
+}
+
+/// The data keys of a credential whose secret was rotated: the one sealing the current secret,
+/// and those retired by rotations but not destroyed yet (a running job still holds them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotatedDataKeys {
+    pub current: DataKeyId,
+    pub retired: Vec<DataKeyId>,
+    /// When the last rotation was recorded.
+    pub rotated_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +205,8 @@ pub struct State {
     api_key_slots_by_owner: HashMap<UserId, Vec<usize>>,
     external_keys: HashMap<ExternalKeyId, ExternalKey>,
     active_external: HashMap<(UserId, Provider), ExternalKeyId>,
+    /// Only credentials rotated at least once; the others use their original data key.
+    rotated_data_keys: HashMap<ExternalKeyId, RotatedDataKeys>,
     ingestions: HashMap<IngestionId, Ingestion>,
     master_key_generation: u32,
 }
@@ -390,6 +402,43 @@ impl State {
             Event::ExternalKeyUsed { key, at, .. } => {
                 if let Some(external) = self.external_keys.get_mut(&key) {
                     external.last_used_at = external.last_used_at.max(Some(at));
+                }
+            }
+            Event::ExternalKeyRotated {
+                key,
+                public,
+                sealed,
+                previous_data_key,
+                data_key,
+                at,
+                ..
+            } => {
+                let Some(external) = self.external_keys.get_mut(&key) else {
+                    return;
+                };
+                external.public = public;
+                external.sealed = sealed;
+                match self.rotated_data_keys.get_mut(&key) {
+                    Some(keys) => {
+                        keys.retired.push(previous_data_key);
+                        keys.current = data_key;
+                        keys.rotated_at = at;
+                    }
+                    None => {
+                        self.rotated_data_keys.insert(
+                            key,
+                            RotatedDataKeys {
+                                current: data_key,
+                                retired: vec![previous_data_key],
+                                rotated_at: at,
+                            },
+                        );
+                    }
+                }
+            }
+            Event::ExternalKeyDataKeyDestroyed { key, data_key, .. } => {
+                if let Some(keys) = self.rotated_data_keys.get_mut(&key) {
+                    keys.retired.retain(|retired| retired != &data_key);
                 }
             }
             Event::IngestionRequested {
@@ -629,6 +678,32 @@ impl State {
                 .then_with(|| b.created_at.cmp(&a.created_at))
         });
         keys
+    }
+
+    /// The data key that seals the credential's current secret.
+    pub fn data_key_of(&self, key: &ExternalKeyId) -> DataKeyId {
+        self.rotated_data_keys
+            .get(key)
+            .map_or_else(|| DataKeyId::original(key), |keys| keys.current.clone())
+    }
+
+    /// When the credential's secret was last replaced by a rotation.
+    pub fn rotated_at(&self, key: &ExternalKeyId) -> Option<Timestamp> {
+        self.rotated_data_keys.get(key).map(|keys| keys.rotated_at)
+    }
+
+    /// Data keys retired by a rotation and not destroyed yet, with their credential.
+    pub fn retired_data_keys(&self) -> impl Iterator<Item = (&ExternalKeyId, &DataKeyId)> {
+        self.rotated_data_keys
+            .iter()
+            .flat_map(|(key, keys)| keys.retired.iter().map(move |retired| (key, retired)))
+    }
+
+    /// Whether `data_key` was retired by a rotation of `key` and is not destroyed yet.
+    pub fn is_retired(&self, key: &ExternalKeyId, data_key: &DataKeyId) -> bool {
+        self.rotated_data_keys
+            .get(key)
+            .is_some_and(|keys| keys.retired.contains(data_key))
     }
 
     pub fn ingestion(&self, id: &IngestionId) -> Option<&Ingestion> {

@@ -99,6 +99,11 @@ string_value!(
     IngestionId
 );
 string_value!(
+    /// The id of the data key that seals an external key's secret: the credential's own id for
+    /// the key it was created with, `<credential id>/<random>` for one made by a rotation.
+    DataKeyId
+);
+string_value!(
     /// The name a user gives an internal key: 1 to 64 characters, no control characters.
     KeyName
 );
@@ -261,6 +266,24 @@ impl IngestionId {
     }
 }
 
+impl DataKeyId {
+    /// The data key a credential is created with: it bears the credential's id.
+    pub fn original(key: &ExternalKeyId) -> DataKeyId {
+        DataKeyId(Arc::clone(&key.0))
+    }
+
+    /// A data key made by a rotation of `key`; `suffix` (generated) tells it from the others.
+    pub fn rotated(key: &ExternalKeyId, suffix: &str) -> DataKeyId {
+        DataKeyId(format!("{key}/{suffix}").into())
+    }
+
+    /// The credential whose secret this data key seals (or sealed).
+    pub fn credential(&self) -> Result<ExternalKeyId, ValidationError> {
+        let credential = self.0.split_once('/').map_or(&*self.0, |(id, _)| id);
+        ExternalKeyId::parse(credential)
+    }
+}
+
 impl KeyName {
     pub fn parse(raw: &str) -> Result<KeyName, ValidationError> {
         text("name", raw, 64).map(|value| KeyName(value.into()))
@@ -312,6 +335,7 @@ from_trusted!(
     RoleName,
     KeyId,
     ExternalKeyId,
+    DataKeyId,
     IngestionId,
     KeyName,
     Label,

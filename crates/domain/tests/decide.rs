@@ -932,3 +932,160 @@ fn decisions_name_the_streams_they_read() {
         &["role/keys-only", "user/admin"],
     );
 }
+
+/// A rotation of external key `n` to `public`, sealed under data key `<ext id>/<suffix>`.
+fn rotation(n: u32, public: ExternalKeyPublic, suffix: &str) -> Action {
+    Action::RotateExternalKey(ExternalKeyRotation {
+        key: ext_id(n),
+        public,
+        sealed: SealedSecret {
+            nonce: [9; 12],
+            ciphertext: vec![7, 8, 9],
+        },
+        data_key: DataKeyId::rotated(&ext_id(n), suffix),
+    })
+}
+
+fn new_aws_public() -> ExternalKeyPublic {
+    ExternalKeyPublic::Aws {
+        access_key_id: AccessKeyId::parse("AKIAI44QH8DHBEXAMPLE").unwrap(),
+        region: AwsRegion::parse("eu-west-2").unwrap(),
+    }
+}
+
+#[test]
+fn a_rotation_replaces_the_secret_in_place_and_retires_the_data_key_until_destroyed() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(1)),
+        T0,
+    );
+    let later = T0.plus_days(1);
+    let events = succeed(
+        &mut state,
+        as_user("dev"),
+        rotation(1, new_aws_public(), "a"),
+        later,
+    );
+    assert_eq!(names(&events), ["ExternalKeyRotated"]);
+    let original = DataKeyId::original(&ext_id(1));
+    let first = DataKeyId::rotated(&ext_id(1), "a");
+    match &events[0] {
+        Event::ExternalKeyRotated {
+            previous_data_key,
+            data_key,
+            owner,
+            ..
+        } => {
+            assert_eq!(previous_data_key, &original);
+            assert_eq!(data_key, &first);
+            assert_eq!(owner, &user("dev"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let key = state.external_key(&ext_id(1)).unwrap();
+    assert_eq!(key.public.hint().as_str(), "AKIA…MPLE");
+    assert_eq!(key.expires_at, Some(T0.plus_days(30)), "the expiry stays");
+    assert_eq!(key.created_at, T0);
+    assert_eq!(state.data_key_of(&ext_id(1)), first);
+    assert_eq!(state.rotated_at(&ext_id(1)), Some(later));
+    assert!(state.is_retired(&ext_id(1), &original));
+
+    // A second rotation retires the first rotated key too; each is destroyed once.
+    succeed(
+        &mut state,
+        as_user("dev"),
+        rotation(1, new_aws_public(), "b"),
+        later,
+    );
+    let retired: Vec<_> = state.retired_data_keys().map(|(_, d)| d.clone()).collect();
+    assert_eq!(retired, [original.clone(), first.clone()]);
+    let destroy = |data_key: &DataKeyId| Action::RecordDataKeyDestroyed {
+        key: ext_id(1),
+        data_key: data_key.clone(),
+    };
+    assert!(matches!(
+        when(&state, as_user("dev"), destroy(&original), later),
+        Err(DomainError::PermissionDenied { .. })
+    ));
+    let events = succeed(&mut state, Actor::System, destroy(&original), later);
+    assert_eq!(names(&events), ["ExternalKeyDataKeyDestroyed"]);
+    assert_eq!(
+        when(&state, Actor::System, destroy(&original), later),
+        Ok(vec![])
+    );
+    // The current data key is never "destroyed" this way.
+    let current = state.data_key_of(&ext_id(1));
+    assert_eq!(
+        when(&state, Actor::System, destroy(&current), later),
+        Ok(vec![])
+    );
+}
+
+#[test]
+fn only_an_active_key_of_ones_own_is_rotated_with_its_own_provider() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(1)),
+        T0,
+    );
+    // Someone else's key does not exist for them.
+    assert_eq!(
+        when(
+            &state,
+            as_user("admin"),
+            rotation(1, new_aws_public(), "a"),
+            T0
+        ),
+        Err(DomainError::NotFound {
+            what: "external key",
+            id: ext_id(1).to_string(),
+        })
+    );
+    // A DNAnexus token cannot replace an AWS key.
+    let dx = ExternalKeyPublic::Dnanexus {
+        token_hint: KeyHint::mask("abcdefghijklmnopqrstuv", 0, 4),
+    };
+    let refused = when(&state, as_user("dev"), rotation(1, dx, "a"), T0).unwrap_err();
+    assert!(
+        refused.to_string().contains("send a `aws` credential"),
+        "{refused}"
+    );
+    // Expired (recorded or not): refused with the reason.
+    let expired = when(
+        &state,
+        as_user("dev"),
+        rotation(1, new_aws_public(), "a"),
+        T0.plus_days(31),
+    );
+    assert_eq!(
+        expired,
+        Err(DomainError::NotActive {
+            what: "external key",
+            id: ext_id(1).to_string(),
+            status: KeyStatus::Expired,
+        })
+    );
+    // Deleted: not found.
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::DeleteExternalKeys {
+            keys: vec![ext_id(1)],
+        },
+        T0,
+    );
+    assert!(matches!(
+        when(
+            &state,
+            as_user("dev"),
+            rotation(1, new_aws_public(), "a"),
+            T0
+        ),
+        Err(DomainError::NotFound { .. })
+    ));
+}

@@ -155,6 +155,24 @@ pub fn one_of_each() -> Vec<Event> {
             data_keys: 3,
             at: T0,
         },
+        match Action::CreateExternalKey(aws_key(2)) {
+            Action::CreateExternalKey(k) => Event::ExternalKeyRotated {
+                key: k.key.clone(),
+                owner: user("alice"),
+                public: k.public,
+                sealed: k.sealed,
+                previous_data_key: DataKeyId::original(&k.key),
+                data_key: DataKeyId::rotated(&k.key, "0000000000000001"),
+                at: T0,
+            },
+            _ => unreachable!(),
+        },
+        Event::ExternalKeyDataKeyDestroyed {
+            key: ext_id(2),
+            owner: user("alice"),
+            data_key: DataKeyId::original(&ext_id(2)),
+            at: T0,
+        },
     ]
 }
 

@@ -142,7 +142,9 @@ impl Job {
             self.live.request_stop(stop);
             return Ok(self.stopped_outcome());
         }
-        let source = {
+        // `_credential_hold` keeps the lease's data key alive until the job ends, however it
+        // ends: a rotation meanwhile lets this job finish on the secret it started with.
+        let (source, _credential_hold) = {
             let lease = match self.shared.vault.lease_external_key(&self.key) {
                 Ok(lease) => lease,
                 Err(VaultError::Domain(DomainError::NotActive { status, .. })) => {
@@ -158,9 +160,10 @@ impl Job {
                     ));
                 }
             };
-            // The lease is dropped here: the source keeps the only copy, for this job only.
+            // The lease's credential is dropped here: the source keeps the only copy, for this
+            // job only.
             match source_for(&lease, &self.shared.config) {
-                Ok(source) => Arc::new(source),
+                Ok(source) => (Arc::new(source), lease.into_hold()),
                 Err(error) => {
                     let kind = error.failure_kind();
                     return Ok(Outcome::Failed(error.message, kind));

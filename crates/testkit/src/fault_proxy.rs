@@ -59,7 +59,40 @@ pub enum Fault {
     },
     /// Answer with this response, without forwarding.
     Respond(CannedResponse),
+    /// Hold the request until the gate is opened, then forward it: keeps a transfer running
+    /// for exactly as long as a test needs, with no sleep.
+    Hold(Gate),
 }
+
+/// What a [`Fault::Hold`] waits for. Clones share one gate; opening it releases every request
+/// held on it, and later ones pass at once.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Gate {
+    fn default() -> Gate {
+        Gate(Arc::new(tokio::sync::watch::Sender::new(false)))
+    }
+}
+
+impl Gate {
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn opened(&self) {
+        let mut opened = self.0.subscribe();
+        let _ = opened.wait_for(|open| *open).await;
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// A complete response the proxy answers with instead of forwarding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -364,6 +397,10 @@ async fn handle(
         Some(Fault::Status503SlowDown) => return canned_response(CannedResponse::s3_slow_down()),
         Some(Fault::Stall { duration }) => {
             tokio::time::sleep(duration).await;
+            None
+        }
+        Some(Fault::Hold(gate)) => {
+            gate.opened().await;
             None
         }
         Some(Fault::DropMidBody { after_bytes }) => Some(BodyFault::Drop { after_bytes }),

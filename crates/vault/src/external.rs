@@ -1,14 +1,20 @@
 //! External keys: AWS and DNAnexus credentials, sealed with envelope encryption. The wrapped data
-//! key lives in the `data_keys` tree, outside the log; deleting it shreds the secret.
+//! key lives in the `data_keys` tree, outside the log; deleting it shreds the secret. A rotation
+//! seals a new secret under a new data key and retires the old one, which `leases` destroys once
+//! no running job holds it.
+
+use std::sync::Arc;
 
 use keyledger_crypto::{SecretString, credential_aad, random_base62};
 use keyledger_domain::{
-    AccessKeyId, Action, Actor, AwsRegion, DomainError, Event, ExternalKeyId, ExternalKeyPublic,
-    FromTrusted, KeyDuration, KeyHint, KeyStatus, Label, NewExternalKey, Provider, Timestamp,
-    UserId, ValidationError, check_aws_secret, check_dnanexus_token,
+    AccessKeyId, Action, Actor, AwsRegion, DataKeyId, DomainError, Event, ExternalKeyId,
+    ExternalKeyPublic, ExternalKeyRotation, FromTrusted, KeyDuration, KeyHint, KeyStatus, Label,
+    NewExternalKey, Provider, Timestamp, UserId, ValidationError, check_aws_secret,
+    check_dnanexus_token,
 };
 use serde::Serialize;
 
+use crate::leases::DataKeyHold;
 use crate::{Executed, Vault, VaultError};
 
 /// A credential as a user submits it, validated.
@@ -88,13 +94,29 @@ pub enum ExternalCredential {
     },
 }
 
-/// A credential handed to a job, with where it came from.
+/// A credential handed to a job, with where it came from. While it (or a clone, or the hold
+/// from [`Lease::into_hold`]) lives, the data key it was opened with is not destroyed, even if
+/// the key is rotated meanwhile.
 #[derive(Debug, Clone)]
 pub struct Lease {
     pub key: ExternalKeyId,
     pub owner: UserId,
     pub provider: Provider,
     pub credential: ExternalCredential,
+    hold: Arc<DataKeyHold>,
+}
+
+impl Lease {
+    /// The data key this lease was opened with.
+    pub fn data_key(&self) -> &DataKeyId {
+        self.hold.data_key()
+    }
+
+    /// Drops the credential but keeps the claim on its data key: for a job whose connector
+    /// keeps its own copy of the secret for as long as the job runs.
+    pub fn into_hold(self) -> Arc<DataKeyHold> {
+        self.hold
+    }
 }
 
 /// An external key as listings show it: never the secret.
@@ -186,13 +208,87 @@ impl Vault {
         let executed = self.run(actor, Action::DeleteExternalKeys { keys }).await?;
         for event in &executed.events {
             if let Event::ExternalKeyDeleted { key, .. } = event {
+                let data_key = self.read(|state| state.data_key_of(key));
                 // If this fails or the process dies first, start-up shreds it (see `open`).
-                if let Err(err) = self.inner.log.data_keys().remove(key.as_str()) {
+                if let Err(err) = self.inner.log.data_keys().remove(data_key.as_str()) {
                     tracing::error!(key = %key, error = %err, "could not destroy a deleted key's data key; it will be retried at start-up");
                 }
             }
         }
         Ok(executed)
+    }
+
+    /// Replaces the secret of an active external key in place: a new data key seals it and
+    /// the key keeps its id, label, provider and expiry. New leases open the new secret at once;
+    /// the previous data key is destroyed now if no running job holds it, else when the last
+    /// one ends.
+    pub async fn rotate_external_key(
+        &self,
+        actor: Actor,
+        key: ExternalKeyId,
+        credential: NewCredential,
+    ) -> Result<ExternalKeyView, VaultError> {
+        let owner = actor.user().cloned().ok_or(DomainError::permission_denied(
+            keyledger_domain::Permission::ManageUserApiKeys,
+        ))?;
+        // Refuse early, before any key material is generated, when the answer is already known;
+        // `decide` judges again against the state the append is based on.
+        let provider = self.read(|state| {
+            let external = state
+                .external_key(&key)
+                .filter(|k| k.owner == owner && k.status != KeyStatus::Deleted)
+                .ok_or_else(|| DomainError::NotFound {
+                    what: "external key",
+                    id: key.to_string(),
+                })?;
+            let status = external.status_at(self.now());
+            if status != KeyStatus::Active {
+                return Err(DomainError::NotActive {
+                    what: "external key",
+                    id: key.to_string(),
+                    status,
+                });
+            }
+            Ok(external.provider())
+        })?;
+        let keyring = self.keyring();
+        let data_key = DataKeyId::rotated(&key, &random_base62(keyring.rng(), 16)?);
+        let (public, secret) = credential.split();
+        let (wrapped, sealed) = keyring.seal(
+            data_key.as_str(),
+            secret.as_bytes(),
+            &credential_aad(&key, &owner, provider),
+        )?;
+        // The new data key is durable before the event that names it; if the append fails, it
+        // goes (and a crash in between leaves it to start-up, which removes it).
+        self.inner
+            .log
+            .data_keys()
+            .put(data_key.as_str(), &wrapped)?;
+        let rotation = ExternalKeyRotation {
+            key: key.clone(),
+            public,
+            sealed,
+            data_key: data_key.clone(),
+        };
+        let executed = match self.run(actor, Action::RotateExternalKey(rotation)).await {
+            Ok(executed) => executed,
+            Err(err) => {
+                let _ = self.inner.log.data_keys().remove(data_key.as_str());
+                return Err(err);
+            }
+        };
+        for event in &executed.events {
+            // The rotation is recorded: failing to destroy now only delays it (the last lease's
+            // release or the next start-up does it).
+            if let Err(err) = self.destroy_if_unheld(event).await {
+                tracing::error!(key = %key, error = %err, "could not destroy the replaced secret's data key yet; it will be retried");
+            }
+        }
+        self.external_key_view(&key)
+            .ok_or(VaultError::Inconsistent {
+                what: "rotated key missing from the projection",
+            })
     }
 
     /// Records the result of testing a credential against its provider ("save and test").
@@ -237,7 +333,7 @@ impl Vault {
     /// Decrypts an external key for a job. The key must be active and not expired.
     pub fn lease_external_key(&self, key: &ExternalKeyId) -> Result<Lease, VaultError> {
         let now = self.now();
-        let (owner, provider, public, sealed) = self.read(|state| {
+        let (hold, (owner, provider, public, sealed)) = self.claim_data_key(key, |state| {
             let external = state
                 .external_key(key)
                 .ok_or_else(|| DomainError::NotFound {
@@ -259,18 +355,19 @@ impl Vault {
                 external.sealed.clone(),
             ))
         })?;
-        let wrapped = self
-            .inner
-            .log
-            .data_keys()
-            .get(key.as_str())?
-            .ok_or_else(|| DomainError::NotActive {
-                what: "external key",
-                id: key.to_string(),
-                status: KeyStatus::Deleted,
-            })?;
+        let data_key = hold.data_key().as_str();
+        let wrapped =
+            self.inner
+                .log
+                .data_keys()
+                .get(data_key)?
+                .ok_or_else(|| DomainError::NotActive {
+                    what: "external key",
+                    id: key.to_string(),
+                    status: KeyStatus::Deleted,
+                })?;
         let secret = self.keyring().open(
-            key.as_str(),
+            data_key,
             &wrapped,
             &sealed,
             &credential_aad(key, &owner, provider),
@@ -294,6 +391,7 @@ impl Vault {
             owner,
             provider,
             credential,
+            hold,
         })
     }
 
@@ -322,7 +420,8 @@ impl Vault {
         });
         let mut shredded = 0;
         for key in deleted {
-            if self.inner.log.data_keys().remove(key.as_str())? {
+            let data_key = self.read(|state| state.data_key_of(&key));
+            if self.inner.log.data_keys().remove(data_key.as_str())? {
                 shredded += 1;
             }
         }

@@ -15,6 +15,7 @@ mod external;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod keys;
+mod leases;
 mod master_key;
 mod per_thread;
 mod projection;
@@ -43,6 +44,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{ExternalCredential, ExternalKeyView, Lease, NewCredential};
 pub use keyledger_log::private_files;
 pub use keys::{ApiKeyView, CreatedApiKey};
+pub use leases::DataKeyHold;
 pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
 };
@@ -258,6 +260,7 @@ struct Inner {
     keyring: Arc<Keyring>,
     clock: Arc<dyn Clock>,
     usage: background::UsageAggregate,
+    leases: leases::LeaseTable,
     telemetry: Arc<Telemetry>,
     audit: snapshot::AuditRuntime,
 }
@@ -326,11 +329,13 @@ impl Vault {
                 keyring,
                 clock,
                 usage: background::UsageAggregate::default(),
+                leases: leases::LeaseTable::default(),
                 telemetry,
                 audit,
             }),
         };
         vault.shred_data_keys_of_deleted_credentials()?;
+        vault.destroy_retired_data_keys_at_start()?;
         snapshot::start(&vault)?;
         Ok(vault)
     }

@@ -1,4 +1,5 @@
 mod canary;
 mod concurrency;
 mod keys;
+mod rotation;
 mod support;

@@ -57,6 +57,17 @@ pub struct DnanexusCredentialInput {
     pub token: SecretField,
 }
 
+/// A new secret for a stored external key: the object of the key's provider, with the same
+/// fields as when storing one.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateExternalKeyRequest {
+    /// Required for an AWS key: the new access key id, secret and region.
+    pub aws: Option<AwsCredentialInput>,
+    /// Required for a DNAnexus key: the new token.
+    pub dnanexus: Option<DnanexusCredentialInput>,
+}
+
 /// An external key as listings show it: never the secret.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExternalKeyResponse {
@@ -125,7 +136,25 @@ pub(crate) async fn create_external_key(
     let ApiJson(body) = body?;
     let label = Label::parse(&body.label)?;
     let provider = Provider::parse(&body.provider)?;
-    let credential = match (provider, body.aws, body.dnanexus) {
+    let credential = credential_input(provider, body.aws, body.dnanexus)?;
+    let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let request_id = idempotency_key(&headers, &caller, "POST /v1/external-keys")?;
+    let view = state
+        .vault()
+        .create_external_key(caller.actor(), label, credential, duration, request_id)
+        .await?;
+    tracing::info!(external_key = %view.id, provider = %view.provider, "external key stored");
+    Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// The credential of a create or a rotation, from the provider's object in the body: the one
+/// parser of credential fields, so a kind of credential that can be stored can be rotated.
+fn credential_input(
+    provider: Provider,
+    aws: Option<AwsCredentialInput>,
+    dnanexus: Option<DnanexusCredentialInput>,
+) -> Result<NewCredential, ApiError> {
+    let credential = match (provider, aws, dnanexus) {
         (Provider::Aws, Some(aws), None) => {
             NewCredential::aws(&aws.access_key_id, aws.secret_access_key.0, &aws.region)?
         }
@@ -155,14 +184,7 @@ pub(crate) async fn create_external_key(
             .into());
         }
     };
-    let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
-    let request_id = idempotency_key(&headers, &caller, "POST /v1/external-keys")?;
-    let view = state
-        .vault()
-        .create_external_key(caller.actor(), label, credential, duration, request_id)
-        .await?;
-    tracing::info!(external_key = %view.id, provider = %view.provider, "external key stored");
-    Ok((StatusCode::CREATED, Json(view.into())))
+    Ok(credential)
 }
 
 /// Lists the caller's external keys, masked.
@@ -329,6 +351,43 @@ fn probe_scope(
         })?;
     }
     Ok(scope)
+}
+
+/// Replaces the secret of one of the caller's external keys in place (rotation without
+/// downtime): the key keeps its id, label, provider and expiry; new jobs use the new secret,
+/// running jobs finish on the one they started with, and the old secret's data key is destroyed
+/// once none of them holds it.
+#[utoipa::path(put, path = "/v1/external-keys/{id}/credential", tag = "external keys", request_body = RotateExternalKeyRequest,
+    params(("id" = String, Path, description = "The key's id, `ext_…`")),
+    responses((status = 200, description = "Replaced; the secret is not returned", body = ExternalKeyResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The key is expired: store a new one instead", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(crate) async fn rotate_external_key(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<RotateExternalKeyRequest>, ApiError>,
+) -> Result<Json<ExternalKeyResponse>, ApiError> {
+    // `access::judge` admitted only the key's owner, and only while the key is not deleted.
+    let id = ExternalKeyId::parse(&id)?;
+    let ApiJson(body) = body?;
+    let provider = state
+        .vault()
+        .external_key_view(&id)
+        .map(|view| view.provider)
+        .ok_or_else(|| keyledger_domain::DomainError::NotFound {
+            what: "external key",
+            id: id.to_string(),
+        })?;
+    let credential = credential_input(provider, body.aws, body.dnanexus)?;
+    let view = state
+        .vault()
+        .rotate_external_key(caller.actor(), id, credential)
+        .await?;
+    tracing::info!(external_key = %view.id, provider = %view.provider, "external key rotated");
+    Ok(Json(view.into()))
 }
 
 /// The tested key, what kind of failure the test met, and each capability checked.

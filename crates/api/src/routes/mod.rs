@@ -92,6 +92,10 @@ pub(crate) fn declared() -> Declared {
             own_external_key,
             routes!(external_keys::verify_external_key),
         )
+        .with(
+            own_external_key,
+            routes!(external_keys::rotate_external_key),
+        )
         .with(users, routes!(users::create_user))
         .with(users, routes!(users::list_users))
         .with(users, routes!(users::grant_role))

@@ -215,6 +215,12 @@ impl Iam {
             .insert(key.id.clone(), Credential::User(key));
     }
 
+    /// Removes an access key, as `aws iam delete-access-key` does: requests signed with it are
+    /// refused from now on (`InvalidAccessKeyId`).
+    pub fn remove_access_key(&self, id: &str) {
+        self.directory().credentials.remove(id);
+    }
+
     /// Adds (or replaces, to change its trust or external ID) a role.
     pub fn add_role(&self, role: Role) {
         self.directory().roles.insert(role.arn.clone(), role);
