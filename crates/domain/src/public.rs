@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, ExternalKeyPublic, FailureKind, Selection};
+use crate::event::{Event, FailureKind, Selection};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
@@ -408,10 +408,7 @@ impl From<&Event> for PublicEvent {
                 label,
                 provider: public.provider(),
                 hint: public.hint(),
-                region: match public {
-                    ExternalKeyPublic::Aws { region, .. } => Some(region),
-                    ExternalKeyPublic::Dnanexus { .. } => None,
-                },
+                region: public.region().cloned(),
                 created_at,
                 expires_at,
             },
