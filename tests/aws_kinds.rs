@@ -143,7 +143,7 @@ fn session_credentials_are_stored_with_their_token_ingest_and_expire_with_it() {
         "aws": { "access_key_id": session.access_key_id,
                  "secret_access_key": session.secret_access_key, "region": "us-east-1" } }),
     );
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 400, "{body}");
     assert!(
         body["error"]["message"]
             .as_str()
@@ -158,10 +158,10 @@ fn session_credentials_are_stored_with_their_token_ingest_and_expire_with_it() {
         .unwrap()
         .remove("session_token");
     let (status, body) = store(&without_token);
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("session_token"), "{body}");
     let (status, body) = store(&session_body(&session, now().plus_millis(-60_000)));
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 400, "{body}");
     assert!(body.to_string().contains("already expired"), "{body}");
 
     // Stored: the key expires with the token (not in 30 days), shown masked, never the secret.
