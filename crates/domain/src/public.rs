@@ -150,7 +150,7 @@ pub enum PublicEvent {
         /// `aws` or `dnanexus`.
         #[schema(value_type = String)]
         provider: Provider,
-        /// The masked credential: `AKIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).
+        /// The masked credential: `AKIA…WXYZ` / `ASIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).
         #[schema(value_type = String)]
         hint: KeyHint,
         /// The AWS region, e.g. `eu-west-2`; `null` for DNAnexus.
@@ -159,7 +159,8 @@ pub enum PublicEvent {
         /// When the credential was stored.
         #[schema(value_type = String, format = DateTime)]
         created_at: Timestamp,
-        /// When it expires; `null` for never.
+        /// When it expires; `null` for never. Temporary AWS credentials (`ASIA…`) expire with
+        /// their session token at the latest.
         #[schema(value_type = Option<String>, format = DateTime)]
         expires_at: Option<Timestamp>,
     },
