@@ -2,6 +2,7 @@
 //! temporary data directory and a free port, and drives it over HTTP and through the CLI.
 
 mod audit_remote;
+mod aws_kinds;
 mod bad_input;
 mod canary;
 mod cli;

@@ -514,6 +514,14 @@ try {
   await externalDialog.getByRole('button', { name: 'Submit' }).click();
   await externalDialog.getByText(/An AWS access key ID is AKIA or ASIA/).waitFor();
   assert.equal(await focusedId(page), 'aws-access-key-id');
+  // Temporary credentials need their session token and its expiry; an access key shows neither.
+  assert.ok(await externalDialog.getByLabel('Session token').isHidden(), 'no session fields for an access key');
+  await externalDialog.getByLabel('Credential type').selectOption('session');
+  await externalDialog.getByRole('button', { name: 'Submit' }).click();
+  await externalDialog.getByText(/Paste the session token/).waitFor();
+  await externalDialog.getByText(/Enter when the token expires/).waitFor();
+  await externalDialog.getByLabel('Credential type').selectOption('access_key');
+  assert.ok(await externalDialog.getByLabel('Session token').isHidden(), 'hidden again');
   await externalDialog.getByLabel('Access key ID').fill(AWS_REJECTED.access_key_id);
   await shot(page, '12-create-external-key-aws');
   await externalDialog.getByRole('button', { name: 'Submit' }).click();

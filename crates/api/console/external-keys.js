@@ -198,6 +198,35 @@ function openCreateExternalKey(grid, free) {
       list: 'aws-regions', placeholder: 'eu-west-2',
     }),
   });
+  // Temporary credentials (AWS SSO, `aws sts get-session-token`) carry a session token and end
+  // with it; the fields show only for that kind, so a long-lived key's form is unchanged.
+  const kind = field({
+    label: 'Credential type',
+    input: h(
+      'select',
+      { id: 'aws-kind', name: 'kind' },
+      h('option', { value: 'access_key' }, 'Access key (AKIA\u2026)'),
+      h('option', { value: 'session' }, 'Temporary credentials (ASIA\u2026 with a session token)'),
+    ),
+  });
+  const sessionToken = field({
+    label: 'Session token',
+    input: h('input', {
+      id: 'aws-session-token', name: 'session_token', type: 'password', autocomplete: 'off', spellcheck: 'false',
+    }),
+  });
+  const sessionExpiresAt = field({
+    label: 'Token expires at',
+    hint: 'As AWS printed it, e.g. 2026-12-05T21:30:00Z. The key expires then at the latest.',
+    input: h('input', {
+      id: 'aws-session-expires-at', name: 'session_expires_at', type: 'text', autocomplete: 'off',
+      spellcheck: 'false', placeholder: '2026-12-05T21:30:00Z',
+    }),
+  });
+  const sessionFields = h('div', { hidden: true }, sessionToken.wrapper, sessionExpiresAt.wrapper);
+  kind.input.addEventListener('change', () => {
+    sessionFields.hidden = kind.input.value !== 'session';
+  });
   const token = field({
     label: 'API token',
     input: h('input', { id: 'dnanexus-token', name: 'token', type: 'password', autocomplete: 'off', spellcheck: 'false' }),
@@ -214,6 +243,8 @@ function openCreateExternalKey(grid, free) {
     secret.wrapper,
     h('div', { class: 'field-row' }, region.wrapper, awsDurationSlot),
     regions,
+    kind.wrapper,
+    sessionFields,
   );
   const dnanexusGroup = h(
     'fieldset',
@@ -259,7 +290,7 @@ function openCreateExternalKey(grid, free) {
       return;
     }
     formError.hidden = true;
-    for (const each of [label, provider, accessKey, secret, region, token]) {
+    for (const each of [label, provider, accessKey, secret, region, kind, sessionToken, sessionExpiresAt, token]) {
       each.clearError();
     }
     duration.clearErrors();
@@ -289,6 +320,19 @@ function openCreateExternalKey(grid, free) {
         ? null
         : 'Enter an AWS region such as us-east-1 or eu-west-2.');
       body.aws = { access_key_id: id, secret_access_key: secretValue, region: regionValue };
+      body.kind = kind.input.value;
+      if (body.kind === 'session') {
+        const tokenValue = sessionToken.input.value.trim();
+        const expiresValue = sessionExpiresAt.input.value.trim();
+        check(sessionToken, /^[A-Za-z0-9/+=]+$/.test(tokenValue)
+          ? null
+          : 'Paste the session token that came with the ASIA\u2026 access key ID.');
+        check(sessionExpiresAt, Number.isNaN(Date.parse(expiresValue))
+          ? 'Enter when the token expires, such as 2026-12-05T21:30:00Z.'
+          : null);
+        body.aws.session_token = tokenValue;
+        body.aws.session_expires_at = expiresValue;
+      }
     } else if (chosen === 'dnanexus') {
       const tokenValue = token.input.value.trim();
       check(token, /^[A-Za-z0-9._-]{16,256}$/.test(tokenValue)
@@ -327,6 +371,10 @@ function openCreateExternalKey(grid, free) {
           access_key_id: show(accessKey),
           secret_access_key: show(secret),
           region: show(region),
+          kind: show(kind),
+          // With kind `access_key` the token field is hidden: an ASIA… id's refusal goes on the kind.
+          session_token: (message) => show(kind.input.value === 'session' ? sessionToken : kind)(message),
+          session_expires_at: show(sessionExpiresAt),
           token: show(token),
           duration: (message) => duration.showError(message),
         },

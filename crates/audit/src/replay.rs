@@ -288,10 +288,7 @@ pub fn view(state: &State, as_of: AsOf) -> StateAsOf {
             provider: key.provider().to_string(),
             label: key.label.to_string(),
             hint: key.public.hint().to_string(),
-            region: match &key.public {
-                keyledger_domain::ExternalKeyPublic::Aws { region, .. } => Some(region.to_string()),
-                keyledger_domain::ExternalKeyPublic::Dnanexus { .. } => None,
-            },
+            region: key.public.region().map(ToString::to_string),
             created_at: key.created_at,
             expires_at: key.expires_at,
             status: key.status_at(now),

@@ -95,6 +95,14 @@ pub enum AddCommand {
         /// writes them.
         #[arg(long, value_name = "NAME", conflicts_with = "access_key_id")]
         aws_profile: Option<String>,
+        /// Temporary credentials (an ASIA… id): also ask for the session token after the secret
+        /// (with --secret-stdin: the second line of standard input). Needs --session-expires-at.
+        #[arg(long, conflicts_with = "aws_profile", requires = "session_expires_at")]
+        session_token: bool,
+        /// When the session token expires (RFC 3339, e.g. 2026-12-05T21:30:00Z, as `aws sts`
+        /// prints it); with --aws-profile, overrides the profile's aws_session_expiration.
+        #[arg(long, value_name = "TIME")]
+        session_expires_at: Option<String>,
     },
     /// DNAnexus: an API token (prompted).
     Dnanexus {
@@ -124,22 +132,83 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             duration,
             secret_stdin,
             aws_profile,
+            session_token,
+            session_expires_at,
         }) => {
-            let (access_key_id, secret, region) = aws_credential(
-                access_key_id.as_deref(),
-                region.as_deref(),
-                None,
-                *secret_stdin,
-                aws_profile.as_deref(),
-            )?;
+            let (access_key_id, secret, region, session) = match aws_profile {
+                Some(profile) => {
+                    let found = AwsProfile::load(profile)?;
+                    let region = region.clone().or(found.region).ok_or_else(|| {
+                        Failure::new(
+                            Exit::Usage,
+                            format!(
+                                "the AWS profile `{profile}` has no region in {}: pass --region",
+                                found.config_file.display()
+                            ),
+                        )
+                    })?;
+                    let access_key_id = checked_access_key_id(&found.access_key_id, || {
+                        format!("the AWS profile `{profile}`'s aws_access_key_id")
+                    })?;
+                    let session = match found.session_token {
+                        None => None,
+                        Some(token) => {
+                            let expires_at = session_expires_at
+                                .clone()
+                                .or(found.session_expires_at)
+                                .ok_or_else(|| {
+                                    Failure::new(
+                                        Exit::Usage,
+                                        format!(
+                                            "the AWS profile `{profile}` holds temporary \
+                                             credentials (an aws_session_token) but not when \
+                                             they expire: pass --session-expires-at (RFC 3339, \
+                                             as `aws configure export-credentials` prints it)"
+                                        ),
+                                    )
+                                })?;
+                            Some((token, expires_at))
+                        }
+                    };
+                    (
+                        access_key_id,
+                        found.secret_access_key,
+                        checked_region(&region)?,
+                        session,
+                    )
+                }
+                None => {
+                    // Both are required by clap without a profile.
+                    let access_key_id = checked_access_key_id(
+                        access_key_id.as_deref().unwrap_or_default(),
+                        || "--access-key-id".to_owned(),
+                    )?;
+                    let region = checked_region(region.as_deref().unwrap_or_default())?;
+                    let secret = read_secret("AWS secret access key: ", *secret_stdin)?;
+                    let session = if *session_token {
+                        let token = read_secret("AWS session token: ", *secret_stdin)?;
+                        // clap requires --session-expires-at with --session-token.
+                        Some((token, session_expires_at.clone().unwrap_or_default()))
+                    } else {
+                        None
+                    };
+                    (access_key_id, secret, region, session)
+                }
+            };
+            let mut aws = json!({
+                "access_key_id": access_key_id.as_str(),
+                "secret_access_key": secret.expose(),
+                "region": region.as_str(),
+            });
+            if let Some((token, expires_at)) = &session {
+                aws["session_token"] = json!(token.expose());
+                aws["session_expires_at"] = json!(expires_at);
+            }
             let body = json!({
                 "label": label,
                 "provider": "aws",
-                "aws": {
-                    "access_key_id": access_key_id.as_str(),
-                    "secret_access_key": secret.expose(),
-                    "region": region.as_str(),
-                },
+                "kind": if session.is_some() { "session" } else { "access_key" },
+                "aws": aws,
                 "duration": duration,
             });
             show_one(&client.post("/v1/external-keys", &body)?, global, "Stored");
@@ -455,6 +524,11 @@ struct AwsProfile {
     access_key_id: String,
     secret_access_key: SecretString,
     region: Option<String>,
+    /// Temporary credentials only.
+    session_token: Option<SecretString>,
+    /// When the session token expires, if the file says (`aws_session_expiration`, as
+    /// credential helpers write it, or `x_security_token_expires`).
+    session_expires_at: Option<String>,
     config_file: PathBuf,
 }
 
@@ -503,17 +577,9 @@ impl AwsProfile {
                 .map(str::to_owned)
         };
         let value = |key: &str| setting(in_credentials, key).or_else(|| setting(in_config, key));
-        if value("aws_session_token").is_some() {
-            return Err(Failure::new(
-                Exit::Usage,
-                format!(
-                    "the AWS profile `{name}` holds temporary credentials (it has an \
-                     aws_session_token): keyledger cannot store temporary credentials yet; use \
-                     a profile with a long-term access key (AKIA…)"
-                ),
-            )
-            .into());
-        }
+        let session_token = value("aws_session_token").map(SecretString::new);
+        let session_expires_at =
+            value("aws_session_expiration").or_else(|| value("x_security_token_expires"));
         let missing = |key: &str| {
             Failure::new(
                 Exit::Usage,
@@ -536,6 +602,8 @@ impl AwsProfile {
             access_key_id,
             secret_access_key,
             region,
+            session_token,
+            session_expires_at,
             config_file,
         })
     }
@@ -730,6 +798,29 @@ mod tests {
     }
 
     #[test]
+    fn temporary_profiles_bring_their_session_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let (credentials_file, config_file) =
+            (dir.path().join("credentials"), dir.path().join("config"));
+        std::fs::write(
+            &credentials_file,
+            "[temp]\naws_access_key_id = ASIAAAAAAAAAAAAAAAAA\naws_secret_access_key = Secret/Key+1\naws_session_token = Token/Part+2\naws_session_expiration = 2026-12-05T21:30:00Z\n",
+        )
+        .unwrap();
+        let profile = AwsProfile::from_files("temp", credentials_file, config_file).unwrap();
+        assert_eq!(
+            profile.session_token.as_ref().map(SecretString::expose),
+            Some("Token/Part+2")
+        );
+        assert_eq!(
+            profile.session_expires_at.as_deref(),
+            Some("2026-12-05T21:30:00Z")
+        );
+        let shown = format!("{profile:?}");
+        assert!(!shown.contains("Token/Part+2") && !shown.contains("Secret/Key+1"));
+    }
+
+    #[test]
     fn profiles_that_cannot_be_stored_say_why() {
         check("nobody", CREDENTIALS, "", Err("no AWS profile `nobody`"));
         check(
@@ -737,12 +828,6 @@ mod tests {
             "",
             "[profile sso]\nsso_start_url = https://example.awsapps.com/start\n",
             Err("has no aws_access_key_id"),
-        );
-        check(
-            "temp",
-            "[temp]\naws_access_key_id = ASIAAAAAAAAAAAAAAAAA\naws_secret_access_key = Secret/Key+1\naws_session_token = token\n",
-            "",
-            Err("temporary credentials"),
         );
         check(
             "broken",

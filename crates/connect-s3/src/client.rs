@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
@@ -22,6 +22,11 @@ pub struct AwsCredentials {
     pub access_key_id: String,
     pub secret_access_key: String,
     pub region: String,
+    /// Temporary credentials (`ASIA…`) only: signed into every request as
+    /// `X-Amz-Security-Token`.
+    pub session_token: Option<String>,
+    /// When temporary credentials stop working; `None` for a long-lived key.
+    pub expires_at: Option<SystemTime>,
 }
 
 impl fmt::Debug for AwsCredentials {
@@ -30,6 +35,11 @@ impl fmt::Debug for AwsCredentials {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"[redacted]")
             .field("region", &self.region)
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
@@ -119,11 +129,12 @@ impl S3Source {
                 "part_size, concurrency and max_attempts must be positive".to_owned(),
             ));
         }
+        // A static provider: never refreshed, so a session ends with its token.
         let provider = SharedCredentialsProvider::new(Credentials::new(
             credentials.access_key_id.clone(),
             credentials.secret_access_key.clone(),
-            None,
-            None,
+            credentials.session_token.clone(),
+            credentials.expires_at,
             "keyledger",
         ));
         let mut builder = aws_sdk_s3::Config::builder()
@@ -297,10 +308,13 @@ mod tests {
             access_key_id: "AKIAEXAMPLEEXAMPLE12".to_owned(),
             secret_access_key: "canary-secret-0123456789".to_owned(),
             region: "eu-west-1".to_owned(),
+            session_token: Some("canary-token-0123456789".to_owned()),
+            expires_at: None,
         };
         let shown = format!("{credentials:?}");
         assert!(shown.contains("AKIAEXAMPLEEXAMPLE12"));
         assert!(!shown.contains("canary-secret"));
+        assert!(!shown.contains("canary-token"));
         let source = S3Source::new(&credentials, &S3Options::default()).unwrap();
         assert!(!format!("{source:?}").contains("canary-secret"));
     }

@@ -107,6 +107,8 @@ async fn a_wrong_secret_is_rejected_without_leaking_it() {
             access_key_id: "AKIAUNKNOWNUNKNOWN00".to_owned(),
             secret_access_key: SECRET.to_owned(),
             region: "us-east-1".to_owned(),
+            session_token: None,
+            expires_at: None,
         },
         &options,
     )

@@ -47,6 +47,8 @@ pub fn credentials(secret: &str) -> AwsCredentials {
         access_key_id: ACCESS_KEY_ID.to_owned(),
         secret_access_key: secret.to_owned(),
         region: "us-east-1".to_owned(),
+        session_token: None,
+        expires_at: None,
     }
 }
 

@@ -9,7 +9,7 @@ use crate::key_status::KeyStatus;
 use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
 use crate::state::State;
 use crate::time::Timestamp;
-use crate::values::{KeyName, RoleName, UserId, ValidationError};
+use crate::values::{KeyName, Provider, RoleName, UserId, ValidationError};
 
 /// What [`decide_with_reads`] concluded: the events to record, and the streams the decision
 /// read that those events do not write.
@@ -329,6 +329,19 @@ fn judge(
                     at: now,
                 });
             }
+            // A session token cannot be extended: the key ends with it at the latest.
+            let token_expires_at = new.public.token_expires_at();
+            if token_expires_at.is_some_and(|token| token <= now) {
+                return Err(ValidationError::new(
+                    "session_expires_at",
+                    "the session token has already expired: get new temporary credentials and store those",
+                )
+                .into());
+            }
+            let expires_at = match (new.duration.expires_at(now), token_expires_at) {
+                (Some(chosen), Some(token)) => Some(chosen.min(token)),
+                (chosen, token) => chosen.or(token),
+            };
             events.push(Event::ExternalKeyCreated {
                 key: new.key,
                 owner,
@@ -336,7 +349,7 @@ fn judge(
                 public: new.public,
                 sealed: new.sealed,
                 created_at: now,
-                expires_at: new.duration.expires_at(now),
+                expires_at,
             });
             Ok(events)
         }
@@ -441,10 +454,12 @@ fn judge(
             let owner = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
             let provider = selection.provider();
             reads.stream(external_key_stream(&owner, provider));
-            let external = state
+            let Some(external) = state
                 .active_external_key(&owner, provider)
                 .filter(|k| k.status_at(now) == KeyStatus::Active)
-                .ok_or(DomainError::NoExternalKey { provider })?;
+            else {
+                return Err(no_usable_key(state, &owner, provider, now));
+            };
             Ok(vec![Event::IngestionRequested {
                 ingestion,
                 owner,
@@ -675,4 +690,17 @@ fn distinct<T: Ord + Clone>(ids: Vec<T>, field: &'static str) -> Result<Vec<T>, 
         .into_iter()
         .filter(|id| seen.insert(id.clone()))
         .collect())
+}
+
+/// Why `owner` has no usable key for `provider`: a session whose token ran out (recorded as
+/// expired or not yet) gets its own reason, since only new credentials help.
+fn no_usable_key(state: &State, owner: &UserId, provider: Provider, now: Timestamp) -> DomainError {
+    let newest = state
+        .external_keys_of(owner)
+        .into_iter()
+        .find(|key| key.provider() == provider);
+    match newest.and_then(|key| key.public.token_expires_at()) {
+        Some(at) if at <= now => DomainError::SessionExpired { provider, at },
+        _ => DomainError::NoExternalKey { provider },
+    }
 }

@@ -2,6 +2,7 @@ use std::fmt;
 
 use crate::key_status::KeyStatus;
 use crate::permissions::Permission;
+use crate::time::Timestamp;
 use crate::values::{Provider, RoleName, UserId, ValidationError};
 
 /// Why the domain refused a command. Each message says what was wrong and what to do.
@@ -23,6 +24,8 @@ pub enum DomainError {
     ExternalKeyExists { provider: Provider },
     #[error("you have no usable external key for {} ({provider}); store one first", provider.display_name())]
     NoExternalKey { provider: Provider },
+    #[error("your {} session credentials expired at {at}: a session token cannot be extended; store new temporary credentials (or a role) and start again", provider.display_name())]
+    SessionExpired { provider: Provider, at: Timestamp },
     /// The message names the existing key, not the name: refusals never echo what was sent.
     #[error(
         "you already have an active key with this name ({hint}, id {id}): choose another name, or delete that key first"

@@ -51,29 +51,81 @@ pub enum ExternalKeyPublic {
     Dnanexus {
         token_hint: KeyHint,
     },
+    /// Temporary AWS credentials (`ASIA…` + secret + session token). The token cannot be
+    /// extended: the key expires with it at the latest (decision 0020).
+    #[serde(rename = "aws_session")]
+    AwsSession {
+        access_key_id: AccessKeyId,
+        region: AwsRegion,
+        token_expires_at: Timestamp,
+    },
 }
 
 impl ExternalKeyPublic {
     pub fn provider(&self) -> Provider {
         match self {
-            ExternalKeyPublic::Aws { .. } => Provider::Aws,
+            ExternalKeyPublic::Aws { .. } | ExternalKeyPublic::AwsSession { .. } => Provider::Aws,
             ExternalKeyPublic::Dnanexus { .. } => Provider::Dnanexus,
-        }
-    }
-
-    /// The AWS region; `None` for DNAnexus.
-    pub fn region(&self) -> Option<&AwsRegion> {
-        match self {
-            ExternalKeyPublic::Aws { region, .. } => Some(region),
-            ExternalKeyPublic::Dnanexus { .. } => None,
         }
     }
 
     /// The masked identifier shown in listings: `AKIA…WXYZ` or the token's hint.
     pub fn hint(&self) -> KeyHint {
         match self {
-            ExternalKeyPublic::Aws { access_key_id, .. } => access_key_id.masked(),
+            ExternalKeyPublic::Aws { access_key_id, .. }
+            | ExternalKeyPublic::AwsSession { access_key_id, .. } => access_key_id.masked(),
             ExternalKeyPublic::Dnanexus { token_hint } => token_hint.clone(),
+        }
+    }
+
+    /// The AWS region; `None` for DNAnexus.
+    pub fn region(&self) -> Option<&AwsRegion> {
+        match self {
+            ExternalKeyPublic::Aws { region, .. }
+            | ExternalKeyPublic::AwsSession { region, .. } => Some(region),
+            ExternalKeyPublic::Dnanexus { .. } => None,
+        }
+    }
+
+    /// What kind of credential this is: `access_key`, `session` (AWS) or `token` (DNAnexus).
+    pub fn kind(&self) -> CredentialKind {
+        match self {
+            ExternalKeyPublic::Aws { .. } => CredentialKind::AccessKey,
+            ExternalKeyPublic::AwsSession { .. } => CredentialKind::Session,
+            ExternalKeyPublic::Dnanexus { .. } => CredentialKind::Token,
+        }
+    }
+
+    /// When the session token stops working; `None` for credentials without one.
+    pub fn token_expires_at(&self) -> Option<Timestamp> {
+        match self {
+            ExternalKeyPublic::AwsSession {
+                token_expires_at, ..
+            } => Some(*token_expires_at),
+            _ => None,
+        }
+    }
+}
+
+/// The kinds of external credential, as the API and CLI name them. Not stored: derived from
+/// [`ExternalKeyPublic`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// A long-lived AWS access key: id and secret.
+    AccessKey,
+    /// Temporary AWS credentials: id, secret, session token and its expiry.
+    Session,
+    /// A DNAnexus API token.
+    Token,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::AccessKey => "access_key",
+            CredentialKind::Session => "session",
+            CredentialKind::Token => "token",
         }
     }
 }

@@ -20,8 +20,8 @@ pub use command::{
 pub use decide::{Decision, decide, decide_with_reads, permitted_user};
 pub use error::{DomainError, Holder};
 pub use event::{
-    Actor, Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection,
-    external_key_stream, ingestion_stream, role_stream, user_stream,
+    Actor, CredentialKind, Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash,
+    Selection, external_key_stream, ingestion_stream, role_stream, user_stream,
 };
 pub use key_status::KeyStatus;
 pub use permissions::{
@@ -35,6 +35,6 @@ pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
     AccessKeyId, AwsRegion, DataKeyId, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted,
     GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label,
-    Provider, RoleName, UserId, ValidationError, check_aws_secret, check_bucket_name,
-    check_dnanexus_project, check_dnanexus_token, check_visible_text,
+    Provider, RoleName, UserId, ValidationError, check_aws_secret, check_aws_session_token,
+    check_bucket_name, check_dnanexus_project, check_dnanexus_token, check_visible_text,
 };

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, ExternalKeyPublic, FailureKind, Selection};
+use crate::event::{Event, FailureKind, Selection};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
@@ -150,7 +150,7 @@ pub enum PublicEvent {
         /// `aws` or `dnanexus`.
         #[schema(value_type = String)]
         provider: Provider,
-        /// The masked credential: `AKIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).
+        /// The masked credential: `AKIA…WXYZ` / `ASIA…WXYZ` (AWS access key id) or `…WXYZ` (DNAnexus token).
         #[schema(value_type = String)]
         hint: KeyHint,
         /// The AWS region, e.g. `eu-west-2`; `null` for DNAnexus.
@@ -159,7 +159,8 @@ pub enum PublicEvent {
         /// When the credential was stored.
         #[schema(value_type = String, format = DateTime)]
         created_at: Timestamp,
-        /// When it expires; `null` for never.
+        /// When it expires; `null` for never. Temporary AWS credentials (`ASIA…`) expire with
+        /// their session token at the latest.
         #[schema(value_type = Option<String>, format = DateTime)]
         expires_at: Option<Timestamp>,
     },
@@ -446,10 +447,7 @@ impl From<&Event> for PublicEvent {
                 label,
                 provider: public.provider(),
                 hint: public.hint(),
-                region: match public {
-                    ExternalKeyPublic::Aws { region, .. } => Some(region),
-                    ExternalKeyPublic::Dnanexus { .. } => None,
-                },
+                region: public.region().cloned(),
                 created_at,
                 expires_at,
             },

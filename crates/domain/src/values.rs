@@ -11,7 +11,8 @@ mod providers;
 
 pub use durations::{DurationPolicy, GracePeriod, KeyDuration};
 pub use providers::{
-    Provider, check_aws_secret, check_bucket_name, check_dnanexus_project, check_dnanexus_token,
+    Provider, check_aws_secret, check_aws_session_token, check_bucket_name, check_dnanexus_project,
+    check_dnanexus_token,
 };
 
 /// Why an input was refused: the field and a sentence a user can act on.

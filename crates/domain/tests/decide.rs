@@ -494,6 +494,59 @@ fn an_expired_external_key_frees_its_slot() {
 }
 
 #[test]
+fn a_session_key_ends_with_its_token() {
+    let mut state = world();
+    let token_end = T0.plus_millis(3_600_000);
+    // A token already expired cannot be stored.
+    let refused = when(
+        &state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_session_key(1, T0)),
+        T0,
+    );
+    assert!(
+        matches!(&refused, Err(DomainError::Invalid(v)) if v.field == "session_expires_at"),
+        "{refused:?}"
+    );
+    // Asked for 30 days, the key expires with the token.
+    let events = succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_session_key(1, token_end)),
+        T0,
+    );
+    assert!(
+        matches!(&events[..], [Event::ExternalKeyCreated { expires_at: Some(at), .. }] if *at == token_end),
+        "{events:?}"
+    );
+    let key = state.external_key(&ext_id(1)).unwrap();
+    assert_eq!(key.public.kind(), CredentialKind::Session);
+    assert_eq!(key.status_at(token_end), KeyStatus::Expired);
+    // A job asked for after the token's end is refused with that reason, before and after
+    // the sweeper records the expiry.
+    let request = Action::RequestIngestion {
+        ingestion: IngestionId::parse("ing_0000000000000001").unwrap(),
+        selection: Selection::Aws {
+            bucket: "b".into(),
+            prefix: "p/".into(),
+            pattern: ".*".into(),
+        },
+        destination: "samples".into(),
+        batch_id: "batch-1".into(),
+    };
+    let expired = Err(DomainError::SessionExpired {
+        provider: Provider::Aws,
+        at: token_end,
+    });
+    assert_eq!(
+        when(&state, as_user("dev"), request.clone(), token_end),
+        expired
+    );
+    succeed(&mut state, Actor::System, Action::ExpireDue, token_end);
+    assert_eq!(when(&state, as_user("dev"), request, token_end), expired);
+}
+
+#[test]
 fn the_sweeper_expires_what_is_due_and_nothing_else() {
     let mut state = world();
     succeed(

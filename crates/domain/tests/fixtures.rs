@@ -55,6 +55,18 @@ pub fn aws_key(n: u32) -> NewExternalKey {
     }
 }
 
+/// Temporary AWS credentials whose token expires at `token_expires_at`, asked to last 30 days.
+pub fn aws_session_key(n: u32, token_expires_at: Timestamp) -> NewExternalKey {
+    NewExternalKey {
+        public: ExternalKeyPublic::AwsSession {
+            access_key_id: AccessKeyId::parse("ASIAIOSFODNN7EXAMPLE").unwrap(),
+            region: AwsRegion::parse("eu-west-2").unwrap(),
+            token_expires_at,
+        },
+        ..aws_key(n)
+    }
+}
+
 pub fn dnanexus_key(n: u32) -> NewExternalKey {
     NewExternalKey {
         key: ext_id(n),

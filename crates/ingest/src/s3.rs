@@ -27,6 +27,7 @@ impl S3SampleSource {
             access_key_id,
             secret_access_key,
             region,
+            session,
         } = &lease.credential
         else {
             return Err(SourceError::new(
@@ -38,6 +39,11 @@ impl S3SampleSource {
             access_key_id: access_key_id.clone(),
             secret_access_key: secret_access_key.expose().to_owned(),
             region: region.clone(),
+            session_token: session.as_ref().map(|s| s.token.expose().to_owned()),
+            expires_at: session.as_ref().map(|s| {
+                let millis = u64::try_from(s.expires_at.as_millis()).unwrap_or(0);
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis)
+            }),
         };
         let source = S3Source::new(&credentials, options).map_err(source_error)?;
         Ok(S3SampleSource { source })

@@ -2,15 +2,18 @@
 //! key lives in the `data_keys` tree, outside the log; deleting it shreds the secret. A rotation
 //! seals a new secret under a new data key and retires the old one, which `leases` destroys once
 //! no running job holds it.
+//!
+//! An AWS session's secret and session token are sealed together, as one secret
+//! (`secret\ntoken`): neither is ever in the log, the projection or a listing in plain text.
 
 use std::sync::Arc;
 
 use keyledger_crypto::{SecretString, credential_aad, random_base62};
 use keyledger_domain::{
-    AccessKeyId, Action, Actor, AwsRegion, DataKeyId, DomainError, Event, ExternalKeyId,
-    ExternalKeyPublic, ExternalKeyRotation, FromTrusted, KeyDuration, KeyHint, KeyStatus, Label,
-    NewExternalKey, Provider, Timestamp, UserId, ValidationError, check_aws_secret,
-    check_dnanexus_token,
+    AccessKeyId, Action, Actor, AwsRegion, CredentialKind, DataKeyId, DomainError, Event,
+    ExternalKeyId, ExternalKeyPublic, ExternalKeyRotation, FromTrusted, KeyDuration, KeyHint,
+    KeyStatus, Label, NewExternalKey, Provider, Timestamp, UserId, ValidationError,
+    check_aws_secret, check_aws_session_token, check_dnanexus_token,
 };
 use serde::Serialize;
 
@@ -28,7 +31,18 @@ pub enum NewCredential {
     Dnanexus {
         token: SecretString,
     },
+    /// Temporary credentials: an `ASIA…` id, its secret, its session token and when that expires.
+    AwsSession {
+        access_key_id: AccessKeyId,
+        secret_access_key: SecretString,
+        session_token: SecretString,
+        token_expires_at: Timestamp,
+        region: AwsRegion,
+    },
 }
+
+/// Separates the secret from the session token in a sealed session; neither contains it.
+const SESSION_SEPARATOR: char = '\n';
 
 impl NewCredential {
     pub fn aws(
@@ -37,11 +51,47 @@ impl NewCredential {
         region: &str,
     ) -> Result<NewCredential, ValidationError> {
         let access_key_id = AccessKeyId::parse(access_key_id.trim())?;
+        if access_key_id.as_str().starts_with("ASIA") {
+            return Err(ValidationError::new(
+                "session_token",
+                "an ASIA… access key id is a temporary credential and works only with its session \
+                 token: store it as kind `session` with its session_token and session_expires_at",
+            ));
+        }
         check_aws_secret(secret_access_key.expose())?;
         let region = AwsRegion::parse(region.trim())?;
         Ok(NewCredential::Aws {
             access_key_id,
             secret_access_key,
+            region,
+        })
+    }
+
+    /// Temporary AWS credentials (`aws sts get-session-token`, AWS SSO). The token's expiry is
+    /// checked against the clock when the key is stored.
+    pub fn aws_session(
+        access_key_id: &str,
+        secret_access_key: SecretString,
+        session_token: SecretString,
+        token_expires_at: Timestamp,
+        region: &str,
+    ) -> Result<NewCredential, ValidationError> {
+        let access_key_id = AccessKeyId::parse(access_key_id.trim())?;
+        if !access_key_id.as_str().starts_with("ASIA") {
+            return Err(ValidationError::new(
+                "access_key_id",
+                "session credentials have an access key id starting with ASIA; an AKIA… key is a \
+                 long-lived key: store it as kind `access_key`, without a session token",
+            ));
+        }
+        check_aws_secret(secret_access_key.expose())?;
+        check_aws_session_token(session_token.expose())?;
+        let region = AwsRegion::parse(region.trim())?;
+        Ok(NewCredential::AwsSession {
+            access_key_id,
+            secret_access_key,
+            session_token,
+            token_expires_at,
             region,
         })
     }
@@ -53,12 +103,13 @@ impl NewCredential {
 
     pub fn provider(&self) -> Provider {
         match self {
-            NewCredential::Aws { .. } => Provider::Aws,
+            NewCredential::Aws { .. } | NewCredential::AwsSession { .. } => Provider::Aws,
             NewCredential::Dnanexus { .. } => Provider::Dnanexus,
         }
     }
 
-    fn split(&self) -> (ExternalKeyPublic, &str) {
+    /// What may be shown, and the secret bytes to seal.
+    fn split(&self) -> (ExternalKeyPublic, SecretString) {
         match self {
             NewCredential::Aws {
                 access_key_id,
@@ -69,13 +120,31 @@ impl NewCredential {
                     access_key_id: access_key_id.clone(),
                     region: region.clone(),
                 },
-                secret_access_key.expose(),
+                secret_access_key.clone(),
             ),
             NewCredential::Dnanexus { token } => (
                 ExternalKeyPublic::Dnanexus {
                     token_hint: KeyHint::mask(token.expose(), 0, 4),
                 },
-                token.expose(),
+                token.clone(),
+            ),
+            NewCredential::AwsSession {
+                access_key_id,
+                secret_access_key,
+                session_token,
+                token_expires_at,
+                region,
+            } => (
+                ExternalKeyPublic::AwsSession {
+                    access_key_id: access_key_id.clone(),
+                    region: region.clone(),
+                    token_expires_at: *token_expires_at,
+                },
+                SecretString::new(format!(
+                    "{}{SESSION_SEPARATOR}{}",
+                    secret_access_key.expose(),
+                    session_token.expose()
+                )),
             ),
         }
     }
@@ -88,10 +157,20 @@ pub enum ExternalCredential {
         access_key_id: String,
         secret_access_key: SecretString,
         region: String,
+        /// Present for temporary credentials (kind `session`).
+        session: Option<AwsSessionToken>,
     },
     Dnanexus {
         token: SecretString,
     },
+}
+
+/// The session half of temporary AWS credentials.
+#[derive(Debug, Clone)]
+pub struct AwsSessionToken {
+    pub token: SecretString,
+    /// When AWS stops accepting the token.
+    pub expires_at: Timestamp,
 }
 
 /// A credential handed to a job, with where it came from. While it (or a clone, or the hold
@@ -127,6 +206,10 @@ pub struct ExternalKeyView {
     pub provider: Provider,
     /// `AKIA…WXYZ` for AWS, `…WXYZ` for a DNAnexus token.
     pub hint: KeyHint,
+    /// `access_key`, `session` or `token`.
+    pub kind: CredentialKind,
+    /// When a session's token expires; `None` for other kinds.
+    pub token_expires_at: Option<Timestamp>,
     pub region: Option<AwsRegion>,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
@@ -174,7 +257,7 @@ impl Vault {
         let (public, secret) = credential.split();
         let (wrapped, sealed) = keyring.seal(
             key.as_str(),
-            secret.as_bytes(),
+            secret.expose().as_bytes(),
             &credential_aad(&key, &owner, provider),
         )?;
         // The data key is durable before the event that needs it; if the append fails, it goes.
@@ -256,7 +339,7 @@ impl Vault {
         let (public, secret) = credential.split();
         let (wrapped, sealed) = keyring.seal(
             data_key.as_str(),
-            secret.as_bytes(),
+            secret.expose().as_bytes(),
             &credential_aad(&key, &owner, provider),
         )?;
         // The new data key is durable before the event that names it; if the append fails, it
@@ -383,7 +466,27 @@ impl Vault {
                 access_key_id: access_key_id.to_string(),
                 secret_access_key: secret,
                 region: region.to_string(),
+                session: None,
             },
+            ExternalKeyPublic::AwsSession {
+                access_key_id,
+                region,
+                token_expires_at,
+            } => {
+                let (secret_access_key, token) = secret
+                    .expose()
+                    .split_once(SESSION_SEPARATOR)
+                    .ok_or(keyledger_crypto::CryptoError::Decrypt)?;
+                ExternalCredential::Aws {
+                    access_key_id: access_key_id.to_string(),
+                    secret_access_key: SecretString::new(secret_access_key.to_owned()),
+                    region: region.to_string(),
+                    session: Some(AwsSessionToken {
+                        token: SecretString::new(token.to_owned()),
+                        expires_at: token_expires_at,
+                    }),
+                }
+            }
             ExternalKeyPublic::Dnanexus { .. } => ExternalCredential::Dnanexus { token: secret },
         };
         Ok(Lease {
@@ -468,15 +571,14 @@ pub(crate) fn check_master_key(
 }
 
 fn view(key: &keyledger_domain::ExternalKey, now: Timestamp) -> ExternalKeyView {
-    let region = match &key.public {
-        ExternalKeyPublic::Aws { region, .. } => Some(region.clone()),
-        ExternalKeyPublic::Dnanexus { .. } => None,
-    };
+    let region = key.public.region().cloned();
     ExternalKeyView {
         id: key.id.clone(),
         label: key.label.clone(),
         provider: key.provider(),
         hint: key.public.hint(),
+        kind: key.public.kind(),
+        token_expires_at: key.public.token_expires_at(),
         region,
         created_at: key.created_at,
         expires_at: key.expires_at,

@@ -41,7 +41,7 @@ use keyledger_log::{
 
 pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use external::{ExternalCredential, ExternalKeyView, Lease, NewCredential};
+pub use external::{AwsSessionToken, ExternalCredential, ExternalKeyView, Lease, NewCredential};
 pub use keyledger_log::private_files;
 pub use keys::{ApiKeyView, CreatedApiKey};
 pub use leases::DataKeyHold;

@@ -396,3 +396,67 @@ async fn another_master_key_cannot_open_the_data_directory() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_session_is_leased_with_its_token_and_expires_with_it() {
+    const SECRET: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+    const TOKEN: &str = "FwoGZXIvYXdzEXAMPLE/session+token==";
+    let test = vault().await;
+    let token_end = test.vault.now().plus_millis(3_600_000);
+    let session = |id: &str| {
+        NewCredential::aws_session(
+            id,
+            SecretString::new(SECRET.into()),
+            SecretString::new(TOKEN.into()),
+            token_end,
+            "us-east-1",
+        )
+    };
+    // An ASIA… id is a session or nothing; an AKIA… id is never one.
+    let refused = NewCredential::aws(
+        "ASIAIOSFODNN7EXAMPLE",
+        SecretString::new(SECRET.into()),
+        "us-east-1",
+    )
+    .unwrap_err();
+    assert_eq!(refused.field, "session_token");
+    assert_eq!(
+        session("AKIAIOSFODNN7EXAMPLE").unwrap_err().field,
+        "access_key_id"
+    );
+
+    let view = test
+        .vault
+        .create_external_key(
+            dev(),
+            Label::parse("sso").unwrap(),
+            session("ASIAIOSFODNN7EXAMPLE").unwrap(),
+            KeyDuration::Days(30),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(view.expires_at, Some(token_end));
+    assert_eq!(view.token_expires_at, Some(token_end));
+    assert!(!format!("{view:?}").contains(TOKEN));
+    let test = test.reopen();
+    let lease = test.vault.lease_for(&user("dev"), Provider::Aws).unwrap();
+    assert!(!format!("{lease:?}").contains(TOKEN));
+    match lease.credential {
+        ExternalCredential::Aws {
+            secret_access_key,
+            session: Some(session),
+            ..
+        } => {
+            assert_eq!(secret_access_key.expose(), SECRET);
+            assert_eq!(session.token.expose(), TOKEN);
+            assert_eq!(session.expires_at, token_end);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    test.clock.advance_millis(3_600_000);
+    assert!(matches!(
+        test.vault.lease_for(&user("dev"), Provider::Aws),
+        Err(VaultError::Domain(DomainError::NoExternalKey { .. }))
+    ));
+}

@@ -27,6 +27,11 @@ pub struct CreateExternalKeyRequest {
     /// `aws` or `dnanexus`.
     #[schema(example = "aws")]
     pub provider: String,
+    /// AWS only: `access_key` (the default: an `AKIA…` id and its secret) or `session`
+    /// (temporary credentials: an `ASIA…` id, its secret, `session_token` and
+    /// `session_expires_at`). Without `kind`, a body with a `session_token` is a `session`.
+    #[schema(example = "access_key")]
+    pub kind: Option<String>,
     /// Required when `provider` is `aws`.
     pub aws: Option<AwsCredentialInput>,
     /// Required when `provider` is `dnanexus`.
@@ -47,6 +52,14 @@ pub struct AwsCredentialInput {
     pub secret_access_key: SecretField,
     #[schema(example = "eu-west-2")]
     pub region: String,
+    /// Kind `session` only: the session token of temporary credentials. Stored encrypted;
+    /// never returned.
+    #[schema(value_type = Option<String>, write_only)]
+    pub session_token: Option<SecretField>,
+    /// Kind `session` only: when the session token expires (RFC 3339), as `aws sts` or
+    /// `aws configure export-credentials` print it. The key expires then at the latest.
+    #[schema(example = "2026-12-05T21:30:00Z")]
+    pub session_expires_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,6 +91,12 @@ pub struct ExternalKeyResponse {
     pub provider: String,
     /// `AKIA…WXYZ` for AWS, `…WXYZ` for a DNAnexus token.
     pub hint: String,
+    /// `access_key` or `session` (AWS), `token` (DNAnexus).
+    #[schema(example = "access_key")]
+    pub kind: String,
+    /// When a `session`'s token expires; `null` for other kinds.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub token_expires_at: Option<Timestamp>,
     /// AWS only.
     pub region: Option<String>,
     /// `active` or `expired`.
@@ -101,6 +120,8 @@ impl From<ExternalKeyView> for ExternalKeyResponse {
             label: view.label.to_string(),
             provider: view.provider.as_str().to_owned(),
             hint: view.hint.to_string(),
+            kind: view.kind.as_str().to_owned(),
+            token_expires_at: view.token_expires_at,
             region: view.region.map(|r| r.to_string()),
             status: view.status.as_str().to_owned(),
             created_at: view.created_at,
@@ -136,7 +157,7 @@ pub(crate) async fn create_external_key(
     let ApiJson(body) = body?;
     let label = Label::parse(&body.label)?;
     let provider = Provider::parse(&body.provider)?;
-    let credential = credential_input(provider, body.aws, body.dnanexus)?;
+    let credential = credential_input(provider, body.kind.as_deref(), body.aws, body.dnanexus)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
     let request_id = idempotency_key(&headers, &caller, "POST /v1/external-keys")?;
     let view = state
@@ -151,13 +172,12 @@ pub(crate) async fn create_external_key(
 /// parser of credential fields, so a kind of credential that can be stored can be rotated.
 fn credential_input(
     provider: Provider,
+    kind: Option<&str>,
     aws: Option<AwsCredentialInput>,
     dnanexus: Option<DnanexusCredentialInput>,
 ) -> Result<NewCredential, ApiError> {
     let credential = match (provider, aws, dnanexus) {
-        (Provider::Aws, Some(aws), None) => {
-            NewCredential::aws(&aws.access_key_id, aws.secret_access_key.0, &aws.region)?
-        }
+        (Provider::Aws, Some(aws), None) => aws_credential(kind, aws)?,
         (Provider::Dnanexus, None, Some(dnanexus)) => NewCredential::dnanexus(dnanexus.token.0)?,
         (Provider::Aws, None, _) => {
             return Err(ValidationError::new("aws", "provider `aws` needs an `aws` object with access_key_id, secret_access_key and region").into());
@@ -184,7 +204,73 @@ fn credential_input(
             .into());
         }
     };
+    if provider == Provider::Dnanexus && kind.is_some_and(|kind| kind != "token") {
+        return Err(ValidationError::new(
+            "kind",
+            "a DNAnexus credential is a token: leave out `kind`",
+        )
+        .into());
+    }
     Ok(credential)
+}
+
+/// Parses an AWS credential of the kind asked for. Refusals name the field, never its value.
+fn aws_credential(kind: Option<&str>, aws: AwsCredentialInput) -> Result<NewCredential, ApiError> {
+    let kind = kind.unwrap_or(if aws.session_token.is_some() {
+        "session"
+    } else {
+        "access_key"
+    });
+    match kind {
+        "access_key" => {
+            if aws.session_token.is_some() || aws.session_expires_at.is_some() {
+                return Err(ValidationError::new(
+                    "kind",
+                    "an `access_key` has no session token: set kind `session` for temporary credentials",
+                )
+                .into());
+            }
+            Ok(NewCredential::aws(
+                &aws.access_key_id,
+                aws.secret_access_key.0,
+                &aws.region,
+            )?)
+        }
+        "session" => {
+            let Some(session_token) = aws.session_token else {
+                return Err(ValidationError::new(
+                    "session_token",
+                    "kind `session` needs the session_token that came with the ASIA… access key id",
+                )
+                .into());
+            };
+            let Some(expires_at) = aws.session_expires_at else {
+                return Err(ValidationError::new(
+                    "session_expires_at",
+                    "kind `session` needs session_expires_at: when the session token expires (RFC 3339, e.g. 2026-12-05T21:30:00Z)",
+                )
+                .into());
+            };
+            let expires_at = Timestamp::parse_rfc3339(expires_at.trim()).map_err(|_| {
+                ValidationError::new(
+                    "session_expires_at",
+                    "not a time: use RFC 3339 such as 2026-12-05T21:30:00Z",
+                )
+            })?;
+            Ok(NewCredential::aws_session(
+                &aws.access_key_id,
+                aws.secret_access_key.0,
+                session_token.0,
+                expires_at,
+                &aws.region,
+            )?)
+        }
+        _ => Err(ValidationError::new(
+            "kind",
+            "not a kind of AWS credential: use access_key or session",
+        )
+        .into()),
+    }
 }
 
 /// Lists the caller's external keys, masked.
@@ -381,7 +467,7 @@ pub(crate) async fn rotate_external_key(
             what: "external key",
             id: id.to_string(),
         })?;
-    let credential = credential_input(provider, body.aws, body.dnanexus)?;
+    let credential = credential_input(provider, None, body.aws, body.dnanexus)?;
     let view = state
         .vault()
         .rotate_external_key(caller.actor(), id, credential)

@@ -84,6 +84,27 @@ pub fn check_aws_secret(raw: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// The longest session token accepted. AWS fixes no size (tokens grow with session policies
+/// and tags, a few hundred to a few thousand characters); this only bounds memory.
+pub const MAX_SESSION_TOKEN_LEN: usize = 16 * 1024;
+
+/// Checks an AWS session token's shape: base64 (letters, digits, '/', '+', '='), not empty,
+/// at most [`MAX_SESSION_TOKEN_LEN`] characters.
+pub fn check_aws_session_token(raw: &str) -> Result<(), ValidationError> {
+    if raw.is_empty()
+        || raw.len() > MAX_SESSION_TOKEN_LEN
+        || !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'+' | b'='))
+    {
+        return Err(ValidationError::new(
+            "session_token",
+            "an AWS session token is base64: letters, digits, '/', '+' or '=' (at most 16384 characters)",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a DNAnexus API token's shape: 16 to 256 letters, digits, '-', '_' or '.'.
 pub fn check_dnanexus_token(raw: &str) -> Result<(), ValidationError> {
     let ok = (16..=256).contains(&raw.len())
