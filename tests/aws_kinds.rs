@@ -132,8 +132,12 @@ fn all_events(server: &Server) -> String {
 fn session_credentials_are_stored_with_their_token_ingest_and_expire_with_it() {
     let lab = lab();
     let session = lab.session();
-    let endpoint = lab.s3.endpoint();
-    let server = Server::start_with(&[("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str())]);
+    let (endpoint, sts_endpoint) = (lab.s3.endpoint(), lab.sts.endpoint());
+    // The credential check without a bucket asks STS who the key is.
+    let server = Server::start_with(&[
+        ("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str()),
+        ("KEYLEDGER_INGEST_STS_ENDPOINT", sts_endpoint.as_str()),
+    ]);
     let key = member(&server);
     let store = |body: &Value| server.call("POST", "/v1/external-keys", Some(&key), Some(body));
 
@@ -249,8 +253,12 @@ fn session_credentials_are_stored_with_their_token_ingest_and_expire_with_it() {
 fn the_cli_stores_temporary_credentials_from_a_profile() {
     let lab = lab();
     let session = lab.session();
-    let endpoint = lab.s3.endpoint();
-    let server = Server::start_with(&[("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str())]);
+    let (endpoint, sts_endpoint) = (lab.s3.endpoint(), lab.sts.endpoint());
+    // The credential check without a bucket asks STS who the key is.
+    let server = Server::start_with(&[
+        ("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str()),
+        ("KEYLEDGER_INGEST_STS_ENDPOINT", sts_endpoint.as_str()),
+    ]);
     let key = member(&server);
     let home = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(home.path().join(".aws")).unwrap();

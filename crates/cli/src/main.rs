@@ -9,6 +9,7 @@
 
 mod admin;
 mod audit;
+mod aws_profile;
 mod client;
 mod config;
 mod events;
