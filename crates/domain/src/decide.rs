@@ -418,6 +418,17 @@ fn judge(
                 )
                 .into());
             }
+            if rotation
+                .public
+                .token_expires_at()
+                .is_some_and(|token| token <= now)
+            {
+                return Err(ValidationError::new(
+                    "session_expires_at",
+                    "the session token has already expired: get new temporary credentials and rotate to those",
+                )
+                .into());
+            }
             Ok(vec![Event::ExternalKeyRotated {
                 previous_data_key: state.data_key_of(&rotation.key),
                 key: rotation.key,

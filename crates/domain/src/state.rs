@@ -416,6 +416,12 @@ impl State {
                 let Some(external) = self.external_keys.get_mut(&key) else {
                     return;
                 };
+                // A session token cannot be extended: the key ends with it at the latest, as
+                // when it is stored.
+                if let Some(token) = public.token_expires_at() {
+                    external.expires_at =
+                        Some(external.expires_at.map_or(token, |at| at.min(token)));
+                }
                 external.public = public;
                 external.sealed = sealed;
                 match self.rotated_data_keys.get_mut(&key) {

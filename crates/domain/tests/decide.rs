@@ -999,6 +999,42 @@ fn rotation(n: u32, public: ExternalKeyPublic, suffix: &str) -> Action {
     })
 }
 
+#[test]
+fn a_rotation_to_temporary_credentials_ends_the_key_with_its_token() {
+    let mut state = world();
+    succeed(
+        &mut state,
+        as_user("dev"),
+        Action::CreateExternalKey(aws_key(1)),
+        T0,
+    );
+    let session = |expires: Timestamp| ExternalKeyPublic::AwsSession {
+        access_key_id: AccessKeyId::parse("ASIAI44QH8DHBEXAMPLE").unwrap(),
+        region: AwsRegion::parse("eu-west-2").unwrap(),
+        token_expires_at: expires,
+    };
+    let later = T0.plus_days(1);
+    let refused = decide(
+        &state,
+        Command::new(as_user("dev"), rotation(1, session(later), "a")),
+        later,
+    )
+    .unwrap_err();
+    assert!(refused.to_string().contains("already expired"), "{refused}");
+    succeed(
+        &mut state,
+        as_user("dev"),
+        rotation(1, session(T0.plus_days(2)), "a"),
+        later,
+    );
+    let key = state.external_key(&ext_id(1)).unwrap();
+    assert_eq!(
+        key.expires_at,
+        Some(T0.plus_days(2)),
+        "the token's expiry, not 30 days"
+    );
+}
+
 fn new_aws_public() -> ExternalKeyPublic {
     ExternalKeyPublic::Aws {
         access_key_id: AccessKeyId::parse("AKIAI44QH8DHBEXAMPLE").unwrap(),
