@@ -14,18 +14,10 @@ use keyledger_testkit::fault_proxy::{CannedResponse, Fault, FaultProxy, RequestM
 use keyledger_testkit::s3::S3Server;
 use serde_json::{Value, json};
 
-use crate::support::{BIN, CliRun, Server};
+use crate::support::{BIN, CliRun, Server, runtime};
 
 const ACCESS_KEY_ID: &str = "AKIACLIINGESTTEST001";
 const SECRET: &str = "cliIngestSecretKey0123456789abcdefghijkl";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The objects of bucket `samples`: three count tables, one that the proxy can break, a note.
 const OBJECTS: &[(&str, &str)] = &[

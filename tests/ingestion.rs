@@ -8,19 +8,11 @@ use keyledger_testkit::dnanexus::{Content, DnanexusEmulator, Seed};
 use keyledger_testkit::s3::S3Server;
 use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Server, runtime};
 
 const ACCESS_KEY_ID: &str = "AKIAINGESTTEST000001";
 const SECRET: &str = "ingestSecretKey0123456789abcdefghijklmnO";
 const DX_TOKEN: &str = "dxIngestToken0123456789abcdef";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A developer with their own key, ready to store external keys and ingest.
 fn developer(server: &Server) -> String {

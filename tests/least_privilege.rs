@@ -12,7 +12,7 @@ use keyledger_testkit::s3::S3Server;
 use keyledger_testkit::sts::StsServer;
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, Server};
+use crate::support::{CliRun, Server, developer_key, runtime};
 
 const ADMIN_KEY_ID: &str = "AKIAPROBEADMIN000001";
 const ADMIN_SECRET: &str = "probeAdminSecret0123456789abcdefghijklmn";
@@ -23,27 +23,6 @@ const LIMITED_SECRET: &str = "probeLimitedSecret0123456789abcdefghijkl";
 const WRONG_SECRET: &str = "probeWrongSecret0123456789abcdefghijklmn";
 const UNKNOWN_KEY_ID: &str = "AKIAPROBEUNKNOWN0001";
 const DX_TOKEN: &str = "dxProbeToken0123456789abcdefgh";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A user with the `developer` role and their API key.
-fn user_with_key(server: &Server, user: &str) -> String {
-    server.create_user(user, &["developer"]);
-    let (status, body) = server.call(
-        "POST",
-        &format!("/v1/users/{user}/api-keys"),
-        Some(&server.admin_key),
-        Some(&json!({ "name": "probe", "duration": "7d" })),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["key"].as_str().unwrap().to_owned()
-}
 
 fn store_aws(server: &Server, key: &str, access_key_id: &str, secret: &str) -> String {
     let body = json!({ "label": "lab", "provider": "aws", "duration": "30d",
@@ -134,7 +113,7 @@ fn a_key_limited_to_a_prefix_passes_for_it_and_is_refused_elsewhere() {
     let home = tempfile::tempdir().unwrap();
     let config = home.path();
 
-    let lena = user_with_key(&server, "lena");
+    let lena = developer_key(&server, "lena");
     let limited = store_aws(&server, &lena, LIMITED_KEY_ID, LIMITED_SECRET);
 
     // The bucket and prefix the key was made for: list, read and region pass.
@@ -232,9 +211,9 @@ fn a_key_limited_to_a_prefix_passes_for_it_and_is_refused_elsewhere() {
     }
 
     // A wrong secret and an unknown key are told apart, by STS and by S3.
-    let wanda = user_with_key(&server, "wanda");
+    let wanda = developer_key(&server, "wanda");
     let wrong = store_aws(&server, &wanda, LIMITED_KEY_ID, WRONG_SECRET);
-    let umar = user_with_key(&server, "umar");
+    let umar = developer_key(&server, "umar");
     let unknown = store_aws(&server, &umar, UNKNOWN_KEY_ID, LIMITED_SECRET);
     let lab = json!({ "bucket": "lab", "prefix": "runs/" });
     for (user, external, words) in [
@@ -281,7 +260,7 @@ fn a_dnanexus_token_reports_its_user_and_its_level_on_a_project() {
     let endpoint = emulator.endpoint();
     let server = Server::start_with(&[("KEYLEDGER_INGEST_DNANEXUS_API_URL", endpoint.as_str())]);
     let home = tempfile::tempdir().unwrap();
-    let vera = user_with_key(&server, "vera");
+    let vera = developer_key(&server, "vera");
     let (status, stored) = server.call(
         "POST",
         "/v1/external-keys",

@@ -9,7 +9,7 @@ use keyledger_testkit::s3::S3Server;
 use keyledger_testkit::sts::StsServer;
 use serde_json::{Value, json};
 
-use crate::support::Server;
+use crate::support::{Server, developer_key, runtime};
 
 const ACCESS_KEY_ID: &str = "AKIAERRORSTEST000001";
 const SECRET: &str = "errorsSecretKey0123456789abcdefghijklmnO";
@@ -29,27 +29,6 @@ const DEBUG_SHAPES: &[&str] = &[
     "kind:",
     "hyper",
 ];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// A user with the `developer` role (stores external keys, imports) and their API key.
-fn user_with_key(server: &Server, user: &str) -> String {
-    server.create_user(user, &["developer"]);
-    let (status, body) = server.call(
-        "POST",
-        &format!("/v1/users/{user}/api-keys"),
-        Some(&server.admin_key),
-        Some(&json!({ "name": "errors", "duration": "7d" })),
-    );
-    assert_eq!(status, 201, "{body}");
-    body["key"].as_str().unwrap().to_owned()
-}
 
 fn store_aws(server: &Server, key: &str, secret: &str) -> String {
     let body = json!({ "label": "lab", "provider": "aws", "duration": "30d",
@@ -167,7 +146,7 @@ fn check_unreachable(s3_endpoint: &str, dnanexus_url: &str, s3_words: &[&str], d
         ("KEYLEDGER_INGEST_STS_ENDPOINT", s3_endpoint),
         ("KEYLEDGER_INGEST_DNANEXUS_API_URL", dnanexus_url),
     ]);
-    let key = user_with_key(&server, "dana");
+    let key = developer_key(&server, "dana");
     let aws = store_aws(&server, &key, SECRET);
     let dx = store_dnanexus(&server, &key, DX_TOKEN);
 
@@ -265,7 +244,7 @@ fn rejected_keys_missing_places_and_corrupt_files_are_classified_in_the_provider
     ]);
 
     // Rejected credentials: S3's error code, DNAnexus' verdict.
-    let dana = user_with_key(&server, "dana");
+    let dana = developer_key(&server, "dana");
     let aws = store_aws(&server, &dana, WRONG_SECRET);
     let dx = store_dnanexus(&server, &dana, WRONG_DX_TOKEN);
     let verified = verify(&server, &dana, &aws);
@@ -290,7 +269,7 @@ fn rejected_keys_missing_places_and_corrupt_files_are_classified_in_the_provider
     assert_job_failed(&server, &job, "provider_rejected", &["token was rejected"]);
 
     // Accepted credentials, places that do not exist.
-    let eve = user_with_key(&server, "eve");
+    let eve = developer_key(&server, "eve");
     let aws = store_aws(&server, &eve, SECRET);
     let dx = store_dnanexus(&server, &eve, DX_TOKEN);
     for external in [&aws, &dx] {

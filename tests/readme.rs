@@ -30,7 +30,7 @@ use keyledger_testkit::dnanexus::{Content, DnanexusEmulator, Seed};
 use keyledger_testkit::nats::NatsServer;
 use keyledger_testkit::s3::S3Server;
 
-use crate::support::{BIN, Server};
+use crate::support::{BIN, Server, runtime};
 
 /// AWS's documented example credentials, as the README shows them.
 const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -157,14 +157,6 @@ fn files_under(dir: &Path) -> Vec<String> {
         }
     }
     found
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// The servers the documentation's commands talk to, and what they started in the background.

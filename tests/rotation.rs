@@ -14,7 +14,7 @@ use keyledger_testkit::iam::AccessKey;
 use keyledger_testkit::s3::S3Server;
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, Server};
+use crate::support::{CliRun, Server, runtime};
 
 const OLD_ID: &str = "AKIAROTATEOLDKEY0001";
 const OLD_SECRET: &str = "rotateOldSecret0123456789abcdefghijklmno";
@@ -26,14 +26,6 @@ const OBJECTS: &[(&str, &str)] = &[
     ("runs/held.csv", "gene,count\nTP53,14\n"),
     ("runs/quant_3.csv", "gene,count\nEGFR,3\n"),
 ];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -433,6 +433,29 @@ impl Server {
     }
 }
 
+/// A tokio runtime for the test servers a test runs beside the binary (S3, STS, DNAnexus).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Creates `user` with the `developer` role (stores external keys, imports) through the API and
+/// returns their first API key.
+pub fn developer_key(server: &Server, user: &str) -> String {
+    server.create_user(user, &["developer"]);
+    let (status, body) = server.call(
+        "POST",
+        &format!("/v1/users/{user}/api-keys"),
+        Some(&server.admin_key),
+        Some(&serde_json::json!({ "name": "first", "duration": "7d" })),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["key"].as_str().unwrap().to_owned()
+}
+
 /// Runs a prepared `keyledger` command with `stdin` piped in and `env` added, and collects its
 /// exit code and output.
 pub fn run_cli(mut command: Command, stdin: &str, env: &[(&str, &str)]) -> CliRun {
