@@ -21,6 +21,7 @@ mod operations;
 mod permissions;
 mod provider_errors;
 mod readme;
+mod region_and_clock;
 mod roles;
 mod rotation;
 mod s3_integrity;

@@ -208,7 +208,20 @@ impl S3Source {
         bucket: &str,
         listing: Option<&ProbeFailure>,
     ) -> Result<String, ProbeFailure> {
-        if let Some(failure) = listing.filter(|failure| failure.refusal == Refusal::WrongRegion) {
+        // A refusal of the request itself (its region, its time, its credential) is the
+        // region's answer too: HeadBucket would meet it again, and a HEAD answer has no body to
+        // say so (a skewed clock would read as a bare 403, "missing permission").
+        if let Some(failure) = listing.filter(|failure| {
+            matches!(
+                failure.refusal,
+                Refusal::WrongRegion
+                    | Refusal::ClockSkew
+                    | Refusal::WrongSecret
+                    | Refusal::UnknownKey
+                    | Refusal::ExpiredToken
+                    | Refusal::InvalidToken
+            )
+        }) {
             return Err(failure.clone());
         }
         let target = self.target("HeadBucket", bucket, None);
@@ -324,6 +337,8 @@ fn service_refusal(
 ) -> Option<ProbeFailure> {
     let said = if answer.message.is_empty() {
         format!("{service} answered {} {}", answer.status, answer.code)
+            .trim_end()
+            .to_owned()
     } else {
         format!("{service} said {}: {}", answer.code, answer.message)
     };

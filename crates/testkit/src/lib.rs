@@ -10,5 +10,6 @@ pub mod nats;
 pub mod s3;
 mod s3_access;
 pub mod s3_checksums;
+pub(crate) mod s3_edge;
 pub mod small_disk;
 pub mod sts;

@@ -45,8 +45,10 @@ use tokio::task::JoinSet;
 
 use crate::iam::{AccessKey, Iam};
 use crate::s3_access::{IamAccess, IamAuth};
+use crate::s3_edge::{Edge, Verdict};
 
-/// Region the seeding client signs for. s3s accepts any region in the credential scope.
+/// Region the seeding client signs for. s3s accepts any region in the credential scope; a bucket
+/// given a region with [`S3Server::set_bucket_region`] accepts only its own.
 pub const REGION: &str = "us-east-1";
 
 /// How many PutObject requests [`S3Server::put_objects`] keeps in flight.
@@ -62,6 +64,7 @@ pub struct S3Server {
     client: aws_sdk_s3::Client,
     access_key_id: String,
     iam: Iam,
+    edge: Edge,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -139,6 +142,21 @@ impl S3Server {
     /// [`crate::sts::StsServer`] over a clone of it to issue temporary credentials.
     pub fn iam(&self) -> &Iam {
         &self.iam
+    }
+
+    /// Puts `bucket` in `region`: from now on a request signed for another region is refused as
+    /// S3 refuses it (400 `AuthorizationHeaderMalformed` "… expecting '<region>'", with
+    /// `x-amz-bucket-region`), and HeadBucket names the region. The seeding client signs for
+    /// [`REGION`]: seed the bucket first. See [`crate::s3_edge`].
+    pub fn set_bucket_region(&self, bucket: &str, region: &str) {
+        self.edge.set_region(bucket, region);
+    }
+
+    /// Moves the server's clock by `offset_secs` (negative: behind): a request signed more than
+    /// 15 minutes from it is refused with 403 `RequestTimeTooSkewed`, as S3 does for a client
+    /// whose clock is off. 0 (the start) leaves the check to s3s.
+    pub fn set_clock_offset(&self, offset_secs: i64) {
+        self.edge.set_offset(offset_secs);
     }
 
     /// A client signed with the server's own credentials, for seeding and inspection.
@@ -434,6 +452,32 @@ impl S3Server {
         builder.set_auth(IamAuth(iam.clone()));
         builder.set_access(IamAccess(iam.clone()));
         let service = builder.build();
+        let edge = Edge::default();
+        let front = edge.clone();
+        let service =
+            hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let service = service.clone();
+                let verdict = front.judge(
+                    request.method(),
+                    request.uri().path(),
+                    request.uri().query(),
+                    request.headers(),
+                );
+                async move {
+                    match verdict {
+                        Verdict::Refuse(answer) => Ok(answer),
+                        Verdict::Pass(region) => {
+                            let mut answer = service.call(request.map(s3s::Body::from)).await?;
+                            if let Some(region) = region
+                                && let Ok(value) = http::HeaderValue::from_str(&region)
+                            {
+                                answer.headers_mut().insert("x-amz-bucket-region", value);
+                            }
+                            Ok::<_, s3s::HttpError>(answer)
+                        }
+                    }
+                }
+            });
 
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -472,6 +516,7 @@ impl S3Server {
             client,
             access_key_id: access_key_id.to_owned(),
             iam,
+            edge,
             accept_task,
         })
     }
