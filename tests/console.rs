@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keyledger_testkit::dnanexus::{DnanexusEmulator, Seed};
+use keyledger_testkit::dnanexus::{DnanexusEmulator, Level, Seed};
 use keyledger_testkit::s3::S3Server;
 use keyledger_testkit::sts::StsServer;
 use serde_json::json;
@@ -94,9 +94,17 @@ fn the_seed_workflow_in_a_real_browser() {
     let s3 = runtime
         .block_on(S3Server::start(AWS_ACCESS_KEY_ID, AWS_SECRET))
         .expect("S3 server");
+    // What the Test dialogs test: a bucket with a prefix to import, a project the token views.
+    runtime.block_on(s3.create_bucket("lab")).expect("bucket");
+    runtime
+        .block_on(s3.put_object("lab", "runs/a.csv", b"gene,1\n".to_vec()))
+        .expect("object");
     let mut seed = Seed::new();
     let dx_user = seed.add_user("dana");
     seed.add_token(&dx_user, DNANEXUS_TOKEN);
+    let dx_owner = seed.add_user("olga");
+    let project = seed.add_project("rnaseq", &dx_owner);
+    seed.add_member(&project, &dx_user, Level::View);
     let dnanexus = runtime
         .block_on(DnanexusEmulator::start(seed))
         .expect("DNAnexus emulator");

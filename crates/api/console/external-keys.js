@@ -3,8 +3,10 @@
 
 import { newRequestId, request } from './api.js';
 import {
-  announce, dialogActions, field, h, icon, isBusy, openDialog, setBusy, timeElement,
+  announce, dialogActions, field, h, isBusy, openDialog, setBusy, timeElement,
 } from './dom.js';
+import { rotateExternalKeyButton } from './external-key-rotate.js';
+import { testExternalKeyButton } from './external-key-test.js';
 import { keyGrid } from './grid.js';
 import { canManageKeys } from './state.js';
 import {
@@ -29,8 +31,6 @@ export function externalKeysPage() {
   if (!canManageKeys()) {
     return noPermissionPage();
   }
-  // A Test that the API refused (not a test result: those are in the key), by key id.
-  const testErrors = new Map();
   const grid = keyGrid({
     id: 'external-keys',
     caption: 'External API keys',
@@ -48,7 +48,11 @@ export function externalKeysPage() {
       { label: 'Last used', width: 'col-time', cell: (key) => timeElement(key.last_used_at, 'Never') },
       { label: 'Last verified', width: 'col-verified', cell: (key) => verifiedCell(key) },
       { label: 'Status', width: 'col-badge', cell: (key) => statusBadge(key) },
-      { label: 'Actions', width: 'col-actions', cell: (key) => testButton(key) },
+      {
+        label: 'Actions',
+        width: 'col-actions-rotate',
+        cell: (key) => h('div', { class: 'row-actions' }, testExternalKeyButton(grid, key), rotateExternalKeyButton(grid, key, AWS_REGIONS)),
+      },
     ],
     load: async () => (await request('GET', '/v1/external-keys')).keys,
     onCreate: (grid) => openCreateExternalKey(grid, freeProviders(grid.items())),
@@ -74,7 +78,6 @@ export function externalKeysPage() {
   // The result of the last test, inside the row: the detail wraps within the column (and is
   // cut to a few lines in the table, with the whole text in its title), it never widens the row.
   function verifiedCell(key) {
-    const refused = testErrors.get(key.id);
     const parts = [];
     if (key.last_verified_at) {
       parts.push(
@@ -91,48 +94,10 @@ export function externalKeysPage() {
       if (key.last_verified_detail) {
         parts.push(h('p', { class: 'verified-detail', title: key.last_verified_detail }, key.last_verified_detail));
       }
-    } else if (!refused) {
+    } else {
       parts.push(h('span', { class: 'muted' }, 'Never'));
     }
-    if (refused) {
-      parts.push(h('p', { class: 'verified-detail verified-error', title: refused }, `Could not test: ${refused}`));
-    }
     return h('div', { class: 'verified' }, parts);
-  }
-
-  function testButton(key) {
-    const button = h(
-      'button',
-      { type: 'button', class: 'button button-small', 'data-action': 'test', 'aria-label': `Test ${key.label}` },
-      icon('plug'),
-      'Test',
-    );
-    button.addEventListener('click', async () => {
-      if (isBusy(button)) {
-        return;
-      }
-      setBusy(button, true, 'Testing\u2026');
-      let tested;
-      try {
-        tested = await request('POST', `/v1/external-keys/${encodeURIComponent(key.id)}/verify`);
-      } catch (error) {
-        testErrors.set(key.id, error.message);
-        grid.draw();
-        announce(`Could not test \u201c${key.label}\u201d: ${error.message}`);
-        grid.focusIn(key.id, '[data-action="test"]');
-        return;
-      }
-      testErrors.delete(key.id);
-      grid.replace(tested);
-      const provider = PROVIDERS[key.provider] ?? key.provider;
-      announce(
-        tested.last_verified_ok
-          ? `Tested \u201c${key.label}\u201d: ${provider} accepted it.`
-          : `Tested \u201c${key.label}\u201d: it did not work${tested.last_verified_detail ? `: ${tested.last_verified_detail}` : '.'}`,
-      );
-      grid.focusIn(key.id, '[data-action="test"]');
-    });
-    return button;
   }
 
   grid.reload();
@@ -144,7 +109,8 @@ export function externalKeysPage() {
       'p',
       { class: 'help' },
       'The platform uses these credentials to pull sample files. You can have one external key per provider; ',
-      'secrets are stored encrypted and never shown again. Test checks a key against its provider.',
+      'secrets are stored encrypted and never shown again. Test checks what an import needs against the provider; ',
+      'Rotate replaces a key\u2019s secret in place, without stopping running imports.',
     ),
     grid.element,
   );
