@@ -209,6 +209,44 @@ fn session_credentials_are_stored_with_their_token_ingest_and_expire_with_it() {
         assert!(!stored.to_string().contains(secret.as_str()));
     }
 
+    // The least-privilege test signs with the token too: list, read and region pass.
+    let verify = |scope: &Value| {
+        let (status, verified) = server.call(
+            "POST",
+            &format!(
+                "/v1/external-keys/{}/verify",
+                stored["id"].as_str().unwrap()
+            ),
+            Some(&key),
+            Some(scope),
+        );
+        assert_eq!(status, 200, "{verified}");
+        verified
+    };
+    let lab_runs = json!({ "bucket": "lab", "prefix": "runs/" });
+    let verified = verify(&lab_runs);
+    assert_eq!(verified["last_verified_ok"], true, "{verified}");
+    assert_eq!(
+        verified["capabilities"].as_array().unwrap().len(),
+        3,
+        "{verified}"
+    );
+    // AWS ends a token on its own clock: past it, S3's ExpiredToken is named as such.
+    lab.s3.iam().clock().advance(Duration::from_secs(2 * 3600));
+    let verified = verify(&lab_runs);
+    assert_eq!(verified["last_verified_ok"], false, "{verified}");
+    let list = &verified["capabilities"][0];
+    assert_eq!(list["capability"], "list", "{verified}");
+    let detail = list["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("expired token: the temporary credentials have expired")
+            && detail.contains("S3 said ExpiredToken"),
+        "{verified}"
+    );
+    for secret in [&session.secret_access_key, &session.session_token] {
+        assert!(!verified.to_string().contains(secret.as_str()));
+    }
+
     // A session about to expire: stored with its expiry, shown expired once past it, and a job
     // is then refused up front with that reason.
     let (status, body) = server.call(
