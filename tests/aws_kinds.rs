@@ -367,4 +367,68 @@ fn the_cli_stores_temporary_credentials_from_a_profile() {
     assert_eq!(run.code, 0, "{run:?}");
     let run = server.cli(&config, &["external", "verify", "aws"], "", &env);
     assert_eq!(run.code, 0, "{run:?}");
+
+    // Rotated to fresh temporary credentials, typed by hand, and then from the profile: the
+    // same key, still a session, and it works.
+    let fresh = lab.session();
+    let fresh_expiry = fresh.expires_at.to_rfc3339();
+    let run = server.cli(
+        &config,
+        &[
+            "external",
+            "rotate",
+            "aws",
+            "--access-key-id",
+            &fresh.access_key_id,
+            "--secret-stdin",
+            "--session-token",
+            "--session-expires-at",
+            &fresh_expiry,
+            "--json",
+        ],
+        &format!("{}\n{}\n", fresh.secret_access_key, fresh.session_token),
+        &env,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let rotated = run.json();
+    assert_eq!(rotated["kind"], "session", "{rotated}");
+    assert_eq!(
+        rotated["token_expires_at"],
+        fresh_expiry.as_str(),
+        "{rotated}"
+    );
+    for secret in [&fresh.secret_access_key, &fresh.session_token] {
+        assert!(!run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()));
+    }
+    let run = server.cli(
+        &config,
+        &[
+            "external",
+            "rotate",
+            "aws",
+            "--aws-profile",
+            "sso",
+            "--session-expires-at",
+            &expires_at,
+        ],
+        "",
+        &env,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = server.cli(&config, &["external", "verify", "aws"], "", &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    // A token flag on a DNAnexus key is a usage error, before anything is read.
+    let run = server.cli(
+        &config,
+        &[
+            "external",
+            "rotate",
+            "dnanexus",
+            "--session-expires-at",
+            &expires_at,
+        ],
+        "",
+        &env,
+    );
+    assert_ne!(run.code, 0, "{run:?}");
 }

@@ -12,17 +12,36 @@ use keyledger_domain::{AccessKeyId, AwsRegion};
 use crate::client::read_secret;
 use crate::exit::{Exit, Failure};
 
+/// An AWS credential as the command line gives it: what `aws_credential` returns.
+pub(crate) struct AwsCredential {
+    pub access_key_id: AccessKeyId,
+    pub secret: SecretString,
+    pub region: AwsRegion,
+    /// Temporary credentials: the session token and when it expires (RFC 3339, checked by the
+    /// server).
+    pub session: Option<(SecretString, String)>,
+}
+
+/// How the command line names temporary credentials: `--session-token` (the token is read
+/// after the secret) and `--session-expires-at`.
+pub(crate) struct SessionFlags<'a> {
+    pub token: bool,
+    pub expires_at: Option<&'a str>,
+}
+
 /// An AWS credential from the command line: the access key id and region from the flags or a
-/// profile, the secret from a prompt, standard input or the profile. Everything that can be
-/// checked is checked before the secret is asked for. The region is the flag's, else the
-/// profile's, else `stored_region` (a rotation keeps the key's region).
+/// profile, the secret (and, for temporary credentials, the session token) from a prompt,
+/// standard input or the profile. Everything that can be checked is checked before the secret is
+/// asked for. The region is the flag's, else the profile's, else `stored_region` (a rotation
+/// keeps the key's region).
 pub(crate) fn aws_credential(
     access_key_id: Option<&str>,
     region: Option<&str>,
     stored_region: Option<&str>,
     secret_stdin: bool,
     aws_profile: Option<&str>,
-) -> anyhow::Result<(AccessKeyId, SecretString, AwsRegion)> {
+    session: SessionFlags<'_>,
+) -> anyhow::Result<AwsCredential> {
     match aws_profile {
         Some(profile) => {
             let found = AwsProfile::load(profile)?;
@@ -42,11 +61,33 @@ pub(crate) fn aws_credential(
             let access_key_id = checked_access_key_id(&found.access_key_id, || {
                 format!("the AWS profile `{profile}`'s aws_access_key_id")
             })?;
-            Ok((
+            let session = match found.session_token {
+                None => None,
+                Some(token) => {
+                    let expires_at = session
+                        .expires_at
+                        .map(str::to_owned)
+                        .or(found.session_expires_at)
+                        .ok_or_else(|| {
+                            Failure::new(
+                                Exit::Usage,
+                                format!(
+                                    "the AWS profile `{profile}` holds temporary credentials (an \
+                                     aws_session_token) but not when they expire: pass \
+                                     --session-expires-at (RFC 3339, as `aws configure \
+                                     export-credentials` prints it)"
+                                ),
+                            )
+                        })?;
+                    Some((token, expires_at))
+                }
+            };
+            Ok(AwsCredential {
                 access_key_id,
-                found.secret_access_key,
-                checked_region(&region)?,
-            ))
+                secret: found.secret_access_key,
+                region: checked_region(&region)?,
+                session,
+            })
         }
         None => {
             let (Some(access_key_id), Some(region)) = (access_key_id, region.or(stored_region))
@@ -61,7 +102,19 @@ pub(crate) fn aws_credential(
                 checked_access_key_id(access_key_id, || "--access-key-id".to_owned())?;
             let region = checked_region(region)?;
             let secret = read_secret("AWS secret access key: ", secret_stdin)?;
-            Ok((access_key_id, secret, region))
+            let session = if session.token {
+                let token = read_secret("AWS session token: ", secret_stdin)?;
+                // clap requires --session-expires-at with --session-token.
+                Some((token, session.expires_at.unwrap_or_default().to_owned()))
+            } else {
+                None
+            };
+            Ok(AwsCredential {
+                access_key_id,
+                secret,
+                region,
+                session,
+            })
         }
     }
 }

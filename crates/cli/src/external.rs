@@ -7,7 +7,7 @@
 
 use serde_json::{Value, json};
 
-use crate::aws_profile::{AwsProfile, aws_credential, checked_access_key_id, checked_region};
+use crate::aws_profile::{AwsCredential, SessionFlags, aws_credential};
 use crate::client::{Client, ClientArgs, read_secret, segment};
 use crate::exit::{Exit, Failure};
 use crate::keys::{Naming, confirm, delete_by_ids, print_deleted, resolve};
@@ -61,10 +61,19 @@ pub enum ExternalCommand {
         /// Read the new secret access key or token from standard input instead of prompting.
         #[arg(long, conflicts_with = "aws_profile")]
         secret_stdin: bool,
-        /// AWS: take the new access key id, secret and region from this profile of the AWS
-        /// CLI's files, as `external add aws --aws-profile` does.
+        /// AWS: take the new access key id, secret and region (and a session token) from this
+        /// profile of the AWS CLI's files, as `external add aws --aws-profile` does.
         #[arg(long, value_name = "NAME", conflicts_with = "access_key_id")]
         aws_profile: Option<String>,
+        /// AWS temporary credentials (an ASIA… id): also ask for the session token after the
+        /// secret (with --secret-stdin: the second line of standard input). Needs
+        /// --session-expires-at.
+        #[arg(long, conflicts_with = "aws_profile", requires = "session_expires_at")]
+        session_token: bool,
+        /// When the session token expires (RFC 3339, e.g. 2026-12-05T21:30:00Z); with
+        /// --aws-profile, overrides the profile's aws_session_expiration.
+        #[arg(long, value_name = "TIME")]
+        session_expires_at: Option<String>,
     },
 }
 
@@ -131,66 +140,23 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             session_token,
             session_expires_at,
         }) => {
-            let (access_key_id, secret, region, session) = match aws_profile {
-                Some(profile) => {
-                    let found = AwsProfile::load(profile)?;
-                    let region = region.clone().or(found.region).ok_or_else(|| {
-                        Failure::new(
-                            Exit::Usage,
-                            format!(
-                                "the AWS profile `{profile}` has no region in {}: pass --region",
-                                found.config_file.display()
-                            ),
-                        )
-                    })?;
-                    let access_key_id = checked_access_key_id(&found.access_key_id, || {
-                        format!("the AWS profile `{profile}`'s aws_access_key_id")
-                    })?;
-                    let session = match found.session_token {
-                        None => None,
-                        Some(token) => {
-                            let expires_at = session_expires_at
-                                .clone()
-                                .or(found.session_expires_at)
-                                .ok_or_else(|| {
-                                    Failure::new(
-                                        Exit::Usage,
-                                        format!(
-                                            "the AWS profile `{profile}` holds temporary \
-                                             credentials (an aws_session_token) but not when \
-                                             they expire: pass --session-expires-at (RFC 3339, \
-                                             as `aws configure export-credentials` prints it)"
-                                        ),
-                                    )
-                                })?;
-                            Some((token, expires_at))
-                        }
-                    };
-                    (
-                        access_key_id,
-                        found.secret_access_key,
-                        checked_region(&region)?,
-                        session,
-                    )
-                }
-                None => {
-                    // Both are required by clap without a profile.
-                    let access_key_id = checked_access_key_id(
-                        access_key_id.as_deref().unwrap_or_default(),
-                        || "--access-key-id".to_owned(),
-                    )?;
-                    let region = checked_region(region.as_deref().unwrap_or_default())?;
-                    let secret = read_secret("AWS secret access key: ", *secret_stdin)?;
-                    let session = if *session_token {
-                        let token = read_secret("AWS session token: ", *secret_stdin)?;
-                        // clap requires --session-expires-at with --session-token.
-                        Some((token, session_expires_at.clone().unwrap_or_default()))
-                    } else {
-                        None
-                    };
-                    (access_key_id, secret, region, session)
-                }
-            };
+            // clap requires --access-key-id and --region without a profile.
+            let AwsCredential {
+                access_key_id,
+                secret,
+                region,
+                session,
+            } = aws_credential(
+                access_key_id.as_deref(),
+                region.as_deref(),
+                None,
+                *secret_stdin,
+                aws_profile.as_deref(),
+                SessionFlags {
+                    token: *session_token,
+                    expires_at: session_expires_at.as_deref(),
+                },
+            )?;
             let mut aws = json!({
                 "access_key_id": access_key_id.as_str(),
                 "secret_access_key": secret.expose(),
@@ -326,6 +292,8 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             region,
             secret_stdin,
             aws_profile,
+            session_token,
+            session_expires_at,
         } => {
             let listed = client.get("/v1/external-keys")?;
             let chosen = resolve(items(&listed, "keys"), std::slice::from_ref(key), &NAMING)?;
@@ -335,24 +303,38 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             let body = match stored.get("provider").and_then(Value::as_str) {
                 Some("aws") => {
                     // The region stays the stored key's unless a flag or profile says otherwise.
-                    let (access_key_id, secret, region) = aws_credential(
+                    let credential = aws_credential(
                         access_key_id.as_deref(),
                         region.as_deref(),
                         stored.get("region").and_then(Value::as_str),
                         *secret_stdin,
                         aws_profile.as_deref(),
+                        SessionFlags {
+                            token: *session_token,
+                            expires_at: session_expires_at.as_deref(),
+                        },
                     )?;
-                    json!({ "aws": {
-                        "access_key_id": access_key_id.as_str(),
-                        "secret_access_key": secret.expose(),
-                        "region": region.as_str(),
-                    }})
+                    let mut aws = json!({
+                        "access_key_id": credential.access_key_id.as_str(),
+                        "secret_access_key": credential.secret.expose(),
+                        "region": credential.region.as_str(),
+                    });
+                    if let Some((token, expires_at)) = &credential.session {
+                        aws["session_token"] = json!(token.expose());
+                        aws["session_expires_at"] = json!(expires_at);
+                    }
+                    json!({ "aws": aws })
                 }
                 _ => {
-                    if access_key_id.is_some() || aws_profile.is_some() || region.is_some() {
+                    if access_key_id.is_some()
+                        || aws_profile.is_some()
+                        || region.is_some()
+                        || *session_token
+                        || session_expires_at.is_some()
+                    {
                         return Err(Failure::new(
                             Exit::Usage,
-                            "--access-key-id, --region and --aws-profile are for AWS keys; a DNAnexus key takes only a new token",
+                            "--access-key-id, --region, --aws-profile and the --session-… flags are for AWS keys; a DNAnexus key takes only a new token",
                         )
                         .into());
                     }
@@ -480,7 +462,7 @@ fn describe(key: &&Value) -> String {
 mod tests {
     use keyledger_crypto::SecretString;
 
-    use super::*;
+    use crate::aws_profile::AwsProfile;
 
     /// Loads profile `name` from the two files' texts: `Ok((access key id, secret, region))`,
     /// or the error's message.
