@@ -10,8 +10,17 @@ import { request } from './api.js';
 import { announce, dialogActions, field, h, icon, isBusy, openDialog, setBusy } from './dom.js';
 import { showApiError } from './keys-shared.js';
 
-/** The Rotate button of a row: opens the dialog for `key`; `regions` are offered for AWS. */
+/** The kinds of credential this dialog can replace: a secret the user holds. */
+const ROTATABLE = new Set(['access_key', 'session', 'token']);
+
+/**
+ * The Rotate button of a row: opens the dialog for `key`; `regions` are offered for AWS. A kind
+ * with no secret of the user's to replace (or one this dialog does not know) gets no button.
+ */
 export function rotateExternalKeyButton(grid, key, regions) {
+  if (!ROTATABLE.has(key.kind)) {
+    return null;
+  }
   const button = h(
     'button',
     {
