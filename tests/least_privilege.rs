@@ -222,7 +222,10 @@ fn a_key_limited_to_a_prefix_passes_for_it_and_is_refused_elsewhere() {
     ] {
         let (status, verified) = verify(&server, user, external, None);
         assert_eq!(status, 200, "{verified}");
-        assert_eq!(verified["kind"], "provider_rejected", "{verified}");
+        assert_eq!(
+            verified["last_verified_kind"], "provider_rejected",
+            "{verified}"
+        );
         let detail = verified["last_verified_detail"].as_str().unwrap();
         for word in words {
             assert!(detail.contains(word), "{word:?} missing: {verified}");
@@ -235,7 +238,10 @@ fn a_key_limited_to_a_prefix_passes_for_it_and_is_refused_elsewhere() {
     ] {
         let (status, verified) = verify(&server, user, external, Some(lab.clone()));
         assert_eq!(status, 200, "{verified}");
-        assert_eq!(verified["kind"], "provider_rejected", "{verified}");
+        assert_eq!(
+            verified["last_verified_kind"], "provider_rejected",
+            "{verified}"
+        );
         let checked = capabilities(&verified);
         assert_eq!(checked[0].0, "list");
         assert!(!checked[0].1, "{verified}");

@@ -153,7 +153,7 @@ fn check_unreachable(s3_endpoint: &str, dnanexus_url: &str, s3_words: &[&str], d
     for (external, words) in [(&aws, s3_words), (&dx, dx_words)] {
         let verified = verify(&server, &key, external);
         assert_eq!(verified["last_verified_ok"], false, "{verified}");
-        assert_eq!(verified["kind"], "unreachable", "{verified}");
+        assert_eq!(verified["last_verified_kind"], "unreachable", "{verified}");
         let detail = verified["last_verified_detail"].as_str().unwrap();
         for word in words {
             assert!(detail.contains(word), "`{word}` missing from: {detail}");
@@ -248,7 +248,10 @@ fn rejected_keys_missing_places_and_corrupt_files_are_classified_in_the_provider
     let aws = store_aws(&server, &dana, WRONG_SECRET);
     let dx = store_dnanexus(&server, &dana, WRONG_DX_TOKEN);
     let verified = verify(&server, &dana, &aws);
-    assert_eq!(verified["kind"], "provider_rejected", "{verified}");
+    assert_eq!(
+        verified["last_verified_kind"], "provider_rejected",
+        "{verified}"
+    );
     assert!(
         verified["last_verified_detail"]
             .as_str()
@@ -257,7 +260,10 @@ fn rejected_keys_missing_places_and_corrupt_files_are_classified_in_the_provider
         "{verified}"
     );
     let verified = verify(&server, &dana, &dx);
-    assert_eq!(verified["kind"], "provider_rejected", "{verified}");
+    assert_eq!(
+        verified["last_verified_kind"], "provider_rejected",
+        "{verified}"
+    );
     let job = ingest(&server, &dana, aws_job("samples"));
     assert_job_failed(
         &server,
@@ -275,7 +281,7 @@ fn rejected_keys_missing_places_and_corrupt_files_are_classified_in_the_provider
     for external in [&aws, &dx] {
         let verified = verify(&server, &eve, external);
         assert_eq!(verified["last_verified_ok"], true, "{verified}");
-        assert!(verified["kind"].is_null(), "{verified}");
+        assert!(verified["last_verified_kind"].is_null(), "{verified}");
     }
     let job = ingest(&server, &eve, aws_job("no-such-bucket"));
     assert_job_failed(

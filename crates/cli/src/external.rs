@@ -356,15 +356,13 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
 /// A verification the provider did not pass, as the exit code and sentence it ends with: 0
 /// only when the key works. The provider refusing (rejected or expired credentials, access
 /// denied, a bucket or project missing, a name that does not resolve) is 9; a failure that is
-/// the provider's or the network's passing trouble (`kind: transient`) or keyledger's own
+/// the provider's or the network's passing trouble (`last_verified_kind: transient`) or keyledger's own
 /// (`internal`) is 5, as for any server failure.
 fn verification_failure(verified: &Value) -> Option<Failure> {
     if verified.get("last_verified_ok").and_then(Value::as_bool) == Some(true) {
         return None;
     }
-    let kind = ["kind", "last_verified_kind"]
-        .iter()
-        .find_map(|name| verified.get(*name).and_then(Value::as_str));
+    let kind = verified.get("last_verified_kind").and_then(Value::as_str);
     let exit = match kind {
         Some("transient" | "internal") => Exit::Server,
         _ => Exit::ProviderRejected,

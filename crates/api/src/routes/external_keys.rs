@@ -338,7 +338,7 @@ pub struct VerifyExternalKeyRequest {
 /// ingestion of that selection needs, capability by capability.
 #[utoipa::path(post, path = "/v1/external-keys/{id}/verify", tag = "external keys", params(("id" = String, Path, description = "The key's id, `ext_…`")),
     request_body(content = Option<VerifyExternalKeyRequest>, description = "Optional: what to test the key for"),
-    responses((status = 200, description = "Tested; see last_verified_ok, kind and capabilities", body = ExternalKeyVerification),
+    responses((status = 200, description = "Tested; see last_verified_ok, last_verified_kind and capabilities", body = ExternalKeyVerification),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, description = "The key is expired", body = ErrorBody),
         (status = 400, description = "A field that does not fit the key's provider, or an invalid bucket, prefix or project", body = ErrorBody),
@@ -370,7 +370,7 @@ pub(crate) async fn verify_external_key(
         .await?;
     Ok(Json(ExternalKeyVerification {
         key: view.into(),
-        kind: outcome.kind.map(|kind| kind.as_str().to_owned()),
+        last_verified_kind: outcome.kind.map(|kind| kind.as_str().to_owned()),
         capabilities: outcome
             .capabilities
             .into_iter()
@@ -483,9 +483,10 @@ pub struct ExternalKeyVerification {
     pub key: ExternalKeyResponse,
     /// `null` when the provider accepted the key; else `provider_rejected`, `not_found`,
     /// `unreachable` (the endpoint cannot be reached: check it, retrying will not help),
-    /// `transient` (try again later) or `internal`.
+    /// `transient` (try again later) or `internal`. (Not `kind`: that is the key's own field,
+    /// the kind of credential, beside it in this object.)
     #[schema(example = "unreachable")]
-    pub kind: Option<String>,
+    pub last_verified_kind: Option<String>,
     /// In order: AWS `identity`, or `list`, `read` and `region`; DNAnexus `user`, then
     /// `project`. Empty when no test could run (see `last_verified_detail`).
     pub capabilities: Vec<CapabilityResponse>,
