@@ -15,14 +15,19 @@ const KEY_ID: &str = "AKIAREGIONCLOCK00001";
 const SECRET: &str = "regionClockSecret0123456789abcdefghijklm";
 
 fn verify(server: &Server, key: &str, external: &str) -> Value {
-    let (status, verified) = server.call(
+    let response = server.send(
         "POST",
         &format!("/v1/external-keys/{external}/verify"),
         Some(key),
         Some(&json!({ "bucket": "eu-lab", "prefix": "runs/" })),
     );
-    assert_eq!(status, 200, "{verified}");
-    assert!(!verified.to_string().contains(SECRET), "{verified}");
+    assert_eq!(response.status().as_u16(), 200);
+    let text = response.text().unwrap();
+    assert!(!text.contains(SECRET), "{text}");
+    // Each name once: the key's `kind` (its credential) beside the test's `last_verified_kind`.
+    assert_eq!(text.matches("\"kind\":").count(), 1, "{text}");
+    let verified: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(verified["kind"], "access_key", "{verified}");
     verified
 }
 
@@ -88,6 +93,10 @@ fn a_wrong_region_and_a_skewed_clock_are_named_and_a_rotation_fixes_the_region()
     // Stored with us-east-1, the bucket in eu-west-1: S3 refuses the listing naming its region.
     let verified = verify(&server, &rita, &external);
     assert_eq!(verified["last_verified_ok"], false, "{verified}");
+    assert_eq!(
+        verified["last_verified_kind"], "provider_rejected",
+        "{verified}"
+    );
     let wrong = "wrong region: bucket `eu-lab` is in eu-west-1, not in the key's region us-east-1";
     let lines = report(&verified);
     assert!(
