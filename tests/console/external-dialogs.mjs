@@ -42,6 +42,8 @@ export async function externalKeyDialogs(page, awsRow, dxRow, t) {
   assert.equal((await awsRow.locator('.verified .badge').innerText()).trim(), 'Failed', 'the row shows the outcome');
   const awsDetail = (await awsRow.locator('.verified-detail').innerText()).trim();
   assert.match(awsDetail, /^list: wrong secret/, 'the provider\u2019s reason is in the row');
+  // The answer kept the key's own kind of credential, so the row still offers Rotate.
+  assert.equal(await awsRow.getByRole('button', { name: 'Rotate genomics bucket' }).count(), 1, 'Rotate after Test');
 
   step('Rotate: the right secret in place, checked as on create, then the test passes');
   const awsId = await awsRow.getAttribute('data-id');
