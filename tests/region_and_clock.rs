@@ -1,12 +1,14 @@
 //! A bucket in another region than the stored key's, and a clock too far from the provider's,
 //! through the real binary: the testkit's S3 server answers both as AWS does (400
 //! `AuthorizationHeaderMalformed` naming the bucket's region, 403 `RequestTimeTooSkewed`), the
+//! testkit's STS server answers a skewed clock as STS does ("Signature expired"), the
 //! key's test (`POST …/verify`, `keyledger external verify`) names them, and a rotation that
 //! moves the key to the bucket's region (`keyledger external rotate --region`) makes the test and
 //! the ingestion pass.
 
 use bytes::Bytes;
 use keyledger_testkit::s3::S3Server;
+use keyledger_testkit::sts::StsServer;
 use serde_json::{Value, json};
 
 use crate::support::{Server, developer_key, runtime};
@@ -14,12 +16,13 @@ use crate::support::{Server, developer_key, runtime};
 const KEY_ID: &str = "AKIAREGIONCLOCK00001";
 const SECRET: &str = "regionClockSecret0123456789abcdefghijklm";
 
-fn verify(server: &Server, key: &str, external: &str) -> Value {
+/// Tests the key on `eu-lab` + `runs/`, or (`scope` null) the key itself.
+fn verify_scope(server: &Server, key: &str, external: &str, scope: &Value) -> Value {
     let response = server.send(
         "POST",
         &format!("/v1/external-keys/{external}/verify"),
         Some(key),
-        Some(&json!({ "bucket": "eu-lab", "prefix": "runs/" })),
+        Some(scope),
     );
     assert_eq!(response.status().as_u16(), 200);
     let text = response.text().unwrap();
@@ -29,6 +32,15 @@ fn verify(server: &Server, key: &str, external: &str) -> Value {
     let verified: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(verified["kind"], "access_key", "{verified}");
     verified
+}
+
+fn verify(server: &Server, key: &str, external: &str) -> Value {
+    verify_scope(
+        server,
+        key,
+        external,
+        &json!({ "bucket": "eu-lab", "prefix": "runs/" }),
+    )
 }
 
 /// `capability: ok|failed: detail`, one line each, for readable assertions.
@@ -80,8 +92,12 @@ fn a_wrong_region_and_a_skewed_clock_are_named_and_a_rotation_fixes_the_region()
         .map(|(key, body)| (key.to_owned(), Bytes::from(body)));
     rt.block_on(s3.put_objects("eu-lab", objects)).unwrap();
     s3.set_bucket_region("eu-lab", "eu-west-1");
-    let endpoint = s3.endpoint();
-    let server = Server::start_with(&[("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str())]);
+    let sts = rt.block_on(StsServer::start(s3.iam().clone())).unwrap();
+    let (endpoint, sts_endpoint) = (s3.endpoint(), sts.endpoint());
+    let server = Server::start_with(&[
+        ("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str()),
+        ("KEYLEDGER_INGEST_STS_ENDPOINT", sts_endpoint.as_str()),
+    ]);
     let home = tempfile::tempdir().unwrap();
     let rita = developer_key(&server, "rita");
     let body = json!({ "label": "eu lab", "provider": "aws", "duration": "30d",
@@ -208,4 +224,23 @@ fn a_wrong_region_and_a_skewed_clock_are_named_and_a_rotation_fixes_the_region()
     assert_eq!(run.code, 9, "{run:?}");
     assert!(run.stdout.contains("✗ list     clock skew"), "{run:?}");
     assert!(run.stderr.contains("RequestTimeTooSkewed"), "{run:?}");
+
+    // Without a bucket the key itself is asked of STS, whose clock is off too: STS's own words
+    // for it ("Signature expired") are named clock skew as well.
+    sts.set_clock_offset(3600);
+    let verified = verify_scope(&server, &rita, &external, &json!({}));
+    assert_eq!(verified["last_verified_ok"], false, "{verified}");
+    let lines = report(&verified);
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "identity: failed: clock skew: this server's clock is more than 15 minutes off AWS's"
+        ) && lines[0].contains("STS said SignatureDoesNotMatch: Signature expired"),
+        "{lines:#?}"
+    );
+    // Clocks set right again, the key works.
+    s3.set_clock_offset(0);
+    sts.set_clock_offset(0);
+    let verified = verify_scope(&server, &rita, &external, &json!({}));
+    assert_eq!(verified["last_verified_ok"], true, "{verified}");
 }

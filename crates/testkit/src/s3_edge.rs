@@ -164,7 +164,8 @@ fn query_value(query: Option<&str>, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
-fn shifted(at: SystemTime, offset_secs: i64) -> SystemTime {
+/// `at` moved by `offset_secs` (negative: back); also the STS test server's clock.
+pub(crate) fn shifted(at: SystemTime, offset_secs: i64) -> SystemTime {
     let by = Duration::from_secs(offset_secs.unsigned_abs());
     if offset_secs >= 0 { at + by } else { at - by }
 }

@@ -14,7 +14,9 @@ mod wire;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -28,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::iam::{AssumeRoleRefusal, AssumeRoleRequest, CredentialRefusal, Iam, Policy, Principal};
+use crate::s3_edge::shifted;
 use sigv4::{Authorization, SignatureRefusal, SignedRequest};
 use wire::{Params, StsError};
 
@@ -46,6 +49,8 @@ const MAX_POLICY_LENGTH: usize = 2048;
 pub struct StsServer {
     address: SocketAddr,
     iam: Iam,
+    /// Seconds the server's clock is ahead of the real time (negative: behind).
+    clock_offset: Arc<AtomicI64>,
     accept_task: tokio::task::JoinHandle<()>,
 }
 
@@ -58,6 +63,8 @@ impl StsServer {
             .context("binding the STS test server")?;
         let address = listener.local_addr()?;
         let served = iam.clone();
+        let clock_offset = Arc::new(AtomicI64::new(0));
+        let offset = clock_offset.clone();
         let accept_task = tokio::spawn(async move {
             // Dropping the set (when the accept task is aborted) aborts every connection.
             let mut connections = JoinSet::new();
@@ -70,10 +77,12 @@ impl StsServer {
                     }
                 };
                 let iam = served.clone();
+                let offset = offset.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |request| {
                         let iam = iam.clone();
-                        async move { Ok::<_, Infallible>(handle(&iam, request).await) }
+                        let now = shifted(SystemTime::now(), offset.load(Ordering::SeqCst));
+                        async move { Ok::<_, Infallible>(handle(&iam, request, now).await) }
                     });
                     let _ = ConnectionBuilder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(socket), service)
@@ -85,6 +94,7 @@ impl StsServer {
         Ok(StsServer {
             address,
             iam,
+            clock_offset,
             accept_task,
         })
     }
@@ -98,6 +108,13 @@ impl StsServer {
     pub fn iam(&self) -> &Iam {
         &self.iam
     }
+
+    /// Moves the server's clock by `offset_secs` (negative: behind): a request signed more than
+    /// 15 minutes from it is refused as STS refuses it (`SignatureDoesNotMatch`, "Signature
+    /// expired: …"), as for a client whose clock is off.
+    pub fn set_clock_offset(&self, offset_secs: i64) {
+        self.clock_offset.store(offset_secs, Ordering::SeqCst);
+    }
 }
 
 impl Drop for StsServer {
@@ -106,9 +123,9 @@ impl Drop for StsServer {
     }
 }
 
-async fn handle(iam: &Iam, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(iam: &Iam, request: Request<Incoming>, now: SystemTime) -> Response<Full<Bytes>> {
     let request_id = wire::request_id();
-    match answer(iam, request, &request_id).await {
+    match answer(iam, request, &request_id, now).await {
         Ok(body) => wire::response(StatusCode::OK, body, &request_id),
         Err(error) => wire::response(error.status, error.to_xml(&request_id), &request_id),
     }
@@ -118,6 +135,7 @@ async fn answer(
     iam: &Iam,
     request: Request<Incoming>,
     request_id: &str,
+    now: SystemTime,
 ) -> Result<String, StsError> {
     let (parts, body) = request.into_parts();
     let body = Limited::new(body, MAX_BODY)
@@ -141,6 +159,7 @@ async fn answer(
             },
             &secret,
             "sts",
+            now,
         )
         .map_err(signature_error)?;
     let token = parts

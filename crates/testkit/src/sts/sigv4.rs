@@ -2,7 +2,8 @@
 //! services do: the canonical request over the method, path, query, signed headers and the
 //! SHA-256 of the body, the string to sign over the credential scope, and the HMAC chain from
 //! the secret. A request is accepted only if the signature is the one its secret produces, the
-//! scope names the expected service, and its date is within 15 minutes of the real time.
+//! scope names the expected service, and its date is within 15 minutes of the server's time (the
+//! real time unless a test moved it).
 
 use std::time::{Duration, SystemTime};
 
@@ -102,12 +103,14 @@ impl Authorization {
         })
     }
 
-    /// Checks the signature of `request` with `secret`, for `service`.
+    /// Checks the signature of `request` with `secret`, for `service`, at the server's time
+    /// `now` (the real time unless a test moved the server's clock).
     pub(super) fn verify(
         &self,
         request: &SignedRequest<'_>,
         secret: &str,
         service: &'static str,
+        now: SystemTime,
     ) -> Result<(), SignatureRefusal> {
         if self.service != service {
             return Err(SignatureRefusal::WrongService { expected: service });
@@ -120,7 +123,6 @@ impl Authorization {
                 "the Credential's date does not match the X-Amz-Date header",
             ));
         }
-        let now = SystemTime::now();
         let skew = now
             .duration_since(signed_at)
             .unwrap_or_else(|error| error.duration());
