@@ -80,6 +80,7 @@ pub struct VaultSection {
     pub durability: String,
     pub usage_flush_interval_secs: u64,
     pub sweep_interval_secs: u64,
+    pub expiry_warning_days: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +175,7 @@ impl Config {
             usage_flush_interval: Duration::from_secs(self.vault.usage_flush_interval_secs.max(1)),
             sweep_interval: Duration::from_secs(self.vault.sweep_interval_secs.max(1)),
             session_ttl: Duration::from_secs(self.keys.session_ttl_secs.max(1)),
+            expiry_warning_days: self.vault.expiry_warning_days.clone(),
         })
     }
 
@@ -209,6 +211,9 @@ impl Config {
             );
         }
         self.vault_config()?;
+        if self.vault.expiry_warning_days.contains(&0) {
+            bail!("vault.expiry_warning_days: list days before expiry (1 or more), e.g. [30, 7, 1]");
+        }
         keyledger_domain::UserId::parse(&self.bootstrap.admin_user)
             .map_err(|err| anyhow!("bootstrap.admin_user: {}", err.message))?;
         Ok(())
@@ -298,6 +303,18 @@ fn typed(existing: &toml::Value, raw: &str) -> anyhow::Result<toml::Value> {
             raw.trim()
                 .parse()
                 .map_err(|_| anyhow!("`{raw}` is not a number"))?,
+        ),
+        // A list of whole numbers, comma-separated (`30,7,1`); empty for none.
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse()
+                        .map(toml::Value::Integer)
+                        .map_err(|_| anyhow!("`{raw}` is not a comma-separated list of whole numbers"))
+                })
+                .collect::<anyhow::Result<_>>()?,
         ),
         toml::Value::Boolean(_) => {
             toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
