@@ -29,6 +29,8 @@ pub struct Config {
     pub vault: VaultSection,
     pub log: LogSection,
     pub bootstrap: BootstrapSection,
+    #[serde(default)]
+    pub secret_scanning: SecretScanningSection,
     /// Sections of other components, as written.
     #[serde(flatten)]
     #[allow(
@@ -88,6 +90,15 @@ pub struct VaultSection {
 pub struct LogSection {
     pub format: String,
     pub level: String,
+}
+
+/// `[secret_scanning]`: the intake of GitHub's secret scanning partner program.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretScanningSection {
+    /// GitHub's public keys (PEM) by identifier, as `/meta/public_keys/secret_scanning` lists them.
+    #[serde(default)]
+    pub github_public_keys: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +202,7 @@ impl Config {
             idle_timeout: Duration::from_millis(self.http.idle_timeout_ms),
             max_connections: self.http.max_connections,
             shutdown_grace: Duration::from_millis(self.http.shutdown_grace_ms),
+            github_scanning_keys: self.secret_scanning.github_public_keys.clone(),
         }
     }
 
@@ -211,8 +223,15 @@ impl Config {
             );
         }
         self.vault_config()?;
+        for (identifier, pem) in &self.secret_scanning.github_public_keys {
+            keyledger_api::parse_scanning_public_key(pem).map_err(|reason| {
+                anyhow!("secret_scanning.github_public_keys.\"{identifier}\" {reason}")
+            })?;
+        }
         if self.vault.expiry_warning_days.contains(&0) {
-            bail!("vault.expiry_warning_days: list days before expiry (1 or more), e.g. [30, 7, 1]");
+            bail!(
+                "vault.expiry_warning_days: list days before expiry (1 or more), e.g. [30, 7, 1]"
+            );
         }
         keyledger_domain::UserId::parse(&self.bootstrap.admin_user)
             .map_err(|err| anyhow!("bootstrap.admin_user: {}", err.message))?;
@@ -310,9 +329,9 @@ fn typed(existing: &toml::Value, raw: &str) -> anyhow::Result<toml::Value> {
                 .map(str::trim)
                 .filter(|item| !item.is_empty())
                 .map(|item| {
-                    item.parse()
-                        .map(toml::Value::Integer)
-                        .map_err(|_| anyhow!("`{raw}` is not a comma-separated list of whole numbers"))
+                    item.parse().map(toml::Value::Integer).map_err(|_| {
+                        anyhow!("`{raw}` is not a comma-separated list of whole numbers")
+                    })
                 })
                 .collect::<anyhow::Result<_>>()?,
         ),

@@ -184,26 +184,27 @@ impl Vault {
                 .map(|key| {
                     let status = key.status_at(now);
                     ApiKeyView {
-                    id: key.id.clone(),
-                    name: key.name.clone(),
-                    hint: key.hint.clone(),
-                    created_at: key.created_at,
-                    expires_at: key.expires_at,
-                    last_used_at: key
-                        .last_used_at
-                        .max(pending.get(&key.id).map(|(at, _)| *at)),
-                    status,
-                    rolled_at: key.rolled_at,
-                    previous_valid_until: key
-                        .previous
-                        .as_ref()
-                        .map(|p| p.valid_until)
-                        .filter(|until| *until > now),
-                    expiry_warning_days: state
-                        .api_key_warned_at(&key.id)
-                        .filter(|_| status == KeyStatus::Active),
-                    honeytoken: state.is_honeytoken(&key.id),
-                }})
+                        id: key.id.clone(),
+                        name: key.name.clone(),
+                        hint: key.hint.clone(),
+                        created_at: key.created_at,
+                        expires_at: key.expires_at,
+                        last_used_at: key
+                            .last_used_at
+                            .max(pending.get(&key.id).map(|(at, _)| *at)),
+                        status,
+                        rolled_at: key.rolled_at,
+                        previous_valid_until: key
+                            .previous
+                            .as_ref()
+                            .map(|p| p.valid_until)
+                            .filter(|until| *until > now),
+                        expiry_warning_days: state
+                            .api_key_warned_at(&key.id)
+                            .filter(|_| status == KeyStatus::Active),
+                        honeytoken: state.is_honeytoken(&key.id),
+                    }
+                })
                 .collect()
         })
     }

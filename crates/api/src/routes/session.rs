@@ -150,10 +150,18 @@ pub(crate) async fn login(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn verify_key(
     State(state): State<ApiState>,
+    client: crate::auth::ClientAddress,
+    headers: axum::http::HeaderMap,
     body: Result<ApiJson<KeyRequest>, ApiError>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let ApiJson(body) = body?;
-    let answer = match state.vault().verify_key(body.key.0.expose()) {
+    let verified = state.vault().verify_key(body.key.0.expose());
+    // A honeytoken shown to another service is a use too; its address is that service's.
+    if let Err(keyledger_vault::AuthFailure::Honeytoken { key }) = &verified {
+        let route = "POST /v1/keys/verify".to_owned();
+        crate::auth::record_honeytoken_use(&state, key.clone(), client.0, &headers, route);
+    }
+    let answer = match verified {
         Ok(principal) => VerifyResponse::Valid(ValidKey {
             valid: true,
             key_id: principal.key,
