@@ -85,8 +85,9 @@ async def run(args: argparse.Namespace) -> int:
         stream=args.stream,
         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL),
     )
+    sent = 0
     try:
-        while True:
+        while args.count == 0 or sent < args.count:
             try:
                 messages = await subscription.fetch(batch=20, timeout=5)
             except NatsTimeout:
@@ -103,8 +104,10 @@ async def run(args: argparse.Namespace) -> int:
                     await message.nak(delay=60)
                     continue
                 await message.ack()
+                sent += 1
     finally:
         await nc.drain()
+    return 0
 
 
 def main() -> int:
@@ -116,6 +119,7 @@ def main() -> int:
     parser.add_argument("--token", default=os.environ.get("NATS_TOKEN"))
     parser.add_argument("--creds", default=os.environ.get("NATS_CREDS"), help="a NATS .creds file")
     parser.add_argument("--dry-run", action="store_true", help="print the notices instead of sending them")
+    parser.add_argument("--count", type=int, default=0, help="exit after this many notices (0: run until stopped)")
     parser.add_argument("--webhook", help="an incoming-webhook URL taking {\"text\": ...}")
     parser.add_argument("--smtp-host")
     parser.add_argument("--smtp-port", type=int, default=25)

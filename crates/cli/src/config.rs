@@ -358,6 +358,44 @@ mod tests {
     }
 
     #[test]
+    fn expiry_warning_days_come_from_the_file_or_a_comma_separated_variable() {
+        let config = load(&[]).unwrap();
+        assert_eq!(
+            config.vault_config().unwrap().expiry_warning_days,
+            [30, 7, 1]
+        );
+        let config = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "14, 2")]).unwrap();
+        assert_eq!(config.vault.expiry_warning_days, [14, 2]);
+        let config = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "")]).unwrap();
+        assert!(config.vault.expiry_warning_days.is_empty());
+        let error = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "30,soon")]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("comma-separated"),
+            "{error:#}"
+        );
+        let error = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "7,0")]).unwrap_err();
+        assert!(error.to_string().contains("expiry_warning_days"), "{error}");
+    }
+
+    #[test]
+    fn a_secret_scanning_key_that_is_not_p256_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keyledger.toml");
+        std::fs::write(
+            &file,
+            "[secret_scanning.github_public_keys]\n\"abc\" = \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"\n",
+        )
+        .unwrap();
+        let error = Config::load_with_env(Some(&file), Vec::new()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("secret_scanning.github_public_keys.\"abc\""),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn the_embedded_default_is_the_make_run_setup() {
         let config = load(&[]).unwrap();
         assert_eq!(config.data_dir, PathBuf::from("data"));
