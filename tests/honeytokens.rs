@@ -96,4 +96,23 @@ fn a_honeytoken_use_is_refused_as_unknown_and_published_at_once() {
         !text.contains(&trap_key),
         "the honeytoken itself is never published"
     );
+
+    // Logging in with it (the console's way in) is refused as unknown, and recorded too.
+    let (status, refused) = server.call(
+        "POST",
+        "/v1/auth/login",
+        None,
+        Some(&json!({ "key": trap_key })),
+    );
+    assert_eq!(status, 401, "{refused}");
+    assert_eq!(refused, unknown);
+    let delivery = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), deliveries.next())
+            .await
+            .expect("a second HoneytokenUsed published")
+            .expect("a delivery")
+            .expect("a readable delivery")
+    });
+    let event = serde_json::to_value(&delivery.envelope).unwrap();
+    assert_eq!(event["data"]["route"], "POST /v1/auth/login", "{event}");
 }

@@ -115,6 +115,7 @@ pub(crate) async fn me(
 pub(crate) async fn login(
     State(state): State<ApiState>,
     ClientAddress(client): ClientAddress,
+    headers: axum::http::HeaderMap,
     body: Result<ApiJson<KeyRequest>, ApiError>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     throttle_check(&state, client)?;
@@ -131,6 +132,10 @@ pub(crate) async fn login(
         Err(failure) => {
             state.throttle().record_failure(client);
             state.metrics().refusal(failure.reason());
+            if let keyledger_vault::AuthFailure::Honeytoken { key } = &failure {
+                let route = "POST /v1/auth/login".to_owned();
+                crate::auth::record_honeytoken_use(&state, key.clone(), client, &headers, route);
+            }
             return Err(failure.into());
         }
     };
