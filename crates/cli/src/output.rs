@@ -238,6 +238,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_status_is_marked_with_the_announced_horizon_and_honeytokens() {
+        let check = |key: Value, expect: &str| assert_eq!(marked_status(&key), expect, "{key}");
+        check(json!({ "status": "active" }), "active");
+        check(
+            json!({ "status": "active", "expiry_warning_days": null, "honeytoken": false }),
+            "active",
+        );
+        check(
+            json!({ "status": "active", "expiry_warning_days": 7 }),
+            "active, expires within 7d",
+        );
+        check(
+            json!({ "status": "active", "honeytoken": true }),
+            "active, honeytoken",
+        );
+        check(json!({ "status": "expired" }), "expired");
+    }
+
+    #[test]
     fn times_carry_their_zone() {
         let check = |input: &str, expect: &str| assert_eq!(minute_with_zone(input), expect);
         check("2026-11-26T16:24:57.123Z", "2026-11-26 16:24 UTC");
