@@ -118,6 +118,9 @@ fn the_seed_workflow_in_a_real_browser() {
             "KEYLEDGER_INGEST_DNANEXUS_API_URL",
             dnanexus.endpoint().as_str(),
         ),
+        // The users' 1-day keys would be announced as expiring; the banner has its own test,
+        // and the workflow's screenshots stay as they were.
+        ("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", ""),
     ]);
     server.create_user("dana", &["developer"]);
     // The user turned away holds a role without `manage_user_api_keys` (an auditor: importing
@@ -157,13 +160,74 @@ fn the_seed_workflow_in_a_real_browser() {
     assert!(run.stdout.contains("console e2e: passed"), "{}", run.stdout);
 }
 
+/// The expiry banner: the sweeper announces a 7-day key of one user (`ApiKeyExpiring`, horizon
+/// 7); in the browser that user sees the banner naming it, another user none. Its screenshot is
+/// `docs/console/expiry-banner.png` (with `KEYLEDGER_UPDATE_SCREENSHOTS=1`).
+#[test]
+fn the_expiry_banner_in_a_real_browser() {
+    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    install_browser(&repository);
+    let server = Server::start_with(&[("KEYLEDGER_VAULT_SWEEP_INTERVAL_SECS", "1")]);
+    server.create_user("dana", &["developer"]);
+    server.create_user("eli", &["developer"]);
+    let dana = issue_key_for(&server, "dana", "never");
+    let eli = issue_key_for(&server, "eli", "never");
+    let (id, _) = server.create_key(&dana, "nightly sync", "7d");
+    // The sweeper runs every second: wait (bounded) for its announcement, a condition.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = server.get("/v1/api-keys", &dana);
+        let warned = listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == id.as_str() && k["expiry_warning_days"] == 7);
+        if warned {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never announced: {listed}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let keys = json!({
+        "warned": { "key": dana, "name": "nightly sync" },
+        "calm": { "key": eli },
+    });
+    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
+        repository.join("docs/console")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
+    };
+    let mut command = Command::new("node");
+    command
+        .arg(repository.join("tests/console/expiry-banner.mjs"))
+        .arg(&server.base)
+        .arg(keys.to_string())
+        .arg(&screenshots)
+        .current_dir(&repository);
+    let run = run_bounded(command, BROWSER_LIMIT)
+        .unwrap_or_else(|err| panic!("cannot run `node tests/console/expiry-banner.mjs`: {err}"));
+    eprintln!("{}{}", run.stdout, run.stderr);
+    assert!(
+        run.success && run.stdout.contains("expiry banner e2e: passed"),
+        "the expiry banner's browser test failed:\n{}{}\nserver output:\n{}",
+        run.stdout,
+        run.stderr,
+        server.output()
+    );
+}
+
 /// An internal key for `user`, issued by the admin.
 fn issue_key(server: &Server, user: &str) -> String {
+    issue_key_for(server, user, "1d")
+}
+
+/// An internal key for `user` lasting `duration`, issued by the admin.
+fn issue_key_for(server: &Server, user: &str, duration: &str) -> String {
     let (status, body) = server.call(
         "POST",
         &format!("/v1/users/{user}/api-keys"),
         Some(&server.admin_key),
-        Some(&json!({ "name": "console test", "duration": "1d" })),
+        Some(&json!({ "name": "console test", "duration": duration })),
     );
     assert_eq!(status, 201, "issue a key for {user}: {body}");
     body["key"].as_str().expect("key").to_owned()

@@ -1,5 +1,5 @@
-//! Every route × (no key, expired key, deleted key, member, admin, auditor) → expected status,
-//! and what a 403 says.
+//! Every route × (no key, expired key, deleted key, honeytoken, member, admin, auditor) →
+//! expected status, and what a 403 says.
 //! The routes and who may call each come from `keyledger_api::route_table()` (the API's one
 //! declaration), so a new route without a case here fails.
 
@@ -14,15 +14,18 @@ enum Caller {
     NoKey,
     Expired,
     Deleted,
+    /// A honeytoken of an admin: refused everywhere as an unknown key.
+    Honeytoken,
     Member,
     Admin,
     Auditor,
 }
 
-const CALLERS: [Caller; 6] = [
+const CALLERS: [Caller; 7] = [
     Caller::NoKey,
     Caller::Expired,
     Caller::Deleted,
+    Caller::Honeytoken,
     Caller::Member,
     Caller::Admin,
     Caller::Auditor,
@@ -31,6 +34,7 @@ const CALLERS: [Caller; 6] = [
 struct Keys {
     expired: String,
     deleted: String,
+    honeytoken: String,
     member: String,
     admin: String,
     auditor: String,
@@ -42,6 +46,7 @@ impl Keys {
             Caller::NoKey => None,
             Caller::Expired => Some(&self.expired),
             Caller::Deleted => Some(&self.deleted),
+            Caller::Honeytoken => Some(&self.honeytoken),
             Caller::Member => Some(&self.member),
             Caller::Admin => Some(&self.admin),
             Caller::Auditor => Some(&self.auditor),
@@ -62,19 +67,24 @@ fn holds(caller: Caller, permission: Permission) -> bool {
             Permission::ManageUserApiKeys | Permission::ImportOrganizationSamples
         ),
         Caller::Auditor => permission == Permission::ViewAuditLog,
-        Caller::NoKey | Caller::Expired | Caller::Deleted => false,
+        Caller::NoKey | Caller::Expired | Caller::Deleted | Caller::Honeytoken => false,
     }
 }
 
 /// The status the caller must get from the route.
 fn expected(route: &RouteAccess, caller: Caller) -> u16 {
-    let refused_key = matches!(caller, Caller::NoKey | Caller::Expired | Caller::Deleted);
+    let refused_key = matches!(
+        caller,
+        Caller::NoKey | Caller::Expired | Caller::Deleted | Caller::Honeytoken
+    );
     match route.requirement {
         Requirement::Public if route.path == "/v1/auth/login" => match caller {
             Caller::NoKey => 422,
-            Caller::Expired | Caller::Deleted => 401,
+            Caller::Expired | Caller::Deleted | Caller::Honeytoken => 401,
             _ => 200,
         },
+        // Signed by GitHub, whoever calls: the matrix sends no signature.
+        Requirement::Public if route.path == "/v1/secret-scanning/github" => 401,
         Requirement::Public => 200,
         _ if refused_key => 401,
         Requirement::AnyCaller => 200,
@@ -178,6 +188,12 @@ fn request(
             ),
         ),
         ("POST", "/v1/keys/verify") => (route.path.to_owned(), Some(json!({ "key": keys.admin }))),
+        ("POST", "/v1/secret-scanning/github") => (
+            route.path.to_owned(),
+            Some(
+                json!([{ "token": keys.member, "type": "keyledger_api_key", "url": "", "source": "content" }]),
+            ),
+        ),
         ("POST", "/v1/api-keys") => (
             route.path.to_owned(),
             // Names are unique among a user's active keys.
@@ -306,9 +322,17 @@ fn every_route_for_every_kind_of_caller() {
             .0,
         200
     );
+    let (status, trap) = server.call(
+        "POST",
+        "/v1/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "matrix honeytoken", "duration": "never", "honeytoken": true })),
+    );
+    assert_eq!(status, 201, "{trap}");
     let keys = Keys {
         expired,
         deleted: to_delete,
+        honeytoken: trap["key"].as_str().unwrap().to_owned(),
         member,
         admin: server.admin_key.clone(),
         auditor,
@@ -321,6 +345,11 @@ fn every_route_for_every_kind_of_caller() {
     assert_eq!(
         body["error"]["message"], "unknown key",
         "deleted keys leave the verification index"
+    );
+    let (_, trapped) = server.call("GET", "/v1/me", Some(&keys.honeytoken), None);
+    assert_eq!(
+        trapped, body,
+        "a honeytoken is refused exactly as an unknown key"
     );
 
     let mut mismatches = Vec::new();

@@ -15,6 +15,7 @@ mod hardening_core;
 mod hardening_disk;
 mod hardening_http;
 mod hardening_schema;
+mod honeytokens;
 mod ingestion;
 mod least_privilege;
 mod operations;

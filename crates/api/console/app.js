@@ -6,6 +6,7 @@ import { announce, field, h, isBusy, setBusy, timeElement } from './dom.js';
 import { app, pageHeading } from './state.js';
 import { internalKeysPage } from './internal-keys.js';
 import { externalKeysPage } from './external-keys.js';
+import { clearExpiryBanner, refreshExpiryBanner } from './expiry-banner.js';
 
 const main = document.getElementById('main');
 
@@ -64,6 +65,7 @@ function startSession() {
   document.getElementById('avatar-initials').textContent = initials(who);
   document.getElementById('avatar-label').textContent = `Account menu for ${who}`;
   document.getElementById('menu-user').textContent = `Signed in as ${who}`;
+  refreshExpiryBanner();
   clearTimeout(app.expiryTimer);
   const current = session.current();
   if (current) {
@@ -79,6 +81,7 @@ function signOut(message) {
   session.clear();
   clearTimeout(app.expiryTimer);
   app.me = null;
+  clearExpiryBanner();
   app.freshKeys.clear();
   app.leave = null;
   for (const dialog of document.querySelectorAll('dialog')) {

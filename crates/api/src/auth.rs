@@ -65,9 +65,43 @@ pub(crate) fn authenticate(parts: &Parts, state: &ApiState) -> Result<Principal,
             state.throttle().record_failure(client);
             state.metrics().refusal(failure.reason());
             tracing::info!(reason = failure.reason(), "authentication refused");
+            if let keyledger_vault::AuthFailure::Honeytoken { key } = &failure {
+                let route = format!("{} {}", parts.method, parts.uri.path());
+                record_honeytoken_use(state, key.clone(), client, &parts.headers, route);
+            }
             Err(failure.into())
         }
     }
+}
+
+/// Records a use of a honeytoken (`HoneytokenUsed`) without making the refusal wait for it: the
+/// answer is the same, and as fast, as for an unknown key.
+pub(crate) fn record_honeytoken_use(
+    state: &ApiState,
+    key: keyledger_domain::KeyId,
+    client: IpAddr,
+    headers: &HeaderMap,
+    route: String,
+) {
+    let user_agent = headers
+        .get(header::USER_AGENT)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let vault = state.vault().clone();
+    tokio::spawn(async move {
+        let address = client.to_string();
+        match vault
+            .record_honeytoken_use(key.clone(), &address, &user_agent, &route)
+            .await
+        {
+            Ok(_) => {
+                tracing::warn!(honeytoken = %key, client = %address, %route, "honeytoken used")
+            }
+            Err(err) => {
+                tracing::error!(honeytoken = %key, error = %err, "recording a honeytoken use failed")
+            }
+        }
+    });
 }
 
 /// The client's address (see [`client_address`]), as an extractor.

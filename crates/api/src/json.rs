@@ -58,6 +58,23 @@ where
     }
 }
 
+/// A JSON request body kept as its bytes, for a route that checks a signature over the raw body
+/// before parsing it (with [`parse_body`]). Refuses a wrong content type and an oversized body as
+/// [`ApiJson`] does.
+#[derive(Debug)]
+pub struct RawJson(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawJson {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        if !is_json(&request) {
+            return Err(wrong_media_type());
+        }
+        read_body(request, state).await.map(RawJson)
+    }
+}
+
 fn wrong_media_type() -> ApiError {
     ApiError::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,

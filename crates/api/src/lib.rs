@@ -46,6 +46,8 @@ pub use openapi::openapi_json;
 pub use requirement::{Requirement, Resource, RouteAccess};
 /// The `SHA256SUMS` format of batch manifests, for the CLI's downloads.
 pub use routes::ingestions::sha256sums;
+/// Checks a configured secret-scanning public key (PEM).
+pub use routes::secret_scanning::parse_public_key as parse_scanning_public_key;
 pub use server::{connection_cap, derived_connection_cap, file_limit};
 pub use throttle::AuthThrottle;
 
@@ -74,6 +76,9 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// After shutdown is asked for, how long requests in flight may take to finish.
     pub shutdown_grace: Duration,
+    /// GitHub's secret-scanning public keys (PEM) by their identifier; empty: every alert is
+    /// refused with 401 (`POST /v1/secret-scanning/github`).
+    pub github_scanning_keys: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for ApiConfig {
@@ -89,6 +94,7 @@ impl Default for ApiConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 0,
             shutdown_grace: Duration::from_secs(10),
+            github_scanning_keys: std::collections::BTreeMap::new(),
         }
     }
 }

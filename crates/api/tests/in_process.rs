@@ -13,19 +13,27 @@ use keyledger_vault::{Lease, ManualClock, Vault, VaultConfig};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-struct Harness {
+pub(crate) struct Harness {
     _dir: tempfile::TempDir,
-    clock: Arc<ManualClock>,
-    state: ApiState,
-    admin: String,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) state: ApiState,
+    pub(crate) admin: String,
 }
 
 impl Harness {
-    async fn new() -> Harness {
+    pub(crate) async fn new() -> Harness {
         Harness::with(|state| state).await
     }
 
     async fn with(configure: impl FnOnce(ApiState) -> ApiState) -> Harness {
+        Harness::with_config(ApiConfig::default(), configure).await
+    }
+
+    /// A harness whose API runs with `api_config`.
+    pub(crate) async fn with_config(
+        api_config: ApiConfig,
+        configure: impl FnOnce(ApiState) -> ApiState,
+    ) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
         let master = MasterKey::generate(&ring::rand::SystemRandom::new()).unwrap();
@@ -41,7 +49,7 @@ impl Harness {
             .secret
             .expose()
             .to_owned();
-        let state = configure(ApiState::new(vault, ApiConfig::default()));
+        let state = configure(ApiState::new(vault, api_config));
         Harness {
             _dir: dir,
             clock,
@@ -50,15 +58,20 @@ impl Harness {
         }
     }
 
-    fn app(&self) -> Router {
+    pub(crate) fn app(&self) -> Router {
         router(self.state.clone())
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         self.call_as(&self.admin, method, path, body).await
     }
 
-    async fn call_as(
+    pub(crate) async fn call_as(
         &self,
         key: &str,
         method: &str,

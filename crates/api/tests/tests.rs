@@ -3,3 +3,4 @@
 
 mod connections;
 mod in_process;
+mod secret_scanning;

@@ -400,6 +400,46 @@ pub fn example_events() -> Vec<Event> {
             data_key: DataKeyId::original(&external()),
             at,
         },
+        Event::ApiKeyExpiring {
+            key: key(),
+            owner: user(),
+            expires_at: at.plus_days(7),
+            horizon_days: 7,
+            at,
+        },
+        Event::ExternalKeyExpiring {
+            key: external(),
+            owner: user(),
+            provider: Provider::Aws,
+            expires_at: at.plus_days(30),
+            horizon_days: 30,
+            at,
+        },
+        Event::ApiKeyLeaked {
+            key: key(),
+            owner: user(),
+            url: "https://github.com/octocat/Hello-World/blob/12345600b9cbe38a219f39a9941c9319b600c002/foo/bar.txt"
+                .to_owned(),
+            source: "content".to_owned(),
+            at,
+        },
+        Event::HoneytokenCreated {
+            key: KeyId::from_trusted("key_Hn7Yt2Pq9Ld4Wc1x".to_owned()),
+            owner: user(),
+            name: KeyName::from_trusted("prod backup (canary)".to_owned()),
+            hint: KeyHint::from_trusted("kl_HoNe…yTok".to_owned()),
+            secret_hash,
+            created_at: at,
+            expires_at: None,
+        },
+        Event::HoneytokenUsed {
+            key: KeyId::from_trusted("key_Hn7Yt2Pq9Ld4Wc1x".to_owned()),
+            owner: user(),
+            source_address: "203.0.113.7".to_owned(),
+            user_agent: "python-requests/2.32.3".to_owned(),
+            route: "GET /v1/me".to_owned(),
+            at,
+        },
     ]
 }
 
@@ -420,7 +460,11 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionFileFailed { .. }
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => "system",
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ApiKeyExpiring { .. }
+        | Event::ExternalKeyExpiring { .. }
+        | Event::ApiKeyLeaked { .. }
+        | Event::HoneytokenUsed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
     };
@@ -470,7 +514,12 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionCancelled { .. }
         | Event::MasterKeyRotated { .. }
         | Event::ExternalKeyRotated { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => event.type_name(),
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ApiKeyExpiring { .. }
+        | Event::ExternalKeyExpiring { .. }
+        | Event::ApiKeyLeaked { .. }
+        | Event::HoneytokenCreated { .. }
+        | Event::HoneytokenUsed { .. } => event.type_name(),
     }
 }
 

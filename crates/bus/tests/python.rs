@@ -1,5 +1,6 @@
 //! The Python example subscriber (docs/examples/subscriber.py, nats-py) runs against a real
-//! server and prints every event, and resumes where its durable consumer stopped.
+//! server and prints every event, and resumes where its durable consumer stopped; the expiry
+//! notifier (docs/examples/expiry-notifier.py) turns a warning into a notice for its owner.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -108,4 +109,53 @@ async fn the_python_subscriber_prints_every_event_and_resumes() {
         (head + 1..=head + 3).collect::<Vec<_>>(),
         "{lines:#?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_expiry_notifier_turns_a_warning_into_a_notice_for_the_owner() {
+    let nats = nats();
+    let config = bus_config(&nats);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = std::sync::Arc::new(keyledger_vault::ManualClock::new(
+        keyledger_domain::Timestamp::from_millis(1_790_000_000_000),
+    ));
+    let vault = open_vault_with_clock(dir.path(), clock);
+    bootstrap(&vault).await;
+    vault
+        .create_api_key(
+            admin(),
+            keyledger_domain::KeyName::parse("weekly").expect("a name"),
+            keyledger_domain::KeyDuration::Days(5),
+            None,
+        )
+        .await
+        .expect("a 5-day key");
+    assert_eq!(vault.sweep_expiring().await.expect("sweep"), 1);
+    Relay::new(vault.clone(), config.clone())
+        .run_until_caught_up()
+        .await
+        .expect("relay");
+
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(python())
+            .arg(repo().join("docs/examples/expiry-notifier.py"))
+            .args(["--url", &nats.url(), "--dry-run", "--count", "1"])
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the notifier finished in time")
+    .expect("run the notifier");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "notifier failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with("to admin: [keyledger] a key of yours expires within 7 days"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("keyledger keys roll"), "{stdout}");
 }

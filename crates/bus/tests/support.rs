@@ -17,12 +17,17 @@ pub fn master_key() -> MasterKey {
 }
 
 pub fn open_vault(dir: &Path) -> Vault {
+    open_vault_with_clock(dir, Arc::new(SystemClock))
+}
+
+/// [`open_vault`] reading the time from `clock`.
+pub fn open_vault_with_clock(dir: &Path, clock: Arc<dyn keyledger_vault::Clock>) -> Vault {
     let config = VaultConfig {
         data_dir: dir.to_path_buf(),
         durability: Durability::Flush,
         ..VaultConfig::default()
     };
-    Vault::open(config, &master_key(), Arc::new(SystemClock)).expect("open the vault")
+    Vault::open(config, &master_key(), clock).expect("open the vault")
 }
 
 pub fn nats() -> NatsServer {

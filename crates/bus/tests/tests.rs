@@ -5,6 +5,7 @@ mod support;
 mod behaviour;
 mod canary;
 mod exactly_once;
+mod expiry;
 mod permissions;
 mod python;
 mod replica;

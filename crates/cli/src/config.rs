@@ -29,6 +29,8 @@ pub struct Config {
     pub vault: VaultSection,
     pub log: LogSection,
     pub bootstrap: BootstrapSection,
+    #[serde(default)]
+    pub secret_scanning: SecretScanningSection,
     /// Sections of other components, as written.
     #[serde(flatten)]
     #[allow(
@@ -80,6 +82,7 @@ pub struct VaultSection {
     pub durability: String,
     pub usage_flush_interval_secs: u64,
     pub sweep_interval_secs: u64,
+    pub expiry_warning_days: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +90,15 @@ pub struct VaultSection {
 pub struct LogSection {
     pub format: String,
     pub level: String,
+}
+
+/// `[secret_scanning]`: the intake of GitHub's secret scanning partner program.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretScanningSection {
+    /// GitHub's public keys (PEM) by identifier, as `/meta/public_keys/secret_scanning` lists them.
+    #[serde(default)]
+    pub github_public_keys: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -174,6 +186,7 @@ impl Config {
             usage_flush_interval: Duration::from_secs(self.vault.usage_flush_interval_secs.max(1)),
             sweep_interval: Duration::from_secs(self.vault.sweep_interval_secs.max(1)),
             session_ttl: Duration::from_secs(self.keys.session_ttl_secs.max(1)),
+            expiry_warning_days: self.vault.expiry_warning_days.clone(),
         })
     }
 
@@ -189,6 +202,7 @@ impl Config {
             idle_timeout: Duration::from_millis(self.http.idle_timeout_ms),
             max_connections: self.http.max_connections,
             shutdown_grace: Duration::from_millis(self.http.shutdown_grace_ms),
+            github_scanning_keys: self.secret_scanning.github_public_keys.clone(),
         }
     }
 
@@ -209,6 +223,16 @@ impl Config {
             );
         }
         self.vault_config()?;
+        for (identifier, pem) in &self.secret_scanning.github_public_keys {
+            keyledger_api::parse_scanning_public_key(pem).map_err(|reason| {
+                anyhow!("secret_scanning.github_public_keys.\"{identifier}\" {reason}")
+            })?;
+        }
+        if self.vault.expiry_warning_days.contains(&0) {
+            bail!(
+                "vault.expiry_warning_days: list days before expiry (1 or more), e.g. [30, 7, 1]"
+            );
+        }
         keyledger_domain::UserId::parse(&self.bootstrap.admin_user)
             .map_err(|err| anyhow!("bootstrap.admin_user: {}", err.message))?;
         Ok(())
@@ -299,6 +323,18 @@ fn typed(existing: &toml::Value, raw: &str) -> anyhow::Result<toml::Value> {
                 .parse()
                 .map_err(|_| anyhow!("`{raw}` is not a number"))?,
         ),
+        // A list of whole numbers, comma-separated (`30,7,1`); empty for none.
+        toml::Value::Array(_) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| {
+                    item.parse().map(toml::Value::Integer).map_err(|_| {
+                        anyhow!("`{raw}` is not a comma-separated list of whole numbers")
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+        ),
         toml::Value::Boolean(_) => {
             toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" | "on" => true,
@@ -319,6 +355,44 @@ mod tests {
             None,
             env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
         )
+    }
+
+    #[test]
+    fn expiry_warning_days_come_from_the_file_or_a_comma_separated_variable() {
+        let config = load(&[]).unwrap();
+        assert_eq!(
+            config.vault_config().unwrap().expiry_warning_days,
+            [30, 7, 1]
+        );
+        let config = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "14, 2")]).unwrap();
+        assert_eq!(config.vault.expiry_warning_days, [14, 2]);
+        let config = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "")]).unwrap();
+        assert!(config.vault.expiry_warning_days.is_empty());
+        let error = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "30,soon")]).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("comma-separated"),
+            "{error:#}"
+        );
+        let error = load(&[("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", "7,0")]).unwrap_err();
+        assert!(error.to_string().contains("expiry_warning_days"), "{error}");
+    }
+
+    #[test]
+    fn a_secret_scanning_key_that_is_not_p256_is_refused_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keyledger.toml");
+        std::fs::write(
+            &file,
+            "[secret_scanning.github_public_keys]\n\"abc\" = \"-----BEGIN PUBLIC KEY-----\\nAAAA\\n-----END PUBLIC KEY-----\"\n",
+        )
+        .unwrap();
+        let error = Config::load_with_env(Some(&file), Vec::new()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("secret_scanning.github_public_keys.\"abc\""),
+            "{error}"
+        );
     }
 
     #[test]

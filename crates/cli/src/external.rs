@@ -11,7 +11,7 @@ use crate::aws_profile::{AwsCredential, SessionFlags, aws_credential};
 use crate::client::{Client, ClientArgs, read_secret, segment};
 use crate::exit::{Exit, Failure};
 use crate::keys::{Naming, confirm, delete_by_ids, print_deleted, resolve};
-use crate::output::{ListArgs, field, items, print_json, print_table, time};
+use crate::output::{ListArgs, field, items, marked_status, print_json, print_table, time};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExternalCommand {
@@ -199,7 +199,7 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
                         field(k, "label"),
                         field(k, "hint"),
                         field(k, "region"),
-                        field(k, "status"),
+                        marked_status(k),
                         time(k, "expires_at", "never"),
                         time(k, "last_used_at", "never"),
                         verified(k),

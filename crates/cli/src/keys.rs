@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::client::{Client, ClientArgs, segment};
 use crate::exit::{Exit, Failure};
-use crate::output::{ListArgs, field, items, print_json, print_table, time};
+use crate::output::{ListArgs, field, items, marked_status, print_json, print_table, time};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum KeysCommand {
@@ -27,8 +27,13 @@ pub enum KeysCommand {
         /// 1d, 7d, 30d, 60d, 90d, 1y, a number of days (45d), or never.
         #[arg(long, default_value = "30d")]
         duration: String,
+        /// Create a honeytoken: a key that grants nothing (every request with it is refused as
+        /// with an unknown key) and whose every use is recorded as `HoneytokenUsed`.
+        #[arg(long)]
+        honeytoken: bool,
     },
-    /// List your keys (masked).
+    /// List your keys (masked). A key whose expiry was announced is marked
+    /// `active, expires within 7d` (the horizon); a honeytoken `active, honeytoken`.
     List(ListArgs),
     /// Delete keys by id or name; several are deleted together, or none if one is unknown.
     Delete {
@@ -57,12 +62,14 @@ pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
             name,
             name_option,
             duration,
+            honeytoken,
         } => {
             let name = name.as_ref().or(name_option.as_ref());
-            let created = client.post(
-                "/v1/api-keys",
-                &json!({ "name": name, "duration": duration }),
-            )?;
+            let mut body = json!({ "name": name, "duration": duration });
+            if *honeytoken {
+                body["honeytoken"] = json!(true);
+            }
+            let created = client.post("/v1/api-keys", &body)?;
             show_secret(&created, global, "Created");
         }
         KeysCommand::List(list_args) => {
@@ -78,7 +85,7 @@ pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
                         field(k, "id"),
                         field(k, "name"),
                         field(k, "hint"),
-                        field(k, "status"),
+                        marked_status(k),
                         time(k, "created_at", "-"),
                         time(k, "expires_at", "never"),
                         time(k, "last_used_at", "never"),

@@ -37,6 +37,19 @@ pub fn field(value: &Value, name: &str) -> String {
 /// A time field shortened to the minute with its time zone (`2026-11-26 16:24 UTC`), or
 /// `-`/`never`. The API answers in UTC, and so does the CLI: a time without its zone is read as
 /// local time by whoever reads it.
+/// A key's status with what its owner should notice: the expiry horizon announced for it
+/// (`active, expires within 7d`) and whether it is a honeytoken.
+pub fn marked_status(key: &Value) -> String {
+    let mut status = field(key, "status");
+    if let Some(days) = key.get("expiry_warning_days").and_then(Value::as_u64) {
+        status.push_str(&format!(", expires within {days}d"));
+    }
+    if key.get("honeytoken").and_then(Value::as_bool) == Some(true) {
+        status.push_str(", honeytoken");
+    }
+    status
+}
+
 pub fn time(value: &Value, name: &str, none: &str) -> String {
     match value.get(name).and_then(Value::as_str) {
         Some(text) => minute_with_zone(text),
@@ -223,6 +236,25 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_status_is_marked_with_the_announced_horizon_and_honeytokens() {
+        let check = |key: Value, expect: &str| assert_eq!(marked_status(&key), expect, "{key}");
+        check(json!({ "status": "active" }), "active");
+        check(
+            json!({ "status": "active", "expiry_warning_days": null, "honeytoken": false }),
+            "active",
+        );
+        check(
+            json!({ "status": "active", "expiry_warning_days": 7 }),
+            "active, expires within 7d",
+        );
+        check(
+            json!({ "status": "active", "honeytoken": true }),
+            "active, honeytoken",
+        );
+        check(json!({ "status": "expired" }), "expired");
+    }
 
     #[test]
     fn times_carry_their_zone() {

@@ -167,4 +167,25 @@ pub enum Action {
     RecordMasterKeyRotation {
         data_keys: u64,
     },
+
+    /// Records an `…Expiring` warning for every active key that came within one of `horizons`
+    /// (days) of its expiry and was not yet warned at that horizon or a nearer one.
+    WarnExpiring {
+        horizons: Vec<u32>,
+    },
+    /// Revokes an active key that secret scanning found in public (actor `System`).
+    RecordLeak {
+        key: KeyId,
+        url: String,
+        source: String,
+    },
+    /// Creates a key that grants nothing and records every use.
+    CreateHoneytoken(NewApiKey),
+    /// Records one use of a honeytoken (actor `System`).
+    RecordHoneytokenUse {
+        key: KeyId,
+        source_address: String,
+        user_agent: String,
+        route: String,
+    },
 }

@@ -1,5 +1,7 @@
 //! `decide`: the only place that judges whether a command may happen.
 
+mod governance;
+
 use std::collections::BTreeSet;
 
 use crate::command::{Action, Command, IngestionProgress, NewApiKey};
@@ -10,6 +12,8 @@ use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
 use crate::state::State;
 use crate::time::Timestamp;
 use crate::values::{KeyName, Provider, RoleName, UserId, ValidationError};
+
+pub use governance::MAX_RECORDED_TEXT;
 
 /// What [`decide_with_reads`] concluded: the events to record, and the streams the decision
 /// read that those events do not write.
@@ -576,6 +580,12 @@ fn judge(
             Ok(vec![event])
         }
 
+        action @ (Action::WarnExpiring { .. }
+        | Action::RecordLeak { .. }
+        | Action::CreateHoneytoken(_)
+        | Action::RecordHoneytokenUse { .. }) => {
+            governance::judge(state, &actor, action, now, reads)
+        }
         Action::RecordMasterKeyRotation { data_keys } => {
             require_operator(&actor)?;
             Ok(vec![Event::MasterKeyRotated {

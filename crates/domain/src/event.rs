@@ -328,6 +328,53 @@ pub enum Event {
         data_key: DataKeyId,
         at: Timestamp,
     },
+
+    /// An active internal key came within `horizon_days` of its expiry: recorded once per key
+    /// and horizon by the primary's sweeper (decision 0027).
+    ApiKeyExpiring {
+        key: KeyId,
+        owner: UserId,
+        expires_at: Timestamp,
+        horizon_days: u32,
+        at: Timestamp,
+    },
+    /// The same for an external key.
+    ExternalKeyExpiring {
+        key: ExternalKeyId,
+        owner: UserId,
+        provider: Provider,
+        expires_at: Timestamp,
+        horizon_days: u32,
+        at: Timestamp,
+    },
+    /// Secret scanning found the key in public (`url`, `source`): it was revoked with this event
+    /// and stops working at once.
+    ApiKeyLeaked {
+        key: KeyId,
+        owner: UserId,
+        url: String,
+        source: String,
+        at: Timestamp,
+    },
+    /// An internal key created as a honeytoken: it grants nothing, and every use is recorded.
+    HoneytokenCreated {
+        key: KeyId,
+        owner: UserId,
+        name: KeyName,
+        hint: KeyHint,
+        secret_hash: SecretHash,
+        created_at: Timestamp,
+        expires_at: Option<Timestamp>,
+    },
+    /// Someone presented a honeytoken; they were refused as with an unknown key.
+    HoneytokenUsed {
+        key: KeyId,
+        owner: UserId,
+        source_address: String,
+        user_agent: String,
+        route: String,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -403,7 +450,11 @@ impl Event {
             | Event::ApiKeyRolled { key, .. }
             | Event::ApiKeyDeleted { key, .. }
             | Event::ApiKeyExpired { key, .. }
-            | Event::ApiKeyUsed { key, .. } => format!("api_key/{key}"),
+            | Event::ApiKeyUsed { key, .. }
+            | Event::ApiKeyExpiring { key, .. }
+            | Event::ApiKeyLeaked { key, .. }
+            | Event::HoneytokenCreated { key, .. }
+            | Event::HoneytokenUsed { key, .. } => format!("api_key/{key}"),
             Event::ExternalKeyCreated { owner, public, .. }
             | Event::ExternalKeyRotated { owner, public, .. } => {
                 external_key_stream(owner, public.provider())
@@ -419,7 +470,8 @@ impl Event {
             // So does the destruction of a retired data key, which no decision waits for.
             Event::ExternalKeyVerified { key, .. }
             | Event::ExternalKeyUsed { key, .. }
-            | Event::ExternalKeyDataKeyDestroyed { key, .. } => format!("external_key_use/{key}"),
+            | Event::ExternalKeyDataKeyDestroyed { key, .. }
+            | Event::ExternalKeyExpiring { key, .. } => format!("external_key_use/{key}"),
             Event::IngestionRequested { ingestion, .. }
             | Event::IngestionListed { ingestion, .. }
             | Event::IngestionFileFetched { ingestion, .. }
@@ -472,6 +524,11 @@ impl Event {
                 "ExternalKeyDataKeyDestroyed",
                 "external_key.data_key_destroyed",
             ),
+            Event::ApiKeyExpiring { .. } => ("ApiKeyExpiring", "api_key.expiring"),
+            Event::ExternalKeyExpiring { .. } => ("ExternalKeyExpiring", "external_key.expiring"),
+            Event::ApiKeyLeaked { .. } => ("ApiKeyLeaked", "api_key.leaked"),
+            Event::HoneytokenCreated { .. } => ("HoneytokenCreated", "api_key.honeytoken_created"),
+            Event::HoneytokenUsed { .. } => ("HoneytokenUsed", "api_key.honeytoken_used"),
         }
     }
 }

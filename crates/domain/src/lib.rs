@@ -17,7 +17,7 @@ mod values;
 pub use command::{
     Action, Command, ExternalKeyRotation, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey,
 };
-pub use decide::{Decision, decide, decide_with_reads, permitted_user};
+pub use decide::{Decision, MAX_RECORDED_TEXT, decide, decide_with_reads, permitted_user};
 pub use error::{DomainError, Holder};
 pub use event::{
     Actor, CredentialKind, Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash,

@@ -346,6 +346,83 @@ pub enum PublicEvent {
         #[schema(value_type = String)]
         data_key: DataKeyId,
     },
+    /// An active internal key is within `horizon_days` of its expiry (once per key and horizon).
+    ApiKeyExpiring {
+        /// The internal key's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
+        key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// When the key stops working.
+        #[schema(value_type = String, format = DateTime)]
+        expires_at: Timestamp,
+        /// The warning horizon crossed, in days (by default 30, 7 or 1).
+        horizon_days: u32,
+    },
+    /// An active external key is within `horizon_days` of its expiry (once per key and horizon).
+    ExternalKeyExpiring {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
+        key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// `aws` or `dnanexus`.
+        #[schema(value_type = String)]
+        provider: Provider,
+        /// When the key stops working.
+        #[schema(value_type = String, format = DateTime)]
+        expires_at: Timestamp,
+        /// The warning horizon crossed, in days (by default 30, 7 or 1).
+        horizon_days: u32,
+    },
+    /// Secret scanning found the internal key in public; it was revoked at once.
+    ApiKeyLeaked {
+        /// The internal key's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
+        key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// Where the key was found, as the scanner reported it (e.g. a GitHub blob URL).
+        url: String,
+        /// What kind of place it was found in, as the scanner reported it (e.g. `content`).
+        source: String,
+    },
+    /// A honeytoken was created: a key that grants nothing and whose every use is recorded.
+    HoneytokenCreated {
+        /// The honeytoken's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
+        key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The name the owner gave the key.
+        #[schema(value_type = String)]
+        name: KeyName,
+        /// The masked key, `kl_AbCd…wXyZ`.
+        #[schema(value_type = String)]
+        hint: KeyHint,
+        /// When the key stops being recognised; `null` for never.
+        #[schema(value_type = Option<String>, format = DateTime)]
+        expires_at: Option<Timestamp>,
+    },
+    /// Someone presented a honeytoken; the request was refused as with an unknown key.
+    HoneytokenUsed {
+        /// The honeytoken's id (`key_…`), never the key itself.
+        #[schema(value_type = String)]
+        key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The client's address as the server saw it (or as the trusted proxy reported it).
+        source_address: String,
+        /// The request's `User-Agent`, empty when none was sent.
+        user_agent: String,
+        /// The method and path the honeytoken was presented to, e.g. `GET /v1/me`.
+        route: String,
+    },
 }
 
 impl PublicEvent {
@@ -376,6 +453,11 @@ impl PublicEvent {
             PublicEvent::MasterKeyRotated { .. } => "MasterKeyRotated",
             PublicEvent::ExternalKeyRotated { .. } => "ExternalKeyRotated",
             PublicEvent::ExternalKeyDataKeyDestroyed { .. } => "ExternalKeyDataKeyDestroyed",
+            PublicEvent::ApiKeyExpiring { .. } => "ApiKeyExpiring",
+            PublicEvent::ExternalKeyExpiring { .. } => "ExternalKeyExpiring",
+            PublicEvent::ApiKeyLeaked { .. } => "ApiKeyLeaked",
+            PublicEvent::HoneytokenCreated { .. } => "HoneytokenCreated",
+            PublicEvent::HoneytokenUsed { .. } => "HoneytokenUsed",
         }
     }
 }
@@ -606,6 +688,72 @@ impl From<&Event> for PublicEvent {
                 key,
                 owner,
                 data_key,
+            },
+            Event::ApiKeyExpiring {
+                key,
+                owner,
+                expires_at,
+                horizon_days,
+                ..
+            } => PublicEvent::ApiKeyExpiring {
+                key,
+                owner,
+                expires_at,
+                horizon_days,
+            },
+            Event::ExternalKeyExpiring {
+                key,
+                owner,
+                provider,
+                expires_at,
+                horizon_days,
+                ..
+            } => PublicEvent::ExternalKeyExpiring {
+                key,
+                owner,
+                provider,
+                expires_at,
+                horizon_days,
+            },
+            Event::ApiKeyLeaked {
+                key,
+                owner,
+                url,
+                source,
+                ..
+            } => PublicEvent::ApiKeyLeaked {
+                key,
+                owner,
+                url,
+                source,
+            },
+            Event::HoneytokenCreated {
+                key,
+                owner,
+                name,
+                hint,
+                expires_at,
+                ..
+            } => PublicEvent::HoneytokenCreated {
+                key,
+                owner,
+                name,
+                hint,
+                expires_at,
+            },
+            Event::HoneytokenUsed {
+                key,
+                owner,
+                source_address,
+                user_agent,
+                route,
+                ..
+            } => PublicEvent::HoneytokenUsed {
+                key,
+                owner,
+                source_address,
+                user_agent,
+                route,
             },
         }
     }

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
+mod governance;
+
 use crate::error::{DomainError, Holder};
 use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
 use crate::key_status::KeyStatus;
@@ -209,6 +211,8 @@ pub struct State {
     rotated_data_keys: HashMap<ExternalKeyId, RotatedDataKeys>,
     ingestions: HashMap<IngestionId, Ingestion>,
     master_key_generation: u32,
+    /// Expiry warnings, leaked secrets, honeytokens (`state/governance.rs`).
+    governance: governance::Governance,
 }
 
 impl State {
@@ -533,6 +537,11 @@ impl State {
                 }
             }
             Event::MasterKeyRotated { generation, .. } => self.master_key_generation = generation,
+            event @ (Event::ApiKeyExpiring { .. }
+            | Event::ExternalKeyExpiring { .. }
+            | Event::ApiKeyLeaked { .. }
+            | Event::HoneytokenCreated { .. }
+            | Event::HoneytokenUsed { .. }) => self.apply_governance(event),
         }
     }
 

@@ -173,6 +173,45 @@ pub fn one_of_each() -> Vec<Event> {
             data_key: DataKeyId::original(&ext_id(2)),
             at: T0,
         },
+        Event::ApiKeyExpiring {
+            key: key_id(1),
+            owner: user("alice"),
+            expires_at: T0.plus_days(7),
+            horizon_days: 7,
+            at: T0,
+        },
+        Event::ExternalKeyExpiring {
+            key: ext_id(2),
+            owner: user("alice"),
+            provider: Provider::Dnanexus,
+            expires_at: T0.plus_days(30),
+            horizon_days: 30,
+            at: T0,
+        },
+        Event::ApiKeyLeaked {
+            key: key_id(1),
+            owner: user("alice"),
+            url: "https://github.com/octocat/Hello-World/blob/1234567/.env".into(),
+            source: "content".into(),
+            at: T0,
+        },
+        Event::HoneytokenCreated {
+            key: key_id(3),
+            owner: user("alice"),
+            name: KeyName::parse("canary").unwrap(),
+            hint: KeyHint::mask("kl_HoNeYtOkEnAbCdEf", 7, 4),
+            secret_hash: hash(3),
+            created_at: T0,
+            expires_at: None,
+        },
+        Event::HoneytokenUsed {
+            key: key_id(3),
+            owner: user("alice"),
+            source_address: "203.0.113.7".into(),
+            user_agent: "curl/8.5.0".into(),
+            route: "GET /v1/me".into(),
+            at: T0,
+        },
     ]
 }
 

@@ -57,6 +57,10 @@ pub enum AuthFailure {
     InvalidSession,
     #[error("the key's owner no longer exists")]
     UnknownOwner,
+    /// A honeytoken was presented. Said exactly as [`AuthFailure::UnknownKey`] (message and
+    /// reason), so the caller learns nothing; the API records the use (`HoneytokenUsed`).
+    #[error("unknown key")]
+    Honeytoken { key: KeyId },
 }
 
 impl AuthFailure {
@@ -64,7 +68,7 @@ impl AuthFailure {
     pub fn reason(&self) -> &'static str {
         match self {
             AuthFailure::Malformed(_) => "malformed",
-            AuthFailure::UnknownKey => "unknown_key",
+            AuthFailure::UnknownKey | AuthFailure::Honeytoken { .. } => "unknown_key",
             AuthFailure::Expired => "expired",
             AuthFailure::Deleted => "deleted",
             AuthFailure::RolledOver => "rolled_over",
@@ -260,6 +264,11 @@ pub fn check_api_key(
         .api_key_slot_for_secret(&hash)
         .ok_or(AuthFailure::UnknownKey)?;
     let key = state.api_key_at(slot).ok_or(AuthFailure::UnknownKey)?;
+    if state.is_honeytoken_slot(slot) {
+        return Err(AuthFailure::Honeytoken {
+            key: key.id.clone(),
+        });
+    }
     match key.status_at(now) {
         KeyStatus::Active => {}
         KeyStatus::Expired => return Err(AuthFailure::Expired),

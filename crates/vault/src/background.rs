@@ -1,4 +1,5 @@
-//! Work the vault does on its own: recording aggregated key usage and expiring keys.
+//! Work the vault does on its own: recording aggregated key usage, expiring keys and
+//! announcing coming expiries.
 
 use std::collections::HashMap;
 
@@ -120,6 +121,20 @@ impl Vault {
         Ok(executed.events.len())
     }
 
+    /// Records an `…Expiring` warning for every active key that came within a configured
+    /// horizon of its expiry and was not announced at it yet. The decision is derived from the
+    /// log's state (the horizons already announced), so a restart never repeats a warning.
+    pub async fn sweep_expiring(&self) -> Result<usize, VaultError> {
+        let horizons = self.inner.config.expiry_warning_days.clone();
+        if horizons.is_empty() {
+            return Ok(0);
+        }
+        let executed = self
+            .run(Actor::System, Action::WarnExpiring { horizons })
+            .await?;
+        Ok(executed.events.len())
+    }
+
     /// Runs the sweeper and the usage recorder until the returned handle is aborted.
     pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
         let vault = self.clone();
@@ -133,6 +148,9 @@ impl Vault {
                     _ = sweep.tick() => {
                         if let Err(err) = vault.sweep_expired().await {
                             tracing::warn!(error = %err, "expiry sweep failed; retrying next tick");
+                        }
+                        if let Err(err) = vault.sweep_expiring().await {
+                            tracing::warn!(error = %err, "expiry warnings failed; retrying next tick");
                         }
                     }
                     _ = usage.tick() => {

@@ -218,6 +218,9 @@ pub struct ExternalKeyView {
     pub last_verified_ok: Option<bool>,
     pub last_verified_detail: Option<String>,
     pub status: KeyStatus,
+    /// The nearest expiry-warning horizon (days) announced for this active key
+    /// (`ExternalKeyExpiring`); `None` before the first warning.
+    pub expiry_warning_days: Option<u32>,
 }
 
 impl Vault {
@@ -403,14 +406,14 @@ impl Vault {
             state
                 .external_keys_of(owner)
                 .into_iter()
-                .map(|key| view(key, now))
+                .map(|key| view(state, key, now))
                 .collect()
         })
     }
 
     pub fn external_key_view(&self, key: &ExternalKeyId) -> Option<ExternalKeyView> {
         let now = self.now();
-        self.read(|state| state.external_key(key).map(|k| view(k, now)))
+        self.read(|state| state.external_key(key).map(|k| view(state, k, now)))
     }
 
     /// Decrypts an external key for a job. The key must be active and not expired.
@@ -570,7 +573,12 @@ pub(crate) fn check_master_key(
     }
 }
 
-fn view(key: &keyledger_domain::ExternalKey, now: Timestamp) -> ExternalKeyView {
+fn view(
+    state: &keyledger_domain::State,
+    key: &keyledger_domain::ExternalKey,
+    now: Timestamp,
+) -> ExternalKeyView {
+    let status = key.status_at(now);
     let region = key.public.region().cloned();
     ExternalKeyView {
         id: key.id.clone(),
@@ -586,6 +594,9 @@ fn view(key: &keyledger_domain::ExternalKey, now: Timestamp) -> ExternalKeyView 
         last_verified_at: key.last_verified.as_ref().map(|v| v.at),
         last_verified_ok: key.last_verified.as_ref().map(|v| v.ok),
         last_verified_detail: key.last_verified.as_ref().map(|v| v.detail.clone()),
-        status: key.status_at(now),
+        status,
+        expiry_warning_days: state
+            .external_key_warned_at(&key.id)
+            .filter(|_| status == KeyStatus::Active),
     }
 }

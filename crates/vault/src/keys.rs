@@ -33,10 +33,15 @@ pub struct ApiKeyView {
     pub status: KeyStatus,
     pub rolled_at: Option<Timestamp>,
     pub previous_valid_until: Option<Timestamp>,
+    /// The nearest expiry-warning horizon (days) announced for this active key
+    /// (`ApiKeyExpiring`); `None` before the first warning.
+    pub expiry_warning_days: Option<u32>,
+    /// A honeytoken: it grants nothing, and every use is recorded.
+    pub honeytoken: bool,
 }
 
 impl Vault {
-    fn new_api_key(
+    pub(crate) fn new_api_key(
         &self,
         name: KeyName,
         duration: KeyDuration,
@@ -176,29 +181,36 @@ impl Vault {
             state
                 .api_keys_of(owner)
                 .into_iter()
-                .map(|key| ApiKeyView {
-                    id: key.id.clone(),
-                    name: key.name.clone(),
-                    hint: key.hint.clone(),
-                    created_at: key.created_at,
-                    expires_at: key.expires_at,
-                    last_used_at: key
-                        .last_used_at
-                        .max(pending.get(&key.id).map(|(at, _)| *at)),
-                    status: key.status_at(now),
-                    rolled_at: key.rolled_at,
-                    previous_valid_until: key
-                        .previous
-                        .as_ref()
-                        .map(|p| p.valid_until)
-                        .filter(|until| *until > now),
+                .map(|key| {
+                    let status = key.status_at(now);
+                    ApiKeyView {
+                        id: key.id.clone(),
+                        name: key.name.clone(),
+                        hint: key.hint.clone(),
+                        created_at: key.created_at,
+                        expires_at: key.expires_at,
+                        last_used_at: key
+                            .last_used_at
+                            .max(pending.get(&key.id).map(|(at, _)| *at)),
+                        status,
+                        rolled_at: key.rolled_at,
+                        previous_valid_until: key
+                            .previous
+                            .as_ref()
+                            .map(|p| p.valid_until)
+                            .filter(|until| *until > now),
+                        expiry_warning_days: state
+                            .api_key_warned_at(&key.id)
+                            .filter(|_| status == KeyStatus::Active),
+                        honeytoken: state.is_honeytoken(&key.id),
+                    }
                 })
                 .collect()
         })
     }
 }
 
-fn created(key: NewApiKey, secret: SecretString, executed: &Executed) -> CreatedApiKey {
+pub(crate) fn created(key: NewApiKey, secret: SecretString, executed: &Executed) -> CreatedApiKey {
     CreatedApiKey {
         id: key.key,
         name: key.name,

@@ -15,6 +15,7 @@ mod external;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod keys;
+mod leaks;
 mod leases;
 mod master_key;
 mod per_thread;
@@ -44,6 +45,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{AwsSessionToken, ExternalCredential, ExternalKeyView, Lease, NewCredential};
 pub use keyledger_log::private_files;
 pub use keys::{ApiKeyView, CreatedApiKey};
+pub use leaks::{LeakLabel, LeakReport, LeakVerdict};
 pub use leases::DataKeyHold;
 pub use master_key::{
     MasterKeyOrigin, load_or_create_master_key, read_master_key, write_master_key,
@@ -77,6 +79,9 @@ pub struct VaultConfig {
     pub sweep_interval: Duration,
     /// How long a session token from `POST /v1/auth/login` lives.
     pub session_ttl: Duration,
+    /// Days before expiry at which each key's coming expiry is announced (`…KeyExpiring`), once
+    /// per key and horizon. Empty: no warnings.
+    pub expiry_warning_days: Vec<u32>,
 }
 
 impl Default for VaultConfig {
@@ -88,9 +93,13 @@ impl Default for VaultConfig {
             usage_flush_interval: Duration::from_secs(60),
             sweep_interval: Duration::from_secs(5),
             session_ttl: Duration::from_secs(3600),
+            expiry_warning_days: DEFAULT_EXPIRY_WARNING_DAYS.to_vec(),
         }
     }
 }
+
+/// The default expiry-warning horizons, in days.
+pub const DEFAULT_EXPIRY_WARNING_DAYS: [u32; 3] = [30, 7, 1];
 
 impl VaultConfig {
     pub fn log_dir(&self) -> PathBuf {

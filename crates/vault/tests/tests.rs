@@ -1,5 +1,6 @@
 mod canary;
 mod concurrency;
+mod governance;
 mod keys;
 mod rotation;
 mod support;

@@ -24,6 +24,10 @@ pub struct CreateApiKeyRequest {
     /// `1d`, `7d`, `30d`, `60d`, `90d`, `1y`, a number of days (`45d` or `45`), or `never`.
     #[schema(value_type = String, example = "30d")]
     pub duration: RawDuration,
+    /// `true` creates a honeytoken: a key that grants nothing (every request with it is refused
+    /// as with an unknown key) and whose every use is recorded as `HoneytokenUsed`.
+    #[serde(default)]
+    pub honeytoken: bool,
 }
 
 /// A key just created or rolled. The only response that ever carries the key itself.
@@ -83,6 +87,12 @@ pub struct ApiKeyResponse {
     pub rolled_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub previous_valid_until: Option<Timestamp>,
+    /// The nearest expiry-warning horizon, in days, announced for this active key
+    /// (`ApiKeyExpiring`); `null` before the first warning.
+    #[schema(example = 7)]
+    pub expiry_warning_days: Option<u32>,
+    /// A honeytoken: it grants nothing, and every use is recorded.
+    pub honeytoken: bool,
 }
 
 impl From<ApiKeyView> for ApiKeyResponse {
@@ -97,6 +107,8 @@ impl From<ApiKeyView> for ApiKeyResponse {
             last_used_at: view.last_used_at,
             rolled_at: view.rolled_at,
             previous_valid_until: view.previous_valid_until,
+            expiry_warning_days: view.expiry_warning_days,
+            honeytoken: view.honeytoken,
         }
     }
 }
@@ -145,12 +157,18 @@ pub(crate) async fn create_api_key(
     let name = KeyName::parse(&body.name)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
     let request_id = idempotency_key(&headers, &caller, "POST /v1/api-keys")?;
-    let created = state
-        .vault()
-        .create_api_key(caller.actor(), name, duration, request_id)
-        .await
-        .map_err(|err| refusal_of_create(&state, request_id, err))?;
-    tracing::info!(created_key = %created.id, "internal key created");
+    let vault = state.vault();
+    let created = if body.honeytoken {
+        vault
+            .create_honeytoken(caller.actor(), name, duration, request_id)
+            .await
+    } else {
+        vault
+            .create_api_key(caller.actor(), name, duration, request_id)
+            .await
+    };
+    let created = created.map_err(|err| refusal_of_create(&state, request_id, err))?;
+    tracing::info!(created_key = %created.id, honeytoken = body.honeytoken, "internal key created");
     Ok((StatusCode::CREATED, Json(created.into())))
 }
 
@@ -298,6 +316,15 @@ pub(crate) async fn issue_api_key(
     body: Result<ApiJson<CreateApiKeyRequest>, ApiError>,
 ) -> Result<(StatusCode, Json<CreatedApiKeyResponse>), ApiError> {
     let ApiJson(body) = body?;
+    if body.honeytoken {
+        return Err(ApiError {
+            field: Some("honeytoken"),
+            ..ApiError::bad_request(
+                "validation_failed",
+                "honeytoken: a honeytoken is created by its owner with POST /v1/api-keys, not issued",
+            )
+        });
+    }
     let owner = keyledger_domain::UserId::parse(&user)?;
     let name = KeyName::parse(&body.name)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;

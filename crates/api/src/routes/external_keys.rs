@@ -111,6 +111,10 @@ pub struct ExternalKeyResponse {
     pub last_verified_at: Option<Timestamp>,
     pub last_verified_ok: Option<bool>,
     pub last_verified_detail: Option<String>,
+    /// The nearest expiry-warning horizon, in days, announced for this active key
+    /// (`ExternalKeyExpiring`); `null` before the first warning.
+    #[schema(example = 7)]
+    pub expiry_warning_days: Option<u32>,
 }
 
 impl From<ExternalKeyView> for ExternalKeyResponse {
@@ -130,6 +134,7 @@ impl From<ExternalKeyView> for ExternalKeyResponse {
             last_verified_at: view.last_verified_at,
             last_verified_ok: view.last_verified_ok,
             last_verified_detail: view.last_verified_detail,
+            expiry_warning_days: view.expiry_warning_days,
         }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod external_keys;
 pub(crate) mod health;
 pub(crate) mod ingestions;
+pub(crate) mod secret_scanning;
 pub(crate) mod session;
 pub(crate) mod users;
 
@@ -114,6 +115,8 @@ pub(crate) fn declared() -> Declared {
         .with(users, routes!(audit::backup))
         .with(users, routes!(users::list_roles))
         .with(users, routes!(users::define_role))
+        // Signed by GitHub, not called with a key: the handler checks the signature.
+        .with(Public, routes!(secret_scanning::github_alert))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most

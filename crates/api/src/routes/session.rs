@@ -115,6 +115,7 @@ pub(crate) async fn me(
 pub(crate) async fn login(
     State(state): State<ApiState>,
     ClientAddress(client): ClientAddress,
+    headers: axum::http::HeaderMap,
     body: Result<ApiJson<KeyRequest>, ApiError>,
 ) -> Result<Json<SessionResponse>, ApiError> {
     throttle_check(&state, client)?;
@@ -131,6 +132,10 @@ pub(crate) async fn login(
         Err(failure) => {
             state.throttle().record_failure(client);
             state.metrics().refusal(failure.reason());
+            if let keyledger_vault::AuthFailure::Honeytoken { key } = &failure {
+                let route = "POST /v1/auth/login".to_owned();
+                crate::auth::record_honeytoken_use(&state, key.clone(), client, &headers, route);
+            }
             return Err(failure.into());
         }
     };
@@ -150,10 +155,18 @@ pub(crate) async fn login(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn verify_key(
     State(state): State<ApiState>,
+    client: crate::auth::ClientAddress,
+    headers: axum::http::HeaderMap,
     body: Result<ApiJson<KeyRequest>, ApiError>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let ApiJson(body) = body?;
-    let answer = match state.vault().verify_key(body.key.0.expose()) {
+    let verified = state.vault().verify_key(body.key.0.expose());
+    // A honeytoken shown to another service is a use too; its address is that service's.
+    if let Err(keyledger_vault::AuthFailure::Honeytoken { key }) = &verified {
+        let route = "POST /v1/keys/verify".to_owned();
+        crate::auth::record_honeytoken_use(&state, key.clone(), client.0, &headers, route);
+    }
+    let answer = match verified {
         Ok(principal) => VerifyResponse::Valid(ValidKey {
             valid: true,
             key_id: principal.key,
