@@ -400,6 +400,16 @@ pub fn example_events() -> Vec<Event> {
             data_key: DataKeyId::original(&external()),
             at,
         },
+        Event::ExternalKeyLeased {
+            key: external(),
+            owner: user(),
+            ingestion: ingestion(),
+            worker: UserId::from_trusted("worker-eu-1".to_owned()),
+            lease: "lease_Hq2Wm9Xc4Tb7Lp1Z".to_owned(),
+            data_key: DataKeyId::original(&external()),
+            expires_at: Timestamp::from_millis(1_795_796_697_123),
+            at,
+        },
     ]
 }
 
@@ -470,7 +480,8 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionCancelled { .. }
         | Event::MasterKeyRotated { .. }
         | Event::ExternalKeyRotated { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => event.type_name(),
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ExternalKeyLeased { .. } => event.type_name(),
     }
 }
 

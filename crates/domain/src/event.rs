@@ -328,6 +328,21 @@ pub enum Event {
         data_key: DataKeyId,
         at: Timestamp,
     },
+    /// A worker process (`worker`, a user holding `run_ingestion_jobs`) was given the job's
+    /// credential, decrypted, over its authenticated connection (decision 0025). The lease
+    /// `lease` is the job's only one from now on: an earlier lease of the same job ends, and so
+    /// does this one when the job ends, the key is deleted, expires or is rotated, or at
+    /// `expires_at`.
+    ExternalKeyLeased {
+        key: ExternalKeyId,
+        owner: UserId,
+        ingestion: IngestionId,
+        worker: UserId,
+        lease: String,
+        data_key: DataKeyId,
+        expires_at: Timestamp,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -426,7 +441,9 @@ impl Event {
             | Event::IngestionFileFailed { ingestion, .. }
             | Event::IngestionCompleted { ingestion, .. }
             | Event::IngestionFailed { ingestion, .. }
-            | Event::IngestionCancelled { ingestion, .. } => ingestion_stream(ingestion),
+            | Event::IngestionCancelled { ingestion, .. }
+            // A lease decides who may report the job's progress: it is part of the job.
+            | Event::ExternalKeyLeased { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
         }
     }
@@ -472,6 +489,7 @@ impl Event {
                 "ExternalKeyDataKeyDestroyed",
                 "external_key.data_key_destroyed",
             ),
+            Event::ExternalKeyLeased { .. } => ("ExternalKeyLeased", "external_key.leased"),
         }
     }
 }

@@ -346,6 +346,29 @@ pub enum PublicEvent {
         #[schema(value_type = String)]
         data_key: DataKeyId,
     },
+    /// A worker process was given the credential of an ingestion job it took from the work queue (the secret went over its authenticated connection, never into an event); earlier leases of the job ended.
+    ExternalKeyLeased {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
+        key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
+        ingestion: IngestionId,
+        /// The handle of the worker's user (a holder of `run_ingestion_jobs`).
+        #[schema(value_type = String)]
+        worker: UserId,
+        /// The lease's id (`lease_…`): the worker names it in every report.
+        lease: String,
+        /// The data key the secret was opened with.
+        #[schema(value_type = String)]
+        data_key: DataKeyId,
+        /// When the lease ends at the latest.
+        #[schema(value_type = String, format = DateTime)]
+        expires_at: Timestamp,
+    },
 }
 
 impl PublicEvent {
@@ -376,6 +399,7 @@ impl PublicEvent {
             PublicEvent::MasterKeyRotated { .. } => "MasterKeyRotated",
             PublicEvent::ExternalKeyRotated { .. } => "ExternalKeyRotated",
             PublicEvent::ExternalKeyDataKeyDestroyed { .. } => "ExternalKeyDataKeyDestroyed",
+            PublicEvent::ExternalKeyLeased { .. } => "ExternalKeyLeased",
         }
     }
 }
@@ -606,6 +630,24 @@ impl From<&Event> for PublicEvent {
                 key,
                 owner,
                 data_key,
+            },
+            Event::ExternalKeyLeased {
+                key,
+                owner,
+                ingestion,
+                worker,
+                lease,
+                data_key,
+                expires_at,
+                at: _,
+            } => PublicEvent::ExternalKeyLeased {
+                key,
+                owner,
+                ingestion,
+                worker,
+                lease,
+                data_key,
+                expires_at,
             },
         }
     }

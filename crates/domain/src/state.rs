@@ -1,5 +1,8 @@
 //! The projection: current state as a pure fold over the events.
 
+mod lease;
+pub use lease::JobLease;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxBuildHasher;
@@ -149,6 +152,8 @@ pub struct Ingestion {
     pub error: Option<String>,
     /// Why a failed or cancelled job ended (`None` while it runs and once it completed).
     pub failure_kind: Option<FailureKind>,
+    /// The worker process that holds the job's credential, if one leased it (decision 0025).
+    pub lease: Option<JobLease>,
 }
 
 /// Which of a key's secrets a presented one matched.
@@ -473,6 +478,7 @@ impl State {
                         files: Vec::new(),
                         error: None,
                         failure_kind: None,
+                        lease: None,
                     },
                 );
             }
@@ -533,6 +539,7 @@ impl State {
                 }
             }
             Event::MasterKeyRotated { generation, .. } => self.master_key_generation = generation,
+            leased @ Event::ExternalKeyLeased { .. } => self.apply_lease(leased),
         }
     }
 
