@@ -28,12 +28,14 @@ mod live;
 mod probe;
 mod recorder;
 mod remote;
+mod remote_job;
 pub mod s3;
 mod selection;
 mod shared;
 mod source;
 mod store;
 mod view;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,8 +48,12 @@ pub use keyledger_connect_dnanexus::DnanexusOptions;
 pub use keyledger_connect_s3::S3Options;
 pub use probe::{CapabilityReport, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
-pub use source::{SampleSource, source_for};
-pub use store::{PARTIAL_DIR, destination_belongs_to, sanitize_remote_path, validate_destination};
+pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
+pub use source::{SampleSource, source_for, source_for_credential};
+pub use store::{
+    PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
+    validate_destination,
+};
 pub use tokio_util::sync::CancellationToken;
 pub use view::{FileState, FileView, IngestionView, JobState};
 

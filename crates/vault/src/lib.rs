@@ -22,6 +22,7 @@ mod projection;
 mod rotation;
 mod snapshot;
 mod telemetry;
+mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub use snapshot::{
     backup_log, published_public_key, read_backup_manifest,
 };
 pub use telemetry::{ComponentHealth, LATENCY_BUCKETS, Telemetry};
+pub use workers::JobGrant;
 
 /// How the vault is set up. `Default` is the embedded default under `./data`.
 #[derive(Debug, Clone)]

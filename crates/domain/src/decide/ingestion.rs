@@ -114,7 +114,10 @@ pub(super) fn judge(
             if let Some(external) = state.external_key(key) {
                 reads.stream(external_key_stream(&external.owner, external.provider()));
             }
-            let holds = job.lease.as_ref().is_some_and(|current| current.id == lease);
+            let holds = job
+                .lease
+                .as_ref()
+                .is_some_and(|current| current.id == lease);
             // A failure is what a worker reports when its lease ended: accepted from the
             // job's current lease holder whatever the key's state.
             let failing = matches!(progress, IngestionProgress::Failed { .. });
@@ -173,7 +176,8 @@ fn progress_event(
             bytes,
             at: now,
         },
-        IngestionProgress::FileFetched { path, .. } | IngestionProgress::FileFailed { path, .. }
+        IngestionProgress::FileFetched { path, .. }
+        | IngestionProgress::FileFailed { path, .. }
             if recorded(&path) =>
         {
             return None;
