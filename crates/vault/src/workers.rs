@@ -18,7 +18,8 @@ use std::time::Duration;
 use keyledger_crypto::random_base62;
 use keyledger_domain::public::hex;
 use keyledger_domain::{
-    Action, Actor, DomainError, Ingestion, IngestionId, IngestionProgress, Provider, Timestamp,
+    Action, Actor, DomainError, FailureKind, Ingestion, IngestionId, IngestionProgress, Provider,
+    Timestamp,
 };
 
 use crate::external::ExternalCredential;
@@ -65,15 +66,21 @@ impl Vault {
         let expires_at = self
             .now()
             .plus_millis(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2));
-        self.run(
-            actor,
-            Action::LeaseIngestion {
-                ingestion: ingestion.clone(),
-                lease: lease.clone(),
-                expires_at,
-            },
-        )
-        .await?;
+        let leased = self
+            .run(
+                actor,
+                Action::LeaseIngestion {
+                    ingestion: ingestion.clone(),
+                    lease: lease.clone(),
+                    expires_at,
+                },
+            )
+            .await;
+        if let Err(VaultError::Domain(DomainError::LeaseEnded { reason })) = &leased {
+            // The key went before any worker took the job: nobody else will record its end.
+            self.fail_job(ingestion, reason.clone()).await?;
+        }
+        leased?;
         let job = self
             .read(|state| state.ingestion(ingestion).cloned())
             .ok_or_else(|| DomainError::NotFound {
@@ -130,6 +137,29 @@ impl Vault {
             })
             .collect();
         Ok(self.run_all(actor, actions).await?.events.len())
+    }
+}
+
+impl Vault {
+    /// Records a job as failed by the vault itself (`Cancelled`: its key went away); a job
+    /// that has already finished stays as it is.
+    async fn fail_job(&self, ingestion: &IngestionId, reason: String) -> Result<(), VaultError> {
+        let failed = self
+            .run(
+                Actor::System,
+                Action::RecordIngestion {
+                    ingestion: ingestion.clone(),
+                    progress: IngestionProgress::Failed {
+                        reason: format!("{reason}; store a new key and start the ingestion again"),
+                        failure_kind: FailureKind::Cancelled,
+                    },
+                },
+            )
+            .await;
+        match failed {
+            Ok(_) | Err(VaultError::Domain(DomainError::IngestionFinished { .. })) => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 }
 
