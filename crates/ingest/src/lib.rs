@@ -86,6 +86,19 @@ pub struct IngestConfig {
     /// The STS endpoint the least-privilege test asks `GetCallerIdentity`; `None`: the key's
     /// regional endpoint, `https://sts.<region>.amazonaws.com`.
     pub sts_endpoint: Option<String>,
+    /// Who runs the jobs: this process, or worker processes over the work queue.
+    pub workers: Workers,
+}
+
+/// Who runs ingestion jobs (`[ingest] workers`, decision 0025).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Workers {
+    /// This process runs every job (the embedded default: no NATS needed).
+    #[default]
+    Embedded,
+    /// `keyledger worker` processes run them: this process only records requests, and its
+    /// dispatcher publishes them to the work queue.
+    External,
 }
 
 impl Default for IngestConfig {
@@ -101,6 +114,7 @@ impl Default for IngestConfig {
             file_attempts: 3,
             key_check_interval: Duration::from_millis(250),
             sts_endpoint: None,
+            workers: Workers::Embedded,
         }
     }
 }

@@ -39,7 +39,7 @@ struct Worker {
 /// `drain_timeout` to finish, then are stopped and handed back. Calls `bound` with the health
 /// port's address once it listens.
 pub async fn run(
-    config: WorkerConfig,
+    mut config: WorkerConfig,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     bound: impl FnOnce(std::net::SocketAddr),
@@ -53,15 +53,22 @@ pub async fn run(
     let health_stop = CancellationToken::new();
     let _stop_health = health_stop.clone().drop_guard();
     bound(serve(config.listen, Arc::clone(&metrics), health_stop).await?);
+    let vault = VaultClient::new(&config.vault_url, config.api_key.clone())?;
+    let Some(mut consumer) = bind(&config, &shutdown).await? else {
+        return Ok(());
+    };
+    // The vault set the consumer up: its ack wait paces the progress acks, its max_deliver
+    // says which delivery is the last.
+    if let Ok(info) = consumer.info().await {
+        config.queue.ack_wait = info.config.ack_wait;
+        config.queue.max_deliver = info.config.max_deliver;
+    }
     let worker = Arc::new(Worker {
-        vault: VaultClient::new(&config.vault_url, config.api_key.clone())?,
+        vault,
         store: Arc::new(Store::new(config.ingest.store_root.clone())),
         metrics: Arc::clone(&metrics),
         config,
     });
-    let Some(consumer) = bind(&worker, &shutdown).await? else {
-        return Ok(());
-    };
     tracing::info!(
         queue = %worker.config.queue.stream,
         concurrency = worker.config.concurrency,
@@ -129,15 +136,15 @@ pub async fn run(
 
 /// Binds the shared consumer, retrying until the vault has created it; `None` on shutdown.
 async fn bind(
-    worker: &Worker,
+    config: &WorkerConfig,
     shutdown: &CancellationToken,
 ) -> Result<Option<PullConsumer>, WorkerError> {
-    let mut delay = worker.config.bus.backoff_min;
+    let mut delay = config.bus.backoff_min;
     loop {
         let attempt = async {
-            let client = worker.config.bus.connect("keyledger-worker").await?;
-            let js = context(client, &worker.config.bus);
-            bind_job_consumer(&js, &worker.config.queue).await
+            let client = config.bus.connect("keyledger-worker").await?;
+            let js = context(client, &config.bus);
+            bind_job_consumer(&js, &config.queue).await
         };
         let error = tokio::select! {
             () = shutdown.cancelled() => return Ok(None),
@@ -151,7 +158,7 @@ async fn bind(
             () = shutdown.cancelled() => return Ok(None),
             () = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(worker.config.bus.backoff_max);
+        delay = (delay * 2).min(config.bus.backoff_max);
     }
 }
 
