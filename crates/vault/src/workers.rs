@@ -52,6 +52,13 @@ impl Vault {
         ticket: &str,
         ttl: Duration,
     ) -> Result<JobGrant, VaultError> {
+        if self.read(|state| state.ingestion(ingestion).is_none()) {
+            return Err(DomainError::NotFound {
+                what: "ingestion",
+                id: ingestion.to_string(),
+            }
+            .into());
+        }
         let genuine = unhex(ticket).is_some_and(|ticket| {
             self.keyring()
                 .verify_job_ticket(ingestion.as_str(), &ticket)
