@@ -112,67 +112,74 @@ impl Run {
         self.backoff = Duration::ZERO;
         let mut commits = log.subscribe();
         let mut reader = LogReader::new(log, dispatched + 1);
+        let mut saved = dispatched;
         loop {
             let Some(envelope) = reader.next()? else {
+                // Caught up: record how far (one durable write per quiet moment, not per event).
+                if saved != dispatched {
+                    save(&meta, &key, dispatched).await?;
+                    saved = dispatched;
+                    self.status
+                        .send_modify(|status| status.dispatched_seq = dispatched);
+                }
                 if commits.changed().await.is_err() {
                     return Ok(());
                 }
                 continue;
             };
             let seq = envelope.seq;
-            let event =
-                decode_event(&envelope.body).map_err(|reason| BusError::Decode { seq, reason })?;
-            if let Event::IngestionRequested {
+            let event = decode_event(&envelope.body)
+                .map_err(|reason| BusError::Decode { seq, reason })?;
+            dispatched = seq;
+            let Event::IngestionRequested {
                 ingestion,
                 selection,
                 ..
             } = &event
-                && self.still_waiting(ingestion)
-            {
-                let provider = selection.provider().to_string();
-                let message = JobMessage {
-                    ingestion: ingestion.to_string(),
-                    provider: provider.clone(),
-                    ticket: self.vault.job_ticket(ingestion),
-                };
-                let payload = serde_json::to_vec(&message)
-                    .map_err(|error| BusError::Config(error.to_string()))?;
-                let publish_error = |reason: String| BusError::Publish {
-                    stream: self.queue.stream.clone(),
-                    seq,
-                    reason,
-                };
-                let ack = js
-                    .send_publish(
-                        self.queue.subject(&provider),
-                        PublishMessage::build()
-                            .payload(payload.into())
-                            .message_id(ingestion.as_str()),
-                    )
-                    .await
-                    .map_err(|error| publish_error(error.to_string()))?;
-                ack.await
-                    .map_err(|error| publish_error(error.to_string()))?;
-                tracing::info!(ingestion = %ingestion, "job published to the work queue");
-                self.status
-                    .send_modify(|status| status.jobs_published_total += 1);
-                self.vault.telemetry().add_counter(
-                    "keyledger_jobs_dispatched_total",
-                    "",
-                    "Ingestion jobs published to the work queue.",
-                    1.0,
-                );
+            else {
+                continue;
+            };
+            if !self.still_waiting(ingestion) {
+                continue;
             }
-            dispatched = seq;
-            // One durable write per job published (jobs are rare next to events); other events
-            // move the checkpoint too, so a restart does not read them again.
-            let meta = meta.clone();
-            let key = key.clone();
-            tokio::task::spawn_blocking(move || meta.put(key, seq.to_be_bytes()))
+            let provider = selection.provider().to_string();
+            let message = JobMessage {
+                ingestion: ingestion.to_string(),
+                provider: provider.clone(),
+                ticket: self.vault.job_ticket(ingestion),
+            };
+            let payload = serde_json::to_vec(&message)
+                .map_err(|error| BusError::Config(error.to_string()))?;
+            let publish_error = |reason: String| BusError::Publish {
+                stream: self.queue.stream.clone(),
+                seq,
+                reason,
+            };
+            let ack = js
+                .send_publish(
+                    self.queue.subject(&provider),
+                    PublishMessage::build()
+                        .payload(payload.into())
+                        .message_id(ingestion.as_str()),
+                )
                 .await
-                .map_err(|error| BusError::Log(error.to_string()))??;
-            self.status
-                .send_modify(|status| status.dispatched_seq = dispatched);
+                .map_err(|error| publish_error(error.to_string()))?;
+            ack.await.map_err(|error| publish_error(error.to_string()))?;
+            tracing::info!(ingestion = %ingestion, "job published to the work queue");
+            // Recorded at once: a job is rare next to other events, and a restart must not
+            // publish it again after the duplicate window.
+            save(&meta, &key, seq).await?;
+            saved = seq;
+            self.status.send_modify(|status| {
+                status.jobs_published_total += 1;
+                status.dispatched_seq = seq;
+            });
+            self.vault.telemetry().add_counter(
+                "keyledger_jobs_dispatched_total",
+                "",
+                "Ingestion jobs published to the work queue.",
+                1.0,
+            );
         }
     }
 
@@ -198,6 +205,15 @@ impl Run {
             .set_component("dispatcher", false, error.to_string());
         self.backoff = (self.backoff * 2).clamp(self.bus.backoff_min, self.bus.backoff_max);
     }
+}
+
+/// Records the checkpoint durably, off the async threads.
+async fn save(meta: &keyledger_log::Meta, key: &str, seq: Seq) -> Result<(), BusError> {
+    let (meta, key) = (meta.clone(), key.to_owned());
+    tokio::task::spawn_blocking(move || meta.put(key, seq.to_be_bytes()))
+        .await
+        .map_err(|error| BusError::Log(error.to_string()))?
+        .map_err(BusError::from)
 }
 
 fn read_seq(bytes: Option<Vec<u8>>) -> Seq {
