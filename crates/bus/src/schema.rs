@@ -432,6 +432,7 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionFailed { .. }
         | Event::ExternalKeyDataKeyDestroyed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
+        Event::ExternalKeyLeased { .. } => "user:worker-eu-1/key:key_4Wk8Rn2Tq6Yz0Pb3",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
     };
     let mut event_id = [0u8; 16];

@@ -152,8 +152,6 @@ pub struct Ingestion {
     pub error: Option<String>,
     /// Why a failed or cancelled job ended (`None` while it runs and once it completed).
     pub failure_kind: Option<FailureKind>,
-    /// The worker process that holds the job's credential, if one leased it (decision 0025).
-    pub lease: Option<JobLease>,
 }
 
 /// Which of a key's secrets a presented one matched.
@@ -212,6 +210,8 @@ pub struct State {
     active_external: HashMap<(UserId, Provider), ExternalKeyId>,
     /// Only credentials rotated at least once; the others use their original data key.
     rotated_data_keys: HashMap<ExternalKeyId, RotatedDataKeys>,
+    /// The current lease of each job a worker leased (decision 0025).
+    job_leases: HashMap<IngestionId, JobLease>,
     ingestions: HashMap<IngestionId, Ingestion>,
     master_key_generation: u32,
 }
@@ -478,7 +478,6 @@ impl State {
                         files: Vec::new(),
                         error: None,
                         failure_kind: None,
-                        lease: None,
                     },
                 );
             }

@@ -112,22 +112,21 @@ fn only_a_worker_leases_and_the_lease_is_recorded() {
     }
     let events = apply(&mut state, as_user("wrk"), lease("lease_a"));
     match events.as_slice() {
-        [Event::ExternalKeyLeased {
-            key,
-            worker,
-            data_key,
-            ..
-        }] => {
+        [
+            Event::ExternalKeyLeased {
+                key,
+                worker,
+                data_key,
+                ..
+            },
+        ] => {
             assert_eq!(key, &ext_id(1));
             assert_eq!(worker, &user("wrk"));
             assert_eq!(data_key, &DataKeyId::original(&ext_id(1)));
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(
-        state.ingestion(&job()).unwrap().lease.as_ref().unwrap().id,
-        "lease_a"
-    );
+    assert_eq!(state.job_lease(&job()).unwrap().id, "lease_a");
     // The worker's permission is that one only.
     assert!(!state.has_permission(&user("wrk"), Permission::ManageUserApiKeys));
     assert!(!state.has_permission(&user("wrk"), Permission::ImportOrganizationSamples));
@@ -139,10 +138,19 @@ fn a_redelivered_job_records_each_file_once_and_ends_the_old_lease() {
     apply(&mut state, as_user("wrk"), lease("lease_a"));
     let listed = IngestionProgress::Listed { files: 2, bytes: 6 };
     assert_eq!(
-        apply(&mut state, as_user("wrk"), report("lease_a", listed.clone())).len(),
+        apply(
+            &mut state,
+            as_user("wrk"),
+            report("lease_a", listed.clone())
+        )
+        .len(),
         1
     );
-    apply(&mut state, as_user("wrk"), report("lease_a", fetched("a.csv")));
+    apply(
+        &mut state,
+        as_user("wrk"),
+        report("lease_a", fetched("a.csv")),
+    );
     // The job goes to a second worker: a new lease.
     apply(&mut state, as_user("wrk"), lease("lease_b"));
     let reason = ended(decide_as(
@@ -152,12 +160,28 @@ fn a_redelivered_job_records_each_file_once_and_ends_the_old_lease() {
     ));
     assert!(reason.contains("handed to another worker"), "{reason}");
     // The old holder cannot even record a failure.
-    ended(decide_as(&state, as_user("wrk"), report("lease_a", failed("x"))));
+    ended(decide_as(
+        &state,
+        as_user("wrk"),
+        report("lease_a", failed("x")),
+    ));
     // What is recorded is skipped, the rest recorded.
     assert!(apply(&mut state, as_user("wrk"), report("lease_b", listed)).is_empty());
-    assert!(apply(&mut state, as_user("wrk"), report("lease_b", fetched("a.csv"))).is_empty());
+    assert!(
+        apply(
+            &mut state,
+            as_user("wrk"),
+            report("lease_b", fetched("a.csv"))
+        )
+        .is_empty()
+    );
     assert_eq!(
-        apply(&mut state, as_user("wrk"), report("lease_b", fetched("b.csv"))).len(),
+        apply(
+            &mut state,
+            as_user("wrk"),
+            report("lease_b", fetched("b.csv"))
+        )
+        .len(),
         1
     );
     let completed = apply(
@@ -201,9 +225,17 @@ fn deleting_or_rotating_the_key_ends_the_lease_but_the_failure_is_recorded() {
             as_user("wrk"),
             report("lease_a", fetched("a.csv")),
         ));
-        let said = if end == "delete" { "deleted" } else { "rotated" };
+        let said = if end == "delete" {
+            "deleted"
+        } else {
+            "rotated"
+        };
         assert!(reason.contains(said), "{end}: {reason}");
-        let events = apply(&mut state, as_user("wrk"), report("lease_a", failed(&reason)));
+        let events = apply(
+            &mut state,
+            as_user("wrk"),
+            report("lease_a", failed(&reason)),
+        );
         assert_eq!(events.len(), 1, "{end}");
         assert_eq!(
             state.ingestion(&job()).unwrap().state,

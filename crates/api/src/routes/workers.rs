@@ -96,8 +96,11 @@ pub(crate) async fn report_job(
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
+            // serde's message would repeat an unknown `type`: the refusal names the shape.
             serde_json::from_value::<ReportItem>(item)
-                .map_err(|error| error.to_string())
+                .map_err(|_| {
+                    "not a report item: `type` is listed, file_fetched, file_failed, completed or failed, with that type's fields".to_owned()
+                })
                 .and_then(ReportItem::into_progress)
                 .map_err(|problem| format!("items[{index}]: {problem}"))
         })

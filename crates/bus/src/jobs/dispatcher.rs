@@ -128,8 +128,8 @@ impl Run {
                 continue;
             };
             let seq = envelope.seq;
-            let event = decode_event(&envelope.body)
-                .map_err(|reason| BusError::Decode { seq, reason })?;
+            let event =
+                decode_event(&envelope.body).map_err(|reason| BusError::Decode { seq, reason })?;
             dispatched = seq;
             let Event::IngestionRequested {
                 ingestion,
@@ -164,7 +164,8 @@ impl Run {
                 )
                 .await
                 .map_err(|error| publish_error(error.to_string()))?;
-            ack.await.map_err(|error| publish_error(error.to_string()))?;
+            ack.await
+                .map_err(|error| publish_error(error.to_string()))?;
             tracing::info!(ingestion = %ingestion, "job published to the work queue");
             // Recorded at once: a job is rare next to other events, and a restart must not
             // publish it again after the duplicate window.
@@ -189,7 +190,7 @@ impl Run {
         self.vault.read(|state| {
             state
                 .ingestion(ingestion)
-                .is_some_and(|job| !job.state.is_finished() && job.lease.is_none())
+                .is_some_and(|job| !job.state.is_finished() && state.job_lease(ingestion).is_none())
         })
     }
 

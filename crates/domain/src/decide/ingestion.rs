@@ -114,9 +114,8 @@ pub(super) fn judge(
             if let Some(external) = state.external_key(key) {
                 reads.stream(external_key_stream(&external.owner, external.provider()));
             }
-            let holds = job
-                .lease
-                .as_ref()
+            let holds = state
+                .job_lease(&ingestion)
                 .is_some_and(|current| current.id == lease);
             // A failure is what a worker reports when its lease ended: accepted from the
             // job's current lease holder whatever the key's state.

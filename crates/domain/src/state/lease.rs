@@ -6,7 +6,7 @@ use super::{Ingestion, State};
 use crate::event::Event;
 use crate::key_status::KeyStatus;
 use crate::time::Timestamp;
-use crate::values::{DataKeyId, UserId};
+use crate::values::{DataKeyId, IngestionId, UserId};
 
 /// The lease of a job's credential by a worker process (`ExternalKeyLeased`). A job has at most
 /// one: a new lease (the job redelivered to another worker) replaces the previous one.
@@ -33,14 +33,20 @@ impl State {
         else {
             return;
         };
-        if let Some(job) = self.ingestions.get_mut(&ingestion) {
-            job.lease = Some(JobLease {
+        self.job_leases.insert(
+            ingestion,
+            JobLease {
                 id: lease,
                 worker,
                 data_key,
                 expires_at,
-            });
-        }
+            },
+        );
+    }
+
+    /// The current lease of a job, if a worker leased it.
+    pub fn job_lease(&self, ingestion: &IngestionId) -> Option<&JobLease> {
+        self.job_leases.get(ingestion)
     }
 
     /// Why the lease `lease` of `job` may not be used at `now`, in a sentence that says what
@@ -50,7 +56,10 @@ impl State {
         if job.state.is_finished() {
             return Some(format!("ingestion `{}` has already finished", job.id));
         }
-        let Some(current) = job.lease.as_ref().filter(|current| current.id == lease) else {
+        let Some(current) = self
+            .job_lease(&job.id)
+            .filter(|current| current.id == lease)
+        else {
             return Some(format!(
                 "lease `{lease}` of ingestion `{}` was replaced: the job was handed to another worker",
                 job.id
