@@ -501,3 +501,46 @@ fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file() {
     worker.stop();
     assert!(!worker.log().contains(SECRET));
 }
+
+#[test]
+fn jobs_requested_while_nats_is_down_all_run_once() {
+    let rt = runtime();
+    let mut cluster = Cluster::start(&rt, 1, 0);
+    let logs = tempfile::tempdir().unwrap();
+    let mut jobs = Vec::new();
+    // 200 requests: the middle half while NATS is stopped. The vault keeps accepting them.
+    for _ in 0..50 {
+        jobs.push(cluster.ingest("job-00/"));
+    }
+    cluster.nats.stop().unwrap();
+    for _ in 0..100 {
+        jobs.push(cluster.ingest("job-00/"));
+    }
+    cluster.nats.restart().unwrap();
+    for _ in 0..50 {
+        jobs.push(cluster.ingest("job-00/"));
+    }
+    let workers: Vec<Worker> = (0..2).map(|n| cluster.worker(n, logs.path())).collect();
+    for id in &jobs {
+        let job = cluster.finished(id);
+        assert_eq!(job["state"], "completed", "{job}");
+        assert_eq!(job["files_fetched"], 3, "{job}");
+    }
+    // None lost (every job ran), none twice (one lease each, three files each).
+    let events = cluster.events();
+    let count = |kind: &str, id: &str| {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e["data"]["ingestion"] == id)
+            .count()
+    };
+    for id in &jobs {
+        assert_eq!(
+            count("ExternalKeyLeased", id),
+            1,
+            "{id} was leased more than once"
+        );
+        assert_eq!(count("IngestionFileFetched", id), 3, "{id}");
+    }
+    drop(workers);
+}
