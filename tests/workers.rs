@@ -414,7 +414,16 @@ fn three_workers_run_twenty_jobs_and_one_killed_mid_file_loses_nothing() {
         Vec::<String>::new(),
         "no partial file is left"
     );
-    // No secret byte in the workers' logs or on their disk beside the samples.
+    // No secret byte in the workers' logs or anywhere in the store they wrote.
+    for path in files_under(cluster.store.path()) {
+        let bytes = std::fs::read(cluster.store.path().join(&path)).unwrap();
+        for secret in [SECRET, DX_TOKEN, cluster.worker_key.as_str()] {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a secret in {path}"
+            );
+        }
+    }
     for worker in &workers {
         let log = worker.log();
         assert!(

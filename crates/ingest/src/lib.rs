@@ -12,6 +12,9 @@
 //!   capability by capability.
 //! - Files land in the sample store (see `store`): `<store_root>/<destination>/<batch id>/<path>`,
 //!   visible only once verified.
+//! - [`RemoteJob`] runs a job in a worker process for a vault elsewhere, reporting through a
+//!   [`JobHost`]; [`wire`] is the JSON of the vault's worker routes (decision 0025). With
+//!   [`Workers::External`] this process only records requests: workers run them.
 //!
 //! Architecture invariants:
 //! - The log is the truth: a file is in the store if and only if an `IngestionFileFetched`
