@@ -23,16 +23,22 @@ pub struct JobLease {
 impl State {
     pub(super) fn apply_lease(&mut self, event: Event) {
         let Event::ExternalKeyLeased {
+            key,
             ingestion,
             worker,
             lease,
             data_key,
             expires_at,
+            at,
             ..
         } = event
         else {
             return;
         };
+        // A lease is a use of the key, as `ExternalKeyUsed` is for an embedded job.
+        if let Some(external) = self.external_keys.get_mut(&key) {
+            external.last_used_at = external.last_used_at.max(Some(at));
+        }
         self.job_leases.insert(
             ingestion,
             JobLease {
