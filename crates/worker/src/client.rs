@@ -26,8 +26,11 @@ pub(crate) struct VaultClient {
 pub(crate) enum LeaseRefused {
     /// The job is over for the queue: finished, its key gone, or not a job of this queue.
     Over(String),
-    /// Try again later (the vault unreachable, overloaded, or this worker misconfigured).
+    /// Try again later (the vault unreachable or overloaded).
     Later(String),
+    /// The vault refuses this worker's key (unknown, expired, deleted, or without
+    /// `run_ingestion_jobs`): no job can run here until it is fixed.
+    Refused(String),
 }
 
 #[derive(Deserialize)]
@@ -80,6 +83,9 @@ impl VaultClient {
                 Err(LeaseRefused::Over(message))
             }
             (StatusCode::FORBIDDEN, "not_handed_out") => Err(LeaseRefused::Over(message)),
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+                Err(LeaseRefused::Refused(format!("{status}: {message}")))
+            }
             _ => Err(LeaseRefused::Later(format!("{status}: {message}"))),
         }
     }

@@ -33,6 +33,9 @@ struct Worker {
     vault: VaultClient,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    /// Set when the vault refuses this worker's key: it stops taking jobs and exits with it.
+    refused: std::sync::Mutex<Option<String>>,
+    stop_taking: CancellationToken,
 }
 
 /// Runs the worker until `shutdown`, then drains: no new jobs, running ones get
@@ -63,12 +66,16 @@ pub async fn run(
         config.queue.ack_wait = info.config.ack_wait;
         config.queue.max_deliver = info.config.max_deliver;
     }
+    let stop_taking = shutdown.child_token();
     let worker = Arc::new(Worker {
         vault,
         store: Arc::new(Store::new(config.ingest.store_root.clone())),
         metrics: Arc::clone(&metrics),
         config,
+        refused: std::sync::Mutex::new(None),
+        stop_taking: stop_taking.clone(),
     });
+    let shutdown = stop_taking;
     tracing::info!(
         queue = %worker.config.queue.stream,
         concurrency = worker.config.concurrency,
@@ -129,6 +136,16 @@ pub async fn run(
         // Each stops at its next file boundary or inside its transfer, and is handed back.
         stop_jobs.cancel();
         while jobs.join_next().await.is_some() {}
+    }
+    let refused = worker
+        .refused
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(reason) = refused {
+        return Err(WorkerError::Config(format!(
+            "the vault refuses this worker's key ({reason}); give the worker a key of a user with the `worker` role"
+        )));
     }
     tracing::info!("worker stopped");
     Ok(())
@@ -230,6 +247,15 @@ impl Worker {
             }
             Err(LeaseRefused::Later(reason)) => {
                 tracing::warn!(reason = %reason, "cannot lease the job's credential; handed back");
+                return Ack::HandBack;
+            }
+            Err(LeaseRefused::Refused(reason)) => {
+                tracing::error!(reason = %reason, "the vault refuses this worker's key; handing the job back and stopping");
+                self.refused
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .get_or_insert(reason);
+                self.stop_taking.cancel();
                 return Ack::HandBack;
             }
         };
