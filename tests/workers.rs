@@ -145,6 +145,10 @@ impl Cluster {
 
     /// Starts one `keyledger worker`; its log goes to `<store>/../worker-<n>.log`.
     fn worker(&self, n: usize, logs: &Path) -> Worker {
+        self.worker_with_key(n, logs, &self.worker_key)
+    }
+
+    fn worker_with_key(&self, n: usize, logs: &Path, key: &str) -> Worker {
         let log = logs.join(format!("worker-{n}.log"));
         let child = Command::new(BIN)
             .args([
@@ -162,7 +166,7 @@ impl Cluster {
                 "--drain-timeout-secs",
                 "1",
             ])
-            .env("KEYLEDGER_WORKER_KEY", &self.worker_key)
+            .env("KEYLEDGER_WORKER_KEY", key)
             .env("KEYLEDGER_INGEST_S3_ENDPOINT", self.proxy.endpoint())
             .env(
                 "KEYLEDGER_INGEST_DNANEXUS_API_URL",
@@ -509,6 +513,33 @@ fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file() {
     );
     worker.stop();
     assert!(!worker.log().contains(SECRET));
+
+    // A worker started with a key that is not a worker's hands its job back and stops.
+    let aws = json!({ "label": "lab2", "provider": "aws", "duration": "30d",
+        "aws": { "access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET, "region": "us-east-1" } });
+    let (status, stored) =
+        cluster
+            .vault
+            .call("POST", "/v1/external-keys", Some(&cluster.dana), Some(&aws));
+    assert_eq!(status, 201, "{stored}");
+    let waiting = cluster.ingest("job-00/");
+    let mut impostor = cluster.worker_with_key(1, logs.path(), &cluster.dana);
+    wait_for("the impostor to stop", || {
+        impostor.child.try_wait().unwrap().is_some()
+    });
+    assert_eq!(impostor.child.wait().unwrap().code(), Some(5));
+    assert!(
+        impostor.log().contains("refuses this worker's key"),
+        "{}",
+        impostor.log()
+    );
+    let job = cluster
+        .vault
+        .get(&format!("/v1/ingestions/{waiting}"), &cluster.dana);
+    assert_eq!(
+        job["state"], "queued",
+        "the job waits for a real worker: {job}"
+    );
 }
 
 #[test]
