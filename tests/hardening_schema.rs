@@ -84,6 +84,19 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
             json!({ "ids": ["ext_0000000000000000"] }),
         ),
         probe(
+            "POST",
+            "/v1/worker/ingestions/{id}/lease",
+            "/v1/worker/ingestions/ing_0000000000000000/lease",
+            json!({ "ticket": "00" }),
+        ),
+        probe(
+            "POST",
+            "/v1/worker/ingestions/{id}/report",
+            "/v1/worker/ingestions/ing_0000000000000000/report",
+            json!({ "lease": "lease_x", "items": [{ "type": "file_failed", "path": "a.csv",
+                    "reason": "r", "failure_kind": "transient" }] }),
+        ),
+        probe(
             "PUT",
             "/v1/external-keys/{id}/credential",
             "/v1/external-keys/ext_0000000000000000/credential",

@@ -1,4 +1,4 @@
-//! Every route × (no key, expired key, deleted key, honeytoken, member, admin, auditor) →
+//! Every route Ã (no key, expired key, deleted key, honeytoken, member, admin, auditor, worker) â
 //! expected status, and what a 403 says.
 //! The routes and who may call each come from `keyledger_api::route_table()` (the API's one
 //! declaration), so a new route without a case here fails.
@@ -19,9 +19,11 @@ enum Caller {
     Member,
     Admin,
     Auditor,
+    /// A worker process's user (role `worker`): its two routes, and nothing else.
+    Worker,
 }
 
-const CALLERS: [Caller; 7] = [
+const CALLERS: [Caller; 8] = [
     Caller::NoKey,
     Caller::Expired,
     Caller::Deleted,
@@ -29,6 +31,7 @@ const CALLERS: [Caller; 7] = [
     Caller::Member,
     Caller::Admin,
     Caller::Auditor,
+    Caller::Worker,
 ];
 
 struct Keys {
@@ -38,6 +41,7 @@ struct Keys {
     member: String,
     admin: String,
     auditor: String,
+    worker: String,
 }
 
 impl Keys {
@@ -50,6 +54,7 @@ impl Keys {
             Caller::Member => Some(&self.member),
             Caller::Admin => Some(&self.admin),
             Caller::Auditor => Some(&self.auditor),
+            Caller::Worker => Some(&self.worker),
         }
     }
 }
@@ -67,6 +72,7 @@ fn holds(caller: Caller, permission: Permission) -> bool {
             Permission::ManageUserApiKeys | Permission::ImportOrganizationSamples
         ),
         Caller::Auditor => permission == Permission::ViewAuditLog,
+        Caller::Worker => permission == Permission::RunIngestionJobs,
         Caller::NoKey | Caller::Expired | Caller::Deleted | Caller::Honeytoken => false,
     }
 }
@@ -126,6 +132,9 @@ fn admin_success(route: &RouteAccess) -> u16 {
         | ("POST", "/v1/ingestions/{id}/cancel")
         | ("GET", "/v1/ingestions/{id}/manifest")
         | ("GET", "/v1/ingestions/{id}/files/{path}") => 404,
+        // No job was handed to anyone in the matrix.
+        ("POST", "/v1/worker/ingestions/{id}/lease")
+        | ("POST", "/v1/worker/ingestions/{id}/report") => 404,
         _ => 200,
     }
 }
@@ -258,6 +267,14 @@ fn request(
             "/v1/ingestions/ing_AAAAAAAAAAAAAAAA/files/run-1/a.csv".to_owned(),
             None,
         ),
+        ("POST", "/v1/worker/ingestions/{id}/lease") => (
+            "/v1/worker/ingestions/ing_AAAAAAAAAAAAAAAA/lease".to_owned(),
+            Some(json!({ "ticket": "00" })),
+        ),
+        ("POST", "/v1/worker/ingestions/{id}/report") => (
+            "/v1/worker/ingestions/ing_AAAAAAAAAAAAAAAA/report".to_owned(),
+            Some(json!({ "lease": "lease_AAAAAAAAAAAAAAAA", "items": [{ "type": "completed" }] })),
+        ),
         ("POST", "/v1/admin/backup") => {
             // Inside the server's temporary directory, so it goes with the test.
             let dir = server.dir.path().join(format!("matrix-backup-{counter}"));
@@ -300,12 +317,15 @@ fn every_route_for_every_kind_of_caller() {
     server.create_user("aud", &["auditor"]);
     server.create_user("dev", &["developer"]);
     server.create_user("zed", &["member"]);
-    let issued = server.issue_keys_offline(&[("mia", 0), ("aud", 0), ("dev", 2), ("dev", 0)]);
-    let (member, auditor, expired, to_delete) = (
+    server.create_user("wrk", &["worker"]);
+    let issued =
+        server.issue_keys_offline(&[("mia", 0), ("aud", 0), ("dev", 2), ("dev", 0), ("wrk", 0)]);
+    let (member, auditor, expired, to_delete, worker) = (
         issued[0].clone(),
         issued[1].clone(),
         issued[2].clone(),
         issued[3].clone(),
+        issued[4].clone(),
     );
     let to_delete_id = server.get("/v1/me", &to_delete)["key_id"]
         .as_str()
@@ -336,6 +356,7 @@ fn every_route_for_every_kind_of_caller() {
         member,
         admin: server.admin_key.clone(),
         auditor,
+        worker,
     };
 
     // The refused kinds are refused for the right reason.

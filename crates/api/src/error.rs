@@ -47,6 +47,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(400, "bad_request"),
     code(401, "unauthenticated"),
     code(403, "permission_denied"),
+    code(403, "not_handed_out"),
     code(404, "not_found"),
     code(405, "method_not_allowed"),
     code(408, "timeout"),
@@ -60,6 +61,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(409, "built_in_role"),
     code(409, "last_admin"),
     code(409, "ingestion_finished"),
+    code(409, "lease_ended"),
     code(409, "duplicate_request"),
     code(409, "not_empty"),
     code(413, "payload_too_large"),
@@ -231,6 +233,8 @@ impl From<DomainError> for ApiError {
             DomainError::BuiltInRole { .. } => (StatusCode::CONFLICT, "built_in_role"),
             DomainError::LastAdmin { .. } => (StatusCode::CONFLICT, "last_admin"),
             DomainError::IngestionFinished { .. } => (StatusCode::CONFLICT, "ingestion_finished"),
+            DomainError::LeaseEnded { .. } => (StatusCode::CONFLICT, "lease_ended"),
+            DomainError::NotHandedOut { .. } => (StatusCode::FORBIDDEN, "not_handed_out"),
         };
         ApiError::new(status, code, message)
     }

@@ -23,6 +23,7 @@
 
 mod config;
 mod error;
+pub mod jobs;
 mod pepper;
 mod relay;
 mod subscriber;

@@ -41,7 +41,7 @@ use crate::wire::Channel;
 use crate::{BusConfig, BusError};
 
 mod checkpoint;
-mod producer;
+pub(crate) mod producer;
 mod streams;
 
 use checkpoint::{read_checkpoint, spawn_checkpoint_writer};

@@ -440,6 +440,16 @@ pub fn example_events() -> Vec<Event> {
             route: "GET /v1/me".to_owned(),
             at,
         },
+        Event::ExternalKeyLeased {
+            key: external(),
+            owner: user(),
+            ingestion: ingestion(),
+            worker: UserId::from_trusted("worker-eu-1".to_owned()),
+            lease: "lease_Hq2Wm9Xc4Tb7Lp1Z".to_owned(),
+            data_key: DataKeyId::original(&external()),
+            expires_at: Timestamp::from_millis(1_795_796_697_123),
+            at,
+        },
     ]
 }
 
@@ -466,6 +476,7 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenUsed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
+        Event::ExternalKeyLeased { .. } => "user:worker-eu-1/key:key_4Wk8Rn2Tq6Yz0Pb3",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
     };
     let mut event_id = [0u8; 16];
@@ -520,6 +531,7 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenCreated { .. }
         | Event::HoneytokenUsed { .. } => event.type_name(),
+        | Event::ExternalKeyLeased { .. } => event.type_name(),
     }
 }
 

@@ -144,3 +144,99 @@ async fn permissions_keep_subscribers_off_the_replication_stream() {
         "a subscriber received a replication message"
     );
 }
+
+/// The worker user of the example takes jobs from the work queue and can do nothing else; a
+/// subscriber cannot see the jobs (their messages carry the tickets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_take_jobs_and_subscribers_cannot_see_them() {
+    use async_nats::jetstream::message::PublishMessage;
+    use keyledger_bus::jobs::{JobQueueConfig, bind_job_consumer, context, ensure_job_queue};
+
+    let conf =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples/nats-permissions.conf");
+    let nats = NatsServer::start_with_args(&["-c", conf.to_str().expect("a UTF-8 path")])
+        .expect("nats-server with the example permissions");
+    let base = BusConfig {
+        ack_timeout: Duration::from_millis(500),
+        ..bus_config(&nats)
+    };
+    let queue = JobQueueConfig::default();
+    // The vault (the relay's user) creates the queue and publishes a job.
+    let vault_side = context(
+        as_user(&base, &nats, "relay")
+            .connect("vault")
+            .await
+            .expect("vault connection"),
+        &base,
+    );
+    ensure_job_queue(&vault_side, &base, &queue)
+        .await
+        .expect("the vault creates the queue");
+    vault_side
+        .send_publish(
+            queue.subject("aws"),
+            PublishMessage::build()
+                .payload("{}".into())
+                .message_id("ing_0000000000000001"),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+
+    // A worker binds the consumer, takes the job and acknowledges it...
+    let worker_side = context(
+        as_user(&base, &nats, "worker")
+            .connect("worker")
+            .await
+            .expect("worker connection"),
+        &base,
+    );
+    let consumer = bind_job_consumer(&worker_side, &queue)
+        .await
+        .expect("a worker binds the shared consumer");
+    let mut batch = consumer
+        .batch()
+        .max_messages(1)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .expect("pull");
+    let job = batch.next().await.expect("a job").expect("a message");
+    job.double_ack()
+        .await
+        .expect("a worker acknowledges its job");
+    // ...and can neither look at the stream nor publish a job.
+    assert!(worker_side.get_stream(&queue.stream).await.is_err());
+    let forged = worker_side
+        .send_publish(
+            queue.subject("aws"),
+            PublishMessage::build().payload("{}".into()),
+        )
+        .await;
+    let landed = match forged {
+        Ok(ack) => ack.await.is_ok(),
+        Err(_) => false,
+    };
+    assert!(!landed, "a worker published a job");
+
+    // A subscriber sees nothing of the queue.
+    let subscriber = context(
+        as_user(&base, &nats, "subscriber")
+            .connect("subscriber")
+            .await
+            .expect("subscriber connection"),
+        &base,
+    );
+    assert!(subscriber.get_stream(&queue.stream).await.is_err());
+    assert!(
+        subscriber
+            .get_consumer_from_stream::<async_nats::jetstream::consumer::pull::Config, _, _>(
+                &queue.consumer,
+                &queue.stream
+            )
+            .await
+            .is_err(),
+        "a subscriber bound the workers' consumer"
+    );
+}

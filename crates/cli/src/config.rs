@@ -242,8 +242,9 @@ impl Config {
 const KNOWN_TOP_LEVEL: [&str; 2] = ["data_dir", "master_key_file"];
 
 /// Variables that are not configuration keys (client settings and the master key itself).
-const NOT_CONFIGURATION: [&str; 5] = [
+const NOT_CONFIGURATION: [&str; 6] = [
     "KEYLEDGER_ENDPOINT",
+    "KEYLEDGER_WORKER_KEY",
     "KEYLEDGER_API_KEY",
     "KEYLEDGER_CONFIG_DIR",
     "KEYLEDGER_MASTER_KEY",

@@ -21,6 +21,7 @@ mod local;
 mod output;
 mod serve;
 mod session;
+mod worker;
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -77,6 +78,9 @@ enum Command {
     Events(events::EventsCommand),
     /// A read replica: follows the NATS stream and serves key verification.
     Replica(events::ReplicaArgs),
+    /// An ingestion worker: takes jobs from the NATS work queue, leases their credential from
+    /// the vault, stores the files in the shared sample store.
+    Worker(worker::WorkerArgs),
     /// Pull sample files from S3 or DNAnexus with your stored keys.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
@@ -120,7 +124,10 @@ fn main() {
         }
     };
     // Servers keep the default: a server that lost its standard output must not exit 0.
-    if !matches!(cli.command, Command::Serve(_) | Command::Replica(_)) {
+    if !matches!(
+        cli.command,
+        Command::Serve(_) | Command::Replica(_) | Command::Worker(_)
+    ) {
         quiet_on_closed_pipe();
     }
     let result = match &cli.command {
@@ -136,6 +143,7 @@ fn main() {
         Command::Ingest(command) => ingest::run(command, &cli.client),
         Command::Events(command) => events::run(command, cli.client.json),
         Command::Replica(args) => events::run_replica(args),
+        Command::Worker(args) => worker::run(args),
         Command::Completions { shell } => completions(*shell),
         Command::Man { out } => man(out.as_deref()),
     };

@@ -68,6 +68,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
 
     let ingest_config = ingest_config(&config)?;
+    let workers = ingest_config.workers;
     let ingestor = keyledger_ingest::Ingestor::new(vault.clone(), ingest_config.clone());
     match ingestor.recover().await {
         Ok(report) => tracing::info!(?report, "ingestion recovered after start"),
@@ -86,15 +87,42 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             ingest_config,
         )))
         .with_ingestor(ingestor);
-    let relay = match local::bus_config(&config, None)? {
+    let bus = local::bus_config(&config, None)?;
+    let relay = match &bus {
         Some(bus) => {
             tracing::info!(url = %bus.url, stream = %bus.stream, "publishing events to NATS JetStream");
-            Some(keyledger_bus::Relay::spawn(vault.clone(), bus))
+            Some(keyledger_bus::Relay::spawn(vault.clone(), bus.clone()))
         }
         None => None,
     };
+    let dispatcher = match (workers, bus) {
+        (keyledger_ingest::Workers::External, Some(bus)) => {
+            let queue = job_queue_config(&config)?;
+            tracing::info!(stream = %queue.stream, "ingestion jobs go to the work queue");
+            Some(keyledger_bus::jobs::Dispatcher::spawn(
+                vault.clone(),
+                bus,
+                queue,
+            ))
+        }
+        (keyledger_ingest::Workers::External, None) => {
+            return Err(Failure::new(
+                Exit::Usage,
+                "ingest.workers = \"external\" needs nats.url: the jobs go to worker processes over NATS",
+            )
+            .into());
+        }
+        (keyledger_ingest::Workers::Embedded, _) => None,
+    };
     let served = keyledger_api::serve(listener, state, local::shutdown_signal()).await;
     background.abort();
+    if let Some(dispatcher) = dispatcher
+        && tokio::time::timeout(grace, dispatcher.shutdown())
+            .await
+            .is_err()
+    {
+        tracing::warn!("the job dispatcher did not stop within the shutdown grace");
+    }
     if let Some(relay) = relay
         && tokio::time::timeout(grace, relay.shutdown()).await.is_err()
     {
@@ -124,6 +152,15 @@ struct IngestSection {
     max_attempts: u32,
     files_in_parallel: Option<usize>,
     max_jobs: Option<usize>,
+    /// `embedded` (this process runs the jobs) or `external` (`keyledger worker` processes).
+    workers: String,
+    /// The work queue's stream and shared consumer (external workers).
+    queue_stream: Option<String>,
+    queue_consumer: Option<String>,
+    /// A job without an ack or progress ack for this long goes to another worker.
+    queue_ack_wait_ms: Option<u64>,
+    /// Deliveries of one job at most; the last one records its failure.
+    max_deliveries: Option<i64>,
 }
 
 impl Default for IngestSection {
@@ -137,11 +174,38 @@ impl Default for IngestSection {
             max_attempts: 0,
             files_in_parallel: None,
             max_jobs: None,
+            workers: "embedded".to_owned(),
+            queue_stream: None,
+            queue_consumer: None,
+            queue_ack_wait_ms: None,
+            max_deliveries: None,
         }
     }
 }
 
-fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConfig> {
+/// `[ingest] queue_*` and `max_deliveries`: the work queue of external workers.
+pub fn job_queue_config(config: &Config) -> anyhow::Result<keyledger_bus::jobs::JobQueueConfig> {
+    let section: IngestSection = config.section("ingest")?.unwrap_or_default();
+    let mut queue = keyledger_bus::jobs::JobQueueConfig::default();
+    if let Some(stream) = section.queue_stream.filter(|s| !s.is_empty()) {
+        queue.stream = stream;
+    }
+    if let Some(consumer) = section.queue_consumer.filter(|s| !s.is_empty()) {
+        queue.consumer = consumer;
+    }
+    if let Some(millis) = section.queue_ack_wait_ms {
+        queue.ack_wait = std::time::Duration::from_millis(millis.max(100));
+    }
+    if let Some(deliveries) = section.max_deliveries {
+        queue.max_deliver = deliveries;
+    }
+    queue
+        .check()
+        .map_err(|error| Failure::new(Exit::Usage, error.to_string()))?;
+    Ok(queue)
+}
+
+pub fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConfig> {
     let section: IngestSection = config.section("ingest")?.unwrap_or_default();
     let mut ingest = keyledger_ingest::IngestConfig {
         store_root: section
@@ -168,5 +232,16 @@ fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConf
     if let Some(jobs) = section.max_jobs {
         ingest.max_jobs = jobs.max(1);
     }
+    ingest.workers = match section.workers.as_str() {
+        "" | "embedded" => keyledger_ingest::Workers::Embedded,
+        "external" => keyledger_ingest::Workers::External,
+        _ => {
+            return Err(Failure::new(
+                Exit::Usage,
+                "ingest.workers must be \"embedded\" (this process runs the jobs) or \"external\" (keyledger worker processes over NATS)",
+            )
+            .into());
+        }
+    };
     Ok(ingest)
 }

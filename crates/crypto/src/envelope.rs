@@ -84,6 +84,7 @@ impl fmt::Debug for MasterKey {
 pub struct Keyring {
     pepper: hmac::Key,
     sessions: hmac::Key,
+    tickets: hmac::Key,
     wrapping: LessSafeKey,
     fingerprint: String,
     rng: SystemRandom,
@@ -154,15 +155,18 @@ impl Keyring {
         }
         let mut wrapping = derive(master, b"keyledger/wrap/v1")?;
         let mut sessions = derive(master, b"keyledger/session/v1")?;
+        let mut tickets = derive(master, b"keyledger/job-ticket/v1")?;
         let keyring = aes_key(&wrapping).map(|wrapping| Keyring {
             pepper: hmac::Key::new(hmac::HMAC_SHA256, pepper.expose()),
             sessions: hmac::Key::new(hmac::HMAC_SHA256, &sessions),
+            tickets: hmac::Key::new(hmac::HMAC_SHA256, &tickets),
             wrapping,
             fingerprint: master.fingerprint(),
             rng: SystemRandom::new(),
         });
         wrapping.zeroize();
         sessions.zeroize();
+        tickets.zeroize();
         keyring
     }
 
@@ -195,6 +199,20 @@ impl Keyring {
         let mut out = [0u8; 32];
         out.copy_from_slice(tag.as_ref());
         out
+    }
+
+    /// The ticket of an ingestion job on the work queue (HMAC-SHA256 under a key derived for
+    /// tickets): only a worker the queue handed the job can present it (decision 0025).
+    pub fn sign_job_ticket(&self, ingestion: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.tickets, ingestion.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// Checks a job ticket in constant time.
+    pub fn verify_job_ticket(&self, ingestion: &str, ticket: &[u8]) -> bool {
+        hmac::verify(&self.tickets, ingestion.as_bytes(), ticket).is_ok()
     }
 
     /// Checks a session token's tag in constant time.

@@ -163,6 +163,21 @@ pub enum Action {
         ingestion: IngestionId,
         progress: IngestionProgress,
     },
+    /// A worker (`run_ingestion_jobs`) leases a live job's credential; the vault has checked
+    /// that the work queue handed it the job. Replaces any earlier lease of the job.
+    LeaseIngestion {
+        ingestion: IngestionId,
+        lease: String,
+        expires_at: crate::time::Timestamp,
+    },
+    /// A worker reports a job's progress under its lease. Refused once the lease ended (a
+    /// failure may still be reported while the lease is the job's current one); a file, a
+    /// listing already recorded is skipped (a redelivered job never records one twice).
+    ReportIngestion {
+        ingestion: IngestionId,
+        lease: String,
+        progress: IngestionProgress,
+    },
 
     RecordMasterKeyRotation {
         data_keys: u64,

@@ -1,12 +1,13 @@
 //! `decide`: the only place that judges whether a command may happen.
 
 mod governance;
+mod ingestion;
 
 use std::collections::BTreeSet;
 
-use crate::command::{Action, Command, IngestionProgress, NewApiKey};
+use crate::command::{Action, Command, NewApiKey};
 use crate::error::DomainError;
-use crate::event::{Actor, Event, external_key_stream, ingestion_stream, role_stream, user_stream};
+use crate::event::{Actor, Event, external_key_stream, role_stream, user_stream};
 use crate::key_status::KeyStatus;
 use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
 use crate::state::State;
@@ -460,125 +461,11 @@ fn judge(
             }])
         }
 
-        Action::RequestIngestion {
-            ingestion,
-            selection,
-            destination,
-            batch_id,
-        } => {
-            let owner = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
-            let provider = selection.provider();
-            reads.stream(external_key_stream(&owner, provider));
-            let Some(external) = state
-                .active_external_key(&owner, provider)
-                .filter(|k| k.status_at(now) == KeyStatus::Active)
-            else {
-                return Err(no_usable_key(state, &owner, provider, now));
-            };
-            Ok(vec![Event::IngestionRequested {
-                ingestion,
-                owner,
-                external_key: external.id.clone(),
-                selection,
-                destination,
-                batch_id,
-                at: now,
-            }])
-        }
-        Action::CancelIngestion { ingestion } => {
-            let job = state
-                .ingestion(&ingestion)
-                .ok_or_else(|| not_found("ingestion", &ingestion))?;
-            if actor != Actor::System {
-                let caller = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
-                if caller != job.owner {
-                    return Err(not_found("ingestion", &ingestion));
-                }
-            }
-            if job.state.is_finished() {
-                return Err(DomainError::IngestionFinished {
-                    id: ingestion.to_string(),
-                });
-            }
-            Ok(vec![Event::IngestionCancelled { ingestion, at: now }])
-        }
-        Action::RecordIngestion {
-            ingestion,
-            progress,
-        } => {
-            require_system(&actor)?;
-            reads.stream(ingestion_stream(&ingestion));
-            let job = state
-                .ingestion(&ingestion)
-                .ok_or_else(|| not_found("ingestion", &ingestion))?;
-            if job.state.is_finished() {
-                return Err(DomainError::IngestionFinished {
-                    id: ingestion.to_string(),
-                });
-            }
-            let event = match progress {
-                IngestionProgress::KeyUsed => Event::ExternalKeyUsed {
-                    key: job.external_key.clone(),
-                    owner: job.owner.clone(),
-                    ingestion,
-                    at: now,
-                },
-                IngestionProgress::Listed { files, bytes } => Event::IngestionListed {
-                    ingestion,
-                    files,
-                    bytes,
-                    at: now,
-                },
-                IngestionProgress::FileFetched {
-                    path,
-                    size,
-                    sha256,
-                    source_etag,
-                } => Event::IngestionFileFetched {
-                    ingestion,
-                    path,
-                    size,
-                    sha256,
-                    source_etag,
-                    external_key: job.external_key.clone(),
-                    at: now,
-                },
-                IngestionProgress::FileFailed {
-                    path,
-                    reason,
-                    failure_kind,
-                } => Event::IngestionFileFailed {
-                    ingestion,
-                    path,
-                    reason,
-                    failure_kind,
-                    at: now,
-                },
-                IngestionProgress::Completed => {
-                    let fetched = job.files.iter().filter(|f| f.failure.is_none());
-                    let (files, bytes) = fetched.fold((0, 0), |(n, b), f| (n + 1, b + f.size));
-                    let failed = job.files.iter().filter(|f| f.failure.is_some()).count() as u64;
-                    Event::IngestionCompleted {
-                        ingestion,
-                        files,
-                        bytes,
-                        failed,
-                        at: now,
-                    }
-                }
-                IngestionProgress::Failed {
-                    reason,
-                    failure_kind,
-                } => Event::IngestionFailed {
-                    ingestion,
-                    reason,
-                    failure_kind,
-                    at: now,
-                },
-                IngestionProgress::Cancelled => Event::IngestionCancelled { ingestion, at: now },
-            };
-            Ok(vec![event])
-        }
+        action @ (Action::RequestIngestion { .. }
+        | Action::CancelIngestion { .. }
+        | Action::RecordIngestion { .. }
+        | Action::LeaseIngestion { .. }
+        | Action::ReportIngestion { .. }) => ingestion::judge(state, actor, action, now, reads),
 
         action @ (Action::WarnExpiring { .. }
         | Action::RecordLeak { .. }

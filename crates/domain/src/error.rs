@@ -49,6 +49,14 @@ pub enum DomainError {
     LastAdmin { user: String },
     #[error("ingestion `{id}` has already finished")]
     IngestionFinished { id: String },
+    /// A worker's lease of a job's credential ended (decision 0025): the worker stops the job.
+    #[error("{reason}; stop the job")]
+    LeaseEnded { reason: String },
+    /// A worker asked for a job the work queue did not hand it (its ticket does not match).
+    #[error(
+        "ingestion `{id}` was not handed to you by the work queue: a worker may lease only the jobs it received, with their ticket"
+    )]
+    NotHandedOut { id: String },
 }
 
 /// A user refused a permission, and the roles they held at that moment.

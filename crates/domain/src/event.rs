@@ -375,6 +375,21 @@ pub enum Event {
         route: String,
         at: Timestamp,
     },
+    /// A worker process (`worker`, a user holding `run_ingestion_jobs`) was given the job's
+    /// credential, decrypted, over its authenticated connection (decision 0025). The lease
+    /// `lease` is the job's only one from now on: an earlier lease of the same job ends, and so
+    /// does this one when the job ends, the key is deleted, expires or is rotated, or at
+    /// `expires_at`.
+    ExternalKeyLeased {
+        key: ExternalKeyId,
+        owner: UserId,
+        ingestion: IngestionId,
+        worker: UserId,
+        lease: String,
+        data_key: DataKeyId,
+        expires_at: Timestamp,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -478,7 +493,9 @@ impl Event {
             | Event::IngestionFileFailed { ingestion, .. }
             | Event::IngestionCompleted { ingestion, .. }
             | Event::IngestionFailed { ingestion, .. }
-            | Event::IngestionCancelled { ingestion, .. } => ingestion_stream(ingestion),
+            | Event::IngestionCancelled { ingestion, .. }
+            // A lease decides who may report the job's progress: it is part of the job.
+            | Event::ExternalKeyLeased { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
         }
     }
@@ -529,6 +546,7 @@ impl Event {
             Event::ApiKeyLeaked { .. } => ("ApiKeyLeaked", "api_key.leaked"),
             Event::HoneytokenCreated { .. } => ("HoneytokenCreated", "api_key.honeytoken_created"),
             Event::HoneytokenUsed { .. } => ("HoneytokenUsed", "api_key.honeytoken_used"),
+            Event::ExternalKeyLeased { .. } => ("ExternalKeyLeased", "external_key.leased"),
         }
     }
 }

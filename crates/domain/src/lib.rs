@@ -28,8 +28,8 @@ pub use permissions::{
     ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,
 };
 pub use state::{
-    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, PreviousSecret, RotatedDataKeys,
-    SecretKind, State, User, Verification,
+    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, JobLease, PreviousSecret,
+    RotatedDataKeys, SecretKind, State, User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{

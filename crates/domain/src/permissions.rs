@@ -19,15 +19,19 @@ pub enum Permission {
     ViewAuditLog,
     /// Verify other people's internal keys (for platform services).
     VerifyApiKeys,
+    /// Run ingestion jobs handed out by the work queue: lease the credential of a job one was
+    /// given and report its files (`keyledger worker` processes; nothing else).
+    RunIngestionJobs,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::ManageUserApiKeys,
         Permission::ImportOrganizationSamples,
         Permission::ManageOrganizationUsers,
         Permission::ViewAuditLog,
         Permission::VerifyApiKeys,
+        Permission::RunIngestionJobs,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl Permission {
             Permission::ManageOrganizationUsers => "manage_organization_users",
             Permission::ViewAuditLog => "view_audit_log",
             Permission::VerifyApiKeys => "verify_api_keys",
+            Permission::RunIngestionJobs => "run_ingestion_jobs",
         }
     }
 
@@ -50,6 +55,9 @@ impl Permission {
             Permission::ManageOrganizationUsers => "create users, grant and revoke roles",
             Permission::ViewAuditLog => "read, export, verify and replay the event log",
             Permission::VerifyApiKeys => "verify other people's internal keys",
+            Permission::RunIngestionJobs => {
+                "lease the credential of an ingestion job handed to you and report its files"
+            }
         }
     }
 
@@ -159,7 +167,7 @@ impl<'de> Deserialize<'de> for PermissionSet {
 /// Built-in roles are defined here, not in the log: a data directory written by an older
 /// version gets these definitions when the new version opens it (decision 0012). Whoever may
 /// import samples may also store the external key an import uses (`member`, `developer`).
-pub const BUILT_IN_ROLES: [(&str, &[Permission]); 5] = [
+pub const BUILT_IN_ROLES: [(&str, &[Permission]); 6] = [
     ("admin", &Permission::ALL),
     (
         "member",
@@ -178,6 +186,8 @@ pub const BUILT_IN_ROLES: [(&str, &[Permission]); 5] = [
     ),
     ("auditor", &[Permission::ViewAuditLog]),
     ("service", &[Permission::VerifyApiKeys]),
+    // `keyledger worker` processes (decision 0025): this permission and nothing else.
+    ("worker", &[Permission::RunIngestionJobs]),
 ];
 
 pub const ADMIN_ROLE: &str = "admin";

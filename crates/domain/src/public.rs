@@ -423,6 +423,29 @@ pub enum PublicEvent {
         /// The method and path the honeytoken was presented to, e.g. `GET /v1/me`.
         route: String,
     },
+    /// A worker process was given the credential of an ingestion job it took from the work queue (the secret went over its authenticated connection, never into an event); earlier leases of the job ended.
+    ExternalKeyLeased {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
+        key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
+        ingestion: IngestionId,
+        /// The handle of the worker's user (a holder of `run_ingestion_jobs`).
+        #[schema(value_type = String)]
+        worker: UserId,
+        /// The lease's id (`lease_…`): the worker names it in every report.
+        lease: String,
+        /// The data key the secret was opened with.
+        #[schema(value_type = String)]
+        data_key: DataKeyId,
+        /// When the lease ends at the latest.
+        #[schema(value_type = String, format = DateTime)]
+        expires_at: Timestamp,
+    },
 }
 
 impl PublicEvent {
@@ -458,6 +481,7 @@ impl PublicEvent {
             PublicEvent::ApiKeyLeaked { .. } => "ApiKeyLeaked",
             PublicEvent::HoneytokenCreated { .. } => "HoneytokenCreated",
             PublicEvent::HoneytokenUsed { .. } => "HoneytokenUsed",
+            PublicEvent::ExternalKeyLeased { .. } => "ExternalKeyLeased",
         }
     }
 }
@@ -754,6 +778,24 @@ impl From<&Event> for PublicEvent {
                 source_address,
                 user_agent,
                 route,
+            },
+            Event::ExternalKeyLeased {
+                key,
+                owner,
+                ingestion,
+                worker,
+                lease,
+                data_key,
+                expires_at,
+                at: _,
+            } => PublicEvent::ExternalKeyLeased {
+                key,
+                owner,
+                ingestion,
+                worker,
+                lease,
+                data_key,
+                expires_at,
             },
         }
     }

@@ -1,5 +1,8 @@
 //! The projection: current state as a pure fold over the events.
 
+mod lease;
+pub use lease::JobLease;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxBuildHasher;
@@ -209,6 +212,8 @@ pub struct State {
     active_external: HashMap<(UserId, Provider), ExternalKeyId>,
     /// Only credentials rotated at least once; the others use their original data key.
     rotated_data_keys: HashMap<ExternalKeyId, RotatedDataKeys>,
+    /// The current lease of each job a worker leased (decision 0025).
+    job_leases: HashMap<IngestionId, JobLease>,
     ingestions: HashMap<IngestionId, Ingestion>,
     master_key_generation: u32,
     /// Expiry warnings, leaked secrets, honeytokens (`state/governance.rs`).
@@ -542,6 +547,7 @@ impl State {
             | Event::ApiKeyLeaked { .. }
             | Event::HoneytokenCreated { .. }
             | Event::HoneytokenUsed { .. }) => self.apply_governance(event),
+            leased @ Event::ExternalKeyLeased { .. } => self.apply_lease(leased),
         }
     }
 

@@ -4,3 +4,4 @@ mod decide;
 mod fixtures;
 mod replay;
 mod snapshots;
+mod workers;

@@ -28,10 +28,19 @@ impl DnanexusSampleSource {
         lease: &Lease,
         options: &DnanexusOptions,
     ) -> Result<DnanexusSampleSource, SourceError> {
-        let ExternalCredential::Dnanexus { token } = &lease.credential else {
+        DnanexusSampleSource::from_credential(lease.key.as_str(), &lease.credential, options)
+    }
+
+    /// The source for a credential of the external key `key` (named in errors only).
+    pub fn from_credential(
+        key: &str,
+        credential: &ExternalCredential,
+        options: &DnanexusOptions,
+    ) -> Result<DnanexusSampleSource, SourceError> {
+        let ExternalCredential::Dnanexus { token } = credential else {
             return Err(SourceError::new(
                 SourceErrorKind::Invalid,
-                format!("external key {} is not a DNAnexus token", lease.key),
+                format!("external key {key} is not a DNAnexus token"),
             ));
         };
         let token = DnanexusToken(token.expose().to_owned());

@@ -19,7 +19,7 @@ use crate::shared::{Gauge, GaugeGuard, Shared, blocking};
 use crate::source::source_for;
 use crate::store::{destination_belongs_to, validate_destination};
 use crate::view::{IngestionView, build};
-use crate::{INTERRUPTED_REASON, IngestConfig, IngestError, IngestRequest, selection};
+use crate::{INTERRUPTED_REASON, IngestConfig, IngestError, IngestRequest, Workers, selection};
 
 /// Runs ingestion jobs in this process. Cheap to clone: every clone is the same ingestor.
 #[derive(Clone, Debug)]
@@ -110,6 +110,11 @@ impl Ingestor {
                     what: "the ingestion request recorded no IngestionRequested event",
                 })
             })?;
+        if shared.config.workers == Workers::External {
+            // The dispatcher publishes the job to the work queue; a worker runs it.
+            tracing::info!(id = %id, owner = %owner, batch = %batch_id, "ingestion requested for the workers");
+            return Ok(id);
+        }
         let live = Arc::new(LiveJob::new());
         shared.lock_jobs().insert(id.clone(), Arc::clone(&live));
         let job = Arc::new(Job {
@@ -252,7 +257,9 @@ impl Ingestor {
     /// ("interrupted by a restart"), removes their partial files and any file renamed into place
     /// without its event, and any partial area no running job owns.
     ///
-    /// Call it once, before serving, in the process that owns the sample store.
+    /// Call it once, before serving, in the process that owns the sample store. With external
+    /// workers it only prepares the store: unfinished jobs wait on the work queue, and a worker
+    /// that resumes one repairs its batch folder.
     pub async fn recover(&self) -> Result<RecoveryReport, IngestError> {
         let shared = Arc::clone(&self.shared);
         {
@@ -263,6 +270,9 @@ impl Ingestor {
                     path: self.shared.store.root().to_path_buf(),
                     source,
                 })?;
+        }
+        if shared.config.workers == Workers::External {
+            return Ok(RecoveryReport::default());
         }
         let running: HashSet<IngestionId> = shared.lock_jobs().keys().cloned().collect();
         let interrupted: Vec<(IngestionId, String, String, HashSet<String>)> =

@@ -12,6 +12,9 @@
 //!   capability by capability.
 //! - Files land in the sample store (see `store`): `<store_root>/<destination>/<batch id>/<path>`,
 //!   visible only once verified.
+//! - [`RemoteJob`] runs a job in a worker process for a vault elsewhere, reporting through a
+//!   [`JobHost`]; [`wire`] is the JSON of the vault's worker routes (decision 0025). With
+//!   [`Workers::External`] this process only records requests: workers run them.
 //!
 //! Architecture invariants:
 //! - The log is the truth: a file is in the store if and only if an `IngestionFileFetched`
@@ -28,12 +31,14 @@ mod live;
 mod probe;
 mod recorder;
 mod remote;
+mod remote_job;
 pub mod s3;
 mod selection;
 mod shared;
 mod source;
 mod store;
 mod view;
+pub mod wire;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,8 +51,12 @@ pub use keyledger_connect_dnanexus::DnanexusOptions;
 pub use keyledger_connect_s3::S3Options;
 pub use probe::{CapabilityReport, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
-pub use source::{SampleSource, source_for};
-pub use store::{PARTIAL_DIR, destination_belongs_to, sanitize_remote_path, validate_destination};
+pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
+pub use source::{SampleSource, source_for, source_for_credential};
+pub use store::{
+    PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
+    validate_destination,
+};
 pub use tokio_util::sync::CancellationToken;
 pub use view::{FileState, FileView, IngestionView, JobState};
 
@@ -80,6 +89,19 @@ pub struct IngestConfig {
     /// The STS endpoint the least-privilege test asks `GetCallerIdentity`; `None`: the key's
     /// regional endpoint, `https://sts.<region>.amazonaws.com`.
     pub sts_endpoint: Option<String>,
+    /// Who runs the jobs: this process, or worker processes over the work queue.
+    pub workers: Workers,
+}
+
+/// Who runs ingestion jobs (`[ingest] workers`, decision 0025).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Workers {
+    /// This process runs every job (the embedded default: no NATS needed).
+    #[default]
+    Embedded,
+    /// `keyledger worker` processes run them: this process only records requests, and its
+    /// dispatcher publishes them to the work queue.
+    External,
 }
 
 impl Default for IngestConfig {
@@ -95,6 +117,7 @@ impl Default for IngestConfig {
             file_attempts: 3,
             key_check_interval: Duration::from_millis(250),
             sts_endpoint: None,
+            workers: Workers::Embedded,
         }
     }
 }

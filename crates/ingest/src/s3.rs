@@ -23,16 +23,25 @@ pub struct S3SampleSource {
 
 impl S3SampleSource {
     pub fn from_lease(lease: &Lease, options: &S3Options) -> Result<S3SampleSource, SourceError> {
+        S3SampleSource::from_credential(lease.key.as_str(), &lease.credential, options)
+    }
+
+    /// The source for a credential of the external key `key` (named in errors only).
+    pub fn from_credential(
+        key: &str,
+        credential: &ExternalCredential,
+        options: &S3Options,
+    ) -> Result<S3SampleSource, SourceError> {
         let ExternalCredential::Aws {
             access_key_id,
             secret_access_key,
             region,
             session,
-        } = &lease.credential
+        } = credential
         else {
             return Err(SourceError::new(
                 SourceErrorKind::Invalid,
-                format!("external key {} is not an AWS key", lease.key),
+                format!("external key {key} is not an AWS key"),
             ));
         };
         let credentials = AwsCredentials {

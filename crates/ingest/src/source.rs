@@ -5,7 +5,7 @@ use std::path::Path;
 
 use keyledger_connect::PartialFile;
 use keyledger_domain::{Provider, Selection};
-use keyledger_vault::Lease;
+use keyledger_vault::{ExternalCredential, Lease};
 use tokio_util::sync::CancellationToken;
 
 use crate::IngestConfig;
@@ -80,13 +80,22 @@ impl SampleSource {
 
 /// Builds the adapter for a leased credential.
 pub fn source_for(lease: &Lease, config: &IngestConfig) -> Result<SampleSource, SourceError> {
-    match lease.provider {
-        Provider::Aws => Ok(SampleSource::S3(S3SampleSource::from_lease(
-            lease, &config.s3,
+    source_for_credential(lease.key.as_str(), &lease.credential, config)
+}
+
+/// Builds the adapter for a credential of the external key `key` (named in errors only): what
+/// a worker process does with the credential the vault leased it.
+pub fn source_for_credential(
+    key: &str,
+    credential: &ExternalCredential,
+    config: &IngestConfig,
+) -> Result<SampleSource, SourceError> {
+    match credential {
+        ExternalCredential::Aws { .. } => Ok(SampleSource::S3(S3SampleSource::from_credential(
+            key, credential, &config.s3,
         )?)),
-        Provider::Dnanexus => Ok(SampleSource::Dnanexus(DnanexusSampleSource::from_lease(
-            lease,
-            &config.dnanexus,
-        )?)),
+        ExternalCredential::Dnanexus { .. } => Ok(SampleSource::Dnanexus(
+            DnanexusSampleSource::from_credential(key, credential, &config.dnanexus)?,
+        )),
     }
 }

@@ -24,7 +24,7 @@ pub const PARTIAL_DIR: &str = ".partial";
 const MAX_COMPONENT_BYTES: usize = 255;
 
 #[derive(Debug)]
-pub(crate) struct Store {
+pub struct Store {
     root: PathBuf,
     /// Folders known to exist durably, so each is created and synced once.
     created: Mutex<HashSet<PathBuf>>,
@@ -303,7 +303,7 @@ pub fn sanitize_remote_path(raw: &str) -> Result<String, String> {
 /// Assigns stored paths to listed files in order: the first file to claim a path (or a folder
 /// of it) wins, later ones are refused.
 #[derive(Debug, Default)]
-pub(crate) struct PathClaims {
+pub struct PathClaims {
     files: HashSet<String>,
     folders: HashSet<String>,
 }

@@ -23,6 +23,7 @@ mod projection;
 mod rotation;
 mod snapshot;
 mod telemetry;
+mod workers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +67,7 @@ pub use snapshot::{
     backup_log, published_public_key, read_backup_manifest,
 };
 pub use telemetry::{ComponentHealth, LATENCY_BUCKETS, Telemetry};
+pub use workers::JobGrant;
 
 /// How the vault is set up. `Default` is the embedded default under `./data`.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ pub(crate) mod ingestions;
 pub(crate) mod secret_scanning;
 pub(crate) mod session;
 pub(crate) mod users;
+pub(crate) mod workers;
 
 use axum::http::HeaderMap;
 use keyledger_domain::Permission;
@@ -67,6 +68,7 @@ pub(crate) fn declared() -> Declared {
     let users = needs(Permission::ManageOrganizationUsers);
     let audit_log = needs(Permission::ViewAuditLog);
     let import = needs(Permission::ImportOrganizationSamples);
+    let run_jobs = needs(Permission::RunIngestionJobs);
     let own_external_key = Owner(Resource::ExternalKey, Permission::ManageUserApiKeys);
     let own_ingestion = Owner(Resource::Ingestion, Permission::ImportOrganizationSamples);
     Declared::new()
@@ -117,6 +119,8 @@ pub(crate) fn declared() -> Declared {
         .with(users, routes!(users::define_role))
         // Signed by GitHub, not called with a key: the handler checks the signature.
         .with(Public, routes!(secret_scanning::github_alert))
+        .with(run_jobs, routes!(workers::lease_job))
+        .with(run_jobs, routes!(workers::report_job))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most

@@ -86,14 +86,14 @@ pub(super) fn spawn_producer(
 
 /// Reads committed events in order, re-opening the iterator when it reaches the head it was
 /// opened at.
-struct LogReader {
+pub(crate) struct LogReader {
     log: LogView,
     next_seq: Seq,
     events: Option<EventIter>,
 }
 
 impl LogReader {
-    fn new(log: LogView, next_seq: Seq) -> LogReader {
+    pub(crate) fn new(log: LogView, next_seq: Seq) -> LogReader {
         LogReader {
             log,
             next_seq,
@@ -101,7 +101,7 @@ impl LogReader {
         }
     }
 
-    fn next(&mut self) -> Result<Option<keyledger_log::Envelope>, BusError> {
+    pub(crate) fn next(&mut self) -> Result<Option<keyledger_log::Envelope>, BusError> {
         for _ in 0..2 {
             let events = match &mut self.events {
                 Some(events) => events,

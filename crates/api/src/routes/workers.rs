@@ -1,0 +1,126 @@
+//! The routes of ingestion worker processes (`run_ingestion_jobs`, decision 0025): lease the
+//! credential of a job the work queue handed the caller, and report its progress. A worker's
+//! credential can do nothing else.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use keyledger_domain::IngestionId;
+use keyledger_ingest::wire::{GrantBody, MAX_REPORT_ITEMS, ReportAnswer, ReportItem};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::ApiState;
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorBody};
+use crate::json::ApiJson;
+
+/// How long a lease lasts at most; it ends earlier with its job, or when the key is deleted,
+/// expires or is rotated.
+pub(crate) const WORKER_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The ticket the job's message on the work queue carried. Never printed.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseJobRequest {
+    /// Hex; from the job's message on `KEYLEDGER_JOBS`.
+    pub ticket: String,
+}
+
+/// Progress of a job under a lease.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportJobRequest {
+    /// The lease (`lease_…`) the grant named.
+    pub lease: String,
+    /// Items in order, recorded all or none: `{type: "listed", files, bytes}`,
+    /// `{type: "file_fetched", path, size, sha256, source_etag}`,
+    /// `{type: "file_failed", path, reason, failure_kind}`, `{type: "completed"}`,
+    /// `{type: "failed", reason, failure_kind}`.
+    #[schema(value_type = Vec<Object>)]
+    pub items: Vec<serde_json::Value>,
+}
+
+/// Leases the credential of a job the work queue handed the caller: checks the ticket, that the
+/// job is live and its key active, records `ExternalKeyLeased` (ending any earlier lease of
+/// the job) and returns the job and the secret. Only for worker processes.
+#[utoipa::path(post, path = "/v1/worker/ingestions/{id}/lease", tag = "worker", params(("id" = String, Path)),
+    request_body = LeaseJobRequest,
+    responses((status = 200, description = "The job, its lease and its credential"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "Not a worker, or a job the queue did not hand you", body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The job has finished, or its key is no longer usable", body = ErrorBody)))]
+pub(crate) async fn lease_job(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<LeaseJobRequest>, ApiError>,
+) -> Result<Json<GrantBody>, ApiError> {
+    let ApiJson(body) = body?;
+    let id = IngestionId::parse(&id)?;
+    let grant = state
+        .vault()
+        .lease_job(caller.actor(), &id, &body.ticket, WORKER_LEASE_TTL)
+        .await?;
+    tracing::info!(ingestion = %id, lease = %grant.lease, "job credential leased to a worker");
+    Ok(Json(GrantBody::from_grant(&grant)))
+}
+
+/// Records a job's progress under the caller's lease (all items or none). A file or listing
+/// already recorded is skipped; a lease that ended is refused with the reason (409
+/// `lease_ended`), and the worker stops the job.
+#[utoipa::path(post, path = "/v1/worker/ingestions/{id}/report", tag = "worker", params(("id" = String, Path)),
+    request_body = ReportJobRequest,
+    responses((status = 200, description = "How many items were recorded and skipped"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The lease ended (with why), or the job finished", body = ErrorBody)))]
+pub(crate) async fn report_job(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<ReportJobRequest>, ApiError>,
+) -> Result<Json<ReportAnswer>, ApiError> {
+    let ApiJson(body) = body?;
+    let id = IngestionId::parse(&id)?;
+    if body.items.len() > MAX_REPORT_ITEMS {
+        return Err(ApiError::bad_request(
+            "validation_failed",
+            format!("items: at most {MAX_REPORT_ITEMS} in one report"),
+        )
+        .with_field_name("items"));
+    }
+    let total = body.items.len();
+    let items = body
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(index, item)| {
+            // serde's message would repeat an unknown `type`: the refusal names the shape.
+            serde_json::from_value::<ReportItem>(item)
+                .map_err(|_| {
+                    "not a report item: `type` is listed, file_fetched, file_failed, completed or failed, with that type's fields".to_owned()
+                })
+                .and_then(ReportItem::into_progress)
+                .map_err(|problem| format!("items[{index}]: {problem}"))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|problem| {
+            ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", problem)
+                .with_field_name("items")
+        })?;
+    let recorded = state
+        .vault()
+        .report_job(caller.actor(), &id, &body.lease, items)
+        .await?;
+    Ok(Json(ReportAnswer {
+        recorded,
+        skipped: total - recorded,
+    }))
+}
+
+impl std::fmt::Debug for LeaseJobRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LeaseJobRequest { ticket: [redacted] }")
+    }
+}

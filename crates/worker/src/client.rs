@@ -1,0 +1,164 @@
+//! The vault's worker routes over HTTP(S), authenticated with the worker's own key.
+
+use std::time::Duration;
+
+use keyledger_bus::jobs::JobMessage;
+use keyledger_crypto::SecretString;
+use keyledger_ingest::wire::{GrantBody, ReportItem};
+use keyledger_ingest::{JobHost, Refused};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::WorkerError;
+
+/// Attempts of a report the vault could not take (network, 5xx) before the job is handed back.
+const REPORT_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, Clone)]
+pub(crate) struct VaultClient {
+    http: reqwest::Client,
+    base: String,
+    key: SecretString,
+}
+
+/// Why a lease was not granted.
+#[derive(Debug)]
+pub(crate) enum LeaseRefused {
+    /// The job is over for the queue: finished, its key gone, or not a job of this queue.
+    Over(String),
+    /// Try again later (the vault unreachable or overloaded).
+    Later(String),
+    /// The vault refuses this worker's key (unknown, expired, deleted, or without
+    /// `run_ingestion_jobs`): no job can run here until it is fixed.
+    Refused(String),
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+impl VaultClient {
+    pub fn new(base: &str, key: SecretString) -> Result<VaultClient, WorkerError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|error| {
+                WorkerError::Config(format!("cannot build the HTTP client: {error}"))
+            })?;
+        Ok(VaultClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            key,
+        })
+    }
+
+    pub async fn lease(&self, job: &JobMessage) -> Result<GrantBody, LeaseRefused> {
+        let url = format!("{}/v1/worker/ingestions/{}/lease", self.base, job.ingestion);
+        let body = serde_json::json!({ "ticket": job.ticket });
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(self.key.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| LeaseRefused::Later(format!("the vault is unreachable: {error}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return response
+                .json::<GrantBody>()
+                .await
+                .map_err(|error| LeaseRefused::Later(format!("unreadable grant: {error}")));
+        }
+        let (code, message) = error_of(response).await;
+        match (status, code.as_str()) {
+            (StatusCode::CONFLICT, _) | (StatusCode::NOT_FOUND, _) => {
+                Err(LeaseRefused::Over(message))
+            }
+            (StatusCode::FORBIDDEN, "not_handed_out") => Err(LeaseRefused::Over(message)),
+            (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, _) => {
+                Err(LeaseRefused::Refused(format!("{status}: {message}")))
+            }
+            _ => Err(LeaseRefused::Later(format!("{status}: {message}"))),
+        }
+    }
+
+    /// A [`JobHost`] reporting under `lease`.
+    pub fn host<'a>(&'a self, ingestion: &'a str, lease: &'a str) -> LeasedHost<'a> {
+        LeasedHost {
+            client: self,
+            ingestion,
+            lease,
+        }
+    }
+
+    async fn report_once(
+        &self,
+        ingestion: &str,
+        lease: &str,
+        items: &[ReportItem],
+    ) -> Result<(), Refused> {
+        let url = format!("{}/v1/worker/ingestions/{ingestion}/report", self.base);
+        let body = serde_json::json!({ "lease": lease, "items": items });
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(self.key.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(|error| Refused::Unavailable(format!("the vault is unreachable: {error}")))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let (_, message) = error_of(response).await;
+        if status == StatusCode::CONFLICT {
+            return Err(Refused::Ended(message));
+        }
+        Err(Refused::Unavailable(format!("{status}: {message}")))
+    }
+}
+
+/// Reports of one job under one lease.
+#[derive(Debug)]
+pub(crate) struct LeasedHost<'a> {
+    client: &'a VaultClient,
+    ingestion: &'a str,
+    lease: &'a str,
+}
+
+impl JobHost for LeasedHost<'_> {
+    async fn report(&self, items: Vec<ReportItem>) -> Result<(), Refused> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .client
+                .report_once(self.ingestion, self.lease, &items)
+                .await
+            {
+                Err(Refused::Unavailable(reason)) if attempt < REPORT_ATTEMPTS => {
+                    tracing::warn!(reason = %reason, attempt, "report not taken; trying again");
+                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+async fn error_of(response: reqwest::Response) -> (String, String) {
+    let status = response.status();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => (body.error.code, body.error.message),
+        Err(_) => (String::new(), format!("the vault answered {status}")),
+    }
+}
