@@ -10,9 +10,9 @@ use std::sync::LazyLock;
 
 use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
-    AccessKeyId, AwsRegion, DataKeyId, DisplayName, Event, ExternalKeyId, ExternalKeyPublic,
-    FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider,
-    RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
+    AccessKeyId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, Event, ExternalKeyId,
+    ExternalKeyPublic, FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label,
+    Permission, Provider, RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
@@ -400,6 +400,18 @@ pub fn example_events() -> Vec<Event> {
             data_key: DataKeyId::original(&external()),
             at,
         },
+        Event::ExternalKeyRoleAssumed {
+            key: external(),
+            owner: user(),
+            ingestion: Some(ingestion()),
+            role_arn: AwsRoleArn::from_trusted(
+                "arn:aws:iam::111122223333:role/keyledger-reader".to_owned(),
+            ),
+            session_name: format!("keyledger-{}", ingestion()),
+            access_key_id: AccessKeyId::from_trusted("ASIAQ3EGUV7XEXAMPLE1".to_owned()),
+            session_expires_at: Timestamp::from_millis(at.as_millis() + 3_600_000),
+            at,
+        },
     ]
 }
 
@@ -420,7 +432,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionFileFailed { .. }
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => "system",
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ExternalKeyRoleAssumed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
     };
@@ -470,7 +483,8 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionCancelled { .. }
         | Event::MasterKeyRotated { .. }
         | Event::ExternalKeyRotated { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => event.type_name(),
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ExternalKeyRoleAssumed { .. } => event.type_name(),
     }
 }
 
