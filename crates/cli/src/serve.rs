@@ -82,9 +82,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let api_config = config.api_config();
     let grace = api_config.shutdown_grace;
     let state = keyledger_api::ApiState::new(vault.clone(), api_config)
-        .with_credential_checker(std::sync::Arc::new(keyledger_api::ProviderChecker::new(
-            ingest_config,
-        )))
+        .with_credential_checker(std::sync::Arc::new(
+            keyledger_api::ProviderChecker::new(ingest_config).recording_in(vault.clone()),
+        ))
         .with_ingestor(ingestor);
     let relay = match local::bus_config(&config, None)? {
         Some(bus) => {
@@ -124,6 +124,10 @@ struct IngestSection {
     max_attempts: u32,
     files_in_parallel: Option<usize>,
     max_jobs: Option<usize>,
+    aws_role_credentials_file: Option<PathBuf>,
+    aws_role_profile: String,
+    aws_role_principal_arn: Option<String>,
+    aws_role_session_seconds: u64,
 }
 
 impl Default for IngestSection {
@@ -137,13 +141,19 @@ impl Default for IngestSection {
             max_attempts: 0,
             files_in_parallel: None,
             max_jobs: None,
+            aws_role_credentials_file: None,
+            aws_role_profile: "default".to_owned(),
+            aws_role_principal_arn: None,
+            aws_role_session_seconds: 3600,
         }
     }
 }
 
 fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConfig> {
     let section: IngestSection = config.section("ingest")?.unwrap_or_default();
+    let aws_role = aws_role_platform(&section)?;
     let mut ingest = keyledger_ingest::IngestConfig {
+        aws_role,
         store_root: section
             .store_root
             .filter(|root| !root.as_os_str().is_empty())
@@ -169,4 +179,57 @@ fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConf
         ingest.max_jobs = jobs.max(1);
     }
     Ok(ingest)
+}
+
+/// The platform's own AWS key for assuming users' roles: only from the credentials file the
+/// operator names (`[ingest] aws_role_credentials_file`), never from the environment, the
+/// default profile or instance metadata (decision 0023).
+fn aws_role_platform(
+    section: &IngestSection,
+) -> anyhow::Result<Option<keyledger_ingest::AwsRolePlatform>> {
+    let Some(file) = section
+        .aws_role_credentials_file
+        .as_ref()
+        .filter(|file| !file.as_os_str().is_empty())
+    else {
+        return Ok(None);
+    };
+    if !(900..=43_200).contains(&section.aws_role_session_seconds) {
+        anyhow::bail!(
+            "[ingest] aws_role_session_seconds is {}: AWS accepts 900 to 43200 (and at most the role's maximum session)",
+            section.aws_role_session_seconds
+        );
+    }
+    let profile = section.aws_role_profile.trim();
+    // The config file is not read: the credentials file alone holds the platform's key.
+    let loaded = crate::aws_profile::AwsProfile::from_files(profile, file.clone(), file.clone())
+        .map_err(|error| anyhow::anyhow!("[ingest] aws_role_credentials_file: {error:#}"))?;
+    if loaded.session_token.is_some() {
+        anyhow::bail!(
+            "[ingest] aws_role_credentials_file: profile `{profile}` in {} holds temporary credentials; \
+             assuming users' roles needs the platform's long-lived key (a session cannot be refreshed by keyledger)",
+            file.display()
+        );
+    }
+    let principal_arn = section
+        .aws_role_principal_arn
+        .clone()
+        .filter(|arn| !arn.trim().is_empty());
+    tracing::info!(
+        file = %file.display(),
+        profile,
+        access_key_id = %keyledger_domain::KeyHint::mask(&loaded.access_key_id, 4, 4),
+        "the platform's AWS key for assuming users' roles"
+    );
+    Ok(Some(keyledger_ingest::AwsRolePlatform {
+        credentials: keyledger_ingest::AwsCredentials {
+            access_key_id: loaded.access_key_id,
+            secret_access_key: loaded.secret_access_key.expose().to_owned(),
+            region: loaded.region.unwrap_or_else(|| "us-east-1".to_owned()),
+            session_token: None,
+            expires_at: None,
+        },
+        principal_arn,
+        session_duration: std::time::Duration::from_secs(section.aws_role_session_seconds),
+    }))
 }
