@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, IdentityCache, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    SharedCredentialsProvider, StalledStreamProtectionConfig,
+    BehaviorVersion, Credentials, IdentityCache, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, SharedCredentialsProvider, StalledStreamProtectionConfig,
 };
 use keyledger_connect::{RetryPolicy, sleep_unless_cancelled};
 use tokio_util::sync::CancellationToken;
@@ -138,7 +138,12 @@ impl S3Source {
             credentials.expires_at,
             "keyledger",
         ));
-        Ok(S3Source::build(provider, &credentials.region, options, None))
+        Ok(S3Source::build(
+            provider,
+            &credentials.region,
+            options,
+            None,
+        ))
     }
 
     /// Builds a client signing with sessions of an IAM role, assumed with the platform's key

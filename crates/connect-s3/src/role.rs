@@ -93,7 +93,10 @@ pub fn session_name(purpose: &str) -> String {
 /// nothing else, whatever the role itself allows. Refused when the bucket or prefix holds an
 /// IAM wildcard (`*`, `?`), which would widen it, or when it is longer than AWS accepts.
 pub fn read_only_session_policy(bucket: &str, prefix: &str) -> Result<String, S3Error> {
-    if [bucket, prefix].iter().any(|part| part.contains(['*', '?'])) {
+    if [bucket, prefix]
+        .iter()
+        .any(|part| part.contains(['*', '?']))
+    {
         return Err(S3Error::InvalidInput(format!(
             "s3://{bucket}/{prefix} holds `*` or `?`, which a session policy would read as \
              wildcards: choose a prefix without them to ingest with a role"
@@ -347,7 +350,10 @@ mod tests {
 
     #[test]
     fn session_names_fit_aws() {
-        assert_eq!(session_name("ing_7TzR3pYc0MvA6gLu"), "keyledger-ing_7TzR3pYc0MvA6gLu");
+        assert_eq!(
+            session_name("ing_7TzR3pYc0MvA6gLu"),
+            "keyledger-ing_7TzR3pYc0MvA6gLu"
+        );
         assert_eq!(session_name("a b/c"), "keyledger-a-b-c");
         assert_eq!(session_name(&"x".repeat(100)).len(), 64);
     }

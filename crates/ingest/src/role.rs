@@ -21,7 +21,9 @@ pub async fn record_role_assumed(
     let millis = session
         .expires_at
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX));
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
     let assumed = RoleAssumed {
         key: key.clone(),
         ingestion,

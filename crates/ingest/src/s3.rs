@@ -13,10 +13,10 @@ use keyledger_domain::Selection;
 use keyledger_vault::{ExternalCredential, Lease};
 use tokio_util::sync::CancellationToken;
 
+use crate::IngestConfig;
 use crate::remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 use crate::selection::compile_pattern;
 use crate::source::RoleUse;
-use crate::IngestConfig;
 
 /// Lists and fetches with one leased AWS key.
 #[derive(Debug, Clone)]
