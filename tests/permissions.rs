@@ -164,6 +164,7 @@ fn request(
             | "/v1/me"
             | "/v1/api-keys"
             | "/v1/external-keys"
+            | "/v1/external-keys/aws-role-setup"
             | "/v1/users"
             | "/v1/roles"
             | "/v1/events"
