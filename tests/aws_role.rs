@@ -341,7 +341,39 @@ fn a_trust_policy_without_the_users_external_id_fails_the_test_and_the_job_in_st
             .trust(PLATFORM_ARN)
             .external_id("kl-someone-else"),
     );
-    let stored = store_role(server, &key, OTHER_ROLE);
+    // Through the CLI: the trust policy to paste (JSON on standard output), then the key.
+    let config = tempfile::tempdir().unwrap();
+    let env = [("KEYLEDGER_API_KEY", key.as_str())];
+    let run = server.cli(config.path(), &["external", "trust-policy"], "", &env);
+    assert_eq!(run.code, 0, "{run:?}");
+    let policy: Value = serde_json::from_str(&run.stdout).unwrap();
+    let external_id = server.get("/v1/external-keys/aws-role-setup", &key)["external_id"].clone();
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+        external_id
+    );
+    assert!(run.stderr.contains("Your external ID is kl-"), "{run:?}");
+    let run = server.cli(
+        config.path(),
+        &[
+            "external",
+            "add",
+            "aws-role",
+            "--label",
+            "lab role",
+            "--role-arn",
+            OTHER_ROLE,
+            "--region",
+            "us-east-1",
+            "--json",
+        ],
+        "",
+        &env,
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let stored = run.json();
+    assert_eq!(stored["kind"], "role", "{stored}");
+    assert_eq!(stored["external_id"], external_id, "{stored}");
     let id = stored["id"].as_str().unwrap().to_owned();
 
     let verified = verify(server, &key, &id, None);
