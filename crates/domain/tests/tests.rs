@@ -3,4 +3,5 @@
 mod decide;
 mod fixtures;
 mod replay;
+mod role;
 mod snapshots;
