@@ -233,3 +233,56 @@ fn aws_role_platform(
         session_duration: std::time::Duration::from_secs(section.aws_role_session_seconds),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(file: Option<&std::path::Path>, profile: &str, seconds: u64) -> IngestSection {
+        IngestSection {
+            aws_role_credentials_file: file.map(std::path::Path::to_path_buf),
+            aws_role_profile: profile.to_owned(),
+            aws_role_principal_arn: Some("arn:aws:iam::999988887777:user/keyledger".to_owned()),
+            aws_role_session_seconds: seconds,
+            ..IngestSection::default()
+        }
+    }
+
+    #[test]
+    fn the_platforms_key_for_roles_comes_only_from_the_named_file() {
+        // Nothing named: no key, whatever the environment or ~/.aws hold.
+        assert!(
+            aws_role_platform(&section(None, "default", 3600))
+                .unwrap()
+                .is_none()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[platform]\naws_access_key_id = AKIAROLEPLATFORM0001\n\
+             aws_secret_access_key = rolePlatformSecret0123456789abcdefghijkl\n\
+             [temporary]\naws_access_key_id = ASIAROLEPLATFORM0001\n\
+             aws_secret_access_key = x\naws_session_token = t\n",
+        )
+        .unwrap();
+        let platform = aws_role_platform(&section(Some(&file), "platform", 900))
+            .unwrap()
+            .unwrap();
+        assert_eq!(platform.credentials.access_key_id, "AKIAROLEPLATFORM0001");
+        assert_eq!(
+            platform.session_duration,
+            std::time::Duration::from_secs(900)
+        );
+        assert!(!format!("{platform:?}").contains("rolePlatformSecret"));
+        let refused = |profile: &str, seconds: u64| {
+            format!(
+                "{:#}",
+                aws_role_platform(&section(Some(&file), profile, seconds)).unwrap_err()
+            )
+        };
+        assert!(refused("temporary", 3600).contains("temporary credentials"));
+        assert!(refused("missing", 3600).contains("no AWS profile `missing`"));
+        assert!(refused("platform", 60).contains("900 to 43200"));
+    }
+}
