@@ -187,10 +187,17 @@ impl S3Source {
         started: Instant,
         renewed: &mut bool,
     ) -> bool {
-        let (Some(role), S3Error::CredentialsRejected { code }) = (&self.role, error) else {
+        let Some(role) = &self.role else {
             return false;
         };
-        if code != "ExpiredToken" || *renewed {
+        let expired = match error {
+            S3Error::CredentialsRejected { code } => code == "ExpiredToken",
+            // A HEAD answer has no body, so no code: S3's 400 to a HEAD signed with an expired
+            // session says nothing more. One renewal settles it either way.
+            S3Error::Rejected { status, code, .. } => *status == 400 && code.is_empty(),
+            _ => false,
+        };
+        if !expired || *renewed {
             return false;
         }
         *renewed = true;
