@@ -108,8 +108,8 @@ pub struct CheckOutcome {
     pub capabilities: Vec<CheckedCapability>,
 }
 
-/// One capability of a least-privilege test: `identity`, `list`, `read`, `region`, `user` or
-/// `project`.
+/// One capability of a least-privilege test: `assume_role`, `identity`, `list`, `read`,
+/// `region`, `user` or `project`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedCapability {
     pub capability: String,

@@ -4,6 +4,8 @@
 //! - AWS without a selection: `identity` (`sts:GetCallerIdentity`; never ListBuckets, which a
 //!   key limited to one bucket may not call).
 //! - AWS with a bucket and prefix: `list`, `read` (the first object's first byte) and `region`.
+//! - AWS `role` keys: `assume_role` first (AssumeRole with the platform's key and the owner's
+//!   external ID); the capabilities above are then tested with the role's session.
 //! - DNAnexus: `user` (`whoami`), and with a project, `project` (the token's access level on
 //!   it; `VIEW` is enough to ingest).
 //!
@@ -34,7 +36,7 @@ pub struct Probed {
 /// One capability the test checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapabilityReport {
-    /// `identity`, `list`, `read`, `region`, `user` or `project`.
+    /// `assume_role`, `identity`, `list`, `read`, `region`, `user` or `project`.
     pub capability: &'static str,
     pub ok: bool,
     /// What was seen, or why it was refused (the provider's words included). Never a secret.

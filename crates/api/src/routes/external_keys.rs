@@ -571,8 +571,9 @@ pub struct ExternalKeyVerification {
     /// `transient` (try again later) or `internal`.
     #[schema(example = "unreachable")]
     pub kind: Option<String>,
-    /// In order: AWS `identity`, or `list`, `read` and `region`; DNAnexus `user`, then
-    /// `project`. Empty when no test could run (see `last_verified_detail`).
+    /// In order: AWS `identity`, or `list`, `read` and `region` — after `assume_role` for a
+    /// `role` key (alone when refused); DNAnexus `user`, then `project`. Empty when no test
+    /// could run (see `last_verified_detail`).
     pub capabilities: Vec<CapabilityResponse>,
 }
 
