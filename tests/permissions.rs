@@ -1,4 +1,4 @@
-//! Every route Ã (no key, expired key, deleted key, honeytoken, member, admin, auditor, worker) â
+//! Every route × (no key, expired key, deleted key, honeytoken, member, admin, auditor, worker) →
 //! expected status, and what a 403 says.
 //! The routes and who may call each come from `keyledger_api::route_table()` (the API's one
 //! declaration), so a new route without a case here fails.
@@ -183,6 +183,7 @@ fn request(
             | "/v1/me"
             | "/v1/api-keys"
             | "/v1/external-keys"
+            | "/v1/external-keys/aws-role-setup"
             | "/v1/users"
             | "/v1/roles"
             | "/v1/events"

@@ -3,6 +3,7 @@
 
 mod audit_remote;
 mod aws_kinds;
+mod aws_role;
 mod bad_input;
 mod canary;
 mod cli;

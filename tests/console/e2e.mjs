@@ -522,7 +522,27 @@ try {
   await externalDialog.getByRole('button', { name: 'Submit' }).click();
   await externalDialog.getByText(/Paste the session token/).waitFor();
   await externalDialog.getByText(/Enter when the token expires/).waitFor();
+  // An IAM role: its ARN instead of the access key, and the external ID and trust policy to
+  // paste into the role before saving, each with a copy button.
+  await externalDialog.getByLabel('Credential type').selectOption('role');
+  assert.ok(await externalDialog.getByLabel('Access key ID').isHidden(), 'no access key for a role');
+  assert.ok(await externalDialog.getByLabel('Secret access key').isHidden(), 'no secret for a role');
+  assert.ok(await externalDialog.getByLabel('Session token').isHidden(), 'no session token for a role');
+  const externalIdText = externalDialog.locator('#aws-external-id');
+  await page.waitForFunction(() => document.querySelector('#aws-external-id')?.textContent.startsWith('kl-'));
+  const externalId = await externalIdText.innerText();
+  const trustPolicy = JSON.parse(await externalDialog.locator('#aws-trust-policy').innerText());
+  assert.equal(trustPolicy.Statement[0].Condition.StringEquals['sts:ExternalId'], externalId);
+  assert.equal(trustPolicy.Statement[0].Action, 'sts:AssumeRole');
+  assert.ok(await externalDialog.getByRole('button', { name: 'Copy the external ID' }).isVisible());
+  assert.ok(await externalDialog.getByRole('button', { name: 'Copy the trust policy' }).isVisible());
+  await externalDialog.getByLabel('Role ARN').fill('arn:aws:iam::12:role/');
+  await shot(page, '12-create-external-key-role');
+  await externalDialog.getByRole('button', { name: 'Submit' }).click();
+  await externalDialog.getByText(/Enter the role\u2019s ARN/).waitFor();
+  assert.equal(await focusedId(page), 'aws-role-arn');
   await externalDialog.getByLabel('Credential type').selectOption('access_key');
+  assert.ok(await externalDialog.getByLabel('Role ARN').isHidden(), 'the role fields go with the kind');
   assert.ok(await externalDialog.getByLabel('Session token').isHidden(), 'hidden again');
   await externalDialog.getByLabel('Access key ID').fill(AWS_REJECTED.access_key_id);
   await shot(page, '12-create-external-key-aws');

@@ -8,6 +8,7 @@ import {
 import { rotateExternalKeyButton } from './external-key-rotate.js';
 import { testExternalKeyButton } from './external-key-test.js';
 import { keyGrid } from './grid.js';
+import { awsRoleFields } from './aws-role.js';
 import { canManageKeys } from './state.js';
 import {
   checkText, durationControl, keysPageHeader, noPermissionPage, showApiError, statusBadge,
@@ -173,8 +174,12 @@ function openCreateExternalKey(grid, free) {
       { id: 'aws-kind', name: 'kind' },
       h('option', { value: 'access_key' }, 'Access key (AKIA\u2026)'),
       h('option', { value: 'session' }, 'Temporary credentials (ASIA\u2026 with a session token)'),
+      h('option', { value: 'role' }, 'IAM role (keyledger assumes it with your external ID)'),
     ),
   });
+  // A role has no access key: its ARN replaces the key fields, and the external ID and trust
+  // policy are shown before it is saved.
+  const role = awsRoleFields();
   const sessionToken = field({
     label: 'Session token',
     input: h('input', {
@@ -192,6 +197,13 @@ function openCreateExternalKey(grid, free) {
   const sessionFields = h('div', { hidden: true }, sessionToken.wrapper, sessionExpiresAt.wrapper);
   kind.input.addEventListener('change', () => {
     sessionFields.hidden = kind.input.value !== 'session';
+    const isRole = kind.input.value === 'role';
+    role.wrapper.hidden = !isRole;
+    accessKey.wrapper.hidden = isRole;
+    secret.wrapper.hidden = isRole;
+    if (isRole) {
+      role.load();
+    }
   });
   const token = field({
     label: 'API token',
@@ -211,6 +223,7 @@ function openCreateExternalKey(grid, free) {
     regions,
     kind.wrapper,
     sessionFields,
+    role.wrapper,
   );
   const dnanexusGroup = h(
     'fieldset',
@@ -256,7 +269,7 @@ function openCreateExternalKey(grid, free) {
       return;
     }
     formError.hidden = true;
-    for (const each of [label, provider, accessKey, secret, region, kind, sessionToken, sessionExpiresAt, token]) {
+    for (const each of [label, provider, accessKey, secret, region, kind, sessionToken, sessionExpiresAt, token, role.roleArn]) {
       each.clearError();
     }
     duration.clearErrors();
@@ -272,7 +285,14 @@ function openCreateExternalKey(grid, free) {
     const chosen = provider.input.value;
     check(provider, chosen ? null : `Select a provider: ${free.map((value) => PROVIDERS[value]).join(' or ')}.`);
     const body = { label: labelValue, provider: chosen };
-    if (chosen === 'aws') {
+    if (chosen === 'aws' && kind.input.value === 'role') {
+      const regionValue = region.input.value.trim();
+      check(region, /^[a-z]{2,}(-[a-z]+)?-[a-z]+-\d{1,2}$/.test(regionValue)
+        ? null
+        : 'Enter an AWS region such as us-east-1 or eu-west-2.');
+      body.kind = 'role';
+      body.aws_role = { ...role.read(check), region: regionValue };
+    } else if (chosen === 'aws') {
       const id = accessKey.input.value.trim();
       const secretValue = secret.input.value.trim();
       const regionValue = region.input.value.trim();
@@ -342,6 +362,8 @@ function openCreateExternalKey(grid, free) {
           session_token: (message) => show(kind.input.value === 'session' ? sessionToken : kind)(message),
           session_expires_at: show(sessionExpiresAt),
           token: show(token),
+          role_arn: show(role.roleArn),
+          aws_role: show(role.roleArn),
           duration: (message) => duration.showError(message),
         },
         formError,

@@ -114,8 +114,8 @@ pub struct CheckOutcome {
     pub capabilities: Vec<CheckedCapability>,
 }
 
-/// One capability of a least-privilege test: `identity`, `list`, `read`, `region`, `user` or
-/// `project`.
+/// One capability of a least-privilege test: `assume_role`, `identity`, `list`, `read`,
+/// `region`, `user` or `project`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedCapability {
     pub capability: String,
@@ -150,14 +150,27 @@ pub trait CredentialChecker: Send + Sync + 'static {
 /// Tests credentials with the same connectors ingestion uses (`keyledger_ingest::probe`):
 /// AWS `sts:GetCallerIdentity`, or list, read and region for a bucket and prefix; DNAnexus
 /// `whoami`, and the access level on a project.
+///
+/// A `role` key is assumed first; with a vault ([`ProviderChecker::recording_in`]) each
+/// AssumeRole of a test is recorded (`ExternalKeyRoleAssumed`, actor `system`, no job).
 #[derive(Debug, Clone)]
 pub struct ProviderChecker {
     config: keyledger_ingest::IngestConfig,
+    vault: Option<Vault>,
 }
 
 impl ProviderChecker {
     pub fn new(config: keyledger_ingest::IngestConfig) -> ProviderChecker {
-        ProviderChecker { config }
+        ProviderChecker {
+            config,
+            vault: None,
+        }
+    }
+
+    /// Records the roles a test assumes in `vault`.
+    pub fn recording_in(mut self, vault: Vault) -> ProviderChecker {
+        self.vault = Some(vault);
+        self
     }
 }
 
@@ -169,7 +182,15 @@ impl CredentialChecker for ProviderChecker {
     ) -> Pin<Box<dyn Future<Output = CheckOutcome> + Send + 'a>> {
         Box::pin(async move {
             match keyledger_ingest::probe(lease, scope, &self.config).await {
-                Ok(reports) => outcome_of(reports),
+                Ok(probed) => {
+                    if let Some(vault) = &self.vault {
+                        for session in probed.assumed {
+                            keyledger_ingest::record_role_assumed(vault, &lease.key, None, session)
+                                .await;
+                        }
+                    }
+                    outcome_of(probed.reports)
+                }
                 Err(err) => CheckOutcome::failed(err.failure_kind(), err.message),
             }
         })

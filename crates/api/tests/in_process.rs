@@ -186,7 +186,8 @@ impl CredentialChecker for FakeChecker {
                     kind: None,
                     capabilities: Vec::new(),
                 },
-                keyledger_vault::ExternalCredential::Aws { .. } => CheckOutcome {
+                keyledger_vault::ExternalCredential::Aws { .. }
+                | keyledger_vault::ExternalCredential::AwsRole { .. } => CheckOutcome {
                     ok: false,
                     detail: "no bucket".to_owned(),
                     kind: Some(keyledger_domain::FailureKind::ProviderRejected),

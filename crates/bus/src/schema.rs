@@ -10,9 +10,9 @@ use std::sync::LazyLock;
 
 use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
-    AccessKeyId, AwsRegion, DataKeyId, DisplayName, Event, ExternalKeyId, ExternalKeyPublic,
-    FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider,
-    RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
+    AccessKeyId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, Event, ExternalKeyId,
+    ExternalKeyPublic, FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label,
+    Permission, Provider, RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
@@ -450,6 +450,18 @@ pub fn example_events() -> Vec<Event> {
             expires_at: Timestamp::from_millis(1_795_796_697_123),
             at,
         },
+        Event::ExternalKeyRoleAssumed {
+            key: external(),
+            owner: user(),
+            ingestion: Some(ingestion()),
+            role_arn: AwsRoleArn::from_trusted(
+                "arn:aws:iam::111122223333:role/keyledger-reader".to_owned(),
+            ),
+            session_name: format!("keyledger-{}", ingestion()),
+            access_key_id: AccessKeyId::from_trusted("ASIAQ3EGUV7XEXAMPLE1".to_owned()),
+            session_expires_at: Timestamp::from_millis(at.as_millis() + 3_600_000),
+            at,
+        },
     ]
 }
 
@@ -474,7 +486,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::ApiKeyExpiring { .. }
         | Event::ExternalKeyExpiring { .. }
         | Event::ApiKeyLeaked { .. }
-        | Event::HoneytokenUsed { .. } => "system",
+        | Event::HoneytokenUsed { .. }
+        | Event::ExternalKeyRoleAssumed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         Event::ExternalKeyLeased { .. } => "user:worker-eu-1/key:key_4Wk8Rn2Tq6Yz0Pb3",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
@@ -530,8 +543,9 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::ExternalKeyExpiring { .. }
         | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenCreated { .. }
-        | Event::HoneytokenUsed { .. } => event.type_name(),
-        | Event::ExternalKeyLeased { .. } => event.type_name(),
+        | Event::HoneytokenUsed { .. }
+        | Event::ExternalKeyLeased { .. }
+        | Event::ExternalKeyRoleAssumed { .. } => event.type_name(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! `keyledger external add|list|delete|verify|rotate`: credentials for AWS and DNAnexus. Secrets are read
+//! `keyledger external add|list|delete|verify|rotate|trust-policy`: credentials for AWS and DNAnexus. Secrets are read
 //! from a no-echo prompt, standard input or an AWS profile file, never from the command line,
 //! and never printed.
 //!
@@ -75,6 +75,10 @@ pub enum ExternalCommand {
         #[arg(long, value_name = "TIME")]
         session_expires_at: Option<String>,
     },
+    /// Print the trust policy your AWS role needs before you store it with `add aws-role`: it
+    /// lets the platform assume the role with your external ID. The JSON goes to standard
+    /// output, the explanation to standard error.
+    TrustPolicy,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -108,6 +112,20 @@ pub enum AddCommand {
         /// prints it); with --aws-profile, overrides the profile's aws_session_expiration.
         #[arg(long, value_name = "TIME")]
         session_expires_at: Option<String>,
+    },
+    /// An AWS IAM role that keyledger assumes for each ingestion with your external ID
+    /// (`keyledger external trust-policy` prints the trust policy it needs). Nothing secret.
+    AwsRole {
+        #[arg(long)]
+        label: String,
+        /// arn:aws:iam::<account>:role/<name>
+        #[arg(long)]
+        role_arn: String,
+        /// The region of the buckets the role reads, e.g. eu-west-2.
+        #[arg(long)]
+        region: String,
+        #[arg(long, default_value = "90d")]
+        duration: String,
     },
     /// DNAnexus: an API token (prompted).
     Dnanexus {
@@ -175,6 +193,13 @@ pub fn run(command: &ExternalCommand, global: &ClientArgs) -> anyhow::Result<()>
             });
             show_one(&client.post("/v1/external-keys", &body)?, global, "Stored");
         }
+        ExternalCommand::Add(AddCommand::AwsRole {
+            label,
+            role_arn,
+            region,
+            duration,
+        }) => crate::aws_role::add(&client, global, label, role_arn, region, duration)?,
+        ExternalCommand::TrustPolicy => crate::aws_role::trust_policy(&client, global)?,
         ExternalCommand::Add(AddCommand::Dnanexus {
             label,
             duration,

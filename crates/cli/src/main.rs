@@ -10,6 +10,7 @@
 mod admin;
 mod audit;
 mod aws_profile;
+mod aws_role;
 mod client;
 mod config;
 mod events;

@@ -83,9 +83,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let api_config = config.api_config();
     let grace = api_config.shutdown_grace;
     let state = keyledger_api::ApiState::new(vault.clone(), api_config)
-        .with_credential_checker(std::sync::Arc::new(keyledger_api::ProviderChecker::new(
-            ingest_config,
-        )))
+        .with_credential_checker(std::sync::Arc::new(
+            keyledger_api::ProviderChecker::new(ingest_config).recording_in(vault.clone()),
+        ))
         .with_ingestor(ingestor);
     let bus = local::bus_config(&config, None)?;
     let relay = match &bus {
@@ -161,6 +161,10 @@ struct IngestSection {
     queue_ack_wait_ms: Option<u64>,
     /// Deliveries of one job at most; the last one records its failure.
     max_deliveries: Option<i64>,
+    aws_role_credentials_file: Option<PathBuf>,
+    aws_role_profile: String,
+    aws_role_principal_arn: Option<String>,
+    aws_role_session_seconds: u64,
 }
 
 impl Default for IngestSection {
@@ -179,6 +183,10 @@ impl Default for IngestSection {
             queue_consumer: None,
             queue_ack_wait_ms: None,
             max_deliveries: None,
+            aws_role_credentials_file: None,
+            aws_role_profile: "default".to_owned(),
+            aws_role_principal_arn: None,
+            aws_role_session_seconds: 3600,
         }
     }
 }
@@ -207,7 +215,9 @@ pub fn job_queue_config(config: &Config) -> anyhow::Result<keyledger_bus::jobs::
 
 pub fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConfig> {
     let section: IngestSection = config.section("ingest")?.unwrap_or_default();
+    let aws_role = aws_role_platform(&section)?;
     let mut ingest = keyledger_ingest::IngestConfig {
+        aws_role,
         store_root: section
             .store_root
             .filter(|root| !root.as_os_str().is_empty())
@@ -244,4 +254,110 @@ pub fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::Ingest
         }
     };
     Ok(ingest)
+}
+
+/// The platform's own AWS key for assuming users' roles: only from the credentials file the
+/// operator names (`[ingest] aws_role_credentials_file`), never from the environment, the
+/// default profile or instance metadata (decision 0023).
+fn aws_role_platform(
+    section: &IngestSection,
+) -> anyhow::Result<Option<keyledger_ingest::AwsRolePlatform>> {
+    let Some(file) = section
+        .aws_role_credentials_file
+        .as_ref()
+        .filter(|file| !file.as_os_str().is_empty())
+    else {
+        return Ok(None);
+    };
+    if !(900..=43_200).contains(&section.aws_role_session_seconds) {
+        anyhow::bail!(
+            "[ingest] aws_role_session_seconds is {}: AWS accepts 900 to 43200 (and at most the role's maximum session)",
+            section.aws_role_session_seconds
+        );
+    }
+    let profile = section.aws_role_profile.trim();
+    // The config file is not read: the credentials file alone holds the platform's key.
+    let loaded = crate::aws_profile::AwsProfile::from_files(profile, file.clone(), file.clone())
+        .map_err(|error| anyhow::anyhow!("[ingest] aws_role_credentials_file: {error:#}"))?;
+    if loaded.session_token.is_some() {
+        anyhow::bail!(
+            "[ingest] aws_role_credentials_file: profile `{profile}` in {} holds temporary credentials; \
+             assuming users' roles needs the platform's long-lived key (a session cannot be refreshed by keyledger)",
+            file.display()
+        );
+    }
+    let principal_arn = section
+        .aws_role_principal_arn
+        .clone()
+        .filter(|arn| !arn.trim().is_empty());
+    tracing::info!(
+        file = %file.display(),
+        profile,
+        access_key_id = %keyledger_domain::KeyHint::mask(&loaded.access_key_id, 4, 4),
+        "the platform's AWS key for assuming users' roles"
+    );
+    Ok(Some(keyledger_ingest::AwsRolePlatform {
+        credentials: keyledger_ingest::AwsCredentials {
+            access_key_id: loaded.access_key_id,
+            secret_access_key: loaded.secret_access_key.expose().to_owned(),
+            region: loaded.region.unwrap_or_else(|| "us-east-1".to_owned()),
+            session_token: None,
+            expires_at: None,
+        },
+        principal_arn,
+        session_duration: std::time::Duration::from_secs(section.aws_role_session_seconds),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(file: Option<&std::path::Path>, profile: &str, seconds: u64) -> IngestSection {
+        IngestSection {
+            aws_role_credentials_file: file.map(std::path::Path::to_path_buf),
+            aws_role_profile: profile.to_owned(),
+            aws_role_principal_arn: Some("arn:aws:iam::999988887777:user/keyledger".to_owned()),
+            aws_role_session_seconds: seconds,
+            ..IngestSection::default()
+        }
+    }
+
+    #[test]
+    fn the_platforms_key_for_roles_comes_only_from_the_named_file() {
+        // Nothing named: no key, whatever the environment or ~/.aws hold.
+        assert!(
+            aws_role_platform(&section(None, "default", 3600))
+                .unwrap()
+                .is_none()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[platform]\naws_access_key_id = AKIAROLEPLATFORM0001\n\
+             aws_secret_access_key = rolePlatformSecret0123456789abcdefghijkl\n\
+             [temporary]\naws_access_key_id = ASIAROLEPLATFORM0001\n\
+             aws_secret_access_key = x\naws_session_token = t\n",
+        )
+        .unwrap();
+        let platform = aws_role_platform(&section(Some(&file), "platform", 900))
+            .unwrap()
+            .unwrap();
+        assert_eq!(platform.credentials.access_key_id, "AKIAROLEPLATFORM0001");
+        assert_eq!(
+            platform.session_duration,
+            std::time::Duration::from_secs(900)
+        );
+        assert!(!format!("{platform:?}").contains("rolePlatformSecret"));
+        let refused = |profile: &str, seconds: u64| {
+            format!(
+                "{:#}",
+                aws_role_platform(&section(Some(&file), profile, seconds)).unwrap_err()
+            )
+        };
+        assert!(refused("temporary", 3600).contains("temporary credentials"));
+        assert!(refused("missing", 3600).contains("no AWS profile `missing`"));
+        assert!(refused("platform", 60).contains("900 to 43200"));
+    }
 }

@@ -3,18 +3,21 @@
 
 use std::fmt;
 use std::future::Future;
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
-    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
-    SharedCredentialsProvider, StalledStreamProtectionConfig,
+    BehaviorVersion, Credentials, IdentityCache, Region, RequestChecksumCalculation,
+    ResponseChecksumValidation, SharedCredentialsProvider, StalledStreamProtectionConfig,
 };
 use keyledger_connect::{RetryPolicy, sleep_unless_cancelled};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Failure, S3Error, Target, classify};
+use crate::probe::ProbeFailure;
+use crate::role::{AssumeRoleSettings, AssumedSession, OnAssumed, RoleCredentials, SharedRole};
 
 /// An AWS access key as stored in the vault. `Debug` shows the access key id only.
 #[derive(Clone)]
@@ -99,6 +102,8 @@ pub struct S3Source {
     pub(crate) region: String,
     /// `host[:port]` of the endpoint, to name it in errors.
     pub(crate) host: String,
+    /// For a role source: the sessions it signs with, renewed on `ExpiredToken`.
+    pub(crate) role: Option<Arc<RoleCredentials>>,
 }
 
 impl fmt::Debug for S3Source {
@@ -124,11 +129,7 @@ impl S3Source {
                 "the AWS region must not be empty".to_owned(),
             ));
         }
-        if options.part_size == 0 || options.concurrency == 0 || options.max_attempts == 0 {
-            return Err(S3Error::InvalidInput(
-                "part_size, concurrency and max_attempts must be positive".to_owned(),
-            ));
-        }
+        check_options(options)?;
         // A static provider: never refreshed, so a session ends with its token.
         let provider = SharedCredentialsProvider::new(Credentials::new(
             credentials.access_key_id.clone(),
@@ -137,9 +138,81 @@ impl S3Source {
             credentials.expires_at,
             "keyledger",
         ));
+        Ok(S3Source::build(
+            provider,
+            &credentials.region,
+            options,
+            None,
+        ))
+    }
+
+    /// Builds a client signing with sessions of an IAM role, assumed with the platform's key
+    /// (`settings.base`) on first use, again before each session ends, and once more when S3
+    /// answers `ExpiredToken`. Each AssumeRole is reported to `on_assumed`.
+    pub fn assuming_role(
+        settings: AssumeRoleSettings,
+        options: &S3Options,
+        on_assumed: Option<OnAssumed>,
+    ) -> Result<Self, S3Error> {
+        if settings.region.trim().is_empty() {
+            return Err(S3Error::InvalidInput(
+                "the AWS region must not be empty".to_owned(),
+            ));
+        }
+        check_options(options)?;
+        let region = settings.region.clone();
+        let role = Arc::new(RoleCredentials::new(settings, options, on_assumed)?);
+        let provider = SharedCredentialsProvider::new(SharedRole(Arc::clone(&role)));
+        Ok(S3Source::build(provider, &region, options, Some(role)))
+    }
+
+    /// For a role source, assumes the role now (or finds the current session good), so that a
+    /// refusal is reported in STS's words before anything else is asked; `None` for other
+    /// sources.
+    pub async fn assume_role_now(&self) -> Option<Result<AssumedSession, ProbeFailure>> {
+        let role = self.role.as_ref()?;
+        Some(role.credentials().await.map(|credentials| AssumedSession {
+            session_name: String::new(),
+            access_key_id: credentials.access_key_id().to_owned(),
+            expires_at: credentials.expiry().unwrap_or(SystemTime::UNIX_EPOCH),
+        }))
+    }
+
+    /// After S3 answered `ExpiredToken` to a request started at `started`: a role source
+    /// assumes its role again, once per request (`renewed`), and the request is repeated at
+    /// once. Other credentials cannot be renewed: `false`.
+    pub(crate) async fn renew_expired(
+        &self,
+        error: &S3Error,
+        started: Instant,
+        renewed: &mut bool,
+    ) -> bool {
+        let Some(role) = &self.role else {
+            return false;
+        };
+        let expired = match error {
+            S3Error::CredentialsRejected { code } => code == "ExpiredToken",
+            // A HEAD answer has no body, so no code: S3's 400 to a HEAD signed with an expired
+            // session says nothing more. One renewal settles it either way.
+            S3Error::Rejected { status, code, .. } => *status == 400 && code.is_empty(),
+            _ => false,
+        };
+        if !expired || *renewed {
+            return false;
+        }
+        *renewed = true;
+        role.renew(started).await
+    }
+
+    fn build(
+        provider: SharedCredentialsProvider,
+        region: &str,
+        options: &S3Options,
+        role: Option<Arc<RoleCredentials>>,
+    ) -> S3Source {
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(credentials.region.clone()))
+            .region(Region::new(region.to_owned()))
             .credentials_provider(provider.clone())
             // Retries, stall detection and checksum validation are ours, so that a truncated
             // body resumes where it stopped and every failure is classified in one place.
@@ -159,17 +232,23 @@ impl S3Source {
         if let Some(endpoint) = &options.endpoint {
             builder = builder.endpoint_url(endpoint.clone());
         }
+        if role.is_some() {
+            // The role's provider keeps the session and knows when it was renewed; the SDK's
+            // cache would keep signing with a session S3 already called expired.
+            builder = builder.identity_cache(IdentityCache::no_cache());
+        }
         let host = match &options.endpoint {
             Some(endpoint) => endpoint_authority(endpoint).to_owned(),
-            None => format!("s3.{}.amazonaws.com", credentials.region),
+            None => format!("s3.{region}.amazonaws.com"),
         };
-        Ok(S3Source {
+        S3Source {
             client: aws_sdk_s3::Client::from_conf(builder.build()),
             credentials: provider,
             options: options.clone(),
-            region: credentials.region.clone(),
+            region: region.to_owned(),
             host,
-        })
+            role,
+        }
     }
 
     /// "Save and test" for every bucket: ListBuckets.
@@ -240,11 +319,19 @@ impl S3Source {
     {
         let policy = self.options.retry_policy();
         let mut failures = 0;
+        let mut renewed = false;
         loop {
+            let started = Instant::now();
             let failure = match attempt().await {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
+            if self
+                .renew_expired(&failure.error, started, &mut renewed)
+                .await
+            {
+                continue;
+            }
             failures += 1;
             if !failure.retryable || !policy.allows_another(failures) {
                 return Err(failure.error);
@@ -287,6 +374,15 @@ pub(crate) fn endpoint_authority(endpoint: &str) -> &str {
     authority
         .rsplit_once('@')
         .map_or(authority, |(_, host)| host)
+}
+
+fn check_options(options: &S3Options) -> Result<(), S3Error> {
+    if options.part_size == 0 || options.concurrency == 0 || options.max_attempts == 0 {
+        return Err(S3Error::InvalidInput(
+            "part_size, concurrency and max_attempts must be positive".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_bucket_name(bucket: &str) -> Result<(), S3Error> {

@@ -7,6 +7,9 @@
 //!   [`S3Source::check_bucket_access`] tests one bucket, for keys that may not list buckets.
 //! - [`S3Source::probe_identity`] and [`S3Source::probe_bucket`] are the least-privilege test
 //!   (`probe`): each capability an ingestion needs, reported separately in AWS's words.
+//! - [`S3Source::assuming_role`] builds one that signs with sessions of an IAM role instead
+//!   (`role`: AssumeRole with the platform's key, an external ID and a session policy; assumed
+//!   again before the session ends and once on `ExpiredToken`).
 //! - [`Source::list`] selects objects by bucket, prefix and a regex over the full key.
 //! - [`Source::fetch`] downloads one object into a partial file with parallel ranged GETs
 //!   pinned to the listed ETag, bounded memory, retries, resume, and verification (the size,
@@ -15,7 +18,7 @@
 //!   the partial file into place.
 //!
 //! Files: `client` (the SDK client, retries, "save and test"), `probe` (the least-privilege
-//! test), `list`, `fetch` (one folder: the transfer, its checks and hashing), `error`, `source`
+//! test), `role` (AssumeRole and the session's refresh), `list`, `fetch` (one folder: the transfer, its checks and hashing), `error`, `source`
 //! (the [`Source`] implementation).
 //!
 //! Architecture invariants: no secret reaches an error, a log line or a `Debug` output; the
@@ -29,12 +32,16 @@ mod fetch;
 pub mod fuzzing;
 mod list;
 mod probe;
+mod role;
 mod source;
 
 pub use client::{AccessCheck, AwsCredentials, S3Options, S3Source};
 pub use error::{S3Error, Verification};
 pub use keyledger_connect::{PartialFile, Progress, Source, Unreachable};
 pub use probe::{Probe, ProbeFailure, Refusal};
+pub use role::{
+    AssumeRoleSettings, AssumedSession, OnAssumed, read_only_session_policy, session_name,
+};
 pub use tokio_util::sync::CancellationToken;
 
 /// Where a listed object lives beyond its key (the path), size and ETag (the version).

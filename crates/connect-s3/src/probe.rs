@@ -281,7 +281,7 @@ fn wrong_region_failure(bucket: &str, region: &str, configured: &str, how: &str)
 
 /// A failed request as a refusal, in the provider's words. `permission` names what was being
 /// done, for a missing permission ("list under other/").
-fn refusal<E>(
+pub(crate) fn refusal<E>(
     error: SdkError<E, HttpResponse>,
     target: Target<'_>,
     service: &str,

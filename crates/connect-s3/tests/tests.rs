@@ -5,5 +5,6 @@ mod faults;
 mod fetch;
 mod integrity;
 mod list;
+mod role;
 mod support;
 mod unreachable;

@@ -193,6 +193,22 @@ impl Keyring {
         SecretHash(out)
     }
 
+    /// The AWS external ID of `user`: `kl-` and 32 hex digits of HMAC-SHA256(pepper, a label
+    /// and the user's handle). Stable for as long as the pepper (which a master-key rotation
+    /// keeps), different for every user and deployment, and unguessable without the pepper,
+    /// so one customer cannot name another's (decision 0023). Not a secret once shown.
+    pub fn aws_external_id(&self, user: &str) -> String {
+        let mut input = b"keyledger/aws-external-id/v1\0".to_vec();
+        input.extend_from_slice(user.as_bytes());
+        let tag = hmac::sign(&self.pepper, &input);
+        let mut id = String::with_capacity(35);
+        id.push_str("kl-");
+        for byte in &tag.as_ref()[..16] {
+            id.push_str(&format!("{byte:02x}"));
+        }
+        id
+    }
+
     /// Authenticates a session token's claims (HMAC-SHA256 under a key derived for sessions).
     pub fn sign_session(&self, claims: &[u8]) -> [u8; 32] {
         let tag = hmac::sign(&self.sessions, claims);

@@ -4,9 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{Actor, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
 use crate::permissions::Permission;
+use crate::time::Timestamp;
 use crate::values::{
-    DataKeyId, DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId,
-    KeyName, Label, RoleName, UserId,
+    AccessKeyId, DataKeyId, DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration,
+    KeyHint, KeyId, KeyName, Label, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +40,16 @@ pub struct NewExternalKey {
     pub public: ExternalKeyPublic,
     pub sealed: SealedSecret,
     pub duration: KeyDuration,
+}
+
+/// One AssumeRole of a `role` key, as STS answered it (no credential).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleAssumed {
+    pub key: ExternalKeyId,
+    pub ingestion: Option<IngestionId>,
+    pub session_name: String,
+    pub access_key_id: AccessKeyId,
+    pub session_expires_at: Timestamp,
 }
 
 /// A new secret for an existing external key, already sealed by the vault under a new data key.
@@ -149,6 +160,9 @@ pub enum Action {
         key: ExternalKeyId,
         data_key: DataKeyId,
     },
+    /// Records an AssumeRole of a `role` key: by the system for a job, or by the key's owner
+    /// testing it.
+    RecordRoleAssumed(RoleAssumed),
 
     RequestIngestion {
         ingestion: IngestionId,

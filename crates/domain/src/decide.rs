@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::command::{Action, Command, NewApiKey};
 use crate::error::DomainError;
-use crate::event::{Actor, Event, external_key_stream, role_stream, user_stream};
+use crate::event::{Actor, Event, ExternalKeyPublic, external_key_stream, role_stream, user_stream};
 use crate::key_status::KeyStatus;
 use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
 use crate::state::State;
@@ -457,6 +457,37 @@ fn judge(
                 key,
                 owner,
                 data_key,
+                at: now,
+            }])
+        }
+
+        Action::RecordRoleAssumed(assumed) => {
+            let external = state
+                .external_key(&assumed.key)
+                .filter(|k| k.status != KeyStatus::Deleted)
+                .ok_or_else(|| not_found("external key", &assumed.key))?;
+            if actor != Actor::System {
+                let caller = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
+                if caller != external.owner {
+                    return Err(not_found("external key", &assumed.key));
+                }
+            }
+            let ExternalKeyPublic::AwsRole { role_arn, .. } = &external.public else {
+                return Err(ValidationError::new(
+                    "kind",
+                    "only a `role` key is assumed: this key is not a role",
+                )
+                .into());
+            };
+            let session_name: String = assumed.session_name.chars().take(64).collect();
+            Ok(vec![Event::ExternalKeyRoleAssumed {
+                key: assumed.key,
+                owner: external.owner.clone(),
+                ingestion: assumed.ingestion,
+                role_arn: role_arn.clone(),
+                session_name,
+                access_key_id: assumed.access_key_id,
+                session_expires_at: assumed.session_expires_at,
                 at: now,
             }])
         }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
-    AccessKeyId, AwsRegion, DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId,
-    KeyName, Label, Provider, RoleName, UserId,
+    AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, ExternalKeyId,
+    IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId,
 };
 
 /// HMAC-SHA256 of an internal key under the deployment's pepper. Not a secret, but never shown.
@@ -59,19 +59,31 @@ pub enum ExternalKeyPublic {
         region: AwsRegion,
         token_expires_at: Timestamp,
     },
+    /// An IAM role keyledger assumes for each job with the platform's own credentials and
+    /// the external ID it generated for the owner. Nothing secret is stored (decision 0023).
+    #[serde(rename = "aws_role")]
+    AwsRole {
+        role_arn: AwsRoleArn,
+        region: AwsRegion,
+        external_id: AwsExternalId,
+    },
 }
 
 impl ExternalKeyPublic {
     pub fn provider(&self) -> Provider {
         match self {
-            ExternalKeyPublic::Aws { .. } | ExternalKeyPublic::AwsSession { .. } => Provider::Aws,
+            ExternalKeyPublic::Aws { .. }
+            | ExternalKeyPublic::AwsSession { .. }
+            | ExternalKeyPublic::AwsRole { .. } => Provider::Aws,
             ExternalKeyPublic::Dnanexus { .. } => Provider::Dnanexus,
         }
     }
 
-    /// The masked identifier shown in listings: `AKIA…WXYZ` or the token's hint.
+    /// The masked identifier shown in listings: `AKIA…WXYZ`, the token's hint, or a role's
+    /// ARN (not a secret).
     pub fn hint(&self) -> KeyHint {
         match self {
+            ExternalKeyPublic::AwsRole { role_arn, .. } => role_arn.hint(),
             ExternalKeyPublic::Aws { access_key_id, .. }
             | ExternalKeyPublic::AwsSession { access_key_id, .. } => access_key_id.masked(),
             ExternalKeyPublic::Dnanexus { token_hint } => token_hint.clone(),
@@ -82,14 +94,17 @@ impl ExternalKeyPublic {
     pub fn region(&self) -> Option<&AwsRegion> {
         match self {
             ExternalKeyPublic::Aws { region, .. }
-            | ExternalKeyPublic::AwsSession { region, .. } => Some(region),
+            | ExternalKeyPublic::AwsSession { region, .. }
+            | ExternalKeyPublic::AwsRole { region, .. } => Some(region),
             ExternalKeyPublic::Dnanexus { .. } => None,
         }
     }
 
-    /// What kind of credential this is: `access_key`, `session` (AWS) or `token` (DNAnexus).
+    /// What kind of credential this is: `access_key`, `session`, `role` (AWS) or `token`
+    /// (DNAnexus).
     pub fn kind(&self) -> CredentialKind {
         match self {
+            ExternalKeyPublic::AwsRole { .. } => CredentialKind::Role,
             ExternalKeyPublic::Aws { .. } => CredentialKind::AccessKey,
             ExternalKeyPublic::AwsSession { .. } => CredentialKind::Session,
             ExternalKeyPublic::Dnanexus { .. } => CredentialKind::Token,
@@ -118,6 +133,8 @@ pub enum CredentialKind {
     Session,
     /// A DNAnexus API token.
     Token,
+    /// An IAM role assumed per job with an external ID.
+    Role,
 }
 
 impl CredentialKind {
@@ -126,6 +143,7 @@ impl CredentialKind {
             CredentialKind::AccessKey => "access_key",
             CredentialKind::Session => "session",
             CredentialKind::Token => "token",
+            CredentialKind::Role => "role",
         }
     }
 }
@@ -390,6 +408,19 @@ pub enum Event {
         expires_at: Timestamp,
         at: Timestamp,
     },
+    /// keyledger assumed the role of a `role` key (STS AssumeRole): for a job (`ingestion`),
+    /// or for a test of the key. No credential is recorded, only the temporary access key id
+    /// AWS issued (as CloudTrail shows it) and when that session ends.
+    ExternalKeyRoleAssumed {
+        key: ExternalKeyId,
+        owner: UserId,
+        ingestion: Option<IngestionId>,
+        role_arn: AwsRoleArn,
+        session_name: String,
+        access_key_id: AccessKeyId,
+        session_expires_at: Timestamp,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -486,7 +517,8 @@ impl Event {
             Event::ExternalKeyVerified { key, .. }
             | Event::ExternalKeyUsed { key, .. }
             | Event::ExternalKeyDataKeyDestroyed { key, .. }
-            | Event::ExternalKeyExpiring { key, .. } => format!("external_key_use/{key}"),
+            | Event::ExternalKeyExpiring { key, .. }
+            | Event::ExternalKeyRoleAssumed { key, .. } => format!("external_key_use/{key}"),
             Event::IngestionRequested { ingestion, .. }
             | Event::IngestionListed { ingestion, .. }
             | Event::IngestionFileFetched { ingestion, .. }
@@ -547,6 +579,9 @@ impl Event {
             Event::HoneytokenCreated { .. } => ("HoneytokenCreated", "api_key.honeytoken_created"),
             Event::HoneytokenUsed { .. } => ("HoneytokenUsed", "api_key.honeytoken_used"),
             Event::ExternalKeyLeased { .. } => ("ExternalKeyLeased", "external_key.leased"),
+            Event::ExternalKeyRoleAssumed { .. } => {
+                ("ExternalKeyRoleAssumed", "external_key.role_assumed")
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ mod values;
 
 pub use command::{
     Action, Command, ExternalKeyRotation, IngestionProgress, KeyUsage, NewApiKey, NewExternalKey,
+    RoleAssumed,
 };
 pub use decide::{Decision, MAX_RECORDED_TEXT, decide, decide_with_reads, permitted_user};
 pub use error::{DomainError, Holder};
@@ -33,8 +34,9 @@ pub use state::{
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
-    AccessKeyId, AwsRegion, DataKeyId, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted,
-    GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, Label,
-    Provider, RoleName, UserId, ValidationError, check_aws_secret, check_aws_session_token,
-    check_bucket_name, check_dnanexus_project, check_dnanexus_token, check_visible_text,
+    AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, DurationPolicy,
+    ExternalKeyId, FromTrusted, GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint,
+    KeyId, KeyName, Label, Provider, RoleName, UserId, ValidationError, check_aws_secret,
+    check_aws_session_token, check_bucket_name, check_dnanexus_project, check_dnanexus_token,
+    check_visible_text,
 };

@@ -8,8 +8,8 @@ use crate::event::{Event, FailureKind, Selection};
 use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
-    AwsRegion, DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label,
-    Provider, RoleName, UserId,
+    AccessKeyId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, ExternalKeyId, IngestionId,
+    KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,6 +446,29 @@ pub enum PublicEvent {
         #[schema(value_type = String, format = DateTime)]
         expires_at: Timestamp,
     },
+    /// keyledger assumed the IAM role of a `role` key (STS AssumeRole) with the external ID it generated for the owner: once per job and again before the session ends, or for a test of the key. No credential is published.
+    ExternalKeyRoleAssumed {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
+        key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The job the session is for; `null` for a test of the key.
+        #[schema(value_type = Option<String>)]
+        ingestion: Option<IngestionId>,
+        /// The role's ARN.
+        #[schema(value_type = String)]
+        role_arn: AwsRoleArn,
+        /// The role session name, which names the job (as CloudTrail shows it).
+        session_name: String,
+        /// The temporary access key id AWS issued (`ASIA…`; not a secret, as in CloudTrail).
+        #[schema(value_type = String)]
+        access_key_id: AccessKeyId,
+        /// When the session's credentials stop working.
+        #[schema(value_type = String, format = DateTime)]
+        session_expires_at: Timestamp,
+    },
 }
 
 impl PublicEvent {
@@ -482,6 +505,7 @@ impl PublicEvent {
             PublicEvent::HoneytokenCreated { .. } => "HoneytokenCreated",
             PublicEvent::HoneytokenUsed { .. } => "HoneytokenUsed",
             PublicEvent::ExternalKeyLeased { .. } => "ExternalKeyLeased",
+            PublicEvent::ExternalKeyRoleAssumed { .. } => "ExternalKeyRoleAssumed",
         }
     }
 }
@@ -796,6 +820,24 @@ impl From<&Event> for PublicEvent {
                 lease,
                 data_key,
                 expires_at,
+            },
+            Event::ExternalKeyRoleAssumed {
+                key,
+                owner,
+                ingestion,
+                role_arn,
+                session_name,
+                access_key_id,
+                session_expires_at,
+                at: _,
+            } => PublicEvent::ExternalKeyRoleAssumed {
+                key,
+                owner,
+                ingestion,
+                role_arn,
+                session_name,
+                access_key_id,
+                session_expires_at,
             },
         }
     }

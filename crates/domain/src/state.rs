@@ -456,6 +456,8 @@ impl State {
                     keys.retired.retain(|retired| retired != &data_key);
                 }
             }
+            // A role assumed for a job is its use; the job's `ExternalKeyUsed` says so already.
+            Event::ExternalKeyRoleAssumed { .. } => {}
             Event::IngestionRequested {
                 ingestion,
                 owner,

@@ -128,6 +128,16 @@ string_value!(
     /// A human-readable display name: up to 128 characters, no control characters.
     DisplayName
 );
+string_value!(
+    /// An IAM role's ARN, `arn:<partition>:iam::<12-digit account>:role/<path/><name>`. Not a
+    /// secret.
+    AwsRoleArn
+);
+string_value!(
+    /// The external ID keyledger generated for one user, which their role's trust policy
+    /// requires (`sts:ExternalId`); 2 to 1224 of `[\w+=,.@:/-]`. Not a secret (decision 0023).
+    AwsExternalId
+);
 
 fn handle(field: &'static str, raw: &str) -> Result<String, ValidationError> {
     let ok = (1..=64).contains(&raw.len())
@@ -304,6 +314,11 @@ impl DisplayName {
 }
 
 impl KeyHint {
+    /// A hint that is shown whole: a value that is not a secret (a role ARN).
+    pub(crate) fn from_trusted_str(shown: &str) -> KeyHint {
+        KeyHint(shown.into())
+    }
+
     /// Masks a secret-bearing string: the first `head` and last `tail` characters survive.
     pub fn mask(full: &str, head: usize, tail: usize) -> KeyHint {
         let chars: Vec<char> = full.chars().collect();
@@ -343,7 +358,9 @@ from_trusted!(
     KeyHint,
     AccessKeyId,
     AwsRegion,
-    DisplayName
+    DisplayName,
+    AwsRoleArn,
+    AwsExternalId
 );
 
 #[cfg(test)]

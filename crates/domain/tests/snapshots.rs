@@ -212,6 +212,16 @@ pub fn one_of_each() -> Vec<Event> {
             route: "GET /v1/me".into(),
             at: T0,
         },
+        Event::ExternalKeyRoleAssumed {
+            key: ext_id(3),
+            owner: user("alice"),
+            ingestion: Some(ingestion.clone()),
+            role_arn: AwsRoleArn::parse("arn:aws:iam::111122223333:role/lab-reader").unwrap(),
+            session_name: "keyledger-ing_0000000000000001".to_owned(),
+            access_key_id: AccessKeyId::parse("ASIAI44QH8DHBEXAMPLE").unwrap(),
+            session_expires_at: T0.plus_millis(3_600_000),
+            at: T0,
+        },
     ]
 }
 

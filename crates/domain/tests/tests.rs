@@ -3,5 +3,6 @@
 mod decide;
 mod fixtures;
 mod replay;
+mod role;
 mod snapshots;
 mod workers;

@@ -234,7 +234,12 @@ impl Ingestor {
         let checked = async {
             match (lease.provider, bucket) {
                 (Provider::Aws, Some(bucket)) => {
-                    S3SampleSource::from_lease(&lease, &shared.config.s3)?
+                    let role_use = crate::source::RoleUse {
+                        purpose: key.to_string(),
+                        scope: Some((bucket.to_owned(), String::new())),
+                        on_assumed: None,
+                    };
+                    S3SampleSource::from_lease(&lease, &shared.config, role_use)?
                         .check_bucket(bucket)
                         .await
                 }

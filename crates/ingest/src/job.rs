@@ -23,7 +23,7 @@ use crate::live::{LiveJob, Phase, RunningFile, Stop};
 use crate::recorder::{Interrupted, Recorder};
 use crate::remote::{Fetched, RemoteFile, SourceError, SourceErrorKind};
 use crate::shared::{Gauge, GaugeGuard, Shared, blocking};
-use crate::source::{SampleSource, source_for};
+use crate::source::{RoleUse, SampleSource, source_for_use};
 use crate::store::{PathClaims, sanitize_remote_path};
 
 /// Longest reason recorded in an event, in characters.
@@ -162,7 +162,19 @@ impl Job {
             };
             // The lease's credential is dropped here: the source keeps the only copy, for this
             // job only.
-            match source_for(&lease, &self.shared.config) {
+            let role_use = RoleUse {
+                purpose: self.id.to_string(),
+                scope: match &self.selection {
+                    Selection::Aws { bucket, prefix, .. } => Some((bucket.clone(), prefix.clone())),
+                    Selection::Dnanexus { .. } => None,
+                },
+                on_assumed: Some(crate::role::recording_hook(
+                    self.shared.vault.clone(),
+                    self.key.clone(),
+                    Some(self.id.clone()),
+                )),
+            };
+            match source_for_use(&lease, &self.shared.config, role_use) {
                 Ok(source) => (Arc::new(source), lease.into_hold()),
                 Err(error) => {
                     let kind = error.failure_kind();
@@ -171,6 +183,14 @@ impl Job {
             }
         };
         self.record(IngestionProgress::KeyUsed).await?;
+        // A role is assumed before anything is listed: a refusal (a trust policy without the
+        // external ID) ends the job in STS's words.
+        if let SampleSource::S3(s3) = source.as_ref()
+            && let Err(error) = s3.assume_role_now().await
+        {
+            let kind = error.failure_kind();
+            return Ok(Outcome::Failed(error.message, kind));
+        }
 
         let listed = tokio::select! {
             biased;

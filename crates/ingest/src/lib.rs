@@ -32,6 +32,7 @@ mod probe;
 mod recorder;
 mod remote;
 mod remote_job;
+mod role;
 pub mod s3;
 mod selection;
 mod shared;
@@ -48,11 +49,12 @@ use keyledger_vault::VaultError;
 
 pub use ingestor::{Ingestor, RecoveryReport};
 pub use keyledger_connect_dnanexus::DnanexusOptions;
-pub use keyledger_connect_s3::S3Options;
-pub use probe::{CapabilityReport, check_probe_scope, probe};
+pub use keyledger_connect_s3::{AwsCredentials, S3Options};
+pub use probe::{CapabilityReport, Probed, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
-pub use source::{SampleSource, source_for, source_for_credential};
+pub use role::record_role_assumed;
+pub use source::{RoleUse, SampleSource, source_for, source_for_credential, source_for_use};
 pub use store::{
     PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
     validate_destination,
@@ -86,11 +88,14 @@ pub struct IngestConfig {
     /// How often a running job re-checks its key's status even when the log is quiet (expiry
     /// happens by the clock, without an event).
     pub key_check_interval: Duration,
-    /// The STS endpoint the least-privilege test asks `GetCallerIdentity`; `None`: the key's
-    /// regional endpoint, `https://sts.<region>.amazonaws.com`.
+    /// The STS endpoint the least-privilege test asks `GetCallerIdentity`, and where roles
+    /// are assumed; `None`: the key's regional endpoint, `https://sts.<region>.amazonaws.com`.
     pub sts_endpoint: Option<String>,
     /// Who runs the jobs: this process, or worker processes over the work queue.
     pub workers: Workers,
+    /// The platform's own AWS key, which assumes the roles of `role` keys; `None`: role keys
+    /// can be stored but not used (decision 0023).
+    pub aws_role: Option<AwsRolePlatform>,
 }
 
 /// Who runs ingestion jobs (`[ingest] workers`, decision 0025).
@@ -102,6 +107,18 @@ pub enum Workers {
     /// `keyledger worker` processes run them: this process only records requests, and its
     /// dispatcher publishes them to the work queue.
     External,
+}
+
+/// How keyledger assumes users' roles: with its own long-lived key (from a credentials file
+/// the operator names, never the environment), for sessions of `session_duration`.
+#[derive(Debug, Clone)]
+pub struct AwsRolePlatform {
+    pub credentials: keyledger_connect_s3::AwsCredentials,
+    /// The principal users' trust policies must name (`arn:aws:iam::<account>:user/…` or
+    /// `…:role/…`), shown with the external ID; `None`: the setup says to ask the operator.
+    pub principal_arn: Option<String>,
+    /// Each session's length (AWS: 900 s to the role's maximum, 1 h by default).
+    pub session_duration: Duration,
 }
 
 impl Default for IngestConfig {
@@ -118,6 +135,7 @@ impl Default for IngestConfig {
             key_check_interval: Duration::from_millis(250),
             sts_endpoint: None,
             workers: Workers::Embedded,
+            aws_role: None,
         }
     }
 }

@@ -4,6 +4,8 @@
 //! - AWS without a selection: `identity` (`sts:GetCallerIdentity`; never ListBuckets, which a
 //!   key limited to one bucket may not call).
 //! - AWS with a bucket and prefix: `list`, `read` (the first object's first byte) and `region`.
+//! - AWS `role` keys: `assume_role` first (AssumeRole with the platform's key and the owner's
+//!   external ID); the capabilities above are then tested with the role's session.
 //! - DNAnexus: `user` (`whoami`), and with a project, `project` (the token's access level on
 //!   it; `VIEW` is enough to ingest).
 //!
@@ -11,19 +13,30 @@
 //! provider; every refusal carries a [`SourceErrorKind`], so callers classify it the way a job
 //! failing for the same reason would be.
 
+use std::sync::Arc;
+
 use keyledger_connect::Source;
-use keyledger_connect_s3::{Probe, Refusal};
+use keyledger_connect_s3::{AssumedSession, Probe, Refusal};
 use keyledger_domain::Selection;
 use keyledger_vault::Lease;
+use parking_lot::Mutex;
 
 use crate::IngestConfig;
 use crate::remote::{SourceError, SourceErrorKind};
-use crate::source::{SampleSource, source_for};
+use crate::source::{RoleUse, SampleSource, source_for_use};
+
+/// What the test saw: each capability, and the role sessions it assumed (a `role` key), for
+/// the caller to record.
+#[derive(Clone, Debug, Default)]
+pub struct Probed {
+    pub reports: Vec<CapabilityReport>,
+    pub assumed: Vec<AssumedSession>,
+}
 
 /// One capability the test checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapabilityReport {
-    /// `identity`, `list`, `read`, `region`, `user` or `project`.
+    /// `assume_role`, `identity`, `list`, `read`, `region`, `user` or `project`.
     pub capability: &'static str,
     pub ok: bool,
     /// What was seen, or why it was refused (the provider's words included). Never a secret.
@@ -41,11 +54,14 @@ pub fn check_probe_scope(selection: &Selection) -> Result<(), String> {
 /// Tests the leased credential for what an ingestion of `scope` needs (`None`: the credential
 /// itself). Fails only when no test could run at all (a scope for another provider, a key the
 /// connector cannot use); refusals are in the report.
+///
+/// A `role` key is first assumed (capability `assume_role`, with the session policy an
+/// ingestion of `scope` would get); the other capabilities are then tested with its session.
 pub async fn probe(
     lease: &Lease,
     scope: Option<&Selection>,
     config: &IngestConfig,
-) -> Result<Vec<CapabilityReport>, SourceError> {
+) -> Result<Probed, SourceError> {
     if let Some(selection) = scope
         && selection.provider() != lease.provider
     {
@@ -59,8 +75,56 @@ pub async fn probe(
             ),
         ));
     }
-    match source_for(lease, config)? {
+    let assumed = Arc::new(Mutex::new(Vec::new()));
+    let role_use = RoleUse {
+        purpose: format!("test-{}", lease.key),
+        scope: match scope {
+            Some(Selection::Aws { bucket, prefix, .. }) => Some((bucket.clone(), prefix.clone())),
+            _ => None,
+        },
+        on_assumed: Some({
+            let assumed = Arc::clone(&assumed);
+            Arc::new(move |session: AssumedSession| {
+                assumed.lock().push(session);
+                Box::pin(async {})
+            })
+        }),
+    };
+    let reports = probe_with(lease, scope, config, role_use).await?;
+    let assumed = std::mem::take(&mut *assumed.lock());
+    Ok(Probed { reports, assumed })
+}
+
+async fn probe_with(
+    lease: &Lease,
+    scope: Option<&Selection>,
+    config: &IngestConfig,
+    role_use: RoleUse,
+) -> Result<Vec<CapabilityReport>, SourceError> {
+    match source_for_use(lease, config, role_use)? {
         SampleSource::S3(source) => {
+            let mut reports = Vec::new();
+            if let Some(assumed) = source.source.assume_role_now().await {
+                match assumed {
+                    Ok(session) => reports.push(passed(
+                        "assume_role",
+                        format!(
+                            "assumed the role with the external ID (temporary key {})",
+                            session.access_key_id
+                        ),
+                    )),
+                    Err(failure) => {
+                        // Nothing else can be tested without a session.
+                        reports.push(CapabilityReport {
+                            capability: "assume_role",
+                            ok: false,
+                            detail: failure.detail,
+                            kind: Some(refusal_kind(failure.refusal)),
+                        });
+                        return Ok(reports);
+                    }
+                }
+            }
             let probes = match scope {
                 Some(Selection::Aws { bucket, prefix, .. }) => {
                     source.source.probe_bucket(bucket, prefix).await
@@ -72,7 +136,8 @@ pub async fn probe(
                         .await,
                 ],
             };
-            Ok(probes.into_iter().map(aws_report).collect())
+            reports.extend(probes.into_iter().map(aws_report));
+            Ok(reports)
         }
         SampleSource::Dnanexus(source) => {
             let mut reports = vec![match source.source.check_access().await {
@@ -139,7 +204,7 @@ fn aws_report(probe: Probe) -> CapabilityReport {
     }
 }
 
-fn refusal_kind(refusal: Refusal) -> SourceErrorKind {
+pub(crate) fn refusal_kind(refusal: Refusal) -> SourceErrorKind {
     match refusal {
         Refusal::WrongSecret
         | Refusal::UnknownKey

@@ -6,14 +6,17 @@
 
 use keyledger_connect::{PartialFile, Source};
 use keyledger_connect_s3::{
-    AccessCheck, AwsCredentials, S3Error, S3Options, S3Selection, S3Source,
+    AccessCheck, AssumeRoleSettings, AwsCredentials, S3Error, S3Selection, S3Source,
+    read_only_session_policy, session_name,
 };
 use keyledger_domain::Selection;
 use keyledger_vault::{ExternalCredential, Lease};
 use tokio_util::sync::CancellationToken;
 
+use crate::IngestConfig;
 use crate::remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 use crate::selection::compile_pattern;
+use crate::source::RoleUse;
 
 /// Lists and fetches with one leased AWS key.
 #[derive(Debug, Clone)]
@@ -22,16 +25,56 @@ pub struct S3SampleSource {
 }
 
 impl S3SampleSource {
-    pub fn from_lease(lease: &Lease, options: &S3Options) -> Result<S3SampleSource, SourceError> {
-        S3SampleSource::from_credential(lease.key.as_str(), &lease.credential, options)
+    pub fn from_lease(
+        lease: &Lease,
+        config: &IngestConfig,
+        role_use: RoleUse,
+    ) -> Result<S3SampleSource, SourceError> {
+        S3SampleSource::from_credential(lease.key.as_str(), &lease.credential, config, role_use)
     }
 
-    /// The source for a credential of the external key `key` (named in errors only).
+    /// The source for a credential of the external key `key` (named in errors only); a `role`
+    /// key's sessions are for `role_use`.
     pub fn from_credential(
         key: &str,
         credential: &ExternalCredential,
-        options: &S3Options,
+        config: &IngestConfig,
+        role_use: RoleUse,
     ) -> Result<S3SampleSource, SourceError> {
+        let options = &config.s3;
+        if let ExternalCredential::AwsRole {
+            role_arn,
+            region,
+            external_id,
+        } = credential
+        {
+            let Some(platform) = &config.aws_role else {
+                return Err(SourceError::new(
+                    SourceErrorKind::Invalid,
+                    "this server has no AWS credentials of its own to assume roles with: the \
+                     operator sets `[ingest] aws_role_credentials_file` (docs/operations.md)",
+                ));
+            };
+            let session_policy = match &role_use.scope {
+                Some((bucket, prefix)) => {
+                    Some(read_only_session_policy(bucket, prefix).map_err(source_error)?)
+                }
+                None => None,
+            };
+            let settings = AssumeRoleSettings {
+                role_arn: role_arn.clone(),
+                external_id: external_id.clone(),
+                session_name: session_name(&role_use.purpose),
+                session_policy,
+                duration: platform.session_duration,
+                region: region.clone(),
+                sts_endpoint: config.sts_endpoint.clone(),
+                base: platform.credentials.clone(),
+            };
+            let source = S3Source::assuming_role(settings, options, role_use.on_assumed)
+                .map_err(source_error)?;
+            return Ok(S3SampleSource { source });
+        }
         let ExternalCredential::Aws {
             access_key_id,
             secret_access_key,
@@ -56,6 +99,18 @@ impl S3SampleSource {
         };
         let source = S3Source::new(&credentials, options).map_err(source_error)?;
         Ok(S3SampleSource { source })
+    }
+
+    /// For a role key: assumes the role now, so that a refusal ends the job before anything
+    /// else, in STS's words. Nothing to do for other keys.
+    pub async fn assume_role_now(&self) -> Result<(), SourceError> {
+        match self.source.assume_role_now().await {
+            Some(Err(failure)) => Err(SourceError::new(
+                crate::probe::refusal_kind(failure.refusal),
+                format!("the role could not be assumed: {}", failure.detail),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// "Save and test" against one bucket (ListObjectsV2), for keys that may not list buckets.

@@ -78,9 +78,41 @@ impl SampleSource {
     }
 }
 
-/// Builds the adapter for a leased credential.
+/// What a `role` key's sessions are for: the session name's purpose (a job or key id), the
+/// bucket and prefix the session policy narrows them to (`None`: no session policy, for a
+/// test of the credential alone), and who records each AssumeRole.
+#[derive(Clone, Default)]
+pub struct RoleUse {
+    pub purpose: String,
+    pub scope: Option<(String, String)>,
+    pub on_assumed: Option<keyledger_connect_s3::OnAssumed>,
+}
+
+impl std::fmt::Debug for RoleUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleUse")
+            .field("purpose", &self.purpose)
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the adapter for a leased credential (a role's sessions named after the key).
 pub fn source_for(lease: &Lease, config: &IngestConfig) -> Result<SampleSource, SourceError> {
-    source_for_credential(lease.key.as_str(), &lease.credential, config)
+    let role_use = RoleUse {
+        purpose: lease.key.to_string(),
+        ..RoleUse::default()
+    };
+    source_for_use(lease, config, role_use)
+}
+
+/// Builds the adapter for a leased credential; a `role` key's sessions are for `role_use`.
+pub fn source_for_use(
+    lease: &Lease,
+    config: &IngestConfig,
+    role_use: RoleUse,
+) -> Result<SampleSource, SourceError> {
+    source_for_credential(lease.key.as_str(), &lease.credential, config, role_use)
 }
 
 /// Builds the adapter for a credential of the external key `key` (named in errors only): what
@@ -89,11 +121,12 @@ pub fn source_for_credential(
     key: &str,
     credential: &ExternalCredential,
     config: &IngestConfig,
+    role_use: RoleUse,
 ) -> Result<SampleSource, SourceError> {
     match credential {
-        ExternalCredential::Aws { .. } => Ok(SampleSource::S3(S3SampleSource::from_credential(
-            key, credential, &config.s3,
-        )?)),
+        ExternalCredential::Aws { .. } | ExternalCredential::AwsRole { .. } => Ok(
+            SampleSource::S3(S3SampleSource::from_credential(key, credential, config, role_use)?),
+        ),
         ExternalCredential::Dnanexus { .. } => Ok(SampleSource::Dnanexus(
             DnanexusSampleSource::from_credential(key, credential, &config.dnanexus)?,
         )),

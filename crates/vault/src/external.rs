@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use keyledger_crypto::{SecretString, credential_aad, random_base62};
 use keyledger_domain::{
-    AccessKeyId, Action, Actor, AwsRegion, CredentialKind, DataKeyId, DomainError, Event,
-    ExternalKeyId, ExternalKeyPublic, ExternalKeyRotation, FromTrusted, KeyDuration, KeyHint,
-    KeyStatus, Label, NewExternalKey, Provider, Timestamp, UserId, ValidationError,
-    check_aws_secret, check_aws_session_token, check_dnanexus_token,
+    AccessKeyId, Action, Actor, AwsExternalId, AwsRegion, AwsRoleArn, CredentialKind, DataKeyId,
+    DomainError, Event, ExternalKeyId, ExternalKeyPublic, ExternalKeyRotation, FromTrusted,
+    KeyDuration, KeyHint, KeyStatus, Label, NewExternalKey, Provider, RoleAssumed, Timestamp,
+    UserId, ValidationError, check_aws_secret, check_aws_session_token, check_dnanexus_token,
 };
 use serde::Serialize;
 
@@ -37,6 +37,11 @@ pub enum NewCredential {
         secret_access_key: SecretString,
         session_token: SecretString,
         token_expires_at: Timestamp,
+        region: AwsRegion,
+    },
+    /// An IAM role to assume per job; the external ID is the owner's, added by the vault.
+    AwsRole {
+        role_arn: AwsRoleArn,
         region: AwsRegion,
     },
 }
@@ -96,6 +101,14 @@ impl NewCredential {
         })
     }
 
+    /// A role that the owner's trust policy lets keyledger assume with their external ID.
+    pub fn aws_role(role_arn: &str, region: &str) -> Result<NewCredential, ValidationError> {
+        Ok(NewCredential::AwsRole {
+            role_arn: AwsRoleArn::parse(role_arn.trim())?,
+            region: AwsRegion::parse(region.trim())?,
+        })
+    }
+
     pub fn dnanexus(token: SecretString) -> Result<NewCredential, ValidationError> {
         check_dnanexus_token(token.expose())?;
         Ok(NewCredential::Dnanexus { token })
@@ -103,14 +116,25 @@ impl NewCredential {
 
     pub fn provider(&self) -> Provider {
         match self {
-            NewCredential::Aws { .. } | NewCredential::AwsSession { .. } => Provider::Aws,
+            NewCredential::Aws { .. }
+            | NewCredential::AwsSession { .. }
+            | NewCredential::AwsRole { .. } => Provider::Aws,
             NewCredential::Dnanexus { .. } => Provider::Dnanexus,
         }
     }
 
-    /// What may be shown, and the secret bytes to seal.
-    fn split(&self) -> (ExternalKeyPublic, SecretString) {
+    /// What may be shown, and the secret bytes to seal. A role has no secret: its sealed
+    /// secret is empty, so it has a data key like every credential (decision 0023).
+    fn split(&self, external_id: &AwsExternalId) -> (ExternalKeyPublic, SecretString) {
         match self {
+            NewCredential::AwsRole { role_arn, region } => (
+                ExternalKeyPublic::AwsRole {
+                    role_arn: role_arn.clone(),
+                    region: region.clone(),
+                    external_id: external_id.clone(),
+                },
+                SecretString::new(String::new()),
+            ),
             NewCredential::Aws {
                 access_key_id,
                 secret_access_key,
@@ -163,6 +187,12 @@ pub enum ExternalCredential {
     Dnanexus {
         token: SecretString,
     },
+    /// A role to assume with the platform's own credentials (`[ingest] aws_role_*`).
+    AwsRole {
+        role_arn: String,
+        region: String,
+        external_id: String,
+    },
 }
 
 /// The session half of temporary AWS credentials.
@@ -210,6 +240,8 @@ pub struct ExternalKeyView {
     pub kind: CredentialKind,
     /// When a session's token expires; `None` for other kinds.
     pub token_expires_at: Option<Timestamp>,
+    /// A role's ARN and the external ID its trust policy must require; `None` for other kinds.
+    pub role: Option<(AwsRoleArn, AwsExternalId)>,
     pub region: Option<AwsRegion>,
     pub created_at: Timestamp,
     pub expires_at: Option<Timestamp>,
@@ -257,7 +289,7 @@ impl Vault {
             ExternalKeyId::PREFIX,
             random_base62(keyring.rng(), 16)?
         ));
-        let (public, secret) = credential.split();
+        let (public, secret) = credential.split(&self.aws_external_id(&owner));
         let (wrapped, sealed) = keyring.seal(
             key.as_str(),
             secret.expose().as_bytes(),
@@ -339,7 +371,7 @@ impl Vault {
         })?;
         let keyring = self.keyring();
         let data_key = DataKeyId::rotated(&key, &random_base62(keyring.rng(), 16)?);
-        let (public, secret) = credential.split();
+        let (public, secret) = credential.split(&self.aws_external_id(&owner));
         let (wrapped, sealed) = keyring.seal(
             data_key.as_str(),
             secret.expose().as_bytes(),
@@ -398,6 +430,21 @@ impl Vault {
             .ok_or(VaultError::Inconsistent {
                 what: "verified key missing from the projection",
             })
+    }
+
+    /// The external ID `owner`'s role trust policy must require: derived from the vault's
+    /// pepper, so the same every time it is asked, before any key is stored (decision 0023).
+    pub fn aws_external_id(&self, owner: &UserId) -> AwsExternalId {
+        AwsExternalId::from_trusted(self.keyring().aws_external_id(owner.as_str()))
+    }
+
+    /// Records one AssumeRole of a `role` key (no credential, only what CloudTrail would show).
+    pub async fn record_role_assumed(
+        &self,
+        actor: Actor,
+        assumed: RoleAssumed,
+    ) -> Result<Executed, VaultError> {
+        self.run(actor, Action::RecordRoleAssumed(assumed)).await
     }
 
     pub fn list_external_keys(&self, owner: &UserId) -> Vec<ExternalKeyView> {
@@ -491,6 +538,15 @@ impl Vault {
                 }
             }
             ExternalKeyPublic::Dnanexus { .. } => ExternalCredential::Dnanexus { token: secret },
+            ExternalKeyPublic::AwsRole {
+                role_arn,
+                region,
+                external_id,
+            } => ExternalCredential::AwsRole {
+                role_arn: role_arn.to_string(),
+                region: region.to_string(),
+                external_id: external_id.to_string(),
+            },
         };
         Ok(Lease {
             key: key.clone(),
@@ -587,6 +643,14 @@ fn view(
         hint: key.public.hint(),
         kind: key.public.kind(),
         token_expires_at: key.public.token_expires_at(),
+        role: match &key.public {
+            ExternalKeyPublic::AwsRole {
+                role_arn,
+                external_id,
+                ..
+            } => Some((role_arn.clone(), external_id.clone())),
+            _ => None,
+        },
         region,
         created_at: key.created_at,
         expires_at: key.expires_at,

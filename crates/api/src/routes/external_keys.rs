@@ -27,13 +27,18 @@ pub struct CreateExternalKeyRequest {
     /// `aws` or `dnanexus`.
     #[schema(example = "aws")]
     pub provider: String,
-    /// AWS only: `access_key` (the default: an `AKIA…` id and its secret) or `session`
+    /// AWS only: `access_key` (the default: an `AKIA…` id and its secret), `session`
     /// (temporary credentials: an `ASIA…` id, its secret, `session_token` and
-    /// `session_expires_at`). Without `kind`, a body with a `session_token` is a `session`.
+    /// `session_expires_at`) or `role` (an IAM role keyledger assumes per job: `aws_role`).
+    /// Without `kind`, a body with a `session_token` is a `session`, one with `aws_role` a
+    /// `role`.
     #[schema(example = "access_key")]
     pub kind: Option<String>,
-    /// Required when `provider` is `aws`.
+    /// Required when `provider` is `aws`, unless the kind is `role`.
     pub aws: Option<AwsCredentialInput>,
+    /// Kind `role` only: the role to assume. Its trust policy must let the platform assume it
+    /// with your external ID (`GET /v1/external-keys/aws-role-setup`).
+    pub aws_role: Option<AwsRoleInput>,
     /// Required when `provider` is `dnanexus`.
     pub dnanexus: Option<DnanexusCredentialInput>,
     /// Same choices as for internal keys.
@@ -60,6 +65,17 @@ pub struct AwsCredentialInput {
     /// `aws configure export-credentials` print it. The key expires then at the latest.
     #[schema(example = "2026-12-05T21:30:00Z")]
     pub session_expires_at: Option<String>,
+}
+
+/// An IAM role for keyledger to assume (kind `role`): nothing secret.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AwsRoleInput {
+    #[schema(example = "arn:aws:iam::111122223333:role/keyledger-reader")]
+    pub role_arn: String,
+    /// The region of the buckets the role reads (and of its STS endpoint).
+    #[schema(example = "eu-west-2")]
+    pub region: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -97,6 +113,13 @@ pub struct ExternalKeyResponse {
     /// When a `session`'s token expires; `null` for other kinds.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub token_expires_at: Option<Timestamp>,
+    /// Kind `role`: the role's ARN; `null` for other kinds.
+    #[schema(example = "arn:aws:iam::111122223333:role/keyledger-reader")]
+    pub role_arn: Option<String>,
+    /// Kind `role`: the external ID the role's trust policy must require (not a secret);
+    /// `null` for other kinds.
+    #[schema(example = "kl-3f9a0c1d2e4b5a6978c0d1e2f3a4b5c6")]
+    pub external_id: Option<String>,
     /// AWS only.
     pub region: Option<String>,
     /// `active` or `expired`.
@@ -126,6 +149,8 @@ impl From<ExternalKeyView> for ExternalKeyResponse {
             hint: view.hint.to_string(),
             kind: view.kind.as_str().to_owned(),
             token_expires_at: view.token_expires_at,
+            role_arn: view.role.as_ref().map(|(arn, _)| arn.to_string()),
+            external_id: view.role.as_ref().map(|(_, id)| id.to_string()),
             region: view.region.map(|r| r.to_string()),
             status: view.status.as_str().to_owned(),
             created_at: view.created_at,
@@ -162,7 +187,23 @@ pub(crate) async fn create_external_key(
     let ApiJson(body) = body?;
     let label = Label::parse(&body.label)?;
     let provider = Provider::parse(&body.provider)?;
-    let credential = credential_input(provider, body.kind.as_deref(), body.aws, body.dnanexus)?;
+    let credential = match (&body.kind, body.aws_role) {
+        (Some(kind), role) if kind == "role" || role.is_some() => role_credential(
+            provider,
+            kind,
+            role,
+            body.aws.is_some(),
+            body.dnanexus.is_some(),
+        )?,
+        (None, Some(role)) => role_credential(
+            provider,
+            "role",
+            Some(role),
+            body.aws.is_some(),
+            body.dnanexus.is_some(),
+        )?,
+        (_, _) => credential_input(provider, body.kind.as_deref(), body.aws, body.dnanexus)?,
+    };
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
     let request_id = idempotency_key(&headers, &caller, "POST /v1/external-keys")?;
     let view = state
@@ -171,6 +212,44 @@ pub(crate) async fn create_external_key(
         .await?;
     tracing::info!(external_key = %view.id, provider = %view.provider, "external key stored");
     Ok((StatusCode::CREATED, Json(view.into())))
+}
+
+/// A `role` credential from the `aws_role` object; the external ID is the owner's, added by
+/// the vault.
+fn role_credential(
+    provider: Provider,
+    kind: &str,
+    role: Option<AwsRoleInput>,
+    has_aws: bool,
+    has_dnanexus: bool,
+) -> Result<NewCredential, ApiError> {
+    if provider != Provider::Aws || has_dnanexus {
+        return Err(
+            ValidationError::new("aws_role", "`aws_role` is for provider `aws` only").into(),
+        );
+    }
+    if kind != "role" {
+        return Err(ValidationError::new(
+            "kind",
+            "`aws_role` is a credential of kind `role`: set kind `role` or leave it out",
+        )
+        .into());
+    }
+    if has_aws {
+        return Err(ValidationError::new(
+            "aws",
+            "kind `role` has no access key: leave out the `aws` object and send `aws_role`",
+        )
+        .into());
+    }
+    let Some(role) = role else {
+        return Err(ValidationError::new(
+            "aws_role",
+            "kind `role` needs an `aws_role` object with role_arn and region",
+        )
+        .into());
+    };
+    Ok(NewCredential::aws_role(&role.role_arn, &role.region)?)
 }
 
 /// The credential of a create or a rotation, from the provider's object in the body: the one
@@ -272,7 +351,7 @@ fn aws_credential(kind: Option<&str>, aws: AwsCredentialInput) -> Result<NewCred
         }
         _ => Err(ValidationError::new(
             "kind",
-            "not a kind of AWS credential: use access_key or session",
+            "not a kind of AWS credential: use access_key, session or role",
         )
         .into()),
     }
@@ -464,14 +543,20 @@ pub(crate) async fn rotate_external_key(
     // `access::judge` admitted only the key's owner, and only while the key is not deleted.
     let id = ExternalKeyId::parse(&id)?;
     let ApiJson(body) = body?;
-    let provider = state
-        .vault()
-        .external_key_view(&id)
-        .map(|view| view.provider)
-        .ok_or_else(|| keyledger_domain::DomainError::NotFound {
+    let view = state.vault().external_key_view(&id).ok_or_else(|| {
+        keyledger_domain::DomainError::NotFound {
             what: "external key",
             id: id.to_string(),
-        })?;
+        }
+    })?;
+    if view.kind == keyledger_domain::CredentialKind::Role {
+        return Err(ValidationError::new(
+            "kind",
+            "a `role` key holds no secret to replace: to use another role, delete the key and store the new role",
+        )
+        .into());
+    }
+    let provider = view.provider;
     let credential = credential_input(provider, None, body.aws, body.dnanexus)?;
     let view = state
         .vault()
@@ -492,8 +577,9 @@ pub struct ExternalKeyVerification {
     /// the kind of credential, beside it in this object.)
     #[schema(example = "unreachable")]
     pub last_verified_kind: Option<String>,
-    /// In order: AWS `identity`, or `list`, `read` and `region`; DNAnexus `user`, then
-    /// `project`. Empty when no test could run (see `last_verified_detail`).
+    /// In order: AWS `identity`, or `list`, `read` and `region` — after `assume_role` for a
+    /// `role` key (alone when refused); DNAnexus `user`, then `project`. Empty when no test
+    /// could run (see `last_verified_detail`).
     pub capabilities: Vec<CapabilityResponse>,
 }
 

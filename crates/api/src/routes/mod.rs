@@ -4,6 +4,7 @@
 
 pub(crate) mod api_keys;
 pub(crate) mod audit;
+pub(crate) mod aws_role;
 pub(crate) mod external_keys;
 pub(crate) mod health;
 pub(crate) mod ingestions;
@@ -89,6 +90,7 @@ pub(crate) fn declared() -> Declared {
         .with(keys, routes!(api_keys::roll_api_key))
         .with(keys, routes!(external_keys::create_external_key))
         .with(keys, routes!(external_keys::list_external_keys))
+        .with(keys, routes!(aws_role::aws_role_setup))
         .with(keys, routes!(external_keys::delete_external_keys))
         .with(keys, routes!(external_keys::delete_external_key))
         .with(

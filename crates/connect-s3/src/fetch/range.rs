@@ -33,6 +33,7 @@ impl PartContext {
         let policy = self.source.options.retry_policy();
         let mut position = start;
         let mut failures = 0;
+        let mut renewed = false;
         let mut buffer = Vec::with_capacity(
             WRITE_BUFFER.min(usize::try_from(end - start).unwrap_or(WRITE_BUFFER)),
         );
@@ -40,6 +41,7 @@ impl PartContext {
             if self.cancel.is_cancelled() {
                 return Err(S3Error::Cancelled);
             }
+            let started = std::time::Instant::now();
             let attempt = self
                 .stream_range(file, position, end, &mut buffer, sink)
                 .await;
@@ -53,6 +55,14 @@ impl PartContext {
                 ))),
                 Err(failure) => failure,
             };
+            // A role session S3 called expired is replaced, and the range asked again at once.
+            if self
+                .source
+                .renew_expired(&failure.error, started, &mut renewed)
+                .await
+            {
+                continue;
+            }
             // A connection that delivered bytes before failing is not counted against the part.
             failures = if attempt.written > 0 { 1 } else { failures + 1 };
             if !failure.retryable || !policy.allows_another(failures) {

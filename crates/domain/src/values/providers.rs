@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::{AccessKeyId, AwsRegion, KeyHint, ValidationError, check_visible_text};
+use super::{
+    AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, KeyHint, ValidationError, check_visible_text,
+};
 
 impl AccessKeyId {
     pub fn parse(raw: &str) -> Result<AccessKeyId, ValidationError> {
@@ -38,6 +40,68 @@ impl AwsRegion {
             ));
         }
         Ok(AwsRegion(raw.into()))
+    }
+}
+
+impl AwsRoleArn {
+    /// `arn:aws:iam::111122223333:role/lab-reader` (also the `aws-cn` and `aws-us-gov`
+    /// partitions, and role paths such as `role/service/lab-reader`).
+    pub fn parse(raw: &str) -> Result<AwsRoleArn, ValidationError> {
+        let refuse = || {
+            ValidationError::new(
+                "role_arn",
+                "not an IAM role ARN: use one such as arn:aws:iam::111122223333:role/lab-reader",
+            )
+        };
+        let rest = raw.strip_prefix("arn:").ok_or_else(refuse)?;
+        let (partition, rest) = rest.split_once(':').ok_or_else(refuse)?;
+        let rest = rest.strip_prefix("iam::").ok_or_else(refuse)?;
+        let (account, resource) = rest.split_once(':').ok_or_else(refuse)?;
+        let name = resource.strip_prefix("role/").ok_or_else(refuse)?;
+        let ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && !name.is_empty()
+            && raw.len() <= 2048
+            && !name.ends_with('/')
+            && name.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'+' | b'=' | b',' | b'.' | b'@' | b'_' | b'-' | b'/')
+            });
+        if !ok {
+            return Err(refuse());
+        }
+        Ok(AwsRoleArn(raw.into()))
+    }
+
+    /// The account that owns the role.
+    pub fn account(&self) -> &str {
+        self.0.split(':').nth(4).unwrap_or_default()
+    }
+
+    /// What listings show: the ARN itself (it is not a secret, and it is what users recognise).
+    pub fn hint(&self) -> KeyHint {
+        KeyHint::from_trusted_str(&self.0)
+    }
+}
+
+impl AwsExternalId {
+    pub fn parse(raw: &str) -> Result<AwsExternalId, ValidationError> {
+        let ok = (2..=1224).contains(&raw.len())
+            && raw.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'_' | b'+' | b'=' | b',' | b'.' | b'@' | b':' | b'/' | b'-'
+                    )
+            });
+        if !ok {
+            return Err(ValidationError::new(
+                "external_id",
+                "an external ID is 2 to 1224 letters, digits or +=,.@:/-_",
+            ));
+        }
+        Ok(AwsExternalId(raw.into()))
     }
 }
 
