@@ -385,7 +385,10 @@ fn a_trust_policy_without_the_users_external_id_fails_the_test_and_the_job_in_st
             && detail.contains("STS said AccessDenied"),
         "{detail}"
     );
-    assert_eq!(verified["last_verified_kind"], "provider_rejected", "{verified}");
+    assert_eq!(
+        verified["last_verified_kind"], "provider_rejected",
+        "{verified}"
+    );
 
     let job_id = start_job(server, &key);
     let job = finished_job(server, &key, &job_id);

@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 
 use crate::command::{Action, Command, NewApiKey};
 use crate::error::DomainError;
-use crate::event::{Actor, Event, ExternalKeyPublic, external_key_stream, role_stream, user_stream};
+use crate::event::{
+    Actor, Event, ExternalKeyPublic, external_key_stream, role_stream, user_stream,
+};
 use crate::key_status::KeyStatus;
 use crate::permissions::{ADMIN_ROLE, Permission, built_in_permissions};
 use crate::state::State;

@@ -124,9 +124,11 @@ pub fn source_for_credential(
     role_use: RoleUse,
 ) -> Result<SampleSource, SourceError> {
     match credential {
-        ExternalCredential::Aws { .. } | ExternalCredential::AwsRole { .. } => Ok(
-            SampleSource::S3(S3SampleSource::from_credential(key, credential, config, role_use)?),
-        ),
+        ExternalCredential::Aws { .. } | ExternalCredential::AwsRole { .. } => {
+            Ok(SampleSource::S3(S3SampleSource::from_credential(
+                key, credential, config, role_use,
+            )?))
+        }
         ExternalCredential::Dnanexus { .. } => Ok(SampleSource::Dnanexus(
             DnanexusSampleSource::from_credential(key, credential, &config.dnanexus)?,
         )),

@@ -72,6 +72,13 @@ pub enum WireCredential {
     Dnanexus {
         token: String,
     },
+    /// A `role` key: nothing secret; the worker assumes the role with the platform's key
+    /// from its own configuration (`[ingest] aws_role_*`).
+    AwsRole {
+        role_arn: String,
+        region: String,
+        external_id: String,
+    },
 }
 
 impl fmt::Debug for WireCredential {
@@ -92,6 +99,7 @@ impl Drop for WireCredential {
                 session_token.zeroize();
             }
             WireCredential::Dnanexus { token } => token.zeroize(),
+            WireCredential::AwsRole { .. } => {}
         }
     }
 }
@@ -133,6 +141,15 @@ impl WireCredential {
             ExternalCredential::Dnanexus { token } => WireCredential::Dnanexus {
                 token: token.expose().to_owned(),
             },
+            ExternalCredential::AwsRole {
+                role_arn,
+                region,
+                external_id,
+            } => WireCredential::AwsRole {
+                role_arn: role_arn.clone(),
+                region: region.clone(),
+                external_id: external_id.clone(),
+            },
         }
     }
 
@@ -163,6 +180,15 @@ impl WireCredential {
             },
             WireCredential::Dnanexus { token } => ExternalCredential::Dnanexus {
                 token: SecretString::new(token.clone()),
+            },
+            WireCredential::AwsRole {
+                role_arn,
+                region,
+                external_id,
+            } => ExternalCredential::AwsRole {
+                role_arn: role_arn.clone(),
+                region: region.clone(),
+                external_id: external_id.clone(),
             },
         })
     }

@@ -10,9 +10,10 @@ use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt as _;
 use keyledger_bus::jobs::{JobMessage, bind_job_consumer, context};
+use keyledger_domain::Selection;
 use keyledger_domain::{FailureKind, IngestionId};
 use keyledger_ingest::wire::ReportItem;
-use keyledger_ingest::{JobHost, RemoteJob, RemoteOutcome, Store, source_for_credential};
+use keyledger_ingest::{JobHost, RemoteJob, RemoteOutcome, RoleUse, Store, source_for_credential};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -280,9 +281,12 @@ impl Worker {
         let source = match grant.credential.to_credential().map_err(|reason| {
             keyledger_ingest::SourceError::new(keyledger_ingest::SourceErrorKind::Invalid, reason)
         }) {
-            Ok(credential) => {
-                source_for_credential(&grant.external_key, &credential, &self.config.ingest)
-            }
+            Ok(credential) => source_for_credential(
+                &grant.external_key,
+                &credential,
+                &self.config.ingest,
+                role_use(&grant),
+            ),
             Err(error) => Err(error),
         };
         let source = match source {
@@ -367,4 +371,18 @@ enum Ack {
     HandBack,
     /// Say nothing: another worker has it.
     Leave,
+}
+
+/// A `role` key's sessions for this job: named after it and narrowed to its bucket and prefix.
+/// The worker's AssumeRole calls are not recorded as events (it cannot append); the vault's
+/// lease of the job is.
+fn role_use(grant: &keyledger_ingest::wire::GrantBody) -> RoleUse {
+    RoleUse {
+        purpose: grant.ingestion.clone(),
+        scope: match &grant.selection {
+            Selection::Aws { bucket, prefix, .. } => Some((bucket.clone(), prefix.clone())),
+            Selection::Dnanexus { .. } => None,
+        },
+        on_assumed: None,
+    }
 }
