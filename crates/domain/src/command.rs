@@ -6,7 +6,7 @@ use crate::event::{Actor, ExternalKeyPublic, FailureKind, SealedSecret, SecretHa
 use crate::permissions::Permission;
 use crate::values::{
     DataKeyId, DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration, KeyHint, KeyId,
-    KeyName, Label, RoleName, UserId,
+    KeyName, KeyScope, Label, Reason, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub struct NewApiKey {
     pub duration: KeyDuration,
     pub hint: KeyHint,
     pub secret_hash: SecretHash,
+    /// Scopes and allowed networks; the default is an unscoped key.
+    pub scope: KeyScope,
 }
 
 /// A new external key, already sealed by the vault.
@@ -166,5 +168,26 @@ pub enum Action {
 
     RecordMasterKeyRotation {
         data_keys: u64,
+    },
+
+    /// An administrator revokes anyone's internal key, with a reason.
+    RevokeApiKey {
+        key: KeyId,
+        reason: Reason,
+    },
+    /// An administrator revokes anyone's external key, with a reason; its data key is destroyed.
+    RevokeExternalKey {
+        key: ExternalKeyId,
+        reason: Reason,
+    },
+    /// Offboarding in one step: the user is deactivated and every key of theirs revoked, in one
+    /// append.
+    DeactivateUser {
+        user: UserId,
+        reason: Reason,
+    },
+    /// The account works again; its revoked keys stay revoked.
+    ReactivateUser {
+        user: UserId,
     },
 }

@@ -19,15 +19,21 @@ pub enum Permission {
     ViewAuditLog,
     /// Verify other people's internal keys (for platform services).
     VerifyApiKeys,
+    /// See every internal and external key of the organisation: the inventory.
+    AuditOrganizationKeys,
+    /// Revoke anyone's internal or external key, with a reason.
+    RevokeOrganizationKeys,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 7] = [
         Permission::ManageUserApiKeys,
         Permission::ImportOrganizationSamples,
         Permission::ManageOrganizationUsers,
         Permission::ViewAuditLog,
         Permission::VerifyApiKeys,
+        Permission::AuditOrganizationKeys,
+        Permission::RevokeOrganizationKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +43,8 @@ impl Permission {
             Permission::ManageOrganizationUsers => "manage_organization_users",
             Permission::ViewAuditLog => "view_audit_log",
             Permission::VerifyApiKeys => "verify_api_keys",
+            Permission::AuditOrganizationKeys => "audit_organization_keys",
+            Permission::RevokeOrganizationKeys => "revoke_organization_keys",
         }
     }
 
@@ -50,6 +58,10 @@ impl Permission {
             Permission::ManageOrganizationUsers => "create users, grant and revoke roles",
             Permission::ViewAuditLog => "read, export, verify and replay the event log",
             Permission::VerifyApiKeys => "verify other people's internal keys",
+            Permission::AuditOrganizationKeys => {
+                "list every internal and external key of the organisation"
+            }
+            Permission::RevokeOrganizationKeys => "revoke anyone's internal or external key",
         }
     }
 
@@ -85,7 +97,7 @@ impl fmt::Display for Permission {
 
 /// A set of permissions, as a bitmask: checking one costs no allocation.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct PermissionSet(u8);
+pub struct PermissionSet(u16);
 
 impl PermissionSet {
     pub const EMPTY: PermissionSet = PermissionSet(0);
@@ -110,6 +122,16 @@ impl PermissionSet {
 
     pub fn union(self, other: PermissionSet) -> PermissionSet {
         PermissionSet(self.0 | other.0)
+    }
+
+    /// The permissions in both sets: what a scoped key may do of what its owner holds.
+    pub fn intersection(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 & other.0)
+    }
+
+    /// Whether every permission of `self` is in `other`.
+    pub fn is_subset(&self, other: &PermissionSet) -> bool {
+        self.0 & !other.0 == 0
     }
 
     pub fn is_empty(&self) -> bool {

@@ -5,14 +5,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
+mod governance;
+mod hasher;
+
+pub use governance::{Deactivation, Revocation};
+pub use hasher::SecretHashBuilder;
+
 use crate::error::{DomainError, Holder};
 use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
 use crate::key_status::KeyStatus;
 use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
 use crate::values::{
-    DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider,
-    RoleName, UserId,
+    DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Network,
+    Provider, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +27,8 @@ pub struct User {
     pub display_name: Option<DisplayName>,
     pub roles: BTreeSet<RoleName>,
     pub created_at: Timestamp,
+    /// Set while the user is deactivated: they hold no permission and no key of theirs works.
+    pub deactivated: Option<Deactivation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +53,13 @@ pub struct ApiKey {
     pub uses: u64,
     pub previous: Option<PreviousSecret>,
     pub rolled_at: Option<Timestamp>,
+    /// What the key may do of its owner's permissions; `None`: all of them.
+    pub scopes: Option<PermissionSet>,
+    /// The client networks the key is allowed from; empty: anywhere.
+    pub networks: Vec<Network>,
+    /// Set when an administrator (or the owner's deactivation) revoked it; its status is then
+    /// `Deleted`.
+    pub revoked: Option<Revocation>,
 }
 
 impl ApiKey {
@@ -71,6 +86,9 @@ pub struct ExternalKey {
     pub status_changed_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
     pub last_verified: Option<Verification>,
+    /// Set when an administrator (or the owner's deactivation) revoked it; its status is then
+    /// `Deleted` and its data key is destroyed.
+    pub revoked: Option<Revocation>,
 }
 
 impl ExternalKey {
@@ -159,34 +177,6 @@ pub enum SecretKind {
     Previous,
 }
 
-/// Hashes a [`SecretHash`] by its first 8 bytes: it is already an HMAC output, uniformly random,
-/// so hashing it again (SipHash) would only cost time on every verification.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SecretHashBuilder;
-
-#[derive(Default)]
-pub struct PrefixHasher(u64);
-
-impl std::hash::Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, byte) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*byte) << (8 * i);
-        }
-    }
-}
-
-impl std::hash::BuildHasher for SecretHashBuilder {
-    type Hasher = PrefixHasher;
-
-    fn build_hasher(&self) -> PrefixHasher {
-        PrefixHasher::default()
-    }
-}
-
 /// Everything the vault knows, rebuilt by folding the log.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct State {
@@ -231,6 +221,7 @@ impl State {
                         display_name,
                         roles: BTreeSet::new(),
                         created_at: at,
+                        deactivated: None,
                     },
                 );
             }
@@ -273,6 +264,9 @@ impl State {
                     uses: 0,
                     previous: None,
                     rolled_at: None,
+                    scopes: None,
+                    networks: Vec::new(),
+                    revoked: None,
                 };
                 let slot = match self.api_key_index.get(&record.id) {
                     Some(&slot) => {
@@ -379,6 +373,7 @@ impl State {
                         status_changed_at: None,
                         last_used_at: None,
                         last_verified: None,
+                        revoked: None,
                     },
                 );
             }
@@ -533,6 +528,11 @@ impl State {
                 }
             }
             Event::MasterKeyRotated { generation, .. } => self.master_key_generation = generation,
+            event @ (Event::ApiKeyScoped { .. }
+            | Event::ApiKeyRevoked { .. }
+            | Event::ExternalKeyRevoked { .. }
+            | Event::UserDeactivated { .. }
+            | Event::UserReactivated { .. }) => self.apply_governance(event),
         }
     }
 
@@ -555,8 +555,11 @@ impl State {
             .map_or(PermissionSet::EMPTY, |user| self.permissions_of_user(user))
     }
 
-    /// The permissions a user's roles grant right now.
+    /// The permissions a user's roles grant right now; none while the user is deactivated.
     pub fn permissions_of_user(&self, user: &User) -> PermissionSet {
+        if user.deactivated.is_some() {
+            return PermissionSet::EMPTY;
+        }
         user.roles.iter().fold(PermissionSet::EMPTY, |set, role| {
             set.union(self.role_permissions(role).unwrap_or_default())
         })
@@ -564,7 +567,8 @@ impl State {
 
     pub fn has_permission(&self, user: &UserId, permission: Permission) -> bool {
         self.users.get(user).is_some_and(|u| {
-            u.roles.iter().any(|role| {
+            u.deactivated.is_none()
+                && u.roles.iter().any(|role| {
                 self.role_permissions(role)
                     .is_some_and(|p| p.contains(&permission))
             })
@@ -602,7 +606,7 @@ impl State {
             .and_then(|&slot| self.api_keys.get(slot))
     }
 
-    fn api_key_mut(&mut self, id: &KeyId) -> Option<&mut ApiKey> {
+    pub(crate) fn api_key_mut(&mut self, id: &KeyId) -> Option<&mut ApiKey> {
         let slot = *self.api_key_index.get(id)?;
         self.api_keys.get_mut(slot)
     }
@@ -724,7 +728,7 @@ impl State {
         self.master_key_generation
     }
 
-    fn set_api_key_status(&mut self, key: &KeyId, status: KeyStatus, at: Timestamp) {
+    pub(crate) fn set_api_key_status(&mut self, key: &KeyId, status: KeyStatus, at: Timestamp) {
         let Some(&slot) = self.api_key_index.get(key) else {
             return;
         };
@@ -741,7 +745,7 @@ impl State {
         }
     }
 
-    fn set_external_status(&mut self, key: &ExternalKeyId, status: KeyStatus, at: Timestamp) {
+    pub(crate) fn set_external_status(&mut self, key: &ExternalKeyId, status: KeyStatus, at: Timestamp) {
         let Some(external) = self.external_keys.get_mut(key) else {
             return;
         };
