@@ -2,8 +2,8 @@
 
 use keyledger_crypto::{SecretString, generate_api_key, random_base62};
 use keyledger_domain::{
-    Action, Actor, FromTrusted, GracePeriod, KeyDuration, KeyHint, KeyId, KeyName, KeyStatus,
-    NewApiKey, Timestamp, UserId,
+    Action, Actor, FromTrusted, GracePeriod, KeyDuration, KeyHint, KeyId, KeyName, KeyScope,
+    KeyStatus, NewApiKey, Timestamp, UserId,
 };
 use serde::Serialize;
 
@@ -41,6 +41,15 @@ impl Vault {
         name: KeyName,
         duration: KeyDuration,
     ) -> Result<(NewApiKey, SecretString), VaultError> {
+        self.new_scoped_api_key(name, duration, KeyScope::default())
+    }
+
+    pub(crate) fn new_scoped_api_key(
+        &self,
+        name: KeyName,
+        duration: KeyDuration,
+        scope: KeyScope,
+    ) -> Result<(NewApiKey, SecretString), VaultError> {
         let keyring = self.keyring();
         let (secret, hint) = generate_api_key(keyring.rng())?;
         let key = KeyId::from_trusted(format!(
@@ -56,6 +65,7 @@ impl Vault {
                 duration,
                 hint: KeyHint::from_trusted(hint),
                 secret_hash,
+                scope,
             },
             secret,
         ))
@@ -84,8 +94,23 @@ impl Vault {
         duration: KeyDuration,
         request_id: Option<[u8; 16]>,
     ) -> Result<CreatedApiKey, VaultError> {
-        let (key, secret) = self.new_api_key(name, duration)?;
+        self.create_scoped_api_key(actor, name, duration, KeyScope::default(), request_id)
+            .await
+    }
+
+    /// Creates a key limited to `scope`: some of the owner's permissions, some client networks.
+    pub async fn create_scoped_api_key(
+        &self,
+        actor: Actor,
+        name: KeyName,
+        duration: KeyDuration,
+        scope: KeyScope,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<CreatedApiKey, VaultError> {
+        let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
         let command = keyledger_domain::Command::new(actor, Action::CreateApiKey(key.clone()));
+        // Never decided and appended across an offboarding (see `governance.rs`).
+        let _offboarding = self.inner.offboarding.read().await;
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))
     }
@@ -107,6 +132,7 @@ impl Vault {
                 key: key.clone(),
             },
         );
+        let _offboarding = self.inner.offboarding.read().await;
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))
     }

@@ -12,6 +12,8 @@ mod auth;
 mod background;
 mod clock;
 mod external;
+mod governance;
+mod inventory;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 mod keys;
@@ -39,10 +41,15 @@ use keyledger_log::{
     NewEvent, StreamGuard,
 };
 
-pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
+pub use auth::{
+    AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key, check_api_key_from,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{AwsSessionToken, ExternalCredential, ExternalKeyView, Lease, NewCredential};
 pub use keyledger_log::private_files;
+pub use inventory::{
+    InventoryItem, InventoryKind, InventoryPage, InventoryQuery, InventorySort, InventoryStatus,
+};
 pub use keys::{ApiKeyView, CreatedApiKey};
 pub use leases::DataKeyHold;
 pub use master_key::{
@@ -263,6 +270,9 @@ struct Inner {
     leases: leases::LeaseTable,
     telemetry: Arc<Telemetry>,
     audit: snapshot::AuditRuntime,
+    /// Held for writing while a user's deactivation is decided and appended, for reading while
+    /// a key is created: no key of a user can slip in beside their offboarding.
+    offboarding: tokio::sync::RwLock<()>,
 }
 
 impl Vault {
@@ -332,6 +342,7 @@ impl Vault {
                 leases: leases::LeaseTable::default(),
                 telemetry,
                 audit,
+                offboarding: tokio::sync::RwLock::new(()),
             }),
         };
         vault.shred_data_keys_of_deleted_credentials()?;

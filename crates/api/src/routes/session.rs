@@ -126,7 +126,7 @@ pub(crate) async fn login(
             "log in with an internal key (`kl_…`), not a session token",
         ));
     }
-    let principal = match state.vault().authenticate(presented) {
+    let principal = match state.vault().authenticate_from(presented, client) {
         Ok(principal) => principal,
         Err(failure) => {
             state.throttle().record_failure(client);
