@@ -62,6 +62,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(409, "ingestion_finished"),
     code(409, "duplicate_request"),
     code(409, "not_empty"),
+    code(409, "user_deactivated"),
     code(413, "payload_too_large"),
     code(415, "unsupported_media_type"),
     code(422, "invalid_body"),
@@ -231,6 +232,13 @@ impl From<DomainError> for ApiError {
             DomainError::BuiltInRole { .. } => (StatusCode::CONFLICT, "built_in_role"),
             DomainError::LastAdmin { .. } => (StatusCode::CONFLICT, "last_admin"),
             DomainError::IngestionFinished { .. } => (StatusCode::CONFLICT, "ingestion_finished"),
+            DomainError::OutOfScope { permission, .. } => {
+                return ApiError {
+                    permission: Some(*permission),
+                    ..ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message)
+                };
+            }
+            DomainError::UserDeactivated { .. } => (StatusCode::CONFLICT, "user_deactivated"),
         };
         ApiError::new(status, code, message)
     }

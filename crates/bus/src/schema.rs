@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
     AccessKeyId, AwsRegion, DataKeyId, DisplayName, Event, ExternalKeyId, ExternalKeyPublic,
-    FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider,
+    FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, Reason,
     RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
@@ -400,6 +400,36 @@ pub fn example_events() -> Vec<Event> {
             data_key: DataKeyId::original(&external()),
             at,
         },
+        Event::ApiKeyScoped {
+            key: key(),
+            owner: user(),
+            scopes: vec![Permission::VerifyApiKeys],
+            networks: vec![
+                keyledger_domain::Network::parse("203.0.113.0/24").unwrap_or_else(|_| {
+                    unreachable!("a valid example network")
+                }),
+            ],
+            at,
+        },
+        Event::ApiKeyRevoked {
+            key: key(),
+            owner: user(),
+            reason: Reason::from_trusted("found in a public repository".to_owned()),
+            at,
+        },
+        Event::ExternalKeyRevoked {
+            key: external(),
+            owner: user(),
+            provider: Provider::Aws,
+            reason: Reason::from_trusted("left the company".to_owned()),
+            at,
+        },
+        Event::UserDeactivated {
+            user: user(),
+            reason: Reason::from_trusted("left the company".to_owned()),
+            at,
+        },
+        Event::UserReactivated { user: user(), at },
     ]
 }
 
@@ -470,7 +500,12 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionCancelled { .. }
         | Event::MasterKeyRotated { .. }
         | Event::ExternalKeyRotated { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => event.type_name(),
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ApiKeyScoped { .. }
+        | Event::ApiKeyRevoked { .. }
+        | Event::ExternalKeyRevoked { .. }
+        | Event::UserDeactivated { .. }
+        | Event::UserReactivated { .. } => event.type_name(),
     }
 }
 

@@ -3,7 +3,7 @@
 use keyledger_crypto::{SecretString, generate_api_key, random_base62};
 use keyledger_domain::{
     Action, Actor, FromTrusted, GracePeriod, KeyDuration, KeyHint, KeyId, KeyName, KeyScope,
-    KeyStatus, NewApiKey, Timestamp, UserId,
+    KeyStatus, Network, NewApiKey, PermissionSet, Timestamp, UserId,
 };
 use serde::Serialize;
 
@@ -33,6 +33,8 @@ pub struct ApiKeyView {
     pub status: KeyStatus,
     pub rolled_at: Option<Timestamp>,
     pub previous_valid_until: Option<Timestamp>,
+    pub scopes: Option<PermissionSet>,
+    pub networks: Vec<Network>,
 }
 
 impl Vault {
@@ -218,6 +220,8 @@ impl Vault {
                         .as_ref()
                         .map(|p| p.valid_until)
                         .filter(|until| *until > now),
+                    scopes: key.scopes,
+                    networks: key.networks.clone(),
                 })
                 .collect()
         })

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, Timestamp};
+use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, KeyScope, Timestamp};
 use keyledger_vault::{ApiKeyView, CreatedApiKey, VaultError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -24,6 +24,22 @@ pub struct CreateApiKeyRequest {
     /// `1d`, `7d`, `30d`, `60d`, `90d`, `1y`, a number of days (`45d` or `45`), or `never`.
     #[schema(value_type = String, example = "30d")]
     pub duration: RawDuration,
+    /// Limits the key to these of its owner's permissions (e.g. `["verify_api_keys"]`); left
+    /// out: all of them. What the key may do is always its scopes ∩ its owner's permissions now.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Client networks (CIDR, e.g. `203.0.113.0/24`) the key is allowed from; left out: anywhere.
+    #[serde(default)]
+    pub networks: Option<Vec<String>>,
+}
+
+impl CreateApiKeyRequest {
+    fn scope(&self) -> Result<KeyScope, ApiError> {
+        Ok(KeyScope::parse(
+            self.scopes.as_deref(),
+            self.networks.as_deref(),
+        )?)
+    }
 }
 
 /// A key just created or rolled. The only response that ever carries the key itself.
@@ -47,6 +63,12 @@ pub struct CreatedApiKeyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub previous_valid_until: Option<Timestamp>,
+    /// A scoped key's scopes (absent: unscoped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// The client networks the key is allowed from (absent: anywhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 impl From<CreatedApiKey> for CreatedApiKeyResponse {
@@ -59,7 +81,19 @@ impl From<CreatedApiKey> for CreatedApiKeyResponse {
             created_at: created.created_at,
             expires_at: created.expires_at,
             previous_valid_until: created.previous_valid_until,
+            scopes: None,
+            networks: Vec::new(),
         }
+    }
+}
+
+impl CreatedApiKeyResponse {
+    fn scoped(mut self, scope: &KeyScope) -> Self {
+        self.scopes = scope
+            .scopes
+            .map(|s| s.iter().map(|p| p.as_str().to_owned()).collect());
+        self.networks = scope.networks.iter().map(ToString::to_string).collect();
+        self
     }
 }
 
@@ -83,6 +117,12 @@ pub struct ApiKeyResponse {
     pub rolled_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub previous_valid_until: Option<Timestamp>,
+    /// A scoped key's scopes (absent: unscoped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// The client networks the key is allowed from (absent: anywhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 impl From<ApiKeyView> for ApiKeyResponse {
@@ -97,6 +137,10 @@ impl From<ApiKeyView> for ApiKeyResponse {
             last_used_at: view.last_used_at,
             rolled_at: view.rolled_at,
             previous_valid_until: view.previous_valid_until,
+            scopes: view
+                .scopes
+                .map(|s| s.iter().map(|p| p.as_str().to_owned()).collect()),
+            networks: view.networks.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -144,14 +188,16 @@ pub(crate) async fn create_api_key(
     let ApiJson(body) = body?;
     let name = KeyName::parse(&body.name)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let scope = body.scope()?;
     let request_id = idempotency_key(&headers, &caller, "POST /v1/api-keys")?;
     let created = state
         .vault()
-        .create_api_key(caller.actor(), name, duration, request_id)
+        .create_scoped_api_key(caller.actor(), name, duration, scope.clone(), request_id)
         .await
         .map_err(|err| refusal_of_create(&state, request_id, err))?;
     tracing::info!(created_key = %created.id, "internal key created");
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let response = CreatedApiKeyResponse::from(created).scoped(&scope);
+    Ok((StatusCode::CREATED, Json(response)))
 }
 
 /// Lists the caller's internal keys, masked.

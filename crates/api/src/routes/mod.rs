@@ -5,6 +5,7 @@
 pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod external_keys;
+pub(crate) mod governance;
 pub(crate) mod health;
 pub(crate) mod ingestions;
 pub(crate) mod session;
@@ -114,6 +115,16 @@ pub(crate) fn declared() -> Declared {
         .with(users, routes!(audit::backup))
         .with(users, routes!(users::list_roles))
         .with(users, routes!(users::define_role))
+        .with(
+            needs(Permission::AuditOrganizationKeys),
+            routes!(governance::inventory),
+        )
+        .with(
+            needs(Permission::RevokeOrganizationKeys),
+            routes!(governance::revoke_key),
+        )
+        .with(users, routes!(governance::deactivate_user))
+        .with(users, routes!(governance::reactivate_user))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most
