@@ -60,6 +60,13 @@ fn vault_says(vault: &Vault, key: &str) -> Verification {
             owner: principal.user.to_string(),
             permissions: principal.permissions.iter().collect(),
             expires_at: principal.expires_at,
+            scopes: principal.scopes.map(|s| s.iter().collect()),
+            networks: vault.read(|state| {
+                state
+                    .api_key(&principal.key)
+                    .map(|k| k.networks.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default()
+            }),
         },
         Err(failure) => Verification::Invalid {
             valid: keyledger_bus::replica::monostate::False,
