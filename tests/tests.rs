@@ -11,6 +11,7 @@ mod cli_ingest;
 mod cli_keys;
 mod console;
 mod golden;
+mod governance;
 mod hardening_core;
 mod hardening_disk;
 mod hardening_http;
