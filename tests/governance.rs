@@ -113,7 +113,14 @@ fn the_inventory_lists_filters_sorts_and_pages_every_key() {
 
     // Cursor pages: every key exactly once, in the same order as one big page, also when a
     // key is created between pages (it sorts last, so it shows up on a later page).
-    for sort in ["created", "-created", "expires", "last_used", "name", "-owner"] {
+    for sort in [
+        "created",
+        "-created",
+        "expires",
+        "last_used",
+        "name",
+        "-owner",
+    ] {
         let whole = ids(&inventory(&server, &format!("?sort={sort}&limit=500")));
         let mut walked = Vec::new();
         let mut cursor: Option<String> = None;
@@ -158,7 +165,10 @@ fn the_inventory_lists_filters_sorts_and_pages_every_key() {
         Some(&server.admin_key),
         None,
     );
-    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_query")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_query"))
+    );
     // A member sees only their own keys elsewhere: the inventory is refused.
     let (status, body) = server.call("GET", "/v1/admin/keys", Some(&mia), None);
     assert_eq!(status, 403, "{body}");
@@ -181,7 +191,10 @@ fn an_administrator_revokes_any_key_with_a_reason() {
         )
     };
     let (status, body) = revoke(&laptop, "found in a public repository");
-    assert_eq!((status, body["revoked"].as_str()), (200, Some(laptop.as_str())));
+    assert_eq!(
+        (status, body["revoked"].as_str()),
+        (200, Some(laptop.as_str()))
+    );
     let (status, body) = server.call("GET", "/v1/me", Some(&laptop_secret), None);
     assert_eq!(status, 401, "{body}");
     let (status, _) = revoke(&aws, "the bucket moved");
@@ -210,7 +223,10 @@ fn an_administrator_revokes_any_key_with_a_reason() {
     let (status, body) = revoke("nope", "x");
     assert_eq!((status, body["error"]["field"].as_str()), (400, Some("id")));
     let (status, body) = revoke(&aws, " ");
-    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("reason")));
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("reason"))
+    );
 }
 
 /// Offboarding: one append deactivates the user and revokes every key; sessions end at once;
@@ -300,7 +316,10 @@ fn offboarding_in_one_step() {
         )
     };
     let (status, body) = issue("again");
-    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("user_deactivated")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("user_deactivated"))
+    );
     let (status, body) = server.call(
         "POST",
         "/v1/users/mia/reactivate",
@@ -346,12 +365,7 @@ fn offboarding_in_one_step() {
         Some(&json!({ "reason": "handing over" })),
     );
     assert_eq!(status, 200);
-    let (status, body) = server.call(
-        "POST",
-        "/v1/users/admin/reactivate",
-        Some(&root2),
-        None,
-    );
+    let (status, body) = server.call("POST", "/v1/users/admin/reactivate", Some(&root2), None);
     assert_eq!(status, 200, "{body}");
     // admin is active again (with no key): root2 is not the last active administrator.
     assert_eq!(
@@ -440,7 +454,12 @@ fn offboarding_under_concurrent_use() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|k| (k["id"].as_str().unwrap().to_owned(), k["status"].as_str().unwrap().to_owned()))
+        .map(|k| {
+            (
+                k["id"].as_str().unwrap().to_owned(),
+                k["status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let mut created = 0;
     for (status, body) in &outcomes {
@@ -448,7 +467,11 @@ fn offboarding_under_concurrent_use() {
             201 => {
                 created += 1;
                 let id = body["id"].as_str().unwrap();
-                assert_eq!(statuses.get(id).map(String::as_str), Some("revoked"), "{id}");
+                assert_eq!(
+                    statuses.get(id).map(String::as_str),
+                    Some("revoked"),
+                    "{id}"
+                );
                 let secret = body["key"].as_str().unwrap();
                 assert_eq!(server.call("GET", "/v1/me", Some(secret), None).0, 401);
             }
@@ -467,19 +490,29 @@ fn offboarding_under_concurrent_use() {
 fn scoped_keys_do_their_scopes_of_what_their_owner_holds_now() {
     let server = Server::start();
     let admin = server.admin_key.clone();
-    let create = |key: &str, body: Value| server.call("POST", "/v1/api-keys", Some(key), Some(&body));
+    let create =
+        |key: &str, body: Value| server.call("POST", "/v1/api-keys", Some(key), Some(&body));
 
     let (status, scoped) = create(
         &admin,
         json!({ "name": "auditing", "duration": "7d", "scopes": ["view_audit_log", "verify_api_keys"] }),
     );
     assert_eq!(status, 201, "{scoped}");
-    assert_eq!(scoped["scopes"], json!(["view_audit_log", "verify_api_keys"]));
+    assert_eq!(
+        scoped["scopes"],
+        json!(["view_audit_log", "verify_api_keys"])
+    );
     let scoped_key = scoped["key"].as_str().unwrap().to_owned();
     let me = server.get("/v1/me", &scoped_key);
-    assert_eq!(me["permissions"], json!(["view_audit_log", "verify_api_keys"]));
+    assert_eq!(
+        me["permissions"],
+        json!(["view_audit_log", "verify_api_keys"])
+    );
     assert_eq!(me["scopes"], json!(["view_audit_log", "verify_api_keys"]));
-    assert_eq!(server.call("GET", "/v1/events", Some(&scoped_key), None).0, 200);
+    assert_eq!(
+        server.call("GET", "/v1/events", Some(&scoped_key), None).0,
+        200
+    );
     let (status, body) = server.call("GET", "/v1/users", Some(&scoped_key), None);
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"]["permission"], "manage_organization_users");
@@ -497,8 +530,14 @@ fn scoped_keys_do_their_scopes_of_what_their_owner_holds_now() {
         Some(&admin),
         Some(&json!({ "key": scoped_key })),
     );
-    assert_eq!(verified.1["scopes"], json!(["view_audit_log", "verify_api_keys"]));
-    assert_eq!(verified.1["permissions"], json!(["view_audit_log", "verify_api_keys"]));
+    assert_eq!(
+        verified.1["scopes"],
+        json!(["view_audit_log", "verify_api_keys"])
+    );
+    assert_eq!(
+        verified.1["permissions"],
+        json!(["view_audit_log", "verify_api_keys"])
+    );
     // The event records the scopes.
     let events = server.get("/v1/events?limit=10000", &admin).to_string();
     assert!(events.contains("ApiKeyScoped"), "{events}");
@@ -506,32 +545,69 @@ fn scoped_keys_do_their_scopes_of_what_their_owner_holds_now() {
     // A scope the owner does not hold is refused; so is an empty list or an unknown name.
     let mia = developer_key(&server, "mia");
     for (scopes, fragment) in [
-        (json!(["manage_organization_users"]), "not a permission of `mia`"),
+        (
+            json!(["manage_organization_users"]),
+            "not a permission of `mia`",
+        ),
         (json!([]), "at least one permission"),
         (json!(["fly"]), "not a permission"),
     ] {
-        let (status, body) = create(&mia, json!({ "name": "x", "duration": "7d", "scopes": scopes }));
+        let (status, body) = create(
+            &mia,
+            json!({ "name": "x", "duration": "7d", "scopes": scopes }),
+        );
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["error"]["field"], "scopes");
-        assert!(body["error"]["message"].as_str().unwrap().contains(fragment), "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(fragment),
+            "{body}"
+        );
     }
 
     // Effective = scopes ∩ the owner's permissions now: a role taken away shows at once, in
     // requests and in the inventory.
-    let (status, body) = create(&mia, json!({ "name": "keys only", "duration": "7d", "scopes": ["manage_user_api_keys"] }));
+    let (status, body) = create(
+        &mia,
+        json!({ "name": "keys only", "duration": "7d", "scopes": ["manage_user_api_keys"] }),
+    );
     assert_eq!(status, 201, "{body}");
     let (keys_only_id, keys_only) = (
         body["id"].as_str().unwrap().to_owned(),
         body["key"].as_str().unwrap().to_owned(),
     );
-    assert_eq!(server.call("GET", "/v1/api-keys", Some(&keys_only), None).0, 200);
-    assert_eq!(server.call("GET", "/v1/ingestions", Some(&keys_only), None).0, 403);
-    let (status, _) = server.call("DELETE", "/v1/users/mia/roles/developer", Some(&admin), None);
+    assert_eq!(
+        server.call("GET", "/v1/api-keys", Some(&keys_only), None).0,
+        200
+    );
+    assert_eq!(
+        server
+            .call("GET", "/v1/ingestions", Some(&keys_only), None)
+            .0,
+        403
+    );
+    let (status, _) = server.call(
+        "DELETE",
+        "/v1/users/mia/roles/developer",
+        Some(&admin),
+        None,
+    );
     assert_eq!(status, 200);
-    assert_eq!(server.call("GET", "/v1/api-keys", Some(&keys_only), None).0, 403);
+    assert_eq!(
+        server.call("GET", "/v1/api-keys", Some(&keys_only), None).0,
+        403
+    );
     let page = inventory(&server, "?user=mia");
-    assert_eq!(item(&page, &keys_only_id)["effective_permissions"], json!([]));
-    assert_eq!(item(&page, &keys_only_id)["scopes"], json!(["manage_user_api_keys"]));
+    assert_eq!(
+        item(&page, &keys_only_id)["effective_permissions"],
+        json!([])
+    );
+    assert_eq!(
+        item(&page, &keys_only_id)["scopes"],
+        json!(["manage_user_api_keys"])
+    );
 
     // Networks: the peer address decides; X-Forwarded-For is not trusted by default.
     let (status, elsewhere) = create(
@@ -563,8 +639,14 @@ fn scoped_keys_do_their_scopes_of_what_their_owner_holds_now() {
     let local = local["key"].as_str().unwrap();
     let me = server.get("/v1/me", local);
     assert_eq!(me["networks"], json!(["127.0.0.0/8", "::1/128"]));
-    let (status, body) = create(&admin, json!({ "name": "bad", "duration": "7d", "networks": ["10.0.0.0/33"] }));
-    assert_eq!((status, body["error"]["field"].as_str()), (400, Some("networks")));
+    let (status, body) = create(
+        &admin,
+        json!({ "name": "bad", "duration": "7d", "networks": ["10.0.0.0/33"] }),
+    );
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (400, Some("networks"))
+    );
 }
 
 /// The JSON lines of `GET /v1/events`, events only.

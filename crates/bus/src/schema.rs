@@ -11,8 +11,8 @@ use std::sync::LazyLock;
 use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
     AccessKeyId, AwsRegion, DataKeyId, DisplayName, Event, ExternalKeyId, ExternalKeyPublic,
-    FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider, Reason,
-    RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
+    FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label, Permission, Provider,
+    Reason, RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
@@ -405,9 +405,8 @@ pub fn example_events() -> Vec<Event> {
             owner: user(),
             scopes: vec![Permission::VerifyApiKeys],
             networks: vec![
-                keyledger_domain::Network::parse("203.0.113.0/24").unwrap_or_else(|_| {
-                    unreachable!("a valid example network")
-                }),
+                keyledger_domain::Network::parse("203.0.113.0/24")
+                    .unwrap_or_else(|_| unreachable!("a valid example network")),
             ],
             at,
         },

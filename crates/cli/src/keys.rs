@@ -27,6 +27,13 @@ pub enum KeysCommand {
         /// 1d, 7d, 30d, 60d, 90d, 1y, a number of days (45d), or never.
         #[arg(long, default_value = "30d")]
         duration: String,
+        /// Limit the key to one of your permissions (repeatable), e.g. verify_api_keys. What
+        /// it may do is always its scopes ∩ your permissions at the time.
+        #[arg(long = "scope", value_name = "PERMISSION")]
+        scopes: Vec<String>,
+        /// Allow the key only from this client network (repeatable), e.g. 203.0.113.0/24.
+        #[arg(long = "network", value_name = "CIDR")]
+        networks: Vec<String>,
     },
     /// List your keys (masked).
     List(ListArgs),
@@ -57,12 +64,18 @@ pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
             name,
             name_option,
             duration,
+            scopes,
+            networks,
         } => {
             let name = name.as_ref().or(name_option.as_ref());
-            let created = client.post(
-                "/v1/api-keys",
-                &json!({ "name": name, "duration": duration }),
-            )?;
+            let mut body = json!({ "name": name, "duration": duration });
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            if !networks.is_empty() {
+                body["networks"] = json!(networks);
+            }
+            let created = client.post("/v1/api-keys", &body)?;
             show_secret(&created, global, "Created");
         }
         KeysCommand::List(list_args) => {

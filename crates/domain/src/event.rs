@@ -364,10 +364,7 @@ pub enum Event {
         at: Timestamp,
     },
     /// The account works again with its roles; none of its revoked keys comes back.
-    UserReactivated {
-        user: UserId,
-        at: Timestamp,
-    },
+    UserReactivated { user: UserId, at: Timestamp },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,

@@ -28,13 +28,14 @@ pub use permissions::{
     ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,
 };
 pub use state::{
-    ApiKey, Deactivation, ExternalKey, FileOutcome, Ingestion, IngestionState, PreviousSecret, Revocation, RotatedDataKeys,
-    SecretKind, State, User, Verification,
+    ApiKey, Deactivation, ExternalKey, FileOutcome, Ingestion, IngestionState, PreviousSecret,
+    Revocation, RotatedDataKeys, SecretKind, State, User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
     AccessKeyId, AwsRegion, DataKeyId, DisplayName, DurationPolicy, ExternalKeyId, FromTrusted,
     GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint, KeyId, KeyName, KeyScope,
-    Label, Network, Provider, Reason, RoleName, UserId, ValidationError, check_aws_secret, check_aws_session_token,
-    check_bucket_name, check_dnanexus_project, check_dnanexus_token, check_visible_text,
+    Label, Network, Provider, Reason, RoleName, UserId, ValidationError, check_aws_secret,
+    check_aws_session_token, check_bucket_name, check_dnanexus_project, check_dnanexus_token,
+    check_visible_text,
 };

@@ -569,9 +569,9 @@ impl State {
         self.users.get(user).is_some_and(|u| {
             u.deactivated.is_none()
                 && u.roles.iter().any(|role| {
-                self.role_permissions(role)
-                    .is_some_and(|p| p.contains(&permission))
-            })
+                    self.role_permissions(role)
+                        .is_some_and(|p| p.contains(&permission))
+                })
         })
     }
 
@@ -745,7 +745,12 @@ impl State {
         }
     }
 
-    pub(crate) fn set_external_status(&mut self, key: &ExternalKeyId, status: KeyStatus, at: Timestamp) {
+    pub(crate) fn set_external_status(
+        &mut self,
+        key: &ExternalKeyId,
+        status: KeyStatus,
+        at: Timestamp,
+    ) {
         let Some(external) = self.external_keys.get_mut(key) else {
             return;
         };

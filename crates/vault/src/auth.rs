@@ -344,7 +344,10 @@ fn admitted<'s>(
         return Err(AuthFailure::NetworkNotAllowed);
     }
     let held = state.permissions_of_user(owner);
-    Ok((owner, key.scopes.map_or(held, |scopes| scopes.intersection(held))))
+    Ok((
+        owner,
+        key.scopes.map_or(held, |scopes| scopes.intersection(held)),
+    ))
 }
 
 /// What a session tag signs: the claims, then the peppered hash of the key secret the session

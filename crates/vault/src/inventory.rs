@@ -6,7 +6,8 @@ use std::cmp::Ordering;
 
 use base64::Engine;
 use keyledger_domain::{
-    FromTrusted, KeyId, KeyStatus, MILLIS_PER_DAY, Permission, Provider, State, Timestamp, UserId, ValidationError,
+    FromTrusted, KeyId, KeyStatus, MILLIS_PER_DAY, Permission, Provider, State, Timestamp, UserId,
+    ValidationError,
 };
 use serde::Serialize;
 
@@ -359,9 +360,7 @@ impl Cursor {
             InventorySort::Created | InventorySort::Expires | InventorySort::LastUsed
         );
         let value = match (value.split_at_checked(1), time_sort) {
-            (Some(("t", millis)), true) => {
-                SortValue::Time(millis.parse().map_err(|_| invalid())?)
-            }
+            (Some(("t", millis)), true) => SortValue::Time(millis.parse().map_err(|_| invalid())?),
             (Some(("s", hex)), false) => SortValue::Text(unhex(hex).ok_or_else(invalid)?),
             _ => return Err(invalid()),
         };

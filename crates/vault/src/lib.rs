@@ -12,10 +12,10 @@ mod auth;
 mod background;
 mod clock;
 mod external;
-mod governance;
-mod inventory;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod governance;
+mod inventory;
 mod keys;
 mod leases;
 mod master_key;
@@ -46,10 +46,10 @@ pub use auth::{
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{AwsSessionToken, ExternalCredential, ExternalKeyView, Lease, NewCredential};
-pub use keyledger_log::private_files;
 pub use inventory::{
     InventoryItem, InventoryKind, InventoryPage, InventoryQuery, InventorySort, InventoryStatus,
 };
+pub use keyledger_log::private_files;
 pub use keys::{ApiKeyView, CreatedApiKey};
 pub use leases::DataKeyHold;
 pub use master_key::{

@@ -86,7 +86,10 @@ impl From<InventoryItem> for InventoryKey {
             owner_deactivated: item.owner_deactivated,
             name: item.name,
             hint: item.hint,
-            provider: item.provider.map_or("internal", Provider::as_str).to_owned(),
+            provider: item
+                .provider
+                .map_or("internal", Provider::as_str)
+                .to_owned(),
             created_at: item.created_at,
             expires_at: item.expires_at,
             last_used_at: item.last_used_at,

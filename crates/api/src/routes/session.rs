@@ -182,7 +182,9 @@ pub(crate) async fn verify_key(
         Ok(principal) => VerifyResponse::Valid(ValidKey {
             valid: true,
             networks: networks_of(&state, &principal),
-            scopes: principal.scopes.map(|s| s.iter().map(|p| p.as_str()).collect()),
+            scopes: principal
+                .scopes
+                .map(|s| s.iter().map(|p| p.as_str()).collect()),
             permissions: principal.permissions.iter().map(|p| p.as_str()).collect(),
             key_id: principal.key,
             owner: principal.user,

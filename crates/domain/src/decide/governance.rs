@@ -43,10 +43,7 @@ pub(super) fn created_with_scope(
         events.push(Event::ApiKeyScoped {
             key: id,
             owner,
-            scopes: scope
-                .scopes
-                .map(|s| s.iter().collect())
-                .unwrap_or_default(),
+            scopes: scope.scopes.map(|s| s.iter().collect()).unwrap_or_default(),
             networks: scope.networks,
             at: now,
         });
@@ -143,9 +140,7 @@ pub(super) fn deactivate_user(
     if holder.roles.iter().any(|r| r.as_str() == ADMIN_ROLE) {
         let admins: Vec<&UserId> = state
             .users()
-            .filter(|u| {
-                u.deactivated.is_none() && u.roles.iter().any(|r| r.as_str() == ADMIN_ROLE)
-            })
+            .filter(|u| u.deactivated.is_none() && u.roles.iter().any(|r| r.as_str() == ADMIN_ROLE))
             .map(|u| &u.id)
             .collect();
         for other in &admins {

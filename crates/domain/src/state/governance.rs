@@ -71,6 +71,8 @@ impl State {
 
     /// Whether the user exists and is not deactivated.
     pub fn is_active_user(&self, user: &crate::values::UserId) -> bool {
-        self.users.get(user).is_some_and(|u| u.deactivated.is_none())
+        self.users
+            .get(user)
+            .is_some_and(|u| u.deactivated.is_none())
     }
 }

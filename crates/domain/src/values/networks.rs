@@ -39,12 +39,16 @@ impl Network {
         let prefix = match prefix {
             None => width,
             Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-                digits.parse::<u8>().ok().filter(|p| *p <= width).ok_or_else(|| {
-                    ValidationError::new(
-                        "networks",
-                        format!("a prefix length is at most {width} for this address"),
-                    )
-                })?
+                digits
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= width)
+                    .ok_or_else(|| {
+                        ValidationError::new(
+                            "networks",
+                            format!("a prefix length is at most {width} for this address"),
+                        )
+                    })?
             }
             Some(_) => return Err(invalid()),
         };
@@ -118,7 +122,8 @@ impl KeyScope {
             Some(raw) => Some(
                 raw.iter()
                     .map(|p| {
-                        Permission::parse(p).map_err(|err| ValidationError::new("scopes", err.message))
+                        Permission::parse(p)
+                            .map_err(|err| ValidationError::new("scopes", err.message))
                     })
                     .collect::<Result<PermissionSet, _>>()?,
             ),
