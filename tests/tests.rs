@@ -10,6 +10,7 @@ mod cli_frame;
 mod cli_ingest;
 mod cli_keys;
 mod console;
+mod console_inventory;
 mod golden;
 mod governance;
 mod hardening_core;

@@ -51,6 +51,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("keys-shared.js", "text/javascript; charset=utf-8"),
     asset!("internal-keys.js", "text/javascript; charset=utf-8"),
     asset!("external-keys.js", "text/javascript; charset=utf-8"),
+    asset!("inventory.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];
