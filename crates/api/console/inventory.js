@@ -193,9 +193,9 @@ export function inventoryPage() {
         return;
       }
       close();
+      await load(false);
       notices.show('success', `Revoked ${key.owner}\u2019s key \u201c${key.name}\u201d.`);
       announce(`Revoked ${key.name}.`);
-      await load(false);
     });
   };
 
