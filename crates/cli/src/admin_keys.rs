@@ -75,22 +75,18 @@ pub fn run(command: &AdminKeysCommand, global: &ClientArgs) -> anyhow::Result<()
             // One page when a cursor is given, else all of them.
             let mut keys: Vec<Value> = Vec::new();
             let mut next = cursor.clone();
-            let mut total = Value::Null;
-            let mut next_cursor = Value::Null;
-            loop {
+            let (total, next_cursor) = loop {
                 let path = match &next {
                     Some(cursor) => format!("{base}&cursor={}", segment(cursor)),
                     None => base.clone(),
                 };
                 let page = client.get(&path)?;
                 keys.extend(items(&page, "keys").iter().cloned());
-                total = page["total"].clone();
-                next_cursor = page["next_cursor"].clone();
                 match (cursor, page["next_cursor"].as_str()) {
                     (None, Some(more)) => next = Some(more.to_owned()),
-                    _ => break,
+                    _ => break (page["total"].clone(), page["next_cursor"].clone()),
                 }
-            }
+            };
             if global.json {
                 print_json(&json!({ "keys": keys, "total": total, "next_cursor": next_cursor }));
                 return Ok(());
