@@ -2,5 +2,6 @@
 
 mod decide;
 mod fixtures;
+mod governance;
 mod replay;
 mod snapshots;
