@@ -10,8 +10,9 @@ use super::ValidationError;
 use crate::permissions::{Permission, PermissionSet};
 
 /// A client network, `10.0.0.0/8` or `2001:db8::/32`; a bare address is a network of one.
-/// Host bits are cleared when parsed, so `10.1.2.3/8` is `10.0.0.0/8`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// Host bits are cleared when parsed, so `10.1.2.3/8` is `10.0.0.0/8`. Stored and shown in that
+/// text form (in the log too: one readable string, parsed again when read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Network {
     address: IpAddr,
     prefix: u8,
@@ -74,6 +75,19 @@ impl Network {
 impl fmt::Display for Network {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.address, self.prefix)
+    }
+}
+
+impl Serialize for Network {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Network {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        Network::parse(&text).map_err(|err| serde::de::Error::custom(err.message))
     }
 }
 
