@@ -170,6 +170,7 @@ export function inventoryPage() {
       returnFocus: () => button,
     });
     actions.cancel.addEventListener('click', () => close());
+    reason.addEventListener('input', () => reasonField.clearError());
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       if (isBusy(actions.submit)) {
