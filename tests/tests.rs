@@ -7,6 +7,7 @@ mod bad_input;
 mod canary;
 mod cli;
 mod cli_frame;
+mod cli_governance;
 mod cli_ingest;
 mod cli_keys;
 mod console;

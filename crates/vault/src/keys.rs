@@ -126,7 +126,29 @@ impl Vault {
         duration: KeyDuration,
         request_id: Option<[u8; 16]>,
     ) -> Result<CreatedApiKey, VaultError> {
-        let (key, secret) = self.new_api_key(name, duration)?;
+        self.issue_scoped_api_key(
+            actor,
+            owner,
+            name,
+            duration,
+            KeyScope::default(),
+            request_id,
+        )
+        .await
+    }
+
+    /// [`Vault::issue_api_key`] for a key limited to `scope` (a subset of the owner's
+    /// permissions, some client networks): a service account's narrow key.
+    pub async fn issue_scoped_api_key(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        name: KeyName,
+        duration: KeyDuration,
+        scope: KeyScope,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<CreatedApiKey, VaultError> {
+        let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
         let command = keyledger_domain::Command::new(
             actor,
             Action::IssueApiKey {

@@ -347,12 +347,21 @@ pub(crate) async fn issue_api_key(
     let owner = keyledger_domain::UserId::parse(&user)?;
     let name = KeyName::parse(&body.name)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let scope = body.scope()?;
     let request_id = idempotency_key(&headers, &caller, "POST /v1/users/{user}/api-keys")?;
     let created = state
         .vault()
-        .issue_api_key(caller.actor(), owner.clone(), name, duration, request_id)
+        .issue_scoped_api_key(
+            caller.actor(),
+            owner.clone(),
+            name,
+            duration,
+            scope.clone(),
+            request_id,
+        )
         .await
         .map_err(|err| refusal_of_create(&state, request_id, err))?;
     tracing::info!(created_key = %created.id, owner = %owner, "internal key issued by an admin");
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let response = CreatedApiKeyResponse::from(created).scoped(&scope);
+    Ok((StatusCode::CREATED, Json(response)))
 }
