@@ -234,7 +234,7 @@ fn issue_key_for(server: &Server, user: &str, duration: &str) -> String {
 }
 
 /// Runs scripts/console-deps.sh (Chromium from Debian, playwright-core from npm, when missing).
-fn install_browser(repository: &Path) {
+pub(crate) fn install_browser(repository: &Path) {
     let mut command = Command::new("bash");
     command
         .arg(repository.join("scripts/console-deps.sh"))
@@ -253,15 +253,15 @@ fn install_browser(repository: &Path) {
     }
 }
 
-struct Run {
-    success: bool,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs a command to its end, killing it and everything it started (its process group: node's
 /// Chromium, apt-get's helpers) if it takes longer than `limit`.
-fn run_bounded(mut command: Command, limit: Duration) -> std::io::Result<Run> {
+pub(crate) fn run_bounded(mut command: Command, limit: Duration) -> std::io::Result<Run> {
     let mut child = command
         .process_group(0)
         .stdin(Stdio::null())

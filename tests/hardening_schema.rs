@@ -54,7 +54,20 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
             "POST",
             "/v1/api-keys",
             "/v1/api-keys",
-            json!({ "name": "n", "duration": "7d" }),
+            json!({ "name": "n", "duration": "7d", "scopes": ["view_audit_log"],
+                    "networks": ["10.0.0.0/8"] }),
+        ),
+        probe(
+            "POST",
+            "/v1/admin/keys/{id}/revoke",
+            "/v1/admin/keys/key_0000000000000000/revoke",
+            json!({ "reason": "found in a public repository" }),
+        ),
+        probe(
+            "POST",
+            "/v1/users/{user}/deactivate",
+            "/v1/users/nobody/deactivate",
+            json!({ "reason": "left the company" }),
         ),
         probe(
             "POST",

@@ -1,5 +1,5 @@
-//! Every route × (no key, expired key, deleted key, honeytoken, member, admin, auditor, worker) →
-//! expected status, and what a 403 says.
+//! Every route × (no key, expired key, deleted key, honeytoken, member, admin, auditor, worker, an
+//! admin's key scoped to `view_audit_log`) → expected status, and what a 403 says.
 //! The routes and who may call each come from `keyledger_api::route_table()` (the API's one
 //! declaration), so a new route without a case here fails.
 
@@ -21,9 +21,11 @@ enum Caller {
     Auditor,
     /// A worker process's user (role `worker`): its two routes, and nothing else.
     Worker,
+    /// The admin's own key, scoped to `view_audit_log`: it may do only that (decision 0026).
+    Scoped,
 }
 
-const CALLERS: [Caller; 8] = [
+const CALLERS: [Caller; 9] = [
     Caller::NoKey,
     Caller::Expired,
     Caller::Deleted,
@@ -32,6 +34,7 @@ const CALLERS: [Caller; 8] = [
     Caller::Admin,
     Caller::Auditor,
     Caller::Worker,
+    Caller::Scoped,
 ];
 
 struct Keys {
@@ -42,6 +45,7 @@ struct Keys {
     admin: String,
     auditor: String,
     worker: String,
+    scoped: String,
 }
 
 impl Keys {
@@ -55,6 +59,7 @@ impl Keys {
             Caller::Admin => Some(&self.admin),
             Caller::Auditor => Some(&self.auditor),
             Caller::Worker => Some(&self.worker),
+            Caller::Scoped => Some(&self.scoped),
         }
     }
 }
@@ -63,10 +68,12 @@ const PLACEHOLDER_KEY: &str = "key_AAAAAAAAAAAAAAAA";
 const PLACEHOLDER_EXT: &str = "ext_AAAAAAAAAAAAAAAA";
 
 /// Whether the caller's roles grant `permission`: members hold `manage_user_api_keys` and
-/// `import_organization_samples` (decision 0012), auditors `view_audit_log`, admins everything.
+/// `import_organization_samples` (decision 0012), auditors `view_audit_log`, admins everything;
+/// the scoped key only what its scopes leave of its owner's: `view_audit_log`.
 fn holds(caller: Caller, permission: Permission) -> bool {
     match caller {
         Caller::Admin => true,
+        Caller::Scoped => permission == Permission::ViewAuditLog,
         Caller::Member => matches!(
             permission,
             Permission::ManageUserApiKeys | Permission::ImportOrganizationSamples
@@ -123,6 +130,8 @@ fn admin_success(route: &RouteAccess) -> u16 {
         | ("POST", "/v1/external-keys")
         | ("POST", "/v1/users")
         | ("POST", "/v1/users/{user}/api-keys") => 201,
+        // `/v1/users/{user}/deactivate` deactivates a user made for the case; revoking names a
+        // key made for it.
         // The admin's DNAnexus key is checked against api.dnanexus.com, which this sandbox
         // cannot reach: the check runs and records a failure, and the call itself succeeds.
         ("POST", "/v1/external-keys/{id}/verify") => 200,
@@ -285,6 +294,31 @@ fn request(
             "/v1/roles/matrix-role".to_owned(),
             Some(json!({ "permissions": ["view_audit_log"] })),
         ),
+        ("GET", "/v1/admin/keys") => (route.path.to_owned(), None),
+        ("POST", "/v1/admin/keys/{id}/revoke") => {
+            let id = if admin {
+                server
+                    .create_key(&keys.admin, &format!("to-revoke-{counter}"), "7d")
+                    .0
+            } else {
+                PLACEHOLDER_KEY.to_owned()
+            };
+            (
+                format!("/v1/admin/keys/{id}/revoke"),
+                Some(json!({ "reason": "matrix" })),
+            )
+        }
+        ("POST", "/v1/users/{user}/deactivate") => {
+            let user = format!("leaver-{counter}");
+            if admin {
+                server.create_user(&user, &["member"]);
+            }
+            (
+                format!("/v1/users/{user}/deactivate"),
+                Some(json!({ "reason": "matrix" })),
+            )
+        }
+        ("POST", "/v1/users/{user}/reactivate") => ("/v1/users/zed/reactivate".to_owned(), None),
         (method, path) => {
             panic!("route {method} {path} has no case in the permission matrix: add one")
         }
@@ -350,6 +384,13 @@ fn every_route_for_every_kind_of_caller() {
         Some(&json!({ "name": "matrix honeytoken", "duration": "never", "honeytoken": true })),
     );
     assert_eq!(status, 201, "{trap}");
+    let (status, scoped) = server.call(
+        "POST",
+        "/v1/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "scoped", "duration": "7d", "scopes": ["view_audit_log"] })),
+    );
+    assert_eq!(status, 201, "{scoped}");
     let keys = Keys {
         expired,
         deleted: to_delete,
@@ -358,6 +399,7 @@ fn every_route_for_every_kind_of_caller() {
         admin: server.admin_key.clone(),
         auditor,
         worker,
+        scoped: scoped["key"].as_str().unwrap().to_owned(),
     };
 
     // The refused kinds are refused for the right reason.
@@ -395,9 +437,13 @@ fn every_route_for_every_kind_of_caller() {
                     .map(Permission::as_str)
                     .unwrap_or_default();
                 let message = answer["error"]["message"].as_str().unwrap_or_default();
-                if answer["error"]["permission"] != permission
-                    || !message.contains("keyledger admin users grant")
-                {
+                // A scoped key is told about its scopes, not to ask for a role its owner holds.
+                let fix = if caller == Caller::Scoped {
+                    "which this key's scopes (view_audit_log) leave out"
+                } else {
+                    "keyledger admin users grant"
+                };
+                if answer["error"]["permission"] != permission || !message.contains(fix) {
                     mismatches.push(format!(
                         "{} {} as {caller:?}: the 403 does not name `{permission}` and the fix: {answer}",
                         route.method, route.path

@@ -7,6 +7,7 @@ import { app, pageHeading } from './state.js';
 import { internalKeysPage } from './internal-keys.js';
 import { externalKeysPage } from './external-keys.js';
 import { clearExpiryBanner, refreshExpiryBanner } from './expiry-banner.js';
+import { canAuditKeys, inventoryPage } from './inventory.js';
 
 const main = document.getElementById('main');
 
@@ -16,6 +17,7 @@ const ROUTES = {
   '/api-keys/external': externalKeysPage,
   '/profile': profilePage,
   '/billing': billingPage,
+  '/admin/keys': inventoryPage,
 };
 
 boot();
@@ -66,6 +68,7 @@ function startSession() {
   document.getElementById('avatar-label').textContent = `Account menu for ${who}`;
   document.getElementById('menu-user').textContent = `Signed in as ${who}`;
   refreshExpiryBanner();
+  document.getElementById('menu-inventory').hidden = !canAuditKeys();
   clearTimeout(app.expiryTimer);
   const current = session.current();
   if (current) {
@@ -244,7 +247,7 @@ function checkInternalKey(key) {
 function setUpAvatarMenu() {
   const button = document.getElementById('avatar-button');
   const menu = document.getElementById('avatar-menu');
-  const items = () => Array.from(menu.querySelectorAll('[role="menuitem"]'));
+  const items = () => Array.from(menu.querySelectorAll('[role="menuitem"]')).filter((item) => !item.closest('[hidden]'));
   const open = (which) => {
     menu.hidden = false;
     button.setAttribute('aria-expanded', 'true');

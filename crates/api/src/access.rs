@@ -107,7 +107,8 @@ pub(crate) async fn judge(
     outcome
 }
 
-/// Refuses with 403 unless the caller's roles grant `permission` right now.
+/// Refuses with 403 unless the caller's roles grant `permission` right now and, for a scoped
+/// key, its scopes include it (decision 0026).
 fn require(
     state: &ApiState,
     principal: &Principal,
@@ -120,7 +121,16 @@ fn require(
     let user = &principal.user;
     Err(state
         .vault()
-        .read(|projection| projection.permission_denied(user, permission))
+        .read(|projection| match principal.scopes {
+            // The owner holds it; the key's scopes leave it out: say so, not "grant a role".
+            Some(scopes) if projection.has_permission(user, permission) => {
+                DomainError::OutOfScope {
+                    permission,
+                    scopes: scopes.iter().collect(),
+                }
+            }
+            _ => projection.permission_denied(user, permission),
+        })
         .into())
 }
 

@@ -56,7 +56,7 @@ pub(crate) fn authenticate(parts: &Parts, state: &ApiState) -> Result<Principal,
     };
     let client = client_address(parts, state);
     throttle_check(state, client)?;
-    match state.vault().authenticate(presented) {
+    match state.vault().authenticate_from(presented, client) {
         Ok(principal) => {
             tracing::Span::current().record("key_id", tracing::field::display(&principal.key));
             Ok(principal)

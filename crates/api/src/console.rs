@@ -55,6 +55,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("external-key-rotate.js", "text/javascript; charset=utf-8"),
     asset!("expiry-banner.js", "text/javascript; charset=utf-8"),
     asset!("aws-role.js", "text/javascript; charset=utf-8"),
+    asset!("inventory.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];

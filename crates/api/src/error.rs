@@ -64,6 +64,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(409, "lease_ended"),
     code(409, "duplicate_request"),
     code(409, "not_empty"),
+    code(409, "user_deactivated"),
     code(413, "payload_too_large"),
     code(415, "unsupported_media_type"),
     code(422, "invalid_body"),
@@ -235,6 +236,13 @@ impl From<DomainError> for ApiError {
             DomainError::IngestionFinished { .. } => (StatusCode::CONFLICT, "ingestion_finished"),
             DomainError::LeaseEnded { .. } => (StatusCode::CONFLICT, "lease_ended"),
             DomainError::NotHandedOut { .. } => (StatusCode::FORBIDDEN, "not_handed_out"),
+            DomainError::OutOfScope { permission, .. } => {
+                return ApiError {
+                    permission: Some(*permission),
+                    ..ApiError::new(StatusCode::FORBIDDEN, "permission_denied", message)
+                };
+            }
+            DomainError::UserDeactivated { .. } => (StatusCode::CONFLICT, "user_deactivated"),
         };
         ApiError::new(status, code, message)
     }

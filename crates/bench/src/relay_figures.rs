@@ -192,6 +192,7 @@ fn new_key(index: u64) -> Action {
         duration: KeyDuration::Days(30),
         hint: KeyHint::from_trusted("kl_AbCd…wXyZ".to_owned()),
         secret_hash: SecretHash([(index % 251) as u8; 32]),
+        scope: keyledger_domain::KeyScope::default(),
     })
 }
 

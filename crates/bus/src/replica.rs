@@ -118,6 +118,12 @@ pub enum Verification {
         owner: String,
         permissions: Vec<Permission>,
         expires_at: Option<Timestamp>,
+        /// A scoped key's scopes (absent: unscoped); `permissions` is what they leave.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scopes: Option<Vec<Permission>>,
+        /// Client networks the key is allowed from (absent: anywhere).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        networks: Vec<String>,
     },
     Invalid {
         valid: monostate::False,
@@ -156,6 +162,8 @@ pub struct VerifiedKey {
     pub owner: String,
     pub permissions: Vec<Permission>,
     pub expires_at: Option<Timestamp>,
+    pub scopes: Option<Vec<Permission>>,
+    pub networks: Vec<String>,
 }
 
 impl Replica {
@@ -302,6 +310,8 @@ impl From<VerifiedKey> for Verification {
             owner: verified.owner,
             permissions: verified.permissions,
             expires_at: verified.expires_at,
+            scopes: verified.scopes,
+            networks: verified.networks,
         }
     }
 }
@@ -444,12 +454,21 @@ impl Shared {
         let keyring = self.keyring.read().clone();
         let keyring = keyring.ok_or(Refusal::NotReady)?;
         let now = self.clock.now();
-        let principal = self.read(|state| check_api_key(state, &keyring, presented, now))?;
+        let (principal, networks) = self.read(|state| {
+            let principal = check_api_key(state, &keyring, presented, now)?;
+            let networks = state
+                .api_key(&principal.key)
+                .map(|k| k.networks.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            Ok::<_, AuthFailure>((principal, networks))
+        })?;
         let verified = VerifiedKey {
             key_id: principal.key.to_string(),
             owner: principal.user.to_string(),
             permissions: principal.permissions.iter().collect(),
             expires_at: principal.expires_at,
+            scopes: principal.scopes.map(|s| s.iter().collect()),
+            networks,
         };
         Ok(verified)
     }
@@ -660,6 +679,8 @@ mod tests {
             owner: "alice".to_owned(),
             permissions: vec![Permission::VerifyApiKeys],
             expires_at: None,
+            scopes: None,
+            networks: Vec::new(),
         };
         let json = serde_json::to_string(&valid).unwrap_or_default();
         assert_eq!(

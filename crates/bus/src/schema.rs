@@ -12,7 +12,7 @@ use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
     AccessKeyId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, Event, ExternalKeyId,
     ExternalKeyPublic, FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label,
-    Permission, Provider, RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
+    Permission, Provider, Reason, RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
@@ -462,6 +462,35 @@ pub fn example_events() -> Vec<Event> {
             session_expires_at: Timestamp::from_millis(at.as_millis() + 3_600_000),
             at,
         },
+        Event::ApiKeyScoped {
+            key: key(),
+            owner: user(),
+            scopes: vec![Permission::VerifyApiKeys],
+            networks: vec![
+                keyledger_domain::Network::parse("203.0.113.0/24")
+                    .unwrap_or_else(|_| unreachable!("a valid example network")),
+            ],
+            at,
+        },
+        Event::ApiKeyRevoked {
+            key: key(),
+            owner: user(),
+            reason: Reason::from_trusted("found in a public repository".to_owned()),
+            at,
+        },
+        Event::ExternalKeyRevoked {
+            key: external(),
+            owner: user(),
+            provider: Provider::Aws,
+            reason: Reason::from_trusted("left the company".to_owned()),
+            at,
+        },
+        Event::UserDeactivated {
+            user: user(),
+            reason: Reason::from_trusted("left the company".to_owned()),
+            at,
+        },
+        Event::UserReactivated { user: user(), at },
     ]
 }
 
@@ -545,7 +574,12 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::HoneytokenCreated { .. }
         | Event::HoneytokenUsed { .. }
         | Event::ExternalKeyLeased { .. }
-        | Event::ExternalKeyRoleAssumed { .. } => event.type_name(),
+        | Event::ExternalKeyRoleAssumed { .. }
+        | Event::ApiKeyScoped { .. }
+        | Event::ApiKeyRevoked { .. }
+        | Event::ExternalKeyRevoked { .. }
+        | Event::UserDeactivated { .. }
+        | Event::UserReactivated { .. } => event.type_name(),
     }
 }
 

@@ -60,6 +60,13 @@ fn vault_says(vault: &Vault, key: &str) -> Verification {
             owner: principal.user.to_string(),
             permissions: principal.permissions.iter().collect(),
             expires_at: principal.expires_at,
+            scopes: principal.scopes.map(|s| s.iter().collect()),
+            networks: vault.read(|state| {
+                state
+                    .api_key(&principal.key)
+                    .map(|k| k.networks.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default()
+            }),
         },
         Err(failure) => Verification::Invalid {
             valid: keyledger_bus::replica::monostate::False,
@@ -148,7 +155,47 @@ async fn a_late_replica_verifies_every_key_and_follows_changes() {
         .delete_api_keys(admin(), deleted)
         .await
         .expect("delete keys");
+    // A scoped key, and a key an administrator revoked: the replica says what the vault says.
+    let scope = keyledger_domain::KeyScope::parse(
+        Some(&["verify_api_keys".to_owned()]),
+        Some(&["203.0.113.0/24".to_owned()]),
+    )
+    .expect("scope");
+    let scoped = vault
+        .create_scoped_api_key(
+            admin(),
+            keyledger_domain::KeyName::parse("scoped").expect("name"),
+            keyledger_domain::KeyDuration::Never,
+            scope,
+            None,
+        )
+        .await
+        .expect("scoped key");
+    vault
+        .revoke_api_key(
+            admin(),
+            keys[10].id.clone(),
+            keyledger_domain::Reason::parse("found in a public repository").expect("reason"),
+        )
+        .await
+        .expect("revoke");
     replica_has_everything(&vault, &relay, &replica).await;
+    let answer = client.verify(scoped.secret.expose()).await;
+    assert_eq!(answer, vault_says(&vault, scoped.secret.expose()));
+    let Verification::Valid {
+        scopes, networks, ..
+    } = &answer
+    else {
+        panic!("the scoped key did not verify: {answer:?}");
+    };
+    assert_eq!(
+        scopes.as_deref(),
+        Some(&[keyledger_domain::Permission::VerifyApiKeys][..])
+    );
+    assert_eq!(networks, &["203.0.113.0/24".to_owned()]);
+    let revoked = client.verify(keys[10].secret.expose()).await;
+    assert!(!revoked.is_valid(), "{revoked:?}");
+    assert_eq!(revoked, vault_says(&vault, keys[10].secret.expose()));
     eprintln!(
         "the replica applied 11 changes {} ms after they began",
         changed.elapsed().as_millis()

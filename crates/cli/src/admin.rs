@@ -31,6 +31,10 @@ pub enum AdminCommand {
     /// Custom roles (needs `manage_organization_users`).
     #[command(subcommand)]
     Roles(RolesCommand),
+    /// Every key of the organisation (`audit_organization_keys`), and revoking any of them
+    /// (`revoke_organization_keys`).
+    #[command(subcommand)]
+    Keys(crate::admin_keys::AdminKeysCommand),
     /// Master-key rotation, backups and restores (local, on the data directory).
     #[command(flatten)]
     Audit(crate::audit::AdminAuditCommand),
@@ -63,6 +67,16 @@ pub enum UsersCommand {
         #[arg(long, default_value = "30d")]
         duration: String,
     },
+    /// Offboard a user in one step: deactivated, every key revoked, external secrets destroyed,
+    /// sessions ended.
+    Deactivate {
+        user: String,
+        /// Why, for the record (1 to 300 characters).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reactivate a user: their roles apply again; their revoked keys stay revoked.
+    Reactivate { user: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -85,6 +99,7 @@ pub fn run(command: &AdminCommand, global: &ClientArgs) -> anyhow::Result<()> {
         }
         AdminCommand::Users(users) => run_users(users, global),
         AdminCommand::Roles(roles) => run_roles(roles, global),
+        AdminCommand::Keys(keys) => crate::admin_keys::run(keys, global),
         AdminCommand::Audit(command) => crate::audit::run_admin(command, global),
     }
 }
@@ -180,6 +195,27 @@ fn run_users(command: &UsersCommand, global: &ClientArgs) -> anyhow::Result<()> 
             crate::keys::show_secret(&created, global, &format!("Issued for {user}:"));
             return Ok(());
         }
+        UsersCommand::Deactivate { user, reason } => {
+            let answer = client.post(
+                &format!("/v1/users/{}/deactivate", segment(user)),
+                &json!({ "reason": reason }),
+            )?;
+            if global.json {
+                print_json(&answer);
+            } else {
+                let count = |name: &str| answer[name].as_array().map_or(0, Vec::len);
+                println!(
+                    "{user} is deactivated: {} internal and {} external keys revoked.",
+                    count("revoked_api_keys"),
+                    count("revoked_external_keys")
+                );
+            }
+            return Ok(());
+        }
+        UsersCommand::Reactivate { user } => client.post(
+            &format!("/v1/users/{}/reactivate", segment(user)),
+            &json!({}),
+        )?,
     };
     if global.json {
         print_json(&answer);

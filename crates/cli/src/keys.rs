@@ -31,6 +31,13 @@ pub enum KeysCommand {
         /// with an unknown key) and whose every use is recorded as `HoneytokenUsed`.
         #[arg(long)]
         honeytoken: bool,
+        /// Limit the key to one of your permissions (repeatable), e.g. verify_api_keys. What
+        /// it may do is always its scopes ∩ your permissions at the time.
+        #[arg(long = "scope", value_name = "PERMISSION")]
+        scopes: Vec<String>,
+        /// Allow the key only from this client network (repeatable), e.g. 203.0.113.0/24.
+        #[arg(long = "network", value_name = "CIDR")]
+        networks: Vec<String>,
     },
     /// List your keys (masked). A key whose expiry was announced is marked
     /// `active, expires within 7d` (the horizon); a honeytoken `active, honeytoken`.
@@ -63,11 +70,19 @@ pub fn run(command: &KeysCommand, global: &ClientArgs) -> anyhow::Result<()> {
             name_option,
             duration,
             honeytoken,
+            scopes,
+            networks,
         } => {
             let name = name.as_ref().or(name_option.as_ref());
             let mut body = json!({ "name": name, "duration": duration });
             if *honeytoken {
                 body["honeytoken"] = json!(true);
+            }
+            if !scopes.is_empty() {
+                body["scopes"] = json!(scopes);
+            }
+            if !networks.is_empty() {
+                body["networks"] = json!(networks);
             }
             let created = client.post("/v1/api-keys", &body)?;
             show_secret(&created, global, "Created");

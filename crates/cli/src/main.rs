@@ -8,6 +8,7 @@
 //! file alone prints them, clap's usage errors included.
 
 mod admin;
+mod admin_keys;
 mod audit;
 mod aws_profile;
 mod aws_role;

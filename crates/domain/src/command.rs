@@ -7,7 +7,7 @@ use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
     AccessKeyId, DataKeyId, DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration,
-    KeyHint, KeyId, KeyName, Label, RoleName, UserId,
+    KeyHint, KeyId, KeyName, KeyScope, Label, Reason, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub struct NewApiKey {
     pub duration: KeyDuration,
     pub hint: KeyHint,
     pub secret_hash: SecretHash,
+    /// Scopes and allowed networks; the default is an unscoped key.
+    pub scope: KeyScope,
 }
 
 /// A new external key, already sealed by the vault.
@@ -216,5 +218,25 @@ pub enum Action {
         source_address: String,
         user_agent: String,
         route: String,
+    },
+    /// An administrator revokes anyone's internal key, with a reason.
+    RevokeApiKey {
+        key: KeyId,
+        reason: Reason,
+    },
+    /// An administrator revokes anyone's external key, with a reason; its data key is destroyed.
+    RevokeExternalKey {
+        key: ExternalKeyId,
+        reason: Reason,
+    },
+    /// Offboarding in one step: the user is deactivated and every key of theirs revoked, in one
+    /// append.
+    DeactivateUser {
+        user: UserId,
+        reason: Reason,
+    },
+    /// The account works again; its revoked keys stay revoked.
+    ReactivateUser {
+        user: UserId,
     },
 }

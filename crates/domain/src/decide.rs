@@ -2,6 +2,7 @@
 
 mod governance;
 mod ingestion;
+mod organization;
 
 use std::collections::BTreeSet;
 
@@ -155,9 +156,12 @@ fn judge(
                 return Ok(Vec::new());
             }
             if role.as_str() == ADMIN_ROLE {
+                // A deactivated administrator administers nothing.
                 let admins: Vec<&UserId> = state
                     .users()
-                    .filter(|u| u.roles.iter().any(|r| r.as_str() == ADMIN_ROLE))
+                    .filter(|u| {
+                        u.deactivated.is_none() && u.roles.iter().any(|r| r.as_str() == ADMIN_ROLE)
+                    })
                     .map(|u| &u.id)
                     .collect();
                 // The count spans users: each administrator's stream is part of the decision.
@@ -209,15 +213,17 @@ fn judge(
         Action::CreateApiKey(key) => {
             let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
             refuse_taken_name(state, &owner, &key.name, now)?;
-            Ok(vec![api_key_created(owner, key, now)])
+            organization::created_with_scope(state, owner, key, now)
         }
         Action::IssueApiKey { owner, key } => {
             require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
             if state.user(&owner).is_none() {
                 return Err(not_found("user", &owner));
             }
+            reads.permissions_of(state, &owner);
+            organization::refuse_deactivated(state, &owner)?;
             refuse_taken_name(state, &owner, &key.name, now)?;
-            Ok(vec![api_key_created(owner, key, now)])
+            organization::created_with_scope(state, owner, key, now)
         }
         Action::DeleteApiKeys { keys } => {
             let owner = require(state, reads, &actor, Permission::ManageUserApiKeys)?;
@@ -514,6 +520,23 @@ fn judge(
                 at: now,
             }])
         }
+
+        Action::RevokeApiKey { key, reason } => {
+            require(state, reads, &actor, Permission::RevokeOrganizationKeys)?;
+            organization::revoke_api_key(state, key, reason, now)
+        }
+        Action::RevokeExternalKey { key, reason } => {
+            require(state, reads, &actor, Permission::RevokeOrganizationKeys)?;
+            organization::revoke_external_key(state, key, reason, now)
+        }
+        Action::DeactivateUser { user, reason } => {
+            let admin = require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
+            organization::deactivate_user(state, reads, &admin, user, reason, now)
+        }
+        Action::ReactivateUser { user } => {
+            require(state, reads, &actor, Permission::ManageOrganizationUsers)?;
+            organization::reactivate_user(state, user, now)
+        }
     }
 }
 
@@ -551,7 +574,8 @@ fn refuse_taken_name(
     }
 }
 
-/// The acting user, if they hold `permission` right now: the one rule for "may this actor do
+/// The acting user, if they hold `permission` right now (and the key they act with, if scoped,
+/// includes it): the one rule for "may this actor do
 /// this", used by [`decide`] and by work that must refuse before anything is decided (an
 /// ingestion asks before it leases a secret and calls a provider).
 pub fn permitted_user(
@@ -560,7 +584,10 @@ pub fn permitted_user(
     permission: Permission,
 ) -> Result<UserId, DomainError> {
     match actor {
-        Actor::User { user, .. } if state.has_permission(user, permission) => Ok(user.clone()),
+        Actor::User { user, key } if state.has_permission(user, permission) => {
+            organization::refuse_out_of_scope(state, key.as_ref(), permission)?;
+            Ok(user.clone())
+        }
         Actor::User { user, .. } => Err(state.permission_denied(user, permission)),
         _ => Err(DomainError::permission_denied(permission)),
     }

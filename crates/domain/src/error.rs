@@ -57,6 +57,18 @@ pub enum DomainError {
         "ingestion `{id}` was not handed to you by the work queue: a worker may lease only the jobs it received, with their ticket"
     )]
     NotHandedOut { id: String },
+    /// The user's roles grant the permission, the key's scopes do not.
+    #[error(
+        "this needs the permission `{permission}` ({}), which this key's scopes ({}) leave out; use another key, or create one with that scope: `keyledger keys create --scope {permission}`",
+        permission.allows(),
+        scopes.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ")
+    )]
+    OutOfScope {
+        permission: Permission,
+        scopes: Vec<Permission>,
+    },
+    #[error("user `{user}` is deactivated; reactivate them first")]
+    UserDeactivated { user: String },
 }
 
 /// A user refused a permission, and the roles they held at that moment.

@@ -11,7 +11,7 @@ use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
     AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, ExternalKeyId,
-    IngestionId, KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId,
+    IngestionId, KeyHint, KeyId, KeyName, Label, Network, Provider, Reason, RoleName, UserId,
 };
 
 /// HMAC-SHA256 of an internal key under the deployment's pepper. Not a secret, but never shown.
@@ -421,6 +421,42 @@ pub enum Event {
         session_expires_at: Timestamp,
         at: Timestamp,
     },
+    /// Recorded with `ApiKeyCreated` in the same append when the key is scoped: it may do only
+    /// what `scopes` allows of what its owner holds at each request (empty: every permission of
+    /// the owner), and only from a client in `networks` (empty: from anywhere).
+    ApiKeyScoped {
+        key: KeyId,
+        owner: UserId,
+        scopes: Vec<Permission>,
+        networks: Vec<Network>,
+        at: Timestamp,
+    },
+    /// An administrator (the envelope's actor) revoked someone's internal key, or the key went
+    /// with its owner's deactivation. It never verifies again.
+    ApiKeyRevoked {
+        key: KeyId,
+        owner: UserId,
+        reason: Reason,
+        at: Timestamp,
+    },
+    /// An administrator revoked someone's external key, or it went with its owner's
+    /// deactivation. Its data key was destroyed with this event, as for a deletion.
+    ExternalKeyRevoked {
+        key: ExternalKeyId,
+        owner: UserId,
+        provider: Provider,
+        reason: Reason,
+        at: Timestamp,
+    },
+    /// The user can no longer authenticate; appended with the revocation of every key they
+    /// had (offboarding in one step).
+    UserDeactivated {
+        user: UserId,
+        reason: Reason,
+        at: Timestamp,
+    },
+    /// The account works again with its roles; none of its revoked keys comes back.
+    UserReactivated { user: UserId, at: Timestamp },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -529,6 +565,15 @@ impl Event {
             // A lease decides who may report the job's progress: it is part of the job.
             | Event::ExternalKeyLeased { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
+            Event::ApiKeyScoped { key, .. } | Event::ApiKeyRevoked { key, .. } => {
+                format!("api_key/{key}")
+            }
+            Event::ExternalKeyRevoked {
+                owner, provider, ..
+            } => external_key_stream(owner, *provider),
+            Event::UserDeactivated { user, .. } | Event::UserReactivated { user, .. } => {
+                user_stream(user)
+            }
         }
     }
 
@@ -582,6 +627,11 @@ impl Event {
             Event::ExternalKeyRoleAssumed { .. } => {
                 ("ExternalKeyRoleAssumed", "external_key.role_assumed")
             }
+            Event::ApiKeyScoped { .. } => ("ApiKeyScoped", "api_key.scoped"),
+            Event::ApiKeyRevoked { .. } => ("ApiKeyRevoked", "api_key.revoked"),
+            Event::ExternalKeyRevoked { .. } => ("ExternalKeyRevoked", "external_key.revoked"),
+            Event::UserDeactivated { .. } => ("UserDeactivated", "user.deactivated"),
+            Event::UserReactivated { .. } => ("UserReactivated", "user.reactivated"),
         }
     }
 }

@@ -29,14 +29,15 @@ pub use permissions::{
     ADMIN_ROLE, BUILT_IN_ROLES, Permission, PermissionSet, built_in_permissions,
 };
 pub use state::{
-    ApiKey, ExternalKey, FileOutcome, Ingestion, IngestionState, JobLease, PreviousSecret,
-    RotatedDataKeys, SecretKind, State, User, Verification,
+    ApiKey, Deactivation, ExternalKey, FileOutcome, Ingestion, IngestionState, JobLease,
+    PreviousSecret, Revocation, RotatedDataKeys, SecretKind, State, User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
     AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, DurationPolicy,
     ExternalKeyId, FromTrusted, GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint,
-    KeyId, KeyName, Label, Provider, RoleName, UserId, ValidationError, check_aws_secret,
+    KeyId, KeyName, KeyScope, Label, Network, Provider, Reason, RoleName, UserId, ValidationError,
+    check_aws_secret,
     check_aws_session_token, check_bucket_name, check_dnanexus_project, check_dnanexus_token,
     check_visible_text,
 };

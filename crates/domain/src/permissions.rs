@@ -22,16 +22,22 @@ pub enum Permission {
     /// Run ingestion jobs handed out by the work queue: lease the credential of a job one was
     /// given and report its files (`keyledger worker` processes; nothing else).
     RunIngestionJobs,
+    /// See every internal and external key of the organisation: the inventory.
+    AuditOrganizationKeys,
+    /// Revoke anyone's internal or external key, with a reason.
+    RevokeOrganizationKeys,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 6] = [
+    pub const ALL: [Permission; 8] = [
         Permission::ManageUserApiKeys,
         Permission::ImportOrganizationSamples,
         Permission::ManageOrganizationUsers,
         Permission::ViewAuditLog,
         Permission::VerifyApiKeys,
         Permission::RunIngestionJobs,
+        Permission::AuditOrganizationKeys,
+        Permission::RevokeOrganizationKeys,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +48,8 @@ impl Permission {
             Permission::ViewAuditLog => "view_audit_log",
             Permission::VerifyApiKeys => "verify_api_keys",
             Permission::RunIngestionJobs => "run_ingestion_jobs",
+            Permission::AuditOrganizationKeys => "audit_organization_keys",
+            Permission::RevokeOrganizationKeys => "revoke_organization_keys",
         }
     }
 
@@ -58,6 +66,10 @@ impl Permission {
             Permission::RunIngestionJobs => {
                 "lease the credential of an ingestion job handed to you and report its files"
             }
+            Permission::AuditOrganizationKeys => {
+                "list every internal and external key of the organisation"
+            }
+            Permission::RevokeOrganizationKeys => "revoke anyone's internal or external key",
         }
     }
 
@@ -93,7 +105,7 @@ impl fmt::Display for Permission {
 
 /// A set of permissions, as a bitmask: checking one costs no allocation.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct PermissionSet(u8);
+pub struct PermissionSet(u16);
 
 impl PermissionSet {
     pub const EMPTY: PermissionSet = PermissionSet(0);
@@ -118,6 +130,16 @@ impl PermissionSet {
 
     pub fn union(self, other: PermissionSet) -> PermissionSet {
         PermissionSet(self.0 | other.0)
+    }
+
+    /// The permissions in both sets: what a scoped key may do of what its owner holds.
+    pub fn intersection(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 & other.0)
+    }
+
+    /// Whether every permission of `self` is in `other`.
+    pub fn is_subset(&self, other: &PermissionSet) -> bool {
+        self.0 & !other.0 == 0
     }
 
     pub fn is_empty(&self) -> bool {

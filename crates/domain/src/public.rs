@@ -9,7 +9,7 @@ use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
     AccessKeyId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, ExternalKeyId, IngestionId,
-    KeyHint, KeyId, KeyName, Label, Provider, RoleName, UserId,
+    KeyHint, KeyId, KeyName, Label, Provider, Reason, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -469,6 +469,62 @@ pub enum PublicEvent {
         #[schema(value_type = String, format = DateTime)]
         session_expires_at: Timestamp,
     },
+    /// A new internal key is scoped: it may do only its scopes of its owner's permissions, only from its networks.
+    ApiKeyScoped {
+        /// The key's id (`key_…`).
+        #[schema(value_type = String)]
+        key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// Permission names the key is limited to; empty: all of its owner's.
+        #[schema(value_type = Vec<String>)]
+        scopes: Vec<Permission>,
+        /// Client networks (CIDR) the key is allowed from; empty: anywhere.
+        networks: Vec<String>,
+    },
+    /// An administrator revoked an internal key (or it went with its owner's deactivation); the actor is who.
+    ApiKeyRevoked {
+        /// The key's id (`key_…`).
+        #[schema(value_type = String)]
+        key: KeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// Why, as the administrator wrote it.
+        #[schema(value_type = String)]
+        reason: Reason,
+    },
+    /// An administrator revoked an external key (or it went with its owner's deactivation); its data key is destroyed.
+    ExternalKeyRevoked {
+        /// The external key's id (`ext_…`).
+        #[schema(value_type = String)]
+        key: ExternalKeyId,
+        /// The handle of the key's owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// `aws` or `dnanexus`.
+        #[schema(value_type = String)]
+        provider: Provider,
+        /// Why, as the administrator wrote it.
+        #[schema(value_type = String)]
+        reason: Reason,
+    },
+    /// A user was deactivated: no key of theirs works; every one was revoked in the same append.
+    UserDeactivated {
+        /// The user's handle.
+        #[schema(value_type = String)]
+        user: UserId,
+        /// Why, as the administrator wrote it.
+        #[schema(value_type = String)]
+        reason: Reason,
+    },
+    /// A deactivated user was reactivated; their revoked keys stay revoked.
+    UserReactivated {
+        /// The user's handle.
+        #[schema(value_type = String)]
+        user: UserId,
+    },
 }
 
 impl PublicEvent {
@@ -506,6 +562,11 @@ impl PublicEvent {
             PublicEvent::HoneytokenUsed { .. } => "HoneytokenUsed",
             PublicEvent::ExternalKeyLeased { .. } => "ExternalKeyLeased",
             PublicEvent::ExternalKeyRoleAssumed { .. } => "ExternalKeyRoleAssumed",
+            PublicEvent::ApiKeyScoped { .. } => "ApiKeyScoped",
+            PublicEvent::ApiKeyRevoked { .. } => "ApiKeyRevoked",
+            PublicEvent::ExternalKeyRevoked { .. } => "ExternalKeyRevoked",
+            PublicEvent::UserDeactivated { .. } => "UserDeactivated",
+            PublicEvent::UserReactivated { .. } => "UserReactivated",
         }
     }
 }
@@ -839,6 +900,37 @@ impl From<&Event> for PublicEvent {
                 access_key_id,
                 session_expires_at,
             },
+            Event::ApiKeyScoped {
+                key,
+                owner,
+                scopes,
+                networks,
+                ..
+            } => PublicEvent::ApiKeyScoped {
+                key,
+                owner,
+                scopes,
+                networks: networks.iter().map(ToString::to_string).collect(),
+            },
+            Event::ApiKeyRevoked {
+                key, owner, reason, ..
+            } => PublicEvent::ApiKeyRevoked { key, owner, reason },
+            Event::ExternalKeyRevoked {
+                key,
+                owner,
+                provider,
+                reason,
+                ..
+            } => PublicEvent::ExternalKeyRevoked {
+                key,
+                owner,
+                provider,
+                reason,
+            },
+            Event::UserDeactivated { user, reason, .. } => {
+                PublicEvent::UserDeactivated { user, reason }
+            }
+            Event::UserReactivated { user, .. } => PublicEvent::UserReactivated { user },
         }
     }
 }

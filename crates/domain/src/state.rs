@@ -9,15 +9,22 @@ use rustc_hash::FxBuildHasher;
 use serde::{Deserialize, Serialize};
 
 mod governance;
+mod hasher;
+mod ingestion;
+mod organization;
+
+pub use hasher::SecretHashBuilder;
+pub use ingestion::{FileOutcome, Ingestion, IngestionState};
+pub use organization::{Deactivation, Revocation};
 
 use crate::error::{DomainError, Holder};
-use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash, Selection};
+use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash};
 use crate::key_status::KeyStatus;
 use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
 use crate::values::{
-    DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Provider,
-    RoleName, UserId,
+    DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Network,
+    Provider, RoleName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +33,8 @@ pub struct User {
     pub display_name: Option<DisplayName>,
     pub roles: BTreeSet<RoleName>,
     pub created_at: Timestamp,
+    /// Set while the user is deactivated: they hold no permission and no key of theirs works.
+    pub deactivated: Option<Deactivation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +59,13 @@ pub struct ApiKey {
     pub uses: u64,
     pub previous: Option<PreviousSecret>,
     pub rolled_at: Option<Timestamp>,
+    /// What the key may do of its owner's permissions; `None`: all of them.
+    pub scopes: Option<PermissionSet>,
+    /// The client networks the key is allowed from; empty: anywhere.
+    pub networks: Vec<Network>,
+    /// Set when an administrator (or the owner's deactivation) revoked it; its status is then
+    /// `Deleted`.
+    pub revoked: Option<Revocation>,
 }
 
 impl ApiKey {
@@ -76,6 +92,9 @@ pub struct ExternalKey {
     pub status_changed_at: Option<Timestamp>,
     pub last_used_at: Option<Timestamp>,
     pub last_verified: Option<Verification>,
+    /// Set when an administrator (or the owner's deactivation) revoked it; its status is then
+    /// `Deleted` and its data key is destroyed.
+    pub revoked: Option<Revocation>,
 }
 
 impl ExternalKey {
@@ -108,88 +127,12 @@ pub struct Verification {
     pub at: Timestamp,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IngestionState {
-    Queued,
-    Fetching,
-    Completed,
-    Failed,
-    Cancelled,
-}
-
-impl IngestionState {
-    pub fn is_finished(self) -> bool {
-        matches!(
-            self,
-            IngestionState::Completed | IngestionState::Failed | IngestionState::Cancelled
-        )
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileOutcome {
-    pub path: String,
-    pub size: u64,
-    pub sha256: Option<[u8; 32]>,
-    pub failure: Option<String>,
-    /// `None` for a verified file.
-    pub failure_kind: Option<FailureKind>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ingestion {
-    pub id: IngestionId,
-    pub owner: UserId,
-    pub external_key: ExternalKeyId,
-    pub selection: Selection,
-    pub destination: String,
-    pub batch_id: String,
-    pub state: IngestionState,
-    pub requested_at: Timestamp,
-    pub finished_at: Option<Timestamp>,
-    pub files_selected: Option<u64>,
-    pub bytes_selected: Option<u64>,
-    pub files: Vec<FileOutcome>,
-    pub error: Option<String>,
-    /// Why a failed or cancelled job ended (`None` while it runs and once it completed).
-    pub failure_kind: Option<FailureKind>,
-}
-
 /// Which of a key's secrets a presented one matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SecretKind {
     Current,
     /// The secret before the last roll, accepted until its grace period ends.
     Previous,
-}
-
-/// Hashes a [`SecretHash`] by its first 8 bytes: it is already an HMAC output, uniformly random,
-/// so hashing it again (SipHash) would only cost time on every verification.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct SecretHashBuilder;
-
-#[derive(Default)]
-pub struct PrefixHasher(u64);
-
-impl std::hash::Hasher for PrefixHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, byte) in bytes.iter().take(8).enumerate() {
-            self.0 ^= u64::from(*byte) << (8 * i);
-        }
-    }
-}
-
-impl std::hash::BuildHasher for SecretHashBuilder {
-    type Hasher = PrefixHasher;
-
-    fn build_hasher(&self) -> PrefixHasher {
-        PrefixHasher::default()
-    }
 }
 
 /// Everything the vault knows, rebuilt by folding the log.
@@ -240,6 +183,7 @@ impl State {
                         display_name,
                         roles: BTreeSet::new(),
                         created_at: at,
+                        deactivated: None,
                     },
                 );
             }
@@ -282,6 +226,9 @@ impl State {
                     uses: 0,
                     previous: None,
                     rolled_at: None,
+                    scopes: None,
+                    networks: Vec::new(),
+                    revoked: None,
                 };
                 let slot = match self.api_key_index.get(&record.id) {
                     Some(&slot) => {
@@ -388,6 +335,7 @@ impl State {
                         status_changed_at: None,
                         last_used_at: None,
                         last_verified: None,
+                        revoked: None,
                     },
                 );
             }
@@ -550,6 +498,11 @@ impl State {
             | Event::HoneytokenCreated { .. }
             | Event::HoneytokenUsed { .. }) => self.apply_governance(event),
             leased @ Event::ExternalKeyLeased { .. } => self.apply_lease(leased),
+            event @ (Event::ApiKeyScoped { .. }
+            | Event::ApiKeyRevoked { .. }
+            | Event::ExternalKeyRevoked { .. }
+            | Event::UserDeactivated { .. }
+            | Event::UserReactivated { .. }) => self.apply_organization(event),
         }
     }
 
@@ -572,8 +525,11 @@ impl State {
             .map_or(PermissionSet::EMPTY, |user| self.permissions_of_user(user))
     }
 
-    /// The permissions a user's roles grant right now.
+    /// The permissions a user's roles grant right now; none while the user is deactivated.
     pub fn permissions_of_user(&self, user: &User) -> PermissionSet {
+        if user.deactivated.is_some() {
+            return PermissionSet::EMPTY;
+        }
         user.roles.iter().fold(PermissionSet::EMPTY, |set, role| {
             set.union(self.role_permissions(role).unwrap_or_default())
         })
@@ -581,10 +537,11 @@ impl State {
 
     pub fn has_permission(&self, user: &UserId, permission: Permission) -> bool {
         self.users.get(user).is_some_and(|u| {
-            u.roles.iter().any(|role| {
-                self.role_permissions(role)
-                    .is_some_and(|p| p.contains(&permission))
-            })
+            u.deactivated.is_none()
+                && u.roles.iter().any(|role| {
+                    self.role_permissions(role)
+                        .is_some_and(|p| p.contains(&permission))
+                })
         })
     }
 
@@ -619,7 +576,7 @@ impl State {
             .and_then(|&slot| self.api_keys.get(slot))
     }
 
-    fn api_key_mut(&mut self, id: &KeyId) -> Option<&mut ApiKey> {
+    pub(crate) fn api_key_mut(&mut self, id: &KeyId) -> Option<&mut ApiKey> {
         let slot = *self.api_key_index.get(id)?;
         self.api_keys.get_mut(slot)
     }
@@ -741,7 +698,7 @@ impl State {
         self.master_key_generation
     }
 
-    fn set_api_key_status(&mut self, key: &KeyId, status: KeyStatus, at: Timestamp) {
+    pub(crate) fn set_api_key_status(&mut self, key: &KeyId, status: KeyStatus, at: Timestamp) {
         let Some(&slot) = self.api_key_index.get(key) else {
             return;
         };
@@ -758,7 +715,12 @@ impl State {
         }
     }
 
-    fn set_external_status(&mut self, key: &ExternalKeyId, status: KeyStatus, at: Timestamp) {
+    pub(crate) fn set_external_status(
+        &mut self,
+        key: &ExternalKeyId,
+        status: KeyStatus,
+        at: Timestamp,
+    ) {
         let Some(external) = self.external_keys.get_mut(key) else {
             return;
         };

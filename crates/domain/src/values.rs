@@ -7,9 +7,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 mod durations;
+mod networks;
 mod providers;
 
 pub use durations::{DurationPolicy, GracePeriod, KeyDuration};
+pub use networks::{KeyScope, Network};
 pub use providers::{
     Provider, check_aws_secret, check_aws_session_token, check_bucket_name, check_dnanexus_project,
     check_dnanexus_token,
@@ -107,6 +109,11 @@ string_value!(
 string_value!(
     /// The name a user gives an internal key: 1 to 64 characters, no control characters.
     KeyName
+);
+string_value!(
+    /// Why an administrator revoked a key or deactivated a user: 1 to 300 characters, no
+    /// control characters. Recorded in the event, shown in the inventory.
+    Reason
 );
 string_value!(
     /// The label of an external key: 1 to 64 characters, no control characters.
@@ -301,6 +308,12 @@ impl KeyName {
     }
 }
 
+impl Reason {
+    pub fn parse(raw: &str) -> Result<Reason, ValidationError> {
+        text("reason", raw, 300).map(|value| Reason(value.into()))
+    }
+}
+
 impl Label {
     pub fn parse(raw: &str) -> Result<Label, ValidationError> {
         text("label", raw, 64).map(|value| Label(value.into()))
@@ -360,7 +373,8 @@ from_trusted!(
     AwsRegion,
     DisplayName,
     AwsRoleArn,
-    AwsExternalId
+    AwsExternalId,
+    Reason
 );
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ pub fn new_key(n: u32, duration: KeyDuration) -> NewApiKey {
         duration,
         hint: KeyHint::mask(&format!("kl_{n:040}"), 7, 4),
         secret_hash: hash(n as u8),
+        scope: KeyScope::default(),
     }
 }
 

@@ -222,6 +222,38 @@ pub fn one_of_each() -> Vec<Event> {
             session_expires_at: T0.plus_millis(3_600_000),
             at: T0,
         },
+        Event::ApiKeyScoped {
+            key: key_id(1),
+            owner: user("alice"),
+            scopes: vec![Permission::ViewAuditLog],
+            networks: vec![
+                Network::parse("203.0.113.0/24").unwrap(),
+                Network::parse("2001:db8::/32").unwrap(),
+            ],
+            at: T0,
+        },
+        Event::ApiKeyRevoked {
+            key: key_id(1),
+            owner: user("alice"),
+            reason: Reason::parse("found in a public repository").unwrap(),
+            at: T0,
+        },
+        Event::ExternalKeyRevoked {
+            key: ext_id(1),
+            owner: user("alice"),
+            provider: Provider::Aws,
+            reason: Reason::parse("left the company").unwrap(),
+            at: T0,
+        },
+        Event::UserDeactivated {
+            user: user("alice"),
+            reason: Reason::parse("left the company").unwrap(),
+            at: T0,
+        },
+        Event::UserReactivated {
+            user: user("alice"),
+            at: T0,
+        },
     ]
 }
 

@@ -2,6 +2,7 @@
 
 mod decide;
 mod fixtures;
+mod governance;
 mod replay;
 mod role;
 mod snapshots;

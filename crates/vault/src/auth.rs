@@ -1,10 +1,12 @@
 //! Authentication: internal keys and the short-lived session tokens derived from them.
 
+use std::net::IpAddr;
+
 use base64::Engine;
 use keyledger_crypto::{Keyring, SecretString, check_api_key_format};
 use keyledger_domain::{
-    FromTrusted, KeyId, KeyStatus, Permission, PermissionSet, SecretHash, SecretKind, Timestamp,
-    UserId,
+    ApiKey, FromTrusted, KeyId, KeyScope, KeyStatus, Permission, PermissionSet, SecretHash,
+    SecretKind, Timestamp, User, UserId,
 };
 
 use crate::Vault;
@@ -23,6 +25,9 @@ pub struct Principal {
     /// The key's slot in the projection ([`keyledger_domain::State::api_key_at`]): uses are
     /// counted by it.
     pub(crate) slot: usize,
+    /// The key's scopes, if it is scoped; `permissions` is already their intersection with the
+    /// owner's permissions.
+    pub scopes: Option<PermissionSet>,
 }
 
 impl Principal {
@@ -61,6 +66,10 @@ pub enum AuthFailure {
     /// reason), so the caller learns nothing; the API records the use (`HoneytokenUsed`).
     #[error("unknown key")]
     Honeytoken { key: KeyId },
+    #[error("the key's owner is deactivated")]
+    OwnerDeactivated,
+    #[error("this key is not allowed from your network address")]
+    NetworkNotAllowed,
 }
 
 impl AuthFailure {
@@ -75,6 +84,8 @@ impl AuthFailure {
             AuthFailure::SessionExpired => "session_expired",
             AuthFailure::InvalidSession => "invalid_session",
             AuthFailure::UnknownOwner => "unknown_owner",
+            AuthFailure::OwnerDeactivated => "owner_deactivated",
+            AuthFailure::NetworkNotAllowed => "network_not_allowed",
         }
     }
 }
@@ -92,13 +103,33 @@ pub struct SessionToken {
 pub const SESSION_PREFIX: &str = "kls_";
 
 impl Vault {
-    /// Authenticates an internal key or a session token, and notes the key's use.
+    /// Authenticates an internal key or a session token, and notes the key's use. The key's
+    /// networks are not judged (no client address is known): the API uses
+    /// [`Vault::authenticate_from`].
     pub fn authenticate(&self, presented: &str) -> Result<Principal, AuthFailure> {
+        self.authenticate_with(presented, None)
+    }
+
+    /// [`Vault::authenticate`] for a request from `client`: a key limited to some networks
+    /// works only from them.
+    pub fn authenticate_from(
+        &self,
+        presented: &str,
+        client: IpAddr,
+    ) -> Result<Principal, AuthFailure> {
+        self.authenticate_with(presented, Some(client))
+    }
+
+    fn authenticate_with(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, AuthFailure> {
         let now = self.now();
         let principal = if presented.starts_with(SESSION_PREFIX) {
-            self.authenticate_session(presented, now)?
+            self.authenticate_session(presented, now, client)?
         } else {
-            self.check_key(presented, now)?
+            self.read(|state| check_api_key_from(state, self.keyring(), presented, now, client))?
         };
         self.note_use(principal.slot, now);
         Ok(principal)
@@ -160,6 +191,7 @@ impl Vault {
         &self,
         presented: &str,
         now: Timestamp,
+        client: Option<IpAddr>,
     ) -> Result<Principal, AuthFailure> {
         let SessionClaims {
             key,
@@ -199,17 +231,16 @@ impl Vault {
                 KeyStatus::Expired => return Err(AuthFailure::Expired),
                 KeyStatus::Deleted => return Err(AuthFailure::Deleted),
             }
-            let owner = state
-                .user(&api_key.owner)
-                .ok_or(AuthFailure::UnknownOwner)?;
+            let (owner, permissions) = admitted(state, api_key, client)?;
             Ok(Principal {
                 user: owner.id.clone(),
                 key,
-                permissions: state.permissions_of(&owner.id),
+                permissions,
                 expires_at: Some(expires_at),
                 via_session: true,
                 secret,
                 slot,
+                scopes: api_key.scopes,
             })
         })
     }
@@ -249,13 +280,26 @@ pub(crate) fn session_claims(presented: &str) -> Result<SessionClaims, AuthFailu
 }
 
 /// Checks a presented internal key against a projection: format and checksum offline, then the
-/// peppered hash, status at `now`, the rolled-over grace period and the owner's permissions now.
-/// The vault and read replicas both verify keys with this.
+/// peppered hash, status at `now`, the rolled-over grace period, the owner (not deactivated) and
+/// the permissions the key may use now (its scopes ∩ its owner's permissions). The vault and
+/// read replicas both verify keys with this. The key's networks are not judged (no client
+/// address is known): the answer carries them, for the verifying service to judge.
 pub fn check_api_key(
     state: &keyledger_domain::State,
     keyring: &Keyring,
     presented: &str,
     now: Timestamp,
+) -> Result<Principal, AuthFailure> {
+    check_api_key_from(state, keyring, presented, now, None)
+}
+
+/// [`check_api_key`], and, with a `client` address, the key's networks.
+pub fn check_api_key_from(
+    state: &keyledger_domain::State,
+    keyring: &Keyring,
+    presented: &str,
+    now: Timestamp,
+    client: Option<IpAddr>,
 ) -> Result<Principal, AuthFailure> {
     check_api_key_format(presented).map_err(|err| AuthFailure::Malformed(err.to_string()))?;
     let hash = keyring.hash_api_key(presented);
@@ -278,16 +322,41 @@ pub fn check_api_key(
     {
         return Err(AuthFailure::RolledOver);
     }
-    let owner = state.user(&key.owner).ok_or(AuthFailure::UnknownOwner)?;
+    let (owner, permissions) = admitted(state, key, client)?;
     Ok(Principal {
         user: owner.id.clone(),
         key: key.id.clone(),
-        permissions: state.permissions_of_user(owner),
+        permissions,
         expires_at: key.expires_at,
         via_session: false,
         secret,
         slot,
+        scopes: key.scopes,
     })
+}
+
+/// The key's owner, if not deactivated, and what the key may do now: its scopes ∩ the owner's
+/// permissions. With a `client` address, a key limited to some networks must be used from one
+/// of them. No allocation: a bitmask and a scan of the key's few networks.
+fn admitted<'s>(
+    state: &'s keyledger_domain::State,
+    key: &ApiKey,
+    client: Option<IpAddr>,
+) -> Result<(&'s User, PermissionSet), AuthFailure> {
+    let owner = state.user(&key.owner).ok_or(AuthFailure::UnknownOwner)?;
+    if owner.deactivated.is_some() {
+        return Err(AuthFailure::OwnerDeactivated);
+    }
+    if let Some(client) = client
+        && !KeyScope::admits(&key.networks, client)
+    {
+        return Err(AuthFailure::NetworkNotAllowed);
+    }
+    let held = state.permissions_of_user(owner);
+    Ok((
+        owner,
+        key.scopes.map_or(held, |scopes| scopes.intersection(held)),
+    ))
 }
 
 /// What a session tag signs: the claims, then the peppered hash of the key secret the session

@@ -307,7 +307,10 @@ impl Vault {
                 duration,
             }),
         );
-        if let Err(err) = self.execute(command, request_id).await {
+        let offboarding = self.inner.offboarding.read().await;
+        let executed = self.execute(command, request_id).await;
+        drop(offboarding);
+        if let Err(err) = executed {
             let _ = self.inner.log.data_keys().remove(key.as_str());
             return Err(err);
         }
@@ -324,8 +327,16 @@ impl Vault {
         keys: Vec<ExternalKeyId>,
     ) -> Result<Executed, VaultError> {
         let executed = self.run(actor, Action::DeleteExternalKeys { keys }).await?;
-        for event in &executed.events {
-            if let Event::ExternalKeyDeleted { key, .. } = event {
+        self.shred_data_keys_of(&executed.events);
+        Ok(executed)
+    }
+
+    /// Destroys the data key of every external key `events` deleted or revoked.
+    pub(crate) fn shred_data_keys_of(&self, events: &[Event]) {
+        for event in events {
+            if let Event::ExternalKeyDeleted { key, .. } | Event::ExternalKeyRevoked { key, .. } =
+                event
+            {
                 let data_key = self.read(|state| state.data_key_of(key));
                 // If this fails or the process dies first, start-up shreds it (see `open`).
                 if let Err(err) = self.inner.log.data_keys().remove(data_key.as_str()) {
@@ -333,7 +344,6 @@ impl Vault {
                 }
             }
         }
-        Ok(executed)
     }
 
     /// Replaces the secret of an active external key in place: a new data key seals it and

@@ -2,8 +2,8 @@
 
 use keyledger_crypto::{SecretString, generate_api_key, random_base62};
 use keyledger_domain::{
-    Action, Actor, FromTrusted, GracePeriod, KeyDuration, KeyHint, KeyId, KeyName, KeyStatus,
-    NewApiKey, Timestamp, UserId,
+    Action, Actor, FromTrusted, GracePeriod, KeyDuration, KeyHint, KeyId, KeyName, KeyScope,
+    KeyStatus, Network, NewApiKey, PermissionSet, Timestamp, UserId,
 };
 use serde::Serialize;
 
@@ -38,6 +38,8 @@ pub struct ApiKeyView {
     pub expiry_warning_days: Option<u32>,
     /// A honeytoken: it grants nothing, and every use is recorded.
     pub honeytoken: bool,
+    pub scopes: Option<PermissionSet>,
+    pub networks: Vec<Network>,
 }
 
 impl Vault {
@@ -45,6 +47,15 @@ impl Vault {
         &self,
         name: KeyName,
         duration: KeyDuration,
+    ) -> Result<(NewApiKey, SecretString), VaultError> {
+        self.new_scoped_api_key(name, duration, KeyScope::default())
+    }
+
+    pub(crate) fn new_scoped_api_key(
+        &self,
+        name: KeyName,
+        duration: KeyDuration,
+        scope: KeyScope,
     ) -> Result<(NewApiKey, SecretString), VaultError> {
         let keyring = self.keyring();
         let (secret, hint) = generate_api_key(keyring.rng())?;
@@ -61,6 +72,7 @@ impl Vault {
                 duration,
                 hint: KeyHint::from_trusted(hint),
                 secret_hash,
+                scope,
             },
             secret,
         ))
@@ -89,8 +101,23 @@ impl Vault {
         duration: KeyDuration,
         request_id: Option<[u8; 16]>,
     ) -> Result<CreatedApiKey, VaultError> {
-        let (key, secret) = self.new_api_key(name, duration)?;
+        self.create_scoped_api_key(actor, name, duration, KeyScope::default(), request_id)
+            .await
+    }
+
+    /// Creates a key limited to `scope`: some of the owner's permissions, some client networks.
+    pub async fn create_scoped_api_key(
+        &self,
+        actor: Actor,
+        name: KeyName,
+        duration: KeyDuration,
+        scope: KeyScope,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<CreatedApiKey, VaultError> {
+        let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
         let command = keyledger_domain::Command::new(actor, Action::CreateApiKey(key.clone()));
+        // Never decided and appended across an offboarding (see `governance.rs`).
+        let _offboarding = self.inner.offboarding.read().await;
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))
     }
@@ -104,7 +131,29 @@ impl Vault {
         duration: KeyDuration,
         request_id: Option<[u8; 16]>,
     ) -> Result<CreatedApiKey, VaultError> {
-        let (key, secret) = self.new_api_key(name, duration)?;
+        self.issue_scoped_api_key(
+            actor,
+            owner,
+            name,
+            duration,
+            KeyScope::default(),
+            request_id,
+        )
+        .await
+    }
+
+    /// [`Vault::issue_api_key`] for a key limited to `scope` (a subset of the owner's
+    /// permissions, some client networks): a service account's narrow key.
+    pub async fn issue_scoped_api_key(
+        &self,
+        actor: Actor,
+        owner: UserId,
+        name: KeyName,
+        duration: KeyDuration,
+        scope: KeyScope,
+        request_id: Option<[u8; 16]>,
+    ) -> Result<CreatedApiKey, VaultError> {
+        let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
         let command = keyledger_domain::Command::new(
             actor,
             Action::IssueApiKey {
@@ -112,6 +161,7 @@ impl Vault {
                 key: key.clone(),
             },
         );
+        let _offboarding = self.inner.offboarding.read().await;
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))
     }
@@ -203,6 +253,8 @@ impl Vault {
                             .api_key_warned_at(&key.id)
                             .filter(|_| status == KeyStatus::Active),
                         honeytoken: state.is_honeytoken(&key.id),
+                        scopes: key.scopes,
+                        networks: key.networks.clone(),
                     }
                 })
                 .collect()

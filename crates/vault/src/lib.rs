@@ -14,6 +14,8 @@ mod clock;
 mod external;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod governance;
+mod inventory;
 mod keys;
 mod leaks;
 mod leases;
@@ -41,9 +43,14 @@ use keyledger_log::{
     NewEvent, StreamGuard,
 };
 
-pub use auth::{AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key};
+pub use auth::{
+    AuthFailure, Principal, SESSION_PREFIX, SessionToken, check_api_key, check_api_key_from,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use external::{AwsSessionToken, ExternalCredential, ExternalKeyView, Lease, NewCredential};
+pub use inventory::{
+    InventoryItem, InventoryKind, InventoryPage, InventoryQuery, InventorySort, InventoryStatus,
+};
 pub use keyledger_log::private_files;
 pub use keys::{ApiKeyView, CreatedApiKey};
 pub use leaks::{LeakLabel, LeakReport, LeakVerdict};
@@ -274,6 +281,9 @@ struct Inner {
     leases: leases::LeaseTable,
     telemetry: Arc<Telemetry>,
     audit: snapshot::AuditRuntime,
+    /// Held for writing while a user's deactivation is decided and appended, for reading while
+    /// a key is created: no key of a user can slip in beside their offboarding.
+    offboarding: tokio::sync::RwLock<()>,
 }
 
 impl Vault {
@@ -343,6 +353,7 @@ impl Vault {
                 leases: leases::LeaseTable::default(),
                 telemetry,
                 audit,
+                offboarding: tokio::sync::RwLock::new(()),
             }),
         };
         vault.shred_data_keys_of_deleted_credentials()?;

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, Timestamp};
+use keyledger_domain::{GracePeriod, KeyDuration, KeyId, KeyName, KeyScope, Timestamp};
 use keyledger_vault::{ApiKeyView, CreatedApiKey, VaultError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -28,6 +28,22 @@ pub struct CreateApiKeyRequest {
     /// as with an unknown key) and whose every use is recorded as `HoneytokenUsed`.
     #[serde(default)]
     pub honeytoken: bool,
+    /// Limits the key to these of its owner's permissions (e.g. `["verify_api_keys"]`); left
+    /// out: all of them. What the key may do is always its scopes ∩ its owner's permissions now.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Client networks (CIDR, e.g. `203.0.113.0/24`) the key is allowed from; left out: anywhere.
+    #[serde(default)]
+    pub networks: Option<Vec<String>>,
+}
+
+impl CreateApiKeyRequest {
+    fn scope(&self) -> Result<KeyScope, ApiError> {
+        Ok(KeyScope::parse(
+            self.scopes.as_deref(),
+            self.networks.as_deref(),
+        )?)
+    }
 }
 
 /// A key just created or rolled. The only response that ever carries the key itself.
@@ -51,6 +67,12 @@ pub struct CreatedApiKeyResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub previous_valid_until: Option<Timestamp>,
+    /// A scoped key's scopes (absent: unscoped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// The client networks the key is allowed from (absent: anywhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 impl From<CreatedApiKey> for CreatedApiKeyResponse {
@@ -63,7 +85,19 @@ impl From<CreatedApiKey> for CreatedApiKeyResponse {
             created_at: created.created_at,
             expires_at: created.expires_at,
             previous_valid_until: created.previous_valid_until,
+            scopes: None,
+            networks: Vec::new(),
         }
+    }
+}
+
+impl CreatedApiKeyResponse {
+    fn scoped(mut self, scope: &KeyScope) -> Self {
+        self.scopes = scope
+            .scopes
+            .map(|s| s.iter().map(|p| p.as_str().to_owned()).collect());
+        self.networks = scope.networks.iter().map(ToString::to_string).collect();
+        self
     }
 }
 
@@ -93,6 +127,12 @@ pub struct ApiKeyResponse {
     pub expiry_warning_days: Option<u32>,
     /// A honeytoken: it grants nothing, and every use is recorded.
     pub honeytoken: bool,
+    /// A scoped key's scopes (absent: unscoped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// The client networks the key is allowed from (absent: anywhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 impl From<ApiKeyView> for ApiKeyResponse {
@@ -109,6 +149,10 @@ impl From<ApiKeyView> for ApiKeyResponse {
             previous_valid_until: view.previous_valid_until,
             expiry_warning_days: view.expiry_warning_days,
             honeytoken: view.honeytoken,
+            scopes: view
+                .scopes
+                .map(|s| s.iter().map(|p| p.as_str().to_owned()).collect()),
+            networks: view.networks.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -156,20 +200,29 @@ pub(crate) async fn create_api_key(
     let ApiJson(body) = body?;
     let name = KeyName::parse(&body.name)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let scope = body.scope()?;
     let request_id = idempotency_key(&headers, &caller, "POST /v1/api-keys")?;
     let vault = state.vault();
+    if body.honeytoken && (body.scopes.is_some() || body.networks.is_some()) {
+        return Err(keyledger_domain::ValidationError::new(
+            "honeytoken",
+            "a honeytoken grants nothing, so it takes no scopes or networks: leave them out",
+        )
+        .into());
+    }
     let created = if body.honeytoken {
         vault
             .create_honeytoken(caller.actor(), name, duration, request_id)
             .await
     } else {
         vault
-            .create_api_key(caller.actor(), name, duration, request_id)
+            .create_scoped_api_key(caller.actor(), name, duration, scope.clone(), request_id)
             .await
     };
     let created = created.map_err(|err| refusal_of_create(&state, request_id, err))?;
     tracing::info!(created_key = %created.id, honeytoken = body.honeytoken, "internal key created");
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let response = CreatedApiKeyResponse::from(created).scoped(&scope);
+    Ok((StatusCode::CREATED, Json(response)))
 }
 
 /// Lists the caller's internal keys, masked.
@@ -328,12 +381,21 @@ pub(crate) async fn issue_api_key(
     let owner = keyledger_domain::UserId::parse(&user)?;
     let name = KeyName::parse(&body.name)?;
     let duration = KeyDuration::parse(&body.duration.0, &state.vault().config().duration_policy)?;
+    let scope = body.scope()?;
     let request_id = idempotency_key(&headers, &caller, "POST /v1/users/{user}/api-keys")?;
     let created = state
         .vault()
-        .issue_api_key(caller.actor(), owner.clone(), name, duration, request_id)
+        .issue_scoped_api_key(
+            caller.actor(),
+            owner.clone(),
+            name,
+            duration,
+            scope.clone(),
+            request_id,
+        )
         .await
         .map_err(|err| refusal_of_create(&state, request_id, err))?;
     tracing::info!(created_key = %created.id, owner = %owner, "internal key issued by an admin");
-    Ok((StatusCode::CREATED, Json(created.into())))
+    let response = CreatedApiKeyResponse::from(created).scoped(&scope);
+    Ok((StatusCode::CREATED, Json(response)))
 }

@@ -6,6 +6,7 @@ pub(crate) mod api_keys;
 pub(crate) mod audit;
 pub(crate) mod aws_role;
 pub(crate) mod external_keys;
+pub(crate) mod governance;
 pub(crate) mod health;
 pub(crate) mod ingestions;
 pub(crate) mod secret_scanning;
@@ -123,6 +124,16 @@ pub(crate) fn declared() -> Declared {
         .with(Public, routes!(secret_scanning::github_alert))
         .with(run_jobs, routes!(workers::lease_job))
         .with(run_jobs, routes!(workers::report_job))
+        .with(
+            needs(Permission::AuditOrganizationKeys),
+            routes!(governance::inventory),
+        )
+        .with(
+            needs(Permission::RevokeOrganizationKeys),
+            routes!(governance::revoke_key),
+        )
+        .with(users, routes!(governance::deactivate_user))
+        .with(users, routes!(governance::reactivate_user))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most

@@ -25,6 +25,12 @@ pub struct MeResponse {
     /// When the credential used stops working; `null` for a key that never expires.
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+    /// A scoped key's scopes (absent: unscoped); `permissions` is already what they leave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    /// The client networks the key is allowed from (absent: anywhere).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -61,16 +67,25 @@ pub struct ValidKey {
     pub key_id: KeyId,
     #[schema(value_type = String)]
     pub owner: UserId,
+    /// What the key may do now: its scopes ∩ its owner's permissions.
     pub permissions: Vec<&'static str>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
+    /// A scoped key's scopes (absent: unscoped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<&'static str>>,
+    /// The client networks the key is allowed from (absent: anywhere): the verifying service
+    /// judges its own client's address against them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct InvalidKey {
     /// Always `false`.
     pub valid: bool,
-    /// `malformed`, `unknown_key`, `expired`, `deleted`, `rolled_over` or `unknown_owner`.
+    /// `malformed`, `unknown_key`, `expired`, `deleted`, `rolled_over`, `unknown_owner` or
+    /// `owner_deactivated`.
     pub reason: String,
     pub message: String,
 }
@@ -83,15 +98,21 @@ pub(crate) async fn me(
     caller: Caller,
 ) -> Result<Json<MeResponse>, ApiError> {
     let principal = &caller.principal;
-    let (display_name, roles) = state.vault().read(|s| {
-        s.user(&principal.user)
+    let (display_name, roles, networks) = state.vault().read(|s| {
+        let (display_name, roles) = s
+            .user(&principal.user)
             .map(|u| {
                 (
                     u.display_name.as_ref().map(|d| d.to_string()),
                     u.roles.iter().map(|r| r.to_string()).collect(),
                 )
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let networks = s
+            .api_key(&principal.key)
+            .map(|k| k.networks.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        (display_name, roles, networks)
     });
     Ok(Json(MeResponse {
         user: principal.user.to_string(),
@@ -105,6 +126,10 @@ pub(crate) async fn me(
         key_id: principal.key.to_string(),
         via_session: principal.via_session,
         expires_at: principal.expires_at,
+        scopes: principal
+            .scopes
+            .map(|s| s.iter().map(|p| p.as_str().to_owned()).collect()),
+        networks,
     }))
 }
 
@@ -127,7 +152,7 @@ pub(crate) async fn login(
             "log in with an internal key (`kl_…`), not a session token",
         ));
     }
-    let principal = match state.vault().authenticate(presented) {
+    let principal = match state.vault().authenticate_from(presented, client) {
         Ok(principal) => principal,
         Err(failure) => {
             state.throttle().record_failure(client);
@@ -169,9 +194,13 @@ pub(crate) async fn verify_key(
     let answer = match verified {
         Ok(principal) => VerifyResponse::Valid(ValidKey {
             valid: true,
+            networks: networks_of(&state, &principal),
+            scopes: principal
+                .scopes
+                .map(|s| s.iter().map(|p| p.as_str()).collect()),
+            permissions: principal.permissions.iter().map(|p| p.as_str()).collect(),
             key_id: principal.key,
             owner: principal.user,
-            permissions: principal.permissions.iter().map(|p| p.as_str()).collect(),
             expires_at: principal.expires_at,
         }),
         Err(failure) => VerifyResponse::Invalid(InvalidKey {
@@ -181,4 +210,13 @@ pub(crate) async fn verify_key(
         }),
     };
     Ok(Json(answer))
+}
+
+/// The networks a verified key is limited to (none for almost every key: no allocation then).
+fn networks_of(state: &ApiState, principal: &keyledger_vault::Principal) -> Vec<String> {
+    state.vault().read(|s| {
+        s.api_key(&principal.key)
+            .map(|k| k.networks.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    })
 }

@@ -37,6 +37,16 @@ pub struct UserResponse {
     pub permissions: Vec<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// Present while the user is deactivated: when, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deactivated: Option<DeactivatedResponse>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeactivatedResponse {
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub reason: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -229,8 +239,12 @@ fn user_response(state: &ApiState, user: &UserId) -> Result<UserResponse, ApiErr
         .ok_or_else(|| ApiError::not_found(format!("user `{user}` was not found")))
 }
 
-fn to_response(state: &DomainState, user: &User) -> UserResponse {
+pub(crate) fn to_response(state: &DomainState, user: &User) -> UserResponse {
     UserResponse {
+        deactivated: user.deactivated.as_ref().map(|d| DeactivatedResponse {
+            at: d.at,
+            reason: d.reason.to_string(),
+        }),
         user: user.id.to_string(),
         display_name: user.display_name.as_ref().map(|d| d.to_string()),
         roles: user.roles.iter().map(|r| r.to_string()).collect(),
