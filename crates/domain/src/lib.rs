@@ -37,7 +37,6 @@ pub use values::{
     AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, DurationPolicy,
     ExternalKeyId, FromTrusted, GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint,
     KeyId, KeyName, KeyScope, Label, Network, Provider, Reason, RoleName, UserId, ValidationError,
-    check_aws_secret,
-    check_aws_session_token, check_bucket_name, check_dnanexus_project, check_dnanexus_token,
-    check_visible_text,
+    check_aws_secret, check_aws_session_token, check_bucket_name, check_dnanexus_project,
+    check_dnanexus_token, check_visible_text,
 };
