@@ -94,7 +94,7 @@ fn success_with_placeholders(route: &RouteAccess) -> u16 {
     match (route.method, route.path) {
         ("POST", "/v1/api-keys") | ("POST", "/v1/external-keys") => 201,
         // Nobody in the matrix has stored an AWS key.
-        ("POST", "/v1/ingestions") => 409,
+        ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => 409,
         ("POST", "/v1/api-keys/delete") | ("POST", "/v1/external-keys/delete") => 404,
         (_, path) if path.contains('{') => 404,
         _ => 200,
@@ -111,7 +111,7 @@ fn admin_success(route: &RouteAccess) -> u16 {
         // cannot reach: the check runs and records a failure, and the call itself succeeds.
         ("POST", "/v1/external-keys/{id}/verify") => 200,
         // Nobody in the matrix has stored an AWS key.
-        ("POST", "/v1/ingestions") => 409,
+        ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => 409,
         ("GET", "/v1/ingestions/{id}")
         | ("POST", "/v1/ingestions/{id}/cancel")
         | ("GET", "/v1/ingestions/{id}/manifest")
@@ -222,7 +222,7 @@ fn request(
             Some(json!({ "name": format!("issued-{counter}"), "duration": "7d" })),
         ),
         ("POST", "/v1/audit/checkpoints") => (route.path.to_owned(), None),
-        ("POST", "/v1/ingestions") => (
+        ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => (
             route.path.to_owned(),
             Some(
                 json!({ "provider": "aws", "bucket": "samples", "prefix": "runs/", "pattern": ".*" }),

@@ -19,6 +19,7 @@ mod ingestion;
 mod least_privilege;
 mod operations;
 mod permissions;
+mod preview;
 mod provider_errors;
 mod readme;
 mod roles;

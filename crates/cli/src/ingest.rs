@@ -9,6 +9,7 @@
 
 mod download;
 mod interrupt;
+mod preview;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -80,6 +81,16 @@ pub struct StartArgs {
     /// it; the job runs on. Without it, Ctrl-C cancels the job.
     #[arg(long)]
     detach: bool,
+    /// Show what the selection picks (count, total size, the first page of paths) without
+    /// fetching or recording anything.
+    #[arg(long, conflicts_with = "detach")]
+    dry_run: bool,
+    /// With --dry-run: continue after this path (the `More:` line of the previous page).
+    #[arg(long, requires = "dry_run")]
+    cursor: Option<String>,
+    /// With --dry-run: paths per page (1 to 1000) [default: 100].
+    #[arg(long, requires = "dry_run")]
+    page_size: Option<usize>,
 }
 
 pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
@@ -92,6 +103,15 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             common,
         } => {
             let body = json!({ "provider": "aws", "bucket": bucket, "prefix": prefix, "pattern": pattern, "destination": common.destination });
+            if common.dry_run {
+                return preview::run(
+                    &client,
+                    &body,
+                    common.cursor.as_deref(),
+                    common.page_size,
+                    global.json,
+                );
+            }
             start(&client, global, body, pattern, common.detach)
         }
         IngestCommand::Dnanexus {
@@ -101,6 +121,15 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             common,
         } => {
             let body = json!({ "provider": "dnanexus", "project": project, "folder": folder, "pattern": pattern, "destination": common.destination });
+            if common.dry_run {
+                return preview::run(
+                    &client,
+                    &body,
+                    common.cursor.as_deref(),
+                    common.page_size,
+                    global.json,
+                );
+            }
             start(&client, global, body, pattern, common.detach)
         }
         IngestCommand::Status { id } => {

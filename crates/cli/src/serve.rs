@@ -124,6 +124,7 @@ struct IngestSection {
     max_attempts: u32,
     files_in_parallel: Option<usize>,
     max_jobs: Option<usize>,
+    preview_max_scanned: Option<u64>,
 }
 
 impl Default for IngestSection {
@@ -137,6 +138,7 @@ impl Default for IngestSection {
             max_attempts: 0,
             files_in_parallel: None,
             max_jobs: None,
+            preview_max_scanned: None,
         }
     }
 }
@@ -167,6 +169,9 @@ fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConf
     }
     if let Some(jobs) = section.max_jobs {
         ingest.max_jobs = jobs.max(1);
+    }
+    if let Some(scanned) = section.preview_max_scanned {
+        ingest.preview_max_scanned = scanned.max(1);
     }
     Ok(ingest)
 }

@@ -24,7 +24,7 @@ use crate::{INTERRUPTED_REASON, IngestConfig, IngestError, IngestRequest, select
 /// Runs ingestion jobs in this process. Cheap to clone: every clone is the same ingestor.
 #[derive(Clone, Debug)]
 pub struct Ingestor {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// What [`Ingestor::recover`] repaired.

@@ -25,6 +25,7 @@ pub mod dnanexus;
 mod ingestor;
 mod job;
 mod live;
+mod preview;
 mod probe;
 mod recorder;
 mod remote;
@@ -44,6 +45,7 @@ use keyledger_vault::VaultError;
 pub use ingestor::{Ingestor, RecoveryReport};
 pub use keyledger_connect_dnanexus::DnanexusOptions;
 pub use keyledger_connect_s3::S3Options;
+pub use preview::{DEFAULT_PREVIEW_PAGE, MAX_PREVIEW_PAGE, Preview, PreviewFile, PreviewRequest};
 pub use probe::{CapabilityReport, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 pub use source::{SampleSource, source_for};
@@ -80,6 +82,9 @@ pub struct IngestConfig {
     /// The STS endpoint the least-privilege test asks `GetCallerIdentity`; `None`: the key's
     /// regional endpoint, `https://sts.<region>.amazonaws.com`.
     pub sts_endpoint: Option<String>,
+    /// The most entries of a provider's listing one preview looks at: bounds its time and
+    /// memory in a bucket of millions of objects (about 20 ListObjectsV2 pages by default).
+    pub preview_max_scanned: u64,
 }
 
 impl Default for IngestConfig {
@@ -95,6 +100,7 @@ impl Default for IngestConfig {
             file_attempts: 3,
             key_check_interval: Duration::from_millis(250),
             sts_endpoint: None,
+            preview_max_scanned: 20_000,
         }
     }
 }
@@ -126,6 +132,9 @@ pub enum IngestError {
     Refused(DomainError),
     #[error(transparent)]
     Vault(VaultError),
+    /// The provider refused or failed a request made for the caller (a preview's listing).
+    #[error("{0}")]
+    Source(SourceError),
     #[error("the sample store at {path} cannot be used: {source}")]
     Store {
         path: PathBuf,

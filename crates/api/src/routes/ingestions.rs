@@ -2,6 +2,7 @@
 //! follow it, list them, cancel one; a finished batch's manifest and files, for its owner only.
 
 mod manifest;
+pub(crate) mod preview;
 
 use std::path::PathBuf;
 
@@ -68,50 +69,7 @@ pub(crate) async fn start_ingestion(
 ) -> Result<(StatusCode, Json<IngestionView>), ApiError> {
     let ApiJson(body) = body?;
     let ingestor = ingestor(&state)?;
-    let provider = Provider::parse(&body.provider)?;
-    let pattern = body.pattern.unwrap_or_else(|| ".*".to_owned());
-    let field_error = |field: &'static str, problem: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            format!("{field}: {problem} provider {provider}"),
-        )
-        .with_field_name(field)
-    };
-    let selection = match provider {
-        Provider::Aws => {
-            if body.project.is_some() {
-                return Err(field_error("project", "not used with"));
-            }
-            if body.folder.is_some() {
-                return Err(field_error("folder", "not used with"));
-            }
-            let bucket = body
-                .bucket
-                .ok_or_else(|| field_error("bucket", "required for"))?;
-            Selection::Aws {
-                bucket,
-                prefix: body.prefix.unwrap_or_default(),
-                pattern,
-            }
-        }
-        Provider::Dnanexus => {
-            if body.bucket.is_some() {
-                return Err(field_error("bucket", "not used with"));
-            }
-            if body.prefix.is_some() {
-                return Err(field_error("prefix", "not used with"));
-            }
-            let project = body
-                .project
-                .ok_or_else(|| field_error("project", "required for"))?;
-            Selection::Dnanexus {
-                project,
-                folder: body.folder.unwrap_or_else(|| "/".to_owned()),
-                pattern,
-            }
-        }
-    };
+    let selection = selection_of(&body)?;
     // The job's events all come after this position: its manifest is read from here on.
     let first_seq = state.vault().log().head().0 + 1;
     let id = ingestor
@@ -325,6 +283,56 @@ pub(crate) async fn cancel_ingestion(
         .map_err(ingest_error)
 }
 
+/// The selection a job's body describes; a field of the other provider is refused by name.
+pub(crate) fn selection_of(body: &StartIngestionRequest) -> Result<Selection, ApiError> {
+    let provider = Provider::parse(&body.provider)?;
+    let pattern = body.pattern.clone().unwrap_or_else(|| ".*".to_owned());
+    let field_error = |field: &'static str, problem: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!("{field}: {problem} provider {provider}"),
+        )
+        .with_field_name(field)
+    };
+    Ok(match provider {
+        Provider::Aws => {
+            if body.project.is_some() {
+                return Err(field_error("project", "not used with"));
+            }
+            if body.folder.is_some() {
+                return Err(field_error("folder", "not used with"));
+            }
+            let bucket = body
+                .bucket
+                .clone()
+                .ok_or_else(|| field_error("bucket", "required for"))?;
+            Selection::Aws {
+                bucket,
+                prefix: body.prefix.clone().unwrap_or_default(),
+                pattern,
+            }
+        }
+        Provider::Dnanexus => {
+            if body.bucket.is_some() {
+                return Err(field_error("bucket", "not used with"));
+            }
+            if body.prefix.is_some() {
+                return Err(field_error("prefix", "not used with"));
+            }
+            let project = body
+                .project
+                .clone()
+                .ok_or_else(|| field_error("project", "required for"))?;
+            Selection::Dnanexus {
+                project,
+                folder: body.folder.clone().unwrap_or_else(|| "/".to_owned()),
+                pattern,
+            }
+        }
+    })
+}
+
 /// Writes the finished job's manifest files into its batch folder, once per process; callers
 /// return only after that write. A failure is logged, not returned: the API still serves the
 /// manifest.
@@ -383,7 +391,7 @@ fn not_found(id: &IngestionId) -> ApiError {
     .into()
 }
 
-fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, ApiError> {
+pub(crate) fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, ApiError> {
     state.ingestor().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -393,7 +401,7 @@ fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, ApiError> {
     })
 }
 
-fn ingest_error(err: IngestError) -> ApiError {
+pub(crate) fn ingest_error(err: IngestError) -> ApiError {
     match err {
         IngestError::InvalidSelection(message) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_selection", message)
@@ -407,6 +415,7 @@ fn ingest_error(err: IngestError) -> ApiError {
                 .with_field_name("destination")
         }
         IngestError::Refused(domain) => domain.into(),
+        IngestError::Source(error) => preview::source_error(error),
         IngestError::Vault(vault) => vault.into(),
         IngestError::Store { .. } => {
             tracing::error!(error = %err, "the sample store cannot be used");

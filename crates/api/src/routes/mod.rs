@@ -102,6 +102,7 @@ pub(crate) fn declared() -> Declared {
         .with(users, routes!(users::revoke_role))
         .with(users, routes!(api_keys::issue_api_key))
         .with(import, routes!(ingestions::start_ingestion))
+        .with(import, routes!(ingestions::preview::preview_ingestion))
         .with(import, routes!(ingestions::list_ingestions))
         .with(own_ingestion, routes!(ingestions::get_ingestion))
         // Cancelling another user's job is refused by `decide`, which judges the command.
