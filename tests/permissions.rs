@@ -96,6 +96,8 @@ fn success_with_placeholders(route: &RouteAccess) -> u16 {
         // Nobody in the matrix has stored an AWS key.
         ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => 409,
         ("POST", "/v1/api-keys/delete") | ("POST", "/v1/external-keys/delete") => 404,
+        // Nobody in the matrix stored a sample.
+        ("GET", "/v1/samples") => 404,
         (_, path) if path.contains('{') => 404,
         _ => 200,
     }
@@ -115,7 +117,8 @@ fn admin_success(route: &RouteAccess) -> u16 {
         ("GET", "/v1/ingestions/{id}")
         | ("POST", "/v1/ingestions/{id}/cancel")
         | ("GET", "/v1/ingestions/{id}/manifest")
-        | ("GET", "/v1/ingestions/{id}/files/{path}") => 404,
+        | ("GET", "/v1/ingestions/{id}/files/{path}")
+        | ("GET", "/v1/samples") => 404,
         _ => 200,
     }
 }
@@ -229,6 +232,7 @@ fn request(
             ),
         ),
         ("GET", "/v1/ingestions") => (route.path.to_owned(), None),
+        ("GET", "/v1/samples") => ("/v1/samples?path=zed%2Fbatch-1%2Fa.csv".to_owned(), None),
         ("GET", "/v1/ingestions/{id}") => ("/v1/ingestions/ing_AAAAAAAAAAAAAAAA".to_owned(), None),
         ("POST", "/v1/ingestions/{id}/cancel") => (
             "/v1/ingestions/ing_AAAAAAAAAAAAAAAA/cancel".to_owned(),

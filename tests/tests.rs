@@ -17,6 +17,7 @@ mod hardening_http;
 mod hardening_schema;
 mod ingestion;
 mod least_privilege;
+mod lineage;
 mod operations;
 mod permissions;
 mod preview;

@@ -9,6 +9,7 @@
 
 mod download;
 mod interrupt;
+mod lineage;
 mod preview;
 
 use std::io::{IsTerminal, Write};
@@ -61,6 +62,12 @@ pub enum IngestCommand {
     /// Show a finished batch's manifest: every stored file with its size, SHA-256 and source,
     /// and the files that failed.
     Manifest { id: String },
+    /// Where a stored file came from: source and version, external key, time, SHA-256, and
+    /// the other versions of the same remote file.
+    Lineage {
+        /// The file's path in the sample store: the job's store path, `/`, its path in the batch.
+        path: String,
+    },
     /// Fetch a batch's files to this machine, checking each one's SHA-256; run it again to
     /// finish a broken download (files already present and correct are skipped).
     Download {
@@ -205,6 +212,7 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        IngestCommand::Lineage { path } => lineage::run(&client, path, global.json),
         IngestCommand::Download { id, to } => {
             download::run(&client, id, to.as_deref(), global.json)
         }

@@ -1,7 +1,7 @@
 //! Ingestion jobs (`import_organization_samples`): start one over the caller's own external key,
 //! follow it, list them, cancel one; a finished batch's manifest and files, for its owner only.
 
-mod manifest;
+pub(crate) mod manifest;
 pub(crate) mod preview;
 
 use std::path::PathBuf;

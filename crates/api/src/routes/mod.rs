@@ -7,6 +7,7 @@ pub(crate) mod audit;
 pub(crate) mod external_keys;
 pub(crate) mod health;
 pub(crate) mod ingestions;
+pub(crate) mod samples;
 pub(crate) mod session;
 pub(crate) mod users;
 
@@ -109,6 +110,7 @@ pub(crate) fn declared() -> Declared {
         .with(import, routes!(ingestions::cancel_ingestion))
         .with(own_ingestion, routes!(ingestions::get_ingestion_manifest))
         .with(own_ingestion, routes!(ingestions::get_ingestion_file))
+        .with(import, routes!(samples::sample_lineage))
         .with(audit_log, routes!(audit::list_events))
         .with(Public, routes!(audit::public_key))
         .with(audit_log, routes!(audit::checkpoint))
