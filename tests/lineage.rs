@@ -87,11 +87,18 @@ fn a_stored_file_says_where_it_came_from_and_its_other_versions() {
     assert_eq!(earlier[0]["ingestion"], first["id"]);
     assert_eq!(answer["later"], json!([]));
 
-    // The first version knows the later one.
-    let (status, answer) = lineage(&server, &key, &store_path(&first, "a.csv"));
+    // The first version knows the later one; the unchanged file was not fetched again (the
+    // second import skipped it), so it has no other version.
+    let (status, answer) = lineage(&server, &key, &store_path(&first, "b.csv"));
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["earlier"], json!([]));
-    assert_eq!(answer["later"][0]["path"], store_path(&second, "a.csv"));
+    assert_eq!(answer["later"][0]["path"], store_path(&second, "b.csv"));
+    let (status, answer) = lineage(&server, &key, &store_path(&first, "a.csv"));
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        (&answer["earlier"], &answer["later"]),
+        (&json!([]), &json!([]))
+    );
 
     // The CLI says the same in words.
     let dir = tempfile::tempdir().unwrap();

@@ -28,4 +28,5 @@ mod rotation;
 mod s3_integrity;
 mod snapshots;
 mod support;
+mod sync;
 mod workflow;

@@ -400,6 +400,12 @@ pub fn example_events() -> Vec<Event> {
             data_key: DataKeyId::original(&external()),
             at,
         },
+        Event::IngestionFilesSkipped {
+            ingestion: ingestion(),
+            files: 11,
+            bytes: 6_728_362_667,
+            at,
+        },
     ]
 }
 
@@ -420,6 +426,7 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionFileFailed { .. }
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
+        | Event::IngestionFilesSkipped { .. }
         | Event::ExternalKeyDataKeyDestroyed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
@@ -470,7 +477,8 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::IngestionCancelled { .. }
         | Event::MasterKeyRotated { .. }
         | Event::ExternalKeyRotated { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => event.type_name(),
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::IngestionFilesSkipped { .. } => event.type_name(),
     }
 }
 

@@ -92,6 +92,10 @@ pub struct StartArgs {
     /// fetching or recording anything.
     #[arg(long, conflicts_with = "detach")]
     dry_run: bool,
+    /// Fetch every selected file again, even those an earlier import from the same source
+    /// stored in the same version (skipped by default).
+    #[arg(long, conflicts_with = "dry_run")]
+    force: bool,
     /// With --dry-run: continue after this path (the `More:` line of the previous page).
     #[arg(long, requires = "dry_run")]
     cursor: Option<String>,
@@ -119,7 +123,13 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
                     global.json,
                 );
             }
-            start(&client, global, body, pattern, common.detach)
+            start(
+                &client,
+                global,
+                with_force(body, common.force),
+                pattern,
+                common.detach,
+            )
         }
         IngestCommand::Dnanexus {
             project,
@@ -137,7 +147,13 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
                     global.json,
                 );
             }
-            start(&client, global, body, pattern, common.detach)
+            start(
+                &client,
+                global,
+                with_force(body, common.force),
+                pattern,
+                common.detach,
+            )
         }
         IngestCommand::Status { id } => {
             let job = client.get(&format!("/v1/ingestions/{}", segment(id)))?;
@@ -217,6 +233,14 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             download::run(&client, id, to.as_deref(), global.json)
         }
     }
+}
+
+/// Adds `"force": true` to a job's body when asked.
+fn with_force(mut body: Value, force: bool) -> Value {
+    if force {
+        body["force"] = Value::Bool(true);
+    }
+    body
 }
 
 /// How often a followed job is looked at.

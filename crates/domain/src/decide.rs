@@ -572,6 +572,12 @@ fn judge(
                     at: now,
                 },
                 IngestionProgress::Cancelled => Event::IngestionCancelled { ingestion, at: now },
+                IngestionProgress::Skipped { files, bytes } => Event::IngestionFilesSkipped {
+                    ingestion,
+                    files,
+                    bytes,
+                    at: now,
+                },
             };
             Ok(vec![event])
         }

@@ -328,6 +328,14 @@ pub enum Event {
         data_key: DataKeyId,
         at: Timestamp,
     },
+    /// Files the job selected but did not fetch: the store already holds the same version from
+    /// the same source (incremental sync). Recorded once, after listing.
+    IngestionFilesSkipped {
+        ingestion: IngestionId,
+        files: u64,
+        bytes: u64,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -426,7 +434,8 @@ impl Event {
             | Event::IngestionFileFailed { ingestion, .. }
             | Event::IngestionCompleted { ingestion, .. }
             | Event::IngestionFailed { ingestion, .. }
-            | Event::IngestionCancelled { ingestion, .. } => ingestion_stream(ingestion),
+            | Event::IngestionCancelled { ingestion, .. }
+            | Event::IngestionFilesSkipped { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
         }
     }
@@ -472,6 +481,9 @@ impl Event {
                 "ExternalKeyDataKeyDestroyed",
                 "external_key.data_key_destroyed",
             ),
+            Event::IngestionFilesSkipped { .. } => {
+                ("IngestionFilesSkipped", "ingestion.files_skipped")
+            }
         }
     }
 }

@@ -346,6 +346,18 @@ pub enum PublicEvent {
         #[schema(value_type = String)]
         data_key: DataKeyId,
     },
+    /// Files the job selected but did not fetch again: the store already holds the same version
+    /// (same size and S3 ETag or unchanged object, or the same DNAnexus file id) from the same
+    /// source (incremental sync).
+    IngestionFilesSkipped {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
+        ingestion: IngestionId,
+        /// Files skipped.
+        files: u64,
+        /// Their total size.
+        bytes: u64,
+    },
 }
 
 impl PublicEvent {
@@ -376,6 +388,7 @@ impl PublicEvent {
             PublicEvent::MasterKeyRotated { .. } => "MasterKeyRotated",
             PublicEvent::ExternalKeyRotated { .. } => "ExternalKeyRotated",
             PublicEvent::ExternalKeyDataKeyDestroyed { .. } => "ExternalKeyDataKeyDestroyed",
+            PublicEvent::IngestionFilesSkipped { .. } => "IngestionFilesSkipped",
         }
     }
 }
@@ -606,6 +619,16 @@ impl From<&Event> for PublicEvent {
                 key,
                 owner,
                 data_key,
+            },
+            Event::IngestionFilesSkipped {
+                ingestion,
+                files,
+                bytes,
+                ..
+            } => PublicEvent::IngestionFilesSkipped {
+                ingestion,
+                files,
+                bytes,
             },
         }
     }

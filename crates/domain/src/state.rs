@@ -130,6 +130,9 @@ pub struct FileOutcome {
     pub failure: Option<String>,
     /// `None` for a verified file.
     pub failure_kind: Option<FailureKind>,
+    /// The source's version that was fetched (S3 ETag, DNAnexus file id); empty for a failed
+    /// file.
+    pub source_etag: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +149,10 @@ pub struct Ingestion {
     pub files_selected: Option<u64>,
     pub bytes_selected: Option<u64>,
     pub files: Vec<FileOutcome>,
+    /// Files the job did not fetch because the store holds them in the same version
+    /// (`IngestionFilesSkipped`), and their bytes.
+    pub files_skipped: u64,
+    pub bytes_skipped: u64,
     pub error: Option<String>,
     /// Why a failed or cancelled job ended (`None` while it runs and once it completed).
     pub failure_kind: Option<FailureKind>,
@@ -471,6 +478,8 @@ impl State {
                         files_selected: None,
                         bytes_selected: None,
                         files: Vec::new(),
+                        files_skipped: 0,
+                        bytes_skipped: 0,
                         error: None,
                         failure_kind: None,
                     },
@@ -493,6 +502,7 @@ impl State {
                 path,
                 size,
                 sha256,
+                source_etag,
                 ..
             } => {
                 if let Some(job) = self.ingestions.get_mut(&ingestion) {
@@ -502,6 +512,7 @@ impl State {
                         sha256: Some(sha256),
                         failure: None,
                         failure_kind: None,
+                        source_etag,
                     });
                 }
             }
@@ -533,6 +544,17 @@ impl State {
                 }
             }
             Event::MasterKeyRotated { generation, .. } => self.master_key_generation = generation,
+            Event::IngestionFilesSkipped {
+                ingestion,
+                files,
+                bytes,
+                ..
+            } => {
+                if let Some(job) = self.ingestions.get_mut(&ingestion) {
+                    job.files_skipped += files;
+                    job.bytes_skipped += bytes;
+                }
+            }
         }
     }
 
@@ -784,6 +806,7 @@ impl State {
                 sha256: None,
                 failure: Some(reason),
                 failure_kind: Some(failure_kind),
+                source_etag: String::new(),
             });
         }
     }

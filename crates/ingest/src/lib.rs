@@ -34,6 +34,7 @@ mod selection;
 mod shared;
 mod source;
 mod store;
+mod sync;
 mod view;
 
 use std::path::PathBuf;
@@ -50,6 +51,7 @@ pub use probe::{CapabilityReport, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 pub use source::{SampleSource, source_for};
 pub use store::{PARTIAL_DIR, destination_belongs_to, sanitize_remote_path, validate_destination};
+pub use sync::StartOptions;
 pub use tokio_util::sync::CancellationToken;
 pub use view::{FileState, FileView, IngestionView, JobState};
 

@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyledger_domain::{DomainError, Ingestion, IngestionId, Provider, Selection};
-use keyledger_ingest::{IngestError, IngestRequest, IngestionView};
+use keyledger_ingest::{IngestError, IngestRequest, IngestionView, StartOptions};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::ToSchema;
@@ -47,6 +47,9 @@ pub struct StartIngestionRequest {
     /// A folder of your own area of the sample store: your user name (the default) or a folder
     /// under it, such as `alice/run-1`.
     pub destination: Option<String>,
+    /// Fetch every selected file, even those your earlier imports from the same source already
+    /// stored in the same version (which are otherwise skipped and counted in `files_skipped`).
+    pub force: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,11 +76,14 @@ pub(crate) async fn start_ingestion(
     // The job's events all come after this position: its manifest is read from here on.
     let first_seq = state.vault().log().head().0 + 1;
     let id = ingestor
-        .start(
+        .start_with(
             caller.actor(),
             IngestRequest {
                 selection,
                 destination: body.destination,
+            },
+            StartOptions {
+                force: body.force.unwrap_or(false),
             },
         )
         .await
