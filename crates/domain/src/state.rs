@@ -1,5 +1,7 @@
 //! The projection: current state as a pure fold over the events.
 
+mod ingestions;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rustc_hash::FxBuildHasher;
@@ -772,42 +774,6 @@ impl State {
         let slot = (external.owner.clone(), external.provider());
         if self.active_external.get(&slot) == Some(key) {
             self.active_external.remove(&slot);
-        }
-    }
-
-    /// `failure`: the reason and its kind, for a failed job.
-    fn finish_ingestion(
-        &mut self,
-        id: &IngestionId,
-        state: IngestionState,
-        failure: Option<(String, FailureKind)>,
-        at: Timestamp,
-    ) {
-        if let Some(job) = self.ingestions.get_mut(id) {
-            let (error, failure_kind) = failure.unzip();
-            job.state = state;
-            job.error = error;
-            job.failure_kind = failure_kind;
-            job.finished_at = Some(at);
-        }
-    }
-
-    fn file_failed(
-        &mut self,
-        id: &IngestionId,
-        path: String,
-        reason: String,
-        failure_kind: FailureKind,
-    ) {
-        if let Some(job) = self.ingestions.get_mut(id) {
-            job.files.push(FileOutcome {
-                path,
-                size: 0,
-                sha256: None,
-                failure: Some(reason),
-                failure_kind: Some(failure_kind),
-                source_etag: String::new(),
-            });
         }
     }
 }
