@@ -208,8 +208,8 @@ fn ingest_exit_codes_say_how_the_job_ended() {
     ] {
         assert!(line.contains(expected), "{expected}: {line}");
     }
-    // The suggestion works.
-    let run = setup.ingest(r"(^|/)quant_[^/]*\.csv$", &["--json"]);
+    // The suggestion works (`--force`: these files were imported above, and would be skipped).
+    let run = setup.ingest(r"(^|/)quant_[^/]*\.csv$", &["--json", "--force"]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json()["files_fetched"], 3);
 

@@ -149,6 +149,13 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
         ),
         probe(
             "POST",
+            "/v1/ingestions/preview",
+            "/v1/ingestions/preview",
+            json!({ "provider": "aws", "bucket": "samples", "prefix": "runs/",
+                    "pattern": ".*", "destination": "admin/run-1" }),
+        ),
+        probe(
+            "POST",
             "/v1/admin/backup",
             "/v1/admin/backup",
             json!({ "dir": backup_dir }),

@@ -117,8 +117,10 @@ fn success_with_placeholders(route: &RouteAccess) -> u16 {
     match (route.method, route.path) {
         ("POST", "/v1/api-keys") | ("POST", "/v1/external-keys") => 201,
         // Nobody in the matrix has stored an AWS key.
-        ("POST", "/v1/ingestions") => 409,
+        ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => 409,
         ("POST", "/v1/api-keys/delete") | ("POST", "/v1/external-keys/delete") => 404,
+        // Nobody in the matrix stored a sample.
+        ("GET", "/v1/samples") => 404,
         (_, path) if path.contains('{') => 404,
         _ => 200,
     }
@@ -136,11 +138,12 @@ fn admin_success(route: &RouteAccess) -> u16 {
         // cannot reach: the check runs and records a failure, and the call itself succeeds.
         ("POST", "/v1/external-keys/{id}/verify") => 200,
         // Nobody in the matrix has stored an AWS key.
-        ("POST", "/v1/ingestions") => 409,
+        ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => 409,
         ("GET", "/v1/ingestions/{id}")
         | ("POST", "/v1/ingestions/{id}/cancel")
         | ("GET", "/v1/ingestions/{id}/manifest")
-        | ("GET", "/v1/ingestions/{id}/files/{path}") => 404,
+        | ("GET", "/v1/ingestions/{id}/files/{path}")
+        | ("GET", "/v1/samples") => 404,
         // No job was handed to anyone in the matrix.
         ("POST", "/v1/worker/ingestions/{id}/lease")
         | ("POST", "/v1/worker/ingestions/{id}/report") => 404,
@@ -257,13 +260,14 @@ fn request(
             Some(json!({ "name": format!("issued-{counter}"), "duration": "7d" })),
         ),
         ("POST", "/v1/audit/checkpoints") => (route.path.to_owned(), None),
-        ("POST", "/v1/ingestions") => (
+        ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => (
             route.path.to_owned(),
             Some(
                 json!({ "provider": "aws", "bucket": "samples", "prefix": "runs/", "pattern": ".*" }),
             ),
         ),
         ("GET", "/v1/ingestions") => (route.path.to_owned(), None),
+        ("GET", "/v1/samples") => ("/v1/samples?path=zed%2Fbatch-1%2Fa.csv".to_owned(), None),
         ("GET", "/v1/ingestions/{id}") => ("/v1/ingestions/ing_AAAAAAAAAAAAAAAA".to_owned(), None),
         ("POST", "/v1/ingestions/{id}/cancel") => (
             "/v1/ingestions/ing_AAAAAAAAAAAAAAAA/cancel".to_owned(),

@@ -255,6 +255,8 @@ fn a_running_job_finishes_on_the_old_secret_and_the_next_job_uses_the_new_one() 
             "--pattern",
             "\\.csv$",
             "--json",
+            // The files are stored already: fetch them again, with the new secret.
+            "--force",
         ],
         "",
     );

@@ -1,6 +1,8 @@
 //! Ingestion throughput against the in-process S3 server and the DNAnexus emulator, each
 //! against the official client (awscli, dxpy) and the server's own limit, in the same run.
 
+mod resync;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -218,7 +220,7 @@ pub fn run_s3(report: &mut Report, runtime: &tokio::runtime::Runtime) -> anyhow:
     for ceiling in &ceilings {
         report.note(ceiling);
     }
-    Ok(())
+    resync::run(report, runtime, &aws, &endpoint, "small/", small_count)
 }
 
 /// The best time a client that must verify what it downloads could reach on this machine for

@@ -79,10 +79,70 @@ pub async fn ingest_dnanexus_once(
 /// removes. A relative `config.store_root` (the default) is placed in it too.
 pub async fn ingest_once(
     workspace: &Path,
-    mut config: IngestConfig,
+    config: IngestConfig,
     credential: NewCredential,
     selection: Selection,
 ) -> Result<BenchFigures, BenchError> {
+    let (ingestor, actor) = open_bench(workspace, config, credential).await?;
+    run_job(&ingestor, actor, selection).await
+}
+
+/// Ingests an S3 selection once, untimed, then again (incremental sync: nothing changed):
+/// the second job's files skipped and fetched, and its time from request to final event.
+pub async fn resync_s3(
+    workspace: &Path,
+    endpoint: &str,
+    access_key_id: &str,
+    secret_access_key: &str,
+    bucket: &str,
+    prefix: &str,
+) -> Result<(u64, u64, Duration), BenchError> {
+    let mut config = IngestConfig::default();
+    config.s3.endpoint = Some(endpoint.to_owned());
+    config.s3.force_path_style = true;
+    let credential = NewCredential::aws(
+        access_key_id,
+        SecretString::new(secret_access_key.to_owned()),
+        "us-east-1",
+    )
+    .map_err(|error| BenchError::Setup(error.to_string()))?;
+    let selection = Selection::Aws {
+        bucket: bucket.to_owned(),
+        prefix: prefix.to_owned(),
+        pattern: ".*".to_owned(),
+    };
+    let (ingestor, actor) = open_bench(workspace, config, credential).await?;
+    run_job(&ingestor, actor.clone(), selection.clone()).await?;
+    let started = Instant::now();
+    let id = ingestor
+        .start(
+            actor,
+            IngestRequest {
+                selection,
+                destination: None,
+            },
+        )
+        .await?;
+    let view = ingestor
+        .wait(&id)
+        .await
+        .ok_or_else(|| BenchError::Setup("the job disappeared".to_owned()))?;
+    let elapsed = started.elapsed();
+    if view.state != JobState::Completed {
+        return Err(BenchError::Job {
+            state: view.state,
+            reason: view.error.unwrap_or_default(),
+        });
+    }
+    Ok((view.files_skipped, view.files_fetched, elapsed))
+}
+
+/// A fresh vault in `workspace` with one admin holding `credential`, and its ingestor.
+async fn open_bench(
+    workspace: &Path,
+    mut config: IngestConfig,
+    credential: NewCredential,
+) -> Result<(Ingestor, Actor), BenchError> {
     let setup = |error: &dyn std::fmt::Display| BenchError::Setup(error.to_string());
     if config.store_root.is_relative() {
         config.store_root = workspace.join("samples");
@@ -118,7 +178,15 @@ pub async fn ingest_once(
         .map_err(|e| setup(&e))?;
     let ingestor = Ingestor::new(vault, config);
     ingestor.recover().await?;
+    Ok((ingestor, actor))
+}
 
+/// Runs one job to its end: bytes and files stored, and the time it took.
+async fn run_job(
+    ingestor: &Ingestor,
+    actor: Actor,
+    selection: Selection,
+) -> Result<BenchFigures, BenchError> {
     let started = Instant::now();
     let id = ingestor
         .start(

@@ -491,6 +491,12 @@ pub fn example_events() -> Vec<Event> {
             at,
         },
         Event::UserReactivated { user: user(), at },
+        Event::IngestionFilesSkipped {
+            ingestion: ingestion(),
+            files: 11,
+            bytes: 6_728_362_667,
+            at,
+        },
     ]
 }
 
@@ -511,12 +517,10 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionFileFailed { .. }
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. }
-        | Event::ApiKeyExpiring { .. }
-        | Event::ExternalKeyExpiring { .. }
-        | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenUsed { .. }
-        | Event::ExternalKeyRoleAssumed { .. } => "system",
+        | Event::ExternalKeyRoleAssumed { .. }
+        | Event::IngestionFilesSkipped { .. }
+        | Event::ExternalKeyDataKeyDestroyed { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         Event::ExternalKeyLeased { .. } => "user:worker-eu-1/key:key_4Wk8Rn2Tq6Yz0Pb3",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
@@ -568,18 +572,9 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::MasterKeyRotated { .. }
         | Event::ExternalKeyRotated { .. }
         | Event::ExternalKeyDataKeyDestroyed { .. }
-        | Event::ApiKeyExpiring { .. }
-        | Event::ExternalKeyExpiring { .. }
-        | Event::ApiKeyLeaked { .. }
-        | Event::HoneytokenCreated { .. }
-        | Event::HoneytokenUsed { .. }
-        | Event::ExternalKeyLeased { .. }
-        | Event::ExternalKeyRoleAssumed { .. }
-        | Event::ApiKeyScoped { .. }
-        | Event::ApiKeyRevoked { .. }
-        | Event::ExternalKeyRevoked { .. }
         | Event::UserDeactivated { .. }
-        | Event::UserReactivated { .. } => event.type_name(),
+        | Event::UserReactivated { .. }
+        | Event::IngestionFilesSkipped { .. } => event.type_name(),
     }
 }
 

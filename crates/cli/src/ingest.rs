@@ -9,6 +9,8 @@
 
 mod download;
 mod interrupt;
+mod lineage;
+mod preview;
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -60,6 +62,12 @@ pub enum IngestCommand {
     /// Show a finished batch's manifest: every stored file with its size, SHA-256 and source,
     /// and the files that failed.
     Manifest { id: String },
+    /// Where a stored file came from: source and version, external key, time, SHA-256, and
+    /// the other versions of the same remote file.
+    Lineage {
+        /// The file's path in the sample store: the job's store path, `/`, its path in the batch.
+        path: String,
+    },
     /// Fetch a batch's files to this machine, checking each one's SHA-256; run it again to
     /// finish a broken download (files already present and correct are skipped).
     Download {
@@ -80,6 +88,20 @@ pub struct StartArgs {
     /// it; the job runs on. Without it, Ctrl-C cancels the job.
     #[arg(long)]
     detach: bool,
+    /// Show what the selection picks (count, total size, the first page of paths) without
+    /// fetching or recording anything.
+    #[arg(long, conflicts_with = "detach")]
+    dry_run: bool,
+    /// Fetch every selected file again, even those an earlier import from the same source
+    /// stored in the same version (skipped by default).
+    #[arg(long, conflicts_with = "dry_run")]
+    force: bool,
+    /// With --dry-run: continue after this path (the `More:` line of the previous page).
+    #[arg(long, requires = "dry_run")]
+    cursor: Option<String>,
+    /// With --dry-run: paths per page (1 to 1000) [default: 100].
+    #[arg(long, requires = "dry_run")]
+    page_size: Option<usize>,
 }
 
 pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
@@ -92,7 +114,22 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             common,
         } => {
             let body = json!({ "provider": "aws", "bucket": bucket, "prefix": prefix, "pattern": pattern, "destination": common.destination });
-            start(&client, global, body, pattern, common.detach)
+            if common.dry_run {
+                return preview::run(
+                    &client,
+                    &body,
+                    common.cursor.as_deref(),
+                    common.page_size,
+                    global.json,
+                );
+            }
+            start(
+                &client,
+                global,
+                with_force(body, common.force),
+                pattern,
+                common.detach,
+            )
         }
         IngestCommand::Dnanexus {
             project,
@@ -101,7 +138,22 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             common,
         } => {
             let body = json!({ "provider": "dnanexus", "project": project, "folder": folder, "pattern": pattern, "destination": common.destination });
-            start(&client, global, body, pattern, common.detach)
+            if common.dry_run {
+                return preview::run(
+                    &client,
+                    &body,
+                    common.cursor.as_deref(),
+                    common.page_size,
+                    global.json,
+                );
+            }
+            start(
+                &client,
+                global,
+                with_force(body, common.force),
+                pattern,
+                common.detach,
+            )
         }
         IngestCommand::Status { id } => {
             let job = client.get(&format!("/v1/ingestions/{}", segment(id)))?;
@@ -176,10 +228,19 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        IngestCommand::Lineage { path } => lineage::run(&client, path, global.json),
         IngestCommand::Download { id, to } => {
             download::run(&client, id, to.as_deref(), global.json)
         }
     }
+}
+
+/// Adds `"force": true` to a job's body when asked.
+fn with_force(mut body: Value, force: bool) -> Value {
+    if force {
+        body["force"] = Value::Bool(true);
+    }
+    body
 }
 
 /// How often a followed job is looked at.

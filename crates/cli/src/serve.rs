@@ -165,6 +165,7 @@ struct IngestSection {
     aws_role_profile: String,
     aws_role_principal_arn: Option<String>,
     aws_role_session_seconds: u64,
+    preview_max_scanned: Option<u64>,
 }
 
 impl Default for IngestSection {
@@ -187,6 +188,7 @@ impl Default for IngestSection {
             aws_role_profile: "default".to_owned(),
             aws_role_principal_arn: None,
             aws_role_session_seconds: 3600,
+            preview_max_scanned: None,
         }
     }
 }
@@ -253,6 +255,9 @@ pub fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::Ingest
             .into());
         }
     };
+    if let Some(scanned) = section.preview_max_scanned {
+        ingest.preview_max_scanned = scanned.max(1);
+    }
     Ok(ingest)
 }
 

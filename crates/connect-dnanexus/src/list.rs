@@ -6,18 +6,30 @@ use serde_json::{Value, json};
 use crate::client::ApiClient;
 use crate::{DnanexusError, RemoteFile, RemotePart, remote_file};
 
+/// Pages through the selection until its end or until `max_scanned` files were looked at
+/// (each page asks for no more than what is left); the second value says whether the end was
+/// reached.
 pub(crate) async fn list(
     api: &ApiClient,
     page_size: u32,
     project: &str,
     folder: &str,
     pattern: &Regex,
-) -> Result<Vec<RemoteFile>, DnanexusError> {
+    max_scanned: u64,
+) -> Result<(Vec<RemoteFile>, u64, bool), DnanexusError> {
     let folder = normalize_folder(folder)?;
     let project_id = resolve_project(api, project).await?;
     let mut files = Vec::new();
     let mut starting = Value::Null;
+    let mut scanned: u64 = 0;
+    let mut complete = true;
     loop {
+        let left = max_scanned - scanned;
+        if left == 0 {
+            complete = false;
+            break;
+        }
+        let page_size = u64::from(page_size).min(left);
         let mut input = json!({
             "class": "file",
             "state": "closed",
@@ -41,6 +53,10 @@ pub(crate) async fn list(
                     other => other,
                 })?;
         let (matching, next) = parse_page(&page, &folder, pattern)?;
+        scanned += page
+            .get("results")
+            .and_then(Value::as_array)
+            .map_or(0, |results| results.len() as u64);
         files.extend(matching);
         if next.is_null() {
             break;
@@ -54,7 +70,7 @@ pub(crate) async fn list(
         starting = next;
     }
     files.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
-    Ok(files)
+    Ok((files, scanned, complete))
 }
 
 /// Folder, then name, then id.

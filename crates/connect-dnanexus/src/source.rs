@@ -50,6 +50,34 @@ impl DnanexusSource {
             options: options.clone(),
         })
     }
+
+    /// Like [`Source::list`], but looks at no more than `bound.max_scanned` files of
+    /// `findDataObjects`, so a preview answers in bounded time and memory. DNAnexus pages by an
+    /// opaque cursor, not by path: `bound.start_after` drops the files up to that path from
+    /// what the bounded listing found (the full `/folder/name`).
+    pub async fn list_bounded(
+        &self,
+        selection: &DnanexusSelection,
+        bound: &keyledger_connect::ListBound,
+    ) -> Result<keyledger_connect::BoundedListing<DnanexusLocation>, DnanexusError> {
+        let (mut files, scanned, complete) = crate::list::list(
+            &self.api,
+            self.options.list_page_size,
+            &selection.container,
+            &selection.within,
+            &selection.pattern,
+            bound.max_scanned,
+        )
+        .await?;
+        if let Some(after) = &bound.start_after {
+            files.retain(|file| file.path.as_str() > after.as_str());
+        }
+        Ok(keyledger_connect::BoundedListing {
+            files,
+            scanned,
+            complete,
+        })
+    }
 }
 
 impl Source for DnanexusSource {
@@ -79,14 +107,16 @@ impl Source for DnanexusSource {
     /// [`regex::Regex::is_match`]): write `^…$` to match whole paths. Results are ordered by
     /// folder, then name. A folder that does not exist yields no files.
     async fn list(&self, selection: &DnanexusSelection) -> Result<Vec<RemoteFile>, DnanexusError> {
-        crate::list::list(
+        let (files, _, _) = crate::list::list(
             &self.api,
             self.options.list_page_size,
             &selection.container,
             &selection.within,
             &selection.pattern,
+            u64::MAX,
         )
-        .await
+        .await?;
+        Ok(files)
     }
 
     /// Resume: for a multi-part file the resume record lists the parts written in full; a

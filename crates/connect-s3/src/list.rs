@@ -2,7 +2,12 @@
 
 use crate::client::{S3Source, check_bucket_name};
 use crate::error::{S3Error, classify};
+use keyledger_connect::{BoundedListing, ListBound};
+
 use crate::{RemoteFile, S3Location, S3Selection};
+
+/// Keys a ListObjectsV2 page holds at most.
+const PAGE_KEYS: u64 = 1000;
 
 impl S3Source {
     /// Every object under the prefix whose full key matches the pattern, in key order.
@@ -12,6 +17,22 @@ impl S3Source {
         &self,
         selection: &S3Selection,
     ) -> Result<Vec<RemoteFile>, S3Error> {
+        let bound = ListBound {
+            max_scanned: u64::MAX,
+            start_after: None,
+        };
+        Ok(self.list_bounded(selection, &bound).await?.files)
+    }
+
+    /// Like [`Source::list`](keyledger_connect::Source::list), but looks at no more than
+    /// `bound.max_scanned` keys (each page asks for no more than what is left), starting after
+    /// `bound.start_after` (ListObjectsV2 `StartAfter`): a preview's answer in bounded time and
+    /// memory, whatever the size of the bucket.
+    pub async fn list_bounded(
+        &self,
+        selection: &S3Selection,
+        bound: &ListBound,
+    ) -> Result<BoundedListing<crate::S3Location>, S3Error> {
         let S3Selection {
             container: bucket,
             within: prefix,
@@ -21,9 +42,24 @@ impl S3Source {
         check_bucket_name(bucket)?;
         let target = self.target("ListObjectsV2", bucket, None);
         let mut objects = Vec::new();
+        let mut scanned: u64 = 0;
         let mut continuation: Option<String> = None;
         loop {
+            let left = bound.max_scanned - scanned;
+            if left == 0 {
+                return Ok(BoundedListing {
+                    files: objects,
+                    scanned,
+                    complete: false,
+                });
+            }
+            let max_keys = i32::try_from(left.min(PAGE_KEYS)).unwrap_or(1000);
             let token = continuation.take();
+            let start_after = if token.is_none() {
+                bound.start_after.clone()
+            } else {
+                None
+            };
             let page = self
                 .with_retries(target, None, || {
                     let request = self
@@ -31,7 +67,9 @@ impl S3Source {
                         .list_objects_v2()
                         .bucket(bucket)
                         .set_prefix((!prefix.is_empty()).then(|| prefix.to_owned()))
-                        .set_continuation_token(token.clone());
+                        .set_continuation_token(token.clone())
+                        .set_start_after(start_after.clone())
+                        .set_max_keys((max_keys < 1000).then_some(max_keys));
                     async move {
                         request
                             .send()
@@ -40,6 +78,7 @@ impl S3Source {
                     }
                 })
                 .await?;
+            scanned += page.contents().len() as u64;
             for object in page.contents() {
                 let Some(key) = object.key() else { continue };
                 if key.ends_with('/') || !pattern.is_match(key) {
@@ -61,7 +100,11 @@ impl S3Source {
                 });
             }
             if page.is_truncated() != Some(true) {
-                return Ok(objects);
+                return Ok(BoundedListing {
+                    files: objects,
+                    scanned,
+                    complete: true,
+                });
             }
             match page.next_continuation_token() {
                 Some(token) if !token.is_empty() => continuation = Some(token.to_owned()),

@@ -123,3 +123,23 @@ pub trait Source {
         cancel: &CancellationToken,
     ) -> impl Future<Output = Result<FetchedFile<Self::Verified>, Self::Error>> + Send;
 }
+
+/// How much of a selection a bounded listing (a preview) may look at: at most `max_scanned`
+/// entries of the provider's listing, matching or not, so that its time and memory stay bounded
+/// in a bucket of millions of objects; `start_after` continues a listing after that path (the
+/// provider's full path, as in [`RemoteFile::path`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListBound {
+    pub max_scanned: u64,
+    pub start_after: Option<String>,
+}
+
+/// What a bounded listing found: the matching files in its stable order, how many entries of
+/// the provider's listing it looked at, and whether it reached the end of the selection
+/// (`false`: it stopped at [`ListBound::max_scanned`] and more may match).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoundedListing<L> {
+    pub files: Vec<RemoteFile<L>>,
+    pub scanned: u64,
+    pub complete: bool,
+}

@@ -96,6 +96,11 @@ pub enum IngestionProgress {
         failure_kind: FailureKind,
     },
     Cancelled,
+    /// Files already in the store in the same version, not fetched again.
+    Skipped {
+        files: u64,
+        bytes: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

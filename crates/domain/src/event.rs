@@ -457,6 +457,14 @@ pub enum Event {
     },
     /// The account works again with its roles; none of its revoked keys comes back.
     UserReactivated { user: UserId, at: Timestamp },
+    /// Files the job selected but did not fetch: the store already holds the same version from
+    /// the same source (incremental sync). Recorded once, after listing.
+    IngestionFilesSkipped {
+        ingestion: IngestionId,
+        files: u64,
+        bytes: u64,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -563,7 +571,8 @@ impl Event {
             | Event::IngestionFailed { ingestion, .. }
             | Event::IngestionCancelled { ingestion, .. }
             // A lease decides who may report the job's progress: it is part of the job.
-            | Event::ExternalKeyLeased { ingestion, .. } => ingestion_stream(ingestion),
+            | Event::ExternalKeyLeased { ingestion, .. }
+            | Event::IngestionFilesSkipped { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
             Event::ApiKeyScoped { key, .. } | Event::ApiKeyRevoked { key, .. } => {
                 format!("api_key/{key}")
@@ -632,6 +641,9 @@ impl Event {
             Event::ExternalKeyRevoked { .. } => ("ExternalKeyRevoked", "external_key.revoked"),
             Event::UserDeactivated { .. } => ("UserDeactivated", "user.deactivated"),
             Event::UserReactivated { .. } => ("UserReactivated", "user.reactivated"),
+            Event::IngestionFilesSkipped { .. } => {
+                ("IngestionFilesSkipped", "ingestion.files_skipped")
+            }
         }
     }
 }

@@ -525,6 +525,18 @@ pub enum PublicEvent {
         #[schema(value_type = String)]
         user: UserId,
     },
+    /// Files the job selected but did not fetch again: the store already holds the same version
+    /// (same size and S3 ETag or unchanged object, or the same DNAnexus file id) from the same
+    /// source (incremental sync).
+    IngestionFilesSkipped {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
+        ingestion: IngestionId,
+        /// Files skipped.
+        files: u64,
+        /// Their total size.
+        bytes: u64,
+    },
 }
 
 impl PublicEvent {
@@ -567,6 +579,7 @@ impl PublicEvent {
             PublicEvent::ExternalKeyRevoked { .. } => "ExternalKeyRevoked",
             PublicEvent::UserDeactivated { .. } => "UserDeactivated",
             PublicEvent::UserReactivated { .. } => "UserReactivated",
+            PublicEvent::IngestionFilesSkipped { .. } => "IngestionFilesSkipped",
         }
     }
 }
@@ -931,6 +944,16 @@ impl From<&Event> for PublicEvent {
                 PublicEvent::UserDeactivated { user, reason }
             }
             Event::UserReactivated { user, .. } => PublicEvent::UserReactivated { user },
+            Event::IngestionFilesSkipped {
+                ingestion,
+                files,
+                bytes,
+                ..
+            } => PublicEvent::IngestionFilesSkipped {
+                ingestion,
+                files,
+                bytes,
+            },
         }
     }
 }

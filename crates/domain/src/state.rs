@@ -1,5 +1,6 @@
 //! The projection: current state as a pure fold over the events.
 
+mod ingestions;
 mod lease;
 pub use lease::JobLease;
 
@@ -430,6 +431,8 @@ impl State {
                         files_selected: None,
                         bytes_selected: None,
                         files: Vec::new(),
+                        files_skipped: 0,
+                        bytes_skipped: 0,
                         error: None,
                         failure_kind: None,
                     },
@@ -452,6 +455,7 @@ impl State {
                 path,
                 size,
                 sha256,
+                source_etag,
                 ..
             } => {
                 if let Some(job) = self.ingestions.get_mut(&ingestion) {
@@ -461,6 +465,7 @@ impl State {
                         sha256: Some(sha256),
                         failure: None,
                         failure_kind: None,
+                        source_etag,
                     });
                 }
             }
@@ -503,6 +508,17 @@ impl State {
             | Event::ExternalKeyRevoked { .. }
             | Event::UserDeactivated { .. }
             | Event::UserReactivated { .. }) => self.apply_organization(event),
+            Event::IngestionFilesSkipped {
+                ingestion,
+                files,
+                bytes,
+                ..
+            } => {
+                if let Some(job) = self.ingestions.get_mut(&ingestion) {
+                    job.files_skipped += files;
+                    job.bytes_skipped += bytes;
+                }
+            }
         }
     }
 
@@ -729,41 +745,6 @@ impl State {
         let slot = (external.owner.clone(), external.provider());
         if self.active_external.get(&slot) == Some(key) {
             self.active_external.remove(&slot);
-        }
-    }
-
-    /// `failure`: the reason and its kind, for a failed job.
-    fn finish_ingestion(
-        &mut self,
-        id: &IngestionId,
-        state: IngestionState,
-        failure: Option<(String, FailureKind)>,
-        at: Timestamp,
-    ) {
-        if let Some(job) = self.ingestions.get_mut(id) {
-            let (error, failure_kind) = failure.unzip();
-            job.state = state;
-            job.error = error;
-            job.failure_kind = failure_kind;
-            job.finished_at = Some(at);
-        }
-    }
-
-    fn file_failed(
-        &mut self,
-        id: &IngestionId,
-        path: String,
-        reason: String,
-        failure_kind: FailureKind,
-    ) {
-        if let Some(job) = self.ingestions.get_mut(id) {
-            job.files.push(FileOutcome {
-                path,
-                size: 0,
-                sha256: None,
-                failure: Some(reason),
-                failure_kind: Some(failure_kind),
-            });
         }
     }
 }

@@ -254,6 +254,12 @@ pub fn one_of_each() -> Vec<Event> {
             user: user("alice"),
             at: T0,
         },
+        Event::IngestionFilesSkipped {
+            ingestion: IngestionId::parse("ing_0000000000000001").unwrap(),
+            files: 3,
+            bytes: 3072,
+            at: T0,
+        },
     ]
 }
 

@@ -108,7 +108,7 @@ impl DnanexusSampleSource {
 }
 
 /// `""`, `"/"` → `/`; `/a/b/` → `/a/b` (the connector refuses anything stranger).
-fn normalize_folder(folder: &str) -> String {
+pub(crate) fn normalize_folder(folder: &str) -> String {
     let trimmed = folder.trim_end_matches('/');
     if trimmed.is_empty() {
         "/".to_owned()
@@ -118,7 +118,7 @@ fn normalize_folder(folder: &str) -> String {
 }
 
 /// The file's path below `scope`, without a leading slash.
-fn relative_path(scope: &str, file: &DxFile) -> String {
+pub(crate) fn relative_path(scope: &str, file: &DxFile) -> String {
     let file = &file.location;
     let below = if scope == "/" {
         file.folder.trim_start_matches('/')

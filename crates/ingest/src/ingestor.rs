@@ -18,13 +18,14 @@ use crate::s3::S3SampleSource;
 use crate::shared::{Gauge, GaugeGuard, Shared, blocking};
 use crate::source::source_for;
 use crate::store::{destination_belongs_to, validate_destination};
+use crate::sync::StartOptions;
 use crate::view::{IngestionView, build};
 use crate::{INTERRUPTED_REASON, IngestConfig, IngestError, IngestRequest, Workers, selection};
 
 /// Runs ingestion jobs in this process. Cheap to clone: every clone is the same ingestor.
 #[derive(Clone, Debug)]
 pub struct Ingestor {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 /// What [`Ingestor::recover`] repaired.
@@ -57,6 +58,18 @@ impl Ingestor {
         &self,
         actor: Actor,
         request: IngestRequest,
+    ) -> Result<IngestionId, IngestError> {
+        self.start_with(actor, request, StartOptions::default())
+            .await
+    }
+
+    /// [`Ingestor::start`] with options: by default a job skips the files the store already
+    /// holds in the same version (see `sync`); `force` fetches them again.
+    pub async fn start_with(
+        &self,
+        actor: Actor,
+        request: IngestRequest,
+        options: StartOptions,
     ) -> Result<IngestionId, IngestError> {
         let shared = &self.shared;
         let permission = Permission::ImportOrganizationSamples;
@@ -126,6 +139,7 @@ impl Ingestor {
             live,
             recorder: Recorder::new(id.clone()),
             tally: Mutex::new(Tally::default()),
+            options,
         });
         tracing::info!(id = %id, owner = %owner, batch = %batch_id, "ingestion requested");
         // Counted as queued from now until it gets a slot.

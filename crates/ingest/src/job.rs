@@ -25,6 +25,7 @@ use crate::remote::{Fetched, RemoteFile, SourceError, SourceErrorKind};
 use crate::shared::{Gauge, GaugeGuard, Shared, blocking};
 use crate::source::{RoleUse, SampleSource, source_for_use};
 use crate::store::{PathClaims, sanitize_remote_path};
+use crate::sync::{Held, StartOptions};
 
 /// Longest reason recorded in an event, in characters.
 const MAX_REASON_CHARS: usize = 500;
@@ -71,6 +72,8 @@ pub(crate) struct Tally {
     selected: u64,
     fetched: u64,
     failed: u64,
+    /// Selected files not fetched because the store holds them (not counted in `selected`).
+    skipped: u64,
     first_failure: Option<(String, FailureKind)>,
 }
 
@@ -96,6 +99,8 @@ pub(crate) struct Job {
     pub recorder: Recorder,
     /// Files selected, stored and failed so far.
     pub tally: Mutex<Tally>,
+    /// Whether to fetch files the store already holds in the same version.
+    pub options: StartOptions,
 }
 
 impl Job {
@@ -230,6 +235,41 @@ impl Job {
             bytes,
         })
         .await?;
+        if !self.options.force {
+            let held = self.shared.vault.read(|state| {
+                let owner = state.ingestion(&self.id).map(|job| job.owner.clone());
+                owner.map(|owner| Held::of(state, &owner, &self.selection, &self.id))
+            });
+            if let Some(held) = held {
+                let before = planned.len();
+                let mut skipped_bytes = 0;
+                planned.retain(|(_, file)| {
+                    let holds = held.holds(file);
+                    if holds {
+                        skipped_bytes += file.size;
+                    }
+                    !holds
+                });
+                let skipped = (before - planned.len()) as u64;
+                if skipped > 0 {
+                    tracing::info!(
+                        files = skipped,
+                        bytes = skipped_bytes,
+                        "skipped: already stored"
+                    );
+                    {
+                        let mut tally = self.tally.lock();
+                        tally.selected = selected - skipped;
+                        tally.skipped = skipped;
+                    }
+                    self.record(IngestionProgress::Skipped {
+                        files: skipped,
+                        bytes: skipped_bytes,
+                    })
+                    .await?;
+                }
+            }
+        }
         for (path, reason) in refused {
             // The store refuses a name that would leave the batch folder.
             self.tally.lock().fail(&reason, FailureKind::Storage);
@@ -262,7 +302,8 @@ impl Job {
         let tally = self.tally.lock().clone();
         Ok(match self.live.stop_reason() {
             Some(_) => self.stopped_outcome(),
-            None if tally.selected > 0 && tally.fetched == 0 => {
+            // Files skipped because the store holds them count as stored.
+            None if tally.selected > 0 && tally.fetched == 0 && tally.skipped == 0 => {
                 let (first, kind) = tally
                     .first_failure
                     .unwrap_or_else(|| ("unknown".to_owned(), FailureKind::Internal));

@@ -28,6 +28,7 @@ pub mod dnanexus;
 mod ingestor;
 mod job;
 mod live;
+mod preview;
 mod probe;
 mod recorder;
 mod remote;
@@ -38,6 +39,7 @@ mod selection;
 mod shared;
 mod source;
 mod store;
+mod sync;
 mod view;
 pub mod wire;
 
@@ -50,6 +52,7 @@ use keyledger_vault::VaultError;
 pub use ingestor::{Ingestor, RecoveryReport};
 pub use keyledger_connect_dnanexus::DnanexusOptions;
 pub use keyledger_connect_s3::{AwsCredentials, S3Options};
+pub use preview::{DEFAULT_PREVIEW_PAGE, MAX_PREVIEW_PAGE, Preview, PreviewFile, PreviewRequest};
 pub use probe::{CapabilityReport, Probed, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
@@ -59,6 +62,7 @@ pub use store::{
     PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
     validate_destination,
 };
+pub use sync::StartOptions;
 pub use tokio_util::sync::CancellationToken;
 pub use view::{FileState, FileView, IngestionView, JobState};
 
@@ -96,6 +100,9 @@ pub struct IngestConfig {
     /// The platform's own AWS key, which assumes the roles of `role` keys; `None`: role keys
     /// can be stored but not used (decision 0023).
     pub aws_role: Option<AwsRolePlatform>,
+    /// The most entries of a provider's listing one preview looks at: bounds its time and
+    /// memory in a bucket of millions of objects (about 20 ListObjectsV2 pages by default).
+    pub preview_max_scanned: u64,
 }
 
 /// Who runs ingestion jobs (`[ingest] workers`, decision 0025).
@@ -136,6 +143,7 @@ impl Default for IngestConfig {
             sts_endpoint: None,
             workers: Workers::Embedded,
             aws_role: None,
+            preview_max_scanned: 20_000,
         }
     }
 }
@@ -167,6 +175,9 @@ pub enum IngestError {
     Refused(DomainError),
     #[error(transparent)]
     Vault(VaultError),
+    /// The provider refused or failed a request made for the caller (a preview's listing).
+    #[error("{0}")]
+    Source(SourceError),
     #[error("the sample store at {path} cannot be used: {source}")]
     Store {
         path: PathBuf,

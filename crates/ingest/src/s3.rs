@@ -183,7 +183,7 @@ impl S3SampleSource {
 }
 
 /// The folder part of a prefix: everything up to and including its last `/`.
-fn prefix_folder(prefix: &str) -> &str {
+pub(crate) fn prefix_folder(prefix: &str) -> &str {
     match prefix.rfind('/') {
         Some(end) => &prefix[..=end],
         None => "",
@@ -202,7 +202,7 @@ fn describe_check(check: &AccessCheck) -> String {
     }
 }
 
-fn source_error(error: S3Error) -> SourceError {
+pub(crate) fn source_error(error: S3Error) -> SourceError {
     let kind = match &error {
         S3Error::CredentialsRejected { .. } => SourceErrorKind::CredentialsRejected,
         S3Error::AccessDenied { .. } => SourceErrorKind::AccessDenied,

@@ -83,6 +83,10 @@ pub struct IngestionView {
     pub bytes_selected: Option<u64>,
     pub files_fetched: u64,
     pub files_failed: u64,
+    /// Files selected but not fetched: the store already holds them in the same version from
+    /// the same source (incremental sync; `force` fetches them again), and their bytes.
+    pub files_skipped: u64,
+    pub bytes_skipped: u64,
     pub files_running: u64,
     /// Files listed but not yet started (0 before listing and once finished).
     pub files_pending: u64,
@@ -126,7 +130,7 @@ pub(crate) fn build(job: &Ingestion, live: Option<&LiveJob>, with_files: bool) -
     let files_running = running.len() as u64;
     let files_pending = match (live, job.files_selected) {
         (Some(_), Some(selected)) => {
-            selected.saturating_sub(job.files.len() as u64 + files_running)
+            selected.saturating_sub(job.files.len() as u64 + files_running + job.files_skipped)
         }
         _ => 0,
     };
@@ -195,6 +199,8 @@ pub(crate) fn build(job: &Ingestion, live: Option<&LiveJob>, with_files: bool) -
         bytes_selected: job.bytes_selected,
         files_fetched,
         files_failed,
+        files_skipped: job.files_skipped,
+        bytes_skipped: job.bytes_skipped,
         files_running,
         files_pending,
         bytes_fetched,

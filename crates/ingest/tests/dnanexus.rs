@@ -11,16 +11,16 @@ use crate::support::{
 
 const KIB: u64 = 1024;
 
-struct Fixture {
-    emulator: DnanexusEmulator,
-    project: String,
+pub(crate) struct Fixture {
+    pub emulator: DnanexusEmulator,
+    pub project: String,
     /// `(path relative to /runs, file id, size, generator seed)` of every seeded file.
-    files: Vec<(String, String, u64, u64)>,
+    pub files: Vec<(String, String, u64, u64)>,
 }
 
 /// 300 files in nested folders under `/runs` (one in three a `.csv`), most of them in several
 /// parts, plus files outside `/runs`.
-async fn fixture() -> Fixture {
+pub(crate) async fn fixture() -> Fixture {
     let mut seed = Seed::new();
     let user = seed.add_user("ada");
     seed.add_token(&user, DX_TOKEN);
@@ -62,14 +62,14 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn dx_harness(fixture: &Fixture) -> Harness {
+pub(crate) async fn dx_harness(fixture: &Fixture) -> Harness {
     let endpoint = fixture.emulator.endpoint();
     let h = harness(move |config| config.dnanexus = dnanexus_options(&endpoint)).await;
     h.store_dnanexus_token(DX_TOKEN).await;
     h
 }
 
-fn selection(project: &str, pattern: &str) -> Selection {
+pub(crate) fn selection(project: &str, pattern: &str) -> Selection {
     Selection::Dnanexus {
         project: project.to_owned(),
         folder: "/runs".to_owned(),

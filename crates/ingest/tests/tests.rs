@@ -3,6 +3,7 @@
 mod dnanexus;
 mod lifecycle;
 mod memory;
+mod preview;
 mod s3;
 mod support;
 mod view;

@@ -1,7 +1,8 @@
 //! Ingestion jobs (`import_organization_samples`): start one over the caller's own external key,
 //! follow it, list them, cancel one; a finished batch's manifest and files, for its owner only.
 
-mod manifest;
+pub(crate) mod manifest;
+pub(crate) mod preview;
 
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use keyledger_domain::{DomainError, Ingestion, IngestionId, Provider, Selection};
-use keyledger_ingest::{IngestError, IngestRequest, IngestionView};
+use keyledger_ingest::{IngestError, IngestRequest, IngestionView, StartOptions};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use utoipa::ToSchema;
@@ -46,6 +47,9 @@ pub struct StartIngestionRequest {
     /// A folder of your own area of the sample store: your user name (the default) or a folder
     /// under it, such as `alice/run-1`.
     pub destination: Option<String>,
+    /// Fetch every selected file, even those your earlier imports from the same source already
+    /// stored in the same version (which are otherwise skipped and counted in `files_skipped`).
+    pub force: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,58 +72,18 @@ pub(crate) async fn start_ingestion(
 ) -> Result<(StatusCode, Json<IngestionView>), ApiError> {
     let ApiJson(body) = body?;
     let ingestor = ingestor(&state)?;
-    let provider = Provider::parse(&body.provider)?;
-    let pattern = body.pattern.unwrap_or_else(|| ".*".to_owned());
-    let field_error = |field: &'static str, problem: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_input",
-            format!("{field}: {problem} provider {provider}"),
-        )
-        .with_field_name(field)
-    };
-    let selection = match provider {
-        Provider::Aws => {
-            if body.project.is_some() {
-                return Err(field_error("project", "not used with"));
-            }
-            if body.folder.is_some() {
-                return Err(field_error("folder", "not used with"));
-            }
-            let bucket = body
-                .bucket
-                .ok_or_else(|| field_error("bucket", "required for"))?;
-            Selection::Aws {
-                bucket,
-                prefix: body.prefix.unwrap_or_default(),
-                pattern,
-            }
-        }
-        Provider::Dnanexus => {
-            if body.bucket.is_some() {
-                return Err(field_error("bucket", "not used with"));
-            }
-            if body.prefix.is_some() {
-                return Err(field_error("prefix", "not used with"));
-            }
-            let project = body
-                .project
-                .ok_or_else(|| field_error("project", "required for"))?;
-            Selection::Dnanexus {
-                project,
-                folder: body.folder.unwrap_or_else(|| "/".to_owned()),
-                pattern,
-            }
-        }
-    };
+    let selection = selection_of(&body)?;
     // The job's events all come after this position: its manifest is read from here on.
     let first_seq = state.vault().log().head().0 + 1;
     let id = ingestor
-        .start(
+        .start_with(
             caller.actor(),
             IngestRequest {
                 selection,
                 destination: body.destination,
+            },
+            StartOptions {
+                force: body.force.unwrap_or(false),
             },
         )
         .await
@@ -325,6 +289,56 @@ pub(crate) async fn cancel_ingestion(
         .map_err(ingest_error)
 }
 
+/// The selection a job's body describes; a field of the other provider is refused by name.
+pub(crate) fn selection_of(body: &StartIngestionRequest) -> Result<Selection, ApiError> {
+    let provider = Provider::parse(&body.provider)?;
+    let pattern = body.pattern.clone().unwrap_or_else(|| ".*".to_owned());
+    let field_error = |field: &'static str, problem: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+            format!("{field}: {problem} provider {provider}"),
+        )
+        .with_field_name(field)
+    };
+    Ok(match provider {
+        Provider::Aws => {
+            if body.project.is_some() {
+                return Err(field_error("project", "not used with"));
+            }
+            if body.folder.is_some() {
+                return Err(field_error("folder", "not used with"));
+            }
+            let bucket = body
+                .bucket
+                .clone()
+                .ok_or_else(|| field_error("bucket", "required for"))?;
+            Selection::Aws {
+                bucket,
+                prefix: body.prefix.clone().unwrap_or_default(),
+                pattern,
+            }
+        }
+        Provider::Dnanexus => {
+            if body.bucket.is_some() {
+                return Err(field_error("bucket", "not used with"));
+            }
+            if body.prefix.is_some() {
+                return Err(field_error("prefix", "not used with"));
+            }
+            let project = body
+                .project
+                .clone()
+                .ok_or_else(|| field_error("project", "required for"))?;
+            Selection::Dnanexus {
+                project,
+                folder: body.folder.clone().unwrap_or_else(|| "/".to_owned()),
+                pattern,
+            }
+        }
+    })
+}
+
 /// Writes the finished job's manifest files into its batch folder, once per process; callers
 /// return only after that write. A failure is logged, not returned: the API still serves the
 /// manifest.
@@ -383,7 +397,7 @@ fn not_found(id: &IngestionId) -> ApiError {
     .into()
 }
 
-fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, ApiError> {
+pub(crate) fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, ApiError> {
     state.ingestor().ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -393,7 +407,7 @@ fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, ApiError> {
     })
 }
 
-fn ingest_error(err: IngestError) -> ApiError {
+pub(crate) fn ingest_error(err: IngestError) -> ApiError {
     match err {
         IngestError::InvalidSelection(message) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_selection", message)
@@ -407,6 +421,7 @@ fn ingest_error(err: IngestError) -> ApiError {
                 .with_field_name("destination")
         }
         IngestError::Refused(domain) => domain.into(),
+        IngestError::Source(error) => preview::source_error(error),
         IngestError::Vault(vault) => vault.into(),
         IngestError::Store { .. } => {
             tracing::error!(error = %err, "the sample store cannot be used");

@@ -10,6 +10,7 @@ pub(crate) mod governance;
 pub(crate) mod health;
 pub(crate) mod ingestions;
 pub(crate) mod secret_scanning;
+pub(crate) mod samples;
 pub(crate) mod session;
 pub(crate) mod users;
 pub(crate) mod workers;
@@ -108,12 +109,14 @@ pub(crate) fn declared() -> Declared {
         .with(users, routes!(users::revoke_role))
         .with(users, routes!(api_keys::issue_api_key))
         .with(import, routes!(ingestions::start_ingestion))
+        .with(import, routes!(ingestions::preview::preview_ingestion))
         .with(import, routes!(ingestions::list_ingestions))
         .with(own_ingestion, routes!(ingestions::get_ingestion))
         // Cancelling another user's job is refused by `decide`, which judges the command.
         .with(import, routes!(ingestions::cancel_ingestion))
         .with(own_ingestion, routes!(ingestions::get_ingestion_manifest))
         .with(own_ingestion, routes!(ingestions::get_ingestion_file))
+        .with(import, routes!(samples::sample_lineage))
         .with(audit_log, routes!(audit::list_events))
         .with(Public, routes!(audit::public_key))
         .with(audit_log, routes!(audit::checkpoint))

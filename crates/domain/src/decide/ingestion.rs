@@ -228,5 +228,11 @@ fn progress_event(
             at: now,
         },
         IngestionProgress::Cancelled => Event::IngestionCancelled { ingestion, at: now },
+        IngestionProgress::Skipped { files, bytes } => Event::IngestionFilesSkipped {
+            ingestion,
+            files,
+            bytes,
+            at: now,
+        },
     })
 }

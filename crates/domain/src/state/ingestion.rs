@@ -33,6 +33,9 @@ pub struct FileOutcome {
     pub failure: Option<String>,
     /// `None` for a verified file.
     pub failure_kind: Option<FailureKind>,
+    /// The source's version that was fetched (S3 ETag, DNAnexus file id); empty for a failed
+    /// file.
+    pub source_etag: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +52,10 @@ pub struct Ingestion {
     pub files_selected: Option<u64>,
     pub bytes_selected: Option<u64>,
     pub files: Vec<FileOutcome>,
+    /// Files the job did not fetch because the store holds them in the same version
+    /// (`IngestionFilesSkipped`), and their bytes.
+    pub files_skipped: u64,
+    pub bytes_skipped: u64,
     pub error: Option<String>,
     /// Why a failed or cancelled job ended (`None` while it runs and once it completed).
     pub failure_kind: Option<FailureKind>,
