@@ -34,6 +34,6 @@ mod rotation;
 mod s3_integrity;
 mod snapshots;
 mod support;
-mod workers;
 mod sync;
+mod workers;
 mod workflow;

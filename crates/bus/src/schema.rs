@@ -572,6 +572,16 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::MasterKeyRotated { .. }
         | Event::ExternalKeyRotated { .. }
         | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ApiKeyExpiring { .. }
+        | Event::ExternalKeyExpiring { .. }
+        | Event::ApiKeyLeaked { .. }
+        | Event::HoneytokenCreated { .. }
+        | Event::HoneytokenUsed { .. }
+        | Event::ExternalKeyLeased { .. }
+        | Event::ExternalKeyRoleAssumed { .. }
+        | Event::ApiKeyScoped { .. }
+        | Event::ApiKeyRevoked { .. }
+        | Event::ExternalKeyRevoked { .. }
         | Event::UserDeactivated { .. }
         | Event::UserReactivated { .. }
         | Event::IngestionFilesSkipped { .. } => event.type_name(),
