@@ -517,10 +517,13 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::IngestionFileFailed { .. }
         | Event::IngestionCompleted { .. }
         | Event::IngestionFailed { .. }
+        | Event::ExternalKeyDataKeyDestroyed { .. }
+        | Event::ApiKeyExpiring { .. }
+        | Event::ExternalKeyExpiring { .. }
+        | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenUsed { .. }
         | Event::ExternalKeyRoleAssumed { .. }
-        | Event::IngestionFilesSkipped { .. }
-        | Event::ExternalKeyDataKeyDestroyed { .. } => "system",
+        | Event::IngestionFilesSkipped { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         Event::ExternalKeyLeased { .. } => "user:worker-eu-1/key:key_4Wk8Rn2Tq6Yz0Pb3",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
