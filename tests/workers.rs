@@ -149,6 +149,19 @@ impl Cluster {
     }
 
     fn worker_with_key(&self, n: usize, logs: &Path, key: &str) -> Worker {
+        let store = format!("file://{}", self.store.path().display());
+        self.worker_on(n, logs, key, &store, &[])
+    }
+
+    /// Starts one `keyledger worker` on the sample store `store`, with `env` set.
+    fn worker_on(
+        &self,
+        n: usize,
+        logs: &Path,
+        key: &str,
+        store: &str,
+        env: &[(&str, String)],
+    ) -> Worker {
         let log = logs.join(format!("worker-{n}.log"));
         let child = Command::new(BIN)
             .args([
@@ -158,7 +171,7 @@ impl Cluster {
                 "--nats",
                 &self.nats.url(),
                 "--store",
-                &format!("file://{}", self.store.path().display()),
+                store,
                 "--listen",
                 "127.0.0.1:0",
                 "--concurrency",
@@ -173,6 +186,7 @@ impl Cluster {
                 self.expected_dx_endpoint(),
             )
             .env("KEYLEDGER_INGEST_MAX_ATTEMPTS", "3")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -584,3 +598,7 @@ fn jobs_requested_while_nats_is_down_all_run_once() {
     }
     drop(workers);
 }
+
+/// The same cluster with an `s3://` sample store (decision 0029).
+#[path = "workers_s3.rs"]
+mod on_s3;

@@ -53,6 +53,7 @@ pub use probe::{CapabilityReport, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
 pub use source::{SampleSource, source_for, source_for_credential};
+pub use store::object::ObjectTarget;
 pub use store::{
     PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
     validate_destination,

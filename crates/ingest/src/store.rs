@@ -13,9 +13,13 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use keyledger_domain::{IngestionId, UserId, check_visible_text};
 use keyledger_vault::private_files;
 use parking_lot::Mutex;
+
+pub mod object;
 
 /// The folder, directly under the root, that holds in-flight downloads.
 pub const PARTIAL_DIR: &str = ".partial";
@@ -28,6 +32,9 @@ pub struct Store {
     root: PathBuf,
     /// Folders known to exist durably, so each is created and synced once.
     created: Mutex<HashSet<PathBuf>>,
+    /// An `s3://` store (decision 0029): files go there once verified; `root` then holds only
+    /// the partial area (a local scratch folder).
+    object: Option<Arc<object::ObjectTarget>>,
 }
 
 impl Store {
@@ -35,7 +42,21 @@ impl Store {
         Store {
             root,
             created: Mutex::new(HashSet::new()),
+            object: None,
         }
+    }
+
+    /// A store whose files go to `object`; `scratch` holds the partial downloads.
+    pub fn with_object(scratch: PathBuf, object: Arc<object::ObjectTarget>) -> Store {
+        Store {
+            object: Some(object),
+            ..Store::new(scratch)
+        }
+    }
+
+    /// The object store files go to, if not the local folder tree.
+    pub fn object(&self) -> Option<&Arc<object::ObjectTarget>> {
+        self.object.as_ref()
     }
 
     pub fn root(&self) -> &Path {

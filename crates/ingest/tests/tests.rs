@@ -3,6 +3,7 @@
 mod dnanexus;
 mod lifecycle;
 mod memory;
+mod object_store;
 mod s3;
 mod support;
 mod view;
