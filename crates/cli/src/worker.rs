@@ -61,6 +61,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     let (store_root, object_store) = store(args)?;
     let mut ingest = serve::ingest_config(&config)?;
     ingest.store_root = store_root;
+    ingest.object_store = object_store;
     let bus = local::bus_config(&config, Some(&args.nats))?.ok_or_else(|| {
         Failure::new(
             Exit::Usage,
@@ -72,7 +73,6 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
         bus,
         queue,
         ingest,
-        object_store,
         concurrency: args.concurrency,
         listen: args.listen,
         drain_timeout: Duration::from_secs(args.drain_timeout_secs),

@@ -67,8 +67,11 @@ pub const INTERRUPTED_REASON: &str = "interrupted by a restart";
 /// How ingestion runs. `Default` is the embedded default.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// Root of the sample store (default `./data/samples`).
+    /// Root of the sample store (default `./data/samples`); with `object_store`, only the
+    /// local scratch folder for partial downloads.
     pub store_root: PathBuf,
+    /// An `s3://bucket/prefix` sample store (decision 0029); `None`: files under `store_root`.
+    pub object_store: Option<std::sync::Arc<ObjectTarget>>,
     /// How to reach S3: an endpoint override for S3-compatible stores, part size, retries.
     pub s3: S3Options,
     /// How to reach DNAnexus (`api_url`), part concurrency, retries.
@@ -109,6 +112,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             store_root: PathBuf::from("data/samples"),
+            object_store: None,
             s3: S3Options::default(),
             dnanexus: DnanexusOptions::default(),
             files_in_parallel: 8,

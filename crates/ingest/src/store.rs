@@ -124,6 +124,70 @@ impl Store {
         results
     }
 
+    /// [`Store::publish_all`] for files whose size and SHA-256 were verified: on an `s3://`
+    /// store each one is uploaded and completed only if the bytes sent match (decision 0029),
+    /// and its partial file removed; the result names `<root>/<relative>` as the file store's
+    /// does (the object's key is the same path under the store's prefix). Blocking; call it on
+    /// a blocking thread of the runtime.
+    pub fn publish_verified(
+        &self,
+        batch_dir: &Path,
+        items: &[(PathBuf, String, u64, [u8; 32])],
+    ) -> Vec<io::Result<PathBuf>> {
+        let Some(object) = &self.object else {
+            let items: Vec<(PathBuf, String)> = items
+                .iter()
+                .map(|(partial, relative, _, _)| (partial.clone(), relative.clone()))
+                .collect();
+            return self.publish_all(batch_dir, &items);
+        };
+        let handle = tokio::runtime::Handle::current();
+        items
+            .iter()
+            .map(|(partial, relative, size, sha256)| {
+                let target = batch_dir.join(relative);
+                let key = self.object_key(object, &target)?;
+                let sent = handle.block_on(object.publish(partial, &key, *size, sha256));
+                let _ = fs::remove_file(partial);
+                sent.map(|()| target).map_err(io::Error::other)
+            })
+            .collect()
+    }
+
+    /// Removes a stored file (`<root>/<relative>`, as [`Store::publish_verified`] named it)
+    /// whose event was not recorded. Blocking, on a blocking thread of the runtime.
+    pub fn remove_stored(&self, target: &Path) -> io::Result<()> {
+        match &self.object {
+            None => fs::remove_file(target),
+            Some(object) => {
+                let key = self.object_key(object, target)?;
+                tokio::runtime::Handle::current()
+                    .block_on(object.remove(&key))
+                    .map_err(io::Error::other)
+            }
+        }
+    }
+
+    /// The object key of `<root>/<relative>`.
+    fn object_key(
+        &self,
+        object: &object::ObjectTarget,
+        target: &Path,
+    ) -> io::Result<object_store::path::Path> {
+        let relative = target
+            .strip_prefix(&self.root)
+            .ok()
+            .and_then(Path::to_str)
+            .ok_or_else(|| io::Error::other("a file outside the sample store"))?;
+        let (destination_and_batch, file) = relative
+            .split_once('/')
+            .map(|(destination, rest)| (destination, rest))
+            .ok_or_else(|| io::Error::other("a file outside any batch"))?;
+        object
+            .key_of(&format!("{destination_and_batch}/{file}"))
+            .map_err(io::Error::other)
+    }
+
     /// Renames one partial file to `target`; returns the target and its folder.
     fn place(&self, partial: &Path, target: &Path) -> io::Result<(PathBuf, PathBuf)> {
         let folder = target
@@ -209,7 +273,19 @@ impl Store {
 
     /// Deletes files under `batch_dir` that `keep` does not name (relative paths): files a
     /// crash left renamed into place without their event. Returns how many it deleted.
+    /// On an `s3://` store, the objects under the batch's key (blocking, on a blocking thread
+    /// of the runtime).
     pub fn remove_unrecorded(&self, batch_dir: &Path, keep: &HashSet<String>) -> io::Result<u64> {
+        if let Some(object) = &self.object {
+            let batch = batch_dir
+                .strip_prefix(&self.root)
+                .ok()
+                .and_then(Path::to_str)
+                .ok_or_else(|| io::Error::other("a folder outside the sample store"))?;
+            return tokio::runtime::Handle::current()
+                .block_on(object.remove_unrecorded_under(batch, keep))
+                .map_err(io::Error::other);
+        }
         let mut removed = 0;
         let mut pending = vec![batch_dir.to_path_buf()];
         while let Some(dir) = pending.pop() {

@@ -49,9 +49,6 @@ pub struct WorkerConfig {
     pub queue: JobQueueConfig,
     /// Where samples go (`store_root`), and how the connectors reach the providers.
     pub ingest: IngestConfig,
-    /// An `s3://` sample store (decision 0029); `ingest.store_root` is then only the local
-    /// scratch folder for partial downloads. `None`: the `file://` store at `store_root`.
-    pub object_store: Option<std::sync::Arc<keyledger_ingest::ObjectTarget>>,
     /// Jobs at once in this process.
     pub concurrency: usize,
     /// `/healthz`, `/readyz`, `/metrics`.
@@ -78,7 +75,6 @@ impl WorkerConfig {
                 store_root,
                 ..IngestConfig::default()
             },
-            object_store: None,
             concurrency: 4,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             drain_timeout: Duration::from_secs(30),

@@ -69,7 +69,7 @@ pub async fn run(
     let stop_taking = shutdown.child_token();
     let worker = Arc::new(Worker {
         vault,
-        store: Arc::new(match &config.object_store {
+        store: Arc::new(match &config.ingest.object_store {
             Some(object) => {
                 Store::with_object(config.ingest.store_root.clone(), Arc::clone(object))
             }

@@ -119,9 +119,58 @@ impl ObjectTarget {
         }
     }
 
+    /// Reads a stored file (`<destination>/<batch id>/<relative>`), the whole of it or
+    /// `range` (start, end exclusive), as a stream of bytes.
+    pub async fn read(
+        &self,
+        relative: &str,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<
+        (
+            u64,
+            futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+        ),
+        String,
+    > {
+        let key = self.key_of(relative)?;
+        let options = object_store::GetOptions {
+            range: range.map(object_store::GetRange::Bounded),
+            ..Default::default()
+        };
+        let got = self
+            .store
+            .get_opts(&key, options)
+            .await
+            .map_err(|error| redact(&error))?;
+        let size = got.meta.size;
+        Ok((size, got.into_stream()))
+    }
+
+    /// Writes a small object whole (the batch's manifest files), replacing it.
+    pub async fn put_small(&self, relative: &str, bytes: Vec<u8>) -> Result<(), String> {
+        let key = self.key_of(relative)?;
+        self.store
+            .put(&key, PutPayload::from(bytes))
+            .await
+            .map(drop)
+            .map_err(|error| redact(&error))
+    }
+
     /// The key of a stored file.
     pub fn key(&self, destination: &str, batch_id: &str, relative: &str) -> Result<Path, String> {
         let text = format!("{}/{relative}", self.batch_text(destination, batch_id));
+        Path::parse(&text).map_err(|_| {
+            format!("`{relative}` cannot be stored as an object name; it was not stored")
+        })
+    }
+
+    /// The key of `<destination>/<batch id>/<relative>` (a path relative to the store).
+    pub fn key_of(&self, relative: &str) -> Result<Path, String> {
+        let text = if self.prefix.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.prefix)
+        };
         Path::parse(&text).map_err(|_| {
             format!("`{relative}` cannot be stored as an object name; it was not stored")
         })
@@ -185,8 +234,17 @@ impl ObjectTarget {
         batch_id: &str,
         keep: &HashSet<String>,
     ) -> Result<u64, String> {
-        let batch = Path::parse(self.batch_text(destination, batch_id))
-            .map_err(|_| "the batch folder is not a valid object path".to_owned())?;
+        self.remove_unrecorded_under(&format!("{destination}/{batch_id}"), keep)
+            .await
+    }
+
+    /// [`ObjectTarget::remove_unrecorded`] for `<destination>/<batch id>` as one path.
+    pub async fn remove_unrecorded_under(
+        &self,
+        batch: &str,
+        keep: &HashSet<String>,
+    ) -> Result<u64, String> {
+        let batch = self.key_of(batch)?;
         let listed: Vec<_> = self
             .store
             .list(Some(&batch))
