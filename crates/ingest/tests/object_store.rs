@@ -3,15 +3,20 @@
 //! nothing visible; nothing is replaced; unrecorded objects are swept.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::TryStreamExt;
-use keyledger_ingest::ObjectTarget;
+use keyledger_domain::{Event, KeyDuration};
+use keyledger_ingest::{JobState, ObjectTarget};
 use keyledger_testkit::iam::AccessKey;
-use keyledger_testkit::s3::S3Server;
+use keyledger_testkit::s3::{S3Server, generated_bytes};
 use object_store::ObjectStoreExt;
 
-const USER_ID: &str = "AKIAUSERKEY000000001";
-const USER_SECRET: &str = "userSecretKey0123456789abcdefghijklmnopq";
+use crate::support::{
+    ACCESS_KEY_ID as USER_ID, BUCKET, SECRET as USER_SECRET, assert_finished, aws_selection,
+    harness, s3_options,
+};
 const STORE_ID: &str = "AKIASTOREOPERATOR001";
 const STORE_SECRET: &str = "storeSecretKey0123456789abcdefghijklmnop";
 
@@ -163,4 +168,72 @@ async fn a_wrong_store_secret_is_refused_without_echoing_it() {
     assert!(bad.unwrap_err().contains("KEYLEDGER_STORE_NOPE"));
     assert!(ObjectTarget::from_url("file:///x", []).is_err());
     assert!(ObjectTarget::from_url("s3:///x", []).is_err());
+}
+
+/// `keyledger serve`'s embedded jobs on an `s3://` store: the files are objects, nothing but
+/// the (emptied) partial area is on the local disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_job_stores_its_files_as_objects() {
+    let (s3, target) = setup().await;
+    s3.create_bucket(BUCKET).await.unwrap();
+    let sizes = [10usize, 70_000, 9 * 1024 * 1024 + 5];
+    let objects: Vec<(String, Bytes)> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, size)| {
+            let bytes = generated_bytes(i as u64, 0, *size);
+            (format!("run/f{i}.bin"), Bytes::from(bytes))
+        })
+        .collect();
+    s3.put_objects(BUCKET, objects.clone()).await.unwrap();
+    let target = Arc::new(target);
+    let h = harness(|config| {
+        config.s3 = s3_options(&s3.endpoint());
+        config.object_store = Some(Arc::clone(&target));
+    })
+    .await;
+    h.store_aws_key(USER_SECRET, KeyDuration::Days(30)).await;
+
+    let view = h.ingest(aws_selection(BUCKET, "run/", "")).await;
+
+    assert_finished(&view, JobState::Completed);
+    let fetched: Vec<(String, [u8; 32])> = h
+        .events_of(&view.id)
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::IngestionFileFetched { path, sha256, .. } => Some((path, sha256)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fetched.len(), 3);
+    // Stored under the batch by their path below the selected prefix.
+    let name = |key: &str| key.strip_prefix("run/").unwrap().to_owned();
+    let mut expected: Vec<String> = objects
+        .iter()
+        .map(|(key, _)| format!("shared/{}/{}", view.store_path, name(key)))
+        .collect();
+    expected.sort();
+    assert_eq!(listed(&target).await, expected);
+    for (key, bytes) in &objects {
+        let key = &name(key);
+        let stored_key = target
+            .key_of(&format!("{}/{key}", view.store_path))
+            .unwrap();
+        let stored = target
+            .inner()
+            .get(&stored_key)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(stored, *bytes, "{key}");
+        let recorded = fetched.iter().find(|(path, _)| path == key).unwrap();
+        assert_eq!(recorded.1, sha256(bytes), "{key}");
+    }
+    assert!(
+        h.stored_files().is_empty(),
+        "nothing stored on the local disk"
+    );
+    assert!(h.partial_leftovers().is_empty());
 }
