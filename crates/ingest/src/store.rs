@@ -179,13 +179,7 @@ impl Store {
             .ok()
             .and_then(Path::to_str)
             .ok_or_else(|| io::Error::other("a file outside the sample store"))?;
-        let (destination_and_batch, file) = relative
-            .split_once('/')
-            .map(|(destination, rest)| (destination, rest))
-            .ok_or_else(|| io::Error::other("a file outside any batch"))?;
-        object
-            .key_of(&format!("{destination_and_batch}/{file}"))
-            .map_err(io::Error::other)
+        object.key_of(relative).map_err(io::Error::other)
     }
 
     /// Renames one partial file to `target`; returns the target and its folder.
