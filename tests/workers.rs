@@ -47,9 +47,30 @@ fn body(job: usize, file: usize, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + job * 7 + file) as u8).collect()
 }
 
+/// The operator's identity for the `s3://` sample store (not a user's key).
+const STORE_ID: &str = "AKIASTOREOPERATOR001";
+const STORE_SECRET: &str = "storeOperatorSecret0123456789abcdefghijk";
+
 impl Cluster {
     fn start(rt: &tokio::runtime::Runtime, s3_jobs: usize, dx_jobs: usize) -> Cluster {
+        Self::start_on(rt, s3_jobs, dx_jobs, None)
+    }
+
+    /// With `store_url` (`s3://store/…`), the vault's sample store is that prefix of the bucket
+    /// `store` on the S3 test server, under the operator's key [`STORE_ID`].
+    fn start_on(
+        rt: &tokio::runtime::Runtime,
+        s3_jobs: usize,
+        dx_jobs: usize,
+        store_url: Option<&str>,
+    ) -> Cluster {
         let s3 = rt.block_on(S3Server::start(ACCESS_KEY_ID, SECRET)).unwrap();
+        rt.block_on(s3.create_bucket("store")).unwrap();
+        s3.iam()
+            .add_access_key(keyledger_testkit::iam::AccessKey::new(
+                STORE_ID,
+                STORE_SECRET,
+            ));
         rt.block_on(s3.create_bucket("samples")).unwrap();
         let mut expected = BTreeMap::new();
         let mut objects = Vec::new();
@@ -98,7 +119,8 @@ impl Cluster {
         let s3_endpoint = proxy.endpoint();
         let dx_endpoint = dnanexus.endpoint();
         let nats_url = nats.url();
-        let vault = Server::start_with(&[
+        let store_endpoint = s3.endpoint();
+        let mut vault_env = vec![
             ("KEYLEDGER_NATS_URL", nats_url.as_str()),
             ("KEYLEDGER_INGEST_WORKERS", "external"),
             // Short, so a dead worker's job moves on quickly; workers progress-ack meanwhile.
@@ -106,7 +128,17 @@ impl Cluster {
             ("KEYLEDGER_INGEST_STORE_ROOT", store_root.as_str()),
             ("KEYLEDGER_INGEST_S3_ENDPOINT", s3_endpoint.as_str()),
             ("KEYLEDGER_INGEST_DNANEXUS_API_URL", dx_endpoint.as_str()),
-        ]);
+        ];
+        if let Some(url) = store_url {
+            vault_env.extend([
+                ("KEYLEDGER_INGEST_STORE_URL", url),
+                ("KEYLEDGER_STORE_ENDPOINT", store_endpoint.as_str()),
+                ("KEYLEDGER_STORE_ACCESS_KEY_ID", STORE_ID),
+                ("KEYLEDGER_STORE_SECRET_ACCESS_KEY", STORE_SECRET),
+                ("KEYLEDGER_STORE_ALLOW_HTTP", "true"),
+            ]);
+        }
+        let vault = Server::start_with(&vault_env);
         vault.create_user("dana", &["member"]);
         vault.create_user("wrk", &["worker"]);
         let issue = |user: &str| {

@@ -2,12 +2,8 @@
 //! bucket, under the operator's own key): every file lands once with the right bytes and
 //! SHA-256, and the transfer a killed worker held never becomes visible in the store.
 
-use keyledger_testkit::iam::AccessKey;
-
 use super::*;
 
-const STORE_ID: &str = "AKIASTOREOPERATOR001";
-const STORE_SECRET: &str = "storeOperatorSecret0123456789abcdefghijk";
 const PREFIX: &str = "shared";
 
 fn store_env(cluster: &Cluster, scratch: &Path) -> Vec<(&'static str, String)> {
@@ -52,15 +48,11 @@ fn visible(rt: &tokio::runtime::Runtime, cluster: &Cluster) -> BTreeMap<String, 
 #[test]
 fn workers_share_an_s3_store_and_a_killed_transfer_is_never_visible() {
     let rt = runtime();
-    let cluster = Cluster::start(&rt, 3, 2);
-    rt.block_on(cluster._s3.create_bucket("store")).unwrap();
-    cluster
-        ._s3
-        .iam()
-        .add_access_key(AccessKey::new(STORE_ID, STORE_SECRET));
+    let store = format!("s3://store/{PREFIX}");
+    // The vault serves files and writes manifests from the same store.
+    let cluster = Cluster::start_on(&rt, 3, 2, Some(&store));
     let logs = tempfile::tempdir().unwrap();
     let env = store_env(&cluster, logs.path());
-    let store = format!("s3://store/{PREFIX}");
     let gate = Gate::default();
     cluster.proxy.inject(
         RequestMatch::get().path_contains("job-00/zz-last.bin"),
@@ -122,9 +114,19 @@ fn workers_share_an_s3_store_and_a_killed_transfer_is_never_visible() {
             expected_objects.insert(format!("{PREFIX}/{batch}/{path}"), (id.clone(), bytes));
         }
     }
-    // Exactly the verified files: none missing, no partial or extra object, the right bytes,
-    // each recorded once with its SHA-256.
-    let objects = visible(&rt, &cluster);
+    // Exactly the verified files (and each batch's manifest files, which the vault wrote): none
+    // missing, no partial or extra object, the right bytes, each recorded once with its SHA-256.
+    let mut objects = visible(&rt, &cluster);
+    for (id, place) in &jobs {
+        let job = cluster
+            .vault
+            .get(&format!("/v1/ingestions/{id}"), &cluster.dana);
+        let batch = job["store_path"].as_str().unwrap();
+        for name in ["manifest.json", "SHA256SUMS"] {
+            let manifest = objects.remove(&format!("{PREFIX}/{batch}/{name}"));
+            assert!(manifest.is_some(), "{place}: {name} in the store");
+        }
+    }
     assert_eq!(
         objects.keys().collect::<Vec<_>>(),
         expected_objects.keys().collect::<Vec<_>>()
@@ -144,6 +146,22 @@ fn workers_share_an_s3_store_and_a_killed_transfer_is_never_visible() {
         assert_eq!(recorded.len(), 1, "{key} recorded once");
         assert_eq!(recorded[0]["data"]["sha256"], sha256_hex(bytes), "{key}");
     }
+    // The vault serves a stored file (and a range of it) from the object store.
+    let (key, (id, bytes)) = expected_objects.iter().next().unwrap();
+    let path = key.rsplit('/').next().unwrap();
+    let http = reqwest::blocking::Client::new();
+    let url = format!("{}/v1/ingestions/{id}/files/{path}", cluster.vault.base);
+    let whole = http.get(&url).bearer_auth(&cluster.dana).send().unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.bytes().unwrap().as_ref(), bytes.as_slice());
+    let part = http
+        .get(&url)
+        .bearer_auth(&cluster.dana)
+        .header("range", "bytes=10-19")
+        .send()
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(part.bytes().unwrap().as_ref(), &bytes[10..20]);
     for worker in &workers {
         let log = worker.log();
         assert!(!log.contains(STORE_SECRET), "the store's secret in a log");
