@@ -531,7 +531,7 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenCreated { .. }
         | Event::HoneytokenUsed { .. } => event.type_name(),
-        Event::ExternalKeyLeased { .. } => event.type_name(),
+        | Event::ExternalKeyLeased { .. } => event.type_name(),
     }
 }
 
