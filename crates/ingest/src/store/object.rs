@@ -83,7 +83,7 @@ impl ObjectTarget {
         }
         let store = builder
             .build()
-            .map_err(|error| format!("the S3 store cannot be set up: {}", redact(&error)))?;
+            .map_err(|error| format!("the S3 store cannot be set up: {}", sentence(&error)))?;
         Ok(ObjectTarget {
             url: url.to_owned(),
             prefix,
@@ -141,7 +141,7 @@ impl ObjectTarget {
             .store
             .get_opts(&key, options)
             .await
-            .map_err(|error| redact(&error))?;
+            .map_err(|error| sentence(&error))?;
         let size = got.meta.size;
         Ok((size, got.into_stream()))
     }
@@ -153,7 +153,7 @@ impl ObjectTarget {
             .put(&key, PutPayload::from(bytes))
             .await
             .map(drop)
-            .map_err(|error| redact(&error))
+            .map_err(|error| sentence(&error))
     }
 
     /// The key of a stored file.
@@ -188,13 +188,13 @@ impl ObjectTarget {
         match self.store.head(key).await {
             Ok(_) => return Err(format!("{key} already exists in the store")),
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => return Err(format!("the store cannot be reached: {}", redact(&error))),
+            Err(error) => return Err(format!("the store cannot be reached: {}", sentence(&error))),
         }
         let mut upload = self
             .store
             .put_multipart(key)
             .await
-            .map_err(|error| format!("starting the upload failed: {}", redact(&error)))?;
+            .map_err(|error| format!("starting the upload failed: {}", sentence(&error)))?;
         let sent = send_parts(&mut *upload, partial).await;
         let verdict = match sent {
             Ok((sent_size, sent_sha)) if sent_size == size && sent_sha == *sha256 => Ok(()),
@@ -208,10 +208,10 @@ impl ObjectTarget {
                 .complete()
                 .await
                 .map(drop)
-                .map_err(|error| format!("completing the upload failed: {}", redact(&error))),
+                .map_err(|error| format!("completing the upload failed: {}", sentence(&error))),
             Err(reason) => {
                 if let Err(error) = upload.abort().await {
-                    tracing::warn!(error = %redact(&error), "could not abort an upload");
+                    tracing::warn!(error = %sentence(&error), "could not abort an upload");
                 }
                 Err(reason)
             }
@@ -222,7 +222,7 @@ impl ObjectTarget {
     pub async fn remove(&self, key: &Path) -> Result<(), String> {
         match self.store.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(error) => Err(redact(&error)),
+            Err(error) => Err(sentence(&error)),
         }
     }
 
@@ -250,7 +250,7 @@ impl ObjectTarget {
             .list(Some(&batch))
             .try_collect()
             .await
-            .map_err(|error| format!("listing the store failed: {}", redact(&error)))?;
+            .map_err(|error| format!("listing the store failed: {}", sentence(&error)))?;
         let head = format!("{batch}/");
         let mut removed = 0;
         for meta in listed {
@@ -300,7 +300,7 @@ async fn send_parts(
         upload
             .put_part(PutPayload::from(bytes::Bytes::from(buffer)))
             .await
-            .map_err(|error| format!("uploading a part failed: {}", redact(&error)))?;
+            .map_err(|error| format!("uploading a part failed: {}", sentence(&error)))?;
         if filled < PART_BYTES {
             break;
         }
@@ -312,7 +312,7 @@ async fn send_parts(
 
 /// An object store error as a sentence: its kind and the store's message, which names keys and
 /// status codes, never credentials (the signature is computed locally and never sent back).
-fn redact(error: &object_store::Error) -> String {
+fn sentence(error: &object_store::Error) -> String {
     let text = error.to_string();
     text.chars().take(400).collect()
 }
