@@ -47,9 +47,30 @@ fn body(job: usize, file: usize, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 31 + job * 7 + file) as u8).collect()
 }
 
+/// The operator's identity for the `s3://` sample store (not a user's key).
+const STORE_ID: &str = "AKIASTOREOPERATOR001";
+const STORE_SECRET: &str = "storeOperatorSecret0123456789abcdefghijk";
+
 impl Cluster {
     fn start(rt: &tokio::runtime::Runtime, s3_jobs: usize, dx_jobs: usize) -> Cluster {
+        Self::start_on(rt, s3_jobs, dx_jobs, None)
+    }
+
+    /// With `store_url` (`s3://store/…`), the vault's sample store is that prefix of the bucket
+    /// `store` on the S3 test server, under the operator's key [`STORE_ID`].
+    fn start_on(
+        rt: &tokio::runtime::Runtime,
+        s3_jobs: usize,
+        dx_jobs: usize,
+        store_url: Option<&str>,
+    ) -> Cluster {
         let s3 = rt.block_on(S3Server::start(ACCESS_KEY_ID, SECRET)).unwrap();
+        rt.block_on(s3.create_bucket("store")).unwrap();
+        s3.iam()
+            .add_access_key(keyledger_testkit::iam::AccessKey::new(
+                STORE_ID,
+                STORE_SECRET,
+            ));
         rt.block_on(s3.create_bucket("samples")).unwrap();
         let mut expected = BTreeMap::new();
         let mut objects = Vec::new();
@@ -98,7 +119,8 @@ impl Cluster {
         let s3_endpoint = proxy.endpoint();
         let dx_endpoint = dnanexus.endpoint();
         let nats_url = nats.url();
-        let vault = Server::start_with(&[
+        let store_endpoint = s3.endpoint();
+        let mut vault_env = vec![
             ("KEYLEDGER_NATS_URL", nats_url.as_str()),
             ("KEYLEDGER_INGEST_WORKERS", "external"),
             // Short, so a dead worker's job moves on quickly; workers progress-ack meanwhile.
@@ -106,7 +128,17 @@ impl Cluster {
             ("KEYLEDGER_INGEST_STORE_ROOT", store_root.as_str()),
             ("KEYLEDGER_INGEST_S3_ENDPOINT", s3_endpoint.as_str()),
             ("KEYLEDGER_INGEST_DNANEXUS_API_URL", dx_endpoint.as_str()),
-        ]);
+        ];
+        if let Some(url) = store_url {
+            vault_env.extend([
+                ("KEYLEDGER_INGEST_STORE_URL", url),
+                ("KEYLEDGER_STORE_ENDPOINT", store_endpoint.as_str()),
+                ("KEYLEDGER_STORE_ACCESS_KEY_ID", STORE_ID),
+                ("KEYLEDGER_STORE_SECRET_ACCESS_KEY", STORE_SECRET),
+                ("KEYLEDGER_STORE_ALLOW_HTTP", "true"),
+            ]);
+        }
+        let vault = Server::start_with(&vault_env);
         vault.create_user("dana", &["member"]);
         vault.create_user("wrk", &["worker"]);
         let issue = |user: &str| {
@@ -149,6 +181,19 @@ impl Cluster {
     }
 
     fn worker_with_key(&self, n: usize, logs: &Path, key: &str) -> Worker {
+        let store = format!("file://{}", self.store.path().display());
+        self.worker_on(n, logs, key, &store, &[])
+    }
+
+    /// Starts one `keyledger worker` on the sample store `store`, with `env` set.
+    fn worker_on(
+        &self,
+        n: usize,
+        logs: &Path,
+        key: &str,
+        store: &str,
+        env: &[(&str, String)],
+    ) -> Worker {
         let log = logs.join(format!("worker-{n}.log"));
         let child = Command::new(BIN)
             .args([
@@ -158,7 +203,7 @@ impl Cluster {
                 "--nats",
                 &self.nats.url(),
                 "--store",
-                &format!("file://{}", self.store.path().display()),
+                store,
                 "--listen",
                 "127.0.0.1:0",
                 "--concurrency",
@@ -173,6 +218,7 @@ impl Cluster {
                 self.expected_dx_endpoint(),
             )
             .env("KEYLEDGER_INGEST_MAX_ATTEMPTS", "3")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
@@ -584,3 +630,7 @@ fn jobs_requested_while_nats_is_down_all_run_once() {
     }
     drop(workers);
 }
+
+/// The same cluster with an `s3://` sample store (decision 0029).
+#[path = "workers_s3.rs"]
+mod on_s3;

@@ -145,6 +145,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 #[serde(deny_unknown_fields, default)]
 struct IngestSection {
     store_root: Option<PathBuf>,
+    /// `s3://bucket/prefix`: the shared sample store on S3 (decision 0029), configured by
+    /// `KEYLEDGER_STORE_*`; `store_root` then holds only partial downloads.
+    store_url: Option<String>,
     s3_endpoint: Option<String>,
     s3_force_path_style: bool,
     sts_endpoint: Option<String>,
@@ -172,6 +175,7 @@ impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
             store_root: None,
+            store_url: None,
             s3_endpoint: None,
             s3_force_path_style: true,
             sts_endpoint: None,
@@ -226,6 +230,14 @@ pub fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::Ingest
             .unwrap_or_else(|| config.data_dir.join("samples")),
         ..keyledger_ingest::IngestConfig::default()
     };
+    if let Some(url) = section.store_url.filter(|u| !u.is_empty()) {
+        let target = keyledger_ingest::ObjectTarget::from_url(
+            &url,
+            keyledger_ingest::ObjectTarget::env_options(),
+        )
+        .map_err(|reason| Failure::new(Exit::Usage, format!("[ingest] store_url: {reason}")))?;
+        ingest.object_store = Some(std::sync::Arc::new(target));
+    }
     if let Some(endpoint) = section.s3_endpoint.filter(|e| !e.is_empty()) {
         ingest.s3.endpoint = Some(endpoint);
         ingest.s3.force_path_style = section.s3_force_path_style;

@@ -26,9 +26,15 @@ pub struct WorkerArgs {
     /// NATS (the vault's nats.url): the work queue.
     #[arg(long, value_name = "URL")]
     pub nats: String,
-    /// The shared sample store: `file:///srv/samples` (or a plain path).
+    /// The shared sample store: `file:///srv/samples` (or a plain path), or
+    /// `s3://bucket/prefix` configured by `KEYLEDGER_STORE_ENDPOINT`, `…_REGION`,
+    /// `…_ACCESS_KEY_ID`, `…_SECRET_ACCESS_KEY` (the operator's, not a user's key).
     #[arg(long, value_name = "URL")]
     pub store: String,
+    /// With an s3:// store: the local folder for partial downloads (default: a folder in the
+    /// system's temporary directory, per process).
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
     /// A file holding the worker's internal key (a user with the `worker` role); default: the
     /// KEYLEDGER_WORKER_KEY environment variable.
     #[arg(long, value_name = "FILE")]
@@ -52,9 +58,10 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     let config = Config::load(args.config.as_deref())?;
     local::init_tracing(&config);
     let key = worker_key(args)?;
-    let store_root = store_root(&args.store)?;
+    let (store_root, object_store) = store(args)?;
     let mut ingest = serve::ingest_config(&config)?;
     ingest.store_root = store_root;
+    ingest.object_store = object_store;
     let bus = local::bus_config(&config, Some(&args.nats))?.ok_or_else(|| {
         Failure::new(
             Exit::Usage,
@@ -125,7 +132,32 @@ fn worker_key(args: &WorkerArgs) -> anyhow::Result<SecretString> {
     Ok(SecretString::new(key.to_owned()))
 }
 
-/// `file:///srv/samples` or a plain path. Object stores (`s3://…`) are not supported yet.
+/// The store's local root and, for `s3://bucket/prefix`, the object store (decision 0029).
+type StoreChoice = (PathBuf, Option<Arc<keyledger_ingest::ObjectTarget>>);
+
+fn store(args: &WorkerArgs) -> anyhow::Result<StoreChoice> {
+    if !args.store.starts_with("s3://") {
+        if args.scratch.is_some() {
+            return Err(Failure::new(
+                Exit::Usage,
+                "--scratch is for s3:// stores; a file:// store keeps its partial files inside",
+            )
+            .into());
+        }
+        return Ok((store_root(&args.store)?, None));
+    }
+    let target = keyledger_ingest::ObjectTarget::from_url(
+        &args.store,
+        keyledger_ingest::ObjectTarget::env_options(),
+    )
+    .map_err(|reason| Failure::new(Exit::Usage, format!("--store: {reason}")))?;
+    let scratch = args.scratch.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("keyledger-worker-{}", std::process::id()))
+    });
+    Ok((scratch, Some(Arc::new(target))))
+}
+
+/// `file:///srv/samples` or a plain path.
 fn store_root(url: &str) -> anyhow::Result<PathBuf> {
     if let Some(path) = url.strip_prefix("file://") {
         if !path.starts_with('/') {
@@ -140,7 +172,7 @@ fn store_root(url: &str) -> anyhow::Result<PathBuf> {
     if url.contains("://") {
         return Err(Failure::new(
             Exit::Usage,
-            "--store: only file:// stores (a folder every worker and the vault share) are supported; s3:// is not yet",
+            "--store: give file:///path (a folder every worker and the vault share) or s3://bucket/prefix",
         )
         .into());
     }

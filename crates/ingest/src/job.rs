@@ -465,14 +465,17 @@ impl Job {
                 }
                 continue;
             }
-            let items: Vec<(PathBuf, String)> = files
+            let items: Vec<(PathBuf, String, u64, [u8; 32])> = files
                 .iter()
-                .map(|ready| (ready.partial.clone(), ready.path.clone()))
+                .map(|ready| {
+                    let (size, sha256) = (ready.fetched.size, ready.fetched.sha256);
+                    (ready.partial.clone(), ready.path.clone(), size, sha256)
+                })
                 .collect();
             let published = {
                 let shared = Arc::clone(&self.shared);
                 let batch_dir = self.batch_dir.clone();
-                blocking(move || Ok(shared.store.publish_all(&batch_dir, &items))).await
+                blocking(move || Ok(shared.store.publish_verified(&batch_dir, &items))).await
             };
             let published = match published {
                 Ok(published) => published,
@@ -529,9 +532,10 @@ impl Job {
             return;
         };
         // The store must not hold a file the log does not name.
+        let shared = Arc::clone(&self.shared);
         let removed = blocking(move || {
             for (ready, target) in stored {
-                if let Err(error) = std::fs::remove_file(&target) {
+                if let Err(error) = shared.store.remove_stored(&target) {
                     tracing::error!(path = %ready.path, %error, "could not remove a file whose event was not recorded");
                 }
             }

@@ -58,6 +58,7 @@ pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceError
 pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
 pub use role::record_role_assumed;
 pub use source::{RoleUse, SampleSource, source_for, source_for_credential, source_for_use};
+pub use store::object::ObjectTarget;
 pub use store::{
     PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
     validate_destination,
@@ -72,8 +73,11 @@ pub const INTERRUPTED_REASON: &str = "interrupted by a restart";
 /// How ingestion runs. `Default` is the embedded default.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
-    /// Root of the sample store (default `./data/samples`).
+    /// Root of the sample store (default `./data/samples`); with `object_store`, only the
+    /// local scratch folder for partial downloads.
     pub store_root: PathBuf,
+    /// An `s3://bucket/prefix` sample store (decision 0029); `None`: files under `store_root`.
+    pub object_store: Option<std::sync::Arc<ObjectTarget>>,
     /// How to reach S3: an endpoint override for S3-compatible stores, part size, retries.
     pub s3: S3Options,
     /// How to reach DNAnexus (`api_url`), part concurrency, retries.
@@ -132,6 +136,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             store_root: PathBuf::from("data/samples"),
+            object_store: None,
             s3: S3Options::default(),
             dnanexus: DnanexusOptions::default(),
             files_in_parallel: 8,

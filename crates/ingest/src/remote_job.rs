@@ -22,9 +22,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::IngestConfig;
 use crate::job::truncate;
-use crate::remote::{RemoteFile, SourceErrorKind};
+use crate::remote::{Fetched, RemoteFile, SourceErrorKind};
 use crate::shared::blocking;
 use crate::source::SampleSource;
+use crate::store::object::ObjectTarget;
 use crate::store::{PathClaims, Store, sanitize_remote_path};
 use crate::wire::ReportItem;
 
@@ -115,13 +116,24 @@ impl RemoteJob {
             let (store, batch_dir, keep) =
                 (Arc::clone(store), batch_dir.clone(), self.recorded.clone());
             let id = self.id.clone();
+            let on_disk = store.object().is_none();
             blocking(move || {
                 store.prepare()?;
                 // Renamed into place by a worker that died before its report: not recorded.
-                store.remove_unrecorded(&batch_dir, &keep)?;
+                if on_disk {
+                    store.remove_unrecorded(&batch_dir, &keep)?;
+                }
                 store.prepare_job(&id)
             })
             .await
+        };
+        let prepared = match (prepared, store.object()) {
+            (Ok(dir), Some(object)) => object
+                .remove_unrecorded(&self.destination, &self.batch_id, &self.recorded)
+                .await
+                .map(|_| dir)
+                .map_err(std::io::Error::other),
+            (prepared, _) => prepared,
         };
         let partial_dir = match prepared {
             Ok(dir) => dir,
@@ -251,14 +263,24 @@ impl RemoteJob {
                 return self.report(host, vec![item]).await;
             }
         };
-        let items = vec![(partial.to_path_buf(), path.to_owned())];
-        let published = {
-            let (store, batch_dir) = (Arc::clone(store), batch_dir.to_path_buf());
-            blocking(move || Ok(store.publish_all(&batch_dir, &items)))
-                .await
-                .map(|mut results| results.pop())
+        let published = match store.object() {
+            Some(object) => {
+                let placed = self
+                    .publish_object(object, partial, path, &fetched)
+                    .await
+                    .map_err(std::io::Error::other);
+                discard(partial).await;
+                Ok(Some(placed))
+            }
+            None => {
+                let items = vec![(partial.to_path_buf(), path.to_owned())];
+                let (store, batch_dir) = (Arc::clone(store), batch_dir.to_path_buf());
+                blocking(move || Ok(store.publish_all(&batch_dir, &items)))
+                    .await
+                    .map(|mut results| results.pop().map(|result| result.map(Placed::File)))
+            }
         };
-        let target: PathBuf = match published {
+        let target = match published {
             Ok(Some(Ok(target))) => target,
             Ok(Some(Err(error))) | Err(error) => {
                 discard(partial).await;
@@ -287,7 +309,14 @@ impl RemoteJob {
             }
             Err(refused) => {
                 // The store must not hold a file the log does not name.
-                if let Err(error) = blocking(move || std::fs::remove_file(&target)).await {
+                let removed = match (target, store.object()) {
+                    (Placed::Object(key), Some(object)) => object.remove(&key).await,
+                    (Placed::File(target), _) => blocking(move || std::fs::remove_file(&target))
+                        .await
+                        .map_err(|error| error.to_string()),
+                    (Placed::Object(_), None) => Ok(()),
+                };
+                if let Err(error) = removed {
                     tracing::error!(path, %error, "could not remove a file whose report was refused");
                 }
                 Some(match refused {
@@ -296,6 +325,21 @@ impl RemoteJob {
                 })
             }
         }
+    }
+
+    /// Sends a verified partial file to the object store (decision 0029).
+    async fn publish_object(
+        &self,
+        object: &ObjectTarget,
+        partial: &Path,
+        path: &str,
+        fetched: &Fetched,
+    ) -> Result<Placed, String> {
+        let key = object.key(&self.destination, &self.batch_id, path)?;
+        object
+            .publish(partial, &key, fetched.size, &fetched.sha256)
+            .await?;
+        Ok(Placed::Object(key))
     }
 
     /// Reports `items`; `Some` when the job must stop.
@@ -335,6 +379,12 @@ impl RemoteJob {
             Err(refused) => stopped_by(refused),
         }
     }
+}
+
+/// Where a verified file went.
+enum Placed {
+    File(PathBuf),
+    Object(object_store::path::Path),
 }
 
 fn stopped_by(refused: Refused) -> RemoteOutcome {

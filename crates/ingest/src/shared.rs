@@ -42,7 +42,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub fn new(vault: Vault, config: IngestConfig) -> Shared {
         let slots = Arc::new(Semaphore::new(config.max_jobs.max(1)));
-        let store = Store::new(config.store_root.clone());
+        let store = match &config.object_store {
+            Some(object) => Store::with_object(config.store_root.clone(), Arc::clone(object)),
+            None => Store::new(config.store_root.clone()),
+        };
         let shared = Shared {
             vault,
             config,

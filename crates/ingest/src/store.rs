@@ -13,9 +13,13 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
 use keyledger_domain::{IngestionId, UserId, check_visible_text};
 use keyledger_vault::private_files;
 use parking_lot::Mutex;
+
+pub mod object;
 
 /// The folder, directly under the root, that holds in-flight downloads.
 pub const PARTIAL_DIR: &str = ".partial";
@@ -28,6 +32,9 @@ pub struct Store {
     root: PathBuf,
     /// Folders known to exist durably, so each is created and synced once.
     created: Mutex<HashSet<PathBuf>>,
+    /// An `s3://` store (decision 0029): files go there once verified; `root` then holds only
+    /// the partial area (a local scratch folder).
+    object: Option<Arc<object::ObjectTarget>>,
 }
 
 impl Store {
@@ -35,7 +42,21 @@ impl Store {
         Store {
             root,
             created: Mutex::new(HashSet::new()),
+            object: None,
         }
+    }
+
+    /// A store whose files go to `object`; `scratch` holds the partial downloads.
+    pub fn with_object(scratch: PathBuf, object: Arc<object::ObjectTarget>) -> Store {
+        Store {
+            object: Some(object),
+            ..Store::new(scratch)
+        }
+    }
+
+    /// The object store files go to, if not the local folder tree.
+    pub fn object(&self) -> Option<&Arc<object::ObjectTarget>> {
+        self.object.as_ref()
     }
 
     pub fn root(&self) -> &Path {
@@ -101,6 +122,64 @@ impl Store {
             }
         }
         results
+    }
+
+    /// [`Store::publish_all`] for files whose size and SHA-256 were verified: on an `s3://`
+    /// store each one is uploaded and completed only if the bytes sent match (decision 0029),
+    /// and its partial file removed; the result names `<root>/<relative>` as the file store's
+    /// does (the object's key is the same path under the store's prefix). Blocking; call it on
+    /// a blocking thread of the runtime.
+    pub fn publish_verified(
+        &self,
+        batch_dir: &Path,
+        items: &[(PathBuf, String, u64, [u8; 32])],
+    ) -> Vec<io::Result<PathBuf>> {
+        let Some(object) = &self.object else {
+            let items: Vec<(PathBuf, String)> = items
+                .iter()
+                .map(|(partial, relative, _, _)| (partial.clone(), relative.clone()))
+                .collect();
+            return self.publish_all(batch_dir, &items);
+        };
+        let handle = tokio::runtime::Handle::current();
+        items
+            .iter()
+            .map(|(partial, relative, size, sha256)| {
+                let target = batch_dir.join(relative);
+                let key = self.object_key(object, &target)?;
+                let sent = handle.block_on(object.publish(partial, &key, *size, sha256));
+                let _ = fs::remove_file(partial);
+                sent.map(|()| target).map_err(io::Error::other)
+            })
+            .collect()
+    }
+
+    /// Removes a stored file (`<root>/<relative>`, as [`Store::publish_verified`] named it)
+    /// whose event was not recorded. Blocking, on a blocking thread of the runtime.
+    pub fn remove_stored(&self, target: &Path) -> io::Result<()> {
+        match &self.object {
+            None => fs::remove_file(target),
+            Some(object) => {
+                let key = self.object_key(object, target)?;
+                tokio::runtime::Handle::current()
+                    .block_on(object.remove(&key))
+                    .map_err(io::Error::other)
+            }
+        }
+    }
+
+    /// The object key of `<root>/<relative>`.
+    fn object_key(
+        &self,
+        object: &object::ObjectTarget,
+        target: &Path,
+    ) -> io::Result<object_store::path::Path> {
+        let relative = target
+            .strip_prefix(&self.root)
+            .ok()
+            .and_then(Path::to_str)
+            .ok_or_else(|| io::Error::other("a file outside the sample store"))?;
+        object.key_of(relative).map_err(io::Error::other)
     }
 
     /// Renames one partial file to `target`; returns the target and its folder.
@@ -188,7 +267,19 @@ impl Store {
 
     /// Deletes files under `batch_dir` that `keep` does not name (relative paths): files a
     /// crash left renamed into place without their event. Returns how many it deleted.
+    /// On an `s3://` store, the objects under the batch's key (blocking, on a blocking thread
+    /// of the runtime).
     pub fn remove_unrecorded(&self, batch_dir: &Path, keep: &HashSet<String>) -> io::Result<u64> {
+        if let Some(object) = &self.object {
+            let batch = batch_dir
+                .strip_prefix(&self.root)
+                .ok()
+                .and_then(Path::to_str)
+                .ok_or_else(|| io::Error::other("a folder outside the sample store"))?;
+            return tokio::runtime::Handle::current()
+                .block_on(object.remove_unrecorded_under(batch, keep))
+                .map_err(io::Error::other);
+        }
         let mut removed = 0;
         let mut pending = vec![batch_dir.to_path_buf()];
         while let Some(dir) = pending.pop() {

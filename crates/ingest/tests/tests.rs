@@ -4,6 +4,7 @@ mod dnanexus;
 mod lifecycle;
 mod memory;
 mod preview;
+mod object_store;
 mod s3;
 mod support;
 mod view;

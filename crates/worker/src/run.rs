@@ -70,7 +70,12 @@ pub async fn run(
     let stop_taking = shutdown.child_token();
     let worker = Arc::new(Worker {
         vault,
-        store: Arc::new(Store::new(config.ingest.store_root.clone())),
+        store: Arc::new(match &config.ingest.object_store {
+            Some(object) => {
+                Store::with_object(config.ingest.store_root.clone(), Arc::clone(object))
+            }
+            None => Store::new(config.ingest.store_root.clone()),
+        }),
         metrics: Arc::clone(&metrics),
         config,
         refused: std::sync::Mutex::new(None),

@@ -185,31 +185,20 @@ pub(crate) async fn get_ingestion_file(
             ))
         })
         .ok_or_else(missing)?;
-    let location = batch_dir(&state, &job)?.join(&recorded);
-    let mut file = tokio::fs::File::open(&location).await.map_err(|error| {
-        tracing::warn!(ingestion = %id, %error, "a recorded sample file cannot be opened");
-        ApiError::not_found("the file is recorded but no longer in the sample store")
-    })?;
-    let on_disk = file
-        .metadata()
-        .await
-        .map(|m| m.is_file().then_some(m.len()));
-    if !matches!(on_disk, Ok(Some(length)) if length == size) {
-        tracing::warn!(ingestion = %id, "a recorded sample file changed size in the store");
-        return Err(ApiError::not_found(
-            "the file in the sample store no longer matches its record",
-        ));
-    }
     let (status, start, length) = match requested_range(&headers, size) {
         Some((start, end)) => (StatusCode::PARTIAL_CONTENT, start, end - start + 1),
         None => (StatusCode::OK, 0, size),
     };
-    if start > 0 {
-        file.seek(std::io::SeekFrom::Start(start))
-            .await
-            .map_err(|_| ApiError::internal("the file cannot be read"))?;
-    }
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(length)));
+    let body = match object_store(&state)? {
+        Some(object) => {
+            let relative = format!("{}/{}/{recorded}", job.destination, job.batch_id);
+            object_body(&object, &id, &relative, size, start, length).await?
+        }
+        None => {
+            let location = batch_dir(&state, &job)?.join(&recorded);
+            file_body(&id, &location, size, start, length).await?
+        }
+    };
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(
@@ -231,6 +220,62 @@ pub(crate) async fn get_ingestion_file(
         headers.insert(header::CONTENT_RANGE, range);
     }
     Ok(response)
+}
+
+/// A recorded file's bytes from the `file://` store, checked to still have its recorded size.
+async fn file_body(
+    id: &IngestionId,
+    location: &std::path::Path,
+    size: u64,
+    start: u64,
+    length: u64,
+) -> Result<Body, ApiError> {
+    let mut file = tokio::fs::File::open(&location).await.map_err(|error| {
+        tracing::warn!(ingestion = %id, %error, "a recorded sample file cannot be opened");
+        ApiError::not_found("the file is recorded but no longer in the sample store")
+    })?;
+    let on_disk = file
+        .metadata()
+        .await
+        .map(|m| m.is_file().then_some(m.len()));
+    if !matches!(on_disk, Ok(Some(length)) if length == size) {
+        tracing::warn!(ingestion = %id, "a recorded sample file changed size in the store");
+        return Err(ApiError::not_found(
+            "the file in the sample store no longer matches its record",
+        ));
+    }
+    if start > 0 {
+        file.seek(std::io::SeekFrom::Start(start))
+            .await
+            .map_err(|_| ApiError::internal("the file cannot be read"))?;
+    }
+    Ok(Body::from_stream(tokio_util::io::ReaderStream::new(
+        file.take(length),
+    )))
+}
+
+/// A recorded file's bytes from the `s3://` store (decision 0029), checked to still have its
+/// recorded size.
+async fn object_body(
+    object: &keyledger_ingest::ObjectTarget,
+    id: &IngestionId,
+    relative: &str,
+    size: u64,
+    start: u64,
+    length: u64,
+) -> Result<Body, ApiError> {
+    let range = (length < size).then(|| start..start + length);
+    let (stored, stream) = object.read(relative, range).await.map_err(|error| {
+        tracing::warn!(ingestion = %id, %error, "a recorded sample object cannot be read");
+        ApiError::not_found("the file is recorded but no longer in the sample store")
+    })?;
+    if stored != size {
+        tracing::warn!(ingestion = %id, "a recorded sample object changed size in the store");
+        return Err(ApiError::not_found(
+            "the file in the sample store no longer matches its record",
+        ));
+    }
+    Ok(Body::from_stream(stream))
 }
 
 /// One satisfiable range of `Range: bytes=a-b`, `bytes=a-` or `bytes=-n`, as inclusive
@@ -353,6 +398,10 @@ async fn write_manifest(state: &ApiState, id: &IngestionId) {
             let Ok(batch_dir) = batch_dir(state, &job) else {
                 return Ok(());
             };
+            if let Ok(Some(object)) = object_store(state) {
+                write_manifest_objects(state, &object, job, first_seq).await;
+                return Ok(());
+            }
             let vault = state.vault().clone();
             let written = tokio::task::spawn_blocking(move || {
                 Manifest::build(&vault, &job, first_seq)?.write_into(&batch_dir)
@@ -370,6 +419,46 @@ async fn write_manifest(state: &ApiState, id: &IngestionId) {
             Ok(())
         })
         .await;
+}
+
+/// The manifest files as objects of an `s3://` store (decision 0029); a failure is logged.
+async fn write_manifest_objects(
+    state: &ApiState,
+    object: &keyledger_ingest::ObjectTarget,
+    job: Ingestion,
+    first_seq: Option<u64>,
+) {
+    let id = job.id.clone();
+    let batch = format!("{}/{}", job.destination, job.batch_id);
+    let vault = state.vault().clone();
+    let built = tokio::task::spawn_blocking(move || {
+        Manifest::build(&vault, &job, first_seq)?.files_to_write()
+    })
+    .await;
+    let files = match built {
+        Ok(Ok(files)) => files,
+        Ok(Err(error)) => {
+            tracing::warn!(ingestion = %id, %error, "the batch's manifest files could not be built");
+            return;
+        }
+        Err(error) => {
+            tracing::warn!(ingestion = %id, %error, "building the batch's manifest files stopped");
+            return;
+        }
+    };
+    for (name, content) in files {
+        if let Err(error) = object.put_small(&format!("{batch}/{name}"), content).await {
+            tracing::warn!(ingestion = %id, %error, "a manifest file could not be written to the store");
+        }
+    }
+    tracing::info!(ingestion = %id, "manifest written");
+}
+
+/// The `s3://` sample store, if the server has one.
+fn object_store(
+    state: &ApiState,
+) -> Result<Option<std::sync::Arc<keyledger_ingest::ObjectTarget>>, ApiError> {
+    Ok(ingestor(state)?.config().object_store.clone())
 }
 
 /// The job (`access::judge` admitted only its owner).

@@ -1,5 +1,5 @@
-//! The decisions of governance (decision 0026): scoped keys, an administrator's revocation of
-//! anyone's key, and offboarding in one step.
+//! The decisions of the organisation's administrators (decision 0026): scoped keys, an
+//! administrator's revocation of anyone's key, and offboarding in one step.
 
 use super::{Reads, api_key_created, not_found};
 use crate::command::NewApiKey;

@@ -142,6 +142,16 @@ impl Manifest {
     /// stored), each atomically, skipping a name a stored sample already has. Blocking.
     pub fn write_into(&self, batch_dir: &Path) -> Result<(), ManifestError> {
         private_files::create_dir_all(batch_dir)?;
+        for (name, content) in self.files_to_write()? {
+            write_atomically(batch_dir, name, &content)?;
+        }
+        File::open(batch_dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// `SHA256SUMS` and `manifest.json` with their contents, without a name a stored sample
+    /// already has (for an `s3://` store, where they are written as objects).
+    pub fn files_to_write(&self) -> Result<Vec<(&'static str, Vec<u8>)>, ManifestError> {
         let taken = |name: &str| self.files.iter().any(|file| file.path == name);
         let sums = sha256sums(
             self.files
@@ -149,15 +159,15 @@ impl Manifest {
                 .map(|file| (file.path.as_str(), file.sha256.as_str())),
         );
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let mut out = Vec::new();
         for (name, content) in [(SHA256SUMS, sums.into_bytes()), (MANIFEST_JSON, json)] {
             if taken(name) {
                 tracing::warn!(batch = %self.batch_id, name, "a stored sample has this name; the manifest file is not written");
                 continue;
             }
-            write_atomically(batch_dir, name, &content)?;
+            out.push((name, content));
         }
-        File::open(batch_dir)?.sync_all()?;
-        Ok(())
+        Ok(out)
     }
 }
 
