@@ -3,8 +3,8 @@
 mod dnanexus;
 mod lifecycle;
 mod memory;
-mod preview;
 mod object_store;
+mod preview;
 mod s3;
 mod support;
 mod view;
