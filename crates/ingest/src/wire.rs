@@ -44,6 +44,18 @@ pub struct GrantBody {
     /// Paths that already have their outcome: a resumed job skips them.
     pub recorded: Vec<String>,
     pub credential: WireCredential,
+    /// The credential is a session of a `role` key that the vault assumed for this job: ask
+    /// `POST /v1/worker/ingestions/{id}/session` for the next one (decision 0030).
+    #[serde(default)]
+    pub renewable: bool,
+}
+
+/// `POST /v1/worker/ingestions/{id}/session`: a new session of the job's `role` key, under
+/// the job's lease.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub lease: String,
 }
 
 impl fmt::Debug for GrantBody {
@@ -72,13 +84,6 @@ pub enum WireCredential {
     Dnanexus {
         token: String,
     },
-    /// A `role` key: nothing secret; the worker assumes the role with the platform's key
-    /// from its own configuration (`[ingest] aws_role_*`).
-    AwsRole {
-        role_arn: String,
-        region: String,
-        external_id: String,
-    },
 }
 
 impl fmt::Debug for WireCredential {
@@ -99,15 +104,16 @@ impl Drop for WireCredential {
                 session_token.zeroize();
             }
             WireCredential::Dnanexus { token } => token.zeroize(),
-            WireCredential::AwsRole { .. } => {}
         }
     }
 }
 
 impl GrantBody {
-    pub fn from_grant(grant: &JobGrant) -> GrantBody {
+    /// The grant as sent; a `role` key's credential must have been replaced by a session
+    /// first (`session_for_job`), which `renewable` says.
+    pub fn from_grant(grant: &JobGrant, renewable: bool) -> Result<GrantBody, String> {
         let job = &grant.job;
-        GrantBody {
+        Ok(GrantBody {
             lease: grant.lease.clone(),
             expires_at: grant.expires_at.to_rfc3339(),
             ingestion: job.id.to_string(),
@@ -118,14 +124,17 @@ impl GrantBody {
             batch_id: job.batch_id.clone(),
             listed: job.files_selected.is_some(),
             recorded: job.files.iter().map(|file| file.path.clone()).collect(),
-            credential: WireCredential::from_credential(&grant.credential),
-        }
+            credential: WireCredential::from_credential(&grant.credential)?,
+            renewable,
+        })
     }
 }
 
 impl WireCredential {
-    pub fn from_credential(credential: &ExternalCredential) -> WireCredential {
-        match credential {
+    /// A `role` key's credential never goes on the wire: the vault assumes the role and sends
+    /// the session.
+    pub fn from_credential(credential: &ExternalCredential) -> Result<WireCredential, String> {
+        Ok(match credential {
             ExternalCredential::Aws {
                 access_key_id,
                 secret_access_key,
@@ -141,16 +150,10 @@ impl WireCredential {
             ExternalCredential::Dnanexus { token } => WireCredential::Dnanexus {
                 token: token.expose().to_owned(),
             },
-            ExternalCredential::AwsRole {
-                role_arn,
-                region,
-                external_id,
-            } => WireCredential::AwsRole {
-                role_arn: role_arn.clone(),
-                region: region.clone(),
-                external_id: external_id.clone(),
-            },
-        }
+            ExternalCredential::AwsRole { .. } => {
+                return Err("a role key's credential is a session the vault assumes".to_owned());
+            }
+        })
     }
 
     /// The credential in the secret types the connectors take.
@@ -180,15 +183,6 @@ impl WireCredential {
             },
             WireCredential::Dnanexus { token } => ExternalCredential::Dnanexus {
                 token: SecretString::new(token.clone()),
-            },
-            WireCredential::AwsRole {
-                role_arn,
-                region,
-                external_id,
-            } => ExternalCredential::AwsRole {
-                role_arn: role_arn.clone(),
-                region: region.clone(),
-                external_id: external_id.clone(),
             },
         })
     }

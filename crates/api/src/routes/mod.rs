@@ -123,6 +123,7 @@ pub(crate) fn declared() -> Declared {
         .with(Public, routes!(secret_scanning::github_alert))
         .with(run_jobs, routes!(workers::lease_job))
         .with(run_jobs, routes!(workers::report_job))
+        .with(run_jobs, routes!(workers::renew_session))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most
