@@ -536,6 +536,22 @@ fn a_role_keys_job_on_a_worker_gets_its_sessions_from_the_vault() {
     // One lease for the whole job: the renewal did not start a second.
     let leases = events_of(server, "ExternalKeyLeased");
     assert_eq!(leases.len(), 1, "{leases:?}");
+    // The lease ended with the job: no more sessions under it, nor under a made-up one.
+    let session_path = format!("/v1/worker/ingestions/{job_id}/session");
+    for lease in [
+        leases[0]["data"]["lease"].as_str().unwrap(),
+        "lease_AAAAAAAAAAAAAAAA",
+    ] {
+        let (status, refused) = server.call(
+            "POST",
+            &session_path,
+            Some(&worker_key),
+            Some(&json!({ "lease": lease })),
+        );
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(refused["error"]["code"], "lease_ended", "{refused}");
+    }
+    assert_eq!(lab.s3.iam().assumed_roles().len(), 2);
     assert!(
         worker_log.contains("new role session from the vault")
             && !worker_log.contains("assumed the role"),

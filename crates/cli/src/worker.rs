@@ -53,7 +53,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     local::init_tracing(&config);
     let key = worker_key(args)?;
     let store_root = store_root(&args.store)?;
-    let mut ingest = serve::ingest_config(&config)?;
+    let mut ingest = serve::ingest_config_for(&config, false)?;
     ingest.store_root = store_root;
     let bus = local::bus_config(&config, Some(&args.nats))?.ok_or_else(|| {
         Failure::new(

@@ -204,24 +204,6 @@ fn source_error(error: S3Error) -> SourceError {
     SourceError::new(kind, error.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefix_folders() {
-        for (prefix, folder) in [
-            ("", ""),
-            ("runs", ""),
-            ("runs/", "runs/"),
-            ("runs/2024-", "runs/"),
-            ("a/b/c", "a/b/"),
-        ] {
-            assert_eq!(prefix_folder(prefix), folder, "{prefix}");
-        }
-    }
-}
-
 /// An AWS key (long-lived or a session) in the connector's form; `None` for other kinds.
 pub fn aws_credentials(credential: &ExternalCredential) -> Option<AwsCredentials> {
     let ExternalCredential::Aws {
@@ -277,4 +259,22 @@ pub(crate) fn role_settings(
         sts_endpoint: config.sts_endpoint.clone(),
         base: platform.credentials.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_folders() {
+        for (prefix, folder) in [
+            ("", ""),
+            ("runs", ""),
+            ("runs/", "runs/"),
+            ("runs/2024-", "runs/"),
+            ("a/b/c", "a/b/"),
+        ] {
+            assert_eq!(prefix_folder(prefix), folder, "{prefix}");
+        }
+    }
 }

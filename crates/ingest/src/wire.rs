@@ -2,8 +2,9 @@
 //! credential, and reports of its progress. The API serves these types; `keyledger worker`
 //! reads them, so both sides share one definition.
 //!
-//! The grant is the only JSON that carries a secret: its `Debug` redacts it, and it is
-//! zeroized when dropped.
+//! The grant and a renewed `role` session (`WireCredential`, decision 0030) are the only JSON
+//! that carries a secret: their `Debug` redacts it, and it is zeroized when dropped. A `role`
+//! key's credential is never sent: the vault assumes the role and sends the session.
 
 use std::fmt;
 
