@@ -308,3 +308,36 @@ impl ReportItem {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_keys_credential_never_goes_on_the_wire() {
+        let role = ExternalCredential::AwsRole {
+            role_arn: "arn:aws:iam::111122223333:role/lab".to_owned(),
+            region: "us-east-1".to_owned(),
+            external_id: "kl-x".to_owned(),
+        };
+        assert!(WireCredential::from_credential(&role).is_err());
+        // Only `aws` and `dnanexus` credentials are read back.
+        let sent = r#"{"provider":"aws_role","role_arn":"a","region":"r","external_id":"e"}"#;
+        assert!(serde_json::from_str::<WireCredential>(sent).is_err());
+    }
+
+    #[test]
+    fn a_session_round_trips_with_its_expiry() {
+        let sent = r#"{"provider":"aws","access_key_id":"ASIAX","secret_access_key":"s","region":"us-east-1","session_token":"t","token_expires_at":"2026-12-06T00:15:00Z"}"#;
+        let wire: WireCredential = serde_json::from_str(sent).unwrap();
+        let Ok(ExternalCredential::Aws {
+            session: Some(session),
+            ..
+        }) = wire.to_credential()
+        else {
+            panic!("not a session");
+        };
+        assert_eq!(session.expires_at.to_rfc3339(), "2026-12-06T00:15:00.000Z");
+        assert_eq!(format!("{wire:?}"), "[redacted]");
+    }
+}
