@@ -513,10 +513,8 @@ fn a_role_keys_job_on_a_worker_gets_its_sessions_from_the_vault() {
     lab.s3.iam().clock().advance(Duration::from_secs(3600));
     gate.open();
     let job = finished_job(server, &key, &job_id);
-    let _ = worker.kill();
-    let _ = worker.wait();
-    let worker_log = std::fs::read_to_string(&log).unwrap_or_default();
-    assert_eq!(job["state"], "completed", "{job}\n{worker_log}");
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(job["state"], "completed", "{job}\n{}", read_log());
     assert_eq!(job["files_fetched"], 3, "{job}");
 
     // Both sessions were the vault's, for the job, with its session policy.
@@ -552,6 +550,28 @@ fn a_role_keys_job_on_a_worker_gets_its_sessions_from_the_vault() {
         assert_eq!(refused["error"]["code"], "lease_ended", "{refused}");
     }
     assert_eq!(lab.s3.iam().assumed_roles().len(), 2);
+
+    // A role whose trust policy lacks the user's external ID: the vault's AssumeRole at the
+    // lease is refused, and the job fails in STS's words.
+    lab.s3.iam().add_role(
+        Role::new(OTHER_ROLE, Policy::allow_all())
+            .trust(PLATFORM_ARN)
+            .external_id("kl-someone-else"),
+    );
+    let mona = developer_key(server, "mona");
+    store_role(server, &mona, OTHER_ROLE);
+    let refused_id = start_job(server, &mona);
+    let failed = finished_job(server, &mona, &refused_id);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let reason = failed.to_string();
+    assert!(
+        reason.contains("the role could not be assumed") && reason.contains("AccessDenied"),
+        "{failed}"
+    );
+    assert_eq!(lab.s3.iam().assumed_roles().len(), 2);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let worker_log = read_log();
     assert!(
         worker_log.contains("new role session from the vault")
             && !worker_log.contains("assumed the role"),
