@@ -504,6 +504,26 @@ fn a_role_keys_job_on_a_worker_gets_its_sessions_from_the_vault() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Only the worker holding the lease gets sessions under it.
+    let lease = events_of(server, "ExternalKeyLeased")[0]["data"]["lease"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.create_user("wrk2", &["worker"]);
+    let (_, other_worker) = server.call(
+        "POST",
+        "/v1/users/wrk2/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "k", "duration": "7d" })),
+    );
+    let (status, refused) = server.call(
+        "POST",
+        &format!("/v1/worker/ingestions/{job_id}/session"),
+        Some(other_worker["key"].as_str().unwrap()),
+        Some(&json!({ "lease": lease })),
+    );
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "not_handed_out", "{refused}");
     let assumed = lab.s3.iam().assumed_roles();
     assert_eq!(
         assumed.len(),

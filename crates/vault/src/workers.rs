@@ -125,8 +125,10 @@ impl Vault {
     /// The job and its key's credential again, for the worker that holds `lease` and needs a
     /// new session of a `role` key (decision 0030): refused, with the reason, once the lease
     /// ended. Records nothing: the caller records the AssumeRole; the lease stays the same.
+    /// Only the worker user the lease was granted to gets one (`NotHandedOut` otherwise).
     pub fn job_credential(
         &self,
+        actor: &Actor,
         ingestion: &IngestionId,
         lease: &str,
     ) -> Result<(Ingestion, ExternalCredential), VaultError> {
@@ -139,6 +141,17 @@ impl Vault {
             })?;
         if let Some(reason) = self.read(|state| state.lease_ended(&job, lease, self.now())) {
             return Err(ended(reason));
+        }
+        let holder = self.read(|state| state.job_lease(ingestion).map(|held| held.worker.clone()));
+        let caller = match actor {
+            Actor::User { user, .. } => Some(user),
+            Actor::System | Actor::Operator => None,
+        };
+        if holder.as_ref() != caller {
+            return Err(DomainError::NotHandedOut {
+                id: ingestion.to_string(),
+            }
+            .into());
         }
         let opened = self
             .lease_external_key(&job.external_key)

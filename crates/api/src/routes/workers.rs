@@ -96,7 +96,8 @@ pub(crate) async fn lease_job(
 /// A new session of a job's `role` key for the worker holding the job's lease (decision 0030):
 /// the vault assumes the role again for the job (session named after it, narrowed to its bucket
 /// and prefix) and records `ExternalKeyRoleAssumed`. The lease stays the same. Refused once
-/// the lease ended (409 `lease_ended`), or when the job's key is not a `role` key.
+/// the lease ended (409 `lease_ended`), for a worker other than the lease's (403
+/// `not_handed_out`), or when the job's key is not a `role` key.
 #[utoipa::path(post, path = "/v1/worker/ingestions/{id}/session", tag = "worker", params(("id" = String, Path)),
     request_body = RenewSessionRequest,
     responses((status = 200, description = "The new session: `{provider: \"aws\", access_key_id, secret_access_key, region, session_token, token_expires_at}`"),
@@ -104,13 +105,15 @@ pub(crate) async fn lease_job(
         (status = 409, description = "The lease ended (with why), the key is not a role key, or the role could not be assumed", body = ErrorBody)))]
 pub(crate) async fn renew_session(
     State(state): State<ApiState>,
-    _caller: Caller,
+    caller: Caller,
     Path(id): Path<String>,
     body: Result<ApiJson<RenewSessionRequest>, ApiError>,
 ) -> Result<Json<WireCredential>, ApiError> {
     let ApiJson(body) = body?;
     let id = IngestionId::parse(&id)?;
-    let (job, credential) = state.vault().job_credential(&id, &body.lease)?;
+    let (job, credential) = state
+        .vault()
+        .job_credential(&caller.actor(), &id, &body.lease)?;
     if !matches!(credential, ExternalCredential::AwsRole { .. }) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
