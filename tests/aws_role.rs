@@ -45,6 +45,11 @@ struct Lab {
 /// The servers, and keyledger configured with the platform's key in a credentials file and
 /// 15-minute role sessions.
 fn lab() -> Lab {
+    lab_with(&[])
+}
+
+/// [`lab`] with more of the vault's environment (`extra`).
+fn lab_with(extra: &[(&str, &str)]) -> Lab {
     let runtime = runtime();
     let (s3, sts, proxy) = runtime.block_on(async {
         let s3 = S3Server::start(ADMIN_KEY, ADMIN_SECRET).await.unwrap();
@@ -73,14 +78,16 @@ fn lab() -> Lab {
     .unwrap();
     let (endpoint, sts_endpoint) = (proxy.endpoint(), sts.endpoint());
     let file = file.display().to_string();
-    let server = Server::start_with(&[
+    let mut env = vec![
         ("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str()),
         ("KEYLEDGER_INGEST_STS_ENDPOINT", sts_endpoint.as_str()),
         ("KEYLEDGER_INGEST_AWS_ROLE_CREDENTIALS_FILE", file.as_str()),
         ("KEYLEDGER_INGEST_AWS_ROLE_PROFILE", "platform"),
         ("KEYLEDGER_INGEST_AWS_ROLE_PRINCIPAL_ARN", PLATFORM_ARN),
         ("KEYLEDGER_INGEST_AWS_ROLE_SESSION_SECONDS", "900"),
-    ]);
+    ];
+    env.extend_from_slice(extra);
+    let server = Server::start_with(&env);
     Lab {
         s3,
         sts,
@@ -171,6 +178,32 @@ fn events_of(server: &Server, kind: &str) -> Vec<Value> {
         .filter(|event| event["type"] == kind)
         .cloned()
         .collect()
+}
+
+/// Checks the AssumeRoles of job `job_id` in the testkit's record: the platform's key, the
+/// user's external ID, the session named after the job and narrowed to s3://lab/runs/.
+fn assert_job_sessions(
+    assumed: &[keyledger_testkit::iam::AssumedRole],
+    job_id: &str,
+    external_id: &str,
+) {
+    for session in assumed {
+        assert_eq!(session.role_arn, LAB_ROLE);
+        assert_eq!(session.session_name, format!("keyledger-{job_id}"));
+        assert_eq!(session.caller_access_key_id, PLATFORM_KEY);
+        assert_eq!(session.external_id.as_deref(), Some(external_id));
+        assert_eq!(session.duration, Duration::from_secs(900));
+        let policy = session.session_policy.as_deref().unwrap();
+        assert!(
+            policy.contains("arn:aws:s3:::lab/runs/*")
+                && policy.contains("\"s3:prefix\":\"runs/*\""),
+            "{policy}"
+        );
+        assert!(
+            !policy.contains("PutObject") && !policy.contains("\"*\""),
+            "{policy}"
+        );
+    }
 }
 
 #[test]
@@ -276,23 +309,7 @@ fn a_role_is_set_up_tested_and_ingests_and_a_job_longer_than_its_session_assumes
         2,
         "one AssumeRole to start, one after ExpiredToken: {assumed:?}"
     );
-    for session in &assumed {
-        assert_eq!(session.role_arn, LAB_ROLE);
-        assert_eq!(session.session_name, format!("keyledger-{job_id}"));
-        assert_eq!(session.caller_access_key_id, PLATFORM_KEY);
-        assert_eq!(session.external_id.as_deref(), Some(external_id.as_str()));
-        assert_eq!(session.duration, Duration::from_secs(900));
-        let policy = session.session_policy.as_deref().unwrap();
-        assert!(
-            policy.contains("arn:aws:s3:::lab/runs/*")
-                && policy.contains("\"s3:prefix\":\"runs/*\""),
-            "{policy}"
-        );
-        assert!(
-            !policy.contains("PutObject") && !policy.contains("\"*\""),
-            "{policy}"
-        );
-    }
+    assert_job_sessions(&assumed, &job_id, &external_id);
 
     // Every AssumeRole is an event, with no secret.
     let recorded = events_of(server, "ExternalKeyRoleAssumed");
@@ -399,5 +416,192 @@ fn a_trust_policy_without_the_users_external_id_fails_the_test_and_the_job_in_st
         "{job}"
     );
     assert!(lab.s3.iam().assumed_roles().is_empty());
+    drop(lab.sts);
+}
+
+/// A `role` key's job on an external worker (decision 0030): the vault assumes the role for
+/// the job and leases the worker the session; the worker, which holds no platform key, gets a
+/// new session from the vault when S3 says the first one expired mid-transfer.
+#[test]
+fn a_role_keys_job_on_a_worker_gets_its_sessions_from_the_vault() {
+    let nats = keyledger_testkit::nats::NatsServer::start().unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let (nats_url, store_root) = (nats.url(), store.path().display().to_string());
+    let lab = lab_with(&[
+        ("KEYLEDGER_NATS_URL", nats_url.as_str()),
+        ("KEYLEDGER_INGEST_WORKERS", "external"),
+        ("KEYLEDGER_INGEST_QUEUE_ACK_WAIT_MS", "2000"),
+        ("KEYLEDGER_INGEST_STORE_ROOT", store_root.as_str()),
+    ]);
+    let server = &lab.server;
+    let key = developer_key(server, "rosa");
+    let external_id = server.get("/v1/external-keys/aws-role-setup", &key)["external_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    lab.s3.iam().add_role(
+        Role::new(LAB_ROLE, Policy::read_only("lab", "runs/"))
+            .trust(PLATFORM_ARN)
+            .external_id(&external_id),
+    );
+    let id = store_role(server, &key, LAB_ROLE)["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.create_user("wrk", &["worker"]);
+    let (status, issued) = server.call(
+        "POST",
+        "/v1/users/wrk/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "k", "duration": "7d" })),
+    );
+    assert_eq!(status, 201, "{issued}");
+    let worker_key = issued["key"].as_str().unwrap().to_owned();
+
+    // The worker's whole environment: no platform key, no credentials file, no STS endpoint.
+    let (s3_endpoint, store_url) = (lab.proxy.endpoint(), format!("file://{store_root}"));
+    let env = [
+        ("KEYLEDGER_WORKER_KEY", worker_key.as_str()),
+        ("KEYLEDGER_INGEST_S3_ENDPOINT", s3_endpoint.as_str()),
+        ("RUST_LOG", "info"),
+        ("NO_COLOR", "1"),
+    ];
+    for (_, value) in env {
+        assert!(!value.contains(PLATFORM_KEY) && !value.contains(PLATFORM_SECRET));
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("worker.log");
+    let mut worker = std::process::Command::new(crate::support::BIN)
+        .args(["worker", "--vault", &server.base, "--nats", &nats_url])
+        .args(["--store", &store_url, "--listen", "127.0.0.1:0"])
+        .env_clear()
+        .envs(env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start keyledger worker");
+
+    // held.csv waits at the proxy until the test clock has passed the first session's end.
+    let gate = Gate::default();
+    lab.proxy.inject(
+        RequestMatch::get().path_contains("held.csv"),
+        Fault::Hold(gate.clone()),
+        1,
+    );
+    let job_id = start_job(server, &key);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lab.proxy.pending_faults() != 0 {
+        let job = server.get(&format!("/v1/ingestions/{job_id}"), &key);
+        assert!(
+            Instant::now() < deadline
+                && !matches!(
+                    job["state"].as_str(),
+                    Some("completed" | "failed" | "cancelled")
+                ),
+            "the held transfer did not reach the proxy: {job}\n{}\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default(),
+            server.output()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Only the worker holding the lease gets sessions under it.
+    let lease = events_of(server, "ExternalKeyLeased")[0]["data"]["lease"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    server.create_user("wrk2", &["worker"]);
+    let (_, other_worker) = server.call(
+        "POST",
+        "/v1/users/wrk2/api-keys",
+        Some(&server.admin_key),
+        Some(&json!({ "name": "k", "duration": "7d" })),
+    );
+    let (status, refused) = server.call(
+        "POST",
+        &format!("/v1/worker/ingestions/{job_id}/session"),
+        Some(other_worker["key"].as_str().unwrap()),
+        Some(&json!({ "lease": lease })),
+    );
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "not_handed_out", "{refused}");
+    let assumed = lab.s3.iam().assumed_roles();
+    assert_eq!(
+        assumed.len(),
+        1,
+        "the vault's AssumeRole at the lease: {assumed:?}"
+    );
+    lab.s3.iam().clock().advance(Duration::from_secs(3600));
+    gate.open();
+    let job = finished_job(server, &key, &job_id);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(job["state"], "completed", "{job}\n{}", read_log());
+    assert_eq!(job["files_fetched"], 3, "{job}");
+
+    // Both sessions were the vault's, for the job, with its session policy.
+    let assumed = lab.s3.iam().assumed_roles();
+    assert_eq!(
+        assumed.len(),
+        2,
+        "at the lease and after ExpiredToken: {assumed:?}"
+    );
+    assert_job_sessions(&assumed, &job_id, &external_id);
+    let recorded = events_of(server, "ExternalKeyRoleAssumed");
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+    for event in &recorded {
+        assert_eq!(event["data"]["ingestion"], job_id.as_str(), "{event}");
+        assert_eq!(event["data"]["key"], id.as_str(), "{event}");
+    }
+    // One lease for the whole job: the renewal did not start a second.
+    let leases = events_of(server, "ExternalKeyLeased");
+    assert_eq!(leases.len(), 1, "{leases:?}");
+    // The lease ended with the job: no more sessions under it, nor under a made-up one.
+    let session_path = format!("/v1/worker/ingestions/{job_id}/session");
+    for lease in [
+        leases[0]["data"]["lease"].as_str().unwrap(),
+        "lease_AAAAAAAAAAAAAAAA",
+    ] {
+        let (status, refused) = server.call(
+            "POST",
+            &session_path,
+            Some(&worker_key),
+            Some(&json!({ "lease": lease })),
+        );
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(refused["error"]["code"], "lease_ended", "{refused}");
+    }
+    assert_eq!(lab.s3.iam().assumed_roles().len(), 2);
+
+    // A role whose trust policy lacks the user's external ID: the vault's AssumeRole at the
+    // lease is refused, and the job fails in STS's words.
+    lab.s3.iam().add_role(
+        Role::new(OTHER_ROLE, Policy::allow_all())
+            .trust(PLATFORM_ARN)
+            .external_id("kl-someone-else"),
+    );
+    let mona = developer_key(server, "mona");
+    store_role(server, &mona, OTHER_ROLE);
+    let refused_id = start_job(server, &mona);
+    let failed = finished_job(server, &mona, &refused_id);
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let reason = failed.to_string();
+    assert!(
+        reason.contains("the role could not be assumed") && reason.contains("AccessDenied"),
+        "{failed}"
+    );
+    assert_eq!(lab.s3.iam().assumed_roles().len(), 2);
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let worker_log = read_log();
+    assert!(
+        worker_log.contains("new role session from the vault")
+            && !worker_log.contains("assumed the role"),
+        "{worker_log}"
+    );
+    for text in [worker_log.as_str(), server.output().as_str()] {
+        assert!(
+            !text.contains(PLATFORM_SECRET),
+            "the platform's secret leaked"
+        );
+    }
     drop(lab.sts);
 }

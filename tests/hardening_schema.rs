@@ -110,6 +110,12 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
                     "reason": "r", "failure_kind": "transient" }] }),
         ),
         probe(
+            "POST",
+            "/v1/worker/ingestions/{id}/session",
+            "/v1/worker/ingestions/ing_0000000000000000/session",
+            json!({ "lease": "lease_x" }),
+        ),
+        probe(
             "PUT",
             "/v1/external-keys/{id}/credential",
             "/v1/external-keys/ext_0000000000000000/credential",

@@ -146,7 +146,8 @@ fn admin_success(route: &RouteAccess) -> u16 {
         | ("GET", "/v1/samples") => 404,
         // No job was handed to anyone in the matrix.
         ("POST", "/v1/worker/ingestions/{id}/lease")
-        | ("POST", "/v1/worker/ingestions/{id}/report") => 404,
+        | ("POST", "/v1/worker/ingestions/{id}/report")
+        | ("POST", "/v1/worker/ingestions/{id}/session") => 404,
         _ => 200,
     }
 }
@@ -288,6 +289,10 @@ fn request(
         ("POST", "/v1/worker/ingestions/{id}/report") => (
             "/v1/worker/ingestions/ing_AAAAAAAAAAAAAAAA/report".to_owned(),
             Some(json!({ "lease": "lease_AAAAAAAAAAAAAAAA", "items": [{ "type": "completed" }] })),
+        ),
+        ("POST", "/v1/worker/ingestions/{id}/session") => (
+            "/v1/worker/ingestions/ing_AAAAAAAAAAAAAAAA/session".to_owned(),
+            Some(json!({ "lease": "lease_AAAAAAAAAAAAAAAA" })),
         ),
         ("POST", "/v1/admin/backup") => {
             // Inside the server's temporary directory, so it goes with the test.

@@ -220,8 +220,30 @@ pub fn job_queue_config(config: &Config) -> anyhow::Result<keyledger_bus::jobs::
 }
 
 pub fn ingest_config(config: &Config) -> anyhow::Result<keyledger_ingest::IngestConfig> {
+    ingest_config_for(config, true)
+}
+
+/// `[ingest]` of the vault (`platform_key`: with the platform's AWS key for `role` keys) or of a
+/// worker, which never reads that key: the vault assumes roles for workers' jobs (decision 0030).
+pub fn ingest_config_for(
+    config: &Config,
+    platform_key: bool,
+) -> anyhow::Result<keyledger_ingest::IngestConfig> {
     let section: IngestSection = config.section("ingest")?.unwrap_or_default();
-    let aws_role = aws_role_platform(&section)?;
+    let aws_role = if platform_key {
+        aws_role_platform(&section)?
+    } else {
+        if section
+            .aws_role_credentials_file
+            .as_ref()
+            .is_some_and(|file| !file.as_os_str().is_empty())
+        {
+            tracing::warn!(
+                "ingest.aws_role_credentials_file is for the vault only: this worker does not read it (the vault assumes roles for workers' jobs)"
+            );
+        }
+        None
+    };
     let mut ingest = keyledger_ingest::IngestConfig {
         aws_role,
         store_root: section

@@ -59,7 +59,7 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     local::init_tracing(&config);
     let key = worker_key(args)?;
     let (store_root, object_store) = store(args)?;
-    let mut ingest = serve::ingest_config(&config)?;
+    let mut ingest = serve::ingest_config_for(&config, false)?;
     ingest.store_root = store_root;
     ingest.object_store = object_store;
     let bus = local::bus_config(&config, Some(&args.nats))?.ok_or_else(|| {

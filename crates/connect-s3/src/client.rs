@@ -17,7 +17,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Failure, S3Error, Target, classify};
 use crate::probe::ProbeFailure;
-use crate::role::{AssumeRoleSettings, AssumedSession, OnAssumed, RoleCredentials, SharedRole};
+use crate::role::{
+    AssumeRoleSettings, AssumedSession, OnAssumed, RoleCredentials, SessionIssuer, SharedRole,
+};
 
 /// An AWS access key as stored in the vault. `Debug` shows the access key id only.
 #[derive(Clone)]
@@ -162,6 +164,26 @@ impl S3Source {
         check_options(options)?;
         let region = settings.region.clone();
         let role = Arc::new(RoleCredentials::new(settings, options, on_assumed)?);
+        let provider = SharedCredentialsProvider::new(SharedRole(Arc::clone(&role)));
+        Ok(S3Source::build(provider, &region, options, Some(role)))
+    }
+
+    /// Builds a client signing with sessions someone else issues (a worker's job on a `role`
+    /// key: the vault assumes the role): `first` until near its end, then `issue` again, and
+    /// at once when S3 answers `ExpiredToken`.
+    pub fn with_issued_sessions(
+        first: AwsCredentials,
+        options: &S3Options,
+        issue: SessionIssuer,
+    ) -> Result<Self, S3Error> {
+        if first.region.trim().is_empty() {
+            return Err(S3Error::InvalidInput(
+                "the AWS region must not be empty".to_owned(),
+            ));
+        }
+        check_options(options)?;
+        let region = first.region.clone();
+        let role = Arc::new(RoleCredentials::remote(first, issue));
         let provider = SharedCredentialsProvider::new(SharedRole(Arc::clone(&role)));
         Ok(S3Source::build(provider, &region, options, Some(role)))
     }

@@ -40,7 +40,8 @@ pub use error::{S3Error, Verification};
 pub use keyledger_connect::{PartialFile, Progress, Source, Unreachable};
 pub use probe::{Probe, ProbeFailure, Refusal};
 pub use role::{
-    AssumeRoleSettings, AssumedSession, OnAssumed, read_only_session_policy, session_name,
+    AssumeRoleSettings, AssumedSession, OnAssumed, SessionIssuer, assume_role_once,
+    read_only_session_policy, session_name,
 };
 pub use tokio_util::sync::CancellationToken;
 

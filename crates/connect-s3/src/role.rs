@@ -132,13 +132,32 @@ pub fn read_only_session_policy(bucket: &str, prefix: &str) -> Result<String, S3
     Ok(policy)
 }
 
+/// Issues a fresh session on request: for a worker, the vault (which assumes the role for the
+/// job and records it). An error is a sentence for people, without a secret.
+pub type SessionIssuer =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<AwsCredentials, String>> + Send + Sync>;
+
+/// Where a role source's sessions come from.
+enum Issuer {
+    /// AssumeRole here, with the platform's key.
+    Sts {
+        sts: aws_sdk_sts::Client,
+        settings: AssumeRoleSettings,
+        sts_host: String,
+        on_assumed: Option<OnAssumed>,
+    },
+    /// Someone else assumes (the vault, for a worker's job); `first` is the session leased
+    /// with the job, used before asking.
+    Remote {
+        issue: SessionIssuer,
+        first: std::sync::Mutex<Option<AwsCredentials>>,
+    },
+}
+
 /// The credentials provider of a role source: one session at a time, assumed again when
 /// near its end or found expired.
 pub(crate) struct RoleCredentials {
-    sts: aws_sdk_sts::Client,
-    settings: AssumeRoleSettings,
-    sts_host: String,
-    on_assumed: Option<OnAssumed>,
+    issuer: Issuer,
     current: tokio::sync::Mutex<Option<Session>>,
 }
 
@@ -147,14 +166,72 @@ struct Session {
     credentials: Credentials,
     expires_at: SystemTime,
     assumed_at: Instant,
+    /// Replaced when less than this is left: a fifth of its lifetime, at most five minutes.
+    margin: Duration,
+}
+
+impl Session {
+    /// `lifetime`: how long it was issued for; `None`: until `expires_at` from now.
+    fn new(
+        credentials: Credentials,
+        expires_at: SystemTime,
+        lifetime: Option<Duration>,
+    ) -> Session {
+        let lifetime = lifetime.unwrap_or_else(|| {
+            expires_at
+                .duration_since(SystemTime::now())
+                .unwrap_or_default()
+        });
+        Session {
+            credentials,
+            expires_at,
+            assumed_at: Instant::now(),
+            margin: (lifetime / 5).min(Duration::from_secs(300)),
+        }
+    }
 }
 
 impl fmt::Debug for RoleCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RoleCredentials")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
+        match &self.issuer {
+            Issuer::Sts { settings, .. } => f
+                .debug_struct("RoleCredentials")
+                .field("settings", settings)
+                .finish_non_exhaustive(),
+            Issuer::Remote { .. } => f.write_str("RoleCredentials { issuer: remote, .. }"),
+        }
     }
+}
+
+/// Assumes the role once with the platform's key (the vault, leasing a `role` key's job to a
+/// worker): the session's credentials and what may be recorded of it.
+pub async fn assume_role_once(
+    settings: AssumeRoleSettings,
+    options: &S3Options,
+) -> Result<(AwsCredentials, AssumedSession), ProbeFailure> {
+    let region = settings.region.clone();
+    let session_name = settings.session_name.clone();
+    let role = RoleCredentials::new(settings, options, None).map_err(|error| ProbeFailure {
+        refusal: Refusal::Other,
+        detail: error.to_string(),
+    })?;
+    let session = role.assume().await?;
+    let credentials = &session.credentials;
+    let assumed = AssumedSession {
+        session_name,
+        access_key_id: credentials.access_key_id().to_owned(),
+        expires_at: session.expires_at,
+    };
+    Ok((
+        AwsCredentials {
+            access_key_id: credentials.access_key_id().to_owned(),
+            secret_access_key: credentials.secret_access_key().to_owned(),
+            region,
+            session_token: credentials.session_token().map(str::to_owned),
+            expires_at: Some(session.expires_at),
+        },
+        assumed,
+    ))
 }
 
 impl RoleCredentials {
@@ -196,18 +273,25 @@ impl RoleCredentials {
             None => format!("sts.{}.amazonaws.com", settings.region),
         };
         Ok(RoleCredentials {
-            sts: aws_sdk_sts::Client::from_conf(builder.build()),
-            settings,
-            sts_host,
-            on_assumed,
+            issuer: Issuer::Sts {
+                sts: aws_sdk_sts::Client::from_conf(builder.build()),
+                settings,
+                sts_host,
+                on_assumed,
+            },
             current: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// How long before a session's end it is replaced: a fifth of its duration, at most
-    /// five minutes (so a request never starts with a session about to end).
-    fn refresh_margin(&self) -> Duration {
-        (self.settings.duration / 5).min(Duration::from_secs(300))
+    /// Sessions issued by `issue` (the vault), starting with `first`.
+    pub(crate) fn remote(first: AwsCredentials, issue: SessionIssuer) -> RoleCredentials {
+        RoleCredentials {
+            issuer: Issuer::Remote {
+                issue,
+                first: std::sync::Mutex::new(Some(first)),
+            },
+            current: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The current session's credentials, assuming the role first if there is none or it is
@@ -218,7 +302,7 @@ impl RoleCredentials {
             && session
                 .expires_at
                 .duration_since(SystemTime::now())
-                .is_ok_and(|left| left > self.refresh_margin())
+                .is_ok_and(|left| left > session.margin)
         {
             return Ok(session.credentials.clone());
         }
@@ -244,18 +328,51 @@ impl RoleCredentials {
         match self.credentials().await {
             Ok(_) => true,
             Err(failure) => {
-                tracing::warn!(role = %self.settings.role_arn, error = %failure.detail, "could not assume the role again after ExpiredToken");
+                tracing::warn!(error = %failure.detail, "could not get a new session after ExpiredToken");
                 false
             }
         }
     }
 
-    /// One AssumeRole, reported to the hook.
+    /// A new session: one AssumeRole reported to the hook, or one from the remote issuer.
     async fn assume(&self) -> Result<Session, ProbeFailure> {
-        let settings = &self.settings;
+        let (sts, settings, sts_host, on_assumed) = match &self.issuer {
+            Issuer::Sts {
+                sts,
+                settings,
+                sts_host,
+                on_assumed,
+            } => (sts, settings, sts_host, on_assumed),
+            Issuer::Remote { issue, first } => {
+                let leased = first
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                let issued = match leased {
+                    Some(first) => first,
+                    None => issue().await.map_err(|detail| ProbeFailure {
+                        refusal: Refusal::Other,
+                        detail,
+                    })?,
+                };
+                let Some(expires_at) = issued.expires_at else {
+                    return Err(ProbeFailure {
+                        refusal: Refusal::Other,
+                        detail: "the issued session has no expiry".to_owned(),
+                    });
+                };
+                let credentials = Credentials::new(
+                    issued.access_key_id.clone(),
+                    issued.secret_access_key.clone(),
+                    issued.session_token.clone(),
+                    Some(expires_at),
+                    "keyledger-leased-role",
+                );
+                return Ok(Session::new(credentials, expires_at, None));
+            }
+        };
         let seconds = i32::try_from(settings.duration.as_secs()).unwrap_or(i32::MAX);
-        let mut request = self
-            .sts
+        let mut request = sts
             .assume_role()
             .role_arn(&settings.role_arn)
             .role_session_name(&settings.session_name)
@@ -266,7 +383,7 @@ impl RoleCredentials {
         }
         let target = Target {
             operation: "AssumeRole",
-            host: &self.sts_host,
+            host: sts_host,
             bucket: "",
             key: None,
             region: &settings.region,
@@ -298,7 +415,7 @@ impl RoleCredentials {
             "keyledger-role",
         );
         tracing::info!(role = %settings.role_arn, session = %settings.session_name, access_key_id = issued.access_key_id(), "assumed the role");
-        if let Some(hook) = &self.on_assumed {
+        if let Some(hook) = on_assumed {
             hook(AssumedSession {
                 session_name: settings.session_name.clone(),
                 access_key_id: issued.access_key_id().to_owned(),
@@ -306,11 +423,11 @@ impl RoleCredentials {
             })
             .await;
         }
-        Ok(Session {
+        Ok(Session::new(
             credentials,
             expires_at,
-            assumed_at: Instant::now(),
-        })
+            Some(settings.duration),
+        ))
     }
 }
 

@@ -51,12 +51,12 @@ use keyledger_vault::VaultError;
 
 pub use ingestor::{Ingestor, RecoveryReport};
 pub use keyledger_connect_dnanexus::DnanexusOptions;
-pub use keyledger_connect_s3::{AwsCredentials, S3Options};
+pub use keyledger_connect_s3::{AwsCredentials, S3Options, SessionIssuer};
 pub use preview::{DEFAULT_PREVIEW_PAGE, MAX_PREVIEW_PAGE, Preview, PreviewFile, PreviewRequest};
 pub use probe::{CapabilityReport, Probed, check_probe_scope, probe};
 pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceErrorKind};
 pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
-pub use role::record_role_assumed;
+pub use role::{record_role_assumed, session_for_job};
 pub use source::{RoleUse, SampleSource, source_for, source_for_credential, source_for_use};
 pub use store::object::ObjectTarget;
 pub use store::{

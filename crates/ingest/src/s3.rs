@@ -48,56 +48,38 @@ impl S3SampleSource {
             external_id,
         } = credential
         {
-            let Some(platform) = &config.aws_role else {
-                return Err(SourceError::new(
-                    SourceErrorKind::Invalid,
-                    "this server has no AWS credentials of its own to assume roles with: the \
-                     operator sets `[ingest] aws_role_credentials_file` (docs/operations.md)",
-                ));
-            };
-            let session_policy = match &role_use.scope {
-                Some((bucket, prefix)) => {
-                    Some(read_only_session_policy(bucket, prefix).map_err(source_error)?)
-                }
-                None => None,
-            };
-            let settings = AssumeRoleSettings {
-                role_arn: role_arn.clone(),
-                external_id: external_id.clone(),
-                session_name: session_name(&role_use.purpose),
-                session_policy,
-                duration: platform.session_duration,
-                region: region.clone(),
-                sts_endpoint: config.sts_endpoint.clone(),
-                base: platform.credentials.clone(),
-            };
+            let settings = role_settings(role_arn, region, external_id, config, &role_use)?;
             let source = S3Source::assuming_role(settings, options, role_use.on_assumed)
                 .map_err(source_error)?;
             return Ok(S3SampleSource { source });
         }
-        let ExternalCredential::Aws {
-            access_key_id,
-            secret_access_key,
-            region,
-            session,
-        } = credential
-        else {
+        let Some(credentials) = aws_credentials(credential) else {
             return Err(SourceError::new(
                 SourceErrorKind::Invalid,
                 format!("external key {key} is not an AWS key"),
             ));
         };
-        let credentials = AwsCredentials {
-            access_key_id: access_key_id.clone(),
-            secret_access_key: secret_access_key.expose().to_owned(),
-            region: region.clone(),
-            session_token: session.as_ref().map(|s| s.token.expose().to_owned()),
-            expires_at: session.as_ref().map(|s| {
-                let millis = u64::try_from(s.expires_at.as_millis()).unwrap_or(0);
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis)
-            }),
-        };
         let source = S3Source::new(&credentials, options).map_err(source_error)?;
+        Ok(S3SampleSource { source })
+    }
+
+    /// The source of a worker's job on a `role` key: signs with `first` (the session the vault
+    /// leased with the job), then with sessions `issue` asks the vault for, before each ends
+    /// and when S3 answers `ExpiredToken`.
+    pub fn with_issued_sessions(
+        key: &str,
+        first: &ExternalCredential,
+        config: &IngestConfig,
+        issue: keyledger_connect_s3::SessionIssuer,
+    ) -> Result<S3SampleSource, SourceError> {
+        let Some(first) = aws_credentials(first) else {
+            return Err(SourceError::new(
+                SourceErrorKind::Invalid,
+                format!("external key {key}: the vault leased no AWS session for its role"),
+            ));
+        };
+        let source =
+            S3Source::with_issued_sessions(first, &config.s3, issue).map_err(source_error)?;
         Ok(S3SampleSource { source })
     }
 
@@ -220,6 +202,63 @@ pub(crate) fn source_error(error: S3Error) -> SourceError {
         S3Error::Io(_) => SourceErrorKind::Local,
     };
     SourceError::new(kind, error.to_string())
+}
+
+/// An AWS key (long-lived or a session) in the connector's form; `None` for other kinds.
+pub fn aws_credentials(credential: &ExternalCredential) -> Option<AwsCredentials> {
+    let ExternalCredential::Aws {
+        access_key_id,
+        secret_access_key,
+        region,
+        session,
+    } = credential
+    else {
+        return None;
+    };
+    Some(AwsCredentials {
+        access_key_id: access_key_id.clone(),
+        secret_access_key: secret_access_key.expose().to_owned(),
+        region: region.clone(),
+        session_token: session.as_ref().map(|s| s.token.expose().to_owned()),
+        expires_at: session.as_ref().map(|s| {
+            let millis = u64::try_from(s.expires_at.as_millis()).unwrap_or(0);
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis)
+        }),
+    })
+}
+
+/// How to assume a `role` key's role for `role_use`: the platform's key and session length
+/// from `[ingest] aws_role_*`, the session named after the purpose, narrowed to its scope.
+pub(crate) fn role_settings(
+    role_arn: &str,
+    region: &str,
+    external_id: &str,
+    config: &IngestConfig,
+    role_use: &RoleUse,
+) -> Result<AssumeRoleSettings, SourceError> {
+    let Some(platform) = &config.aws_role else {
+        return Err(SourceError::new(
+            SourceErrorKind::Invalid,
+            "this server has no AWS credentials of its own to assume roles with: the \
+             operator sets `[ingest] aws_role_credentials_file` (docs/operations.md)",
+        ));
+    };
+    let session_policy = match &role_use.scope {
+        Some((bucket, prefix)) => {
+            Some(read_only_session_policy(bucket, prefix).map_err(source_error)?)
+        }
+        None => None,
+    };
+    Ok(AssumeRoleSettings {
+        role_arn: role_arn.to_owned(),
+        external_id: external_id.to_owned(),
+        session_name: session_name(&role_use.purpose),
+        session_policy,
+        duration: platform.session_duration,
+        region: region.to_owned(),
+        sts_endpoint: config.sts_endpoint.clone(),
+        base: platform.credentials.clone(),
+    })
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! credential, and reports of its progress. The API serves these types; `keyledger worker`
 //! reads them, so both sides share one definition.
 //!
-//! The grant is the only JSON that carries a secret: its `Debug` redacts it, and it is
-//! zeroized when dropped.
+//! The grant and a renewed `role` session (`WireCredential`, decision 0030) are the only JSON
+//! that carries a secret: their `Debug` redacts it, and it is zeroized when dropped. A `role`
+//! key's credential is never sent: the vault assumes the role and sends the session.
 
 use std::fmt;
 
@@ -44,6 +45,18 @@ pub struct GrantBody {
     /// Paths that already have their outcome: a resumed job skips them.
     pub recorded: Vec<String>,
     pub credential: WireCredential,
+    /// The credential is a session of a `role` key that the vault assumed for this job: ask
+    /// `POST /v1/worker/ingestions/{id}/session` for the next one (decision 0030).
+    #[serde(default)]
+    pub renewable: bool,
+}
+
+/// `POST /v1/worker/ingestions/{id}/session`: a new session of the job's `role` key, under
+/// the job's lease.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionRequest {
+    pub lease: String,
 }
 
 impl fmt::Debug for GrantBody {
@@ -72,13 +85,6 @@ pub enum WireCredential {
     Dnanexus {
         token: String,
     },
-    /// A `role` key: nothing secret; the worker assumes the role with the platform's key
-    /// from its own configuration (`[ingest] aws_role_*`).
-    AwsRole {
-        role_arn: String,
-        region: String,
-        external_id: String,
-    },
 }
 
 impl fmt::Debug for WireCredential {
@@ -99,15 +105,16 @@ impl Drop for WireCredential {
                 session_token.zeroize();
             }
             WireCredential::Dnanexus { token } => token.zeroize(),
-            WireCredential::AwsRole { .. } => {}
         }
     }
 }
 
 impl GrantBody {
-    pub fn from_grant(grant: &JobGrant) -> GrantBody {
+    /// The grant as sent; a `role` key's credential must have been replaced by a session
+    /// first (`session_for_job`), which `renewable` says.
+    pub fn from_grant(grant: &JobGrant, renewable: bool) -> Result<GrantBody, String> {
         let job = &grant.job;
-        GrantBody {
+        Ok(GrantBody {
             lease: grant.lease.clone(),
             expires_at: grant.expires_at.to_rfc3339(),
             ingestion: job.id.to_string(),
@@ -118,14 +125,17 @@ impl GrantBody {
             batch_id: job.batch_id.clone(),
             listed: job.files_selected.is_some(),
             recorded: job.files.iter().map(|file| file.path.clone()).collect(),
-            credential: WireCredential::from_credential(&grant.credential),
-        }
+            credential: WireCredential::from_credential(&grant.credential)?,
+            renewable,
+        })
     }
 }
 
 impl WireCredential {
-    pub fn from_credential(credential: &ExternalCredential) -> WireCredential {
-        match credential {
+    /// A `role` key's credential never goes on the wire: the vault assumes the role and sends
+    /// the session.
+    pub fn from_credential(credential: &ExternalCredential) -> Result<WireCredential, String> {
+        Ok(match credential {
             ExternalCredential::Aws {
                 access_key_id,
                 secret_access_key,
@@ -141,16 +151,10 @@ impl WireCredential {
             ExternalCredential::Dnanexus { token } => WireCredential::Dnanexus {
                 token: token.expose().to_owned(),
             },
-            ExternalCredential::AwsRole {
-                role_arn,
-                region,
-                external_id,
-            } => WireCredential::AwsRole {
-                role_arn: role_arn.clone(),
-                region: region.clone(),
-                external_id: external_id.clone(),
-            },
-        }
+            ExternalCredential::AwsRole { .. } => {
+                return Err("a role key's credential is a session the vault assumes".to_owned());
+            }
+        })
     }
 
     /// The credential in the secret types the connectors take.
@@ -180,15 +184,6 @@ impl WireCredential {
             },
             WireCredential::Dnanexus { token } => ExternalCredential::Dnanexus {
                 token: SecretString::new(token.clone()),
-            },
-            WireCredential::AwsRole {
-                role_arn,
-                region,
-                external_id,
-            } => ExternalCredential::AwsRole {
-                role_arn: role_arn.clone(),
-                region: region.clone(),
-                external_id: external_id.clone(),
             },
         })
     }
@@ -311,5 +306,38 @@ impl ReportItem {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_role_keys_credential_never_goes_on_the_wire() {
+        let role = ExternalCredential::AwsRole {
+            role_arn: "arn:aws:iam::111122223333:role/lab".to_owned(),
+            region: "us-east-1".to_owned(),
+            external_id: "kl-x".to_owned(),
+        };
+        assert!(WireCredential::from_credential(&role).is_err());
+        // Only `aws` and `dnanexus` credentials are read back.
+        let sent = r#"{"provider":"aws_role","role_arn":"a","region":"r","external_id":"e"}"#;
+        assert!(serde_json::from_str::<WireCredential>(sent).is_err());
+    }
+
+    #[test]
+    fn a_session_round_trips_with_its_expiry() {
+        let sent = r#"{"provider":"aws","access_key_id":"ASIAX","secret_access_key":"s","region":"us-east-1","session_token":"t","token_expires_at":"2026-12-06T00:15:00Z"}"#;
+        let wire: WireCredential = serde_json::from_str(sent).unwrap();
+        let Ok(ExternalCredential::Aws {
+            session: Some(session),
+            ..
+        }) = wire.to_credential()
+        else {
+            panic!("not a session");
+        };
+        assert_eq!(session.expires_at.to_rfc3339(), "2026-12-06T00:15:00.000Z");
+        assert_eq!(format!("{wire:?}"), "[redacted]");
     }
 }

@@ -122,6 +122,50 @@ impl Vault {
         })
     }
 
+    /// The job and its key's credential again, for the worker that holds `lease` and needs a
+    /// new session of a `role` key (decision 0030): refused, with the reason, once the lease
+    /// ended. Records nothing: the caller records the AssumeRole; the lease stays the same.
+    /// Only the worker user the lease was granted to gets one (`NotHandedOut` otherwise).
+    pub fn job_credential(
+        &self,
+        actor: &Actor,
+        ingestion: &IngestionId,
+        lease: &str,
+    ) -> Result<(Ingestion, ExternalCredential), VaultError> {
+        let ended = |reason: String| VaultError::Domain(DomainError::LeaseEnded { reason });
+        let job = self
+            .read(|state| state.ingestion(ingestion).cloned())
+            .ok_or_else(|| DomainError::NotFound {
+                what: "ingestion",
+                id: ingestion.to_string(),
+            })?;
+        if let Some(reason) = self.read(|state| state.lease_ended(&job, lease, self.now())) {
+            return Err(ended(reason));
+        }
+        let holder = self.read(|state| state.job_lease(ingestion).map(|held| held.worker.clone()));
+        let caller = match actor {
+            Actor::User { user, .. } => Some(user),
+            Actor::System | Actor::Operator => None,
+        };
+        if holder.as_ref() != caller {
+            return Err(DomainError::NotHandedOut {
+                id: ingestion.to_string(),
+            }
+            .into());
+        }
+        let opened = self
+            .lease_external_key(&job.external_key)
+            .map_err(|error| match error {
+                VaultError::Domain(DomainError::NotActive { status, .. }) => ended(format!(
+                    "the external key {} is {}",
+                    job.external_key,
+                    status.as_str()
+                )),
+                other => other,
+            })?;
+        Ok((job, opened.credential.clone()))
+    }
+
     /// Records a worker's report of `ingestion`'s progress under `lease`, in one atomic append
     /// (all items or none). Returns how many events were recorded: items already recorded are
     /// skipped.

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use keyledger_bus::jobs::JobMessage;
 use keyledger_crypto::SecretString;
-use keyledger_ingest::wire::{GrantBody, ReportItem};
+use std::sync::Arc;
+
+use keyledger_ingest::wire::{GrantBody, ReportItem, SessionRequest, WireCredential};
+use keyledger_ingest::{AwsCredentials, SessionIssuer};
 use keyledger_ingest::{JobHost, Refused};
 use reqwest::StatusCode;
 use serde::Deserialize;
@@ -88,6 +91,44 @@ impl VaultClient {
             }
             _ => Err(LeaseRefused::Later(format!("{status}: {message}"))),
         }
+    }
+
+    /// Asks the vault for a new session of the job's `role` key under `lease` (decision 0030).
+    pub fn session_issuer(&self, ingestion: &str, lease: &str) -> SessionIssuer {
+        let (client, ingestion, lease) = (self.clone(), ingestion.to_owned(), lease.to_owned());
+        Arc::new(move || {
+            let (client, ingestion, lease) = (client.clone(), ingestion.clone(), lease.clone());
+            Box::pin(async move { client.renew_session(&ingestion, &lease).await })
+        })
+    }
+
+    async fn renew_session(&self, ingestion: &str, lease: &str) -> Result<AwsCredentials, String> {
+        let url = format!("{}/v1/worker/ingestions/{ingestion}/session", self.base);
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(self.key.expose())
+            .json(&SessionRequest {
+                lease: lease.to_owned(),
+            })
+            .send()
+            .await
+            .map_err(|error| format!("the vault is unreachable: {error}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let (_, message) = error_of(response).await;
+            return Err(format!(
+                "the vault gave no new session ({status}): {message}"
+            ));
+        }
+        let wire = response
+            .json::<WireCredential>()
+            .await
+            .map_err(|error| format!("unreadable session: {error}"))?;
+        let credential = wire.to_credential()?;
+        tracing::info!("new role session from the vault");
+        keyledger_ingest::s3::aws_credentials(&credential)
+            .ok_or_else(|| "the vault sent no AWS session".to_owned())
     }
 
     /// A [`JobHost`] reporting under `lease`.

@@ -10,10 +10,12 @@ use async_nats::jetstream::AckKind;
 use async_nats::jetstream::consumer::PullConsumer;
 use futures::StreamExt as _;
 use keyledger_bus::jobs::{JobMessage, bind_job_consumer, context};
-use keyledger_domain::Selection;
 use keyledger_domain::{FailureKind, IngestionId};
+use keyledger_ingest::s3::S3SampleSource;
 use keyledger_ingest::wire::ReportItem;
-use keyledger_ingest::{JobHost, RemoteJob, RemoteOutcome, RoleUse, Store, source_for_credential};
+use keyledger_ingest::{
+    JobHost, RemoteJob, RemoteOutcome, RoleUse, SampleSource, Store, source_for_credential,
+};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -286,11 +288,23 @@ impl Worker {
         let source = match grant.credential.to_credential().map_err(|reason| {
             keyledger_ingest::SourceError::new(keyledger_ingest::SourceErrorKind::Invalid, reason)
         }) {
+            Ok(credential) if grant.renewable => {
+                // A `role` key: the vault assumed the role for this job; it issues the next
+                // session too (decision 0030).
+                let issue = self.vault.session_issuer(&grant.ingestion, &grant.lease);
+                S3SampleSource::with_issued_sessions(
+                    &grant.external_key,
+                    &credential,
+                    &self.config.ingest,
+                    issue,
+                )
+                .map(SampleSource::S3)
+            }
             Ok(credential) => source_for_credential(
                 &grant.external_key,
                 &credential,
                 &self.config.ingest,
-                role_use(&grant),
+                RoleUse::default(),
             ),
             Err(error) => Err(error),
         };
@@ -376,18 +390,4 @@ enum Ack {
     HandBack,
     /// Say nothing: another worker has it.
     Leave,
-}
-
-/// A `role` key's sessions for this job: named after it and narrowed to its bucket and prefix.
-/// The worker's AssumeRole calls are not recorded as events (it cannot append); the vault's
-/// lease of the job is.
-fn role_use(grant: &keyledger_ingest::wire::GrantBody) -> RoleUse {
-    RoleUse {
-        purpose: grant.ingestion.clone(),
-        scope: match &grant.selection {
-            Selection::Aws { bucket, prefix, .. } => Some((bucket.clone(), prefix.clone())),
-            Selection::Dnanexus { .. } => None,
-        },
-        on_assumed: None,
-    }
 }

@@ -7,8 +7,11 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use keyledger_domain::IngestionId;
-use keyledger_ingest::wire::{GrantBody, MAX_REPORT_ITEMS, ReportAnswer, ReportItem};
+use keyledger_domain::{IngestionId, IngestionProgress};
+use keyledger_ingest::wire::{
+    GrantBody, MAX_REPORT_ITEMS, ReportAnswer, ReportItem, WireCredential,
+};
+use keyledger_vault::ExternalCredential;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -59,12 +62,100 @@ pub(crate) async fn lease_job(
 ) -> Result<Json<GrantBody>, ApiError> {
     let ApiJson(body) = body?;
     let id = IngestionId::parse(&id)?;
-    let grant = state
+    let mut grant = state
         .vault()
         .lease_job(caller.actor(), &id, &body.ticket, WORKER_LEASE_TTL)
         .await?;
+    let renewable = matches!(grant.credential, ExternalCredential::AwsRole { .. });
+    if renewable {
+        // Decision 0030: the vault assumes the role for the job; the worker gets the session.
+        match role_session(&state, &grant.job, &grant.credential).await {
+            Ok(session) => grant.credential = session,
+            Err(error) => {
+                let item = IngestionProgress::Failed {
+                    reason: error.message.clone(),
+                    failure_kind: error.failure_kind(),
+                };
+                let recorded = state
+                    .vault()
+                    .report_job(caller.actor(), &id, &grant.lease, vec![item])
+                    .await;
+                if let Err(failure) = recorded {
+                    tracing::warn!(ingestion = %id, error = %failure, "could not record the job's failure");
+                }
+                return Err(role_refused(error.message));
+            }
+        }
+    }
     tracing::info!(ingestion = %id, lease = %grant.lease, "job credential leased to a worker");
-    Ok(Json(GrantBody::from_grant(&grant)))
+    let body = GrantBody::from_grant(&grant, renewable)
+        .map_err(|problem| ApiError::new(StatusCode::CONFLICT, "role_not_assumed", problem))?;
+    Ok(Json(body))
+}
+
+/// A new session of a job's `role` key for the worker holding the job's lease (decision 0030):
+/// the vault assumes the role again for the job (session named after it, narrowed to its bucket
+/// and prefix) and records `ExternalKeyRoleAssumed`. The lease stays the same. Refused once
+/// the lease ended (409 `lease_ended`), for a worker other than the lease's (403
+/// `not_handed_out`), or when the job's key is not a `role` key.
+#[utoipa::path(post, path = "/v1/worker/ingestions/{id}/session", tag = "worker", params(("id" = String, Path)),
+    request_body = RenewSessionRequest,
+    responses((status = 200, description = "The new session: `{provider: \"aws\", access_key_id, secret_access_key, region, session_token, token_expires_at}`"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The lease ended (with why), the key is not a role key, or the role could not be assumed", body = ErrorBody)))]
+pub(crate) async fn renew_session(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<RenewSessionRequest>, ApiError>,
+) -> Result<Json<WireCredential>, ApiError> {
+    let ApiJson(body) = body?;
+    let id = IngestionId::parse(&id)?;
+    let (job, credential) = state
+        .vault()
+        .job_credential(&caller.actor(), &id, &body.lease)?;
+    if !matches!(credential, ExternalCredential::AwsRole { .. }) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_renewable",
+            format!(
+                "the key of ingestion `{id}` is not a role key: its credential has no session to renew"
+            ),
+        ));
+    }
+    let session = role_session(&state, &job, &credential)
+        .await
+        .map_err(|error| role_refused(error.message))?;
+    tracing::info!(ingestion = %id, lease = %body.lease, "role session renewed for a worker");
+    let wire = WireCredential::from_credential(&session)
+        .map_err(|problem| ApiError::new(StatusCode::CONFLICT, "role_not_assumed", problem))?;
+    Ok(Json(wire))
+}
+
+/// The lease whose session is renewed.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenewSessionRequest {
+    /// The lease (`lease_…`) the grant named.
+    pub lease: String,
+}
+
+async fn role_session(
+    state: &ApiState,
+    job: &keyledger_domain::Ingestion,
+    credential: &ExternalCredential,
+) -> Result<ExternalCredential, keyledger_ingest::SourceError> {
+    let Some(ingestor) = state.ingestor() else {
+        return Err(keyledger_ingest::SourceError::new(
+            keyledger_ingest::SourceErrorKind::Invalid,
+            "this server runs no ingestions, so it assumes no roles",
+        ));
+    };
+    keyledger_ingest::session_for_job(state.vault(), ingestor.config(), job, credential).await
+}
+
+fn role_refused(message: String) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "role_not_assumed", message)
 }
 
 /// Records a job's progress under the caller's lease (all items or none). A file or listing
