@@ -68,6 +68,8 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(409, "user_deactivated"),
     code(409, "key_rejected"),
     code(409, "provider_refused"),
+    code(409, "not_renewable"),
+    code(409, "role_not_assumed"),
     code(413, "payload_too_large"),
     code(415, "unsupported_media_type"),
     code(422, "invalid_body"),
