@@ -1,34 +1,12 @@
 //! Canary secrets: after creation, no response, server log line, metric or data-directory byte
 //! contains them.
 
-use std::path::Path;
-
 use serde_json::json;
 
-use crate::support::Server;
+use crate::support::{Server, files_containing};
 
 const AWS_CANARY: &str = "CANARYawsSECRETdoNotLeak/0123456789+ABCD";
 const DX_CANARY: &str = "CANARYdnanexusTOKENdoNotLeak0123456789";
-
-fn files_containing(dir: &Path, needles: &[&str]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                stack.push(entry.unwrap().path());
-            }
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        for needle in needles {
-            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                found.push(format!("{} holds {needle}", path.display()));
-            }
-        }
-    }
-    found
-}
 
 #[test]
 fn no_secret_leaks_after_creation() {
@@ -145,7 +123,8 @@ fn no_secret_leaks_after_creation() {
         !output.contains(master_key.trim()),
         "the server's output contains the master key"
     );
-    let leaks = files_containing(&server.data_dir().join("log"), &canaries);
+    let needles: Vec<&[u8]> = canaries.iter().map(|c| c.as_bytes()).collect();
+    let leaks = files_containing(&server.data_dir().join("log"), &needles);
     assert!(leaks.is_empty(), "{leaks:?}");
 
     // Offline, with the master key: the deleted credential can no longer be decrypted, the kept

@@ -2,11 +2,9 @@
 //! offboarding in one step (under concurrent use, and with a canary scan of the data directory
 //! afterwards), and scoped keys.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
-use crate::support::{Server, developer_key};
+use crate::support::{Server, developer_key, files_containing};
 
 const AWS_CANARY: &str = "CANARYoffboardSECRETdoNotLeak/0123456789";
 const DX_CANARY: &str = "CANARYoffboardDXtokenDoNotLeak012345678";
@@ -383,7 +381,10 @@ fn offboarding_in_one_step() {
     // The canary scan: no plaintext byte of mia's external secrets in the data directory, and
     // with the master key, offline, neither credential can be decrypted: their data keys are gone.
     server.stop();
-    let leaks = files_containing(&server.data_dir(), &[AWS_CANARY, DX_CANARY]);
+    let leaks = files_containing(
+        &server.data_dir(),
+        &[AWS_CANARY.as_bytes(), DX_CANARY.as_bytes()],
+    );
     assert!(leaks.is_empty(), "{leaks:?}");
     assert!(!server.output().contains(AWS_CANARY) && !server.output().contains(DX_CANARY));
     let master = keyledger_vault::read_master_key(&server.data_dir().join("master.key")).unwrap();
@@ -693,24 +694,4 @@ fn export_events(export: &Value) -> Vec<Value> {
         .map(|item| item.get("event").cloned().unwrap_or(item))
         .filter(|item| item.get("type").is_some())
         .collect()
-}
-
-fn files_containing(dir: &Path, needles: &[&str]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                stack.push(entry.unwrap().path());
-            }
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        for needle in needles {
-            if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                found.push(format!("{} holds {needle}", path.display()));
-            }
-        }
-    }
-    found
 }

@@ -14,7 +14,7 @@ use keyledger_testkit::iam::AccessKey;
 use keyledger_testkit::s3::S3Server;
 use serde_json::{Value, json};
 
-use crate::support::{CliRun, Server, runtime};
+use crate::support::{CliRun, Server, files_containing, runtime};
 
 const OLD_ID: &str = "AKIAROTATEOLDKEY0001";
 const OLD_SECRET: &str = "rotateOldSecret0123456789abcdefghijklmno";
@@ -88,27 +88,6 @@ fn data_keys(data_dir: &Path) -> BTreeMap<String, Vec<u8>> {
         entries.insert(id, take(len));
     }
     entries
-}
-
-/// Files of the directory tree that hold any of the byte strings.
-fn files_containing(dir: &Path, needles: &[&[u8]]) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(path) = stack.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path).unwrap() {
-                stack.push(entry.unwrap().path());
-            }
-            continue;
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        for needle in needles {
-            if bytes.windows(needle.len()).any(|w| w == *needle) {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
 }
 
 fn cli(server: &Server, key: &str, args: &[&str], stdin: &str) -> CliRun {

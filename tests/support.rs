@@ -507,3 +507,26 @@ pub fn find_key(text: &str) -> Option<String> {
         .find(|word| word.starts_with("kl_") && word.len() == 41)
         .map(str::to_owned)
 }
+
+/// The files below `dir` that hold any of `needles`, each as "PATH holds NEEDLE": the canary
+/// scan of a data directory.
+pub fn files_containing(dir: &Path, needles: &[&[u8]]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in needles {
+            if bytes.windows(needle.len()).any(|w| w == *needle) {
+                let needle = String::from_utf8_lossy(needle);
+                found.push(format!("{} holds {needle}", path.display()));
+            }
+        }
+    }
+    found
+}

@@ -308,6 +308,37 @@ impl Drop for Worker {
     }
 }
 
+/// The job of `job-00/`, whose last file's GET the proxy holds.
+fn held_job(jobs: &BTreeMap<String, String>) -> String {
+    jobs.iter()
+        .find(|(_, place)| place.as_str() == "job-00/")
+        .map(|(id, _)| id.clone())
+        .unwrap()
+}
+
+impl Cluster {
+    /// Once the held transfer has begun, kill -9 the worker that leased its job.
+    fn kill_worker_holding(&self, workers: &mut [Worker], held_job: &str) {
+        wait_for("the held transfer", || {
+            self.proxy
+                .requests()
+                .iter()
+                .any(|seen| seen.path_and_query.contains("job-00/zz-last.bin"))
+        });
+        let holder = workers
+            .iter()
+            .position(|worker| {
+                worker
+                    .log()
+                    .lines()
+                    .any(|line| line.contains(held_job) && line.contains("job leased"))
+            })
+            .expect("one worker leased the held job");
+        workers[holder].child.kill().unwrap();
+        workers[holder].child.wait().unwrap();
+    }
+}
+
 /// Waits until `condition` holds (the proxy saw a request, a log says something).
 fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
@@ -364,32 +395,11 @@ fn three_workers_run_twenty_jobs_and_one_killed_mid_file_loses_nothing() {
         jobs.insert(cluster.ingest(place), place.clone());
     }
     assert_eq!(jobs.len(), 20);
-    let held_job = jobs
-        .iter()
-        .find(|(_, place)| place.as_str() == "job-00/")
-        .map(|(id, _)| id.clone())
-        .unwrap();
+    let held_job = held_job(&jobs);
     let mut workers: Vec<Worker> = (0..3).map(|n| cluster.worker(n, logs.path())).collect();
 
     // Mid-file: the held transfer has begun; kill -9 the worker that runs it.
-    wait_for("the held transfer", || {
-        cluster
-            .proxy
-            .requests()
-            .iter()
-            .any(|seen| seen.path_and_query.contains("job-00/zz-last.bin"))
-    });
-    let holder = workers
-        .iter()
-        .position(|worker| {
-            worker
-                .log()
-                .lines()
-                .any(|line| line.contains(&held_job) && line.contains("job leased"))
-        })
-        .expect("one worker leased the held job");
-    workers[holder].child.kill().unwrap();
-    workers[holder].child.wait().unwrap();
+    cluster.kill_worker_holding(&mut workers, &held_job);
     // The dead worker's request may go on now: nobody is left to use its answer.
     gate.open();
 

@@ -63,33 +63,12 @@ fn workers_share_an_s3_store_and_a_killed_transfer_is_never_visible() {
     for place in cluster.expected.keys() {
         jobs.insert(cluster.ingest(place), place.clone());
     }
-    let held_job = jobs
-        .iter()
-        .find(|(_, place)| place.as_str() == "job-00/")
-        .map(|(id, _)| id.clone())
-        .unwrap();
+    let held_job = held_job(&jobs);
     let mut workers: Vec<Worker> = (0..2)
         .map(|n| cluster.worker_on(n, logs.path(), &cluster.worker_key, &store, &env))
         .collect();
 
-    wait_for("the held transfer", || {
-        cluster
-            .proxy
-            .requests()
-            .iter()
-            .any(|seen| seen.path_and_query.contains("job-00/zz-last.bin"))
-    });
-    let holder = workers
-        .iter()
-        .position(|worker| {
-            worker
-                .log()
-                .lines()
-                .any(|line| line.contains(&held_job) && line.contains("job leased"))
-        })
-        .expect("one worker leased the held job");
-    workers[holder].child.kill().unwrap();
-    workers[holder].child.wait().unwrap();
+    cluster.kill_worker_holding(&mut workers, &held_job);
     // The transfer broke off with its worker: nothing of it is in the store.
     let held = cluster
         .vault

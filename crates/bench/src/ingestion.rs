@@ -9,7 +9,9 @@ use keyledger_crypto::{MasterKey, SecretString};
 use keyledger_domain::{Actor, KeyDuration, Label, Selection, UserId};
 use keyledger_vault::{NewCredential, SystemClock, Vault, VaultConfig};
 
-use keyledger_ingest::{IngestConfig, IngestError, IngestRequest, Ingestor, JobState};
+use keyledger_ingest::{
+    IngestConfig, IngestError, IngestRequest, IngestionView, Ingestor, JobState,
+};
 
 /// Why a bench run did not produce a figure.
 #[derive(Debug, thiserror::Error)]
@@ -113,21 +115,7 @@ pub async fn resync_s3(
     };
     let (ingestor, actor) = open_bench(workspace, config, credential).await?;
     run_job(&ingestor, actor.clone(), selection.clone()).await?;
-    let started = Instant::now();
-    let id = ingestor
-        .start(
-            actor,
-            IngestRequest {
-                selection,
-                destination: None,
-            },
-        )
-        .await?;
-    let view = ingestor
-        .wait(&id)
-        .await
-        .ok_or_else(|| BenchError::Setup("the job disappeared".to_owned()))?;
-    let elapsed = started.elapsed();
+    let (view, elapsed) = timed_job(&ingestor, actor, selection).await?;
     if view.state != JobState::Completed {
         return Err(BenchError::Job {
             state: view.state,
@@ -181,12 +169,12 @@ async fn open_bench(
     Ok((ingestor, actor))
 }
 
-/// Runs one job to its end: bytes and files stored, and the time it took.
-async fn run_job(
+/// Starts one job and waits for its end: its view and the time from request to final event.
+async fn timed_job(
     ingestor: &Ingestor,
     actor: Actor,
     selection: Selection,
-) -> Result<BenchFigures, BenchError> {
+) -> Result<(IngestionView, Duration), BenchError> {
     let started = Instant::now();
     let id = ingestor
         .start(
@@ -202,6 +190,16 @@ async fn run_job(
         .await
         .ok_or_else(|| BenchError::Setup("the job disappeared".to_owned()))?;
     let elapsed = started.elapsed();
+    Ok((view, elapsed))
+}
+
+/// Runs one job to its end: bytes and files stored, and the time it took.
+async fn run_job(
+    ingestor: &Ingestor,
+    actor: Actor,
+    selection: Selection,
+) -> Result<BenchFigures, BenchError> {
+    let (view, elapsed) = timed_job(ingestor, actor, selection).await?;
     if view.state != JobState::Completed || view.files_failed > 0 {
         let reason = view.error.clone().unwrap_or_else(|| {
             let failed = view.files.iter().find_map(|file| file.error.clone());
