@@ -8,7 +8,7 @@
 
 import { request } from './api.js';
 import { announce, dialogActions, field, h, icon, isBusy, openDialog, setBusy } from './dom.js';
-import { showApiError } from './keys-shared.js';
+import { readAwsCredential, readDnanexusToken, showApiError } from './keys-shared.js';
 
 /** The kinds of credential this dialog can replace: a secret the user holds. */
 const ROTATABLE = new Set(['access_key', 'session', 'token']);
@@ -108,37 +108,10 @@ function openRotateExternalKey(grid, key, regions) {
     };
     let body;
     if (aws) {
-      const id = accessKey.input.value.trim();
-      const secretValue = secret.input.value.trim();
-      const regionValue = region.input.value.trim();
-      check(accessKey, /^(AKIA|ASIA)[A-Z0-9]{16}$/.test(id)
-        ? null
-        : 'An AWS access key ID is AKIA or ASIA followed by 16 uppercase letters or digits.');
-      check(secret, /^[A-Za-z0-9/+=]{40}$/.test(secretValue)
-        ? null
-        : 'An AWS secret access key is 40 characters: letters, digits, /, + or =.');
-      check(region, /^[a-z]{2,}(-[a-z]+)?-[a-z]+-\d{1,2}$/.test(regionValue)
-        ? null
-        : 'Enter an AWS region such as us-east-1 or eu-west-2.');
-      body = { aws: { access_key_id: id, secret_access_key: secretValue, region: regionValue } };
-      if (kind.input.value === 'session') {
-        const tokenValue = sessionToken.input.value.trim();
-        const expiresValue = sessionExpiresAt.input.value.trim();
-        check(sessionToken, /^[A-Za-z0-9/+=]+$/.test(tokenValue)
-          ? null
-          : 'Paste the session token that came with the ASIA\u2026 access key ID.');
-        check(sessionExpiresAt, Number.isNaN(Date.parse(expiresValue))
-          ? 'Enter when the token expires, such as 2026-12-05T21:30:00Z.'
-          : null);
-        body.aws.session_token = tokenValue;
-        body.aws.session_expires_at = expiresValue;
-      }
+      const fields = { accessKey, secret, region, sessionToken, sessionExpiresAt };
+      body = { aws: readAwsCredential(fields, kind.input.value === 'session', check) };
     } else {
-      const tokenValue = token.input.value.trim();
-      check(token, /^[A-Za-z0-9._-]{16,256}$/.test(tokenValue)
-        ? null
-        : 'A DNAnexus token is 16 to 256 letters, digits, -, _ or . characters.');
-      body = { dnanexus: { token: tokenValue } };
+      body = { dnanexus: { token: readDnanexusToken(token, check) } };
     }
     if (invalid.length > 0) {
       invalid[0].focus();

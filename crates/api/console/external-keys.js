@@ -11,7 +11,8 @@ import { keyGrid } from './grid.js';
 import { awsRoleFields } from './aws-role.js';
 import { canManageKeys } from './state.js';
 import {
-  checkText, durationControl, keysPageHeader, noPermissionPage, showApiError, statusBadge,
+  checkText, durationControl, keysPageHeader, noPermissionPage, readAwsCredential, readAwsRegion,
+  readDnanexusToken, showApiError, statusBadge,
 } from './keys-shared.js';
 
 const PROVIDERS = { aws: 'Amazon Web Services', dnanexus: 'DNAnexus' };
@@ -286,45 +287,15 @@ function openCreateExternalKey(grid, free) {
     check(provider, chosen ? null : `Select a provider: ${free.map((value) => PROVIDERS[value]).join(' or ')}.`);
     const body = { label: labelValue, provider: chosen };
     if (chosen === 'aws' && kind.input.value === 'role') {
-      const regionValue = region.input.value.trim();
-      check(region, /^[a-z]{2,}(-[a-z]+)?-[a-z]+-\d{1,2}$/.test(regionValue)
-        ? null
-        : 'Enter an AWS region such as us-east-1 or eu-west-2.');
+      const regionValue = readAwsRegion(region, check);
       body.kind = 'role';
       body.aws_role = { ...role.read(check), region: regionValue };
     } else if (chosen === 'aws') {
-      const id = accessKey.input.value.trim();
-      const secretValue = secret.input.value.trim();
-      const regionValue = region.input.value.trim();
-      check(accessKey, /^(AKIA|ASIA)[A-Z0-9]{16}$/.test(id)
-        ? null
-        : 'An AWS access key ID is AKIA or ASIA followed by 16 uppercase letters or digits.');
-      check(secret, /^[A-Za-z0-9/+=]{40}$/.test(secretValue)
-        ? null
-        : 'An AWS secret access key is 40 characters: letters, digits, /, + or =.');
-      check(region, /^[a-z]{2,}(-[a-z]+)?-[a-z]+-\d{1,2}$/.test(regionValue)
-        ? null
-        : 'Enter an AWS region such as us-east-1 or eu-west-2.');
-      body.aws = { access_key_id: id, secret_access_key: secretValue, region: regionValue };
+      const fields = { accessKey, secret, region, sessionToken, sessionExpiresAt };
+      body.aws = readAwsCredential(fields, kind.input.value === 'session', check);
       body.kind = kind.input.value;
-      if (body.kind === 'session') {
-        const tokenValue = sessionToken.input.value.trim();
-        const expiresValue = sessionExpiresAt.input.value.trim();
-        check(sessionToken, /^[A-Za-z0-9/+=]+$/.test(tokenValue)
-          ? null
-          : 'Paste the session token that came with the ASIA\u2026 access key ID.');
-        check(sessionExpiresAt, Number.isNaN(Date.parse(expiresValue))
-          ? 'Enter when the token expires, such as 2026-12-05T21:30:00Z.'
-          : null);
-        body.aws.session_token = tokenValue;
-        body.aws.session_expires_at = expiresValue;
-      }
     } else if (chosen === 'dnanexus') {
-      const tokenValue = token.input.value.trim();
-      check(token, /^[A-Za-z0-9._-]{16,256}$/.test(tokenValue)
-        ? null
-        : 'A DNAnexus token is 16 to 256 letters, digits, -, _ or . characters.');
-      body.dnanexus = { token: tokenValue };
+      body.dnanexus = { token: readDnanexusToken(token, check) };
     }
     if (chosen) {
       const picked = duration.read();

@@ -196,3 +196,52 @@ export function timeValue(iso, missing) {
 }
 
 export const nameCollator = new Intl.Collator(undefined, { sensitivity: 'base', numeric: true });
+
+/** Reads an AWS region field, checked as the API checks it; a problem goes to `check`. */
+export function readAwsRegion(region, check) {
+  const value = region.input.value.trim();
+  check(region, /^[a-z]{2,}(-[a-z]+)?-[a-z]+-\d{1,2}$/.test(value)
+    ? null
+    : 'Enter an AWS region such as us-east-1 or eu-west-2.');
+  return value;
+}
+
+/**
+ * Reads an AWS access key (id, secret, region) and, for temporary credentials (`session`), its
+ * token and expiry: the `aws` object of a create or rotate body. Problems go to `check`, field by
+ * field in the form's order.
+ */
+export function readAwsCredential(fields, session, check) {
+  const { accessKey, secret, region, sessionToken, sessionExpiresAt } = fields;
+  const id = accessKey.input.value.trim();
+  const secretValue = secret.input.value.trim();
+  check(accessKey, /^(AKIA|ASIA)[A-Z0-9]{16}$/.test(id)
+    ? null
+    : 'An AWS access key ID is AKIA or ASIA followed by 16 uppercase letters or digits.');
+  check(secret, /^[A-Za-z0-9/+=]{40}$/.test(secretValue)
+    ? null
+    : 'An AWS secret access key is 40 characters: letters, digits, /, + or =.');
+  const aws = { access_key_id: id, secret_access_key: secretValue, region: readAwsRegion(region, check) };
+  if (session) {
+    const tokenValue = sessionToken.input.value.trim();
+    const expiresValue = sessionExpiresAt.input.value.trim();
+    check(sessionToken, /^[A-Za-z0-9/+=]+$/.test(tokenValue)
+      ? null
+      : 'Paste the session token that came with the ASIA\u2026 access key ID.');
+    check(sessionExpiresAt, Number.isNaN(Date.parse(expiresValue))
+      ? 'Enter when the token expires, such as 2026-12-05T21:30:00Z.'
+      : null);
+    aws.session_token = tokenValue;
+    aws.session_expires_at = expiresValue;
+  }
+  return aws;
+}
+
+/** Reads a DNAnexus token field, checked as the API checks it. */
+export function readDnanexusToken(token, check) {
+  const value = token.input.value.trim();
+  check(token, /^[A-Za-z0-9._-]{16,256}$/.test(value)
+    ? null
+    : 'A DNAnexus token is 16 to 256 letters, digits, -, _ or . characters.');
+  return value;
+}
