@@ -15,6 +15,8 @@ use keyledger_connect::network::describe_causes;
 
 /// Longest error message kept from a server answer.
 const MAX_MESSAGE_CHARS: usize = 500;
+/// Longest error type kept (DNAnexus' own are single words such as `ResourceNotFound`).
+const MAX_KIND_CHARS: usize = 64;
 
 pub(crate) struct ApiClient {
     pub http: reqwest::Client,
@@ -208,8 +210,9 @@ impl ApiClient {
         if status == 401 {
             return DnanexusError::TokenRejected;
         }
+        // Both halves came from the server, which could echo the token in either.
         DnanexusError::Api {
-            kind,
+            kind: shorten(&self.redact(&kind), MAX_KIND_CHARS),
             status,
             message: self.redact(&message),
         }
@@ -266,5 +269,21 @@ mod tests {
         assert_eq!(shorten("short", 10), "short");
         assert_eq!(shorten("one two three four", 12), "one two…");
         assert_eq!(shorten("abcdefghijklmnop", 8), "abcdefg…");
+    }
+
+    /// Found by the `dnanexus_responses` fuzz target: the token echoed in the error's type.
+    #[test]
+    fn a_token_echoed_in_the_error_type_is_redacted() {
+        let token = "fuzz-token-0123456789";
+        let body =
+            format!(r#"{{"error":{{"type":"{token}ResourceNotFound","message":"{token}"}}}}"#);
+        let client = ApiClient::new(
+            &DnanexusToken(token.to_owned()),
+            &DnanexusOptions::default(),
+        )
+        .expect("a client");
+        let error = client.api_error(503, body.as_bytes()).to_string();
+        assert!(!error.contains(token), "{error}");
+        assert!(error.contains("[redacted]ResourceNotFound"), "{error}");
     }
 }
