@@ -115,9 +115,11 @@ impl Vault {
         request_id: Option<[u8; 16]>,
     ) -> Result<CreatedApiKey, VaultError> {
         let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
-        let command = keyledger_domain::Command::new(actor, Action::CreateApiKey(key.clone()));
-        // Never decided and appended across an offboarding (see `governance.rs`).
+        // Never decided and appended across an offboarding (see `governance.rs`), nor beside
+        // another creation of a key of the same owner (see `key_names.rs`).
         let _offboarding = self.inner.offboarding.read().await;
+        let _names = self.inner.key_names.lock_for(&actor).await;
+        let command = keyledger_domain::Command::new(actor, Action::CreateApiKey(key.clone()));
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))
     }
@@ -154,6 +156,8 @@ impl Vault {
         request_id: Option<[u8; 16]>,
     ) -> Result<CreatedApiKey, VaultError> {
         let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
+        let _offboarding = self.inner.offboarding.read().await;
+        let _names = self.inner.key_names.lock(&owner).await;
         let command = keyledger_domain::Command::new(
             actor,
             Action::IssueApiKey {
@@ -161,7 +165,6 @@ impl Vault {
                 key: key.clone(),
             },
         );
-        let _offboarding = self.inner.offboarding.read().await;
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))
     }

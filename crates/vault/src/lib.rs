@@ -16,6 +16,7 @@ mod external;
 pub mod fuzzing;
 mod governance;
 mod inventory;
+mod key_names;
 mod keys;
 mod leaks;
 mod leases;
@@ -284,6 +285,8 @@ struct Inner {
     /// Held for writing while a user's deactivation is decided and appended, for reading while
     /// a key is created: no key of a user can slip in beside their offboarding.
     offboarding: tokio::sync::RwLock<()>,
+    /// Held from decision to append by whoever creates a key for an owner.
+    key_names: key_names::KeyNameLocks,
 }
 
 impl Vault {
@@ -354,6 +357,7 @@ impl Vault {
                 telemetry,
                 audit,
                 offboarding: tokio::sync::RwLock::new(()),
+                key_names: key_names::KeyNameLocks::default(),
             }),
         };
         vault.shred_data_keys_of_deleted_credentials()?;

@@ -49,6 +49,47 @@ async fn of_fifty_concurrent_creates_of_the_same_aws_key_exactly_one_wins() {
     assert_eq!(credential_keys, 1);
 }
 
+/// Two admins (or one user's two scripts) racing to create a key of the same name: the
+/// name check and the append must not interleave, whichever path creates the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_fifty_concurrent_creates_of_one_key_name_exactly_one_wins() {
+    let test = vault().await;
+    let mut tasks = Vec::new();
+    for n in 0..50 {
+        let vault = test.vault.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = keyledger_domain::KeyName::parse("deploy").unwrap();
+            match n % 3 {
+                0 => {
+                    vault
+                        .create_api_key(dev(), name, KeyDuration::Days(1), None)
+                        .await
+                }
+                1 => {
+                    vault
+                        .issue_api_key(admin_actor(), user("dev"), name, KeyDuration::Days(1), None)
+                        .await
+                }
+                _ => {
+                    vault
+                        .create_honeytoken(dev(), name, KeyDuration::Days(1), None)
+                        .await
+                }
+            }
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(VaultError::Domain(DomainError::KeyNameTaken { .. })) => {}
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(test.vault.list_api_keys(&user("dev")).len(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_key_creation_is_all_recorded() {
     let test = vault().await;
