@@ -660,6 +660,27 @@ fn scoped_keys_do_their_scopes_of_what_their_owner_holds_now() {
         server.get("/v1/me", gateway)["networks"],
         json!(["127.0.0.1/32"])
     );
+    // The gateway verifies keys its own clients present: given their address, a key limited
+    // to some networks is judged; left out, the networks come back for the gateway to judge.
+    let verify = |body: Value| server.call("POST", "/v1/keys/verify", Some(gateway), Some(&body));
+    let (status, answer) = verify(json!({ "key": elsewhere, "client_address": "203.0.113.7" }));
+    assert_eq!(
+        (status, answer["valid"].as_bool()),
+        (200, Some(true)),
+        "{answer}"
+    );
+    let (status, answer) = verify(json!({ "key": elsewhere, "client_address": "198.51.100.1" }));
+    assert_eq!(status, 200);
+    assert_eq!(answer["valid"], false, "{answer}");
+    assert_eq!(answer["reason"], "network_not_allowed");
+    let (_, answer) = verify(json!({ "key": elsewhere }));
+    assert_eq!(answer["networks"], json!(["203.0.113.0/24"]), "{answer}");
+    let (status, answer) = verify(json!({ "key": elsewhere, "client_address": "203.0.113" }));
+    assert_eq!(
+        (status, answer["error"]["field"].as_str()),
+        (400, Some("client_address")),
+        "{answer}"
+    );
     let (status, body) =
         issue(json!({ "name": "gw2", "duration": "7d", "scopes": ["view_audit_log"] }));
     assert_eq!(

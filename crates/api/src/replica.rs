@@ -4,10 +4,11 @@
 //! [`crate::error::ERROR_CODES`]). The follower and its projection are
 //! `keyledger_bus::replica`; this module only answers over HTTP what they know.
 //!
-//! - `POST /v1/keys/verify` `{"key": "kl_…"}`, sent with a key whose owner holds
-//!   `verify_api_keys` → `{"valid": true, "key_id", "owner", "permissions", "expires_at"}` or
-//!   `{"valid": false, "reason"}`. The caller is authenticated and its permission checked
-//!   before the body is looked at.
+//! - `POST /v1/keys/verify` `{"key": "kl_…", "client_address": "203.0.113.7"}` (the address
+//!   optional), sent with a key whose owner holds `verify_api_keys` → `{"valid": true, "key_id",
+//!   "owner", "permissions", "expires_at"}` or `{"valid": false, "reason"}`. The caller is
+//!   authenticated (its own key's networks judged against the peer address) and its permission
+//!   checked before the body is looked at.
 //! - `GET /healthz` (and `GET /readyz`, the same): 200 while the replica is ready, else 503.
 //! - `GET /v1/replica/status`: applied seq, lag, connection.
 //! - `GET /metrics`: the lag and readiness as Prometheus gauges.
@@ -95,7 +96,9 @@ impl ReplicaServer {
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            if let Err(error) = axum::serve(listener, router)
+            // The peer's address judges the caller's own key when it is limited to networks.
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(error) = axum::serve(listener, service)
                 .with_graceful_shutdown(shutdown)
                 .await
             {
@@ -158,7 +161,11 @@ impl FromRequestParts<ReplicaView> for ReplicaCaller {
                 "send `Authorization: Bearer <key>` with a key whose owner holds verify_api_keys",
             )
         })?;
-        match replica.authenticate(presented) {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        match replica.authenticate_from(presented, peer) {
             Ok(verified) => Ok(ReplicaCaller(verified)),
             Err(Refusal::Auth(failure)) => Err(ApiError::unauthenticated(format!(
                 "the caller's key: {failure}"
@@ -169,8 +176,11 @@ impl FromRequestParts<ReplicaView> for ReplicaCaller {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VerifyRequest {
     key: String,
+    /// Where the key's holder presented it from, as `POST /v1/keys/verify` takes it.
+    client_address: Option<String>,
 }
 
 async fn verify(
@@ -189,7 +199,8 @@ async fn verify(
         });
     }
     let ApiJson(request) = body?;
-    match replica.authenticate(&request.key) {
+    let client = crate::routes::session::parse_client_address(request.client_address.as_deref())?;
+    match replica.authenticate_from(&request.key, client) {
         Ok(verified) => Ok(Json(verified.into())),
         Err(Refusal::Auth(failure)) => Ok(Json(Verification::invalid(&failure))),
         Err(Refusal::NotReady) => Err(not_ready()),

@@ -21,6 +21,7 @@
 //! delivery or a probe answer) within [`LagLimits::max_silence`]. `caught_up` is recomputed on
 //! every look, so it turns false again as soon as the replica falls behind.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -30,7 +31,7 @@ use futures::StreamExt;
 use keyledger_crypto::{Keyring, MasterKey};
 use keyledger_domain::{Permission, State, Timestamp};
 use keyledger_log::{Envelope, Seq, compute_hash};
-use keyledger_vault::{AuthFailure, Clock, Projection, SystemClock, Telemetry, check_api_key};
+use keyledger_vault::{AuthFailure, Clock, Projection, SystemClock, Telemetry, check_api_key_from};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -213,6 +214,12 @@ impl Replica {
         self.view.verify(presented)
     }
 
+    /// [`Replica::verify`] for a key presented from `client`: a key limited to some networks
+    /// is refused from elsewhere.
+    pub fn verify_from(&self, presented: &str, client: IpAddr) -> Option<Verification> {
+        self.view.verify_from(presented, Some(client))
+    }
+
     /// A fault for tests: while `held`, the replica reads and applies nothing (as a replica too
     /// slow for the stream would), but keeps probing the stream, so its lag grows.
     #[cfg(feature = "testing")]
@@ -236,12 +243,27 @@ impl ReplicaView {
     /// The vault's checks of an internal key (`Vault::authenticate_key`), against the
     /// replica's projection.
     pub fn authenticate(&self, presented: &str) -> Result<VerifiedKey, Refusal> {
-        self.shared.authenticate(presented)
+        self.shared.authenticate(presented, None)
+    }
+
+    /// [`ReplicaView::authenticate`] for a key presented from `client` (when known): a key
+    /// limited to some networks is refused from elsewhere.
+    pub fn authenticate_from(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<VerifiedKey, Refusal> {
+        self.shared.authenticate(presented, client)
     }
 
     /// See [`Replica::verify`].
     pub fn verify(&self, presented: &str) -> Option<Verification> {
-        match self.authenticate(presented) {
+        self.verify_from(presented, None)
+    }
+
+    /// See [`Replica::verify_from`].
+    pub fn verify_from(&self, presented: &str, client: Option<IpAddr>) -> Option<Verification> {
+        match self.authenticate_from(presented, client) {
             Ok(verified) => Some(verified.into()),
             Err(Refusal::Auth(failure)) => Some(Verification::invalid(&failure)),
             Err(Refusal::NotReady) => None,
@@ -450,12 +472,16 @@ impl Shared {
     /// The vault's checks of an internal key (`Vault::authenticate_key`), against the replica's
     /// projection: format, peppered hash lookup, status at now, current or still-valid previous
     /// secret, owner, and the owner's permissions right now.
-    fn authenticate(&self, presented: &str) -> Result<VerifiedKey, Refusal> {
+    fn authenticate(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<VerifiedKey, Refusal> {
         let keyring = self.keyring.read().clone();
         let keyring = keyring.ok_or(Refusal::NotReady)?;
         let now = self.clock.now();
         let (principal, networks) = self.read(|state| {
-            let principal = check_api_key(state, &keyring, presented, now)?;
+            let principal = check_api_key_from(state, &keyring, presented, now, client)?;
             let networks = state
                 .api_key(&principal.key)
                 .map(|k| k.networks.iter().map(ToString::to_string).collect())

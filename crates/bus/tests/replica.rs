@@ -193,6 +193,17 @@ async fn a_late_replica_verifies_every_key_and_follows_changes() {
         Some(&[keyledger_domain::Permission::VerifyApiKeys][..])
     );
     assert_eq!(networks, &["203.0.113.0/24".to_owned()]);
+    // Given the address the key was presented from, the replica judges the networks itself.
+    let from = |address: &str| {
+        replica
+            .verify_from(scoped.secret.expose(), address.parse().unwrap())
+            .expect("the replica is ready")
+    };
+    assert!(from("203.0.113.7").is_valid());
+    assert_eq!(
+        from("198.51.100.1"),
+        Verification::invalid(&keyledger_vault::AuthFailure::NetworkNotAllowed)
+    );
     let revoked = client.verify(keys[10].secret.expose()).await;
     assert!(!revoked.is_valid(), "{revoked:?}");
     assert_eq!(revoked, vault_says(&vault, keys[10].secret.expose()));

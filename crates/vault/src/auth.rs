@@ -147,8 +147,20 @@ impl Vault {
 
     /// Verifies a key for another service: the same checks, and the use is recorded.
     pub fn verify_key(&self, presented: &str) -> Result<Principal, AuthFailure> {
+        self.verify_key_from(presented, None)
+    }
+
+    /// [`Vault::verify_key`] for a key its holder presented from `client` (the verifying
+    /// service's own client, which only that service knows): a key limited to some networks
+    /// is refused from elsewhere.
+    pub fn verify_key_from(
+        &self,
+        presented: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Principal, AuthFailure> {
         let now = self.now();
-        let principal = self.check_key(presented, now)?;
+        let principal =
+            self.read(|state| check_api_key_from(state, self.keyring(), presented, now, client))?;
         self.note_use(principal.slot, now);
         Ok(principal)
     }

@@ -1,5 +1,7 @@
 //! Who am I, sessions, and key verification for other platform services.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::extract::State;
 use keyledger_domain::{KeyId, Timestamp, UserId};
@@ -174,18 +176,50 @@ pub(crate) async fn login(
     }))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyKeyRequest {
+    /// An internal key, `kl_…`.
+    #[schema(value_type = String, write_only)]
+    pub key: SecretField,
+    /// The address the key's holder presented it from (your own client's, which only you
+    /// know). Given, a key limited to some networks is `valid: false` (`network_not_allowed`)
+    /// from elsewhere; left out, its `networks` are returned for you to judge.
+    #[schema(example = "203.0.113.7")]
+    pub client_address: Option<String>,
+}
+
+/// `client_address` of a verification, if given: an IPv4 or IPv6 address, else 400.
+pub(crate) fn parse_client_address(text: Option<&str>) -> Result<Option<IpAddr>, ApiError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    text.trim().parse().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "validation_failed",
+            format!(
+                "client_address must be an IPv4 or IPv6 address, such as 203.0.113.7 (got {text:?})"
+            ),
+        )
+        .with_field_name("client_address")
+    })
+}
+
 /// Verifies an internal key for another platform service.
-#[utoipa::path(post, path = "/v1/keys/verify", tag = "identity", request_body = KeyRequest,
+#[utoipa::path(post, path = "/v1/keys/verify", tag = "identity", request_body = VerifyKeyRequest,
     responses((status = 200, description = "`valid` says whether the key is usable", body = VerifyResponse),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub(crate) async fn verify_key(
     State(state): State<ApiState>,
     client: crate::auth::ClientAddress,
     headers: axum::http::HeaderMap,
-    body: Result<ApiJson<KeyRequest>, ApiError>,
+    body: Result<ApiJson<VerifyKeyRequest>, ApiError>,
 ) -> Result<Json<VerifyResponse>, ApiError> {
     let ApiJson(body) = body?;
-    let verified = state.vault().verify_key(body.key.0.expose());
+    let client_address = parse_client_address(body.client_address.as_deref())?;
+    let verified = state
+        .vault()
+        .verify_key_from(body.key.0.expose(), client_address);
     // A honeytoken shown to another service is a use too; its address is that service's.
     if let Err(keyledger_vault::AuthFailure::Honeytoken { key }) = &verified {
         let route = "POST /v1/keys/verify".to_owned();
