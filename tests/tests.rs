@@ -13,6 +13,7 @@ mod cli_ingest;
 mod cli_keys;
 mod console;
 mod console_inventory;
+mod console_key_limits;
 mod golden;
 mod governance;
 mod hardening_core;

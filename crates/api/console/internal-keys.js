@@ -5,6 +5,7 @@ import {
   announce, dialogActions, field, formatTime, h, icon, isBusy, openDialog, setBusy, timeElement,
 } from './dom.js';
 import { keyGrid, shortId } from './grid.js';
+import { keyLimitsControl, keyLimitsNote } from './key-limits.js';
 import { app, canManageKeys } from './state.js';
 import {
   checkText, durationControl, expiresSoon, keysPageHeader, nameCollator, noPermissionPage, showApiError, statusBadge, timeValue,
@@ -38,7 +39,7 @@ export function internalKeysPage() {
       {
         label: 'Name',
         rowHeader: true,
-        cell: (key) => key.name,
+        cell: (key) => nameCell(key),
         sort: { key: 'name', value: (key) => key.name, compare: nameCollator.compare },
       },
       { label: 'ID', width: 'col-id', cell: (key) => idCell(key) },
@@ -88,6 +89,11 @@ export function internalKeysPage() {
       }
     },
   });
+
+  function nameCell(key) {
+    const note = keyLimitsNote(key);
+    return note ? h('span', { class: 'cell-stack' }, key.name, note) : key.name;
+  }
 
   function idCell(key) {
     const value = h('code', { class: 'key-id', title: key.id }, shortId(key.id));
@@ -206,8 +212,13 @@ function openCreateApiKey(grid) {
     hint: 'What the key is for, such as \u201claptop\u201d or \u201cCI pipeline\u201d. Up to 64 characters.',
   });
   const duration = durationControl('key');
+  const limits = keyLimitsControl();
   const actions = dialogActions('Cancel', 'Submit');
-  const form = h('form', { class: 'form', novalidate: true }, formError, name.wrapper, duration.wrapper, actions.element);
+  const form = h(
+    'form',
+    { class: 'form', novalidate: true },
+    formError, name.wrapper, duration.wrapper, limits.wrapper, actions.element,
+  );
   const dialog = openDialog({
     title: 'Create API key',
     description: 'The key is shown once, right after you submit. Copy it then.',
@@ -223,6 +234,7 @@ function openCreateApiKey(grid) {
     formError.hidden = true;
     name.clearError();
     duration.clearErrors();
+    limits.clearErrors();
     const invalid = [];
     const nameValue = name.input.value.trim();
     const nameProblem = checkText(nameValue, 'name');
@@ -242,7 +254,7 @@ function openCreateApiKey(grid) {
     let created;
     try {
       created = await request('POST', '/v1/api-keys', {
-        body: { name: nameValue, duration: chosen.value },
+        body: { name: nameValue, duration: chosen.value, ...limits.read() },
         requestId,
       });
     } catch (error) {
@@ -252,6 +264,8 @@ function openCreateApiKey(grid) {
         {
           name: (message) => (name.showError(message), name.input),
           duration: (message) => duration.showError(message),
+          scopes: (message) => limits.showError('scopes', message),
+          networks: (message) => limits.showError('networks', message),
         },
         formError,
         actions.submit,

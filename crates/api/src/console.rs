@@ -56,6 +56,7 @@ pub const ASSETS: &[Asset] = &[
     asset!("expiry-banner.js", "text/javascript; charset=utf-8"),
     asset!("aws-role.js", "text/javascript; charset=utf-8"),
     asset!("inventory.js", "text/javascript; charset=utf-8"),
+    asset!("key-limits.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];

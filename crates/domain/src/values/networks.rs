@@ -20,14 +20,17 @@ pub struct Network {
 
 impl Network {
     pub fn parse(raw: &str) -> Result<Network, ValidationError> {
+        let raw = raw.trim();
+        // The entry at fault is named: a key may list up to 32.
         let invalid = || {
             ValidationError::new(
                 "networks",
-                "not a network: use an address with a prefix length, as `203.0.113.0/24` or \
-                 `2001:db8::/32`, or a single address",
+                format!(
+                    "{raw:?} is not a network: use an address with a prefix length, as \
+                     `203.0.113.0/24` or `2001:db8::/32`, or a single address"
+                ),
             )
         };
-        let raw = raw.trim();
         let (address, prefix) = match raw.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (raw, None),
@@ -47,7 +50,7 @@ impl Network {
                     .ok_or_else(|| {
                         ValidationError::new(
                             "networks",
-                            format!("a prefix length is at most {width} for this address"),
+                            format!("{raw:?}: a prefix length is at most {width} for this address"),
                         )
                     })?
             }

@@ -1,0 +1,116 @@
+// Browser test of the create dialog's limits (scopes, client networks, honeytoken), in headless
+// Debian Chromium driven by playwright-core. Started by `cargo test`
+// (tests/console_key_limits.rs) against a real `keyledger serve`:
+//
+//   node tests/console/key-limits.mjs <base url> <key> [screenshot dir]
+//
+// The key is a developer's (manage_user_api_keys, import_organization_samples). They create a
+// key limited to one permission and one network, are told what is wrong with a bad network,
+// and create a honeytoken; the list says what each key is limited to.
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM = process.env.KEYLEDGER_CHROMIUM || '/usr/bin/chromium';
+const [base, key, screenshotDir] = process.argv.slice(2);
+if (!base || !key) {
+  console.error('usage: node tests/console/key-limits.mjs <base url> <key> [screenshot dir]');
+  process.exit(2);
+}
+if (screenshotDir) {
+  mkdirSync(screenshotDir, { recursive: true });
+}
+const watchdog = setTimeout(() => {
+  console.error('key limits e2e: gave up after 120 s');
+  process.exit(1);
+}, 120_000);
+watchdog.unref();
+
+const problems = [];
+let stepName = 'start';
+const step = (name) => {
+  stepName = name;
+};
+const shot = async (page, name) => {
+  if (screenshotDir) {
+    await page.screenshot({ path: join(screenshotDir, `${name}.png`), animations: 'disabled', caret: 'hide' });
+  }
+};
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+  timeout: 30_000,
+});
+try {
+  const context = await browser.newContext({
+    viewport: { width: 1280, height: 900 },
+    locale: 'en-US',
+    timezoneId: 'UTC',
+    colorScheme: 'light',
+    reducedMotion: 'reduce',
+  });
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) {
+      problems.push(`console: ${m.text()}`);
+    }
+  });
+  await page.goto(base);
+  await page.getByLabel('Internal API key').fill(key);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.getByRole('heading', { level: 1, name: 'API Keys' }).waitFor();
+  const row = (name) => page.locator('#internal-keys tbody tr').filter({ has: page.getByRole('rowheader', { name: new RegExp(`^${name}`) }) });
+  const openCreate = async () => {
+    await page.getByRole('button', { name: 'Create', exact: true }).click();
+    const dialog = page.getByRole('dialog', { name: 'Create API key' });
+    await dialog.waitFor();
+    return dialog;
+  };
+
+  step('a bad network is refused at its field');
+  let dialog = await openCreate();
+  assert.equal(await dialog.getByLabel('Client networks').isVisible(), false, 'the limits are folded away');
+  await dialog.getByLabel('Name').fill('ci deploy');
+  await dialog.getByText('Limits (optional)').click();
+  await dialog.getByLabel('Manage API keys').check();
+  await dialog.getByLabel('Client networks').fill('10.0.0.0/33');
+  await dialog.getByRole('button', { name: 'Submit' }).click();
+  await dialog.locator('#key-networks[aria-invalid="true"]').waitFor();
+  assert.match(await dialog.locator('#key-networks-error').innerText(), /10\.0\.0\.0\/33/);
+  await shot(page, 'key-limits-create');
+
+  step('a key limited to one permission and one network');
+  await dialog.getByLabel('Client networks').fill('203.0.113.0/24');
+  await dialog.getByRole('button', { name: 'Submit' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await row('ci deploy').getByText('only: Manage API keys; from 203.0.113.0/24').waitFor();
+
+  step('a honeytoken');
+  dialog = await openCreate();
+  await dialog.getByLabel('Name').fill('decoy');
+  await dialog.getByText('Limits (optional)').click();
+  await dialog.getByLabel('Honeytoken').check();
+  assert.ok(await dialog.getByLabel('Client networks').isDisabled(), 'a honeytoken takes no networks');
+  await dialog.getByRole('button', { name: 'Submit' }).click();
+  await dialog.waitFor({ state: 'hidden' });
+  await row('decoy').getByText('Honeytoken', { exact: true }).waitFor();
+  await shot(page, 'key-limits-listed');
+
+  step('no error on the page');
+  assert.deepEqual(problems, []);
+  console.log('key limits e2e: passed');
+} catch (error) {
+  console.error(`key limits e2e: FAILED during "${stepName}"`);
+  console.error(error?.stack ?? String(error));
+  if (problems.length) console.error(problems.join('\n'));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  clearTimeout(watchdog);
+}
