@@ -13,6 +13,7 @@ mod cli_ingest;
 mod cli_keys;
 mod console;
 mod console_inventory;
+mod console_samples;
 mod golden;
 mod governance;
 mod hardening_core;

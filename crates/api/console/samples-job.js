@@ -9,7 +9,7 @@ import { app, pageHeading } from './state.js';
 import { poller } from './poll.js';
 import { bytesProgress, filesProgress } from './samples-jobs.js';
 import {
-  describeSelection, estimateLeft, filePath, formatBytes, formatRate, loadExternalKeys, RUNNING_STATES, samplesGate, stateBadge,
+  describeSelection, estimateLeft, filePath, formatBytes, formatRate, loadExternalKeys, RUNNING_STATES, samplesGate, samplesTabs, stateBadge,
 } from './samples-shared.js';
 
 export function jobPage(id) {
@@ -40,6 +40,7 @@ export function jobPage(id) {
   const page = h(
     'section',
     { class: 'page' },
+    samplesTabs('jobs'),
     h('p', { class: 'back-link' }, h('a', { href: '#/samples/jobs' }, '\u2190 All imports')),
     pageHeading('Import'),
     notices.element,

@@ -11,12 +11,6 @@ export const PROVIDER_NAMES = { aws: 'AWS S3', dnanexus: 'DNAnexus' };
 export const RUNNING_STATES = new Set(['queued', 'listing', 'fetching']);
 
 export function samplesHeader(active) {
-  const tab = (id, label, href) =>
-    h(
-      'li',
-      {},
-      h('a', { href, class: id === active ? 'tab tab-active' : 'tab', 'aria-current': id === active ? 'page' : null }, label),
-    );
   return [
     pageHeading('Samples'),
     h(
@@ -24,18 +18,29 @@ export function samplesHeader(active) {
       { class: 'lead' },
       'Import sample files from AWS S3 and DNAnexus with your external keys, watch the imports run, and see where every stored file came from.',
     ),
-    h(
-      'nav',
-      { class: 'tabs', 'aria-label': 'Samples pages' },
-      h(
-        'ul',
-        {},
-        tab('import', 'Import', '#/samples/import'),
-        tab('jobs', 'Jobs', '#/samples/jobs'),
-        tab('sources', 'Saved sources', '#/samples/sources'),
-      ),
-    ),
+    samplesTabs(active),
   ];
+}
+
+/** The Samples pages' tabs: Import, Jobs, Saved sources. */
+export function samplesTabs(active) {
+  const tab = (id, label, href) =>
+    h(
+      'li',
+      {},
+      h('a', { href, class: id === active ? 'tab tab-active' : 'tab', 'aria-current': id === active ? 'page' : null }, label),
+    );
+  return h(
+    'nav',
+    { class: 'tabs', 'aria-label': 'Samples pages' },
+    h(
+      'ul',
+      {},
+      tab('import', 'Import', '#/samples/import'),
+      tab('jobs', 'Jobs', '#/samples/jobs'),
+      tab('sources', 'Saved sources', '#/samples/sources'),
+    ),
+  );
 }
 
 /** The Samples pages' answer to a user whose roles do not grant the import permission. */
