@@ -77,7 +77,11 @@ fn the_samples_pages_in_a_real_browser() {
     let done = Arc::new(AtomicBool::new(false));
     let releaser = open_gates_on_request(proxy.control(), gates.to_vec(), done.clone());
 
-    let server = Server::start_with(&[("KEYLEDGER_INGEST_S3_ENDPOINT", proxy.endpoint().as_str())]);
+    let server = Server::start_with(&[
+        ("KEYLEDGER_INGEST_S3_ENDPOINT", proxy.endpoint().as_str()),
+        // The users' 7-day keys would be announced as expiring (the banner has its own test).
+        ("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", ""),
+    ]);
     let sam = developer_key(&server, "sam");
     let aws_key = json!({ "label": "lab bucket", "provider": "aws", "duration": "30d",
         "aws": { "access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET, "region": "us-east-1" } });

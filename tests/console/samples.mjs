@@ -37,9 +37,9 @@ let stepName = 'start';
 const step = (name) => {
   stepName = name;
 };
-const shot = async (page, name) => {
+const shot = async (page, name, { fullPage = true } = {}) => {
   if (screenshotDir) {
-    await page.screenshot({ path: join(screenshotDir, `${name}.png`), animations: 'disabled', caret: 'hide', fullPage: true });
+    await page.screenshot({ path: join(screenshotDir, `${name}.png`), animations: 'disabled', caret: 'hide', fullPage });
   }
 };
 /** Opens a gate of the proxy: the held object's GET goes on. */
@@ -191,12 +191,14 @@ try {
   assert.equal(downloaded.suggestedFilename(), 'a.csv');
   assert.equal(readFileSync(await downloaded.path(), 'utf8'), setup.contents['plate-1/a.csv']);
 
+  await shot(page, '36-samples-job-files');
+
   step('its versions');
   await fileRow('plate-1/a.csv').getByRole('button', { name: 'Versions of plate-1/a.csv' }).click();
   const versions = page.getByRole('dialog', { name: 'Versions of this file' });
   await versions.getByText('No other version of this file is stored.').waitFor();
   await versions.getByText('This version').waitFor();
-  await shot(page, '36-samples-job-files');
+  await shot(page, '37-samples-file-versions', { fullPage: false });
   await page.keyboard.press('Escape');
   await versions.waitFor({ state: 'hidden' });
 
@@ -226,7 +228,7 @@ try {
   await page.locator('#import-pattern').fill('\\.csv$');
   await previewSays(/^3 files/);
   await noSideways(page);
-  await shot(page, '37-phone-samples-import');
+  await shot(page, '39-phone-samples-import');
   await page.setViewportSize({ width: 1280, height: 800 });
 
   step('the API\u2019s "no usable key", in words, with a link');
@@ -246,7 +248,7 @@ try {
   await page.goto(`${base}/#/samples/import`);
   await page.locator('#no-usable-key').getByText('you have no usable one').waitFor();
   assert.equal(await page.locator('#no-usable-key').getByRole('link', { name: 'Add one in External keys' }).getAttribute('href'), '#/api-keys/external');
-  await shot(page, '39-samples-no-key');
+  await shot(page, '40-samples-no-key');
   await page.getByRole('link', { name: 'Jobs' }).click();
   await page.getByText('You have not imported anything yet.').waitFor();
   await signOut();

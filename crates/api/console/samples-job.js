@@ -27,7 +27,7 @@ export function jobPage(id) {
     ['Size', 'col-bytes'],
     ['SHA-256', 'col-sha'],
     ['Lineage', 'col-lineage'],
-    ['', 'col-actions'],
+    ['', 'col-actions-file'],
   ];
   const table = h(
     'table',

@@ -39,7 +39,7 @@ export function livePreview({ onRefusal }) {
   const show = (state, ...content) => {
     element.dataset.state = state;
     element.setAttribute('aria-busy', String(state === 'waiting'));
-    status.replaceChildren(...content);
+    status.replaceChildren(...content.filter(Boolean));
   };
 
   const run = async (body, provider, mine) => {
