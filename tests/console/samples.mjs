@@ -90,6 +90,7 @@ try {
   const preview = page.locator('#preview');
   const previewSays = (text) => page.locator('#preview:not([data-state="waiting"]) #preview-status').filter({ hasText: text }).waitFor();
   const fieldError = (id) => page.locator(`#${id}-error`);
+  const tab = (name) => page.getByRole('navigation', { name: 'Samples pages' }).getByRole('link', { name, exact: true });
   const jobRow = (id) => page.locator(`#jobs tbody tr[data-id="${id}"]`);
   const jobIdFromUrl = () => decodeURIComponent(new URL(page.url()).hash.replace('#/samples/jobs/', ''));
 
@@ -203,7 +204,7 @@ try {
   await versions.waitFor({ state: 'hidden' });
 
   step('Cancel a running import');
-  await page.getByRole('link', { name: 'Import', exact: true }).click();
+  await tab('Import').click();
   await page.locator('#import-bucket').fill('lab');
   await page.locator('#import-prefix').fill('runs/');
   await page.locator('#import-pattern').fill('\\.fastq$');
@@ -218,18 +219,81 @@ try {
   await page.locator(`#jobs tbody tr[data-id="${heldId}"][data-state="cancelled"]`).waitFor();
   await page.getByText('Cancelled the import of s3://lab/runs/.').waitFor();
 
+  step('save the selection as a source, with a schedule');
+  await tab('Import').click();
+  await page.locator('#import-bucket').fill('lab');
+  await page.locator('#import-prefix').fill('runs/');
+  await page.locator('#import-pattern').fill('\\.csv$');
+  await previewSays(/^3 files/);
+  await page.getByRole('button', { name: 'Save as source\u2026' }).click();
+  const saveDialog = page.getByRole('dialog', { name: 'Save as source' });
+  await saveDialog.getByRole('button', { name: 'Save source' }).click();
+  await saveDialog.getByText('Enter a name.').waitFor();
+  await saveDialog.getByLabel('Name').fill('nightly plates');
+  await saveDialog.getByLabel('Schedule (cron, optional)').fill('every night');
+  await saveDialog.getByLabel('Time zone').selectOption('Europe/Zurich');
+  await saveDialog.getByRole('button', { name: 'Save source' }).click();
+  await page.locator('#source-schedule[aria-invalid="true"]').waitFor();
+  await saveDialog.getByLabel('Schedule (cron, optional)').fill('0 2 * * *');
+  await shot(page, '41-samples-save-source', { fullPage: false });
+  await saveDialog.getByRole('button', { name: 'Save source' }).click();
+  await saveDialog.waitFor({ state: 'hidden' });
+  await page.getByText('Saved the source \u201cnightly plates\u201d.').waitFor();
+  await page.getByRole('link', { name: 'See your saved sources' }).click();
+  const sourceRow = page.locator('#sources tbody tr').filter({ has: page.getByRole('rowheader', { name: /^nightly plates/ }) });
+  await sourceRow.waitFor();
+  assert.match(await sourceRow.locator('td[data-label="Schedule"]').innerText(), /0 2 \* \* \*\s+Europe\/Zurich/);
+  await sourceRow.locator('td[data-label="Next run"] time').waitFor();
+  assert.match(await sourceRow.locator('td[data-label="Last run"]').innerText(), /never run/);
+  assert.equal(await sourceRow.getAttribute('data-state'), 'active');
+
+  step('run it now: an ordinary import, which skips what is stored');
+  await sourceRow.getByRole('button', { name: 'Run now nightly plates' }).click();
+  await page.getByText('Started a run of \u201cnightly plates\u201d.').waitFor();
+  await sourceRow.locator('td[data-label="Last run"] a').waitFor();
+  await shot(page, '42-samples-sources');
+  await page.getByRole('link', { name: 'Watch it' }).click();
+  await page.getByRole('heading', { level: 1, name: 'Import of s3://lab/runs/' }).waitFor();
+  await page.locator('#job-details').getByText('Completed').waitFor();
+  await page.locator('#job-files-summary').filter({ hasText: '3 skipped: already stored' }).waitFor();
+
+  step('pause and resume it');
+  await tab('Saved sources').click();
+  await sourceRow.getByRole('button', { name: 'Pause nightly plates' }).click();
+  await page.locator('#sources tbody tr[data-state="paused"]').waitFor();
+  assert.match(await sourceRow.locator('td[data-label="Next run"]').innerText(), /paused/);
+  await sourceRow.getByRole('button', { name: 'Resume nightly plates' }).click();
+  await page.locator('#sources tbody tr[data-state="active"]').waitFor();
+
   step('phone width');
   await page.setViewportSize({ width: 390, height: 844 });
+  await tab('Jobs').click();
+  await page.locator(`#jobs tbody tr[data-id="${heldId}"][data-state="cancelled"]`).waitFor();
   await noSideways(page);
   await shot(page, '38-phone-samples-jobs');
-  await page.getByRole('link', { name: 'Import', exact: true }).click();
+  await tab('Import').click();
   await page.locator('#import-bucket').fill('lab');
   await page.locator('#import-prefix').fill('runs/');
   await page.locator('#import-pattern').fill('\\.csv$');
   await previewSays(/^3 files/);
   await noSideways(page);
   await shot(page, '39-phone-samples-import');
+  await tab('Saved sources').click();
+  await sourceRow.waitFor();
+  await noSideways(page);
+  await shot(page, '43-phone-samples-sources');
   await page.setViewportSize({ width: 1280, height: 800 });
+
+  step('delete the source');
+  await sourceRow.getByRole('button', { name: 'Delete nightly plates' }).click();
+  const deleteDialog = page.getByRole('dialog', { name: 'Delete the source \u201cnightly plates\u201d?' });
+  await deleteDialog.getByRole('button', { name: 'Delete source' }).click();
+  await deleteDialog.waitFor({ state: 'hidden' });
+  await page.getByText('No saved sources yet.').waitFor();
+  await tab('Import').click();
+  await page.locator('#import-bucket').fill('lab');
+  await page.locator('#import-prefix').fill('runs/');
+  await previewSays(/^5 files/);
 
   step('the API\u2019s "no usable key", in words, with a link');
   const deleted = await fetch(`${base}/v1/external-keys/delete`, {
@@ -249,7 +313,7 @@ try {
   await page.locator('#no-usable-key').getByText('you have no usable one').waitFor();
   assert.equal(await page.locator('#no-usable-key').getByRole('link', { name: 'Add one in External keys' }).getAttribute('href'), '#/api-keys/external');
   await shot(page, '40-samples-no-key');
-  await page.getByRole('link', { name: 'Jobs' }).click();
+  await tab('Jobs').click();
   await page.getByText('You have not imported anything yet.').waitFor();
   await signOut();
 

@@ -241,7 +241,7 @@ export function openSaveSource(job, opener, pageNotices) {
     } catch (error) {
       setBusy(actions.submit, false);
       const explained = explainRefusal(error, job.provider);
-      const target = explained.field ? fields[explained.field] : null;
+      const target = error.code === 'source_name_taken' ? name : explained.field ? fields[explained.field] : null;
       if (target) {
         target.showError(explained.message);
         target.input.focus();
