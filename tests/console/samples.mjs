@@ -259,6 +259,7 @@ try {
 
   step('pause and resume it');
   await tab('Saved sources').click();
+  await sourceRow.locator('td[data-label="Last run"]').getByText('Completed').waitFor();
   await sourceRow.getByRole('button', { name: 'Pause nightly plates' }).click();
   await page.locator('#sources tbody tr[data-state="paused"]').waitFor();
   assert.match(await sourceRow.locator('td[data-label="Next run"]').innerText(), /paused/);

@@ -1,6 +1,7 @@
 // Samples › Saved sources: selections saved with an optional schedule (cron, in an explicit time
 // zone), each run an ordinary import. The list shows the schedule, the next run and the last
-// run's state; Run now, Pause / Resume and Delete act on one source. `openSaveSource` saves
+// run's state (read again while a last run runs, poll.js); Run now, Pause / Resume and Delete
+// act on one source. `openSaveSource` saves
 // the import form's selection (POST /v1/sources).
 
 import { newRequestId, request } from './api.js';
@@ -8,8 +9,9 @@ import {
   announce, dialogActions, field, h, isBusy, noticeArea, openDialog, setBusy, timeElement,
 } from './dom.js';
 import { app } from './state.js';
+import { poller } from './poll.js';
 import {
-  describeSelection, explainRefusal, samplesGate, samplesHeader, stateBadge,
+  describeSelection, explainRefusal, RUNNING_STATES, samplesGate, samplesHeader, stateBadge,
 } from './samples-shared.js';
 
 export function sourcesPage() {
@@ -41,15 +43,16 @@ export function sourcesPage() {
       ({ sources } = await request('GET', '/v1/sources'));
     } catch (error) {
       notices.show('error', `Could not read your saved sources: ${error.message}`);
-      return;
+      return false;
     }
     if (sources.length === 0) {
       body.replaceChildren(
         h('tr', {}, h('td', { class: 'empty', colspan: String(columns.length) }, 'No saved sources yet. On ', h('a', { href: '#/samples/import' }, 'Import'), ', fill in a selection and press \u201cSave as source\u201d.')),
       );
-      return;
+      return false;
     }
     body.replaceChildren(...sources.map((source) => sourceRow(source, act)));
+    return sources.some((source) => RUNNING_STATES.has(source.last_run?.state));
   };
 
   /** One action on a source; the list is read again after it. */
@@ -62,7 +65,7 @@ export function sourcesPage() {
       confirmDelete(source, button, async () => {
         await request('DELETE', path);
         notices.show('success', `Deleted the source \u201c${source.name}\u201d. Its imports and their files stay.`);
-        await load();
+        poll.wake();
       });
       return;
     }
@@ -81,11 +84,10 @@ export function sourcesPage() {
         : `Could not ${action} \u201c${source.name}\u201d: ${error.message}`);
     }
     setBusy(button, false);
-    await load();
+    poll.wake();
   };
 
-  load();
-  return h(
+  const page = h(
     'section',
     { class: 'page' },
     samplesHeader('sources'),
@@ -93,6 +95,10 @@ export function sourcesPage() {
     notices.element,
     h('div', { class: 'grid-section' }, h('div', { class: 'grid-scroll' }, table)),
   );
+  const poll = poller(page, load);
+  app.leave = () => poll.stop();
+  load().then((again) => poll.continueIf(again));
+  return page;
 }
 
 function sourceRow(source, act) {
