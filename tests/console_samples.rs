@@ -54,7 +54,12 @@ fn the_samples_pages_in_a_real_browser() {
         &s3.endpoint(),
         ACCESS_KEY_ID,
         SECRET,
-        &["s3", "sync", upload.path().to_str().unwrap(), "s3://lab/runs/"],
+        &[
+            "s3",
+            "sync",
+            upload.path().to_str().unwrap(),
+            "s3://lab/runs/",
+        ],
         &[],
     )
     .expect("aws s3 sync");
@@ -123,7 +128,8 @@ fn the_samples_pages_in_a_real_browser() {
         gate.open();
     }
     releaser.join().unwrap();
-    let run = run.unwrap_or_else(|err| panic!("cannot run `node tests/console/samples.mjs`: {err}"));
+    let run =
+        run.unwrap_or_else(|err| panic!("cannot run `node tests/console/samples.mjs`: {err}"));
     eprintln!("{}{}", run.stdout, run.stderr);
     assert!(
         run.success && run.stdout.contains("samples e2e: passed"),
