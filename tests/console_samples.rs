@@ -1,7 +1,7 @@
 //! The console's Samples pages in a real browser (`tests/console/samples.mjs`, headless
 //! Chromium, as `console.rs`): an import of the S3 test server's bucket (objects uploaded with
 //! the real awscli) with its live preview, the API's refusals in words (a bad regex, a missing
-//! bucket, nothing matched, no usable key), the job watched to its end in the list without a
+//! bucket, nothing matched, no usable key), a DNAnexus import, the job watched to its end in the list without a
 //! reload, its files with SHA-256 and lineage and a download, Cancel, the phone layout, and a
 //! user without the permission. `KEYLEDGER_UPDATE_SCREENSHOTS=1` writes its screenshots to
 //! `docs/console/`.
@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use keyledger_testkit::awscli::aws;
+use keyledger_testkit::dnanexus::{Content, DnanexusEmulator, Level, Seed};
 use keyledger_testkit::fault_proxy::{Fault, FaultControl, FaultProxy, Gate, RequestMatch};
 use keyledger_testkit::s3::S3Server;
 use serde_json::json;
@@ -27,6 +28,7 @@ use crate::support::{Server, developer_key, runtime};
 
 const ACCESS_KEY_ID: &str = "AKIASAMPLESCONSOLE01";
 const SECRET: &str = "samplesConsoleSecret0123456789abcdefghij";
+const DNANEXUS_TOKEN: &str = "dxTOKENforTHEsamplesPAGES0123456789";
 
 /// The bucket's objects under `runs/`, as a scientist's upload would leave them.
 const OBJECTS: &[(&str, &str)] = &[
@@ -82,8 +84,31 @@ fn the_samples_pages_in_a_real_browser() {
     let done = Arc::new(AtomicBool::new(false));
     let releaser = open_gates_on_request(proxy.control(), gates.to_vec(), done.clone());
 
+    // A DNAnexus project with two quantification files, viewed by the token's user.
+    let mut seed = Seed::new();
+    let dx_user = seed.add_user("dee");
+    seed.add_token(&dx_user, DNANEXUS_TOKEN);
+    let project = seed.add_project("rnaseq", &dx_user);
+    seed.add_member(&project, &dx_user, Level::View);
+    for (path, text) in [
+        ("/quant/s1.sf", "Name\tTPM\nA\t1.5\n"),
+        ("/quant/s2.sf", "Name\tTPM\nB\t2.5\n"),
+    ] {
+        seed.add_file(
+            &project,
+            path,
+            Content::Bytes(text.as_bytes().to_vec()),
+            1024,
+        );
+    }
+    let dnanexus = rt.block_on(DnanexusEmulator::start(seed)).unwrap();
+
     let server = Server::start_with(&[
         ("KEYLEDGER_INGEST_S3_ENDPOINT", proxy.endpoint().as_str()),
+        (
+            "KEYLEDGER_INGEST_DNANEXUS_API_URL",
+            dnanexus.endpoint().as_str(),
+        ),
         // The users' 7-day keys would be announced as expiring (the banner has its own test).
         ("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", ""),
     ]);
@@ -92,6 +117,11 @@ fn the_samples_pages_in_a_real_browser() {
         "aws": { "access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET, "region": "us-east-1" } });
     let (status, stored) = server.call("POST", "/v1/external-keys", Some(&sam), Some(&aws_key));
     assert_eq!(status, 201, "{stored}");
+    let dee = developer_key(&server, "dee");
+    let dx_key = json!({ "label": "dx lab", "provider": "dnanexus", "duration": "30d",
+        "dnanexus": { "token": DNANEXUS_TOKEN } });
+    let (status, body) = server.call("POST", "/v1/external-keys", Some(&dee), Some(&dx_key));
+    assert_eq!(status, 201, "{body}");
     let nokey = developer_key(&server, "noa");
     server.create_user("aud", &["auditor"]);
     let (status, body) = server.call(
@@ -106,7 +136,7 @@ fn the_samples_pages_in_a_real_browser() {
         .map(|(path, text)| (path.to_string(), json!(hex(text.as_bytes()))))
         .collect();
     let setup = json!({
-        "sam": sam, "nokey": nokey, "auditor": body["key"], "aws_key_id": stored["id"],
+        "sam": sam, "dee": dee, "nokey": nokey, "auditor": body["key"], "aws_key_id": stored["id"],
         "proxy": proxy.endpoint(), "sha256": sha256, "contents": OBJECTS.iter().map(|(p, t)| (p.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
     });
     let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {

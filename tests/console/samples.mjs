@@ -308,6 +308,31 @@ try {
   assert.equal(await preview.getByRole('link', { name: 'Add a key in External keys' }).getAttribute('href'), '#/api-keys/external');
   await signOut();
 
+  step('a DNAnexus import: project, folder, pattern; lineage with the file id');
+  await signIn(setup.dee);
+  await page.goto(`${base}/#/samples/import`);
+  await page.locator('#import-project').waitFor();
+  assert.deepEqual(await page.locator('#import-provider option').allInnerTexts(), ['DNAnexus']);
+  assert.equal(await page.locator('#import-bucket').isVisible(), false, 'no S3 fields for DNAnexus');
+  await page.locator('#import-project').fill('rnaseq');
+  await page.locator('#import-folder').fill('/quant');
+  await page.locator('#import-pattern').fill('\\.sf$');
+  await previewSays(/^2 files/);
+  assert.deepEqual(await page.locator('#preview .preview-path').allInnerTexts(), ['s1.sf', 's2.sf']);
+  await page.locator('#import-project').fill('no-such-project');
+  await fieldError('import-project').filter({ hasText: /no such project/ }).waitFor();
+  await page.locator('#import-project').fill('rnaseq');
+  await previewSays(/^2 files/);
+  await page.getByRole('button', { name: 'Start import' }).click();
+  await page.getByRole('heading', { level: 1, name: /^Import of rnaseq:\/quant/ }).waitFor();
+  await page.locator('#job-details').getByText('Completed').waitFor();
+  await page.locator('#job-files tbody tr[data-id="s2.sf"][data-state="verified"]').waitFor();
+  const dxLineage = await page.locator('#job-files tbody tr[data-id="s1.sf"] td[data-label="Lineage"]').innerText();
+  assert.match(dxLineage, /rnaseq|project-/);
+  assert.match(dxLineage, /file-[A-Za-z0-9]+/);
+  assert.match(dxLineage, /with dx lab/);
+  await signOut();
+
   step('a user without a key is sent to External keys');
   await signIn(setup.nokey);
   await page.goto(`${base}/#/samples/import`);

@@ -146,7 +146,7 @@ function lineage(stored, labels) {
   const source = stored.source ?? {};
   const from = source.bucket !== undefined
     ? [h('code', {}, `s3://${source.bucket}/${source.key}`), h('span', { class: 'cell-note' }, 'ETag ', h('code', {}, source.etag || 'none listed'))]
-    : [h('code', {}, `${source.project}:${source.file_id}`), h('span', { class: 'cell-note' }, 'file ', h('code', {}, source.file_id))];
+    : [h('code', {}, `DNAnexus ${source.project}`), h('span', { class: 'cell-note' }, 'file ', h('code', {}, source.file_id))];
   return h(
     'span',
     { class: 'cell-stack lineage' },
