@@ -14,6 +14,7 @@ mod cli_keys;
 mod console;
 mod console_inventory;
 mod console_key_limits;
+mod console_samples;
 mod golden;
 mod governance;
 mod hardening_core;

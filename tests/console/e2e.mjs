@@ -282,10 +282,10 @@ try {
   await page.getByRole('menu').waitFor();
   assert.equal(await avatar.getAttribute('aria-expanded'), 'true');
   const items = await page.getByRole('menuitem').allTextContents();
-  assert.deepEqual(items.map((t) => t.trim()), ['API Keys', 'Profile', 'Billing', 'Sign out']);
+  assert.deepEqual(items.map((t) => t.trim()), ['API Keys', 'Samples', 'Profile', 'Billing', 'Sign out']);
   assert.equal((await page.evaluate(() => document.activeElement.textContent)).trim(), 'API Keys');
   await page.keyboard.press('ArrowDown');
-  assert.equal((await page.evaluate(() => document.activeElement.textContent)).trim(), 'Profile');
+  assert.equal((await page.evaluate(() => document.activeElement.textContent)).trim(), 'Samples');
   await shot(page, '04-avatar-menu');
   await page.keyboard.press('Escape');
   await page.getByRole('menu').waitFor({ state: 'hidden' });

@@ -67,7 +67,7 @@ export function newRequestId() {
  * One API call. Resolves to the parsed JSON body; rejects with an ApiError carrying the API's own
  * code and message, so the console shows what the API said.
  */
-export async function request(method, path, { body, authenticated = true, requestId } = {}) {
+export async function request(method, path, { body, authenticated = true, requestId, signal } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -94,8 +94,13 @@ export async function request(method, path, { body, authenticated = true, reques
       cache: 'no-store',
       redirect: 'error',
       referrerPolicy: 'no-referrer',
+      signal,
     });
-  } catch {
+  } catch (error) {
+    // An aborted call (a preview overtaken by newer input) is the caller's doing, not a failure.
+    if (signal?.aborted) {
+      throw error;
+    }
     throw new ApiError(0, 'network', 'The vault could not be reached. Check that it is running, then try again.');
   }
   const text = await response.text();
@@ -110,6 +115,56 @@ export async function request(method, path, { body, authenticated = true, reques
   if (response.ok) {
     return payload;
   }
+  throw refusal(response, payload, authenticated);
+}
+
+/**
+ * Downloads one file the API serves (such as `GET /v1/ingestions/{id}/files/{path}`) with the
+ * session's token, and hands it to the browser as `filename`. A plain link cannot: it would
+ * carry no `Authorization` header, and a token never goes into a URL.
+ */
+export async function download(path, filename) {
+  const current = session.current();
+  if (!current) {
+    const error = new ApiError(401, 'session_ended', 'Your session has ended. Sign in again.');
+    unauthorizedHandler(error);
+    throw error;
+  }
+  let response;
+  try {
+    response = await fetch(path, {
+      headers: { Authorization: `Bearer ${current.token}` },
+      credentials: 'omit',
+      cache: 'no-store',
+      redirect: 'error',
+      referrerPolicy: 'no-referrer',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'The vault could not be reached. Check that it is running, then try again.');
+  }
+  if (!response.ok) {
+    let payload = null;
+    try {
+      payload = JSON.parse(await response.text());
+    } catch {
+      payload = null;
+    }
+    throw refusal(response, payload, true);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The download has long started a minute later; then the memory can go.
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** The ApiError for a refused call, reported to the sign-out handler when it is a 401. */
+function refusal(response, payload, authenticated) {
   const detail = payload && typeof payload.error === 'object' ? payload.error : null;
   const error = new ApiError(
     response.status,
@@ -120,5 +175,5 @@ export async function request(method, path, { body, authenticated = true, reques
   if (response.status === 401 && authenticated) {
     unauthorizedHandler(error);
   }
-  throw error;
+  return error;
 }

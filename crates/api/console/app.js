@@ -1,13 +1,17 @@
-// The keyledger web console: sign-in, the avatar menu, internal and external API keys, profile
-// and billing. It uses only the public REST API (api.js) on this page's own origin.
+// The keyledger web console: sign-in, the avatar menu, internal and external API keys, the
+// Samples pages, profile and billing. It uses only the public REST API (api.js) on this page's own origin.
 
 import { onUnauthorized, request, session, signIn } from './api.js';
 import { announce, field, h, isBusy, setBusy, timeElement } from './dom.js';
-import { app, pageHeading } from './state.js';
+import { app, canImportSamples, pageHeading } from './state.js';
 import { internalKeysPage } from './internal-keys.js';
 import { externalKeysPage } from './external-keys.js';
 import { clearExpiryBanner, refreshExpiryBanner } from './expiry-banner.js';
 import { canAuditKeys, inventoryPage } from './inventory.js';
+import { importPage } from './samples-import.js';
+import { jobsPage } from './samples-jobs.js';
+import { jobPage } from './samples-job.js';
+import { sourcesPage } from './samples-sources.js';
 
 const main = document.getElementById('main');
 
@@ -18,7 +22,12 @@ const ROUTES = {
   '/profile': profilePage,
   '/billing': billingPage,
   '/admin/keys': inventoryPage,
+  '/samples': jobsPage,
+  '/samples/import': importPage,
+  '/samples/jobs': jobsPage,
+  '/samples/sources': sourcesPage,
 };
+const JOB_ROUTE = '/samples/jobs/';
 
 boot();
 
@@ -69,6 +78,7 @@ function startSession() {
   document.getElementById('menu-user').textContent = `Signed in as ${who}`;
   refreshExpiryBanner();
   document.getElementById('menu-inventory').hidden = !canAuditKeys();
+  document.getElementById('menu-samples').hidden = !canImportSamples();
   clearTimeout(app.expiryTimer);
   const current = session.current();
   if (current) {
@@ -118,7 +128,8 @@ function render({ moveFocus = true } = {}) {
     app.leave = null;
     leave();
   }
-  const page = ROUTES[currentPath()] ?? notFoundPage;
+  const path = currentPath();
+  const page = ROUTES[path] ?? (path.startsWith(JOB_ROUTE) ? () => jobPage(path.slice(JOB_ROUTE.length)) : notFoundPage);
   main.replaceChildren(page());
   const heading = main.querySelector('h1');
   document.title = heading ? `${heading.textContent} · keyledger` : 'keyledger';

@@ -3,7 +3,7 @@
 // each with a copy button. Nothing here is secret.
 
 import { request } from './api.js';
-import { announce, field, h, icon } from './dom.js';
+import { copyButton, field, h } from './dom.js';
 
 /**
  * The role fields of the create form. `load()` fetches the setup once (when the kind `role` is
@@ -61,30 +61,4 @@ export function awsRoleFields() {
       return { role_arn: value };
     },
   };
-}
-
-/** A copy button for `what`; without a clipboard it selects the text so that Ctrl+C copies it. */
-function copyButton(what, text, element) {
-  const button = h(
-    'button',
-    { type: 'button', class: 'icon-button copy-button', 'aria-label': `Copy the ${what}`, title: `Copy ${what}` },
-    icon('copy'),
-  );
-  button.addEventListener('click', async () => {
-    let copied = false;
-    try {
-      await navigator.clipboard.writeText(text());
-      copied = true;
-    } catch {
-      const range = document.createRange();
-      range.selectNodeContents(element);
-      const selection = window.getSelection();
-      selection.removeAllRanges();
-      selection.addRange(range);
-    }
-    button.classList.toggle('copied', copied);
-    button.replaceChildren(icon(copied ? 'check' : 'copy'));
-    announce(copied ? `The ${what} was copied to the clipboard.` : `The ${what} is selected: press Ctrl+C (or \u2318C) to copy it.`);
-  });
-  return button;
 }

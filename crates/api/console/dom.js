@@ -329,3 +329,29 @@ export function dialogActions(cancelLabel, submitLabel, submitClass = 'button-pr
   const submit = h('button', { type: 'submit', class: `button ${submitClass}` }, submitLabel);
   return { cancel, submit, element: h('div', { class: 'dialog-actions' }, cancel, submit) };
 }
+
+/** A copy button for `what`; without a clipboard it selects the text so that Ctrl+C copies it. */
+export function copyButton(what, text, element) {
+  const button = h(
+    'button',
+    { type: 'button', class: 'icon-button copy-button', 'aria-label': `Copy the ${what}`, title: `Copy ${what}` },
+    icon('copy'),
+  );
+  button.addEventListener('click', async () => {
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(text());
+      copied = true;
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(element);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+    }
+    button.classList.toggle('copied', copied);
+    button.replaceChildren(icon(copied ? 'check' : 'copy'));
+    announce(copied ? `The ${what} was copied to the clipboard.` : `The ${what} is selected: press Ctrl+C (or \u2318C) to copy it.`);
+  });
+  return button;
+}

@@ -23,3 +23,9 @@ export function pageHeading(text) {
 export function canManageKeys() {
   return Array.isArray(app.me?.permissions) && app.me.permissions.includes(MANAGE_KEYS);
 }
+
+export const IMPORT_SAMPLES = 'import_organization_samples';
+
+export function canImportSamples() {
+  return Array.isArray(app.me?.permissions) && app.me.permissions.includes(IMPORT_SAMPLES);
+}

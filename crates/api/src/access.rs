@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use axum::extract::Request;
 use axum::http::{Method, StatusCode};
-use keyledger_domain::{DomainError, ExternalKeyId, IngestionId, KeyStatus, Permission};
+use keyledger_domain::{DomainError, ExternalKeyId, IngestionId, KeyStatus, Permission, SourceId};
 use keyledger_vault::Principal;
 
 use crate::ApiState;
@@ -170,6 +170,16 @@ async fn require_owner(
                 .read(|s| s.ingestion(&id).is_some_and(|job| &job.owner == user));
             owned.then_some(()).ok_or(DomainError::NotFound {
                 what: "ingestion",
+                id: id.to_string(),
+            })
+        }
+        Resource::Source => {
+            let id = SourceId::parse(raw)?;
+            let owned = state
+                .vault()
+                .read(|s| s.source(&id).is_some_and(|source| &source.owner == user));
+            owned.then_some(()).ok_or(DomainError::NotFound {
+                what: "source",
                 id: id.to_string(),
             })
         }

@@ -57,7 +57,15 @@ pub const ASSETS: &[Asset] = &[
     asset!("aws-role.js", "text/javascript; charset=utf-8"),
     asset!("inventory.js", "text/javascript; charset=utf-8"),
     asset!("key-limits.js", "text/javascript; charset=utf-8"),
+    asset!("poll.js", "text/javascript; charset=utf-8"),
+    asset!("samples-shared.js", "text/javascript; charset=utf-8"),
+    asset!("samples-preview.js", "text/javascript; charset=utf-8"),
+    asset!("samples-import.js", "text/javascript; charset=utf-8"),
+    asset!("samples-jobs.js", "text/javascript; charset=utf-8"),
+    asset!("samples-job.js", "text/javascript; charset=utf-8"),
+    asset!("samples-sources.js", "text/javascript; charset=utf-8"),
     asset!("app.css", "text/css; charset=utf-8"),
+    asset!("samples.css", "text/css; charset=utf-8"),
     asset!("favicon.svg", "image/svg+xml"),
 ];
 

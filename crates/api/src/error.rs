@@ -70,6 +70,8 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     code(409, "provider_refused"),
     code(409, "not_renewable"),
     code(409, "role_not_assumed"),
+    code(409, "source_running"),
+    code(409, "source_name_taken"),
     code(413, "payload_too_large"),
     code(415, "unsupported_media_type"),
     code(422, "invalid_body"),
@@ -249,6 +251,8 @@ impl From<DomainError> for ApiError {
                 };
             }
             DomainError::UserDeactivated { .. } => (StatusCode::CONFLICT, "user_deactivated"),
+            DomainError::SourceRunning { .. } => (StatusCode::CONFLICT, "source_running"),
+            DomainError::SourceNameTaken { .. } => (StatusCode::CONFLICT, "source_name_taken"),
         };
         ApiError::new(status, code, message)
     }

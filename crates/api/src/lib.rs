@@ -48,6 +48,7 @@ pub use requirement::{Requirement, Resource, RouteAccess};
 pub use routes::ingestions::sha256sums;
 /// Checks a configured secret-scanning public key (PEM).
 pub use routes::secret_scanning::parse_public_key as parse_scanning_public_key;
+pub use routes::sources::spawn_source_scheduler;
 pub use server::{connection_cap, derived_connection_cap, file_limit};
 pub use throttle::AuthThrottle;
 

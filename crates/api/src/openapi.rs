@@ -73,6 +73,7 @@ impl Modify for RequiredAccess {
                 let owned = match resource {
                     Resource::ExternalKey => "external_key",
                     Resource::Ingestion => "ingestion",
+                    Resource::Source => "source",
                 };
                 extensions = extensions.add("x-owner-only", owned);
             }

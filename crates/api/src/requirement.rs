@@ -39,6 +39,8 @@ impl Requirement {
 pub enum Resource {
     ExternalKey,
     Ingestion,
+    /// A saved source (`src_…`).
+    Source,
 }
 
 /// One route: its method, its path as `/openapi.json` writes it, and who may call it.

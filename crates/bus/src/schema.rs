@@ -12,7 +12,8 @@ use keyledger_domain::public::{PublicEnvelope, PublicEvent};
 use keyledger_domain::{
     AccessKeyId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, Event, ExternalKeyId,
     ExternalKeyPublic, FailureKind, FromTrusted, IngestionId, KeyHint, KeyId, KeyName, Label,
-    Permission, Provider, Reason, RoleName, SealedSecret, SecretHash, Selection, Timestamp, UserId,
+    Permission, Provider, Reason, RoleName, SealedSecret, SecretHash, Selection, SourceId,
+    SourceName, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
 use serde_json::{Value, json};
@@ -211,6 +212,7 @@ pub fn example_events() -> Vec<Event> {
     let key = || KeyId::from_trusted("key_4Vq8ZcT1mN0pRb7s".to_owned());
     let external = || ExternalKeyId::from_trusted("ext_Hx2Lr9Qe5WbN1sKd".to_owned());
     let ingestion = || IngestionId::from_trusted("ing_7TzR3pYc0MvA6gLu".to_owned());
+    let source = || SourceId::from_trusted("src_N4bQ8wLc2YhT6vRe".to_owned());
     let hint = || KeyHint::from_trusted("kl_AbCd…wXyZ".to_owned());
     let sealed = || SealedSecret {
         nonce: [0x5a; 12],
@@ -497,6 +499,42 @@ pub fn example_events() -> Vec<Event> {
             bytes: 6_728_362_667,
             at,
         },
+        Event::SourceSaved {
+            source: source(),
+            owner: user(),
+            name: SourceName::from_trusted("nightly runs".to_owned()),
+            selection: Selection::Aws {
+                bucket: "sequencing-runs".to_owned(),
+                prefix: "2026/".to_owned(),
+                pattern: r"\.fastq\.gz$".to_owned(),
+            },
+            destination: "alice/nightly".to_owned(),
+            schedule: Some("0 3 * * *".to_owned()),
+            timezone: Some("Europe/Zurich".to_owned()),
+            at,
+        },
+        Event::SourcePaused {
+            source: source(),
+            owner: user(),
+            at,
+        },
+        Event::SourceResumed {
+            source: source(),
+            owner: user(),
+            at,
+        },
+        Event::SourceDeleted {
+            source: source(),
+            owner: user(),
+            at,
+        },
+        Event::SourceRunStarted {
+            source: source(),
+            owner: user(),
+            ingestion: ingestion(),
+            scheduled_for: Some(Timestamp::from_millis(1_795_654_800_000)),
+            at,
+        },
     ]
 }
 
@@ -524,6 +562,11 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::HoneytokenUsed { .. }
         | Event::ExternalKeyRoleAssumed { .. }
         | Event::IngestionFilesSkipped { .. } => "system",
+        // A scheduled run is started by the vault's scheduler.
+        Event::SourceRunStarted {
+            scheduled_for: Some(_),
+            ..
+        } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         Event::ExternalKeyLeased { .. } => "user:worker-eu-1/key:key_4Wk8Rn2Tq6Yz0Pb3",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
@@ -587,7 +630,12 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::ExternalKeyRevoked { .. }
         | Event::UserDeactivated { .. }
         | Event::UserReactivated { .. }
-        | Event::IngestionFilesSkipped { .. } => event.type_name(),
+        | Event::IngestionFilesSkipped { .. }
+        | Event::SourceSaved { .. }
+        | Event::SourcePaused { .. }
+        | Event::SourceResumed { .. }
+        | Event::SourceDeleted { .. }
+        | Event::SourceRunStarted { .. } => event.type_name(),
     }
 }
 

@@ -87,6 +87,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             keyledger_api::ProviderChecker::new(ingest_config).recording_in(vault.clone()),
         ))
         .with_ingestor(ingestor);
+    // Saved sources run on schedule from this process only: a replica never starts a job.
+    let scheduler = keyledger_api::spawn_source_scheduler(&state);
     let bus = local::bus_config(&config, None)?;
     let relay = match &bus {
         Some(bus) => {
@@ -116,6 +118,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let served = keyledger_api::serve(listener, state, local::shutdown_signal()).await;
     background.abort();
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     if let Some(dispatcher) = dispatcher
         && tokio::time::timeout(grace, dispatcher.shutdown())
             .await
@@ -169,6 +174,8 @@ struct IngestSection {
     aws_role_principal_arn: Option<String>,
     aws_role_session_seconds: u64,
     preview_max_scanned: Option<u64>,
+    /// Seconds between the scheduler's looks for saved sources that are due.
+    schedule_tick_secs: Option<u64>,
 }
 
 impl Default for IngestSection {
@@ -193,6 +200,7 @@ impl Default for IngestSection {
             aws_role_principal_arn: None,
             aws_role_session_seconds: 3600,
             preview_max_scanned: None,
+            schedule_tick_secs: None,
         }
     }
 }
@@ -291,6 +299,9 @@ pub fn ingest_config_for(
     };
     if let Some(scanned) = section.preview_max_scanned {
         ingest.preview_max_scanned = scanned.max(1);
+    }
+    if let Some(secs) = section.schedule_tick_secs {
+        ingest.schedule_tick = std::time::Duration::from_secs(secs.max(1));
     }
     Ok(ingest)
 }

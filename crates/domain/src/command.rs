@@ -7,7 +7,8 @@ use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
     AccessKeyId, DataKeyId, DisplayName, ExternalKeyId, GracePeriod, IngestionId, KeyDuration,
-    KeyHint, KeyId, KeyName, KeyScope, Label, Reason, RoleName, UserId,
+    KeyHint, KeyId, KeyName, KeyScope, Label, Reason, RoleName, Schedule, SourceId, SourceName,
+    UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -179,6 +180,33 @@ pub enum Action {
     },
     CancelIngestion {
         ingestion: IngestionId,
+    },
+    /// Saves a source of the actor's (decision 0031). The selection and destination were
+    /// checked at the edge as a job's are.
+    SaveSource {
+        source: SourceId,
+        name: SourceName,
+        selection: Selection,
+        destination: String,
+        schedule: Option<Schedule>,
+    },
+    PauseSource {
+        source: SourceId,
+    },
+    ResumeSource {
+        source: SourceId,
+    },
+    DeleteSource {
+        source: SourceId,
+    },
+    /// Starts a run of a source as a new job (`IngestionRequested` and `SourceRunStarted` in
+    /// one append): by its owner (`scheduled_for` is `None`), or by the vault's scheduler for
+    /// the occurrence `scheduled_for` (actor `System`).
+    RunSource {
+        source: SourceId,
+        ingestion: IngestionId,
+        batch_id: String,
+        scheduled_for: Option<Timestamp>,
     },
     RecordIngestion {
         ingestion: IngestionId,

@@ -3,6 +3,7 @@
 mod governance;
 mod ingestion;
 mod organization;
+mod sources;
 
 use std::collections::BTreeSet;
 
@@ -505,6 +506,11 @@ fn judge(
         | Action::RecordIngestion { .. }
         | Action::LeaseIngestion { .. }
         | Action::ReportIngestion { .. }) => ingestion::judge(state, actor, action, now, reads),
+        action @ (Action::SaveSource { .. }
+        | Action::PauseSource { .. }
+        | Action::ResumeSource { .. }
+        | Action::DeleteSource { .. }
+        | Action::RunSource { .. }) => sources::judge(state, actor, action, now, reads),
 
         action @ (Action::WarnExpiring { .. }
         | Action::RecordLeak { .. }

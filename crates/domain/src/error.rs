@@ -69,6 +69,15 @@ pub enum DomainError {
     },
     #[error("user `{user}` is deactivated; reactivate them first")]
     UserDeactivated { user: String },
+    /// A run of the source whose job has not finished: a source never runs twice at once.
+    #[error(
+        "source `{id}` is still running (ingestion `{ingestion}`): wait for that job to finish, or cancel it, then run the source again"
+    )]
+    SourceRunning { id: String, ingestion: String },
+    #[error(
+        "you already have a source with this name (id {id}): choose another name, or delete that source first"
+    )]
+    SourceNameTaken { id: String },
 }
 
 /// A user refused a permission, and the roles they held at that moment.

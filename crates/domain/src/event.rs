@@ -11,7 +11,8 @@ use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
     AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, ExternalKeyId,
-    IngestionId, KeyHint, KeyId, KeyName, Label, Network, Provider, Reason, RoleName, UserId,
+    IngestionId, KeyHint, KeyId, KeyName, Label, Network, Provider, Reason, RoleName, SourceId,
+    SourceName, UserId,
 };
 
 /// HMAC-SHA256 of an internal key under the deployment's pepper. Not a secret, but never shown.
@@ -465,6 +466,44 @@ pub enum Event {
         bytes: u64,
         at: Timestamp,
     },
+    /// A user saved a source: a selection and destination to import again, by hand or on a
+    /// `schedule` (five cron fields) read in `timezone` (decision 0031).
+    SourceSaved {
+        source: SourceId,
+        owner: UserId,
+        name: SourceName,
+        selection: Selection,
+        destination: String,
+        schedule: Option<String>,
+        timezone: Option<String>,
+        at: Timestamp,
+    },
+    /// The source's schedule starts nothing until it is resumed.
+    SourcePaused {
+        source: SourceId,
+        owner: UserId,
+        at: Timestamp,
+    },
+    SourceResumed {
+        source: SourceId,
+        owner: UserId,
+        at: Timestamp,
+    },
+    /// The source is gone; its runs' jobs and files stay.
+    SourceDeleted {
+        source: SourceId,
+        owner: UserId,
+        at: Timestamp,
+    },
+    /// A run of the source began: recorded in the same append as its job's
+    /// `IngestionRequested`. `scheduled_for`: the occurrence it runs for; `None`, by hand.
+    SourceRunStarted {
+        source: SourceId,
+        owner: UserId,
+        ingestion: IngestionId,
+        scheduled_for: Option<Timestamp>,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -583,6 +622,11 @@ impl Event {
             Event::UserDeactivated { user, .. } | Event::UserReactivated { user, .. } => {
                 user_stream(user)
             }
+            Event::SourceSaved { source, .. }
+            | Event::SourcePaused { source, .. }
+            | Event::SourceResumed { source, .. }
+            | Event::SourceDeleted { source, .. }
+            | Event::SourceRunStarted { source, .. } => source_stream(source),
         }
     }
 
@@ -644,6 +688,11 @@ impl Event {
             Event::IngestionFilesSkipped { .. } => {
                 ("IngestionFilesSkipped", "ingestion.files_skipped")
             }
+            Event::SourceSaved { .. } => ("SourceSaved", "source.saved"),
+            Event::SourcePaused { .. } => ("SourcePaused", "source.paused"),
+            Event::SourceResumed { .. } => ("SourceResumed", "source.resumed"),
+            Event::SourceDeleted { .. } => ("SourceDeleted", "source.deleted"),
+            Event::SourceRunStarted { .. } => ("SourceRunStarted", "source.run_started"),
         }
     }
 }
@@ -661,6 +710,11 @@ pub fn role_stream(role: &RoleName) -> String {
 /// The stream of one ingestion job.
 pub fn ingestion_stream(ingestion: &IngestionId) -> String {
     format!("ingestion/{ingestion}")
+}
+
+/// The stream of a saved source: its definition and its runs.
+pub fn source_stream(source: &SourceId) -> String {
+    format!("source/{source}")
 }
 
 pub fn external_key_stream(owner: &UserId, provider: Provider) -> String {

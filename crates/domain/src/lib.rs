@@ -22,7 +22,7 @@ pub use decide::{Decision, MAX_RECORDED_TEXT, decide, decide_with_reads, permitt
 pub use error::{DomainError, Holder};
 pub use event::{
     Actor, CredentialKind, Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash,
-    Selection, external_key_stream, ingestion_stream, role_stream, user_stream,
+    Selection, external_key_stream, ingestion_stream, role_stream, source_stream, user_stream,
 };
 pub use key_status::KeyStatus;
 pub use permissions::{
@@ -30,13 +30,14 @@ pub use permissions::{
 };
 pub use state::{
     ApiKey, Deactivation, ExternalKey, FileOutcome, Ingestion, IngestionState, JobLease,
-    PreviousSecret, Revocation, RotatedDataKeys, SecretKind, State, User, Verification,
+    PreviousSecret, RECENT_SOURCE_RUNS, Revocation, RotatedDataKeys, SecretKind, Source, SourceRun,
+    State, User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{
     AccessKeyId, AwsExternalId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, DurationPolicy,
     ExternalKeyId, FromTrusted, GracePeriod, HiddenCharacter, IngestionId, KeyDuration, KeyHint,
-    KeyId, KeyName, KeyScope, Label, Network, Provider, Reason, RoleName, UserId, ValidationError,
-    check_aws_secret, check_aws_session_token, check_bucket_name, check_dnanexus_project,
-    check_dnanexus_token, check_visible_text,
+    KeyId, KeyName, KeyScope, Label, Network, Provider, Reason, RoleName, Schedule, SourceId,
+    SourceName, UserId, ValidationError, check_aws_secret, check_aws_session_token,
+    check_bucket_name, check_dnanexus_project, check_dnanexus_token, check_visible_text,
 };

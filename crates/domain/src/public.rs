@@ -11,7 +11,7 @@ use crate::permissions::Permission;
 use crate::time::Timestamp;
 use crate::values::{
     AccessKeyId, AwsRegion, AwsRoleArn, DataKeyId, DisplayName, ExternalKeyId, IngestionId,
-    KeyHint, KeyId, KeyName, Label, Provider, Reason, RoleName, UserId,
+    KeyHint, KeyId, KeyName, Label, Provider, Reason, RoleName, SourceId, SourceName, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -539,6 +539,69 @@ pub enum PublicEvent {
         /// Their total size.
         bytes: u64,
     },
+    /// A user saved a source to import again, by hand or on a schedule.
+    SourceSaved {
+        /// The source's id (`src_…`).
+        #[schema(value_type = String)]
+        source: SourceId,
+        /// The handle of its owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// Its name, unique among the owner's sources.
+        #[schema(value_type = String)]
+        name: SourceName,
+        /// What each run fetches: as `IngestionRequested`'s `selection`.
+        #[schema(value_type = Object)]
+        selection: Selection,
+        /// Where each run stores verified files.
+        destination: String,
+        /// Five cron fields (minute hour day-of-month month day-of-week); `null`: by hand only.
+        schedule: Option<String>,
+        /// The IANA time zone the schedule is read in, e.g. `Europe/Zurich`.
+        timezone: Option<String>,
+    },
+    /// The source's schedule starts nothing until it is resumed.
+    SourcePaused {
+        /// The source's id (`src_…`).
+        #[schema(value_type = String)]
+        source: SourceId,
+        /// The handle of its owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+    },
+    /// The source's schedule runs again (occurrences while paused are not caught up).
+    SourceResumed {
+        /// The source's id (`src_…`).
+        #[schema(value_type = String)]
+        source: SourceId,
+        /// The handle of its owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+    },
+    /// The source was deleted; its runs' jobs and files stay.
+    SourceDeleted {
+        /// The source's id (`src_…`).
+        #[schema(value_type = String)]
+        source: SourceId,
+        /// The handle of its owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+    },
+    /// A run of the source began as the job `ingestion` (its `IngestionRequested` is in the same append).
+    SourceRunStarted {
+        /// The source's id (`src_…`).
+        #[schema(value_type = String)]
+        source: SourceId,
+        /// The handle of its owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The job of this run (`ing_…`).
+        #[schema(value_type = String)]
+        ingestion: IngestionId,
+        /// The schedule's occurrence this run is for; `null` for a run by hand.
+        #[schema(value_type = Option<String>)]
+        scheduled_for: Option<Timestamp>,
+    },
 }
 
 impl PublicEvent {
@@ -582,6 +645,11 @@ impl PublicEvent {
             PublicEvent::UserDeactivated { .. } => "UserDeactivated",
             PublicEvent::UserReactivated { .. } => "UserReactivated",
             PublicEvent::IngestionFilesSkipped { .. } => "IngestionFilesSkipped",
+            PublicEvent::SourceSaved { .. } => "SourceSaved",
+            PublicEvent::SourcePaused { .. } => "SourcePaused",
+            PublicEvent::SourceResumed { .. } => "SourceResumed",
+            PublicEvent::SourceDeleted { .. } => "SourceDeleted",
+            PublicEvent::SourceRunStarted { .. } => "SourceRunStarted",
         }
     }
 }

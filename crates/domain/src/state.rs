@@ -13,10 +13,12 @@ mod governance;
 mod hasher;
 mod ingestion;
 mod organization;
+mod sources;
 
 pub use hasher::SecretHashBuilder;
 pub use ingestion::{FileOutcome, Ingestion, IngestionState};
 pub use organization::{Deactivation, Revocation};
+pub use sources::{RECENT_SOURCE_RUNS, Source, SourceRun};
 
 use crate::error::{DomainError, Holder};
 use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash};
@@ -25,7 +27,7 @@ use crate::permissions::{Permission, PermissionSet, built_in_permissions};
 use crate::time::Timestamp;
 use crate::values::{
     DataKeyId, DisplayName, ExternalKeyId, IngestionId, KeyHint, KeyId, KeyName, Label, Network,
-    Provider, RoleName, UserId,
+    Provider, RoleName, SourceId, UserId,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -162,6 +164,8 @@ pub struct State {
     master_key_generation: u32,
     /// Expiry warnings, leaked secrets, honeytokens (`state/governance.rs`).
     governance: governance::Governance,
+    /// Saved sources, deleted ones removed (`state/sources.rs`).
+    sources: BTreeMap<SourceId, sources::Source>,
 }
 
 impl State {
@@ -519,6 +523,11 @@ impl State {
                     job.bytes_skipped += bytes;
                 }
             }
+            event @ (Event::SourceSaved { .. }
+            | Event::SourcePaused { .. }
+            | Event::SourceResumed { .. }
+            | Event::SourceDeleted { .. }
+            | Event::SourceRunStarted { .. }) => self.apply_source(event),
         }
     }
 

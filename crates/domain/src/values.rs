@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 mod durations;
 mod networks;
 mod providers;
+mod sources;
 
 pub use durations::{DurationPolicy, GracePeriod, KeyDuration};
 pub use networks::{KeyScope, Network};
@@ -16,6 +17,7 @@ pub use providers::{
     Provider, check_aws_secret, check_aws_session_token, check_bucket_name, check_dnanexus_project,
     check_dnanexus_token,
 };
+pub use sources::Schedule;
 
 /// Why an input was refused: the field and a sentence a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,6 +102,15 @@ string_value!(
 string_value!(
     /// An ingestion job's id, `ing_` + 16 base62 characters.
     IngestionId
+);
+string_value!(
+    /// A saved source's id, `src_` + 16 base62 characters.
+    SourceId
+);
+string_value!(
+    /// The name a user gives a saved source: 1 to 64 characters, no control characters; unique
+    /// among the owner's sources.
+    SourceName
 );
 string_value!(
     /// The id of the data key that seals an external key's secret: the credential's own id for
@@ -366,6 +377,8 @@ from_trusted!(
     ExternalKeyId,
     DataKeyId,
     IngestionId,
+    SourceId,
+    SourceName,
     KeyName,
     Label,
     KeyHint,

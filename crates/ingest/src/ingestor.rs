@@ -77,15 +77,44 @@ impl Ingestor {
             .vault
             .read(|state| permitted_user(state, &actor, permission))?;
         selection::validate(&request.selection).map_err(IngestError::InvalidSelection)?;
-        let destination = match &request.destination {
-            Some(raw) => validate_destination(raw).map_err(IngestError::InvalidDestination)?,
-            None => {
-                validate_destination(owner.as_str()).map_err(IngestError::InvalidDestination)?
-            }
-        };
-        if !destination_belongs_to(&destination, &owner) {
-            return Err(IngestError::ForeignDestination { owner });
+        let destination = self.checked_destination(&owner, request.destination.as_deref())?;
+        let (id, batch_id) = self.new_job_ids()?;
+        let executed = shared
+            .vault
+            .run(
+                actor,
+                Action::RequestIngestion {
+                    ingestion: id.clone(),
+                    selection: request.selection.clone(),
+                    destination: destination.clone(),
+                    batch_id: batch_id.clone(),
+                },
+            )
+            .await?;
+        self.launch(&executed.events, &id, options)?;
+        Ok(id)
+    }
+
+    /// The destination a job of `owner`'s stores into: `raw` (or the owner's own folder),
+    /// checked to be a safe relative path inside the owner's area.
+    pub(crate) fn checked_destination(
+        &self,
+        owner: &UserId,
+        raw: Option<&str>,
+    ) -> Result<String, IngestError> {
+        let destination = validate_destination(raw.unwrap_or(owner.as_str()))
+            .map_err(IngestError::InvalidDestination)?;
+        if !destination_belongs_to(&destination, owner) {
+            return Err(IngestError::ForeignDestination {
+                owner: owner.clone(),
+            });
         }
+        Ok(destination)
+    }
+
+    /// A new job's id and batch id.
+    pub(crate) fn new_job_ids(&self) -> Result<(IngestionId, String), IngestError> {
+        let shared = &self.shared;
         let id = IngestionId::from_trusted(format!(
             "{}{}",
             IngestionId::PREFIX,
@@ -99,43 +128,48 @@ impl Ingestor {
             "batch-{date}-{}",
             random_base62(&shared.rng, 6).map_err(VaultError::from)?
         );
-        let executed = shared
-            .vault
-            .run(
-                actor,
-                Action::RequestIngestion {
-                    ingestion: id.clone(),
-                    selection: request.selection.clone(),
-                    destination: destination.clone(),
-                    batch_id: batch_id.clone(),
-                },
-            )
-            .await?;
-        let key = executed
-            .events
-            .iter()
-            .find_map(|event| match event {
-                Event::IngestionRequested { external_key, .. } => Some(external_key.clone()),
-                _ => None,
-            })
-            .ok_or_else(|| {
-                IngestError::Vault(VaultError::Inconsistent {
-                    what: "the ingestion request recorded no IngestionRequested event",
-                })
-            })?;
+        Ok((id, batch_id))
+    }
+
+    /// Runs the job `id` that `events` (just appended) requested: on a task of this process,
+    /// or, with external workers, nowhere here (the dispatcher hands it to a worker).
+    pub(crate) fn launch(
+        &self,
+        events: &[Event],
+        id: &IngestionId,
+        options: StartOptions,
+    ) -> Result<(), IngestError> {
+        let shared = &self.shared;
+        let requested = events.iter().find_map(|event| match event {
+            Event::IngestionRequested {
+                ingestion,
+                owner,
+                external_key,
+                selection,
+                destination,
+                batch_id,
+                ..
+            } if ingestion == id => Some((owner, external_key, selection, destination, batch_id)),
+            _ => None,
+        });
+        let Some((owner, key, selection, destination, batch_id)) = requested else {
+            return Err(IngestError::Vault(VaultError::Inconsistent {
+                what: "the ingestion request recorded no IngestionRequested event",
+            }));
+        };
         if shared.config.workers == Workers::External {
             // The dispatcher publishes the job to the work queue; a worker runs it.
             tracing::info!(id = %id, owner = %owner, batch = %batch_id, "ingestion requested for the workers");
-            return Ok(id);
+            return Ok(());
         }
         let live = Arc::new(LiveJob::new());
         shared.lock_jobs().insert(id.clone(), Arc::clone(&live));
         let job = Arc::new(Job {
             shared: Arc::clone(shared),
             id: id.clone(),
-            key,
-            selection: request.selection,
-            batch_dir: shared.store.batch_dir(&destination, &batch_id),
+            key: key.clone(),
+            selection: selection.clone(),
+            batch_dir: shared.store.batch_dir(destination, batch_id),
             live,
             recorder: Recorder::new(id.clone()),
             tally: Mutex::new(Tally::default()),
@@ -144,7 +178,7 @@ impl Ingestor {
         tracing::info!(id = %id, owner = %owner, batch = %batch_id, "ingestion requested");
         // Counted as queued from now until it gets a slot.
         supervise(job, Gauge::enter(shared, Gauge::Queued));
-        Ok(id)
+        Ok(())
     }
 
     /// Cancels a job of `actor`'s (records `IngestionCancelled`) and stops its transfers; the

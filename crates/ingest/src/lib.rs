@@ -38,6 +38,7 @@ pub mod s3;
 mod selection;
 mod shared;
 mod source;
+mod sources;
 mod store;
 mod sync;
 mod view;
@@ -58,6 +59,7 @@ pub use remote::{Fetched, Listed, Progress, RemoteFile, SourceError, SourceError
 pub use remote_job::{JobHost, Refused, RemoteJob, RemoteOutcome, RemoteTally};
 pub use role::{record_role_assumed, session_for_job};
 pub use source::{RoleUse, SampleSource, source_for, source_for_credential, source_for_use};
+pub use sources::{SaveSource, ScheduledRuns};
 pub use store::object::ObjectTarget;
 pub use store::{
     PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
@@ -107,6 +109,9 @@ pub struct IngestConfig {
     /// The most entries of a provider's listing one preview looks at: bounds its time and
     /// memory in a bucket of millions of objects (about 20 ListObjectsV2 pages by default).
     pub preview_max_scanned: u64,
+    /// How often the scheduler looks for saved sources whose occurrence is due (decision
+    /// 0031): a run starts at most this long after its time.
+    pub schedule_tick: Duration,
 }
 
 /// Who runs ingestion jobs (`[ingest] workers`, decision 0025).
@@ -149,6 +154,7 @@ impl Default for IngestConfig {
             workers: Workers::Embedded,
             aws_role: None,
             preview_max_scanned: 20_000,
+            schedule_tick: Duration::from_secs(30),
         }
     }
 }

@@ -89,7 +89,19 @@ pub(crate) async fn start_ingestion(
         .await
         .map_err(ingest_error)?;
     tracing::info!(ingestion = %id, "ingestion started");
-    manifest::job_started(&id, first_seq);
+    let view = follow_job(&state, &id, first_seq)?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+/// After a job was started (by a request or a saved source's run): its manifest is written
+/// into the batch folder when it ends, reading its events from `first_seq` on. Its view now.
+pub(crate) fn follow_job(
+    state: &ApiState,
+    id: &IngestionId,
+    first_seq: u64,
+) -> Result<IngestionView, ApiError> {
+    let ingestor = ingestor(state)?;
+    manifest::job_started(id, first_seq);
     {
         let (state, id, ingestor) = (state.clone(), id.clone(), ingestor.clone());
         tokio::spawn(async move {
@@ -97,10 +109,9 @@ pub(crate) async fn start_ingestion(
             write_manifest(&state, &id).await;
         });
     }
-    let view = ingestor
-        .status(&id)
-        .ok_or_else(|| ApiError::internal("the job vanished after it was started"))?;
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    ingestor
+        .status(id)
+        .ok_or_else(|| ApiError::internal("the job vanished after it was started"))
 }
 
 /// One of the caller's jobs: state, per-file progress, bytes, errors.

@@ -12,6 +12,7 @@ pub(crate) mod ingestions;
 pub(crate) mod samples;
 pub(crate) mod secret_scanning;
 pub(crate) mod session;
+pub(crate) mod sources;
 pub(crate) mod users;
 pub(crate) mod workers;
 
@@ -74,6 +75,7 @@ pub(crate) fn declared() -> Declared {
     let run_jobs = needs(Permission::RunIngestionJobs);
     let own_external_key = Owner(Resource::ExternalKey, Permission::ManageUserApiKeys);
     let own_ingestion = Owner(Resource::Ingestion, Permission::ImportOrganizationSamples);
+    let own_source = Owner(Resource::Source, Permission::ImportOrganizationSamples);
     Declared::new()
         .with(Public, routes!(health::healthz))
         .with(Public, routes!(health::readyz))
@@ -138,6 +140,13 @@ pub(crate) fn declared() -> Declared {
         .with(users, routes!(governance::deactivate_user))
         .with(users, routes!(governance::reactivate_user))
         .with(run_jobs, routes!(workers::renew_session))
+        .with(import, routes!(sources::save_source))
+        .with(import, routes!(sources::list_sources))
+        .with(own_source, routes!(sources::get_source))
+        .with(own_source, routes!(sources::run_source))
+        .with(own_source, routes!(sources::pause_source))
+        .with(own_source, routes!(sources::resume_source))
+        .with(own_source, routes!(sources::delete_source))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most

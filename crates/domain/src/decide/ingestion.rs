@@ -4,12 +4,12 @@
 use super::{Reads, no_usable_key, not_found, require, require_system};
 use crate::command::{Action, IngestionProgress};
 use crate::error::DomainError;
-use crate::event::{Actor, Event, external_key_stream, ingestion_stream};
+use crate::event::{Actor, Event, Selection, external_key_stream, ingestion_stream};
 use crate::key_status::KeyStatus;
 use crate::permissions::Permission;
 use crate::state::{Ingestion, State};
 use crate::time::Timestamp;
-use crate::values::IngestionId;
+use crate::values::{IngestionId, UserId};
 
 pub(super) fn judge(
     state: &State,
@@ -26,23 +26,13 @@ pub(super) fn judge(
             batch_id,
         } => {
             let owner = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
-            let provider = selection.provider();
-            reads.stream(external_key_stream(&owner, provider));
-            let Some(external) = state
-                .active_external_key(&owner, provider)
-                .filter(|k| k.status_at(now) == KeyStatus::Active)
-            else {
-                return Err(no_usable_key(state, &owner, provider, now));
-            };
-            Ok(vec![Event::IngestionRequested {
+            let request = JobRequest {
                 ingestion,
-                owner,
-                external_key: external.id.clone(),
                 selection,
                 destination,
                 batch_id,
-                at: now,
-            }])
+            };
+            Ok(vec![requested(state, reads, owner, request, now)?])
         }
         Action::CancelIngestion { ingestion } => {
             let job = state
@@ -131,6 +121,41 @@ pub(super) fn judge(
         }
         _ => unreachable!("decide hands only ingestion actions to ingestion::judge"),
     }
+}
+
+/// A new job's identity and what it fetches.
+pub(super) struct JobRequest {
+    pub ingestion: IngestionId,
+    pub selection: Selection,
+    pub destination: String,
+    pub batch_id: String,
+}
+
+/// The `IngestionRequested` of a job of `owner`'s, over their usable key for the provider.
+pub(super) fn requested(
+    state: &State,
+    reads: &mut Reads,
+    owner: UserId,
+    request: JobRequest,
+    now: Timestamp,
+) -> Result<Event, DomainError> {
+    let provider = request.selection.provider();
+    reads.stream(external_key_stream(&owner, provider));
+    let Some(external) = state
+        .active_external_key(&owner, provider)
+        .filter(|k| k.status_at(now) == KeyStatus::Active)
+    else {
+        return Err(no_usable_key(state, &owner, provider, now));
+    };
+    Ok(Event::IngestionRequested {
+        ingestion: request.ingestion,
+        owner,
+        external_key: external.id.clone(),
+        selection: request.selection,
+        destination: request.destination,
+        batch_id: request.batch_id,
+        at: now,
+    })
 }
 
 /// The job, noting its stream, while it is not finished.

@@ -374,6 +374,45 @@ impl From<&Event> for PublicEvent {
                 files,
                 bytes,
             },
+            Event::SourceSaved {
+                source,
+                owner,
+                name,
+                selection,
+                destination,
+                schedule,
+                timezone,
+                ..
+            } => PublicEvent::SourceSaved {
+                source,
+                owner,
+                name,
+                selection,
+                destination,
+                schedule,
+                timezone,
+            },
+            Event::SourcePaused { source, owner, .. } => {
+                PublicEvent::SourcePaused { source, owner }
+            }
+            Event::SourceResumed { source, owner, .. } => {
+                PublicEvent::SourceResumed { source, owner }
+            }
+            Event::SourceDeleted { source, owner, .. } => {
+                PublicEvent::SourceDeleted { source, owner }
+            }
+            Event::SourceRunStarted {
+                source,
+                owner,
+                ingestion,
+                scheduled_for,
+                ..
+            } => PublicEvent::SourceRunStarted {
+                source,
+                owner,
+                ingestion,
+                scheduled_for,
+            },
         }
     }
 }
