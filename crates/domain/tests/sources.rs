@@ -105,8 +105,9 @@ fn a_source_is_saved_under_a_name_unique_to_its_owner() {
         matches!(again, Err(DomainError::SourceNameTaken { .. })),
         "{again:?}"
     );
-    // Another user's sources do not take the name; `dev` may not import at all.
-    let refused = when(&state, as_user("dev"), save(3, "hourly", None), T0);
+    // Names are per owner: `dev` may use it too; an auditor may not import at all.
+    apply(&mut state, as_user("dev"), save(3, "hourly", None), T0);
+    let refused = when(&state, as_user("auditor"), save(5, "audit", None), T0);
     assert!(
         matches!(refused, Err(DomainError::PermissionDenied { .. })),
         "{refused:?}"
