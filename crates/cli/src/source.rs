@@ -11,38 +11,7 @@ use crate::output::{field, items, print_json, print_table, time};
 pub enum SourceCommand {
     /// Save a source: what `keyledger ingest s3` / `ingest dnanexus` would fetch, under a name,
     /// optionally on a schedule.
-    Save {
-        /// Unique among your sources.
-        name: String,
-        /// `aws` (with --bucket, --prefix) or `dnanexus` (with --project, --folder).
-        #[arg(long, default_value = "aws")]
-        provider: String,
-        #[arg(long)]
-        bucket: Option<String>,
-        /// Only keys under this prefix.
-        #[arg(long)]
-        prefix: Option<String>,
-        /// A DNAnexus project id (project-…) or name.
-        #[arg(long)]
-        project: Option<String>,
-        /// The DNAnexus folder to search, recursively [default: /].
-        #[arg(long)]
-        folder: Option<String>,
-        /// A regular expression (not a shell glob) the key or path must match [default: every
-        /// file].
-        #[arg(long)]
-        pattern: Option<String>,
-        /// Your folder of the sample store or a folder under it [default: your user name].
-        #[arg(long)]
-        destination: Option<String>,
-        /// Five cron fields: minute hour day-of-month month day-of-week, such as "0 3 * * *"
-        /// (03:00 every day). Without it the source runs only by hand.
-        #[arg(long, requires = "timezone")]
-        schedule: Option<String>,
-        /// The IANA time zone the schedule is read in, such as Europe/Zurich or UTC.
-        #[arg(long, requires = "schedule")]
-        timezone: Option<String>,
-    },
+    Save(Box<SaveArgs>),
     /// List your sources with their schedule, next and last run.
     List,
     /// Show one source and its last 20 runs.
@@ -57,22 +26,57 @@ pub enum SourceCommand {
     Delete { id: String },
 }
 
+#[derive(Debug, clap::Args)]
+pub struct SaveArgs {
+    /// Unique among your sources.
+    name: String,
+    /// `aws` (with --bucket, --prefix) or `dnanexus` (with --project, --folder).
+    #[arg(long, default_value = "aws")]
+    provider: String,
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Only keys under this prefix.
+    #[arg(long)]
+    prefix: Option<String>,
+    /// A DNAnexus project id (project-…) or name.
+    #[arg(long)]
+    project: Option<String>,
+    /// The DNAnexus folder to search, recursively [default: /].
+    #[arg(long)]
+    folder: Option<String>,
+    /// A regular expression (not a shell glob) the key or path must match [default: every
+    /// file].
+    #[arg(long)]
+    pattern: Option<String>,
+    /// Your folder of the sample store or a folder under it [default: your user name].
+    #[arg(long)]
+    destination: Option<String>,
+    /// Five cron fields: minute hour day-of-month month day-of-week, such as "0 3 * * *"
+    /// (03:00 every day). Without it the source runs only by hand.
+    #[arg(long, requires = "timezone")]
+    schedule: Option<String>,
+    /// The IANA time zone the schedule is read in, such as Europe/Zurich or UTC.
+    #[arg(long, requires = "schedule")]
+    timezone: Option<String>,
+}
+
 pub fn run(command: &SourceCommand, global: &ClientArgs) -> anyhow::Result<()> {
     let client = Client::from_args(global)?;
     let path = |id: &str, action: &str| format!("/v1/sources/{}{action}", segment(id));
     match command {
-        SourceCommand::Save {
-            name,
-            provider,
-            bucket,
-            prefix,
-            project,
-            folder,
-            pattern,
-            destination,
-            schedule,
-            timezone,
-        } => {
+        SourceCommand::Save(save) => {
+            let SaveArgs {
+                name,
+                provider,
+                bucket,
+                prefix,
+                project,
+                folder,
+                pattern,
+                destination,
+                schedule,
+                timezone,
+            } = save.as_ref();
             let body = json!({
                 "name": name, "provider": provider, "bucket": bucket, "prefix": prefix,
                 "project": project, "folder": folder, "pattern": pattern,
