@@ -197,3 +197,37 @@ async fn scheduled_runs_are_ordinary_jobs_against_s3() {
     });
     assert_eq!(recent, [Some(first), Some(second)]);
 }
+
+/// Many runs of one source started at once: exactly one is recorded, every other one is refused
+/// as `source_running`, however the appends interleave (the source's stream version decides).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_of_one_source_start_exactly_one_job() {
+    let h = harness(|config| config.workers = Workers::External).await;
+    h.store_aws_key(SECRET, KeyDuration::Days(30)).await;
+    let source = save_hourly(&h, "contended").await;
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let (ingestor, source) = (h.ingestor.clone(), source.clone());
+            tokio::spawn(async move { ingestor.run_source(dev(), &source, None).await })
+        })
+        .collect();
+    let mut started = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => started += 1,
+            Err(IngestError::Refused(DomainError::SourceRunning { .. })) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+    let (runs, jobs) = h.vault.read(|s| {
+        let runs = s.source(&source).unwrap().runs;
+        (
+            runs,
+            s.ingestions()
+                .filter(|job| job.owner.as_str() == "dev")
+                .count(),
+        )
+    });
+    assert_eq!((runs, jobs), (1, 1));
+}
