@@ -96,8 +96,10 @@ fn a_bad_schedule_or_time_zone_is_refused_naming_the_field() {
     );
 }
 
-#[test]
-fn the_docs_source_commands_save_run_pause_and_delete_a_source() {
+/// An S3 test server (and the runtime serving it) holding three `.csv` and three `.txt`
+/// objects under `runs/`, a server using it (with `env` added), and user `syd`'s key, with an
+/// AWS key stored for it.
+fn with_s3(env: &[(&str, &str)]) -> (tokio::runtime::Runtime, S3Server, Server, String) {
     let rt = runtime();
     let s3 = rt.block_on(S3Server::start(ACCESS_KEY_ID, SECRET)).unwrap();
     rt.block_on(s3.create_bucket("samples")).unwrap();
@@ -110,12 +112,20 @@ fn the_docs_source_commands_save_run_pause_and_delete_a_source() {
     });
     rt.block_on(s3.put_objects("samples", objects)).unwrap();
     let endpoint = s3.endpoint();
-    let server = Server::start_with(&[("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str())]);
+    let mut all = vec![("KEYLEDGER_INGEST_S3_ENDPOINT", endpoint.as_str())];
+    all.extend_from_slice(env);
+    let server = Server::start_with(&all);
     let key = developer_key(&server, "syd");
     let aws_key = json!({ "label": "lab", "provider": "aws", "duration": "30d",
         "aws": { "access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET, "region": "us-east-1" } });
     let (status, stored) = server.call("POST", "/v1/external-keys", Some(&key), Some(&aws_key));
     assert_eq!(status, 201, "{stored}");
+    (rt, s3, server, key)
+}
+
+#[test]
+fn the_docs_source_commands_save_run_pause_and_delete_a_source() {
+    let (_rt, _s3, server, key) = with_s3(&[]);
 
     // As docs/cli.md writes them.
     let saved = source_cli(
@@ -198,4 +208,52 @@ fn the_docs_source_commands_save_run_pause_and_delete_a_source() {
     // The run's job stays.
     let job = server.get(&format!("/v1/ingestions/{job_id}"), &key);
     assert_eq!(job["state"], "completed");
+}
+
+/// `keyledger serve` runs the schedule by itself, on the real clock: an every-minute source
+/// starts a run within a minute (bounded polling, no timed assertion), whose job completes and
+/// whose manifest lands in the batch folder without anyone asking for the job.
+#[test]
+fn the_server_runs_a_scheduled_source_by_itself() {
+    let (_rt, _s3, server, key) = with_s3(&[("KEYLEDGER_INGEST_SCHEDULE_TICK_SECS", "1")]);
+    let (status, saved) = server.call(
+        "POST",
+        "/v1/sources",
+        Some(&key),
+        Some(&body("every minute", Some("* * * * *"), Some("UTC"))),
+    );
+    assert_eq!(status, 201, "{saved}");
+    let id = saved["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let run = loop {
+        let source = server.get(&format!("/v1/sources/{id}"), &key);
+        if source["last_run"]["state"] == "completed" {
+            break source["last_run"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled run completed: {source}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let scheduled_for = run["scheduled_for"].as_str().unwrap();
+    assert!(scheduled_for.ends_with(":00.000Z"), "{run}");
+    let jobs = server.get("/v1/ingestions", &key);
+    let job = &jobs["ingestions"][0];
+    assert_eq!(job["id"], run["ingestion"]);
+    let sums = server
+        .data_dir()
+        .join("samples")
+        .join(job["store_path"].as_str().unwrap())
+        .join("SHA256SUMS");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !sums.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no manifest at {}",
+            sums.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(std::fs::read_to_string(&sums).unwrap().lines().count(), 3);
 }
