@@ -162,6 +162,14 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
         ),
         probe(
             "POST",
+            "/v1/sources",
+            "/v1/sources",
+            json!({ "name": "nightly", "provider": "aws", "bucket": "samples", "prefix": "runs/",
+                    "pattern": ".*", "destination": "admin/run-1", "schedule": "0 3 * * *",
+                    "timezone": "Europe/Zurich" }),
+        ),
+        probe(
+            "POST",
             "/v1/admin/backup",
             "/v1/admin/backup",
             json!({ "dir": backup_dir }),

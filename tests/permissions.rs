@@ -66,6 +66,7 @@ impl Keys {
 
 const PLACEHOLDER_KEY: &str = "key_AAAAAAAAAAAAAAAA";
 const PLACEHOLDER_EXT: &str = "ext_AAAAAAAAAAAAAAAA";
+const PLACEHOLDER_SOURCE: &str = "src_AAAAAAAAAAAAAAAA";
 
 /// Whether the caller's roles grant `permission`: members hold `manage_user_api_keys` and
 /// `import_organization_samples` (decision 0012), auditors `view_audit_log`, admins everything;
@@ -119,6 +120,8 @@ fn success_with_placeholders(route: &RouteAccess) -> u16 {
         // Nobody in the matrix has stored an AWS key.
         ("POST", "/v1/ingestions") | ("POST", "/v1/ingestions/preview") => 409,
         ("POST", "/v1/api-keys/delete") | ("POST", "/v1/external-keys/delete") => 404,
+        // Saving a source needs no external key yet.
+        ("POST", "/v1/sources") => 201,
         // Nobody in the matrix stored a sample.
         ("GET", "/v1/samples") => 404,
         (_, path) if path.contains('{') => 404,
@@ -144,6 +147,10 @@ fn admin_success(route: &RouteAccess) -> u16 {
         | ("GET", "/v1/ingestions/{id}/manifest")
         | ("GET", "/v1/ingestions/{id}/files/{path}")
         | ("GET", "/v1/samples") => 404,
+        ("POST", "/v1/sources") => 201,
+        // The admin's source (made for the case) runs over an AWS key nobody stored.
+        ("POST", "/v1/sources/{id}/run") => 409,
+        ("DELETE", "/v1/sources/{id}") => 204,
         // No job was handed to anyone in the matrix.
         ("POST", "/v1/worker/ingestions/{id}/lease")
         | ("POST", "/v1/worker/ingestions/{id}/report")
@@ -186,7 +193,35 @@ fn request(
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().unwrap().to_owned()
     };
+    let source_body = || {
+        json!({ "name": format!("matrix-source-{counter}"), "provider": "aws", "bucket": "samples",
+            "prefix": "runs/", "pattern": ".*", "schedule": "0 3 * * *", "timezone": "Europe/Zurich" })
+    };
+    let fresh_source = || {
+        if !admin {
+            return PLACEHOLDER_SOURCE.to_owned();
+        }
+        let (status, body) = server.call(
+            "POST",
+            "/v1/sources",
+            Some(&keys.admin),
+            Some(&source_body()),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    };
     match (route.method, route.path) {
+        ("POST", "/v1/sources") => (route.path.to_owned(), Some(source_body())),
+        ("GET", "/v1/sources") => (route.path.to_owned(), None),
+        ("GET", "/v1/sources/{id}") | ("DELETE", "/v1/sources/{id}") => {
+            (format!("/v1/sources/{}", fresh_source()), None)
+        }
+        ("POST", "/v1/sources/{id}/run")
+        | ("POST", "/v1/sources/{id}/pause")
+        | ("POST", "/v1/sources/{id}/resume") => {
+            let action = route.path.rsplit('/').next().unwrap_or_default();
+            (format!("/v1/sources/{}/{action}", fresh_source()), None)
+        }
         (
             _,
             "/healthz"

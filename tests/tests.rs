@@ -35,6 +35,7 @@ mod roles;
 mod rotation;
 mod s3_integrity;
 mod snapshots;
+mod sources;
 mod support;
 mod sync;
 mod workers;

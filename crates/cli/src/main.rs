@@ -23,6 +23,7 @@ mod local;
 mod output;
 mod serve;
 mod session;
+mod source;
 mod worker;
 
 use std::io::Write;
@@ -86,6 +87,9 @@ enum Command {
     /// Pull sample files from S3 or DNAnexus with your stored keys.
     #[command(subcommand)]
     Ingest(ingest::IngestCommand),
+    /// Saved sources: a selection imported again by hand or on a cron schedule.
+    #[command(subcommand)]
+    Source(source::SourceCommand),
     /// Verify, export and replay the event log; crypto-shredding evidence.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -143,6 +147,7 @@ fn main() {
         Command::External(command) => external::run(command, &cli.client),
         Command::Audit(command) => audit::run(command, &cli.client),
         Command::Ingest(command) => ingest::run(command, &cli.client),
+        Command::Source(command) => source::run(command, &cli.client),
         Command::Events(command) => events::run(command, cli.client.json),
         Command::Replica(args) => events::run_replica(args),
         Command::Worker(args) => worker::run(args),

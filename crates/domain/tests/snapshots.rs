@@ -260,7 +260,47 @@ pub fn one_of_each() -> Vec<Event> {
             bytes: 3072,
             at: T0,
         },
+        Event::SourceSaved {
+            source: source(),
+            owner: user("alice"),
+            name: SourceName::parse("nightly").unwrap(),
+            selection: Selection::Aws {
+                bucket: "lab".into(),
+                prefix: "runs/".into(),
+                pattern: r"\.csv$".into(),
+            },
+            destination: "alice/nightly".into(),
+            schedule: Some("0 3 * * *".into()),
+            timezone: Some("Europe/Zurich".into()),
+            at: T0,
+        },
+        Event::SourcePaused {
+            source: source(),
+            owner: user("alice"),
+            at: T0,
+        },
+        Event::SourceResumed {
+            source: source(),
+            owner: user("alice"),
+            at: T0,
+        },
+        Event::SourceDeleted {
+            source: source(),
+            owner: user("alice"),
+            at: T0,
+        },
+        Event::SourceRunStarted {
+            source: source(),
+            owner: user("alice"),
+            ingestion: IngestionId::parse("ing_0000000000000001").unwrap(),
+            scheduled_for: Some(T0),
+            at: T0,
+        },
     ]
+}
+
+fn source() -> SourceId {
+    SourceId::parse("src_0000000000000001").unwrap()
 }
 
 #[test]

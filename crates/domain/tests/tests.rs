@@ -6,4 +6,5 @@ mod governance;
 mod replay;
 mod role;
 mod snapshots;
+mod sources;
 mod workers;

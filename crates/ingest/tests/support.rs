@@ -33,6 +33,8 @@ pub struct Harness {
     pub clock: Arc<ManualClock>,
     pub ingestor: Ingestor,
     pub store_root: PathBuf,
+    /// Kept to reopen the vault ([`Harness::reopen`]).
+    pub master: MasterKey,
     pub _dir: TempDir,
 }
 
@@ -69,15 +71,7 @@ pub async fn harness(tweak: impl FnOnce(&mut IngestConfig)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let master = MasterKey::generate(&ring::rand::SystemRandom::new()).unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let vault = Vault::open(
-        VaultConfig {
-            data_dir: dir.path().join("vault"),
-            ..VaultConfig::default()
-        },
-        &master,
-        clock.clone(),
-    )
-    .unwrap();
+    let vault = open_vault(dir.path(), &master, &clock);
     vault.bootstrap(user("admin")).await.unwrap();
     for (name, role) in [("dev", "developer"), ("viewer", "auditor")] {
         vault
@@ -106,8 +100,21 @@ pub async fn harness(tweak: impl FnOnce(&mut IngestConfig)) -> Harness {
         clock,
         ingestor,
         store_root,
+        master,
         _dir: dir,
     }
+}
+
+fn open_vault(dir: &Path, master: &MasterKey, clock: &Arc<ManualClock>) -> Vault {
+    Vault::open(
+        VaultConfig {
+            data_dir: dir.join("vault"),
+            ..VaultConfig::default()
+        },
+        master,
+        clock.clone(),
+    )
+    .unwrap()
 }
 
 pub fn user(name: &str) -> UserId {
@@ -141,6 +148,22 @@ pub fn request(selection: Selection) -> IngestRequest {
 }
 
 impl Harness {
+    /// A restart: the vault closed and opened again on the same directory and clock, with a
+    /// new ingestor (same configuration) that recovers first. Call it with no job running.
+    pub async fn reopen(&mut self) {
+        let config = self.ingestor.config().clone();
+        let placeholder = tempfile::tempdir().unwrap();
+        let stand_in = open_vault(placeholder.path(), &self.master, &self.clock);
+        let vault = std::mem::replace(&mut self.vault, stand_in.clone());
+        let ingestor =
+            std::mem::replace(&mut self.ingestor, Ingestor::new(stand_in, config.clone()));
+        drop((vault, ingestor));
+        let vault = open_vault(self._dir.path(), &self.master, &self.clock);
+        self.ingestor = Ingestor::new(vault.clone(), config);
+        self.vault = vault;
+        self.ingestor.recover().await.unwrap();
+    }
+
     /// Stores `dev`'s AWS key with this secret.
     pub async fn store_aws_key(&self, secret: &str, duration: KeyDuration) -> ExternalKeyId {
         let credential = NewCredential::aws(

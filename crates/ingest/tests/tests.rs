@@ -6,5 +6,6 @@ mod memory;
 mod object_store;
 mod preview;
 mod s3;
+mod sources;
 mod support;
 mod view;

@@ -6,8 +6,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use keyledger_domain::{
-    IngestionId, IngestionState, Schedule, Selection, Source, SourceId, SourceName, SourceRun,
-    Timestamp,
+    Action, IngestionId, IngestionState, Schedule, Selection, Source, SourceId, SourceName,
+    SourceRun, Timestamp,
 };
 use keyledger_ingest::{IngestRequest, IngestionView, SaveSource};
 use serde::{Deserialize, Serialize};
@@ -218,12 +218,10 @@ pub(crate) async fn pause_source(
     Path(id): Path<String>,
 ) -> Result<Json<SourceView>, ApiError> {
     let source = SourceId::parse(&id)?;
-    change(
-        &state,
-        &caller,
-        keyledger_domain::Action::PauseSource { source },
-    )
-    .await
+    let action = Action::PauseSource {
+        source: source.clone(),
+    };
+    change(&state, &caller, &source, action).await
 }
 
 /// Resumes the source's schedule from now: occurrences while it was paused do not run.
@@ -236,12 +234,10 @@ pub(crate) async fn resume_source(
     Path(id): Path<String>,
 ) -> Result<Json<SourceView>, ApiError> {
     let source = SourceId::parse(&id)?;
-    change(
-        &state,
-        &caller,
-        keyledger_domain::Action::ResumeSource { source },
-    )
-    .await
+    let action = Action::ResumeSource {
+        source: source.clone(),
+    };
+    change(&state, &caller, &source, action).await
 }
 
 /// Deletes the source. Its runs' jobs and files stay; a run still going goes on.
@@ -257,10 +253,7 @@ pub(crate) async fn delete_source(
     let source = SourceId::parse(&id)?;
     state
         .vault()
-        .run(
-            caller.actor(),
-            keyledger_domain::Action::DeleteSource { source },
-        )
+        .run(caller.actor(), Action::DeleteSource { source })
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -279,19 +272,16 @@ pub fn spawn_source_scheduler(state: &ApiState) -> Option<tokio::task::JoinHandl
     }))
 }
 
+/// Pauses or resumes `source` (the `action`), answering with the source as it is now.
 async fn change(
     state: &ApiState,
     caller: &Caller,
-    action: keyledger_domain::Action,
+    source: &SourceId,
+    action: Action,
 ) -> Result<Json<SourceView>, ApiError> {
     ingestor(state)?;
-    let id = match &action {
-        keyledger_domain::Action::PauseSource { source }
-        | keyledger_domain::Action::ResumeSource { source } => source.clone(),
-        _ => return Err(ApiError::internal("not a change of a source")),
-    };
     state.vault().run(caller.actor(), action).await?;
-    Ok(Json(view_of(state, &id)?.source))
+    Ok(Json(view_of(state, source)?.source))
 }
 
 /// `schedule` and `timezone` parsed once, here: a bad one is a 400 that names its field.

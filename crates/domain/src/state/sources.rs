@@ -82,16 +82,19 @@ impl State {
     }
 
     /// When the source runs next on its schedule as of `now` (an occurrence already due and
-    /// not yet started, or the next one); `None` while paused or unscheduled.
+    /// not yet started, or the next one; while a run is going, the next one after `now`);
+    /// `None` while paused or unscheduled.
     pub fn source_next_run(&self, source: &Source, now: Timestamp) -> Option<Timestamp> {
         if source.paused {
             return None;
         }
         let schedule = source.schedule.as_ref()?;
         let baseline = self.source_baseline(source);
-        schedule
-            .latest_due(baseline, now)
-            .or_else(|| schedule.next_after(baseline.max(now)))
+        let due = match self.source_running(source) {
+            Some(_) => None,
+            None => schedule.latest_due(baseline, now),
+        };
+        due.or_else(|| schedule.next_after(baseline.max(now)))
     }
 
     fn source_baseline(&self, source: &Source) -> Timestamp {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::TimeZone as _;
 use croner::Cron;
+use croner::errors::CronError;
 use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Serialize};
 
@@ -49,11 +50,20 @@ impl Schedule {
                 ),
             ));
         }
+        // croner's messages quote the pattern: refusals never repeat what was sent.
         let parsed = parser().parse(cron).map_err(|error| {
-            ValidationError::new(
-                "schedule",
-                format!("not a cron expression ({error}): write 5 fields such as `0 3 * * *`"),
-            )
+            let why = match error {
+                CronError::IllegalCharacters(_) => {
+                    "a field holds a character cron does not allow (digits, `*`, `,`, `-`, `/`, \
+                     and names such as MON or JAN)"
+                }
+                CronError::ComponentError(_) => {
+                    "a value is outside its field's range (minute 0-59, hour 0-23, day of month \
+                     1-31, month 1-12, day of week 0-7)"
+                }
+                _ => "write 5 fields such as `0 3 * * *`",
+            };
+            ValidationError::new("schedule", format!("not a cron expression: {why}"))
         })?;
         let Some(timezone) = timezone.map(str::trim).filter(|t| !t.is_empty()) else {
             return Err(ValidationError::new(
