@@ -79,10 +79,10 @@ try {
   await dialog.getByLabel('Name').fill('ci deploy');
   await dialog.getByText('Limits (optional)').click();
   await dialog.getByLabel('Manage API keys').check();
-  await dialog.getByLabel('Client networks').fill('10.0.0.0/33');
+  await dialog.getByLabel('Client networks').fill('192.0.2.1\n10.0.0.0/33');
   await dialog.getByRole('button', { name: 'Submit' }).click();
   await dialog.locator('#key-networks[aria-invalid="true"]').waitFor();
-  assert.match(await dialog.locator('#key-networks-error').innerText(), /10\.0\.0\.0\/33/);
+  assert.match(await dialog.locator('#key-networks-error').innerText(), /entry 2 of 2: a prefix length is at most 32/);
   await shot(page, 'key-limits-create');
 
   step('a key limited to one permission and one network');

@@ -67,21 +67,34 @@ pub fn print_admin_key(admin: &UserId, created: &CreatedApiKey) {
     let _ = std::io::stdout().flush();
 }
 
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let mut terminate = match tokio::signal::unix::signal(
-        tokio::signal::unix::SignalKind::terminate(),
-    ) {
-        Ok(signal) => signal,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops the server");
-            let _ = interrupt.await;
-            return;
+/// Resolves at SIGINT or SIGTERM. The handlers are registered when this is called, not when the
+/// future is first polled: call it before announcing that the process is up, so that a signal
+/// sent as soon as the address is printed stops the process gracefully instead of killing it.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt());
+    let terminate = signal(SignalKind::terminate());
+    async move {
+        match (interrupt, terminate) {
+            (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT received; shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
+            },
+            (interrupt, terminate) => {
+                tracing::warn!(
+                    sigint = interrupt.is_ok(),
+                    sigterm = terminate.is_ok(),
+                    "cannot listen for every stop signal; stopping at the one that can be heard"
+                );
+                if let Ok(mut interrupt) = interrupt {
+                    interrupt.recv().await;
+                } else if let Ok(mut terminate) = terminate {
+                    terminate.recv().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            }
         }
-    };
-    tokio::select! {
-        _ = interrupt => tracing::info!("SIGINT received; shutting down"),
-        _ = terminate.recv() => tracing::info!("SIGTERM received; shutting down"),
     }
 }
 

@@ -63,6 +63,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let address = listener.local_addr()?;
+    // Registered before the address is announced: a SIGTERM from then on is a graceful stop.
+    let shutdown = local::shutdown_signal();
     println!("keyledger listening on http://{address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, data_dir = %config.data_dir.display(), "serving");
@@ -116,7 +118,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         }
         (keyledger_ingest::Workers::Embedded, _) => None,
     };
-    let served = keyledger_api::serve(listener, state, local::shutdown_signal()).await;
+    let served = keyledger_api::serve(listener, state, shutdown).await;
     background.abort();
     if let Some(scheduler) = scheduler {
         scheduler.abort();

@@ -91,8 +91,9 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
         let shutdown = CancellationToken::new();
         {
             let shutdown = shutdown.clone();
+            let signal = local::shutdown_signal();
             tokio::spawn(async move {
-                local::shutdown_signal().await;
+                signal.await;
                 tracing::info!("shutdown requested: draining");
                 shutdown.cancel();
             });

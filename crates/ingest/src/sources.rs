@@ -66,7 +66,8 @@ impl Ingestor {
         ));
         shared
             .vault
-            .run(
+            .run_claiming_name(
+                &owner,
                 actor,
                 Action::SaveSource {
                     source: id.clone(),

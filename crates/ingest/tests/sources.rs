@@ -231,3 +231,34 @@ async fn concurrent_runs_of_one_source_start_exactly_one_job() {
     });
     assert_eq!((runs, jobs), (1, 1));
 }
+
+/// Many saves of one name at once: exactly one source is saved, every other one is refused as
+/// `source_name_taken` (each source is a stream of its own, so the vault's per-owner name lock,
+/// not a stream version, is what orders them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_of_one_name_save_exactly_one_source() {
+    let h = harness(|config| config.workers = Workers::External).await;
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            let ingestor = h.ingestor.clone();
+            tokio::spawn(async move {
+                let source = SaveSource {
+                    name: SourceName::parse("nightly").unwrap(),
+                    request: request(aws_selection(BUCKET, "runs/", r"\.csv$")),
+                    schedule: None,
+                };
+                ingestor.save_source(dev(), source).await
+            })
+        })
+        .collect();
+    let mut saved = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Ok(_) => saved += 1,
+            Err(IngestError::Refused(DomainError::SourceNameTaken { .. })) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(saved, 1);
+    assert_eq!(h.vault.read(|s| s.sources().count()), 1);
+}

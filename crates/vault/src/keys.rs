@@ -116,9 +116,9 @@ impl Vault {
     ) -> Result<CreatedApiKey, VaultError> {
         let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
         // Never decided and appended across an offboarding (see `governance.rs`), nor beside
-        // another creation of a key of the same owner (see `key_names.rs`).
+        // another creation of a key of the same owner (see `names.rs`).
         let _offboarding = self.inner.offboarding.read().await;
-        let _names = self.inner.key_names.lock_for(&actor).await;
+        let _names = self.inner.names.lock_for(&actor).await;
         let command = keyledger_domain::Command::new(actor, Action::CreateApiKey(key.clone()));
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))
@@ -157,7 +157,7 @@ impl Vault {
     ) -> Result<CreatedApiKey, VaultError> {
         let (key, secret) = self.new_scoped_api_key(name, duration, scope)?;
         let _offboarding = self.inner.offboarding.read().await;
-        let _names = self.inner.key_names.lock(&owner).await;
+        let _names = self.inner.names.lock(&owner).await;
         let command = keyledger_domain::Command::new(
             actor,
             Action::IssueApiKey {

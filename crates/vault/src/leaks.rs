@@ -124,7 +124,7 @@ impl Vault {
         let (key, secret) = self.new_api_key(name, duration)?;
         // As for any key: not beside an offboarding, nor another key of the same owner.
         let _offboarding = self.inner.offboarding.read().await;
-        let _names = self.inner.key_names.lock_for(&actor).await;
+        let _names = self.inner.names.lock_for(&actor).await;
         let command = Command::new(actor, Action::CreateHoneytoken(key.clone()));
         let executed = self.execute(command, request_id).await?;
         Ok(created(key, secret, &executed))

@@ -16,11 +16,11 @@ mod external;
 pub mod fuzzing;
 mod governance;
 mod inventory;
-mod key_names;
 mod keys;
 mod leaks;
 mod leases;
 mod master_key;
+mod names;
 mod per_thread;
 mod projection;
 mod rotation;
@@ -37,7 +37,7 @@ use parking_lot::RwLock;
 
 use keyledger_crypto::{CryptoError, Keyring, MasterKey};
 use keyledger_domain::{
-    Action, Actor, Command, DomainError, DurationPolicy, Event, State, Timestamp,
+    Action, Actor, Command, DomainError, DurationPolicy, Event, State, Timestamp, UserId,
 };
 use keyledger_log::{
     AppendBatch, AppendError, Durability, EventLog, ExpectedVersion, LogConfig, LogError, LogView,
@@ -285,8 +285,8 @@ struct Inner {
     /// Held for writing while a user's deactivation is decided and appended, for reading while
     /// a key is created: no key of a user can slip in beside their offboarding.
     offboarding: tokio::sync::RwLock<()>,
-    /// Held from decision to append by whoever creates a key for an owner.
-    key_names: key_names::KeyNameLocks,
+    /// Held from decision to append by whoever claims a name (a key, a source) for an owner.
+    names: names::NameLocks,
 }
 
 impl Vault {
@@ -357,7 +357,7 @@ impl Vault {
                 telemetry,
                 audit,
                 offboarding: tokio::sync::RwLock::new(()),
-                key_names: key_names::KeyNameLocks::default(),
+                names: names::NameLocks::default(),
             }),
         };
         vault.shred_data_keys_of_deleted_credentials()?;
@@ -518,6 +518,18 @@ impl Vault {
             guards,
         };
         Ok((events, batch))
+    }
+
+    /// [`Vault::run`] for an action that claims a name unique among `owner`'s things (a saved
+    /// source): never decided and appended beside another claim for the same owner.
+    pub async fn run_claiming_name(
+        &self,
+        owner: &UserId,
+        actor: Actor,
+        action: Action,
+    ) -> Result<Executed, VaultError> {
+        let _names = self.inner.names.lock(owner).await;
+        self.run(actor, action).await
     }
 
     /// A shortcut for commands without a request id.

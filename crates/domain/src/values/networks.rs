@@ -20,17 +20,14 @@ pub struct Network {
 
 impl Network {
     pub fn parse(raw: &str) -> Result<Network, ValidationError> {
-        let raw = raw.trim();
-        // The entry at fault is named: a key may list up to 32.
         let invalid = || {
             ValidationError::new(
                 "networks",
-                format!(
-                    "{raw:?} is not a network: use an address with a prefix length, as \
-                     `203.0.113.0/24` or `2001:db8::/32`, or a single address"
-                ),
+                "not a network: use an address with a prefix length, as `203.0.113.0/24` or \
+                 `2001:db8::/32`, or a single address",
             )
         };
+        let raw = raw.trim();
         let (address, prefix) = match raw.split_once('/') {
             Some((address, prefix)) => (address, Some(prefix)),
             None => (raw, None),
@@ -50,7 +47,7 @@ impl Network {
                     .ok_or_else(|| {
                         ValidationError::new(
                             "networks",
-                            format!("{raw:?}: a prefix length is at most {width} for this address"),
+                            format!("a prefix length is at most {width} for this address"),
                         )
                     })?
             }
@@ -152,9 +149,20 @@ impl KeyScope {
                 format!("at most {} networks per key", Self::MAX_NETWORKS),
             ));
         }
+        // The entry at fault is named by its place, never quoted: refusals echo nothing sent.
+        let listed = networks.len();
         let mut networks = networks
             .iter()
-            .map(|n| Network::parse(n))
+            .enumerate()
+            .map(|(index, n)| {
+                Network::parse(n).map_err(|error| match listed {
+                    1 => error,
+                    _ => ValidationError::new(
+                        "networks",
+                        format!("entry {} of {listed}: {}", index + 1, error.message),
+                    ),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         networks.sort();
         networks.dedup();
