@@ -39,6 +39,8 @@ struct Cluster {
     dana: String,
     worker_key: String,
     aws_key: String,
+    /// The vault's `s3://` sample store, if not the folder `store`.
+    store_url: Option<String>,
     /// What each S3 object and DNAnexus file holds, by job prefix then stored path.
     expected: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
@@ -63,6 +65,17 @@ impl Cluster {
         s3_jobs: usize,
         dx_jobs: usize,
         store_url: Option<&str>,
+    ) -> Cluster {
+        Self::start_full(rt, s3_jobs, dx_jobs, store_url, &[])
+    }
+
+    /// [`Cluster::start_on`] with more settings of the vault (`KEYLEDGER_…` variables).
+    fn start_full(
+        rt: &tokio::runtime::Runtime,
+        s3_jobs: usize,
+        dx_jobs: usize,
+        store_url: Option<&str>,
+        vault_settings: &[(&str, &str)],
     ) -> Cluster {
         let s3 = rt.block_on(S3Server::start(ACCESS_KEY_ID, SECRET)).unwrap();
         rt.block_on(s3.create_bucket("store")).unwrap();
@@ -138,6 +151,7 @@ impl Cluster {
                 ("KEYLEDGER_STORE_ALLOW_HTTP", "true"),
             ]);
         }
+        vault_env.extend_from_slice(vault_settings);
         let vault = Server::start_with(&vault_env);
         vault.create_user("dana", &["member"]);
         vault.create_user("wrk", &["worker"]);
@@ -171,6 +185,7 @@ impl Cluster {
             dana,
             worker_key,
             aws_key,
+            store_url: store_url.map(str::to_owned),
             expected,
         }
     }
@@ -194,6 +209,19 @@ impl Cluster {
         store: &str,
         env: &[(&str, String)],
     ) -> Worker {
+        self.worker_draining(n, logs, key, store, env, 1)
+    }
+
+    /// [`Cluster::worker_on`] whose running jobs get `drain_secs` on SIGTERM.
+    fn worker_draining(
+        &self,
+        n: usize,
+        logs: &Path,
+        key: &str,
+        store: &str,
+        env: &[(&str, String)],
+        drain_secs: u64,
+    ) -> Worker {
         let log = logs.join(format!("worker-{n}.log"));
         let child = Command::new(BIN)
             .args([
@@ -209,7 +237,7 @@ impl Cluster {
                 "--concurrency",
                 "2",
                 "--drain-timeout-secs",
-                "1",
+                &drain_secs.to_string(),
             ])
             .env("KEYLEDGER_WORKER_KEY", key)
             .env("KEYLEDGER_INGEST_S3_ENDPOINT", self.proxy.endpoint())
@@ -640,6 +668,10 @@ fn jobs_requested_while_nats_is_down_all_run_once() {
     }
     drop(workers);
 }
+
+/// The queue's own behaviour: the last delivery, and the drain on SIGTERM.
+#[path = "workers_queue.rs"]
+mod queue;
 
 /// The same cluster with an `s3://` sample store (decision 0029).
 #[path = "workers_s3.rs"]

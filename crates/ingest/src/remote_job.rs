@@ -112,28 +112,12 @@ impl RemoteJob {
         tally: &mut RemoteTally,
     ) -> RemoteOutcome {
         let batch_dir = store.batch_dir(&self.destination, &self.batch_id);
-        let prepared = {
-            let (store, batch_dir, keep) =
-                (Arc::clone(store), batch_dir.clone(), self.recorded.clone());
-            let id = self.id.clone();
-            let on_disk = store.object().is_none();
-            blocking(move || {
-                store.prepare()?;
-                // Renamed into place by a worker that died before its report: not recorded.
-                if on_disk {
-                    store.remove_unrecorded(&batch_dir, &keep)?;
-                }
-                store.prepare_job(&id)
-            })
-            .await
-        };
-        let prepared = match (prepared, store.object()) {
-            (Ok(dir), Some(object)) => object
-                .remove_unrecorded(&self.destination, &self.batch_id, &self.recorded)
-                .await
-                .map(|_| dir)
-                .map_err(std::io::Error::other),
-            (prepared, _) => prepared,
+        let prepared = match self.remove_left_over(store).await {
+            Ok(()) => {
+                let (store, id) = (Arc::clone(store), self.id.clone());
+                blocking(move || store.prepare_job(&id)).await
+            }
+            Err(error) => Err(error),
         };
         let partial_dir = match prepared {
             Ok(dir) => dir,
@@ -210,6 +194,42 @@ impl RemoteJob {
             Ok(()) => RemoteOutcome::Finished { failed: false },
             Err(refused) => stopped_by(refused),
         }
+    }
+
+    /// Removes what workers that died left of the job in the store and its partial area: the
+    /// delivery that fails a job no worker finished (`max_deliver`) does it instead of running
+    /// the job, so nothing partial stays.
+    pub async fn abandon(&self, store: &Arc<Store>) -> std::io::Result<()> {
+        self.remove_left_over(store).await?;
+        let (store, id) = (Arc::clone(store), self.id.clone());
+        blocking(move || store.remove_partial_dir(&id)).await
+    }
+
+    /// Removes files renamed into place (or objects stored) without a report by workers that
+    /// died: a resumed job does it first.
+    async fn remove_left_over(&self, store: &Arc<Store>) -> std::io::Result<()> {
+        let (shared, batch_dir, keep) = (
+            Arc::clone(store),
+            store.batch_dir(&self.destination, &self.batch_id),
+            self.recorded.clone(),
+        );
+        let on_disk = store.object().is_none();
+        blocking(move || {
+            shared.prepare()?;
+            // Renamed into place by a worker that died before its report: not recorded.
+            if on_disk {
+                shared.remove_unrecorded(&batch_dir, &keep)?;
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some(object) = store.object() {
+            object
+                .remove_unrecorded(&self.destination, &self.batch_id, &self.recorded)
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
     }
 
     /// Fetches, verifies, stores and reports one file; `Some` when the job must stop.
