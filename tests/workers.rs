@@ -673,6 +673,10 @@ fn jobs_requested_while_nats_is_down_all_run_once() {
 #[path = "workers_queue.rs"]
 mod queue;
 
+/// Incremental sync through the workers (decision 0033).
+#[path = "workers_sync.rs"]
+mod sync;
+
 /// The same cluster with an `s3://` sample store (decision 0029).
 #[path = "workers_s3.rs"]
 mod on_s3;

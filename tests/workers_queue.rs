@@ -35,7 +35,7 @@ impl Cluster {
     }
 
     /// The events of one job, by type.
-    fn job_events(&self, id: &str, kind: &str) -> Vec<Value> {
+    pub(super) fn job_events(&self, id: &str, kind: &str) -> Vec<Value> {
         self.events()
             .into_iter()
             .filter(|e| e["type"] == kind && e["data"]["ingestion"] == id)
@@ -44,7 +44,7 @@ impl Cluster {
     }
 
     /// Every stored file of the job's batch folder (not its manifest files).
-    fn stored_files(&self, id: &str) -> Vec<String> {
+    pub(super) fn stored_files(&self, id: &str) -> Vec<String> {
         let job = self.vault.get(&format!("/v1/ingestions/{id}"), &self.dana);
         let mut on_disk = files_under(&self.store.path().join(job["store_path"].as_str().unwrap()));
         on_disk.retain(|path| path != "manifest.json" && path != "SHA256SUMS");

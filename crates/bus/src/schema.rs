@@ -497,6 +497,10 @@ pub fn example_events() -> Vec<Event> {
             bytes: 6_728_362_667,
             at,
         },
+        Event::IngestionSyncForced {
+            ingestion: ingestion(),
+            at,
+        },
     ]
 }
 
@@ -523,7 +527,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenUsed { .. }
         | Event::ExternalKeyRoleAssumed { .. }
-        | Event::IngestionFilesSkipped { .. } => "system",
+        | Event::IngestionFilesSkipped { .. }
+        | Event::IngestionSyncForced { .. } => "system",
         Event::MasterKeyRotated { .. } => "operator",
         Event::ExternalKeyLeased { .. } => "user:worker-eu-1/key:key_4Wk8Rn2Tq6Yz0Pb3",
         _ => "user:alice/key:key_9sLm2Xc4Vb7Nq1Rt",
@@ -587,7 +592,8 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::ExternalKeyRevoked { .. }
         | Event::UserDeactivated { .. }
         | Event::UserReactivated { .. }
-        | Event::IngestionFilesSkipped { .. } => event.type_name(),
+        | Event::IngestionFilesSkipped { .. }
+        | Event::IngestionSyncForced { .. } => event.type_name(),
     }
 }
 

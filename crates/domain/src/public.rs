@@ -539,6 +539,13 @@ pub enum PublicEvent {
         /// Their total size.
         bytes: u64,
     },
+    /// The job fetches every selected file, even those the store already holds in the same
+    /// version (`force`).
+    IngestionSyncForced {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
+        ingestion: IngestionId,
+    },
 }
 
 impl PublicEvent {
@@ -582,6 +589,7 @@ impl PublicEvent {
             PublicEvent::UserDeactivated { .. } => "UserDeactivated",
             PublicEvent::UserReactivated { .. } => "UserReactivated",
             PublicEvent::IngestionFilesSkipped { .. } => "IngestionFilesSkipped",
+            PublicEvent::IngestionSyncForced { .. } => "IngestionSyncForced",
         }
     }
 }

@@ -158,6 +158,8 @@ pub struct State {
     rotated_data_keys: HashMap<ExternalKeyId, RotatedDataKeys>,
     /// The current lease of each job a worker leased (decision 0025).
     job_leases: HashMap<IngestionId, JobLease>,
+    /// Jobs that fetch every selected file (`IngestionSyncForced`, decision 0033).
+    forced_syncs: std::collections::HashSet<IngestionId>,
     ingestions: HashMap<IngestionId, Ingestion>,
     master_key_generation: u32,
     /// Expiry warnings, leaked secrets, honeytokens (`state/governance.rs`).
@@ -518,6 +520,9 @@ impl State {
                     job.files_skipped += files;
                     job.bytes_skipped += bytes;
                 }
+            }
+            Event::IngestionSyncForced { ingestion, .. } => {
+                self.forced_syncs.insert(ingestion);
             }
         }
     }

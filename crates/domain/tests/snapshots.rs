@@ -260,6 +260,10 @@ pub fn one_of_each() -> Vec<Event> {
             bytes: 3072,
             at: T0,
         },
+        Event::IngestionSyncForced {
+            ingestion: IngestionId::parse("ing_0000000000000001").unwrap(),
+            at: T0,
+        },
     ]
 }
 

@@ -54,6 +54,7 @@ fn given_a_requested_job() -> State {
             },
             destination: "member".into(),
             batch_id: "batch-1".into(),
+            force: false,
         },
     );
     state

@@ -27,7 +27,12 @@ use crate::shared::blocking;
 use crate::source::SampleSource;
 use crate::store::object::ObjectTarget;
 use crate::store::{PathClaims, Store, sanitize_remote_path};
-use crate::wire::ReportItem;
+use crate::sync::ListedVersion;
+use crate::wire::{MAX_UNCHANGED_FILES, ReportItem};
+
+/// The most a request asking which files are unchanged carries of remote paths, in bytes: well
+/// under the API's body limit with the other fields.
+const UNCHANGED_PATH_BYTES: usize = 24 * 1024;
 
 /// Why the vault did not record a report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +50,13 @@ pub trait JobHost: Send + Sync {
         &self,
         items: Vec<ReportItem>,
     ) -> impl std::future::Future<Output = Result<(), Refused>> + Send;
+
+    /// Which of `files` the store already holds in the same version from the same source
+    /// (the vault's answer, by the embedded jobs' rule): their indices. Records nothing.
+    fn unchanged(
+        &self,
+        files: Vec<ListedVersion>,
+    ) -> impl std::future::Future<Output = Result<Vec<usize>, Refused>> + Send;
 }
 
 /// One job as a worker runs it.
@@ -79,6 +91,8 @@ pub struct RemoteTally {
     pub files: u64,
     pub bytes: u64,
     pub failed: u64,
+    /// Files not fetched: the store already holds them in the same version.
+    pub skipped: u64,
 }
 
 impl RemoteJob {
@@ -168,6 +182,34 @@ impl RemoteJob {
                 }),
             }
         }
+        // Incremental sync (decision 0033): the vault says which the store already holds.
+        let unchanged = match self.unchanged(host, &planned).await {
+            Ok(unchanged) => unchanged,
+            Err(Refused::Ended(reason)) => return self.ended(host, reason).await,
+            Err(Refused::Unavailable(reason)) => return RemoteOutcome::Unavailable(reason),
+        };
+        if !unchanged.is_empty() {
+            let mut index = 0;
+            let mut bytes = 0;
+            planned.retain(|(_, file)| {
+                let skip = unchanged.contains(&index);
+                index += 1;
+                if skip {
+                    bytes += file.size;
+                }
+                !skip
+            });
+            tally.skipped = unchanged.len() as u64;
+            let at = usize::from(!self.listed);
+            first.insert(
+                at,
+                ReportItem::Skipped {
+                    files: tally.skipped,
+                    bytes,
+                },
+            );
+            tracing::info!(files = tally.skipped, bytes, "skipped: already stored");
+        }
         tracing::info!(files = selected, to_fetch = planned.len(), "listed");
         if let Some(stop) = self.report(host, first).await {
             return stop;
@@ -186,7 +228,12 @@ impl RemoteJob {
                 return stop;
             }
         }
-        if selected > 0 && tally.files == 0 && self.recorded.is_empty() && tally.failed > 0 {
+        if selected > 0
+            && tally.files == 0
+            && tally.skipped == 0
+            && self.recorded.is_empty()
+            && tally.failed > 0
+        {
             let reason = format!("none of the {selected} selected files could be stored");
             return self.fail(host, reason, FailureKind::Internal).await;
         }
@@ -194,6 +241,38 @@ impl RemoteJob {
             Ok(()) => RemoteOutcome::Finished { failed: false },
             Err(refused) => stopped_by(refused),
         }
+    }
+
+    /// The indices in `planned` of files the store already holds, asked in requests that stay
+    /// under the API's body limit.
+    async fn unchanged<H: JobHost>(
+        &self,
+        host: &H,
+        planned: &[(String, RemoteFile)],
+    ) -> Result<std::collections::BTreeSet<usize>, Refused> {
+        let mut unchanged = std::collections::BTreeSet::new();
+        let mut start = 0;
+        while start < planned.len() {
+            let (mut chunk, mut bytes) = (Vec::new(), 0);
+            for (_, file) in &planned[start..] {
+                let version = ListedVersion::of(file);
+                bytes += version.remote_path.len() + version.etag.len();
+                if !chunk.is_empty()
+                    && (chunk.len() == MAX_UNCHANGED_FILES || bytes > UNCHANGED_PATH_BYTES)
+                {
+                    break;
+                }
+                chunk.push(version);
+            }
+            let asked = chunk.len();
+            for index in host.unchanged(chunk).await? {
+                if index < asked {
+                    unchanged.insert(start + index);
+                }
+            }
+            start += asked;
+        }
+        Ok(unchanged)
     }
 
     /// Removes what workers that died left of the job in the store and its partial area: the

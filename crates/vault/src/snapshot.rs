@@ -47,7 +47,7 @@ pub const PUBLIC_KEY_META: &str = "checkpoint_public_key";
 /// ingestions and their failed files carry a failure kind. 04: an index of each owner's
 /// internal keys. 05: the data keys of rotated external keys. 06: the jobs' leases to workers;
 /// expiry warnings, honeytokens; scoped and revoked keys, deactivated users.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"KLSNAP06";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"KLSNAP07";
 const SNAPSHOT_CONTEXT: &[u8] = b"keyledger/snapshot/v1\0";
 /// Magic, seq, hash, payload digest, public key, signature.
 const SNAPSHOT_HEADER_LEN: usize = 8 + 8 + 32 + 32 + 32 + 64;

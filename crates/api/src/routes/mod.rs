@@ -138,6 +138,7 @@ pub(crate) fn declared() -> Declared {
         .with(users, routes!(governance::deactivate_user))
         .with(users, routes!(governance::reactivate_user))
         .with(run_jobs, routes!(workers::renew_session))
+        .with(run_jobs, routes!(workers::unchanged_files))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most

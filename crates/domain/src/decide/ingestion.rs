@@ -24,6 +24,7 @@ pub(super) fn judge(
             selection,
             destination,
             batch_id,
+            force,
         } => {
             let owner = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
             let provider = selection.provider();
@@ -34,15 +35,19 @@ pub(super) fn judge(
             else {
                 return Err(no_usable_key(state, &owner, provider, now));
             };
-            Ok(vec![Event::IngestionRequested {
-                ingestion,
+            let mut events = vec![Event::IngestionRequested {
+                ingestion: ingestion.clone(),
                 owner,
                 external_key: external.id.clone(),
                 selection,
                 destination,
                 batch_id,
                 at: now,
-            }])
+            }];
+            if force {
+                events.push(Event::IngestionSyncForced { ingestion, at: now });
+            }
+            Ok(events)
         }
         Action::CancelIngestion { ingestion } => {
             let job = state
@@ -169,6 +174,8 @@ fn progress_event(
             at: now,
         },
         IngestionProgress::Listed { .. } if job.files_selected.is_some() => return None,
+        // Recorded once per job: a resumed job's second answer is the same skip.
+        IngestionProgress::Skipped { .. } if job.files_skipped > 0 => return None,
         IngestionProgress::Listed { files, bytes } => Event::IngestionListed {
             ingestion,
             files,

@@ -374,6 +374,9 @@ impl From<&Event> for PublicEvent {
                 files,
                 bytes,
             },
+            Event::IngestionSyncForced { ingestion, .. } => {
+                PublicEvent::IngestionSyncForced { ingestion }
+            }
         }
     }
 }

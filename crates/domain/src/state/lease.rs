@@ -50,6 +50,12 @@ impl State {
         );
     }
 
+    /// Whether the job fetches every selected file, even those the store already holds in the
+    /// same version (`force`; decision 0033).
+    pub fn sync_forced(&self, ingestion: &IngestionId) -> bool {
+        self.forced_syncs.contains(ingestion)
+    }
+
     /// The current lease of a job, if a worker leased it.
     pub fn job_lease(&self, ingestion: &IngestionId) -> Option<&JobLease> {
         self.job_leases.get(ingestion)
