@@ -1,23 +1,12 @@
-//! Incremental sync on external workers (decision 0033): the worker lists, the vault answers
-//! which files the store already holds in the same version (the embedded jobs' rule), and the
-//! worker fetches only the others; `force` fetches everything.
+//! What a worker fetches of a job (decision 0033): only what the store does not hold yet (the
+//! worker lists, the vault answers which files the store already holds in the same version by
+//! the embedded jobs' rule; `force` fetches everything), and several files at once.
 
 use keyledger_testkit::awscli::aws;
 
 use super::*;
 
 impl Cluster {
-    /// Starts an import of the S3 prefix `prefix`, with `force` as given.
-    fn ingest_with(&self, prefix: &str, force: bool) -> String {
-        let request =
-            json!({ "provider": "aws", "bucket": "samples", "prefix": prefix, "force": force });
-        let (status, job) =
-            self.vault
-                .call("POST", "/v1/ingestions", Some(&self.dana), Some(&request));
-        assert_eq!(status, 202, "{job}");
-        job["id"].as_str().unwrap().to_owned()
-    }
-
     /// Object GETs the S3 test server answered (through the proxy) so far.
     fn object_gets(&self) -> usize {
         self.proxy
@@ -126,4 +115,53 @@ fn workers_skip_what_the_store_holds_and_fetch_only_what_changed() {
     for worker in &mut workers {
         worker.stop();
     }
+}
+
+#[test]
+fn a_worker_fetches_the_files_of_one_job_at_once() {
+    let rt = runtime();
+    let cluster = Cluster::start(&rt, 1, 0);
+    let logs = tempfile::tempdir().unwrap();
+    // Two files of the job are held until both transfers have begun: one after the other,
+    // the second would never start.
+    let gate = Gate::default();
+    for held in ["job-00/part-0.bin", "job-00/zz-last.bin"] {
+        cluster.proxy.inject(
+            RequestMatch::get().path_contains(held),
+            Fault::Hold(gate.clone()),
+            1,
+        );
+    }
+    let id = cluster.ingest("job-00/");
+    let mut worker = cluster.worker(0, logs.path());
+    wait_for("both held transfers", || {
+        let seen = cluster.proxy.requests();
+        ["job-00/part-0.bin", "job-00/zz-last.bin"]
+            .iter()
+            .all(|held| seen.iter().any(|s| s.path_and_query.contains(held)))
+    });
+    gate.open();
+    let job = cluster.finished(&id);
+    assert_eq!(job["state"], "completed", "{job}");
+    assert_eq!(job["files_fetched"], 3, "{job}");
+    // The same idempotent reports: each file once, with its bytes.
+    let fetched = cluster.job_events(&id, "IngestionFileFetched");
+    assert_eq!(fetched.len(), 3, "{fetched:?}");
+    let job = cluster
+        .vault
+        .get(&format!("/v1/ingestions/{id}"), &cluster.dana);
+    let batch = cluster
+        .store
+        .path()
+        .join(job["store_path"].as_str().unwrap());
+    for (path, bytes) in &cluster.expected["job-00/"] {
+        assert_eq!(&std::fs::read(batch.join(path)).unwrap(), bytes, "{path}");
+        let event = fetched
+            .iter()
+            .find(|data| data["path"] == path.as_str())
+            .unwrap();
+        assert_eq!(event["sha256"], sha256_hex(bytes), "{path}");
+    }
+    assert_eq!(cluster.stored_files(&id).len(), 3);
+    worker.stop();
 }

@@ -10,14 +10,20 @@
 //!   recorded; the vault skips any it is told twice.
 //! - The lease ends (key deleted, expired or rotated, job cancelled or handed on): the next
 //!   report is refused, so the job stops within one file, and reports why.
-//! - Files of one job are fetched one after the other; a worker runs several jobs at once.
+//! - Files of one job are fetched at once, as many as an embedded job fetches
+//!   (`files_in_parallel`, `small_files_in_parallel`); each is reported on its own, so the
+//!   reports stay idempotent per file; a worker runs several jobs at once too.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use keyledger_connect::PartialFile;
 use keyledger_domain::{FailureKind, IngestionId, Selection};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::IngestConfig;
@@ -214,19 +220,75 @@ impl RemoteJob {
         if let Some(stop) = self.report(host, first).await {
             return stop;
         }
+        // Files of the job at once, as an embedded job fetches them: at most
+        // `small_files_in_parallel` small files or `files_in_parallel` large ones.
+        let capacity = config.small_files_in_parallel.max(1);
+        let large_weight = (capacity / config.files_in_parallel.max(1)).max(1);
+        let permits = Arc::new(Semaphore::new(capacity));
+        // The first file that must stop the job stops the others too.
+        let files_cancel = cancel.child_token();
+        let shared_tally = Mutex::new(*tally);
+        let mut running = FuturesUnordered::new();
+        let mut stop = None;
         for (index, (path, file)) in planned.into_iter().enumerate() {
-            if cancel.is_cancelled() {
-                return RemoteOutcome::Stopped;
+            if files_cancel.is_cancelled() {
+                break;
+            }
+            let weight = if file.size > config.small_file_bytes {
+                large_weight
+            } else {
+                1
+            };
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    Some(step) = running.next(), if !running.is_empty() => {
+                        if let Some(outcome) = step {
+                            stop.get_or_insert(outcome);
+                            files_cancel.cancel();
+                        }
+                    }
+                    permit = Arc::clone(&permits).acquire_many_owned(weight as u32) => break permit.ok(),
+                }
+            };
+            let Some(permit) = permit else { break };
+            if files_cancel.is_cancelled() {
+                break;
             }
             let partial = partial_dir.join(format!("{index}.partial"));
-            let step = self
-                .one_file(
-                    host, source, store, config, cancel, &batch_dir, &path, &file, &partial, tally,
-                )
-                .await;
-            if let Some(stop) = step {
-                return stop;
+            let (batch_dir, files_cancel, shared_tally) =
+                (&batch_dir, &files_cancel, &shared_tally);
+            running.push(async move {
+                let step = self
+                    .one_file(
+                        host,
+                        source,
+                        store,
+                        config,
+                        files_cancel,
+                        batch_dir,
+                        &path,
+                        &file,
+                        &partial,
+                        shared_tally,
+                    )
+                    .await;
+                drop(permit);
+                step
+            });
+        }
+        while let Some(step) = running.next().await {
+            if let Some(outcome) = step {
+                stop.get_or_insert(outcome);
+                files_cancel.cancel();
             }
+        }
+        *tally = *shared_tally.lock();
+        if cancel.is_cancelled() {
+            return RemoteOutcome::Stopped;
+        }
+        if let Some(outcome) = stop {
+            return outcome;
         }
         if selected > 0
             && tally.files == 0
@@ -324,7 +386,7 @@ impl RemoteJob {
         path: &str,
         file: &RemoteFile,
         partial: &Path,
-        tally: &mut RemoteTally,
+        tally: &Mutex<RemoteTally>,
     ) -> Option<RemoteOutcome> {
         let attempts = config.file_attempts.max(1);
         let mut attempt = 0;
@@ -353,7 +415,7 @@ impl RemoteJob {
                 if error.kind == SourceErrorKind::CredentialsRejected {
                     return Some(self.fail(host, error.message, kind).await);
                 }
-                tally.failed += 1;
+                tally.lock().failed += 1;
                 let item = ReportItem::FileFailed {
                     path: path.to_owned(),
                     reason: truncate(error.message),
@@ -383,7 +445,7 @@ impl RemoteJob {
             Ok(Some(Ok(target))) => target,
             Ok(Some(Err(error))) | Err(error) => {
                 discard(partial).await;
-                tally.failed += 1;
+                tally.lock().failed += 1;
                 let item = ReportItem::FileFailed {
                     path: path.to_owned(),
                     reason: truncate(format!("the file could not be stored: {error}")),
@@ -401,8 +463,11 @@ impl RemoteJob {
         );
         match host.report(vec![item]).await {
             Ok(()) => {
-                tally.files += 1;
-                tally.bytes += fetched.size;
+                {
+                    let mut tally = tally.lock();
+                    tally.files += 1;
+                    tally.bytes += fetched.size;
+                }
                 tracing::info!(path, size = fetched.size, "file stored");
                 None
             }
