@@ -173,6 +173,13 @@ impl State {
 
     /// Like [`State::apply`], without copying the event: what replay uses.
     pub fn apply_owned(&mut self, event: Event) {
+        if let Event::IngestionListed { ingestion, at, .. }
+        | Event::IngestionFileFetched { ingestion, at, .. }
+        | Event::IngestionFileFailed { ingestion, at, .. }
+        | Event::IngestionFilesSkipped { ingestion, at, .. } = &event
+        {
+            self.renew_lease(ingestion, *at);
+        }
         match event {
             Event::UserCreated {
                 user,

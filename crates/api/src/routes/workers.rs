@@ -22,8 +22,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 
-/// How long a lease lasts at most; it ends earlier with its job, or when the key is deleted,
-/// expires or is rotated.
+/// How long a lease lasts from its grant, and again from each recorded step of its job (a
+/// listing, a file, a skip: decision 0033), so a job longer than this is not refused while it
+/// reports; it ends earlier with its job, or when the key is deleted, expires or is rotated.
 pub(crate) const WORKER_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The ticket the job's message on the work queue carried. Never printed.
