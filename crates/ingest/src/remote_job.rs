@@ -230,6 +230,7 @@ impl RemoteJob {
         let shared_tally = Mutex::new(*tally);
         let mut running = FuturesUnordered::new();
         let mut stop = None;
+        let (total, mut started) = (planned.len(), 0);
         for (index, (path, file)) in planned.into_iter().enumerate() {
             if files_cancel.is_cancelled() {
                 break;
@@ -276,6 +277,7 @@ impl RemoteJob {
                 drop(permit);
                 step
             });
+            started += 1;
         }
         while let Some(step) = running.next().await {
             if let Some(outcome) = step {
@@ -284,11 +286,12 @@ impl RemoteJob {
             }
         }
         *tally = *shared_tally.lock();
-        if cancel.is_cancelled() {
-            return RemoteOutcome::Stopped;
-        }
         if let Some(outcome) = stop {
             return outcome;
+        }
+        // Stopped (a drain) before every file had started: hand the rest on.
+        if started < total {
+            return RemoteOutcome::Stopped;
         }
         if selected > 0
             && tally.files == 0
