@@ -365,6 +365,7 @@ async fn record_history(vault: &Vault, clock: &ManualClock) {
                         selection,
                         destination: "samples".into(),
                         batch_id: "batch-1".into(),
+                        force: false,
                     },
                 )
                 .await

@@ -116,6 +116,12 @@ fn body_probes(key_id: &str, backup_dir: &Path) -> Vec<Probe> {
             json!({ "lease": "lease_x" }),
         ),
         probe(
+            "POST",
+            "/v1/worker/ingestions/{id}/unchanged",
+            "/v1/worker/ingestions/ing_0000000000000000/unchanged",
+            json!({ "lease": "lease_x", "files": [{ "remote_path": "runs/a.csv", "size": 1, "etag": "e" }] }),
+        ),
+        probe(
             "PUT",
             "/v1/external-keys/{id}/credential",
             "/v1/external-keys/ext_0000000000000000/credential",

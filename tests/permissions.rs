@@ -154,7 +154,8 @@ fn admin_success(route: &RouteAccess) -> u16 {
         // No job was handed to anyone in the matrix.
         ("POST", "/v1/worker/ingestions/{id}/lease")
         | ("POST", "/v1/worker/ingestions/{id}/report")
-        | ("POST", "/v1/worker/ingestions/{id}/session") => 404,
+        | ("POST", "/v1/worker/ingestions/{id}/session")
+        | ("POST", "/v1/worker/ingestions/{id}/unchanged") => 404,
         _ => 200,
     }
 }
@@ -328,6 +329,10 @@ fn request(
         ("POST", "/v1/worker/ingestions/{id}/session") => (
             "/v1/worker/ingestions/ing_AAAAAAAAAAAAAAAA/session".to_owned(),
             Some(json!({ "lease": "lease_AAAAAAAAAAAAAAAA" })),
+        ),
+        ("POST", "/v1/worker/ingestions/{id}/unchanged") => (
+            "/v1/worker/ingestions/ing_AAAAAAAAAAAAAAAA/unchanged".to_owned(),
+            Some(json!({ "lease": "lease_AAAAAAAAAAAAAAAA", "files": [] })),
         ),
         ("POST", "/v1/admin/backup") => {
             // Inside the server's temporary directory, so it goes with the test.

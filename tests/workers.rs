@@ -39,6 +39,8 @@ struct Cluster {
     dana: String,
     worker_key: String,
     aws_key: String,
+    /// The vault's `s3://` sample store, if not the folder `store`.
+    store_url: Option<String>,
     /// What each S3 object and DNAnexus file holds, by job prefix then stored path.
     expected: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
 }
@@ -63,6 +65,17 @@ impl Cluster {
         s3_jobs: usize,
         dx_jobs: usize,
         store_url: Option<&str>,
+    ) -> Cluster {
+        Self::start_full(rt, s3_jobs, dx_jobs, store_url, &[])
+    }
+
+    /// [`Cluster::start_on`] with more settings of the vault (`KEYLEDGER_…` variables).
+    fn start_full(
+        rt: &tokio::runtime::Runtime,
+        s3_jobs: usize,
+        dx_jobs: usize,
+        store_url: Option<&str>,
+        vault_settings: &[(&str, &str)],
     ) -> Cluster {
         let s3 = rt.block_on(S3Server::start(ACCESS_KEY_ID, SECRET)).unwrap();
         rt.block_on(s3.create_bucket("store")).unwrap();
@@ -138,6 +151,7 @@ impl Cluster {
                 ("KEYLEDGER_STORE_ALLOW_HTTP", "true"),
             ]);
         }
+        vault_env.extend_from_slice(vault_settings);
         let vault = Server::start_with(&vault_env);
         vault.create_user("dana", &["member"]);
         vault.create_user("wrk", &["worker"]);
@@ -171,6 +185,7 @@ impl Cluster {
             dana,
             worker_key,
             aws_key,
+            store_url: store_url.map(str::to_owned),
             expected,
         }
     }
@@ -180,9 +195,60 @@ impl Cluster {
         self.worker_with_key(n, logs, &self.worker_key)
     }
 
+    /// A worker of the cluster's sample store (`file://` or `s3://`).
     fn worker_with_key(&self, n: usize, logs: &Path, key: &str) -> Worker {
-        let store = format!("file://{}", self.store.path().display());
-        self.worker_on(n, logs, key, &store, &[])
+        self.worker_on(n, logs, key, &self.store_arg(), &self.store_env(logs))
+    }
+
+    /// The workers' `--store`: the vault's.
+    fn store_arg(&self) -> String {
+        match &self.store_url {
+            Some(url) => url.clone(),
+            None => format!("file://{}", self.store.path().display()),
+        }
+    }
+
+    /// What a worker needs for an `s3://` store (the operator's key; partial downloads under
+    /// `scratch`); nothing for a folder.
+    fn store_env(&self, scratch: &Path) -> Vec<(&'static str, String)> {
+        if self.store_url.is_none() {
+            return Vec::new();
+        }
+        vec![
+            ("KEYLEDGER_STORE_ENDPOINT", self._s3.endpoint()),
+            ("KEYLEDGER_STORE_REGION", "us-east-1".to_owned()),
+            ("KEYLEDGER_STORE_ACCESS_KEY_ID", STORE_ID.to_owned()),
+            ("KEYLEDGER_STORE_SECRET_ACCESS_KEY", STORE_SECRET.to_owned()),
+            ("KEYLEDGER_STORE_ALLOW_HTTP", "true".to_owned()),
+            // The per-process scratch folder for partial downloads goes under the test's folder.
+            ("TMPDIR", scratch.display().to_string()),
+        ]
+    }
+
+    /// Every sample file in the store, `<store path>/<file>`, whichever kind it is: what any
+    /// reader of the store sees (not the manifests, not partial files).
+    fn stored(&self, rt: &tokio::runtime::Runtime) -> Vec<String> {
+        let mut found: Vec<String> = match &self.store_url {
+            None => files_under(self.store.path())
+                .into_iter()
+                .filter(|path| !path.starts_with(".partial"))
+                .collect(),
+            Some(url) => {
+                let prefix = format!("{}/", url.trim_start_matches("s3://store/"));
+                let client = self._s3.client();
+                let listed = rt
+                    .block_on(client.list_objects_v2().bucket("store").send())
+                    .unwrap();
+                listed
+                    .contents()
+                    .iter()
+                    .filter_map(|object| object.key()?.strip_prefix(&prefix).map(str::to_owned))
+                    .collect()
+            }
+        };
+        found.retain(|path| !path.ends_with("/manifest.json") && !path.ends_with("/SHA256SUMS"));
+        found.sort();
+        found
     }
 
     /// Starts one `keyledger worker` on the sample store `store`, with `env` set.
@@ -193,6 +259,40 @@ impl Cluster {
         key: &str,
         store: &str,
         env: &[(&str, String)],
+    ) -> Worker {
+        self.worker_draining(n, logs, key, store, env, 1)
+    }
+
+    /// [`Cluster::worker_on`] whose running jobs get `drain_secs` on SIGTERM.
+    fn worker_draining(
+        &self,
+        n: usize,
+        logs: &Path,
+        key: &str,
+        store: &str,
+        env: &[(&str, String)],
+        drain_secs: u64,
+    ) -> Worker {
+        let drain = drain_secs.to_string();
+        self.worker_args(
+            n,
+            logs,
+            key,
+            store,
+            env,
+            &["--drain-timeout-secs", drain.as_str()],
+        )
+    }
+
+    /// [`Cluster::worker_on`] with these arguments instead of `--drain-timeout-secs 1`.
+    fn worker_args(
+        &self,
+        n: usize,
+        logs: &Path,
+        key: &str,
+        store: &str,
+        env: &[(&str, String)],
+        args: &[&str],
     ) -> Worker {
         let log = logs.join(format!("worker-{n}.log"));
         let child = Command::new(BIN)
@@ -208,9 +308,8 @@ impl Cluster {
                 "127.0.0.1:0",
                 "--concurrency",
                 "2",
-                "--drain-timeout-secs",
-                "1",
             ])
+            .args(args)
             .env("KEYLEDGER_WORKER_KEY", key)
             .env("KEYLEDGER_INGEST_S3_ENDPOINT", self.proxy.endpoint())
             .env(
@@ -234,10 +333,15 @@ impl Cluster {
 
     /// Starts an ingestion of one S3 prefix or DNAnexus folder; returns its id.
     fn ingest(&self, place: &str) -> String {
+        self.ingest_with(place, false)
+    }
+
+    /// [`Cluster::ingest`], fetching even what the store holds when `force`.
+    fn ingest_with(&self, place: &str, force: bool) -> String {
         let request = if place.starts_with('/') {
-            json!({ "provider": "dnanexus", "project": self.project, "folder": place })
+            json!({ "provider": "dnanexus", "project": self.project, "folder": place, "force": force })
         } else {
-            json!({ "provider": "aws", "bucket": "samples", "prefix": place })
+            json!({ "provider": "aws", "bucket": "samples", "prefix": place, "force": force })
         };
         let (status, job) =
             self.vault
@@ -502,8 +606,14 @@ fn three_workers_run_twenty_jobs_and_one_killed_mid_file_loses_nothing() {
 
 #[test]
 fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file() {
+    key_deleted_mid_job(None);
+}
+
+/// The key of a running job is deleted while its worker holds a transfer; on the sample store
+/// `store_url` (`None`: a folder).
+fn key_deleted_mid_job(store_url: Option<&str>) {
     let rt = runtime();
-    let cluster = Cluster::start(&rt, 1, 0);
+    let cluster = Cluster::start_on(&rt, 1, 0, store_url);
     let logs = tempfile::tempdir().unwrap();
     let gate = Gate::default();
     // Hold the job's second file: its first is recorded by then.
@@ -513,7 +623,15 @@ fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file() {
         1,
     );
     let id = cluster.ingest("job-00/");
-    let mut worker = cluster.worker(0, logs.path());
+    // One file at a time, so that "within one file" is exact: no file after the held one.
+    let mut worker = cluster.worker_args(
+        0,
+        logs.path(),
+        &cluster.worker_key,
+        &cluster.store_arg(),
+        &cluster.store_env(logs.path()),
+        &["--drain-timeout-secs", "1", "--files-per-job", "1"],
+    );
     wait_for("the held transfer", || {
         cluster
             .proxy
@@ -542,13 +660,15 @@ fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file() {
             .any(|seen| seen.path_and_query.contains("zz-last.bin")),
         "the job went on after its key was deleted"
     );
-    // The refused file is not in the store.
-    let batch = cluster
-        .store
-        .path()
-        .join(job["store_path"].as_str().unwrap());
-    let on_disk = files_under(&batch);
-    assert!(!on_disk.iter().any(|p| p == "part-1.bin"), "{on_disk:?}");
+    // The refused file is not in the store, and nothing partial is.
+    let stored = cluster.stored(&rt);
+    let held = format!("{}/part-1.bin", job["store_path"].as_str().unwrap());
+    assert!(!stored.contains(&held), "{stored:?}");
+    assert_eq!(
+        stored.len() as u64,
+        job["files_fetched"].as_u64().unwrap(),
+        "{stored:?}"
+    );
     // A worker cannot lease a job with a forged ticket, nor call a user's routes.
     let (status, body) = cluster.vault.call(
         "POST",
@@ -568,7 +688,7 @@ fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file() {
         "the worker keeps running"
     );
     worker.stop();
-    assert!(!worker.log().contains(SECRET));
+    assert!(!worker.log().contains(SECRET) && !worker.log().contains(STORE_SECRET));
 
     // A worker started with a key that is not a worker's hands its job back and stops.
     let aws = json!({ "label": "lab2", "provider": "aws", "duration": "30d",
@@ -600,21 +720,27 @@ fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file() {
 
 #[test]
 fn jobs_requested_while_nats_is_down_all_run_once() {
+    nats_down_during_requests(None);
+}
+
+/// 200 requests, the middle half while NATS is stopped; on the sample store `store_url`
+/// (`None`: a folder).
+fn nats_down_during_requests(store_url: Option<&str>) {
     let rt = runtime();
-    let mut cluster = Cluster::start(&rt, 1, 0);
+    let mut cluster = Cluster::start_on(&rt, 1, 0, store_url);
     let logs = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
-    // 200 requests: the middle half while NATS is stopped. The vault keeps accepting them.
+    // Every job fetches its three files (`force`): none is skipped as already stored.
     for _ in 0..50 {
-        jobs.push(cluster.ingest("job-00/"));
+        jobs.push(cluster.ingest_with("job-00/", true));
     }
     cluster.nats.stop().unwrap();
     for _ in 0..100 {
-        jobs.push(cluster.ingest("job-00/"));
+        jobs.push(cluster.ingest_with("job-00/", true));
     }
     cluster.nats.restart().unwrap();
     for _ in 0..50 {
-        jobs.push(cluster.ingest("job-00/"));
+        jobs.push(cluster.ingest_with("job-00/", true));
     }
     let workers: Vec<Worker> = (0..2).map(|n| cluster.worker(n, logs.path())).collect();
     for id in &jobs {
@@ -638,8 +764,18 @@ fn jobs_requested_while_nats_is_down_all_run_once() {
         );
         assert_eq!(count("IngestionFileFetched", id), 3, "{id}");
     }
+    // Each in the store once: three files a job, nothing partial.
+    assert_eq!(cluster.stored(&rt).len(), 3 * jobs.len());
     drop(workers);
 }
+
+/// The queue's own behaviour: the last delivery, and the drain on SIGTERM.
+#[path = "workers_queue.rs"]
+mod queue;
+
+/// Incremental sync through the workers (decision 0033).
+#[path = "workers_sync.rs"]
+mod sync;
 
 /// The same cluster with an `s3://` sample store (decision 0029).
 #[path = "workers_s3.rs"]

@@ -1,22 +1,11 @@
 //! Workers sharing an `s3://` sample store (decision 0029) on the testkit S3 server (a separate
 //! bucket, under the operator's own key): every file lands once with the right bytes and
-//! SHA-256, and the transfer a killed worker held never becomes visible in the store.
+//! SHA-256, and the transfer a killed worker held never becomes visible in the store; the
+//! key-deleted and NATS-down cases of `workers.rs` run on it too.
 
 use super::*;
 
 const PREFIX: &str = "shared";
-
-fn store_env(cluster: &Cluster, scratch: &Path) -> Vec<(&'static str, String)> {
-    vec![
-        ("KEYLEDGER_STORE_ENDPOINT", cluster._s3.endpoint()),
-        ("KEYLEDGER_STORE_REGION", "us-east-1".to_owned()),
-        ("KEYLEDGER_STORE_ACCESS_KEY_ID", STORE_ID.to_owned()),
-        ("KEYLEDGER_STORE_SECRET_ACCESS_KEY", STORE_SECRET.to_owned()),
-        ("KEYLEDGER_STORE_ALLOW_HTTP", "true".to_owned()),
-        // The per-process scratch folder for partial downloads goes under the test's folder.
-        ("TMPDIR", scratch.display().to_string()),
-    ]
-}
 
 /// Every object visible in the store bucket, with its bytes (what any reader of the store sees).
 fn visible(rt: &tokio::runtime::Runtime, cluster: &Cluster) -> BTreeMap<String, Vec<u8>> {
@@ -52,7 +41,7 @@ fn workers_share_an_s3_store_and_a_killed_transfer_is_never_visible() {
     // The vault serves files and writes manifests from the same store.
     let cluster = Cluster::start_on(&rt, 3, 2, Some(&store));
     let logs = tempfile::tempdir().unwrap();
-    let env = store_env(&cluster, logs.path());
+    let env = cluster.store_env(logs.path());
     let gate = Gate::default();
     cluster.proxy.inject(
         RequestMatch::get().path_contains("job-00/zz-last.bin"),
@@ -149,4 +138,14 @@ fn workers_share_an_s3_store_and_a_killed_transfer_is_never_visible() {
     for mut worker in workers {
         worker.stop();
     }
+}
+
+#[test]
+fn a_worker_stops_a_job_whose_key_is_deleted_within_one_file_on_s3() {
+    super::key_deleted_mid_job(Some(&format!("s3://store/{PREFIX}")));
+}
+
+#[test]
+fn jobs_requested_while_nats_is_down_all_run_once_on_s3() {
+    super::nats_down_during_requests(Some(&format!("s3://store/{PREFIX}")));
 }

@@ -535,6 +535,10 @@ pub fn example_events() -> Vec<Event> {
             scheduled_for: Some(Timestamp::from_millis(1_795_654_800_000)),
             at,
         },
+        Event::IngestionSyncForced {
+            ingestion: ingestion(),
+            at,
+        },
     ]
 }
 
@@ -561,7 +565,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::ApiKeyLeaked { .. }
         | Event::HoneytokenUsed { .. }
         | Event::ExternalKeyRoleAssumed { .. }
-        | Event::IngestionFilesSkipped { .. } => "system",
+        | Event::IngestionFilesSkipped { .. }
+        | Event::IngestionSyncForced { .. } => "system",
         // A scheduled run is started by the vault's scheduler.
         Event::SourceRunStarted {
             scheduled_for: Some(_),
@@ -635,7 +640,8 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::SourcePaused { .. }
         | Event::SourceResumed { .. }
         | Event::SourceDeleted { .. }
-        | Event::SourceRunStarted { .. } => event.type_name(),
+        | Event::SourceRunStarted { .. }
+        | Event::IngestionSyncForced { .. } => event.type_name(),
     }
 }
 

@@ -42,6 +42,10 @@ pub struct WorkerArgs {
     /// Jobs at once in this process.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Files of one job fetched at once. Default: as an embedded job, `[ingest]
+    /// files_in_parallel` large files (8) or `small_files_in_parallel` small ones (32).
+    #[arg(long, value_name = "N")]
+    pub files_per_job: Option<usize>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
@@ -62,6 +66,13 @@ pub fn run(args: &WorkerArgs) -> anyhow::Result<()> {
     let mut ingest = serve::ingest_config_for(&config, false)?;
     ingest.store_root = store_root;
     ingest.object_store = object_store;
+    if let Some(files) = args.files_per_job {
+        if files == 0 {
+            return Err(Failure::new(Exit::Usage, "--files-per-job: at least 1").into());
+        }
+        ingest.files_in_parallel = files;
+        ingest.small_files_in_parallel = files;
+    }
     let bus = local::bus_config(&config, Some(&args.nats))?.ok_or_else(|| {
         Failure::new(
             Exit::Usage,

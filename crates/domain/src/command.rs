@@ -177,6 +177,9 @@ pub enum Action {
         selection: Selection,
         destination: String,
         batch_id: String,
+        /// Fetch every selected file, even those the store holds in the same version:
+        /// recorded as `IngestionSyncForced` with the request.
+        force: bool,
     },
     CancelIngestion {
         ingestion: IngestionId,

@@ -504,6 +504,13 @@ pub enum Event {
         scheduled_for: Option<Timestamp>,
         at: Timestamp,
     },
+    /// The job fetches every selected file, even those the store already holds in the same
+    /// version (`force`): recorded with its request, so a worker elsewhere, and a job resumed
+    /// after a restart, honour it (decision 0033).
+    IngestionSyncForced {
+        ingestion: IngestionId,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -611,7 +618,8 @@ impl Event {
             | Event::IngestionCancelled { ingestion, .. }
             // A lease decides who may report the job's progress: it is part of the job.
             | Event::ExternalKeyLeased { ingestion, .. }
-            | Event::IngestionFilesSkipped { ingestion, .. } => ingestion_stream(ingestion),
+            | Event::IngestionFilesSkipped { ingestion, .. }
+            | Event::IngestionSyncForced { ingestion, .. } => ingestion_stream(ingestion),
             Event::MasterKeyRotated { .. } => "system/master_key".to_owned(),
             Event::ApiKeyScoped { key, .. } | Event::ApiKeyRevoked { key, .. } => {
                 format!("api_key/{key}")
@@ -693,6 +701,7 @@ impl Event {
             Event::SourceResumed { .. } => ("SourceResumed", "source.resumed"),
             Event::SourceDeleted { .. } => ("SourceDeleted", "source.deleted"),
             Event::SourceRunStarted { .. } => ("SourceRunStarted", "source.run_started"),
+            Event::IngestionSyncForced { .. } => ("IngestionSyncForced", "ingestion.sync_forced"),
         }
     }
 }

@@ -602,6 +602,13 @@ pub enum PublicEvent {
         #[schema(value_type = Option<String>)]
         scheduled_for: Option<Timestamp>,
     },
+    /// The job fetches every selected file, even those the store already holds in the same
+    /// version (`force`).
+    IngestionSyncForced {
+        /// The ingestion job's id (`ing_…`).
+        #[schema(value_type = String)]
+        ingestion: IngestionId,
+    },
 }
 
 impl PublicEvent {
@@ -650,6 +657,7 @@ impl PublicEvent {
             PublicEvent::SourceResumed { .. } => "SourceResumed",
             PublicEvent::SourceDeleted { .. } => "SourceDeleted",
             PublicEvent::SourceRunStarted { .. } => "SourceRunStarted",
+            PublicEvent::IngestionSyncForced { .. } => "IngestionSyncForced",
         }
     }
 }

@@ -160,6 +160,8 @@ pub struct State {
     rotated_data_keys: HashMap<ExternalKeyId, RotatedDataKeys>,
     /// The current lease of each job a worker leased (decision 0025).
     job_leases: HashMap<IngestionId, JobLease>,
+    /// Jobs that fetch every selected file (`IngestionSyncForced`, decision 0033).
+    forced_syncs: std::collections::HashSet<IngestionId>,
     ingestions: HashMap<IngestionId, Ingestion>,
     master_key_generation: u32,
     /// Expiry warnings, leaked secrets, honeytokens (`state/governance.rs`).
@@ -175,6 +177,13 @@ impl State {
 
     /// Like [`State::apply`], without copying the event: what replay uses.
     pub fn apply_owned(&mut self, event: Event) {
+        if let Event::IngestionListed { ingestion, at, .. }
+        | Event::IngestionFileFetched { ingestion, at, .. }
+        | Event::IngestionFileFailed { ingestion, at, .. }
+        | Event::IngestionFilesSkipped { ingestion, at, .. } = &event
+        {
+            self.renew_lease(ingestion, *at);
+        }
         match event {
             Event::UserCreated {
                 user,
@@ -528,6 +537,9 @@ impl State {
             | Event::SourceResumed { .. }
             | Event::SourceDeleted { .. }
             | Event::SourceRunStarted { .. }) => self.apply_source(event),
+            Event::IngestionSyncForced { ingestion, .. } => {
+                self.forced_syncs.insert(ingestion);
+            }
         }
     }
 

@@ -274,6 +274,7 @@ fn every_built_in_role_that_imports_can_store_the_key_an_import_needs() {
             selection,
             destination: "member".into(),
             batch_id: "batch-1".into(),
+            force: false,
         },
         T0,
     );
@@ -533,6 +534,7 @@ fn a_session_key_ends_with_its_token() {
         },
         destination: "samples".into(),
         batch_id: "batch-1".into(),
+        force: false,
     };
     let expired = Err(DomainError::SessionExpired {
         provider: Provider::Aws,
@@ -823,6 +825,7 @@ fn ingestions_need_permission_and_a_usable_key() {
         selection: selection.clone(),
         destination: "samples".into(),
         batch_id: format!("batch-{n}"),
+        force: false,
     };
     assert!(matches!(
         when(&state, as_user("auditor"), request(1), T0),

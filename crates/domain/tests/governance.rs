@@ -75,6 +75,7 @@ fn a_scoped_key_is_recorded_beside_its_creation_and_limited_to_its_scopes() {
             },
             destination: "dev".into(),
             batch_id: "b".into(),
+            force: false,
         },
     );
     assert_eq!(

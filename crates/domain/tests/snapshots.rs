@@ -296,6 +296,10 @@ pub fn one_of_each() -> Vec<Event> {
             scheduled_for: Some(T0),
             at: T0,
         },
+        Event::IngestionSyncForced {
+            ingestion: IngestionId::parse("ing_0000000000000001").unwrap(),
+            at: T0,
+        },
     ]
 }
 

@@ -54,6 +54,7 @@ fn given_a_requested_job() -> State {
             },
             destination: "member".into(),
             batch_id: "batch-1".into(),
+            force: false,
         },
     );
     state
@@ -243,4 +244,31 @@ fn deleting_or_rotating_the_key_ends_the_lease_but_the_failure_is_recorded() {
             "{end}"
         );
     }
+}
+
+#[test]
+fn each_recorded_step_renews_the_lease_so_a_long_job_is_not_refused() {
+    let mut state = given_a_requested_job();
+    // A lease of 60 s (`lease`), granted at T0.
+    apply(&mut state, as_user("wrk"), lease("lease_a"));
+    let at = |seconds: i64| T0.plus_millis(seconds * 1000);
+    let when = |state: &State, seconds: i64, progress: IngestionProgress| {
+        decide(
+            state,
+            Command::new(as_user("wrk"), report("lease_a", progress)),
+            at(seconds),
+        )
+    };
+    // A report every 50 s: each renews the lease, so the job goes on far past its first end.
+    for (n, seconds) in [50, 100, 150, 200].into_iter().enumerate() {
+        let events = when(&state, seconds, fetched(&format!("f{n}"))).expect("accepted");
+        events.iter().for_each(|e| state.apply(e));
+    }
+    assert_eq!(state.job_lease(&job()).unwrap().expires_at, at(260));
+    // Silent for longer than the lease: it ends, as before.
+    let reason = ended(when(&state, 261, fetched("late")));
+    assert!(reason.contains("expired"), "{reason}");
+    // A step the lease did not report (a report already recorded is skipped) renews nothing
+    // more than the recorded one did.
+    assert!(when(&state, 230, fetched("f0")).unwrap().is_empty());
 }

@@ -88,6 +88,7 @@ impl Ingestor {
                     selection: request.selection.clone(),
                     destination: destination.clone(),
                     batch_id: batch_id.clone(),
+                    force: options.force,
                 },
             )
             .await?;

@@ -65,7 +65,7 @@ pub use store::{
     PARTIAL_DIR, PathClaims, Store, destination_belongs_to, sanitize_remote_path,
     validate_destination,
 };
-pub use sync::StartOptions;
+pub use sync::{ListedVersion, StartOptions, unchanged};
 pub use tokio_util::sync::CancellationToken;
 pub use view::{FileState, FileView, IngestionView, JobState};
 

@@ -10,14 +10,20 @@
 //!   recorded; the vault skips any it is told twice.
 //! - The lease ends (key deleted, expired or rotated, job cancelled or handed on): the next
 //!   report is refused, so the job stops within one file, and reports why.
-//! - Files of one job are fetched one after the other; a worker runs several jobs at once.
+//! - Files of one job are fetched at once, as many as an embedded job fetches
+//!   (`files_in_parallel`, `small_files_in_parallel`); each is reported on its own, so the
+//!   reports stay idempotent per file; a worker runs several jobs at once too.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::StreamExt as _;
+use futures::stream::FuturesUnordered;
 use keyledger_connect::PartialFile;
 use keyledger_domain::{FailureKind, IngestionId, Selection};
+use parking_lot::Mutex;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::IngestConfig;
@@ -27,7 +33,12 @@ use crate::shared::blocking;
 use crate::source::SampleSource;
 use crate::store::object::ObjectTarget;
 use crate::store::{PathClaims, Store, sanitize_remote_path};
-use crate::wire::ReportItem;
+use crate::sync::ListedVersion;
+use crate::wire::{MAX_UNCHANGED_FILES, ReportItem};
+
+/// The most a request asking which files are unchanged carries of remote paths, in bytes: well
+/// under the API's body limit with the other fields.
+const UNCHANGED_PATH_BYTES: usize = 24 * 1024;
 
 /// Why the vault did not record a report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +56,13 @@ pub trait JobHost: Send + Sync {
         &self,
         items: Vec<ReportItem>,
     ) -> impl std::future::Future<Output = Result<(), Refused>> + Send;
+
+    /// Which of `files` the store already holds in the same version from the same source
+    /// (the vault's answer, by the embedded jobs' rule): their indices. Records nothing.
+    fn unchanged(
+        &self,
+        files: Vec<ListedVersion>,
+    ) -> impl std::future::Future<Output = Result<Vec<usize>, Refused>> + Send;
 }
 
 /// One job as a worker runs it.
@@ -79,6 +97,8 @@ pub struct RemoteTally {
     pub files: u64,
     pub bytes: u64,
     pub failed: u64,
+    /// Files not fetched: the store already holds them in the same version.
+    pub skipped: u64,
 }
 
 impl RemoteJob {
@@ -112,28 +132,12 @@ impl RemoteJob {
         tally: &mut RemoteTally,
     ) -> RemoteOutcome {
         let batch_dir = store.batch_dir(&self.destination, &self.batch_id);
-        let prepared = {
-            let (store, batch_dir, keep) =
-                (Arc::clone(store), batch_dir.clone(), self.recorded.clone());
-            let id = self.id.clone();
-            let on_disk = store.object().is_none();
-            blocking(move || {
-                store.prepare()?;
-                // Renamed into place by a worker that died before its report: not recorded.
-                if on_disk {
-                    store.remove_unrecorded(&batch_dir, &keep)?;
-                }
-                store.prepare_job(&id)
-            })
-            .await
-        };
-        let prepared = match (prepared, store.object()) {
-            (Ok(dir), Some(object)) => object
-                .remove_unrecorded(&self.destination, &self.batch_id, &self.recorded)
-                .await
-                .map(|_| dir)
-                .map_err(std::io::Error::other),
-            (prepared, _) => prepared,
+        let prepared = match self.remove_left_over(store).await {
+            Ok(()) => {
+                let (store, id) = (Arc::clone(store), self.id.clone());
+                blocking(move || store.prepare_job(&id)).await
+            }
+            Err(error) => Err(error),
         };
         let partial_dir = match prepared {
             Ok(dir) => dir,
@@ -184,25 +188,117 @@ impl RemoteJob {
                 }),
             }
         }
+        // Incremental sync (decision 0033): the vault says which the store already holds.
+        let unchanged = match self.unchanged(host, &planned).await {
+            Ok(unchanged) => unchanged,
+            Err(Refused::Ended(reason)) => return self.ended(host, reason).await,
+            Err(Refused::Unavailable(reason)) => return RemoteOutcome::Unavailable(reason),
+        };
+        if !unchanged.is_empty() {
+            let mut index = 0;
+            let mut bytes = 0;
+            planned.retain(|(_, file)| {
+                let skip = unchanged.contains(&index);
+                index += 1;
+                if skip {
+                    bytes += file.size;
+                }
+                !skip
+            });
+            tally.skipped = unchanged.len() as u64;
+            let at = usize::from(!self.listed);
+            first.insert(
+                at,
+                ReportItem::Skipped {
+                    files: tally.skipped,
+                    bytes,
+                },
+            );
+            tracing::info!(files = tally.skipped, bytes, "skipped: already stored");
+        }
         tracing::info!(files = selected, to_fetch = planned.len(), "listed");
         if let Some(stop) = self.report(host, first).await {
             return stop;
         }
+        // Files of the job at once, as an embedded job fetches them: at most
+        // `small_files_in_parallel` small files or `files_in_parallel` large ones.
+        let capacity = config.small_files_in_parallel.max(1);
+        let large_weight = (capacity / config.files_in_parallel.max(1)).max(1);
+        let permits = Arc::new(Semaphore::new(capacity));
+        // The first file that must stop the job stops the others too.
+        let files_cancel = cancel.child_token();
+        let shared_tally = Mutex::new(*tally);
+        let mut running = FuturesUnordered::new();
+        let mut stop = None;
+        let (total, mut started) = (planned.len(), 0);
         for (index, (path, file)) in planned.into_iter().enumerate() {
-            if cancel.is_cancelled() {
-                return RemoteOutcome::Stopped;
+            if files_cancel.is_cancelled() {
+                break;
+            }
+            let weight = if file.size > config.small_file_bytes {
+                large_weight
+            } else {
+                1
+            };
+            let permit = loop {
+                tokio::select! {
+                    biased;
+                    Some(step) = running.next(), if !running.is_empty() => {
+                        if let Some(outcome) = step {
+                            stop.get_or_insert(outcome);
+                            files_cancel.cancel();
+                        }
+                    }
+                    permit = Arc::clone(&permits).acquire_many_owned(weight as u32) => break permit.ok(),
+                }
+            };
+            let Some(permit) = permit else { break };
+            if files_cancel.is_cancelled() {
+                break;
             }
             let partial = partial_dir.join(format!("{index}.partial"));
-            let step = self
-                .one_file(
-                    host, source, store, config, cancel, &batch_dir, &path, &file, &partial, tally,
-                )
-                .await;
-            if let Some(stop) = step {
-                return stop;
+            let (batch_dir, files_cancel, shared_tally) =
+                (&batch_dir, &files_cancel, &shared_tally);
+            running.push(async move {
+                let step = self
+                    .one_file(
+                        host,
+                        source,
+                        store,
+                        config,
+                        files_cancel,
+                        batch_dir,
+                        &path,
+                        &file,
+                        &partial,
+                        shared_tally,
+                    )
+                    .await;
+                drop(permit);
+                step
+            });
+            started += 1;
+        }
+        while let Some(step) = running.next().await {
+            if let Some(outcome) = step {
+                stop.get_or_insert(outcome);
+                files_cancel.cancel();
             }
         }
-        if selected > 0 && tally.files == 0 && self.recorded.is_empty() && tally.failed > 0 {
+        *tally = *shared_tally.lock();
+        if let Some(outcome) = stop {
+            return outcome;
+        }
+        // Stopped (a drain) before every file had started: hand the rest on.
+        if started < total {
+            return RemoteOutcome::Stopped;
+        }
+        if selected > 0
+            && tally.files == 0
+            && tally.skipped == 0
+            && self.recorded.is_empty()
+            && tally.failed > 0
+        {
             let reason = format!("none of the {selected} selected files could be stored");
             return self.fail(host, reason, FailureKind::Internal).await;
         }
@@ -210,6 +306,74 @@ impl RemoteJob {
             Ok(()) => RemoteOutcome::Finished { failed: false },
             Err(refused) => stopped_by(refused),
         }
+    }
+
+    /// The indices in `planned` of files the store already holds, asked in requests that stay
+    /// under the API's body limit.
+    async fn unchanged<H: JobHost>(
+        &self,
+        host: &H,
+        planned: &[(String, RemoteFile)],
+    ) -> Result<std::collections::BTreeSet<usize>, Refused> {
+        let mut unchanged = std::collections::BTreeSet::new();
+        let mut start = 0;
+        while start < planned.len() {
+            let (mut chunk, mut bytes) = (Vec::new(), 0);
+            for (_, file) in &planned[start..] {
+                let version = ListedVersion::of(file);
+                bytes += version.remote_path.len() + version.etag.len();
+                if !chunk.is_empty()
+                    && (chunk.len() == MAX_UNCHANGED_FILES || bytes > UNCHANGED_PATH_BYTES)
+                {
+                    break;
+                }
+                chunk.push(version);
+            }
+            let asked = chunk.len();
+            for index in host.unchanged(chunk).await? {
+                if index < asked {
+                    unchanged.insert(start + index);
+                }
+            }
+            start += asked;
+        }
+        Ok(unchanged)
+    }
+
+    /// Removes what workers that died left of the job in the store and its partial area: the
+    /// delivery that fails a job no worker finished (`max_deliver`) does it instead of running
+    /// the job, so nothing partial stays.
+    pub async fn abandon(&self, store: &Arc<Store>) -> std::io::Result<()> {
+        self.remove_left_over(store).await?;
+        let (store, id) = (Arc::clone(store), self.id.clone());
+        blocking(move || store.remove_partial_dir(&id)).await
+    }
+
+    /// Removes files renamed into place (or objects stored) without a report by workers that
+    /// died: a resumed job does it first.
+    async fn remove_left_over(&self, store: &Arc<Store>) -> std::io::Result<()> {
+        let (shared, batch_dir, keep) = (
+            Arc::clone(store),
+            store.batch_dir(&self.destination, &self.batch_id),
+            self.recorded.clone(),
+        );
+        let on_disk = store.object().is_none();
+        blocking(move || {
+            shared.prepare()?;
+            // Renamed into place by a worker that died before its report: not recorded.
+            if on_disk {
+                shared.remove_unrecorded(&batch_dir, &keep)?;
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some(object) = store.object() {
+            object
+                .remove_unrecorded(&self.destination, &self.batch_id, &self.recorded)
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        Ok(())
     }
 
     /// Fetches, verifies, stores and reports one file; `Some` when the job must stop.
@@ -225,7 +389,7 @@ impl RemoteJob {
         path: &str,
         file: &RemoteFile,
         partial: &Path,
-        tally: &mut RemoteTally,
+        tally: &Mutex<RemoteTally>,
     ) -> Option<RemoteOutcome> {
         let attempts = config.file_attempts.max(1);
         let mut attempt = 0;
@@ -254,7 +418,7 @@ impl RemoteJob {
                 if error.kind == SourceErrorKind::CredentialsRejected {
                     return Some(self.fail(host, error.message, kind).await);
                 }
-                tally.failed += 1;
+                tally.lock().failed += 1;
                 let item = ReportItem::FileFailed {
                     path: path.to_owned(),
                     reason: truncate(error.message),
@@ -284,7 +448,7 @@ impl RemoteJob {
             Ok(Some(Ok(target))) => target,
             Ok(Some(Err(error))) | Err(error) => {
                 discard(partial).await;
-                tally.failed += 1;
+                tally.lock().failed += 1;
                 let item = ReportItem::FileFailed {
                     path: path.to_owned(),
                     reason: truncate(format!("the file could not be stored: {error}")),
@@ -302,8 +466,11 @@ impl RemoteJob {
         );
         match host.report(vec![item]).await {
             Ok(()) => {
-                tally.files += 1;
-                tally.bytes += fetched.size;
+                {
+                    let mut tally = tally.lock();
+                    tally.files += 1;
+                    tally.bytes += fetched.size;
+                }
                 tracing::info!(path, size = fetched.size, "file stored");
                 None
             }

@@ -13,7 +13,8 @@
 
 use std::collections::HashMap;
 
-use keyledger_domain::{IngestionId, Selection, State, Timestamp, UserId};
+use keyledger_domain::{Ingestion, IngestionId, Selection, State, Timestamp, UserId};
+use serde::{Deserialize, Serialize};
 
 use crate::dnanexus::normalize_folder;
 use crate::remote::{Listed, RemoteFile};
@@ -30,6 +31,54 @@ pub struct StartOptions {
 #[derive(Debug, Default)]
 pub(crate) struct Held {
     versions: HashMap<String, Version>,
+    /// A DNAnexus project: versions are file ids, never empty.
+    dnanexus: bool,
+}
+
+/// A listed file as the rule compares it: what an external worker sends the vault, which
+/// answers with the same rule as an embedded job's (decision 0033).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListedVersion {
+    /// The remote file: the S3 key, or the DNAnexus `/folder/name`.
+    pub remote_path: String,
+    pub size: u64,
+    /// The S3 ETag or the DNAnexus file id; empty when the listing gave none.
+    pub etag: String,
+    /// S3: when the object was last modified (milliseconds since the epoch), if listed.
+    #[serde(default)]
+    pub last_modified_ms: Option<i64>,
+}
+
+impl ListedVersion {
+    pub fn of(file: &RemoteFile) -> ListedVersion {
+        let (remote_path, last_modified_ms) = match &file.listed {
+            Listed::S3(object) => (object.path.clone(), object.location.last_modified_ms),
+            Listed::Dnanexus(found) => (found.path.clone(), None),
+        };
+        ListedVersion {
+            remote_path,
+            size: file.size,
+            etag: file.etag.clone(),
+            last_modified_ms,
+        }
+    }
+}
+
+/// Which of `files` (listed by a worker for `job`) the store already holds in the same version
+/// from the same source: their indices, to skip. None when the job is forced. The one rule,
+/// for embedded jobs and external workers alike.
+pub fn unchanged(state: &State, job: &Ingestion, files: &[ListedVersion]) -> Vec<usize> {
+    if state.sync_forced(&job.id) {
+        return Vec::new();
+    }
+    let held = Held::of(state, &job.owner, &job.selection, &job.id);
+    files
+        .iter()
+        .enumerate()
+        .filter(|(_, file)| held.holds_version(file))
+        .map(|(index, _)| index)
+        .collect()
 }
 
 #[derive(Clone, Debug)]
@@ -64,29 +113,33 @@ impl Held {
                     .or_insert(version);
             }
         }
-        Held { versions }
+        Held {
+            versions,
+            dnanexus: matches!(selection, Selection::Dnanexus { .. }),
+        }
     }
 
     /// Whether the store holds `file` (as listed) in the same version.
     pub fn holds(&self, file: &RemoteFile) -> bool {
-        let key = match &file.listed {
-            Listed::S3(object) => object.path.clone(),
-            Listed::Dnanexus(found) => found.path.clone(),
-        };
-        let Some(held) = self.versions.get(&key) else {
+        self.holds_version(&ListedVersion::of(file))
+    }
+
+    /// [`Held::holds`] for a file as a worker listed it.
+    pub fn holds_version(&self, file: &ListedVersion) -> bool {
+        let Some(held) = self.versions.get(&file.remote_path) else {
             return false;
         };
         if held.size != file.size {
             return false;
         }
-        match &file.listed {
-            Listed::S3(_) if !file.etag.is_empty() => held.etag == file.etag,
-            Listed::S3(object) => object
-                .location
-                .last_modified_ms
-                .is_some_and(|modified| modified < held.requested_at.as_millis()),
-            Listed::Dnanexus(_) => !file.etag.is_empty() && held.etag == file.etag,
+        if self.dnanexus {
+            return !file.etag.is_empty() && held.etag == file.etag;
         }
+        if !file.etag.is_empty() {
+            return held.etag == file.etag;
+        }
+        file.last_modified_ms
+            .is_some_and(|modified| modified < held.requested_at.as_millis())
     }
 }
 

@@ -200,6 +200,26 @@ pub struct ReportRequest {
 /// Most items in one report.
 pub const MAX_REPORT_ITEMS: usize = 1000;
 
+/// `POST /v1/worker/ingestions/{id}/unchanged`: part of the job's listing, with versions, under
+/// the job's lease (decision 0033).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnchangedRequest {
+    pub lease: String,
+    pub files: Vec<crate::ListedVersion>,
+}
+
+/// Which files of an [`UnchangedRequest`] the store already holds in the same version from the
+/// same source: their indices in `files`. Empty for a forced job.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnchangedAnswer {
+    pub unchanged: Vec<usize>,
+}
+
+/// Most files in one [`UnchangedRequest`]; a worker also keeps each request well under the
+/// API's body limit.
+pub const MAX_UNCHANGED_FILES: usize = 1000;
+
 /// One step of a job, as a worker reports it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -224,6 +244,12 @@ pub enum ReportItem {
     Failed {
         reason: String,
         failure_kind: FailureKind,
+    },
+    /// Files the vault said the store already holds in the same version (`unchanged`):
+    /// recorded once, as `IngestionFilesSkipped`.
+    Skipped {
+        files: u64,
+        bytes: u64,
     },
 }
 
@@ -295,6 +321,7 @@ impl ReportItem {
                 }
             }
             ReportItem::Completed => IngestionProgress::Completed,
+            ReportItem::Skipped { files, bytes } => IngestionProgress::Skipped { files, bytes },
             ReportItem::Failed {
                 reason,
                 failure_kind,

@@ -23,6 +23,7 @@ async fn jobs_left_running_by_a_crash_are_failed_and_cleaned_up_at_start_up() {
                 selection: aws_selection(BUCKET, "", ""),
                 destination: "dev".to_owned(),
                 batch_id: batch.to_owned(),
+                force: false,
             },
         )
         .await

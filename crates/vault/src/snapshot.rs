@@ -46,7 +46,8 @@ pub const PUBLIC_KEY_META: &str = "checkpoint_public_key";
 /// (and the log replayed) instead of being misread. 02: internal keys stored in a slab. 03:
 /// ingestions and their failed files carry a failure kind. 04: an index of each owner's
 /// internal keys. 05: the data keys of rotated external keys. 06: the jobs' leases to workers;
-/// expiry warnings, honeytokens; scoped and revoked keys, deactivated users. 07: saved sources.
+/// expiry warnings, honeytokens; scoped and revoked keys, deactivated users. 07: saved sources,
+/// forced syncs, lease lengths.
 const SNAPSHOT_MAGIC: &[u8; 8] = b"KLSNAP07";
 const SNAPSHOT_CONTEXT: &[u8] = b"keyledger/snapshot/v1\0";
 /// Magic, seq, hash, payload digest, public key, signature.

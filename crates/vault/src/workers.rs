@@ -132,6 +132,29 @@ impl Vault {
         ingestion: &IngestionId,
         lease: &str,
     ) -> Result<(Ingestion, ExternalCredential), VaultError> {
+        let job = self.leased_job(actor, ingestion, lease)?;
+        let ended = |reason: String| VaultError::Domain(DomainError::LeaseEnded { reason });
+        let opened = self
+            .lease_external_key(&job.external_key)
+            .map_err(|error| match error {
+                VaultError::Domain(DomainError::NotActive { status, .. }) => ended(format!(
+                    "the external key {} is {}",
+                    job.external_key,
+                    status.as_str()
+                )),
+                other => other,
+            })?;
+        Ok((job, opened.credential.clone()))
+    }
+
+    /// The job whose lease `lease` the caller holds: refused, with the reason, once the lease
+    /// ended (`LeaseEnded`), and for any worker user but the lease's (`NotHandedOut`).
+    pub fn leased_job(
+        &self,
+        actor: &Actor,
+        ingestion: &IngestionId,
+        lease: &str,
+    ) -> Result<Ingestion, VaultError> {
         let ended = |reason: String| VaultError::Domain(DomainError::LeaseEnded { reason });
         let job = self
             .read(|state| state.ingestion(ingestion).cloned())
@@ -153,17 +176,7 @@ impl Vault {
             }
             .into());
         }
-        let opened = self
-            .lease_external_key(&job.external_key)
-            .map_err(|error| match error {
-                VaultError::Domain(DomainError::NotActive { status, .. }) => ended(format!(
-                    "the external key {} is {}",
-                    job.external_key,
-                    status.as_str()
-                )),
-                other => other,
-            })?;
-        Ok((job, opened.credential.clone()))
+        Ok(job)
     }
 
     /// Records a worker's report of `ingestion`'s progress under `lease`, in one atomic append

@@ -6,7 +6,10 @@ use keyledger_bus::jobs::JobMessage;
 use keyledger_crypto::SecretString;
 use std::sync::Arc;
 
-use keyledger_ingest::wire::{GrantBody, ReportItem, SessionRequest, WireCredential};
+use keyledger_ingest::ListedVersion;
+use keyledger_ingest::wire::{
+    GrantBody, ReportItem, SessionRequest, UnchangedAnswer, UnchangedRequest, WireCredential,
+};
 use keyledger_ingest::{AwsCredentials, SessionIssuer};
 use keyledger_ingest::{JobHost, Refused};
 use reqwest::StatusCode;
@@ -148,23 +151,70 @@ impl VaultClient {
     ) -> Result<(), Refused> {
         let url = format!("{}/v1/worker/ingestions/{ingestion}/report", self.base);
         let body = serde_json::json!({ "lease": lease, "items": items });
+        self.post(&url, &body).await.map(drop)
+    }
+
+    /// Which of `files` the vault says the store already holds (decision 0033).
+    async fn unchanged_once(
+        &self,
+        ingestion: &str,
+        lease: &str,
+        files: &[ListedVersion],
+    ) -> Result<Vec<usize>, Refused> {
+        let url = format!("{}/v1/worker/ingestions/{ingestion}/unchanged", self.base);
+        let body = UnchangedRequest {
+            lease: lease.to_owned(),
+            files: files.to_vec(),
+        };
+        let response = self.post(&url, &body).await?;
+        let answer = response
+            .json::<UnchangedAnswer>()
+            .await
+            .map_err(|error| Refused::Unavailable(format!("unreadable answer: {error}")))?;
+        Ok(answer.unchanged)
+    }
+
+    /// A worker route under a lease: 409 means the lease ended.
+    async fn post(
+        &self,
+        url: &str,
+        body: &impl serde::Serialize,
+    ) -> Result<reqwest::Response, Refused> {
         let response = self
             .http
-            .post(&url)
+            .post(url)
             .bearer_auth(self.key.expose())
-            .json(&body)
+            .json(body)
             .send()
             .await
             .map_err(|error| Refused::Unavailable(format!("the vault is unreachable: {error}")))?;
         let status = response.status();
         if status.is_success() {
-            return Ok(());
+            return Ok(response);
         }
         let (_, message) = error_of(response).await;
         if status == StatusCode::CONFLICT {
             return Err(Refused::Ended(message));
         }
         Err(Refused::Unavailable(format!("{status}: {message}")))
+    }
+}
+
+/// `once` until it is taken or refused for good; a few attempts while the vault is unreachable.
+async fn retried<T, F>(mut once: impl FnMut() -> F) -> Result<T, Refused>
+where
+    F: std::future::Future<Output = Result<T, Refused>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match once().await {
+            Err(Refused::Unavailable(reason)) if attempt < REPORT_ATTEMPTS => {
+                tracing::warn!(reason = %reason, attempt, "the vault did not answer; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
     }
 }
 
@@ -178,21 +228,15 @@ pub(crate) struct LeasedHost<'a> {
 
 impl JobHost for LeasedHost<'_> {
     async fn report(&self, items: Vec<ReportItem>) -> Result<(), Refused> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self
-                .client
-                .report_once(self.ingestion, self.lease, &items)
-                .await
-            {
-                Err(Refused::Unavailable(reason)) if attempt < REPORT_ATTEMPTS => {
-                    tracing::warn!(reason = %reason, attempt, "report not taken; trying again");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                }
-                other => return other,
-            }
-        }
+        retried(|| self.client.report_once(self.ingestion, self.lease, &items)).await
+    }
+
+    async fn unchanged(&self, files: Vec<ListedVersion>) -> Result<Vec<usize>, Refused> {
+        retried(|| {
+            self.client
+                .unchanged_once(self.ingestion, self.lease, &files)
+        })
+        .await
     }
 }
 

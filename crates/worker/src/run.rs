@@ -268,6 +268,17 @@ impl Worker {
             }
         };
         let host = self.vault.host(&job.ingestion, &grant.lease);
+        let Ok(id) = IngestionId::parse(&grant.ingestion) else {
+            return Ack::Terminate;
+        };
+        let remote = RemoteJob {
+            id,
+            selection: grant.selection.clone(),
+            destination: grant.destination.clone(),
+            batch_id: grant.batch_id.clone(),
+            listed: grant.listed,
+            recorded: grant.recorded.iter().cloned().collect::<HashSet<_>>(),
+        };
         if delivered >= self.config.queue.max_deliver {
             let reason = format!(
                 "the job was delivered {delivered} times and no worker finished it (workers died or handed it back); start the ingestion again"
@@ -280,6 +291,10 @@ impl Worker {
             return match host.report(vec![item]).await {
                 Ok(()) => {
                     self.metrics.jobs_failed.fetch_add(1, Ordering::Relaxed);
+                    // What the workers before left: unrecorded files and partial ones.
+                    if let Err(error) = remote.abandon(&self.store).await {
+                        tracing::warn!(%error, "could not remove what earlier deliveries left");
+                    }
                     Ack::Terminate
                 }
                 Err(_) => Ack::HandBack,
@@ -320,17 +335,6 @@ impl Worker {
                     Err(_) => Ack::HandBack,
                 };
             }
-        };
-        let Ok(id) = IngestionId::parse(&grant.ingestion) else {
-            return Ack::Terminate;
-        };
-        let remote = RemoteJob {
-            id,
-            selection: grant.selection.clone(),
-            destination: grant.destination.clone(),
-            batch_id: grant.batch_id.clone(),
-            listed: grant.listed,
-            recorded: grant.recorded.iter().cloned().collect::<HashSet<_>>(),
         };
         tracing::info!(lease = %grant.lease, resumed = !grant.recorded.is_empty(), "job leased");
         let (outcome, tally) = remote

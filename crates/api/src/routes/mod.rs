@@ -147,6 +147,7 @@ pub(crate) fn declared() -> Declared {
         .with(own_source, routes!(sources::pause_source))
         .with(own_source, routes!(sources::resume_source))
         .with(own_source, routes!(sources::delete_source))
+        .with(run_jobs, routes!(workers::unchanged_files))
 }
 
 /// The request id for a create: the `Idempotency-Key` header (any printable string of at most

@@ -8,8 +8,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use keyledger_domain::{IngestionId, IngestionProgress};
+use keyledger_ingest::ListedVersion;
 use keyledger_ingest::wire::{
-    GrantBody, MAX_REPORT_ITEMS, ReportAnswer, ReportItem, WireCredential,
+    GrantBody, MAX_REPORT_ITEMS, MAX_UNCHANGED_FILES, ReportAnswer, ReportItem, UnchangedAnswer,
+    WireCredential,
 };
 use keyledger_vault::ExternalCredential;
 use serde::Deserialize;
@@ -20,8 +22,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::json::ApiJson;
 
-/// How long a lease lasts at most; it ends earlier with its job, or when the key is deleted,
-/// expires or is rotated.
+/// How long a lease lasts from its grant, and again from each recorded step of its job (a
+/// listing, a file, a skip: decision 0033), so a job longer than this is not refused while it
+/// reports; it ends earlier with its job, or when the key is deleted, expires or is rotated.
 pub(crate) const WORKER_LEASE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The ticket the job's message on the work queue carried. Never printed.
@@ -41,7 +44,7 @@ pub struct ReportJobRequest {
     /// Items in order, recorded all or none: `{type: "listed", files, bytes}`,
     /// `{type: "file_fetched", path, size, sha256, source_etag}`,
     /// `{type: "file_failed", path, reason, failure_kind}`, `{type: "completed"}`,
-    /// `{type: "failed", reason, failure_kind}`.
+    /// `{type: "failed", reason, failure_kind}`, `{type: "skipped", files, bytes}`.
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<serde_json::Value>,
 }
@@ -190,7 +193,7 @@ pub(crate) async fn report_job(
             // serde's message would repeat an unknown `type`: the refusal names the shape.
             serde_json::from_value::<ReportItem>(item)
                 .map_err(|_| {
-                    "not a report item: `type` is listed, file_fetched, file_failed, completed or failed, with that type's fields".to_owned()
+                    "not a report item: `type` is listed, file_fetched, file_failed, completed, failed or skipped, with that type's fields".to_owned()
                 })
                 .and_then(ReportItem::into_progress)
                 .map_err(|problem| format!("items[{index}]: {problem}"))
@@ -208,6 +211,66 @@ pub(crate) async fn report_job(
         recorded,
         skipped: total - recorded,
     }))
+}
+
+/// Part of a job's listing, with versions, under the job's lease.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnchangedFilesRequest {
+    /// The lease (`lease_…`) the grant named.
+    pub lease: String,
+    /// At most 1000: `{remote_path, size, etag, last_modified_ms}` (the S3 key or the DNAnexus
+    /// `/folder/name`; the S3 ETag or the DNAnexus file id, empty when the listing gave none;
+    /// S3's last-modified time in milliseconds since the epoch, or null).
+    #[schema(value_type = Vec<Object>)]
+    pub files: Vec<serde_json::Value>,
+}
+
+/// Which of the listed files the store already holds in the same version from the same source
+/// (incremental sync, decision 0033): the indices of those to skip, by the same rule as an
+/// embedded job's; none when the job was started with `force`. Records nothing: the worker
+/// reports the skip (`{type: "skipped", files, bytes}`) with the listing. Only the worker
+/// holding the job's live lease may ask (409 `lease_ended`, 403 `not_handed_out`).
+#[utoipa::path(post, path = "/v1/worker/ingestions/{id}/unchanged", tag = "worker", params(("id" = String, Path)),
+    request_body = UnchangedFilesRequest,
+    responses((status = 200, description = "`{unchanged: [index…]}`: the files to skip"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "The lease ended (with why)", body = ErrorBody)))]
+pub(crate) async fn unchanged_files(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<ApiJson<UnchangedFilesRequest>, ApiError>,
+) -> Result<Json<UnchangedAnswer>, ApiError> {
+    let ApiJson(body) = body?;
+    let id = IngestionId::parse(&id)?;
+    if body.files.len() > MAX_UNCHANGED_FILES {
+        return Err(ApiError::bad_request(
+            "validation_failed",
+            format!("files: at most {MAX_UNCHANGED_FILES} in one request"),
+        )
+        .with_field_name("files"));
+    }
+    let files = body
+        .files
+        .into_iter()
+        .enumerate()
+        .map(|(index, file)| {
+            serde_json::from_value::<ListedVersion>(file).map_err(|_| {
+                format!(
+                    "files[{index}]: give remote_path, size, etag and last_modified_ms (or null)"
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|problem| {
+            ApiError::new(StatusCode::BAD_REQUEST, "validation_failed", problem)
+                .with_field_name("files")
+        })?;
+    let vault = state.vault();
+    let job = vault.leased_job(&caller.actor(), &id, &body.lease)?;
+    let unchanged = vault.read(|current| keyledger_ingest::unchanged(current, &job, &files));
+    Ok(Json(UnchangedAnswer { unchanged }))
 }
 
 impl std::fmt::Debug for LeaseJobRequest {

@@ -186,11 +186,12 @@ impl Run {
 
     /// Whether a job still needs a worker: not finished, and never leased (after an outage
     /// longer than the duplicate window, a job a worker already took is not published again).
+    /// A job the state does not know yet is waiting: the log lets readers see a group before
+    /// the vault's state has applied it, and skipping it then would lose the job for good.
     fn still_waiting(&self, ingestion: &IngestionId) -> bool {
-        self.vault.read(|state| {
-            state
-                .ingestion(ingestion)
-                .is_some_and(|job| !job.state.is_finished() && state.job_lease(ingestion).is_none())
+        self.vault.read(|state| match state.ingestion(ingestion) {
+            None => true,
+            Some(job) => !job.state.is_finished() && state.job_lease(ingestion).is_none(),
         })
     }
 

@@ -24,15 +24,21 @@ pub(super) fn judge(
             selection,
             destination,
             batch_id,
+            force,
         } => {
             let owner = require(state, reads, &actor, Permission::ImportOrganizationSamples)?;
             let request = JobRequest {
-                ingestion,
+                ingestion: ingestion.clone(),
                 selection,
                 destination,
                 batch_id,
             };
-            Ok(vec![requested(state, reads, owner, request, now)?])
+            let mut events = vec![requested(state, reads, owner, request, now)?];
+            // Recorded with the request, so a worker elsewhere and a resumed job honour it.
+            if force {
+                events.push(Event::IngestionSyncForced { ingestion, at: now });
+            }
+            Ok(events)
         }
         Action::CancelIngestion { ingestion } => {
             let job = state
@@ -194,6 +200,8 @@ fn progress_event(
             at: now,
         },
         IngestionProgress::Listed { .. } if job.files_selected.is_some() => return None,
+        // Recorded once per job: a resumed job's second answer is the same skip.
+        IngestionProgress::Skipped { .. } if job.files_skipped > 0 => return None,
         IngestionProgress::Listed { files, bytes } => Event::IngestionListed {
             ingestion,
             files,

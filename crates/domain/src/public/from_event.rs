@@ -413,6 +413,9 @@ impl From<&Event> for PublicEvent {
                 ingestion,
                 scheduled_for,
             },
+            Event::IngestionSyncForced { ingestion, .. } => {
+                PublicEvent::IngestionSyncForced { ingestion }
+            }
         }
     }
 }

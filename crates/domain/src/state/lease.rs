@@ -17,7 +17,10 @@ pub struct JobLease {
     pub worker: UserId,
     /// The data key the secret was opened with: a rotation makes another one current.
     pub data_key: DataKeyId,
+    /// Moves on with the job: each recorded step of it renews the lease for `length_ms`.
     pub expires_at: Timestamp,
+    /// The lease's length as granted (`expires_at − at` of `ExternalKeyLeased`).
+    pub length_ms: i64,
 }
 
 impl State {
@@ -46,8 +49,28 @@ impl State {
                 worker,
                 data_key,
                 expires_at,
+                length_ms: expires_at.as_millis().saturating_sub(at.as_millis()),
             },
         );
+    }
+
+    /// A recorded step of a leased job (listing, a file, a skip) shows its worker is at work:
+    /// the lease is renewed for its length from then, so a job longer than the lease is not
+    /// refused (decision 0033). Only the current lease's reports are recorded, so this renews
+    /// the current lease.
+    pub(super) fn renew_lease(&mut self, ingestion: &IngestionId, at: Timestamp) {
+        if let Some(lease) = self.job_leases.get_mut(ingestion) {
+            let renewed = at.plus_millis(lease.length_ms);
+            if renewed > lease.expires_at {
+                lease.expires_at = renewed;
+            }
+        }
+    }
+
+    /// Whether the job fetches every selected file, even those the store already holds in the
+    /// same version (`force`; decision 0033).
+    pub fn sync_forced(&self, ingestion: &IngestionId) -> bool {
+        self.forced_syncs.contains(ingestion)
     }
 
     /// The current lease of a job, if a worker leased it.
