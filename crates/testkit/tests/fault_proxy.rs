@@ -25,7 +25,9 @@ async fn upstream() -> SocketAddr {
 }
 
 async fn get(proxy: &FaultProxy, path: &str) -> Vec<u8> {
-    let stream = tokio::net::TcpStream::connect(proxy.address()).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(proxy.address())
+        .await
+        .unwrap();
     let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
@@ -53,8 +55,7 @@ async fn check(throttle: Option<u64>, fault: Option<Fault>, connections: usize, 
     if let Some(fault) = fault {
         proxy.inject(RequestMatch::get(), fault, u32::MAX);
     }
-    let copies =
-        futures::future::join_all((0..connections).map(|_| get(&proxy, "/blob"))).await;
+    let copies = futures::future::join_all((0..connections).map(|_| get(&proxy, "/blob"))).await;
     for copy in copies {
         assert_eq!(copy.len(), expected.len(), "throttle {throttle:?}");
         assert!(copy == expected, "throttle {throttle:?}: the bytes changed");

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use futures::StreamExt as _;
@@ -110,14 +110,21 @@ impl Cluster {
         let aws = json!({ "label": "bench", "provider": "aws", "duration": "30d",
             "aws": { "access_key_id": ACCESS_KEY_ID, "secret_access_key": SECRET, "region": "us-east-1" } });
         cluster
-            .call("POST", "/v1/external-keys", &cluster.member, Some(&aws), 201)
+            .call(
+                "POST",
+                "/v1/external-keys",
+                &cluster.member,
+                Some(&aws),
+                201,
+            )
             .await?;
         Ok(cluster)
     }
 
     /// Requests an ingestion of `prefix` (every file fetched again: `force`); its id.
     pub async fn ingest(&self, prefix: &str) -> anyhow::Result<String> {
-        let request = json!({ "provider": "aws", "bucket": BUCKET, "prefix": prefix, "force": true });
+        let request =
+            json!({ "provider": "aws", "bucket": BUCKET, "prefix": prefix, "force": true });
         let job = self
             .call("POST", "/v1/ingestions", &self.member, Some(&request), 202)
             .await?;
@@ -129,8 +136,14 @@ impl Cluster {
 
     /// The job as `GET /v1/ingestions/{id}` shows it.
     pub async fn job(&self, id: &str) -> anyhow::Result<Value> {
-        self.call("GET", &format!("/v1/ingestions/{id}"), &self.member, None, 200)
-            .await
+        self.call(
+            "GET",
+            &format!("/v1/ingestions/{id}"),
+            &self.member,
+            None,
+            200,
+        )
+        .await
     }
 
     /// Starts a worker (concurrency 1) under a new user `name` with the `worker` role, and
@@ -281,9 +294,10 @@ impl Worker {
     }
 }
 
-/// The vault's events, as its relay publishes them on `keyledger.events.>`, in log order.
+/// The vault's events, as its relay publishes them on `keyledger.events.>`, in log order, each
+/// with the moment it arrived here.
 pub struct Events {
-    seen: Arc<Mutex<Vec<Value>>>,
+    seen: Arc<Mutex<Vec<(Instant, Value)>>>,
     count: watch::Receiver<usize>,
 }
 
@@ -298,12 +312,13 @@ impl Events {
         tokio::spawn(async move {
             let _client = client;
             while let Some(message) = subscriber.next().await {
+                let arrived = Instant::now();
                 let Ok(event) = serde_json::from_slice::<Value>(&message.payload) else {
                     continue;
                 };
                 let len = {
                     let mut seen = into.lock().unwrap_or_else(|e| e.into_inner());
-                    seen.push(event);
+                    seen.push((arrived, event));
                     seen.len()
                 };
                 sender.send_replace(len);
@@ -322,7 +337,7 @@ impl Events {
         &self,
         what: &str,
         from: usize,
-        mut find: impl FnMut(&[Value]) -> Option<T>,
+        mut find: impl FnMut(&[(Instant, Value)]) -> Option<T>,
     ) -> anyhow::Result<T> {
         let mut count = self.count.clone();
         tokio::time::timeout(DEADLINE, async {
@@ -340,15 +355,15 @@ impl Events {
         .with_context(|| format!("timed out waiting for {what}"))?
     }
 
-    /// The job's lease by a worker other than `not_by` (`None`: any): (worker, time in ms).
+    /// The job's lease by a worker other than `not_by` (`None`: any).
     pub async fn leased(
         &self,
         from: usize,
         job: &str,
         not_by: Option<&str>,
-    ) -> anyhow::Result<(String, f64)> {
+    ) -> anyhow::Result<Lease> {
         self.wait_for(&format!("the lease of {job}"), from, |events| {
-            events.iter().find_map(|event| {
+            events.iter().find_map(|(arrived, event)| {
                 let worker = event["data"]["worker"].as_str()?;
                 if event["type"] != "ExternalKeyLeased"
                     || event["data"]["ingestion"] != job
@@ -356,7 +371,11 @@ impl Events {
                 {
                     return None;
                 }
-                Some((worker.to_owned(), event_millis(event)?))
+                Some(Lease {
+                    worker: worker.to_owned(),
+                    millis: event_millis(event)?,
+                    arrived: *arrived,
+                })
             })
         })
         .await
@@ -368,6 +387,7 @@ impl Events {
             .wait_for(&format!("the end of {job}"), from, |events| {
                 events
                     .iter()
+                    .map(|(_, event)| event)
                     .find(|event| {
                         event["data"]["ingestion"] == job
                             && matches!(
@@ -383,6 +403,16 @@ impl Events {
         }
         event_millis(&event).context("an event without a time")
     }
+}
+
+/// An `ExternalKeyLeased` as seen here.
+pub struct Lease {
+    /// The worker's user.
+    pub worker: String,
+    /// The event's time (the vault's clock, whole ms since the epoch).
+    pub millis: f64,
+    /// When the relay's message of it arrived here.
+    pub arrived: Instant,
 }
 
 /// Now, in ms since the epoch (the clock the vault stamps events with).
