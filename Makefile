@@ -28,7 +28,9 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Benchmarks: ratios against a baseline measured in the same run. Writes target/bench-report.md.
+## The workers section runs the release `keyledger` binary beside the bench's: both are built.
 bench: test-deps
+	$(CARGO) build --release --bin keyledger
 	$(CARGO) run --release -p keyledger-bench -- $(BENCH_ARGS)
 
 ## Coverage-guided fuzzing of every decoder of outside bytes (docs/fuzzing.md): FUZZ_SECONDS

@@ -1,7 +1,8 @@
 //! `make bench`: every figure is a ratio against a baseline measured in the same run.
 //!
-//! `keyledger-bench [core|verify|appends|replay|http|relay|s3|dnanexus|audit|all] [--quick]`
-//! (`core` is verify + appends + replay). Writes the report to
+//! `keyledger-bench [core|verify|appends|replay|http|relay|s3|dnanexus|audit|workers|all] [--quick]`
+//! (`core` is verify + appends + replay; `workers` runs the release `keyledger` binary beside
+//! this one). Writes the report to
 //! stdout and to `bench-report.md` in the target directory (`CARGO_TARGET_DIR`, else `target/`).
 
 mod audit;
@@ -12,6 +13,7 @@ mod ingestion;
 mod relay;
 mod relay_figures;
 mod report;
+mod workers;
 
 use std::time::Instant;
 
@@ -64,6 +66,9 @@ fn main() -> anyhow::Result<()> {
     }
     if wanted("audit") {
         ingest::run_audit(&mut report)?;
+    }
+    if wanted("workers") {
+        workers::run(&mut report, &runtime)?;
     }
     report.finish(started.elapsed())?;
     Ok(())

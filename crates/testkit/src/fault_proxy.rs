@@ -4,7 +4,8 @@
 //! Requests are forwarded unchanged (the `Host` header included, so SigV4 signatures made for
 //! the proxy's address still verify upstream). A test schedules faults for the next N requests
 //! that match a method, a path substring and optionally the presence of a `Range` header; every
-//! request is recorded so a test can assert what was asked for.
+//! request is recorded so a test can assert what was asked for. A proxy-wide [`Throttle`]
+//! limits the rate of every response body, as a server that limits each connection's rate.
 //!
 //! ```no_run
 //! # async fn demo(upstream: std::net::SocketAddr) -> anyhow::Result<()> {
@@ -19,9 +20,9 @@ use std::convert::Infallible;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::{Mutex, MutexGuard};
-use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -204,6 +205,18 @@ pub struct FaultControl {
 struct ControlState {
     rules: Vec<Rule>,
     seen: Vec<SeenRequest>,
+    throttle: Option<Throttle>,
+}
+
+/// A limit on the rate of every response body the proxy forwards, as a source that limits each
+/// connection's rate: every response gets its own token bucket, starting empty, holding at
+/// most 1/20 s of bytes (at least one), so a body of `n` bytes takes at least
+/// `n / bytes_per_second` seconds however fast upstream is. One HTTP/1 connection carries one
+/// response at a time, so this is each connection's rate; N connections at once get N times
+/// it. Composes with the faults (a throttled body can also be dropped, flipped or stalled).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Throttle {
+    pub bytes_per_second: u64,
 }
 
 struct Rule {
@@ -281,6 +294,11 @@ impl FaultProxy {
     pub fn pending_faults(&self) -> u32 {
         self.control.pending_faults()
     }
+
+    /// Limits every response that starts from now on (see [`FaultControl::throttle`]).
+    pub fn throttle(&self, limit: Option<Throttle>) {
+        self.control.throttle(limit);
+    }
 }
 
 impl fmt::Debug for FaultProxy {
@@ -327,6 +345,16 @@ impl FaultControl {
     /// How many scheduled faults have not fired yet.
     pub fn pending_faults(&self) -> u32 {
         self.lock().rules.iter().map(|rule| rule.remaining).sum()
+    }
+
+    /// Limits the rate of every response body that starts from now on; `None` lifts the limit
+    /// (responses already under way keep theirs). A rate of zero is taken as one byte a second.
+    pub fn throttle(&self, limit: Option<Throttle>) {
+        self.lock().throttle = limit;
+    }
+
+    fn current_throttle(&self) -> Option<Throttle> {
+        self.lock().throttle
     }
 
     /// Records the request and takes the fault it gets, if any.
@@ -425,6 +453,10 @@ async fn handle(
     let body = match body_fault {
         None => body.map_err(BoxError::from).boxed_unsync(),
         Some(fault) => faulty_body(body, fault),
+    };
+    let body = match control.current_throttle() {
+        None => body,
+        Some(limit) => throttled_body(body, limit),
     };
     Response::from_parts(parts, body)
 }
@@ -566,6 +598,58 @@ impl FaultyBody {
             _ => {}
         }
         self.position += chunk.len() as u64;
+        Some(Ok(chunk))
+    }
+}
+
+/// The body, each piece of at most one bucketful released once the bucket has refilled for it.
+struct ThrottledBody {
+    inner: BodyDataStream<ProxyBody>,
+    bytes_per_second: u64,
+    /// The bucket's size: 1/20 s of bytes.
+    piece: usize,
+    started: tokio::time::Instant,
+    sent: u64,
+    /// The rest of a chunk larger than one piece.
+    held: Option<Bytes>,
+}
+
+fn throttled_body(body: ProxyBody, limit: Throttle) -> ProxyBody {
+    let bytes_per_second = limit.bytes_per_second.max(1);
+    let state = ThrottledBody {
+        inner: body.into_data_stream(),
+        bytes_per_second,
+        piece: usize::try_from(bytes_per_second / 20)
+            .unwrap_or(usize::MAX)
+            .max(1),
+        started: tokio::time::Instant::now(),
+        sent: 0,
+        held: None,
+    };
+    let stream = futures::stream::unfold(state, |mut state| async move {
+        let item = state.next_piece().await?;
+        Some((item.map(Frame::data), state))
+    });
+    StreamBody::new(stream).boxed_unsync()
+}
+
+impl ThrottledBody {
+    async fn next_piece(&mut self) -> Option<Result<Bytes, BoxError>> {
+        let mut chunk = match self.held.take() {
+            Some(chunk) => chunk,
+            None => match self.inner.next().await? {
+                Ok(chunk) => chunk,
+                Err(error) => return Some(Err(error)),
+            },
+        };
+        if chunk.len() > self.piece {
+            self.held = Some(chunk.split_off(self.piece));
+        }
+        // The bucket started empty and fills at the rate: this piece may leave once it has
+        // filled for every byte sent so far and this piece's.
+        self.sent += chunk.len() as u64;
+        let due = Duration::from_secs_f64(self.sent as f64 / self.bytes_per_second as f64);
+        tokio::time::sleep_until(self.started + due).await;
         Some(Ok(chunk))
     }
 }

@@ -2,6 +2,7 @@
 
 mod dnanexus_dx;
 mod dnanexus_protocol;
+mod fault_proxy;
 mod lab;
 mod sts_awscli;
 mod sts_sdk;
