@@ -539,6 +539,14 @@ pub fn example_events() -> Vec<Event> {
             ingestion: ingestion(),
             at,
         },
+        Event::SourceRunRefused {
+            source: source(),
+            owner: user(),
+            scheduled_for: Timestamp::from_millis(1_795_654_800_000),
+            reason: "you have no usable external key for Amazon Web Services (aws); store one first"
+                .to_owned(),
+            at,
+        },
     ]
 }
 
@@ -566,7 +574,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::HoneytokenUsed { .. }
         | Event::ExternalKeyRoleAssumed { .. }
         | Event::IngestionFilesSkipped { .. }
-        | Event::IngestionSyncForced { .. } => "system",
+        | Event::IngestionSyncForced { .. }
+        | Event::SourceRunRefused { .. } => "system",
         // A scheduled run is started by the vault's scheduler.
         Event::SourceRunStarted {
             scheduled_for: Some(_),
@@ -641,7 +650,8 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::SourceResumed { .. }
         | Event::SourceDeleted { .. }
         | Event::SourceRunStarted { .. }
-        | Event::IngestionSyncForced { .. } => event.type_name(),
+        | Event::IngestionSyncForced { .. }
+        | Event::SourceRunRefused { .. } => event.type_name(),
     }
 }
 
