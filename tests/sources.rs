@@ -80,6 +80,11 @@ fn a_bad_schedule_or_time_zone_is_refused_naming_the_field() {
         Some(&json!({ "name": "bad", "provider": "aws", "bucket": "samples", "pattern": "([" })),
     );
     assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        (&answer["error"]["code"], &answer["error"]["field"]),
+        (&json!("invalid_selection"), &json!("pattern")),
+        "{answer}"
+    );
     // A saved name is taken until the source is deleted.
     let good = body("nightly", Some("0 3 * * *"), Some("Europe/Zurich"));
     let (status, saved) = server.call("POST", "/v1/sources", Some(&key), Some(&good));
@@ -88,6 +93,7 @@ fn a_bad_schedule_or_time_zone_is_refused_naming_the_field() {
     assert_eq!(saved["timezone"], "Europe/Zurich");
     assert!(saved["next_run_at"].is_string(), "{saved}");
     assert_eq!(saved["last_run"], Value::Null);
+    assert_eq!(saved["last_refusal"], Value::Null, "{saved}");
     let (status, again) = server.call("POST", "/v1/sources", Some(&key), Some(&good));
     assert_eq!(
         (status, &again["error"]["code"]),
