@@ -1,9 +1,9 @@
 // Samples › Saved sources: selections saved with an optional schedule (cron, in an explicit time
 // zone), each run an ordinary import. The list shows the schedule, the next run and the last
-// run's state (read again while a last run runs, poll.js), and a warning line when the schedule's
-// last run was refused (`last_refusal`: no usable key…); Run now, Pause / Resume and Delete
-// act on one source. `openSaveSource` saves
-// the import form's selection (POST /v1/sources).
+// run's state (read again while a last run runs, poll.js), and, under the source's name, a
+// warning line when the schedule's last run was refused (`last_refusal`: no usable key…); Run
+// now, Pause / Resume and Delete act on one source. `openSaveSource` saves the import form's
+// selection (POST /v1/sources).
 
 import { newRequestId, request } from './api.js';
 import {
@@ -111,7 +111,7 @@ function refusalLine(refusal) {
   return h(
     'span',
     { class: 'source-refusal', role: 'note' },
-    'Did not run (', timeElement(refusal.scheduled_for), '): ', refusal.reason,
+    'Did not run (', timeElement(refusal.scheduled_for), '): ', refusal.reason, /[.!?]$/.test(refusal.reason) ? '' : '.',
     aboutKey ? h('span', {}, ' ', externalKeysLink('Fix it in External keys'), '.') : null,
   );
 }
@@ -141,7 +141,7 @@ function sourceRow(source, act) {
     h(
       'th',
       { scope: 'row' },
-      h('span', { class: 'cell-stack' }, source.name, h('code', { class: 'cell-note' }, where), pattern ? h('code', { class: 'cell-note' }, pattern) : null, h('span', { class: 'cell-note' }, '\u2192 ', source.destination)),
+      h('span', { class: 'cell-stack' }, source.name, h('code', { class: 'cell-note' }, where), pattern ? h('code', { class: 'cell-note' }, pattern) : null, h('span', { class: 'cell-note' }, '\u2192 ', source.destination), refusal),
     ),
     h(
       'td',
@@ -151,7 +151,7 @@ function sourceRow(source, act) {
         : h('span', { class: 'muted' }, 'on demand'),
     ),
     h('td', { 'data-label': 'Next run' }, source.state === 'paused' ? h('span', { class: 'muted' }, 'paused') : timeElement(source.next_run_at, 'none scheduled')),
-    h('td', { 'data-label': 'Last run' }, refusal ? h('span', { class: 'status-stack' }, last, refusal) : last),
+    h('td', { 'data-label': 'Last run' }, last),
     h('td', { 'data-label': 'State' }, stateBadge(source.state)),
     h(
       'td',
