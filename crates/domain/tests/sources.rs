@@ -328,12 +328,14 @@ fn a_refused_scheduled_run_is_recorded_once_per_occurrence_until_a_run_hides_it(
         refusal(1, first, &error.to_string()),
         first,
     );
-    let [Event::SourceRunRefused {
-        owner,
-        scheduled_for,
-        reason,
-        ..
-    }] = events.as_slice()
+    let [
+        Event::SourceRunRefused {
+            owner,
+            scheduled_for,
+            reason,
+            ..
+        },
+    ] = events.as_slice()
     else {
         panic!("{events:?}")
     };
@@ -353,7 +355,12 @@ fn a_refused_scheduled_run_is_recorded_once_per_occurrence_until_a_run_hides_it(
     assert!(by_user.is_err(), "{by_user:?}");
     // The next occurrence, refused again, is recorded again.
     let second = first.plus_millis(HOUR);
-    let events = apply(&mut state, Actor::System, refusal(1, second, "no key"), second);
+    let events = apply(
+        &mut state,
+        Actor::System,
+        refusal(1, second, "no key"),
+        second,
+    );
     assert_eq!(names(&events), ["SourceRunRefused"]);
     // A new key: the next occurrence runs, and the refusal is no longer shown.
     apply(

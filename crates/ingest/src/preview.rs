@@ -11,8 +11,7 @@
 
 use keyledger_connect::{BoundedListing, ListBound};
 use keyledger_domain::{
-    Actor, DomainError, KeyStatus, Permission, Provider, Selection, ValidationError,
-    permitted_user,
+    Actor, DomainError, KeyStatus, Permission, Provider, Selection, ValidationError, permitted_user,
 };
 use serde::Serialize;
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use keyledger_crypto::random_base62;
 use keyledger_domain::{
-    Action, Actor, DomainError, FromTrusted, IngestionId, Permission, Schedule, SourceId, SourceName, Timestamp,
-    permitted_user,
+    Action, Actor, DomainError, FromTrusted, IngestionId, Permission, Schedule, SourceId,
+    SourceName, Timestamp, permitted_user,
 };
 use keyledger_vault::VaultError;
 

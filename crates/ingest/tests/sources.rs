@@ -275,16 +275,16 @@ async fn an_expired_key_is_recorded_once_per_occurrence_and_a_new_key_runs_the_n
         h.vault
             .log()
             .read_from(1)
-            .filter_map(
-                |envelope| match keyledger_vault::decode_event(&envelope.unwrap().body).unwrap() {
+            .filter_map(|envelope| {
+                match keyledger_vault::decode_event(&envelope.unwrap().body).unwrap() {
                     Event::SourceRunRefused {
                         scheduled_for,
                         reason,
                         ..
                     } => Some((scheduled_for, reason)),
                     _ => None,
-                },
-            )
+                }
+            })
             .collect()
     };
 

@@ -364,13 +364,11 @@ fn build(state: &keyledger_domain::State, source: &Source, now: Timestamp) -> So
             created_at: source.created_at,
             next_run_at: state.source_next_run(source, now),
             last_run: source.last_run().map(run),
-            last_refusal: source
-                .current_refusal()
-                .map(|refusal| SourceRefusalView {
-                    scheduled_for: refusal.scheduled_for,
-                    reason: refusal.reason.clone(),
-                    at: refusal.at,
-                }),
+            last_refusal: source.current_refusal().map(|refusal| SourceRefusalView {
+                scheduled_for: refusal.scheduled_for,
+                reason: refusal.reason.clone(),
+                at: refusal.at,
+            }),
             runs: source.runs,
         },
         recent_runs: source.recent_runs.iter().rev().map(run).collect(),

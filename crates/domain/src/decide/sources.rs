@@ -151,7 +151,11 @@ pub(super) fn judge(
                 found.last_refusal.as_ref().map(|r| r.scheduled_for),
                 found.last_scheduled_for,
             ];
-            if known.into_iter().flatten().any(|seen| seen >= scheduled_for) {
+            if known
+                .into_iter()
+                .flatten()
+                .any(|seen| seen >= scheduled_for)
+            {
                 return Ok(Vec::new());
             }
             Ok(vec![Event::SourceRunRefused {
