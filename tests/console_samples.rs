@@ -1,7 +1,8 @@
 //! The console's Samples pages in a real browser (`tests/console/samples.mjs`, headless
 //! Chromium, as `console.rs`): an import of the S3 test server's bucket (objects uploaded with
 //! the real awscli) with its live preview, the API's refusals in words (a bad regex, a missing
-//! bucket, nothing matched, no usable key), a DNAnexus import, the job watched to its end in the list without a
+//! bucket, nothing matched, no usable key), a scheduled run refused for lack of a key (a warning
+//! line with a link to External keys), a DNAnexus import, the job watched to its end in the list without a
 //! reload, its files with SHA-256 and lineage and a download, Cancel, the phone layout, and a
 //! user without the permission. `KEYLEDGER_UPDATE_SCREENSHOTS=1` writes its screenshots to
 //! `docs/console/`.
@@ -111,6 +112,8 @@ fn the_samples_pages_in_a_real_browser() {
         ),
         // The users' 7-day keys would be announced as expiring (the banner has its own test).
         ("KEYLEDGER_VAULT_EXPIRY_WARNING_DAYS", ""),
+        // `noa`'s every-minute source is refused (no key) within a second of its minute.
+        ("KEYLEDGER_INGEST_SCHEDULE_TICK_SECS", "1"),
     ]);
     let sam = developer_key(&server, "sam");
     let aws_key = json!({ "label": "lab bucket", "provider": "aws", "duration": "30d",
@@ -123,6 +126,7 @@ fn the_samples_pages_in_a_real_browser() {
     let (status, body) = server.call("POST", "/v1/external-keys", Some(&dee), Some(&dx_key));
     assert_eq!(status, 201, "{body}");
     let nokey = developer_key(&server, "noa");
+    let refused = refused_source(&server, &nokey);
     server.create_user("aud", &["auditor"]);
     let (status, body) = server.call(
         "POST",
@@ -139,6 +143,7 @@ fn the_samples_pages_in_a_real_browser() {
         "sam": sam, "dee": dee, "nokey": nokey, "auditor": body["key"], "aws_key_id": stored["id"],
         "proxy": proxy.endpoint(), "sha256": sha256, "contents": OBJECTS.iter().map(|(p, t)| (p.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
     });
+    wait_for_refusal(&server, &nokey, &refused);
     let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
         repository.join("docs/console")
     } else {
@@ -168,6 +173,29 @@ fn the_samples_pages_in_a_real_browser() {
         run.stderr,
         server.output()
     );
+}
+
+/// `noa` (no external key) saves an every-minute source: the server's scheduler refuses its
+/// next occurrence and records it (`last_refusal`), which the Saved sources list shows.
+fn refused_source(server: &Server, key: &str) -> String {
+    let body = json!({ "name": "every minute", "provider": "aws", "bucket": "lab",
+        "prefix": "runs/", "pattern": r"\.csv$", "schedule": "* * * * *", "timezone": "UTC" });
+    let (status, saved) = server.call("POST", "/v1/sources", Some(key), Some(&body));
+    assert_eq!(status, 201, "{saved}");
+    saved["id"].as_str().unwrap().to_owned()
+}
+
+/// Bounded polling (the next minute comes on the real clock): the refusal is recorded.
+fn wait_for_refusal(server: &Server, key: &str, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let source = server.get(&format!("/v1/sources/{id}"), key);
+        if source["last_refusal"].is_object() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no refusal recorded: {source}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Opens each gate once the proxy has seen a request for its release path, until `done`.

@@ -521,6 +521,13 @@ fn ingestion_selections_and_destinations_are_strict() {
         );
         let message = answer["error"]["message"].as_str().expect("message");
         assert!(message.contains(fragment), "{body}: {message}");
+        // A refused selection names its field, as the message's start does.
+        if code == "invalid_selection" {
+            let field = answer["error"]["field"].as_str().expect("field");
+            assert!(message.starts_with(&format!("{field}: ")), "{answer}");
+            let fields = ["bucket", "prefix", "pattern", "project", "folder"];
+            assert!(fields.contains(&field), "{answer}");
+        }
     };
     let aws = |bucket: &str, prefix: &str, destination: &str| json!({ "provider": "aws", "bucket": bucket, "prefix": prefix, "destination": destination });
     let dx = |project: &str, folder: &str| json!({ "provider": "dnanexus", "project": project, "folder": folder });

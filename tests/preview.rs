@@ -142,6 +142,9 @@ fn a_preview_counts_what_a_selection_picks_and_stops_at_its_limit() {
         let (got, answer) = preview(&server, &key, query, &body);
         assert_eq!(got, status, "{body} {query}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{answer}");
+        if code == "invalid_selection" {
+            assert_eq!(answer["error"]["field"], "pattern", "{answer}");
+        }
     }
 
     // The CLI's dry run: the same answer, exit 0; a selection matching nothing exits 8.

@@ -80,6 +80,11 @@ fn a_bad_schedule_or_time_zone_is_refused_naming_the_field() {
         Some(&json!({ "name": "bad", "provider": "aws", "bucket": "samples", "pattern": "([" })),
     );
     assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        (&answer["error"]["code"], &answer["error"]["field"]),
+        (&json!("invalid_selection"), &json!("pattern")),
+        "{answer}"
+    );
     // A saved name is taken until the source is deleted.
     let good = body("nightly", Some("0 3 * * *"), Some("Europe/Zurich"));
     let (status, saved) = server.call("POST", "/v1/sources", Some(&key), Some(&good));
@@ -88,6 +93,7 @@ fn a_bad_schedule_or_time_zone_is_refused_naming_the_field() {
     assert_eq!(saved["timezone"], "Europe/Zurich");
     assert!(saved["next_run_at"].is_string(), "{saved}");
     assert_eq!(saved["last_run"], Value::Null);
+    assert_eq!(saved["last_refusal"], Value::Null, "{saved}");
     let (status, again) = server.call("POST", "/v1/sources", Some(&key), Some(&good));
     assert_eq!(
         (status, &again["error"]["code"]),
@@ -256,4 +262,56 @@ fn the_server_runs_a_scheduled_source_by_itself() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(std::fs::read_to_string(&sums).unwrap().lines().count(), 3);
+}
+
+/// A scheduled run refused for lack of a key is visible, not silent: the server records it once
+/// (`last_refusal` in the source's view), and `keyledger source list` / `source show` mark it.
+/// On the real clock: an every-minute source of a user without an AWS key (bounded polling).
+#[test]
+fn a_scheduled_run_without_a_key_shows_its_refusal() {
+    let server = Server::start_with(&[("KEYLEDGER_INGEST_SCHEDULE_TICK_SECS", "1")]);
+    let key = developer_key(&server, "noor");
+    let (status, saved) = server.call(
+        "POST",
+        "/v1/sources",
+        Some(&key),
+        Some(&body("every minute", Some("* * * * *"), Some("UTC"))),
+    );
+    assert_eq!(status, 201, "{saved}");
+    let id = saved["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let source = loop {
+        let source = server.get(&format!("/v1/sources/{id}"), &key);
+        if source["last_refusal"].is_object() {
+            break source;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no refusal was recorded: {source}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(source["last_run"], Value::Null, "{source}");
+    let refusal = &source["last_refusal"];
+    let reason = refusal["reason"].as_str().unwrap();
+    assert!(reason.contains("no usable external key"), "{refusal}");
+    assert!(
+        refusal["scheduled_for"]
+            .as_str()
+            .unwrap()
+            .ends_with(":00.000Z"),
+        "{refusal}"
+    );
+
+    let table = source_cli(&server, &key, &["source", "list"]);
+    assert_eq!(table.code, 0, "{table:?}");
+    assert!(table.stdout.contains("REFUSED "), "{}", table.stdout);
+    let shown = source_cli(&server, &key, &["source", "show", id]);
+    assert_eq!(shown.code, 0, "{shown:?}");
+    assert!(
+        shown.stdout.contains("  refused      the run for ")
+            && shown.stdout.contains("no usable external key"),
+        "{}",
+        shown.stdout
+    );
 }

@@ -4,7 +4,7 @@
 //
 //   node tests/console/samples.mjs <base url> <setup as JSON> [screenshot dir]
 //
-// setup: {sam, nokey, auditor (internal keys), aws_key_id (sam's AWS key), proxy (its base URL),
+// setup: {sam, nokey (whose every-minute source was refused: no key), auditor (internal keys), aws_key_id (sam's AWS key), proxy (its base URL),
 // sha256 and contents (of each object under s3://lab/runs/, by path)}. The proxy holds the GET of
 // runs/plate-2/c.csv until this script asks for /console-release-1, and that of
 // runs/reads.fastq until /console-release-2: a job runs for exactly as long as the test needs.
@@ -341,6 +341,15 @@ try {
   await shot(page, '40-samples-no-key');
   await tab('Jobs').click();
   await page.getByText('You have not imported anything yet.').waitFor();
+
+  step('a scheduled run refused for lack of a key: a warning line, a link to External keys');
+  await tab('Saved sources').click();
+  const refusedRow = page.locator('#sources tbody tr').filter({ has: page.getByRole('rowheader', { name: /^every minute/ }) });
+  const refusal = refusedRow.locator('.source-refusal');
+  await refusal.waitFor();
+  assert.match(await refusal.innerText(), /^Did not run \(.+\): you have no usable external key for Amazon Web Services/);
+  assert.equal(await refusal.getByRole('link', { name: 'Fix it in External keys' }).getAttribute('href'), '#/api-keys/external');
+  await shot(page, '44-samples-source-refused');
   await signOut();
 
   step('a user without the permission has no Samples');

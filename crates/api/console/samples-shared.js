@@ -160,8 +160,9 @@ const SELECTION_FIELDS = ['bucket', 'prefix', 'project', 'folder', 'pattern', 'd
 
 /**
  * The API's refusal of a selection (a preview, a job, a saved source) in clear words:
- * `{field, message, link}` — the field it is about (from `field`, or the `pattern: …` the
- * message starts with), a sentence, and a link to the external keys when a key is the problem.
+ * `{field, message, link}` — the field it is about (the error's `field`, which every
+ * `invalid_selection` carries; the `pattern: …` the message starts with only as a fallback), a
+ * sentence, and a link to the external keys when a key is the problem.
  */
 export function explainRefusal(error, provider) {
   const name = PROVIDER_NAMES[provider] ?? 'this provider';

@@ -1,8 +1,9 @@
 // Samples › Saved sources: selections saved with an optional schedule (cron, in an explicit time
 // zone), each run an ordinary import. The list shows the schedule, the next run and the last
-// run's state (read again while a last run runs, poll.js); Run now, Pause / Resume and Delete
-// act on one source. `openSaveSource` saves
-// the import form's selection (POST /v1/sources).
+// run's state (read again while a last run runs, poll.js), and, under the source's name, a
+// warning line when the schedule's last run was refused (`last_refusal`: no usable key…); Run
+// now, Pause / Resume and Delete act on one source. `openSaveSource` saves the import form's
+// selection (POST /v1/sources).
 
 import { newRequestId, request } from './api.js';
 import {
@@ -11,7 +12,7 @@ import {
 import { app } from './state.js';
 import { poller } from './poll.js';
 import {
-  describeSelection, explainRefusal, RUNNING_STATES, samplesGate, samplesHeader, stateBadge,
+  describeSelection, explainRefusal, externalKeysLink, RUNNING_STATES, samplesGate, samplesHeader, stateBadge,
 } from './samples-shared.js';
 
 export function sourcesPage() {
@@ -101,6 +102,20 @@ export function sourcesPage() {
   return page;
 }
 
+/**
+ * A scheduled run the vault refused (and no run since): a warning line with its reason, and a
+ * link to External keys when the reason is about the key (no usable key, expired credentials).
+ */
+function refusalLine(refusal) {
+  const aboutKey = /external key|credentials/i.test(refusal.reason);
+  return h(
+    'span',
+    { class: 'source-refusal', role: 'note' },
+    'Did not run (', timeElement(refusal.scheduled_for), '): ', refusal.reason, /[.!?]$/.test(refusal.reason) ? '' : '.',
+    aboutKey ? h('span', {}, ' ', externalKeysLink('Fix it in External keys'), '.') : null,
+  );
+}
+
 function sourceRow(source, act) {
   const selection = source.provider === 'aws'
     ? { aws: { bucket: source.bucket, prefix: source.prefix ?? '', pattern: source.pattern ?? '' } }
@@ -119,13 +134,14 @@ function sourceRow(source, act) {
       h('span', { class: 'cell-note' }, timeElement(source.last_run.started_at)),
     )
     : h('span', { class: 'muted' }, 'never run');
+  const refusal = source.last_refusal ? refusalLine(source.last_refusal) : null;
   return h(
     'tr',
     { dataset: { id: source.id, state: source.state } },
     h(
       'th',
       { scope: 'row' },
-      h('span', { class: 'cell-stack' }, source.name, h('code', { class: 'cell-note' }, where), pattern ? h('code', { class: 'cell-note' }, pattern) : null, h('span', { class: 'cell-note' }, '\u2192 ', source.destination)),
+      h('span', { class: 'cell-stack' }, source.name, h('code', { class: 'cell-note' }, where), pattern ? h('code', { class: 'cell-note' }, pattern) : null, h('span', { class: 'cell-note' }, '\u2192 ', source.destination), refusal),
     ),
     h(
       'td',

@@ -5,7 +5,6 @@
 //! `docs/events.schema.json` are generated from it, and a test fails when they, the catalogue
 //! or the JSON the relay publishes disagree.
 
-use std::fmt::Write;
 use std::sync::LazyLock;
 
 use keyledger_domain::public::{PublicEnvelope, PublicEvent};
@@ -16,13 +15,15 @@ use keyledger_domain::{
     SourceName, Timestamp, UserId,
 };
 use keyledger_log::Envelope;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::PartialSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{KnownFormat, Schema, SchemaFormat, SchemaType, Type};
 
-use crate::BusConfig;
 use crate::wire::public_envelope;
+
+mod render;
+pub use render::{json_schema, matches_type, render_markdown};
 
 /// The JSON type of a field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -539,6 +540,14 @@ pub fn example_events() -> Vec<Event> {
             ingestion: ingestion(),
             at,
         },
+        Event::SourceRunRefused {
+            source: source(),
+            owner: user(),
+            scheduled_for: Timestamp::from_millis(1_795_654_800_000),
+            reason: "you have no usable external key for Amazon Web Services (aws); store one first"
+                .to_owned(),
+            at,
+        },
     ]
 }
 
@@ -566,7 +575,8 @@ pub fn example_envelope(event: &Event, seq: u64) -> PublicEnvelope {
         | Event::HoneytokenUsed { .. }
         | Event::ExternalKeyRoleAssumed { .. }
         | Event::IngestionFilesSkipped { .. }
-        | Event::IngestionSyncForced { .. } => "system",
+        | Event::IngestionSyncForced { .. }
+        | Event::SourceRunRefused { .. } => "system",
         // A scheduled run is started by the vault's scheduler.
         Event::SourceRunStarted {
             scheduled_for: Some(_),
@@ -641,153 +651,7 @@ pub fn documented_type(event: &Event) -> &'static str {
         | Event::SourceResumed { .. }
         | Event::SourceDeleted { .. }
         | Event::SourceRunStarted { .. }
-        | Event::IngestionSyncForced { .. } => event.type_name(),
-    }
-}
-
-/// The generated part of `docs/events.md`.
-pub fn render_markdown(config: &BusConfig) -> String {
-    let mut out = String::new();
-    let examples = example_events();
-    let _ = writeln!(out, "## Event types\n");
-    let _ = writeln!(out, "| type | NATS subject |\n|---|---|");
-    for doc in EVENT_DOCS.iter() {
-        let _ = writeln!(
-            out,
-            "| [`{}`](#{}) | `{}` |",
-            doc.type_name,
-            doc.type_name.to_lowercase(),
-            config.public_subject(doc.subject_suffix)
-        );
-    }
-    let _ = writeln!(out, "\n## The envelope\n");
-    let _ = writeln!(out, "Every message is one JSON object with these fields:\n");
-    write_fields(&mut out, ENVELOPE_FIELDS);
-    for doc in EVENT_DOCS.iter() {
-        let _ = writeln!(out, "\n### {}\n", doc.type_name);
-        let _ = writeln!(
-            out,
-            "Subject `{}`. {}\n",
-            config.public_subject(doc.subject_suffix),
-            doc.summary
-        );
-        let _ = writeln!(out, "`data`:\n");
-        write_fields(&mut out, doc.fields);
-        for (index, event) in examples.iter().enumerate() {
-            if event.type_name() != doc.type_name {
-                continue;
-            }
-            let envelope = example_envelope(event, 1000 + index as u64);
-            let pretty = serde_json::to_string_pretty(&envelope).unwrap_or_default();
-            let _ = writeln!(out, "\n```json\n{pretty}\n```");
-        }
-    }
-    out
-}
-
-fn write_fields(out: &mut String, fields: &[FieldDoc]) {
-    let _ = writeln!(out, "| field | type | description |\n|---|---|---|");
-    for field in fields {
-        let mut json_type = type_label(field.json_type).to_owned();
-        if field.nullable {
-            json_type.push_str(" or null");
-        }
-        let _ = writeln!(
-            out,
-            "| `{}` | {json_type} | {} |",
-            field.name, field.description
-        );
-    }
-}
-
-fn type_label(json_type: JsonType) -> &'static str {
-    match json_type {
-        JsonType::String => "string",
-        JsonType::Integer => "integer",
-        JsonType::Boolean => "boolean",
-        JsonType::Timestamp => "string (RFC 3339 time)",
-        JsonType::StringArray => "array of strings",
-        JsonType::Object => "object",
-    }
-}
-
-/// A JSON Schema (draft 2020-12) of the public messages: `docs/events.schema.json`.
-pub fn json_schema(config: &BusConfig) -> Value {
-    let variants: Vec<Value> = EVENT_DOCS
-        .iter()
-        .map(|doc| {
-            let mut properties = serde_json::Map::new();
-            let mut required = Vec::new();
-            for field in doc.fields {
-                properties.insert(field.name.to_owned(), field_schema(field));
-                required.push(Value::from(field.name));
-            }
-            json!({
-                "title": doc.type_name,
-                "description": format!("{} Subject: {}.", doc.summary, config.public_subject(doc.subject_suffix)),
-                "properties": {
-                    "type": {"const": doc.type_name},
-                    "data": {
-                        "type": "object",
-                        "properties": properties,
-                        "required": required,
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut envelope_properties = serde_json::Map::new();
-    for field in ENVELOPE_FIELDS {
-        envelope_properties.insert(field.name.to_owned(), field_schema(field));
-    }
-    json!({
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://keyledger.dev/schemas/events.schema.json",
-        "title": "keyledger public event",
-        "description": format!(
-            "One message of the JetStream stream {} (subjects {}.>). Later versions may add event types and fields: ignore what you do not know. Generated by crates/bus/src/schema.rs from the public event type (crates/domain/src/public.rs).",
-            config.stream, config.subject_prefix
-        ),
-        "type": "object",
-        "properties": envelope_properties,
-        "required": ENVELOPE_FIELDS.iter().map(|f| f.name).collect::<Vec<_>>(),
-        "oneOf": variants,
-    })
-}
-
-fn field_schema(field: &FieldDoc) -> Value {
-    let mut schema = match field.json_type {
-        JsonType::String => json!({"type": "string"}),
-        JsonType::Integer => json!({"type": "integer", "minimum": 0}),
-        JsonType::Boolean => json!({"type": "boolean"}),
-        JsonType::Timestamp => json!({"type": "string", "format": "date-time"}),
-        JsonType::StringArray => json!({"type": "array", "items": {"type": "string"}}),
-        JsonType::Object => json!({"type": "object"}),
-    };
-    if field.nullable
-        && let Some(kind) = schema.get("type").cloned()
-    {
-        schema["type"] = json!([kind, "null"]);
-    }
-    schema["description"] = Value::from(field.description);
-    schema
-}
-
-/// Whether `value` has the documented JSON type.
-pub fn matches_type(field: &FieldDoc, value: &Value) -> bool {
-    if value.is_null() {
-        return field.nullable;
-    }
-    match field.json_type {
-        JsonType::String => value.is_string(),
-        JsonType::Integer => value.is_u64(),
-        JsonType::Boolean => value.is_boolean(),
-        JsonType::Timestamp => value
-            .as_str()
-            .is_some_and(|text| Timestamp::parse_rfc3339(text).is_ok()),
-        JsonType::StringArray => value
-            .as_array()
-            .is_some_and(|items| items.iter().all(Value::is_string)),
-        JsonType::Object => value.is_object(),
+        | Event::IngestionSyncForced { .. }
+        | Event::SourceRunRefused { .. } => event.type_name(),
     }
 }

@@ -183,9 +183,13 @@ fn row(source: &Value) -> Vec<String> {
         schedule(source),
         field(source, "state"),
         time(source, "next_run_at", "-"),
-        match &source["last_run"] {
-            Value::Null => "-".to_owned(),
-            run => format!("{} {}", time(run, "started_at", "-"), field(run, "state")),
+        match (&source["last_refusal"], &source["last_run"]) {
+            // A refusal newer than the last run: the schedule is stuck until its owner acts.
+            (refusal @ Value::Object(_), _) => {
+                format!("REFUSED {}", time(refusal, "scheduled_for", "-"))
+            }
+            (_, Value::Null) => "-".to_owned(),
+            (_, run) => format!("{} {}", time(run, "started_at", "-"), field(run, "state")),
         },
     ]
 }
@@ -198,6 +202,15 @@ fn show(source: &Value) {
     println!("  state        {}", field(source, "state"));
     println!("  next run     {}", time(source, "next_run_at", "-"));
     println!("  runs         {}", source["runs"].as_u64().unwrap_or(0));
+    let refusal = &source["last_refusal"];
+    if refusal.is_object() {
+        println!(
+            "  refused      the run for {} (at {}): {}",
+            time(refusal, "scheduled_for", "-"),
+            time(refusal, "at", "-"),
+            field(refusal, "reason")
+        );
+    }
     let runs = items(source, "recent_runs");
     if runs.is_empty() {
         return;

@@ -211,6 +211,14 @@ pub enum Action {
         batch_id: String,
         scheduled_for: Option<Timestamp>,
     },
+    /// The scheduler records that its run of `source` for the occurrence `scheduled_for` was
+    /// refused for `reason` (actor `System`): nothing when that occurrence (or a later one)
+    /// was already refused or run.
+    RecordSourceRefusal {
+        source: SourceId,
+        scheduled_for: Timestamp,
+        reason: String,
+    },
     RecordIngestion {
         ingestion: IngestionId,
         progress: IngestionProgress,

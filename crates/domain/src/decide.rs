@@ -510,7 +510,8 @@ fn judge(
         | Action::PauseSource { .. }
         | Action::ResumeSource { .. }
         | Action::DeleteSource { .. }
-        | Action::RunSource { .. }) => sources::judge(state, actor, action, now, reads),
+        | Action::RunSource { .. }
+        | Action::RecordSourceRefusal { .. }) => sources::judge(state, actor, action, now, reads),
 
         action @ (Action::WarnExpiring { .. }
         | Action::RecordLeak { .. }

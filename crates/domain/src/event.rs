@@ -511,6 +511,17 @@ pub enum Event {
         ingestion: IngestionId,
         at: Timestamp,
     },
+    /// The scheduler could not start the source's run for the occurrence `scheduled_for`
+    /// because of its owner's situation (no usable key for the provider, the owner may no
+    /// longer import): recorded once per occurrence, so the owner sees why the import stopped.
+    /// `reason`: the refusal's sentence, clipped, never a secret (decision 0031).
+    SourceRunRefused {
+        source: SourceId,
+        owner: UserId,
+        scheduled_for: Timestamp,
+        reason: String,
+        at: Timestamp,
+    },
 }
 
 /// What kind of failure ended an ingestion or one of its files: what a program (an exit code,
@@ -634,7 +645,8 @@ impl Event {
             | Event::SourcePaused { source, .. }
             | Event::SourceResumed { source, .. }
             | Event::SourceDeleted { source, .. }
-            | Event::SourceRunStarted { source, .. } => source_stream(source),
+            | Event::SourceRunStarted { source, .. }
+            | Event::SourceRunRefused { source, .. } => source_stream(source),
         }
     }
 
@@ -702,6 +714,7 @@ impl Event {
             Event::SourceDeleted { .. } => ("SourceDeleted", "source.deleted"),
             Event::SourceRunStarted { .. } => ("SourceRunStarted", "source.run_started"),
             Event::IngestionSyncForced { .. } => ("IngestionSyncForced", "ingestion.sync_forced"),
+            Event::SourceRunRefused { .. } => ("SourceRunRefused", "source.run_refused"),
         }
     }
 }

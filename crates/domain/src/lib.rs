@@ -30,8 +30,8 @@ pub use permissions::{
 };
 pub use state::{
     ApiKey, Deactivation, ExternalKey, FileOutcome, Ingestion, IngestionState, JobLease,
-    PreviousSecret, RECENT_SOURCE_RUNS, Revocation, RotatedDataKeys, SecretKind, Source, SourceRun,
-    State, User, Verification,
+    PreviousSecret, RECENT_SOURCE_RUNS, Revocation, RotatedDataKeys, SecretKind, Source,
+    SourceRefusal, SourceRun, State, User, Verification,
 };
 pub use time::{MILLIS_PER_DAY, MILLIS_PER_MINUTE, TimeParseError, Timestamp};
 pub use values::{

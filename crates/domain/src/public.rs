@@ -609,6 +609,21 @@ pub enum PublicEvent {
         #[schema(value_type = String)]
         ingestion: IngestionId,
     },
+    /// The scheduler could not start the source's run for an occurrence because of its
+    /// owner's situation (no usable key, may no longer import); recorded once per occurrence.
+    SourceRunRefused {
+        /// The source's id (`src_…`).
+        #[schema(value_type = String)]
+        source: SourceId,
+        /// The handle of its owner.
+        #[schema(value_type = String)]
+        owner: UserId,
+        /// The schedule's occurrence that did not run.
+        #[schema(value_type = String)]
+        scheduled_for: Timestamp,
+        /// Why, as a sentence for people (no secret).
+        reason: String,
+    },
 }
 
 impl PublicEvent {
@@ -658,6 +673,7 @@ impl PublicEvent {
             PublicEvent::SourceDeleted { .. } => "SourceDeleted",
             PublicEvent::SourceRunStarted { .. } => "SourceRunStarted",
             PublicEvent::IngestionSyncForced { .. } => "IngestionSyncForced",
+            PublicEvent::SourceRunRefused { .. } => "SourceRunRefused",
         }
     }
 }

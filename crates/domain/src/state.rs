@@ -18,7 +18,7 @@ mod sources;
 pub use hasher::SecretHashBuilder;
 pub use ingestion::{FileOutcome, Ingestion, IngestionState};
 pub use organization::{Deactivation, Revocation};
-pub use sources::{RECENT_SOURCE_RUNS, Source, SourceRun};
+pub use sources::{RECENT_SOURCE_RUNS, Source, SourceRefusal, SourceRun};
 
 use crate::error::{DomainError, Holder};
 use crate::event::{Event, ExternalKeyPublic, FailureKind, SealedSecret, SecretHash};
@@ -536,7 +536,8 @@ impl State {
             | Event::SourcePaused { .. }
             | Event::SourceResumed { .. }
             | Event::SourceDeleted { .. }
-            | Event::SourceRunStarted { .. }) => self.apply_source(event),
+            | Event::SourceRunStarted { .. }
+            | Event::SourceRunRefused { .. }) => self.apply_source(event),
             Event::IngestionSyncForced { ingestion, .. } => {
                 self.forced_syncs.insert(ingestion);
             }

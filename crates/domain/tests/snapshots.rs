@@ -300,6 +300,15 @@ pub fn one_of_each() -> Vec<Event> {
             ingestion: IngestionId::parse("ing_0000000000000001").unwrap(),
             at: T0,
         },
+        Event::SourceRunRefused {
+            source: source(),
+            owner: user("alice"),
+            scheduled_for: T0,
+            reason:
+                "you have no usable external key for Amazon Web Services (aws); store one first"
+                    .into(),
+            at: T0,
+        },
     ]
 }
 

@@ -296,3 +296,88 @@ fn paused_deleted_and_deactivated_sources_are_never_due() {
         "{refused:?}"
     );
 }
+
+fn refusal(n: u32, scheduled_for: Timestamp, reason: &str) -> Action {
+    Action::RecordSourceRefusal {
+        source: source_id(n),
+        scheduled_for,
+        reason: reason.to_owned(),
+    }
+}
+
+#[test]
+fn a_refused_scheduled_run_is_recorded_once_per_occurrence_until_a_run_hides_it() {
+    let mut state = given_hourly_source();
+    apply(
+        &mut state,
+        as_user("member"),
+        Action::DeleteExternalKeys {
+            keys: vec![ext_id(1)],
+        },
+        T0,
+    );
+    let first = first_hour();
+    let refused = when(&state, Actor::System, run(1, 1, Some(first)), first);
+    let Err(error @ DomainError::NoExternalKey { .. }) = refused else {
+        panic!("{refused:?}")
+    };
+    // The scheduler records the refusal's sentence: once for the occurrence.
+    let events = apply(
+        &mut state,
+        Actor::System,
+        refusal(1, first, &error.to_string()),
+        first,
+    );
+    let [
+        Event::SourceRunRefused {
+            owner,
+            scheduled_for,
+            reason,
+            ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!((owner, *scheduled_for), (&user("member"), first));
+    assert!(reason.contains("no usable external key"), "{reason}");
+    let shown = state.source(&source_id(1)).unwrap().current_refusal();
+    assert_eq!(shown.map(|r| (r.scheduled_for, r.at)), Some((first, first)));
+    // The next ticks try again, still the latest due occurrence: nothing more is recorded.
+    let tick = first.plus_millis(30_000);
+    assert_eq!(due(&state, tick), Some(first));
+    assert_eq!(
+        when(&state, Actor::System, refusal(1, first, "again"), tick).unwrap(),
+        []
+    );
+    // Only the scheduler records refusals.
+    let by_user = when(&state, as_user("member"), refusal(1, first, "x"), tick);
+    assert!(by_user.is_err(), "{by_user:?}");
+    // The next occurrence, refused again, is recorded again.
+    let second = first.plus_millis(HOUR);
+    let events = apply(
+        &mut state,
+        Actor::System,
+        refusal(1, second, "no key"),
+        second,
+    );
+    assert_eq!(names(&events), ["SourceRunRefused"]);
+    // A new key: the next occurrence runs, and the refusal is no longer shown.
+    apply(
+        &mut state,
+        as_user("member"),
+        Action::CreateExternalKey(aws_key(2)),
+        second,
+    );
+    let third = second.plus_millis(HOUR);
+    assert_eq!(due(&state, third), Some(third));
+    apply(&mut state, Actor::System, run(1, 1, Some(third)), third);
+    let source = state.source(&source_id(1)).unwrap();
+    assert!(source.last_refusal.is_some());
+    assert_eq!(source.current_refusal(), None);
+    // An occurrence already run is never recorded as refused.
+    assert_eq!(
+        when(&state, Actor::System, refusal(1, third, "late"), third).unwrap(),
+        []
+    );
+}

@@ -47,7 +47,7 @@ pub mod wire;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use keyledger_domain::{DomainError, Selection, UserId};
+use keyledger_domain::{DomainError, Selection, UserId, ValidationError};
 use keyledger_vault::VaultError;
 
 pub use ingestor::{Ingestor, RecoveryReport};
@@ -170,9 +170,9 @@ pub struct IngestRequest {
 /// Why a request was refused or a call failed. Every message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// The selection is malformed (bad regex, bucket name, folder): a 400.
+    /// The selection is malformed (bad regex, bucket name, folder): a 400 naming the field.
     #[error("{0}")]
-    InvalidSelection(String),
+    InvalidSelection(ValidationError),
     /// The destination folder is not a safe relative path: a 400.
     #[error("{0}")]
     InvalidDestination(String),

@@ -11,7 +11,7 @@
 
 use keyledger_connect::{BoundedListing, ListBound};
 use keyledger_domain::{
-    Actor, DomainError, KeyStatus, Permission, Provider, Selection, permitted_user,
+    Actor, DomainError, KeyStatus, Permission, Provider, Selection, ValidationError, permitted_user,
 };
 use serde::Serialize;
 
@@ -93,8 +93,9 @@ impl Ingestor {
         })?;
         selection::validate(&request.selection).map_err(IngestError::InvalidSelection)?;
         if !(1..=MAX_PREVIEW_PAGE).contains(&request.page_size) {
-            return Err(IngestError::InvalidSelection(format!(
-                "page_size: give 1 to {MAX_PREVIEW_PAGE}"
+            return Err(IngestError::InvalidSelection(ValidationError::new(
+                "page_size",
+                format!("give 1 to {MAX_PREVIEW_PAGE}"),
             )));
         }
         let limit = shared.config.preview_max_scanned.max(1);

@@ -48,7 +48,7 @@ pub struct CapabilityReport {
 /// Checks a selection's fields the way an ingestion request's are checked; the message names
 /// the field. The selection's pattern is not used by the test.
 pub fn check_probe_scope(selection: &Selection) -> Result<(), String> {
-    crate::selection::validate(selection)
+    crate::selection::validate(selection).map_err(|refusal| refusal.to_string())
 }
 
 /// Tests the leased credential for what an ingestion of `scope` needs (`None`: the credential

@@ -1,6 +1,8 @@
 //! Checking a selection before a job exists, so a mistake is a 400, not a failed job.
 
-use keyledger_domain::{Selection, check_bucket_name, check_dnanexus_project, check_visible_text};
+use keyledger_domain::{
+    Selection, ValidationError, check_bucket_name, check_dnanexus_project, check_visible_text,
+};
 use regex::{Regex, RegexBuilder};
 
 /// Longest regex accepted, in bytes.
@@ -36,34 +38,35 @@ pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, String> {
         })
 }
 
-/// Checks every field of a selection; the message names the field.
-pub(crate) fn validate(selection: &Selection) -> Result<(), String> {
+/// Checks every field of a selection; the error names the field (`bucket`, `prefix`,
+/// `pattern`, `project`, `folder`), which the API returns as `field`.
+pub(crate) fn validate(selection: &Selection) -> Result<(), ValidationError> {
     match selection {
         Selection::Aws {
             bucket,
             prefix,
             pattern,
         } => {
-            check_bucket_name(bucket).map_err(|error| error.to_string())?;
-            check_visible_text("prefix", prefix).map_err(|error| error.to_string())?;
+            check_bucket_name(bucket)?;
+            check_visible_text("prefix", prefix)?;
             if prefix.len() > 1024 {
-                return Err("prefix: use at most 1024 bytes".to_owned());
+                return Err(ValidationError::new("prefix", "use at most 1024 bytes"));
             }
             if has_dot_segment(prefix) {
-                return Err(
-                    "prefix: must not have `.` or `..` segments; give the path from the bucket's root"
-                        .to_owned(),
-                );
+                return Err(ValidationError::new(
+                    "prefix",
+                    "must not have `.` or `..` segments; give the path from the bucket's root",
+                ));
             }
-            compile_pattern(pattern).map(|_| ())
+            check_pattern(pattern)
         }
         Selection::Dnanexus {
             project,
             folder,
             pattern,
         } => {
-            check_dnanexus_project(project).map_err(|error| error.to_string())?;
-            check_visible_text("folder", folder).map_err(|error| error.to_string())?;
+            check_dnanexus_project(project)?;
+            check_visible_text("folder", folder)?;
             let folder_ok = folder.is_empty()
                 || (folder.starts_with('/')
                     && folder.len() <= 1024
@@ -73,17 +76,28 @@ pub(crate) fn validate(selection: &Selection) -> Result<(), String> {
                         .skip(1)
                         .all(|part| !part.is_empty()));
             if !folder_ok {
-                return Err(
-                    "folder: not a folder path (it starts with / and has no empty parts)"
-                        .to_owned(),
-                );
+                return Err(ValidationError::new(
+                    "folder",
+                    "not a folder path (it starts with / and has no empty parts)",
+                ));
             }
             if has_dot_segment(folder) {
-                return Err("folder: must not have `.` or `..` parts".to_owned());
+                return Err(ValidationError::new(
+                    "folder",
+                    "must not have `.` or `..` parts",
+                ));
             }
-            compile_pattern(pattern).map(|_| ())
+            check_pattern(pattern)
         }
     }
+}
+
+/// The pattern compiles: [`compile_pattern`]'s refusal, as the `pattern` field's.
+fn check_pattern(pattern: &str) -> Result<(), ValidationError> {
+    compile_pattern(pattern).map(|_| ()).map_err(|message| {
+        let message = message.strip_prefix("pattern: ").unwrap_or(&message);
+        ValidationError::new("pattern", message)
+    })
 }
 
 /// Whether a `/`-separated path has a `.` or `..` segment (which would make a remote path
@@ -113,7 +127,7 @@ mod tests {
     }
 
     fn check(selection: Selection, expect: Result<(), &str>) {
-        let got = validate(&selection);
+        let got = validate(&selection).map_err(|error| error.to_string());
         assert!(
             !got.as_ref().is_err_and(|m| m.contains("CANARY")),
             "the message echoes the input: {got:?}"

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use keyledger_crypto::random_base62;
 use keyledger_domain::{
-    Action, Actor, FromTrusted, IngestionId, Permission, Schedule, SourceId, SourceName, Timestamp,
-    permitted_user,
+    Action, Actor, DomainError, FromTrusted, IngestionId, Permission, Schedule, SourceId,
+    SourceName, Timestamp, permitted_user,
 };
 use keyledger_vault::VaultError;
 
+use crate::job::truncate;
 use crate::sync::StartOptions;
 use crate::{IngestError, IngestRequest, Ingestor, selection};
 
@@ -37,6 +38,9 @@ pub struct ScheduledRuns {
     /// Due runs the vault refused (no usable key any more, a concurrent run): tried again at
     /// the next tick while the occurrence is still the latest one due.
     pub refused: Vec<(SourceId, Timestamp, IngestError)>,
+    /// The refusals recorded as `SourceRunRefused` at this tick (the first of their
+    /// occurrence, for the owner's situation).
+    pub recorded: Vec<(SourceId, Timestamp)>,
 }
 
 impl Ingestor {
@@ -126,10 +130,40 @@ impl Ingestor {
                 .await
             {
                 Ok(ingestion) => runs.started.push((source, ingestion, occurrence)),
-                Err(error) => runs.refused.push((source, occurrence, error)),
+                Err(error) => {
+                    if is_owner_situation(&error)
+                        && self.record_refusal(&source, occurrence, &error).await
+                    {
+                        runs.recorded.push((source.clone(), occurrence));
+                    }
+                    runs.refused.push((source, occurrence, error));
+                }
             }
         }
         runs
+    }
+
+    /// Records `SourceRunRefused` for the occurrence unless it already is (the domain decides
+    /// that); whether an event was recorded. A failure to record is logged and tried again at
+    /// the next tick, as the run itself is.
+    async fn record_refusal(
+        &self,
+        source: &SourceId,
+        occurrence: Timestamp,
+        error: &IngestError,
+    ) -> bool {
+        let action = Action::RecordSourceRefusal {
+            source: source.clone(),
+            scheduled_for: occurrence,
+            reason: truncate(error.to_string()),
+        };
+        match self.shared.vault.run(Actor::System, action).await {
+            Ok(executed) => !executed.events.is_empty(),
+            Err(error) => {
+                tracing::warn!(source = %source, %error, "a refused scheduled run could not be recorded");
+                false
+            }
+        }
     }
 
     /// Runs [`Ingestor::run_due_sources`] every `interval` with the vault's clock, until the
@@ -162,4 +196,22 @@ impl Ingestor {
             }
         })
     }
+}
+
+/// Whether a refused scheduled run is about its owner's situation (no usable key for the
+/// provider, expired session credentials, the owner may no longer import or is deactivated),
+/// which the owner can fix and should see; not a concurrent run, a paused or deleted source, or
+/// a transient error of the vault.
+fn is_owner_situation(error: &IngestError) -> bool {
+    matches!(
+        error,
+        IngestError::Refused(
+            DomainError::NoExternalKey { .. }
+                | DomainError::SessionExpired { .. }
+                | DomainError::NotActive { .. }
+                | DomainError::PermissionDenied { .. }
+                | DomainError::OutOfScope { .. }
+                | DomainError::UserDeactivated { .. }
+        )
+    )
 }

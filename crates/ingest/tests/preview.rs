@@ -54,7 +54,7 @@ async fn a_dnanexus_preview_counts_pages_and_stops_at_its_limit() {
     // A bad page size is refused before anything is listed.
     let refused = h.ingestor.preview(dev(), request(None, 0)).await;
     assert!(
-        matches!(&refused, Err(IngestError::InvalidSelection(message)) if message.contains("page_size")),
+        matches!(&refused, Err(IngestError::InvalidSelection(refusal)) if refusal.field == "page_size"),
         "{refused:?}"
     );
 }

@@ -262,3 +262,77 @@ async fn concurrent_saves_of_one_name_save_exactly_one_source() {
     assert_eq!(saved, 1);
     assert_eq!(h.vault.read(|s| s.sources().count()), 1);
 }
+
+/// The key expires under the schedule: the first refused tick records one `SourceRunRefused`,
+/// later ticks for that occurrence record nothing more, and once a new key is stored the next
+/// occurrence runs (and the source's refusal is no longer current).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_key_is_recorded_once_per_occurrence_and_a_new_key_runs_the_next() {
+    let h = harness(|config| config.workers = Workers::External).await;
+    h.store_aws_key(SECRET, KeyDuration::Days(1)).await;
+    let source = save_hourly(&h, "nightly").await;
+    let refusals = || -> Vec<(Timestamp, String)> {
+        h.vault
+            .log()
+            .read_from(1)
+            .filter_map(|envelope| {
+                match keyledger_vault::decode_event(&envelope.unwrap().body).unwrap() {
+                    Event::SourceRunRefused {
+                        scheduled_for,
+                        reason,
+                        ..
+                    } => Some((scheduled_for, reason)),
+                    _ => None,
+                }
+            })
+            .collect()
+    };
+
+    // Two days on, the key has expired: the latest occurrence is refused and recorded.
+    let occurrence = hour_after(T0.plus_millis(48 * HOUR));
+    h.clock.set(occurrence);
+    let runs = h.ingestor.run_due_sources(occurrence).await;
+    assert!(runs.started.is_empty(), "{:?}", runs.started);
+    assert!(
+        matches!(
+            runs.refused.as_slice(),
+            [(_, at, IngestError::Refused(DomainError::NoExternalKey { .. }))] if *at == occurrence
+        ),
+        "{:?}",
+        runs.refused
+    );
+    assert_eq!(runs.recorded, [(source.clone(), occurrence)]);
+    let recorded = refusals();
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0, occurrence);
+    assert!(
+        recorded[0].1.contains("no usable external key"),
+        "{recorded:?}"
+    );
+    assert!(!recorded[0].1.contains(SECRET));
+
+    // The next tick tries that occurrence again and records nothing more.
+    let retry = occurrence.plus_millis(30_000);
+    h.clock.set(retry);
+    let runs = h.ingestor.run_due_sources(retry).await;
+    assert_eq!(runs.refused.len(), 1);
+    assert!(runs.recorded.is_empty(), "{:?}", runs.recorded);
+    assert_eq!(refusals().len(), 1);
+    let shown = h.vault.read(|s| {
+        s.source(&source)
+            .unwrap()
+            .current_refusal()
+            .map(|r| r.scheduled_for)
+    });
+    assert_eq!(shown, Some(occurrence));
+
+    // A new key: the next occurrence runs, and the refusal is no longer the source's news.
+    h.store_aws_key(SECRET, KeyDuration::Days(30)).await;
+    let next = occurrence.plus_millis(HOUR);
+    assert_eq!(tick(&h, next).await, [next]);
+    assert_eq!(refusals().len(), 1);
+    let shown = h
+        .vault
+        .read(|s| s.source(&source).unwrap().current_refusal().cloned());
+    assert_eq!(shown, None);
+}

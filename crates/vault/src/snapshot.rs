@@ -47,8 +47,9 @@ pub const PUBLIC_KEY_META: &str = "checkpoint_public_key";
 /// ingestions and their failed files carry a failure kind. 04: an index of each owner's
 /// internal keys. 05: the data keys of rotated external keys. 06: the jobs' leases to workers;
 /// expiry warnings, honeytokens; scoped and revoked keys, deactivated users. 07: saved sources,
-/// forced syncs, lease lengths.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"KLSNAP07";
+/// forced syncs, lease lengths. 08: each source's last refused scheduled run
+/// (`SourceRunRefused`).
+const SNAPSHOT_MAGIC: &[u8; 8] = b"KLSNAP08";
 const SNAPSHOT_CONTEXT: &[u8] = b"keyledger/snapshot/v1\0";
 /// Magic, seq, hash, payload digest, public key, signature.
 const SNAPSHOT_HEADER_LEN: usize = 8 + 8 + 32 + 32 + 32 + 64;

@@ -509,9 +509,12 @@ pub(crate) fn ingestor(state: &ApiState) -> Result<&keyledger_ingest::Ingestor, 
 
 pub(crate) fn ingest_error(err: IngestError) -> ApiError {
     match err {
-        IngestError::InvalidSelection(message) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_selection", message)
-        }
+        IngestError::InvalidSelection(refusal) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_selection",
+            refusal.to_string(),
+        )
+        .with_field_name(refusal.field),
         IngestError::InvalidDestination(message) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", message)
                 .with_field_name("destination")

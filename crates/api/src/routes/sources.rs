@@ -77,8 +77,22 @@ pub struct SourceView {
     #[schema(value_type = Option<String>)]
     pub next_run_at: Option<Timestamp>,
     pub last_run: Option<SourceRunView>,
+    /// The last scheduled run the vault refused (no usable key, the owner may no longer
+    /// import), while no run started after it; `null` otherwise.
+    pub last_refusal: Option<SourceRefusalView>,
     /// Runs ever started.
     pub runs: u64,
+}
+
+/// A scheduled run that did not start: for which occurrence, why, when it was refused.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourceRefusalView {
+    #[schema(value_type = String)]
+    pub scheduled_for: Timestamp,
+    /// The refusal's sentence: `you have no usable external key for Amazon Web Services (aws); store one first`.
+    pub reason: String,
+    #[schema(value_type = String)]
+    pub at: Timestamp,
 }
 
 /// One run of a source: its job and the job's state.
@@ -350,6 +364,11 @@ fn build(state: &keyledger_domain::State, source: &Source, now: Timestamp) -> So
             created_at: source.created_at,
             next_run_at: state.source_next_run(source, now),
             last_run: source.last_run().map(run),
+            last_refusal: source.current_refusal().map(|refusal| SourceRefusalView {
+                scheduled_for: refusal.scheduled_for,
+                reason: refusal.reason.clone(),
+                at: refusal.at,
+            }),
             runs: source.runs,
         },
         recent_runs: source.recent_runs.iter().rev().map(run).collect(),

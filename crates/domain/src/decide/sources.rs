@@ -5,7 +5,7 @@
 //! on its expected version, and the decision also guards the last run's job stream it read.
 
 use super::ingestion::{JobRequest, requested};
-use super::{Reads, not_found, require};
+use super::{Reads, not_found, require, require_system};
 use crate::command::Action;
 use crate::error::DomainError;
 use crate::event::{Actor, Event, ingestion_stream, source_stream};
@@ -134,6 +134,37 @@ pub(super) fn judge(
                     at: now,
                 },
             ])
+        }
+        Action::RecordSourceRefusal {
+            source,
+            scheduled_for,
+            reason,
+        } => {
+            require_system(&actor)?;
+            reads.stream(source_stream(&source));
+            let found = state
+                .source(&source)
+                .ok_or_else(|| not_found("source", &source))?;
+            // Once per occurrence: the scheduler tries again each tick while the occurrence is
+            // the latest due, and a refusal already recorded (or a run for it) says enough.
+            let known = [
+                found.last_refusal.as_ref().map(|r| r.scheduled_for),
+                found.last_scheduled_for,
+            ];
+            if known
+                .into_iter()
+                .flatten()
+                .any(|seen| seen >= scheduled_for)
+            {
+                return Ok(Vec::new());
+            }
+            Ok(vec![Event::SourceRunRefused {
+                source,
+                owner: found.owner.clone(),
+                scheduled_for,
+                reason,
+                at: now,
+            }])
         }
         _ => unreachable!("decide hands only source actions to sources::judge"),
     }

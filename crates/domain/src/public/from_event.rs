@@ -416,6 +416,18 @@ impl From<&Event> for PublicEvent {
             Event::IngestionSyncForced { ingestion, .. } => {
                 PublicEvent::IngestionSyncForced { ingestion }
             }
+            Event::SourceRunRefused {
+                source,
+                owner,
+                scheduled_for,
+                reason,
+                ..
+            } => PublicEvent::SourceRunRefused {
+                source,
+                owner,
+                scheduled_for,
+                reason,
+            },
         }
     }
 }

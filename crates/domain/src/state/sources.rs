@@ -31,6 +31,16 @@ pub struct Source {
     pub runs: u64,
     /// The last [`RECENT_SOURCE_RUNS`] runs, oldest first.
     pub recent_runs: VecDeque<SourceRun>,
+    /// The last scheduled run refused for its owner's situation (`SourceRunRefused`).
+    pub last_refusal: Option<SourceRefusal>,
+}
+
+/// A scheduled run the vault refused: for which occurrence, why, when.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceRefusal {
+    pub scheduled_for: Timestamp,
+    pub reason: String,
+    pub at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +54,15 @@ pub struct SourceRun {
 impl Source {
     pub fn last_run(&self) -> Option<&SourceRun> {
         self.recent_runs.back()
+    }
+
+    /// The last refusal while no run started after it: what the owner should still see.
+    pub fn current_refusal(&self) -> Option<&SourceRefusal> {
+        let refusal = self.last_refusal.as_ref()?;
+        match self.last_run() {
+            Some(run) if run.started_at >= refusal.at => None,
+            _ => Some(refusal),
+        }
     }
 }
 
@@ -138,6 +157,7 @@ impl State {
                         last_scheduled_for: None,
                         runs: 0,
                         recent_runs: VecDeque::new(),
+                        last_refusal: None,
                     },
                 );
             }
@@ -175,6 +195,21 @@ impl State {
                     if source.recent_runs.len() > RECENT_SOURCE_RUNS {
                         source.recent_runs.pop_front();
                     }
+                }
+            }
+            Event::SourceRunRefused {
+                source,
+                scheduled_for,
+                reason,
+                at,
+                ..
+            } => {
+                if let Some(source) = self.sources.get_mut(&source) {
+                    source.last_refusal = Some(SourceRefusal {
+                        scheduled_for,
+                        reason,
+                        at,
+                    });
                 }
             }
             _ => {}
