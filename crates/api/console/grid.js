@@ -27,6 +27,25 @@ export function shortId(id) {
  * disabled until the list is in (the page decides from it, in `afterDraw`, through
  * `blockCreate`, whether Create may be offered).
  */
+/**
+ * A table of `columns` (`[label, width class]`) with a visually hidden caption, for pages that
+ * draw their own rows (no selection, sorting or search: see `keyGrid` for those). `body` starts
+ * with a "Loading…" row when `loading`; `emptyRow(...children)` is a row across every column.
+ */
+export function plainTable({ id, className = 'grid', caption, columns, loading = true }) {
+  const emptyRow = (...children) => h('tr', {}, h('td', { class: 'empty', colspan: String(columns.length) }, ...children));
+  const body = loading ? h('tbody', {}, emptyRow('Loading\u2026')) : h('tbody');
+  const table = h(
+    'table',
+    { class: className, id },
+    h('caption', { class: 'visually-hidden' }, caption),
+    h('colgroup', {}, columns.map(([, width]) => h('col', { class: width }))),
+    h('thead', {}, h('tr', {}, columns.map(([label]) => h('th', { scope: 'col' }, label)))),
+    body,
+  );
+  return { table, body, emptyRow };
+}
+
 export function keyGrid({ id, caption, noun, columns, emptyText, load, onCreate, onDelete, itemName, view, afterDraw, createNeedsList = false }) {
   let items = [];
   let loaded = false;

@@ -7,7 +7,7 @@
 import { request } from './api.js';
 import { announce, dialogActions, field, h, isBusy, noticeArea, openDialog, setBusy, timeElement } from './dom.js';
 import { app, pageHeading } from './state.js';
-import { shortId } from './grid.js';
+import { plainTable, shortId } from './grid.js';
 
 export const AUDIT_KEYS = 'audit_organization_keys';
 export const REVOKE_KEYS = 'revoke_organization_keys';
@@ -84,7 +84,6 @@ export function inventoryPage() {
     sort.element,
   );
   const summary = h('p', { class: 'toolbar-status', 'aria-live': 'polite', id: 'inventory-summary' });
-  const body = h('tbody');
   const more = h('button', { type: 'button', class: 'button', hidden: true }, 'Show more');
   const columns = [
     ['Name', 'col-name'],
@@ -97,14 +96,7 @@ export function inventoryPage() {
     ['Last used', 'col-time'],
     ['', 'col-actions'],
   ];
-  const table = h(
-    'table',
-    { class: 'grid', id: 'inventory' },
-    h('caption', { class: 'visually-hidden' }, 'Every key of the organisation'),
-    h('colgroup', {}, columns.map(([, width]) => h('col', { class: width }))),
-    h('thead', {}, h('tr', {}, columns.map(([label]) => h('th', { scope: 'col' }, label)))),
-    body,
-  );
+  const { table, body, emptyRow } = plainTable({ id: 'inventory', caption: 'Every key of the organisation', columns, loading: false });
   let cursor = null;
   let generation = 0;
 
@@ -142,7 +134,7 @@ export function inventoryPage() {
       body.append(keyRow(key, revoke));
     }
     if (!body.children.length) {
-      body.append(h('tr', {}, h('td', { class: 'empty', colspan: String(columns.length) }, 'No keys match.')));
+      body.append(emptyRow('No keys match.'));
     }
     cursor = page.next_cursor;
     more.hidden = !cursor;

@@ -6,6 +6,7 @@
 import { download, request } from './api.js';
 import { announce, copyButton, h, noticeArea, openDialog, timeElement } from './dom.js';
 import { app, pageHeading } from './state.js';
+import { plainTable } from './grid.js';
 import { poller } from './poll.js';
 import { bytesProgress, filesProgress } from './samples-jobs.js';
 import {
@@ -19,7 +20,6 @@ export function jobPage(id) {
   }
   const notices = noticeArea();
   const details = h('dl', { class: 'details', id: 'job-details' });
-  const body = h('tbody', {}, h('tr', {}, h('td', { class: 'empty', colspan: '6' }, 'Loading\u2026')));
   const filesNote = h('p', { class: 'toolbar-status', id: 'job-files-summary', 'aria-live': 'polite' });
   const columns = [
     ['File', 'col-path'],
@@ -29,14 +29,7 @@ export function jobPage(id) {
     ['Lineage', 'col-lineage'],
     ['', 'col-actions-file'],
   ];
-  const table = h(
-    'table',
-    { class: 'grid samples-grid', id: 'job-files' },
-    h('caption', { class: 'visually-hidden' }, 'The files of this import'),
-    h('colgroup', {}, columns.map(([, width]) => h('col', { class: width }))),
-    h('thead', {}, h('tr', {}, columns.map(([label]) => h('th', { scope: 'col' }, label)))),
-    body,
-  );
+  const { table, body, emptyRow } = plainTable({ id: 'job-files', className: 'grid samples-grid', caption: 'The files of this import', columns });
   const page = h(
     'section',
     { class: 'page' },
@@ -100,7 +93,7 @@ export function jobPage(id) {
     const waiting = RUNNING_STATES.has(job.state) && job.files_pending ? ` ${job.files_pending} more waiting.` : '';
     filesNote.textContent = `${files.length} ${files.length === 1 ? 'file' : 'files'} recorded.${waiting}${job.files_skipped ? ` ${job.files_skipped} skipped: already stored in the same version by an earlier import.` : ''}`;
     if (files.length === 0) {
-      body.replaceChildren(h('tr', {}, h('td', { class: 'empty', colspan: String(columns.length) }, RUNNING_STATES.has(job.state) ? 'No file has been fetched yet.' : 'This import stored no file.')));
+      body.replaceChildren(emptyRow(RUNNING_STATES.has(job.state) ? 'No file has been fetched yet.' : 'This import stored no file.'));
       return;
     }
     body.replaceChildren(...files.map((file) => fileRow(job, file, manifestFiles.get(file.path))));

@@ -4,7 +4,7 @@
 
 import { request } from './api.js';
 import { announce, h, isBusy, noticeArea, setBusy, timeElement } from './dom.js';
-import { shortId } from './grid.js';
+import { plainTable, shortId } from './grid.js';
 import { app } from './state.js';
 import { poller } from './poll.js';
 import {
@@ -18,7 +18,6 @@ export function jobsPage() {
   }
   const notices = noticeArea();
   const summary = h('p', { class: 'toolbar-status', id: 'jobs-summary', 'aria-live': 'polite' });
-  const body = h('tbody', {}, h('tr', {}, h('td', { class: 'empty', colspan: '8' }, 'Loading\u2026')));
   const columns = [
     ['Import', 'col-selection'],
     ['State', 'col-badge'],
@@ -29,14 +28,7 @@ export function jobsPage() {
     ['Started', 'col-time'],
     ['', 'col-actions'],
   ];
-  const table = h(
-    'table',
-    { class: 'grid samples-grid', id: 'jobs' },
-    h('caption', { class: 'visually-hidden' }, 'Your imports'),
-    h('colgroup', {}, columns.map(([, width]) => h('col', { class: width }))),
-    h('thead', {}, h('tr', {}, columns.map(([label]) => h('th', { scope: 'col' }, label)))),
-    body,
-  );
+  const { table, body, emptyRow } = plainTable({ id: 'jobs', className: 'grid samples-grid', caption: 'Your imports', columns });
   const page = h(
     'section',
     { class: 'page' },
@@ -83,7 +75,7 @@ export function jobsPage() {
       : `${jobs.length} ${jobs.length === 1 ? 'import' : 'imports'}${running ? `, ${running} running` : ''}`;
     if (jobs.length === 0) {
       body.replaceChildren(
-        h('tr', {}, h('td', { class: 'empty', colspan: String(columns.length) }, 'You have not imported anything yet. ', h('a', { href: '#/samples/import' }, 'Start an import'), '.')),
+        emptyRow('You have not imported anything yet. ', h('a', { href: '#/samples/import' }, 'Start an import'), '.'),
       );
       return;
     }

@@ -10,6 +10,7 @@ import {
   announce, dialogActions, field, h, isBusy, noticeArea, openDialog, setBusy, timeElement,
 } from './dom.js';
 import { app } from './state.js';
+import { plainTable } from './grid.js';
 import { poller } from './poll.js';
 import {
   describeSelection, explainRefusal, externalKeysLink, RUNNING_STATES, samplesGate, samplesHeader, stateBadge,
@@ -21,7 +22,6 @@ export function sourcesPage() {
     return gate;
   }
   const notices = noticeArea();
-  const body = h('tbody', {}, h('tr', {}, h('td', { class: 'empty', colspan: '6' }, 'Loading\u2026')));
   const columns = [
     ['Source', 'col-selection'],
     ['Schedule', 'col-schedule'],
@@ -30,14 +30,7 @@ export function sourcesPage() {
     ['State', 'col-badge'],
     ['', 'col-actions-source'],
   ];
-  const table = h(
-    'table',
-    { class: 'grid samples-grid', id: 'sources' },
-    h('caption', { class: 'visually-hidden' }, 'Your saved sources'),
-    h('colgroup', {}, columns.map(([, width]) => h('col', { class: width }))),
-    h('thead', {}, h('tr', {}, columns.map(([label]) => h('th', { scope: 'col' }, label)))),
-    body,
-  );
+  const { table, body, emptyRow } = plainTable({ id: 'sources', className: 'grid samples-grid', caption: 'Your saved sources', columns });
   const load = async () => {
     let sources;
     try {
@@ -48,7 +41,7 @@ export function sourcesPage() {
     }
     if (sources.length === 0) {
       body.replaceChildren(
-        h('tr', {}, h('td', { class: 'empty', colspan: String(columns.length) }, 'No saved sources yet. On ', h('a', { href: '#/samples/import' }, 'Import'), ', fill in a selection and press \u201cSave as source\u201d.')),
+        emptyRow('No saved sources yet. On ', h('a', { href: '#/samples/import' }, 'Import'), ', fill in a selection and press \u201cSave as source\u201d.'),
       );
       return false;
     }
