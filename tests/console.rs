@@ -134,30 +134,9 @@ fn the_seed_workflow_in_a_real_browser() {
             "dnanexus_token": DNANEXUS_TOKEN,
         },
     });
-    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
-        repository.join("docs/console")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
-    };
-
-    let mut command = Command::new("node");
-    command
-        .arg(repository.join("tests/console/e2e.mjs"))
-        .arg(&server.base)
-        .arg(keys.to_string())
-        .arg(&screenshots)
-        .current_dir(&repository);
-    let run = run_bounded(command, BROWSER_LIMIT)
-        .unwrap_or_else(|err| panic!("cannot run `node tests/console/e2e.mjs`: {err}"));
-    eprintln!("{}{}", run.stdout, run.stderr);
-    assert!(
-        run.success,
-        "the console's browser test failed:\n{}{}\nserver output:\n{}",
-        run.stdout,
-        run.stderr,
-        server.output()
-    );
-    assert!(run.stdout.contains("console e2e: passed"), "{}", run.stdout);
+    let command = browser_script(&server, "e2e.mjs", &keys.to_string(), "console-screenshots");
+    let run = run_bounded(command, BROWSER_LIMIT);
+    assert_browser_passed(run, "e2e.mjs", "console e2e: passed", &server);
 }
 
 /// The expiry banner: the sweeper announces a 7-day key of one user (`ApiKeyExpiring`, horizon
@@ -192,27 +171,18 @@ fn the_expiry_banner_in_a_real_browser() {
         "warned": { "key": dana, "name": "nightly sync" },
         "calm": { "key": eli },
     });
-    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
-        repository.join("docs/console")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots")
-    };
-    let mut command = Command::new("node");
-    command
-        .arg(repository.join("tests/console/expiry-banner.mjs"))
-        .arg(&server.base)
-        .arg(keys.to_string())
-        .arg(&screenshots)
-        .current_dir(&repository);
-    let run = run_bounded(command, BROWSER_LIMIT)
-        .unwrap_or_else(|err| panic!("cannot run `node tests/console/expiry-banner.mjs`: {err}"));
-    eprintln!("{}{}", run.stdout, run.stderr);
-    assert!(
-        run.success && run.stdout.contains("expiry banner e2e: passed"),
-        "the expiry banner's browser test failed:\n{}{}\nserver output:\n{}",
-        run.stdout,
-        run.stderr,
-        server.output()
+    let command = browser_script(
+        &server,
+        "expiry-banner.mjs",
+        &keys.to_string(),
+        "console-screenshots",
+    );
+    let run = run_bounded(command, BROWSER_LIMIT);
+    assert_browser_passed(
+        run,
+        "expiry-banner.mjs",
+        "expiry banner e2e: passed",
+        &server,
     );
 }
 
@@ -251,6 +221,44 @@ pub(crate) fn install_browser(repository: &Path) {
         ),
         Err(err) => panic!("cannot run scripts/console-deps.sh: {err}"),
     }
+}
+
+/// `node tests/console/<script> <server> <setup> <screenshot dir>`: the screenshots go to
+/// `docs/console/` with `KEYLEDGER_UPDATE_SCREENSHOTS=1`, else to the scratch folder `scratch`.
+pub(crate) fn browser_script(server: &Server, script: &str, setup: &str, scratch: &str) -> Command {
+    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
+        repository.join("docs/console")
+    } else {
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(scratch)
+    };
+    let mut command = Command::new("node");
+    command
+        .arg(repository.join("tests/console").join(script))
+        .arg(&server.base)
+        .arg(setup)
+        .arg(&screenshots)
+        .current_dir(&repository);
+    command
+}
+
+/// A browser script passed: it ran, exited 0 and printed `passed` (its own "… e2e: passed"
+/// line); otherwise fails with its output and the server's.
+pub(crate) fn assert_browser_passed(
+    run: std::io::Result<Run>,
+    script: &str,
+    passed: &str,
+    server: &Server,
+) {
+    let run = run.unwrap_or_else(|err| panic!("cannot run `node tests/console/{script}`: {err}"));
+    eprintln!("{}{}", run.stdout, run.stderr);
+    assert!(
+        run.success && run.stdout.contains(passed),
+        "the browser test {script} failed:\n{}{}\nserver output:\n{}",
+        run.stdout,
+        run.stderr,
+        server.output()
+    );
 }
 
 pub(crate) struct Run {

@@ -4,12 +4,11 @@
 //! `docs/console/`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::console::{install_browser, run_bounded};
+use crate::console::{assert_browser_passed, browser_script, install_browser, run_bounded};
 use crate::support::{Server, developer_key};
 
 #[test]
@@ -32,25 +31,12 @@ fn the_key_inventory_in_a_real_browser() {
     );
     assert_eq!(status, 201, "{body}");
     let keys = json!({ "admin": server.admin_key, "member": body["key"] });
-    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
-        repository.join("docs/console")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-inventory-screenshots")
-    };
-    let mut command = Command::new("node");
-    command
-        .arg(repository.join("tests/console/inventory.mjs"))
-        .arg(&server.base)
-        .arg(keys.to_string())
-        .arg(&screenshots)
-        .current_dir(&repository);
-    let run = run_bounded(command, Duration::from_secs(180))
-        .unwrap_or_else(|err| panic!("cannot run `node tests/console/inventory.mjs`: {err}"));
-    assert!(
-        run.success && run.stdout.contains("inventory e2e: passed"),
-        "the inventory's browser test failed:\n{}{}\nserver output:\n{}",
-        run.stdout,
-        run.stderr,
-        server.output()
+    let command = browser_script(
+        &server,
+        "inventory.mjs",
+        &keys.to_string(),
+        "console-inventory-screenshots",
     );
+    let run = run_bounded(command, Duration::from_secs(180));
+    assert_browser_passed(run, "inventory.mjs", "inventory e2e: passed", &server);
 }

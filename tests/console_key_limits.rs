@@ -4,12 +4,11 @@
 //! `KEYLEDGER_UPDATE_SCREENSHOTS=1` writes its screenshots to `docs/console/`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::console::{install_browser, run_bounded};
+use crate::console::{assert_browser_passed, browser_script, install_browser, run_bounded};
 use crate::support::{Server, developer_key};
 
 #[test]
@@ -18,27 +17,14 @@ fn key_limits_in_a_real_browser() {
     install_browser(&repository);
     let server = Server::start();
     let mia = developer_key(&server, "mia");
-    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
-        repository.join("docs/console")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-key-limits-screenshots")
-    };
-    let mut command = Command::new("node");
-    command
-        .arg(repository.join("tests/console/key-limits.mjs"))
-        .arg(&server.base)
-        .arg(&mia)
-        .arg(&screenshots)
-        .current_dir(&repository);
-    let run = run_bounded(command, Duration::from_secs(180))
-        .unwrap_or_else(|err| panic!("cannot run `node tests/console/key-limits.mjs`: {err}"));
-    assert!(
-        run.success && run.stdout.contains("key limits e2e: passed"),
-        "the key limits' browser test failed:\n{}{}\nserver output:\n{}",
-        run.stdout,
-        run.stderr,
-        server.output()
+    let command = browser_script(
+        &server,
+        "key-limits.mjs",
+        &mia,
+        "console-key-limits-screenshots",
     );
+    let run = run_bounded(command, Duration::from_secs(180));
+    assert_browser_passed(run, "key-limits.mjs", "key limits e2e: passed", &server);
     let keys = server.get("/v1/api-keys", &mia)["keys"].clone();
     let named = |name: &str| {
         keys.as_array()

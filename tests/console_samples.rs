@@ -13,7 +13,6 @@
 //! condition, no sleep.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -24,7 +23,7 @@ use keyledger_testkit::fault_proxy::{Fault, FaultControl, FaultProxy, Gate, Requ
 use keyledger_testkit::s3::S3Server;
 use serde_json::json;
 
-use crate::console::{install_browser, run_bounded};
+use crate::console::{assert_browser_passed, browser_script, install_browser, run_bounded};
 use crate::support::{Server, developer_key, runtime};
 
 const ACCESS_KEY_ID: &str = "AKIASAMPLESCONSOLE01";
@@ -144,18 +143,12 @@ fn the_samples_pages_in_a_real_browser() {
         "proxy": proxy.endpoint(), "sha256": sha256, "contents": OBJECTS.iter().map(|(p, t)| (p.to_string(), json!(t))).collect::<serde_json::Map<_, _>>(),
     });
     wait_for_refusal(&server, &nokey, &refused);
-    let screenshots = if std::env::var_os("KEYLEDGER_UPDATE_SCREENSHOTS").is_some() {
-        repository.join("docs/console")
-    } else {
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-samples-screenshots")
-    };
-    let mut command = Command::new("node");
-    command
-        .arg(repository.join("tests/console/samples.mjs"))
-        .arg(&server.base)
-        .arg(setup.to_string())
-        .arg(&screenshots)
-        .current_dir(&repository);
+    let command = browser_script(
+        &server,
+        "samples.mjs",
+        &setup.to_string(),
+        "console-samples-screenshots",
+    );
     let run = run_bounded(command, Duration::from_secs(300));
     // Whatever happened, nothing stays held.
     done.store(true, Ordering::SeqCst);
@@ -163,16 +156,7 @@ fn the_samples_pages_in_a_real_browser() {
         gate.open();
     }
     releaser.join().unwrap();
-    let run =
-        run.unwrap_or_else(|err| panic!("cannot run `node tests/console/samples.mjs`: {err}"));
-    eprintln!("{}{}", run.stdout, run.stderr);
-    assert!(
-        run.success && run.stdout.contains("samples e2e: passed"),
-        "the Samples pages' browser test failed:\n{}{}\nserver output:\n{}",
-        run.stdout,
-        run.stderr,
-        server.output()
-    );
+    assert_browser_passed(run, "samples.mjs", "samples e2e: passed", &server);
 }
 
 /// `noa` (no external key) saves an every-minute source: the server's scheduler refuses its
