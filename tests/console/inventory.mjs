@@ -11,26 +11,12 @@
 // request goes to the vault's own origin and the page logs no error.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { consolePage, launchChromium, screenshotter, scriptArguments, signIn as signInAt, startWatchdog } from './harness.mjs';
 
-const CHROMIUM = process.env.KEYLEDGER_CHROMIUM || '/usr/bin/chromium';
-const [base, keysJson, screenshotDir] = process.argv.slice(2);
-if (!base || !keysJson) {
-  console.error('usage: node tests/console/inventory.mjs <base url> <keys as JSON> [screenshot dir]');
-  process.exit(2);
-}
-const keys = JSON.parse(keysJson);
-const origin = new URL(base).origin;
-if (screenshotDir) {
-  mkdirSync(screenshotDir, { recursive: true });
-}
-const watchdog = setTimeout(() => {
-  console.error('inventory e2e: gave up after 120 s');
-  process.exit(1);
-}, 120_000);
-watchdog.unref();
+const { base, origin, setupJson, screenshotDir } = scriptArguments('inventory.mjs', 'keys as JSON');
+const keys = JSON.parse(setupJson);
+const watchdog = startWatchdog('inventory e2e', 120);
+const shot = screenshotter(screenshotDir);
 
 const requests = [];
 const problems = [];
@@ -38,41 +24,11 @@ let stepName = 'start';
 const step = (name) => {
   stepName = name;
 };
-const shot = async (page, name) => {
-  if (screenshotDir) {
-    await page.screenshot({ path: join(screenshotDir, `${name}.png`), animations: 'disabled', caret: 'hide' });
-  }
-};
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  timeout: 30_000,
-});
+const browser = await launchChromium();
 try {
-  const context = await browser.newContext({
-    viewport: { width: 1280, height: 800 },
-    locale: 'en-US',
-    timezoneId: 'UTC',
-    colorScheme: 'light',
-    reducedMotion: 'reduce',
-  });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) {
-      problems.push(`console: ${m.text()}`);
-    }
-  });
-  const signIn = async (key) => {
-    await page.goto(base);
-    await page.getByLabel('Internal API key').fill(key);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'API Keys' }).waitFor();
-  };
+  const { page } = await consolePage(browser, { viewport: { width: 1280, height: 800 }, timeout: 15_000, requests, problems });
+  const signIn = (key) => signInAt(page, base, key);
 
   step('the administrator opens the inventory from the avatar menu');
   await signIn(keys.admin);

@@ -9,62 +9,22 @@
 // and create a honeytoken; the list says what each key is limited to.
 
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { consolePage, launchChromium, screenshotter, scriptArguments, signIn, startWatchdog } from './harness.mjs';
 
-const CHROMIUM = process.env.KEYLEDGER_CHROMIUM || '/usr/bin/chromium';
-const [base, key, screenshotDir] = process.argv.slice(2);
-if (!base || !key) {
-  console.error('usage: node tests/console/key-limits.mjs <base url> <key> [screenshot dir]');
-  process.exit(2);
-}
-if (screenshotDir) {
-  mkdirSync(screenshotDir, { recursive: true });
-}
-const watchdog = setTimeout(() => {
-  console.error('key limits e2e: gave up after 120 s');
-  process.exit(1);
-}, 120_000);
-watchdog.unref();
+const { base, setupJson: key, screenshotDir } = scriptArguments('key-limits.mjs', 'key');
+const watchdog = startWatchdog('key limits e2e', 120);
+const shot = screenshotter(screenshotDir);
 
 const problems = [];
 let stepName = 'start';
 const step = (name) => {
   stepName = name;
 };
-const shot = async (page, name) => {
-  if (screenshotDir) {
-    await page.screenshot({ path: join(screenshotDir, `${name}.png`), animations: 'disabled', caret: 'hide' });
-  }
-};
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  timeout: 30_000,
-});
+const browser = await launchChromium();
 try {
-  const context = await browser.newContext({
-    viewport: { width: 1280, height: 900 },
-    locale: 'en-US',
-    timezoneId: 'UTC',
-    colorScheme: 'light',
-    reducedMotion: 'reduce',
-  });
-  const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) {
-      problems.push(`console: ${m.text()}`);
-    }
-  });
-  await page.goto(base);
-  await page.getByLabel('Internal API key').fill(key);
-  await page.getByRole('button', { name: 'Sign in' }).click();
-  await page.getByRole('heading', { level: 1, name: 'API Keys' }).waitFor();
+  const { page } = await consolePage(browser, { viewport: { width: 1280, height: 900 }, timeout: 15_000, problems });
+  await signIn(page, base, key);
   const row = (name) => page.locator('#internal-keys tbody tr').filter({ has: page.getByRole('rowheader', { name: new RegExp(`^${name}`) }) });
   const openCreate = async () => {
     await page.getByRole('button', { name: 'Create', exact: true }).click();

@@ -10,37 +10,20 @@
 // runs/reads.fastq until /console-release-2: a job runs for exactly as long as the test needs.
 
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { readFileSync } from 'node:fs';
+import { consolePage, launchChromium, screenshotter, scriptArguments, signIn as signInAt, startWatchdog } from './harness.mjs';
 
-const CHROMIUM = process.env.KEYLEDGER_CHROMIUM || '/usr/bin/chromium';
-const [base, setupJson, screenshotDir] = process.argv.slice(2);
-if (!base || !setupJson) {
-  console.error('usage: node tests/console/samples.mjs <base url> <setup as JSON> [screenshot dir]');
-  process.exit(2);
-}
+const { base, origin, setupJson, screenshotDir } = scriptArguments('samples.mjs');
 const setup = JSON.parse(setupJson);
-const origin = new URL(base).origin;
-if (screenshotDir) {
-  mkdirSync(screenshotDir, { recursive: true });
-}
-const watchdog = setTimeout(() => {
-  console.error('samples e2e: gave up after 270 s');
-  process.exit(1);
-}, 270_000);
-watchdog.unref();
+const watchdog = startWatchdog('samples e2e', 270);
+const takeShot = screenshotter(screenshotDir);
+const shot = (page, name, { fullPage = true } = {}) => takeShot(page, name, { fullPage });
 
 const requests = [];
 const problems = [];
 let stepName = 'start';
 const step = (name) => {
   stepName = name;
-};
-const shot = async (page, name, { fullPage = true } = {}) => {
-  if (screenshotDir) {
-    await page.screenshot({ path: join(screenshotDir, `${name}.png`), animations: 'disabled', caret: 'hide', fullPage });
-  }
 };
 /** Opens a gate of the proxy: the held object's GET goes on. */
 const release = async (n) => {
@@ -51,38 +34,18 @@ const noSideways = async (page) => {
   assert.ok(fits, 'the page does not scroll sideways');
 };
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  timeout: 30_000,
-});
+const browser = await launchChromium();
 try {
-  const context = await browser.newContext({
+  // Generous timeout: both cores are shared with other builds.
+  const { context, page } = await consolePage(browser, {
     viewport: { width: 1280, height: 800 },
-    locale: 'en-US',
-    timezoneId: 'UTC',
-    colorScheme: 'light',
-    reducedMotion: 'reduce',
-    acceptDownloads: true,
+    timeout: 60_000,
+    context: { acceptDownloads: true },
+    requests,
+    problems,
   });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
-  const page = await context.newPage();
-  // Generous: both cores are shared with other builds.
-  page.setDefaultTimeout(60_000);
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/Failed to load resource/.test(m.text())) {
-      problems.push(`console: ${m.text()}`);
-    }
-  });
-  const signIn = async (key) => {
-    await page.goto(base);
-    await page.getByLabel('Internal API key').fill(key);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.getByRole('heading', { level: 1, name: 'API Keys' }).waitFor();
-  };
+  const signIn = (key) => signInAt(page, base, key);
   const signOut = async () => {
     await page.getByRole('button', { name: /^Account menu/ }).click();
     await page.getByRole('menuitem', { name: 'Sign out' }).click();
