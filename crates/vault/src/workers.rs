@@ -95,16 +95,7 @@ impl Vault {
                 id: ingestion.to_string(),
             })?;
         let ended = |reason: String| VaultError::Domain(DomainError::LeaseEnded { reason });
-        let opened = self
-            .lease_external_key(&job.external_key)
-            .map_err(|error| match error {
-                VaultError::Domain(DomainError::NotActive { status, .. }) => ended(format!(
-                    "the external key {} is {}",
-                    job.external_key,
-                    status.as_str()
-                )),
-                other => other,
-            })?;
+        let opened = self.open_job_key(&job)?;
         // A rotation between the recorded lease and the opening: the lease names the old key.
         if let Some(reason) = self.read(|state| {
             state
@@ -133,18 +124,26 @@ impl Vault {
         lease: &str,
     ) -> Result<(Ingestion, ExternalCredential), VaultError> {
         let job = self.leased_job(actor, ingestion, lease)?;
-        let ended = |reason: String| VaultError::Domain(DomainError::LeaseEnded { reason });
-        let opened = self
-            .lease_external_key(&job.external_key)
-            .map_err(|error| match error {
-                VaultError::Domain(DomainError::NotActive { status, .. }) => ended(format!(
-                    "the external key {} is {}",
-                    job.external_key,
-                    status.as_str()
-                )),
-                other => other,
-            })?;
+        let opened = self.open_job_key(&job)?;
         Ok((job, opened.credential.clone()))
+    }
+
+    /// The job's external key, opened for a worker: a key no longer active ends the lease, with
+    /// the key's status as the reason.
+    fn open_job_key(&self, job: &Ingestion) -> Result<crate::Lease, VaultError> {
+        self.lease_external_key(&job.external_key)
+            .map_err(|error| match error {
+                VaultError::Domain(DomainError::NotActive { status, .. }) => {
+                    VaultError::Domain(DomainError::LeaseEnded {
+                        reason: format!(
+                            "the external key {} is {}",
+                            job.external_key,
+                            status.as_str()
+                        ),
+                    })
+                }
+                other => other,
+            })
     }
 
     /// The job whose lease `lease` the caller holds: refused, with the reason, once the lease
