@@ -114,22 +114,7 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             common,
         } => {
             let body = json!({ "provider": "aws", "bucket": bucket, "prefix": prefix, "pattern": pattern, "destination": common.destination });
-            if common.dry_run {
-                return preview::run(
-                    &client,
-                    &body,
-                    common.cursor.as_deref(),
-                    common.page_size,
-                    global.json,
-                );
-            }
-            start(
-                &client,
-                global,
-                with_force(body, common.force),
-                pattern,
-                common.detach,
-            )
+            preview_or_start(&client, global, common, body, pattern)
         }
         IngestCommand::Dnanexus {
             project,
@@ -138,22 +123,7 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
             common,
         } => {
             let body = json!({ "provider": "dnanexus", "project": project, "folder": folder, "pattern": pattern, "destination": common.destination });
-            if common.dry_run {
-                return preview::run(
-                    &client,
-                    &body,
-                    common.cursor.as_deref(),
-                    common.page_size,
-                    global.json,
-                );
-            }
-            start(
-                &client,
-                global,
-                with_force(body, common.force),
-                pattern,
-                common.detach,
-            )
+            preview_or_start(&client, global, common, body, pattern)
         }
         IngestCommand::Status { id } => {
             let job = client.get(&format!("/v1/ingestions/{}", segment(id)))?;
@@ -236,6 +206,32 @@ pub fn run(command: &IngestCommand, global: &ClientArgs) -> anyhow::Result<()> {
 }
 
 /// Adds `"force": true` to a job's body when asked.
+/// `--dry-run`: what the selection `body` picks; else the job, started (and followed).
+fn preview_or_start(
+    client: &Client,
+    global: &ClientArgs,
+    common: &StartArgs,
+    body: Value,
+    pattern: &str,
+) -> anyhow::Result<()> {
+    if common.dry_run {
+        return preview::run(
+            client,
+            &body,
+            common.cursor.as_deref(),
+            common.page_size,
+            global.json,
+        );
+    }
+    start(
+        client,
+        global,
+        with_force(body, common.force),
+        pattern,
+        common.detach,
+    )
+}
+
 fn with_force(mut body: Value, force: bool) -> Value {
     if force {
         body["force"] = Value::Bool(true);
