@@ -33,8 +33,8 @@ pub(super) fn judge(
             if state.source(&source).is_some() {
                 return Err(ValidationError::new("id", "this source id is taken").into());
             }
-            // Not guarded, as internal key names: two saves of one new name decided against
-            // the same state each write only their own new stream.
+            // Two saves of one new name each write only their own new stream: the vault orders
+            // them with its per-owner name lock (`vault/src/names.rs`), as for key names.
             let taken = state
                 .sources()
                 .find(|other| other.owner == owner && other.name == name);
